@@ -1,0 +1,3 @@
+"""watcherd: a watch-folder daemon that turns recordings into transcripts next to them."""
+
+__version__ = "0.1.0"
