@@ -1,0 +1,226 @@
+"""The ``watcherd`` command line: run, transcribe, status, retry.
+
+Exit codes: 0 success, 1 work failed, 2 bad usage or bad config (click's own usage errors
+already exit 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from watcherd import __version__
+from watcherd.config import Config, load_config, with_extra_watches
+from watcherd.errors import (
+    AuthError,
+    ConfigError,
+    GladiaError,
+    JournalError,
+    TransientGladiaError,
+)
+from watcherd.journal import STATES, Journal, Source
+from watcherd.log import configure_logging
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Config file (default: $WATCHERD_CONFIG, ~/.config/watcherd/config.toml, "
+    "/etc/watcherd/config.toml).",
+)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"watcherd: {message}", err=True)
+    sys.exit(code)
+
+
+def handles_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn watcherd's errors into one clear line on stderr and the documented exit code."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            _fail(str(exc), 2)
+        except JournalError as exc:
+            _fail(str(exc), 2)
+        except AuthError as exc:
+            _fail(exc.describe(), 2)
+        except TransientGladiaError as exc:
+            _fail(f"{exc.describe()}; check the network and [gladia] api_url", 1)
+        except GladiaError as exc:
+            _fail(exc.describe(), 1)
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+def _load(config_path: Path | None) -> Config:
+    return load_config(config_path)
+
+
+def _secrets(config: Config) -> list[str]:
+    return [config.gladia.api_key.reveal()] if config.gladia.api_key is not None else []
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="watcherd")
+def main() -> None:
+    """watcherd: drop a recording into a folder, get its transcript next to it."""
+
+
+@main.command()
+@config_option
+@click.option("--watch", "watch_dirs", multiple=True,
+              type=click.Path(path_type=Path, file_okay=False),
+              help="Watch this folder too (repeatable); needs no config file.")
+@handles_errors
+def run(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
+    """Run the daemon in the foreground until SIGTERM/SIGINT."""
+    from watcherd.daemon import Daemon
+
+    config = _load(config_path)
+    if watch_dirs:
+        config = with_extra_watches(config, [d.expanduser().resolve() for d in watch_dirs])
+    if not config.watches:
+        raise ConfigError(
+            f"{config.source or 'no config file found'}: nothing to watch: add a [[watch]] "
+            "table with a path, or pass --watch DIR"
+        )
+    configure_logging(fmt=config.log_format, level=config.log_level, secrets=_secrets(config))
+    sys.exit(asyncio.run(Daemon(config).run()))
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@config_option
+@handles_errors
+def transcribe(files: tuple[Path, ...], config_path: Path | None) -> None:
+    """Transcribe FILES now, through the same pipeline and journal; wait for them."""
+    from watcherd.daemon import transcribe as run_transcribe
+
+    config = _load(config_path)
+    configure_logging(fmt=config.log_format, level=config.log_level, stream=sys.stderr,
+                      secrets=_secrets(config))
+    resolved = [f.expanduser().resolve() for f in files]
+    template = with_extra_watches(_without_watches(config), [resolved[0].parent]).watches[0]
+    # Named files skip the settle wait: the user says they are complete.
+    from dataclasses import replace
+
+    template = replace(template, settle_seconds=0.0)
+    states = asyncio.run(run_transcribe(config, resolved, template))
+    with Journal.open(config.journal_path, readonly=True) as journal:
+        for path, state in states.items():
+            source = journal.by_path(path)
+            detail = ""
+            if source is not None and source.state == "done" and source.output_base:
+                detail = f" -> {source.output_base}.*"
+            elif source is not None and source.last_error:
+                detail = f": {source.last_error}"
+            click.echo(f"{state:8} {path}{detail}")
+    sys.exit(0 if all(s == "done" for s in states.values()) else 1)
+
+
+def _without_watches(config: Config) -> Config:
+    from dataclasses import replace
+
+    return replace(config, watches=())
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _status_row(source: Source) -> dict[str, Any]:
+    return {
+        "path": source.path,
+        "state": source.state,
+        "job_id": source.job_id,
+        "error": source.last_error,
+        "note": source.note,
+        "attempts": source.attempts,
+        "next_attempt_at": _iso(source.next_attempt_at) if source.state == "waiting" else None,
+        "updated_at": _iso(source.updated_at),
+        "sha256": source.sha256,
+        "engine": source.engine,
+        "outputs": source.output_base,
+    }
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per file.")
+@config_option
+@handles_errors
+def status(as_json: bool, config_path: Path | None) -> None:
+    """Show what the journal knows: counts by state, then one row per file."""
+    config = _load(config_path)
+    if not config.journal_path.exists():
+        if as_json:
+            click.echo("[]")
+            return
+        click.echo(f"no journal yet at {config.journal_path}: nothing has been seen")
+        return
+    with Journal.open(config.journal_path, readonly=True) as journal:
+        sources = journal.all()
+        counts = journal.counts()
+    rows = [_status_row(s) for s in sources]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    click.echo("  ".join(f"{state}: {counts[state]}" for state in STATES if counts[state])
+               or "no files yet")
+    for row in rows:
+        extra = []
+        if row["job_id"]:
+            extra.append(f"job {row['job_id']}")
+        if row["attempts"]:
+            extra.append(f"attempts {row['attempts']}")
+        if row["next_attempt_at"]:
+            extra.append(f"next {row['next_attempt_at']}")
+        reason = row["error"] or row["note"]
+        if reason and row["state"] != "done":
+            extra.append(reason)
+        suffix = f"  ({'; '.join(extra)})" if extra else ""
+        click.echo(f"{row['state']:10} {row['path']}{suffix}")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--all-failed", is_flag=True, help="Retry every failed file.")
+@config_option
+@handles_errors
+def retry(paths: tuple[Path, ...], all_failed: bool, config_path: Path | None) -> None:
+    """Put failed files back in the queue (a running daemon picks them up)."""
+    if not paths and not all_failed:
+        raise click.UsageError("name the files to retry, or pass --all-failed")
+    config = _load(config_path)
+    if not config.journal_path.exists():
+        raise JournalError(f"no journal at {config.journal_path}: nothing to retry")
+    with Journal.open(config.journal_path) as journal:
+        wanted = [str(p.expanduser().resolve()) for p in paths]
+        unknown = [p for p in wanted if journal.by_path(p) is None]
+        moved = journal.retry(wanted, all_failed=all_failed)
+    for source in moved:
+        click.echo(f"queued again: {source.path}")
+    for path in unknown:
+        click.echo(f"not in the journal: {path}", err=True)
+    if not moved:
+        click.echo("nothing to retry (only failed or waiting files can be retried)")
+    sys.exit(1 if unknown else 0)

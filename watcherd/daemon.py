@@ -1,0 +1,171 @@
+"""The daemon's lifecycle: initialize, loop, shut down; and the one-shot ``transcribe`` run.
+
+Signal handlers only set flags; the loop notices them and drains. A second SIGTERM/SIGINT
+exits at once (the journal is consistent at every commit, so nothing is lost by that either).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from watcherd.config import Config, WatchConfig
+from watcherd.errors import AuthError, ConfigError, TransientGladiaError
+from watcherd.gladia import GladiaClient
+from watcherd.journal import ACTIVE_STATES, Journal
+from watcherd.pipeline import GladiaPipeline
+from watcherd.watcher import Watcher, scan
+from watcherd.worker import Worker, make_no_engine_reason, unfinished
+
+log = structlog.get_logger("watcherd.daemon")
+
+
+def engine_for(config: Config) -> str | None:
+    """The engine that will transcribe, or None when none is available (files then wait)."""
+    if config.engine in ("auto", "gladia") and config.gladia.api_key is not None:
+        return "gladia"
+    if config.engine == "gladia":
+        raise ConfigError(
+            f"{config.source or 'config'}: [engine] name is \"gladia\" but no Gladia API key is "
+            "set: add [gladia] api_key or api_key_file, or set GLADIA_API_KEY"
+        )
+    return None
+
+
+def open_engine(config: Config, journal: Journal) -> tuple[GladiaClient | None,
+                                                           GladiaPipeline | None]:
+    """The client and pipeline of the chosen engine, or (None, None) when there is none."""
+    if engine_for(config) != "gladia":
+        return None, None
+    assert config.gladia.api_key is not None
+    client = GladiaClient(config.gladia.api_url, config.gladia.api_key)
+    return client, GladiaPipeline(journal, client, **_pipeline_tuning())
+
+
+def _pipeline_tuning() -> dict[str, float]:
+    # Tests shorten the waits through the environment; production keeps the defaults.
+    tuning = {}
+    for name in ("list_lag_grace", "poll_start", "poll_cap", "retry_base", "retry_cap"):
+        value = os.environ.get(f"WATCHERD_{name.upper()}")
+        if value:
+            tuning[name] = float(value)
+    return tuning
+
+
+class Daemon:
+    """``watcherd run``: watch folders until told to stop."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._stop = asyncio.Event()
+        self._signals = 0
+
+    def request_stop(self, signum: int) -> None:
+        """Signal handler: the first signal drains, the second exits at once."""
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("exit_now", signal=signal.Signals(signum).name)
+            os._exit(1)
+        log.info("stopping", signal=signal.Signals(signum).name)
+        self._stop.set()
+
+    async def run(self) -> int:
+        """Initialize, loop until a signal, shut down; returns the exit code."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop, signum)
+        journal = Journal.open(self.config.journal_path, exclusive=True)
+        client, pipeline = open_engine(self.config, journal)
+        worker = Worker(self.config, journal, pipeline,
+                        no_engine_reason=make_no_engine_reason(self.config))
+        watcher = Watcher(self.config.watches, worker.hint_threadsafe)
+        try:
+            log.info("starting", journal=str(self.config.journal_path),
+                     watches=[str(w.path) for w in self.config.watches],
+                     engine=engine_for(self.config) or "none")
+            if client is None:
+                log.warning("no_engine", hint=make_no_engine_reason(self.config))
+            else:
+                await _check_api(client, worker)
+            watcher.start()
+            loop.run_in_executor(None, self._scan, worker)
+            reconcile = asyncio.ensure_future(self._reconcile(worker, journal))
+            await worker.run(self._stop)
+            reconcile.cancel()
+        finally:
+            watcher.stop()
+            if client is not None:
+                await client.aclose()
+            journal.close()
+            log.info("stopped")
+        return 0
+
+    def _scan(self, worker: Worker) -> None:
+        """Walk every root and hint each file (runs in a thread)."""
+        started = time.monotonic()
+        count = 0
+        for watch in self.config.watches:
+            for path in scan(watch):
+                worker.hint_threadsafe(path)
+                count += 1
+        log.info("scan_finished", files=count, seconds=round(time.monotonic() - started, 2))
+
+    async def _reconcile(self, worker: Worker, journal: Journal) -> None:
+        """Catch what events missed: rescan the roots, and re-check unfinished sources."""
+        while True:
+            await asyncio.sleep(self.config.scan_interval_seconds)
+            for source in journal.in_states(list(ACTIVE_STATES)):
+                worker.hint(Path(source.path))
+            await asyncio.get_running_loop().run_in_executor(None, self._scan, worker)
+
+
+async def _check_api(client: GladiaClient, worker: Worker) -> None:
+    """One cheap call at start, so a bad key or a dead network is said once, up front."""
+    try:
+        await client.check_key()
+    except AuthError as exc:
+        worker.note_auth_error(exc)
+    except TransientGladiaError as exc:
+        worker.note_api_down(exc)
+
+
+async def transcribe(config: Config, files: Sequence[Path], watch: WatchConfig) -> dict[str, str]:
+    """``watcherd transcribe``: the same pipeline for named files; returns path -> final state."""
+    if engine_for(config) is None:
+        raise ConfigError(make_no_engine_reason(config))
+    journal = Journal.open(config.journal_path, exclusive=True)
+    client, pipeline = open_engine(config, journal)
+    worker = Worker(config, journal, pipeline)
+    stop = asyncio.Event()
+    paths = [str(f) for f in files]
+    try:
+        assert client is not None
+        await client.check_key()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        for f in files:
+            worker.add_explicit(f, dataclasses.replace(watch, path=f.parent))
+        runner = asyncio.ensure_future(worker.run(stop))
+        while not stop.is_set() and not runner.done():
+            if not unfinished(journal, paths) and worker.idle():
+                break
+            await asyncio.sleep(0.2)
+        stop.set()
+        await runner
+        result = {}
+        for p in paths:
+            source = journal.by_path(p)
+            result[p] = source.state if source is not None else "ignored"
+        return result
+    finally:
+        if client is not None:
+            await client.aclose()
+        journal.close()

@@ -1,0 +1,521 @@
+"""The journal: one SQLite file that holds every source's state and every transition.
+
+Every state change in watcherd goes through a method of :class:`Journal`, each one a single
+transaction that updates the source row and appends to the events table, so after a crash at
+any instant the journal says exactly what was done and what to do next.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlite_utils
+
+from watcherd.errors import JournalError
+
+State = Literal[
+    "pending",
+    "uploading",
+    "uploaded",
+    "submitting",
+    "submitted",
+    "done",
+    "failed",
+    "waiting",
+    "gone",
+]
+STATES: tuple[State, ...] = (
+    "pending",
+    "uploading",
+    "uploaded",
+    "submitting",
+    "submitted",
+    "done",
+    "waiting",
+    "failed",
+    "gone",
+)
+# States from which the worker still has something to do.
+ACTIVE_STATES: tuple[State, ...] = (
+    "pending",
+    "uploading",
+    "uploaded",
+    "submitting",
+    "submitted",
+    "waiting",
+)
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Source:
+    """One row of the journal: what watcherd knows about one source file."""
+
+    id: int
+    path: str
+    watch_root: str
+    state: str
+    size: int | None
+    mtime_ns: int | None
+    dev: int | None
+    inode: int | None
+    changed_at: float | None
+    sha256: str | None
+    options_json: str
+    content_key: str | None
+    audio_url: str | None
+    job_id: str | None
+    submit_started_at: float | None
+    attempts: int
+    job_errors: int
+    next_attempt_at: float | None
+    last_error: str | None
+    note: str | None
+    output_base: str | None
+    engine: str | None
+    done_at: float | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The Gladia options this source is transcribed with."""
+        value: dict[str, Any] = json.loads(self.options_json)
+        return value
+
+    @property
+    def settled(self) -> bool:
+        """True once the source was seen complete and hashed."""
+        return self.sha256 is not None and self.content_key is not None
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """The parts of ``os.stat`` that tell whether a file changed."""
+
+    size: int
+    mtime_ns: int
+    dev: int
+    inode: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileStat:
+        """Build from an ``os.stat`` result."""
+        return cls(st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+
+
+_SOURCE_FIELDS = tuple(f.name for f in fields(Source))
+
+
+def _row_to_source(row: sqlite3.Row) -> Source:
+    return Source(**{name: row[name] for name in _SOURCE_FIELDS})
+
+
+class JournalLocked(JournalError):
+    """Another watcherd process already works on this journal."""
+
+
+class Journal:
+    """The SQLite journal. Open it with :meth:`open`; close it with :meth:`close`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int | None) -> None:
+        self.path = path
+        self._conn = conn
+        self._lock_fd = lock_fd
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, *, exclusive: bool = False, readonly: bool = False) -> Journal:
+        """Open (creating and migrating if needed) the journal at ``path``.
+
+        ``exclusive`` takes the journal's lock file so that only one worker drives it; a second
+        one gets :class:`JournalLocked`. ``readonly`` opens an existing journal for inspection.
+        """
+        lock_fd = None
+        try:
+            if readonly:
+                if not path.exists():
+                    raise JournalError(
+                        f"no journal at {path} yet: start `watcherd run` (or `watcherd "
+                        "transcribe FILE`) first, or pass the --config that names your journal"
+                    )
+                conn = sqlite3.connect(
+                    f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=10
+                )
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if exclusive:
+                    lock_fd = _take_lock(path)
+                conn = sqlite3.connect(str(path), isolation_level=None, timeout=10)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout = 10000")
+            if not readonly:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+                _migrate(conn)
+            else:
+                _check_version(conn, path)
+        except sqlite3.DatabaseError as exc:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise JournalError(
+                f"the journal {path} cannot be read ({exc}); move it aside and restart, "
+                "watcherd rebuilds what it can from the outputs"
+            ) from exc
+        except OSError as exc:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise JournalError(
+                f"cannot open the journal {path}: {exc.strerror or exc}; check that its folder "
+                "is writable or set [journal] path"
+            ) from exc
+        return cls(path, conn, lock_fd)
+
+    def close(self) -> None:
+        """Close the database and release the lock."""
+        self._conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # BEGIN IMMEDIATE takes the write lock up front, so a concurrent `watcherd retry` waits
+        # instead of failing half way through.
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, source_id: int) -> Source:
+        """The source with this id."""
+        row = self._conn.execute("SELECT * FROM sources WHERE id = ?", (source_id,)).fetchone()
+        if row is None:
+            raise KeyError(source_id)
+        return _row_to_source(row)
+
+    def by_path(self, path: str) -> Source | None:
+        """The source recorded at this path, if any."""
+        row = self._conn.execute("SELECT * FROM sources WHERE path = ?", (path,)).fetchone()
+        return None if row is None else _row_to_source(row)
+
+    def all(self) -> list[Source]:
+        """Every source, oldest first."""
+        return [_row_to_source(r) for r in self._conn.execute("SELECT * FROM sources ORDER BY id")]
+
+    def in_states(self, states: Sequence[str]) -> list[Source]:
+        """Sources in any of these states, oldest first."""
+        marks = ",".join("?" * len(states))
+        rows = self._conn.execute(
+            f"SELECT * FROM sources WHERE state IN ({marks}) ORDER BY id", tuple(states)
+        )
+        return [_row_to_source(r) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Number of sources per state (every state present, zero included)."""
+        counts = dict.fromkeys(STATES, 0)
+        for row in self._conn.execute("SELECT state, count(*) AS n FROM sources GROUP BY state"):
+            counts[row["state"]] = row["n"]
+        return counts
+
+    def events(self, source_id: int) -> list[dict[str, Any]]:
+        """The transitions of one source, oldest first."""
+        rows = self._conn.execute(
+            "SELECT * FROM events WHERE source_id = ? ORDER BY id", (source_id,)
+        )
+        return [dict(r) for r in rows]
+
+    def result_for(self, content_key: str) -> dict[str, Any] | None:
+        """The finished job object stored for this content key, if one was received."""
+        row = self._conn.execute(
+            "SELECT job_json FROM results WHERE content_key = ?", (content_key,)
+        ).fetchone()
+        if row is None:
+            return None
+        value: dict[str, Any] = json.loads(row["job_json"])
+        return value
+
+    def output_base_taken(self, base: str, *, by_other_than: str) -> bool:
+        """Whether another source already owns this output base (``DIR/STEM``)."""
+        row = self._conn.execute(
+            "SELECT 1 FROM sources WHERE output_base = ? AND path != ? "
+            "AND NOT (state = 'gone' AND done_at IS NULL) LIMIT 1",
+            (base, by_other_than),
+        ).fetchone()
+        return row is not None
+
+    def leader_for(self, content_key: str) -> Source | None:
+        """The oldest active source with this content, which alone may create its job."""
+        row = self._conn.execute(
+            "SELECT * FROM sources WHERE content_key = ? AND state IN "
+            "('uploading','uploaded','submitting','submitted','waiting','pending') "
+            "ORDER BY (job_id IS NULL), (submit_started_at IS NULL), (audio_url IS NULL), id "
+            "LIMIT 1",
+            (content_key,),
+        ).fetchone()
+        return None if row is None else _row_to_source(row)
+
+    def unsettled(self, *, limit: int = 500) -> list[Source]:
+        """Pending sources not hashed yet, longest-quiet first."""
+        rows = self._conn.execute(
+            "SELECT * FROM sources WHERE state = 'pending' AND content_key IS NULL "
+            "ORDER BY changed_at LIMIT ?",
+            (limit,),
+        )
+        return [_row_to_source(r) for r in rows]
+
+    def due(self, now: float, *, limit: int = 1000) -> list[Source]:
+        """Settled sources with remote work to do now; jobs already created come first."""
+        rows = self._conn.execute(
+            "SELECT * FROM sources WHERE content_key IS NOT NULL AND ("
+            " state IN ('pending','uploading','uploaded','submitting','submitted')"
+            " OR (state = 'waiting' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)))"
+            " ORDER BY (job_id IS NULL), (submit_started_at IS NULL), (audio_url IS NULL), id"
+            " LIMIT ?",
+            (now, limit),
+        )
+        return [_row_to_source(r) for r in rows]
+
+    def count_in_flight(self, *, exclude: set[int]) -> int:
+        """Active sources whose Gladia job exists or may exist, except those in ``exclude``."""
+        rows = self._conn.execute(
+            "SELECT id FROM sources WHERE (job_id IS NOT NULL OR submit_started_at IS NOT NULL)"
+            " AND state IN ('uploading','uploaded','submitting','submitted','waiting','pending')"
+        )
+        return sum(1 for r in rows if r["id"] not in exclude)
+
+    def reschedule_waiting(self, now: float) -> int:
+        """Make every waiting source due now (the API came back); returns how many."""
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "UPDATE sources SET next_attempt_at = ? WHERE state = 'waiting'"
+                " AND next_attempt_at > ?",
+                (now, now),
+            )
+        return cur.rowcount
+
+    # -- transitions ---------------------------------------------------------------------
+
+    def _move(
+        self,
+        conn: sqlite3.Connection,
+        source: Source,
+        state: str,
+        *,
+        actor: str,
+        reason: str | None,
+        **changes: Any,
+    ) -> None:
+        now = time.time()
+        changes = {"state": state, "updated_at": now, **changes}
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        conn.execute(
+            f"UPDATE sources SET {assignments} WHERE id = ?", (*changes.values(), source.id)
+        )
+        conn.execute(
+            "INSERT INTO events (source_id, at, from_state, to_state, actor, reason) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (source.id, now, source.state, state, actor, reason),
+        )
+
+    def transition(
+        self, source: Source, state: State, *, actor: str, reason: str | None = None,
+        **changes: Any,
+    ) -> Source:
+        """Move one source to ``state`` (with column changes) in one transaction."""
+        unknown = set(changes) - set(_SOURCE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown journal columns: {sorted(unknown)}")
+        with self._transaction() as conn:
+            self._move(conn, source, state, actor=actor, reason=reason, **changes)
+        return self.get(source.id)
+
+    def observe_many(
+        self,
+        seen: Iterable[tuple[str, str, FileStat, str]],
+        *,
+        actor: str = "watcher",
+    ) -> list[Source]:
+        """Record files seen on disk: ``(path, watch_root, stat, options_json)`` each.
+
+        New paths become ``pending``. A known path whose stat changed is settled again: a
+        ``pending`` one restarts its settle clock, a finished or gone one becomes a new version
+        (``pending``), and one in the middle of remote work is left alone (the worker notices
+        the change when it re-checks the content before upload). Returns the sources that now
+        need settling.
+        """
+        now = time.time()
+        touched: list[int] = []
+        with self._transaction() as conn:
+            for path, root, st, options_json in seen:
+                row = conn.execute("SELECT * FROM sources WHERE path = ?", (path,)).fetchone()
+                if row is None:
+                    cur = conn.execute(
+                        "INSERT INTO sources (path, watch_root, state, size, mtime_ns, dev, inode,"
+                        " changed_at, options_json, attempts, job_errors, created_at, updated_at)"
+                        " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)",
+                        (path, root, st.size, st.mtime_ns, st.dev, st.inode, now,
+                         options_json, now, now),
+                    )
+                    source_id = cur.lastrowid
+                    assert source_id is not None
+                    conn.execute(
+                        "INSERT INTO events (source_id, at, from_state, to_state, actor, reason)"
+                        " VALUES (?, ?, NULL, 'pending', ?, 'seen')",
+                        (source_id, now, actor),
+                    )
+                    touched.append(source_id)
+                    continue
+                source = _row_to_source(row)
+                same = (source.size, source.mtime_ns, source.dev, source.inode) == (
+                    st.size, st.mtime_ns, st.dev, st.inode
+                )
+                stat_cols = {"size": st.size, "mtime_ns": st.mtime_ns, "dev": st.dev,
+                             "inode": st.inode, "changed_at": now}
+                if source.state == "pending":
+                    if not same:
+                        conn.execute(
+                            "UPDATE sources SET size=?, mtime_ns=?, dev=?, inode=?, changed_at=?,"
+                            " sha256=NULL, content_key=NULL, updated_at=? WHERE id=?",
+                            (st.size, st.mtime_ns, st.dev, st.inode, now, now, source.id),
+                        )
+                    if not source.settled:
+                        touched.append(source.id)
+                elif source.state in ("done", "failed", "gone") and (
+                    not same or source.state == "gone"
+                ):
+                    reason = "reappeared" if source.state == "gone" else "changed on disk"
+                    self._move(
+                        conn, source, "pending", actor=actor, reason=reason,
+                        sha256=None, content_key=None, audio_url=None, job_id=None,
+                        submit_started_at=None, attempts=0, job_errors=0, next_attempt_at=None,
+                        last_error=None, note=None, options_json=options_json, **stat_cols,
+                    )
+                    touched.append(source.id)
+        return [self.get(i) for i in touched]
+
+    def retry(self, paths: Sequence[str] = (), *, all_failed: bool = False) -> list[Source]:
+        """Put failed (or waiting) sources back in the queue now; returns those moved."""
+        if all_failed:
+            targets = self.in_states(["failed"])
+        else:
+            targets = [s for p in paths if (s := self.by_path(p)) is not None]
+        moved = []
+        with self._transaction() as conn:
+            for source in targets:
+                if source.state not in ("failed", "waiting"):
+                    continue
+                # A job that ended in error is not reused: forget it so a new one is created.
+                self._move(
+                    conn, source, "pending", actor="user", reason="watcherd retry",
+                    attempts=0, job_errors=0, next_attempt_at=None, last_error=None,
+                    note=None, job_id=None if source.state == "failed" else source.job_id,
+                )
+                moved.append(source.id)
+        return [self.get(i) for i in moved]
+
+    def store_result(self, source: Source, job: Mapping[str, Any]) -> None:
+        """Keep a finished job object, keyed by content, before any output is written."""
+        assert source.content_key is not None
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO results (content_key, job_id, job_json, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (source.content_key, str(job.get("id", "")),
+                 json.dumps(job, ensure_ascii=False), time.time()),
+            )
+
+
+def _take_lock(path: Path) -> int:
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JournalLocked(
+            f"another watcherd process is already using the journal {path}; stop it first "
+            "(or give this one its own [journal] path)"
+        ) from None
+    return fd
+
+
+def _check_version(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise JournalError(
+            f"the journal {path} was written by a newer watcherd (schema {version}); "
+            "upgrade watcherd"
+        )
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema to SCHEMA_VERSION, one numbered step at a time."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(f"schema {version} is newer than this watcherd knows")
+    db = sqlite_utils.Database(conn, execute_plugins=False)
+    steps = {1: _schema_v1}
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            steps[target](db)
+            conn.execute(f"PRAGMA user_version = {target}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def _schema_v1(db: sqlite_utils.Database) -> None:
+    db["sources"].create(  # type: ignore[union-attr]
+        {
+            "id": int, "path": str, "watch_root": str, "state": str,
+            "size": int, "mtime_ns": int, "dev": int, "inode": int, "changed_at": float,
+            "sha256": str, "options_json": str, "content_key": str,
+            "audio_url": str, "job_id": str, "submit_started_at": float,
+            "attempts": int, "job_errors": int, "next_attempt_at": float,
+            "last_error": str, "note": str, "output_base": str, "engine": str,
+            "done_at": float, "created_at": float, "updated_at": float,
+        },
+        pk="id",
+        not_null={"path", "watch_root", "state", "options_json", "attempts", "job_errors",
+                  "created_at", "updated_at"},
+    )
+    db["sources"].create_index(["path"], unique=True)  # type: ignore[union-attr]
+    db["sources"].create_index(["state", "next_attempt_at"])  # type: ignore[union-attr]
+    db["sources"].create_index(["content_key"])  # type: ignore[union-attr]
+    db["sources"].create_index(["output_base"])  # type: ignore[union-attr]
+    db["events"].create(  # type: ignore[union-attr]
+        {"id": int, "source_id": int, "at": float, "from_state": str, "to_state": str,
+         "actor": str, "reason": str},
+        pk="id",
+        not_null={"source_id", "at", "to_state", "actor"},
+    )
+    db["events"].create_index(["source_id"])  # type: ignore[union-attr]
+    db["results"].create(  # type: ignore[union-attr]
+        {"content_key": str, "job_id": str, "job_json": str, "created_at": float},
+        pk="content_key",
+        not_null={"job_id", "job_json", "created_at"},
+    )

@@ -1,0 +1,93 @@
+"""Structured logging: JSON lines for machines, a console renderer for people, secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+REDACTED = "***"
+
+
+class SecretRedactor:
+    """A structlog processor that replaces every known secret string wherever it appears."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._secrets = [s for s in secrets if s]
+
+    def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]
+                 ) -> MutableMapping[str, Any]:
+        if not self._secrets:
+            return event
+        for key, value in list(event.items()):
+            event[key] = self._clean(value)
+        return event
+
+    def _clean(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self._secrets:
+                value = value.replace(secret, REDACTED)
+            return value
+        if isinstance(value, dict):
+            return {k: self._clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._clean(v) for v in value]
+        return value
+
+
+def configure_logging(
+    *,
+    fmt: str = "auto",
+    level: str = "info",
+    stream: TextIO | None = None,
+    secrets: Iterable[str] = (),
+) -> None:
+    """Set up structlog (and the stdlib loggers of httpx and watchdog) for this process."""
+    stream = stream or sys.stdout
+    use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
+    renderer: Any = (
+        structlog.processors.JSONRenderer(ensure_ascii=False)
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    )
+    level_no = logging.getLevelName(level.upper())
+    if not isinstance(level_no, int):
+        level_no = logging.INFO
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        SecretRedactor(secrets),
+    ]
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.format_exc_info if use_json else _identity,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level_no),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level_no)
+    # httpx logs every request URL at INFO; that is noise in a daemon's log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    logging.getLogger("watchdog").setLevel(logging.WARNING)
+
+
+def _identity(_logger: Any, _name: str, event: MutableMapping[str, Any]
+              ) -> MutableMapping[str, Any]:
+    return event

@@ -1,0 +1,349 @@
+"""Drive one source through Gladia: upload, create, wait for the result, write the outputs.
+
+The journal is the pipeline's only memory. Each remote side effect is preceded by a committed
+intent (``uploading``, ``submitting``) and followed by a committed result (``uploaded`` with
+the audio URL, ``submitted`` with the job id), so :meth:`GladiaPipeline.drive` can be called
+again after a crash at any instant and continues from where the journal says it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from watcherd import media, outputs
+from watcherd.backoff import poll_delays, retry_delay
+from watcherd.errors import (
+    AuthError,
+    GladiaError,
+    JobNotFound,
+    PermanentGladiaError,
+    SourceError,
+    TransientGladiaError,
+)
+from watcherd.gladia import GladiaClient
+from watcherd.journal import FileStat, Journal, Source
+
+log = structlog.get_logger("watcherd.pipeline")
+
+# Gladia's list may lag behind a create for a few seconds (gladia-api.md section 5).
+LIST_LAG_GRACE = 15.0
+# How far before our own clock's create attempt a found job may be dated (clock skew).
+ADOPT_WINDOW = 24 * 3600.0
+JOB_ERROR_BUDGET = 3
+METADATA_LIMIT = 2000
+
+
+class Later(Exception):
+    """Stop here and come back after ``delay`` seconds; the reason is shown in ``status``."""
+
+    def __init__(self, reason: str, delay: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
+class Stopped(Exception):
+    """The source was already moved to its next state; nothing more to do in this pass."""
+
+
+class GladiaPipeline:
+    """Moves sources through the Gladia engine, one :meth:`drive` call per attempt."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        client: GladiaClient,
+        *,
+        outputs_for: Callable[[Source], Sequence[str]] = lambda s: ("txt", "json"),
+        on_api_down: Callable[[GladiaError], None] = lambda e: None,
+        on_api_ok: Callable[[], None] = lambda: None,
+        on_auth_error: Callable[[AuthError], None] = lambda e: None,
+        list_lag_grace: float = LIST_LAG_GRACE,
+        job_error_budget: int = JOB_ERROR_BUDGET,
+        poll_start: float = 1.0,
+        poll_cap: float = 30.0,
+        retry_base: float = 2.0,
+        retry_cap: float = 600.0,
+    ) -> None:
+        self.journal = journal
+        self.client = client
+        self.outputs_for = outputs_for
+        self.on_api_down = on_api_down
+        self.on_api_ok = on_api_ok
+        self.on_auth_error = on_auth_error
+        self.list_lag_grace = list_lag_grace
+        self.job_error_budget = job_error_budget
+        self.poll_start = poll_start
+        self.poll_cap = poll_cap
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
+
+    # -- the one entry point ---------------------------------------------------------------
+
+    async def drive(self, source_id: int) -> None:
+        """Take one source as far as it can go now; every outcome lands in the journal."""
+        source = self.journal.get(source_id)
+        bound = log.bind(source=source.path, source_id=source.id)
+        try:
+            await self._drive(source)
+        except Stopped:
+            pass
+        except Later as later:
+            self._wait(source_id, later.reason, later.delay)
+        except AuthError as exc:
+            self._wait(source_id, exc.describe(), 300.0)
+            self.on_auth_error(exc)
+        except TransientGladiaError as exc:
+            current = self.journal.get(source_id)
+            attempts = current.attempts + 1
+            delay = retry_delay(
+                attempts, retry_after=exc.retry_after, base=self.retry_base, cap=self.retry_cap
+            )
+            self._wait(source_id, exc.describe(), delay, attempts=attempts)
+            bound.warning("gladia_transient_error", error=exc.describe(), retry_in=round(delay, 1))
+            if not exc.maybe_sent:
+                self.on_api_down(exc)
+        except PermanentGladiaError as exc:
+            self._fail(source_id, _permanent_reason(exc))
+        except SourceError as exc:
+            if exc.transient:
+                self._resettle(source_id, exc.message)
+            else:
+                self._fail(source_id, exc.message)
+        except OSError as exc:
+            # Writing outputs failed (disk full, folder not writable): the result is kept in
+            # the journal, so a later attempt writes the files without a new job.
+            current = self.journal.get(source_id)
+            attempts = current.attempts + 1
+            reason = f"cannot write the transcript next to the source: {exc}"
+            self._wait(source_id, reason, retry_delay(attempts, cap=self.retry_cap),
+                       attempts=attempts)
+            bound.error("outputs_not_written", error=str(exc))
+
+    # -- steps ---------------------------------------------------------------------------
+
+    async def _drive(self, source: Source) -> None:
+        assert source.content_key is not None, "only settled sources are driven"
+        job = self.journal.result_for(source.content_key)
+        if job is None:
+            if source.job_id is None and source.submit_started_at is not None:
+                source = await self._recover_create(source)
+            if source.job_id is None:
+                if source.audio_url is None:
+                    source = await self._upload(source)
+                source = await self._create(source)
+            job = await self._await_result(source)
+        await self._finish(self.journal.get(source.id), job)
+
+    async def _upload(self, source: Source) -> Source:
+        path = Path(source.path)
+        await asyncio.to_thread(self._check_unchanged, source)
+        assert source.size is not None
+        await asyncio.to_thread(media.check_source, path, source.size)
+        source = self.journal.transition(
+            source, "uploading", actor="worker", reason="upload started", last_error=None,
+            note=None,
+        )
+        log.info("upload_started", source=source.path, bytes=source.size)
+        result = await self.client.upload(path, expected_size=source.size)
+        self.on_api_ok()
+        if result.sha256 != source.sha256:
+            raise SourceError("changed while it was uploading", transient=True)
+        source = self.journal.transition(
+            source, "uploaded", actor="worker", reason="uploaded", audio_url=result.audio_url,
+            attempts=0,
+        )
+        log.info("uploaded", source=source.path, audio_url_id=result.audio_url.rsplit("/", 1)[-1])
+        return source
+
+    def _create_body(self, source: Source) -> dict[str, Any]:
+        options = source.options
+        user_metadata = options.get("custom_metadata") or {}
+        metadata = {**user_metadata, "wf_key": source.content_key,
+                    "wf_file": Path(source.path).name}
+        if len(_json(metadata)) > METADATA_LIMIT:
+            metadata["wf_file"] = metadata["wf_file"][:100]
+        return {**options, "audio_url": source.audio_url, "custom_metadata": metadata}
+
+    async def _create(self, source: Source) -> Source:
+        body = self._create_body(source)
+        source = self.journal.transition(
+            source, "submitting", actor="worker", reason="creating job",
+            submit_started_at=time.time(),
+        )
+        try:
+            created = await self.client.create(body)
+        except GladiaError as exc:
+            if not exc.maybe_sent or not exc.transient:
+                # Refused or never sent: certainly no job exists, so no lookup is needed.
+                self.journal.transition(
+                    source, "uploaded", actor="worker", reason="job not created",
+                    submit_started_at=None,
+                )
+            raise
+        self.on_api_ok()
+        source = self.journal.transition(
+            source, "submitted", actor="worker", reason="job created", job_id=created.id,
+            submit_started_at=None, attempts=0,
+        )
+        log.info("job_created", source=source.path, job_id=created.id)
+        return source
+
+    async def _recover_create(self, source: Source) -> Source:
+        """After an unknown create outcome: adopt the job if Gladia has it, else allow a create."""
+        assert source.content_key is not None and source.submit_started_at is not None
+        since = datetime.fromtimestamp(source.submit_started_at - ADOPT_WINDOW, tz=UTC)
+        jobs = await self.client.find_jobs({"wf_key": source.content_key}, after_date=since)
+        self.on_api_ok()
+        live = [j for j in jobs if j.get("status") != "error"]
+        errored = [j for j in jobs if j.get("status") == "error"]
+        # An errored job we have not counted yet is the outcome of the lost create itself.
+        pick = live or (errored if len(errored) > source.job_errors else [])
+        if pick:
+            job = max(pick, key=lambda j: str(j.get("created_at", "")))
+            log.info("job_adopted", source=source.path, job_id=job["id"])
+            return self.journal.transition(
+                source, "submitted", actor="worker", job_id=str(job["id"]),
+                submit_started_at=None,
+                reason="found the job created before the interruption; not creating another",
+            )
+        waited = time.time() - source.submit_started_at
+        if waited < self.list_lag_grace:
+            raise Later("checking whether Gladia created the job", self.list_lag_grace - waited)
+        return self.journal.transition(
+            source, "uploaded" if source.audio_url else "pending", actor="worker",
+            submit_started_at=None, reason="no job was created before the interruption",
+        )
+
+    async def _await_result(self, source: Source) -> dict[str, Any]:
+        assert source.job_id is not None
+        if source.state != "submitted":
+            source = self.journal.transition(
+                source, "submitted", actor="worker", reason="waiting for the result"
+            )
+        delays = poll_delays(start=self.poll_start, cap=self.poll_cap)
+        while True:
+            try:
+                job = await self.client.get(source.job_id)
+            except JobNotFound:
+                raise PermanentGladiaError(
+                    f"the job {source.job_id} no longer exists at Gladia (deleted or expired); "
+                    "`watcherd retry` creates a new one, billed again",
+                    status=404,
+                ) from None
+            self.on_api_ok()
+            status = job.get("status")
+            if status == "done":
+                self.journal.store_result(source, job)
+                return job
+            if status == "error":
+                self._job_error(source, job)
+            await asyncio.sleep(next(delays))
+
+    def _job_error(self, source: Source, job: Mapping[str, Any]) -> None:
+        code = job.get("error_code")
+        code = code if isinstance(code, int) else 500
+        if code >= 500 and source.job_errors + 1 < self.job_error_budget:
+            delay = retry_delay(source.job_errors + 1, base=self.retry_base, cap=self.retry_cap)
+            self.journal.transition(
+                source, "waiting", actor="worker", job_id=None, job_errors=source.job_errors + 1,
+                next_attempt_at=time.time() + delay,
+                last_error=f"Gladia job {source.job_id} failed on Gladia's side (error {code}); "
+                "a new job will be created",
+                reason="job error",
+            )
+            raise Stopped()
+        if code >= 500:
+            reason = (f"Gladia failed this file {source.job_errors + 1} times (last job "
+                      f"{source.job_id}, error {code}); run `watcherd retry` later")
+        else:
+            reason = (f"Gladia could not transcribe this file (job {source.job_id}, error "
+                      f"{code}): it is probably corrupt, not audio, or too long; replace the "
+                      "file (a changed file is picked up again) or run `watcherd retry`")
+        raise PermanentGladiaError(reason, status=code)
+
+    async def _finish(self, source: Source, job: Mapping[str, Any]) -> None:
+        formats = self.outputs_for(source)
+        if source.output_base is None:
+            base = outputs.output_base(
+                Path(source.path),
+                taken=lambda b: self.journal.output_base_taken(str(b), by_other_than=source.path),
+            )
+            source = self.journal.transition(
+                source, source.state, actor="worker",  # type: ignore[arg-type]
+                reason="outputs named", output_base=str(base),
+            )
+        assert source.output_base is not None
+        written = await asyncio.to_thread(
+            outputs.write_outputs, Path(source.output_base), formats, job
+        )
+        self.journal.transition(
+            source, "done", actor="worker", reason="transcript written",
+            job_id=str(job.get("id")), done_at=time.time(), attempts=0, next_attempt_at=None,
+            last_error=None, note=None, engine="gladia",
+        )
+        log.info("transcript_written", source=source.path, job_id=job.get("id"),
+                 outputs=[str(p) for p in written])
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    def _check_unchanged(self, source: Source) -> None:
+        try:
+            st = FileStat.of(Path(source.path).stat())
+        except FileNotFoundError:
+            raise SourceError("disappeared before upload", transient=True) from None
+        if (st.size, st.mtime_ns) != (source.size, source.mtime_ns):
+            raise SourceError("changed since it was hashed", transient=True)
+
+    def _wait(self, source_id: int, reason: str, delay: float, *, attempts: int | None = None
+              ) -> None:
+        source = self.journal.get(source_id)
+        changes: dict[str, Any] = {"next_attempt_at": time.time() + delay, "last_error": reason}
+        if attempts is not None:
+            changes["attempts"] = attempts
+        self.journal.transition(source, "waiting", actor="worker", reason=reason, **changes)
+
+    def _fail(self, source_id: int, reason: str) -> None:
+        source = self.journal.get(source_id)
+        self.journal.transition(
+            source, "failed", actor="worker", reason=reason, last_error=reason,
+            next_attempt_at=None, submit_started_at=None,
+        )
+        log.error("source_failed", source=source.path, reason=reason)
+
+    def _resettle(self, source_id: int, reason: str) -> None:
+        source = self.journal.get(source_id)
+        if not Path(source.path).exists():
+            self.journal.transition(
+                source, "gone", actor="worker", reason=f"source {reason}",
+                last_error="the source disappeared before it was transcribed",
+                submit_started_at=None,
+            )
+            log.warning("source_gone", source=source.path)
+            return
+        # Start over from settling; a job already created for the old content stays adoptable.
+        self.journal.transition(
+            source, "pending", actor="worker", reason=f"source {reason}", sha256=None,
+            content_key=None, audio_url=None, note=f"the file {reason}; waiting for it to settle",
+            changed_at=time.time(),
+        )
+
+
+def _permanent_reason(exc: PermanentGladiaError) -> str:
+    if exc.status in (400, 422) and exc.validation_errors:
+        return (f"Gladia refused the request: {exc.describe()}; fix the options in the config "
+                "([defaults.options] / [watch.options]) and run `watcherd retry`")
+    return exc.describe()
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
