@@ -1,0 +1,187 @@
+"""Which paths under a watch root may be sources, and which folders are never worth a look."""
+
+from __future__ import annotations
+
+import os
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from watcherd.config import WatchConfig
+from watcherd.outputs import is_output_or_temp
+
+#: Extensions (lower case, without the dot) of the formats Gladia accepts (gladia-api.md section
+#: 8), plus common ones its content-based detection also reads.
+AUDIO_VIDEO_EXTENSIONS: frozenset[str] = frozenset(
+    {
+        # audio, as documented
+        "aac", "ac3", "eac3", "flac", "m4a", "mp2", "mp3", "ogg", "opus", "wav",
+        # video, as documented
+        "3g2", "3gp", "avi", "flv", "m4v", "mkv", "mov", "mp4", "wmv",
+        # detected by content, common in the wild
+        "webm", "oga", "wma", "amr", "aiff", "aif", "mpeg", "mpg", "mts",
+    }
+)  # fmt: skip
+
+#: Name globs (lower case) of files that other tools are still writing or that are not recordings.
+PARTIAL_FILE_GLOBS: tuple[str, ...] = (
+    "*.part",  # Firefox, curl, wget and many others
+    "*.crdownload",  # Chrome
+    "*.download",  # Safari (a folder, but some tools make a file)
+    "*.filepart",  # WinSCP
+    "*.partial",  # Internet Explorer, some NAS apps
+    "*.tmp",
+    "~syncthing~*.tmp",
+    ".syncthing.*.tmp",
+    "*.!ut",  # uTorrent
+    "*.!qb",  # qBittorrent
+    "*.aria2",
+    "*.opdownload",  # Opera
+    "*.swp",
+    "*~",  # editors' backups
+    "._*",  # macOS AppleDouble
+    ".ds_store",
+    "thumbs.db",
+    "desktop.ini",
+)
+
+#: Folder names (lower case; globs allowed) never descended into: NAS metadata, recycle bins,
+#: Syncthing's own folders, file system bookkeeping.
+PRUNED_FOLDER_GLOBS: tuple[str, ...] = (
+    "@eadir",  # Synology thumbnails
+    "#recycle",  # Synology recycle bin
+    "@recycle",  # QNAP
+    "@recently-snapshot",  # QNAP
+    "#snapshot",
+    ".stfolder",
+    ".stversions",
+    ".trash-*",
+    "$recycle.bin",
+    "system volume information",
+    "lost+found",
+)
+
+
+def has_audio_video_suffix(path: Path) -> bool:
+    """True when the file name ends in one of AUDIO_VIDEO_EXTENSIONS (any case)."""
+    return path.suffix[1:].lower() in AUDIO_VIDEO_EXTENSIONS
+
+
+def _matches_any(text: str, globs: tuple[str, ...]) -> str | None:
+    """The first glob (already lower case) matching ``text`` (any case), or None."""
+    lowered = text.lower()
+    for glob in globs:
+        if fnmatchcase(lowered, glob):
+            return glob
+    return None
+
+
+class SourceFilter:
+    """The rules of one watch: which files under its root may be sources, which folders to skip."""
+
+    def __init__(self, watch: WatchConfig) -> None:
+        self.watch = watch
+        self.root = Path(os.path.abspath(watch.path))
+        self._root_text = str(self.root)
+        # Globs keep the user's spelling for messages but match lower-cased.
+        self._include = tuple(glob.lower() for glob in watch.include)
+        self._exclude = tuple(glob.lower() for glob in watch.exclude)
+
+    def relative(self, path: Path) -> str | None:
+        """``path`` relative to the root with "/" separators, "" for the root, None if outside."""
+        text = os.path.abspath(path)
+        if text == self._root_text:
+            return ""
+        prefix = self._root_text if self._root_text.endswith(os.sep) else self._root_text + os.sep
+        if not text.startswith(prefix):
+            return None
+        return text[len(prefix) :].replace(os.sep, "/")
+
+    def accepts(self, path: Path) -> bool:
+        """True for a file under the root that may be a source (the worker still checks it)."""
+        return self.reason_ignored(path) is None
+
+    def prunes(self, folder: Path) -> bool:
+        """True for a folder under the root never to descend into (the root itself is never)."""
+        rel = self.relative(folder)
+        if rel is None:
+            return True
+        if rel == "":
+            return False
+        return self._folder_reason(rel) is not None
+
+    def reason_ignored(self, path: Path) -> str | None:
+        """Why ``path`` is not a possible source (for logs and ``doctor``); None if accepted."""
+        rel = self.relative(path)
+        if rel is None:
+            return f"outside the watch root {self.root}"
+        if rel == "":
+            return "the watch root itself"
+        folders, _, name = rel.rpartition("/")
+        if folders:
+            parts = folders.split("/")
+            if not self.watch.recursive:
+                return "in a subfolder, and this watch has recursive = false"
+            for depth in range(len(parts)):
+                reason = self._folder_reason("/".join(parts[: depth + 1]))
+                if reason is not None:
+                    return f"inside {parts[depth]!r}: {reason}"
+        return self.file_reason(rel, name)
+
+    def file_reason(self, rel: str, name: str) -> str | None:
+        """Why a file is ignored judging by its own name only (its folders already passed)."""
+        if name.startswith("."):
+            return "a hidden file"
+        if is_output_or_temp(Path(name)):
+            return "a transcript output or a temp file of watcherd"
+        partial = _matches_any(name, PARTIAL_FILE_GLOBS)
+        if partial is not None:
+            return f"a partial, temporary or system file ({partial})"
+        excluded = self._excluded(rel, name)
+        if excluded is not None:
+            return f"excluded by {excluded!r}"
+        if self._include:
+            if self._matches(rel, name, self._include) is None:
+                return "matches no include glob"
+        elif not has_audio_video_suffix(Path(name)):
+            return "not an audio or video file extension (set include to accept it)"
+        return None
+
+    def _folder_reason(self, rel: str) -> str | None:
+        """Why the folder at ``rel`` (not the root) is skipped, None if it is walked."""
+        _, _, name = rel.rpartition("/")
+        if not self.watch.recursive:
+            return "a subfolder, and this watch has recursive = false"
+        if name.startswith("."):
+            return "a hidden folder"
+        pruned = _matches_any(name, PRUNED_FOLDER_GLOBS)
+        if pruned is not None:
+            return "a system, recycle-bin or sync-tool folder"
+        # "archive", "archive/*" and "*/old/*" all exclude a whole folder: a trailing "/" lets
+        # a glob written for the files below it match the folder itself.
+        excluded = self._excluded(rel, name) or self._matches(rel + "/", None, self._exclude)
+        if excluded is not None:
+            return f"excluded by {excluded!r}"
+        return None
+
+    def _excluded(self, rel: str, name: str) -> str | None:
+        """The exclude glob (as the user wrote it) that matches, or None."""
+        return self._matches(rel, name, self._exclude)
+
+    def _matches(self, rel: str, name: str | None, globs: tuple[str, ...]) -> str | None:
+        """The first of ``globs`` matching the relative path or the bare name, as configured."""
+        lowered_rel = rel.lower()
+        lowered_name = name.lower() if name is not None else None
+        for index, glob in enumerate(globs):
+            if fnmatchcase(lowered_rel, glob) or (
+                lowered_name is not None and fnmatchcase(lowered_name, glob)
+            ):
+                return self._original(globs, index)
+        return None
+
+    def _original(self, globs: tuple[str, ...], index: int) -> str:
+        """The glob as the user spelled it, for messages."""
+        if globs is self._include:
+            return self.watch.include[index]
+        if globs is self._exclude:
+            return self.watch.exclude[index]
+        return globs[index]
