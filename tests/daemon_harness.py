@@ -1,0 +1,179 @@
+"""Run the real ``watcherd`` as a subprocess against the simulator, and wait on conditions."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# Short waits so tests move quickly; production keeps the documented defaults.
+FAST_ENV = {
+    "WATCHERD_POLL_START": "0.1",
+    "WATCHERD_POLL_CAP": "0.5",
+    "WATCHERD_RETRY_BASE": "0.2",
+    "WATCHERD_RETRY_CAP": "2",
+    "WATCHERD_LIST_LAG_GRACE": "1.0",
+}
+
+
+def wait_until(
+    condition: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1,
+    message: str = "condition",
+) -> T:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def toml_value(value: Any) -> str:
+    """Render a Python value as TOML (enough for test configs)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(type(value))
+
+
+def write_config(
+    path: Path,
+    *,
+    api_url: str | None,
+    api_key: str | None,
+    journal: Path,
+    watches: Iterable[Path],
+    settle_seconds: float = 0.3,
+    outputs: Iterable[str] = ("txt", "json"),
+    max_concurrent_jobs: int = 3,
+    options: Mapping[str, Any] | None = None,
+    extra: str = "",
+) -> Path:
+    """Write a watcherd config file for a test and return its path."""
+    lines = ["[gladia]"]
+    if api_key is not None:
+        lines.append(f"api_key = {toml_value(api_key)}")
+    if api_url is not None:
+        lines.append(f"api_url = {toml_value(api_url)}")
+    lines.append(f"max_concurrent_jobs = {max_concurrent_jobs}")
+    lines += ["", "[journal]", f"path = {toml_value(journal)}", "", "[log]",
+              'format = "json"', 'level = "debug"', "", "[defaults]",
+              f"settle_seconds = {settle_seconds}", f"outputs = {toml_value(list(outputs))}"]
+    if options:
+        lines += ["", "[defaults.options]"]
+        lines += [f"{k} = {toml_value(v)}" for k, v in options.items()]
+    for watch in watches:
+        lines += ["", "[[watch]]", f"path = {toml_value(watch)}"]
+    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+    return path
+
+
+def watcherd(*args: str, env: Mapping[str, str] | None = None, timeout: float = 120.0
+             ) -> subprocess.CompletedProcess[str]:
+    """Run one ``watcherd`` command to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "watcherd", *args], capture_output=True, text=True,
+        timeout=timeout, env=_env(env),
+    )
+
+
+def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WATCHERD_", "GLADIA_"))}
+    env.update(FAST_ENV)
+    env.update(extra or {})
+    return env
+
+
+class DaemonProcess:
+    """``watcherd run`` as a real subprocess, with its log captured to a file."""
+
+    def __init__(self, config: Path, log_path: Path, *, env: Mapping[str, str] | None = None
+                 ) -> None:
+        self.config = config
+        self.log_path = log_path
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> DaemonProcess:
+        """Start the daemon; its output is appended to the log file."""
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "watcherd", "run", "--config", str(self.config)],
+            stdout=log, stderr=subprocess.STDOUT, env=_env(self.env),
+        )
+        log.close()
+        return self
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        """Every JSON log line so far (non-JSON lines are returned as {"raw": line})."""
+        if not self.log_path.exists():
+            return []
+        lines = []
+        for raw in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                lines.append(json.loads(raw))
+            except json.JSONDecodeError:
+                lines.append({"raw": raw})
+        return lines
+
+    def wait_for_event(self, event: str, *, timeout: float = 30.0) -> dict[str, Any]:
+        """Wait until the daemon logs ``event``; return that log line."""
+        def found() -> dict[str, Any] | None:
+            self._check_alive()
+            return next((line for line in self.log_lines() if line.get("event") == event), None)
+        return wait_until(found, timeout=timeout, message=f"log event {event!r}")
+
+    def _check_alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(
+                f"watcherd exited with {self.proc.returncode}:\n{self.log_path.read_text()}"
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: the hardest crash there is."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def terminate(self, *, timeout: float = 15.0) -> int:
+        """SIGTERM and wait for the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        """Make sure the process is gone (fixture cleanup)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def status(self) -> list[dict[str, Any]]:
+        """``watcherd status --json`` for this daemon's config."""
+        result = watcherd("status", "--json", "--config", str(self.config), env=self.env)
+        assert result.returncode == 0, result.stderr
+        rows: list[dict[str, Any]] = json.loads(result.stdout)
+        return rows
+
+    def tracebacks(self) -> list[str]:
+        """Log lines that carry a Python traceback (there should be none)."""
+        return [str(line) for line in self.log_lines()
+                if "Traceback" in json.dumps(line) or line.get("event") == "worker_bug"]
