@@ -364,6 +364,16 @@ def test_words_with_leading_spaces_are_joined_with_single_spaces() -> None:
     assert render_srt(job).split("\n")[2] == "a b c"
 
 
+def test_a_word_wider_than_a_row_is_split_across_rows() -> None:
+    """A 100-character token is cut into row-sized pieces so no cue exceeds two rows."""
+    url = "https://example.org/" + "x" * 80
+    job = job_variant(utterances=[words_utterance(["see", url, "now"], start=0.0, step=1.0)],
+                      subtitles=None)
+    cues = parse_cues(render_srt(job), vtt=False)
+    assert_cues_readable(cues)
+    assert "".join(cue_words(cues)) == "see" + url + "now"
+
+
 def test_utterances_without_words_become_cues() -> None:
     """No word times: a short utterance is one cue; a long one is split, keeping its text."""
     short = {"start": 0.5, "end": 2.0, "text": "Short and sweet."}

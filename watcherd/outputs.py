@@ -198,7 +198,7 @@ def _words_of(utterance: Mapping[str, Any]) -> list[_Word]:
         w_start = _number(raw.get("start"), start)
         words.append(_Word(text, w_start, max(w_start, _number(raw.get("end"), w_start))))
     if words:
-        return words
+        return [piece for word in words for piece in _split_long_word(word)]
     # No word times: spread the text over the utterance by character count, so a long
     # utterance still splits into readable cues and a short one stays a single cue.
     tokens = _text(utterance.get("text")).split()
@@ -209,7 +209,20 @@ def _words_of(utterance: Mapping[str, Any]) -> list[_Word]:
         t_start = start + (end - start) * done / total
         done += len(token) + 1
         spread.append(_Word(token, t_start, start + (end - start) * done / total))
-    return spread
+    return [piece for word in spread for piece in _split_long_word(word)]
+
+
+def _split_long_word(word: _Word) -> list[_Word]:
+    """A word wider than a row (a URL, say) as row-sized pieces sharing its time span."""
+    pieces = _hard_split(word.text)
+    if len(pieces) == 1:
+        return [word]
+    step = (word.end - word.start) / len(word.text)
+    return [
+        _Word(piece, word.start + step * i * MAX_LINE_CHARS,
+              word.start + step * (i * MAX_LINE_CHARS + len(piece)))
+        for i, piece in enumerate(pieces)
+    ]
 
 
 def _hard_split(token: str) -> list[str]:
