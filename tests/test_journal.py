@@ -169,7 +169,7 @@ class TestTransitions:
         """Counts include zero for states nobody is in."""
         journal.observe_many([("/in/a.mp3", "/in", _stat(), "{}")])
         counts = journal.counts()
-        assert counts["pending"] == 1 and counts["done"] == 0 and len(counts) == 9
+        assert counts["pending"] == 1 and counts["done"] == 0 and len(counts) == 10
 
 
 class TestQueries:

@@ -28,6 +28,7 @@ State = Literal[
     "uploaded",
     "submitting",
     "submitted",
+    "transcribing",
     "done",
     "failed",
     "waiting",
@@ -39,6 +40,7 @@ STATES: tuple[State, ...] = (
     "uploaded",
     "submitting",
     "submitted",
+    "transcribing",
     "done",
     "waiting",
     "failed",
@@ -51,6 +53,7 @@ ACTIVE_STATES: tuple[State, ...] = (
     "uploaded",
     "submitting",
     "submitted",
+    "transcribing",
     "waiting",
 )
 SCHEMA_VERSION = 1
@@ -269,7 +272,7 @@ class Journal:
         """The oldest active source with this content, which alone may create its job."""
         row = self._conn.execute(
             "SELECT * FROM sources WHERE content_key = ? AND state IN "
-            "('uploading','uploaded','submitting','submitted','waiting','pending') "
+            "('uploading','uploaded','submitting','submitted','transcribing','waiting','pending') "
             "ORDER BY (job_id IS NULL), (submit_started_at IS NULL), (audio_url IS NULL), id "
             "LIMIT 1",
             (content_key,),
@@ -289,7 +292,7 @@ class Journal:
         """Settled sources with remote work to do now; jobs already created come first."""
         rows = self._conn.execute(
             "SELECT * FROM sources WHERE content_key IS NOT NULL AND ("
-            " state IN ('pending','uploading','uploaded','submitting','submitted')"
+            " state IN ('pending','uploading','uploaded','submitting','submitted','transcribing')"
             " OR (state = 'waiting' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)))"
             " ORDER BY (job_id IS NULL), (submit_started_at IS NULL), (audio_url IS NULL), id"
             " LIMIT ?",

@@ -270,27 +270,7 @@ class GladiaPipeline:
         raise PermanentGladiaError(reason, status=code)
 
     async def _finish(self, source: Source, job: Mapping[str, Any]) -> None:
-        formats = self.outputs_for(source)
-        if source.output_base is None:
-            base = outputs.output_base(
-                Path(source.path),
-                taken=lambda b: self.journal.output_base_taken(str(b), by_other_than=source.path),
-            )
-            source = self.journal.transition(
-                source, source.state, actor="worker",  # type: ignore[arg-type]
-                reason="outputs named", output_base=str(base),
-            )
-        assert source.output_base is not None
-        written = await asyncio.to_thread(
-            outputs.write_outputs, Path(source.output_base), formats, job
-        )
-        self.journal.transition(
-            source, "done", actor="worker", reason="transcript written",
-            job_id=str(job.get("id")), done_at=time.time(), attempts=0, next_attempt_at=None,
-            last_error=None, note=None, engine="gladia",
-        )
-        log.info("transcript_written", source=source.path, job_id=job.get("id"),
-                 outputs=[str(p) for p in written])
+        await finish(self.journal, source, job, self.outputs_for(source), engine="gladia")
 
     # -- outcomes ------------------------------------------------------------------------
 
@@ -334,6 +314,35 @@ class GladiaPipeline:
             content_key=None, audio_url=None, note=f"the file {reason}; waiting for it to settle",
             changed_at=time.time(),
         )
+
+
+async def finish(
+    journal: Journal, source: Source, job: Mapping[str, Any], formats: Sequence[str], *,
+    engine: str,
+) -> None:
+    """Write a finished job's outputs next to the source, then mark the source done.
+
+    The output base is committed before any file is written, so a crash between the two
+    rewrites the same files instead of claiming another name.
+    """
+    if source.output_base is None:
+        base = outputs.output_base(
+            Path(source.path),
+            taken=lambda b: journal.output_base_taken(str(b), by_other_than=source.path),
+        )
+        source = journal.transition(
+            source, source.state, actor="worker",  # type: ignore[arg-type]
+            reason="outputs named", output_base=str(base),
+        )
+    assert source.output_base is not None
+    written = await asyncio.to_thread(outputs.write_outputs, Path(source.output_base), formats, job)
+    journal.transition(
+        source, "done", actor="worker", reason="transcript written",
+        job_id=str(job.get("id")), done_at=time.time(), attempts=0, next_attempt_at=None,
+        last_error=None, note=None, engine=engine,
+    )
+    log.info("transcript_written", source=source.path, job_id=job.get("id"), engine=engine,
+             outputs=[str(p) for p in written])
 
 
 def _permanent_reason(exc: PermanentGladiaError) -> str:

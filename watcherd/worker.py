@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -24,6 +25,15 @@ from watcherd.pipeline import GladiaPipeline
 from watcherd.watcher import watch_for
 
 log = structlog.get_logger("watcherd.worker")
+
+class Pipeline(Protocol):
+    """An engine's way of taking one settled source to ``done`` (or to a retry or failure)."""
+
+    outputs_for: Callable[[Source], Sequence[str]]
+
+    async def drive(self, source_id: int) -> None:
+        """Take the source as far as it can go now; every outcome lands in the journal."""
+
 
 @dataclass(frozen=True)
 class Seen:
@@ -58,7 +68,7 @@ class Worker:
         self,
         config: Config,
         journal: Journal,
-        pipeline: GladiaPipeline | None,
+        pipeline: Pipeline | None,
         *,
         no_engine_reason: str | None = None,
         extra_watches: Sequence[WatchConfig] = (),
@@ -84,10 +94,11 @@ class Worker:
         self._auth_problem: str | None = None
         self._auth_problem_at = 0.0
         if pipeline is not None:
+            pipeline.outputs_for = self.outputs_for
+        if isinstance(pipeline, GladiaPipeline):
             pipeline.on_api_down = self.note_api_down
             pipeline.on_api_ok = self.note_api_ok
             pipeline.on_auth_error = self.note_auth_error
-            pipeline.outputs_for = self.outputs_for
 
     # -- hand-over from other threads ---------------------------------------------------
 
