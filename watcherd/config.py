@@ -312,8 +312,9 @@ def _kind(value: Any) -> str:
 
 
 def _hint(name: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
-    return f'; did you mean "{close[0]}"?' if close else ""
+    lowered = {choice.lower(): choice for choice in choices}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return f'; did you mean "{lowered[close[0]]}"?' if close else ""
 
 
 def _reject_nesting(
@@ -327,7 +328,7 @@ def _reject_nesting(
     if path.is_relative_to(other):
         raise ConfigError(
             f"{prefix}{label}: {path} is inside {other_label} ({other}); a folder may belong "
-            "to one watch only, so remove one of them or exclude the subfolder"
+            "to one watch only, so remove one of them"
         )
     if other.is_relative_to(path):
         raise ConfigError(
@@ -460,8 +461,9 @@ class _Parser:
         )
         level = log.get("level", "info")
         # "INFO" is what people copy from other tools; accept any case.
-        level = self.choice(level.lower() if isinstance(level, str) else level, "log.level",
-                            LOG_LEVELS)
+        if isinstance(level, str) and level.lower() in LOG_LEVELS:
+            level = level.lower()
+        level = self.choice(level, "log.level", LOG_LEVELS)
 
         scan = self.table(data, "scan", "scan")
         self.check_keys(scan, ("interval_seconds",), "scan")

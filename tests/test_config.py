@@ -1,0 +1,702 @@
+"""Tests for watcherd.config: lookup, defaults, validation messages, secrets, merging, paths."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from watcherd import config as config_module
+from watcherd.config import (
+    Config,
+    Secret,
+    default_journal_path,
+    find_config,
+    load_config,
+    parse_config,
+    with_extra_watches,
+)
+from watcherd.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "config.example.toml"
+KEY = "gk-5f3c9a1e-THIS-IS-THE-SECRET-7d2b"
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the user config/state dirs and /etc at tmp_path so no real file is ever read."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
+    monkeypatch.delenv("WATCHERD_CONFIG", raising=False)
+    monkeypatch.delenv("GLADIA_API_KEY", raising=False)
+    monkeypatch.setattr(config_module, "SYSTEM_CONFIG_PATH", tmp_path / "etc" / "config.toml")
+    return home
+
+
+def write(folder: Path, text: str, name: str = "config.toml") -> Path:
+    """Write a TOML file (dedented) and return its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def load(path: Path, env: dict[str, str] | None = None) -> Config:
+    """Load ``path`` as if given with --config, with an explicit (default empty) environment."""
+    return load_config(path, env={} if env is None else env)
+
+
+def error_of(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> tuple[Path, str]:
+    """The file written and the ConfigError message that loading it raises."""
+    path = write(tmp_path / "conf", text)
+    with pytest.raises(ConfigError) as caught:
+        load(path, env)
+    return path, str(caught.value)
+
+
+# -- lookup ----------------------------------------------------------------------------------
+
+
+def test_explicit_path_wins_over_env_and_user_dir(tmp_path: Path, isolated_dirs: Path) -> None:
+    """--config is used even when $WATCHERD_CONFIG and the user config file exist."""
+    explicit = write(tmp_path / "a", "")
+    named = write(tmp_path / "b", "")
+    write(isolated_dirs / ".config" / "watcherd", "")
+    assert find_config(explicit, {"WATCHERD_CONFIG": str(named)}) == explicit
+
+
+def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
+    """A --config path that does not exist is an error naming the path and --config."""
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError, match="--config") as caught:
+        find_config(missing, {})
+    assert str(missing) in str(caught.value)
+
+
+def test_explicit_directory_is_an_error(tmp_path: Path) -> None:
+    """A --config path that is a folder is refused, not read."""
+    with pytest.raises(ConfigError, match="not a file"):
+        find_config(tmp_path, {})
+
+
+def test_env_variable_wins_over_user_dir(tmp_path: Path, isolated_dirs: Path) -> None:
+    """$WATCHERD_CONFIG is used before the user config dir."""
+    named = write(tmp_path / "b", "")
+    write(isolated_dirs / ".config" / "watcherd", "")
+    assert find_config(None, {"WATCHERD_CONFIG": str(named)}) == named
+
+
+def test_env_variable_missing_file_names_the_variable(tmp_path: Path) -> None:
+    """$WATCHERD_CONFIG naming a missing file is an error that names the variable."""
+    missing = tmp_path / "gone.toml"
+    with pytest.raises(ConfigError, match=r"\$WATCHERD_CONFIG") as caught:
+        find_config(None, {"WATCHERD_CONFIG": str(missing)})
+    assert str(missing) in str(caught.value)
+
+
+def test_empty_env_variable_is_ignored(isolated_dirs: Path) -> None:
+    """An empty $WATCHERD_CONFIG means unset: the lookup goes on to the user dir."""
+    user = write(isolated_dirs / ".config" / "watcherd", "")
+    assert find_config(None, {"WATCHERD_CONFIG": ""}) == user
+
+
+def test_user_dir_wins_over_system_file(tmp_path: Path, isolated_dirs: Path) -> None:
+    """The user config file ($XDG_CONFIG_HOME/watcherd/config.toml) is used before /etc."""
+    write(tmp_path / "etc", "")
+    user = write(isolated_dirs / ".config" / "watcherd", "")
+    assert find_config(None, {}) == user
+
+
+def test_system_file_used_last(tmp_path: Path) -> None:
+    """With no --config, no variable and no user file, the system file is used."""
+    system = write(tmp_path / "etc", "")
+    assert find_config(None, {}) == system
+
+
+def test_no_file_anywhere_gives_none() -> None:
+    """find_config returns None when no candidate exists."""
+    assert find_config(None, {}) is None
+
+
+def test_load_config_reads_os_environ_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without env=, load_config uses os.environ for $WATCHERD_CONFIG and $GLADIA_API_KEY."""
+    named = write(tmp_path / "b", "[log]\nlevel = \"debug\"\n")
+    monkeypatch.setenv("WATCHERD_CONFIG", str(named))
+    monkeypatch.setenv("GLADIA_API_KEY", KEY)
+    config = load_config()
+    assert config.source == named
+    assert config.log_level == "debug"
+    assert config.gladia.api_key == Secret(KEY)
+
+
+# -- defaults and the example ----------------------------------------------------------------
+
+
+def test_defaults_when_no_file(isolated_dirs: Path) -> None:
+    """No config file anywhere: every documented default, no watches, no key."""
+    config = load_config(None, env={})
+    assert config.source is None
+    assert config.gladia.api_key is None
+    assert config.gladia.api_url == "https://api.gladia.io"
+    assert config.gladia.max_concurrent_jobs == 3
+    assert config.engine == "auto"
+    assert config.local_model == "base"
+    assert config.journal_path == isolated_dirs / ".local" / "state" / "watcherd" / "journal.db"
+    assert config.log_format == "auto"
+    assert config.log_level == "info"
+    assert config.scan_interval_seconds == 300.0
+    assert config.watches == ()
+    assert config.defaults.outputs == ("txt", "json")
+    assert config.defaults.settle_seconds == 2.0
+    assert config.defaults.recursive is True
+    assert config.defaults.poll == "auto"
+    assert dict(config.defaults.options) == {}
+
+
+def test_default_journal_path_is_in_user_state_dir(isolated_dirs: Path) -> None:
+    """default_journal_path() follows platformdirs' user state dir."""
+    expected = isolated_dirs / ".local" / "state" / "watcherd" / "journal.db"
+    assert default_journal_path() == expected
+
+
+def test_example_file_loads_cleanly() -> None:
+    """config.example.toml loads without error and means what its comments say."""
+    config = load(EXAMPLE)
+    assert config.gladia.api_key is None
+    assert [w.path for w in config.watches] == [Path("/srv/inbox")]
+    watch = config.watches[0]
+    assert watch.outputs == ("txt", "json")
+    assert dict(watch.options) == {"language_config": {"languages": []}}
+
+
+def test_example_file_documents_every_key() -> None:
+    """Every key the parser accepts appears in config.example.toml."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    keys = [
+        *config_module._TOP_KEYS,
+        *config_module._GLADIA_KEYS,
+        *config_module._WATCH_KEYS,
+        "name",
+        "model",
+        "format",
+        "level",
+        "interval_seconds",
+        *config_module.KNOWN_OPTIONS,
+        *config_module.REFUSED_OPTIONS,
+    ]
+    missing = [key for key in keys if not re.search(rf"\b{key}\b", text)]
+    assert missing == []
+
+
+# -- TOML syntax -----------------------------------------------------------------------------
+
+
+def test_toml_syntax_error_names_file_line_and_column(tmp_path: Path) -> None:
+    """A TOML syntax error reports the file, the line and the column."""
+    path, message = error_of(tmp_path, '[log]\nlevel = "info"\nformat = json\n')
+    assert message.startswith(f"{path}: line 3, column 10: invalid TOML")
+
+
+def test_non_utf8_file_is_an_error(tmp_path: Path) -> None:
+    """A config file that is not UTF-8 is refused with a message naming the file."""
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'[log]\nlevel = "d\xe9bug"\n')
+    with pytest.raises(ConfigError, match="not UTF-8") as caught:
+        load(path)
+    assert str(path) in str(caught.value)
+
+
+# -- unknown keys ----------------------------------------------------------------------------
+
+
+def test_unknown_key_has_did_you_mean_hint(tmp_path: Path) -> None:
+    """A typo in a key is an error naming file, table and key, with the closest valid key."""
+    path, message = error_of(tmp_path, '[gladia]\napi_kye = "x"\n')
+    assert message == f'{path}: [gladia] api_kye: unknown key; did you mean "api_key"?'
+
+
+def test_unknown_top_level_table(tmp_path: Path) -> None:
+    """An unknown top-level table is an error with a hint."""
+    path, message = error_of(tmp_path, "[defualts]\nrecursive = true\n")
+    assert message == f'{path}: defualts: unknown key; did you mean "defaults"?'
+
+
+def test_unknown_key_in_watch(tmp_path: Path) -> None:
+    """A typo inside a [[watch]] names the watch by its 1-based number."""
+    path, message = error_of(
+        tmp_path, '[[watch]]\npath = "/a"\n[[watch]]\npath = "/b"\nsettle_second = 1\n'
+    )
+    assert message == (
+        f'{path}: [watch[2]] settle_second: unknown key; did you mean "settle_seconds"?'
+    )
+
+
+def test_unknown_option_has_hint(tmp_path: Path) -> None:
+    """An unknown Gladia option is an error with the closest documented field."""
+    path, message = error_of(tmp_path, "[defaults.options]\ndiarizaton = true\n")
+    assert message == (
+        f'{path}: [defaults.options] diarizaton: unknown Gladia option; '
+        'did you mean "diarization"?'
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "reason"),
+    [("audio_url", "sets audio_url itself"), ("callback_url", "deprecated")],
+)
+def test_refused_options_say_why(tmp_path: Path, option: str, reason: str) -> None:
+    """audio_url and callback_url are refused with the reason."""
+    path, message = error_of(tmp_path, f'[defaults.options]\n{option} = "https://x.test/a"\n')
+    assert message.startswith(f"{path}: defaults.options.{option}: not allowed")
+    assert reason in message
+
+
+# -- type and range checks -------------------------------------------------------------------
+
+BAD_VALUES = [
+    # (TOML text, key path, expectation substring)
+    ('[gladia]\nmax_concurrent_jobs = 0\n', "gladia.max_concurrent_jobs", "an integer >= 1"),
+    ('[gladia]\nmax_concurrent_jobs = true\n', "gladia.max_concurrent_jobs", "an integer >= 1"),
+    ('[gladia]\nmax_concurrent_jobs = 2.5\n', "gladia.max_concurrent_jobs", "an integer >= 1"),
+    ('[gladia]\napi_url = "ftp://api.gladia.io"\n', "gladia.api_url", "an http(s) URL"),
+    ('[gladia]\napi_url = "api.gladia.io"\n', "gladia.api_url", "an http(s) URL"),
+    ('[engine]\nname = "gladya"\n', "engine.name", 'did you mean "gladia"?'),
+    ('[local]\nmodel = "large-v3"\n', "local.model", 'one of "base"'),
+    ('[log]\nformat = "xml"\n', "log.format", 'one of "auto", "json", "console"'),
+    ('[log]\nlevel = "verbose"\n', "log.level", 'one of "debug", "info", "warning", "error"'),
+    ('[scan]\ninterval_seconds = 1\n', "scan.interval_seconds", "a number >= 5"),
+    ('[scan]\ninterval_seconds = "often"\n', "scan.interval_seconds", "a number >= 5"),
+    ('[scan]\ninterval_seconds = nan\n', "scan.interval_seconds", "finite"),
+    ('[journal]\npath = 5\n', "journal.path", "a non-empty string"),
+    ('[defaults]\noutputs = ["txt", "pdf"]\n', "defaults.outputs[2]", 'one of "txt"'),
+    ('[defaults]\noutputs = []\n', "defaults.outputs", "at least one"),
+    ('[defaults]\noutputs = ["txt", "txt"]\n', "defaults.outputs", "listed twice"),
+    ('[defaults]\noutputs = "txt"\n', "defaults.outputs", "an array of strings"),
+    ('[defaults]\nsettle_seconds = -1\n', "defaults.settle_seconds", "a number >= 0"),
+    ('[defaults]\nrecursive = "yes"\n', "defaults.recursive", "true or false"),
+    ('[defaults]\ninclude = ["*.mp3", 4]\n', "defaults.include[2]", "a non-empty string"),
+    ('[defaults]\npoll = "sometimes"\n', "defaults.poll", 'one of "auto", "always", "never"'),
+    ('[defaults]\noptions = "fast"\n', "defaults.options", "a table"),
+    ('[defaults.options]\ndiarization = "yes"\n', "defaults.options.diarization",
+     "true or false"),
+    ('[defaults.options]\ntranslation_config = "fr"\n', "defaults.options.translation_config",
+     "a table"),
+    ('[defaults.options]\nlanguage_config = { languages = "en" }\n',
+     "defaults.options.language_config.languages", "an array of strings"),
+    ('[defaults.options]\nsubtitles_config = { formats = ["srt", "ass"] }\n',
+     "defaults.options.subtitles_config.formats[2]", 'one of "srt", "vtt"'),
+    ('[defaults.options]\ncustom_metadata = { when = 2024-01-01 }\n',
+     "defaults.options.custom_metadata.when", "JSON has no dates"),
+    ('[defaults.options]\ncustom_metadata = { wf_key = "mine" }\n',
+     "defaults.options.custom_metadata.wf_key", "reserved for watcherd"),
+    ('[defaults.options]\ncallback = true\n', "defaults.options.callback",
+     "needs callback_config.url"),
+    ('[gladia]\n[engine]\n[[watch]]\nrecursive = true\n', "watch[1].path", "missing"),
+    ('[[watch]]\npath = ""\n', "watch[1].path", "a non-empty string"),
+    ('[[watch]]\npath = 3\n', "watch[1].path", "a non-empty string"),
+    ('[watch]\npath = "/srv"\n', "watch", "[[watch]]"),
+    ('watch = ["/srv"]\n', "watch[1]", "a table"),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "expectation"), BAD_VALUES)
+def test_bad_value_message_names_file_key_and_expectation(
+    tmp_path: Path, text: str, key: str, expectation: str
+) -> None:
+    """Each invalid value raises ConfigError naming the file, the key path and what is expected."""
+    path, message = error_of(tmp_path, text)
+    assert message.startswith(f"{path}: {key}: ")
+    assert expectation in message
+
+
+def test_watch_error_message_matches_documented_form(tmp_path: Path) -> None:
+    """The documented example message, with a 1-based watch index and the value echoed."""
+    path, message = error_of(
+        tmp_path, '[[watch]]\npath = "/a"\n[[watch]]\npath = "/b"\nsettle_seconds = "fast"\n'
+    )
+    assert message == f'{path}: watch[2].settle_seconds: expected a number >= 0, got "fast"'
+
+
+def test_translation_needs_target_languages(tmp_path: Path) -> None:
+    """translation = true without translation_config.target_languages is an error."""
+    path, message = error_of(
+        tmp_path, '[[watch]]\npath = "/a"\n[watch.options]\ntranslation = true\n'
+    )
+    assert message.startswith(f"{path}: watch[1].options.translation: ")
+    assert "target_languages" in message
+
+
+def test_empty_target_languages_refused(tmp_path: Path) -> None:
+    """An empty translation_config.target_languages list is an error."""
+    path, message = error_of(
+        tmp_path,
+        "[defaults.options]\ntranslation = true\ntranslation_config = { target_languages = [] }\n",
+    )
+    assert message.startswith(f"{path}: defaults.options.translation_config.target_languages: ")
+
+
+def test_custom_metadata_size_limit(tmp_path: Path) -> None:
+    """custom_metadata over 1500 characters of JSON is refused; just under is accepted."""
+    path, message = error_of(
+        tmp_path, f'[defaults.options]\ncustom_metadata = {{ note = "{"x" * 1500}" }}\n'
+    )
+    assert message.startswith(f"{path}: defaults.options.custom_metadata: expected at most 1500")
+    fits = write(
+        tmp_path / "ok", f'[defaults.options]\ncustom_metadata = {{ n = "{"x" * 1400}" }}\n'
+    )
+    assert load(fits).defaults.options["custom_metadata"] == {"n": "x" * 1400}
+
+
+def test_log_level_is_case_insensitive(tmp_path: Path) -> None:
+    """log.level "INFO" is accepted and stored lower-case."""
+    path = write(tmp_path, '[log]\nlevel = "WARNING"\nformat = "json"\n')
+    config = load(path)
+    assert (config.log_level, config.log_format) == ("warning", "json")
+
+
+def test_bad_log_level_echoes_value_as_written(tmp_path: Path) -> None:
+    """A wrong log.level is echoed as the user wrote it, with a case-insensitive hint."""
+    path, message = error_of(tmp_path, '[log]\nlevel = "INFOO"\n')
+    assert message == (
+        f'{path}: log.level: expected one of "debug", "info", "warning", "error", '
+        'got "INFOO"; did you mean "info"?'
+    )
+
+
+def test_api_url_trailing_slash_stripped(tmp_path: Path) -> None:
+    """gladia.api_url keeps its path but loses trailing slashes."""
+    path = write(tmp_path, '[gladia]\napi_url = "http://127.0.0.1:8123/proxy/"\n')
+    assert load(path).gladia.api_url == "http://127.0.0.1:8123/proxy"
+
+
+# -- API key ---------------------------------------------------------------------------------
+
+
+def test_api_key_from_file_table(tmp_path: Path) -> None:
+    """[gladia] api_key is stored as a Secret (whitespace stripped) and wins over the env."""
+    path = write(tmp_path, f'[gladia]\napi_key = " {KEY} "\n')
+    gladia = load(path, {"GLADIA_API_KEY": "from-env"}).gladia
+    assert gladia.api_key == Secret(KEY)
+    assert gladia.api_key_origin == "[gladia] api_key"
+
+
+def test_api_key_file_is_read_relative_to_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """api_key_file is read (stripped), and a relative path means next to the config file."""
+    folder = tmp_path / "conf"
+    write(folder, f"\n  {KEY}\n\n", name="gladia.key")
+    path = write(folder, '[gladia]\napi_key_file = "gladia.key"\n')
+    monkeypatch.chdir(tmp_path)
+    gladia = load(path, {"GLADIA_API_KEY": "from-env"}).gladia
+    assert gladia.api_key is not None
+    assert gladia.api_key.reveal() == KEY
+    assert gladia.api_key_origin == f"[gladia] api_key_file ({folder / 'gladia.key'})"
+
+
+def test_api_key_and_api_key_file_together_refused(tmp_path: Path) -> None:
+    """Setting both api_key and api_key_file is an error, and the key is not echoed."""
+    path, message = error_of(tmp_path, f'[gladia]\napi_key = "{KEY}"\napi_key_file = "k"\n')
+    assert message.startswith(f"{path}: gladia.api_key: ")
+    assert "not both" in message
+    assert KEY not in message
+
+
+def test_api_key_file_missing(tmp_path: Path) -> None:
+    """A missing api_key_file is an error naming the key and the file."""
+    path, message = error_of(tmp_path, '[gladia]\napi_key_file = "/nonexistent/gladia.key"\n')
+    assert message.startswith(f"{path}: gladia.api_key_file: cannot read /nonexistent/gladia.key")
+
+
+def test_api_key_file_empty(tmp_path: Path) -> None:
+    """An api_key_file holding only whitespace is an error naming the file."""
+    key_file = write(tmp_path / "conf", "  \n", name="empty.key")
+    path, message = error_of(tmp_path, f'[gladia]\napi_key_file = "{key_file}"\n')
+    assert message.startswith(f"{path}: gladia.api_key_file: {key_file} is empty")
+
+
+def test_api_key_file_with_extra_words_does_not_leak_content(tmp_path: Path) -> None:
+    """An api_key_file with more than the key is refused without quoting its content."""
+    key_file = write(tmp_path / "conf", f"GLADIA_API_KEY= {KEY}\n", name="bad.key")
+    path, message = error_of(tmp_path, f'[gladia]\napi_key_file = "{key_file}"\n')
+    assert message.startswith(f"{path}: gladia.api_key_file: ")
+    assert KEY not in message
+
+
+def test_api_key_from_environment(tmp_path: Path) -> None:
+    """With no key in the file, a non-empty $GLADIA_API_KEY is used; a blank one is not."""
+    path = write(tmp_path, "")
+    gladia = load(path, {"GLADIA_API_KEY": f"{KEY}\n"}).gladia
+    assert gladia.api_key == Secret(KEY)
+    assert gladia.api_key_origin == "$GLADIA_API_KEY"
+    assert load(path, {"GLADIA_API_KEY": "  "}).gladia.api_key is None
+
+
+def test_api_key_wrong_type_is_not_echoed(tmp_path: Path) -> None:
+    """A non-string api_key says "expected a non-empty string" without echoing the value."""
+    path, message = error_of(tmp_path, "[gladia]\napi_key = 918273645546372819\n")
+    assert message == f"{path}: gladia.api_key: expected a non-empty string, got an integer"
+    assert "918273645546372819" not in message
+
+
+def test_key_never_in_repr_or_other_errors(tmp_path: Path) -> None:
+    """The key is absent from repr/str of the Config and from errors about other keys."""
+    path = write(tmp_path, f'[gladia]\napi_key = "{KEY}"\n[[watch]]\npath = "/a"\n')
+    config = load(path)
+    assert KEY not in repr(config)
+    assert KEY not in str(config)
+    _, message = error_of(tmp_path, f'[gladia]\napi_key = "{KEY}"\nmax_concurrent_jobs = 0\n')
+    assert KEY not in message
+    _, message = error_of(tmp_path, f'[gladia]\napi_ky = "{KEY}"\n')
+    assert KEY not in message
+
+
+# -- defaults merged into watches ------------------------------------------------------------
+
+
+def test_defaults_apply_to_watches_and_watches_override(tmp_path: Path) -> None:
+    """Each [defaults] key reaches every watch unless that watch sets its own."""
+    path = write(
+        tmp_path,
+        """
+        [defaults]
+        outputs = ["txt", "srt"]
+        settle_seconds = 5
+        recursive = false
+        include = ["*.mp3"]
+        exclude = ["tmp/*"]
+        poll = "always"
+
+        [[watch]]
+        path = "/srv/a"
+
+        [[watch]]
+        path = "/srv/b"
+        outputs = ["vtt"]
+        settle_seconds = 0.5
+        recursive = true
+        include = []
+        exclude = ["drafts/*"]
+        poll = "never"
+        """,
+    )
+    a, b = load(path).watches
+    assert (a.outputs, a.settle_seconds, a.recursive, a.include, a.exclude, a.poll) == (
+        ("txt", "srt"), 5.0, False, ("*.mp3",), ("tmp/*",), "always",
+    )
+    assert (b.outputs, b.settle_seconds, b.recursive, b.include, b.exclude, b.poll) == (
+        ("vtt",), 0.5, True, (), ("drafts/*",), "never",
+    )
+    assert isinstance(a.settle_seconds, float)
+
+
+def test_watch_options_deep_merge_over_defaults(tmp_path: Path) -> None:
+    """[watch.options] merges over [defaults.options] key by key; lists replace, not append."""
+    path = write(
+        tmp_path,
+        """
+        [defaults.options]
+        language_config = { languages = ["en"], code_switching = true }
+        diarization = true
+        diarization_config = { min_speakers = 1, max_speakers = 4 }
+
+        [[watch]]
+        path = "/srv/a"
+
+        [[watch]]
+        path = "/srv/b"
+        [watch.options]
+        language_config = { languages = ["fr"] }
+        diarization_config = { max_speakers = 2 }
+        sentences = true
+        """,
+    )
+    a, b = load(path).watches
+    assert dict(a.options) == {
+        "language_config": {"languages": ["en"], "code_switching": True},
+        "diarization": True,
+        "diarization_config": {"min_speakers": 1, "max_speakers": 4},
+    }
+    assert dict(b.options) == {
+        "language_config": {"languages": ["fr"], "code_switching": True},
+        "diarization": True,
+        "diarization_config": {"min_speakers": 1, "max_speakers": 2},
+        "sentences": True,
+    }
+
+
+def test_translation_config_may_come_from_defaults(tmp_path: Path) -> None:
+    """translation = true in a watch is valid when [defaults.options] gives the targets."""
+    path = write(
+        tmp_path,
+        """
+        [defaults.options]
+        translation_config = { target_languages = ["fr"] }
+        [[watch]]
+        path = "/srv/a"
+        [watch.options]
+        translation = true
+        """,
+    )
+    options = load(path).watches[0].options
+    assert options["translation"] is True
+    assert options["translation_config"] == {"target_languages": ["fr"]}
+
+
+def test_watch_options_are_independent_copies(tmp_path: Path) -> None:
+    """Changing one watch's options dict leaves the other watch and the defaults untouched."""
+    path = write(
+        tmp_path,
+        """
+        [defaults.options]
+        language_config = { languages = ["en"] }
+        [[watch]]
+        path = "/srv/a"
+        [[watch]]
+        path = "/srv/b"
+        """,
+    )
+    config = load(path)
+    a, b = config.watches
+    a.options["language_config"]["languages"].append("fr")
+    assert b.options["language_config"] == {"languages": ["en"]}
+    assert config.defaults.options["language_config"] == {"languages": ["en"]}
+
+
+def test_parse_config_accepts_a_mapping() -> None:
+    """parse_config validates already-parsed data and leaves the input unmodified."""
+    data = {"defaults": {"options": {"diarization": True}}, "watch": [{"path": "/srv/a"}]}
+    config = parse_config(data, source=None, env={})
+    config.watches[0].options["diarization"] = False  # type: ignore[index]
+    assert data["defaults"] == {"options": {"diarization": True}}
+    assert config.source is None
+
+
+def test_parse_config_error_without_file_says_config() -> None:
+    """With no source file, messages start with "config:" instead of a path."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"engine": {"name": 7}}, source=None, env={})
+    assert str(caught.value) == (
+        'config: engine.name: expected one of "auto", "gladia", "local", got 7'
+    )
+
+
+# -- paths -----------------------------------------------------------------------------------
+
+
+def test_relative_paths_are_relative_to_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relative watch and journal paths resolve against the config file's folder, not the cwd."""
+    folder = tmp_path / "conf"
+    path = write(folder, '[journal]\npath = "state/j.db"\n[[watch]]\npath = "../inbox"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load(path)
+    assert config.journal_path == (folder / "state" / "j.db").resolve()
+    assert config.watches[0].path == (tmp_path / "inbox").resolve()
+    assert config.watches[0].path.is_absolute()
+
+
+def test_tilde_expands_to_home(tmp_path: Path, isolated_dirs: Path) -> None:
+    """"~" in watch and journal paths means the home folder."""
+    path = write(tmp_path, '[journal]\npath = "~/j.db"\n[[watch]]\npath = "~/inbox"\n')
+    config = load(path)
+    assert config.journal_path == isolated_dirs.resolve() / "j.db"
+    assert config.watches[0].path == isolated_dirs.resolve() / "inbox"
+
+
+def test_missing_watch_folder_is_accepted(tmp_path: Path) -> None:
+    """A watch root that does not exist yet loads fine (it is retried at run time)."""
+    path = write(tmp_path, f'[[watch]]\npath = "{tmp_path / "later"}"\n')
+    assert load(path).watches[0].path == (tmp_path / "later").resolve()
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "words"),
+    [
+        ("/srv/in", "/srv/in/sub", "is inside"),
+        ("/srv/in/sub", "/srv/in", "contains"),
+        ("/srv/in", "/srv/./in/", "is the same folder as"),
+    ],
+)
+def test_overlapping_watches_rejected(tmp_path: Path, first: str, second: str, words: str) -> None:
+    """Two watches on the same folder or one inside another are an error naming both."""
+    path, message = error_of(
+        tmp_path, f'[[watch]]\npath = "{first}"\n[[watch]]\npath = "{second}"\n'
+    )
+    assert message.startswith(f"{path}: watch[2].path: ")
+    assert words in message
+    assert "watch[1].path" in message
+
+
+def test_sibling_watches_with_common_prefix_allowed(tmp_path: Path) -> None:
+    """/srv/in and /srv/inbox are different folders, not nested ones."""
+    path = write(tmp_path, '[[watch]]\npath = "/srv/in"\n[[watch]]\npath = "/srv/inbox"\n')
+    assert [w.path for w in load(path).watches] == [Path("/srv/in"), Path("/srv/inbox")]
+
+
+# -- with_extra_watches ----------------------------------------------------------------------
+
+
+def test_extra_watches_built_from_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run --watch DIR adds an absolute watch carrying the [defaults] settings and options."""
+    path = write(
+        tmp_path / "conf",
+        """
+        [defaults]
+        outputs = ["srt"]
+        settle_seconds = 7
+        [defaults.options]
+        diarization = true
+        [[watch]]
+        path = "/srv/a"
+        """,
+    )
+    config = load(path)
+    monkeypatch.chdir(tmp_path)
+    extended = with_extra_watches(config, [Path("drop")])
+    assert len(config.watches) == 1
+    assert [w.path for w in extended.watches] == [Path("/srv/a"), (tmp_path / "drop").resolve()]
+    extra = extended.watches[1]
+    assert (extra.outputs, extra.settle_seconds, dict(extra.options)) == (
+        ("srt",), 7.0, {"diarization": True},
+    )
+    extra.options["diarization"] = False  # type: ignore[index]
+    assert config.defaults.options["diarization"] is True
+
+
+def test_extra_watch_already_watched_is_skipped(tmp_path: Path) -> None:
+    """A --watch folder that is already a watch (or given twice) is not added again."""
+    path = write(tmp_path, '[[watch]]\npath = "/srv/a"\n')
+    extended = with_extra_watches(load(path), [Path("/srv/a/"), Path("/srv/b"), Path("/srv/b")])
+    assert [w.path for w in extended.watches] == [Path("/srv/a"), Path("/srv/b")]
+
+
+def test_extra_watch_nested_in_existing_is_an_error(tmp_path: Path) -> None:
+    """A --watch folder inside a configured watch is an error naming both."""
+    path = write(tmp_path, '[[watch]]\npath = "/srv/a"\n')
+    with pytest.raises(ConfigError) as caught:
+        with_extra_watches(load(path), [Path("/srv/a/sub")])
+    message = str(caught.value)
+    assert message.startswith("--watch /srv/a/sub: ")
+    assert f"watch[1].path in {path}" in message
+
+
+def test_extra_watches_on_empty_config(tmp_path: Path) -> None:
+    """With no config file, --watch DIR gives a watch with the built-in defaults."""
+    config = with_extra_watches(load_config(None, env={}), [tmp_path])
+    (watch,) = config.watches
+    assert watch.path == tmp_path.resolve()
+    assert (watch.outputs, watch.settle_seconds, watch.recursive) == (("txt", "json"), 2.0, True)
