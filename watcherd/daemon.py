@@ -20,7 +20,7 @@ from watcherd.config import Config, WatchConfig
 from watcherd.errors import AuthError, ConfigError, TransientGladiaError
 from watcherd.gladia import GladiaClient
 from watcherd.journal import ACTIVE_STATES, Journal
-from watcherd.pipeline import GladiaPipeline
+from watcherd.pipeline import GladiaPipeline, Timing
 from watcherd.watcher import Watcher, scan
 from watcherd.worker import Worker, make_no_engine_reason, unfinished
 
@@ -46,17 +46,7 @@ def open_engine(config: Config, journal: Journal) -> tuple[GladiaClient | None,
         return None, None
     assert config.gladia.api_key is not None
     client = GladiaClient(config.gladia.api_url, config.gladia.api_key)
-    return client, GladiaPipeline(journal, client, **_pipeline_tuning())
-
-
-def _pipeline_tuning() -> dict[str, float]:
-    # Tests shorten the waits through the environment; production keeps the defaults.
-    tuning = {}
-    for name in ("list_lag_grace", "poll_start", "poll_cap", "retry_base", "retry_cap"):
-        value = os.environ.get(f"WATCHERD_{name.upper()}")
-        if value:
-            tuning[name] = float(value)
-    return tuning
+    return client, GladiaPipeline(journal, client, timing=Timing.from_env(os.environ))
 
 
 class Daemon:

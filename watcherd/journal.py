@@ -237,7 +237,7 @@ class Journal:
 
     def counts(self) -> dict[str, int]:
         """Number of sources per state (every state present, zero included)."""
-        counts = dict.fromkeys(STATES, 0)
+        counts: dict[str, int] = dict.fromkeys(STATES, 0)
         for row in self._conn.execute("SELECT state, count(*) AS n FROM sources GROUP BY state"):
             counts[row["state"]] = row["n"]
         return counts

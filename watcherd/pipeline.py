@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,27 @@ JOB_ERROR_BUDGET = 3
 METADATA_LIMIT = 2000
 
 
+@dataclass(frozen=True)
+class Timing:
+    """How long the pipeline waits between polls and retries (tests shorten these)."""
+
+    list_lag_grace: float = LIST_LAG_GRACE
+    poll_start: float = 1.0
+    poll_cap: float = 30.0
+    retry_base: float = 2.0
+    retry_cap: float = 600.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Timing:
+        """Defaults, overridden by WATCHERD_POLL_START-style variables (for tests)."""
+        values = {}
+        for f in fields(cls):
+            raw = env.get(f"WATCHERD_{f.name.upper()}")
+            if raw:
+                values[f.name] = float(raw)
+        return cls(**values)
+
+
 class Later(Exception):
     """Stop here and come back after ``delay`` seconds; the reason is shown in ``status``."""
 
@@ -65,12 +87,8 @@ class GladiaPipeline:
         on_api_down: Callable[[GladiaError], None] = lambda e: None,
         on_api_ok: Callable[[], None] = lambda: None,
         on_auth_error: Callable[[AuthError], None] = lambda e: None,
-        list_lag_grace: float = LIST_LAG_GRACE,
+        timing: Timing | None = None,
         job_error_budget: int = JOB_ERROR_BUDGET,
-        poll_start: float = 1.0,
-        poll_cap: float = 30.0,
-        retry_base: float = 2.0,
-        retry_cap: float = 600.0,
     ) -> None:
         self.journal = journal
         self.client = client
@@ -78,12 +96,8 @@ class GladiaPipeline:
         self.on_api_down = on_api_down
         self.on_api_ok = on_api_ok
         self.on_auth_error = on_auth_error
-        self.list_lag_grace = list_lag_grace
+        self.timing = timing or Timing()
         self.job_error_budget = job_error_budget
-        self.poll_start = poll_start
-        self.poll_cap = poll_cap
-        self.retry_base = retry_base
-        self.retry_cap = retry_cap
 
     # -- the one entry point ---------------------------------------------------------------
 
@@ -104,7 +118,7 @@ class GladiaPipeline:
             current = self.journal.get(source_id)
             attempts = current.attempts + 1
             delay = retry_delay(
-                attempts, retry_after=exc.retry_after, base=self.retry_base, cap=self.retry_cap
+                attempts, retry_after=exc.retry_after, base=self.timing.retry_base, cap=self.timing.retry_cap
             )
             self._wait(source_id, exc.describe(), delay, attempts=attempts)
             bound.warning("gladia_transient_error", error=exc.describe(), retry_in=round(delay, 1))
@@ -123,7 +137,7 @@ class GladiaPipeline:
             current = self.journal.get(source_id)
             attempts = current.attempts + 1
             reason = f"cannot write the transcript next to the source: {exc}"
-            self._wait(source_id, reason, retry_delay(attempts, cap=self.retry_cap),
+            self._wait(source_id, reason, retry_delay(attempts, cap=self.timing.retry_cap),
                        attempts=attempts)
             bound.error("outputs_not_written", error=str(exc))
 
@@ -215,26 +229,27 @@ class GladiaPipeline:
                 reason="found the job created before the interruption; not creating another",
             )
         waited = time.time() - source.submit_started_at
-        if waited < self.list_lag_grace:
-            raise Later("checking whether Gladia created the job", self.list_lag_grace - waited)
+        if waited < self.timing.list_lag_grace:
+            raise Later("checking whether Gladia created the job", self.timing.list_lag_grace - waited)
         return self.journal.transition(
             source, "uploaded" if source.audio_url else "pending", actor="worker",
             submit_started_at=None, reason="no job was created before the interruption",
         )
 
     async def _await_result(self, source: Source) -> dict[str, Any]:
-        assert source.job_id is not None
+        job_id = source.job_id
+        assert job_id is not None
         if source.state != "submitted":
             source = self.journal.transition(
                 source, "submitted", actor="worker", reason="waiting for the result"
             )
-        delays = poll_delays(start=self.poll_start, cap=self.poll_cap)
+        delays = poll_delays(start=self.timing.poll_start, cap=self.timing.poll_cap)
         while True:
             try:
-                job = await self.client.get(source.job_id)
+                job = await self.client.get(job_id)
             except JobNotFound:
                 raise PermanentGladiaError(
-                    f"the job {source.job_id} no longer exists at Gladia (deleted or expired); "
+                    f"the job {job_id} no longer exists at Gladia (deleted or expired); "
                     "`watcherd retry` creates a new one, billed again",
                     status=404,
                 ) from None
@@ -251,7 +266,7 @@ class GladiaPipeline:
         code = job.get("error_code")
         code = code if isinstance(code, int) else 500
         if code >= 500 and source.job_errors + 1 < self.job_error_budget:
-            delay = retry_delay(source.job_errors + 1, base=self.retry_base, cap=self.retry_cap)
+            delay = retry_delay(source.job_errors + 1, base=self.timing.retry_base, cap=self.timing.retry_cap)
             self.journal.transition(
                 source, "waiting", actor="worker", job_id=None, job_errors=source.job_errors + 1,
                 next_attempt_at=time.time() + delay,

@@ -226,7 +226,7 @@ class Worker:
             return
         if item.problem is not None:
             if source.last_error != item.problem:
-                self.journal.transition(source, source.state, actor="worker",  # type: ignore[arg-type]
+                self.journal.transition(source, source.state, actor="worker",
                                         reason=item.problem, last_error=item.problem)
             return
         task = self._running.get(source.id)
