@@ -118,7 +118,8 @@ class GladiaPipeline:
             current = self.journal.get(source_id)
             attempts = current.attempts + 1
             delay = retry_delay(
-                attempts, retry_after=exc.retry_after, base=self.timing.retry_base, cap=self.timing.retry_cap
+                attempts, retry_after=exc.retry_after, base=self.timing.retry_base,
+                cap=self.timing.retry_cap,
             )
             self._wait(source_id, exc.describe(), delay, attempts=attempts)
             bound.warning("gladia_transient_error", error=exc.describe(), retry_in=round(delay, 1))
@@ -230,7 +231,8 @@ class GladiaPipeline:
             )
         waited = time.time() - source.submit_started_at
         if waited < self.timing.list_lag_grace:
-            raise Later("checking whether Gladia created the job", self.timing.list_lag_grace - waited)
+            raise Later("checking whether Gladia created the job",
+                        self.timing.list_lag_grace - waited)
         return self.journal.transition(
             source, "uploaded" if source.audio_url else "pending", actor="worker",
             submit_started_at=None, reason="no job was created before the interruption",
@@ -266,7 +268,8 @@ class GladiaPipeline:
         code = job.get("error_code")
         code = code if isinstance(code, int) else 500
         if code >= 500 and source.job_errors + 1 < self.job_error_budget:
-            delay = retry_delay(source.job_errors + 1, base=self.timing.retry_base, cap=self.timing.retry_cap)
+            delay = retry_delay(source.job_errors + 1, base=self.timing.retry_base,
+                                cap=self.timing.retry_cap)
             self.journal.transition(
                 source, "waiting", actor="worker", job_id=None, job_errors=source.job_errors + 1,
                 next_attempt_at=time.time() + delay,
