@@ -449,6 +449,32 @@ def test_vanished_root_is_not_reported_as_deleted_files(
     assert hints.all() == []
 
 
+def test_root_replaced_by_empty_folder_hints_no_deletions(
+    tmp_path: Path, start_watcher: StartWatcher
+) -> None:
+    """Like a share unmounted over its empty mount point: files seem gone but are not hinted."""
+    root = tmp_path / "inbox"
+    root.mkdir()
+    for name in ["a.mp3", "b.mp3"]:
+        (root / name).write_bytes(b"x")
+    hints = Hints()
+    watcher = start_watcher(
+        WatchConfig(path=root, poll="always"),
+        hint=hints,
+        poll_interval=0.02,
+        root_retry_seconds=0.3,
+    )
+    first_observer = watcher._roots[0].observer
+    root.rename(tmp_path / "away")
+    root.mkdir()
+    wait_until(
+        lambda: watcher._roots[0].observer not in (None, first_observer),
+        "the observer to be restarted on the new folder",
+    )
+    sentinel_after(hints, root)
+    assert ignored_hints(hints, "a.mp3", "b.mp3") == []
+
+
 def test_root_deleted_and_recreated_is_watched_again(
     tmp_path: Path, start_watcher: StartWatcher
 ) -> None:

@@ -355,7 +355,7 @@ class Watcher:
             self._stopping.set()
             observers = [root.observer for root in self._roots if root.observer is not None]
             for root in self._roots:
-                root.observer = None
+                root.observer, root.mode = None, None
         # Stopping an observer joins its emitters, which can take a while on a slow network
         # share; doing it in helper threads keeps stop() bounded.
         stoppers = [
@@ -408,13 +408,17 @@ class Watcher:
 
     def _check(self, root: _Root) -> None:
         """Retry a missing root; restart an observer that died or watches a replaced folder."""
+        if self._stopping.is_set():
+            return
         observer = root.observer
         if observer is None:
             self._bring_up(root, announce=True)
             return
         identity = _root_identity(root.path)
-        alive = observer.is_alive() and bool(observer.emitters)
-        alive = alive and all(emitter.is_alive() for emitter in observer.emitters)
+        # A copy: the observer's own thread may change its set of emitters meanwhile.
+        emitters = list(observer.emitters)
+        alive = observer.is_alive() and bool(emitters)
+        alive = alive and all(emitter.is_alive() for emitter in emitters)
         if identity is None:
             self._take_down(root)
             problem = _root_absence(root.path)
@@ -461,6 +465,8 @@ class Watcher:
                     retry_seconds=self._retry_seconds,
                 )
             return False
+        # Set before the observer runs: its first deletion events are checked against it.
+        root.identity = identity
         started = self._start_observer(root)
         if started is None:
             return False
@@ -471,7 +477,6 @@ class Watcher:
             else:
                 stale = None
                 root.observer, root.mode, root.problem = observer, mode, None
-                root.identity = identity
         if stale is not None:
             _stop_observer(stale)
             return False
