@@ -8,6 +8,7 @@ result comes back to this loop before it is recorded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -90,6 +91,9 @@ class Worker:
         self._hashing: dict[int, asyncio.Task[None]] = {}
         self._hash_slots = asyncio.Semaphore(hash_workers)
         self._loop: asyncio.AbstractEventLoop | None = None
+        with contextlib.suppress(RuntimeError):
+            # Bound now, so watcher threads started before run() can already hand paths over.
+            self._loop = asyncio.get_running_loop()
         self.note_api_down_since: float | None = None
         self._auth_problem: str | None = None
         self._auth_problem_at = 0.0
