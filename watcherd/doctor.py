@@ -1,0 +1,383 @@
+"""``watcherd doctor``: check everything the daemon depends on and say how to fix what is wrong.
+
+Each check returns findings (OK, WARN or FAIL, with the fix for anything not OK). Nothing here
+changes anything: the journal is opened read-only and the API call is a one-item list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import shutil
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, cast
+
+from watcherd.config import Config, WatchConfig
+from watcherd.errors import AuthError, GladiaError, TransientGladiaError
+from watcherd.gladia import GladiaClient
+from watcherd.journal import SCHEMA_VERSION
+
+Level = Literal["OK", "WARN", "FAIL"]
+
+# Below this much free space a root (or the journal's folder) is worth a warning: outputs are
+# small, but a full disk turns every transcript into a failure.
+LOW_SPACE_BYTES = 100 * 1024 * 1024
+INOTIFY_DIR = Path("/proc/sys/fs/inotify")
+# Counting folders under a huge tree (or a slow network mount) must not make doctor hang.
+WALK_SECONDS = 10.0
+# The doctor's API call is one small request: a dead network should be said quickly.
+API_CONNECT_TIMEOUT = 5.0
+API_REQUEST_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One line of the doctor's report: how it stands, what was seen, and the fix if needed."""
+
+    level: Level
+    topic: str
+    detail: str
+    fix: str | None = None
+
+
+def _ok(topic: str, detail: str) -> Finding:
+    return Finding("OK", topic, detail)
+
+
+# -- config and engine -----------------------------------------------------------------------
+
+
+def check_config(config: Config) -> list[Finding]:
+    """The config file was found and loaded, and it names something to watch."""
+    found = [
+        _ok("config", f"loaded {config.source}")
+        if config.source is not None
+        else Finding("WARN", "config", "no config file found; using the defaults",
+                     "write ~/.config/watcherd/config.toml (see config.example.toml) or pass "
+                     "--config PATH")
+    ]
+    if not config.watches:
+        found.append(Finding(
+            "FAIL", "watches", "nothing to watch: `watcherd run` would refuse to start",
+            "add a [[watch]] table with path = \"/folder/to/watch\"",
+        ))
+    return found
+
+
+def local_engine_installed() -> bool | None:
+    """Whether the local engine is installed; None when this watcherd has no local engine."""
+    try:
+        module = importlib.import_module("watcherd.local_model")
+    except ImportError:
+        return None
+    probe = getattr(module, "local_engine_installed", None)
+    if probe is None:
+        return None
+    return bool(cast(Callable[[], bool], probe)())
+
+
+def check_engine(config: Config, *, local_installed: bool | None) -> list[Finding]:
+    """An API key is set for the gladia engine, or the local engine is there to use."""
+    key = config.gladia.api_key
+    local_fix = "install it with: pip install 'watcherd[local]'"
+    found: list[Finding] = []
+    if key is not None:
+        found.append(_ok("api key", f"set from {config.gladia.api_key_origin or 'the config'}"))
+    elif config.engine == "local":
+        found.append(_ok("api key", "not set (not needed: [engine] name is \"local\")"))
+    else:
+        no_key_fix = (
+            "set [gladia] api_key_file (or api_key) in the config, or the environment variable "
+            "GLADIA_API_KEY; get a key at https://app.gladia.io"
+        )
+        if config.engine == "gladia" or not local_installed:
+            found.append(Finding(
+                "FAIL", "api key",
+                "not set: nothing can be transcribed, files will wait in the journal",
+                no_key_fix if config.engine == "gladia" else f"{no_key_fix}; or {local_fix}",
+            ))
+        else:
+            found.append(Finding("WARN", "api key",
+                                 "not set: files go to the local engine instead of Gladia",
+                                 no_key_fix))
+    if local_installed is None:
+        if config.engine == "local":
+            found.append(Finding("FAIL", "local engine", "this watcherd has no local engine",
+                                 "upgrade watcherd, or set [engine] name = \"gladia\""))
+    elif local_installed:
+        found.append(_ok("local engine", "installed"))
+    elif config.engine == "local":
+        found.append(Finding("FAIL", "local engine", "not installed", local_fix))
+    else:
+        found.append(_ok("local engine", "not installed (optional, for offline use)"))
+    return found
+
+
+async def check_api(config: Config) -> Finding | None:
+    """One cheap authenticated call to Gladia; None when no key is set (nothing to check)."""
+    key = config.gladia.api_key
+    if key is None or config.engine == "local":
+        return None
+    url = config.gladia.api_url
+    async with GladiaClient(url, key, connect_timeout=API_CONNECT_TIMEOUT,
+                            request_timeout=API_REQUEST_TIMEOUT) as client:
+        try:
+            await client.check_key()
+        except AuthError as exc:
+            return Finding(
+                "FAIL", "gladia api", f"the API key was rejected: {exc.describe()}",
+                "check the key at https://app.gladia.io (copy it again, without spaces) and "
+                f"where it comes from: {config.gladia.api_key_origin or 'the config'}",
+            )
+        except TransientGladiaError as exc:
+            return Finding(
+                "FAIL", "gladia api", f"unreachable: {exc.describe()}",
+                f"check the network, proxy and firewall, and [gladia] api_url ({url}); "
+                "watcherd keeps files waiting and retries while the API is down",
+            )
+        except GladiaError as exc:
+            return Finding("FAIL", "gladia api", f"unexpected answer: {exc.describe()}",
+                           f"check [gladia] api_url ({url})")
+    return _ok("gladia api", f"{url} accepted the key")
+
+
+# -- watch roots -----------------------------------------------------------------------------
+
+
+def _network_probe() -> Callable[[Path], tuple[bool, str]] | None:
+    try:
+        module = importlib.import_module("watcherd.watcher")
+    except ImportError:
+        return None
+    probe = getattr(module, "is_network_filesystem", None)
+    return None if probe is None else cast(Callable[[Path], tuple[bool, str]], probe)
+
+
+def _free_space(path: Path, topic: str) -> Finding | None:
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return None
+    if free < LOW_SPACE_BYTES:
+        return Finding("WARN", topic, f"only {free // (1024 * 1024)} MiB free on {path}",
+                       "free some space: outputs and the journal cannot be written on a full "
+                       "disk")
+    return None
+
+
+def check_root(watch: WatchConfig) -> list[Finding]:
+    """One watch root: exists, is a readable and writable folder, where it lives, free space."""
+    root = watch.path
+    topic = f"watch {root}"
+    if not root.exists():
+        return [Finding("FAIL", topic, "does not exist",
+                        f"create it (mkdir -p {root}) or fix its [[watch]] path; watcherd "
+                        "retries a missing root, but nothing in it is transcribed meanwhile")]
+    if not root.is_dir():
+        return [Finding("FAIL", topic, "is not a folder", "point [[watch]] path at a folder")]
+    found: list[Finding] = []
+    if not os.access(root, os.R_OK | os.X_OK):
+        found.append(Finding("FAIL", topic, "cannot be read by this user",
+                             f"give this user read access: chmod u+rx {root} (or run watcherd "
+                             "as its owner)"))
+    if not os.access(root, os.W_OK | os.X_OK):
+        found.append(Finding("FAIL", topic,
+                             "is not writable: transcripts are written next to the sources",
+                             f"give this user write access to {root} and its subfolders"))
+    probe = _network_probe()
+    if probe is not None:
+        network, fstype = probe(root)
+        if network and watch.poll == "never":
+            found.append(Finding(
+                "WARN", topic,
+                f"is on a network file system ({fstype}) but poll = \"never\": change events "
+                "from other machines are missed",
+                "set poll = \"auto\" (or \"always\") for this watch; the periodic rescan "
+                "still catches files, only later",
+            ))
+        elif network:
+            found.append(_ok(topic, f"on a network file system ({fstype}): watched by polling"))
+    space = _free_space(root, topic)
+    if space is not None:
+        found.append(space)
+    if not any(f.level != "OK" for f in found):
+        found.insert(0, _ok(topic, "exists, readable and writable"))
+    return found
+
+
+# -- inotify ---------------------------------------------------------------------------------
+
+
+def count_folders(root: Path, *, limit: int, deadline: float) -> tuple[int, bool]:
+    """Folders under ``root`` (itself included), counting no further than ``limit`` + 1.
+
+    Returns (count, complete); ``complete`` is False when the limit or the ``deadline``
+    (a ``time.monotonic()`` value) stopped the walk. Symlinks are not followed.
+    """
+    count = 0
+    stack = [root]
+    while stack:
+        if count > limit or time.monotonic() > deadline:
+            return count, False
+        folder = stack.pop()
+        count += 1
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(Path(entry.path))
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return count, True
+
+
+def _uses_inotify(watch: WatchConfig, probe: Callable[[Path], tuple[bool, str]] | None) -> bool:
+    if watch.poll == "always" or not watch.path.is_dir():
+        return False
+    return not (watch.poll == "auto" and probe is not None and probe(watch.path)[0])
+
+
+def check_inotify(
+    watches: Sequence[WatchConfig],
+    *,
+    limits_dir: Path = INOTIFY_DIR,
+    walk_seconds: float = WALK_SECONDS,
+) -> Finding:
+    """The per-user inotify watch limit covers every folder watched natively."""
+    try:
+        limit = int((limits_dir / "max_user_watches").read_text().strip())
+    except (OSError, ValueError):
+        return _ok("inotify", "no inotify limit on this system")
+    probe = _network_probe()
+    deadline = time.monotonic() + walk_seconds
+    needed = 0
+    complete = True
+    for watch in watches:
+        if not _uses_inotify(watch, probe):
+            continue
+        if not watch.recursive:
+            needed += 1
+            continue
+        count, done = count_folders(watch.path, limit=limit - needed, deadline=deadline)
+        needed += count
+        complete = complete and done
+    key = "fs.inotify.max_user_watches"
+    wanted = max(524288, needed * 2)
+    fix = (f"raise it: sudo sysctl {key}={wanted}, and keep it across reboots with the line "
+           f"{key}={wanted} in /etc/sysctl.d/90-watcherd.conf")
+    noun = "folder" if needed == 1 else "folders"
+    counted = f"{needed}{'' if complete else '+'} {noun} to watch"
+    if needed > limit:
+        return Finding("FAIL", "inotify", f"{counted}, but {key} is {limit}", fix)
+    if needed * 2 > limit:
+        return Finding("WARN", "inotify",
+                       f"{counted} of {key} = {limit}; other programs share this limit", fix)
+    if not complete:
+        return Finding("WARN", "inotify",
+                       f"stopped counting after {walk_seconds:.0f}s at {counted} "
+                       f"({key} = {limit})",
+                       f"if `watcherd run` logs an inotify limit error, {fix}")
+    return _ok("inotify", f"{counted}, {key} = {limit}")
+
+
+# -- journal ---------------------------------------------------------------------------------
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_journal(path: Path) -> list[Finding]:
+    """The journal is sound (PRAGMA quick_check, read-only), or its folder can be created."""
+    topic = "journal"
+    if not path.exists():
+        base = _nearest_existing(path.parent)
+        if not os.access(base, os.W_OK | os.X_OK):
+            return [Finding("FAIL", topic, f"{path} does not exist and {base} is not writable",
+                            "set [journal] path to a writable place, or create the folder "
+                            f"{path.parent} for this user")]
+        return [_ok(topic, f"{path} will be created on first run")]
+    fix = (f"stop watcherd, move the journal aside (mv {path} {path}.broken) and start it "
+           "again: files are seen again, finished ones are recognised by their outputs and "
+           "Gladia jobs are found by content, so nothing is paid twice")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+    except sqlite3.Error as exc:
+        return [Finding("FAIL", topic, f"{path} cannot be opened: {exc}",
+                        "check its permissions and that of its folder")]
+    try:
+        rows = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        sources = 0
+        if version >= 1:
+            sources = conn.execute("SELECT count(*) FROM sources").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        return [Finding("FAIL", topic, f"{path} is damaged: {exc}", fix)]
+    finally:
+        conn.close()
+    if rows != ["ok"]:
+        problems = "; ".join(str(r) for r in rows[:3])
+        return [Finding("FAIL", topic, f"{path} failed its integrity check: {problems}", fix)]
+    if version > SCHEMA_VERSION:
+        return [Finding("FAIL", topic,
+                        f"{path} was written by a newer watcherd (schema {version})",
+                        "upgrade watcherd")]
+    found = [_ok(topic, f"{path} is sound ({sources} files known)")]
+    space = _free_space(path.parent, topic)
+    if space is not None:
+        found.append(space)
+    return found
+
+
+# -- the whole report ------------------------------------------------------------------------
+
+
+def diagnose(
+    config: Config,
+    *,
+    limits_dir: Path = INOTIFY_DIR,
+    walk_seconds: float = WALK_SECONDS,
+) -> list[Finding]:
+    """Every check, in the order a person would fix things."""
+    found = check_config(config)
+    found += check_engine(config, local_installed=local_engine_installed())
+    api = asyncio.run(check_api(config))
+    if api is not None:
+        found.append(api)
+    for watch in config.watches:
+        found += check_root(watch)
+    found.append(check_inotify(config.watches, limits_dir=limits_dir,
+                               walk_seconds=walk_seconds))
+    found += check_journal(config.journal_path)
+    return found
+
+
+def format_report(findings: Sequence[Finding]) -> str:
+    """The findings as text: one line each, the fix indented below, a summary at the end."""
+    lines: list[str] = []
+    for finding in findings:
+        lines.append(f"{finding.level:<4}  {finding.topic}: {finding.detail}")
+        if finding.fix and finding.level != "OK":
+            lines.append(f"      fix: {finding.fix}")
+    fails = sum(1 for f in findings if f.level == "FAIL")
+    warns = sum(1 for f in findings if f.level == "WARN")
+    if fails or warns:
+        lines.append(f"{fails} failed, {warns} warning{'s' if warns != 1 else ''}")
+    else:
+        lines.append("all checks passed")
+    return "\n".join(lines)
+
+
+def exit_code(findings: Sequence[Finding]) -> int:
+    """0 when nothing failed (warnings allowed), 1 otherwise."""
+    return 1 if any(f.level == "FAIL" for f in findings) else 0

@@ -1,0 +1,199 @@
+"""The operations commands: ``watcherd doctor`` and ``watcherd service install``.
+
+The lead registers them on the main group (``main.add_command(doctor)``,
+``main.add_command(service)``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+import click
+
+from watcherd.cli import config_option, handles_errors
+from watcherd.config import API_KEY_ENV_VAR, Config, default_journal_path, load_config
+from watcherd.doctor import diagnose, exit_code, format_report
+from watcherd.errors import ConfigError
+from watcherd.log import configure_logging
+from watcherd.outputs import atomic_write
+from watcherd.service import (
+    CREDENTIALS_DIR,
+    DEFAULT_KEY_FILE,
+    LAUNCHD_LABEL,
+    SYSTEM_UNIT_DIR,
+    UNIT_NAME,
+    launch_agent_path,
+    launchd_log_dir,
+    render_launchd_plist,
+    render_systemd_unit,
+    user_unit_dir,
+)
+
+Target = Literal["systemd", "launchd"]
+SYSTEM_USER = "watcherd"
+
+
+@click.command()
+@config_option
+@handles_errors
+def doctor(config_path: Path | None) -> None:
+    """Check the config, API key, Gladia API, watch roots, inotify limits and journal."""
+    config = load_config(config_path)
+    secrets = [config.gladia.api_key.reveal()] if config.gladia.api_key is not None else []
+    # Only problems in the libraries' own logs are worth showing next to the report.
+    configure_logging(fmt="console", level="warning", stream=sys.stderr, secrets=secrets)
+    findings = diagnose(config)
+    click.echo(format_report(findings))
+    sys.exit(exit_code(findings))
+
+
+@click.group()
+def service() -> None:
+    """Run watcherd as a systemd service (Linux) or a launchd agent (macOS)."""
+
+
+def _default_target() -> Target:
+    return "launchd" if sys.platform == "darwin" else "systemd"
+
+
+def _service_config(config_path: Path | None) -> Config:
+    config = load_config(config_path)
+    if config.source is None:
+        raise ConfigError(
+            "no config file found: the service needs one; write ~/.config/watcherd/config.toml "
+            "(see config.example.toml) or pass --config PATH"
+        )
+    if not config.watches:
+        raise ConfigError(
+            f"{config.source}: nothing to watch: add a [[watch]] table with a path before "
+            "installing the service"
+        )
+    return config
+
+
+def _writable_paths(config: Config) -> list[Path]:
+    paths = [watch.path for watch in config.watches]
+    # A journal left at the default goes to StateDirectory=, which the unit makes writable.
+    if config.journal_path != default_journal_path():
+        folder = config.journal_path.parent
+        if not any(folder == p or p in folder.parents for p in paths):
+            paths.append(folder)
+    return paths
+
+
+def _key_file(config: Config, key_file: Path | None) -> Path | None:
+    if key_file is not None:
+        return key_file.expanduser().resolve()
+    if str(CREDENTIALS_DIR) in (config.gladia.api_key_origin or ""):
+        return DEFAULT_KEY_FILE
+    return None
+
+
+def _write(path: Path, data: bytes) -> bool:
+    """Write the file atomically; True if it replaced a different one."""
+    try:
+        replaced = path.exists() and path.read_bytes() != data
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data)
+    except PermissionError as exc:
+        raise click.ClickException(
+            f"cannot write {path}: {exc.strerror}; run the command with sudo, or pass "
+            "--dry-run to see the file"
+        ) from exc
+    return replaced
+
+
+def _systemd_next_steps(user: bool, config: Config, run_as: str | None,
+                        credential: Path | None) -> list[str]:
+    if user:
+        steps = [
+            "systemctl --user daemon-reload && systemctl --user enable --now watcherd",
+            "# keep it running while you are logged out: loginctl enable-linger $USER",
+            "# logs: journalctl --user -u watcherd -f",
+        ]
+    else:
+        steps = []
+        if run_as == SYSTEM_USER:
+            steps.append(
+                f"sudo useradd --system --home-dir /var/lib/{SYSTEM_USER} --shell "
+                f"/usr/sbin/nologin {SYSTEM_USER}  # once; then let it write the watched folders"
+            )
+        if credential is not None:
+            steps.append(f"# put the API key alone in {credential} (chmod 600, owned by root)")
+        steps += [
+            "sudo systemctl daemon-reload && sudo systemctl enable --now watcherd",
+            "# logs: journalctl -u watcherd -f",
+        ]
+        if config.journal_path == default_journal_path():
+            steps.append(
+                "# the service keeps its journal in /var/lib/watcherd/journal.db; set [journal] "
+                "path to that in the config so `watcherd status` finds it"
+            )
+    return steps
+
+
+def _launchd_next_steps(path: Path) -> list[str]:
+    return [
+        f"launchctl bootout gui/$(id -u)/{LAUNCHD_LABEL} 2>/dev/null; "
+        f"launchctl bootstrap gui/$(id -u) {path}",
+        f"# restart it: launchctl kickstart -k gui/$(id -u)/{LAUNCHD_LABEL}",
+        f"# logs: {launchd_log_dir()}",
+    ]
+
+
+@service.command("install")
+@click.option("--user/--system", "user", default=True,
+              help="A per-user service (default) or a system-wide one (needs root).")
+@click.option("--dry-run", is_flag=True, help="Print the file instead of writing it.")
+@click.option("--run-as", default=None, metavar="USER",
+              help=f"System service only: the account it runs as (default: {SYSTEM_USER}).")
+@click.option("--key-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="System service only: a file holding the API key, passed to the service "
+              f"as the systemd credential (default {DEFAULT_KEY_FILE} when api_key_file "
+              f"points into {CREDENTIALS_DIR}).")
+@click.option("--target", type=click.Choice(["systemd", "launchd"]), default=None,
+              hidden=True, help="Render for this service manager instead of this platform's.")
+@config_option
+@handles_errors
+def install(user: bool, dry_run: bool, run_as: str | None, key_file: Path | None,
+            target: Target | None, config_path: Path | None) -> None:
+    """Write the systemd unit (Linux) or launchd plist (macOS) for this installation."""
+    target = target or _default_target()
+    config = _service_config(config_path)
+    assert config.source is not None
+    command = [sys.executable, "-m", "watcherd", "run", "--config",
+               str(config.source.expanduser().resolve())]
+    if target == "launchd":
+        if not user:
+            raise click.UsageError("on macOS watcherd installs a per-user LaunchAgent; "
+                                   "drop --system")
+        path = launch_agent_path()
+        data = render_launchd_plist(command, log_dir=launchd_log_dir())
+        steps = _launchd_next_steps(path)
+    else:
+        if user and (run_as or key_file):
+            raise click.UsageError("--run-as and --key-file apply to --system only")
+        run_as = None if user else (run_as or SYSTEM_USER)
+        credential = None if user else _key_file(config, key_file)
+        path = (user_unit_dir() if user else SYSTEM_UNIT_DIR) / UNIT_NAME
+        data = render_systemd_unit(
+            command, user=user, writable_paths=[] if user else _writable_paths(config),
+            run_as=run_as, credential=credential,
+        ).encode("utf-8")
+        steps = _systemd_next_steps(user, config, run_as, credential)
+    if config.gladia.api_key_origin == f"${API_KEY_ENV_VAR}":
+        click.echo(f"note: your API key comes from ${API_KEY_ENV_VAR}, which the service will "
+                   "not see: set [gladia] api_key_file in the config instead", err=True)
+    if dry_run:
+        click.echo(f"# would write {path}")
+        click.echo(data.decode("utf-8"), nl=False)
+        return
+    if target == "launchd":
+        launchd_log_dir().mkdir(parents=True, exist_ok=True)
+    replaced = _write(path, data)
+    click.echo(f"{'updated' if replaced else 'wrote'} {path}")
+    click.echo("next:")
+    for step in steps:
+        click.echo(f"  {step}")
