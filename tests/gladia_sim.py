@@ -1473,7 +1473,8 @@ class GladiaSimulator:
             job.deleted = True
             return 202
 
-    def _list_jobs(self, q: _ListQuery) -> list[_Job]:
+    def _list_page(self, q: _ListQuery) -> tuple[list[dict[str, Any]], int]:
+        """One page of matching jobs, newest first, as one consistent snapshot; and the total."""
         now = time.monotonic()
         with self._lock:
             found = []
@@ -1488,13 +1489,13 @@ class GladiaSimulator:
                     continue
                 if q.day is not None and job.created_at.date() != q.day:
                     continue
-                if q.metadata and not metadata_contains(
-                    job.body.get("custom_metadata"), q.metadata
-                ):
+                stored = job.body.get("custom_metadata")
+                if q.metadata and not metadata_contains(stored, q.metadata):
                     continue
                 found.append(job)
-        found.sort(key=lambda j: (j.created_at, j.seq), reverse=True)
-        return found
+            found.sort(key=lambda j: (j.created_at, j.seq), reverse=True)
+            page = found[q.offset : q.offset + q.limit]
+            return [self._job_object(job) for job in page], len(found)
 
     def _job_object(self, job: _Job) -> dict[str, Any]:
         """The job exactly as GET /v2/pre-recorded/{id} shows it (sections 4.1, 4.3, 4.4)."""
@@ -2008,16 +2009,13 @@ class _Handler(BaseHTTPRequestHandler):
         except _QueryError as exc:
             self._error(400, "Invalid query parameter(s).", exc.errors)
             return
-        found = sim._list_jobs(q)
-        page = found[q.offset : q.offset + q.limit]
-        with sim._lock:
-            items = [sim._job_object(job) for job in page]
+        items, total = sim._list_page(q)
 
         def page_url(offset: int) -> str:
             query = urlencode([*q.filter_pairs, ("offset", str(offset)), ("limit", str(q.limit))])
             return f"{sim.base_url}{self._route_path}?{query}"
 
-        more = q.offset + q.limit < len(found)
+        more = q.offset + q.limit < total
         self._send_json(
             200,
             {
