@@ -98,6 +98,9 @@ class GladiaPipeline:
         self.on_auth_error = on_auth_error
         self.timing = timing or Timing()
         self.job_error_budget = job_error_budget
+        # Fields added to every create body (e.g. callback_config from the callback listener).
+        self.create_extras: Callable[[Source], Mapping[str, Any]] = lambda s: {}
+        self._finished: dict[str, asyncio.Event] = {}
 
     # -- the one entry point ---------------------------------------------------------------
 
@@ -185,7 +188,8 @@ class GladiaPipeline:
                     "wf_file": Path(source.path).name}
         if len(_json(metadata)) > METADATA_LIMIT:
             metadata["wf_file"] = metadata["wf_file"][:100]
-        return {**options, "audio_url": source.audio_url, "custom_metadata": metadata}
+        return {**options, **self.create_extras(source), "audio_url": source.audio_url,
+                "custom_metadata": metadata}
 
     async def _create(self, source: Source) -> Source:
         body = self._create_body(source)
@@ -262,7 +266,22 @@ class GladiaPipeline:
                 return job
             if status == "error":
                 self._job_error(source, job)
-            await asyncio.sleep(next(delays))
+            await self._pause(job_id, next(delays))
+
+    def job_finished(self, job_id: str) -> None:
+        """A hint (callback, webhook) that a job ended: poll it now instead of at its time."""
+        event = self._finished.get(job_id)
+        if event is not None:
+            event.set()
+
+    async def _pause(self, job_id: str, seconds: float) -> None:
+        event = self._finished.setdefault(job_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+        finally:
+            self._finished.pop(job_id, None)
 
     def _job_error(self, source: Source, job: Mapping[str, Any]) -> None:
         code = job.get("error_code")
