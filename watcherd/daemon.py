@@ -68,7 +68,7 @@ class Daemon:
 
     async def run(self) -> int:
         """Initialize, loop until a signal, shut down; returns the exit code."""
-        engine_for(self.config)  # a config that names no usable engine stops here, journal untouched
+        engine_for(self.config)  # a config naming no usable engine stops here, journal untouched
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop, signum)
