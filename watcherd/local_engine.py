@@ -1,0 +1,623 @@
+"""The local engine: Whisper base through faster-whisper, in worker processes, on the CPU.
+
+Each worker is a separate process (multiprocessing "spawn": a fresh interpreter that inherits
+no journal lock and no threads) that loads the model once and then transcribes one file at a
+time. The daemon's event loop only waits on pipes, so it stays responsive and SIGTERM stays
+fast; a worker that dies is reported as a transient error and restarted on the next call.
+
+Results come back in the job shape of ``GET /v2/pre-recorded/{id}`` (gladia-api.md section 4)
+so the same output writers serve both engines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import math
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from multiprocessing.context import SpawnContext, SpawnProcess
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from watcherd import local_model
+from watcherd.errors import SourceError, WatcherdError
+from watcherd.local_model import ModelError
+
+log = structlog.get_logger("watcherd.local_engine")
+
+SAMPLE_RATE = 16_000
+# Loading base takes about a second; a busy machine or a cold disk may need far longer.
+READY_TIMEOUT = 300.0
+STOP_GRACE = 1.0
+
+# Gladia options the local engine cannot honour, by the label reported to the user.
+GLADIA_ONLY_FLAGS: Mapping[str, str] = {
+    "diarization": "diarization",
+    "summarization": "summarization",
+    "pii_redaction": "pii_redaction",
+    "sentiment_analysis": "sentiment_analysis",
+    "named_entity_recognition": "named_entity_recognition",
+    "sentences": "sentences",
+    "punctuation_enhanced": "punctuation_enhanced",
+    "custom_vocabulary": "custom_vocabulary",
+    "custom_spelling": "custom_spelling",
+    "audio_to_llm": "audio_to_llm",
+    "callback": "callback",
+    "callback_url": "callback_url",
+    "chapterization": "chapterization",
+    "moderation": "moderation",
+    "name_consistency": "name_consistency",
+    "structured_data_extraction": "structured_data_extraction",
+    "diarization_enhanced": "diarization_enhanced",
+    "audio_enhancer": "audio_enhancer",
+}
+
+
+class LocalEngineError(WatcherdError):
+    """The local engine could not transcribe a file.
+
+    ``transient`` is true when the same file may succeed on another try (the worker process
+    died and is restarted); false when the file itself is the problem (it cannot be decoded).
+    """
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.transient = transient
+
+
+# -- what the options ask for ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """How one file is transcribed locally, derived from its Gladia-style options."""
+
+    language: str | None
+    languages: tuple[str, ...]
+    translate_to_english: bool
+    unavailable: tuple[str, ...]
+
+
+def plan_for(options: Mapping[str, Any]) -> DecodePlan:
+    """Map Gladia options onto Whisper: pinned language, English translation, what is missing."""
+    config = options.get("language_config")
+    config = config if isinstance(config, Mapping) else {}
+    raw_languages = config.get("languages")
+    languages = tuple(
+        dict.fromkeys(
+            code.strip().lower() for code in (raw_languages or ())
+            if isinstance(code, str) and code.strip()
+        )
+    ) if isinstance(raw_languages, list | tuple) else ()
+    unavailable = [label for flag, label in GLADIA_ONLY_FLAGS.items() if options.get(flag)]
+    if config.get("code_switching") and len(languages) != 1:
+        unavailable.append("language_config.code_switching")
+    translate = False
+    if options.get("translation"):
+        settings = options.get("translation_config")
+        settings = settings if isinstance(settings, Mapping) else {}
+        raw_targets = settings.get("target_languages")
+        targets = [t for t in raw_targets if isinstance(t, str)] if isinstance(
+            raw_targets, list | tuple
+        ) else []
+        translate = "en" in targets
+        others = [t for t in dict.fromkeys(targets) if t != "en"]
+        if others:
+            unavailable.append("translation to " + ", ".join(others))
+        elif not targets:
+            unavailable.append("translation (no target_languages given)")
+    return DecodePlan(
+        language=languages[0] if len(languages) == 1 else None,
+        languages=languages,
+        translate_to_english=translate,
+        unavailable=tuple(unavailable),
+    )
+
+
+# -- the job object ----------------------------------------------------------------------
+
+
+def _iso_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _utterances(segments: Sequence[Mapping[str, Any]], language: str) -> list[dict[str, Any]]:
+    utterances = []
+    for segment in segments:
+        text = str(segment["text"]).strip()
+        if not text:
+            continue
+        utterances.append({
+            "start": segment["start"],
+            "end": segment["end"],
+            "confidence": segment["confidence"],
+            "channel": 0,
+            "words": [dict(w) for w in segment["words"]],
+            "text": text,
+            "language": language,
+        })
+    return utterances
+
+
+def _transcription(utterances: list[dict[str, Any]], language: str) -> dict[str, Any]:
+    return {
+        "full_transcript": " ".join(u["text"] for u in utterances),
+        "languages": [language],
+        "utterances": utterances,
+    }
+
+
+def build_job(
+    *, options: Mapping[str, Any], filename: str, reply: Mapping[str, Any], plan: DecodePlan,
+    created_at: str, completed_at: str, transcription_time: float,
+) -> dict[str, Any]:
+    """The job-shaped dict (``GET /v2/pre-recorded/{id}``, status done) for a worker's reply."""
+    language = str(reply["language"])
+    duration = float(reply["duration"])
+    utterances = _utterances(reply["segments"], language)
+    result: dict[str, Any] = {
+        "metadata": {
+            "audio_duration": duration,
+            "number_of_distinct_channels": 1,
+            "billing_time": 0,
+            "transcription_time": round(transcription_time, 3),
+        },
+        "transcription": _transcription(utterances, language),
+    }
+    translation = reply.get("translation")
+    if plan.translate_to_english and isinstance(translation, Mapping):
+        translated = _utterances(translation["segments"], "en")
+        result["translation"] = {
+            "success": True,
+            "is_empty": not translated,
+            "exec_time": round(float(translation["seconds"]), 3),
+            "error": None,
+            "results": [{"error": None, **_transcription(translated, "en")}],
+        }
+    metadata = options.get("custom_metadata")
+    job_id = f"local-{uuid.uuid4()}"
+    unavailable = [*plan.unavailable, *(str(x) for x in reply.get("ignored", ()))]
+    return {
+        "id": job_id,
+        "request_id": f"local-{uuid.uuid4().hex[:12]}",
+        "version": 2,
+        "kind": "pre-recorded",
+        "status": "done",
+        "created_at": created_at,
+        "completed_at": completed_at,
+        "custom_metadata": dict(metadata) if isinstance(metadata, Mapping) else None,
+        "error_code": None,
+        "post_session_metadata": {},
+        "file": {
+            "id": job_id,
+            "filename": filename,
+            "source": None,
+            "audio_duration": duration,
+            "number_of_channels": int(reply.get("channels") or 1),
+        },
+        "request_params": {k: v for k, v in options.items() if k != "custom_metadata"},
+        "result": result,
+        "engine": "local",
+        "watcherd": {"unavailable_options": unavailable},
+    }
+
+
+# -- the worker process ------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    """The file itself cannot be transcribed (permanent)."""
+
+
+class _Missing(Exception):
+    """The file vanished before the worker could read it."""
+
+
+def _exit_with_parent() -> None:
+    """Exit when the daemon dies, even by SIGKILL, instead of transcribing for nobody."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="watcherd-parent-watch", daemon=True).start()
+
+
+def _r(value: Any) -> float:
+    number = float(value)
+    return round(number, 3) if math.isfinite(number) else 0.0
+
+
+def _segments(segments: Any) -> list[dict[str, Any]]:
+    """Plain, picklable segments; iterating is what runs the model."""
+    out = []
+    for segment in segments:
+        words: list[dict[str, Any]] = [
+            {"word": str(w.word), "start": _r(w.start), "end": max(_r(w.start), _r(w.end)),
+             "confidence": _r(w.probability)}
+            for w in (segment.words or ())
+        ]
+        if words:
+            confidence = sum(float(w["confidence"]) for w in words) / len(words)
+        else:
+            confidence = math.exp(min(0.0, float(segment.avg_logprob)))
+        out.append({
+            "start": _r(segment.start), "end": max(_r(segment.start), _r(segment.end)),
+            "text": str(segment.text), "confidence": _r(confidence), "words": words,
+        })
+    return out
+
+
+def _channels(path: str) -> int:
+    try:
+        av = importlib.import_module("av")
+        with av.open(path) as container:
+            streams = container.streams.audio
+            return int(streams[0].channels) if streams else 1
+    except Exception:
+        return 1  # only informative; decoding already proved the file is audio
+
+
+def _decode(path: str) -> Any:
+    audio_module = importlib.import_module("faster_whisper.audio")
+    try:
+        audio = audio_module.decode_audio(path, sampling_rate=SAMPLE_RATE)
+    except FileNotFoundError as exc:
+        raise _Missing(str(exc)) from None
+    except PermissionError:
+        raise _Refused("permission denied reading the file: give the watcherd user read "
+                       "access") from None
+    except MemoryError:
+        raise
+    except Exception as exc:
+        detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise _Refused(f"it cannot be decoded as audio ({detail}); it is probably corrupt or "
+                       "not a recording; replace the file (a changed file is picked up again)"
+                       ) from None
+    if getattr(audio, "size", 0) == 0:
+        raise _Refused("it contains no audio to transcribe")
+    return audio
+
+
+def _run(model: Any, request: Mapping[str, Any], beam_size: int) -> dict[str, Any]:
+    path = str(request["path"])
+    audio = _decode(path)
+    ignored: list[str] = []
+    supported = set(model.supported_languages)
+    language = request.get("language")
+    allowed = [code for code in request.get("languages", ()) if code in supported]
+    ignored += [
+        f"language_config.languages {code} (not a Whisper language; detected instead)"
+        for code in request.get("languages", ()) if code not in supported
+    ]
+    if language not in supported:
+        language = None
+    if language is None and len(allowed) > 1:
+        # Whisper cannot be told "one of these": detect, then keep the likeliest allowed one.
+        _, _, probabilities = model.detect_language(audio)
+        ranked = [code for code, _ in sorted(probabilities, key=lambda p: -p[1])]
+        language = next((code for code in ranked if code in allowed), allowed[0])
+    elif language is None and len(allowed) == 1:
+        language = allowed[0]
+    common: dict[str, Any] = {"beam_size": beam_size, "word_timestamps": True}
+    segments, info = model.transcribe(audio, language=language, task="transcribe", **common)
+    transcribed = _segments(segments)
+    translation = None
+    if request.get("translate"):
+        started = time.monotonic()
+        if info.language == "en":
+            translated = transcribed  # already English: a second pass would repeat the first
+        else:
+            pieces, _ = model.transcribe(audio, language=info.language, task="translate",
+                                         **common)
+            translated = _segments(pieces)
+        translation = {"segments": translated, "seconds": time.monotonic() - started}
+    return {
+        "language": str(info.language),
+        "language_probability": _r(info.language_probability),
+        "duration": _r(info.duration),
+        "channels": _channels(path),
+        "segments": transcribed,
+        "translation": translation,
+        "ignored": ignored,
+    }
+
+
+def worker_main(
+    conn: multiprocessing.connection.Connection, model_path: str, cpu_threads: int,
+    beam_size: int,
+) -> None:
+    """The worker process: load the model by path once, then answer transcribe requests."""
+    # Ctrl-C reaches the whole process group; the daemon decides when its workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Belt and braces: the model is loaded by path, but no library may ever reach a hub.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    _exit_with_parent()
+    started = time.monotonic()
+    try:
+        if not (Path(model_path) / "tokenizer.json").is_file():
+            # Without it faster-whisper fetches a tokenizer from a hub: refuse instead.
+            raise ModelError(f"{model_path} has no tokenizer.json")
+        faster_whisper = importlib.import_module("faster_whisper")
+        model = faster_whisper.WhisperModel(
+            model_path, device="cpu", compute_type="int8", cpu_threads=cpu_threads,
+            num_workers=1, local_files_only=True,
+        )
+    except BaseException as exc:
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", time.monotonic() - started))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message[0] != "transcribe":
+            return
+        try:
+            reply: tuple[str, Any] = ("done", _run(model, message[1], beam_size))
+        except _Refused as exc:
+            reply = ("refused", str(exc))
+        except _Missing as exc:
+            reply = ("missing", str(exc))
+        except Exception as exc:
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(reply)
+        except OSError:
+            return
+
+
+# -- the daemon's side -------------------------------------------------------------------
+
+
+async def _readable(fd: int, timeout: float | None) -> bool:
+    """Wait until ``fd`` is readable (data, EOF or process exit); False on timeout."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await asyncio.wait_for(ready, timeout)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(fd)
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        return f"was killed by {name}{hint}"
+    return f"exited with code {code}"
+
+
+class _Worker:
+    """One worker process and its pipe, as seen from the daemon."""
+
+    def __init__(self, ctx: SpawnContext, model_path: Path, cpu_threads: int,
+                 beam_size: int) -> None:
+        self._ctx = ctx
+        self._args = (str(model_path), cpu_threads, beam_size)
+        self.process: SpawnProcess | None = None
+        self.conn: multiprocessing.connection.Connection | None = None
+        self.load_seconds: float | None = None
+        self.busy = False
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.conn is not None and self.process.is_alive()
+
+    async def spawn(self) -> None:
+        """Start the process and wait until it has loaded the model."""
+        self.discard()
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(
+            target=worker_main, args=(child_conn, *self._args),
+            name="watcherd-local-engine", daemon=True,
+        )
+        process.start()
+        # The child holds its own copy; closing ours lets its death show up as EOF here.
+        child_conn.close()
+        self.process, self.conn = process, parent_conn
+        try:
+            if not await _readable(parent_conn.fileno(), READY_TIMEOUT):
+                raise ModelError(
+                    f"the local engine did not load its model within {READY_TIMEOUT:.0f} s; "
+                    "the machine may be overloaded"
+                )
+            kind, value = parent_conn.recv()
+        except (EOFError, OSError):
+            await self._reap(1.0)
+            code = None if self.process is None else self.process.exitcode
+            self.discard()
+            raise ModelError(
+                f"the local engine's worker process {_describe_exit(code)} while loading "
+                f"the model from {self._args[0]}"
+            ) from None
+        except BaseException:
+            self.discard()
+            raise
+        if kind != "ready":
+            self.discard()
+            raise ModelError(f"the local engine could not load its model: {value}")
+        self.load_seconds = float(value)
+        log.info("local_engine_ready", pid=process.pid, load_seconds=round(self.load_seconds, 2))
+
+    async def call(self, request: Mapping[str, Any]) -> tuple[str, Any]:
+        """Send one request and wait for its reply; a dead worker is a transient error."""
+        assert self.conn is not None and self.process is not None
+        self.busy = True
+        try:
+            self.conn.send(("transcribe", dict(request)))
+            await _readable(self.conn.fileno(), None)
+            reply: tuple[str, Any] = self.conn.recv()
+            return reply
+        except (EOFError, OSError):
+            await self._reap(2.0)
+            code = None if self.process is None else self.process.exitcode
+            self.discard()
+            raise LocalEngineError(
+                f"the local engine's worker process {_describe_exit(code)} while transcribing; "
+                "it is restarted and the file is tried again",
+                transient=True,
+            ) from None
+        except BaseException:
+            # Cancelled (the daemon is stopping): the worker is mid-file and cannot be told
+            # to drop it, so end it now; the journal re-runs the file later.
+            self.discard()
+            raise
+        finally:
+            self.busy = False
+
+    async def _reap(self, timeout: float) -> None:
+        process = self.process
+        if process is None or process.exitcode is not None:
+            return
+        with contextlib.suppress(ValueError, OSError):
+            await _readable(process.sentinel, timeout)
+        process.join(0)
+
+    def discard(self) -> None:
+        """Kill the process at once (if alive) and forget it."""
+        process, conn = self.process, self.conn
+        self.process, self.conn = None, None
+        if process is not None:
+            with contextlib.suppress(ValueError, OSError):
+                if process.exitcode is None:
+                    process.kill()
+        if conn is not None:
+            conn.close()
+
+    async def stop(self, grace: float) -> None:
+        """Ask the process to exit, then terminate it, then kill it."""
+        process, conn = self.process, self.conn
+        if process is None or conn is None:
+            return
+        if self.busy:
+            process.kill()  # its caller sees the EOF and discards it
+            return
+        with contextlib.suppress(OSError):
+            conn.send(("stop",))
+        await self._reap(grace)
+        if process.exitcode is None:
+            process.terminate()
+            await self._reap(2.0)
+        self.discard()
+        process.join(0)
+
+
+class LocalEngine:
+    """Transcribes files with Whisper base in worker processes, one file per worker at a time."""
+
+    def __init__(self, model_path: Path, *, workers: int = 1, cpu_threads: int = 0,
+                 beam_size: int = 5) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.model_path = model_path
+        self.workers = workers
+        self.cpu_threads = cpu_threads
+        self.beam_size = beam_size
+        ctx = multiprocessing.get_context("spawn")
+        self._workers = [_Worker(ctx, model_path, cpu_threads, beam_size) for _ in range(workers)]
+        self._idle: asyncio.Queue[_Worker] | None = None
+        self._verified = False
+        self._closed = False
+
+    @property
+    def load_seconds(self) -> float | None:
+        """How long the slowest worker took to load the model the last time it started."""
+        times = [w.load_seconds for w in self._workers if w.load_seconds is not None]
+        return max(times) if times else None
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers (for diagnostics, benchmarks and tests)."""
+        return [w.process.pid for w in self._workers
+                if w.alive and w.process is not None and w.process.pid is not None]
+
+    def _pool(self) -> asyncio.Queue[_Worker]:
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+            for worker in self._workers:
+                self._idle.put_nowait(worker)
+        return self._idle
+
+    async def _verify(self) -> None:
+        if not self._verified:
+            await asyncio.to_thread(local_model.verify, self.model_path)
+            self._verified = True
+
+    async def start(self) -> None:
+        """Verify the model folder, spawn the workers and wait until each has loaded it."""
+        if self._closed:
+            raise LocalEngineError("the local engine is shut down", transient=True)
+        await self._verify()
+        self._pool()
+        await asyncio.gather(*(w.spawn() for w in self._workers if not w.alive))
+
+    async def transcribe(self, path: Path, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Transcribe one file; returns a done job dict in Gladia's shape (see module doc)."""
+        if self._closed:
+            raise LocalEngineError("the local engine is shut down", transient=True)
+        plan = plan_for(options)
+        await self._verify()
+        pool = self._pool()
+        worker = await pool.get()
+        try:
+            if not worker.alive:
+                await worker.spawn()
+            created_at = _iso_now()
+            started = time.monotonic()
+            kind, value = await worker.call({
+                "path": str(path),
+                "language": plan.language,
+                "languages": list(plan.languages),
+                "translate": plan.translate_to_english,
+            })
+        finally:
+            pool.put_nowait(worker)
+        if kind == "refused":
+            raise LocalEngineError(f"cannot transcribe {path.name}: {value}", transient=False)
+        if kind == "missing":
+            raise SourceError("disappeared before it was transcribed", transient=True)
+        if kind != "done":
+            raise LocalEngineError(f"the local engine failed on {path.name}: {value}",
+                                   transient=True)
+        return build_job(
+            options=options, filename=path.name, reply=value, plan=plan,
+            created_at=created_at, completed_at=_iso_now(),
+            transcription_time=time.monotonic() - started,
+        )
+
+    async def close(self) -> None:
+        """Stop every worker: a short grace to exit, then terminate, then kill."""
+        self._closed = True
+        await asyncio.gather(*(w.stop(STOP_GRACE) for w in self._workers))

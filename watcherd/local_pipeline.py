@@ -1,0 +1,185 @@
+"""Drive one source through the local engine: transcribe, keep the result, write the outputs.
+
+The journal is the only memory here too. ``transcribing`` is committed before the work starts
+(the intent), the finished job is stored by content key before any output is written, and
+the shared :func:`watcherd.pipeline.finish` writes the files. A crash mid-transcription leaves
+the source in ``transcribing``, which is due again after a restart, so the file is simply
+transcribed again: local work costs nothing but time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from watcherd.backoff import retry_delay
+from watcherd.errors import SourceError
+from watcherd.journal import FileStat, Journal, Source
+from watcherd.local_engine import LocalEngine, LocalEngineError
+from watcherd.local_model import ModelError
+from watcherd.pipeline import finish
+
+log = structlog.get_logger("watcherd.local_pipeline")
+
+# A model that cannot load is the installation's problem, not the file's: wait, do not fail.
+MODEL_RETRY_SECONDS = 300.0
+METADATA_FILE_CHARS = 100
+
+
+class LocalPipeline:
+    """Moves sources through the local engine, one :meth:`drive` call per attempt."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        engine: LocalEngine,
+        *,
+        retry_budget: int = 3,
+        outputs_for: Callable[[Source], Sequence[str]] = lambda s: ("txt", "json"),
+        retry_base: float = 2.0,
+        retry_cap: float = 600.0,
+    ) -> None:
+        self.journal = journal
+        self.engine = engine
+        self.retry_budget = retry_budget
+        self.outputs_for = outputs_for
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
+
+    async def drive(self, source_id: int) -> None:
+        """Take one source as far as it can go now; every outcome lands in the journal."""
+        source = self.journal.get(source_id)
+        try:
+            await self._drive(source)
+        except LocalEngineError as exc:
+            if exc.transient:
+                self._retry_later(source_id, exc.message)
+            else:
+                self._fail(source_id, exc.message)
+        except ModelError as exc:
+            self._wait(source_id, exc.message, MODEL_RETRY_SECONDS)
+            log.error("local_model_unusable", source=source.path, error=exc.message)
+        except SourceError as exc:
+            if exc.transient:
+                self._resettle(source_id, exc.message)
+            else:
+                self._fail(source_id, exc.message)
+        except OSError as exc:
+            # Writing outputs failed (disk full, folder not writable): the result is kept in
+            # the journal, so a later attempt writes the files without transcribing again.
+            current = self.journal.get(source_id)
+            attempts = current.attempts + 1
+            reason = f"cannot write the transcript next to the source: {exc}"
+            self._wait(source_id, reason, retry_delay(attempts, cap=self.retry_cap),
+                       attempts=attempts)
+            log.error("outputs_not_written", source=source.path, error=str(exc))
+
+    async def _drive(self, source: Source) -> None:
+        assert source.content_key is not None, "only settled sources are driven"
+        job = self.journal.result_for(source.content_key)
+        if job is None:
+            job = await self._transcribe(source)
+        await finish(self.journal, self.journal.get(source.id), job, self.outputs_for(source),
+                     engine="local")
+
+    async def _transcribe(self, source: Source) -> dict[str, Any]:
+        path = Path(source.path)
+        await asyncio.to_thread(self._check_unchanged, source)
+        if source.size == 0:
+            raise SourceError("the file is empty; replace it with the full recording")
+        source = self.journal.transition(
+            source, "transcribing", actor="worker", reason="local transcription started",
+            last_error=None, note=None, next_attempt_at=None,
+        )
+        log.info("transcription_started", source=source.path, engine="local")
+        try:
+            job = await self.engine.transcribe(path, self._options(source))
+        except asyncio.CancelledError:
+            # Shutting down: the interrupted run is not the file's fault; it starts over.
+            # Best effort only: left in "transcribing" it is re-run after a restart as well.
+            with contextlib.suppress(Exception):
+                self.journal.transition(
+                    source, "pending", actor="worker", reason="interrupted by shutdown",
+                    note="interrupted; transcribed again when watcherd runs",
+                )
+            raise
+        # The result belongs to the content that was hashed; a file that changed meanwhile
+        # is settled again rather than given someone else's transcript.
+        await asyncio.to_thread(self._check_unchanged, source)
+        self.journal.store_result(source, job)
+        unavailable = job.get("watcherd", {}).get("unavailable_options") or []
+        if unavailable:
+            log.warning("options_not_available_locally", source=source.path,
+                        options=unavailable,
+                        hint="these need the gladia engine; the transcript is still written")
+        log.info("transcribed", source=source.path, job_id=job.get("id"),
+                 language=(job["result"]["transcription"]["languages"] or [None])[0])
+        return job
+
+    def _options(self, source: Source) -> dict[str, Any]:
+        options = source.options
+        user_metadata = options.get("custom_metadata")
+        metadata: dict[str, Any] = dict(user_metadata) if isinstance(user_metadata, Mapping) else {}
+        # The same keys Gladia jobs carry, so a local JSON tells which content it belongs to.
+        metadata["wf_key"] = source.content_key
+        metadata["wf_file"] = Path(source.path).name[:METADATA_FILE_CHARS]
+        return {**options, "custom_metadata": metadata}
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    def _check_unchanged(self, source: Source) -> None:
+        try:
+            st = FileStat.of(Path(source.path).stat())
+        except FileNotFoundError:
+            raise SourceError("disappeared before it was transcribed", transient=True) from None
+        if (st.size, st.mtime_ns) != (source.size, source.mtime_ns):
+            raise SourceError("changed since it was hashed", transient=True)
+
+    def _retry_later(self, source_id: int, reason: str) -> None:
+        current = self.journal.get(source_id)
+        attempts = current.attempts + 1
+        if attempts >= self.retry_budget:
+            self._fail(source_id, f"the local engine failed {attempts} times on this file "
+                       f"(last: {reason}); run `watcherd retry` to try again")
+            return
+        delay = retry_delay(attempts, base=self.retry_base, cap=self.retry_cap)
+        self._wait(source_id, reason, delay, attempts=attempts)
+        log.warning("local_engine_transient_error", source=current.path, error=reason,
+                    retry_in=round(delay, 1))
+
+    def _wait(self, source_id: int, reason: str, delay: float, *, attempts: int | None = None
+              ) -> None:
+        source = self.journal.get(source_id)
+        changes: dict[str, Any] = {"next_attempt_at": time.time() + delay, "last_error": reason}
+        if attempts is not None:
+            changes["attempts"] = attempts
+        self.journal.transition(source, "waiting", actor="worker", reason=reason, **changes)
+
+    def _fail(self, source_id: int, reason: str) -> None:
+        source = self.journal.get(source_id)
+        self.journal.transition(
+            source, "failed", actor="worker", reason=reason, last_error=reason,
+            next_attempt_at=None,
+        )
+        log.error("source_failed", source=source.path, reason=reason)
+
+    def _resettle(self, source_id: int, reason: str) -> None:
+        source = self.journal.get(source_id)
+        if not Path(source.path).exists():
+            self.journal.transition(
+                source, "gone", actor="worker", reason=f"source {reason}",
+                last_error="the source disappeared before it was transcribed",
+            )
+            log.warning("source_gone", source=source.path)
+            return
+        self.journal.transition(
+            source, "pending", actor="worker", reason=f"source {reason}", sha256=None,
+            content_key=None, note=f"the file {reason}; waiting for it to settle",
+            changed_at=time.time(),
+        )
