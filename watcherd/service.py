@@ -187,8 +187,8 @@ def _protect_home(paths: Sequence[Path]) -> str:
 
 
 _UNIT_HEADER = """\
-# watcherd {scope} service, written by `watcherd service install --{scope}`.
-# Run that command again after changing the watched folders{rw_hint}.
+# watcherd {scope} service. `watcherd service install --{scope}` writes this file for an
+# installation{rw_hint}.
 [Unit]
 Description=watcherd: transcribe recordings dropped into watched folders
 """
@@ -295,7 +295,11 @@ def render_systemd_unit(
             _USER_HARDENING,
             "\n[Install]\nWantedBy=default.target\n",
         ])
-    unit = [_UNIT_HEADER.format(scope="system", rw_hint=": ReadWritePaths= must list each one")]
+    unit = [_UNIT_HEADER.format(
+        scope="system",
+        rw_hint="; run it again after changing the watched folders:\n"
+        "# ReadWritePaths= must list each one",
+    )]
     unit.append("Wants=network-online.target\nAfter=network-online.target\n")
     for path in writable_paths:
         unit.append(f"RequiresMountsFor={_unit_word(str(path), in_command=False)}\n")
@@ -320,10 +324,27 @@ def render_systemd_unit(
             for path in writable_paths
         )
     else:
-        unit.append("# Each watched folder must be writable; add one line per [[watch]] path:\n"
+        unit.append("# Each watched folder must be writable; add one line per [[watch]] path\n"
+                    "# (and ProtectHome=read-only for folders under /home):\n"
                     "#ReadWritePaths=-/srv/inbox\n")
     unit.append("\n[Install]\nWantedBy=multi-user.target\n")
     return "".join(unit)
+
+
+# The units shipped in the source tree's systemd/ folder, for packagers: the console script,
+# the system config file, and the key file as a credential.
+PACKAGED_COMMAND = "/usr/bin/watcherd"
+
+
+def packaged_units() -> dict[str, str]:
+    """The files of the source tree's ``systemd/`` folder, by name, as this module renders them."""
+    return {
+        UNIT_NAME: render_systemd_unit(
+            [PACKAGED_COMMAND, "run", "--config", "/etc/watcherd/config.toml"],
+            user=False, run_as="watcherd", credential=DEFAULT_KEY_FILE,
+        ),
+        "watcherd-user.service": render_systemd_unit([PACKAGED_COMMAND, "run"], user=True),
+    }
 
 
 def user_unit_dir(env: Mapping[str, str] | None = None) -> Path:
