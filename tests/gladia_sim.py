@@ -1154,12 +1154,14 @@ class GladiaSimulator:
         reject_unknown_fields: bool = True,
         echo_all_params: bool = False,
         null_on_error: bool = True,
+        max_queued_jobs: int | None = None,
     ) -> None:
         """Configure; nothing listens until start().
 
-        The last three switch [?] behaviours of gladia-api.md: unknown create fields give 400
-        (or are ignored); request_params echoes only the sent keys (or every flag with its
-        default, like the OAS example); an error job has null file/request_params (or keeps them).
+        The extra switches choose among [?] behaviours of gladia-api.md: unknown create fields
+        give 400 (or are ignored); request_params echoes only the sent keys (or every flag with
+        its default, like the OAS example); an error job has null file/request_params (or keeps
+        them); with max_queued_jobs, a create beyond that many queued jobs gets 429 (section 8).
         """
         if corrupt_media not in ("job_error", "upload_error"):
             raise ValueError("corrupt_media must be 'job_error' or 'upload_error'")
@@ -1175,6 +1177,7 @@ class GladiaSimulator:
         self.reject_unknown_fields = reject_unknown_fields
         self.echo_all_params = echo_all_params
         self.null_on_error = null_on_error
+        self.max_queued_jobs = max_queued_jobs
         self.faults = FaultPlan()
 
         self._lock = threading.RLock()
@@ -1308,6 +1311,8 @@ class GladiaSimulator:
         Jobs keep progressing during an outage, as they would on Gladia's side.
         """
         with self._server_lock:
+            if self._stopped or not self._started:
+                raise RuntimeError("set_outage needs a running simulator")
             if down and not self._down:
                 self._down = True
                 self._unbind()
@@ -1436,8 +1441,11 @@ class GladiaSimulator:
         with self._lock:
             return self._uploads.get(url[len(prefix) :])
 
-    def _create_job(self, body: dict[str, Any], upload: _Upload) -> _Job:
+    def _create_job(self, body: dict[str, Any], upload: _Upload) -> _Job | None:
+        """Queue a new job; None when the queue is full (max_queued_jobs)."""
         with self._cond:
+            if self.max_queued_jobs is not None and len(self._queue) >= self.max_queued_jobs:
+                return None
             fail_code = self._fail_next.popleft() if self._fail_next else None
             if fail_code is None and (upload.corrupt or upload.too_long):
                 fail_code = 422
@@ -1998,6 +2006,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         job = sim._create_job(body, upload)
+        if job is None:
+            self._error(429, "Too many queued transcriptions: wait for some to finish")
+            return
         self._send_json(
             201, {"id": job.id, "result_url": f"{sim.base_url}/v2/pre-recorded/{job.id}"}
         )

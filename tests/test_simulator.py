@@ -1077,6 +1077,21 @@ class TestConcurrency:
             finished = sorted(sim.jobs(), key=lambda j: j["completed_at"])
             assert {j["id"] for j in finished[:2]} == set(ids[:2])
 
+    def test_a_full_queue_answers_429_and_creates_nothing(self, tmp_path: Path) -> None:
+        """max_queued_jobs=1, concurrency=1: the third create is refused with 429."""
+        with (
+            GladiaSimulator(api_key=KEY, job_seconds=30, concurrency=1, max_queued_jobs=1) as sim,
+            httpx.Client(base_url=sim.base_url, headers={"x-gladia-key": KEY}) as c,
+        ):
+            new_job(c, tmp_path)
+            wait_for(lambda: sim.jobs()[0]["status"] == "processing", what="processing")
+            new_job(c, tmp_path)
+            path = tmp_path / "third.wav"
+            make_wav(path, salt="third")
+            response = create(c, upload(c, path).json()["audio_url"])
+            assert_error_body(response, 429, "/v2/pre-recorded")
+            assert len(sim.jobs()) == 2
+
 
 # ---------------------------------------------------------------------------------------------
 # Callbacks (section 7.1)
