@@ -308,8 +308,8 @@ def check_journal(path: Path) -> list[Finding]:
                             f"{path.parent} for this user")]
         return [_ok(topic, f"{path} will be created on first run")]
     fix = (f"stop watcherd, move the journal aside (mv {path} {path}.broken) and start it "
-           "again: files are seen again, finished ones are recognised by their outputs and "
-           "Gladia jobs are found by content, so nothing is paid twice")
+           "again with a fresh one; it rescans the watched folders, so check `watcherd status` "
+           "afterwards: files whose history was lost may be transcribed again")
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
     except sqlite3.Error as exc:
@@ -326,8 +326,13 @@ def check_journal(path: Path) -> list[Finding]:
     finally:
         conn.close()
     if rows != ["ok"]:
-        problems = "; ".join(str(r) for r in rows[:3])
-        return [Finding("FAIL", topic, f"{path} failed its integrity check: {problems}", fix)]
+        # SQLite packs many problems into one row, with a banner line first.
+        problems = [line for row in rows for line in str(row).splitlines()
+                    if line and not line.startswith("***")]
+        shown = "; ".join(problems[:3])
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        return [Finding("FAIL", topic, f"{path} failed its integrity check: {shown}{more}",
+                        fix)]
     if version > SCHEMA_VERSION:
         return [Finding("FAIL", topic,
                         f"{path} was written by a newer watcherd (schema {version})",
