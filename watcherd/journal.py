@@ -127,6 +127,10 @@ class JournalLocked(JournalError):
     """Another watcherd process already works on this journal."""
 
 
+class JournalCorrupt(JournalError):
+    """The journal file is damaged; it can be moved aside and rebuilt from the outputs."""
+
+
 class Journal:
     """The SQLite journal. Open it with :meth:`open`; close it with :meth:`close`."""
 
@@ -165,13 +169,17 @@ class Journal:
             if not readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = FULL")
+                if exclusive:
+                    _check_integrity(conn)
                 _migrate(conn)
             else:
                 _check_version(conn, path)
         except sqlite3.DatabaseError as exc:
             if lock_fd is not None:
                 os.close(lock_fd)
-            raise JournalError(
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise JournalError(f"the journal {path} is busy ({exc}); try again") from exc
+            raise JournalCorrupt(
                 f"the journal {path} cannot be read ({exc}); move it aside and restart, "
                 "watcherd rebuilds what it can from the outputs"
             ) from exc
@@ -234,6 +242,15 @@ class Journal:
             f"SELECT * FROM sources WHERE state IN ({marks}) ORDER BY id", tuple(states)
         )
         return [_row_to_source(r) for r in rows]
+
+    def state_since(self) -> dict[int, float]:
+        """For each source, when it entered its current state."""
+        rows = self._conn.execute(
+            "SELECT e.source_id AS id, MAX(e.at) AS at FROM events e JOIN sources s"
+            " ON s.id = e.source_id AND e.to_state = s.state"
+            " AND (e.from_state IS NULL OR e.from_state != s.state) GROUP BY e.source_id"
+        )
+        return {r["id"]: r["at"] for r in rows}
 
     def counts(self) -> dict[str, int]:
         """Number of sources per state (every state present, zero included)."""
@@ -354,6 +371,11 @@ class Journal:
             self._move(conn, source, state, actor=actor, reason=reason, **changes)
         return self.get(source.id)
 
+    def annotate(self, source: Source, *, actor: str, reason: str, **changes: Any) -> Source:
+        """Change columns of a source without changing its state (still one logged event)."""
+        return self.transition(source, source.state, actor=actor,  # type: ignore[arg-type]
+                               reason=reason, **changes)
+
     def observe_many(
         self,
         seen: Iterable[tuple[str, str, FileStat, str]],
@@ -448,6 +470,42 @@ class Journal:
                 (source.content_key, str(job.get("id", "")),
                  json.dumps(job, ensure_ascii=False), time.time()),
             )
+
+
+def open_or_recover(path: Path) -> Journal:
+    """Open the journal exclusively; a damaged one is moved aside (never overwritten).
+
+    The fresh journal is then refilled by the startup scan, and finished work is recognised
+    from the outputs next to each source (their NAME.json carries the content key), so nothing
+    is transcribed or paid for again.
+    """
+    try:
+        return Journal.open(path, exclusive=True)
+    except JournalCorrupt as exc:
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            part = path.with_name(path.name + suffix)
+            if part.exists():
+                part.rename(aside.with_name(aside.name + suffix))
+        log_corrupt(str(exc), aside)
+        return Journal.open(path, exclusive=True)
+
+
+def log_corrupt(message: str, aside: Path) -> None:
+    """Say loudly that the journal was moved aside, and where to."""
+    import structlog
+
+    structlog.get_logger("watcherd.journal").error(
+        "journal_corrupt_moved_aside", error=message, moved_to=str(aside),
+        hint="a new journal was started; finished files are recognised from their outputs",
+    )
+
+
+def _check_integrity(conn: sqlite3.Connection) -> None:
+    row = conn.execute("PRAGMA quick_check").fetchone()
+    if row is None or row[0] != "ok":
+        raise sqlite3.DatabaseError(f"integrity check failed: {row[0] if row else 'no answer'}")
 
 
 def _take_lock(path: Path) -> int:

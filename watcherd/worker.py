@@ -23,6 +23,7 @@ from watcherd.errors import AuthError, GladiaError, SourceError
 from watcherd.identity import content_key, hash_file, options_json
 from watcherd.journal import ACTIVE_STATES, FileStat, Journal, Source
 from watcherd.pipeline import GladiaPipeline
+from watcherd.recover import job_from_outputs
 from watcherd.watcher import watch_for
 
 log = structlog.get_logger("watcherd.worker")
@@ -230,7 +231,7 @@ class Worker:
             return
         if item.problem is not None:
             if source.last_error != item.problem:
-                self.journal.transition(source, source.state, actor="worker",
+                self.journal.annotate(source, actor="worker",
                                         reason=item.problem, last_error=item.problem)
             return
         task = self._running.get(source.id)
@@ -328,17 +329,33 @@ class Worker:
             if source.job_id is None and len(self._running) + in_flight >= limit:
                 continue
             assert source.content_key is not None
-            leader = self.journal.leader_for(source.content_key)
             cached = self.journal.result_for(source.content_key) is not None
+            if not cached and source.job_id is None and source.audio_url is None and (
+                source.submit_started_at is None
+            ):
+                cached = self._recover_from_outputs(source)
+            leader = self.journal.leader_for(source.content_key)
             if not cached and leader is not None and leader.id != source.id:
                 if source.note != f"same content as {leader.path}; waiting for its result":
-                    self.journal.transition(
-                        source, source.state, actor="worker",  # type: ignore[arg-type]
-                        reason="duplicate content",
+                    self.journal.annotate(
+                        source, actor="worker", reason="duplicate content",
                         note=f"same content as {leader.path}; waiting for its result",
                     )
                 continue
             self._running[source.id] = asyncio.ensure_future(self._drive(source.id))
+
+    def _recover_from_outputs(self, source: Source) -> bool:
+        """Take the result from an existing NAME.json made for this content (journal lost)."""
+        found = job_from_outputs(source)
+        if found is None:
+            return False
+        base, job = found
+        source = self.journal.annotate(source, actor="worker", output_base=str(base),
+            reason="result recovered from the existing outputs; no new job",
+        )
+        self.journal.store_result(source, job)
+        log.info("result_recovered", source=source.path, job_id=job.get("id"))
+        return True
 
     async def _drive(self, source_id: int) -> None:
         assert self.pipeline is not None
@@ -351,8 +368,7 @@ class Worker:
         reason = self.no_engine_reason or "no transcription engine is configured"
         for source in due:
             if source.note != reason:
-                self.journal.transition(source, source.state, actor="worker",  # type: ignore[arg-type]
-                                        reason="no engine", note=reason)
+                self.journal.annotate(source, actor="worker", reason="no engine", note=reason)
 
     # -- for ``transcribe`` --------------------------------------------------------------
 

@@ -1,0 +1,44 @@
+"""Recognise finished work from the outputs next to a source (after the journal was lost)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from watcherd.journal import Source
+
+# A NAME.json larger than this is not a job object we wrote.
+_MAX_JSON = 256 * 1024 * 1024
+
+
+def output_candidates(source: Source) -> list[Path]:
+    """Where this source's NAME.json may be: its recorded base, else both naming rules."""
+    path = Path(source.path)
+    if source.output_base is not None:
+        return [Path(source.output_base + ".json")]
+    return [path.with_suffix(".json"), path.with_name(path.name + ".json")]
+
+
+def job_from_outputs(source: Source) -> tuple[Path, dict[str, Any]] | None:
+    """The finished job in an existing NAME.json made for exactly this content and options.
+
+    The job's ``custom_metadata.wf_key`` must equal the source's content key, so an unrelated
+    JSON file, or a transcript of an older version of the file, is never taken for this one.
+    Returns the output base and the job.
+    """
+    if source.content_key is None:
+        return None
+    for candidate in output_candidates(source):
+        try:
+            if candidate.stat().st_size > _MAX_JSON:
+                continue
+            job = json.loads(candidate.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(job, dict) or job.get("status") != "done":
+            continue
+        metadata = job.get("custom_metadata")
+        if isinstance(metadata, dict) and metadata.get("wf_key") == source.content_key:
+            return candidate.with_suffix(""), job
+    return None
