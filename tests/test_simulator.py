@@ -185,6 +185,7 @@ class CallbackReceiver:
         self.thread.start()
 
     def close(self) -> None:
+        """Stop listening."""
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
@@ -205,6 +206,8 @@ def receiver() -> Iterator[CallbackReceiver]:
 
 
 class TestMedia:
+    """make_wav and the transcript derivation the other tests rely on."""
+
     def test_make_wav_writes_a_valid_16k_mono_pcm_wav(self, tmp_path: Path) -> None:
         """make_wav writes what it returns, and the stdlib wave reader accepts it as specified."""
         path = tmp_path / "a.wav"
@@ -239,6 +242,8 @@ class TestMedia:
 
 
 class TestUpload:
+    """POST /v2/upload (gladia-api.md section 2)."""
+
     def test_upload_response_has_the_documented_shape(
         self, sim: GladiaSimulator, client: httpx.Client, tmp_path: Path
     ) -> None:
@@ -409,6 +414,8 @@ class TestUpload:
 
 
 class TestAuth:
+    """The x-gladia-key header and the generic error body (sections 1, 3.3, 9)."""
+
     @pytest.mark.parametrize("key", [None, "wrong-key"])
     def test_every_endpoint_requires_the_key(
         self, sim: GladiaSimulator, tmp_path: Path, key: str | None
@@ -442,6 +449,8 @@ class TestAuth:
 
 
 class TestCreate:
+    """POST /v2/pre-recorded and its validation (section 3)."""
+
     def test_create_answers_201_with_id_and_result_url(
         self, sim: GladiaSimulator, client: httpx.Client, tmp_path: Path
     ) -> None:
@@ -529,6 +538,8 @@ class TestCreate:
 
 
 class TestJob:
+    """GET /v2/pre-recorded/{id}, the job life cycle and results (section 4)."""
+
     def test_done_job_matches_the_documented_shape(
         self, sim: GladiaSimulator, client: httpx.Client, tmp_path: Path
     ) -> None:
@@ -735,6 +746,8 @@ class TestJob:
 
 
 class TestList:
+    """GET /v2/pre-recorded: pagination and filters (section 5)."""
+
     def test_pages_are_newest_first_with_absolute_urls_and_null_next_at_the_end(
         self, sim: GladiaSimulator, client: httpx.Client, tmp_path: Path
     ) -> None:
@@ -871,6 +884,8 @@ class TestList:
 
 
 class TestDelete:
+    """DELETE /v2/pre-recorded/{id} (section 6)."""
+
     def test_delete_is_403_until_the_job_ends_then_202_then_gone(
         self, sim: GladiaSimulator, client: httpx.Client, tmp_path: Path
     ) -> None:
@@ -905,6 +920,8 @@ class TestDelete:
 
 
 class TestFaults:
+    """The fault plan: status, reset, lose_response, delay."""
+
     def test_status_fault_answers_the_error_body_with_retry_after(
         self, sim: GladiaSimulator, client: httpx.Client
     ) -> None:
@@ -1019,6 +1036,8 @@ class TestFaults:
 
 
 class TestOutage:
+    """set_outage: refused connections, then the same port again."""
+
     def test_outage_refuses_connections_then_recovers_on_the_same_port(
         self, sim: GladiaSimulator, client: httpx.Client, tmp_path: Path
     ) -> None:
@@ -1054,6 +1073,8 @@ class TestOutage:
 
 
 class TestConcurrency:
+    """Plan concurrency and queueing (section 8)."""
+
     def test_never_more_than_the_concurrency_processing_at_once(self, tmp_path: Path) -> None:
         """concurrency=2 and 5 jobs: at most 2 processing in any snapshot; the rest queue FIFO."""
         with (
@@ -1098,6 +1119,8 @@ class TestConcurrency:
 
 
 class TestCallbacks:
+    """Per-job callbacks (section 7.1) to a real local listener."""
+
     def test_success_and_error_callbacks_reach_a_real_listener(
         self,
         sim: GladiaSimulator,
@@ -1162,6 +1185,8 @@ class TestCallbacks:
 
 
 class TestLifecycle:
+    """The ledger, start/stop, the command line and the streaming memory bound."""
+
     def test_request_ledger_names_endpoints_and_statuses(
         self, sim: GladiaSimulator, client: httpx.Client, tmp_path: Path
     ) -> None:
