@@ -196,6 +196,15 @@ def test_journal_that_is_not_a_database_fails(tmp_path: Path) -> None:
     assert finding.fix is not None and "mv" in finding.fix
 
 
+def test_journal_that_cannot_be_opened_is_not_called_damaged(tmp_path: Path) -> None:
+    """A journal path SQLite cannot open (here a folder) is unreadable, not damaged."""
+    path = tmp_path / "journal.db"
+    path.mkdir()
+    [finding] = check_journal(path)
+    assert finding.level == "FAIL" and "cannot be read" in finding.detail
+    assert finding.fix is not None and "permissions" in finding.fix
+
+
 def test_journal_from_a_newer_watcherd_fails(tmp_path: Path) -> None:
     """A journal with a newer schema version says to upgrade."""
     path = tmp_path / "journal.db"

@@ -531,7 +531,6 @@ def test_install_system_unit_lists_roots_and_journal(
     """--system writes to the system unit folder with the roots and journal folder writable."""
     config, root = config_file
     system_dir = tmp_path / "etc-systemd-system"
-    monkeypatch.setattr(service, "SYSTEM_UNIT_DIR", system_dir)
     monkeypatch.setattr("watcherd.ops_cli.SYSTEM_UNIT_DIR", system_dir)
     key = tmp_path / "gladia.key"
     result = install("--system", "--config", str(config), "--key-file", str(key),
@@ -747,7 +746,7 @@ def test_hanging_hook_is_killed_with_its_children(tmp_path: Path) -> None:
         f"open({str(pids)!r}, 'w').write(f'{{child.pid}}')\n"
         "time.sleep(120)\n"
     )
-    result = asyncio.run(run_hook(python_hook(code), {}, 1.0))
+    result = asyncio.run(run_hook(python_hook(code), {}, 3.0))
     assert result.timed_out and not result.ok
     assert "timed out" in result.describe()
     child = int(wait_until(lambda: pids.exists() and pids.read_text(), timeout=10))
@@ -758,9 +757,12 @@ def test_hook_ignoring_sigterm_gets_sigkill(monkeypatch: pytest.MonkeyPatch) -> 
     """A hook that ignores SIGTERM is SIGKILLed after the grace period."""
     monkeypatch.setattr(service, "HOOK_KILL_GRACE", 0.3)
     code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-            "print('ready', flush=True); time.sleep(120)")
-    result = asyncio.run(run_hook(python_hook(code), {}, 1.0))
+            "print('ignoring SIGTERM', flush=True); time.sleep(120)")
+    result = asyncio.run(run_hook(python_hook(code), {}, 3.0))
     assert result.timed_out
+    # Without this line the hook died of SIGTERM before it could ignore it; the test then
+    # proves nothing, so say so rather than pass.
+    assert "ignoring SIGTERM" in result.output
     assert result.returncode == -signal.SIGKILL
 
 

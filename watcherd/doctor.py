@@ -310,17 +310,21 @@ def check_journal(path: Path) -> list[Finding]:
     fix = (f"stop watcherd, move the journal aside (mv {path} {path}.broken) and start it "
            "again with a fresh one; it rescans the watched folders, so check `watcherd status` "
            "afterwards: files whose history was lost may be transcribed again")
+    unreadable_fix = ("check the permissions of the journal and its folder; run doctor as the "
+                      "user watcherd runs as")
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
     except sqlite3.Error as exc:
-        return [Finding("FAIL", topic, f"{path} cannot be opened: {exc}",
-                        "check its permissions and that of its folder")]
+        return [Finding("FAIL", topic, f"{path} cannot be read: {exc}", unreadable_fix)]
     try:
         rows = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         sources = 0
         if version >= 1:
             sources = conn.execute("SELECT count(*) FROM sources").fetchone()[0]
+    except sqlite3.OperationalError as exc:
+        # Locked, unreadable, or its folder forbids the shared-memory file: not damage.
+        return [Finding("FAIL", topic, f"{path} cannot be read: {exc}", unreadable_fix)]
     except sqlite3.DatabaseError as exc:
         return [Finding("FAIL", topic, f"{path} is damaged: {exc}", fix)]
     finally:
