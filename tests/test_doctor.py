@@ -149,7 +149,7 @@ def test_doctor_reports_a_missing_root(tmp_path: Path, sim: GladiaSimulator) -> 
 
 def test_doctor_reports_a_corrupt_journal(tmp_path: Path, sim: GladiaSimulator, inbox: Path
                                           ) -> None:
-    """A journal with damaged pages fails its integrity check, with the move-aside fix."""
+    """A journal with damaged pages fails its integrity check; the fix says what restart does."""
     config = make_config(tmp_path, sim, watches=[inbox])
     journal = tmp_path / "state" / "journal.db"
     fill_journal(journal, 300)
@@ -164,7 +164,7 @@ def test_doctor_reports_a_corrupt_journal(tmp_path: Path, sim: GladiaSimulator, 
     assert result.exit_code == 1
     line = line_for(result.stdout, "journal")
     assert line.startswith("FAIL") and "failed its integrity check" in line
-    assert "move the journal aside" in result.stdout
+    assert "moves a damaged journal aside" in result.stdout
 
 
 def test_doctor_exits_2_for_an_unloadable_config(tmp_path: Path) -> None:
@@ -193,7 +193,7 @@ def test_journal_that_is_not_a_database_fails(tmp_path: Path) -> None:
     path.write_bytes(b"this is not a database" * 300)
     [finding] = check_journal(path)
     assert finding.level == "FAIL" and "damaged" in finding.detail
-    assert finding.fix is not None and "mv" in finding.fix
+    assert finding.fix is not None and "journal.db.corrupt-" in finding.fix
 
 
 def test_journal_that_cannot_be_opened_is_not_called_damaged(tmp_path: Path) -> None:

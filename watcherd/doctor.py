@@ -307,9 +307,9 @@ def check_journal(path: Path) -> list[Finding]:
                             "set [journal] path to a writable place, or create the folder "
                             f"{path.parent} for this user")]
         return [_ok(topic, f"{path} will be created on first run")]
-    fix = (f"stop watcherd, move the journal aside (mv {path} {path}.broken) and start it "
-           "again with a fresh one; it rescans the watched folders, so check `watcherd status` "
-           "afterwards: files whose history was lost may be transcribed again")
+    fix = ("restart watcherd: it moves a damaged journal aside by itself (as "
+           f"{path.name}.corrupt-TIME) and starts a fresh one; sources whose NAME.json is "
+           "still next to them are recognised as done, the others are transcribed again")
     unreadable_fix = ("check the permissions of the journal and its folder; run doctor as the "
                       "user watcherd runs as")
     try:
