@@ -210,7 +210,7 @@ class TestQueries:
 
     def test_output_base_taken_by_another_source(self, journal: Journal) -> None:
         """The same-stem rule: a base owned by one source is taken for the other."""
-        a, b = journal.observe_many([("/in/t.mp3", "/in", _stat(), "{}"),
+        a, _ = journal.observe_many([("/in/t.mp3", "/in", _stat(), "{}"),
                                      ("/in/t.wav", "/in", _stat(), "{}")])
         journal.transition(a, "done", actor="w", output_base="/in/t", done_at=1.0)
         assert journal.output_base_taken("/in/t", by_other_than="/in/t.wav")

@@ -9,64 +9,19 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import click
 
 from watcherd import __version__
+from watcherd.cli_common import config_option, handles_errors
 from watcherd.config import Config, load_config, with_extra_watches
-from watcherd.errors import (
-    AuthError,
-    ConfigError,
-    GladiaError,
-    JournalError,
-    TransientGladiaError,
-)
+from watcherd.errors import ConfigError, JournalError
 from watcherd.journal import STATES, Journal, Source
 from watcherd.log import configure_logging
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-config_option = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="Config file (default: $WATCHERD_CONFIG, ~/.config/watcherd/config.toml, "
-    "/etc/watcherd/config.toml).",
-)
-
-
-def _fail(message: str, code: int) -> None:
-    click.echo(f"watcherd: {message}", err=True)
-    sys.exit(code)
-
-
-def handles_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn watcherd's errors into one clear line on stderr and the documented exit code."""
-
-    @wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except ConfigError as exc:
-            _fail(str(exc), 2)
-        except JournalError as exc:
-            _fail(str(exc), 2)
-        except AuthError as exc:
-            _fail(exc.describe(), 2)
-        except TransientGladiaError as exc:
-            _fail(f"{exc.describe()}; check the network and [gladia] api_url", 1)
-        except GladiaError as exc:
-            _fail(exc.describe(), 1)
-        raise AssertionError("unreachable")
-
-    return wrapper
+from watcherd.ops_cli import doctor, service
 
 
 def _load(config_path: Path | None) -> Config:
@@ -93,16 +48,20 @@ def run(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
     """Run the daemon in the foreground until SIGTERM/SIGINT."""
     from watcherd.daemon import Daemon
 
-    config = _load(config_path)
-    if watch_dirs:
-        config = with_extra_watches(config, [d.expanduser().resolve() for d in watch_dirs])
+    extra = [d.expanduser().resolve() for d in watch_dirs]
+
+    def load() -> Config:
+        loaded = _load(config_path)
+        return with_extra_watches(loaded, extra) if extra else loaded
+
+    config = load()
     if not config.watches:
         raise ConfigError(
             f"{config.source or 'no config file found'}: nothing to watch: add a [[watch]] "
             "table with a path, or pass --watch DIR"
         )
     configure_logging(fmt=config.log_format, level=config.log_level, secrets=_secrets(config))
-    sys.exit(asyncio.run(Daemon(config).run()))
+    sys.exit(asyncio.run(Daemon(config, reload_config=load).run()))
 
 
 @main.command()
@@ -148,7 +107,7 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _status_row(source: Source) -> dict[str, Any]:
+def _status_row(source: Source, since: float | None) -> dict[str, Any]:
     return {
         "path": source.path,
         "state": source.state,
@@ -158,6 +117,7 @@ def _status_row(source: Source) -> dict[str, Any]:
         "attempts": source.attempts,
         "next_attempt_at": _iso(source.next_attempt_at) if source.state == "waiting" else None,
         "updated_at": _iso(source.updated_at),
+        "since": _iso(since),
         "sha256": source.sha256,
         "engine": source.engine,
         "outputs": source.output_base,
@@ -180,7 +140,8 @@ def status(as_json: bool, config_path: Path | None) -> None:
     with Journal.open(config.journal_path, readonly=True) as journal:
         sources = journal.all()
         counts = journal.counts()
-    rows = [_status_row(s) for s in sources]
+        since = journal.state_since()
+    rows = [_status_row(s, since.get(s.id)) for s in sources]
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
@@ -192,6 +153,8 @@ def status(as_json: bool, config_path: Path | None) -> None:
             extra.append(f"job {row['job_id']}")
         if row["attempts"]:
             extra.append(f"attempts {row['attempts']}")
+        if row["state"] == "waiting" and row["since"]:
+            extra.append(f"since {row['since']}")
         if row["next_attempt_at"]:
             extra.append(f"next {row['next_attempt_at']}")
         reason = row["error"] or row["note"]
@@ -224,3 +187,6 @@ def retry(paths: tuple[Path, ...], all_failed: bool, config_path: Path | None) -
     if not moved:
         click.echo("nothing to retry (only failed or waiting files can be retried)")
     sys.exit(1 if unknown else 0)
+
+main.add_command(doctor)
+main.add_command(service)

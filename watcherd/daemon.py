@@ -11,7 +11,7 @@ import dataclasses
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import structlog
@@ -19,8 +19,9 @@ import structlog
 from watcherd.config import Config, WatchConfig
 from watcherd.errors import AuthError, ConfigError, TransientGladiaError
 from watcherd.gladia import GladiaClient
-from watcherd.journal import ACTIVE_STATES, Journal
+from watcherd.journal import ACTIVE_STATES, Journal, open_or_recover
 from watcherd.pipeline import GladiaPipeline, Timing
+from watcherd.service import Notifier, status_text
 from watcherd.watcher import Watcher, scan
 from watcherd.worker import Worker, make_no_engine_reason, unfinished
 
@@ -50,11 +51,23 @@ def open_engine(config: Config, journal: Journal) -> tuple[GladiaClient | None,
 
 
 class Daemon:
-    """``watcherd run``: watch folders until told to stop."""
+    """``watcherd run``: watch folders until told to stop; SIGHUP re-reads the config."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        reload_config: Callable[[], Config] | None = None,
+        notifier: Notifier | None = None,
+        status_interval: float = 10.0,
+    ) -> None:
         self.config = config
+        self.reload_config = reload_config
+        self.notifier = notifier or Notifier()
+        self.status_interval = status_interval
         self._stop = asyncio.Event()
+        self._generation_done = asyncio.Event()
+        self._reload = False
         self._signals = 0
 
     def request_stop(self, signum: int) -> None:
@@ -64,7 +77,17 @@ class Daemon:
             log.warning("exit_now", signal=signal.Signals(signum).name)
             os._exit(1)
         log.info("stopping", signal=signal.Signals(signum).name)
+        self.notifier.stopping()
         self._stop.set()
+        self._generation_done.set()
+
+    def request_reload(self) -> None:
+        """SIGHUP: finish this generation and start the next with the re-read config."""
+        if self.reload_config is None:
+            log.warning("reload_unsupported")
+            return
+        self._reload = True
+        self._generation_done.set()
 
     async def run(self) -> int:
         """Initialize, loop until a signal, shut down; returns the exit code."""
@@ -72,31 +95,86 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop, signum)
-        journal = Journal.open(self.config.journal_path, exclusive=True)
-        client, pipeline = open_engine(self.config, journal)
-        worker = Worker(self.config, journal, pipeline,
-                        no_engine_reason=make_no_engine_reason(self.config))
-        watcher = Watcher(self.config.watches, worker.hint_threadsafe)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        journal = open_or_recover(self.config.journal_path)
+        watchdog = asyncio.ensure_future(self.notifier.run_watchdog())
         try:
-            log.info("starting", journal=str(self.config.journal_path),
-                     watches=[str(w.path) for w in self.config.watches],
-                     engine=engine_for(self.config) or "none")
-            if client is None:
-                log.warning("no_engine", hint=make_no_engine_reason(self.config))
-            else:
-                await _check_api(client, worker)
-            watcher.start()
-            loop.run_in_executor(None, self._scan, worker)
-            reconcile = asyncio.ensure_future(self._reconcile(worker, journal))
-            await worker.run(self._stop)
-            reconcile.cancel()
+            while not self._stop.is_set():
+                await self._serve(journal)
+                if self._reload and not self._stop.is_set():
+                    self._reload = False
+                    self._apply_reload()
         finally:
-            watcher.stop()
-            if client is not None:
-                await client.aclose()
+            watchdog.cancel()
             journal.close()
             log.info("stopped")
         return 0
+
+    def _apply_reload(self) -> None:
+        """Adopt a re-read config only if it is valid; otherwise keep the running one."""
+        assert self.reload_config is not None
+        self.notifier.reloading()
+        try:
+            config = self.reload_config()
+            engine_for(config)
+        except ConfigError as exc:
+            log.error("reload_rejected", error=str(exc), hint="still running the previous config")
+            return
+        if config.journal_path != self.config.journal_path:
+            log.warning("reload_journal_path_ignored", journal=str(self.config.journal_path),
+                        hint="a new [journal] path takes effect after a restart")
+            config = dataclasses.replace(config, journal_path=self.config.journal_path)
+        self.config = config
+        log.info("reloaded", watches=[str(w.path) for w in config.watches])
+
+    async def _serve(self, journal: Journal) -> None:
+        """One generation: engine, worker and watcher built from the current config."""
+        self._generation_done = asyncio.Event()
+        if self._stop.is_set():
+            self._generation_done.set()
+        config = self.config
+        client, pipeline = open_engine(config, journal)
+        worker = Worker(config, journal, pipeline, no_engine_reason=make_no_engine_reason(config))
+        watcher = Watcher(config.watches, worker.hint_threadsafe)
+        helpers: list[asyncio.Future[None]] = []
+        try:
+            log.info("starting", journal=str(config.journal_path),
+                     watches=[str(w.path) for w in config.watches],
+                     engine=engine_for(config) or "none")
+            if client is None:
+                log.warning("no_engine", hint=make_no_engine_reason(config))
+            else:
+                await _check_api(client, worker)
+            watcher.start()
+            loop = asyncio.get_running_loop()
+            helpers = [
+                asyncio.ensure_future(self._startup(watcher, worker, journal)),
+                asyncio.ensure_future(self._reconcile(worker, journal)),
+            ]
+            stop = asyncio.Event()
+            waiter = loop.create_task(self._generation_done.wait())
+            runner = loop.create_task(worker.run(stop))
+            await asyncio.wait({waiter, runner}, return_when=asyncio.FIRST_COMPLETED)
+            stop.set()
+            await runner
+            waiter.cancel()
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            watcher.stop()
+            if client is not None:
+                await client.aclose()
+
+    async def _startup(self, watcher: Watcher, worker: Worker, journal: Journal) -> None:
+        """Scan, wait for the observers, say READY=1, then keep STATUS= fresh."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._scan, worker)
+        await loop.run_in_executor(None, watcher.wait_ready, 30.0)
+        self.notifier.ready(status_text(journal.counts()))
+        log.info("ready", problems={str(k): v for k, v in watcher.root_problems().items()})
+        while True:
+            await asyncio.sleep(self.status_interval)
+            self.notifier.status(status_text(journal.counts()))
 
     def _scan(self, worker: Worker) -> None:
         """Walk every root and hint each file (runs in a thread)."""
@@ -131,7 +209,7 @@ async def transcribe(config: Config, files: Sequence[Path], watch: WatchConfig) 
     """``watcherd transcribe``: the same pipeline for named files; returns path -> final state."""
     if engine_for(config) is None:
         raise ConfigError(make_no_engine_reason(config))
-    journal = Journal.open(config.journal_path, exclusive=True)
+    journal = open_or_recover(config.journal_path)
     client, pipeline = open_engine(config, journal)
     worker = Worker(config, journal, pipeline)
     stop = asyncio.Event()

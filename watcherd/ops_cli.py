@@ -12,7 +12,7 @@ from typing import Literal
 
 import click
 
-from watcherd.cli import config_option, handles_errors
+from watcherd.cli_common import config_option, handles_errors
 from watcherd.config import API_KEY_ENV_VAR, Config, default_journal_path, load_config
 from watcherd.doctor import diagnose, exit_code, format_report
 from watcherd.errors import ConfigError

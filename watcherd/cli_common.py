@@ -1,0 +1,58 @@
+"""Pieces every ``watcherd`` command shares: the --config option and error handling."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import click
+
+from watcherd.errors import (
+    AuthError,
+    ConfigError,
+    GladiaError,
+    JournalError,
+    TransientGladiaError,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Config file (default: $WATCHERD_CONFIG, ~/.config/watcherd/config.toml, "
+    "/etc/watcherd/config.toml).",
+)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"watcherd: {message}", err=True)
+    sys.exit(code)
+
+
+def handles_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn watcherd's errors into one clear line on stderr and the documented exit code."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            _fail(str(exc), 2)
+        except JournalError as exc:
+            _fail(str(exc), 2)
+        except AuthError as exc:
+            _fail(exc.describe(), 2)
+        except TransientGladiaError as exc:
+            _fail(f"{exc.describe()}; check the network and [gladia] api_url", 1)
+        except GladiaError as exc:
+            _fail(exc.describe(), 1)
+        raise AssertionError("unreachable")
+
+    return wrapper
