@@ -91,7 +91,8 @@ class Notifier:
             return False
         message = "\n".join(f"{key}={_one_line(value)}" for key, value in fields.items())
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            # Python sockets are not inherited by children (PEP 446): no SOCK_CLOEXEC needed.
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
                 sock.settimeout(_NOTIFY_SEND_TIMEOUT)
                 sock.sendto(message.encode("utf-8"), self._address)
         except OSError:
@@ -508,7 +509,11 @@ class HookResult:
         if self.timed_out:
             return f"hook {name} timed out after {self.duration:.1f}s and was killed"
         if self.returncode is not None and self.returncode < 0:
-            return f"hook {name} was killed by {signal.Signals(-self.returncode).name}"
+            try:
+                how = signal.Signals(-self.returncode).name
+            except ValueError:
+                how = f"signal {-self.returncode}"
+            return f"hook {name} was killed by {how}"
         return f"hook {name} exited with status {self.returncode}"
 
 
