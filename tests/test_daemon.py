@@ -1,0 +1,199 @@
+"""The daemon's lifecycle as a real process: systemd notify, SIGHUP reload, journal loss."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon_harness import DaemonProcess, wait_until, watcherd, write_config
+from tests.gladia_sim import GladiaSimulator, expected_transcript, make_wav
+
+KEY = "sk-daemon-test-secret-987654"
+
+
+@pytest.fixture
+def sim() -> Iterator[GladiaSimulator]:
+    """A running simulator with fast jobs."""
+    with GladiaSimulator(api_key=KEY, job_seconds=0.2) as s:
+        yield s
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[DaemonProcess]]:
+    """Daemons started by a test; any still running afterwards are killed."""
+    started: list[DaemonProcess] = []
+    yield started
+    for daemon in started:
+        daemon.stop()
+
+
+def _transcribed(path: Path, data: bytes) -> bool:
+    txt = path.with_suffix(".txt")
+    return txt.exists() and " ".join(txt.read_text().split()) == expected_transcript(data)
+
+
+def _setup(tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess], *,
+           env: dict[str, str] | None = None) -> tuple[DaemonProcess, Path, Path]:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir(exist_ok=True)
+    config = write_config(tmp_path / "config.toml", api_url=sim.base_url, api_key=KEY,
+                          journal=tmp_path / "state" / "journal.db", watches=[inbox])
+    daemon = DaemonProcess(config, tmp_path / "daemon.log", env=env)
+    daemons.append(daemon)
+    return daemon, inbox, config
+
+
+class TestSystemdNotify:
+    """The sd_notify protocol on a real unix datagram socket."""
+
+    def test_ready_status_watchdog_stopping(self, tmp_path: Path, sim: GladiaSimulator,
+                                            daemons: list[DaemonProcess]) -> None:
+        """READY=1 after start, STATUS with counts, WATCHDOG=1 pings, STOPPING=1 on SIGTERM."""
+        sock_path = tmp_path / "notify.sock"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(sock_path))
+        sock.settimeout(0.2)
+        messages: list[str] = []
+
+        def receive() -> None:
+            try:
+                while True:
+                    messages.append(sock.recv(4096).decode())
+            except TimeoutError:
+                pass
+
+        daemon, _, _ = _setup(tmp_path, sim, daemons, env={
+            "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"})
+        daemon.start()
+        wait_until(lambda: receive() or any("READY=1" in m for m in messages), timeout=30,
+                   message="READY=1")
+        ready = next(m for m in messages if "READY=1" in m)
+        assert "STATUS=" in ready
+        wait_until(lambda: receive() or sum("WATCHDOG=1" in m for m in messages) >= 2,
+                   timeout=10, message="two watchdog pings")
+        assert daemon.terminate() == 0
+        receive()
+        assert any("STOPPING=1" in m for m in messages)
+        sock.close()
+
+
+class TestReload:
+    """SIGHUP re-reads the config and applies it only when it is valid."""
+
+    def test_sighup_adds_a_watch(self, tmp_path: Path, sim: GladiaSimulator,
+                                 daemons: list[DaemonProcess]) -> None:
+        """A watch added to the config file works after SIGHUP, without a restart."""
+        daemon, inbox, config = _setup(tmp_path, sim, daemons)
+        daemon.start()
+        daemon.wait_for_event("ready")
+        second = tmp_path / "second"
+        second.mkdir()
+        config.write_text(config.read_text() + f'\n[[watch]]\npath = "{second}"\n')
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_for_event("reloaded")
+        f = second / "late.wav"
+        data = make_wav(f, seconds=0.3, salt="reload")
+        wait_until(lambda: _transcribed(f, data), timeout=30, message="transcript in new watch")
+        assert daemon.terminate() == 0
+
+    def test_sighup_with_broken_config_keeps_running(
+        self, tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess]
+    ) -> None:
+        """A broken config on SIGHUP is refused with a message; the old one keeps working."""
+        daemon, inbox, config = _setup(tmp_path, sim, daemons)
+        daemon.start()
+        daemon.wait_for_event("ready")
+        good = config.read_text()
+        config.write_text(good + "\n[gladia]\nbogus = 1\n")
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGHUP)
+        line = daemon.wait_for_event("reload_rejected")
+        assert "config" in line["error"]
+        f = inbox / "still.wav"
+        data = make_wav(f, seconds=0.3, salt="still")
+        wait_until(lambda: _transcribed(f, data), timeout=30, message="transcript")
+        assert daemon.terminate() == 0
+
+
+class TestJournalLoss:
+    """Losing the journal never means transcribing (and paying) again."""
+
+    def _first_run(self, tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess]
+                   ) -> tuple[Path, list[tuple[Path, bytes]]]:
+        daemon, inbox, config = _setup(tmp_path, sim, daemons)
+        files = []
+        for i in range(3):
+            f = inbox / f"rec {i}.wav"
+            files.append((f, make_wav(f, seconds=0.3, salt=f"loss{i}")))
+        daemon.start()
+        wait_until(lambda: all(_transcribed(f, d) for f, d in files), timeout=30,
+                   message="first transcripts")
+        assert daemon.terminate() == 0
+        return config, files
+
+    def test_deleted_journal_rebuilt_from_outputs(
+        self, tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess]
+    ) -> None:
+        """With the journal deleted, restart marks the files done from NAME.json: no new job."""
+        config, files = self._first_run(tmp_path, sim, daemons)
+        for leftover in (tmp_path / "state").glob("journal.db*"):
+            leftover.unlink()
+        again = DaemonProcess(config, tmp_path / "daemon2.log")
+        daemons.append(again)
+        again.start()
+        rows = wait_until(lambda: (r := again.status()) and len(r) == 3 and
+                          all(x["state"] == "done" for x in r) and r,
+                          timeout=30, message="3 done rows")
+        assert len(sim.jobs()) == 3
+        assert {r["job_id"] for r in rows} == {j["id"] for j in sim.jobs()}
+        assert any(line.get("event") == "result_recovered" for line in again.log_lines())
+        assert again.terminate() == 0
+
+    def test_corrupt_journal_moved_aside(
+        self, tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess]
+    ) -> None:
+        """A corrupt journal is kept beside as *.corrupt-*, with a message; no new jobs."""
+        config, files = self._first_run(tmp_path, sim, daemons)
+        journal = tmp_path / "state" / "journal.db"
+        for leftover in (tmp_path / "state").glob("journal.db-*"):
+            leftover.unlink()
+        journal.write_bytes(b"\x00garbage" * 4096)
+        again = DaemonProcess(config, tmp_path / "daemon2.log")
+        daemons.append(again)
+        again.start()
+        line = again.wait_for_event("journal_corrupt_moved_aside")
+        assert Path(line["moved_to"]).read_bytes().startswith(b"\x00garbage")
+        wait_until(lambda: (r := again.status()) and len(r) == 3 and
+                   all(x["state"] == "done" for x in r), timeout=30, message="3 done rows")
+        assert len(sim.jobs()) == 3
+        assert again.terminate() == 0
+
+
+class TestStatusSecrets:
+    """The API key never shows up where a person or a log collector can see it."""
+
+    def test_key_absent_from_logs_journal_status_outputs(
+        self, tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess]
+    ) -> None:
+        """After a full run with a failure, no file or output holds the key."""
+        daemon, inbox, config = _setup(tmp_path, sim, daemons)
+        make_wav(inbox / "ok.wav", seconds=0.3, salt="secret-ok")
+        (inbox / "bad.wav").write_bytes(b"not audio" * 100)
+        daemon.start()
+        wait_until(lambda: {r["state"] for r in daemon.status()} == {"done", "failed"},
+                   timeout=30, message="done and failed")
+        assert daemon.terminate() == 0
+        status = watcherd("status", "--config", str(config))
+        status_json = watcherd("status", "--json", "--config", str(config))
+        for line in daemon.log_lines():
+            assert KEY not in json.dumps(line)
+        assert KEY not in status.stdout + status_json.stdout
+        for path in tmp_path.rglob("*"):
+            if path.is_file() and path.name != "config.toml":
+                assert KEY.encode() not in path.read_bytes(), path
