@@ -25,7 +25,7 @@ FAST_ENV = {
 
 
 def wait_until(
-    condition: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.1,
+    condition: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.1,
     message: str = "condition",
 ) -> T:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""

@@ -7,6 +7,7 @@ import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,21 +61,21 @@ class TestSystemdNotify:
         sock.settimeout(0.2)
         messages: list[str] = []
 
-        def receive() -> None:
+        def receive() -> list[str]:
             try:
                 while True:
                     messages.append(sock.recv(4096).decode())
             except TimeoutError:
-                pass
+                return messages
 
         daemon, _, _ = _setup(tmp_path, sim, daemons, env={
             "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"})
         daemon.start()
-        wait_until(lambda: receive() or any("READY=1" in m for m in messages), timeout=30,
+        wait_until(lambda: any("READY=1" in m for m in receive()), timeout=30,
                    message="READY=1")
         ready = next(m for m in messages if "READY=1" in m)
         assert "STATUS=" in ready
-        wait_until(lambda: receive() or sum("WATCHDOG=1" in m for m in messages) >= 2,
+        wait_until(lambda: sum("WATCHDOG=1" in m for m in receive()) >= 2,
                    timeout=10, message="two watchdog pings")
         assert daemon.terminate() == 0
         receive()
@@ -88,7 +89,7 @@ class TestReload:
     def test_sighup_adds_a_watch(self, tmp_path: Path, sim: GladiaSimulator,
                                  daemons: list[DaemonProcess]) -> None:
         """A watch added to the config file works after SIGHUP, without a restart."""
-        daemon, inbox, config = _setup(tmp_path, sim, daemons)
+        daemon, _, config = _setup(tmp_path, sim, daemons)
         daemon.start()
         daemon.wait_for_event("ready")
         second = tmp_path / "second"
@@ -141,15 +142,17 @@ class TestJournalLoss:
         self, tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess]
     ) -> None:
         """With the journal deleted, restart marks the files done from NAME.json: no new job."""
-        config, files = self._first_run(tmp_path, sim, daemons)
+        config, _ = self._first_run(tmp_path, sim, daemons)
         for leftover in (tmp_path / "state").glob("journal.db*"):
             leftover.unlink()
         again = DaemonProcess(config, tmp_path / "daemon2.log")
         daemons.append(again)
         again.start()
-        rows = wait_until(lambda: (r := again.status()) and len(r) == 3 and
-                          all(x["state"] == "done" for x in r) and r,
-                          timeout=30, message="3 done rows")
+        def all_done() -> list[dict[str, Any]] | None:
+            rows = again.status()
+            return rows if len(rows) == 3 and all(r["state"] == "done" for r in rows) else None
+
+        rows = wait_until(all_done, timeout=30, message="3 done rows")
         assert len(sim.jobs()) == 3
         assert {r["job_id"] for r in rows} == {j["id"] for j in sim.jobs()}
         assert any(line.get("event") == "result_recovered" for line in again.log_lines())
@@ -159,7 +162,7 @@ class TestJournalLoss:
         self, tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess]
     ) -> None:
         """A corrupt journal is kept beside as *.corrupt-*, with a message; no new jobs."""
-        config, files = self._first_run(tmp_path, sim, daemons)
+        config, _ = self._first_run(tmp_path, sim, daemons)
         journal = tmp_path / "state" / "journal.db"
         for leftover in (tmp_path / "state").glob("journal.db-*"):
             leftover.unlink()

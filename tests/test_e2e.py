@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,8 +30,8 @@ def inbox(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def daemon_factory(tmp_path: Path, sim: GladiaSimulator, inbox: Path) -> Iterator[
-        type[DaemonProcess]]:
+def daemon_factory(tmp_path: Path, sim: GladiaSimulator, inbox: Path
+                   ) -> Iterator[Callable[[], DaemonProcess]]:
     """Builds daemons on a shared config and journal; kills any left running."""
     started: list[DaemonProcess] = []
     config = write_config(tmp_path / "config.toml", api_url=sim.base_url, api_key=KEY,
@@ -68,7 +68,7 @@ class TestHappyPath:
     """Files dropped into a watched folder become transcripts."""
 
     def test_thirty_files_nested_and_non_ascii(
-        self, daemon_factory: type[DaemonProcess], inbox: Path, sim: GladiaSimulator
+        self, daemon_factory: Callable[[], DaemonProcess], inbox: Path, sim: GladiaSimulator
     ) -> None:
         """30 files in nested folders with spaces and non-ASCII names each get their own
         transcript and job JSON, status shows all done, and each content made one job."""
@@ -90,7 +90,7 @@ class TestHappyPath:
         assert daemon.tracebacks() == []
 
     def test_file_present_before_start_is_transcribed(
-        self, daemon_factory: type[DaemonProcess], inbox: Path
+        self, daemon_factory: Callable[[], DaemonProcess], inbox: Path
     ) -> None:
         """The startup scan picks up files that arrived while the daemon was down."""
         path, data = _drop(inbox, "early.wav", salt="early")
@@ -99,7 +99,7 @@ class TestHappyPath:
         assert daemon.terminate() == 0
 
     def test_copy_of_done_file_makes_no_new_job(
-        self, daemon_factory: type[DaemonProcess], inbox: Path, sim: GladiaSimulator
+        self, daemon_factory: Callable[[], DaemonProcess], inbox: Path, sim: GladiaSimulator
     ) -> None:
         """Identity is the content: a copy under another name reuses the result."""
         daemon = daemon_factory().start()
@@ -113,7 +113,7 @@ class TestHappyPath:
         daemon.terminate()
 
     def test_same_stem_second_source_uses_full_name(
-        self, daemon_factory: type[DaemonProcess], inbox: Path
+        self, daemon_factory: Callable[[], DaemonProcess], inbox: Path
     ) -> None:
         """talk.wav then talk.WAV (same stem): the second writes talk.WAV.txt."""
         daemon = daemon_factory().start()
@@ -131,7 +131,7 @@ class TestCrashSafety:
     """SIGKILL at any moment loses nothing and pays for nothing twice."""
 
     def test_sigkill_in_flight_then_restart(
-        self, daemon_factory: type[DaemonProcess], inbox: Path, sim: GladiaSimulator
+        self, daemon_factory: Callable[[], DaemonProcess], inbox: Path, sim: GladiaSimulator
     ) -> None:
         """Jobs in flight when the daemon is killed are resumed, not created again."""
         sim.job_seconds = 2.0
@@ -151,7 +151,7 @@ class TestCrashSafety:
         assert again.tracebacks() == []
 
     def test_lost_create_response_adopts_the_job(
-        self, daemon_factory: type[DaemonProcess], inbox: Path, sim: GladiaSimulator
+        self, daemon_factory: Callable[[], DaemonProcess], inbox: Path, sim: GladiaSimulator
     ) -> None:
         """A create whose response was lost is found by its content key, not made twice."""
         sim.faults.add("create", "lose_response", count=1)
@@ -163,7 +163,7 @@ class TestCrashSafety:
         daemon.terminate()
 
     def test_sigterm_exits_zero_quickly(
-        self, daemon_factory: type[DaemonProcess], inbox: Path, sim: GladiaSimulator
+        self, daemon_factory: Callable[[], DaemonProcess], inbox: Path, sim: GladiaSimulator
     ) -> None:
         """SIGTERM drains and exits 0 even with a job in flight; restart finishes it."""
         sim.job_seconds = 5.0
@@ -182,7 +182,7 @@ class TestFailures:
     """Transient trouble waits; permanent trouble fails with a reason."""
 
     def test_server_errors_are_retried(
-        self, daemon_factory: type[DaemonProcess], inbox: Path, sim: GladiaSimulator
+        self, daemon_factory: Callable[[], DaemonProcess], inbox: Path, sim: GladiaSimulator
     ) -> None:
         """503s and 429 with Retry-After on upload and create end in one job, done."""
         sim.faults.add("upload", "status", status=503, count=2)
@@ -194,7 +194,7 @@ class TestFailures:
         daemon.terminate()
 
     def test_job_error_5xx_gets_new_job_4xx_fails(
-        self, daemon_factory: type[DaemonProcess], inbox: Path, sim: GladiaSimulator
+        self, daemon_factory: Callable[[], DaemonProcess], inbox: Path, sim: GladiaSimulator
     ) -> None:
         """A job that fails on Gladia's side is retried with a new job; bad media fails."""
         sim.fail_next_jobs(1, error_code=500)
@@ -214,7 +214,7 @@ class TestFailures:
         daemon.terminate()
 
     def test_outage_waits_then_resumes(
-        self, daemon_factory: type[DaemonProcess], inbox: Path, sim: GladiaSimulator
+        self, daemon_factory: Callable[[], DaemonProcess], inbox: Path, sim: GladiaSimulator
     ) -> None:
         """With the API down files wait (never fail) and finish when it returns."""
         daemon = daemon_factory().start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,10 @@ from watcherd.journal import SCHEMA_VERSION, FileStat, Journal, JournalLocked
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Journal:
+def journal(tmp_path: Path) -> Iterator[Journal]:
     """A fresh journal in a temporary folder."""
     j = Journal.open(tmp_path / "state" / "journal.db", exclusive=True)
-    yield j  # type: ignore[misc]
+    yield j
     j.close()
 
 
