@@ -431,6 +431,8 @@ class _Worker:
         self.conn: multiprocessing.connection.Connection | None = None
         self.load_seconds: float | None = None
         self.busy = False
+        # Killed processes not yet reaped; kept so none lingers as a zombie.
+        self._dying: list[SpawnProcess] = []
 
     @property
     def alive(self) -> bool:
@@ -439,6 +441,7 @@ class _Worker:
     async def spawn(self) -> None:
         """Start the process and wait until it has loaded the model."""
         self.discard()
+        await self.reap_dying(2.0)
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
             target=worker_main, args=(child_conn, *self._args),
@@ -499,12 +502,14 @@ class _Worker:
             self.busy = False
 
     async def _reap(self, timeout: float) -> None:
-        process = self.process
-        if process is None or process.exitcode is not None:
-            return
-        with contextlib.suppress(ValueError, OSError):
-            await _readable(process.sentinel, timeout)
-        process.join(0)
+        if self.process is not None:
+            await _reap_process(self.process, timeout)
+
+    async def reap_dying(self, timeout: float) -> None:
+        """Collect the exit status of every process this worker killed."""
+        for process in self._dying:
+            await _reap_process(process, timeout)
+        self._dying = [p for p in self._dying if p.exitcode is None]
 
     def discard(self) -> None:
         """Kill the process at once (if alive) and forget it."""
@@ -514,6 +519,7 @@ class _Worker:
             with contextlib.suppress(ValueError, OSError):
                 if process.exitcode is None:
                     process.kill()
+                    self._dying.append(process)
         if conn is not None:
             conn.close()
 
@@ -521,6 +527,7 @@ class _Worker:
         """Ask the process to exit, then terminate it, then kill it."""
         process, conn = self.process, self.conn
         if process is None or conn is None:
+            await self.reap_dying(2.0)
             return
         if self.busy:
             process.kill()  # its caller sees the EOF and discards it
@@ -532,7 +539,20 @@ class _Worker:
             process.terminate()
             await self._reap(2.0)
         self.discard()
-        process.join(0)
+        await self.reap_dying(2.0)
+
+
+async def _reap_process(process: SpawnProcess, timeout: float) -> None:
+    """Wait (without blocking the loop) until ``process`` has exited and been reaped."""
+    if process.exitcode is not None:
+        return
+    deadline = time.monotonic() + timeout
+    with contextlib.suppress(ValueError, OSError):
+        await _readable(process.sentinel, timeout)
+    # The pipe closes while the kernel tears the process down, a moment before it can be
+    # reaped: poll briefly so the exit code (and signal) can be reported.
+    while process.exitcode is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
 
 
 class LocalEngine:
@@ -562,6 +582,10 @@ class LocalEngine:
         """Process ids of the live workers (for diagnostics, benchmarks and tests)."""
         return [w.process.pid for w in self._workers
                 if w.alive and w.process is not None and w.process.pid is not None]
+
+    def busy(self) -> int:
+        """How many workers are transcribing a file right now."""
+        return sum(1 for w in self._workers if w.busy)
 
     def _pool(self) -> asyncio.Queue[_Worker]:
         if self._idle is None:

@@ -146,7 +146,8 @@ class LocalPipeline:
         attempts = current.attempts + 1
         if attempts >= self.retry_budget:
             self._fail(source_id, f"the local engine failed {attempts} times on this file "
-                       f"(last: {reason}); run `watcherd retry` to try again")
+                       f"(last: {reason}); run `watcherd retry` to try again",
+                       attempts=attempts)
             return
         delay = retry_delay(attempts, base=self.retry_base, cap=self.retry_cap)
         self._wait(source_id, reason, delay, attempts=attempts)
@@ -161,11 +162,12 @@ class LocalPipeline:
             changes["attempts"] = attempts
         self.journal.transition(source, "waiting", actor="worker", reason=reason, **changes)
 
-    def _fail(self, source_id: int, reason: str) -> None:
+    def _fail(self, source_id: int, reason: str, *, attempts: int | None = None) -> None:
         source = self.journal.get(source_id)
+        changes: dict[str, Any] = {} if attempts is None else {"attempts": attempts}
         self.journal.transition(
             source, "failed", actor="worker", reason=reason, last_error=reason,
-            next_attempt_at=None,
+            next_attempt_at=None, **changes,
         )
         log.error("source_failed", source=source.path, reason=reason)
 
