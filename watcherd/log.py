@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
@@ -62,11 +63,14 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         SecretRedactor(secrets),
     ]
+    final: Any = renderer
+    if journald_stream(stream):
+        final = JournaldPrefix(renderer)
     structlog.configure(
         processors=[
             *shared,
             structlog.processors.format_exc_info if use_json else _identity,
-            renderer,
+            final,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
         logger_factory=structlog.PrintLoggerFactory(file=stream),
@@ -86,6 +90,33 @@ def configure_logging(
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("watchdog").setLevel(logging.WARNING)
+
+
+# syslog priorities, which journald reads from a "<N>" line prefix.
+_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2, "exception": 3}
+
+
+def journald_stream(stream: TextIO) -> bool:
+    """True when ``stream`` is the journald stream systemd connected (JOURNAL_STREAM)."""
+    value = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        dev, inode = (int(part) for part in value.split(":"))
+        st = os.fstat(stream.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, inode)
+
+
+class JournaldPrefix:
+    """Renderer wrapper that prefixes each line with its syslog priority for journald."""
+
+    def __init__(self, renderer: Any) -> None:
+        self._renderer = renderer
+
+    def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
+        level = str(event.get("level", name)).lower()
+        line = self._renderer(logger, name, event)
+        return f"<{_PRIORITY.get(level, 6)}>{line}"
 
 
 def _identity(_logger: Any, _name: str, event: MutableMapping[str, Any]
