@@ -303,3 +303,26 @@ class TestCommands:
         assert again.returncode == 0 and "queued again" in again.stdout
         status = watcherd("status", "--json", "--config", str(config))
         assert json.loads(status.stdout)[0]["state"] == "pending"
+
+    def test_reprocess_reuses_result_unless_options_change(
+        self, tmp_path: Path, sim: GladiaSimulator
+    ) -> None:
+        """retry --reprocess: same options rewrite outputs from the stored result (no job);
+        new options make exactly one new job."""
+        src = tmp_path / "again.wav"
+        make_wav(src, seconds=0.3, salt="reprocess")
+        config = write_config(tmp_path / "c.toml", api_url=sim.base_url, api_key=KEY,
+                              journal=tmp_path / "j.db", watches=[])
+        assert watcherd("transcribe", str(src), "--config", str(config)).returncode == 0
+        src.with_suffix(".txt").unlink()
+        result = watcherd("retry", "--reprocess", str(src), "--config", str(config))
+        assert result.returncode == 0 and "queued again" in result.stdout
+        assert watcherd("transcribe", str(src), "--config", str(config)).returncode == 0
+        assert src.with_suffix(".txt").exists() and len(sim.jobs()) == 1
+        write_config(config, api_url=sim.base_url, api_key=KEY, journal=tmp_path / "j.db",
+                     watches=[], options={"diarization": True})
+        assert watcherd("retry", "--reprocess", str(src), "--config", str(config)).returncode == 0
+        assert watcherd("transcribe", str(src), "--config", str(config)).returncode == 0
+        assert len(sim.jobs()) == 2
+        assert sim.jobs()[-1]["request_params"]["diarization"] is True
+        assert "Speaker" in src.with_suffix(".txt").read_text()

@@ -17,11 +17,12 @@ import click
 
 from watcherd import __version__
 from watcherd.cli_common import config_option, handles_errors
-from watcherd.config import Config, load_config, with_extra_watches
+from watcherd.config import Config, WatchConfig, load_config, with_extra_watches
 from watcherd.errors import ConfigError, JournalError
+from watcherd.identity import options_json
 from watcherd.journal import STATES, Journal, Source
 from watcherd.log import configure_logging
-from watcherd.ops_cli import doctor, service
+from watcherd.watcher import watch_for
 
 
 def _load(config_path: Path | None) -> Config:
@@ -167,26 +168,42 @@ def status(as_json: bool, config_path: Path | None) -> None:
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--all-failed", is_flag=True, help="Retry every failed file.")
+@click.option("--reprocess", is_flag=True,
+              help="Transcribe these files again with their folder's current options "
+              "(also done ones); unchanged options reuse the stored result.")
 @config_option
 @handles_errors
-def retry(paths: tuple[Path, ...], all_failed: bool, config_path: Path | None) -> None:
+def retry(paths: tuple[Path, ...], all_failed: bool, reprocess: bool,
+          config_path: Path | None) -> None:
     """Put failed files back in the queue (a running daemon picks them up)."""
     if not paths and not all_failed:
         raise click.UsageError("name the files to retry, or pass --all-failed")
+    if reprocess and all_failed:
+        raise click.UsageError("--reprocess takes file names, not --all-failed")
     config = _load(config_path)
     if not config.journal_path.exists():
         raise JournalError(f"no journal at {config.journal_path}: nothing to retry")
+    wanted = [str(p.expanduser().resolve()) for p in paths]
     with Journal.open(config.journal_path) as journal:
-        wanted = [str(p.expanduser().resolve()) for p in paths]
         unknown = [p for p in wanted if journal.by_path(p) is None]
-        moved = journal.retry(wanted, all_failed=all_failed)
+        if reprocess:
+            moved = []
+            for path in wanted:
+                watch = watch_for(Path(path), config.watches) or _defaults_watch(config, path)
+                source = journal.reprocess(path, options_json(watch.options))
+                if source is not None:
+                    moved.append(source)
+        else:
+            moved = journal.retry(wanted, all_failed=all_failed)
     for source in moved:
         click.echo(f"queued again: {source.path}")
     for path in unknown:
         click.echo(f"not in the journal: {path}", err=True)
     if not moved:
-        click.echo("nothing to retry (only failed or waiting files can be retried)")
+        click.echo("nothing to retry (only failed or waiting files can be retried; "
+                   "--reprocess also takes done ones)")
     sys.exit(1 if unknown else 0)
 
-main.add_command(doctor)
-main.add_command(service)
+
+def _defaults_watch(config: Config, path: str) -> WatchConfig:
+    return with_extra_watches(_without_watches(config), [Path(path).parent]).watches[0]

@@ -460,6 +460,22 @@ class Journal:
                 moved.append(source.id)
         return [self.get(i) for i in moved]
 
+    def reprocess(self, path: str, options_json: str) -> Source | None:
+        """Transcribe a finished source again with these options (``retry --reprocess``).
+
+        Same options and content: the stored result is reused and only the outputs are
+        rewritten, so nothing is paid twice; new options make a new job.
+        """
+        source = self.by_path(path)
+        if source is None or source.state not in ("done", "failed", "gone"):
+            return None
+        return self.transition(
+            source, "pending", actor="user", reason="watcherd retry --reprocess",
+            options_json=options_json, sha256=None, content_key=None, audio_url=None,
+            job_id=None, submit_started_at=None, attempts=0, job_errors=0,
+            next_attempt_at=None, last_error=None, note=None, changed_at=0.0,
+        )
+
     def store_result(self, source: Source, job: Mapping[str, Any]) -> None:
         """Keep a finished job object, keyed by content, before any output is written."""
         assert source.content_key is not None
