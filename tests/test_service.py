@@ -749,7 +749,8 @@ def test_hanging_hook_is_killed_with_its_children(tmp_path: Path) -> None:
     result = asyncio.run(run_hook(python_hook(code), {}, 3.0))
     assert result.timed_out and not result.ok
     assert "timed out" in result.describe()
-    child = int(wait_until(lambda: pids.exists() and pids.read_text(), timeout=10))
+    child = int(wait_until(lambda: pids.read_text() if pids.exists() else None, timeout=10,
+                           message="the hook to record its child"))
     wait_until(lambda: process_gone(child), timeout=10, message="the hook's child to die")
 
 
