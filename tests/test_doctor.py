@@ -17,6 +17,7 @@ from tests.daemon_harness import write_config
 from tests.gladia_sim import GladiaSimulator
 from watcherd import doctor as doctor_module
 from watcherd.config import Config, WatchConfig, load_config
+from watcherd.daemon import engine_for
 from watcherd.doctor import (
     Finding,
     check_engine,
@@ -341,33 +342,43 @@ def levels(findings: list[Finding]) -> dict[str, str]:
 
 
 def test_no_key_and_no_local_engine_fails(tmp_path: Path) -> None:
-    """Without a key or the local engine nothing can be transcribed: FAIL with both fixes."""
+    """Without a key (and no local engine) nothing can be transcribed: FAIL with the fix."""
+    found = check_engine(config_for(tmp_path, ""), local_installed=False)
+    assert levels(found) == {"engine": "FAIL", "local engine": "OK"}
+    fix = next(f.fix for f in found if f.topic == "engine")
+    assert fix is not None and "GLADIA_API_KEY" in fix
+
+
+def test_engine_gladia_without_key_says_run_would_refuse(tmp_path: Path) -> None:
+    """[engine] name = "gladia" with no key is what makes `watcherd run` exit 2: a FAIL."""
+    found = check_engine(config_for(tmp_path, '[engine]\nname = "gladia"\n'),
+                         local_installed=None)
+    assert levels(found) == {"engine": "FAIL"}
+    assert "would refuse" in found[0].detail
+
+
+def test_engine_verdict_agrees_with_the_daemon(tmp_path: Path) -> None:
+    """With no key and the local engine present, doctor says what the daemon would do."""
     config = config_for(tmp_path, "")
-    found = check_engine(config, local_installed=False)
-    assert levels(found)["api key"] == "FAIL"
-    fix = next(f.fix for f in found if f.topic == "api key")
-    assert fix is not None and "GLADIA_API_KEY" in fix and "watcherd[local]" in fix
-
-
-def test_no_key_with_local_engine_warns(tmp_path: Path) -> None:
-    """With engine auto and the local engine present, a missing key only warns."""
-    found = check_engine(config_for(tmp_path, ""), local_installed=True)
-    assert levels(found) == {"api key": "WARN", "local engine": "OK"}
+    found = levels(check_engine(config, local_installed=True))
+    assert found["engine"] == ("OK" if engine_for(config) else "FAIL")
+    assert found["local engine"] == "OK"
 
 
 def test_local_engine_missing_when_chosen_fails(tmp_path: Path) -> None:
-    """[engine] name = "local" without the local engine installed is a FAIL."""
+    """[engine] name = "local" without the local engine installed is a FAIL with the fix."""
     found = check_engine(config_for(tmp_path, '[engine]\nname = "local"\n'),
                          local_installed=False)
-    assert levels(found) == {"api key": "OK", "local engine": "FAIL"}
+    assert levels(found)["local engine"] == "FAIL"
+    assert any(f.fix and "watcherd[local]" in f.fix for f in found)
 
 
 def test_key_origin_is_shown_not_the_key(tmp_path: Path) -> None:
-    """The key check names where the key came from and never the key itself."""
+    """The engine check names where the key came from and never the key itself."""
     config = config_for(tmp_path, '[gladia]\napi_key = "very-secret-key"\n')
-    [key, _] = check_engine(config, local_installed=False)
-    assert key.level == "OK" and "[gladia] api_key" in key.detail
-    assert "very-secret-key" not in format_report([key])
+    [engine, _] = check_engine(config, local_installed=False)
+    assert engine.level == "OK" and "[gladia] api_key" in engine.detail
+    assert "very-secret-key" not in format_report([engine])
 
 
 def test_no_watches_fails(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Literal, cast
 
 from watcherd.config import Config, WatchConfig
-from watcherd.errors import AuthError, GladiaError, TransientGladiaError
+from watcherd.daemon import engine_for
+from watcherd.errors import AuthError, ConfigError, GladiaError, TransientGladiaError
 from watcherd.gladia import GladiaClient
 from watcherd.journal import SCHEMA_VERSION
 
@@ -81,39 +82,40 @@ def local_engine_installed() -> bool | None:
     return bool(cast(Callable[[], bool], probe)())
 
 
+_NO_KEY_FIX = (
+    "set [gladia] api_key_file (or api_key) in the config, or the environment variable "
+    "GLADIA_API_KEY; get a key at https://app.gladia.io"
+)
+_LOCAL_FIX = "install it with: pip install 'watcherd[local]'"
+
+
 def check_engine(config: Config, *, local_installed: bool | None) -> list[Finding]:
-    """An API key is set for the gladia engine, or the local engine is there to use."""
-    key = config.gladia.api_key
-    local_fix = "install it with: pip install 'watcherd[local]'"
+    """The engine the daemon would choose, and whether the optional local engine is there."""
     found: list[Finding] = []
-    if key is not None:
-        found.append(_ok("api key", f"set from {config.gladia.api_key_origin or 'the config'}"))
-    elif config.engine == "local":
-        found.append(_ok("api key", "not set (not needed: [engine] name is \"local\")"))
+    try:
+        # The daemon's own choice, so doctor can never disagree with what `run` would do.
+        engine = engine_for(config)
+    except ConfigError as exc:
+        found.append(Finding("FAIL", "engine", f"`watcherd run` would refuse: {exc}",
+                             _NO_KEY_FIX))
     else:
-        no_key_fix = (
-            "set [gladia] api_key_file (or api_key) in the config, or the environment variable "
-            "GLADIA_API_KEY; get a key at https://app.gladia.io"
-        )
-        if config.engine == "gladia" or not local_installed:
+        if engine is None:
             found.append(Finding(
-                "FAIL", "api key",
-                "not set: nothing can be transcribed, files will wait in the journal",
-                no_key_fix if config.engine == "gladia" else f"{no_key_fix}; or {local_fix}",
+                "FAIL", "engine",
+                "none available: files are recorded but wait in the journal",
+                _NO_KEY_FIX if local_installed or config.engine != "local"
+                else f"{_LOCAL_FIX}, or {_NO_KEY_FIX}",
             ))
+        elif engine == "gladia":
+            origin = config.gladia.api_key_origin or "the config"
+            found.append(_ok("engine", f"gladia, with the API key from {origin}"))
         else:
-            found.append(Finding("WARN", "api key",
-                                 "not set: files go to the local engine instead of Gladia",
-                                 no_key_fix))
-    if local_installed is None:
-        if config.engine == "local":
-            found.append(Finding("FAIL", "local engine", "this watcherd has no local engine",
-                                 "upgrade watcherd, or set [engine] name = \"gladia\""))
-    elif local_installed:
+            found.append(_ok("engine", engine))
+    if local_installed:
         found.append(_ok("local engine", "installed"))
     elif config.engine == "local":
-        found.append(Finding("FAIL", "local engine", "not installed", local_fix))
-    else:
+        found.append(Finding("FAIL", "local engine", "not installed", _LOCAL_FIX))
+    elif local_installed is not None:
         found.append(_ok("local engine", "not installed (optional, for offline use)"))
     return found
 
