@@ -495,6 +495,16 @@ def test_install_dry_run_prints_and_writes_nothing(home: Path, config_file: tupl
     assert files_under(home) == []
 
 
+def test_install_resolves_a_relative_config(home: Path, config_file: tuple[Path, Path],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative --config becomes absolute in ExecStart: the service has no working dir."""
+    config, _ = config_file
+    monkeypatch.chdir(config.parent)
+    result = install("--dry-run", "--config", config.name)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert f"--config {config}\n" in result.stdout
+
+
 def test_install_writes_the_user_unit(home: Path, config_file: tuple[Path, Path]) -> None:
     """Without --dry-run the user unit lands in ~/.config/systemd/user with the next steps."""
     config, _ = config_file
