@@ -396,7 +396,8 @@ class GladiaClient:
         }
         if status in (401, 403) and not (status == 403 and method == "DELETE"):
             return AuthError(
-                f"the Gladia API key was rejected (HTTP {status}: {server_text}): {_AUTH_HINT}",
+                f"the Gladia API key was rejected (HTTP {status}): {_AUTH_HINT} "
+                f"(Gladia said: {server_text})",
                 **details,
             )
         if status == 408 or status == 429 or 500 <= status <= 599:
