@@ -1,0 +1,609 @@
+"""Shared helpers for watcherd's benchmarks: the real daemon as a subprocess, the simulator,
+test recordings, a pre-filled journal, /proc readings and the machine description.
+
+The benchmarks run from a checkout (`python bench/bench_NAME.py`), so this module puts the
+repository root on sys.path: the Gladia simulator lives in tests/ and is not installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.gladia_sim import GladiaSimulator, build_result  # noqa: E402
+from tests.sim_media import make_wav, wav_header  # noqa: E402
+from watcherd.identity import content_key, options_json  # noqa: E402
+from watcherd.journal import FileStat, Journal  # noqa: E402
+
+__all__ = [
+    "API_KEY",
+    "REPO",
+    "Daemon",
+    "GladiaSimulator",
+    "LogTail",
+    "NotifySocket",
+    "cpu_seconds",
+    "fill_journal",
+    "machine",
+    "make_recordings",
+    "make_wav",
+    "percentile",
+    "print_machine",
+    "proc_status_kb",
+    "sparse_wav",
+    "stop_on_signals",
+    "wait_until",
+    "write_config",
+]
+
+T = TypeVar("T")
+
+# The simulator's key: a throwaway value, not a credential.
+API_KEY = "bench-key"
+
+# Variables that would change the daemon's behaviour behind the benchmark's back (test timings,
+# a real API key, a service manager's sockets).
+_FOREIGN_ENV_PREFIXES = ("WATCHERD_", "GLADIA_")
+_FOREIGN_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM")
+
+
+# -- the machine ---------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    """What the figures were measured on: cores, CPU model, RAM, Python, kernel, date."""
+    cpu = platform.processor() or "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    ram = "unknown"
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    return {
+        "nproc": str(os.cpu_count() or "?"),
+        "cpu": cpu,
+        "ram": ram,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def print_machine() -> None:
+    """Print the machine line every benchmark starts with."""
+    m = machine()
+    print(f"machine: {m['nproc']} cores, {m['cpu']}, {m['ram']} RAM, Python {m['python']}, "
+          f"Linux {m['kernel']}, {m['date']}")
+
+
+# -- waiting and statistics ----------------------------------------------------------------
+
+
+def wait_until(
+    condition: Callable[[], T | None], *, timeout: float, message: str, interval: float = 0.05
+) -> T:
+    """Poll ``condition`` until it returns something truthy; TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {message}")
+        time.sleep(interval)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The p-th percentile (0..100) with linear interpolation between closest ranks."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * p / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def stop_on_signals() -> None:
+    """Turn SIGTERM/SIGHUP into SystemExit, so `finally` blocks stop the daemons we started."""
+    def leave(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, leave)
+
+
+# -- /proc ---------------------------------------------------------------------------------
+
+
+def proc_status_kb(pid: int, key: str) -> int | None:
+    """A ``kB`` field of /proc/PID/status (VmRSS, VmHWM, ...), or None if the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a live process from /proc/PID/stat, in seconds."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces; the fields after its closing paren are fixed.
+    fields_after = text[text.rindex(")") + 2:].split()
+    utime, stime = int(fields_after[11]), int(fields_after[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+# -- recordings ----------------------------------------------------------------------------
+
+
+def make_recordings(folder: Path, count: int, *, seconds: float = 5.0, salt: str = "",
+                    subfolders: int = 0) -> list[Path]:
+    """Write ``count`` distinct small WAV recordings (optionally spread over subfolders)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        parent = folder / f"d{i % subfolders:03d}" if subfolders else folder
+        parent.mkdir(exist_ok=True)
+        path = parent / f"rec{i:06d}.wav"
+        make_wav(path, seconds=seconds, salt=f"{salt}:{i}")
+        paths.append(path)
+    return paths
+
+
+def sparse_wav(path: Path, size: int) -> None:
+    """A WAV of ``size`` bytes whose samples are a hole: 48 kHz stereo, so 900 MB lasts 78 min.
+
+    (tests' make_sparse_wav writes 16 kHz mono, where 900 MB would be over Gladia's 135-minute
+    limit and be refused before any upload.)
+    """
+    data_size = max(0, size - 44)
+    with path.open("wb") as f:
+        f.write(wav_header(data_size, rate=48_000, channels=2))
+        f.truncate(44 + data_size)
+
+
+# -- config ----------------------------------------------------------------------------------
+
+
+def write_config(
+    path: Path,
+    *,
+    api_url: str,
+    journal: Path,
+    watches: Iterable[Path],
+    max_concurrent_jobs: int = 3,
+    settle_seconds: float = 2.0,
+    log_level: str = "info",
+    extra: str = "",
+) -> Path:
+    """A watcherd config for a benchmark: production defaults except what is named here."""
+    lines = [
+        "[gladia]",
+        f"api_key = {json.dumps(API_KEY)}",
+        f"api_url = {json.dumps(api_url)}",
+        f"max_concurrent_jobs = {max_concurrent_jobs}",
+        "",
+        "[journal]",
+        f"path = {json.dumps(str(journal))}",
+        "",
+        "[log]",
+        'format = "json"',
+        f"level = {json.dumps(log_level)}",
+        "",
+        "[defaults]",
+        f"settle_seconds = {settle_seconds!r}",
+    ]
+    for watch in watches:
+        lines += ["", "[[watch]]", f"path = {json.dumps(str(watch))}"]
+    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+    return path
+
+
+# -- sd_notify -------------------------------------------------------------------------------
+
+
+class NotifySocket:
+    """A unix datagram socket standing in for systemd's $NOTIFY_SOCKET."""
+
+    def __init__(self) -> None:
+        # sun_path is limited to ~107 bytes: keep the name short and in /tmp.
+        self.path = Path(tempfile.gettempdir()) / f"wdb-{uuid.uuid4().hex[:12]}.sock"
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(self.path))
+        self.messages: list[tuple[float, dict[str, str]]] = []
+
+    def wait_for(self, key: str, value: str, *, timeout: float,
+                 alive: Callable[[], None] = lambda: None) -> float:
+        """Wait for a datagram carrying ``KEY=value``; returns time.monotonic() at receipt."""
+        deadline = time.monotonic() + timeout
+        for at, fields_ in self.messages:
+            if fields_.get(key) == value:
+                return at
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {key}={value} from the daemon after {timeout:.0f} s")
+            alive()
+            self._sock.settimeout(min(left, 0.5))
+            try:
+                data = self._sock.recv(65536)
+            except TimeoutError:
+                continue
+            at = time.monotonic()
+            fields_ = dict(
+                line.split("=", 1) for line in data.decode("utf-8", "replace").splitlines()
+                if "=" in line
+            )
+            self.messages.append((at, fields_))
+            if fields_.get(key) == value:
+                return at
+
+    def close(self) -> None:
+        """Close and remove the socket file."""
+        self._sock.close()
+        self.path.unlink(missing_ok=True)
+
+
+# -- the daemon's log --------------------------------------------------------------------------
+
+
+def log_time(line: dict[str, Any]) -> float:
+    """A log line's timestamp as a Unix time (the daemon logs ISO UTC)."""
+    return datetime.fromisoformat(str(line["timestamp"]).replace("Z", "+00:00")).timestamp()
+
+
+class LogTail:
+    """Reads a growing JSON-lines log incrementally (rereading it whole would be quadratic)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: list[dict[str, Any]] = []
+        self._offset = 0
+        self._partial = b""
+
+    def poll(self) -> list[dict[str, Any]]:
+        """Read what was appended since the last call; returns the new lines."""
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        data = self._partial + data
+        *complete, self._partial = data.split(b"\n")
+        new = []
+        for raw in complete:
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = {"raw": raw.decode("utf-8", "replace")}
+            if not isinstance(value, dict):
+                value = {"raw": raw.decode("utf-8", "replace")}
+            new.append(value)
+        self.lines.extend(new)
+        return new
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """Every line so far whose event is ``name``."""
+        self.poll()
+        return [line for line in self.lines if line.get("event") == name]
+
+
+# -- the daemon ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Daemon:
+    """``watcherd run`` as a real subprocess with a notify socket; always stopped on exit."""
+
+    config: Path
+    workdir: Path
+    profile: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    spawned_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.log_path = self.workdir / f"daemon-{uuid.uuid4().hex[:6]}.log"
+        self.log = LogTail(self.log_path)
+        self.notify = NotifySocket()
+
+    def start(self) -> Daemon:
+        """Spawn the daemon (under cProfile when ``profile`` is set)."""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(_FOREIGN_ENV_PREFIXES) and k not in _FOREIGN_ENV}
+        env.update(self.env)
+        env["NOTIFY_SOCKET"] = str(self.notify.path)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        command = [sys.executable]
+        if self.profile is not None:
+            command += ["-m", "cProfile", "-o", str(self.profile)]
+        command += ["-m", "watcherd", "run", "--config", str(self.config)]
+        with self.log_path.open("ab") as log:
+            self.spawned_at = time.monotonic()
+            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                         stdin=subprocess.DEVNULL)
+        return self
+
+    @property
+    def pid(self) -> int:
+        """The daemon's process id."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def check_alive(self) -> None:
+        """Raise with the log's tail if the daemon exited."""
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"watcherd exited with {self.proc.returncode}:\n{tail}")
+
+    def wait_ready(self, timeout: float = 120.0) -> float:
+        """Wait for READY=1; returns the seconds from spawn to READY."""
+        at = self.notify.wait_for("READY", "1", timeout=timeout, alive=self.check_alive)
+        return at - self.spawned_at
+
+    def wait_events(self, name: str, count: int, *, timeout: float) -> list[dict[str, Any]]:
+        """Wait until the log holds ``count`` lines of event ``name``; returns them."""
+        def enough() -> list[dict[str, Any]] | None:
+            self.check_alive()
+            found = self.log.events(name)
+            return found if len(found) >= count else None
+        return wait_until(enough, timeout=timeout, interval=0.1,
+                          message=f"{count} {name!r} log events")
+
+    def problems(self) -> list[dict[str, Any]]:
+        """Log lines at error level or with a traceback (a benchmark should show none)."""
+        self.log.poll()
+        return [line for line in self.log.lines
+                if line.get("level") in ("error", "critical") or "exception" in line
+                or ("raw" in line and "Traceback" in str(line["raw"]))]
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM and wait (a profiled daemon writes its profile then); SIGKILL if it hangs."""
+        code = None
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                code = self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                code = self.proc.wait(timeout=10)
+        elif self.proc is not None:
+            code = self.proc.returncode
+        self.notify.close()
+        return code
+
+    def __enter__(self) -> Daemon:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+# -- a journal with finished work ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One finished source to put in a journal: its path and, if it exists, its stat and hash."""
+
+    path: Path
+    watch_root: Path
+    stat: FileStat
+    sha256: str
+
+
+def _job_json(sha256: str, job_id: str, duration: float) -> str:
+    result = build_result(sha256, duration, {}, 1.0)
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return json.dumps({
+        "id": job_id, "request_id": "G-" + job_id[:8], "version": 2, "kind": "pre-recorded",
+        "status": "done", "created_at": now, "completed_at": now, "custom_metadata": {},
+        "error_code": None, "post_session_metadata": {},
+        "file": {"id": str(uuid.uuid4()), "filename": "x.wav", "source": None,
+                 "audio_duration": duration, "number_of_channels": 1},
+        "request_params": {}, "result": result,
+    }, ensure_ascii=False)
+
+
+def fill_journal(journal_path: Path, finished: Iterable[Finished], *,
+                 options: dict[str, Any] | None = None, with_results: bool = True,
+                 batch: int = 5000) -> int:
+    """Record sources as ``done`` the way the daemon leaves them; returns how many.
+
+    Rows are first recorded with watcherd's own Journal.observe_many (so each row is exactly
+    what the watcher writes), then moved to ``done`` with the columns, events and stored
+    result the pipeline leaves behind, in bulk SQL: 100k rows through one transaction per
+    transition would take minutes and measure nothing.
+    """
+    text = options_json(options or {"language_config": {"languages": []}})
+    journal = Journal.open(journal_path)
+    try:
+        total = 0
+        pending: list[Finished] = []
+
+        def flush() -> None:
+            journal.observe_many(
+                (str(f.path), str(f.watch_root), f.stat, text) for f in pending
+            )
+            _finish_rows(journal_path, pending, text, with_results)
+
+        for item in finished:
+            pending.append(item)
+            if len(pending) >= batch:
+                flush()
+                total += len(pending)
+                pending = []
+        if pending:
+            flush()
+            total += len(pending)
+    finally:
+        journal.close()
+    return total
+
+
+_STEPS = (("pending", "pending", "settled and hashed"), ("pending", "uploading", "upload started"),
+          ("uploading", "uploaded", "uploaded"), ("uploaded", "submitting", "creating job"),
+          ("submitting", "submitted", "job created"), ("submitted", "submitted", "outputs named"),
+          ("submitted", "done", "transcript written"))
+
+
+def _finish_rows(journal_path: Path, rows: Sequence[Finished], options_text: str,
+                 with_results: bool) -> None:
+    conn = sqlite3.connect(str(journal_path), isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        now = time.time()
+        job_template: str | None = None
+        for item in rows:
+            key = content_key(item.sha256, options_text)
+            job_id = str(uuid.uuid4())
+            base = str(item.path.with_suffix(""))
+            (source_id,) = conn.execute("SELECT id FROM sources WHERE path = ?",
+                                        (str(item.path),)).fetchone()
+            conn.execute(
+                "UPDATE sources SET state='done', sha256=?, content_key=?, job_id=?, "
+                "audio_url=?, output_base=?, engine='gladia', done_at=?, updated_at=? "
+                "WHERE id=?",
+                (item.sha256, key, job_id, f"https://api.gladia.io/file/{uuid.uuid4()}", base,
+                 now, now, source_id),
+            )
+            conn.executemany(
+                "INSERT INTO events (source_id, at, from_state, to_state, actor, reason) "
+                "VALUES (?, ?, ?, ?, 'worker', ?)",
+                [(source_id, now, a, b, why) for a, b, why in _STEPS],
+            )
+            if with_results:
+                if job_template is None:
+                    job_template = _job_json(item.sha256, "JOBID", 60.0)
+                conn.execute(
+                    "INSERT OR REPLACE INTO results (content_key, job_id, job_json, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (key, job_id, job_template.replace("JOBID", job_id), now),
+                )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def finished_files(paths: Iterable[Path], watch_root: Path) -> Iterator[Finished]:
+    """Finished entries for real files (real stat and hash), with their outputs written."""
+    import hashlib
+
+    for path in paths:
+        data = path.read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        path.with_suffix(".txt").write_text("A transcript.\n", encoding="utf-8")
+        path.with_suffix(".json").write_text(_job_json(sha, str(uuid.uuid4()), 5.0),
+                                             encoding="utf-8")
+        yield Finished(path, watch_root, FileStat.of(path.stat()), sha)
+
+
+def finished_rows(count: int, watch_root: Path) -> Iterator[Finished]:
+    """Finished entries for files no longer on disk (a long-running install's history)."""
+    import hashlib
+
+    for i in range(count):
+        path = watch_root / f"old{i // 1000:03d}" / f"talk{i:06d}.wav"
+        sha = hashlib.sha256(str(path).encode()).hexdigest()
+        yield Finished(path, watch_root, FileStat(160_044, 1_700_000_000_000_000_000 + i, 2049,
+                                                  10_000_000 + i), sha)
+
+
+def copy_in(sources: Sequence[Path], folder: Path) -> list[tuple[Path, float]]:
+    """Copy recordings into a watched folder (open, write, close); returns (path, closed at)."""
+    closed = []
+    for src in sources:
+        target = folder / src.name
+        shutil.copyfile(src, target)
+        closed.append((target, time.time()))
+    return closed
+
+
+# -- one batch through the daemon ----------------------------------------------------------------
+
+
+@dataclass
+class BatchRun:
+    """How one client got through a batch of recordings."""
+
+    name: str
+    makespan: float
+    per_file: list[float]
+    gets: int
+    requests: int
+    errors: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def efficiency(self, count: int, job_seconds: float, concurrency: int) -> float:
+        """(N*T/C)/makespan: 1.0 is what the plan's concurrency allows at best."""
+        return count * job_seconds / concurrency / self.makespan
+
+
+def run_watcherd_batch(
+    sim: GladiaSimulator, recordings: Sequence[Path], workdir: Path, *, concurrency: int,
+    settle_seconds: float = 2.0, timeout: float = 1800.0, profile: Path | None = None,
+) -> BatchRun:
+    """Start the daemon on an empty folder, drop every recording in at once, time the batch.
+
+    The clock starts when the daemon is ready and the first copy begins, and stops at the
+    last transcript_written log line: settling, hashing, uploads, creates, polls and writes
+    are all inside it, daemon start-up is not (the SDK side's interpreter start is not either).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    inbox = workdir / "inbox"
+    inbox.mkdir()
+    config = write_config(workdir / "config.toml", api_url=sim.base_url,
+                          journal=workdir / "journal.db", watches=[inbox],
+                          max_concurrent_jobs=concurrency, settle_seconds=settle_seconds)
+    before = len(sim.requests())
+    with Daemon(config, workdir, profile=profile) as daemon:
+        daemon.wait_ready()
+        started = time.time()
+        closed = dict(copy_in(recordings, inbox))
+        written = daemon.wait_events("transcript_written", len(recordings), timeout=timeout)
+        problems = daemon.problems()
+    requests = sim.requests()[before:]
+    ends = {line["source"]: log_time(line) for line in written}
+    per_file = [ends[str(path)] - at for path, at in closed.items() if str(path) in ends]
+    run = BatchRun(
+        name="watcherd", makespan=max(ends.values()) - started, per_file=per_file,
+        gets=sum(1 for r in requests if r.endpoint == "get"), requests=len(requests),
+        errors=len(problems),
+    )
+    run.notes += [str(p.get("event", p))[:200] for p in problems[:3]]
+    return run
