@@ -191,6 +191,11 @@ def test_example_file_documents_every_key() -> None:
         "interval_seconds",
         *config_module.KNOWN_OPTIONS,
         *config_module.REFUSED_OPTIONS,
+        *config_module._CALLBACK_KEYS,
+        *config_module._WEBHOOK_KEYS,
+        config_module.UNSET_KEY,
+        *(f for schema in config_module.OPTION_SCHEMAS.values() for f in schema),
+        *config_module.OUTPUT_FORMATS,
     ]
     missing = [key for key in keys if not re.search(rf"\b{key}\b", text)]
     assert missing == []
@@ -700,3 +705,322 @@ def test_extra_watches_on_empty_config(tmp_path: Path) -> None:
     (watch,) = config.watches
     assert watch.path == tmp_path.resolve()
     assert (watch.outputs, watch.settle_seconds, watch.recursive) == (("txt", "json"), 2.0, True)
+
+
+# -- options: unset, documented shapes, folder named in errors -----------------------------
+
+
+UNSET_BASE = """
+[defaults.options]
+language_config = { languages = ["en"], code_switching = true }
+diarization = true
+diarization_config = { min_speakers = 1, max_speakers = 4 }
+summarization = true
+"""
+
+
+def test_unset_drops_inherited_options_and_dotted_fields(tmp_path: Path) -> None:
+    """unset removes whole options and single fields; other watches keep the defaults."""
+    path = write(tmp_path, UNSET_BASE + """
+[[watch]]
+path = "/srv/a"
+[watch.options]
+unset = ["diarization", "diarization_config", "language_config.code_switching"]
+[[watch]]
+path = "/srv/b"
+""")
+    a, b = load(path).watches
+    assert dict(a.options) == {"language_config": {"languages": ["en"]}, "summarization": True}
+    assert b.options["diarization_config"] == {"min_speakers": 1, "max_speakers": 4}
+    assert b.options["language_config"]["code_switching"] is True
+
+
+def test_unset_then_own_table_replaces_instead_of_merging(tmp_path: Path) -> None:
+    """unset plus a new table gives exactly the new table (no inherited min/max_speakers)."""
+    path = write(tmp_path, UNSET_BASE + """
+[[watch]]
+path = "/srv/a"
+[watch.options]
+unset = ["diarization_config"]
+diarization_config = { number_of_speakers = 2 }
+""")
+    assert load(path).watches[0].options["diarization_config"] == {"number_of_speakers": 2}
+
+
+@pytest.mark.parametrize(
+    ("unset", "key", "expectation"),
+    [
+        ('["diarisation"]', "watch[1].options.unset[1]", 'did you mean "diarization"?'),
+        ('["sentences"]', "watch[1].options.unset[1]", "is not set in [defaults.options]"),
+        ('["diarization_config.number_of_speakers"]', "watch[1].options.unset[1]",
+         "nothing to unset"),
+        ('["language_config."]', "watch[1].options.unset[1]", "a dotted path"),
+        ('"diarization"', "watch[1].options.unset", "an array of strings"),
+    ],
+)
+def test_unset_mistakes_are_errors(tmp_path: Path, unset: str, key: str, expectation: str) -> None:
+    """A typo or a name the defaults do not set is an error, never a silent no-op."""
+    path, message = error_of(
+        tmp_path, UNSET_BASE + f'[[watch]]\npath = "/srv/a"\n[watch.options]\nunset = {unset}\n')
+    assert message.startswith(f"{path}: {key}: ")
+    assert expectation in message
+    assert message.endswith("(in the watch of /srv/a)")
+
+
+def test_unset_is_refused_in_defaults(tmp_path: Path) -> None:
+    """unset only makes sense in a watch; in [defaults.options] it says so."""
+    path, message = error_of(tmp_path, '[defaults.options]\nunset = ["diarization"]\n')
+    assert message.startswith(f"{path}: defaults.options.unset: only allowed in [watch.options]")
+
+
+def test_unset_can_turn_off_a_flag_whose_config_is_then_missing(tmp_path: Path) -> None:
+    """Unsetting translation_config without the flag is an error naming the flag and folder."""
+    path, message = error_of(tmp_path, """
+[defaults.options]
+translation = true
+translation_config = { target_languages = ["fr"] }
+[[watch]]
+path = "/srv/interviews"
+[watch.options]
+unset = ["translation_config"]
+""")
+    assert message.startswith(f"{path}: watch[1].options.translation: translation = true needs "
+                              "translation_config.target_languages")
+    assert message.endswith("(in the watch of /srv/interviews)")
+
+
+EVERY_FIELD = """
+[defaults.options]
+language_config = { languages = ["en", "fr"], code_switching = true }
+diarization = true
+diarization_config = { number_of_speakers = 2, min_speakers = 1, max_speakers = 3 }
+translation = true
+translation_config = { target_languages = ["fr", "wo"], model = "enhanced", informal = true, \
+match_original_utterances = false, lipsync = false, context_adaptation = true, context = "A talk" }
+subtitles = true
+subtitles_config = { formats = ["srt", "vtt"], minimum_duration = 0.5, maximum_duration = 7, \
+maximum_characters_per_row = 42, maximum_rows_per_caption = 2, style = "compliance" }
+summarization = true
+summarization_config = { type = "bullet_points" }
+pii_redaction = true
+pii_redaction_config = { entity_types = ["GDPR"], processed_text_type = "MASK" }
+sentiment_analysis = true
+named_entity_recognition = true
+sentences = true
+punctuation_enhanced = true
+custom_vocabulary = true
+custom_vocabulary_config = { vocabulary = ["Gladia", { value = "watcherd", intensity = 0.8, \
+pronunciations = ["watcher dee"], language = "en" }], default_intensity = 0.5 }
+custom_spelling = true
+custom_spelling_config = { spelling_dictionary = { "Gladia" = ["gladya", "gladiah"] } }
+audio_to_llm = true
+audio_to_llm_config = { prompts = ["List the action items"], model = "openai/gpt-5.4-nano" }
+callback = true
+callback_config = { url = "https://hooks.example.com/gladia", method = "PUT" }
+custom_metadata = { team = "research", nested = { n = 1 } }
+"""
+
+
+def test_every_documented_field_is_accepted_and_gladia_would_accept_it(tmp_path: Path) -> None:
+    """Options using every field of gladia-api.md 3.1 load, and the simulator validates them."""
+    from tests.gladia_sim import validate_create_body
+
+    options = load(write(tmp_path, EVERY_FIELD)).defaults.options
+    assert options["pii_redaction_config"] == {"entity_types": ["GDPR"],
+                                               "processed_text_type": "MASK"}
+    body = {**options, "audio_url": "https://api.gladia.io/file/x"}
+    assert validate_create_body(body) == []
+
+
+def test_entity_types_may_be_one_name(tmp_path: Path) -> None:
+    """pii_redaction_config.entity_types is accepted as a single name too (OAS vs docs)."""
+    path = write(tmp_path, '[defaults.options]\npii_redaction_config = { entity_types = "GDPR" }\n')
+    assert load(path).defaults.options["pii_redaction_config"] == {"entity_types": "GDPR"}
+
+
+OPTION_ERRORS = [
+    # (options TOML, key path, expectation substring)
+    ("diarization_config = { max_speaker = 2 }", "[defaults.options.diarization_config] "
+     "max_speaker", 'unknown field of diarization_config; did you mean "max_speakers"?'),
+    ("diarization_config = { number_of_speakers = 0 }",
+     "defaults.options.diarization_config.number_of_speakers", "an integer >= 1, got 0"),
+    ("diarization_config = { min_speakers = 1.5 }",
+     "defaults.options.diarization_config.min_speakers", "an integer >= 0"),
+    ("diarization_config = { min_speakers = 4, max_speakers = 2 }",
+     "defaults.options.diarization_config", "min_speakers (4) is greater than max_speakers (2)"),
+    ('language_config = { languages = ["english"] }',
+     "defaults.options.language_config.languages[1]", "language codes"),
+    ('language_config = { languages = ["FR"] }',
+     "defaults.options.language_config.languages[1]", 'did you mean "fr"?'),
+    ('translation_config = { target_languages = ["fr"], model = "best" }',
+     "defaults.options.translation_config.model", 'one of "base", "enhanced"'),
+    ('translation_config = { target_languages = ["fr"], informal = "yes" }',
+     "defaults.options.translation_config.informal", "true or false"),
+    ('translation_config = { model = "base" }', "defaults.options.translation_config",
+     "missing target_languages"),
+    ("subtitles_config = { maximum_duration = 45 }",
+     "defaults.options.subtitles_config.maximum_duration", "a number from 1 to 30"),
+    ("subtitles_config = { maximum_rows_per_caption = 6 }",
+     "defaults.options.subtitles_config.maximum_rows_per_caption", "an integer from 1 to 5"),
+    ('subtitles_config = { style = "fancy" }', "defaults.options.subtitles_config.style",
+     'one of "default", "compliance"'),
+    ("subtitles_config = { formats = [] }", "defaults.options.subtitles_config.formats",
+     'at least one of "srt", "vtt"'),
+    ('summarization_config = { type = "long" }', "defaults.options.summarization_config.type",
+     'one of "general", "bullet_points", "concise"'),
+    ('pii_redaction_config = { processed_text_type = "marker" }',
+     "defaults.options.pii_redaction_config.processed_text_type", 'did you mean "MARKER"?'),
+    ("pii_redaction_config = { entity_types = [] }",
+     "defaults.options.pii_redaction_config.entity_types", "at least 1 item"),
+    ("custom_vocabulary = true", "defaults.options.custom_vocabulary",
+     "needs custom_vocabulary_config.vocabulary"),
+    ("custom_vocabulary_config = { vocabulary = [{ intensity = 0.5 }] }",
+     "defaults.options.custom_vocabulary_config.vocabulary[1].value", "missing"),
+    ('custom_vocabulary_config = { vocabulary = [{ value = "x", intensity = 2 }] }',
+     "defaults.options.custom_vocabulary_config.vocabulary[1].intensity",
+     "a number from 0 to 1"),
+    ("custom_vocabulary_config = { vocabulary = [3] }",
+     "defaults.options.custom_vocabulary_config.vocabulary[1]", "a string or a { value"),
+    ("custom_spelling = true", "defaults.options.custom_spelling",
+     "needs custom_spelling_config.spelling_dictionary"),
+    ('custom_spelling_config = { spelling_dictionary = { Gladia = "gladya" } }',
+     "defaults.options.custom_spelling_config.spelling_dictionary.Gladia",
+     "an array of strings"),
+    ("audio_to_llm = true", "defaults.options.audio_to_llm", "needs audio_to_llm_config.prompts"),
+    ("audio_to_llm_config = { prompts = [] }", "defaults.options.audio_to_llm_config.prompts",
+     "at least 1 item"),
+    ('callback_config = { url = "ftp://x" }', "defaults.options.callback_config.url",
+     "an http(s) URL"),
+    ("custom_metadata = { n = inf }", "defaults.options.custom_metadata.n", "finite"),
+]
+
+
+@pytest.mark.parametrize(("options", "key", "expectation"), OPTION_ERRORS)
+def test_option_shape_errors_name_the_field(
+    tmp_path: Path, options: str, key: str, expectation: str
+) -> None:
+    """Each option that breaks gladia-api.md 3.1 is refused at load, naming the field."""
+    path, message = error_of(tmp_path, f"[defaults.options]\n{options}\n")
+    assert message.startswith(f"{path}: {key}")
+    assert expectation in message
+
+
+def test_watch_option_error_names_the_folder(tmp_path: Path) -> None:
+    """An error in a watch's options says which folder it is about."""
+    path, message = error_of(tmp_path, """
+[[watch]]
+path = "/srv/podcasts"
+[watch.options]
+summarization_config = { type = "short" }
+""")
+    assert message.startswith(f"{path}: watch[1].options.summarization_config.type: ")
+    assert message.endswith("(in the watch of /srv/podcasts)")
+
+
+def test_md_is_an_output_format(tmp_path: Path) -> None:
+    """outputs may list "md" (the Markdown report)."""
+    path = write(tmp_path, '[defaults]\noutputs = ["txt", "json", "md"]\n')
+    assert load(path).defaults.outputs == ("txt", "json", "md")
+
+
+# -- [callback] and [webhook] ----------------------------------------------------------------
+
+WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+def test_no_callback_or_webhook_by_default(tmp_path: Path) -> None:
+    """Without the tables, the listener is off."""
+    config = load(write(tmp_path, "[log]\nlevel = \"info\"\n"))
+    assert (config.callback, config.webhook) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("listen", "host", "port"),
+    [('"127.0.0.1:8787"', "127.0.0.1", 8787), ('"[::1]:9000"', "::1", 9000),
+     ('"localhost:80"', "localhost", 80), ('" 0.0.0.0:65535 "', "0.0.0.0", 65535)],
+)
+def test_callback_listen_address(tmp_path: Path, listen: str, host: str, port: int) -> None:
+    """listen is HOST:PORT with an IP address (IPv6 in brackets) or localhost."""
+    callback = load(write(tmp_path, f"[callback]\nlisten = {listen}\n")).callback
+    assert callback is not None
+    assert (callback.host, callback.port, callback.public_url) == (host, port, None)
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "expectation"),
+    [
+        ('listen = "8787"', "callback.listen", '"HOST:PORT"'),
+        ('listen = "example.com:8787"', "callback.listen", "an IP address"),
+        ('listen = "127.0.0.1:0"', "callback.listen", "a port 1-65535"),
+        ('listen = "127.0.0.1:70000"', "callback.listen", "a port 1-65535"),
+        ('public_url = "https://x.example"', "callback.listen", "missing"),
+        ('listen = "127.0.0.1:1"\npublic_url = "http://x.example"', "callback.public_url",
+         "plain http is refused"),
+        ('listen = "127.0.0.1:1"\npublic_url = "https://x.example/?a=1"', "callback.public_url",
+         "without query"),
+        ('listen = "127.0.0.1:1"\nport = 3', "[callback] port", "unknown key"),
+    ],
+)
+def test_callback_mistakes(tmp_path: Path, table: str, key: str, expectation: str) -> None:
+    """A bad [callback] table is refused with the key and what is expected."""
+    path, message = error_of(tmp_path, f"[callback]\n{table}\n")
+    assert message.startswith(f"{path}: {key}")
+    assert expectation in message
+
+
+def test_callback_public_url_trailing_slash_dropped(tmp_path: Path) -> None:
+    """public_url keeps its path prefix but not a trailing slash."""
+    path = write(tmp_path, '[callback]\nlisten = "127.0.0.1:8787"\n'
+                 'public_url = "https://example.com/watcherd/"\n')
+    callback = load(path).callback
+    assert callback is not None and callback.public_url == "https://example.com/watcherd"
+
+
+@pytest.mark.parametrize("where", ["defaults", "watch"])
+def test_callback_options_conflict_with_the_listener(tmp_path: Path, where: str) -> None:
+    """User callback options and [callback] listen together are refused (one would be lost)."""
+    options = 'callback = true\ncallback_config = { url = "https://x.example/cb" }\n'
+    text = ('[callback]\nlisten = "127.0.0.1:8787"\n'
+            + ("[defaults.options]\n" + options if where == "defaults"
+               else '[[watch]]\npath = "/srv/a"\n[watch.options]\n' + options))
+    path, message = error_of(tmp_path, text)
+    prefix = "defaults.options" if where == "defaults" else "watch[1].options"
+    assert message.startswith(f"{path}: {prefix}.callback: not allowed with [callback] listen")
+
+
+def test_webhook_secret_inline_and_from_file(tmp_path: Path) -> None:
+    """The secret comes from the table or a file, and never shows in the repr."""
+    base = '[callback]\nlisten = "127.0.0.1:8787"\n[webhook]\n'
+    inline = load(write(tmp_path / "a", base + f'secret = "{WHSEC}"\n'))
+    assert inline.webhook is not None and inline.webhook.secret.reveal() == WHSEC
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "hook").write_text(f"  {WHSEC}\n", encoding="utf-8")
+    from_file = load(write(tmp_path / "b", base + 'secret_file = "hook"\n'))
+    assert from_file.webhook == inline.webhook
+    assert WHSEC not in repr(from_file)
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "expectation"),
+    [
+        (f'secret = "{WHSEC}"\nsecret_file = "x"', "webhook.secret", "not both"),
+        ('secret = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"', "webhook.secret", 'starting with "whsec_"'),
+        ('secret = "whsec_not base64!"', "webhook.secret", "followed by base64"),
+        ('secret_file = "missing"', "webhook.secret_file", "cannot read"),
+    ],
+)
+def test_webhook_mistakes_never_echo_the_secret(
+    tmp_path: Path, table: str, key: str, expectation: str
+) -> None:
+    """A bad [webhook] table is refused without repeating what was written as the secret."""
+    path, message = error_of(
+        tmp_path, f'[callback]\nlisten = "127.0.0.1:8787"\n[webhook]\n{table}\n')
+    assert message.startswith(f"{path}: {key}: ")
+    assert expectation in message
+    assert "MfKQ9r8" not in message and "not base64" not in message
+
+
+def test_webhook_without_listener_is_refused(tmp_path: Path) -> None:
+    """[webhook] needs [callback] listen, since webhooks arrive on that listener."""
+    path, message = error_of(tmp_path, f'[webhook]\nsecret = "{WHSEC}"\n')
+    assert message.startswith(f"{path}: webhook: webhooks arrive on the callback listener")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from watcherd import outputs
 from watcherd.outputs import (
@@ -283,7 +284,8 @@ def test_older_job_without_optional_keys_renders() -> None:
 
 def test_json_round_trips_exactly_and_keeps_unicode(tmp_path: Path) -> None:
     """The json output loads back equal to the job, with non-ASCII kept as characters."""
-    (path,) = write_outputs(tmp_path / "meeting-0504", ["json"], DONE_JOB)
+    path, summary = write_outputs(tmp_path / "meeting-0504", ["json"], DONE_JOB)
+    assert summary.name == "meeting-0504.summary.md"
     text = path.read_text(encoding="utf-8")
     assert json.loads(text) == DONE_JOB
     assert "sha256:3f9c0d…e1" in text
@@ -465,7 +467,7 @@ def test_translation_files_are_written_next_to_the_source(tmp_path: Path) -> Non
     assert written == predicted
     assert sorted(p.name for p in written) == [
         "meeting.de.txt", "meeting.de.vtt", "meeting.fr.txt", "meeting.fr.vtt",
-        "meeting.txt", "meeting.vtt"]
+        "meeting.summary.md", "meeting.txt", "meeting.vtt"]
     assert (tmp_path / "meeting.de.vtt").read_text(encoding="utf-8").startswith("WEBVTT\n\n")
 
 
@@ -510,7 +512,8 @@ def test_output_base_asks_about_the_stem_path(tmp_path: Path) -> None:
 def test_output_paths_append_to_a_dotted_base(tmp_path: Path) -> None:
     """A full-name base keeps its dots: talk.wav -> talk.wav.txt, never talk.txt."""
     paths = output_paths(tmp_path / "talk.wav", ["txt", "json", "txt"], DONE_JOB)
-    assert paths == [tmp_path / "talk.wav.txt", tmp_path / "talk.wav.json"]
+    assert paths == [tmp_path / "talk.wav.txt", tmp_path / "talk.wav.json",
+                     tmp_path / "talk.wav.summary.md"]
 
 
 @pytest.mark.parametrize(
@@ -544,8 +547,9 @@ def test_write_outputs_writes_each_format_next_to_the_source(tmp_path: Path) -> 
     source.write_bytes(b"ID3 not really audio")
     before = source.stat()
     written = write_outputs(tmp_path / "meeting-0504", list(FORMATS), DONE_JOB)
-    assert [p.name for p in written] == [f"meeting-0504.{fmt}" for fmt in FORMATS]
-    for path, fmt in zip(written, FORMATS, strict=True):
+    assert [p.name for p in written] == [
+        *(f"meeting-0504.{fmt}" for fmt in FORMATS), "meeting-0504.summary.md"]
+    for path, fmt in zip(written, FORMATS, strict=False):
         assert path.read_text(encoding="utf-8") == render(fmt, DONE_JOB)
     assert source.read_bytes() == b"ID3 not really audio"
     assert source.stat().st_mtime_ns == before.st_mtime_ns
@@ -582,7 +586,9 @@ def test_non_ascii_and_spaces_in_names(tmp_path: Path) -> None:
     folder.mkdir()
     base = output_base(folder / "compte rendu été 会議.mp3", taken=lambda b: False)
     written = write_outputs(base, ["txt", "srt"], DONE_JOB)
-    assert [p.name for p in written] == ["compte rendu été 会議.txt", "compte rendu été 会議.srt"]
+    assert [p.name for p in written] == [
+        "compte rendu été 会議.txt", "compte rendu été 会議.srt",
+        "compte rendu été 会議.summary.md"]
     long_name = "é" * 125 + ".txt"  # 254 bytes in UTF-8
     atomic_write(folder / long_name, "ça marche\n".encode())
     assert (folder / long_name).read_text(encoding="utf-8") == "ça marche\n"
@@ -754,6 +760,168 @@ def test_sweep_leaves_a_marked_folder_alone(tmp_path: Path) -> None:
 
 def test_module_constants_are_the_documented_ones() -> None:
     """The constants other modules rely on have the values the brief fixes."""
-    assert outputs.FORMATS == ("txt", "json", "srt", "vtt")
+    assert outputs.FORMATS == ("txt", "json", "srt", "vtt", "md")
     assert outputs.TEMP_MARKER == ".watcherd-tmp"
     assert frozenset({".txt", ".json", ".srt", ".vtt", ".md"}) == outputs.OUTPUT_SUFFIXES
+
+
+# -- add-ons: the Markdown report, the summary, failures ---------------------------------
+
+
+def failing(job: dict[str, Any], addon: str, message: str = "model crashed") -> dict[str, Any]:
+    """The job with one add-on block turned into a documented failure envelope."""
+    job["result"][addon] = {
+        "success": False, "is_empty": True, "exec_time": 0.3, "results": None,
+        "error": {"status_code": 500, "exception": "InternalError", "message": message},
+    }
+    return job
+
+
+def md_section(text: str, heading: str) -> str:
+    """The body of one "## heading" section of a Markdown report (up to the next "## ")."""
+    start = text.index(f"## {heading}\n\n") + len(f"## {heading}\n\n")
+    end = text.find("\n## ", start)
+    return text[start:] if end < 0 else text[start:end + 1]
+
+
+def test_md_report_has_details_summary_speakers_and_timestamped_transcript() -> None:
+    """The md report names the source, shows duration and job, and each utterance with its time."""
+    text = render("md", DONE_JOB)
+    assert text.startswith("# meeting-0504.mp3\n\n")
+    assert "- **Duration:** 00:12\n" in text
+    assert "- **Speakers:** 2\n" in text
+    assert "`8a1f6c2e-3b4d-4e5f-9a6b-7c8d9e0f1a2b` (request `G-8a1f6c2e`)" in text
+    assert md_section(text, "Summary") == (
+        "Two colleagues open a meeting; one asks for the Q2 figures.\n\n")
+    assert md_section(text, "Transcript") == (
+        "**[00:00] Speaker 1:** Hi Anna, shall we start?\n\n"
+        "**[00:02] Speaker 2:** Yes, send me the Q2 figures first.\n\n")
+    speakers = md_section(text, "Speakers")
+    assert "| Speaker 1 | 00:01 | 38% | 1 |" in speakers
+    assert "| Speaker 2 | 00:02 | 62% | 1 |" in speakers
+    assert "## Notes" not in text
+
+
+def test_md_report_shows_sentiment_and_entities_as_tables() -> None:
+    """Sentiment rows carry time, speaker and labels; entities carry type, text and time."""
+    text = render("md", DONE_JOB)
+    assert md_section(text, "Sentiment").splitlines()[2] == (
+        "| 00:00 | Speaker 1 | neutral | neutral | Hi Anna, shall we start? |")
+    assert md_section(text, "Named entities").splitlines()[2] == "| NAME\\_GIVEN | Anna | 00:00 |"
+
+
+def test_md_report_without_diarization_or_addons_is_just_the_transcript() -> None:
+    """No speakers section and no labels when the job was not diarized; no add-on sections."""
+    job = without_speakers(copy.deepcopy(DONE_JOB))
+    for addon in ("summarization", "named_entity_recognition", "sentiment_analysis"):
+        del job["result"][addon]
+    text = render("md", job)
+    assert "## Speakers" not in text and "## Summary" not in text
+    assert "## Sentiment" not in text and "## Named entities" not in text
+    assert md_section(text, "Transcript").startswith("**[00:00]** Hi Anna, shall we start?\n")
+
+
+def test_md_report_escapes_markdown_in_transcript_text() -> None:
+    """Characters that Markdown would interpret are escaped, so the text shows as spoken."""
+    job = copy.deepcopy(DONE_JOB)
+    job["result"]["transcription"]["utterances"][0]["text"] = "a *star* [link](x) <b>|</b> # no"
+    text = render("md", job)
+    assert "a \\*star\\* \\[link\\](x) \\<b\\>\\|\\</b\\> # no" in text
+
+
+def test_md_report_translations_and_audio_to_llm_answers() -> None:
+    """Translations appear per language; audio_to_llm answers appear under their prompt."""
+    job = translated_job()
+    job["result"]["audio_to_llm"] = {
+        "success": True, "is_empty": False, "exec_time": 1.0, "error": None,
+        "results": [{"success": True, "is_empty": False, "exec_time": 0.5, "error": None,
+                     "results": {"prompt": "Who speaks?", "response": "- Anna\n- Bob"}}]}
+    text = render("md", job)
+    translations = md_section(text, "Translations")
+    assert "### fr\n\n**[00:00] Speaker 1:** Salut Anna, on commence ?\n" in translations
+    assert "### de\n\n**[00:00]** Hallo Anna.\n" in translations
+    assert "### es" not in translations
+    assert md_section(text, "Answers") == "### Who speaks?\n\n- Anna\n- Bob\n"
+
+
+def test_md_report_keeps_undocumented_shapes_as_raw_json() -> None:
+    """Sentiment results as an unexpected shape are shown as JSON, not dropped or crashed on."""
+    job = copy.deepcopy(DONE_JOB)
+    job["result"]["sentiment_analysis"]["results"] = {"overall": "positive", "score": 0.9}
+    section = md_section(render("md", job), "Sentiment")
+    assert section.startswith("```json\n")
+    assert json.loads(section.split("```json\n", 1)[1].rsplit("```", 1)[0]) == {
+        "overall": "positive", "score": 0.9}
+
+
+def test_md_report_notes_pii_redaction() -> None:
+    """With pii_redaction on, the report says the text was redacted and how it is shown."""
+    job = copy.deepcopy(DONE_JOB)
+    job["request_params"]["pii_redaction"] = True
+    job["request_params"]["pii_redaction_config"] = {"entity_types": ["GDPR"],
+                                                     "processed_text_type": "MASK"}
+    assert ("- **Personal data:** redacted by Gladia in this transcript and every output "
+            "(GDPR; shown as MASK)\n") in render("md", job)
+
+
+def test_addon_failures_lists_whole_and_partial_failures() -> None:
+    """success:false blocks, failed translation languages and failed prompts are all reported."""
+    job = failing(translated_job(), "summarization", "too short to summarise")
+    job["result"]["audio_to_llm"] = {
+        "success": True, "is_empty": False, "exec_time": 1.0, "error": None,
+        "results": [{"success": False, "is_empty": True, "exec_time": 0.1, "results": None,
+                     "error": {"status_code": 429, "exception": "RateLimit", "message": "busy"}}]}
+    found = {(f.addon, f.message) for f in outputs.addon_failures(job)}
+    assert found == {
+        ("summarization", "too short to summarise (InternalError, status 500)"),
+        ("translation", "to es: boom (X, status 500)"),
+        ("audio_to_llm", "prompt 1: busy (RateLimit, status 429)"),
+    }
+    assert outputs.addon_failures(DONE_JOB) == []
+
+
+def test_a_failed_addon_is_noted_logged_and_the_transcript_still_written(
+    tmp_path: Path,
+) -> None:
+    """A failed summary: no summary file, a line under Notes in NAME.md, a log line, and txt."""
+    job = failing(copy.deepcopy(DONE_JOB), "summarization")
+    with structlog.testing.capture_logs() as logs:
+        written = write_outputs(tmp_path / "meeting", ["txt", "md"], job)
+    assert [p.name for p in written] == ["meeting.txt", "meeting.md"]
+    assert (tmp_path / "meeting.txt").read_text(encoding="utf-8") == render_txt(DONE_JOB)
+    assert md_section((tmp_path / "meeting.md").read_text(encoding="utf-8"), "Notes") == (
+        "- the summarization add-on failed: model crashed (InternalError, status 500); "
+        "the transcript is complete.\n\n")
+    (line,) = [entry for entry in logs if entry["event"] == "addon_failed"]
+    assert (line["addon"], line["log_level"], line["job_id"]) == (
+        "summarization", "warning", DONE_JOB["id"])
+
+
+def test_summary_file_holds_the_summary_and_follows_bullets() -> None:
+    """NAME.summary.md is titled after the source; bullet summaries stay a Markdown list."""
+    assert outputs.render_summary(DONE_JOB) == (
+        "# Summary of meeting-0504.mp3\n\n"
+        "Two colleagues open a meeting; one asks for the Q2 figures.\n")
+    job = copy.deepcopy(DONE_JOB)
+    job["result"]["summarization"]["results"] = "- Anna opens\n- Q2 figures *first*"
+    assert outputs.render_summary(job, title="x") == (
+        "# Summary of meeting-0504.mp3\n\n- Anna opens\n- Q2 figures \\*first\\*\n")
+    job["result"]["summarization"]["results"] = "  "
+    assert outputs.render_summary(job) is None
+    assert outputs.render_summary(failing(copy.deepcopy(DONE_JOB), "summarization")) is None
+
+
+def test_json_output_shortens_callback_urls_that_may_carry_a_token(tmp_path: Path) -> None:
+    """request_params.callback_config.url keeps its host but loses path and query in NAME.json."""
+    job = copy.deepcopy(DONE_JOB)
+    job["request_params"]["callback"] = True
+    job["request_params"]["callback_config"] = {
+        "url": "https://hooks.example.com:8443/callback/SECRET-TOKEN?x=SECRET2", "method": "PUT"}
+    job["request_params"]["callback_url"] = "http://user:pw@old.example.com/cb/SECRET3"
+    text = render_json(job)
+    assert "SECRET" not in text and "pw" not in text
+    data = json.loads(text)
+    assert data["request_params"]["callback_config"] == {
+        "url": "https://hooks.example.com:8443/[redacted]", "method": "PUT"}
+    assert data["request_params"]["callback_url"] == "http://old.example.com/[redacted]"
+    assert job["request_params"]["callback_config"]["url"].endswith("SECRET2")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import difflib
+import ipaddress
 import json
+import math
 import os
 import re
 import tomllib
@@ -17,11 +21,13 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from watcherd.errors import ConfigError
+from watcherd.outputs import FORMATS
 
 EngineName = Literal["auto", "gladia", "local"]
 LogFormat = Literal["auto", "json", "console"]
 PollMode = Literal["auto", "always", "never"]
-OUTPUT_FORMATS = ("txt", "json", "srt", "vtt")
+# The formats [defaults] / [[watch]] outputs may list: whatever the outputs module writes.
+OUTPUT_FORMATS: tuple[str, ...] = FORMATS
 
 ENGINE_NAMES: tuple[EngineName, ...] = ("auto", "gladia", "local")
 LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
@@ -77,8 +83,114 @@ REFUSED_OPTIONS = {
     ),
 }
 SUBTITLE_FORMATS = ("srt", "vtt")
+# In [watch.options] only: option names (or dotted paths into them) inherited from
+# [defaults.options] that this watch drops before its own options are merged in.
+UNSET_KEY = "unset"
 
-_TOP_KEYS = ("gladia", "engine", "local", "journal", "log", "scan", "defaults", "watch")
+# Gladia's transcription language codes (gladia-api.md section 3.1); translation adds "wo".
+LANGUAGE_CODES: frozenset[str] = frozenset({
+    "af", "am", "ar", "as", "az", "ba", "be", "bg", "bn", "bo", "br", "bs", "ca", "cs", "cy",
+    "da", "de", "el", "en", "es", "et", "eu", "fa", "fi", "fo", "fr", "gl", "gu", "ha", "haw",
+    "he", "hi", "hr", "ht", "hu", "hy", "id", "is", "it", "ja", "jw", "ka", "kk", "km", "kn",
+    "ko", "la", "lb", "ln", "lo", "lt", "lv", "mg", "mi", "mk", "ml", "mn", "mr", "ms", "mt",
+    "my", "ne", "nl", "nn", "no", "oc", "pa", "pl", "ps", "pt", "ro", "ru", "sa", "sd", "si",
+    "sk", "sl", "sn", "so", "sq", "sr", "su", "sv", "sw", "ta", "te", "tg", "th", "tk", "tl",
+    "tr", "tt", "uk", "ur", "uz", "vi", "yi", "yo", "zh",
+})
+TRANSLATION_CODES: frozenset[str] = LANGUAGE_CODES | {"wo"}
+
+
+@dataclass(frozen=True)
+class _Field:
+    """The documented type of one field inside a ``*_config`` option (gladia-api.md 3.1)."""
+
+    kind: Literal[
+        "bool", "int", "number", "string", "uri", "enum", "enum_list", "codes", "strings",
+        "entity_types", "vocabulary", "spelling",
+    ]
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | frozenset[str] = ()
+    min_items: int = 0
+
+
+_BOOL = _Field("bool")
+OPTION_SCHEMAS: dict[str, dict[str, _Field]] = {
+    "language_config": {
+        "languages": _Field("codes", choices=LANGUAGE_CODES),
+        "code_switching": _BOOL,
+    },
+    "diarization_config": {
+        "number_of_speakers": _Field("int", minimum=1),
+        "min_speakers": _Field("int", minimum=0),
+        "max_speakers": _Field("int", minimum=0),
+    },
+    "translation_config": {
+        "target_languages": _Field("codes", choices=TRANSLATION_CODES, min_items=1),
+        "model": _Field("enum", choices=("base", "enhanced")),
+        "match_original_utterances": _BOOL,
+        "lipsync": _BOOL,
+        "context_adaptation": _BOOL,
+        "context": _Field("string"),
+        "informal": _BOOL,
+    },
+    "subtitles_config": {
+        "formats": _Field("enum_list", choices=SUBTITLE_FORMATS, min_items=1),
+        "minimum_duration": _Field("number", minimum=0),
+        "maximum_duration": _Field("number", minimum=1, maximum=30),
+        "maximum_characters_per_row": _Field("int", minimum=1),
+        "maximum_rows_per_caption": _Field("int", minimum=1, maximum=5),
+        "style": _Field("enum", choices=("default", "compliance")),
+    },
+    "summarization_config": {
+        "type": _Field("enum", choices=("general", "bullet_points", "concise")),
+    },
+    "pii_redaction_config": {
+        "entity_types": _Field("entity_types"),
+        "processed_text_type": _Field("enum", choices=("MARKER", "MASK")),
+    },
+    "custom_vocabulary_config": {
+        "vocabulary": _Field("vocabulary", min_items=1),
+        "default_intensity": _Field("number", minimum=0, maximum=1),
+    },
+    "custom_spelling_config": {"spelling_dictionary": _Field("spelling")},
+    "audio_to_llm_config": {
+        "prompts": _Field("strings", min_items=1),
+        "model": _Field("string"),
+    },
+    "callback_config": {
+        "url": _Field("uri"),
+        "method": _Field("enum", choices=("POST", "PUT")),
+    },
+}
+# Fields Gladia requires whenever their *_config object is sent.
+REQUIRED_FIELDS: dict[str, str] = {
+    "translation_config": "target_languages",
+    "custom_vocabulary_config": "vocabulary",
+    "custom_spelling_config": "spelling_dictionary",
+    "audio_to_llm_config": "prompts",
+    "callback_config": "url",
+}
+# Flags that do nothing useful (or are refused) without these config fields.
+FLAG_NEEDS: dict[str, tuple[str, str, str]] = {
+    "translation": ("translation_config", "target_languages",
+                    'a non-empty array of language codes such as ["fr"]'),
+    "custom_vocabulary": ("custom_vocabulary_config", "vocabulary",
+                          'the words to favour, e.g. ["Gladia", "watcherd"]'),
+    "custom_spelling": ("custom_spelling_config", "spelling_dictionary",
+                        'a table such as { "Gladia" = ["gladya", "gladiah"] }'),
+    "audio_to_llm": ("audio_to_llm_config", "prompts",
+                     'a non-empty array of prompts such as ["List the action items"]'),
+    "callback": ("callback_config", "url", "the URL Gladia calls when done"),
+}
+
+_TOP_KEYS = (
+    "gladia", "engine", "local", "journal", "log", "scan", "callback", "webhook", "defaults",
+    "watch",
+)
+_CALLBACK_KEYS = ("listen", "public_url")
+_WEBHOOK_KEYS = ("secret", "secret_file")
+WEBHOOK_SECRET_PREFIX = "whsec_"
 _GLADIA_KEYS = ("api_key", "api_key_file", "api_url", "max_concurrent_jobs")
 _DEFAULTS_KEYS = ("outputs", "settle_seconds", "recursive", "include", "exclude", "poll", "options")
 _WATCH_KEYS = ("path", *_DEFAULTS_KEYS)
@@ -148,6 +260,24 @@ class WatchConfig:
 
 
 @dataclass(frozen=True)
+class CallbackConfig:
+    """The ``[callback]`` table: where the embedded listener binds and how Gladia reaches it."""
+
+    host: str
+    port: int
+    # The URL at which Gladia reaches the listener (a reverse proxy or tunnel), without the
+    # token; None means http://host:port itself.
+    public_url: str | None = None
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """The ``[webhook]`` table: the signing secret of Gladia's dashboard webhooks."""
+
+    secret: Secret
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -161,6 +291,8 @@ class Config:
     watches: tuple[WatchConfig, ...]
     scan_interval_seconds: float = 300.0
     defaults: WatchDefaults = field(default_factory=WatchDefaults)
+    callback: CallbackConfig | None = None
+    webhook: WebhookConfig | None = None
 
 
 # -- public API ------------------------------------------------------------------------------
@@ -474,6 +606,16 @@ class _Parser:
 
         defaults = self.defaults(self.table(data, "defaults", "defaults"))
         watches = self.watches(data.get("watch", []), defaults)
+        callback = self.callback(self.table(data, "callback", "callback"))
+        webhook = self.webhook(self.table(data, "webhook", "webhook"))
+        if webhook is not None and callback is None:
+            self.fail(
+                "webhook",
+                "webhooks arrive on the callback listener: add [callback] listen = "
+                '"127.0.0.1:PORT" (and public_url, the address Gladia reaches)',
+            )
+        if callback is not None:
+            self.reject_own_callbacks(defaults, watches)
 
         return Config(
             source=self.source,
@@ -486,7 +628,95 @@ class _Parser:
             watches=watches,
             scan_interval_seconds=interval,
             defaults=defaults,
+            callback=callback,
+            webhook=webhook,
         )
+
+    def callback(self, table: Mapping[str, Any]) -> CallbackConfig | None:
+        self.check_keys(table, _CALLBACK_KEYS, "callback")
+        if not table:
+            return None
+        if "listen" not in table:
+            self.fail("callback.listen", 'missing; expected "HOST:PORT" such as "127.0.0.1:8787"')
+        host, port = self.listen_address(table["listen"], "callback.listen")
+        public_url: str | None = None
+        if "public_url" in table:
+            url = self.string(table["public_url"], "callback.public_url").strip()
+            parts = urlsplit(url)
+            if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+                self.expected(
+                    "callback.public_url",
+                    'an https URL without query, such as "https://watcherd.example.com" '
+                    "(the callback token travels in it, so plain http is refused)",
+                    url,
+                )
+            public_url = url.rstrip("/")
+        return CallbackConfig(host=host, port=port, public_url=public_url)
+
+    def listen_address(self, value: Any, key: str) -> tuple[str, int]:
+        what = '"HOST:PORT" with an IP address (or localhost) and a port 1-65535'
+        text = self.string(value, key).strip()
+        found = re.fullmatch(r"\[(?P<v6>[^\]]+)\]:(?P<port>\d{1,5})|(?P<host>[^:]+):(?P<p>\d{1,5})",
+                             text)
+        if not found:
+            self.expected(key, what, value)
+        host = found["v6"] or found["host"]
+        port = int(found["port"] or found["p"])
+        if host != "localhost":
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                self.expected(key, what, value)
+        if not 1 <= port <= 65535:
+            self.expected(key, what, value)
+        return host, port
+
+    def webhook(self, table: Mapping[str, Any]) -> WebhookConfig | None:
+        self.check_keys(table, _WEBHOOK_KEYS, "webhook")
+        if not table:
+            return None
+        if "secret" in table and "secret_file" in table:
+            self.fail("webhook.secret", "set either secret or secret_file, not both")
+        if "secret" in table:
+            key = "webhook.secret"
+            text = self.string(table["secret"], key, secret=True).strip()
+        elif "secret_file" in table:
+            key = "webhook.secret_file"
+            path = self.path(table["secret_file"], key)
+            try:
+                text = path.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                self.fail(key, f"cannot read {path}: {reason or type(exc).__name__}")
+        else:
+            self.fail("webhook.secret", 'missing; expected secret = "whsec_..." or secret_file')
+        if not text.startswith(WEBHOOK_SECRET_PREFIX):
+            self.fail(key, f'expected a signing secret starting with "{WEBHOOK_SECRET_PREFIX}" '
+                           "(copy it from https://app.gladia.io/webhooks)")
+        try:
+            decoded = base64.b64decode(text[len(WEBHOOK_SECRET_PREFIX):], validate=True)
+        except (binascii.Error, ValueError):
+            decoded = b""
+        if not decoded:
+            self.fail(key, f'expected "{WEBHOOK_SECRET_PREFIX}" followed by base64 text; '
+                           "copy the whole secret from the dashboard")
+        return WebhookConfig(secret=Secret(text))
+
+    def reject_own_callbacks(
+        self, defaults: WatchDefaults, watches: Sequence[WatchConfig]
+    ) -> None:
+        """With the listener on, watcherd sets callback itself: a user callback would be lost."""
+        tables = [("defaults.options", defaults.options)] + [
+            (f"watch[{i}].options", w.options) for i, w in enumerate(watches, start=1)
+        ]
+        for prefix, options in tables:
+            for name in ("callback", "callback_config"):
+                if name in options:
+                    self.fail(
+                        f"{prefix}.{name}",
+                        "not allowed with [callback] listen: watcherd sets callback and "
+                        "callback_config on every job itself; remove one of the two",
+                    )
 
     def gladia(self, table: Mapping[str, Any]) -> GladiaConfig:
         self.check_keys(table, _GLADIA_KEYS, "gladia")
@@ -564,7 +794,8 @@ class _Parser:
                     listed = ", ".join(f'"{f}"' for f in OUTPUT_FORMATS)
                     self.expected(f"{prefix}.outputs[{index + 1}]", f"one of {listed}", name)
             if not outputs:
-                self.fail(f"{prefix}.outputs", "expected at least one of txt, json, srt, vtt")
+                self.fail(f"{prefix}.outputs",
+                          f"expected at least one of {', '.join(OUTPUT_FORMATS)}")
             if len(set(outputs)) != len(outputs):
                 twice = next(o for o in outputs if outputs.count(o) > 1)
                 self.fail(f"{prefix}.outputs", f'"{twice}" is listed twice; list each format once')
@@ -608,14 +839,51 @@ class _Parser:
                 _reject_nesting(
                     f"{prefix}.path", path, f"watch[{index}].path", other.path, where=self.where
                 )
-            own = self.options(table.get("options", {}), f"{prefix}.options")
-            options = _merge(defaults.options, own)
-            self.check_option_rules(options, f"{prefix}.options")
+            try:
+                options = self.watch_options(table.get("options", {}), defaults, prefix)
+            except ConfigError as exc:
+                # Options errors can come from a merged value, so say which folder they hit.
+                raise ConfigError(f"{exc} (in the watch of {path})") from None
             fields = self.watch_fields(table, prefix, defaults)
             watches.append(WatchConfig(path=path, **fields, options=options))
         return tuple(watches)
 
     # --- Gladia options
+
+    def watch_options(
+        self, value: Any, defaults: WatchDefaults, prefix: str
+    ) -> dict[str, Any]:
+        """A watch's own options over the defaults: first ``unset``, then a deep merge."""
+        key = f"{prefix}.options"
+        if not isinstance(value, dict):
+            self.expected(key, "a table of Gladia options", value)
+        own = {name: item for name, item in value.items() if name != UNSET_KEY}
+        base = dict(defaults.options)
+        if UNSET_KEY in value:
+            base = self.unset(base, value[UNSET_KEY], f"{key}.{UNSET_KEY}")
+        options = _merge(base, self.options(own, key))
+        self.check_option_rules(options, key)
+        return options
+
+    def unset(self, base: dict[str, Any], value: Any, key: str) -> dict[str, Any]:
+        """``base`` without the options (or dotted fields of them) named in ``value``."""
+        names = self.strings(value, key)
+        result = copy.deepcopy(base)
+        for index, name in enumerate(names, start=1):
+            item_key = f"{key}[{index}]"
+            parts = name.split(".")
+            if parts[0] not in KNOWN_OPTIONS or not all(parts):
+                self.expected(item_key, "the name of a Gladia option, or a dotted path into one "
+                              'such as "diarization_config.max_speakers"', name,
+                              hint=_hint(parts[0], KNOWN_OPTIONS))
+            table: Any = result
+            for part in parts[:-1]:
+                table = table.get(part) if isinstance(table, dict) else None
+            if not isinstance(table, dict) or parts[-1] not in table:
+                self.fail(item_key, f'"{name}" is not set in [defaults.options], so there is '
+                          "nothing to unset; remove it from the list")
+            del table[parts[-1]]
+        return result
 
     def options(self, value: Any, prefix: str) -> dict[str, Any]:
         """Type-check one options table on its own; returns a deep copy."""
@@ -623,6 +891,9 @@ class _Parser:
             self.expected(prefix, "a table of Gladia options", value)
         for name, item in value.items():
             key = f"{prefix}.{name}"
+            if name == UNSET_KEY:
+                self.fail(key, "only allowed in [watch.options], where it removes options "
+                          "inherited from [defaults.options]")
             if name in REFUSED_OPTIONS:
                 self.fail(key, f"not allowed: {REFUSED_OPTIONS[name]}")
             if name not in KNOWN_OPTIONS:
@@ -636,7 +907,9 @@ class _Parser:
                 self.expected(key, "a table", item)
             else:
                 self.json_only(item, key)
-        self.check_option_shapes(value, prefix)
+                if name in OPTION_SCHEMAS:
+                    self.config_table(item, OPTION_SCHEMAS[name], key)
+        self.check_metadata_keys(value, prefix)
         return copy.deepcopy(value)
 
     def json_only(self, value: Any, key: str) -> None:
@@ -650,36 +923,123 @@ class _Parser:
         elif not isinstance(value, str | int | float | bool):
             self.expected(key, "a string, number, boolean, array or table (JSON has no dates)",
                           value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            self.expected(key, "a finite number (JSON has no inf or nan)", value)
 
-    def check_option_shapes(self, options: Mapping[str, Any], prefix: str) -> None:
-        """Checks that hold for any one table, merged or not."""
-        language = options.get("language_config", {})
-        if "languages" in language:
-            self.strings(language["languages"], f"{prefix}.language_config.languages")
-        if "code_switching" in language:
-            self.boolean(language["code_switching"], f"{prefix}.language_config.code_switching")
-
-        translation = options.get("translation_config", {})
-        if "target_languages" in translation:
-            targets = self.strings(
-                translation["target_languages"], f"{prefix}.translation_config.target_languages"
-            )
-            if not targets:
-                self.fail(
-                    f"{prefix}.translation_config.target_languages",
-                    "expected at least one language code, e.g. [\"fr\"]",
+    def config_table(self, table: Mapping[str, Any], schema: Mapping[str, _Field],
+                     prefix: str) -> None:
+        """Each field of one ``*_config`` table against its documented type."""
+        for name, value in table.items():
+            spec = schema.get(name)
+            if spec is None:
+                raise ConfigError(
+                    f"{self.where}: [{prefix}] {name}: unknown field of "
+                    f"{prefix.rsplit('.', 1)[-1]}{_hint(name, list(schema))}"
                 )
+            self.config_field(value, spec, f"{prefix}.{name}")
 
-        subtitles = options.get("subtitles_config", {})
-        if "formats" in subtitles:
-            key = f"{prefix}.subtitles_config.formats"
-            formats = self.strings(subtitles["formats"], key)
-            if not formats:
-                self.fail(key, 'expected at least one of "srt", "vtt"')
-            for index, name in enumerate(formats, start=1):
-                if name not in SUBTITLE_FORMATS:
-                    self.expected(f"{key}[{index}]", 'one of "srt", "vtt"', name)
+    def config_field(self, value: Any, spec: _Field, key: str) -> None:
+        kind = spec.kind
+        if kind == "bool":
+            self.boolean(value, key)
+        elif kind == "int":
+            self.bounded(value, key, spec, integer=True)
+        elif kind == "number":
+            self.bounded(value, key, spec, integer=False)
+        elif kind == "string":
+            self.string(value, key)
+        elif kind == "uri":
+            parts = urlsplit(value.strip()) if isinstance(value, str) else None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+                self.expected(key, "an http(s) URL", value)
+        elif kind == "enum":
+            self.choice(value, key, sorted(spec.choices) if isinstance(
+                spec.choices, frozenset) else spec.choices)
+        elif kind in ("enum_list", "codes", "strings"):
+            items = self.strings(value, key)
+            if len(items) < spec.min_items:
+                self.fail(key, _at_least(spec.min_items, kind))
+            if kind == "enum_list":
+                for index, item in enumerate(items, start=1):
+                    self.choice(item, f"{key}[{index}]", tuple(spec.choices))
+            elif kind == "codes":
+                for index, item in enumerate(items, start=1):
+                    self.language_code(item, f"{key}[{index}]", spec.choices)
+        elif kind == "entity_types":
+            # The OAS says one value, the docs an array (gladia-api.md 3.1): accept both.
+            if not isinstance(value, str):
+                items = self.strings(value, key)
+                if not items:
+                    self.fail(key, _at_least(1, "strings"))
+            else:
+                self.string(value, key)
+        elif kind == "vocabulary":
+            self.vocabulary(value, key, spec)
+        elif kind == "spelling":
+            self.spelling(value, key)
 
+    def bounded(self, value: Any, key: str, spec: _Field, *, integer: bool) -> None:
+        low, high = spec.minimum, spec.maximum
+        noun = "an integer" if integer else "a number"
+        if low is not None and high is not None:
+            what = f"{noun} from {low:g} to {high:g}"
+        elif low is not None:
+            what = f"{noun} >= {low:g}"
+        else:
+            what = noun
+        ok = not isinstance(value, bool) and (
+            isinstance(value, int) if integer else isinstance(value, int | float)
+        )
+        if not ok or (low is not None and value < low) or (high is not None and value > high):
+            self.expected(key, what, value)
+
+    def language_code(self, value: str, key: str, codes: tuple[str, ...] | frozenset[str]
+                      ) -> None:
+        if value not in codes:
+            lowered = value.lower()
+            hint = f'; did you mean "{lowered}"?' if lowered in codes else ""
+            self.expected(key, 'one of Gladia\'s language codes such as "en", "fr" or "de"',
+                          value, hint=hint)
+
+    def vocabulary(self, value: Any, key: str, spec: _Field) -> None:
+        if not isinstance(value, list):
+            self.expected(key, "an array of words (strings or { value = ... } tables)", value)
+        if len(value) < spec.min_items:
+            self.fail(key, 'expected at least one word, e.g. ["Gladia"]')
+        schema = {
+            "value": _Field("string"),
+            "intensity": _Field("number", minimum=0, maximum=1),
+            "pronunciations": _Field("strings"),
+            "language": _Field("codes"),
+        }
+        for index, item in enumerate(value, start=1):
+            item_key = f"{key}[{index}]"
+            if isinstance(item, str):
+                self.string(item, item_key)
+                continue
+            if not isinstance(item, dict):
+                self.expected(item_key, "a string or a { value = ... } table", item)
+            if "value" not in item:
+                self.fail(f"{item_key}.value", "missing; expected the word itself")
+            for name, field_value in item.items():
+                if name not in schema:
+                    raise ConfigError(f"{self.where}: [{item_key}] {name}: unknown field of a "
+                                      f"vocabulary entry{_hint(name, list(schema))}")
+                if name == "language":
+                    self.string(field_value, f"{item_key}.language")
+                    self.language_code(field_value, f"{item_key}.language", LANGUAGE_CODES)
+                else:
+                    self.config_field(field_value, schema[name], f"{item_key}.{name}")
+
+    def spelling(self, value: Any, key: str) -> None:
+        if not isinstance(value, dict) or not value:
+            self.expected(key, 'a table such as { "Gladia" = ["gladya", "gladiah"] }', value)
+        for name, variants in value.items():
+            items = self.strings(variants, f"{key}.{name}")
+            if not items:
+                self.fail(f"{key}.{name}", "expected at least one spelling variant")
+
+    def check_metadata_keys(self, options: Mapping[str, Any], prefix: str) -> None:
         metadata = options.get("custom_metadata", {})
         for name in metadata:
             if name.startswith(RESERVED_METADATA_PREFIX):
@@ -690,21 +1050,26 @@ class _Parser:
 
     def check_option_rules(self, options: Mapping[str, Any], prefix: str) -> None:
         """Checks on the options that will actually be sent (after merging)."""
-        if options.get("translation"):
-            targets = options.get("translation_config", {}).get("target_languages")
-            if not targets:
+        for flag, (config_name, needed, example) in FLAG_NEEDS.items():
+            if options.get(flag) and not options.get(config_name, {}).get(needed):
                 self.fail(
-                    f"{prefix}.translation",
-                    "translation = true needs translation_config.target_languages, "
-                    "a non-empty array of language codes such as [\"fr\"]",
+                    f"{prefix}.{flag}",
+                    f"{flag} = true needs {config_name}.{needed}, {example}",
                 )
-        if options.get("callback"):
-            url = options.get("callback_config", {}).get("url")
-            if not isinstance(url, str) or not url:
+        for config_name, needed in REQUIRED_FIELDS.items():
+            if config_name in options and needed not in options[config_name]:
                 self.fail(
-                    f"{prefix}.callback",
-                    "callback = true needs callback_config.url, the URL Gladia calls when done",
+                    f"{prefix}.{config_name}",
+                    f"missing {needed}: Gladia requires it whenever {config_name} is sent "
+                    f"(or unset {config_name} in this watch)",
                 )
+        speakers = options.get("diarization_config", {})
+        low, high = speakers.get("min_speakers"), speakers.get("max_speakers")
+        if isinstance(low, int) and isinstance(high, int) and low > high:
+            self.fail(
+                f"{prefix}.diarization_config",
+                f"min_speakers ({low}) is greater than max_speakers ({high})",
+            )
         metadata = options.get("custom_metadata")
         if metadata is not None:
             size = len(json.dumps(metadata, ensure_ascii=False))
@@ -714,3 +1079,11 @@ class _Parser:
                     f"expected at most {USER_METADATA_LIMIT} characters once written as JSON, "
                     f"got {size} (Gladia allows 2000 and watcherd adds its own keys)",
                 )
+
+
+def _at_least(count: int, kind: str) -> str:
+    if kind == "codes":
+        return 'expected at least one language code, e.g. ["fr"]'
+    if kind == "enum_list":
+        return 'expected at least one of "srt", "vtt"'
+    return f"expected at least {count} item{'s' if count > 1 else ''}"

@@ -1,9 +1,14 @@
-"""Transcript outputs: render a finished job as txt/json/srt/vtt and write the files atomically.
+"""Transcript outputs: render a finished job as txt/json/srt/vtt/md and write them atomically.
 
 A "job" is the full job object as ``GET /v2/pre-recorded/{id}`` returns it (the local engine
 produces the same shape). Rendering is pure; writing goes through :func:`atomic_write` so a
 reader never sees half a transcript, and temp files carry :data:`TEMP_MARKER` so the watcher
 never mistakes them (or the outputs) for recordings.
+
+Add-ons add their own files whatever the formats: ``NAME.<lang>.txt`` per translation and
+``NAME.summary.md`` for a summary. An add-on that failed (``success: false``) is logged and
+noted in ``NAME.md``; the transcript is written all the same. With PII redaction Gladia
+redacts the transcription itself, so every output is already redacted.
 """
 
 from __future__ import annotations
@@ -20,8 +25,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-FORMATS: tuple[str, ...] = ("txt", "json", "srt", "vtt")
+import structlog
+
+log = structlog.get_logger("watcherd.outputs")
+
+FORMATS: tuple[str, ...] = ("txt", "json", "srt", "vtt", "md")
+SUMMARY_SUFFIX: str = "summary.md"
 TEMP_MARKER: str = ".watcherd-tmp"
 OUTPUT_SUFFIXES: frozenset[str] = frozenset({".txt", ".json", ".srt", ".vtt", ".md"})
 
@@ -76,10 +87,12 @@ def _checked_formats(formats: Sequence[str]) -> list[str]:
 
 
 def output_paths(base: Path, formats: Sequence[str], job: Mapping[str, Any]) -> list[Path]:
-    """Every path :func:`write_outputs` would write for this job (translations too), unwritten."""
+    """Every path :func:`write_outputs` would write for this job (add-ons too), unwritten."""
     wanted = _checked_formats(formats)
     paths = [_with_suffix(base, fmt) for fmt in wanted]
     paths += [_with_suffix(base, suffix) for suffix, _ in _translation_plan(job, wanted)]
+    if _summary_result(job) is not None:
+        paths.append(_with_suffix(base, SUMMARY_SUFFIX))
     return paths
 
 
@@ -152,8 +165,35 @@ def render_txt(job: Mapping[str, Any]) -> str:
 
 
 def render_json(job: Mapping[str, Any]) -> str:
-    """The job object exactly as given, as indented UTF-8 JSON."""
-    return json.dumps(dict(job), ensure_ascii=False, indent=2) + "\n"
+    """The job object as given, as indented UTF-8 JSON, with callback URLs shortened.
+
+    A callback URL may carry a secret token (watcherd's own listener puts one there), and
+    transcripts get shared: its path and query are replaced by "[redacted]".
+    """
+    return json.dumps(scrub_job(job), ensure_ascii=False, indent=2) + "\n"
+
+
+def scrub_job(job: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``job`` whose echoed callback URLs keep only their scheme and host."""
+    copied = dict(job)
+    params = job.get("request_params")
+    if not isinstance(params, Mapping):
+        return copied
+    new_params = dict(params)
+    config = params.get("callback_config")
+    if isinstance(config, Mapping) and isinstance(config.get("url"), str):
+        new_params["callback_config"] = {**config, "url": _scrub_url(config["url"])}
+    if isinstance(params.get("callback_url"), str):
+        new_params["callback_url"] = _scrub_url(params["callback_url"])
+    copied["request_params"] = new_params
+    return copied
+
+
+def _scrub_url(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return "[redacted]"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/[redacted]"
 
 
 # -- subtitles ---------------------------------------------------------------------------
@@ -346,11 +386,320 @@ def render_vtt(job: Mapping[str, Any]) -> str:
     return _vtt_of(_transcription(job))
 
 
+# -- add-ons: failures, summary, and the Markdown report ------------------------------------
+
+
+@dataclass(frozen=True)
+class AddonFailure:
+    """One Gladia add-on that delivered nothing (or not everything): which, and why."""
+
+    addon: str
+    message: str
+
+    def describe(self) -> str:
+        """One line for a person: "the summarization add-on failed: ..."."""
+        return f"the {self.addon.replace('_', ' ')} add-on failed: {self.message}"
+
+
+# result keys that are not add-on blocks.
+_NOT_ADDONS = frozenset({"metadata", "transcription"})
+# Markdown characters that would change how transcript text renders.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
+_MD_LINE_START = re.compile(r"^(\s*)([#>+=-]|\d+[.)])")
+_ADDON_FLAGS = (
+    "diarization", "translation", "subtitles", "summarization", "pii_redaction",
+    "sentiment_analysis", "named_entity_recognition", "sentences", "punctuation_enhanced",
+    "custom_vocabulary", "custom_spelling", "audio_to_llm",
+)  # fmt: skip
+
+
+def _addon_error(error: Any) -> str:
+    error = _mapping(error)
+    message = " ".join(_text(error.get("message")).split())
+    extras = [x for x in (_text(error.get("exception")).strip(),) if x]
+    status = error.get("status_code")
+    if isinstance(status, int) and not isinstance(status, bool):
+        extras.append(f"status {status}")
+    text = message or "Gladia gave no reason"
+    return f"{text} ({', '.join(extras)})" if extras else text
+
+
+def addon_failures(job: Mapping[str, Any]) -> list[AddonFailure]:
+    """Every add-on of a done job that failed, whole (``success: false``) or in part."""
+    result = _mapping(job.get("result"))
+    targets = _list(_mapping(_mapping(job.get("request_params")).get("translation_config"))
+                    .get("target_languages"))
+    failures: list[AddonFailure] = []
+    for name, raw in result.items():
+        block = _mapping(raw)
+        if name in _NOT_ADDONS or not block:
+            continue
+        if block.get("success") is False:
+            failures.append(AddonFailure(str(name), _addon_error(block.get("error"))))
+            continue
+        for index, entry in enumerate(_list(block.get("results"))):
+            entry = _mapping(entry)
+            if name == "translation" and entry.get("error"):
+                languages = _list(entry.get("languages")) or targets[index : index + 1]
+                lang = languages[0] if languages and isinstance(languages[0], str) else "?"
+                failures.append(AddonFailure(
+                    "translation", f"to {lang}: {_addon_error(entry.get('error'))}"))
+            elif name == "audio_to_llm" and entry.get("success") is False:
+                prompt = _text(_mapping(entry.get("results")).get("prompt"))
+                label = f'prompt "{prompt}"' if prompt else f"prompt {index + 1}"
+                failures.append(AddonFailure(
+                    "audio_to_llm", f"{label}: {_addon_error(entry.get('error'))}"))
+    return failures
+
+
+def _summary_result(job: Mapping[str, Any]) -> Any:
+    """The summarization results when the add-on succeeded with something, else None."""
+    block = _mapping(_mapping(job.get("result")).get("summarization"))
+    if block.get("success") is False:
+        return None
+    results = block.get("results")
+    if results is None or (isinstance(results, str) and not results.strip()):
+        return None
+    if isinstance(results, list | dict) and not results:
+        return None
+    return results
+
+
+def _source_name(job: Mapping[str, Any], fallback: str | None) -> str:
+    # Gladia echoes whatever multipart filename was sent, which may carry folders.
+    name = _text(_mapping(job.get("file")).get("filename")).replace("\\", "/").rsplit("/", 1)[-1]
+    return name or fallback or "Transcript"
+
+
+def _md_inline(text: str) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
+def _md_cell(value: Any) -> str:
+    return _md_inline(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+
+
+def _md_paragraphs(text: str, *, bullets: bool = False) -> list[str]:
+    """Plain text as Markdown paragraphs that render literally (bullet lines kept if asked)."""
+    out: list[str] = []
+    for raw in text.strip().splitlines():
+        line = raw.strip()
+        if not line:
+            if out and out[-1]:
+                out.append("")
+            continue
+        if bullets and re.match(r"^[-*\u2022]\s+", line):
+            out.append("- " + _md_inline(re.sub(r"^[-*\u2022]\s+", "", line)))
+            continue
+        escaped = _md_inline(line)
+        out.append(_MD_LINE_START.sub(r"\1\\\2", escaped))
+        if not bullets:
+            out.append("")
+    while out and not out[-1]:
+        out.pop()
+    return out
+
+
+def _md_raw(value: Any) -> list[str]:
+    """A value whose shape we do not know, kept as JSON in a fenced block."""
+    text = json.dumps(value, ensure_ascii=False, indent=2)
+    fence = "```"
+    while fence in text:
+        fence += "`"
+    return [f"{fence}json", text, fence]
+
+
+def _clock(seconds: float) -> str:
+    total = max(0, int(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def _speaker_label(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return ""
+    return f"Speaker {value + 1}"
+
+
+def _md_details(job: Mapping[str, Any], speakers: Sequence[int]) -> list[str]:
+    result = _mapping(job.get("result"))
+    metadata = _mapping(result.get("metadata"))
+    transcription = _mapping(result.get("transcription"))
+    params = _mapping(job.get("request_params"))
+    duration = _number(metadata.get("audio_duration"),
+                       _number(_mapping(job.get("file")).get("audio_duration")))
+    rows: list[tuple[str, str]] = [("Duration", _clock(duration))]
+    languages = [x for x in _list(transcription.get("languages")) if isinstance(x, str)]
+    if languages:
+        rows.append(("Language" if len(languages) == 1 else "Languages",
+                     ", ".join(_md_inline(x) for x in languages)))
+    if speakers:
+        rows.append(("Speakers", str(len(speakers))))
+    addons = [flag.replace("_", " ") for flag in _ADDON_FLAGS if params.get(flag) is True]
+    if addons:
+        rows.append(("Add-ons", ", ".join(addons)))
+    if params.get("pii_redaction") is True:
+        config = _mapping(params.get("pii_redaction_config"))
+        kinds = config.get("entity_types")
+        kinds_text = ", ".join(kinds) if isinstance(kinds, list) else _text(kinds)
+        shown = _text(config.get("processed_text_type")) or "MARKER"
+        bits = [_md_inline(kinds_text)] if kinds_text else []
+        bits.append(f"shown as {_md_inline(shown)}")
+        rows.append(("Personal data", "redacted by Gladia in this transcript and every output "
+                     f"({'; '.join(bits)})"))
+    job_id = _text(job.get("id"))
+    if job_id:
+        request_id = _text(job.get("request_id"))
+        rows.append(("Job", f"`{job_id}`" + (f" (request `{request_id}`)" if request_id else "")))
+    completed = _text(job.get("completed_at"))
+    if completed:
+        rows.append(("Completed", _md_inline(completed)))
+    return [f"- **{label}:** {value}" for label, value in rows]
+
+
+def _md_speakers(utterances: Sequence[Mapping[str, Any]]) -> list[str]:
+    talk: dict[int, float] = {}
+    turns: dict[int, int] = {}
+    for utterance in utterances:
+        speaker = _speaker(utterance)
+        if speaker is None:
+            continue
+        start = _number(utterance.get("start"))
+        talk[speaker] = talk.get(speaker, 0.0) + max(0.0, _number(utterance.get("end"), start)
+                                                    - start)
+        turns[speaker] = turns.get(speaker, 0) + 1
+    total = sum(talk.values()) or 1.0
+    lines = ["| Speaker | Speaking time | Share | Turns |", "|---|---|---|---|"]
+    for speaker in sorted(talk):
+        lines.append(f"| {_speaker_label(speaker)} | {_clock(talk[speaker])} | "
+                     f"{round(100 * talk[speaker] / total)}% | {turns[speaker]} |")
+    return lines
+
+
+def _md_transcript(transcription: Mapping[str, Any]) -> list[str]:
+    utterances = _utterances(transcription)
+    lines: list[str] = []
+    diarized = _diarized(utterances)
+    for utterance in utterances:
+        text = _md_inline(_text(utterance.get("text")))
+        if not text:
+            continue
+        label = _speaker_label(utterance.get("speaker")) if diarized else ""
+        stamp = f"[{_clock(_number(utterance.get('start')))}]"
+        lines += [f"**{stamp} {label}:** {text}" if label else f"**{stamp}** {text}", ""]
+    if not lines:
+        full = _text(transcription.get("full_transcript")).strip()
+        lines = [*_md_paragraphs(full), ""] if full else ["_No speech was recognised._", ""]
+    return lines[:-1]
+
+
+def _md_sentiment(results: Any) -> list[str]:
+    items = [_mapping(x) for x in _list(results)]
+    if not items or not all(items):
+        return _md_paragraphs(results) if isinstance(results, str) else _md_raw(results)
+    lines = ["| Time | Speaker | Sentiment | Emotion | Text |", "|---|---|---|---|---|"]
+    for item in items:
+        lines.append(
+            f"| {_clock(_number(item.get('start')))} | {_speaker_label(item.get('speaker'))} | "
+            f"{_md_cell(item.get('sentiment', ''))} | {_md_cell(item.get('emotion', ''))} | "
+            f"{_md_cell(item.get('text', ''))} |"
+        )
+    return lines
+
+
+def _md_entities(results: Any) -> list[str]:
+    items = [_mapping(x) for x in _list(results)]
+    if not items or not all(items):
+        return _md_paragraphs(results) if isinstance(results, str) else _md_raw(results)
+    lines = ["| Type | Text | Time |", "|---|---|---|"]
+    for item in items:
+        lines.append(f"| {_md_cell(item.get('entity_type', ''))} | "
+                     f"{_md_cell(item.get('text', ''))} | "
+                     f"{_clock(_number(item.get('start')))} |")
+    return lines
+
+
+def _md_answers(results: Any) -> list[str]:
+    lines: list[str] = []
+    for index, entry in enumerate(_list(results), start=1):
+        entry = _mapping(entry)
+        if entry.get("success") is False:
+            continue  # listed under Notes
+        answer = _mapping(entry.get("results"))
+        prompt = _text(answer.get("prompt")) or f"Prompt {index}"
+        response = answer.get("response")
+        lines += [f"### {_md_inline(prompt)}", ""]
+        lines += (_md_paragraphs(response, bullets=True) if isinstance(response, str)
+                  else _md_raw(response))
+        lines.append("")
+    if not lines and results:
+        return _md_raw(results)
+    return lines[:-1]
+
+
+def _addon_results(job: Mapping[str, Any], name: str) -> Any:
+    block = _mapping(_mapping(job.get("result")).get(name))
+    if block.get("success") is False:
+        return None
+    results = block.get("results")
+    return results if results not in (None, "", [], {}) else None
+
+
+def render_md(job: Mapping[str, Any], *, title: str | None = None) -> str:
+    """A readable Markdown report: details, notes, summary, speakers, transcript, add-ons."""
+    transcription = _transcription(job)
+    utterances = _utterances(transcription)
+    speakers = sorted({s for u in utterances if (s := _speaker(u)) is not None})
+    lines = [f"# {_md_inline(_source_name(job, title))}", "", *_md_details(job, speakers), ""]
+    failures = addon_failures(job)
+    if failures:
+        lines += ["## Notes", ""]
+        lines += [f"- {_md_inline(f.describe())}; the transcript is complete." for f in failures]
+        lines.append("")
+    summary = _summary_result(job)
+    if summary is not None:
+        lines += ["## Summary", ""]
+        lines += (_md_paragraphs(summary, bullets=True) if isinstance(summary, str)
+                  else _md_raw(summary))
+        lines.append("")
+    if speakers:
+        lines += ["## Speakers", "", *_md_speakers(utterances), ""]
+    lines += ["## Transcript", "", *_md_transcript(transcription), ""]
+    translations = [(s.split(".", 1)[0], entry) for s, entry in _translation_plan(job, ["txt"])]
+    if translations:
+        lines += ["## Translations", ""]
+        for lang, entry in translations:
+            lines += [f"### {_md_inline(lang)}", "", *_md_transcript(entry), ""]
+    for name, heading, render_block in (
+        ("sentiment_analysis", "Sentiment", _md_sentiment),
+        ("named_entity_recognition", "Named entities", _md_entities),
+        ("audio_to_llm", "Answers", _md_answers),
+    ):
+        results = _addon_results(job, name)
+        if results is not None:
+            block_lines = render_block(results)
+            if block_lines:
+                lines += [f"## {heading}", "", *block_lines, ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def render_summary(job: Mapping[str, Any], *, title: str | None = None) -> str | None:
+    """NAME.summary.md: the summarization add-on's result, or None when there is none."""
+    summary = _summary_result(job)
+    if summary is None:
+        return None
+    body = (_md_paragraphs(summary, bullets=True) if isinstance(summary, str)
+            else _md_raw(summary))
+    return "\n".join([f"# Summary of {_md_inline(_source_name(job, title))}", "", *body]) + "\n"
+
+
 _RENDERERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "txt": render_txt,
     "json": render_json,
     "srt": render_srt,
     "vtt": render_vtt,
+    "md": render_md,
 }
 _TRANSCRIPTION_RENDERERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "txt": _txt_of,
@@ -456,11 +805,22 @@ def write_outputs(base: Path, formats: Sequence[str], job: Mapping[str, Any]) ->
         raise ValueError(f"job {job.get('id')!r} is done but has no result: nothing to write")
     wanted = _checked_formats(formats)
     # Render everything before touching the disk, so a rendering bug writes nothing at all.
-    rendered = [(_with_suffix(base, fmt), render(fmt, job)) for fmt in wanted]
+    rendered = [
+        (_with_suffix(base, fmt), render_md(job, title=base.name) if fmt == "md"
+         else render(fmt, job))
+        for fmt in wanted
+    ]
     rendered += [
         (_with_suffix(base, suffix), text)
         for suffix, text in render_translations(job, wanted).items()
     ]
+    summary = render_summary(job, title=base.name)
+    if summary is not None:
+        rendered.append((_with_suffix(base, SUMMARY_SUFFIX), summary))
+    for failure in addon_failures(job):
+        log.warning("addon_failed", job_id=job.get("id"), addon=failure.addon,
+                    error=failure.message, outputs=str(base),
+                    note="the transcript is written without this add-on's result")
     for path, text in rendered:
         atomic_write(path, text.encode("utf-8"))
     return [path for path, _ in rendered]
