@@ -455,6 +455,25 @@ class TestUpload:
         assert "changed during upload" in info.value.message
         assert sim.uploads() == []
 
+    def test_cancelled_upload_closes_the_source(
+        self, sim: GladiaSimulator, tmp_path: Path
+    ) -> None:
+        """A worker shutting down mid-upload leaves no descriptor open on the source."""
+        path = tmp_path / "cancelled.wav"
+        make_sparse_wav(path, 32 * 1024 * 1024)
+        sim.faults.add("upload", "delay", delay=1.5)
+
+        async def cancel_mid_upload(client: GladiaClient) -> int:
+            upload = asyncio.create_task(client.upload(path, chunk_size=65536))
+            await wait_until(lambda: read_position(path) > 0 or upload.done())
+            upload.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await upload
+            return read_position(path)
+
+        assert with_client(sim.base_url, cancel_mid_upload) == -1
+        assert sim.uploads() == []
+
     def test_size_differs_from_expected_at_open(
         self, sim: GladiaSimulator, wav: tuple[Path, bytes]
     ) -> None:

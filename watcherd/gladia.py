@@ -250,7 +250,9 @@ class GladiaClient:
                     maybe_sent=True,
                 ) from None
         finally:
-            await asyncio.to_thread(file.close)
+            # Closing a file opened for reading does not block; doing it inline keeps it
+            # closed even when the upload is cancelled.
+            file.close()
         if not body.finished:
             _unexpected(response, "upload", "Gladia answered before receiving the whole file")
         data = _json_object(response, "upload")
