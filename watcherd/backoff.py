@@ -15,12 +15,13 @@ def retry_delay(
 ) -> float:
     """Seconds to wait before attempt number ``attempts + 1`` of a failed step.
 
-    Full jitter spreads retries of many files so they do not hit the API together; a server's
-    Retry-After is a floor, never shortened.
+    Full jitter (uniform between 0 and an exponentially growing ceiling) spreads retries of
+    many files so they do not hit the API together; a server's Retry-After is a floor, never
+    shortened.
     """
     rng = rng or random.Random()
-    ceiling = min(cap, base * (2 ** max(0, attempts - 1)))
-    delay = rng.uniform(ceiling / 2, ceiling)
+    ceiling = min(cap, base * (2 ** min(max(0, attempts - 1), 60)))
+    delay = rng.uniform(0.0, ceiling)
     if retry_after is not None and retry_after > 0:
         delay = max(delay, min(retry_after, 3600.0))
     return delay

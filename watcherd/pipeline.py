@@ -9,6 +9,7 @@ again after a crash at any instant and continues from where the journal says it 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -37,6 +38,10 @@ log = structlog.get_logger("watcherd.pipeline")
 LIST_LAG_GRACE = 15.0
 # How far before our own clock's create attempt a found job may be dated (clock skew).
 ADOPT_WINDOW = 24 * 3600.0
+# How far back the look-up before every create searches. A job for the same content and options
+# from this window is reused instead of paying again; the bound keeps the look-up small even if
+# Gladia ignored the metadata filter.
+REUSE_WINDOW = 30 * 24 * 3600.0
 JOB_ERROR_BUDGET = 3
 METADATA_LIMIT = 2000
 
@@ -75,6 +80,14 @@ class Stopped(Exception):
     """The source was already moved to its next state; nothing more to do in this pass."""
 
 
+class OutputsNotWritten(Exception):
+    """The transcript could not be written next to the source (disk full, folder not writable)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class GladiaPipeline:
     """Moves sources through the Gladia engine, one :meth:`drive` call per attempt."""
 
@@ -101,6 +114,10 @@ class GladiaPipeline:
         # Fields added to every create body (e.g. callback_config from the callback listener).
         self.create_extras: Callable[[Source], Mapping[str, Any]] = lambda s: {}
         self._finished: dict[str, asyncio.Event] = {}
+        # When this process first looked for the job of an unknown create outcome. The list's
+        # lag is allowed for from then too: after a crash the request may have reached Gladia
+        # long after the intent was committed. Memory only: a restart just waits once more.
+        self._first_lookup: dict[int, float] = {}
 
     # -- the one entry point ---------------------------------------------------------------
 
@@ -135,15 +152,25 @@ class GladiaPipeline:
                 self._resettle(source_id, exc.message)
             else:
                 self._fail(source_id, exc.message)
-        except OSError as exc:
-            # Writing outputs failed (disk full, folder not writable): the result is kept in
-            # the journal, so a later attempt writes the files without a new job.
+        except OutputsNotWritten as exc:
+            # Disk full, folder not writable...: the result is kept in the journal, so a later
+            # attempt writes the files without a new job.
             current = self.journal.get(source_id)
             attempts = current.attempts + 1
-            reason = f"cannot write the transcript next to the source: {exc}"
-            self._wait(source_id, reason, retry_delay(attempts, cap=self.timing.retry_cap),
-                       attempts=attempts)
-            bound.error("outputs_not_written", error=str(exc))
+            error = exc.error.strerror or str(exc.error)
+            reason = f"cannot write the transcript next to the source: {error}; retrying later"
+            delay = retry_delay(attempts, base=self.timing.retry_base, cap=self.timing.retry_cap)
+            self._wait(source_id, reason, delay, attempts=attempts)
+            bound.error("outputs_not_written", error=str(exc.error), retry_in=round(delay, 1))
+        except OSError as exc:
+            # Reading the source or its folder failed in a way the steps did not foresee
+            # (e.g. the folder became unreadable): keep the file and look again later.
+            current = self.journal.get(source_id)
+            attempts = current.attempts + 1
+            reason = f"cannot read the source: {exc.strerror or exc}; retrying later"
+            delay = retry_delay(attempts, base=self.timing.retry_base, cap=self.timing.retry_cap)
+            self._wait(source_id, reason, delay, attempts=attempts)
+            bound.warning("source_unreadable", error=str(exc), retry_in=round(delay, 1))
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -158,7 +185,9 @@ class GladiaPipeline:
                     source = await self._upload(source)
                 source = await self._create(source)
             job = await self._await_result(source)
-        await self._finish(self.journal.get(source.id), job)
+        source = self.journal.get(source.id)
+        await asyncio.to_thread(self._check_present, source)
+        await self._finish(source, job)
 
     async def _upload(self, source: Source) -> Source:
         path = Path(source.path)
@@ -174,6 +203,8 @@ class GladiaPipeline:
         self.on_api_ok()
         if result.sha256 != source.sha256:
             raise SourceError("changed while it was uploading", transient=True)
+        # The open file was read to the end even if it was deleted or replaced meanwhile.
+        await asyncio.to_thread(self._check_unchanged, source, "while it was uploading")
         source = self.journal.transition(
             source, "uploaded", actor="worker", reason="uploaded", audio_url=result.audio_url,
             attempts=0,
@@ -192,6 +223,9 @@ class GladiaPipeline:
                 "custom_metadata": metadata}
 
     async def _create(self, source: Source) -> Source:
+        adopted = await self._reuse_existing(source)
+        if adopted is not None:
+            return adopted
         body = self._create_body(source)
         source = self.journal.transition(
             source, "submitting", actor="worker", reason="creating job",
@@ -215,28 +249,54 @@ class GladiaPipeline:
         log.info("job_created", source=source.path, job_id=created.id)
         return source
 
+    async def _reuse_existing(self, source: Source) -> Source | None:
+        """Adopt a live or done job Gladia already has for this content key, if any.
+
+        Whatever the journal forgot (a source deleted and dropped again, a lost journal, an
+        intent cleared by a rescan) Gladia remembers: one list call per create is the cheap
+        insurance that a recording is not billed twice. Jobs that ended in error are not reused.
+        """
+        assert source.content_key is not None
+        since = datetime.fromtimestamp(time.time() - REUSE_WINDOW, tz=UTC)
+        jobs = await self.client.find_jobs({"wf_key": source.content_key}, after_date=since)
+        self.on_api_ok()
+        live = [j for j in jobs if j.get("status") != "error" and j.get("id")]
+        if not live:
+            return None
+        job = _newest(live)
+        log.info("job_reused", source=source.path, job_id=job["id"], status=job.get("status"))
+        return self.journal.transition(
+            source, "submitted", actor="worker", job_id=str(job["id"]), submit_started_at=None,
+            attempts=0, reason="Gladia already has a job for this content; not creating another",
+        )
+
     async def _recover_create(self, source: Source) -> Source:
         """After an unknown create outcome: adopt the job if Gladia has it, else allow a create."""
         assert source.content_key is not None and source.submit_started_at is not None
+        first_look = self._first_lookup.setdefault(source.id, time.time())
         since = datetime.fromtimestamp(source.submit_started_at - ADOPT_WINDOW, tz=UTC)
         jobs = await self.client.find_jobs({"wf_key": source.content_key}, after_date=since)
         self.on_api_ok()
+        jobs = [j for j in jobs if j.get("id")]
         live = [j for j in jobs if j.get("status") != "error"]
         errored = [j for j in jobs if j.get("status") == "error"]
         # An errored job we have not counted yet is the outcome of the lost create itself.
         pick = live or (errored if len(errored) > source.job_errors else [])
         if pick:
-            job = max(pick, key=lambda j: str(j.get("created_at", "")))
+            job = _newest(pick)
             log.info("job_adopted", source=source.path, job_id=job["id"])
+            self._first_lookup.pop(source.id, None)
             return self.journal.transition(
                 source, "submitted", actor="worker", job_id=str(job["id"]),
                 submit_started_at=None,
                 reason="found the job created before the interruption; not creating another",
             )
-        waited = time.time() - source.submit_started_at
-        if waited < self.timing.list_lag_grace:
-            raise Later("checking whether Gladia created the job",
-                        self.timing.list_lag_grace - waited)
+        # Gladia's list may lag behind a create: only a job missing for the whole grace, counted
+        # from both the intent and this process's first look, was certainly not created.
+        left = max(source.submit_started_at, first_look) + self.timing.list_lag_grace - time.time()
+        if left > 0:
+            raise Later("checking whether Gladia created the job", left)
+        self._first_lookup.pop(source.id, None)
         return self.journal.transition(
             source, "uploaded" if source.audio_url else "pending", actor="worker",
             submit_started_at=None, reason="no job was created before the interruption",
@@ -307,17 +367,32 @@ class GladiaPipeline:
         raise PermanentGladiaError(reason, status=code)
 
     async def _finish(self, source: Source, job: Mapping[str, Any]) -> None:
-        await finish(self.journal, source, job, self.outputs_for(source), engine="gladia")
+        try:
+            await finish(self.journal, source, job, self.outputs_for(source), engine="gladia")
+        except OSError as exc:
+            raise OutputsNotWritten(exc) from exc
+        except ValueError as exc:
+            # A "done" job without a usable result: Gladia's answer, not ours, is at fault.
+            raise PermanentGladiaError(
+                f"Gladia's result for job {job.get('id')} cannot be written: {exc}; "
+                "run `watcherd retry` to transcribe the file again", status=None,
+            ) from exc
 
     # -- outcomes ------------------------------------------------------------------------
 
-    def _check_unchanged(self, source: Source) -> None:
+    def _check_unchanged(self, source: Source, when: str = "since it was hashed") -> None:
         try:
             st = FileStat.of(Path(source.path).stat())
         except FileNotFoundError:
-            raise SourceError("disappeared before upload", transient=True) from None
-        if (st.size, st.mtime_ns) != (source.size, source.mtime_ns):
-            raise SourceError("changed since it was hashed", transient=True)
+            raise SourceError(f"disappeared {when}", transient=True) from None
+        if (st.size, st.mtime_ns, st.inode) != (source.size, source.mtime_ns, source.inode):
+            raise SourceError(f"changed {when}", transient=True)
+
+    def _check_present(self, source: Source) -> None:
+        # The result is already stored by content, so a source that comes back later gets its
+        # transcript without a new job; one that stays away is simply gone.
+        if not os.path.exists(source.path):
+            raise SourceError("disappeared before its transcript was written", transient=True)
 
     def _wait(self, source_id: int, reason: str, delay: float, *, attempts: int | None = None
               ) -> None:
@@ -343,14 +418,16 @@ class GladiaPipeline:
                 last_error="the source disappeared before it was transcribed",
                 submit_started_at=None,
             )
-            log.warning("source_gone", source=source.path)
+            log.warning("source_gone", source=source.path, reason=f"source {reason}")
             return
-        # Start over from settling; a job already created for the old content stays adoptable.
+        # Start over from settling: new bytes mean a new content key, so nothing of the old
+        # version's remote work applies (a job made for it stays findable by its own key).
         self.journal.transition(
             source, "pending", actor="worker", reason=f"source {reason}", sha256=None,
-            content_key=None, audio_url=None, note=f"the file {reason}; waiting for it to settle",
-            changed_at=time.time(),
+            content_key=None, audio_url=None, job_id=None, submit_started_at=None,
+            note=f"the file {reason}; waiting for it to settle", changed_at=time.time(),
         )
+        log.info("source_changed", source=source.path, reason=f"source {reason}")
 
 
 async def finish(
@@ -380,6 +457,10 @@ async def finish(
     )
     log.info("transcript_written", source=source.path, job_id=job.get("id"), engine=engine,
              outputs=[str(p) for p in written])
+
+
+def _newest(jobs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    return max(jobs, key=lambda j: str(j.get("created_at", "")))
 
 
 def _permanent_reason(exc: PermanentGladiaError) -> str:
