@@ -22,6 +22,7 @@ from watcherd.errors import ConfigError, JournalError
 from watcherd.identity import options_json
 from watcherd.journal import STATES, Journal, Source
 from watcherd.log import configure_logging
+from watcherd.ops_cli import doctor, service
 from watcherd.watcher import watch_for
 
 
@@ -207,3 +208,7 @@ def retry(paths: tuple[Path, ...], all_failed: bool, reprocess: bool,
 
 def _defaults_watch(config: Config, path: str) -> WatchConfig:
     return with_extra_watches(_without_watches(config), [Path(path).parent]).watches[0]
+
+
+main.add_command(doctor)
+main.add_command(service)
