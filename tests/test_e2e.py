@@ -326,3 +326,11 @@ class TestCommands:
         assert len(sim.jobs()) == 2
         assert sim.jobs()[-1]["request_params"]["diarization"] is True
         assert "Speaker" in src.with_suffix(".txt").read_text()
+
+    def test_every_documented_command_exists(self) -> None:
+        """--help lists each command DESIGN.md promises, and --version answers."""
+        result = watcherd("--help")
+        for command in ("run", "transcribe", "status", "retry", "doctor", "service"):
+            assert f"  {command} " in result.stdout, command
+        version = watcherd("--version")
+        assert version.returncode == 0 and "watcherd" in version.stdout

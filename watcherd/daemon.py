@@ -166,12 +166,16 @@ class Daemon:
                 await client.aclose()
 
     async def _startup(self, watcher: Watcher, worker: Worker, journal: Journal) -> None:
-        """Scan, wait for the observers, say READY=1, then keep STATUS= fresh."""
+        """Wait for the observers, say READY=1, scan, then keep STATUS= fresh.
+
+        READY comes before the scan so a huge tree cannot outlast systemd's start timeout;
+        files that arrive meanwhile are caught by the observers, the scan catches the rest.
+        """
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._scan, worker)
         await loop.run_in_executor(None, watcher.wait_ready, 30.0)
         self.notifier.ready(status_text(journal.counts()))
         log.info("ready", problems={str(k): v for k, v in watcher.root_problems().items()})
+        await loop.run_in_executor(None, self._scan, worker)
         while True:
             await asyncio.sleep(self.status_interval)
             self.notifier.status(status_text(journal.counts()))
