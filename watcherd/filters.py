@@ -28,14 +28,19 @@ PARTIAL_FILE_GLOBS: tuple[str, ...] = (
     "*.crdownload",  # Chrome
     "*.download",  # Safari (a folder, but some tools make a file)
     "*.filepart",  # WinSCP
-    "*.partial",  # Internet Explorer, some NAS apps
+    "*.partial",  # rclone, Internet Explorer, some NAS apps
     "*.tmp",
     "~syncthing~*.tmp",
     ".syncthing.*.tmp",
     "*.!ut",  # uTorrent
     "*.!qb",  # qBittorrent
+    "*.!bt",  # BitComet and others
+    "*.!sync",  # Resilio Sync
     "*.aria2",
     "*.opdownload",  # Opera
+    "*.crswap",  # Chrome's File System Access writes
+    "*.part-frag*",  # yt-dlp fragments
+    "*.ytdl",  # yt-dlp state
     "*.swp",
     "*~",  # editors' backups
     "._*",  # macOS AppleDouble
@@ -54,6 +59,7 @@ PRUNED_FOLDER_GLOBS: tuple[str, ...] = (
     "#snapshot",
     ".stfolder",
     ".stversions",
+    "*.download",  # Safari keeps the file being downloaded inside NAME.download/
     ".trash-*",
     "$recycle.bin",
     "system volume information",

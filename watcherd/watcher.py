@@ -25,6 +25,7 @@ from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
+    FileAttribEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -53,10 +54,12 @@ NETWORK_FSTYPES: frozenset[str] = frozenset(
 )  # fmt: skip
 
 #: The only event kinds that can matter; leaving out open/close-without-write keeps the worker's
-#: own reads (hashing, uploading) from echoing back as events.
+#: own reads (hashing, uploading) from echoing back as events. Attribute events carry mtime
+#: changes made without writing (touch, rsync setting the final mtime).
 _EVENT_FILTER: list[type[FileSystemEvent]] = [
     FileCreatedEvent,
     FileModifiedEvent,
+    FileAttribEvent,
     FileClosedEvent,
     FileMovedEvent,
     FileDeletedEvent,
@@ -173,17 +176,50 @@ def is_network_filesystem(path: Path) -> tuple[bool, str]:
 # --- scanning --------------------------------------------------------------------------------
 
 
+class WatchIndex:
+    """The filters of a set of watches, built once, answering which watch owns a path."""
+
+    def __init__(self, watches: Sequence[WatchConfig]) -> None:
+        # Innermost roots first, so the first root containing a path is its owner.
+        self._rules = sorted(
+            (SourceFilter(watch) for watch in watches), key=lambda rules: -len(str(rules.root))
+        )
+
+    def watch_for(self, path: Path) -> WatchConfig | None:
+        """The watch whose root contains ``path`` (the innermost root wins) if it accepts it."""
+        for rules in self._rules:
+            if rules.relative(path) is not None:
+                return rules.watch if rules.accepts(path) else None
+        return None
+
+
 def watch_for(path: Path, watches: Sequence[WatchConfig]) -> WatchConfig | None:
     """The watch whose root contains ``path`` (the innermost root wins) if it accepts it."""
-    owner: tuple[int, SourceFilter] | None = None
-    for watch in watches:
-        rules = SourceFilter(watch)
-        rel = rules.relative(path)
-        if rel is not None and (owner is None or len(str(rules.root)) > owner[0]):
-            owner = (len(str(rules.root)), rules)
-    if owner is None or not owner[1].accepts(path):
-        return None
-    return owner[1].watch
+    return WatchIndex(watches).watch_for(path)
+
+
+def storage_missing(path: Path, dev: int | None, root: Path) -> str | None:
+    """Why a vanished source may still exist (its root or its file system is away), or None.
+
+    A source is only deleted when the folder it lived in is still there on the same file
+    system. A missing root, or a nearest surviving folder on another device than the source
+    was on (an unmounted share leaves its empty mount point behind), means the storage is
+    unreachable, and every one of its files would otherwise look deleted.
+    """
+    if _root_identity(root) is None:
+        return f"the watch folder {root} is unavailable ({_root_absence(root)})"
+    folder = path.parent
+    while True:
+        try:
+            folder_dev = os.stat(folder).st_dev
+            break
+        except OSError:
+            if folder.parent == folder:
+                return None
+            folder = folder.parent
+    if dev is not None and folder_dev != dev:
+        return f"the file system that held it is not mounted at {folder} any more"
+    return None
 
 
 def scan(watch: WatchConfig) -> Iterator[Path]:
@@ -313,6 +349,9 @@ class Watcher:
     Each root has a keeper thread: it starts the observer, retries a missing root every
     ``root_retry_seconds``, restarts a dead observer, and hints every file of a root that
     (re)appears, since events for it were certainly missed.
+
+    ``on_complete`` (if given) receives instead of ``hint`` the paths that an event says are
+    complete: a file closed after writing (Linux IN_CLOSE_WRITE) or renamed into place.
     """
 
     def __init__(
@@ -320,10 +359,12 @@ class Watcher:
         watches: Sequence[WatchConfig],
         hint: Callable[[Path], None],
         *,
+        on_complete: Callable[[Path], None] | None = None,
         poll_interval: float = 2.0,
         root_retry_seconds: float = 30.0,
     ) -> None:
         self._hint = hint
+        self._on_complete = on_complete or hint
         self._poll_interval = poll_interval
         self._retry_seconds = root_retry_seconds
         self._roots = [_Root(watch=watch, rules=SourceFilter(watch)) for watch in watches]
@@ -580,31 +621,34 @@ class Watcher:
             elif kind == "moved" and dest is not None:
                 self._hint_folder(root, dest)
             return
-        if kind in ("created", "modified", "closed"):
+        if kind in ("created", "modified", "attrib"):
             self._hint_accepted(root, src)
+        elif kind == "closed":
+            self._hint_accepted(root, src, complete=True)
         elif kind == "moved":
             self._hint_accepted(root, src)
             if dest is not None:
-                self._hint_accepted(root, dest)
+                # Renaming into place is how downloaders and rsync publish a finished file.
+                self._hint_accepted(root, dest, complete=True)
         elif kind == "deleted" and _root_identity(root.path) == root.identity:
             # A vanished or unmounted root is not "every file was deleted": the check above
             # drops deletions reported while the root itself is gone or replaced.
             self._hint_accepted(root, src)
 
-    def _hint_accepted(self, root: _Root, path: Path) -> None:
+    def _hint_accepted(self, root: _Root, path: Path, *, complete: bool = False) -> None:
         """Hint ``path`` if the root's filter accepts it."""
         if root.rules.accepts(path):
-            self._emit(path)
+            self._emit(path, complete=complete)
 
     def _hint_folder(self, root: _Root, folder: Path) -> None:
         """Hint every accepted file under a folder created or moved into the root."""
         for path in scan_folder(root.watch, folder):
             self._emit(path)
 
-    def _emit(self, path: Path) -> None:
+    def _emit(self, path: Path, *, complete: bool = False) -> None:
         """Call the daemon's hint; its failure must not stop the observer."""
         try:
-            self._hint(path)
+            (self._on_complete if complete else self._hint)(path)
         except Exception:
             _log.exception("hint_failed", path=str(path))
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import functools
+import math
+import stat
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -24,7 +27,7 @@ from watcherd.identity import content_key, hash_file, options_json
 from watcherd.journal import ACTIVE_STATES, FileStat, Journal, Source
 from watcherd.pipeline import GladiaPipeline
 from watcherd.recover import job_from_outputs
-from watcherd.watcher import watch_for
+from watcherd.watcher import WatchIndex, storage_missing
 
 log = structlog.get_logger("watcherd.worker")
 
@@ -37,6 +40,27 @@ class Pipeline(Protocol):
         """Take the source as far as it can go now; every outcome lands in the journal."""
 
 
+#: A file closed after writing, or renamed into place, settles after this short quiet time
+#: (capped by its watch's settle_seconds) instead of the full one. Not zero: some writers
+#: close and reopen the file to append, and the wait lets their next write show.
+COMPLETE_SETTLE_SECONDS = 0.5
+#: How long a source may keep changing before ``status`` says so in its note.
+STILL_WRITING_AFTER_SECONDS = 10.0
+#: How often that note is brought up to date (each update is a journal event).
+STILL_WRITING_REFRESH_SECONDS = 30.0
+#: The window over which the note counts changes.
+CHANGE_WINDOW_SECONDS = 600.0
+#: A hashing batch ends at this many files or bytes: small files share one trip to a thread,
+#: and one large file does not hold up many small ones.
+HASH_BATCH_FILES = 64
+HASH_BATCH_BYTES = 64 * 1024 * 1024
+#: How long a source whose storage is away (root missing, share unmounted) waits to be retried.
+STORAGE_RETRY_SECONDS = 30.0
+#: The journal is asked for unsettled sources at least this often even when nothing here
+#: changed, since the pipeline may send a source back to settling.
+SETTLE_RECHECK_SECONDS = 1.0
+
+
 @dataclass(frozen=True)
 class Seen:
     """What a thread found at a hinted path: a file's stat, nothing, or a reason to ignore it."""
@@ -44,9 +68,11 @@ class Seen:
     path: Path
     stat: FileStat | None
     problem: str | None = None
+    watch: WatchConfig | None = None
 
 
-def _look(paths: Iterable[Path]) -> list[Seen]:
+def _look(paths: Iterable[Path], index: WatchIndex | None = None) -> list[Seen]:
+    """Stat each path (in a thread), and find which watch accepts it when ``index`` is given."""
     seen = []
     for path in paths:
         try:
@@ -57,10 +83,75 @@ def _look(paths: Iterable[Path]) -> list[Seen]:
         except OSError as exc:
             seen.append(Seen(path, None, f"cannot read it: {exc.strerror or exc}"))
             continue
-        if not os.path.isfile(path):
+        if not stat.S_ISREG(st.st_mode):
             continue
-        seen.append(Seen(path, FileStat.of(st)))
+        watch = index.watch_for(path) if index is not None else None
+        seen.append(Seen(path, FileStat.of(st), watch=watch))
     return seen
+
+
+def _stat_of(source: Source) -> FileStat:
+    """The stat the journal holds for a source."""
+    return FileStat(source.size or 0, source.mtime_ns or 0, source.dev or 0, source.inode or 0)
+
+
+HashOutcome = tuple[str, FileStat] | SourceError
+
+
+def _hash_all(batch: Sequence[Source]) -> list[tuple[Source, HashOutcome]]:
+    """Hash each source of a batch (in a thread), checking it still has its journaled stat."""
+    outcomes: list[tuple[Source, HashOutcome]] = []
+    for source in batch:
+        try:
+            outcomes.append((source, hash_file(Path(source.path), _stat_of(source))))
+        except SourceError as exc:
+            outcomes.append((source, exc))
+    return outcomes
+
+
+@dataclass
+class _Settling:
+    """What the loop remembers of one source while it settles; losing it only costs time."""
+
+    size: int | None
+    mtime_ns: int | None
+    since: float
+    heard_at: float = 0.0
+    complete: FileStat | None = None
+    changes: deque[tuple[float, bool]] = field(default_factory=deque)
+    noted_at: float | None = None
+    retry_at: float = 0.0
+    settle_seconds: float | None = None
+
+
+class _SettleBook:
+    """The loop's memory for intake and settling (hints and timing only, never state)."""
+
+    def __init__(self) -> None:
+        self.sources: dict[str, _Settling] = {}
+        self.complete: set[Path] = set()
+        self.options: dict[int, tuple[WatchConfig, str]] = {}
+        self.index: tuple[tuple[WatchConfig, ...], WatchIndex] | None = None
+        self.dirty = True
+        self.checked_at = 0.0
+        self.next_at = math.inf
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = math.inf
+
+
+def _span(seconds: float) -> str:
+    """A duration in words for a note: "40 seconds", "3 minutes"."""
+    if seconds < 120:
+        return f"{max(1, round(seconds))} seconds"
+    return f"{round(seconds / 60)} minutes"
+
+
+def still_writing_note(changes: Sequence[tuple[float, bool]], span: float) -> str:
+    """The note of a source that keeps changing: how often its size (or mtime) changed."""
+    sized = sum(1 for _, size_changed in changes if size_changed)
+    if sized:
+        return f"still being written (size changed {sized} times in the last {_span(span)})"
+    return f"still being modified (changed {len(changes)} times in the last {_span(span)})"
 
 
 class Worker:
@@ -107,15 +198,28 @@ class Worker:
 
     # -- hand-over from other threads ---------------------------------------------------
 
-    def hint_threadsafe(self, path: Path) -> None:
-        """Called from watcher threads: look at ``path`` soon."""
+    def hint_threadsafe(self, path: Path, *, complete: bool = False) -> None:
+        """Called from watcher threads: look at ``path`` soon (see :meth:`hint`)."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self.hint, path)
+            loop.call_soon_threadsafe(functools.partial(self.hint, path, complete=complete))
 
-    def hint(self, path: Path) -> None:
-        """Called on the loop: look at ``path`` on the next tick."""
+    def complete_threadsafe(self, path: Path) -> None:
+        """Called from watcher threads: ``path`` was closed after writing or renamed into place."""
+        self.hint_threadsafe(path, complete=True)
+
+    def hint(self, path: Path, *, complete: bool = False) -> None:
+        """Called on the loop: look at ``path`` on the next tick.
+
+        ``complete`` says an event reported the file finished (closed after writing, renamed
+        into place): unless it changes again it then settles after COMPLETE_SETTLE_SECONDS.
+        A later plain hint (a write) takes that back.
+        """
         self._hints.add(path)
+        if complete:
+            self._book.complete.add(path)
+        else:
+            self._book.complete.discard(path)
         self._wake.set()
 
     def add_explicit(self, path: Path, watch: WatchConfig) -> None:
@@ -207,94 +311,255 @@ class Worker:
 
     # -- intake --------------------------------------------------------------------------
 
+    #: How long a source may keep changing before its note says so (tests shorten it).
+    still_writing_after: float = STILL_WRITING_AFTER_SECONDS
+
+    @functools.cached_property
+    def _book(self) -> _SettleBook:
+        return _SettleBook()
+
+    @property
+    def _index(self) -> WatchIndex:
+        """The filters of the configured watches, rebuilt only when the watches change."""
+        book = self._book
+        if book.index is None or book.index[0] is not self.watches:
+            book.index = (self.watches, WatchIndex(self.watches))
+        return book.index[1]
+
     def _watch_of(self, path: Path) -> WatchConfig | None:
-        return self._explicit.get(path) or watch_for(path, self.watches)
+        return self._explicit.get(path) or self._index.watch_for(path)
+
+    def _options_text(self, watch: WatchConfig) -> str:
+        cached = self._book.options.get(id(watch))
+        if cached is None or cached[0] is not watch:
+            cached = (watch, options_json(watch.options))
+            self._book.options[id(watch)] = cached
+        return cached[1]
 
     async def _intake(self, paths: set[Path]) -> None:
-        seen = await asyncio.to_thread(_look, sorted(paths))
+        """Stat hinted paths off the loop and journal them all in one transaction."""
+        book = self._book
+        complete = paths & book.complete
+        book.complete -= complete
+        seen = await asyncio.to_thread(_look, sorted(paths), self._index)
         batch = []
         for item in seen:
             if item.stat is None:
                 self._vanished(item)
                 continue
-            watch = self._watch_of(item.path)
+            watch = self._explicit.get(item.path) or item.watch
             if watch is None:
                 continue
-            batch.append((str(item.path), str(watch.path), item.stat, options_json(watch.options)))
-        if batch:
-            self.journal.observe_many(batch)
-            self._wake.set()
+            batch.append((str(item.path), str(watch.path), item.stat, self._options_text(watch)))
+        if not batch:
+            return
+        now = time.time()
+        for source in self.journal.observe_many(batch):
+            self._heard(source, now, complete=Path(source.path) in complete)
+        book.dirty = True
+        self._wake.set()
+
+    def _heard(self, source: Source, now: float, *, complete: bool) -> None:
+        """Note a hint for a settling source: restart its quiet time, count a change."""
+        entry = self._book.sources.get(source.path)
+        if entry is None:
+            entry = _Settling(source.size, source.mtime_ns, since=now)
+            self._book.sources[source.path] = entry
+        elif (source.size, source.mtime_ns) != (entry.size, entry.mtime_ns):
+            entry.changes.append((now, source.size != entry.size))
+            entry.size, entry.mtime_ns = source.size, source.mtime_ns
+        entry.heard_at = now
+        entry.retry_at = 0.0  # seen again: whatever storage was away is back
+        if complete:
+            entry.complete = _stat_of(source)
 
     def _vanished(self, item: Seen) -> None:
         source = self.journal.by_path(str(item.path))
         if source is None or source.state not in ACTIVE_STATES:
+            self._book.sources.pop(str(item.path), None)
             return
         if item.problem is not None:
             if source.last_error != item.problem:
                 self.journal.annotate(source, actor="worker",
-                                        reason=item.problem, last_error=item.problem)
+                                      reason=item.problem, last_error=item.problem)
             return
         task = self._running.get(source.id)
         if task is not None:
             return  # the running attempt finds out and records it itself
+        if self._storage_away(source):
+            return
         self.journal.transition(
             source, "gone", actor="watcher", reason="source deleted before it was done",
             last_error="the source disappeared before it was transcribed",
         )
+        self._book.sources.pop(source.path, None)
         log.warning("source_gone", source=source.path)
+
+    def _storage_away(self, source: Source) -> bool:
+        """True (and noted) when a missing source's root or file system is away, not deleted."""
+        away = storage_missing(Path(source.path), source.dev, Path(source.watch_root))
+        if away is None:
+            return False
+        note = f"cannot see the file: {away}; it is looked for again when it comes back"
+        if source.note != note:
+            self.journal.annotate(source, actor="worker", reason="storage unavailable",
+                                  note=note)
+            log.warning("source_storage_away", source=source.path, reason=away)
+        entry = self._book.sources.get(source.path)
+        if entry is None:
+            entry = _Settling(source.size, source.mtime_ns, since=time.time())
+            self._book.sources[source.path] = entry
+        entry.retry_at = time.time() + STORAGE_RETRY_SECONDS
+        return True
 
     # -- settling ------------------------------------------------------------------------
 
     async def _settle(self) -> None:
+        """Start hashing every source quiet for long enough; note the ones that never are."""
+        book = self._book
         now = time.time()
-        for source in self.journal.unsettled(limit=500):
+        if (not book.dirty and now < book.next_at
+                and now - book.checked_at < SETTLE_RECHECK_SECONDS):
+            return
+        book.dirty, book.checked_at = False, now
+        limit = 500
+        unsettled = self.journal.unsettled(limit=limit)
+        next_at = math.inf
+        ready: list[Source] = []
+        for source in unsettled:
             if source.id in self._hashing:
                 continue
-            watch = self._watch_of(Path(source.path))
-            settle = watch.settle_seconds if watch is not None else 0.0
-            if source.changed_at is not None and now - source.changed_at < settle:
-                continue
-            self._hashing[source.id] = asyncio.ensure_future(self._hash(source))
+            entry = book.sources.get(source.path)
+            if entry is None:
+                # Sent back to settling by someone else, or left pending by an earlier run.
+                entry = _Settling(source.size, source.mtime_ns, since=now)
+                book.sources[source.path] = entry
+            ready_at = self._ready_at(source, entry)
+            if now >= ready_at:
+                ready.append(source)
+            else:
+                next_at = min(next_at, ready_at)
+                self._note_still_writing(source, entry, now)
+        if len(unsettled) < limit:
+            # The whole set was seen: forget sources that left settling some other way.
+            keep = {source.path for source in unsettled}
+            for path in [p for p in book.sources if p not in keep]:
+                del book.sources[path]
+        book.next_at = next_at
+        self._wake_at(next_at)
+        self._start_hashing(ready)
 
-    async def _hash(self, source: Source) -> None:
+    def _ready_at(self, source: Source, entry: _Settling) -> float:
+        """When the source will have been quiet long enough to be hashed."""
+        if entry.settle_seconds is None:
+            watch = self._watch_of(Path(source.path))
+            entry.settle_seconds = watch.settle_seconds if watch is not None else 0.0
+        settle = entry.settle_seconds
+        if entry.complete is not None and entry.complete == _stat_of(source):
+            settle = min(settle, COMPLETE_SETTLE_SECONDS)
+        quiet_since = max(source.changed_at or 0.0, entry.heard_at)
+        return max(quiet_since + settle, entry.retry_at)
+
+    def _wake_at(self, when: float) -> None:
+        """Make sure the loop ticks at ``when`` (a wall-clock time), not a tick later."""
+        book = self._book
+        loop = self._loop
+        if loop is None or math.isinf(when) or book.timer_at <= when:
+            return
+        if book.timer is not None:
+            book.timer.cancel()
+        book.timer_at = when
+
+        def fire() -> None:
+            book.timer, book.timer_at = None, math.inf
+            self._wake.set()
+
+        book.timer = loop.call_at(loop.time() + max(0.0, when - time.time()), fire)
+
+    def _note_still_writing(self, source: Source, entry: _Settling, now: float) -> None:
+        """Say in ``status`` why a source that keeps changing is still pending."""
+        if now - entry.since < self.still_writing_after:
+            return
+        while entry.changes and now - entry.changes[0][0] > CHANGE_WINDOW_SECONDS:
+            entry.changes.popleft()
+        if len(entry.changes) < 2:
+            return
+        if entry.noted_at is not None and now - entry.noted_at < STILL_WRITING_REFRESH_SECONDS:
+            return
+        entry.noted_at = now
+        note = still_writing_note(entry.changes, min(now - entry.since, CHANGE_WINDOW_SECONDS))
+        if note != source.note:
+            self.journal.annotate(source, actor="worker", reason="not settled yet", note=note)
+
+    def _start_hashing(self, ready: Sequence[Source]) -> None:
+        """Hash ready sources in batches, each batch one task in ``_hashing`` for its sources."""
+        batch: list[Source] = []
+        size = 0
+        for source in ready:
+            batch.append(source)
+            size += source.size or 0
+            if len(batch) >= HASH_BATCH_FILES or size >= HASH_BATCH_BYTES:
+                self._spawn_hash(batch)
+                batch, size = [], 0
+        if batch:
+            self._spawn_hash(batch)
+
+    def _spawn_hash(self, batch: list[Source]) -> None:
+        task = asyncio.ensure_future(self._hash(batch))
+        for source in batch:
+            self._hashing[source.id] = task
+
+    async def _hash(self, batch: list[Source]) -> None:
+        """Hash a batch in a thread (at most ``hash_workers`` at once), then record each."""
         try:
             async with self._hash_slots:
-                expected = FileStat(source.size or 0, source.mtime_ns or 0, source.dev or 0,
-                                    source.inode or 0)
-                try:
-                    digest, st = await asyncio.to_thread(hash_file, Path(source.path), expected)
-                except SourceError as exc:
-                    self._settle_failed(source, exc)
-                    return
-                current = self.journal.get(source.id)
-                if current.state != "pending" or current.changed_at != source.changed_at:
-                    return  # it changed again meanwhile; the next tick settles the new version
-                key = content_key(digest, current.options_json)
-                self.journal.transition(
-                    current, "pending", actor="worker", reason="settled and hashed",
-                    sha256=digest, content_key=key, note="queued",
-                    size=st.size, mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode,
-                )
-                log.info("source_ready", source=source.path, sha256=digest[:16])
+                outcomes = await asyncio.to_thread(_hash_all, batch)
+            for source, outcome in outcomes:
+                if isinstance(outcome, SourceError):
+                    self._settle_failed(source, outcome)
+                else:
+                    self._hashed(source, *outcome)
         finally:
-            self._hashing.pop(source.id, None)
+            for source in batch:
+                self._hashing.pop(source.id, None)
+            self._book.dirty = True
             self._wake.set()
+
+    def _hashed(self, source: Source, digest: str, st: FileStat) -> None:
+        """Record a settled source's content: it is now queued for its engine."""
+        current = self.journal.get(source.id)
+        if current.state != "pending" or current.changed_at != source.changed_at:
+            return  # it changed again meanwhile; a later tick settles the new version
+        key = content_key(digest, current.options_json)
+        self.journal.transition(
+            current, "pending", actor="worker", reason="settled and hashed",
+            sha256=digest, content_key=key, note="queued",
+            size=st.size, mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode,
+        )
+        self._book.sources.pop(source.path, None)
+        log.info("source_ready", source=source.path, sha256=digest[:16])
 
     def _settle_failed(self, source: Source, exc: SourceError) -> None:
         current = self.journal.get(source.id)
         if current.state != "pending":
             return
+        path = Path(source.path)
         if exc.transient:
-            if Path(source.path).exists():
-                self.hint(Path(source.path))  # re-stat: observe restarts the settle clock
-            else:
-                self.journal.transition(
-                    current, "gone", actor="worker", reason=f"source {exc.message}",
-                    last_error="the source disappeared before it was transcribed",
-                )
+            if path.exists():
+                self.hint(path)  # re-stat: observe restarts the settle clock
+                return
+            if self._storage_away(current):
+                return
+            self.journal.transition(
+                current, "gone", actor="worker", reason=f"source {exc.message}",
+                last_error="the source disappeared before it was transcribed",
+            )
+            self._book.sources.pop(source.path, None)
+            log.warning("source_gone", source=source.path)
             return
         self.journal.transition(current, "failed", actor="worker", reason=exc.message,
                                 last_error=exc.message)
+        self._book.sources.pop(source.path, None)
         log.error("source_failed", source=source.path, reason=exc.message)
 
     # -- dispatch ------------------------------------------------------------------------
