@@ -52,6 +52,7 @@ def main() -> None:
           f"p95 {common.percentile(run.per_file, 95):.1f} s from drop to transcript")
     print(f"requests          {run.requests} in all, {run.gets / n:.1f} GETs per job; "
           f"peak jobs processing {peak} of {c}")
+    common.print_phases(run.phases, t)
     if run.errors:
         print(f"daemon errors     {run.errors}: {run.notes}")
     if args.profile is not None:

@@ -568,6 +568,7 @@ class BatchRun:
     requests: int
     errors: int = 0
     notes: list[str] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
 
     def efficiency(self, count: int, job_seconds: float, concurrency: int) -> float:
         """(N*T/C)/makespan: 1.0 is what the plan's concurrency allows at best."""
@@ -597,13 +598,63 @@ def run_watcherd_batch(
         closed = dict(copy_in(recordings, inbox))
         written = daemon.wait_events("transcript_written", len(recordings), timeout=timeout)
         problems = daemon.problems()
+        phases = batch_phases(daemon.log, closed)
     requests = sim.requests()[before:]
     ends = {line["source"]: log_time(line) for line in written}
     per_file = [ends[str(path)] - at for path, at in closed.items() if str(path) in ends]
     run = BatchRun(
         name="watcherd", makespan=max(ends.values()) - started, per_file=per_file,
         gets=sum(1 for r in requests if r.endpoint == "get"), requests=len(requests),
-        errors=len(problems),
+        errors=len(problems), phases=phases,
     )
     run.notes += [str(p.get("event", p))[:200] for p in problems[:3]]
     return run
+
+
+def batch_phases(log: LogTail, closed: dict[Path, float]) -> dict[str, float]:
+    """Where a batch's time went, averaged over sources, from the daemon's own log lines.
+
+    drop_to_upload: file closed -> upload_started (settle, hash, waiting for a job slot);
+    upload: upload_started -> uploaded; create: uploaded -> job_created (the duplicate-job
+    lookup and the create); job_to_written: job_created -> transcript_written (the job itself
+    plus however late the poll that saw it finished came); slot_gap: a transcript_written ->
+    the next upload_started (how long a freed slot stays empty).
+    """
+    at: dict[str, dict[str, float]] = {}
+    for name in ("upload_started", "uploaded", "job_created", "transcript_written"):
+        for line in log.events(name):
+            at.setdefault(name, {})[str(line.get("source"))] = log_time(line)
+
+    def mean_gap(first: dict[str, float], second: dict[str, float]) -> float:
+        gaps = [second[k] - first[k] for k in second if k in first]
+        return sum(gaps) / len(gaps) if gaps else float("nan")
+
+    drops = {str(path): t for path, t in closed.items()}
+    phases = {
+        "drop_to_upload": mean_gap(drops, at.get("upload_started", {})),
+        "upload": mean_gap(at.get("upload_started", {}), at.get("uploaded", {})),
+        "create": mean_gap(at.get("uploaded", {}), at.get("job_created", {})),
+        "job_to_written": mean_gap(at.get("job_created", {}), at.get("transcript_written", {})),
+    }
+    starts = sorted(at.get("upload_started", {}).values())
+    ends = sorted(at.get("transcript_written", {}).values())
+    gaps = []
+    for end in ends:
+        later = [s for s in starts if s >= end]
+        if later:
+            gaps.append(later[0] - end)
+    phases["slot_gap"] = sum(gaps) / len(gaps) if gaps else float("nan")
+    return phases
+
+
+def print_phases(phases: dict[str, float], job_seconds: float) -> None:
+    """Print a batch's phases, with the poll lateness (job_to_written minus T) called out."""
+    print("where the time went (means per file, from the daemon's log):")
+    print(f"  drop -> upload started     {phases['drop_to_upload']:6.2f} s "
+          "(settle + hash + waiting for a free job slot)")
+    print(f"  upload                     {phases['upload']:6.2f} s")
+    print(f"  uploaded -> job created    {phases['create']:6.2f} s (duplicate lookup + create)")
+    print(f"  job created -> transcript  {phases['job_to_written']:6.2f} s "
+          f"(T = {job_seconds:g} s, so {phases['job_to_written'] - job_seconds:.2f} s of it is "
+          "the poll coming late)")
+    print(f"  freed slot -> next upload  {phases['slot_gap']:6.2f} s")
