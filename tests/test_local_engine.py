@@ -617,10 +617,7 @@ def test_pipeline_uses_a_stored_result_without_the_engine(
     (folder / "a.wav").write_bytes(b"same bytes")
     (folder / "b.wav").write_bytes(b"same bytes")
     first = settled_source(journal, folder / "a.wav")
-    job = {"id": "local-1", "status": "done", "result": {"transcription": {
-        "full_transcript": "hello", "utterances": [
-            {"start": 0.0, "end": 1.0, "text": "hello", "words": []}]}}}
-    journal.store_result(first, job)
+    journal.store_result(first, stored_job("hello"))
     second = settled_source(journal, folder / "b.wav")
     engine = BrokenEngine()
     asyncio.run(LocalPipeline(journal, engine).drive(second.id))
@@ -707,3 +704,61 @@ def test_pipeline_interrupted_by_shutdown_is_left_resumable(
     current = journal.get(source.id)
     assert current.state == "pending" and current.attempts == 0
     assert [s.id for s in journal.due(time.time())] == [source.id]
+
+
+def stored_job(text: str) -> dict[str, Any]:
+    """A minimal done job, as a previous local run would have stored it."""
+    return {"id": "local-1", "status": "done", "result": {"transcription": {
+        "full_transcript": text, "utterances": [
+            {"start": 0.0, "end": 1.0, "text": text, "words": []}]}}}
+
+
+def test_pipeline_waits_when_outputs_cannot_be_written(journal: Journal, tmp_path: Path
+                                                       ) -> None:
+    """An unwritable output means waiting; the next attempt writes it from the stored result."""
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    (folder / "talk.wav").write_bytes(b"recording")
+    source = settled_source(journal, folder / "talk.wav")
+    journal.store_result(source, stored_job("hello"))
+    (folder / "talk.txt").mkdir()  # a folder where the transcript must go: the write fails
+    engine = BrokenEngine()
+    pipeline = LocalPipeline(journal, engine)
+    asyncio.run(pipeline.drive(source.id))
+    waiting = journal.get(source.id)
+    assert (waiting.state, waiting.attempts) == ("waiting", 1)
+    assert waiting.last_error is not None
+    assert waiting.last_error.startswith("cannot write the transcript next to the source")
+    (folder / "talk.txt").rmdir()
+    asyncio.run(pipeline.drive(source.id))
+    assert journal.get(source.id).state == "done"
+    assert (folder / "talk.txt").read_text() == "hello\n"
+    assert engine.calls == 0
+
+
+class ChangingEngine(LocalEngine):
+    """An engine during whose run the source file is rewritten."""
+
+    def __init__(self) -> None:
+        super().__init__(Path("/nonexistent"))
+
+    async def transcribe(self, path: Path, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Append to the source while 'transcribing' it, then return a result."""
+        with path.open("ab") as f:
+            f.write(b" and more")
+        return stored_job("stale")
+
+
+def test_pipeline_settles_again_a_source_changed_during_transcription(
+    journal: Journal, tmp_path: Path
+) -> None:
+    """A result for content that changed meanwhile is dropped; the file is settled again."""
+    path = tmp_path / "talk.wav"
+    path.write_bytes(b"recording")
+    source = settled_source(journal, path)
+    asyncio.run(LocalPipeline(journal, ChangingEngine()).drive(source.id))
+    current = journal.get(source.id)
+    assert (current.state, current.content_key, current.sha256) == ("pending", None, None)
+    assert source.content_key is not None
+    assert journal.result_for(source.content_key) is None
+    assert not (tmp_path / "talk.txt").exists()

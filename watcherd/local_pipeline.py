@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,7 +24,7 @@ from watcherd.errors import SourceError
 from watcherd.journal import FileStat, Journal, Source
 from watcherd.local_engine import LocalEngine, LocalEngineError
 from watcherd.local_model import ModelError
-from watcherd.pipeline import finish
+from watcherd.pipeline import OutputsNotWritten, finish
 
 log = structlog.get_logger("watcherd.local_pipeline")
 
@@ -70,23 +71,32 @@ class LocalPipeline:
                 self._resettle(source_id, exc.message)
             else:
                 self._fail(source_id, exc.message)
+        except OutputsNotWritten as exc:
+            # Disk full, folder not writable...: the result is kept in the journal, so a later
+            # attempt writes the files without transcribing again.
+            error = exc.error.strerror or str(exc.error)
+            delay = self._retry_in(source_id, f"cannot write the transcript next to the source: "
+                                   f"{error}; retrying later")
+            log.error("outputs_not_written", source=source.path, error=str(exc.error),
+                      retry_in=round(delay, 1))
         except OSError as exc:
-            # Writing outputs failed (disk full, folder not writable): the result is kept in
-            # the journal, so a later attempt writes the files without transcribing again.
-            current = self.journal.get(source_id)
-            attempts = current.attempts + 1
-            reason = f"cannot write the transcript next to the source: {exc}"
-            self._wait(source_id, reason, retry_delay(attempts, cap=self.retry_cap),
-                       attempts=attempts)
-            log.error("outputs_not_written", source=source.path, error=str(exc))
+            # Reading the source or its folder failed in a way the steps did not foresee.
+            delay = self._retry_in(source_id, f"cannot read the source: {exc.strerror or exc}; "
+                                   "retrying later")
+            log.warning("source_unreadable", source=source.path, error=str(exc),
+                        retry_in=round(delay, 1))
 
     async def _drive(self, source: Source) -> None:
         assert source.content_key is not None, "only settled sources are driven"
         job = self.journal.result_for(source.content_key)
         if job is None:
             job = await self._transcribe(source)
-        await finish(self.journal, self.journal.get(source.id), job, self.outputs_for(source),
-                     engine="local")
+        source = self.journal.get(source.id)
+        await asyncio.to_thread(self._check_present, source)
+        try:
+            await finish(self.journal, source, job, self.outputs_for(source), engine="local")
+        except OSError as exc:
+            raise OutputsNotWritten(exc) from exc
 
     async def _transcribe(self, source: Source) -> dict[str, Any]:
         path = Path(source.path)
@@ -138,8 +148,21 @@ class LocalPipeline:
             st = FileStat.of(Path(source.path).stat())
         except FileNotFoundError:
             raise SourceError("disappeared before it was transcribed", transient=True) from None
-        if (st.size, st.mtime_ns) != (source.size, source.mtime_ns):
+        if (st.size, st.mtime_ns, st.inode) != (source.size, source.mtime_ns, source.inode):
             raise SourceError("changed since it was hashed", transient=True)
+
+    def _check_present(self, source: Source) -> None:
+        # The result is stored by content, so a source that comes back later gets its
+        # transcript without another run; one that stays away is simply gone.
+        if not os.path.exists(source.path):
+            raise SourceError("disappeared before its transcript was written", transient=True)
+
+    def _retry_in(self, source_id: int, reason: str) -> float:
+        """Schedule another attempt with backoff; returns the delay."""
+        attempts = self.journal.get(source_id).attempts + 1
+        delay = retry_delay(attempts, base=self.retry_base, cap=self.retry_cap)
+        self._wait(source_id, reason, delay, attempts=attempts)
+        return delay
 
     def _retry_later(self, source_id: int, reason: str) -> None:
         current = self.journal.get(source_id)
