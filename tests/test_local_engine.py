@@ -361,6 +361,29 @@ def test_killed_worker_is_transient_and_restarted(model: Path, speech_dir: Path)
 
 
 @needs_model
+def test_worker_over_its_time_limit_is_stopped_and_replaced(model: Path, speech_dir: Path
+                                                           ) -> None:
+    """A worker still busy past the file's time limit counts as hung: ended, error, restart."""
+
+    async def work(engine: LocalEngine) -> tuple[LocalEngineError, int, dict[str, Any], int]:
+        [pid] = engine.worker_pids()
+        # Far below what any machine needs for a 68 s recording, so the limit always trips.
+        engine.min_time_limit, engine.time_limit_factor = 0.0, 0.001
+        with pytest.raises(LocalEngineError) as caught:
+            await engine.transcribe(speech_dir / "long.wav", {})
+        engine.min_time_limit, engine.time_limit_factor = 900.0, 3.0
+        job = await engine.transcribe(speech_dir / "english.wav", {})
+        [new_pid] = engine.worker_pids()
+        return caught.value, pid, job, new_pid
+
+    error, old_pid, job, new_pid = asyncio.run(with_engine(model, work))
+    assert error.transient and "took longer than" in error.message
+    assert new_pid != old_pid
+    wait_for(lambda: process_gone(old_pid))
+    assert job["result"]["transcription"]["full_transcript"]
+
+
+@needs_model
 def test_close_ends_a_worker_that_is_mid_file(model: Path, speech_dir: Path) -> None:
     """close() does not wait for a long file: the worker is ended and its caller told."""
 

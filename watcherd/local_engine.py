@@ -31,7 +31,7 @@ from typing import Any
 
 import structlog
 
-from watcherd import local_model
+from watcherd import local_model, media
 from watcherd.errors import SourceError, WatcherdError
 from watcherd.local_model import ModelError
 
@@ -41,6 +41,10 @@ SAMPLE_RATE = 16_000
 # Loading base takes about a second; a busy machine or a cold disk may need far longer.
 READY_TIMEOUT = 300.0
 STOP_GRACE = 1.0
+# A worker that takes this long is hung, not slow: base runs several times faster than real
+# time on two cores, so three times the recording's length leaves a wide margin.
+MIN_TIME_LIMIT = 900.0
+TIME_LIMIT_FACTOR = 3.0
 
 # Gladia options the local engine cannot honour, by the label reported to the user.
 GLADIA_ONLY_FLAGS: Mapping[str, str] = {
@@ -475,13 +479,20 @@ class _Worker:
         self.load_seconds = float(value)
         log.info("local_engine_ready", pid=process.pid, load_seconds=round(self.load_seconds, 2))
 
-    async def call(self, request: Mapping[str, Any]) -> tuple[str, Any]:
-        """Send one request and wait for its reply; a dead worker is a transient error."""
+    async def call(self, request: Mapping[str, Any], *, time_limit: float | None
+                   ) -> tuple[str, Any]:
+        """Send one request and wait for its reply; a dead or hung worker is a transient error."""
         assert self.conn is not None and self.process is not None
         self.busy = True
         try:
             self.conn.send(("transcribe", dict(request)))
-            await _readable(self.conn.fileno(), None)
+            if not await _readable(self.conn.fileno(), time_limit):
+                self.discard()
+                raise LocalEngineError(
+                    f"the local engine took longer than {time_limit:.0f} s on this file; its "
+                    "worker process was stopped and the file is tried again",
+                    transient=True,
+                )
             reply: tuple[str, Any] = self.conn.recv()
             return reply
         except (EOFError, OSError):
@@ -571,6 +582,8 @@ class LocalEngine:
         self._idle: asyncio.Queue[_Worker] | None = None
         self._verified = False
         self._closed = False
+        self.min_time_limit = MIN_TIME_LIMIT
+        self.time_limit_factor = TIME_LIMIT_FACTOR
 
     @property
     def load_seconds(self) -> float | None:
@@ -618,6 +631,7 @@ class LocalEngine:
         try:
             if not worker.alive:
                 await worker.spawn()
+            time_limit = await asyncio.to_thread(self._time_limit, path)
             created_at = _iso_now()
             started = time.monotonic()
             kind, value = await worker.call({
@@ -625,7 +639,7 @@ class LocalEngine:
                 "language": plan.language,
                 "languages": list(plan.languages),
                 "translate": plan.translate_to_english,
-            })
+            }, time_limit=time_limit)
         finally:
             pool.put_nowait(worker)
         if kind == "refused":
@@ -640,6 +654,13 @@ class LocalEngine:
             created_at=created_at, completed_at=_iso_now(),
             transcription_time=time.monotonic() - started,
         )
+
+    def _time_limit(self, path: Path) -> float | None:
+        """How long one file may take before its worker counts as hung (None: no limit)."""
+        seconds = media.audio_duration(path)
+        if seconds is None:
+            return None  # unknown length: only a worker's death ends the wait
+        return max(self.min_time_limit, seconds * self.time_limit_factor)
 
     async def close(self) -> None:
         """Stop every worker: a short grace to exit, then terminate, then kill."""
