@@ -335,6 +335,7 @@ class Daemon:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     spawned_at: float = 0.0
+    spawned_wall: float = 0.0
 
     def __post_init__(self) -> None:
         self.log_path = self.workdir / f"daemon-{uuid.uuid4().hex[:6]}.log"
@@ -354,6 +355,7 @@ class Daemon:
         command += ["-m", "watcherd", "run", "--config", str(self.config)]
         with self.log_path.open("ab") as log:
             self.spawned_at = time.monotonic()
+            self.spawned_wall = time.time()
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env,
                                          stdin=subprocess.DEVNULL)
         return self
