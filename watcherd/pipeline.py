@@ -9,6 +9,7 @@ again after a crash at any instant and continues from where the journal says it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -450,6 +451,7 @@ async def finish(
         )
     assert source.output_base is not None
     written = await asyncio.to_thread(outputs.write_outputs, Path(source.output_base), formats, job)
+    await asyncio.to_thread(_remove_stale_temps, written)
     journal.transition(
         source, "done", actor="worker", reason="transcript written",
         job_id=str(job.get("id")), done_at=time.time(), attempts=0, next_attempt_at=None,
@@ -457,6 +459,27 @@ async def finish(
     )
     log.info("transcript_written", source=source.path, job_id=job.get("id"), engine=engine,
              outputs=[str(p) for p in written])
+
+
+def _remove_stale_temps(written: Sequence[Path]) -> None:
+    """Delete temp files of these outputs left by a crash in the middle of an earlier write.
+
+    The output base belongs to one source, whose outputs are written by one task at a time, so
+    once they are all in place any temp file named after them is a leftover.
+    """
+    by_folder: dict[Path, set[str]] = {}
+    for path in written:
+        by_folder.setdefault(path.parent, set()).add(f".{path.name}{outputs.TEMP_MARKER}-")
+    for folder, prefixes in by_folder.items():
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if any(name.startswith(prefix) for prefix in prefixes):
+                with contextlib.suppress(OSError):
+                    os.unlink(folder / name)
+                    log.info("stale_temp_removed", path=str(folder / name))
 
 
 def _newest(jobs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
