@@ -72,7 +72,7 @@ _FOREIGN_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREA
 
 
 def machine() -> dict[str, str]:
-    """What the figures were measured on: cores, CPU model, RAM, Python, kernel, date."""
+    """What the figures were measured on: cores, CPU model, RAM, Python, kernel, date, load."""
     cpu = platform.processor() or "unknown"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -85,7 +85,11 @@ def machine() -> dict[str, str]:
             if line.startswith("MemTotal:"):
                 ram = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
                 break
+    load = "?"
+    with contextlib.suppress(OSError):
+        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     return {
+        "load": load,
         "nproc": str(os.cpu_count() or "?"),
         "cpu": cpu,
         "ram": ram,
@@ -99,7 +103,7 @@ def print_machine() -> None:
     """Print the machine line every benchmark starts with."""
     m = machine()
     print(f"machine: {m['nproc']} cores, {m['cpu']}, {m['ram']} RAM, Python {m['python']}, "
-          f"Linux {m['kernel']}, {m['date']}")
+          f"Linux {m['kernel']}, {m['date']}, load average {m['load']} at start")
 
 
 # -- waiting and statistics ----------------------------------------------------------------
