@@ -17,37 +17,17 @@ from pathlib import Path
 import structlog
 
 from watcherd.config import Config, WatchConfig
+from watcherd.engines import Engine, engine_for, no_engine_reason, open_engine
 from watcherd.errors import AuthError, ConfigError, TransientGladiaError
 from watcherd.gladia import GladiaClient
 from watcherd.journal import ACTIVE_STATES, Journal, open_or_recover
-from watcherd.pipeline import GladiaPipeline, Timing
 from watcherd.service import Notifier, status_text
 from watcherd.watcher import Watcher, scan
-from watcherd.worker import Worker, make_no_engine_reason, unfinished
+from watcherd.worker import Worker, unfinished
+
+__all__ = ["Daemon", "engine_for", "transcribe"]
 
 log = structlog.get_logger("watcherd.daemon")
-
-
-def engine_for(config: Config) -> str | None:
-    """The engine that will transcribe, or None when none is available (files then wait)."""
-    if config.engine in ("auto", "gladia") and config.gladia.api_key is not None:
-        return "gladia"
-    if config.engine == "gladia":
-        raise ConfigError(
-            f"{config.source or 'config'}: [engine] name is \"gladia\" but no Gladia API key is "
-            "set: add [gladia] api_key or api_key_file, or set GLADIA_API_KEY"
-        )
-    return None
-
-
-def open_engine(config: Config, journal: Journal) -> tuple[GladiaClient | None,
-                                                           GladiaPipeline | None]:
-    """The client and pipeline of the chosen engine, or (None, None) when there is none."""
-    if engine_for(config) != "gladia":
-        return None, None
-    assert config.gladia.api_key is not None
-    client = GladiaClient(config.gladia.api_url, config.gladia.api_key)
-    return client, GladiaPipeline(journal, client, timing=Timing.from_env(os.environ))
 
 
 class Daemon:
@@ -133,18 +113,18 @@ class Daemon:
         if self._stop.is_set():
             self._generation_done.set()
         config = self.config
-        client, pipeline = open_engine(config, journal)
-        worker = Worker(config, journal, pipeline, no_engine_reason=make_no_engine_reason(config))
+        engine = await open_engine(config, journal)
+        worker = _worker(config, journal, engine)
         watcher = Watcher(config.watches, worker.hint_threadsafe)
         helpers: list[asyncio.Future[None]] = []
         try:
             log.info("starting", journal=str(config.journal_path),
                      watches=[str(w.path) for w in config.watches],
-                     engine=engine_for(config) or "none")
-            if client is None:
-                log.warning("no_engine", hint=make_no_engine_reason(config))
-            else:
-                await _check_api(client, worker)
+                     engine=engine.name or "none")
+            if engine.pipeline is None:
+                log.warning("no_engine", hint=engine.problem)
+            elif engine.client is not None:
+                await _check_api(engine.client, worker)
             watcher.start()
             loop = asyncio.get_running_loop()
             helpers = [
@@ -162,8 +142,7 @@ class Daemon:
             for helper in helpers:
                 helper.cancel()
             watcher.stop()
-            if client is not None:
-                await client.aclose()
+            await engine.close()
 
     async def _startup(self, watcher: Watcher, worker: Worker, journal: Journal) -> None:
         """Wait for the observers, say READY=1, scan, then keep STATUS= fresh.
@@ -199,6 +178,11 @@ class Daemon:
             await asyncio.get_running_loop().run_in_executor(None, self._scan, worker)
 
 
+def _worker(config: Config, journal: Journal, engine: Engine) -> Worker:
+    return Worker(config, journal, engine.pipeline, max_concurrent=engine.max_concurrent,
+                  no_engine_reason=engine.problem or no_engine_reason(config))
+
+
 async def _check_api(client: GladiaClient, worker: Worker) -> None:
     """One cheap call at start, so a bad key or a dead network is said once, up front."""
     try:
@@ -212,15 +196,21 @@ async def _check_api(client: GladiaClient, worker: Worker) -> None:
 async def transcribe(config: Config, files: Sequence[Path], watch: WatchConfig) -> dict[str, str]:
     """``watcherd transcribe``: the same pipeline for named files; returns path -> final state."""
     if engine_for(config) is None:
-        raise ConfigError(make_no_engine_reason(config))
+        raise ConfigError(no_engine_reason(config))
     journal = open_or_recover(config.journal_path)
-    client, pipeline = open_engine(config, journal)
-    worker = Worker(config, journal, pipeline)
+    try:
+        engine = await open_engine(config, journal)
+    except BaseException:
+        journal.close()
+        raise
+    worker = _worker(config, journal, engine)
     stop = asyncio.Event()
     paths = [str(f) for f in files]
     try:
-        assert client is not None
-        await client.check_key()
+        if engine.pipeline is None:
+            raise ConfigError(engine.problem or no_engine_reason(config))
+        if engine.client is not None:
+            await engine.client.check_key()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
@@ -239,6 +229,5 @@ async def transcribe(config: Config, files: Sequence[Path], watch: WatchConfig) 
             result[p] = source.state if source is not None else "ignored"
         return result
     finally:
-        if client is not None:
-            await client.aclose()
+        await engine.close()
         journal.close()

@@ -164,6 +164,7 @@ class Worker:
         pipeline: Pipeline | None,
         *,
         no_engine_reason: str | None = None,
+        max_concurrent: int | None = None,
         extra_watches: Sequence[WatchConfig] = (),
         tick_seconds: float = 0.25,
         hash_workers: int = 2,
@@ -173,6 +174,7 @@ class Worker:
         self.journal = journal
         self.pipeline = pipeline
         self.no_engine_reason = no_engine_reason
+        self.max_concurrent = max_concurrent or config.gladia.max_concurrent_jobs
         self.watches = tuple(config.watches) + tuple(extra_watches)
         self.tick_seconds = tick_seconds
         self.auth_recheck_seconds = auth_recheck_seconds
@@ -585,7 +587,7 @@ class Worker:
         # Jobs created (or maybe created) earlier count against the plan's concurrency even
         # while no task is looking at them.
         in_flight = self.journal.count_in_flight(exclude=set(self._running))
-        limit = self.config.gladia.max_concurrent_jobs
+        limit = self.max_concurrent
         for source in due:
             if source.id in self._running:
                 continue
@@ -641,16 +643,6 @@ class Worker:
         """The output formats configured for this source's watch."""
         watch = self._watch_of(Path(source.path))
         return tuple(watch.outputs) if watch is not None else ("txt", "json")
-
-
-def make_no_engine_reason(config: Config) -> str:
-    """What to tell a person whose files wait because no engine is available."""
-    return (
-        "no transcription engine: set a Gladia API key ([gladia] api_key, api_key_file or "
-        "GLADIA_API_KEY) and restart watcherd"
-        + (" (engine is set to local, which is not installed: pip install 'watcherd[local]')"
-           if config.engine == "local" else "")
-    )
 
 
 def unfinished(journal: Journal, paths: Iterable[str]) -> list[str]:
