@@ -98,6 +98,5 @@ async def open_engine(config: Config, journal: Journal) -> Engine:
         except ModelError as exc:
             log.error("local_model_unusable", error=exc.message)
             return Engine(None, None, 1, problem=exc.message)
-        log.info("local_engine_ready", load_seconds=local.load_seconds)
         return Engine(name, LocalPipeline(journal, local), local.workers, _local=local)
     return Engine(None, None, 1, problem=no_engine_reason(config))
