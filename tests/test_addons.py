@@ -417,7 +417,7 @@ def test_callback_from_gladia_finishes_the_file(tmp_path: Path, sim: GladiaSimul
     """The job carries the tokened callback URL; Gladia's callback reaches the listener, which
     makes the pipeline GET the job at once: two GETs in all (one right after create, one after
     the callback); the slowed safety-net poll would not have come back for 30 s."""
-    sim.job_seconds = 0.5
+    sim.job_seconds = 1.0
     config = with_listener(simple_config(tmp_path, sim))
     path = tmp_path / "inbox" / "cb.wav"
     data = make_wav(path, seconds=0.3, salt="callback")
@@ -444,6 +444,7 @@ def test_callback_from_gladia_finishes_the_file(tmp_path: Path, sim: GladiaSimul
 
 def test_error_callback_fails_the_file_at_once(tmp_path: Path, sim: GladiaSimulator) -> None:
     """A transcription.error callback wakes the poll too; the GET shows the error (422)."""
+    sim.job_seconds = 1.0
     sim.fail_next_jobs(1, error_code=422)
     config = with_listener(simple_config(tmp_path, sim))
     path = tmp_path / "inbox" / "bad.wav"
