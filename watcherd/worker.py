@@ -54,6 +54,10 @@ CHANGE_WINDOW_SECONDS = 600.0
 #: and one large file does not hold up many small ones.
 HASH_BATCH_FILES = 64
 HASH_BATCH_BYTES = 64 * 1024 * 1024
+#: How many unsettled sources are read from the journal at once, and below how many queued for
+#: hashing the next ones are read.
+UNSETTLED_BATCH = 1000
+HASH_REFILL_BELOW = 4 * HASH_BATCH_FILES
 #: How long a source whose storage is away (root missing, share unmounted) waits to be retried.
 STORAGE_RETRY_SECONDS = 30.0
 #: The journal is asked for unsettled sources at least this often even when nothing here
@@ -345,6 +349,7 @@ class Worker:
         book.complete -= complete
         seen = await asyncio.to_thread(_look, sorted(paths), self._index)
         batch = []
+        settle: dict[str, float] = {}
         for item in seen:
             if item.stat is None:
                 self._vanished(item)
@@ -353,19 +358,23 @@ class Worker:
             if watch is None:
                 continue
             batch.append((str(item.path), str(watch.path), item.stat, self._options_text(watch)))
+            settle[str(item.path)] = watch.settle_seconds
         if not batch:
             return
         now = time.time()
         for source in self.journal.observe_many(batch):
-            self._heard(source, now, complete=Path(source.path) in complete)
+            self._heard(source, now, complete=Path(source.path) in complete,
+                        settle_seconds=settle.get(source.path))
         book.dirty = True
         self._wake.set()
 
-    def _heard(self, source: Source, now: float, *, complete: bool) -> None:
+    def _heard(self, source: Source, now: float, *, complete: bool,
+               settle_seconds: float | None) -> None:
         """Note a hint for a settling source: restart its quiet time, count a change."""
         entry = self._book.sources.get(source.path)
         if entry is None:
-            entry = _Settling(source.size, source.mtime_ns, since=now)
+            entry = _Settling(source.size, source.mtime_ns, since=now,
+                              settle_seconds=settle_seconds)
             self._book.sources[source.path] = entry
         elif (source.size, source.mtime_ns) != (entry.size, entry.mtime_ns):
             entry.changes.append((now, source.size != entry.size))
@@ -424,7 +433,7 @@ class Worker:
                 and now - book.checked_at < SETTLE_RECHECK_SECONDS):
             return
         book.dirty, book.checked_at = False, now
-        limit = 500
+        limit = UNSETTLED_BATCH
         unsettled = self.journal.unsettled(limit=limit)
         next_at = math.inf
         ready: list[Source] = []
@@ -524,7 +533,10 @@ class Worker:
         finally:
             for source in batch:
                 self._hashing.pop(source.id, None)
-            self._book.dirty = True
+            if len(self._hashing) < HASH_REFILL_BELOW:
+                # Ask the journal for more only when the queue runs low: each question sorts
+                # every unsettled row, which is costly with 100,000 of them.
+                self._book.dirty = True
             self._wake.set()
 
     def _hashed(self, source: Source, digest: str, st: FileStat) -> None:
