@@ -57,6 +57,8 @@ HASH_BATCH_BYTES = 64 * 1024 * 1024
 #: How many unsettled sources are read from the journal at once, and below how many queued for
 #: hashing the next ones are read.
 UNSETTLED_BATCH = 1000
+#: Hinted files are journaled this many per transaction, letting the loop run in between.
+INTAKE_CHUNK = 5000
 HASH_REFILL_BELOW = 4 * HASH_BATCH_FILES
 #: How long a source whose storage is away (root missing, share unmounted) waits to be retried.
 STORAGE_RETRY_SECONDS = 30.0
@@ -361,10 +363,13 @@ class Worker:
             settle[str(item.path)] = watch.settle_seconds
         if not batch:
             return
-        now = time.time()
-        for source in self.journal.observe_many(batch):
-            self._heard(source, now, complete=Path(source.path) in complete,
-                        settle_seconds=settle.get(source.path))
+        for start in range(0, len(batch), INTAKE_CHUNK):
+            if start:
+                await asyncio.sleep(0)  # a 100,000-file rescan must not stall running uploads
+            now = time.time()
+            for source in self.journal.observe_many(batch[start:start + INTAKE_CHUNK]):
+                self._heard(source, now, complete=Path(source.path) in complete,
+                            settle_seconds=settle.get(source.path))
         book.dirty = True
         self._wake.set()
 
