@@ -358,3 +358,49 @@ class TestSourceLifecycle:
         assert "cannot write the transcript" in (waiting.last_error or "")
         assert done.state == "done" and len(sim.jobs()) == 1
         assert _txt(path) == expected_transcript(data)
+
+
+class TestRetrySchedule:
+    """Transient failures wait in the journal, on a schedule that survives a restart."""
+
+    def test_rate_limited_create_waits_retry_after_without_lookup(
+            self, tmp_path: Path, sim: GladiaSimulator) -> None:
+        """A 429 on create is certain not to have made a job: the source waits at least the
+        Retry-After (stored in the journal), with no intent left needing a look-up."""
+        path = tmp_path / "inbox" / "busy.wav"
+        (tmp_path / "inbox").mkdir()
+        make_wav(path, seconds=0.3, salt="busy")
+        sim.faults.add("create", "status", status=429, retry_after=30)
+
+        async def scenario(bench: Bench) -> tuple[Source, float]:
+            source = bench.settled(path)
+            before = time.time()
+            await bench.pipeline.drive(source.id)
+            return bench.journal.get(source.id), before
+
+        waiting, before = _run(tmp_path, sim, scenario)
+        assert waiting.state == "waiting" and waiting.attempts == 1
+        assert waiting.submit_started_at is None and waiting.job_id is None
+        assert waiting.audio_url is not None
+        assert waiting.next_attempt_at is not None and waiting.next_attempt_at >= before + 30
+        assert "429" in (waiting.last_error or "")
+        assert sim.jobs() == []
+
+    def test_server_error_on_create_keeps_the_intent(self, tmp_path: Path,
+                                                     sim: GladiaSimulator) -> None:
+        """A 5xx on create may hide a created job: the intent stays, so the next attempt looks
+        the content key up first; still exactly one job in the end."""
+        path = tmp_path / "inbox" / "five.wav"
+        (tmp_path / "inbox").mkdir()
+        make_wav(path, seconds=0.3, salt="five")
+        sim.faults.add("create", "status", status=502)
+
+        async def scenario(bench: Bench) -> tuple[Source, Source]:
+            source = bench.settled(path)
+            await bench.pipeline.drive(source.id)
+            waiting = bench.journal.get(source.id)
+            return waiting, await bench.drive_until(source.id, {"done", "failed"})
+
+        waiting, done = _run(tmp_path, sim, scenario)
+        assert waiting.state == "waiting" and waiting.submit_started_at is not None
+        assert done.state == "done" and len(sim.jobs()) == 1

@@ -44,6 +44,9 @@ ADOPT_WINDOW = 24 * 3600.0
 # Gladia ignored the metadata filter.
 REUSE_WINDOW = 30 * 24 * 3600.0
 JOB_ERROR_BUDGET = 3
+# Statuses that say the server did not act on the request (timed out reading it, rate limited),
+# unlike a 5xx, which a gateway may return after the job was created.
+NOT_PROCESSED = frozenset({408, 429})
 METADATA_LIMIT = 2000
 
 
@@ -235,7 +238,7 @@ class GladiaPipeline:
         try:
             created = await self.client.create(body)
         except GladiaError as exc:
-            if not exc.maybe_sent or not exc.transient:
+            if not exc.maybe_sent or not exc.transient or exc.status in NOT_PROCESSED:
                 # Refused or never sent: certainly no job exists, so no lookup is needed.
                 self.journal.transition(
                     source, "uploaded", actor="worker", reason="job not created",
