@@ -13,12 +13,13 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
 import sqlite_utils
+import structlog
 
 from watcherd.errors import JournalError
 
@@ -57,6 +58,7 @@ ACTIVE_STATES: tuple[State, ...] = (
     "waiting",
 )
 SCHEMA_VERSION = 1
+_log = structlog.get_logger("watcherd.journal")
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,8 @@ class Journal:
         self.path = path
         self._conn = conn
         self._lock_fd = lock_fd
+        # Called after each committed transition with (source as it is now, previous state).
+        self.listeners: list[Callable[[Source, str], None]] = []
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -369,7 +373,14 @@ class Journal:
             raise ValueError(f"unknown journal columns: {sorted(unknown)}")
         with self._transaction() as conn:
             self._move(conn, source, state, actor=actor, reason=reason, **changes)
-        return self.get(source.id)
+        moved = self.get(source.id)
+        for listener in self.listeners:
+            try:
+                listener(moved, source.state)
+            except Exception:
+                # A listener (metrics, hooks) must never undo or block a committed transition.
+                _log.exception("journal_listener_failed", listener=repr(listener))
+        return moved
 
     def annotate(self, source: Source, *, actor: str, reason: str, **changes: Any) -> Source:
         """Change columns of a source without changing its state (still one logged event)."""
@@ -510,9 +521,7 @@ def open_or_recover(path: Path) -> Journal:
 
 def log_corrupt(message: str, aside: Path) -> None:
     """Say loudly that the journal was moved aside, and where to."""
-    import structlog
-
-    structlog.get_logger("watcherd.journal").error(
+    _log.error(
         "journal_corrupt_moved_aside", error=message, moved_to=str(aside),
         hint="a new journal was started; finished files are recognised from their outputs",
     )
