@@ -70,15 +70,17 @@ class Chaos:
             journal=tmp_path / "state" / "journal.db", watches=[self.inbox],
             settle_seconds=0.2, max_concurrent_jobs=3,
         )
-        self.log_path = tmp_path / "daemon.log"
+        self.logs = tmp_path / "logs"
+        self.logs.mkdir()
         self.daemons: list[DaemonProcess] = []
         self.files: dict[Path, bytes] = {}
         self.kills = 0
         self.faults_added = 0
 
     def start(self) -> DaemonProcess:
-        """Start one more daemon on the shared config, journal and log."""
-        daemon = DaemonProcess(self.config, self.log_path).start()
+        """Start one more daemon on the shared config and journal, with a log of its own."""
+        log_path = self.logs / f"daemon-{len(self.daemons):02d}.log"
+        daemon = DaemonProcess(self.config, log_path).start()
         self.daemons.append(daemon)
         return daemon
 
@@ -137,7 +139,7 @@ class Chaos:
 
     def lines_with_traceback(self) -> list[str]:
         """Log lines with a traceback or a worker bug, over every daemon run."""
-        return self.daemons[-1].tracebacks() if self.daemons else []
+        return [line for daemon in self.daemons for line in daemon.tracebacks()]
 
 
 def _transcribed(path: Path, data: bytes) -> bool:
@@ -178,6 +180,9 @@ def test_sigkill_under_faults_loses_nothing_and_pays_once(
         if sim.is_down:
             sim.set_outage(False)
         final = chaos.start()
+        # The files may all be finished by an earlier round: let this daemon get going before
+        # it is told to stop, so the exit code is its graceful one.
+        final.wait_for_event("watch_root_started")
         wait_until(chaos.all_transcribed, timeout=90, message="every file transcribed")
         rows = wait_until(lambda: _all_done(final), timeout=30, message="every row done")
         assert final.terminate() == 0
