@@ -8,6 +8,7 @@ Real sockets on 127.0.0.1 and a real journal; the pipeline is replaced only by a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import stat
@@ -22,7 +23,7 @@ import pytest
 import structlog
 
 from watcherd import listener as listener_module
-from watcherd.config import Secret
+from watcherd.config import CallbackConfig, Config, GladiaConfig, Secret
 from watcherd.errors import ConfigError
 from watcherd.journal import FileStat, Journal
 from watcherd.listener import (
@@ -559,3 +560,18 @@ def test_forged_replayed_and_foreign_webhooks_have_no_side_effect(journal: Journ
             assert events_count(journal) == before
             assert server.stats["bad_signature"] == 5
     run(body)
+
+
+def test_start_listener_only_for_the_gladia_engine(tmp_path: Path, journal: Journal) -> None:
+    """No [callback]: no listener; [callback] but no Gladia pipeline: no listener, no port."""
+    config = Config(source=None, gladia=GladiaConfig(), engine="auto", local_model="base",
+                    journal_path=tmp_path / "journal.db", log_format="json", log_level="info",
+                    watches=())
+
+    async def body() -> None:
+        assert await listener_module.start_listener(config, object(), journal) is None
+        on = dataclasses.replace(config, callback=CallbackConfig(host="127.0.0.1", port=0))
+        assert await listener_module.start_listener(on, None, journal) is None
+        assert await listener_module.start_listener(on, object(), journal) is None
+    run(body)
+    assert not token_path(tmp_path / "journal.db").exists()

@@ -568,17 +568,20 @@ def safety_net_timing(timing: Timing) -> Timing:
 
 
 async def start_listener(
-    config: Config, pipeline: GladiaPipeline | None, journal: Journal
+    config: Config, pipeline: object | None, journal: Journal
 ) -> Listener | None:
     """Start the listener ``[callback]`` asks for and hook it into the pipeline; else None.
 
-    On success every job created from then on carries callback_config, and the pipeline's
-    polling slows to :func:`safety_net_timing`.
+    ``pipeline`` is the engine's pipeline; only a :class:`GladiaPipeline` has callbacks (the
+    local engine and no engine give None). On success every job created from then on carries
+    callback_config, and the pipeline's polling slows to :func:`safety_net_timing`. Raises
+    ConfigError when the address cannot be bound.
     """
     if config.callback is None:
         return None
-    if pipeline is None:
-        log.warning("callback_listener_off", reason="no Gladia engine: nothing to call back")
+    if not isinstance(pipeline, GladiaPipeline):
+        log.warning("callback_listener_off",
+                    reason="callbacks need the gladia engine; results are found by polling")
         return None
     listener = Listener(
         host=config.callback.host,
