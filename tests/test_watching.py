@@ -450,7 +450,7 @@ class TestSettling:
             )
             assert noted.state == "pending" and noted.content_key is None
             assert re.fullmatch(
-                r"still being written \(size changed \d+ times in the last \d+ seconds\)",
+                r"still being written \(size changed \d+ times in the last \d+ seconds?\)",
                 noted.note or "",
             ), noted.note
         finally:

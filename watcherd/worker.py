@@ -57,9 +57,9 @@ HASH_BATCH_BYTES = 64 * 1024 * 1024
 #: How many unsettled sources are read from the journal at once, and below how many queued for
 #: hashing the next ones are read.
 UNSETTLED_BATCH = 1000
+HASH_REFILL_BELOW = 4 * HASH_BATCH_FILES
 #: Hinted files are journaled this many per transaction, letting the loop run in between.
 INTAKE_CHUNK = 5000
-HASH_REFILL_BELOW = 4 * HASH_BATCH_FILES
 #: How long a source whose storage is away (root missing, share unmounted) waits to be retried.
 STORAGE_RETRY_SECONDS = 30.0
 #: The journal is asked for unsettled sources at least this often even when nothing here
@@ -148,8 +148,10 @@ class _SettleBook:
 def _span(seconds: float) -> str:
     """A duration in words for a note: "40 seconds", "3 minutes"."""
     if seconds < 120:
-        return f"{max(1, round(seconds))} seconds"
-    return f"{round(seconds / 60)} minutes"
+        count, unit = max(1, round(seconds)), "second"
+    else:
+        count, unit = round(seconds / 60), "minute"
+    return f"{count} {unit}{'' if count == 1 else 's'}"
 
 
 def still_writing_note(changes: Sequence[tuple[float, bool]], span: float) -> str:
