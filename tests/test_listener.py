@@ -485,6 +485,19 @@ def test_verifier_refuses_a_tampered_body() -> None:
         verifier.verify(headers, b'{"test": 2432232315}')
 
 
+def test_timestamp_tolerance_is_five_minutes_each_way() -> None:
+    """Signed 300 s ago or ahead is accepted; 301 s either way is refused, however well signed."""
+    body = b'{"event": "transcription.success", "payload": {"id": "x"}}'
+    verifier = WebhookVerifier(Secret(VECTOR_SECRET), clock=lambda: 1_700_000_000.0)
+    for offset, ok in ((-300, True), (300, True), (-301, False), (301, False)):
+        headers = signed(body, message_id="m", timestamp=1_700_000_000 + offset)
+        if ok:
+            assert verifier.verify(headers, body) == "m"
+        else:
+            with pytest.raises(WebhookRejected, match=r"too old|in the future"):
+                verifier.verify(headers, body)
+
+
 def test_seen_messages_forget_the_oldest_beyond_capacity() -> None:
     """The dedupe memory is bounded and keeps the most recent ids."""
     seen = SeenMessages(capacity=3)
@@ -536,8 +549,9 @@ def test_forged_replayed_and_foreign_webhooks_have_no_side_effect(journal: Journ
             refused = [
                 (data, {**signed(data), "webhook-signature": "v1,AAAA"}),
                 (data, signed(data, secret=other_secret)),
-                (data, signed(data, timestamp=now - 301)),
-                (data, signed(data, timestamp=now + 301)),
+                # Well past the 5 minutes, so the seconds this test takes cannot matter.
+                (data, signed(data, timestamp=now - 330)),
+                (data, signed(data, timestamp=now + 330)),
                 (hook_body(OTHER), signed(data)),
             ]
             for sent, headers in refused:

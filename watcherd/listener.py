@@ -369,9 +369,10 @@ class Listener:
             with contextlib.suppress(ConnectionError, TimeoutError):
                 async with asyncio.timeout(BODY_IDLE_TIMEOUT):
                     await writer.drain()
-                if status == 413:
-                    # The client may still be sending the body we refused: end our side, then
-                    # swallow a little of it so the close does not reset the answer away.
+                if status >= 400:
+                    # The client may still be sending what we refused (a body, a huge head):
+                    # end our side, then swallow a little of it, so that closing with unread
+                    # data does not reset the connection and lose the answer.
                     if writer.can_write_eof():
                         writer.write_eof()
                     await _discard(reader, LINGER_BYTES, LINGER_SECONDS)
