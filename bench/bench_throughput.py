@@ -1,7 +1,7 @@
 """Throughput: N recordings through the real daemon against the simulator; makespan, efficiency.
 
 Usage: python bench/bench_throughput.py [--files 12] [--concurrency 3] [--job-seconds 5]
-       [--settle 2.0] [--audio-seconds 5] [--profile FILE]
+       [--settle 2.0] [--audio-seconds 5] [--repeat 1] [--poll-cap S] [--profile FILE]
 The simulator runs C jobs at once, each for exactly T seconds, so no client can finish N files
 in less than N*T/C: efficiency = (N*T/C) / makespan, where 1.0 is that ceiling. The daemon runs
 with max_concurrent_jobs = C and watcherd's production timings (settle, poll schedule).
@@ -18,7 +18,7 @@ import common
 
 
 def main() -> None:
-    """Run one batch through the daemon and print its figures."""
+    """Run the batch through the daemon (--repeat times) and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--files", type=int, default=12, help="N recordings (default 12)")
     parser.add_argument("--concurrency", type=int, default=3,
@@ -29,6 +29,11 @@ def main() -> None:
                         help="settle_seconds (watcherd's default is 2.0)")
     parser.add_argument("--audio-seconds", type=float, default=5.0,
                         help="length of each test recording")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run the batch this many times (fresh daemon, same simulator)")
+    parser.add_argument("--poll-cap", type=float, default=None,
+                        help="what-if: cap watcherd's wait between polls at this many seconds "
+                             "(the WATCHERD_POLL_CAP test knob; production caps at 30)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="run the daemon under cProfile and write the profile here")
     args = parser.parse_args()
@@ -36,25 +41,45 @@ def main() -> None:
     common.print_machine()
     n, c, t = args.files, args.concurrency, args.job_seconds
     print(f"throughput: N={n} files, C={c}, T={t:g} s per job, settle {args.settle:g} s")
+    env = {}
+    if args.poll_cap is not None:
+        env["WATCHERD_POLL_CAP"] = str(args.poll_cap)
+        print(f"what-if: polls at most {args.poll_cap:g} s apart (production: 30 s)")
+    ideal = n * t / c
+    print(f"ideal makespan    {ideal:.1f} s (N*T/C)")
+    runs = []
     with tempfile.TemporaryDirectory(prefix="wd-bench-") as tmp, common.GladiaSimulator(
         api_key=common.API_KEY, job_seconds=t, concurrency=c
     ) as sim:
-        recordings = common.make_recordings(Path(tmp) / "recordings", n,
-                                            seconds=args.audio_seconds, salt="throughput")
-        run = common.run_watcherd_batch(sim, recordings, Path(tmp) / "watcherd", concurrency=c,
-                                        settle_seconds=args.settle, profile=args.profile)
+        for i in range(args.repeat):
+            # Fresh content each time: watcherd would rightly adopt the earlier run's jobs.
+            recordings = common.make_recordings(Path(tmp) / f"recordings{i}", n,
+                                                seconds=args.audio_seconds,
+                                                salt=f"throughput{i}")
+            sim.wait_idle(timeout=600)
+            run = common.run_watcherd_batch(sim, recordings, Path(tmp) / f"watcherd{i}",
+                                            concurrency=c, settle_seconds=args.settle,
+                                            profile=args.profile, env=env)
+            runs.append(run)
+            print(f"watcherd makespan {run.makespan:.1f} s, efficiency "
+                  f"{run.efficiency(n, t, c):.2f} (1.0 is the plan's ceiling)", flush=True)
         peak = sim.peak_processing
-    ideal = n * t / c
-    print(f"ideal makespan    {ideal:.1f} s (N*T/C)")
-    print(f"watcherd makespan {run.makespan:.1f} s")
-    print(f"efficiency        {run.efficiency(n, t, c):.2f} (1.0 is the plan's ceiling)")
-    print(f"per file          p50 {common.percentile(run.per_file, 50):.1f} s, "
-          f"p95 {common.percentile(run.per_file, 95):.1f} s from drop to transcript")
-    print(f"requests          {run.requests} in all, {run.gets / n:.1f} GETs per job; "
-          f"peak jobs processing {peak} of {c}")
-    common.print_phases(run.phases, t)
-    if run.errors:
-        print(f"daemon errors     {run.errors}: {run.notes}")
+    if len(runs) > 1:
+        spans = [r.makespan for r in runs]
+        median = common.percentile(spans, 50)
+        print(f"over {len(runs)} runs: makespan median {median:.1f} s (min {min(spans):.1f}, "
+              f"max {max(spans):.1f}), efficiency median {ideal / median:.2f}")
+    per_file = [v for r in runs for v in r.per_file]
+    print(f"per file          p50 {common.percentile(per_file, 50):.1f} s, "
+          f"p95 {common.percentile(per_file, 95):.1f} s from drop to transcript")
+    gets = sum(r.gets for r in runs) / (n * len(runs))
+    print(f"requests          {sum(r.requests for r in runs) / len(runs):.0f} per run, "
+          f"{gets:.1f} GETs per job; peak jobs processing {peak} of {c}")
+    phases = {k: sum(r.phases[k] for r in runs) / len(runs) for k in runs[0].phases}
+    common.print_phases(phases, t)
+    for run in runs:
+        if run.errors:
+            print(f"daemon errors     {run.errors}: {run.notes}")
     if args.profile is not None:
         print(f"profile           {args.profile} (python -m pstats {args.profile})")
 

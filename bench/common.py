@@ -584,6 +584,7 @@ class BatchRun:
 def run_watcherd_batch(
     sim: GladiaSimulator, recordings: Sequence[Path], workdir: Path, *, concurrency: int,
     settle_seconds: float = 2.0, timeout: float = 1800.0, profile: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> BatchRun:
     """Start the daemon on an empty folder, drop every recording in at once, time the batch.
 
@@ -598,7 +599,7 @@ def run_watcherd_batch(
                           journal=workdir / "journal.db", watches=[inbox],
                           max_concurrent_jobs=concurrency, settle_seconds=settle_seconds)
     before = len(sim.requests())
-    with Daemon(config, workdir, profile=profile) as daemon:
+    with Daemon(config, workdir, profile=profile, env=dict(env or {})) as daemon:
         daemon.wait_ready()
         started = time.time()
         closed = dict(copy_in(recordings, inbox))
