@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal, cast
 
 from watcherd.config import Config, WatchConfig
-from watcherd.daemon import engine_for
+from watcherd.engines import engine_for
 from watcherd.errors import AuthError, ConfigError, GladiaError, TransientGladiaError
 from watcherd.gladia import GladiaClient
 from watcherd.journal import SCHEMA_VERSION
@@ -94,7 +94,7 @@ def check_engine(config: Config, *, local_installed: bool | None) -> list[Findin
     found: list[Finding] = []
     try:
         # The daemon's own choice, so doctor can never disagree with what `run` would do.
-        engine = engine_for(config)
+        engine = engine_for(config, local_installed=local_installed)
     except ConfigError as exc:
         found.append(Finding("FAIL", "engine", f"`watcherd run` would refuse: {exc}",
                              _NO_KEY_FIX))

@@ -30,12 +30,15 @@ def no_engine_reason(config: Config) -> str:
     )
 
 
-def engine_for(config: Config) -> str | None:
+def engine_for(config: Config, *, local_installed: bool | None = None) -> str | None:
     """The engine that will transcribe, or None when none is available (files then wait).
 
     ``auto`` means Gladia when an API key is configured, else the local engine when it is
     installed. Naming an engine that cannot run is a configuration error.
+    ``local_installed`` overrides the check for the local engine (doctor's tests use it).
     """
+    if local_installed is None:
+        local_installed = local_engine_installed()
     where = config.source or "config"
     if config.engine == "gladia":
         if config.gladia.api_key is None:
@@ -45,7 +48,7 @@ def engine_for(config: Config) -> str | None:
             )
         return "gladia"
     if config.engine == "local":
-        if not local_engine_installed():
+        if not local_installed:
             raise ConfigError(
                 f"{where}: [engine] name is \"local\" but the offline engine is not installed: "
                 f"{INSTALL_LOCAL}"
@@ -53,7 +56,7 @@ def engine_for(config: Config) -> str | None:
         return "local"
     if config.gladia.api_key is not None:
         return "gladia"
-    return "local" if local_engine_installed() else None
+    return "local" if local_installed else None
 
 
 @dataclass
