@@ -189,6 +189,8 @@ def test_example_file_documents_every_key() -> None:
         "format",
         "level",
         "interval_seconds",
+        "workers", "cpu_threads", "beam_size",
+        "on_done", "on_failed", "timeout_seconds", "textfile",
         *config_module.KNOWN_OPTIONS,
         *config_module.REFUSED_OPTIONS,
         *config_module._CALLBACK_KEYS,
@@ -1024,3 +1026,53 @@ def test_webhook_without_listener_is_refused(tmp_path: Path) -> None:
     """[webhook] needs [callback] listen, since webhooks arrive on that listener."""
     path, message = error_of(tmp_path, f'[webhook]\nsecret = "{WHSEC}"\n')
     assert message.startswith(f"{path}: webhook: webhooks arrive on the callback listener")
+
+
+# -- local, hooks, metrics ---------------------------------------------------------------------
+
+
+def test_local_hooks_metrics_defaults(tmp_path: Path) -> None:
+    """With no tables: one local worker, no hooks, no metrics file."""
+    config = parse_config({}, source=None, env={})
+    assert config.local.workers == 1 and config.local.beam_size == 5
+    assert config.hooks.on_done == () and config.hooks.timeout_seconds == 60.0
+    assert config.metrics_textfile is None
+
+
+def test_local_hooks_metrics_parsed(tmp_path: Path) -> None:
+    """The [local], [hooks] and [metrics] tables are read, paths resolved next to the file."""
+    source = tmp_path / "c.toml"
+    config = parse_config(
+        {"local": {"workers": 2, "cpu_threads": 1, "beam_size": 3},
+         "hooks": {"on_done": ["notify", "--done"], "timeout_seconds": 5},
+         "metrics": {"textfile": "prom/w.prom"}},
+        source=source, env={})
+    assert (config.local.workers, config.local.cpu_threads, config.local.beam_size) == (2, 1, 3)
+    assert config.hooks.on_done == ("notify", "--done") and config.hooks.timeout_seconds == 5
+    assert config.metrics_textfile == tmp_path / "prom" / "w.prom"
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"hooks": {"on_done": "notify.sh $FILE"}}, "hooks.on_done: expected a list"),
+        ({"hooks": {"on_failed": [""]}}, "hooks.on_failed[1]"),
+        ({"local": {"workers": 0}}, "local.workers"),
+        ({"hooks": {"on_dne": ["x"]}}, 'did you mean "on_done"'),
+    ],
+)
+def test_local_hooks_errors(data: dict[str, object], expected: str) -> None:
+    """Hook commands must be argv lists; worker counts are positive; typos get a hint."""
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        parse_config(data, source=None, env={})
+
+
+def test_unreadable_key_file_tolerated_when_key_not_needed(tmp_path: Path) -> None:
+    """status/retry can read a config whose key is a systemd credential absent here."""
+    data = {"gladia": {"api_key_file": "/run/credentials/watcherd.service/gladia"}}
+    with pytest.raises(ConfigError, match="api_key_file"):
+        parse_config(data, source=None, env={})
+    config = parse_config(data, source=None, env={}, need_key=False)
+    assert config.gladia.api_key is None
+    assert config.gladia.api_key_origin is not None
+    assert "not readable here" in config.gladia.api_key_origin

@@ -26,8 +26,8 @@ from watcherd.ops_cli import doctor, service
 from watcherd.watcher import watch_for
 
 
-def _load(config_path: Path | None) -> Config:
-    return load_config(config_path)
+def _load(config_path: Path | None, *, need_key: bool = True) -> Config:
+    return load_config(config_path, need_key=need_key)
 
 
 def _secrets(config: Config) -> list[str]:
@@ -132,7 +132,7 @@ def _status_row(source: Source, since: float | None) -> dict[str, Any]:
 @handles_errors
 def status(as_json: bool, config_path: Path | None) -> None:
     """Show what the journal knows: counts by state, then one row per file."""
-    config = _load(config_path)
+    config = _load(config_path, need_key=False)
     if not config.journal_path.exists():
         if as_json:
             click.echo("[]")
@@ -181,7 +181,7 @@ def retry(paths: tuple[Path, ...], all_failed: bool, reprocess: bool,
         raise click.UsageError("name the files to retry, or pass --all-failed")
     if reprocess and all_failed:
         raise click.UsageError("--reprocess takes file names, not --all-failed")
-    config = _load(config_path)
+    config = _load(config_path, need_key=False)
     if not config.journal_path.exists():
         raise JournalError(f"no journal at {config.journal_path}: nothing to retry")
     wanted = [str(p.expanduser().resolve()) for p in paths]

@@ -186,6 +186,7 @@ FLAG_NEEDS: dict[str, tuple[str, str, str]] = {
 
 _TOP_KEYS = (
     "gladia", "engine", "local", "journal", "log", "scan", "callback", "webhook", "defaults",
+    "hooks", "metrics",
     "watch",
 )
 _CALLBACK_KEYS = ("listen", "public_url")
@@ -278,6 +279,25 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class LocalConfig:
+    """The ``[local]`` table: the offline Whisper engine's settings."""
+
+    model: str = "base"
+    workers: int = 1
+    cpu_threads: int = 0
+    beam_size: int = 5
+
+
+@dataclass(frozen=True)
+class HooksConfig:
+    """The ``[hooks]`` table: commands (argv lists, no shell) run after a file ends."""
+
+    on_done: tuple[str, ...] = ()
+    on_failed: tuple[str, ...] = ()
+    timeout_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -293,6 +313,10 @@ class Config:
     defaults: WatchDefaults = field(default_factory=WatchDefaults)
     callback: CallbackConfig | None = None
     webhook: WebhookConfig | None = None
+    local: LocalConfig = field(default_factory=LocalConfig)
+    hooks: HooksConfig = field(default_factory=HooksConfig)
+    # A Prometheus textfile (node_exporter's textfile collector) refreshed while running.
+    metrics_textfile: Path | None = None
 
 
 # -- public API ------------------------------------------------------------------------------
@@ -324,18 +348,24 @@ def find_config(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
     return None
 
 
-def load_config(explicit: Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:
-    """Find, read and validate the config; with no file, the defaults and no watches."""
+def load_config(explicit: Path | None = None, *, env: Mapping[str, str] | None = None,
+                need_key: bool = True) -> Config:
+    """Find, read and validate the config; with no file, the defaults and no watches.
+
+    ``need_key=False`` (status, retry, service install) tolerates an api_key_file that cannot
+    be read here, such as a systemd credential that exists only while the service runs.
+    """
     env = os.environ if env is None else env
     path = find_config(explicit, env)
     if path is None:
         return parse_config({}, source=None, env=env)
-    return parse_config(_read_toml(path), source=path, env=env)
+    return parse_config(_read_toml(path), source=path, env=env, need_key=need_key)
 
 
-def parse_config(data: Mapping[str, Any], *, source: Path | None, env: Mapping[str, str]) -> Config:
+def parse_config(data: Mapping[str, Any], *, source: Path | None, env: Mapping[str, str],
+                 need_key: bool = True) -> Config:
     """Validate parsed TOML ``data`` read from ``source`` into a :class:`Config`."""
-    return _Parser(source, env).parse(data)
+    return _Parser(source, env, need_key=need_key).parse(data)
 
 
 def with_extra_watches(config: Config, paths: Sequence[Path]) -> Config:
@@ -483,9 +513,11 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 class _Parser:
     """Walks the TOML data once, raising ConfigError at the first problem."""
 
-    def __init__(self, source: Path | None, env: Mapping[str, str]) -> None:
+    def __init__(self, source: Path | None, env: Mapping[str, str], *,
+                 need_key: bool = True) -> None:
         self.source = source
         self.env = env
+        self.need_key = need_key
         self.where = str(source) if source is not None else "config"
         # Relative paths in a config file mean "next to the config file", as people expect.
         self.base = source.parent if source is not None else Path.cwd()
@@ -575,8 +607,28 @@ class _Parser:
         )
 
         local = self.table(data, "local", "local")
-        self.check_keys(local, ("model",), "local")
+        self.check_keys(local, ("model", "workers", "cpu_threads", "beam_size"), "local")
         model = self.choice(local.get("model", "base"), "local.model", LOCAL_MODELS)
+        local_config = LocalConfig(
+            model=model,
+            workers=self.integer(local.get("workers", 1), "local.workers", minimum=1),
+            cpu_threads=self.integer(local.get("cpu_threads", 0), "local.cpu_threads",
+                                     minimum=0),
+            beam_size=self.integer(local.get("beam_size", 5), "local.beam_size", minimum=1),
+        )
+
+        hooks_table = self.table(data, "hooks", "hooks")
+        self.check_keys(hooks_table, ("on_done", "on_failed", "timeout_seconds"), "hooks")
+        hooks = HooksConfig(
+            on_done=self.command(hooks_table.get("on_done", []), "hooks.on_done"),
+            on_failed=self.command(hooks_table.get("on_failed", []), "hooks.on_failed"),
+            timeout_seconds=self.number(hooks_table.get("timeout_seconds", 60.0),
+                                        "hooks.timeout_seconds", minimum=0.1),
+        )
+        metrics = self.table(data, "metrics", "metrics")
+        self.check_keys(metrics, ("textfile",), "metrics")
+        textfile = self.path(metrics["textfile"], "metrics.textfile") if "textfile" in metrics \
+            else None
 
         journal = self.table(data, "journal", "journal")
         self.check_keys(journal, ("path",), "journal")
@@ -630,7 +682,20 @@ class _Parser:
             defaults=defaults,
             callback=callback,
             webhook=webhook,
+            local=local_config,
+            hooks=hooks,
+            metrics_textfile=textfile,
         )
+
+    def command(self, value: Any, key: str) -> tuple[str, ...]:
+        """A hook command: a list of strings (program, then arguments), run without a shell."""
+        if isinstance(value, str):
+            self.expected(key, 'a list such as ["/usr/local/bin/notify", "--quiet"] (program '
+                          "then arguments; no shell, so file names are never interpreted)", value)
+        argv = self.strings(value, key)
+        if argv and not argv[0].strip():
+            self.fail(f"{key}[1]", "expected the program to run, got an empty string")
+        return argv
 
     def callback(self, table: Mapping[str, Any]) -> CallbackConfig | None:
         self.check_keys(table, _CALLBACK_KEYS, "callback")
@@ -732,8 +797,11 @@ class _Parser:
             key, origin = Secret(value.strip()), "[gladia] api_key"
         elif "api_key_file" in table:
             key_file = self.path(table["api_key_file"], "gladia.api_key_file")
-            key = Secret(self.read_key_file(key_file))
             origin = f"[gladia] api_key_file ({key_file})"
+            if self.need_key or os.access(key_file, os.R_OK):
+                key = Secret(self.read_key_file(key_file))
+            else:
+                origin += ", not readable here"
         elif self.env.get(API_KEY_ENV_VAR, "").strip():
             key, origin = Secret(self.env[API_KEY_ENV_VAR].strip()), f"${API_KEY_ENV_VAR}"
 

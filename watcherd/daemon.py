@@ -16,11 +16,13 @@ from pathlib import Path
 
 import structlog
 
+from watcherd.activity import Activity
 from watcherd.config import Config, WatchConfig
 from watcherd.engines import Engine, engine_for, no_engine_reason, open_engine
 from watcherd.errors import AuthError, ConfigError, TransientGladiaError
 from watcherd.gladia import GladiaClient
 from watcherd.journal import ACTIVE_STATES, Journal, open_or_recover
+from watcherd.listener import Listener, start_listener
 from watcherd.service import Notifier, status_text
 from watcherd.watcher import Watcher, scan
 from watcherd.worker import Worker, unfinished
@@ -116,8 +118,15 @@ class Daemon:
         engine = await open_engine(config, journal)
         worker = _worker(config, journal, engine)
         watcher = Watcher(config.watches, worker.hint_threadsafe)
+        activity = Activity(
+            journal, outputs_for=worker.outputs_for, on_done=config.hooks.on_done,
+            on_failed=config.hooks.on_failed, hook_timeout=config.hooks.timeout_seconds,
+            metrics_textfile=config.metrics_textfile,
+        )
         helpers: list[asyncio.Future[None]] = []
+        listener: Listener | None = None
         try:
+            listener = await start_listener(config, engine.pipeline, journal)
             log.info("starting", journal=str(config.journal_path),
                      watches=[str(w.path) for w in config.watches],
                      engine=engine.name or "none")
@@ -128,7 +137,7 @@ class Daemon:
             watcher.start()
             loop = asyncio.get_running_loop()
             helpers = [
-                asyncio.ensure_future(self._startup(watcher, worker, journal)),
+                asyncio.ensure_future(self._startup(watcher, worker, journal, activity)),
                 asyncio.ensure_future(self._reconcile(worker, journal)),
             ]
             stop = asyncio.Event()
@@ -142,9 +151,14 @@ class Daemon:
             for helper in helpers:
                 helper.cancel()
             watcher.stop()
+            if listener is not None:
+                await listener.close()
+            await activity.close()
+            activity.write_metrics()
             await engine.close()
 
-    async def _startup(self, watcher: Watcher, worker: Worker, journal: Journal) -> None:
+    async def _startup(self, watcher: Watcher, worker: Worker, journal: Journal,
+                       activity: Activity) -> None:
         """Wait for the observers, say READY=1, scan, then keep STATUS= fresh.
 
         READY comes before the scan so a huge tree cannot outlast systemd's start timeout;
@@ -156,6 +170,7 @@ class Daemon:
         log.info("ready", problems={str(k): v for k, v in watcher.root_problems().items()})
         await loop.run_in_executor(None, self._scan, worker)
         while True:
+            activity.write_metrics()
             await asyncio.sleep(self.status_interval)
             self.notifier.status(status_text(journal.counts()))
 

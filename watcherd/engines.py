@@ -96,7 +96,9 @@ async def open_engine(config: Config, journal: Journal) -> Engine:
 
         try:
             model = await asyncio.to_thread(ensure_model)
-            local = LocalEngine(model)
+            local = LocalEngine(model, workers=config.local.workers,
+                                cpu_threads=config.local.cpu_threads,
+                                beam_size=config.local.beam_size)
             await local.start()
         except ModelError as exc:
             log.error("local_model_unusable", error=exc.message)

@@ -167,6 +167,8 @@ class Journal:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if exclusive:
                     lock_fd = _take_lock(path)
+                # Owner-only: the journal holds job results, which may carry private text.
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
                 conn = sqlite3.connect(str(path), isolation_level=None, timeout=10)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 10000")

@@ -59,7 +59,7 @@ def _default_target() -> Target:
 
 
 def _service_config(config_path: Path | None) -> Config:
-    config = load_config(config_path)
+    config = load_config(config_path, need_key=False)
     if config.source is None:
         raise ConfigError(
             "no config file found: the service needs one; write ~/.config/watcherd/config.toml "
