@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,45 @@ class TestStatusSecrets:
         for path in tmp_path.rglob("*"):
             if path.is_file() and path.name != "config.toml":
                 assert KEY.encode() not in path.read_bytes(), path
+
+
+class TestOperations:
+    """Hooks, the metrics textfile and the callback listener in a real daemon run."""
+
+    def test_hook_metrics_and_callback(self, tmp_path: Path, sim: GladiaSimulator,
+                                       daemons: list[DaemonProcess]) -> None:
+        """A done file runs on_done with its paths, the textfile counts it, the callback
+        listener receives Gladia's callback, and the token never reaches the log."""
+        inbox = tmp_path / "inbox"
+        inbox.mkdir()
+        record = tmp_path / "hook.txt"
+        prom = tmp_path / "watcherd.prom"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        extra = (
+            "\n[hooks]\non_done = [" + json.dumps(sys.executable) + ', "-c", '
+            + json.dumps("import os,sys; open(sys.argv[1],'a').write("
+                         "os.environ['WATCHERD_SOURCE']+'\\n')")
+            + ", " + json.dumps(str(record)) + "]\n"
+            f'\n[metrics]\ntextfile = "{prom}"\n'
+            f'\n[callback]\nlisten = "127.0.0.1:{port}"\n'
+        )
+        config = write_config(tmp_path / "config.toml", api_url=sim.base_url, api_key=KEY,
+                              journal=tmp_path / "state" / "journal.db", watches=[inbox],
+                              extra=extra)
+        daemon = DaemonProcess(config, tmp_path / "daemon.log")
+        daemons.append(daemon)
+        daemon.start()
+        daemon.wait_for_event("ready")
+        f = inbox / "hooked.wav"
+        data = make_wav(f, seconds=0.3, salt="hooked")
+        wait_until(lambda: _transcribed(f, data), timeout=30, message="transcript")
+        wait_until(lambda: record.exists() and str(f.resolve()) in record.read_text(),
+                   timeout=30, message="on_done hook")
+        wait_until(lambda: prom.exists() and 'watcherd_sources{state="done"} 1' in
+                   prom.read_text(), timeout=30, message="metrics textfile")
+        wait_until(lambda: len(sim.callbacks()) == 1, timeout=30, message="a callback")
+        assert daemon.terminate() == 0
+        token = (tmp_path / "state" / "journal.db.callback-token").read_text().strip()
+        assert token and token not in daemon.log_path.read_text()
