@@ -411,6 +411,48 @@ class TestSettling:
         source = r.wait_hashed(reopened)
         assert source.sha256 == sha256(b"RIFF-first-part" + b"\1" * 4000 + b"\2" * 4000)
 
+    def test_plain_hint_after_complete_takes_it_back(self, tmp_path: Path) -> None:
+        """A close whose stat was read after a later write, then that write's own event:
+        the file waits the full settle, while a file completed afterwards is hashed."""
+        inbox = tmp_path / "inbox"
+        inbox.mkdir()
+        config = Config(
+            source=None, gladia=GladiaConfig(api_key=None), engine="auto", local_model="base",
+            journal_path=tmp_path / "journal.db", log_format="json", log_level="info",
+            watches=(WatchConfig(path=inbox, settle_seconds=60.0),),
+        )
+        late = inbox / "late-event.wav"
+        control = inbox / "control.wav"
+
+        async def scenario() -> tuple[Source | None, Source | None]:
+            with Journal.open(config.journal_path, exclusive=True) as journal:
+                worker = Worker(config, journal, None, no_engine_reason="none here")
+                late.write_bytes(b"RIFF" + b"\1" * 1000)
+                worker.hint(late, complete=True)
+                await worker.tick()
+                with late.open("ab") as out:
+                    out.write(b"\2" * 1000)
+                worker.hint(late, complete=True)  # the close, stat'ed after the append
+                await worker.tick()
+                worker.hint(late)  # the append's own event, arriving last
+                control.write_bytes(b"RIFF" + b"\3" * 1000)
+                worker.hint(control, complete=True)
+
+                def control_hashed() -> bool:
+                    row = journal.by_path(str(control))
+                    return row is not None and row.content_key is not None
+
+                deadline = time.monotonic() + DEADLINE
+                while not control_hashed():
+                    assert time.monotonic() < deadline, "control never hashed"
+                    await worker.tick()
+                    await asyncio.sleep(0.05)
+                return journal.by_path(str(late)), journal.by_path(str(control))
+
+        late_row, control_row = asyncio.run(scenario())
+        assert control_row is not None and control_row.content_key is not None
+        assert late_row is not None and late_row.content_key is None
+
     def test_rename_into_place_skips_the_long_settle(self, rig: RigFactory) -> None:
         """x.wav.part renamed to x.wav is complete: hashed without the 60 s settle, and the
         .part name never enters the journal."""

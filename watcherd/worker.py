@@ -14,7 +14,7 @@ import math
 import stat
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -173,6 +173,8 @@ class Worker:
         *,
         no_engine_reason: str | None = None,
         max_concurrent: int | None = None,
+        engines: Mapping[str, tuple[Pipeline, int]] | None = None,
+        engine_of: Callable[[WatchConfig | None], str | None] | None = None,
         extra_watches: Sequence[WatchConfig] = (),
         tick_seconds: float = 0.25,
         hash_workers: int = 2,
@@ -196,15 +198,21 @@ class Worker:
         with contextlib.suppress(RuntimeError):
             # Bound now, so watcher threads started before run() can already hand paths over.
             self._loop = asyncio.get_running_loop()
-        self.note_api_down_since: float | None = None
+        self._api_down_since: float | None = None
         self._auth_problem: str | None = None
         self._auth_problem_at = 0.0
-        if pipeline is not None:
-            pipeline.outputs_for = self.outputs_for
-        if isinstance(pipeline, GladiaPipeline):
-            pipeline.on_api_down = self.note_api_down
-            pipeline.on_api_ok = self.note_api_ok
-            pipeline.on_auth_error = self.note_auth_error
+        # Engine name -> (pipeline, how many sources it may drive at once).
+        if engines is None:
+            engines = {} if pipeline is None else {"default": (pipeline, self.max_concurrent)}
+        self.engines = dict(engines)
+        self.engine_of = engine_of or (lambda watch: "default")
+        self._engine_running: dict[int, str] = {}
+        for each, _ in self.engines.values():
+            each.outputs_for = self.outputs_for
+            if isinstance(each, GladiaPipeline):
+                each.on_api_down = self.note_api_down
+                each.on_api_ok = self.note_api_ok
+                each.on_auth_error = self.note_auth_error
 
     # -- hand-over from other threads ---------------------------------------------------
 
@@ -242,7 +250,7 @@ class Worker:
     @property
     def api_down_since(self) -> float | None:
         """When the API last became unreachable, or None while it answers."""
-        return self.note_api_down_since
+        return self._api_down_since
 
     @property
     def auth_problem(self) -> str | None:
@@ -251,16 +259,17 @@ class Worker:
 
     def note_api_down(self, exc: GladiaError) -> None:
         """The API could not be reached: probe it one call at a time until it answers."""
-        if self.note_api_down_since is None:
-            self.note_api_down_since = time.time()
+        if self._api_down_since is None:
+            self._api_down_since = time.time()
             log.warning("gladia_unreachable", error=exc.describe(),
                         hint="files wait and resume by themselves when the API answers again")
 
     def note_api_ok(self) -> None:
         """A call succeeded: resume full speed and wake sources that waited for the network."""
-        if self.note_api_down_since is not None:
-            log.info("gladia_reachable", down_seconds=round(time.time() - self.note_api_down_since))
-            self.note_api_down_since = None
+        if self._api_down_since is not None:
+            log.info("gladia_reachable",
+                     down_seconds=round(time.time() - self._api_down_since))
+            self._api_down_since = None
             # Sources that waited only for the network go now instead of at their backoff time.
             self.journal.reschedule_waiting(time.time())
             self._wake.set()
@@ -388,8 +397,9 @@ class Worker:
             entry.size, entry.mtime_ns = source.size, source.mtime_ns
         entry.heard_at = now
         entry.retry_at = 0.0  # seen again: whatever storage was away is back
-        if complete:
-            entry.complete = _stat_of(source)
+        # Any later plain hint takes "complete" back: the stat read for the close may already
+        # include a write whose event is only arriving now.
+        entry.complete = _stat_of(source) if complete else None
 
     def _vanished(self, item: Seen) -> None:
         source = self.journal.by_path(str(item.path))
@@ -589,46 +599,82 @@ class Worker:
         for source_id, task in list(self._running.items()):
             if task.done():
                 del self._running[source_id]
+                self._engine_running.pop(source_id, None)
                 if not task.cancelled() and task.exception() is not None:
                     log.error("worker_bug", source_id=source_id,
                               error=repr(task.exception()))
         due = self.journal.due(time.time())
         if not due:
             return
-        if self.pipeline is None:
-            self._note_no_engine(due)
-            return
-        if self._auth_problem is not None and (
-            time.time() - self._auth_problem_at < self.auth_recheck_seconds
-        ):
-            return  # a rejected key fails every call: wait for the next re-check
-        probing = self.note_api_down_since is not None or self._auth_problem is not None
+        now = time.time()
+        # A rejected key fails every call: remote work waits for the next re-check.
+        remote_paused = self._auth_problem is not None and (
+            now - self._auth_problem_at < self.auth_recheck_seconds
+        )
+        probing = self._api_down_since is not None or self._auth_problem is not None
         # Jobs created (or maybe created) earlier count against the plan's concurrency even
         # while no task is looking at them.
         in_flight = self.journal.count_in_flight(exclude=set(self._running))
-        limit = self.max_concurrent
+        no_engine: list[Source] = []
         for source in due:
             if source.id in self._running:
                 continue
-            if probing and self._running:
-                break  # one probe at a time while the API is down or the key is rejected
-            if source.job_id is None and len(self._running) + in_flight >= limit:
+            name = self._engine_name(source, now)
+            if name is None or name not in self.engines:
+                no_engine.append(source)
                 continue
-            assert source.content_key is not None
-            cached = self.journal.result_for(source.content_key) is not None
-            if not cached and source.job_id is None and source.audio_url is None and (
-                source.submit_started_at is None
-            ):
-                cached = self._recover_from_outputs(source)
-            leader = self.journal.leader_for(source.content_key)
-            if not cached and leader is not None and leader.id != source.id:
-                if source.note != f"same content as {leader.path}; waiting for its result":
-                    self.journal.annotate(
-                        source, actor="worker", reason="duplicate content",
-                        note=f"same content as {leader.path}; waiting for its result",
-                    )
+            pipeline, limit = self.engines[name]
+            busy = sum(1 for n in self._engine_running.values() if n == name)
+            if isinstance(pipeline, GladiaPipeline):
+                if remote_paused:
+                    continue
+                if probing and busy:
+                    continue  # one probe at a time while the API is down or the key rejected
+                if source.job_id is None and busy + in_flight >= limit:
+                    continue
+            elif busy >= limit:
                 continue
-            self._running[source.id] = asyncio.ensure_future(self._drive(source.id))
+            if not self._may_start(source):
+                continue
+            self._engine_running[source.id] = name
+            self._running[source.id] = asyncio.ensure_future(self._drive(pipeline, source.id))
+        if no_engine:
+            self._note_no_engine(no_engine)
+
+    def _engine_name(self, source: Source, now: float) -> str | None:
+        """The engine for this source: its folder's, or local when Gladia is down too long."""
+        watch = self._watch_of(Path(source.path))
+        name = self.engine_of(watch)
+        if (
+            name == "gladia" and watch is not None and watch.fallback == "local"
+            and "local" in self.engines and self._api_down_since is not None
+            and now - self._api_down_since >= self.config.fallback_after_seconds
+            and source.job_id is None and source.submit_started_at is None
+        ):
+            reason = "Gladia unreachable too long: transcribed by the local engine (fallback)"
+            if source.note != reason:
+                self.journal.annotate(source, actor="worker", reason="fallback", note=reason)
+                log.warning("fallback_to_local", source=source.path)
+            return "local"
+        return name
+
+    def _may_start(self, source: Source) -> bool:
+        """False while another copy of the same content is the one creating its job."""
+        assert source.content_key is not None
+        cached = self.journal.result_for(source.content_key) is not None
+        if not cached and source.job_id is None and source.audio_url is None and (
+            source.submit_started_at is None
+        ):
+            cached = self._recover_from_outputs(source)
+        leader = self.journal.leader_for(source.content_key)
+        if not cached and leader is not None and leader.id != source.id:
+            if source.note != f"same content as {leader.path}; waiting for its result":
+                self.journal.annotate(
+                    source, actor="worker", reason="duplicate content",
+                    note=f"same content as {leader.path}; waiting for its result",
+                )
+            return False
+        return True
 
     def _recover_from_outputs(self, source: Source) -> bool:
         """Take the result from an existing NAME.json made for this content (journal lost)."""
@@ -636,17 +682,17 @@ class Worker:
         if found is None:
             return False
         base, job = found
-        source = self.journal.annotate(source, actor="worker", output_base=str(base),
+        source = self.journal.annotate(
+            source, actor="worker", output_base=str(base),
             reason="result recovered from the existing outputs; no new job",
         )
         self.journal.store_result(source, job)
         log.info("result_recovered", source=source.path, job_id=job.get("id"))
         return True
 
-    async def _drive(self, source_id: int) -> None:
-        assert self.pipeline is not None
+    async def _drive(self, pipeline: Pipeline, source_id: int) -> None:
         try:
-            await self.pipeline.drive(source_id)
+            await pipeline.drive(source_id)
         finally:
             self._wake.set()
 
