@@ -75,6 +75,8 @@ def main() -> None:
     gets = sum(r.gets for r in runs) / (n * len(runs))
     print(f"requests          {sum(r.requests for r in runs) / len(runs):.0f} per run, "
           f"{gets:.1f} GETs per job; peak jobs processing {peak} of {c}")
+    print(f"daemon CPU        {sum(r.cpu for r in runs) / len(runs):.2f} s per run "
+          "(utime+stime, start-up included)")
     phases = {k: sum(r.phases[k] for r in runs) / len(runs) for k in runs[0].phases}
     common.print_phases(phases, t)
     for run in runs:

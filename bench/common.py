@@ -575,6 +575,7 @@ class BatchRun:
     errors: int = 0
     notes: list[str] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
+    cpu: float = float("nan")
 
     def efficiency(self, count: int, job_seconds: float, concurrency: int) -> float:
         """(N*T/C)/makespan: 1.0 is what the plan's concurrency allows at best."""
@@ -606,13 +607,14 @@ def run_watcherd_batch(
         written = daemon.wait_events("transcript_written", len(recordings), timeout=timeout)
         problems = daemon.problems()
         phases = batch_phases(daemon.log, closed)
+        cpu = cpu_seconds(daemon.pid)
     requests = sim.requests()[before:]
     ends = {line["source"]: log_time(line) for line in written}
     per_file = [ends[str(path)] - at for path, at in closed.items() if str(path) in ends]
     run = BatchRun(
         name="watcherd", makespan=max(ends.values()) - started, per_file=per_file,
         gets=sum(1 for r in requests if r.endpoint == "get"), requests=len(requests),
-        errors=len(problems), phases=phases,
+        errors=len(problems), phases=phases, cpu=cpu if cpu is not None else float("nan"),
     )
     run.notes += [str(p.get("event", p))[:200] for p in problems[:3]]
     return run
