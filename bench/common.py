@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -666,4 +667,8 @@ def print_phases(phases: dict[str, float], job_seconds: float) -> None:
     print(f"  job created -> transcript  {phases['job_to_written']:6.2f} s "
           f"(T = {job_seconds:g} s, so {phases['job_to_written'] - job_seconds:.2f} s of it is "
           "the poll coming late)")
-    print(f"  freed slot -> next upload  {phases['slot_gap']:6.2f} s")
+    gap = phases["slot_gap"]
+    if math.isnan(gap):
+        print("  freed slot -> next upload     n/a (no freed slot was used again)")
+    else:
+        print(f"  freed slot -> next upload  {gap:6.2f} s")
