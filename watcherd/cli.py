@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from watcherd.cli_common import config_option, handles_errors
 from watcherd.config import Config, WatchConfig, load_config, with_extra_watches
 from watcherd.errors import ConfigError, JournalError
 from watcherd.identity import options_json
-from watcherd.journal import STATES, Journal, Source
+from watcherd.journal import STATES, Journal, JournalNotReady, Source
 from watcherd.log import configure_logging
 from watcherd.ops_cli import doctor, service
 from watcherd.watcher import watch_for
@@ -48,6 +49,9 @@ def main() -> None:
 @handles_errors
 def run(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
     """Run the daemon in the foreground until SIGTERM/SIGINT."""
+    # Until the daemon's own handlers are installed nothing is under way: stop cleanly.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: sys.exit(0))
     from watcherd.daemon import Daemon
 
     extra = [d.expanduser().resolve() for d in watch_dirs]
@@ -139,7 +143,12 @@ def status(as_json: bool, config_path: Path | None) -> None:
             return
         click.echo(f"no journal yet at {config.journal_path}: nothing has been seen")
         return
-    with Journal.open(config.journal_path, readonly=True) as journal:
+    try:
+        journal = Journal.open(config.journal_path, readonly=True)
+    except JournalNotReady:
+        click.echo("[]" if as_json else "no files yet")
+        return
+    with journal:
         sources = journal.all()
         counts = journal.counts()
         since = journal.state_since()

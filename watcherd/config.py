@@ -193,8 +193,10 @@ _CALLBACK_KEYS = ("listen", "public_url")
 _WEBHOOK_KEYS = ("secret", "secret_file")
 WEBHOOK_SECRET_PREFIX = "whsec_"
 _GLADIA_KEYS = ("api_key", "api_key_file", "api_url", "max_concurrent_jobs")
-_DEFAULTS_KEYS = ("outputs", "settle_seconds", "recursive", "include", "exclude", "poll", "options")
-_WATCH_KEYS = ("path", *_DEFAULTS_KEYS)
+_DEFAULTS_KEYS = ("outputs", "settle_seconds", "recursive", "include", "exclude", "poll", "options",
+                  "fallback")
+_WATCH_KEYS = ("path", "engine", *_DEFAULTS_KEYS)
+FALLBACKS = ("none", "local")
 
 
 class Secret:
@@ -244,6 +246,7 @@ class WatchDefaults:
     recursive: bool = True
     poll: PollMode = "auto"
     options: Mapping[str, Any] = field(default_factory=dict)
+    fallback: str = "none"
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,9 @@ class WatchConfig:
     recursive: bool = True
     poll: PollMode = "auto"
     options: Mapping[str, Any] = field(default_factory=dict)
+    fallback: str = "none"
+    # This folder's engine; None means the [engine] name of the whole config.
+    engine: EngineName | None = None
 
 
 @dataclass(frozen=True)
@@ -314,6 +320,8 @@ class Config:
     callback: CallbackConfig | None = None
     webhook: WebhookConfig | None = None
     local: LocalConfig = field(default_factory=LocalConfig)
+    # With fallback = "local", how long Gladia must be unreachable before a file goes local.
+    fallback_after_seconds: float = 600.0
     hooks: HooksConfig = field(default_factory=HooksConfig)
     # A Prometheus textfile (node_exporter's textfile collector) refreshed while running.
     metrics_textfile: Path | None = None
@@ -394,6 +402,7 @@ def with_extra_watches(config: Config, paths: Sequence[Path]) -> Config:
                 recursive=d.recursive,
                 poll=d.poll,
                 options=copy.deepcopy(dict(d.options)),
+                fallback=d.fallback,
             )
         )
         labels.append(label)
@@ -601,7 +610,9 @@ class _Parser:
         gladia = self.gladia(self.table(data, "gladia", "gladia"))
 
         engine_table = self.table(data, "engine", "engine")
-        self.check_keys(engine_table, ("name",), "engine")
+        self.check_keys(engine_table, ("name", "fallback_after_seconds"), "engine")
+        fallback_after = self.number(engine_table.get("fallback_after_seconds", 600.0),
+                                     "engine.fallback_after_seconds", minimum=0)
         engine = cast(
             EngineName, self.choice(engine_table.get("name", "auto"), "engine.name", ENGINE_NAMES)
         )
@@ -683,6 +694,7 @@ class _Parser:
             callback=callback,
             webhook=webhook,
             local=local_config,
+            fallback_after_seconds=fallback_after,
             hooks=hooks,
             metrics_textfile=textfile,
         )
@@ -887,6 +899,10 @@ class _Parser:
             self.choice(table["poll"], f"{prefix}.poll", POLL_MODES) if "poll" in table
             else base.poll
         )
+        fields["fallback"] = (
+            self.choice(table["fallback"], f"{prefix}.fallback", FALLBACKS)
+            if "fallback" in table else base.fallback
+        )
         return fields
 
     def watches(self, value: Any, defaults: WatchDefaults) -> tuple[WatchConfig, ...]:
@@ -913,7 +929,11 @@ class _Parser:
                 # Options errors can come from a merged value, so say which folder they hit.
                 raise ConfigError(f"{exc} (in the watch of {path})") from None
             fields = self.watch_fields(table, prefix, defaults)
-            watches.append(WatchConfig(path=path, **fields, options=options))
+            engine = (
+                cast(EngineName, self.choice(table["engine"], f"{prefix}.engine", ENGINE_NAMES))
+                if "engine" in table else None
+            )
+            watches.append(WatchConfig(path=path, **fields, options=options, engine=engine))
         return tuple(watches)
 
     # --- Gladia options

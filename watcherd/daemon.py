@@ -18,7 +18,7 @@ import structlog
 
 from watcherd.activity import Activity
 from watcherd.config import Config, WatchConfig
-from watcherd.engines import Engine, engine_for, no_engine_reason, open_engine
+from watcherd.engines import Engines, engine_for, no_engine_reason, open_engines
 from watcherd.errors import AuthError, ConfigError, TransientGladiaError
 from watcherd.gladia import GladiaClient
 from watcherd.journal import ACTIVE_STATES, Journal, open_or_recover
@@ -115,9 +115,10 @@ class Daemon:
         if self._stop.is_set():
             self._generation_done.set()
         config = self.config
-        engine = await open_engine(config, journal)
+        engine = await open_engines(config, journal)
         worker = _worker(config, journal, engine)
-        watcher = Watcher(config.watches, worker.hint_threadsafe)
+        watcher = Watcher(config.watches, worker.hint_threadsafe,
+                          on_complete=worker.complete_threadsafe)
         activity = Activity(
             journal, outputs_for=worker.outputs_for, on_done=config.hooks.on_done,
             on_failed=config.hooks.on_failed, hook_timeout=config.hooks.timeout_seconds,
@@ -129,11 +130,11 @@ class Daemon:
             listener = await start_listener(config, engine.pipeline, journal)
             log.info("starting", journal=str(config.journal_path),
                      watches=[str(w.path) for w in config.watches],
-                     engine=engine.name or "none")
-            if engine.pipeline is None:
-                log.warning("no_engine", hint=engine.problem)
-            elif engine.client is not None:
-                await _check_api(engine.client, worker)
+                     engine=engine.default or "none", engines=sorted(engine.opened))
+            if not engine.for_worker():
+                log.warning("no_engine", hint=engine.problem())
+            if engine.gladia is not None and engine.gladia.client is not None:
+                await _check_api(engine.gladia.client, worker)
             watcher.start()
             loop = asyncio.get_running_loop()
             helpers = [
@@ -193,9 +194,9 @@ class Daemon:
             await asyncio.get_running_loop().run_in_executor(None, self._scan, worker)
 
 
-def _worker(config: Config, journal: Journal, engine: Engine) -> Worker:
-    return Worker(config, journal, engine.pipeline, max_concurrent=engine.max_concurrent,
-                  no_engine_reason=engine.problem or no_engine_reason(config))
+def _worker(config: Config, journal: Journal, engines: Engines) -> Worker:
+    return Worker(config, journal, None, engines=engines.for_worker(),
+                  engine_of=engines.engine_of, no_engine_reason=engines.problem())
 
 
 async def _check_api(client: GladiaClient, worker: Worker) -> None:
@@ -214,7 +215,7 @@ async def transcribe(config: Config, files: Sequence[Path], watch: WatchConfig) 
         raise ConfigError(no_engine_reason(config))
     journal = open_or_recover(config.journal_path)
     try:
-        engine = await open_engine(config, journal)
+        engine = await open_engines(config, journal)
     except BaseException:
         journal.close()
         raise
@@ -222,10 +223,10 @@ async def transcribe(config: Config, files: Sequence[Path], watch: WatchConfig) 
     stop = asyncio.Event()
     paths = [str(f) for f in files]
     try:
-        if engine.pipeline is None:
-            raise ConfigError(engine.problem or no_engine_reason(config))
-        if engine.client is not None:
-            await engine.client.check_key()
+        if not engine.for_worker():
+            raise ConfigError(engine.problem())
+        if engine.gladia is not None and engine.gladia.client is not None:
+            await engine.gladia.client.check_key()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)

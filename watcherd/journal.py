@@ -129,6 +129,10 @@ class JournalLocked(JournalError):
     """Another watcherd process already works on this journal."""
 
 
+class JournalNotReady(JournalError):
+    """The journal file exists but its schema is still being created."""
+
+
 class JournalCorrupt(JournalError):
     """The journal file is damaged; it can be moved aside and rebuilt from the outputs."""
 
@@ -551,6 +555,8 @@ def _take_lock(path: Path) -> int:
 
 def _check_version(conn: sqlite3.Connection, path: Path) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0:
+        raise JournalNotReady(f"the journal {path} is still being created; try again")
     if version > SCHEMA_VERSION:
         raise JournalError(
             f"the journal {path} was written by a newer watcherd (schema {version}); "

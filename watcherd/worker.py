@@ -630,7 +630,10 @@ class Worker:
                     continue
                 if probing and busy:
                     continue  # one probe at a time while the API is down or the key rejected
-                if source.job_id is None and busy + in_flight >= limit:
+                # A source holding a (maybe) job is already counted in in_flight: it must still
+                # be driven, or maybe-jobs filling the plan would block each other forever.
+                counted = source.job_id is not None or source.submit_started_at is not None
+                if not counted and busy + in_flight >= limit:
                     continue
             elif busy >= limit:
                 continue
