@@ -30,13 +30,13 @@ import common
 
 def start(root: Path, sim: common.GladiaSimulator, inbox: Path, journal: Path,
           profile: Path | None) -> tuple[float, float, float]:
-    """Start the daemon; returns seconds to READY, seconds to the scan's end, RSS MB at READY."""
+    """Start the daemon; returns seconds to READY and to the scan's end, RSS MB after it."""
     config = common.write_config(root / "config.toml", api_url=sim.base_url, journal=journal,
                                  watches=[inbox])
     with common.Daemon(config, root, profile=profile) as daemon:
         ready = daemon.wait_ready(timeout=900)
-        rss = (common.proc_status_kb(daemon.pid, "VmRSS") or 0) / 1024
         scan = daemon.wait_events("scan_finished", 1, timeout=600)[0]
+        rss = (common.proc_status_kb(daemon.pid, "VmRSS") or 0) / 1024
     return ready, common.log_time(scan) - daemon.spawned_wall, rss
 
 
@@ -66,7 +66,8 @@ def main() -> None:
     common.print_machine()
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
-    print(f"{'case':<12} {'size':>14} {'build':>7} {'READY':>8} {'scanned':>8} {'RSS':>8}")
+    print(f"{'case':<12} {'size':>14} {'build':>7} {'READY':>8} {'scanned':>8} {'RSS':>8}"
+          "  (RSS read once the scan has finished)")
     # Jobs never finish during the measurement: only start-up is timed.
     with common.GladiaSimulator(api_key=common.API_KEY, job_seconds=3600, concurrency=3) as sim:
         for case in cases:
