@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon_harness import DaemonProcess, wait_until, watcherd
+from tests.daemon_harness import DaemonProcess, wait_until, watcherd, write_config
 from tests.speech import speak, word_error_rate
 
 SENTENCE = ("The quick brown fox jumps over the lazy dog. "
@@ -109,3 +109,81 @@ class TestOffline:
         assert times and all(start < end for start, end in times)
         assert all(a[0] <= b[0] for a, b in itertools.pairwise(times))
         assert srt.startswith("1\n")
+
+
+class TestPerFolderEngine:
+    """A folder can insist on the local engine; a Gladia folder can fall back to it."""
+
+    def test_private_folder_never_reaches_gladia(self, tmp_path: Path,
+                                                 no_key_env: dict[str, str]) -> None:
+        """engine = "local" in one watch: its file is transcribed locally and never uploaded,
+        while the other folder's file goes to Gladia."""
+        from tests.gladia_sim import GladiaSimulator, make_wav
+
+        with GladiaSimulator(api_key="k-123456", job_seconds=0.2) as sim:
+            private, shared = tmp_path / "private", tmp_path / "shared"
+            private.mkdir()
+            shared.mkdir()
+            config = write_config(
+                tmp_path / "c.toml", api_url=sim.base_url, api_key="k-123456",
+                journal=tmp_path / "j.db", watches=[shared],
+                extra=f'\n[[watch]]\npath = "{private}"\nengine = "local"\n')
+            # The simulator is on loopback: keep the poisoned proxy for everything else.
+            env = no_key_env | {"NO_PROXY": "127.0.0.1,localhost"}
+            daemon = DaemonProcess(config, tmp_path / "d.log", env=env).start()
+            try:
+                daemon.wait_for_event("ready", timeout=120)
+                speech = speak(SENTENCE, tmp_path / "s.wav")
+                (private / "secret.wav").write_bytes(speech.read_bytes())
+                make_wav(shared / "public.wav", seconds=0.3, salt="public")
+                wait_until(lambda: (private / "secret.txt").exists()
+                           and (shared / "public.txt").exists(), timeout=180,
+                           message="both transcripts")
+                assert json.loads((private / "secret.json").read_text())["engine"] == "local"
+                assert word_error_rate(SENTENCE, (private / "secret.txt").read_text()) < 0.25
+                assert [u["filename"] for u in sim.uploads()] == ["public.wav"]
+                assert daemon.terminate() == 0
+            finally:
+                daemon.stop()
+
+    def test_fallback_to_local_when_gladia_is_down(self, tmp_path: Path,
+                                                   no_key_env: dict[str, str]) -> None:
+        """fallback = "local": with the API down past fallback_after_seconds, the file is
+        transcribed locally (the outputs say local) and no Gladia job is ever made."""
+        from tests.gladia_sim import GladiaSimulator
+
+        with GladiaSimulator(api_key="k-123456", job_seconds=0.2) as sim:
+            inbox = tmp_path / "inbox"
+            inbox.mkdir()
+            config = write_config(
+                tmp_path / "c.toml", api_url=sim.base_url, api_key="k-123456",
+                journal=tmp_path / "j.db", watches=[],
+                extra=(f'\n[engine]\nfallback_after_seconds = 1\n'
+                       f'\n[[watch]]\npath = "{inbox}"\nfallback = "local"\n'))
+            sim.set_outage(True)
+            # The simulator is on loopback: keep the poisoned proxy for everything else.
+            env = no_key_env | {"NO_PROXY": "127.0.0.1,localhost"}
+            daemon = DaemonProcess(config, tmp_path / "d.log", env=env).start()
+            try:
+                daemon.wait_for_event("ready", timeout=120)
+                speech = speak(SENTENCE, tmp_path / "s.wav")
+                (inbox / "memo.wav").write_bytes(speech.read_bytes())
+                wait_until((inbox / "memo.txt").exists, timeout=180, message="transcript")
+                assert json.loads((inbox / "memo.json").read_text())["engine"] == "local"
+                assert any(line.get("event") == "fallback_to_local"
+                           for line in daemon.log_lines())
+                sim.set_outage(False)
+                assert sim.jobs() == []
+                assert daemon.terminate() == 0
+            finally:
+                daemon.stop()
+
+    def test_gladia_folder_without_key_refused(self, tmp_path: Path,
+                                               no_key_env: dict[str, str]) -> None:
+        """engine = "gladia" on a watch with no key: exit 2 naming the folder."""
+        config = write_config(tmp_path / "c.toml", api_url=None, api_key=None,
+                              journal=tmp_path / "j.db", watches=[],
+                              extra=f'\n[[watch]]\npath = "{tmp_path}"\nengine = "gladia"\n')
+        result = watcherd("run", "--config", str(config), env=no_key_env)
+        assert result.returncode == 2
+        assert "GLADIA_API_KEY" in result.stderr and str(tmp_path) in result.stderr
