@@ -189,7 +189,7 @@ def test_example_file_documents_every_key() -> None:
         "format",
         "level",
         "interval_seconds",
-        "workers", "cpu_threads", "beam_size",
+        "workers", "cpu_threads", "beam_size", "fallback_after_seconds",
         "on_done", "on_failed", "timeout_seconds", "textfile",
         *config_module.KNOWN_OPTIONS,
         *config_module.REFUSED_OPTIONS,
@@ -1076,3 +1076,18 @@ def test_unreadable_key_file_tolerated_when_key_not_needed(tmp_path: Path) -> No
     assert config.gladia.api_key is None
     assert config.gladia.api_key_origin is not None
     assert "not readable here" in config.gladia.api_key_origin
+
+
+def test_watch_engine_and_fallback(tmp_path: Path) -> None:
+    """A watch may name its engine and a fallback; [defaults] may set the fallback."""
+    config = parse_config(
+        {"defaults": {"fallback": "local"}, "engine": {"fallback_after_seconds": 30},
+         "watch": [{"path": str(tmp_path / "a"), "engine": "local"},
+                   {"path": str(tmp_path / "b"), "fallback": "none"}]},
+        source=None, env={})
+    assert config.watches[0].engine == "local" and config.watches[0].fallback == "local"
+    assert config.watches[1].engine is None and config.watches[1].fallback == "none"
+    assert config.fallback_after_seconds == 30
+    with pytest.raises(ConfigError, match=re.escape("watch[1].engine")):
+        parse_config({"watch": [{"path": str(tmp_path), "engine": "whisper"}]},
+                     source=None, env={})
