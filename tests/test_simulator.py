@@ -957,6 +957,9 @@ class TestFaults:
         assert not isinstance(caught.value, httpx.ConnectError)
         assert sim.jobs() == []
         assert create(client, url).status_code == 201
+        # The ledger records a request once its response has gone out: wait for the second.
+        wait_for(lambda: len([r for r in sim.requests() if r.endpoint == "create"]) == 2,
+                 what="both creates in the ledger")
         assert [r.status for r in sim.requests() if r.endpoint == "create"] == [None, 201]
 
     def test_lose_response_creates_the_job_but_the_client_sees_a_dropped_connection(
