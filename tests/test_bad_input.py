@@ -291,8 +291,6 @@ class TestNotFiles:
         loops = {str(inbox / n) for n in ("self.wav", "a.wav", "b.wav", "late.wav")}
         assert not [r for r in daemon.status() if r["path"] in loops and r["state"] != "failed"]
 
-    @pytest.mark.xfail(strict=True, reason="symlink loops are skipped silently by the watcher "
-                       "scan and the worker intake (owned by others); see the issue 4 report")
     def test_symlink_loop_reason_in_status(self, start: Any, inbox: Path) -> None:
         """A looping link named like audio shows in status as failed, saying it is a link loop."""
         _make_loops(inbox)

@@ -457,6 +457,32 @@ class Journal:
                     touched.append(source.id)
         return [self.get(i) for i in touched]
 
+    def record_unreadable(self, path: str, root: str, options_json: str, reason: str
+                          ) -> Source:
+        """A path where a source should be but that cannot be read: a failed row with why."""
+        now = time.time()
+        with self._transaction() as conn:
+            row = conn.execute("SELECT * FROM sources WHERE path = ?", (path,)).fetchone()
+            if row is None:
+                cur = conn.execute(
+                    "INSERT INTO sources (path, watch_root, state, options_json, attempts,"
+                    " job_errors, last_error, created_at, updated_at)"
+                    " VALUES (?, ?, 'failed', ?, 0, 0, ?, ?, ?)",
+                    (path, root, options_json, reason, now, now),
+                )
+                source_id = cur.lastrowid
+                assert source_id is not None
+                conn.execute(
+                    "INSERT INTO events (source_id, at, from_state, to_state, actor, reason)"
+                    " VALUES (?, ?, NULL, 'failed', 'worker', ?)",
+                    (source_id, now, reason),
+                )
+            else:
+                source_id = row["id"]
+                self._move(conn, _row_to_source(row), "failed", actor="worker", reason=reason,
+                           last_error=reason)
+        return self.get(source_id)
+
     def retry(self, paths: Sequence[str] = (), *, all_failed: bool = False) -> list[Source]:
         """Put failed (or waiting) sources back in the queue now; returns those moved."""
         if all_failed:

@@ -269,9 +269,12 @@ def _walk(rules: SourceFilter, top: Path, top_rel: str) -> Iterator[Path]:
                         subfolders.append((entry.path, entry_rel))
                     continue
                 is_file = entry.is_file()
+                odd_link = False
             except OSError:
-                continue
-            if is_file and rules.file_reason(entry_rel, entry.name) is None:
+                # A link that leads nowhere usable (a loop) is handed on so the worker can
+                # say why it is not transcribed.
+                is_file, odd_link = False, entry.is_symlink()
+            if (is_file or odd_link) and rules.file_reason(entry_rel, entry.name) is None:
                 yield Path(entry.path)
         stack.extend(reversed(subfolders))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import math
 import stat
@@ -87,7 +88,11 @@ def _look(paths: Iterable[Path], index: WatchIndex | None = None) -> list[Seen]:
             seen.append(Seen(path, None))
             continue
         except OSError as exc:
-            seen.append(Seen(path, None, f"cannot read it: {exc.strerror or exc}"))
+            problem = f"cannot read it: {exc.strerror or exc}"
+            if exc.errno == errno.ELOOP:
+                problem += " (the link points back at itself); fix or remove the link"
+            watch = index.watch_for(path) if index is not None else None
+            seen.append(Seen(path, None, problem, watch=watch))
             continue
         if not stat.S_ISREG(st.st_mode):
             continue
@@ -403,6 +408,16 @@ class Worker:
 
     def _vanished(self, item: Seen) -> None:
         source = self.journal.by_path(str(item.path))
+        watch = self._explicit.get(item.path) or item.watch
+        if item.problem is not None and watch is not None and (
+            source is None or source.state in ("done", "gone")
+        ):
+            # Unreadable where a source should be (a link loop, no permission on the entry):
+            # say so in status instead of skipping it silently.
+            self.journal.record_unreadable(str(item.path), str(watch.path),
+                                           self._options_text(watch), item.problem)
+            log.error("source_failed", source=str(item.path), reason=item.problem)
+            return
         if source is None or source.state not in ACTIVE_STATES:
             self._book.sources.pop(str(item.path), None)
             return
