@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from watcherd import outcomes
 from watcherd.backoff import retry_delay
 from watcherd.errors import SourceError
 from watcherd.journal import FileStat, Journal, Source
@@ -62,15 +62,15 @@ class LocalPipeline:
             if exc.transient:
                 self._retry_later(source_id, exc.message)
             else:
-                self._fail(source_id, exc.message)
+                outcomes.fail(self.journal, source_id, exc.message)
         except ModelError as exc:
-            self._wait(source_id, exc.message, MODEL_RETRY_SECONDS)
+            outcomes.wait(self.journal, source_id, exc.message, MODEL_RETRY_SECONDS)
             log.error("local_model_unusable", source=source.path, error=exc.message)
         except SourceError as exc:
             if exc.transient:
-                self._resettle(source_id, exc.message)
+                outcomes.resettle(self.journal, source_id, exc.message)
             else:
-                self._fail(source_id, exc.message)
+                outcomes.fail(self.journal, source_id, exc.message)
         except OutputsNotWritten as exc:
             # Disk full, folder not writable...: the result is kept in the journal, so a later
             # attempt writes the files without transcribing again.
@@ -161,50 +161,19 @@ class LocalPipeline:
         """Schedule another attempt with backoff; returns the delay."""
         attempts = self.journal.get(source_id).attempts + 1
         delay = retry_delay(attempts, base=self.retry_base, cap=self.retry_cap)
-        self._wait(source_id, reason, delay, attempts=attempts)
+        outcomes.wait(self.journal, source_id, reason, delay, attempts=attempts)
         return delay
 
     def _retry_later(self, source_id: int, reason: str) -> None:
         current = self.journal.get(source_id)
         attempts = current.attempts + 1
         if attempts >= self.retry_budget:
-            self._fail(source_id, f"the local engine failed {attempts} times on this file "
-                       f"(last: {reason}); run `watcherd retry` to try again",
-                       attempts=attempts)
+            outcomes.fail(self.journal, source_id,
+                          f"the local engine failed {attempts} times on this file "
+                          f"(last: {reason}); run `watcherd retry` to try again",
+                          attempts=attempts)
             return
         delay = retry_delay(attempts, base=self.retry_base, cap=self.retry_cap)
-        self._wait(source_id, reason, delay, attempts=attempts)
+        outcomes.wait(self.journal, source_id, reason, delay, attempts=attempts)
         log.warning("local_engine_transient_error", source=current.path, error=reason,
                     retry_in=round(delay, 1))
-
-    def _wait(self, source_id: int, reason: str, delay: float, *, attempts: int | None = None
-              ) -> None:
-        source = self.journal.get(source_id)
-        changes: dict[str, Any] = {"next_attempt_at": time.time() + delay, "last_error": reason}
-        if attempts is not None:
-            changes["attempts"] = attempts
-        self.journal.transition(source, "waiting", actor="worker", reason=reason, **changes)
-
-    def _fail(self, source_id: int, reason: str, *, attempts: int | None = None) -> None:
-        source = self.journal.get(source_id)
-        changes: dict[str, Any] = {} if attempts is None else {"attempts": attempts}
-        self.journal.transition(
-            source, "failed", actor="worker", reason=reason, last_error=reason,
-            next_attempt_at=None, **changes,
-        )
-        log.error("source_failed", source=source.path, reason=reason)
-
-    def _resettle(self, source_id: int, reason: str) -> None:
-        source = self.journal.get(source_id)
-        if not Path(source.path).exists():
-            self.journal.transition(
-                source, "gone", actor="worker", reason=f"source {reason}",
-                last_error="the source disappeared before it was transcribed",
-            )
-            log.warning("source_gone", source=source.path)
-            return
-        self.journal.transition(
-            source, "pending", actor="worker", reason=f"source {reason}", sha256=None,
-            content_key=None, note=f"the file {reason}; waiting for it to settle",
-            changed_at=time.time(),
-        )

@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from watcherd import media, outputs
+from watcherd import media, outcomes, outputs
 from watcherd.backoff import poll_delays, retry_delay
 from watcherd.errors import (
     AuthError,
@@ -134,9 +134,9 @@ class GladiaPipeline:
         except Stopped:
             pass
         except Later as later:
-            self._wait(source_id, later.reason, later.delay)
+            outcomes.wait(self.journal, source_id, later.reason, later.delay)
         except AuthError as exc:
-            self._wait(source_id, exc.describe(), 300.0)
+            outcomes.wait(self.journal, source_id, exc.describe(), 300.0)
             self.on_auth_error(exc)
         except TransientGladiaError as exc:
             current = self.journal.get(source_id)
@@ -145,17 +145,17 @@ class GladiaPipeline:
                 attempts, retry_after=exc.retry_after, base=self.timing.retry_base,
                 cap=self.timing.retry_cap,
             )
-            self._wait(source_id, exc.describe(), delay, attempts=attempts)
+            outcomes.wait(self.journal, source_id, exc.describe(), delay, attempts=attempts)
             bound.warning("gladia_transient_error", error=exc.describe(), retry_in=round(delay, 1))
             if not exc.maybe_sent:
                 self.on_api_down(exc)
         except PermanentGladiaError as exc:
-            self._fail(source_id, _permanent_reason(exc))
+            outcomes.fail(self.journal, source_id, _permanent_reason(exc))
         except SourceError as exc:
             if exc.transient:
-                self._resettle(source_id, exc.message)
+                outcomes.resettle(self.journal, source_id, exc.message)
             else:
-                self._fail(source_id, exc.message)
+                outcomes.fail(self.journal, source_id, exc.message)
         except OutputsNotWritten as exc:
             # Disk full, folder not writable...: the result is kept in the journal, so a later
             # attempt writes the files without a new job.
@@ -164,7 +164,7 @@ class GladiaPipeline:
             error = exc.error.strerror or str(exc.error)
             reason = f"cannot write the transcript next to the source: {error}; retrying later"
             delay = retry_delay(attempts, base=self.timing.retry_base, cap=self.timing.retry_cap)
-            self._wait(source_id, reason, delay, attempts=attempts)
+            outcomes.wait(self.journal, source_id, reason, delay, attempts=attempts)
             bound.error("outputs_not_written", error=str(exc.error), retry_in=round(delay, 1))
         except OSError as exc:
             # Reading the source or its folder failed in a way the steps did not foresee
@@ -173,7 +173,7 @@ class GladiaPipeline:
             attempts = current.attempts + 1
             reason = f"cannot read the source: {exc.strerror or exc}; retrying later"
             delay = retry_delay(attempts, base=self.timing.retry_base, cap=self.timing.retry_cap)
-            self._wait(source_id, reason, delay, attempts=attempts)
+            outcomes.wait(self.journal, source_id, reason, delay, attempts=attempts)
             bound.warning("source_unreadable", error=str(exc), retry_in=round(delay, 1))
 
     # -- steps ---------------------------------------------------------------------------
@@ -398,40 +398,6 @@ class GladiaPipeline:
         if not os.path.exists(source.path):
             raise SourceError("disappeared before its transcript was written", transient=True)
 
-    def _wait(self, source_id: int, reason: str, delay: float, *, attempts: int | None = None
-              ) -> None:
-        source = self.journal.get(source_id)
-        changes: dict[str, Any] = {"next_attempt_at": time.time() + delay, "last_error": reason}
-        if attempts is not None:
-            changes["attempts"] = attempts
-        self.journal.transition(source, "waiting", actor="worker", reason=reason, **changes)
-
-    def _fail(self, source_id: int, reason: str) -> None:
-        source = self.journal.get(source_id)
-        self.journal.transition(
-            source, "failed", actor="worker", reason=reason, last_error=reason,
-            next_attempt_at=None, submit_started_at=None,
-        )
-        log.error("source_failed", source=source.path, reason=reason)
-
-    def _resettle(self, source_id: int, reason: str) -> None:
-        source = self.journal.get(source_id)
-        if not Path(source.path).exists():
-            self.journal.transition(
-                source, "gone", actor="worker", reason=f"source {reason}",
-                last_error="the source disappeared before it was transcribed",
-                submit_started_at=None,
-            )
-            log.warning("source_gone", source=source.path, reason=f"source {reason}")
-            return
-        # Start over from settling: new bytes mean a new content key, so nothing of the old
-        # version's remote work applies (a job made for it stays findable by its own key).
-        self.journal.transition(
-            source, "pending", actor="worker", reason=f"source {reason}", sha256=None,
-            content_key=None, audio_url=None, job_id=None, submit_started_at=None,
-            note=f"the file {reason}; waiting for it to settle", changed_at=time.time(),
-        )
-        log.info("source_changed", source=source.path, reason=f"source {reason}")
 
 
 async def finish(
