@@ -2,6 +2,7 @@
 
 Usage: python bench/bench_sdk.py --sdk-python /work/bench-venv/bin/python
        [--files 12] [--concurrency 3] [--job-seconds 5] [--settle 2.0] [--sdk-interval 3.0]
+       [--callback]
        (or set WATCHERD_SDK_PYTHON instead of --sdk-python)
 
 Three clients transcribe the same N recordings, one after the other, against one simulator
@@ -9,7 +10,9 @@ that runs C jobs at once for T seconds each:
   watcherd      the real daemon, max_concurrent_jobs = C, files dropped into its folder;
   SDK loop      `for f in files: client.transcribe(f)` (gladiaio-sdk's one-call upload, create
                 and poll), writing NAME.txt and NAME.json like watcherd does;
-  SDK pool      the same call in a thread pool of C workers.
+  SDK pool      the same call in a thread pool of C workers;
+  watcherd+cb   (with --callback) the daemon again, on fresh copies, with its [callback]
+                listener on, so the simulator tells it when each job ends.
 The SDK polls at a fixed interval (transcribe(..., interval=3.0) by default), watcherd on a
 growing schedule (about 1 s, then x1.5 up to 30 s). The SDK must never be installed into
 watcherd's own environment: it runs in its own interpreter, as a subprocess of this script.
@@ -140,6 +143,8 @@ def main() -> None:
     parser.add_argument("--sdk-interval", type=float, default=3.0,
                         help="the SDK's poll interval (its default is 3.0 s)")
     parser.add_argument("--audio-seconds", type=float, default=5.0)
+    parser.add_argument("--callback", action="store_true",
+                        help="also run watcherd with its [callback] listener on")
     args = parser.parse_args()
     python = sdk_python(args.sdk_python)
     common.stop_on_signals()
@@ -156,6 +161,16 @@ def main() -> None:
                                             seconds=args.audio_seconds, salt="sdk")
         runs.append(common.run_watcherd_batch(sim, recordings, root / "watcherd",
                                               concurrency=c, settle_seconds=args.settle))
+        if args.callback:
+            sim.wait_idle(timeout=600)
+            # Fresh content: watcherd would rightly adopt the jobs of the first run.
+            again = common.make_recordings(root / "recordings-cb", n,
+                                           seconds=args.audio_seconds, salt="sdk-callback")
+            with_callback = common.run_watcherd_batch(
+                sim, again, root / "watcherd-cb", concurrency=c, settle_seconds=args.settle,
+                extra_config=common.callback_config(),
+            )
+            with_callback.name = "watcherd+cb"
         for mode, workers, label in (("loop", 1, "SDK loop"), ("pool", c, f"SDK pool x{c}")):
             sim.wait_idle(timeout=600)
             folder = root / mode
@@ -170,6 +185,8 @@ def main() -> None:
                 gets=sum(1 for r in requests if r.endpoint == "get"), requests=len(requests),
                 errors=len(figures["errors"]), notes=figures["errors"][:3],
             ))
+    if args.callback:
+        runs.insert(1, with_callback)
     ideal = n * t / c
     watcherd = runs[0]
     print(f"ideal makespan {ideal:.1f} s (N*T/C)")
@@ -185,6 +202,9 @@ def main() -> None:
             print(f"  {run.errors} errors: {run.notes}")
     for run in runs[1:]:
         print(f"{run.name} makespan / watcherd makespan = {run.makespan / watcherd.makespan:.2f}")
+    if args.callback:
+        print("(watcherd+cb: the same daemon with [callback] listen on; Gladia must then reach "
+              "the listener through a public URL)")
     common.print_phases(watcherd.phases, t)
 
 

@@ -1,7 +1,8 @@
 """Throughput: N recordings through the real daemon against the simulator; makespan, efficiency.
 
 Usage: python bench/bench_throughput.py [--files 12] [--concurrency 3] [--job-seconds 5]
-       [--settle 2.0] [--audio-seconds 5] [--repeat 1] [--poll-cap S] [--profile FILE]
+       [--settle 2.0] [--audio-seconds 5] [--repeat 1] [--poll-cap S] [--callback]
+       [--profile FILE]
 The simulator runs C jobs at once, each for exactly T seconds, so no client can finish N files
 in less than N*T/C: efficiency = (N*T/C) / makespan, where 1.0 is that ceiling. The daemon runs
 with max_concurrent_jobs = C and watcherd's production timings (settle, poll schedule).
@@ -34,6 +35,9 @@ def main() -> None:
     parser.add_argument("--poll-cap", type=float, default=None,
                         help="what-if: cap watcherd's wait between polls at this many seconds "
                              "(the WATCHERD_POLL_CAP test knob; production caps at 30)")
+    parser.add_argument("--callback", action="store_true",
+                        help="turn on watcherd's [callback] listener: the simulator calls it "
+                             "when a job ends, so the result is fetched at once")
     parser.add_argument("--profile", type=Path, default=None,
                         help="run the daemon under cProfile and write the profile here")
     args = parser.parse_args()
@@ -45,6 +49,10 @@ def main() -> None:
     if args.poll_cap is not None:
         env["WATCHERD_POLL_CAP"] = str(args.poll_cap)
         print(f"what-if: polls at most {args.poll_cap:g} s apart (production: 30 s)")
+    extra = ""
+    if args.callback:
+        extra = common.callback_config()
+        print("callbacks on: [callback] listen on 127.0.0.1; polling goes on as a safety net")
     ideal = n * t / c
     print(f"ideal makespan    {ideal:.1f} s (N*T/C)")
     runs = []
@@ -59,7 +67,8 @@ def main() -> None:
             sim.wait_idle(timeout=600)
             run = common.run_watcherd_batch(sim, recordings, Path(tmp) / f"watcherd{i}",
                                             concurrency=c, settle_seconds=args.settle,
-                                            profile=args.profile, env=env)
+                                            profile=args.profile, env=env,
+                                            extra_config=extra)
             runs.append(run)
             print(f"watcherd makespan {run.makespan:.1f} s, efficiency "
                   f"{run.efficiency(n, t, c):.2f} (1.0 is the plan's ceiling)", flush=True)

@@ -236,6 +236,14 @@ def write_config(
     return path
 
 
+def callback_config() -> str:
+    """A ``[callback]`` table on a free loopback port (the simulator calls it when a job ends)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f'\n[callback]\nlisten = "127.0.0.1:{port}"\n'
+
+
 # -- sd_notify -------------------------------------------------------------------------------
 
 
@@ -586,7 +594,7 @@ class BatchRun:
 def run_watcherd_batch(
     sim: GladiaSimulator, recordings: Sequence[Path], workdir: Path, *, concurrency: int,
     settle_seconds: float = 2.0, timeout: float = 1800.0, profile: Path | None = None,
-    env: dict[str, str] | None = None,
+    env: dict[str, str] | None = None, extra_config: str = "",
 ) -> BatchRun:
     """Start the daemon on an empty folder, drop every recording in at once, time the batch.
 
@@ -599,7 +607,8 @@ def run_watcherd_batch(
     inbox.mkdir()
     config = write_config(workdir / "config.toml", api_url=sim.base_url,
                           journal=workdir / "journal.db", watches=[inbox],
-                          max_concurrent_jobs=concurrency, settle_seconds=settle_seconds)
+                          max_concurrent_jobs=concurrency, settle_seconds=settle_seconds,
+                          extra=extra_config)
     before = len(sim.requests())
     with Daemon(config, workdir, profile=profile, env=dict(env or {})) as daemon:
         daemon.wait_ready()
