@@ -217,3 +217,44 @@ class TestQueries:
         assert journal.output_base_taken("/in/t", by_other_than="/in/t.wav")
         assert not journal.output_base_taken("/in/t", by_other_than="/in/t.mp3")
         assert not journal.output_base_taken("/in/x", by_other_than="/in/t.wav")
+
+
+class TestMigrations:
+    """Old journals are brought up to date, in place, without losing rows."""
+
+    def test_v1_journal_migrates_to_current(self, tmp_path: Path) -> None:
+        """A journal at schema 1 with a row opens at the current schema with the row intact."""
+        from watcherd import journal as journal_module
+
+        path = tmp_path / "old.db"
+        conn = sqlite3.connect(path)
+        import sqlite_utils
+
+        journal_module._schema_v1(sqlite_utils.Database(conn, execute_plugins=False))
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(
+            "INSERT INTO sources (path, watch_root, state, options_json, attempts, job_errors,"
+            " created_at, updated_at) VALUES ('/in/a.wav', '/in', 'done', '{}', 0, 0, 1, 1)")
+        conn.commit()
+        conn.close()
+        with Journal.open(path, exclusive=True) as j:
+            assert [s.state for s in j.all()] == ["done"]
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        conn.close()
+        assert "sources_unsettled" in names
+
+
+class TestSettleMany:
+    """Recording hashed sources in one transaction."""
+
+    def test_only_unchanged_pending_sources_are_recorded(self, journal: Journal) -> None:
+        """A source that changed after it was read is left for a later settle."""
+        a, b = journal.observe_many([("/in/a.mp3", "/in", _stat(), "{}"),
+                                     ("/in/b.mp3", "/in", _stat(), "{}")])
+        journal.observe_many([("/in/b.mp3", "/in", _stat(size=99), "{}")])
+        recorded = journal.settle_many([(a, "sa", "ka", _stat()), (b, "sb", "kb", _stat())])
+        assert recorded == [a.id]
+        assert journal.get(a.id).content_key == "ka"
+        assert journal.get(b.id).content_key is None

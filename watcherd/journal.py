@@ -57,7 +57,7 @@ ACTIVE_STATES: tuple[State, ...] = (
     "transcribing",
     "waiting",
 )
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _log = structlog.get_logger("watcherd.journal")
 
 
@@ -457,6 +457,29 @@ class Journal:
                     touched.append(source.id)
         return [self.get(i) for i in touched]
 
+    def settle_many(self, items: Iterable[tuple[Source, str, str, FileStat]]) -> list[int]:
+        """Record hashed sources ``(source, sha256, content key, stat)`` in one transaction.
+
+        Only a source still ``pending`` and unchanged since it was read (same ``changed_at``)
+        is recorded; one that changed meanwhile is settled again later. Returns the ids
+        recorded.
+        """
+        recorded = []
+        with self._transaction() as conn:
+            for source, digest, key, st in items:
+                row = conn.execute("SELECT * FROM sources WHERE id = ?", (source.id,)).fetchone()
+                if row is None or row["state"] != "pending" or (
+                    row["changed_at"] != source.changed_at
+                ) or row["options_json"] != source.options_json:
+                    continue
+                self._move(
+                    conn, _row_to_source(row), "pending", actor="worker",
+                    reason="settled and hashed", sha256=digest, content_key=key, note="queued",
+                    size=st.size, mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode,
+                )
+                recorded.append(source.id)
+        return recorded
+
     def record_unreadable(self, path: str, root: str, options_json: str, reason: str
                           ) -> Source:
         """A path where a source should be but that cannot be read: a failed row with why."""
@@ -596,7 +619,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     if version > SCHEMA_VERSION:
         raise sqlite3.DatabaseError(f"schema {version} is newer than this watcherd knows")
     db = sqlite_utils.Database(conn, execute_plugins=False)
-    steps = {1: _schema_v1}
+    steps = {1: _schema_v1, 2: _schema_v2}
     for target in range(version + 1, SCHEMA_VERSION + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -639,3 +662,11 @@ def _schema_v1(db: sqlite_utils.Database) -> None:
         pk="content_key",
         not_null={"job_id", "job_json", "created_at"},
     )
+
+
+def _schema_v2(db: sqlite_utils.Database) -> None:
+    """Settling asks for unsettled pending sources oldest-change first: index that order."""
+    db["sources"].create_index(  # type: ignore[union-attr]
+        ["state", "content_key", "changed_at"], index_name="sources_unsettled"
+    )
+    db["sources"].create_index(["job_id"])  # type: ignore[union-attr]

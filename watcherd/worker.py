@@ -557,11 +557,13 @@ class Worker:
         try:
             async with self._hash_slots:
                 outcomes = await asyncio.to_thread(_hash_all, batch)
+            hashed = []
             for source, outcome in outcomes:
                 if isinstance(outcome, SourceError):
                     self._settle_failed(source, outcome)
                 else:
-                    self._hashed(source, *outcome)
+                    hashed.append((source, *outcome))
+            self._hashed(hashed)
         finally:
             for source in batch:
                 self._hashing.pop(source.id, None)
@@ -571,19 +573,16 @@ class Worker:
                 self._book.dirty = True
             self._wake.set()
 
-    def _hashed(self, source: Source, digest: str, st: FileStat) -> None:
-        """Record a settled source's content: it is now queued for its engine."""
-        current = self.journal.get(source.id)
-        if current.state != "pending" or current.changed_at != source.changed_at:
-            return  # it changed again meanwhile; a later tick settles the new version
-        key = content_key(digest, current.options_json)
-        self.journal.transition(
-            current, "pending", actor="worker", reason="settled and hashed",
-            sha256=digest, content_key=key, note="queued",
-            size=st.size, mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode,
-        )
-        self._book.sources.pop(source.path, None)
-        log.info("source_ready", source=source.path, sha256=digest[:16])
+    def _hashed(self, hashed: list[tuple[Source, str, FileStat]]) -> None:
+        """Record settled sources' content in one transaction: they are now queued."""
+        recorded = set(self.journal.settle_many(
+            (source, digest, content_key(digest, source.options_json), st)
+            for source, digest, st in hashed
+        ))
+        for source, digest, _ in hashed:
+            if source.id in recorded:
+                self._book.sources.pop(source.path, None)
+                log.info("source_ready", source=source.path, sha256=digest[:16])
 
     def _settle_failed(self, source: Source, exc: SourceError) -> None:
         current = self.journal.get(source.id)
