@@ -84,9 +84,11 @@ def start_watcher() -> Iterator[StartWatcher]:
     started: list[Watcher] = []
 
     def start(
-        *watches: WatchConfig, hint: Callable[[Path], None], ready: bool = True, **kwargs: float
+        *watches: WatchConfig, hint: Callable[[Path], None], ready: bool = True,
+        poll_interval: float = 2.0, root_retry_seconds: float = 30.0,
     ) -> Watcher:
-        watcher = Watcher(list(watches), hint, **kwargs)
+        watcher = Watcher(list(watches), hint, poll_interval=poll_interval,
+                          root_retry_seconds=root_retry_seconds)
         started.append(watcher)
         watcher.start()
         if ready:
