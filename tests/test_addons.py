@@ -415,8 +415,8 @@ def with_listener(config: Config, *, webhook: bool = False) -> Config:
 
 def test_callback_from_gladia_finishes_the_file(tmp_path: Path, sim: GladiaSimulator) -> None:
     """The job carries the tokened callback URL; Gladia's callback reaches the listener, which
-    makes the pipeline GET the job at once: two GETs in all (one right after create, one after
-    the callback); the slowed safety-net poll would not have come back for 30 s."""
+    makes the pipeline GET the job at once: one GET in all (a job just created is not polled
+    while its callback is expected); the slowed safety-net poll would not come for 30 s."""
     sim.job_seconds = 1.0
     config = with_listener(simple_config(tmp_path, sim))
     path = tmp_path / "inbox" / "cb.wav"
@@ -436,7 +436,7 @@ def test_callback_from_gladia_finishes_the_file(tmp_path: Path, sim: GladiaSimul
     assert sent["method"] == "POST" and sent["url"].endswith(f"/callback/{token}")
     (delivery,) = sim.callbacks()
     assert (delivery["status"], delivery["event"]) == (200, "transcription.success")
-    assert gets_of(sim, job["id"]) == 2
+    assert gets_of(sim, job["id"]) == 1
     assert " ".join((path.with_suffix(".txt")).read_text(encoding="utf-8").split()) == (
         expected_transcript(data))
     assert token not in path.with_suffix(".json").read_text(encoding="utf-8")
@@ -457,13 +457,13 @@ def test_error_callback_fails_the_file_at_once(tmp_path: Path, sim: GladiaSimula
     run(body)
     (delivery,) = sim.callbacks()
     assert (delivery["status"], delivery["event"]) == (200, "transcription.error")
-    assert gets_of(sim, sim.jobs()[0]["id"]) == 2
+    assert gets_of(sim, sim.jobs()[0]["id"]) == 1
 
 
 def test_forged_callbacks_and_webhooks_do_not_wake_the_job(tmp_path: Path,
                                                            sim: GladiaSimulator) -> None:
     """While a job runs, forged requests naming it (bad token, bad signature, stale replay)
-    cause no GET: the job still costs exactly two, the second after Gladia's real callback."""
+    cause no GET: the job still costs exactly one, after Gladia's real callback."""
     sim.job_seconds = 1.5
     config = with_listener(simple_config(tmp_path, sim), webhook=True)
     path = tmp_path / "inbox" / "long.wav"
@@ -474,7 +474,7 @@ def test_forged_callbacks_and_webhooks_do_not_wake_the_job(tmp_path: Path,
             assert s.listener is not None
             s.worker.hint(path)
             job_id = await until(lambda: job_id_of(s.journal), what="job created")
-            await until(lambda: gets_of(sim, job_id) == 1, what="first poll")
+            await until(lambda: states(s.journal) == ["submitted"], what="awaiting the job")
             host, port = s.listener.address
             base = f"http://{host}:{port}"
             hook = json.dumps({"event": "transcription.success",
@@ -493,14 +493,15 @@ def test_forged_callbacks_and_webhooks_do_not_wake_the_job(tmp_path: Path,
                         "webhook-signature": sign(key, "msg_old", stale, hook)}),
                 ]
             assert [r.status_code for r in forged] == [404, 401, 401]
+            assert gets_of(sim, job_id) == 0
             await until(lambda: states(s.journal) == ["done"], what="done")
     run(body)
-    assert gets_of(sim, sim.jobs()[0]["id"]) == 2
+    assert gets_of(sim, sim.jobs()[0]["id"]) == 1
 
 
 def test_signed_webhook_alone_finishes_the_file(tmp_path: Path, sim: GladiaSimulator) -> None:
     """With only dashboard webhooks (no per-job callback), a signed transcription.success
-    webhook makes the pipeline GET the job once more and finish it."""
+    webhook makes the pipeline GET the job (once) and finish it."""
     config = with_listener(simple_config(tmp_path, sim), webhook=True)
     path = tmp_path / "inbox" / "hook.wav"
     make_wav(path, seconds=0.3, salt="webhook")
@@ -512,8 +513,7 @@ def test_signed_webhook_alone_finishes_the_file(tmp_path: Path, sim: GladiaSimul
             s.worker.hint(path)
             job_id = await until(lambda: job_id_of(s.journal), what="job created")
             await until(lambda: sim.jobs()[0]["status"] == "done", what="job done at Gladia")
-            await until(lambda: gets_of(sim, job_id) >= 1, what="first poll")
-            assert states(s.journal) == ["submitted"]
+            await until(lambda: states(s.journal) == ["submitted"], what="awaiting the job")
             hook = json.dumps({"event": "transcription.success",
                                "payload": {"id": job_id}}).encode()
             now = int(time.time())
@@ -526,7 +526,7 @@ def test_signed_webhook_alone_finishes_the_file(tmp_path: Path, sim: GladiaSimul
             await until(lambda: states(s.journal) == ["done"], what="done via webhook")
     run(body)
     assert sim.callbacks() == []
-    assert gets_of(sim, sim.jobs()[0]["id"]) == 2
+    assert gets_of(sim, sim.jobs()[0]["id"]) == 1
 
 
 def test_polling_still_finishes_a_job_whose_callback_is_lost(tmp_path: Path,

@@ -595,6 +595,7 @@ async def start_listener(
     )
     await listener.start()
     pipeline.create_extras = listener.create_extras
+    pipeline.expect_callbacks = True
     pipeline.timing = safety_net_timing(pipeline.timing)
     host, port = listener.address
     log.info("callback_listener_started", listen=_host_port(host, port),

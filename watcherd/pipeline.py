@@ -118,6 +118,8 @@ class GladiaPipeline:
         # Fields added to every create body (e.g. callback_config from the callback listener).
         self.create_extras: Callable[[Source], Mapping[str, Any]] = lambda s: {}
         self._finished: dict[str, asyncio.Event] = {}
+        # Set by the callback listener: results are announced, so new jobs are not polled at once.
+        self.expect_callbacks = False
         # When this process first looked for the job of an unknown create outcome. The list's
         # lag is allowed for from then too: after a crash the request may have reached Gladia
         # long after the intent was committed. Memory only: a restart just waits once more.
@@ -182,13 +184,15 @@ class GladiaPipeline:
         assert source.content_key is not None, "only settled sources are driven"
         job = self.journal.result_for(source.content_key)
         if job is None:
+            fresh = False
             if source.job_id is None and source.submit_started_at is not None:
                 source = await self._recover_create(source)
             if source.job_id is None:
                 if source.audio_url is None:
                     source = await self._upload(source)
                 source = await self._create(source)
-            job = await self._await_result(source)
+                fresh = True
+            job = await self._await_result(source, fresh=fresh)
         source = self.journal.get(source.id)
         await asyncio.to_thread(self._check_present, source)
         await self._finish(source, job)
@@ -306,7 +310,7 @@ class GladiaPipeline:
             submit_started_at=None, reason="no job was created before the interruption",
         )
 
-    async def _await_result(self, source: Source) -> dict[str, Any]:
+    async def _await_result(self, source: Source, *, fresh: bool = False) -> dict[str, Any]:
         job_id = source.job_id
         assert job_id is not None
         if source.state != "submitted":
@@ -314,6 +318,10 @@ class GladiaPipeline:
                 source, "submitted", actor="worker", reason="waiting for the result"
             )
         delays = poll_delays(start=self.timing.poll_start, cap=self.timing.poll_cap)
+        if fresh and self.expect_callbacks:
+            # A job created a moment ago is not done yet: let its callback say when (the
+            # slowed safety-net poll still comes if the callback never does).
+            await self._pause(job_id, next(delays))
         while True:
             try:
                 job = await self.client.get(job_id)
@@ -326,7 +334,8 @@ class GladiaPipeline:
             self.on_api_ok()
             status = job.get("status")
             if status == "done":
-                self.journal.store_result(source, job)
+                # The journal keeps the job without the callback URL, which carries a token.
+                self.journal.store_result(source, outputs.scrub_job(job))
                 return job
             if status == "error":
                 self._job_error(source, job)
