@@ -404,3 +404,17 @@ class TestRetrySchedule:
         waiting, done = _run(tmp_path, sim, scenario)
         assert waiting.state == "waiting" and waiting.submit_started_at is not None
         assert done.state == "done" and len(sim.jobs()) == 1
+
+
+class TestPollCap:
+    """The wait between polls scales with the recording's length."""
+
+    def test_short_memo_is_polled_often_long_recording_rarely(self) -> None:
+        """A 20 s memo caps at 3 s, an hour at the 30 s maximum, unknown length at the max."""
+        from watcherd.pipeline import Timing, poll_cap_for
+
+        timing = Timing(poll_start=1.0, poll_cap=30.0)
+        assert poll_cap_for(20.0, timing) == 3.0
+        assert poll_cap_for(120.0, timing) == 12.0
+        assert poll_cap_for(3600.0, timing) == 30.0
+        assert poll_cap_for(None, timing) == 30.0

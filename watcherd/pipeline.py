@@ -317,7 +317,11 @@ class GladiaPipeline:
             source = self.journal.transition(
                 source, "submitted", actor="worker", reason="waiting for the result"
             )
-        delays = poll_delays(start=self.timing.poll_start, cap=self.timing.poll_cap)
+        cap = self.timing.poll_cap
+        if not self.expect_callbacks:
+            cap = poll_cap_for(await asyncio.to_thread(media.audio_duration, Path(source.path)),
+                               self.timing)
+        delays = poll_delays(start=self.timing.poll_start, cap=cap)
         if fresh and self.expect_callbacks:
             # A job created a moment ago is not done yet: let its callback say when (the
             # slowed safety-net poll still comes if the callback never does).
@@ -407,6 +411,18 @@ class GladiaPipeline:
         if not os.path.exists(source.path):
             raise SourceError("disappeared before its transcript was written", transient=True)
 
+
+
+def poll_cap_for(audio_seconds: float | None, timing: Timing) -> float:
+    """The longest wait between polls for a recording of this length.
+
+    A job takes a fraction of its audio's length, so polling a short memo every 30 s would
+    make it wait up to 30 s for nothing: the cap is a tenth of the audio's length, at least
+    three times the first wait, at most ``timing.poll_cap``.
+    """
+    if audio_seconds is None:
+        return timing.poll_cap
+    return min(timing.poll_cap, max(timing.poll_start * 3, audio_seconds / 10))
 
 
 async def finish(
