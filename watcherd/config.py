@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, NoReturn, cast
 from urllib.parse import urlsplit
@@ -235,7 +235,7 @@ class GladiaConfig:
     api_key_origin: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WatchDefaults:
     """The ``[defaults]`` table: what every ``[[watch]]`` (and ``run --watch DIR``) starts from."""
 
@@ -249,19 +249,11 @@ class WatchDefaults:
     fallback: str = "none"
 
 
-@dataclass(frozen=True)
-class WatchConfig:
-    """One ``[[watch]]`` table with the ``[defaults]`` already applied."""
+@dataclass(frozen=True, kw_only=True)
+class WatchConfig(WatchDefaults):
+    """One ``[[watch]]`` table: a folder, with the ``[defaults]`` already applied."""
 
     path: Path
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = ("txt", "json")
-    settle_seconds: float = 2.0
-    recursive: bool = True
-    poll: PollMode = "auto"
-    options: Mapping[str, Any] = field(default_factory=dict)
-    fallback: str = "none"
     # This folder's engine; None means the [engine] name of the whole config.
     engine: EngineName | None = None
 
@@ -391,20 +383,9 @@ def with_extra_watches(config: Config, paths: Sequence[Path]) -> Config:
         label = f"--watch {path}"
         for other, other_label in zip(watches, labels, strict=True):
             _reject_nesting(label, path, other_label, other.path, where=None)
-        d = config.defaults
-        watches.append(
-            WatchConfig(
-                path=path,
-                include=d.include,
-                exclude=d.exclude,
-                outputs=d.outputs,
-                settle_seconds=d.settle_seconds,
-                recursive=d.recursive,
-                poll=d.poll,
-                options=copy.deepcopy(dict(d.options)),
-                fallback=d.fallback,
-            )
-        )
+        inherited = {f.name: getattr(config.defaults, f.name) for f in fields(WatchDefaults)}
+        inherited["options"] = copy.deepcopy(dict(config.defaults.options))
+        watches.append(WatchConfig(path=path, **inherited))
         labels.append(label)
     return replace(config, watches=tuple(watches))
 
