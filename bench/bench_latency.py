@@ -30,13 +30,18 @@ def main() -> None:
     parser.add_argument("--job-seconds", type=float, default=2.0)
     parser.add_argument("--settle", type=float, default=2.0,
                         help="settle_seconds (watcherd's default is 2.0)")
-    parser.add_argument("--audio-seconds", type=float, default=5.0)
+    parser.add_argument("--audio-seconds", type=float, default=None,
+                        help="length of each recording (default 2.5 x T: Gladia's samples "
+                             "take 40-50%% of the audio's length)")
     args = parser.parse_args()
+    if args.audio_seconds is None:
+        args.audio_seconds = 2.5 * args.job_seconds
     common.stop_on_signals()
     common.print_machine()
     c, t = args.concurrency, args.job_seconds
     print(f"latency: {args.files} files at {args.rate:g}/s, C={c}, T={t:g} s per job, "
-          f"settle {args.settle:g} s (capacity about {c / t:.2f} files/s)")
+          f"settle {args.settle:g} s (capacity about {c / t:.2f} files/s), "
+          f"recordings of {args.audio_seconds:g} s")
     with tempfile.TemporaryDirectory(prefix="wd-bench-") as tmp, common.GladiaSimulator(
         api_key=common.API_KEY, job_seconds=t, concurrency=c
     ) as sim:

@@ -142,16 +142,21 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=2.0, help="watcherd settle_seconds")
     parser.add_argument("--sdk-interval", type=float, default=3.0,
                         help="the SDK's poll interval (its default is 3.0 s)")
-    parser.add_argument("--audio-seconds", type=float, default=5.0)
+    parser.add_argument("--audio-seconds", type=float, default=None,
+                        help="length of each recording (default 2.5 x T: Gladia's samples "
+                             "take 40-50%% of the audio's length)")
     parser.add_argument("--callback", action="store_true",
                         help="also run watcherd with its [callback] listener on")
     args = parser.parse_args()
+    if args.audio_seconds is None:
+        args.audio_seconds = 2.5 * args.job_seconds
     python = sdk_python(args.sdk_python)
     common.stop_on_signals()
     common.print_machine()
     n, c, t = args.files, args.concurrency, args.job_seconds
-    print(f"watcherd vs gladiaio-sdk: N={n} files, C={c}, T={t:g} s per job; watcherd settle "
-          f"{args.settle:g} s; SDK polls every {args.sdk_interval:g} s (fixed)")
+    print(f"watcherd vs gladiaio-sdk: N={n} files of {args.audio_seconds:g} s, C={c}, T={t:g} s "
+          f"per job; watcherd settle {args.settle:g} s; SDK polls every {args.sdk_interval:g} s "
+          "(fixed)")
     runs: list[common.BatchRun] = []
     with tempfile.TemporaryDirectory(prefix="wd-bench-") as tmp, common.GladiaSimulator(
         api_key=common.API_KEY, job_seconds=t, concurrency=c

@@ -28,8 +28,9 @@ def main() -> None:
                         help="T: how long the simulator takes per job")
     parser.add_argument("--settle", type=float, default=2.0,
                         help="settle_seconds (watcherd's default is 2.0)")
-    parser.add_argument("--audio-seconds", type=float, default=5.0,
-                        help="length of each test recording")
+    parser.add_argument("--audio-seconds", type=float, default=None,
+                        help="length of each recording (default 2.5 x T: Gladia's samples "
+                             "take 40-50%% of the audio's length)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run the batch this many times (fresh daemon, same simulator)")
     parser.add_argument("--poll-cap", type=float, default=None,
@@ -41,10 +42,13 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, default=None,
                         help="run the daemon under cProfile and write the profile here")
     args = parser.parse_args()
+    if args.audio_seconds is None:
+        args.audio_seconds = 2.5 * args.job_seconds
     common.stop_on_signals()
     common.print_machine()
     n, c, t = args.files, args.concurrency, args.job_seconds
-    print(f"throughput: N={n} files, C={c}, T={t:g} s per job, settle {args.settle:g} s")
+    print(f"throughput: N={n} files of {args.audio_seconds:g} s, C={c}, T={t:g} s per job, "
+          f"settle {args.settle:g} s")
     env = {}
     if args.poll_cap is not None:
         env["WATCHERD_POLL_CAP"] = str(args.poll_cap)
