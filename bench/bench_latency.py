@@ -78,7 +78,7 @@ def main() -> None:
     overhead = [v - t for v in to_written]
     p50, p95 = common.percentile(overhead, 50), common.percentile(overhead, 95)
     print(f"transcript latency beyond the job's own {t:g} s: p50 {p50:.2f} s, p95 {p95:.2f} s"
-          f" (settle {args.settle:g} s + upload + create + the poll coming late)")
+          " (settling + upload + create + the poll coming late)")
     if errors:
         print(f"daemon errors: {len(errors)}: {[e.get('event') for e in errors[:3]]}")
 
