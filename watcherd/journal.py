@@ -16,12 +16,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import sqlite_utils
 import structlog
 
 from watcherd.errors import JournalError
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 State = Literal[
     "pending",
@@ -618,6 +620,10 @@ def _migrate(conn: sqlite3.Connection) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise sqlite3.DatabaseError(f"schema {version} is newer than this watcherd knows")
+    # Imported here: only migrations need it, and it pulls in numpy when that is installed,
+    # which every command's start-up would otherwise pay for.
+    import sqlite_utils
+
     db = sqlite_utils.Database(conn, execute_plugins=False)
     steps = {1: _schema_v1, 2: _schema_v2}
     for target in range(version + 1, SCHEMA_VERSION + 1):
