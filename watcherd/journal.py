@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import structlog
 
@@ -25,6 +25,7 @@ from watcherd.errors import JournalError
 if TYPE_CHECKING:
     import sqlite_utils
 
+# In the order `status` lists them: the pipeline's steps, then how a source can end.
 State = Literal[
     "pending",
     "uploading",
@@ -33,22 +34,11 @@ State = Literal[
     "submitted",
     "transcribing",
     "done",
-    "failed",
     "waiting",
+    "failed",
     "gone",
 ]
-STATES: tuple[State, ...] = (
-    "pending",
-    "uploading",
-    "uploaded",
-    "submitting",
-    "submitted",
-    "transcribing",
-    "done",
-    "waiting",
-    "failed",
-    "gone",
-)
+STATES: tuple[State, ...] = get_args(State)
 # States from which the worker still has something to do.
 ACTIVE_STATES: tuple[State, ...] = (
     "pending",
