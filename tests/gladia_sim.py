@@ -1155,6 +1155,8 @@ class GladiaSimulator:
         echo_all_params: bool = False,
         null_on_error: bool = True,
         max_queued_jobs: int | None = None,
+        forbidden_features: Sequence[str] = (),
+        job_transform: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         """Configure; nothing listens until start().
 
@@ -1162,6 +1164,10 @@ class GladiaSimulator:
         give 400 (or are ignored); request_params echoes only the sent keys (or every flag with
         its default, like the OAS example); an error job has null file/request_params (or keeps
         them); with max_queued_jobs, a create beyond that many queued jobs gets 429 (section 8).
+        ``forbidden_features`` are create fields the account's plan lacks: a create that turns
+        one on gets 403, as SKILLS describes ("key doesn't have access to the feature").
+        ``job_transform`` rewrites what GET of a done job returns (odd shapes, lone surrogate
+        escapes; bytes are sent as the raw body) to test how the client copes with odd answers.
         """
         if corrupt_media not in ("job_error", "upload_error"):
             raise ValueError("corrupt_media must be 'job_error' or 'upload_error'")
@@ -1178,6 +1184,8 @@ class GladiaSimulator:
         self.echo_all_params = echo_all_params
         self.null_on_error = null_on_error
         self.max_queued_jobs = max_queued_jobs
+        self.forbidden_features = frozenset(forbidden_features)
+        self.job_transform = job_transform
         self.faults = FaultPlan()
 
         self._lock = threading.RLock()
@@ -2005,6 +2013,10 @@ class _Handler(BaseHTTPRequestHandler):
                 400, "Invalid parameter(s). See validation_errors for more details.", errors
             )
             return
+        lacking = sorted(f for f in sim.forbidden_features if body.get(f) not in (None, False))
+        if lacking:
+            self._error(403, f"Your plan does not include {', '.join(lacking)}: upgrade it")
+            return
         job = sim._create_job(body, upload)
         if job is None:
             self._error(429, "Too many queued transcriptions: wait for some to finish")
@@ -2044,6 +2056,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with sim._lock:
             obj = sim._job_object(job)
+        if sim.job_transform is not None and obj.get("status") == "done":
+            odd = sim.job_transform(obj)
+            if isinstance(odd, bytes):
+                self._send(200, odd)
+            else:
+                # ASCII JSON: lone surrogates travel as the \uXXXX escapes a backend would send.
+                self._send(200, json.dumps(odd, ensure_ascii=True).encode())
+            return
         self._send_json(200, obj)
 
     def _delete(self, sim: GladiaSimulator, job_id: str) -> None:

@@ -657,16 +657,26 @@ class TestClassification:
         )
         assert [j["id"] for j in found] == [job["id"]]
 
-    def test_forbidden_is_auth_error_but_not_on_delete(self, scripted: ScriptedServer) -> None:
-        """403 means a key without access, except on DELETE where it means not deletable."""
-        body = {"statusCode": 403, "message": "Forbidden", "request_id": "G-1"}
+    def test_forbidden_is_about_the_request_not_the_key(self, scripted: ScriptedServer) -> None:
+        """403 refuses one request (plan, quota), not the key; on DELETE it means not deletable."""
+        body = {"statusCode": 403, "message": "Your plan does not include diarization",
+                "request_id": "G-1"}
         scripted.add(403, body)
         scripted.add(403, body)
-        on_get = failure(scripted.base_url, lambda c: c.get("j1"))
+        on_create = failure(scripted.base_url, lambda c: c.create({"audio_url": "u"}))
         on_delete = failure(scripted.base_url, lambda c: c.delete("j1"))
-        assert isinstance(on_get, AuthError)
+        assert type(on_create) is PermanentGladiaError
+        assert "plan does not include diarization" in on_create.message
+        assert "watcherd retry" in on_create.message
         assert type(on_delete) is PermanentGladiaError
         assert "not in a deletable state" in on_delete.message
+
+    def test_only_401_is_a_rejected_key(self, scripted: ScriptedServer) -> None:
+        """401 on any call is AuthError; 403 on the key check (a plain list) is one too."""
+        scripted.add(401, {"statusCode": 401, "message": "Unauthorized"})
+        scripted.add(403, {"statusCode": 403, "message": "Forbidden"})
+        assert isinstance(failure(scripted.base_url, lambda c: c.get("j1")), AuthError)
+        assert isinstance(failure(scripted.base_url, lambda c: c.check_key()), AuthError)
 
     def test_pydantic_validation_errors_and_camel_case_request_id(
         self, scripted: ScriptedServer

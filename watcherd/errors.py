@@ -34,6 +34,8 @@ class GladiaError(WatcherdError):
     ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one.
     ``maybe_sent`` is false only when the request certainly never reached the server
     (the connection could not be opened), so a create that failed this way made no job.
+    ``malformed`` is true when the server answered (2xx) with a body that cannot be used: not
+    an outage, so a file whose answers stay unusable fails after a budget instead of waiting.
     """
 
     transient: bool = False
@@ -48,6 +50,7 @@ class GladiaError(WatcherdError):
         validation_errors: tuple[str, ...] = (),
         maybe_sent: bool = True,
         retry_after: float | None = None,
+        malformed: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -57,6 +60,7 @@ class GladiaError(WatcherdError):
         self.validation_errors = validation_errors
         self.maybe_sent = maybe_sent
         self.retry_after = retry_after
+        self.malformed = malformed
 
     def describe(self) -> str:
         """One line for logs and ``status``: status code, message, validation errors, ids."""
@@ -82,7 +86,11 @@ class PermanentGladiaError(GladiaError):
 
 
 class AuthError(PermanentGladiaError):
-    """The API key is missing, wrong or lacks access (401/403): all remote work must pause."""
+    """The API key is missing or wrong (401): all remote work must pause.
+
+    A 403 is not this: it refuses one request (a feature the plan lacks, a quota), and only
+    the file that made it fails.
+    """
 
 
 class JobNotFound(PermanentGladiaError):

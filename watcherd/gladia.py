@@ -335,7 +335,16 @@ class GladiaClient:
 
     async def check_key(self) -> None:
         """One cheap authenticated call; raises AuthError for a rejected key."""
-        response = await self._send("GET", _PRERECORDED, "list", params={"limit": "1"})
+        try:
+            response = await self._send("GET", _PRERECORDED, "list", params={"limit": "1"})
+        except PermanentGladiaError as exc:
+            if exc.status != 403:
+                raise
+            # The plainest call there is was refused: this key has no access at all.
+            raise AuthError(
+                f"the Gladia API key was refused (HTTP 403) even for listing jobs: {_AUTH_HINT}",
+                status=403, request_id=exc.request_id, call_id=exc.call_id,
+            ) from None
         _json_object(response, "list")
 
     # -- one request, classified ---------------------------------------------------------
@@ -396,7 +405,10 @@ class GladiaClient:
             "call_id": response.headers.get("x-aipi-call-id"),
             "validation_errors": tuple(self._scrub(v) for v in parsed.validation_errors),
         }
-        if status in (401, 403) and not (status == 403 and method == "DELETE"):
+        if status == 401:
+            # Only a 401 is about the key itself: it pauses all remote work. A 403 is about
+            # this request (a feature the plan lacks, a used-up quota, a job not deletable),
+            # so it stays with the one file that made it.
             return AuthError(
                 f"the Gladia API key was rejected (HTTP {status}): {_AUTH_HINT} "
                 f"(Gladia said: {server_text})",
@@ -413,10 +425,17 @@ class GladiaClient:
                 f"the job {job_id} does not exist at Gladia (deleted, expired or never created)",
                 **details,
             )
-        if status == 403:
+        if status == 403 and method == "DELETE":
             return PermanentGladiaError(
                 f"the job {job_id} cannot be deleted now: it is not in a deletable state "
                 "(only done or error jobs can be deleted)",
+                **details,
+            )
+        if status == 403:
+            return PermanentGladiaError(
+                f"Gladia refused the {op} request (HTTP 403: {server_text}): the account's plan "
+                "may not include a feature this folder asks for, or a quota is used up; change "
+                "the folder's options ([watch.options]) or the plan, then run `watcherd retry`",
                 **details,
             )
         if status == 413:
@@ -567,4 +586,5 @@ def _unexpected(response: httpx.Response, op: str, what: str) -> NoReturn:
         status=response.status_code,
         call_id=response.headers.get("x-aipi-call-id"),
         maybe_sent=True,
+        malformed=True,
     )

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
+from urllib.parse import quote, unquote_to_bytes
 
 import structlog
 
@@ -111,10 +112,75 @@ class FileStat:
 
 
 _SOURCE_FIELDS = tuple(f.name for f in fields(Source))
+# Columns that hold file system paths: stored losslessly (see encode_path).
+_PATH_COLUMNS = frozenset({"path", "watch_root", "output_base"})
+# No path can contain NUL, so a stored value starting with it is never a real path's text.
+_BYTES_MARK = "\x00"
+
+
+def encode_path(path: str) -> str:
+    """The journal's text for a path: itself when it is UTF-8, else its exact bytes, quoted.
+
+    Python hands a name that is not valid UTF-8 (a Latin-1 name from an old share or a zip
+    archive) over as text with lone surrogates, which SQLite cannot store. Such a path is kept
+    as a NUL mark followed by its percent-quoted bytes, so it round-trips byte for byte and
+    every UTF-8 path (all paths of journals written before) stays as it was.
+    """
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = os.fsencode(path)
+    except UnicodeEncodeError:
+        # Surrogates that no file system name produces: keep a readable, lossy form.
+        return safe_text(path)
+    return _BYTES_MARK + quote(raw, safe="/")
+
+
+def decode_path(stored: str) -> str:
+    """The path (as Python's os functions take it) from its journal text."""
+    if stored.startswith(_BYTES_MARK):
+        return os.fsdecode(unquote_to_bytes(stored[len(_BYTES_MARK):]))
+    return stored
+
+
+def safe_text(text: str) -> str:
+    """Human text (reasons, errors, notes) that SQLite can store: lone surrogates escaped."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _column_value(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    return encode_path(value) if name in _PATH_COLUMNS else safe_text(value)
 
 
 def _row_to_source(row: sqlite3.Row) -> Source:
-    return Source(**{name: row[name] for name in _SOURCE_FIELDS})
+    values = {name: row[name] for name in _SOURCE_FIELDS}
+    for name in _PATH_COLUMNS:
+        if values[name] is not None:
+            values[name] = decode_path(values[name])
+    return Source(**values)
+
+
+def _job_text(job: Mapping[str, Any]) -> str:
+    """A job object as JSON text SQLite can store, losslessly.
+
+    A backend that cuts a string mid-emoji leaves a lone surrogate escape in its JSON; it is
+    kept as its ``\\uXXXX`` escape (ASCII JSON) instead of failing the store.
+    """
+    text = json.dumps(job, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(job, ensure_ascii=True)
+    return text
 
 
 class JournalLocked(JournalError):
@@ -230,7 +296,9 @@ class Journal:
 
     def by_path(self, path: str) -> Source | None:
         """The source recorded at this path, if any."""
-        row = self._conn.execute("SELECT * FROM sources WHERE path = ?", (path,)).fetchone()
+        row = self._conn.execute(
+            "SELECT * FROM sources WHERE path = ?", (encode_path(path),)
+        ).fetchone()
         return None if row is None else _row_to_source(row)
 
     def all(self) -> list[Source]:
@@ -283,7 +351,7 @@ class Journal:
         row = self._conn.execute(
             "SELECT 1 FROM sources WHERE output_base = ? AND path != ? "
             "AND NOT (state = 'gone' AND done_at IS NULL) LIMIT 1",
-            (base, by_other_than),
+            (encode_path(base), encode_path(by_other_than)),
         ).fetchone()
         return row is not None
 
@@ -352,13 +420,13 @@ class Journal:
         now = time.time()
         changes = {"state": state, "updated_at": now, **changes}
         assignments = ", ".join(f"{name} = ?" for name in changes)
-        conn.execute(
-            f"UPDATE sources SET {assignments} WHERE id = ?", (*changes.values(), source.id)
-        )
+        values = tuple(_column_value(name, value) for name, value in changes.items())
+        conn.execute(f"UPDATE sources SET {assignments} WHERE id = ?", (*values, source.id))
         conn.execute(
             "INSERT INTO events (source_id, at, from_state, to_state, actor, reason) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (source.id, now, source.state, state, actor, reason),
+            (source.id, now, source.state, state, actor,
+             None if reason is None else safe_text(reason)),
         )
 
     def transition(
@@ -402,7 +470,8 @@ class Journal:
         now = time.time()
         touched: list[int] = []
         with self._transaction() as conn:
-            for path, root, st, options_json in seen:
+            for raw_path, raw_root, st, options_json in seen:
+                path, root = encode_path(raw_path), encode_path(raw_root)
                 row = conn.execute("SELECT * FROM sources WHERE path = ?", (path,)).fetchone()
                 if row is None:
                     cur = conn.execute(
@@ -476,14 +545,17 @@ class Journal:
                           ) -> Source:
         """A path where a source should be but that cannot be read: a failed row with why."""
         now = time.time()
+        reason = safe_text(reason)
         with self._transaction() as conn:
-            row = conn.execute("SELECT * FROM sources WHERE path = ?", (path,)).fetchone()
+            row = conn.execute(
+                "SELECT * FROM sources WHERE path = ?", (encode_path(path),)
+            ).fetchone()
             if row is None:
                 cur = conn.execute(
                     "INSERT INTO sources (path, watch_root, state, options_json, attempts,"
                     " job_errors, last_error, created_at, updated_at)"
                     " VALUES (?, ?, 'failed', ?, 0, 0, ?, ?, ?)",
-                    (path, root, options_json, reason, now, now),
+                    (encode_path(path), encode_path(root), options_json, reason, now, now),
                 )
                 source_id = cur.lastrowid
                 assert source_id is not None
@@ -541,8 +613,8 @@ class Journal:
             conn.execute(
                 "INSERT OR REPLACE INTO results (content_key, job_id, job_json, created_at)"
                 " VALUES (?, ?, ?, ?)",
-                (source.content_key, str(job.get("id", "")),
-                 json.dumps(job, ensure_ascii=False), time.time()),
+                (source.content_key, safe_text(str(job.get("id", ""))),
+                 _job_text(job), time.time()),
             )
 
 

@@ -74,17 +74,12 @@ class LocalPipeline:
         except OutputsNotWritten as exc:
             # Disk full, folder not writable...: the result is kept in the journal, so a later
             # attempt writes the files without transcribing again.
-            error = exc.error.strerror or str(exc.error)
-            delay = self._retry_in(source_id, f"cannot write the transcript next to the source: "
-                                   f"{error}; retrying later")
-            log.error("outputs_not_written", source=source.path, error=str(exc.error),
-                      retry_in=round(delay, 1))
+            log.error("outputs_not_written", source=source.path, error=str(exc.error))
+            outcomes.file_problem(self.journal, source_id, exc.error,
+                                  doing="cannot write the transcript next to the source")
         except OSError as exc:
             # Reading the source or its folder failed in a way the steps did not foresee.
-            delay = self._retry_in(source_id, f"cannot read the source: {exc.strerror or exc}; "
-                                   "retrying later")
-            log.warning("source_unreadable", source=source.path, error=str(exc),
-                        retry_in=round(delay, 1))
+            outcomes.file_problem(self.journal, source_id, exc, doing="cannot read the source")
 
     async def _drive(self, source: Source) -> None:
         assert source.content_key is not None, "only settled sources are driven"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import time
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from watcherd.backoff import retry_delay
+from watcherd.fserrors import classify
 from watcherd.journal import Journal
 
 log = structlog.get_logger("watcherd.outcomes")
@@ -53,3 +56,44 @@ def resettle(journal: Journal, source_id: int, reason: str) -> None:
         note=f"the file {reason}; waiting for it to settle", changed_at=time.time(),
     )
     log.info("source_changed", source=source.path, reason=f"source {reason}")
+
+
+#: A file whose storage keeps failing with a transient errno (EIO, ESTALE...) is failed after
+#: this many attempts in a row; space, permission and read-only problems wait for a person.
+FILE_ERROR_BUDGET = 8
+# Errors writing an output that mean something is in the way, which a person can move.
+_OBSTACLES = frozenset({errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENOTEMPTY})
+
+
+def file_problem(journal: Journal, source_id: int, exc: OSError, *, doing: str,
+                 base: float = 2.0, cap: float = 600.0) -> None:
+    """Decide for one file system error, the same way for every step and engine.
+
+    ``doing`` says what failed in the user's words ("cannot write the transcript next to the
+    source"). A vanished file is settled again (or gone); a permanent error fails the file; the
+    rest wait with backoff, transient ones only for a budget of attempts.
+    """
+    problem = classify(exc)
+    reading = doing.startswith("cannot read")
+    if problem.kind == "missing" and reading:
+        resettle(journal, source_id, "disappeared")
+        return
+    source = journal.get(source_id)
+    attempts = source.attempts + 1
+    reason = f"{doing}: {problem.message}; {problem.hint}"
+    obstacle = not reading and exc.errno in _OBSTACLES
+    if obstacle:
+        # Something sits where an output goes (a folder named NAME.txt): a person can move it.
+        reason = (f"{doing}: {problem.message}; something in the folder is in the way of the "
+                  "transcript's name (a folder named like it?): move it away")
+    if problem.kind == "permanent" and not obstacle:
+        fail(journal, source_id, reason, attempts=attempts)
+        return
+    if problem.kind == "transient" and attempts >= FILE_ERROR_BUDGET:
+        fail(journal, source_id, f"{reason} ({attempts} attempts failed; fix the storage and "
+             "run `watcherd retry`)", attempts=attempts)
+        return
+    delay = retry_delay(attempts, base=base, cap=cap)
+    wait(journal, source_id, f"{reason}; retrying later", delay, attempts=attempts)
+    log.warning("source_file_error", source=source.path, error=problem.message,
+                kind=problem.kind, retry_in=round(delay, 1))

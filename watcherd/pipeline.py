@@ -44,6 +44,9 @@ ADOPT_WINDOW = 24 * 3600.0
 # Gladia ignored the metadata filter.
 REUSE_WINDOW = 30 * 24 * 3600.0
 JOB_ERROR_BUDGET = 3
+# Answers that arrive but cannot be used (a 200 that is not JSON...) fail the file after this
+# many in a row; an outage (no answer at all) never does.
+MALFORMED_BUDGET = 6
 # Statuses that say the server did not act on the request (timed out reading it, rate limited),
 # unlike a 5xx, which a gateway may return after the job was created.
 NOT_PROCESSED = frozenset({408, 429})
@@ -143,6 +146,14 @@ class GladiaPipeline:
         except TransientGladiaError as exc:
             current = self.journal.get(source_id)
             attempts = current.attempts + 1
+            if exc.malformed and attempts >= MALFORMED_BUDGET:
+                outcomes.fail(
+                    self.journal, source_id,
+                    f"{exc.describe()} ({attempts} times in a row); Gladia's answers for this "
+                    "file cannot be used: run `watcherd retry` later, and report it if it "
+                    "persists", attempts=attempts,
+                )
+                return
             delay = retry_delay(
                 attempts, retry_after=exc.retry_after, base=self.timing.retry_base,
                 cap=self.timing.retry_cap,
@@ -161,22 +172,19 @@ class GladiaPipeline:
         except OutputsNotWritten as exc:
             # Disk full, folder not writable...: the result is kept in the journal, so a later
             # attempt writes the files without a new job.
-            current = self.journal.get(source_id)
-            attempts = current.attempts + 1
-            error = exc.error.strerror or str(exc.error)
-            reason = f"cannot write the transcript next to the source: {error}; retrying later"
-            delay = retry_delay(attempts, base=self.timing.retry_base, cap=self.timing.retry_cap)
-            outcomes.wait(self.journal, source_id, reason, delay, attempts=attempts)
-            bound.error("outputs_not_written", error=str(exc.error), retry_in=round(delay, 1))
+            bound.error("outputs_not_written", error=str(exc.error))
+            outcomes.file_problem(
+                self.journal, source_id, exc.error,
+                doing="cannot write the transcript next to the source",
+                base=self.timing.retry_base, cap=self.timing.retry_cap,
+            )
         except OSError as exc:
             # Reading the source or its folder failed in a way the steps did not foresee
-            # (e.g. the folder became unreadable): keep the file and look again later.
-            current = self.journal.get(source_id)
-            attempts = current.attempts + 1
-            reason = f"cannot read the source: {exc.strerror or exc}; retrying later"
-            delay = retry_delay(attempts, base=self.timing.retry_base, cap=self.timing.retry_cap)
-            outcomes.wait(self.journal, source_id, reason, delay, attempts=attempts)
-            bound.warning("source_unreadable", error=str(exc), retry_in=round(delay, 1))
+            # (e.g. the folder became unreadable): one classification decides.
+            outcomes.file_problem(
+                self.journal, source_id, exc, doing="cannot read the source",
+                base=self.timing.retry_base, cap=self.timing.retry_cap,
+            )
 
     # -- steps ---------------------------------------------------------------------------
 

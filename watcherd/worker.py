@@ -22,8 +22,11 @@ from typing import Protocol
 
 import structlog
 
+from watcherd import outcomes
+from watcherd.backoff import retry_delay
 from watcherd.config import Config, WatchConfig
 from watcherd.errors import AuthError, GladiaError, SourceError
+from watcherd.fserrors import classify
 from watcherd.identity import content_key, hash_file, options_json
 from watcherd.journal import ACTIVE_STATES, FileStat, Journal, Source
 from watcherd.pipeline import GladiaPipeline
@@ -63,6 +66,11 @@ HASH_REFILL_BELOW = 4 * HASH_BATCH_FILES
 INTAKE_CHUNK = 5000
 #: How long a source whose storage is away (root missing, share unmounted) waits to be retried.
 STORAGE_RETRY_SECONDS = 30.0
+#: A pending file that cannot be read (EIO...) is failed after this many attempts in a row.
+READ_ERROR_BUDGET = 8
+#: An attempt that ends in an exception nobody foresaw (a bug, an answer not understood) is
+#: retried with backoff; after this many in a row the file is failed with the reason.
+UNEXPECTED_BUDGET = 5
 #: The journal is asked for unsettled sources at least this often even when nothing here
 #: changed, since the pipeline may send a source back to settling.
 SETTLE_RECHECK_SECONDS = 1.0
@@ -76,29 +84,85 @@ class Seen:
     stat: FileStat | None
     problem: str | None = None
     watch: WatchConfig | None = None
+    #: The problem may go away by itself (EIO, ESTALE...): never a reason to fail the file.
+    transient: bool = False
+
+
+#: What a path that is neither a regular file nor a folder is, for the reason ``status`` shows.
+_SPECIAL_KINDS: tuple[tuple[Callable[[int], bool], str], ...] = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def special_kind(mode: int) -> str | None:
+    """What a non-regular, non-folder file is ("a named pipe (FIFO)"), or None."""
+    for test, what in _SPECIAL_KINDS:
+        if test(mode):
+            return what
+    return None
+
+
+def _look_one(path: Path, index: WatchIndex | None) -> Seen | None:
+    try:
+        st = path.stat()
+    except OSError as exc:
+        problem = classify(exc)
+        if problem.kind == "missing":
+            return Seen(path, None)
+        reason = f"cannot read it: {problem.message}"
+        if exc.errno == errno.ELOOP:
+            reason += " (the link points back at itself); fix or remove the link"
+        else:
+            reason += f"; {problem.hint}"
+        watch = index.watch_for(path) if index is not None else None
+        return Seen(path, None, reason, watch=watch, transient=problem.retryable)
+    except ValueError:
+        # An embedded NUL cannot come from the file system, only from a bad hint: ignore it.
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        # Never opened: reading a FIFO or a device blocks or never ends.
+        what = special_kind(st.st_mode) or "not a regular file"
+        watch = index.watch_for(path) if index is not None else None
+        return Seen(path, None, f"ignored: it is {what}, not a recording file; nothing is read "
+                    "from it", watch=watch)
+    watch = index.watch_for(path) if index is not None else None
+    return Seen(path, FileStat.of(st), watch=watch)
 
 
 def _look(paths: Iterable[Path], index: WatchIndex | None = None) -> list[Seen]:
-    """Stat each path (in a thread), and find which watch accepts it when ``index`` is given."""
+    """Stat each path (in a thread), and find which watch accepts it when ``index`` is given.
+
+    One path's trouble never costs the others their turn: whatever a path raises becomes a
+    problem of that path alone.
+    """
     seen = []
     for path in paths:
         try:
-            st = path.stat()
-        except FileNotFoundError:
-            seen.append(Seen(path, None))
-            continue
-        except OSError as exc:
-            problem = f"cannot read it: {exc.strerror or exc}"
-            if exc.errno == errno.ELOOP:
-                problem += " (the link points back at itself); fix or remove the link"
-            watch = index.watch_for(path) if index is not None else None
-            seen.append(Seen(path, None, problem, watch=watch))
-            continue
-        if not stat.S_ISREG(st.st_mode):
-            continue
-        watch = index.watch_for(path) if index is not None else None
-        seen.append(Seen(path, FileStat.of(st), watch=watch))
+            item = _look_one(path, index)
+        except Exception as exc:  # a bug or an odd file system: that path alone
+            item = Seen(path, None, f"cannot look at it: {_short(exc)}", transient=True)
+        if item is not None:
+            seen.append(item)
     return seen
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one bounded line: its type, its message, where it was raised."""
+    text = " ".join(str(exc).split())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    where = ""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is not None:
+        where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}"
+    return f"{type(exc).__name__}: {text}{where}" if text else f"{type(exc).__name__}{where}"
 
 
 def _stat_of(source: Source) -> FileStat:
@@ -110,13 +174,24 @@ HashOutcome = tuple[str, FileStat] | SourceError
 
 
 def _hash_all(batch: Sequence[Source]) -> list[tuple[Source, HashOutcome]]:
-    """Hash each source of a batch (in a thread), checking it still has its journaled stat."""
+    """Hash each source of a batch (in a thread), checking it still has its journaled stat.
+
+    Each file's outcome is its own: an error of any kind becomes that file's outcome, and the
+    other files of the batch are still hashed and recorded.
+    """
     outcomes: list[tuple[Source, HashOutcome]] = []
     for source in batch:
         try:
             outcomes.append((source, hash_file(Path(source.path), _stat_of(source))))
         except SourceError as exc:
             outcomes.append((source, exc))
+        except OSError as exc:
+            problem = classify(exc)
+            outcomes.append((source, SourceError(f"cannot read it: {problem.message}; "
+                                                 f"{problem.hint}", transient=problem.retryable)))
+        except Exception as exc:
+            outcomes.append((source, SourceError(f"cannot be hashed: {_short(exc)}",
+                                                 transient=True)))
     return outcomes
 
 
@@ -184,6 +259,8 @@ class Worker:
         tick_seconds: float = 0.25,
         hash_workers: int = 2,
         auth_recheck_seconds: float = 300.0,
+        retry_base: float = 2.0,
+        retry_cap: float = 600.0,
     ) -> None:
         self.config = config
         self.journal = journal
@@ -193,6 +270,8 @@ class Worker:
         self.watches = tuple(config.watches) + tuple(extra_watches)
         self.tick_seconds = tick_seconds
         self.auth_recheck_seconds = auth_recheck_seconds
+        self.retry_base = retry_base
+        self.retry_cap = retry_cap
         self._hints: set[Path] = set()
         self._explicit: dict[Path, WatchConfig] = {}
         self._wake = asyncio.Event()
@@ -204,6 +283,12 @@ class Worker:
             # Bound now, so watcher threads started before run() can already hand paths over.
             self._loop = asyncio.get_running_loop()
         self._api_down_since: float | None = None
+        # Paths the journal refused to record (a bug): logged once, not retried every scan.
+        self._unrecordable: set[str] = set()
+        # Sources whose failure could not even be recorded: not dispatched before this time.
+        self._quarantine: dict[int, float] = {}
+        # The source that probed the API last while it was down or the key rejected.
+        self._last_probe: int | None = None
         self._auth_problem: str | None = None
         self._auth_problem_at = 0.0
         # Engine name -> (pipeline, how many sources it may drive at once).
@@ -383,11 +468,28 @@ class Worker:
             if start:
                 await asyncio.sleep(0)  # a 100,000-file rescan must not stall running uploads
             now = time.time()
-            for source in self.journal.observe_many(batch[start:start + INTAKE_CHUNK]):
+            for source in self._observe(batch[start:start + INTAKE_CHUNK]):
                 self._heard(source, now, complete=Path(source.path) in complete,
                             settle_seconds=settle.get(source.path))
         book.dirty = True
         self._wake.set()
+
+    def _observe(self, batch: Sequence[tuple[str, str, FileStat, str]]) -> list[Source]:
+        """Journal a batch of seen files; one that cannot be recorded never sinks the rest."""
+        try:
+            return self.journal.observe_many(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                path = batch[0][0]
+                if path not in self._unrecordable:
+                    self._unrecordable.add(path)
+                    log.error("source_not_recorded", source=path, error=_short(exc),
+                              hint="this file is skipped until watcherd restarts; please "
+                              "report it")
+                return []
+        # Split in halves until the file at fault is alone: the others are recorded.
+        middle = len(batch) // 2
+        return self._observe(batch[:middle]) + self._observe(batch[middle:])
 
     def _heard(self, source: Source, now: float, *, complete: bool,
                settle_seconds: float | None) -> None:
@@ -409,6 +511,17 @@ class Worker:
     def _vanished(self, item: Seen) -> None:
         source = self.journal.by_path(str(item.path))
         watch = self._explicit.get(item.path) or item.watch
+        if item.problem is not None and item.transient:
+            # EIO, ESTALE, a share reconnecting: it may read fine in a moment. A done file
+            # stays done, anything else waits; the next scan or event looks again.
+            if source is not None and source.state in ACTIVE_STATES and (
+                source.last_error != item.problem
+            ):
+                self.journal.annotate(source, actor="worker", reason=item.problem,
+                                      last_error=item.problem)
+            if source is None or source.state not in ACTIVE_STATES:
+                log.warning("source_unreadable", source=str(item.path), reason=item.problem)
+            return
         if item.problem is not None and watch is not None and (
             source is None or source.state in ("done", "gone")
         ):
@@ -501,7 +614,8 @@ class Worker:
         if entry.complete is not None and entry.complete == _stat_of(source):
             settle = min(settle, COMPLETE_SETTLE_SECONDS)
         quiet_since = max(source.changed_at or 0.0, entry.heard_at)
-        return max(quiet_since + settle, entry.retry_at)
+        # A file whose reading failed waits for its backoff (kept in the journal).
+        return max(quiet_since + settle, entry.retry_at, source.next_attempt_at or 0.0)
 
     def _wake_at(self, when: float) -> None:
         """Make sure the loop ticks at ``when`` (a wall-clock time), not a tick later."""
@@ -590,8 +704,21 @@ class Worker:
             return
         path = Path(source.path)
         if exc.transient:
-            if path.exists():
-                self.hint(path)  # re-stat: observe restarts the settle clock
+            try:
+                now_stat: FileStat | None = FileStat.of(path.stat())
+            except OSError as err:
+                if classify(err).kind != "missing":
+                    self._read_failed(current, exc.message)
+                    return
+                now_stat = None
+            if now_stat is not None:
+                if now_stat != _stat_of(current):
+                    self.hint(path)  # it changed: observe restarts the settle clock
+                else:
+                    # Unchanged, yet it could not be read (EIO, ESTALE, EMFILE...): back off,
+                    # counted in the journal, and fail after a budget instead of re-reading
+                    # it in a tight loop.
+                    self._read_failed(current, exc.message)
                 return
             if self._storage_away(current):
                 return
@@ -607,6 +734,26 @@ class Worker:
         self._book.sources.pop(source.path, None)
         log.error("source_failed", source=source.path, reason=exc.message)
 
+    def _read_failed(self, source: Source, reason: str) -> None:
+        """A pending file that could not be read: wait with backoff, fail after the budget."""
+        attempts = source.attempts + 1
+        if attempts >= READ_ERROR_BUDGET:
+            message = (f"the file {reason} ({attempts} attempts failed); fix the storage or "
+                       "the file and run `watcherd retry`")
+            self.journal.transition(source, "failed", actor="worker", reason=message,
+                                    last_error=message, attempts=attempts)
+            self._book.sources.pop(source.path, None)
+            log.error("source_failed", source=source.path, reason=message)
+            return
+        delay = retry_delay(attempts, base=self.retry_base, cap=self.retry_cap)
+        self.journal.annotate(
+            source, actor="worker", reason=f"cannot read it: {reason}", attempts=attempts,
+            next_attempt_at=time.time() + delay, last_error=f"the file {reason}; retrying",
+        )
+        self._book.dirty = True
+        log.warning("source_unreadable", source=source.path, reason=reason,
+                    retry_in=round(delay, 1))
+
     # -- dispatch ------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
@@ -621,11 +768,20 @@ class Worker:
         if not due:
             return
         now = time.time()
+        if self._quarantine:
+            self._quarantine = {k: t for k, t in self._quarantine.items() if t > now}
+            due = [s for s in due if s.id not in self._quarantine]
         # A rejected key fails every call: remote work waits for the next re-check.
         remote_paused = self._auth_problem is not None and (
             now - self._auth_problem_at < self.auth_recheck_seconds
         )
         probing = self._api_down_since is not None or self._auth_problem is not None
+        if probing and self._last_probe is not None:
+            # Rotate the probe: the file that probed last goes to the back, so one file whose
+            # own request keeps failing cannot hold every other file back.
+            due = [s for s in due if s.id != self._last_probe] + [
+                s for s in due if s.id == self._last_probe
+            ]
         # Jobs created (or maybe created) earlier count against the plan's concurrency even
         # while no task is looking at them.
         in_flight = self.journal.count_in_flight(exclude=set(self._running))
@@ -653,6 +809,8 @@ class Worker:
                 continue
             if not self._may_start(source):
                 continue
+            if probing and isinstance(pipeline, GladiaPipeline):
+                self._last_probe = source.id
             self._engine_running[source.id] = name
             self._running[source.id] = asyncio.ensure_future(self._drive(pipeline, source.id))
         if no_engine:
@@ -708,10 +866,56 @@ class Worker:
         return True
 
     async def _drive(self, pipeline: Pipeline, source_id: int) -> None:
+        """One attempt, inside the source's fault boundary: whatever happens stays with it."""
         try:
+            before = self.journal.get(source_id).updated_at
             await pipeline.drive(source_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._contain(source_id, exc)
+        else:
+            self._check_progress(source_id, before)
         finally:
             self._wake.set()
+
+    def _contain(self, source_id: int, exc: BaseException) -> None:
+        """An attempt ended in an exception nobody foresaw: record it, back off, or fail."""
+        error = _short(exc)
+        log.error("source_attempt_failed", source_id=source_id, error=error,
+                  hint="the file is retried later; other files are not affected")
+        try:
+            source = self.journal.get(source_id)
+            attempts = source.attempts + 1
+            if attempts >= UNEXPECTED_BUDGET:
+                outcomes.fail(
+                    self.journal, source_id,
+                    f"watcherd could not process this file ({error}; {attempts} attempts "
+                    "failed): an answer it does not understand or a bug; run `watcherd retry` "
+                    "to try again, and please report it", attempts=attempts,
+                )
+                return
+            delay = retry_delay(attempts, base=self.retry_base, cap=self.retry_cap)
+            outcomes.wait(self.journal, source_id,
+                          f"unexpected error: {error}; retrying later", delay, attempts=attempts)
+        except Exception as again:
+            # Even the record failed: keep the source out of dispatch for a while, in memory,
+            # so it cannot spin; the journal still says where it was.
+            self._quarantine[source_id] = time.time() + self.retry_cap
+            log.error("source_quarantined", source_id=source_id, error=_short(again),
+                      retry_in=self.retry_cap)
+
+    def _check_progress(self, source_id: int, before: float) -> None:
+        """An attempt that changed nothing would be dispatched again at once: make it wait."""
+        try:
+            source = self.journal.get(source_id)
+        except KeyError:
+            return
+        if source.updated_at != before or source.state not in ACTIVE_STATES:
+            return
+        if source.state == "waiting" and (source.next_attempt_at or 0.0) > time.time():
+            return
+        self._contain(source_id, RuntimeError("the attempt ended without recording an outcome"))
 
     def _note_no_engine(self, due: list[Source]) -> None:
         reason = self.no_engine_reason or "no transcription engine is configured"
