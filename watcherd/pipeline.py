@@ -231,8 +231,9 @@ class GladiaPipeline:
     def _create_body(self, source: Source) -> dict[str, Any]:
         options = source.options
         user_metadata = options.get("custom_metadata") or {}
-        metadata = {**user_metadata, "wf_key": source.content_key,
-                    "wf_file": Path(source.path).name}
+        # Undecodable bytes of a POSIX name become U+FFFD: the body must be valid UTF-8 JSON.
+        name = os.fsencode(Path(source.path).name).decode("utf-8", "replace")
+        metadata = {**user_metadata, "wf_key": source.content_key, "wf_file": name}
         if len(_json(metadata)) > METADATA_LIMIT:
             metadata["wf_file"] = metadata["wf_file"][:100]
         return {**options, **self.create_extras(source), "audio_url": source.audio_url,
