@@ -429,6 +429,24 @@ class Listener:
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
+        try:
+            try:
+                await self._serve_one(reader, writer)
+            finally:
+                with contextlib.suppress(Exception):
+                    writer.close()
+                    async with asyncio.timeout(1):
+                        await writer.wait_closed()
+        except asyncio.CancelledError:
+            # close() abandons the connections in progress. Ending normally, not cancelled:
+            # Python 3.11's start_server reports a cancelled handler as an error.
+            self.stats["abandoned"] += 1
+        finally:
+            if task is not None:
+                self._handlers.discard(task)
+
+    async def _serve_one(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
         peer_text = "?"
         replied = False
         try:
@@ -446,7 +464,7 @@ class Listener:
             status, payload, extra = answer
             replied = True
             _reply(writer, status, payload, extra)
-            await self._finish(reader, writer, status)
+            await self._finish(reader, writer)
         except ConnectionError:
             self.stats["client_gone"] += 1
         except Exception as exc:
@@ -458,28 +476,20 @@ class Listener:
             if not replied:
                 with contextlib.suppress(Exception):
                     _reply(writer, 500, {"error": "internal error; see the watcherd log"})
-                    await self._finish(reader, writer, 500)
-        finally:
-            with contextlib.suppress(Exception):
-                writer.close()
-                async with asyncio.timeout(1):
-                    await writer.wait_closed()
-            if task is not None:
-                self._handlers.discard(task)
+                    await self._finish(reader, writer)
 
-    async def _finish(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      status: int) -> None:
-        """Send the answer out; after a refusal, linger so closing does not reset it away."""
+    async def _finish(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Send the answer out, then linger so that closing does not reset it away."""
         with contextlib.suppress(ConnectionError, TimeoutError):
             async with asyncio.timeout(WRITE_TIMEOUT):
                 await writer.drain()
-            if status >= 400:
-                # The client may still be sending what we refused (a body, a huge head):
-                # end our side, then swallow a little of it, so that closing with unread
-                # data does not reset the connection and lose the answer.
-                if writer.can_write_eof():
-                    writer.write_eof()
-                await _discard(reader, LINGER_BYTES, LINGER_SECONDS)
+            # The client may still be sending: what we refused (a body, a huge head), or bytes
+            # after the request (a wrong Content-Length, a pipelined request), whatever the
+            # status. End our side, then swallow a little of it, so that closing with unread
+            # data does not reset the connection and lose the answer.
+            if writer.can_write_eof():
+                writer.write_eof()
+            await _discard(reader, LINGER_BYTES, LINGER_SECONDS)
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                       peer: str) -> tuple[int, dict[str, Any], dict[str, str]] | None:
