@@ -1,9 +1,12 @@
 """The embedded callback listener: Gladia tells us a job ended, we poll that job at once.
 
-A small, strict HTTP/1.1 server on the event loop (``asyncio.start_server``): one request per
-connection, a request line and headers within :data:`MAX_HEADER_BYTES`, a body only by
-``Content-Length`` (chunked bodies get 411), bodies beyond the route's cap refused (413) before
-they are read. It binds only to the configured address.
+A small, strict HTTP/1.1 server on the event loop (``asyncio.start_server``), its requests
+parsed by h11: one request per connection, a request line and headers within
+:data:`MAX_HEADER_BYTES` and :data:`MAX_HEADERS`, a body by ``Content-Length`` (beyond the
+route's cap refused with 413 before it is read) or chunked (refused with 413 as soon as it
+passes the cap), and one deadline for the whole request (head and body), answered 408. Whatever
+goes wrong while serving one connection ends that connection only. It binds only to the
+configured address.
 
 Two routes, under the path of ``[callback] public_url`` (none without it):
 ``/callback/TOKEN`` receives the per-job callbacks that every job carries (``POST`` or ``PUT``),
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import h11
 import structlog
 
 from watcherd.config import Config, Secret
@@ -55,8 +59,12 @@ MAX_WEBHOOK_BODY = 1024 * 1024
 BIG_BODY = 1024 * 1024
 BIG_BODY_SLOTS = 2
 MAX_CONNECTIONS = 32
+# Deadlines from the moment a connection is accepted, not per read, so a client trickling a
+# byte at a time (a slow-loris) is cut off all the same. The body's allowance is generous for
+# a 64 MiB callback on a slow link; the head has no reason to be slow.
 HEADER_TIMEOUT = 10.0
-BODY_IDLE_TIMEOUT = 30.0
+REQUEST_TIMEOUT = 120.0
+WRITE_TIMEOUT = 30.0
 _READ_CHUNK = 64 * 1024
 # After refusing a body as too large, how much of it to swallow before closing.
 LINGER_BYTES = 1024 * 1024
@@ -68,16 +76,20 @@ NUDGE_DELAYS = (0.25, 0.5, 1.0, 2.0, 4.0)
 SAFETY_NET_START_FACTOR = 30.0
 SAFETY_NET_CAP_FACTOR = 10.0
 TOKEN_SUFFIX = ".callback-token"
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{32,128}$")
-_JOB_ID_RE = re.compile(r"^[0-9A-Za-z-]{1,64}$")
-_TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")
-_METHOD_RE = re.compile(r"^[A-Z]{1,16}$")
-_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Explicit ASCII classes with fullmatch: \d and str.isdigit() accept other scripts' digits,
+# and $ accepts a trailing newline.
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{32,128}")
+_JOB_ID_RE = re.compile(r"[0-9A-Za-z-]{1,64}")
+_METHOD_RE = re.compile(rb"[A-Z]{1,16}")
+_TARGET_RE = re.compile(rb"/[\x21-\x7e]*")
+_LENGTH_RE = re.compile(r"[0-9]{1,15}")
+# Headers that must appear once: a second one is an attempt to confuse, not a list.
+_SINGLE_HEADERS = frozenset({"content-length", "host", "transfer-encoding"})
 _REASONS = {
     200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
     408: "Request Timeout", 411: "Length Required", 413: "Content Too Large",
     431: "Request Header Fields Too Large", 500: "Internal Server Error",
-    503: "Service Unavailable", 505: "HTTP Version Not Supported",
+    501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
 }
 AWAITED_STATES = ("submitted", "waiting")
 
@@ -136,7 +148,7 @@ def load_or_create_token(path: Path) -> Secret:
             f"{path}: cannot keep the callback token there ({exc.strerror or exc}); "
             "check that the journal's folder is writable"
         ) from None
-    if not _TOKEN_RE.match(text):
+    if not _TOKEN_RE.fullmatch(text):
         log.warning("callback_token_replaced", path=str(path),
                     reason="the file did not hold a token; jobs already created are polled")
         _store_token(path, secrets.token_urlsafe(32), replace=True)
@@ -174,57 +186,76 @@ def _read_token(path: Path) -> str:
     return raw.decode("ascii", errors="replace").strip()
 
 
-# -- HTTP parsing ------------------------------------------------------------------------------
+# -- HTTP parsing (h11) ------------------------------------------------------------------------
+
+
+def check_request(event: h11.Request) -> tuple[str, str, dict[str, str]]:
+    """Method, path (query dropped) and lower-case headers of a request h11 has parsed.
+
+    h11 has already checked the syntax (request line, header names and values, no bare
+    CR/LF, one Host, consistent Content-Length); this adds watcherd's own, stricter rules.
+    """
+    if event.http_version not in (b"1.1", b"1.0"):
+        raise HttpError(505, "only HTTP/1.1 is spoken here")
+    if not _METHOD_RE.fullmatch(event.method):
+        raise HttpError(400, "malformed method")
+    if not _TARGET_RE.fullmatch(event.target):
+        raise HttpError(400, "the request target must be a path")
+    if len(event.headers) > MAX_HEADERS:
+        raise HttpError(431, f"more than {MAX_HEADERS} headers")
+    headers: dict[str, str] = {}
+    for name, value in event.headers:
+        # h11 lower-cases names and allows only token characters in them, so ASCII holds;
+        # values may carry obs-text (bytes >= 0x80), which latin-1 maps one to one.
+        key = name.decode("ascii")
+        text = value.decode("latin-1")
+        if key in headers:
+            if key in _SINGLE_HEADERS:
+                raise HttpError(400, f"repeated {key} header")
+            headers[key] = f"{headers[key]}, {text}"
+        else:
+            headers[key] = text
+    path = event.target.decode("ascii").split("?", 1)[0]
+    return event.method.decode("ascii"), path, headers
 
 
 def parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
-    """Method, path and lower-case headers of a request head (ending in a blank line)."""
+    """Method, path and lower-case headers of a complete request head (ending in a blank line).
+
+    The same h11 parsing and checks the listener applies to a connection, on bytes in hand.
+    """
+    if len(head) > MAX_HEADER_BYTES:
+        raise HttpError(431, f"the request head exceeds {MAX_HEADER_BYTES} bytes")
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+    conn.receive_data(head)
+    conn.receive_data(b"")
     try:
-        text = head.decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
-        raise HttpError(400, "undecodable request head") from None
-    lines = text.split("\r\n")
-    if lines[-2:] != ["", ""]:
-        raise HttpError(400, "the request head must end with an empty line")
-    lines = lines[:-2]
-    parts = lines[0].split(" ") if lines else []
-    if len(parts) != 3:
-        raise HttpError(400, "malformed request line")
-    method, target, version = parts
-    if version not in ("HTTP/1.1", "HTTP/1.0"):
-        raise HttpError(505, "only HTTP/1.1 is spoken here")
-    if not _METHOD_RE.match(method):
-        raise HttpError(400, "malformed method")
-    if not target.startswith("/") or not _TOKEN_CHARS.match(target):
-        raise HttpError(400, "the request target must be a path")
-    headers: dict[str, str] = {}
-    if len(lines) - 1 > MAX_HEADERS:
-        raise HttpError(431, f"more than {MAX_HEADERS} headers")
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or not _HEADER_NAME_RE.match(name):
-            # Also refuses obsolete line folding (a line starting with a space).
-            raise HttpError(400, "malformed header line")
-        key = name.lower()
-        value = value.strip(" \t")
-        if key in headers:
-            if key in ("content-length", "host", "transfer-encoding"):
-                raise HttpError(400, f"repeated {key} header")
-            headers[key] = f"{headers[key]}, {value}"
-        else:
-            headers[key] = value
-    path = target.split("?", 1)[0]
-    return method, path, headers
+        event = conn.next_event()
+    except h11.RemoteProtocolError as exc:
+        raise _protocol_error(exc) from None
+    if not isinstance(event, h11.Request):
+        raise HttpError(400, "no request head")
+    return check_request(event)
 
 
-def body_length(headers: Mapping[str, str], max_body: int) -> int:
-    """The declared body size, checked against ``max_body``; HttpError when unusable."""
-    if "transfer-encoding" in headers:
-        raise HttpError(411, "send the body with a Content-Length, not chunked")
+def body_length(headers: Mapping[str, str], max_body: int) -> int | None:
+    """The declared body size checked against ``max_body``; None for a chunked body.
+
+    A chunked body is accepted (a proxy or tunnel in front of the listener may re-frame a
+    body that way) and is capped while it is read instead.
+    """
+    encoding = headers.get("transfer-encoding")
     raw = headers.get("content-length")
+    if encoding is not None:
+        if raw is not None:
+            raise HttpError(400, "send either a Content-Length or a chunked body, not both")
+        if encoding.strip().lower() != "chunked":
+            raise HttpError(501, "the only transfer coding understood is chunked")
+        return None
     if raw is None:
         raise HttpError(411, "a Content-Length header is required")
-    if not raw.isdigit() or len(raw) > 15:
+    # ASCII digits only: str.isdigit() also accepts '²' and other digits int() refuses.
+    if not _LENGTH_RE.fullmatch(raw):
         raise HttpError(400, "malformed Content-Length")
     length = int(raw)
     if length > max_body:
@@ -232,18 +263,53 @@ def body_length(headers: Mapping[str, str], max_body: int) -> int:
     return length
 
 
-async def _read_body(reader: asyncio.StreamReader, length: int) -> bytes:
-    body = bytearray()
-    while len(body) < length:
-        try:
-            async with asyncio.timeout(BODY_IDLE_TIMEOUT):
-                chunk = await reader.read(min(_READ_CHUNK, length - len(body)))
-        except TimeoutError:
-            raise HttpError(408, "the body stopped arriving") from None
-        if not chunk:
-            raise ConnectionResetError("the client went away mid-body")
-        body += chunk
-    return bytes(body)
+def _protocol_error(exc: h11.RemoteProtocolError) -> HttpError:
+    """Our answer to what h11 refused, with a reason that never echoes the request's bytes."""
+    message = str(exc)
+    # h11 quotes the offending line in some messages (it may hold the token): keep only the
+    # part before the quote.
+    if any(marker in message for marker in ("b'", 'b"', "bytearray")):
+        message = message.split(":", 1)[0]
+    status = exc.error_status_hint if 400 <= exc.error_status_hint < 600 else 400
+    return HttpError(status, f"malformed HTTP request: {message[:120]}")
+
+
+class _Wire:
+    """One connection's incoming bytes, parsed by h11 into events; counts what it read."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.reader = reader
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        self.received = 0
+        self._eof = False
+
+    async def next_event(self, *, head: bool = False) -> Any:
+        """The next h11 event, reading as needed; HttpError for anything h11 refuses.
+
+        While reading the ``head``, no more than one byte past :data:`MAX_HEADER_BYTES` is
+        read, so a head that is too long is always refused as such (431) by h11's limit,
+        whatever else is wrong with it.
+        """
+        while True:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise _protocol_error(exc) from None
+            if event is not h11.NEED_DATA:
+                return event
+            if self._eof:  # pragma: no cover - h11 answers an EOF with an event or an error
+                raise HttpError(400, "the request ended early")
+            size = _READ_CHUNK
+            if head:
+                size = max(1, min(size, MAX_HEADER_BYTES + 1 - self.received))
+            data = await self.reader.read(size)
+            self._eof = not data
+            self.received += len(data)
+            self.conn.receive_data(data)
+
+    def head_size(self) -> int:
+        """Bytes the request head took: what was read minus what h11 still holds."""
+        return self.received - len(self.conn.trailing_data[0])
 
 
 # -- the listener ------------------------------------------------------------------------------
@@ -265,6 +331,8 @@ class Listener:
         max_callback_body: int = MAX_CALLBACK_BODY,
         clock: Callable[[], float] = time.time,
         nudge_delays: tuple[float, ...] = NUDGE_DELAYS,
+        header_timeout: float | None = None,
+        request_timeout: float | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -273,6 +341,10 @@ class Listener:
         self.on_finished = on_finished
         self.max_callback_body = max_callback_body
         self.nudge_delays = nudge_delays
+        # Both are deadlines counted from the connection's start, not per read: the head
+        # must be in by the first, everything (head and body) by the second.
+        self.header_timeout = HEADER_TIMEOUT if header_timeout is None else header_timeout
+        self.request_timeout = REQUEST_TIMEOUT if request_timeout is None else request_timeout
         self._token = token
         self._verifier = (WebhookVerifier(webhook_secret, clock=clock)
                           if webhook_secret is not None else None)
@@ -357,69 +429,138 @@ class Listener:
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
-        peer = writer.get_extra_info("peername")
-        peer_text = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
         try:
-            if len(self._handlers) > MAX_CONNECTIONS:
-                _reply(writer, 503, {"error": "busy, retry later"})
-                self.stats["busy"] += 1
-                return
-            status, payload, extra = await self._answer(reader, peer_text)
-            _reply(writer, status, payload, extra)
-            with contextlib.suppress(ConnectionError, TimeoutError):
-                async with asyncio.timeout(BODY_IDLE_TIMEOUT):
-                    await writer.drain()
-                if status >= 400:
-                    # The client may still be sending what we refused (a body, a huge head):
-                    # end our side, then swallow a little of it, so that closing with unread
-                    # data does not reset the connection and lose the answer.
-                    if writer.can_write_eof():
-                        writer.write_eof()
-                    await _discard(reader, LINGER_BYTES, LINGER_SECONDS)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            self.stats["client_gone"] += 1
+            try:
+                await self._serve_one(reader, writer)
+            finally:
+                with contextlib.suppress(Exception):
+                    writer.close()
+                    async with asyncio.timeout(1):
+                        await writer.wait_closed()
+        except asyncio.CancelledError:
+            # close() abandons the connections in progress. Ending normally, not cancelled:
+            # Python 3.11's start_server reports a cancelled handler as an error.
+            self.stats["abandoned"] += 1
         finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1):
-                    await writer.wait_closed()
             if task is not None:
                 self._handlers.discard(task)
 
-    async def _answer(self, reader: asyncio.StreamReader, peer: str
-                      ) -> tuple[int, dict[str, Any], dict[str, str]]:
+    async def _serve_one(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
+        peer_text = "?"
+        replied = False
+        try:
+            peer = writer.get_extra_info("peername")
+            peer_text = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+            if len(self._handlers) > MAX_CONNECTIONS:
+                replied = True
+                _reply(writer, 503, {"error": "busy, retry later"})
+                self.stats["busy"] += 1
+                return
+            answer = await self._answer(reader, writer, peer_text)
+            if answer is None:
+                self.stats["client_gone"] += 1
+                return
+            status, payload, extra = answer
+            replied = True
+            _reply(writer, status, payload, extra)
+            await self._finish(reader, writer)
+        except ConnectionError:
+            self.stats["client_gone"] += 1
+        except Exception as exc:
+            # The fault boundary of one connection: whatever went wrong ends this connection
+            # only, logged once (type and a redacted message, never a traceback with locals).
+            self.stats["internal_error"] += 1
+            log.error("callback_connection_failed", peer=peer_text, error=type(exc).__name__,
+                      detail=self._redact(str(exc))[:200])
+            if not replied:
+                with contextlib.suppress(Exception):
+                    _reply(writer, 500, {"error": "internal error; see the watcherd log"})
+                    await self._finish(reader, writer)
+
+    async def _finish(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Send the answer out, then linger so that closing does not reset it away."""
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            async with asyncio.timeout(WRITE_TIMEOUT):
+                await writer.drain()
+            # The client may still be sending: what we refused (a body, a huge head), or bytes
+            # after the request (a wrong Content-Length, a pipelined request), whatever the
+            # status. End our side, then swallow a little of it, so that closing with unread
+            # data does not reset the connection and lose the answer.
+            if writer.can_write_eof():
+                writer.write_eof()
+            await _discard(reader, LINGER_BYTES, LINGER_SECONDS)
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      peer: str) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+        """The answer to this connection's one request; None when it closed without one."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        wire = _Wire(reader)
         route_name = "?"
         try:
             try:
-                async with asyncio.timeout(HEADER_TIMEOUT):
-                    head = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.LimitOverrunError:
-                raise HttpError(431, f"the request head exceeds {MAX_HEADER_BYTES} bytes") from None
+                deadline = started + min(self.header_timeout, self.request_timeout)
+                async with asyncio.timeout_at(deadline):
+                    event = await wire.next_event(head=True)
             except TimeoutError:
                 raise HttpError(408, "the request head did not arrive in time") from None
-            method, path, headers = parse_head(head)
+            if isinstance(event, h11.ConnectionClosed):
+                return None
+            if not isinstance(event, h11.Request):  # pragma: no cover - h11's state machine
+                raise HttpError(400, "expected a request")
+            if wire.head_size() > MAX_HEADER_BYTES:
+                raise HttpError(431, f"the request head exceeds {MAX_HEADER_BYTES} bytes")
+            method, path, headers = check_request(event)
             route = self._route(path)
             route_name = route.name
             if method not in route.methods:
                 raise HttpError(405, f"use {' or '.join(route.methods)}",
                                 headers={"Allow": ", ".join(route.methods)})
             length = body_length(headers, route.max_body)
-            if length > BIG_BODY:
-                async with self._big_bodies:
-                    body = await _read_body(reader, length)
-                    request = Request(method, path, headers, body)
-                    status, payload = await route.handler(request)
-            else:
-                request = Request(method, path, headers, await _read_body(reader, length))
-                status, payload = await route.handler(request)
+            if wire.conn.they_are_waiting_for_100_continue:
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            async with contextlib.AsyncExitStack() as big:
+                if length is not None and length > BIG_BODY:
+                    await big.enter_async_context(self._big_bodies)
+                try:
+                    async with asyncio.timeout_at(started + self.request_timeout):
+                        body = await self._read_body(wire, route.max_body, big,
+                                                     holding=length is not None
+                                                     and length > BIG_BODY)
+                except TimeoutError:
+                    raise HttpError(408, "the request did not arrive in time") from None
+                status, payload = await route.handler(Request(method, path, headers, body))
             return status, payload, {}
         except HttpError as exc:
             self.stats[_stat_name(exc)] += 1
             (log.debug if exc.quiet else log.warning)(
-                "callback_rejected", route=route_name, status=exc.status, reason=exc.reason,
-                peer=peer,
+                "callback_rejected", route=route_name, status=exc.status,
+                reason=self._redact(exc.reason), peer=peer,
             )
-            return exc.status, {"error": exc.reason}, exc.headers
+            return exc.status, {"error": self._redact(exc.reason)}, exc.headers
+
+    async def _read_body(self, wire: _Wire, max_body: int, big: contextlib.AsyncExitStack,
+                         *, holding: bool) -> bytes:
+        """The body, by whichever framing h11 found; 413 as soon as it passes ``max_body``."""
+        body = bytearray()
+        while True:
+            event = await wire.next_event()
+            if isinstance(event, h11.EndOfMessage):
+                return bytes(body)
+            if not isinstance(event, h11.Data):  # pragma: no cover - h11's state machine
+                raise HttpError(400, "the request body ended early")
+            body += event.data
+            if len(body) > max_body:
+                raise HttpError(413, f"the body is larger than {max_body} bytes")
+            if not holding and len(body) > BIG_BODY:
+                # A chunked body grew big: from now on it counts against the big-body slots.
+                await big.enter_async_context(self._big_bodies)
+                holding = True
+
+    def _redact(self, text: str) -> str:
+        """``text`` with the token replaced, for anything that may reach a log or a client."""
+        return text.replace(self._token.reveal(), "<token>")
 
     def _route(self, path: str) -> _Route:
         prefix = self._prefix
@@ -441,7 +582,7 @@ class Listener:
     async def _callback(self, request: Request) -> tuple[int, dict[str, Any]]:
         data = await _json_body(request.body)
         job_id = data.get("id") if isinstance(data, dict) else None
-        if not isinstance(job_id, str) or not _JOB_ID_RE.match(job_id):
+        if not isinstance(job_id, str) or not _JOB_ID_RE.fullmatch(job_id):
             raise HttpError(400, "the body has no job id")
         source = self._awaited(job_id)
         if source is None:
@@ -496,6 +637,10 @@ class Listener:
                 if source is None or source.state != "submitted":
                     return
                 self.on_finished(job_id)
+        except Exception as exc:
+            # A repeat is only a hint (polling goes on): log it, never leave a task error.
+            log.error("callback_nudge_failed", job_id=job_id, error=type(exc).__name__,
+                      detail=self._redact(str(exc))[:200])
         finally:
             self._nudges.pop(job_id, None)
 
@@ -517,8 +662,11 @@ async def _json_body(body: bytes) -> Any:
         if len(body) > BIG_BODY:
             return await asyncio.to_thread(json.loads, body)
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except ValueError:
+        # Not UTF-8, not JSON, or a number beyond int()'s digit limit: all ValueError.
         raise HttpError(400, "the body is not JSON") from None
+    except RecursionError:
+        raise HttpError(400, "the body's JSON is nested too deeply") from None
 
 
 def _stat_name(exc: HttpError) -> str:
@@ -526,7 +674,8 @@ def _stat_name(exc: HttpError) -> str:
         return "bad_token"
     return {400: "bad_request", 401: "bad_signature", 404: "not_found",
             405: "bad_method", 408: "timeout", 411: "no_length", 413: "too_large",
-            431: "head_too_large", 505: "bad_version"}.get(exc.status, f"status_{exc.status}")
+            431: "head_too_large", 501: "not_implemented",
+            505: "bad_version"}.get(exc.status, f"status_{exc.status}")
 
 
 def _host_port(host: str, port: int) -> str:
@@ -538,6 +687,8 @@ def _host_port(host: str, port: int) -> str:
 
 
 def _reply_bytes(status: int, payload: Mapping[str, Any], extra: Mapping[str, str]) -> bytes:
+    # Our own answers are a fixed shape (JSON body, a known header or two): written directly,
+    # since h11 cannot answer a request it never saw (a timeout before the request line).
     body = json.dumps(payload).encode() + b"\n"
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
              "Content-Type: application/json", f"Content-Length: {len(body)}",

@@ -5,6 +5,11 @@ carries a message id, a Unix timestamp and one or more signatures, in ``webhook-
 the ``svix-*`` equivalents); a signature is ``v1,`` followed by the base64 HMAC-SHA256 of
 ``"{id}.{timestamp}.{raw body}"`` keyed with the base64-decoded part of ``whsec_...``. The body
 holds only the job id, so a verified webhook is still only a hint to fetch the job.
+
+The headers come from anyone who can reach the listener, so their form is checked before any
+of them is used: the id is bounded printable ASCII, the timestamp 1 to 12 ASCII digits, the
+signature header a space-separated list of ``vN,<base64>`` entries. Anything else is refused
+with :class:`WebhookRejected` saying which header is wrong.
 """
 
 from __future__ import annotations
@@ -28,8 +33,15 @@ TOLERANCE_SECONDS = 300.0
 SEEN_CAPACITY = 10_000
 FINISHED_EVENTS = frozenset({"transcription.success", "transcription.error"})
 _HEADER_FAMILIES = ("webhook", "svix")
-_MESSAGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,256}$")
-_JOB_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
+# Used with fullmatch and explicit ASCII classes: \d and str.isdigit() accept digits such as
+# '²' that int() refuses, and $ accepts a trailing newline.
+_MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,256}")
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+# One entry of the signature list: a version (v1, v1a, ...) and a base64 value. Versions other
+# than v1 (asymmetric v1a during a migration) are allowed in the list but never match.
+_SIGNATURE_ENTRY = re.compile(r"(v[0-9]{1,3}[a-z]?),([A-Za-z0-9+/]{1,1024}={0,2})")
+MAX_SIGNATURES = 16
+_JOB_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
 
 
 class WebhookRejected(Exception):
@@ -94,20 +106,22 @@ class WebhookVerifier:
             raise WebhookRejected("no webhook-id (or svix-id) header: not a signed webhook", 400)
         message_id = headers.get(f"{family}-id", "")
         raw_timestamp = headers.get(f"{family}-timestamp", "")
-        signatures = headers.get(f"{family}-signature", "")
-        if not _MESSAGE_ID.match(message_id):
-            raise WebhookRejected(f"malformed {family}-id header", 400)
-        if not raw_timestamp.isdigit() or len(raw_timestamp) > 12:
-            raise WebhookRejected(f"missing or malformed {family}-timestamp header", 400)
-        if not signatures:
-            raise WebhookRejected(f"no {family}-signature header", 400)
+        if not _MESSAGE_ID.fullmatch(message_id):
+            raise WebhookRejected(
+                f"malformed {family}-id header: expected 1 to 256 printable ASCII characters",
+                400)
+        if not _TIMESTAMP.fullmatch(raw_timestamp):
+            raise WebhookRejected(
+                f"missing or malformed {family}-timestamp header: expected Unix seconds "
+                "(1 to 12 ASCII digits)", 400)
+        candidates = parse_signatures(headers.get(f"{family}-signature", ""), family)
         timestamp = int(raw_timestamp)
-        expected = sign(self._key, message_id, timestamp, body).encode()
+        expected = sign(self._key, message_id, timestamp, body).encode("ascii")
         # Several signatures appear while a secret is being rotated; any valid one will do.
+        # Every candidate is compared, so the time taken does not say which one matched.
         good = False
-        for candidate in signatures.split():
-            version, _, _ = candidate.partition(",")
-            if version == "v1" and hmac.compare_digest(candidate.encode(), expected):
+        for candidate in candidates:
+            if hmac.compare_digest(candidate.encode("ascii"), expected):
                 good = True
         if not good:
             raise WebhookRejected("bad signature")
@@ -118,6 +132,40 @@ class WebhookVerifier:
         if skew < -self.tolerance:
             raise WebhookRejected(f"signed {int(-skew)} s in the future: check the clock")
         return message_id
+
+
+def parse_signatures(header: str, family: str = "webhook") -> list[str]:
+    """The ``v1,<base64>`` entries of a signature header; WebhookRejected when malformed.
+
+    The header is a space-separated list of ``version,base64`` entries (Standard Webhooks);
+    entries of other versions are allowed but left out, as no v1 key can match them.
+    """
+    if not header:
+        raise WebhookRejected(f"no {family}-signature header", 400)
+    entries = header.split(" ")
+    if len(entries) > MAX_SIGNATURES:
+        raise WebhookRejected(
+            f"malformed {family}-signature header: more than {MAX_SIGNATURES} entries", 400)
+    found: list[str] = []
+    for entry in entries:
+        match = _SIGNATURE_ENTRY.fullmatch(entry)
+        if match is None:
+            raise WebhookRejected(
+                f"malformed {family}-signature header: expected space-separated "
+                "'v1,<base64>' entries", 400)
+        version, value = match.groups()
+        if version != "v1":
+            continue
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise WebhookRejected(
+                f"malformed {family}-signature header: a v1 entry is not valid base64",
+                400) from None
+        found.append(entry)
+    if not found:
+        raise WebhookRejected("bad signature: no v1 signature in the header")
+    return found
 
 
 class SeenMessages:
@@ -145,12 +193,13 @@ def parse_event(body: bytes) -> WebhookEvent:
     """The event and job id of a webhook body ``{"event": ..., "payload": {"id": ...}}``."""
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
+        # Not UTF-8, not JSON, too deep, or a number beyond int()'s digit limit.
         raise WebhookRejected("the body is not JSON", 400) from None
     if not isinstance(data, dict) or not isinstance(data.get("event"), str):
         raise WebhookRejected("the body has no event", 400)
     payload = data.get("payload")
     job_id = payload.get("id") if isinstance(payload, dict) else None
-    if job_id is not None and (not isinstance(job_id, str) or not _JOB_ID.match(job_id)):
+    if job_id is not None and (not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id)):
         raise WebhookRejected("the body's payload.id is not a job id", 400)
     return WebhookEvent(event=data["event"], job_id=job_id)
