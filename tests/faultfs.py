@@ -99,8 +99,8 @@ class FaultFS:
         def os_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
             matches = fault._matches(path)
             creating = bool(flags & os.O_CREAT)
-            if matches and (fault.step == "open" and not creating
-                            or fault.step == "write" and creating):
+            if matches and ((fault.step == "open" and not creating)
+                            or (fault.step == "write" and creating)):
                 raise fault.error()
             fd = real_open(path, flags, *args, **kwargs)
             if matches and fault.step == "read":
@@ -121,8 +121,8 @@ class FaultFS:
         def io_open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
             matches = fault._matches(file)
             writing = any(c in mode for c in "wax+")
-            if matches and (fault.step == "open" and not writing
-                            or fault.step == "write" and writing):
+            if matches and ((fault.step == "open" and not writing)
+                            or (fault.step == "write" and writing)):
                 raise fault.error()
             f = real_io_open(file, mode, *args, **kwargs)
             if matches and fault.step == "read" and not writing:

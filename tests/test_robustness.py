@@ -16,6 +16,7 @@ import pytest
 
 from tests.faultfs import STEPS, FaultFS, Step
 from tests.gladia_sim import GladiaSimulator, make_wav
+from watcherd import identity
 from watcherd import worker as worker_module
 from watcherd.config import Config, GladiaConfig, Secret, WatchConfig
 from watcherd.fserrors import classify
@@ -435,7 +436,7 @@ class TestFileSystemFaults:
 def test_hash_batch_survives_an_unforeseen_error(tmp_path: Path, sim: GladiaSimulator,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """An exception of any kind while hashing one file never costs its batch the others."""
-    real = worker_module.hash_file
+    real = identity.hash_file
 
     def hash_file(path: Path, expected: Any = None) -> Any:
         if "boom" in path.name:
