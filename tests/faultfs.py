@@ -56,11 +56,14 @@ class _FailingReads:
 class FaultFS:
     """Makes paths whose name contains ``match`` fail with ``code`` at ``step``."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, match: str, step: Step, code: int
-                 ) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, match: str, step: Step, code: int, *,
+                 hang: bool = False) -> None:
         self.match = match
         self.step = step
         self.code = code
+        #: Instead of failing at once, block like a hung network mount until stop().
+        self.hang = hang
+        self._released = threading.Event()
         self.active = True
         self.hits = 0
         self._lock = threading.Lock()
@@ -70,11 +73,14 @@ class FaultFS:
     def stop(self) -> None:
         """Stop injecting: the paths work again (a share came back, space was freed)."""
         self.active = False
+        self._released.set()
 
     def error(self) -> OSError:
-        """Count one injected failure and build its exception."""
+        """Count one injected failure and build its exception (after the hang, if hanging)."""
         with self._lock:
             self.hits += 1
+        if self.hang:
+            self._released.wait(60)
         return OSError(self.code, os.strerror(self.code))
 
     def _matches(self, path: Any) -> bool:

@@ -83,14 +83,15 @@ class Rig:
         return None if row is None else row.state
 
 
-async def _start(config: Config, *, pipeline_wrap: Callable[[GladiaPipeline], Any] | None = None
-                 ) -> Rig:
+async def _start(config: Config, *, pipeline_wrap: Callable[[GladiaPipeline], Any] | None = None,
+                 file_timeout: float = 60.0) -> Rig:
     journal = Journal.open(config.journal_path, exclusive=True)
     assert config.gladia.api_key is not None
     client = GladiaClient(config.gladia.api_url, config.gladia.api_key)
     pipeline = GladiaPipeline(journal, client, timing=FAST)
     driven = pipeline_wrap(pipeline) if pipeline_wrap is not None else pipeline
-    worker = Worker(config, journal, driven, retry_base=0.05, retry_cap=0.4)
+    worker = Worker(config, journal, driven, retry_base=0.05, retry_cap=0.4,
+                    file_timeout=file_timeout)
     rig = Rig(config, journal, worker, pipeline, client)
     rig.runner = asyncio.ensure_future(worker.run(rig.stop))
     return rig
@@ -459,6 +460,44 @@ def test_hash_batch_survives_an_unforeseen_error(tmp_path: Path, sim: GladiaSimu
             row = rig.source(boom)
             assert row is not None and "MemoryError" in (row.last_error or "")
         finally:
+            await _close(rig)
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("step", ["stat", "read"])
+def test_hung_mount_does_not_freeze_other_folders(
+    tmp_path: Path, sim: GladiaSimulator, monkeypatch: pytest.MonkeyPatch, step: Step
+) -> None:
+    """A storage whose calls hang delays only its own files; the other folder keeps flowing."""
+    share, local = tmp_path / "share", tmp_path / "local"
+    share.mkdir()
+    local.mkdir()
+    config = _config(
+        tmp_path, sim,
+        WatchConfig(path=share, settle_seconds=0.05, outputs=("txt",)),
+        WatchConfig(path=local, settle_seconds=0.05, outputs=("txt",)),
+    )
+
+    async def go() -> None:
+        rig = await _start(config, file_timeout=1.0)
+        fs: FaultFS | None = None
+        try:
+            stuck = _drop(share, "stuck.wav", "s")
+            fine = [_drop(local, f"fine{i}.wav", str(i)) for i in range(3)]
+            fs = FaultFS(monkeypatch, "stuck", step, errno.EIO, hang=True)
+            rig.worker.hint(stuck)
+            for path in fine:
+                rig.worker.hint(path)
+            await rig.until(lambda: all(rig.state(p) == "done" for p in fine))
+            assert fs.hits >= 1
+            assert rig.state(stuck) != "done"
+            fs.stop()
+            rig.worker.hint(stuck)
+            await rig.until(lambda: rig.state(stuck) == "done")
+        finally:
+            if fs is not None:
+                fs.stop()
             await _close(rig)
 
     asyncio.run(go())

@@ -36,6 +36,8 @@ class GladiaError(WatcherdError):
     (the connection could not be opened), so a create that failed this way made no job.
     ``malformed`` is true when the server answered (2xx) with a body that cannot be used: not
     an outage, so a file whose answers stay unusable fails after a budget instead of waiting.
+    ``idempotent`` is true when the failed request was a read (GET): repeating it is harmless,
+    so it is retried soon, never left to a long backoff.
     """
 
     transient: bool = False
@@ -51,6 +53,7 @@ class GladiaError(WatcherdError):
         maybe_sent: bool = True,
         retry_after: float | None = None,
         malformed: bool = False,
+        idempotent: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -61,6 +64,7 @@ class GladiaError(WatcherdError):
         self.maybe_sent = maybe_sent
         self.retry_after = retry_after
         self.malformed = malformed
+        self.idempotent = idempotent
 
     def describe(self) -> str:
         """One line for logs and ``status``: status code, message, validation errors, ids."""

@@ -362,6 +362,27 @@ class GladiaClient:
         headers: Mapping[str, str] | None = None,
         timeout: httpx.Timeout | None = None,
     ) -> httpx.Response:
+        try:
+            return await self._send_once(method, path, op, job_id=job_id, params=params,
+                                         json_body=json_body, content=content,
+                                         headers=headers, timeout=timeout)
+        except GladiaError as exc:
+            exc.idempotent = method == "GET"
+            raise
+
+    async def _send_once(
+        self,
+        method: str,
+        path: str,
+        op: str,
+        *,
+        job_id: str | None,
+        params: Any,
+        json_body: Any,
+        content: Any,
+        headers: Mapping[str, str] | None,
+        timeout: httpx.Timeout | None,
+    ) -> httpx.Response:
         url = self.api_url + path
         try:
             response = await self._http.request(
@@ -587,4 +608,5 @@ def _unexpected(response: httpx.Response, op: str, what: str) -> NoReturn:
         call_id=response.headers.get("x-aipi-call-id"),
         maybe_sent=True,
         malformed=True,
+        idempotent=response.request.method == "GET",
     )

@@ -387,6 +387,19 @@ class Journal:
         )
         return [_row_to_source(r) for r in rows]
 
+    def next_attempt_at(self, after: float) -> float | None:
+        """The earliest time after ``after`` that a waiting (or backing-off) source is due.
+
+        Times already past are not returned: such a source is due now, and if it could not be
+        started, what blocks it (a full plan, a leader) wakes the loop when it clears.
+        """
+        row = self._conn.execute(
+            "SELECT MIN(next_attempt_at) FROM sources WHERE state IN ('waiting','pending')"
+            " AND next_attempt_at > ?", (after,),
+        ).fetchone()
+        value = row[0] if row is not None else None
+        return float(value) if value is not None else None
+
     def count_in_flight(self, *, exclude: set[int]) -> int:
         """Active sources whose Gladia job exists or may exist, except those in ``exclude``."""
         rows = self._conn.execute(

@@ -21,6 +21,7 @@ import structlog
 from watcherd import outcomes
 from watcherd.backoff import retry_delay
 from watcherd.errors import SourceError
+from watcherd.fileops import run_on
 from watcherd.journal import FileStat, Journal, Source
 from watcherd.local_engine import LocalEngine, LocalEngineError
 from watcherd.local_model import ModelError
@@ -68,7 +69,8 @@ class LocalPipeline:
             log.error("local_model_unusable", source=source.path, error=exc.message)
         except SourceError as exc:
             if exc.transient:
-                outcomes.resettle(self.journal, source_id, exc.message)
+                present = await outcomes.present(self.journal.get(source_id))
+                outcomes.resettle(self.journal, source_id, exc.message, present=present)
             else:
                 outcomes.fail(self.journal, source_id, exc.message)
         except OutputsNotWritten as exc:
@@ -87,7 +89,7 @@ class LocalPipeline:
         if job is None:
             job = await self._transcribe(source)
         source = self.journal.get(source.id)
-        await asyncio.to_thread(self._check_present, source)
+        await run_on(source.watch_root, self._check_present, source)
         try:
             await finish(self.journal, source, job, self.outputs_for(source), engine="local")
         except OSError as exc:
@@ -95,7 +97,7 @@ class LocalPipeline:
 
     async def _transcribe(self, source: Source) -> dict[str, Any]:
         path = Path(source.path)
-        await asyncio.to_thread(self._check_unchanged, source)
+        await run_on(source.watch_root, self._check_unchanged, source)
         if source.size == 0:
             raise SourceError("the file is empty; replace it with the full recording")
         source = self.journal.transition(
@@ -116,7 +118,7 @@ class LocalPipeline:
             raise
         # The result belongs to the content that was hashed; a file that changed meanwhile
         # is settled again rather than given someone else's transcript.
-        await asyncio.to_thread(self._check_unchanged, source)
+        await run_on(source.watch_root, self._check_unchanged, source)
         self.journal.store_result(source, job)
         unavailable = job.get("watcherd", {}).get("unavailable_options") or []
         if unavailable:

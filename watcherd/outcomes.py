@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import errno
+import os
 import time
-from pathlib import Path
 from typing import Any
 
 import structlog
 
 from watcherd.backoff import retry_delay
+from watcherd.fileops import run_on
 from watcherd.fserrors import classify
-from watcherd.journal import Journal
+from watcherd.journal import Journal, Source
 
 log = structlog.get_logger("watcherd.outcomes")
 
@@ -37,10 +38,26 @@ def fail(journal: Journal, source_id: int, reason: str, *, attempts: int | None 
     log.error("source_failed", source=source.path, reason=reason)
 
 
-def resettle(journal: Journal, source_id: int, reason: str) -> None:
-    """The file vanished or changed under us: gone, or back to settling as a new version."""
+async def present(source: Source) -> bool:
+    """Whether the source's path exists, asked off the loop in its storage's threads.
+
+    An error other than "not there" (a hung or failing share) counts as present: the file is
+    settled again, never declared gone because its storage hiccuped.
+    """
+    try:
+        await run_on(source.watch_root, os.stat, source.path)
+    except OSError as exc:
+        return classify(exc).kind != "missing"
+    return True
+
+
+def resettle(journal: Journal, source_id: int, reason: str, *, present: bool) -> None:
+    """The file vanished or changed under us: gone, or back to settling as a new version.
+
+    ``present`` comes from :func:`present`, read off the loop by the caller.
+    """
     source = journal.get(source_id)
-    if not Path(source.path).exists():
+    if not present:
         journal.transition(
             source, "gone", actor="worker", reason=f"source {reason}",
             last_error="the source disappeared before it was transcribed",
@@ -76,7 +93,8 @@ def file_problem(journal: Journal, source_id: int, exc: OSError, *, doing: str,
     problem = classify(exc)
     reading = doing.startswith("cannot read")
     if problem.kind == "missing" and reading:
-        resettle(journal, source_id, "disappeared")
+        # The step already found the path missing; resettle checks nothing more.
+        resettle(journal, source_id, "disappeared", present=False)
         return
     source = journal.get(source_id)
     attempts = source.attempts + 1

@@ -30,6 +30,7 @@ from watcherd.errors import (
     SourceError,
     TransientGladiaError,
 )
+from watcherd.fileops import run_on
 from watcherd.gladia import GladiaClient
 from watcherd.journal import FileStat, Journal, Source
 
@@ -166,7 +167,8 @@ class GladiaPipeline:
             outcomes.fail(self.journal, source_id, _permanent_reason(exc))
         except SourceError as exc:
             if exc.transient:
-                outcomes.resettle(self.journal, source_id, exc.message)
+                present = await outcomes.present(self.journal.get(source_id))
+                outcomes.resettle(self.journal, source_id, exc.message, present=present)
             else:
                 outcomes.fail(self.journal, source_id, exc.message)
         except OutputsNotWritten as exc:
@@ -202,14 +204,14 @@ class GladiaPipeline:
                 fresh = True
             job = await self._await_result(source, fresh=fresh)
         source = self.journal.get(source.id)
-        await asyncio.to_thread(self._check_present, source)
+        await run_on(source.watch_root, self._check_present, source)
         await self._finish(source, job)
 
     async def _upload(self, source: Source) -> Source:
         path = Path(source.path)
-        await asyncio.to_thread(self._check_unchanged, source)
+        await run_on(source.watch_root, self._check_unchanged, source)
         assert source.size is not None
-        await asyncio.to_thread(media.check_source, path, source.size)
+        await run_on(source.watch_root, media.check_source, path, source.size)
         source = self.journal.transition(
             source, "uploading", actor="worker", reason="upload started", last_error=None,
             note=None,
@@ -220,7 +222,8 @@ class GladiaPipeline:
         if result.sha256 != source.sha256:
             raise SourceError("changed while it was uploading", transient=True)
         # The open file was read to the end even if it was deleted or replaced meanwhile.
-        await asyncio.to_thread(self._check_unchanged, source, "while it was uploading")
+        await run_on(source.watch_root, self._check_unchanged, source,
+                     "while it was uploading")
         source = self.journal.transition(
             source, "uploaded", actor="worker", reason="uploaded", audio_url=result.audio_url,
             attempts=0,
@@ -328,8 +331,8 @@ class GladiaPipeline:
             )
         cap = self.timing.poll_cap
         if not self.expect_callbacks:
-            cap = poll_cap_for(await asyncio.to_thread(media.audio_duration, Path(source.path)),
-                               self.timing)
+            seconds = await run_on(source.watch_root, media.audio_duration, Path(source.path))
+            cap = poll_cap_for(seconds, self.timing)
         delays = poll_delays(start=self.timing.poll_start, cap=cap)
         if fresh and self.expect_callbacks:
             # A job created a moment ago is not done yet: let its callback say when (the
@@ -453,8 +456,9 @@ async def finish(
             reason="outputs named", output_base=str(base),
         )
     assert source.output_base is not None
-    written = await asyncio.to_thread(outputs.write_outputs, Path(source.output_base), formats, job)
-    await asyncio.to_thread(_remove_stale_temps, written)
+    written = await run_on(source.watch_root, outputs.write_outputs,
+                           Path(source.output_base), formats, job)
+    await run_on(source.watch_root, _remove_stale_temps, written)
     journal.transition(
         source, "done", actor="worker", reason="transcript written",
         job_id=str(job.get("id")), done_at=time.time(), attempts=0, next_attempt_at=None,

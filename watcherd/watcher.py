@@ -198,6 +198,38 @@ def watch_for(path: Path, watches: Sequence[WatchConfig]) -> WatchConfig | None:
     return WatchIndex(watches).watch_for(path)
 
 
+@dataclass(frozen=True)
+class StorageFacts:
+    """What the file system says around a vanished path, read off the event loop."""
+
+    root: Path
+    root_problem: str | None
+    folder: Path | None
+    folder_dev: int | None
+
+    def away(self, dev: int | None) -> str | None:
+        """Why the source (last seen on device ``dev``) may still exist, or None if deleted."""
+        if self.root_problem is not None:
+            return f"the watch folder {self.root} is unavailable ({self.root_problem})"
+        if dev is not None and self.folder_dev is not None and self.folder_dev != dev:
+            return f"the file system that held it is not mounted at {self.folder} any more"
+        return None
+
+
+def storage_facts(path: Path, root: Path) -> StorageFacts:
+    """Read whether ``root`` is there and the device of ``path``'s nearest surviving folder."""
+    if _root_identity(root) is None:
+        return StorageFacts(root, _root_absence(root), None, None)
+    folder = path.parent
+    while True:
+        try:
+            return StorageFacts(root, None, folder, os.stat(folder).st_dev)
+        except OSError:
+            if folder.parent == folder:
+                return StorageFacts(root, None, None, None)
+            folder = folder.parent
+
+
 def storage_missing(path: Path, dev: int | None, root: Path) -> str | None:
     """Why a vanished source may still exist (its root or its file system is away), or None.
 
@@ -206,20 +238,7 @@ def storage_missing(path: Path, dev: int | None, root: Path) -> str | None:
     was on (an unmounted share leaves its empty mount point behind), means the storage is
     unreachable, and every one of its files would otherwise look deleted.
     """
-    if _root_identity(root) is None:
-        return f"the watch folder {root} is unavailable ({_root_absence(root)})"
-    folder = path.parent
-    while True:
-        try:
-            folder_dev = os.stat(folder).st_dev
-            break
-        except OSError:
-            if folder.parent == folder:
-                return None
-            folder = folder.parent
-    if dev is not None and folder_dev != dev:
-        return f"the file system that held it is not mounted at {folder} any more"
-    return None
+    return storage_facts(path, root).away(dev)
 
 
 def scan(watch: WatchConfig) -> Iterator[Path]:

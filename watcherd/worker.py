@@ -26,12 +26,13 @@ from watcherd import outcomes
 from watcherd.backoff import retry_delay
 from watcherd.config import Config, WatchConfig
 from watcherd.errors import AuthError, GladiaError, SourceError
+from watcherd.fileops import StorageTimeout, run_on
 from watcherd.fserrors import classify
 from watcherd.identity import content_key, hash_file, options_json
 from watcherd.journal import ACTIVE_STATES, FileStat, Journal, Source
 from watcherd.pipeline import GladiaPipeline
 from watcherd.recover import job_from_outputs
-from watcherd.watcher import WatchIndex, storage_missing
+from watcherd.watcher import StorageFacts, WatchIndex, storage_facts
 
 log = structlog.get_logger("watcherd.worker")
 
@@ -66,6 +67,12 @@ HASH_REFILL_BELOW = 4 * HASH_BATCH_FILES
 INTAKE_CHUNK = 5000
 #: How long a source whose storage is away (root missing, share unmounted) waits to be retried.
 STORAGE_RETRY_SECONDS = 30.0
+#: The longest the loop sleeps with nothing due (it also wakes on every hint and timer).
+IDLE_CHECK_SECONDS = 5.0
+#: How long a tick waits for the stat of hinted paths; slower storages finish in the background.
+INTAKE_WAIT_SECONDS = 1.0
+#: How long one stat batch may take before its storage is taken as hung.
+FILE_TIMEOUT = 60.0
 #: A pending file that cannot be read (EIO...) is failed after this many attempts in a row.
 READ_ERROR_BUDGET = 8
 #: An attempt that ends in an exception nobody foresaw (a bug, an answer not understood) is
@@ -86,6 +93,8 @@ class Seen:
     watch: WatchConfig | None = None
     #: The problem may go away by itself (EIO, ESTALE...): never a reason to fail the file.
     transient: bool = False
+    #: For a path that is not there: whether its storage is (read in the same thread).
+    facts: StorageFacts | None = None
 
 
 #: What a path that is neither a regular file nor a folder is, for the reason ``status`` shows.
@@ -105,13 +114,14 @@ def special_kind(mode: int) -> str | None:
     return None
 
 
-def _look_one(path: Path, index: WatchIndex | None) -> Seen | None:
+def _look_one(path: Path, index: WatchIndex | None, root: Path | None) -> Seen | None:
     try:
         st = path.stat()
     except OSError as exc:
         problem = classify(exc)
         if problem.kind == "missing":
-            return Seen(path, None)
+            facts = storage_facts(path, root) if root is not None else None
+            return Seen(path, None, facts=facts)
         reason = f"cannot read it: {problem.message}"
         if exc.errno == errno.ELOOP:
             reason += " (the link points back at itself); fix or remove the link"
@@ -134,7 +144,8 @@ def _look_one(path: Path, index: WatchIndex | None) -> Seen | None:
     return Seen(path, FileStat.of(st), watch=watch)
 
 
-def _look(paths: Iterable[Path], index: WatchIndex | None = None) -> list[Seen]:
+def _look(paths: Iterable[Path], index: WatchIndex | None = None,
+          root: Path | None = None) -> list[Seen]:
     """Stat each path (in a thread), and find which watch accepts it when ``index`` is given.
 
     One path's trouble never costs the others their turn: whatever a path raises becomes a
@@ -143,7 +154,7 @@ def _look(paths: Iterable[Path], index: WatchIndex | None = None) -> list[Seen]:
     seen = []
     for path in paths:
         try:
-            item = _look_one(path, index)
+            item = _look_one(path, index, root)
         except Exception as exc:  # a bug or an odd file system: that path alone
             item = Seen(path, None, f"cannot look at it: {_short(exc)}", transient=True)
         if item is not None:
@@ -170,7 +181,31 @@ def _stat_of(source: Source) -> FileStat:
     return FileStat(source.size or 0, source.mtime_ns or 0, source.dev or 0, source.inode or 0)
 
 
-HashOutcome = tuple[str, FileStat] | SourceError
+@dataclass(frozen=True)
+class HashFailure:
+    """Why a file could not be hashed, with what its path looked like right after."""
+
+    error: SourceError
+    #: The file's stat after the failure; None when it could not be read or is not there.
+    stat_now: FileStat | None = None
+    #: Set when the path is not there: whether its storage is away or the file was deleted.
+    facts: StorageFacts | None = None
+
+
+HashOutcome = tuple[str, FileStat] | HashFailure
+
+
+def _failure(source: Source, error: SourceError) -> HashFailure:
+    """Complete a hashing error with a fresh look at the path (still in the thread)."""
+    if not error.transient:
+        return HashFailure(error)
+    path = Path(source.path)
+    try:
+        return HashFailure(error, stat_now=FileStat.of(path.stat()))
+    except OSError as exc:
+        if classify(exc).kind != "missing":
+            return HashFailure(error)
+    return HashFailure(error, facts=storage_facts(path, Path(source.watch_root)))
 
 
 def _hash_all(batch: Sequence[Source]) -> list[tuple[Source, HashOutcome]]:
@@ -183,15 +218,19 @@ def _hash_all(batch: Sequence[Source]) -> list[tuple[Source, HashOutcome]]:
     for source in batch:
         try:
             outcomes.append((source, hash_file(Path(source.path), _stat_of(source))))
+            continue
         except SourceError as exc:
-            outcomes.append((source, exc))
+            error = exc
         except OSError as exc:
             problem = classify(exc)
-            outcomes.append((source, SourceError(f"cannot read it: {problem.message}; "
-                                                 f"{problem.hint}", transient=problem.retryable)))
+            error = SourceError(f"cannot read it: {problem.message}; {problem.hint}",
+                                transient=problem.retryable)
         except Exception as exc:
-            outcomes.append((source, SourceError(f"cannot be hashed: {_short(exc)}",
-                                                 transient=True)))
+            error = SourceError(f"cannot be hashed: {_short(exc)}", transient=True)
+        try:
+            outcomes.append((source, _failure(source, error)))
+        except Exception:
+            outcomes.append((source, HashFailure(error)))
     return outcomes
 
 
@@ -256,11 +295,12 @@ class Worker:
         engines: Mapping[str, tuple[Pipeline, int]] | None = None,
         engine_of: Callable[[WatchConfig | None], str | None] | None = None,
         extra_watches: Sequence[WatchConfig] = (),
-        tick_seconds: float = 0.25,
+        idle_seconds: float = IDLE_CHECK_SECONDS,
         hash_workers: int = 2,
         auth_recheck_seconds: float = 300.0,
         retry_base: float = 2.0,
         retry_cap: float = 600.0,
+        file_timeout: float = FILE_TIMEOUT,
     ) -> None:
         self.config = config
         self.journal = journal
@@ -268,15 +308,20 @@ class Worker:
         self.no_engine_reason = no_engine_reason
         self.max_concurrent = max_concurrent or config.gladia.max_concurrent_jobs
         self.watches = tuple(config.watches) + tuple(extra_watches)
-        self.tick_seconds = tick_seconds
+        self.idle_seconds = idle_seconds
         self.auth_recheck_seconds = auth_recheck_seconds
         self.retry_base = retry_base
+        self.file_timeout = file_timeout
         self.retry_cap = retry_cap
         self._hints: set[Path] = set()
         self._explicit: dict[Path, WatchConfig] = {}
         self._wake = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
         self._hashing: dict[int, asyncio.Task[None]] = {}
+        self._looking: set[asyncio.Future[None]] = set()
+        # Sources whose NAME.json was (being) read for a result left by an earlier journal.
+        self._outputs_checked: set[int] = set()
+        self._checking_outputs: set[int] = set()
         self._hash_slots = asyncio.Semaphore(hash_workers)
         self._loop: asyncio.AbstractEventLoop | None = None
         with contextlib.suppress(RuntimeError):
@@ -382,18 +427,39 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         try:
             while not stop.is_set():
-                await self.tick()
+                # Cleared before the tick, so a wake-up that arrives during it is not lost.
                 self._wake.clear()
+                await self.tick()
                 waiter = asyncio.ensure_future(self._wake.wait())
                 stopper = asyncio.ensure_future(stop.wait())
                 await asyncio.wait(
-                    {waiter, stopper}, timeout=self.tick_seconds,
+                    {waiter, stopper}, timeout=self._sleep_for(),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 waiter.cancel()
                 stopper.cancel()
         finally:
             await self.shutdown()
+
+    def _sleep_for(self) -> float:
+        """Seconds until something is due: the loop sleeps until then or the next hint.
+
+        Hints, finished tasks and timers wake it earlier; ``idle_seconds`` bounds the sleep so
+        changes made by another process (``watcherd retry``) are seen without a signal.
+        """
+        now = time.time()
+        when = now + self.idle_seconds
+        when = min(when, self._book.next_at)
+        if self._book.sources:
+            when = min(when, self._book.checked_at + SETTLE_RECHECK_SECONDS)
+        next_due = self.journal.next_attempt_at(now)
+        if next_due is not None:
+            when = min(when, next_due)
+        if self._quarantine:
+            when = min(when, min(self._quarantine.values()))
+        if self._auth_problem is not None:
+            when = min(when, self._auth_problem_at + self.auth_recheck_seconds)
+        return max(0.0, when - now)
 
     async def shutdown(self) -> None:
         """Abandon waits and in-flight calls; the journal already holds where each one was."""
@@ -416,7 +482,7 @@ class Worker:
 
     def idle(self) -> bool:
         """True when nothing is running or waiting to be looked at."""
-        return not (self._hints or self._running or self._hashing)
+        return not (self._hints or self._running or self._hashing or self._looking)
 
     # -- intake --------------------------------------------------------------------------
 
@@ -446,11 +512,53 @@ class Worker:
         return cached[1]
 
     async def _intake(self, paths: set[Path]) -> None:
-        """Stat hinted paths off the loop and journal them all in one transaction."""
+        """Stat hinted paths off the loop, one task per storage, and journal what was seen.
+
+        Each watch root is looked at in its own thread pool with a timeout, and the tick waits
+        at most INTAKE_WAIT_SECONDS for them: a hung mount delays only its own files.
+        """
         book = self._book
         complete = paths & book.complete
         book.complete -= complete
-        seen = await asyncio.to_thread(_look, sorted(paths), self._index)
+        groups: dict[Path, list[Path]] = {}
+        for path in paths:
+            groups.setdefault(self._root_of(path), []).append(path)
+        tasks = []
+        for root, group in groups.items():
+            task = asyncio.ensure_future(self._look_group(root, group, complete))
+            self._looking.add(task)
+            task.add_done_callback(self._looking.discard)
+            tasks.append(task)
+        await asyncio.wait(tasks, timeout=INTAKE_WAIT_SECONDS)
+
+    def _root_of(self, path: Path) -> Path:
+        """The watch root holding ``path`` (the innermost), or its folder for a named file."""
+        if path in self._explicit:
+            return path.parent
+        best: Path | None = None
+        for watch in self.watches:
+            if path.is_relative_to(watch.path) and (
+                best is None or len(watch.path.parts) > len(best.parts)
+            ):
+                best = watch.path
+        return best if best is not None else path.parent
+
+    async def _look_group(self, root: Path, paths: list[Path], complete: set[Path]) -> None:
+        try:
+            seen = await run_on(root, _look, sorted(paths), self._index, root,
+                                timeout=self.file_timeout)
+        except StorageTimeout as exc:
+            log.warning("storage_not_answering", root=str(root), error=exc.strerror,
+                        files=len(paths), retry_in=STORAGE_RETRY_SECONDS)
+            loop = asyncio.get_running_loop()
+            for path in paths:
+                loop.call_later(STORAGE_RETRY_SECONDS, self.hint, path)
+            return
+        self._record_seen(seen, complete)
+
+    def _record_seen(self, seen: list[Seen], complete: set[Path]) -> None:
+        """Journal seen files in transactions of INTAKE_CHUNK; note vanished ones."""
+        book = self._book
         batch = []
         settle: dict[str, float] = {}
         for item in seen:
@@ -465,8 +573,6 @@ class Worker:
         if not batch:
             return
         for start in range(0, len(batch), INTAKE_CHUNK):
-            if start:
-                await asyncio.sleep(0)  # a 100,000-file rescan must not stall running uploads
             now = time.time()
             for source in self._observe(batch[start:start + INTAKE_CHUNK]):
                 self._heard(source, now, complete=Path(source.path) in complete,
@@ -542,7 +648,7 @@ class Worker:
         task = self._running.get(source.id)
         if task is not None:
             return  # the running attempt finds out and records it itself
-        if self._storage_away(source):
+        if self._storage_away(source, item.facts):
             return
         self.journal.transition(
             source, "gone", actor="watcher", reason="source deleted before it was done",
@@ -551,9 +657,11 @@ class Worker:
         self._book.sources.pop(source.path, None)
         log.warning("source_gone", source=source.path)
 
-    def _storage_away(self, source: Source) -> bool:
+    def _storage_away(self, source: Source, facts: StorageFacts | None) -> bool:
         """True (and noted) when a missing source's root or file system is away, not deleted."""
-        away = storage_missing(Path(source.path), source.dev, Path(source.watch_root))
+        if facts is None:
+            return False
+        away = facts.away(source.dev)
         if away is None:
             return False
         note = f"cannot see the file: {away}; it is looked for again when it comes back"
@@ -650,16 +758,21 @@ class Worker:
 
     def _start_hashing(self, ready: Sequence[Source]) -> None:
         """Hash ready sources in batches, each batch one task in ``_hashing`` for its sources."""
-        batch: list[Source] = []
-        size = 0
+        by_root: dict[str, list[Source]] = {}
         for source in ready:
-            batch.append(source)
-            size += source.size or 0
-            if len(batch) >= HASH_BATCH_FILES or size >= HASH_BATCH_BYTES:
+            by_root.setdefault(source.watch_root, []).append(source)
+        # A batch never mixes storages: each is hashed in its own storage's threads.
+        for group in by_root.values():
+            batch: list[Source] = []
+            size = 0
+            for source in group:
+                batch.append(source)
+                size += source.size or 0
+                if len(batch) >= HASH_BATCH_FILES or size >= HASH_BATCH_BYTES:
+                    self._spawn_hash(batch)
+                    batch, size = [], 0
+            if batch:
                 self._spawn_hash(batch)
-                batch, size = [], 0
-        if batch:
-            self._spawn_hash(batch)
 
     def _spawn_hash(self, batch: list[Source]) -> None:
         task = asyncio.ensure_future(self._hash(batch))
@@ -670,10 +783,19 @@ class Worker:
         """Hash a batch in a thread (at most ``hash_workers`` at once), then record each."""
         try:
             async with self._hash_slots:
-                outcomes = await asyncio.to_thread(_hash_all, batch)
+                # Each storage hashes in its own threads, bounded in time by the bytes to read
+                # (at 4 MB/s at worst): a hung mount fails its batch's reads, not the loop.
+                budget = self.file_timeout + sum(s.size or 0 for s in batch) / (4 * 1024 * 1024)
+                try:
+                    outcomes = await run_on(Path(batch[0].watch_root), _hash_all, batch,
+                                            timeout=budget)
+                except StorageTimeout as exc:
+                    failure = HashFailure(SourceError(f"cannot read it: {exc.strerror}",
+                                                      transient=True))
+                    outcomes = [(s, failure) for s in batch]
             hashed = []
             for source, outcome in outcomes:
-                if isinstance(outcome, SourceError):
+                if isinstance(outcome, HashFailure):
                     self._settle_failed(source, outcome)
                 else:
                     hashed.append((source, *outcome))
@@ -698,29 +820,25 @@ class Worker:
                 self._book.sources.pop(source.path, None)
                 log.info("source_ready", source=source.path, sha256=digest[:16])
 
-    def _settle_failed(self, source: Source, exc: SourceError) -> None:
+    def _settle_failed(self, source: Source, failure: HashFailure) -> None:
         current = self.journal.get(source.id)
         if current.state != "pending":
             return
-        path = Path(source.path)
+        exc = failure.error
         if exc.transient:
-            try:
-                now_stat: FileStat | None = FileStat.of(path.stat())
-            except OSError as err:
-                if classify(err).kind != "missing":
-                    self._read_failed(current, exc.message)
-                    return
-                now_stat = None
-            if now_stat is not None:
-                if now_stat != _stat_of(current):
-                    self.hint(path)  # it changed: observe restarts the settle clock
+            if failure.stat_now is not None:
+                if failure.stat_now != _stat_of(current):
+                    self.hint(Path(source.path))  # it changed: observe restarts the clock
                 else:
                     # Unchanged, yet it could not be read (EIO, ESTALE, EMFILE...): back off,
                     # counted in the journal, and fail after a budget instead of re-reading
                     # it in a tight loop.
                     self._read_failed(current, exc.message)
                 return
-            if self._storage_away(current):
+            if failure.facts is None:
+                self._read_failed(current, exc.message)  # its folder cannot be read either
+                return
+            if self._storage_away(current, failure.facts):
                 return
             self.journal.transition(
                 current, "gone", actor="worker", reason=f"source {exc.message}",
@@ -839,8 +957,15 @@ class Worker:
         cached = self.journal.result_for(source.content_key) is not None
         if not cached and source.job_id is None and source.audio_url is None and (
             source.submit_started_at is None
-        ):
-            cached = self._recover_from_outputs(source)
+        ) and source.id not in self._outputs_checked:
+            # Read a NAME.json left by an earlier journal first, off the loop; the source is
+            # started once that is known.
+            if source.id not in self._checking_outputs:
+                self._checking_outputs.add(source.id)
+                task = asyncio.ensure_future(self._recover_from_outputs(source))
+                self._looking.add(task)
+                task.add_done_callback(self._looking.discard)
+            return False
         leader = self.journal.leader_for(source.content_key)
         if not cached and leader is not None and leader.id != source.id:
             if source.note != f"same content as {leader.path}; waiting for its result":
@@ -851,11 +976,24 @@ class Worker:
             return False
         return True
 
-    def _recover_from_outputs(self, source: Source) -> bool:
+    async def _recover_from_outputs(self, source: Source) -> None:
         """Take the result from an existing NAME.json made for this content (journal lost)."""
-        found = job_from_outputs(source)
+        try:
+            found = await run_on(Path(source.watch_root), job_from_outputs, source,
+                                 timeout=self.file_timeout)
+        except Exception as exc:
+            # Unreadable outputs are no result: the source goes on to the engine.
+            log.warning("outputs_not_checked", source=source.path, error=_short(exc))
+            found = None
+        finally:
+            self._checking_outputs.discard(source.id)
+            self._outputs_checked.add(source.id)
+            self._wake.set()
         if found is None:
-            return False
+            return
+        source = self.journal.get(source.id)
+        if source.content_key is None or source.job_id is not None:
+            return
         base, job = found
         source = self.journal.annotate(
             source, actor="worker", output_base=str(base),
@@ -863,7 +1001,6 @@ class Worker:
         )
         self.journal.store_result(source, job)
         log.info("result_recovered", source=source.path, job_id=job.get("id"))
-        return True
 
     async def _drive(self, pipeline: Pipeline, source_id: int) -> None:
         """One attempt, inside the source's fault boundary: whatever happens stays with it."""
@@ -877,6 +1014,8 @@ class Worker:
         else:
             self._check_progress(source_id, before)
         finally:
+            # The attempt may have sent the source back to settling: look at once.
+            self._book.dirty = True
             self._wake.set()
 
     def _contain(self, source_id: int, exc: BaseException) -> None:
