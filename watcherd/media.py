@@ -12,7 +12,7 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from watcherd import fserrors
 from watcherd.errors import SourceError
@@ -230,10 +230,11 @@ def _duration(fd: int, name: str) -> float | None:
 
     Raises :class:`SourceError` when reading failed (an I/O error, not odd content).
     """
-    raw = _SourceReader(fd, name)
-    reader = io.BufferedReader(raw, buffer_size=64 * 1024)
+    # Unbuffered on purpose: io.BufferedReader retries a raw read that raised EINTR, for ever
+    # if it keeps failing; mutagen and PyAV read headers in pieces large enough as it is.
+    reader = _SourceReader(fd, name)
     for probe in (_mutagen_duration, _av_duration):
-        raw.start_probe()
+        reader.start_probe()
         try:
             reader.seek(0)
             seconds = probe(reader)
@@ -241,14 +242,14 @@ def _duration(fd: int, name: str) -> float | None:
             # mutagen and PyAV raise many kinds of errors on odd files: an unknown duration
             # is not fatal, Gladia has the final word on whether the file is audio.
             seconds = None
-        if raw.failure is not None:
-            raise read_error(raw.failure)
+        if reader.failure is not None:
+            raise read_error(reader.failure)
         if seconds is not None and math.isfinite(seconds) and seconds > 0:
             return seconds
     return None
 
 
-def _mutagen_duration(reader: BinaryIO) -> float | None:
+def _mutagen_duration(reader: _SourceReader) -> float | None:
     import mutagen
 
     info = mutagen.File(reader)
@@ -256,7 +257,7 @@ def _mutagen_duration(reader: BinaryIO) -> float | None:
     return float(length) if isinstance(length, int | float) else None
 
 
-def _av_duration(reader: BinaryIO) -> float | None:
+def _av_duration(reader: _SourceReader) -> float | None:
     try:
         import av
     except ImportError:  # the local extra is not installed: mutagen's answer is all we have
@@ -274,10 +275,11 @@ def _av_duration(reader: BinaryIO) -> float | None:
         return max(lengths, default=None)
 
 
-def _no_nested_files(url: str, flags: int, options: dict[str, Any]) -> Any:
+def _no_nested_files(url: str, flags: int, options: dict[str, Any]) -> io.BytesIO:
     # Playlists and concat lists name other files or URLs: a dropped file must never make
-    # watcherd open those, so any nested open fails and only the file itself is read.
-    raise PermissionError(errno.EACCES, "watcherd reads only the dropped file itself")
+    # watcherd open those, so every nested file reads as empty and only the file itself is
+    # read. (Raising instead makes PyAV print a traceback to stderr.)
+    return io.BytesIO(b"")
 
 
 # -- checks -----------------------------------------------------------------------------------
@@ -348,7 +350,9 @@ def _check_limits(path: Path, size: int, *, max_seconds: float, max_bytes: int) 
 def _limit(max_seconds: float) -> str:
     if max_seconds == MAX_SECONDS:
         return "Gladia's 135-minute limit"
-    return f"the limit of {_length(max_seconds, max_seconds)}"
+    if max_seconds >= 120:
+        return f"the limit of {max_seconds / 60:g} minutes"
+    return f"the limit of {max_seconds:g} seconds"
 
 
 def _length(seconds: float, limit: float) -> str:
