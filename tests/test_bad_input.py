@@ -27,6 +27,7 @@ from tests.gladia_sim import (
     make_sparse_wav,
     make_wav,
 )
+from tests.test_media import claim_duration, write_audio
 from watcherd.journal import Journal
 
 KEY = "sk-test-bad-input-0123456789"
@@ -175,6 +176,35 @@ class TestRefusedLocally:
         make_sparse_wav(bad, 136 * 60 * WAV_BYTES_PER_SECOND + 44)
         row = daemon.wait_row(bad, "failed", timeout=60)
         assert "136 minutes" in row["error"] and "135-minute" in row["error"]
+        _logged(daemon, bad, "135-minute")
+        assert sim.uploads() == []
+        _good_file_still_works(daemon, inbox)
+
+    def test_two_gib_sparse_wav(self, start: Any, inbox: Path, sim: GladiaSimulator) -> None:
+        """A 2 GiB sparse WAV fails with the 1000 MB limit (not as undecodable); no upload."""
+        daemon = start()
+        bad = inbox / "two-gib.wav"
+        make_sparse_wav(bad, 2 * 1024 * 1024 * 1024)
+        row = daemon.wait_row(bad, "failed", timeout=90)
+        assert "2048 MB" in row["error"] and "1000 MB limit" in row["error"]
+        assert "decode" not in row["error"]
+        assert sim.uploads() == []
+        _good_file_still_works(daemon, inbox)
+
+    @pytest.mark.parametrize(("ext", "container", "codec"),
+                             [("mkv", "matroska", "pcm_s16le"), ("webm", "webm", "libopus")])
+    def test_long_matroska_header(self, start: Any, inbox: Path, sim: GladiaSimulator,
+                                  tmp_path: Path, ext: str, container: str, codec: str) -> None:
+        """A one-second MKV/WebM whose header claims 3 hours (mutagen cannot read these; PyAV
+        can) fails with the 135-minute limit named, and is never uploaded."""
+        daemon = start()
+        made = tmp_path / f"made.{ext}"
+        write_audio(made, container, codec, 1.0)
+        claim_duration(made, 3 * 3600)
+        bad = inbox / f"long.{ext}"
+        made.rename(bad)
+        row = daemon.wait_row(bad, "failed")
+        assert "180 minutes" in row["error"] and "135-minute" in row["error"]
         _logged(daemon, bad, "135-minute")
         assert sim.uploads() == []
         _good_file_still_works(daemon, inbox)

@@ -1,15 +1,47 @@
 """Local checks on a source before anything is sent: emptiness, size and duration limits, and
-content that is plainly not a recording."""
+content that is plainly not a recording; and the one safe way to open a source for reading."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import io
+import math
+import os
+import stat
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+from watcherd import fserrors
 from watcherd.errors import SourceError
 
 MAX_BYTES = 1000 * 1024 * 1024
 MAX_SECONDS = 135 * 60
 _HEAD_BYTES = 4096
+
+# O_NONBLOCK: opening a FIFO (or a device) never waits for a writer; on a regular file it
+# changes nothing. O_NOCTTY: a terminal device never becomes our controlling terminal.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+# PyAV reads container headers only: at most this many bytes and this much stream time are
+# probed, and no open or read may take longer than the timeout.
+_AV_PROBE = {"probesize": str(1024 * 1024), "analyzeduration": str(2_000_000)}
+_AV_TIMEOUT = (10.0, 10.0)
+# Some demuxers read on past probesize when they find no stream (an MPEG-TS of garbage is read
+# to its end), so each duration probe is also given at most this many bytes and seconds: past
+# either, the file reads as ended and its duration is unknown. Real headers, and the tail a
+# demuxer reads to estimate a duration, take far less.
+_PROBE_BYTES = 16 * 1024 * 1024
+_PROBE_SECONDS = 10.0
+
+_KINDS: tuple[tuple[Callable[[int], bool], str], ...] = (
+    (stat.S_ISFIFO, "is a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "is a socket"),
+    (stat.S_ISCHR, "is a character device"),
+    (stat.S_ISBLK, "is a block device"),
+)
 
 # Signatures of common files that are certainly not audio or video. Only files mutagen could not
 # read are checked, and only these are refused: anything else may be a format Gladia detects by
@@ -29,18 +61,228 @@ _NOT_MEDIA_SIGNATURES: tuple[tuple[bytes, str], ...] = (
 )
 
 
+# -- reading a source safely ------------------------------------------------------------------
+
+
+def not_regular(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` is never read, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    for test, what in _KINDS:
+        if test(mode):
+            return f"{what}, not a recording; watcherd ignores it"
+    return "is not a regular file, not a recording; watcherd ignores it"
+
+
+def read_error(exc: OSError) -> SourceError:
+    """The :class:`SourceError` for an ``OSError`` raised while opening or reading a source.
+
+    The decision is :func:`watcherd.fserrors.classify`'s: ``transient`` is set exactly when the
+    problem is retryable, and the message says what happened and what to do.
+    """
+    problem = fserrors.classify(exc)
+    if problem.kind == "missing":
+        return SourceError("disappeared while being read", transient=True)
+    if problem.kind == "permission":
+        return SourceError(
+            "permission denied reading the file: give the watcherd user read access"
+        )
+    if problem.retryable:  # transient, space
+        return SourceError(
+            f"cannot be read for now ({problem.message}); retrying later by itself",
+            transient=True,
+        )
+    if exc.errno == errno.EISDIR:
+        return SourceError("is a folder, not a file")
+    if exc.errno == errno.ELOOP:
+        return SourceError(
+            f"cannot be read ({problem.message}): the link points back at itself; "
+            "fix or remove the link"
+        )
+    return SourceError(
+        f"cannot be read ({problem.message}); this file cannot be processed as it is: check "
+        "it (and the storage it is on), then replace it or run `watcherd retry` on it"
+    )
+
+
+@contextlib.contextmanager
+def open_source(path: Path) -> Iterator[int]:
+    """A read-only descriptor on ``path``, which is certainly a regular file.
+
+    Anything else (a FIFO, a socket, a device, a folder, or a link to one) is refused before it
+    is opened, and again after (it may have been swapped in between); the open never blocks.
+    Every ``OSError`` becomes a :class:`SourceError` through :func:`read_error`.
+    """
+    try:
+        why = not_regular(os.stat(path).st_mode)
+    except OSError as exc:
+        raise read_error(exc) from None
+    if why is not None:
+        raise SourceError(why)
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise read_error(exc) from None
+    try:
+        try:
+            why = not_regular(os.fstat(fd).st_mode)
+        except OSError as exc:
+            raise read_error(exc) from None
+        if why is not None:
+            raise SourceError(why)
+        yield fd
+    finally:
+        # A failed close of a descriptor only read from loses nothing.
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def read_some(fd: int, size: int) -> bytes:
+    """Up to ``size`` bytes from ``fd`` (fewer only at the end of the file)."""
+    parts: list[bytes] = []
+    left = size
+    try:
+        while left > 0:
+            chunk = os.read(fd, left)
+            if not chunk:
+                break
+            parts.append(chunk)
+            left -= len(chunk)
+    except OSError as exc:
+        raise read_error(exc) from None
+    return b"".join(parts)
+
+
+class _SourceReader(io.RawIOBase):
+    """A raw file object over a descriptor from :func:`open_source` that remembers its failure.
+
+    mutagen and PyAV wrap or swallow the errors of the file objects they read; the failure kept
+    here lets the caller still classify an I/O error instead of taking it for odd content.
+    """
+
+    def __init__(self, fd: int, name: str) -> None:
+        super().__init__()
+        self._fd = fd
+        self.name = name  # mutagen scores formats partly by the file name's extension
+        self.failure: OSError | None = None
+        self._left = 0
+        self._deadline = 0.0
+        self.start_probe()
+
+    def start_probe(self) -> None:
+        """Forget the last failure and give the next probe its byte and time budget."""
+        self.failure = None
+        self._left = _PROBE_BYTES
+        self._deadline = time.monotonic() + _PROBE_SECONDS
+
+    def readable(self) -> bool:
+        """Always readable."""
+        return True
+
+    def seekable(self) -> bool:
+        """Always seekable: a regular file."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Read into ``buffer``; remember an ``OSError`` before raising it."""
+        view = memoryview(buffer).cast("B")
+        if self._left <= 0 or time.monotonic() > self._deadline:
+            return 0  # the probe's budget is spent: the file reads as ended
+        try:
+            data = os.read(self._fd, min(len(view), self._left))
+        except OSError as exc:
+            self.failure = exc
+            raise
+        self._left -= len(data)
+        view[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Move the descriptor's offset; remember an ``OSError`` before raising it."""
+        try:
+            return os.lseek(self._fd, offset, whence)
+        except OSError as exc:
+            self.failure = exc
+            raise
+
+    def tell(self) -> int:
+        """The descriptor's offset."""
+        return self.seek(0, os.SEEK_CUR)
+
+
+# -- duration ---------------------------------------------------------------------------------
+
+
 def audio_duration(path: Path) -> float | None:
     """The duration in seconds read from the container's headers, or None if unknown."""
     try:
-        import mutagen
-
-        info = mutagen.File(str(path))
-    except Exception:
-        # mutagen raises many kinds of errors on odd files; an unknown duration is not fatal,
-        # Gladia has the final word on whether the file is audio.
+        with open_source(path) as fd:
+            return _duration(fd, str(path))
+    except SourceError:
+        # An unknown duration is not fatal here: callers use it for time limits only.
         return None
+
+
+def _duration(fd: int, name: str) -> float | None:
+    """The duration from the headers of the open source: mutagen first, then PyAV.
+
+    Raises :class:`SourceError` when reading failed (an I/O error, not odd content).
+    """
+    # Unbuffered on purpose: io.BufferedReader retries a raw read that raised EINTR, for ever
+    # if it keeps failing; mutagen and PyAV read headers in pieces large enough as it is.
+    reader = _SourceReader(fd, name)
+    for probe in (_mutagen_duration, _av_duration):
+        reader.start_probe()
+        try:
+            reader.seek(0)
+            seconds = probe(reader)
+        except Exception:
+            # mutagen and PyAV raise many kinds of errors on odd files: an unknown duration
+            # is not fatal, Gladia has the final word on whether the file is audio.
+            seconds = None
+        if reader.failure is not None:
+            raise read_error(reader.failure)
+        if seconds is not None and math.isfinite(seconds) and seconds > 0:
+            return seconds
+    return None
+
+
+def _mutagen_duration(reader: _SourceReader) -> float | None:
+    import mutagen
+
+    info = mutagen.File(reader)
     length = getattr(getattr(info, "info", None), "length", None)
-    return float(length) if isinstance(length, int | float) and length > 0 else None
+    return float(length) if isinstance(length, int | float) else None
+
+
+def _av_duration(reader: _SourceReader) -> float | None:
+    try:
+        import av
+    except ImportError:  # the local extra is not installed: mutagen's answer is all we have
+        return None
+    with av.open(
+        reader, "r", container_options=_AV_PROBE, timeout=_AV_TIMEOUT, io_open=_no_nested_files,
+    ) as container:
+        if container.duration is not None and container.duration > 0:
+            return float(container.duration) / av.time_base
+        lengths = [
+            float(s.duration * s.time_base)
+            for s in container.streams
+            if s.duration is not None and s.time_base is not None
+        ]
+        return max(lengths, default=None)
+
+
+def _no_nested_files(url: str, flags: int, options: dict[str, Any]) -> io.BytesIO:
+    # Playlists and concat lists name other files or URLs: a dropped file must never make
+    # watcherd open those, so every nested file reads as empty and only the file itself is
+    # read. (Raising instead makes PyAV print a traceback to stderr.)
+    return io.BytesIO(b"")
+
+
+# -- checks -----------------------------------------------------------------------------------
 
 
 def not_media(head: bytes) -> str | None:
@@ -71,21 +313,61 @@ def _is_text(head: bytes) -> bool:
     return printable >= 0.98 * len(text)
 
 
-def check_source(path: Path, size: int) -> None:
-    """Refuse, before any upload, a file Gladia would refuse anyway."""
+def check_before_hash(
+    path: Path, size: int, *, max_seconds: float = MAX_SECONDS, max_bytes: int = MAX_BYTES,
+) -> None:
+    """Refuse, before the file is hashed, one that is empty, too large or too long.
+
+    ``size`` is the stat size the caller already has: emptiness and the size limit need no
+    read at all; the duration comes from the container's headers only. Raises a permanent
+    :class:`SourceError` with the reason and what to do (a transient one when the file cannot
+    be read for now).
+    """
+    _check_limits(path, size, max_seconds=max_seconds, max_bytes=max_bytes)
+
+
+def _check_limits(path: Path, size: int, *, max_seconds: float, max_bytes: int) -> float | None:
+    """:func:`check_before_hash`, returning the duration it read (None if unknown)."""
     if size == 0:
         raise SourceError("the file is empty; replace it with the full recording")
-    if size > MAX_BYTES:
+    if size > max_bytes:
+        limit = "Gladia's 1000 MB limit" if max_bytes == MAX_BYTES else (
+            f"the {max_bytes / 1024 / 1024:.0f} MB limit")
         raise SourceError(
-            f"the file is {size / 1024 / 1024:.0f} MB, over Gladia's 1000 MB limit; "
+            f"the file is {size / 1024 / 1024:.0f} MB, over {limit}; "
             "split it or compress it (e.g. to mono MP3) and drop the parts in"
         )
-    seconds = audio_duration(path)
-    if seconds is not None and seconds > MAX_SECONDS:
+    with open_source(path) as fd:
+        seconds = _duration(fd, str(path))
+    if seconds is not None and seconds > max_seconds:
         raise SourceError(
-            f"the recording lasts {seconds / 60:.0f} minutes, over Gladia's 135-minute limit; "
-            "split it into parts of about 60 minutes"
+            f"the recording lasts {_length(seconds, max_seconds)}, over "
+            f"{_limit(max_seconds)}; split it into parts of about 60 minutes"
         )
+    return seconds
+
+
+def _limit(max_seconds: float) -> str:
+    if max_seconds == MAX_SECONDS:
+        return "Gladia's 135-minute limit"
+    if max_seconds >= 120:
+        return f"the limit of {max_seconds / 60:g} minutes"
+    return f"the limit of {max_seconds:g} seconds"
+
+
+def _length(seconds: float, limit: float) -> str:
+    """Seconds in words, precise enough that a length over ``limit`` never reads as equal."""
+    unit, value = ("minutes", seconds / 60) if limit >= 120 else ("seconds", seconds)
+    bound = limit / 60 if unit == "minutes" else limit
+    text = f"{value:.0f}"
+    if float(text) <= bound:
+        text = f"{value:.1f}" if round(value, 1) > bound else f"{value:.3f}"
+    return f"{text} {unit}"
+
+
+def check_source(path: Path, size: int) -> None:
+    """Refuse, before any upload, a file Gladia would refuse anyway."""
+    seconds = _check_limits(path, size, max_seconds=MAX_SECONDS, max_bytes=MAX_BYTES)
     if seconds is None:
         what = not_media(_head(path))
         if what is not None:
@@ -97,12 +379,5 @@ def check_source(path: Path, size: int) -> None:
 
 
 def _head(path: Path) -> bytes:
-    try:
-        with path.open("rb") as f:
-            return f.read(_HEAD_BYTES)
-    except FileNotFoundError:
-        raise SourceError("disappeared before upload", transient=True) from None
-    except PermissionError:
-        raise SourceError(
-            "permission denied reading the file: give the watcherd user read access"
-        ) from None
+    with open_source(path) as fd:
+        return read_some(fd, _HEAD_BYTES)

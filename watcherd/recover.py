@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from watcherd.identity import content_keys
 from watcherd.journal import Source
 
 # A NAME.json larger than this is not a job object we wrote.
@@ -23,11 +24,13 @@ def output_candidates(source: Source) -> list[Path]:
 def job_from_outputs(source: Source) -> tuple[Path, dict[str, Any]] | None:
     """The finished job in an existing NAME.json made for exactly this content and options.
 
-    The job's ``custom_metadata.wf_key`` must equal the source's content key, so an unrelated
-    JSON file, or a transcript of an older version of the file, is never taken for this one.
-    Returns the output base and the job.
+    The job's ``custom_metadata.wf_key`` must be a key of this content and options (the
+    source's, or the one an older watcherd gave them, see :func:`accepted_keys`), so an
+    unrelated JSON file, or a transcript of an older version of the file, is never taken for
+    this one. Returns the output base and the job.
     """
-    if source.content_key is None:
+    keys = accepted_keys(source)
+    if not keys:
         return None
     for candidate in output_candidates(source):
         try:
@@ -39,6 +42,18 @@ def job_from_outputs(source: Source) -> tuple[Path, dict[str, Any]] | None:
         if not isinstance(job, dict) or job.get("status") != "done":
             continue
         metadata = job.get("custom_metadata")
-        if isinstance(metadata, dict) and metadata.get("wf_key") == source.content_key:
+        key = metadata.get("wf_key") if isinstance(metadata, dict) else None
+        if isinstance(key, str) and key in keys:
             return candidate.with_suffix(""), job
     return None
+
+
+def accepted_keys(source: Source) -> frozenset[str]:
+    """The content keys that name finished work for this source: its own, and both schemes'
+    keys of its content and options (outputs written before the canonical key carry wf1)."""
+    keys: set[str] = set()
+    if source.content_key is not None:
+        keys.add(source.content_key)
+        if source.sha256 is not None:
+            keys.update(content_keys(source.sha256, source.options_json))
+    return frozenset(keys)
