@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from watcherd.errors import SourceError
-from watcherd.journal import FileStat
+from watcherd.journal import FileStat, Journal, Source
 from watcherd.media import open_source, read_error
 
 # wf2: keys of canonical options (this module). wf1: keys of the options' JSON text as written.
@@ -229,3 +229,27 @@ def hash_file(path: Path, expected: FileStat | None = None) -> tuple[str, FileSt
     if after != before:
         raise SourceError("changed while it was being hashed", transient=True)
     return h.hexdigest(), after
+
+
+def source_keys(source: Source) -> tuple[str, ...]:
+    """The keys a settled source's result or leader may be stored under: its own first.
+
+    Journals written before the canonical scheme keep results and in-flight rows under the
+    legacy key; looking under both means the upgrade never pays twice for finished work.
+    """
+    if source.content_key is None:
+        return ()
+    keys = [source.content_key]
+    if source.sha256 is not None:
+        keys += [k for k in content_keys(source.sha256, source.options_json) if k not in keys]
+    return tuple(keys)
+
+
+def stored_result(journal: Journal, source: Source) -> dict[str, Any] | None:
+    """The finished job the journal holds for this source's content, under any of its keys."""
+    for key in source_keys(source):
+        job = journal.result_for(key)
+        if job is not None:
+            return job
+    return None
+

@@ -146,9 +146,23 @@ def poll_schedule(prediction: Prediction, *, since_created: float, start: float,
     then DENSE_POLLS polls close together; then waits growing by half each time up to
     ``cap``. ``start`` is the shortest first wait (a job is never done instantly).
     """
+    if prediction.learnt_from == 0:
+        # Nothing learnt yet: the prior is only a guess, so poll from ``start`` growing by
+        # half each time up to ``cap`` (the schedule Gladia's SDK guides suggest).
+        wait = start
+        while True:
+            yield wait
+            wait = min(cap, wait * 1.5)
     early = min(prediction.spread, prediction.seconds * 0.25)
-    first = prediction.seconds - early - since_created
-    yield max(start if since_created == 0.0 else 0.0, first)
+    first = max(start if since_created == 0.0 else 0.0,
+                prediction.seconds - early - since_created)
+    # A long job is still looked at now and then before its predicted end, in case Gladia
+    # got faster than what was learnt.
+    guard = max(4 * cap, first / 4)
+    while first > guard:
+        yield guard
+        first -= guard
+    yield first
     step = min(DENSE_MAX, max(DENSE_MIN, prediction.seconds * DENSE_SHARE,
                               prediction.spread / 2))
     for _ in range(DENSE_POLLS):

@@ -50,7 +50,7 @@ ACTIVE_STATES: tuple[State, ...] = (
     "transcribing",
     "waiting",
 )
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _log = structlog.get_logger("watcherd.journal")
 
 
@@ -619,6 +619,27 @@ class Journal:
             next_attempt_at=None, last_error=None, note=None, changed_at=0.0,
         )
 
+    def record_job_time(self, options_class: str, audio_seconds: float | None,
+                        seconds: float, *, keep: int = 100) -> None:
+        """Remember how long one finished job took (the newest ``keep`` per kind are kept)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO job_times (at, options_class, audio_seconds, seconds)"
+                " VALUES (?, ?, ?, ?)", (time.time(), options_class, audio_seconds, seconds),
+            )
+            conn.execute(
+                "DELETE FROM job_times WHERE options_class = ? AND id NOT IN (SELECT id FROM"
+                " job_times WHERE options_class = ? ORDER BY id DESC LIMIT ?)",
+                (options_class, options_class, keep),
+            )
+
+    def job_times(self) -> list[tuple[str, float | None, float]]:
+        """Every remembered job time, oldest first: (kind, audio seconds, seconds)."""
+        rows = self._conn.execute(
+            "SELECT options_class, audio_seconds, seconds FROM job_times ORDER BY id"
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
     def store_result(self, source: Source, job: Mapping[str, Any]) -> None:
         """Keep a finished job object, keyed by content, before any output is written."""
         assert source.content_key is not None
@@ -700,7 +721,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     import sqlite_utils
 
     db = sqlite_utils.Database(conn, execute_plugins=False)
-    steps = {1: _schema_v1, 2: _schema_v2}
+    steps = {1: _schema_v1, 2: _schema_v2, 3: _schema_v3}
     for target in range(version + 1, SCHEMA_VERSION + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -751,3 +772,15 @@ def _schema_v2(db: sqlite_utils.Database) -> None:
         ["state", "content_key", "changed_at"], index_name="sources_unsettled"
     )
     db["sources"].create_index(["job_id"])  # type: ignore[union-attr]
+
+
+def _schema_v3(db: sqlite_utils.Database) -> None:
+    """How long finished Gladia jobs took, by kind: the poll schedule learns from it."""
+    db["job_times"].create(  # type: ignore[union-attr]
+        {"id": int, "at": float, "options_class": str, "audio_seconds": float,
+         "seconds": float},
+        pk="id",
+        not_null={"at", "options_class", "seconds"},
+    )
+    db["job_times"].create_index(["options_class", "id"])  # type: ignore[union-attr]
+

@@ -22,6 +22,7 @@ from watcherd import outcomes
 from watcherd.backoff import retry_delay
 from watcherd.errors import SourceError
 from watcherd.fileops import run_on
+from watcherd.identity import stored_result
 from watcherd.journal import FileStat, Journal, Source
 from watcherd.local_engine import LocalEngine, LocalEngineError
 from watcherd.local_model import ModelError
@@ -85,7 +86,7 @@ class LocalPipeline:
 
     async def _drive(self, source: Source) -> None:
         assert source.content_key is not None, "only settled sources are driven"
-        job = self.journal.result_for(source.content_key)
+        job = stored_result(self.journal, source)
         if job is None:
             job = await self._transcribe(source)
         source = self.journal.get(source.id)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -32,9 +33,18 @@ from watcherd.errors import (
 )
 from watcherd.fileops import run_on
 from watcherd.gladia import GladiaClient
+from watcherd.identity import stored_result
+from watcherd.jobtime import (
+    JobTimeModel,
+    Observation,
+    job_seconds,
+    options_class,
+    poll_schedule,
+)
 from watcherd.journal import FileStat, Journal, Source
 
 log = structlog.get_logger("watcherd.pipeline")
+T = TypeVar("T")
 
 # Gladia's list may lag behind a create for a few seconds (gladia-api.md section 5).
 LIST_LAG_GRACE = 15.0
@@ -52,6 +62,13 @@ MALFORMED_BUDGET = 6
 # unlike a 5xx, which a gateway may return after the job was created.
 NOT_PROCESSED = frozenset({408, 429})
 METADATA_LIMIT = 2000
+# Reads (GET a job, the list) are retried this many times within a step, each after the
+# server's Retry-After or about READ_RETRY_DELAY s, unless that is over READ_RETRY_MAX_WAIT.
+READ_ATTEMPTS = 3
+READ_RETRY_DELAY = 0.5
+READ_RETRY_MAX_WAIT = 10.0
+# After a read failed even so, the step waits at most this long (or the Retry-After).
+READ_STEP_MAX_WAIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -128,6 +145,9 @@ class GladiaPipeline:
         # lag is allowed for from then too: after a crash the request may have reached Gladia
         # long after the intent was committed. Memory only: a restart just waits once more.
         self._first_lookup: dict[int, float] = {}
+        # When each job this process created was created (memory: a restart polls at once).
+        self._created: dict[str, float] = {}
+        self._jobtimes: JobTimeModel | None = None
 
     # -- the one entry point ---------------------------------------------------------------
 
@@ -159,6 +179,9 @@ class GladiaPipeline:
                 attempts, retry_after=exc.retry_after, base=self.timing.retry_base,
                 cap=self.timing.retry_cap,
             )
+            if exc.idempotent:
+                # A read can be repeated at no cost: never wait long after one failed.
+                delay = min(delay, max(exc.retry_after or 0.0, READ_STEP_MAX_WAIT))
             outcomes.wait(self.journal, source_id, exc.describe(), delay, attempts=attempts)
             bound.warning("gladia_transient_error", error=exc.describe(), retry_in=round(delay, 1))
             if not exc.maybe_sent:
@@ -192,16 +215,23 @@ class GladiaPipeline:
 
     async def _drive(self, source: Source) -> None:
         assert source.content_key is not None, "only settled sources are driven"
-        job = self.journal.result_for(source.content_key)
+        job = stored_result(self.journal, source)
         if job is None:
             fresh = False
             if source.job_id is None and source.submit_started_at is not None:
                 source = await self._recover_create(source)
             if source.job_id is None:
-                if source.audio_url is None:
-                    source = await self._upload(source)
-                source = await self._create(source)
-                fresh = True
+                # Look Gladia up before anything is sent: a copy, a moved folder or a lost
+                # journal may already have a job for this content, and a 1 GB file is then
+                # not uploaded again only to be adopted.
+                adopted = await self._reuse_existing(source)
+                if adopted is not None:
+                    source = adopted
+                else:
+                    if source.audio_url is None:
+                        source = await self._upload(source)
+                    source = await self._create(source)
+                    fresh = True
             job = await self._await_result(source, fresh=fresh)
         source = self.journal.get(source.id)
         await run_on(source.watch_root, self._check_present, source)
@@ -243,9 +273,7 @@ class GladiaPipeline:
                 "custom_metadata": metadata}
 
     async def _create(self, source: Source) -> Source:
-        adopted = await self._reuse_existing(source)
-        if adopted is not None:
-            return adopted
+        """Create the job (the look-up for an existing one was made just before)."""
         body = self._create_body(source)
         source = self.journal.transition(
             source, "submitting", actor="worker", reason="creating job",
@@ -262,6 +290,7 @@ class GladiaPipeline:
                 )
             raise
         self.on_api_ok()
+        self._created[created.id] = time.time()
         source = self.journal.transition(
             source, "submitted", actor="worker", reason="job created", job_id=created.id,
             submit_started_at=None, attempts=0,
@@ -278,7 +307,8 @@ class GladiaPipeline:
         """
         assert source.content_key is not None
         since = datetime.fromtimestamp(time.time() - REUSE_WINDOW, tz=UTC)
-        jobs = await self.client.find_jobs({"wf_key": source.content_key}, after_date=since)
+        key = source.content_key
+        jobs = await self._read(lambda: self.client.find_jobs({"wf_key": key}, after_date=since))
         self.on_api_ok()
         live = [j for j in jobs if j.get("status") != "error" and j.get("id")]
         if not live:
@@ -295,7 +325,8 @@ class GladiaPipeline:
         assert source.content_key is not None and source.submit_started_at is not None
         first_look = self._first_lookup.setdefault(source.id, time.time())
         since = datetime.fromtimestamp(source.submit_started_at - ADOPT_WINDOW, tz=UTC)
-        jobs = await self.client.find_jobs({"wf_key": source.content_key}, after_date=since)
+        key = source.content_key
+        jobs = await self._read(lambda: self.client.find_jobs({"wf_key": key}, after_date=since))
         self.on_api_ok()
         jobs = [j for j in jobs if j.get("id")]
         live = [j for j in jobs if j.get("status") != "error"]
@@ -329,18 +360,30 @@ class GladiaPipeline:
             source = self.journal.transition(
                 source, "submitted", actor="worker", reason="waiting for the result"
             )
-        cap = self.timing.poll_cap
-        if not self.expect_callbacks:
-            seconds = await run_on(source.watch_root, media.audio_duration, Path(source.path))
-            cap = poll_cap_for(seconds, self.timing)
-        delays = poll_delays(start=self.timing.poll_start, cap=cap)
-        if fresh and self.expect_callbacks:
-            # A job created a moment ago is not done yet: let its callback say when (the
-            # slowed safety-net poll still comes if the callback never does).
-            await self._pause(job_id, next(delays))
+        if self.expect_callbacks:
+            # Callbacks say when a job ends; polling is only the (slowed) safety net.
+            delays: Iterator[float] = poll_delays(start=self.timing.poll_start,
+                                                  cap=self.timing.poll_cap)
+            if fresh:
+                await self._pause(job_id, next(delays))
+        else:
+            audio = await run_on(source.watch_root, media.audio_duration, Path(source.path))
+            kind = options_class(source.options)
+            prediction = self._model().predict(audio, kind)
+            created = self._created.pop(job_id, None)
+            since = 0.0 if created is None else max(0.0, time.time() - created)
+            cap = poll_cap_for(audio, self.timing)
+            if fresh:
+                delays = poll_schedule(prediction, since_created=since,
+                                       start=self.timing.poll_start, cap=cap)
+                await self._pause(job_id, next(delays))
+            else:
+                # Resumed (restart, adopted job): look now; the schedule starts from the
+                # job's own age once its created_at is known.
+                delays = iter(())
         while True:
             try:
-                job = await self.client.get(job_id)
+                job = await self._read(lambda: self.client.get(job_id))
             except JobNotFound:
                 raise PermanentGladiaError(
                     f"the job {job_id} no longer exists at Gladia (deleted or expired); "
@@ -352,10 +395,61 @@ class GladiaPipeline:
             if status == "done":
                 # The journal keeps the job without the callback URL, which carries a token.
                 self.journal.store_result(source, outputs.scrub_job(job))
+                self._learn(source, job)
                 return job
             if status == "error":
                 self._job_error(source, job)
-            await self._pause(job_id, next(delays))
+            wait = next(delays, None)
+            if wait is None:
+                age = _age(job)
+                delays = poll_schedule(prediction, since_created=age,
+                                       start=self.timing.poll_start, cap=cap)
+                wait = next(delays)
+            await self._pause(job_id, wait)
+
+    def _model(self) -> JobTimeModel:
+        """The job time model, loaded from the journal the first time it is needed."""
+        if self._jobtimes is None:
+            self._jobtimes = JobTimeModel(
+                [Observation(kind, audio, seconds)
+                 for kind, audio, seconds in self.journal.job_times()]
+            )
+        return self._jobtimes
+
+    def _learn(self, source: Source, job: Mapping[str, Any]) -> None:
+        """Remember how long this job took, for the next predictions (never fails a job)."""
+        seconds = job_seconds(job)
+        if seconds is None:
+            return
+        audio = _audio_seconds(job)
+        kind = options_class(source.options)
+        try:
+            self.journal.record_job_time(kind, audio, seconds)
+        except Exception as exc:  # the model is an optimisation: a job never fails for it
+            log.warning("job_time_not_recorded", error=str(exc))
+            return
+        self._model().add(Observation(kind, audio, seconds))
+
+    async def _read(self, call: Callable[[], Awaitable[T]]) -> T:
+        """An idempotent request (GET a job, GET the list), retried within the step.
+
+        A transient failure is retried after the server's Retry-After (or a short jittered
+        delay) a few times before the step itself waits: a lost GET costs a second, not a
+        backoff of the whole step. Uploads and creates never come through here.
+        """
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                return await call()
+            except TransientGladiaError as exc:
+                if attempt == READ_ATTEMPTS:
+                    raise
+                delay = exc.retry_after if exc.retry_after is not None else (
+                    READ_RETRY_DELAY * attempt * random.uniform(0.5, 1.5))
+                if delay > READ_RETRY_MAX_WAIT:
+                    raise
+                log.info("gladia_read_retry", error=exc.describe(), retry_in=round(delay, 2))
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
 
     def job_finished(self, job_id: str) -> None:
         """A hint (callback, webhook) that a job ended: poll it now instead of at its time."""
@@ -504,3 +598,29 @@ def _json(value: Any) -> str:
     import json
 
     return json.dumps(value, ensure_ascii=False)
+
+
+def _age(job: Mapping[str, Any]) -> float:
+    """Seconds since the job was created by its own timestamp (0 when it does not say)."""
+    created = job.get("created_at")
+    if not isinstance(created, str):
+        return 0.0
+    try:
+        moment = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (datetime.now(UTC) - moment).total_seconds())
+
+
+def _audio_seconds(job: Mapping[str, Any]) -> float | None:
+    """The audio's length as Gladia measured it (file, then result metadata)."""
+    for holder in (job.get("file"), (job.get("result") or {}).get("metadata")
+                   if isinstance(job.get("result"), dict) else None):
+        if isinstance(holder, dict):
+            value = holder.get("audio_duration")
+            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+                return float(value)
+    return None
+

@@ -13,6 +13,7 @@ import errno
 import functools
 import math
 import stat
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,13 +23,19 @@ from typing import Protocol
 
 import structlog
 
-from watcherd import outcomes
+from watcherd import media, outcomes
 from watcherd.backoff import retry_delay
 from watcherd.config import Config, WatchConfig
 from watcherd.errors import AuthError, GladiaError, SourceError
 from watcherd.fileops import StorageTimeout, run_on
 from watcherd.fserrors import classify
-from watcherd.identity import content_key, hash_file, options_json
+from watcherd.identity import (
+    content_key,
+    hash_file,
+    options_json,
+    source_keys,
+    stored_result,
+)
 from watcherd.journal import ACTIVE_STATES, FileStat, Journal, Source
 from watcherd.pipeline import GladiaPipeline
 from watcherd.recover import job_from_outputs
@@ -208,7 +215,8 @@ def _failure(source: Source, error: SourceError) -> HashFailure:
     return HashFailure(error, facts=storage_facts(path, Path(source.watch_root)))
 
 
-def _hash_all(batch: Sequence[Source]) -> list[tuple[Source, HashOutcome]]:
+def _hash_all(batch: Sequence[Source], unlimited: frozenset[int] = frozenset()
+              ) -> list[tuple[Source, HashOutcome]]:
     """Hash each source of a batch (in a thread), checking it still has its journaled stat.
 
     Each file's outcome is its own: an error of any kind becomes that file's outcome, and the
@@ -217,7 +225,16 @@ def _hash_all(batch: Sequence[Source]) -> list[tuple[Source, HashOutcome]]:
     outcomes: list[tuple[Source, HashOutcome]] = []
     for source in batch:
         try:
-            outcomes.append((source, hash_file(Path(source.path), _stat_of(source))))
+            path = Path(source.path)
+            if source.size is not None:
+                # Limits first: a 2 GB or 3-hour file is refused without reading it whole.
+                # Local-engine folders have no upload limits, only the emptiness check.
+                if source.id in unlimited:
+                    media.check_before_hash(path, source.size, max_seconds=math.inf,
+                                            max_bytes=sys.maxsize)
+                else:
+                    media.check_before_hash(path, source.size)
+            outcomes.append((source, hash_file(path, _stat_of(source))))
             continue
         except SourceError as exc:
             error = exc
@@ -787,8 +804,12 @@ class Worker:
                 # (at 4 MB/s at worst): a hung mount fails its batch's reads, not the loop.
                 budget = self.file_timeout + sum(s.size or 0 for s in batch) / (4 * 1024 * 1024)
                 try:
+                    unlimited = frozenset(
+                        s.id for s in batch
+                        if self.engine_of(self._watch_of(Path(s.path))) == "local"
+                    )
                     outcomes = await run_on(Path(batch[0].watch_root), _hash_all, batch,
-                                            timeout=budget)
+                                            unlimited, timeout=budget)
                 except StorageTimeout as exc:
                     failure = HashFailure(SourceError(f"cannot read it: {exc.strerror}",
                                                       transient=True))
@@ -954,7 +975,7 @@ class Worker:
     def _may_start(self, source: Source) -> bool:
         """False while another copy of the same content is the one creating its job."""
         assert source.content_key is not None
-        cached = self.journal.result_for(source.content_key) is not None
+        cached = stored_result(self.journal, source) is not None
         if not cached and source.job_id is None and source.audio_url is None and (
             source.submit_started_at is None
         ) and source.id not in self._outputs_checked:
@@ -966,7 +987,11 @@ class Worker:
                 self._looking.add(task)
                 task.add_done_callback(self._looking.discard)
             return False
-        leader = self.journal.leader_for(source.content_key)
+        leader = None
+        for key in source_keys(source):
+            leader = self.journal.leader_for(key)
+            if leader is not None and leader.id != source.id:
+                break
         if not cached and leader is not None and leader.id != source.id:
             if source.note != f"same content as {leader.path}; waiting for its result":
                 self.journal.annotate(
