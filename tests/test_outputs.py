@@ -493,8 +493,25 @@ def test_output_base_uses_the_stem_unless_taken(tmp_path: Path) -> None:
     assert output_base(tmp_path / "talk.mp3", taken=lambda b: False) == tmp_path / "talk"
     owned = {tmp_path / "talk"}
     assert output_base(tmp_path / "talk.wav", taken=owned.__contains__) == tmp_path / "talk.wav"
-    assert output_base(tmp_path / "README", taken=lambda b: True) == tmp_path / "README"
+    assert output_base(tmp_path / "README", taken=lambda b: False) == tmp_path / "README"
     assert output_base(tmp_path / "a.b.c.m4a", taken=lambda b: False) == tmp_path / "a.b.c"
+
+
+def test_a_suffixless_name_owned_as_another_stem_gets_a_numbered_base(tmp_path: Path) -> None:
+    """"talk" after "talk.wav" took the base "talk" gets "talk~1": never shared outputs."""
+    owned = {tmp_path / "talk"}
+    assert output_base(tmp_path / "talk", taken=owned.__contains__) == tmp_path / "talk~1"
+    owned.add(tmp_path / "talk~1")
+    assert output_base(tmp_path / "talk", taken=owned.__contains__) == tmp_path / "talk~2"
+    with pytest.raises(ValueError, match="used by another source; rename it"):
+        output_base(tmp_path / "talk", taken=lambda b: True)
+
+
+@pytest.mark.parametrize(("name", "base"), [("..wav", "..wav"), ("...wav", "...wav"),
+                                            (".wav", ".wav"), ("x.\n", "x")])
+def test_dot_stems_are_never_a_base(tmp_path: Path, name: str, base: str) -> None:
+    """A stem that is "." or ".." (a folder name) is skipped for the full name."""
+    assert output_base(tmp_path / name, taken=lambda b: False) == tmp_path / base
 
 
 def test_output_base_asks_about_the_stem_path(tmp_path: Path) -> None:
