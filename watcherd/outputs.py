@@ -209,7 +209,7 @@ def _number(value: Any, default: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return default
     if isinstance(value, int) and abs(value) > _TIME_LIMIT:
-        return math.copysign(_TIME_LIMIT, value)  # float() of a huge int would overflow
+        return _TIME_LIMIT if value > 0 else -_TIME_LIMIT  # float() of it would overflow
     if not math.isfinite(value):
         return default
     return max(-_TIME_LIMIT, min(_TIME_LIMIT, float(value)))
@@ -317,7 +317,7 @@ def render_json(job: Mapping[str, Any]) -> str:
 
 def scrub_job(job: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``job`` whose echoed callback URLs keep only their scheme and host."""
-    copied = dict(job)
+    copied = dict(_job(job))
     params = job.get("request_params")
     if not isinstance(params, Mapping):
         return copied
@@ -572,6 +572,7 @@ def _addon_error(error: Any) -> str:
 
 def addon_failures(job: Mapping[str, Any]) -> list[AddonFailure]:
     """Every add-on of a done job that failed, whole (``success: false``) or in part."""
+    job = _job(job)
     result = _mapping(job.get("result"))
     targets = _list(_mapping(_mapping(job.get("request_params")).get("translation_config"))
                     .get("target_languages"))
