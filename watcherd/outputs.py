@@ -9,6 +9,12 @@ Add-ons add their own files whatever the formats: ``NAME.<lang>.txt`` per transl
 ``NAME.summary.md`` for a summary. An add-on that failed (``success: false``) is logged and
 noted in ``NAME.md``; the transcript is written all the same. With PII redaction Gladia
 redacts the transcription itself, so every output is already redacted.
+
+Any source name works: outputs keep the raw stem (bytes that are not UTF-8 included), and a
+stem too long for ``NAME.<lang>.txt`` plus the temp file to fit 255 bytes is shortened
+deterministically (:func:`output_base`). Outputs take the source's read/write permission bits
+(``mode=``). Any JSON-shaped job renders, replacing what cannot be encoded (U+FFFD in text,
+``\\uXXXX`` in NAME.json), or is refused with a ValueError before anything is written.
 """
 
 from __future__ import annotations
