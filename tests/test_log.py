@@ -6,12 +6,16 @@ import io
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 
+from watcherd.display import printable
 from watcherd.log import SecretRedactor, configure_logging, journald_stream
 
 
@@ -99,3 +103,89 @@ class TestJournald:
         monkeypatch.setenv("JOURNAL_STREAM", "1:2")
         with (tmp_path / "o").open("w") as stream:
             assert not journald_stream(stream)
+
+
+def strict_utf8_stream() -> io.TextIOWrapper:
+    """A text stream that, like journald's or a file's, refuses what UTF-8 cannot encode."""
+    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict", newline="\n")
+
+
+def written(stream: io.TextIOWrapper) -> str:
+    """Everything written to ``stream`` so far, decoded strictly."""
+    stream.flush()
+    buffer = stream.buffer
+    assert isinstance(buffer, io.BytesIO)
+    return buffer.getvalue().decode("utf-8")
+
+
+# Names as the filesystem hands them over: control characters, bytes that are not UTF-8
+# (surrogate escapes), a lone UTF-16 half from an API, bidi and line separators.
+odd_names = st.text(
+    st.characters() | st.sampled_from(
+        ["\n", "\r", "\x1b", "\x7f", "\x85", "\x9b", "\u2028", "\u202e", "\udce9", "\ud83d"]),
+    max_size=30,
+)
+
+
+# What must never reach a console line raw: C0, DEL, C1, line separators, lone surrogates.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+class TestOddValues:
+    """File names and API text never break a line or make a log write fail."""
+
+    @given(odd_names)
+    def test_json_lines_never_fail_and_round_trip(self, name: str) -> None:
+        """A JSON line with any string is valid UTF-8, one line, and parses back to the value."""
+        stream = strict_utf8_stream()
+        configure_logging(fmt="json", stream=stream)
+        structlog.get_logger("t").warning(name, source=name, nested={"paths": [name]})
+        logging.getLogger("lib").warning("stdlib %s", name)
+        lines = written(stream).splitlines()
+        assert len(lines) == 2
+        first = json.loads(lines[0])
+        assert first["event"] == name and first["source"] == name
+        assert first["nested"] == {"paths": [name]}
+        assert json.loads(lines[1])["event"] == f"stdlib {name}"
+        for line in lines:
+            assert not {"\x7f", "\x85", "\x9b", "\u2028"} & set(line)
+
+    @given(odd_names)
+    def test_console_lines_are_printable_and_one_per_event(self, name: str) -> None:
+        """Console output shows any string value as one printable line, escapes included."""
+        stream = strict_utf8_stream()
+        configure_logging(fmt="console", stream=stream)
+        structlog.get_logger("t").warning(name, source=name, where=Path("/in") / "x", n=[name])
+        logging.getLogger("lib").warning("stdlib %s", name)
+        text = written(stream)
+        lines = text.split("\n")
+        assert lines[-1] == "" and len(lines) == 3
+        # structlog quotes a value with "=" or odd characters (repr); either way it is one line.
+        shown = printable(name)
+        assert f"source={shown} " in lines[0] or f"source={shown!r} " in lines[0]
+        for line in lines:
+            assert CONTROL.search(line) is None, line
+
+    def test_console_escapes_a_terminal_sequence_and_a_latin1_byte(self) -> None:
+        """ESC, newline and a raw 0xE9 byte show as \\x1b, \\n and \\xe9 in the console."""
+        stream = strict_utf8_stream()
+        configure_logging(fmt="console", stream=stream)
+        structlog.get_logger("t").info("transcript_written",
+                                       source="/in/r\xe9sum\udce9\n\x1b[2Jevil.wav")
+        line = written(stream)
+        assert line.count("\n") == 1
+        assert "source=/in/résum\\xe9\\n\\x1b[2Jevil.wav" in line
+        assert "\x1b" not in line
+
+    def test_console_keeps_a_traceback_on_its_own_lines(self) -> None:
+        """An exception logged to the console still shows its traceback as several lines."""
+        stream = strict_utf8_stream()
+        configure_logging(fmt="console", stream=stream)
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            structlog.get_logger("t").exception("failed", source="/in/a\nb")
+        text = written(stream)
+        assert "source=/in/a\\nb" in text
+        assert "Traceback" in text and "RuntimeError: boom" in text
+        assert text.count("\n") > 3

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from typing import Any
 
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 
 from watcherd import outputs
 from watcherd.outputs import (
@@ -493,8 +496,25 @@ def test_output_base_uses_the_stem_unless_taken(tmp_path: Path) -> None:
     assert output_base(tmp_path / "talk.mp3", taken=lambda b: False) == tmp_path / "talk"
     owned = {tmp_path / "talk"}
     assert output_base(tmp_path / "talk.wav", taken=owned.__contains__) == tmp_path / "talk.wav"
-    assert output_base(tmp_path / "README", taken=lambda b: True) == tmp_path / "README"
+    assert output_base(tmp_path / "README", taken=lambda b: False) == tmp_path / "README"
     assert output_base(tmp_path / "a.b.c.m4a", taken=lambda b: False) == tmp_path / "a.b.c"
+
+
+def test_a_suffixless_name_owned_as_another_stem_gets_a_numbered_base(tmp_path: Path) -> None:
+    """"talk" after "talk.wav" took the base "talk" gets "talk~1": never shared outputs."""
+    owned = {tmp_path / "talk"}
+    assert output_base(tmp_path / "talk", taken=owned.__contains__) == tmp_path / "talk~1"
+    owned.add(tmp_path / "talk~1")
+    assert output_base(tmp_path / "talk", taken=owned.__contains__) == tmp_path / "talk~2"
+    with pytest.raises(ValueError, match="used by another source; rename it"):
+        output_base(tmp_path / "talk", taken=lambda b: True)
+
+
+@pytest.mark.parametrize(("name", "base"), [("..wav", "..wav"), ("...wav", "...wav"),
+                                            (".wav", ".wav"), ("x.\n", "x")])
+def test_dot_stems_are_never_a_base(tmp_path: Path, name: str, base: str) -> None:
+    """A stem that is "." or ".." (a folder name) is skipped for the full name."""
+    assert output_base(tmp_path / name, taken=lambda b: False) == tmp_path / base
 
 
 def test_output_base_asks_about_the_stem_path(tmp_path: Path) -> None:
@@ -925,3 +945,222 @@ def test_json_output_shortens_callback_urls_that_may_carry_a_token(tmp_path: Pat
         "url": "https://hooks.example.com:8443/[redacted]", "method": "PUT"}
     assert data["request_params"]["callback_url"] == "http://old.example.com/[redacted]"
     assert job["request_params"]["callback_config"]["url"].endswith("SECRET2")
+
+
+# -- any job content: render or a clear ValueError, never anything else --------------------
+
+# Strings as a broken backend sends them: any text, plus lone UTF-16 halves (a string cut
+# mid-emoji), surrogate escapes, NUL, ESC and line separators.
+odd_text = st.text(
+    st.characters() | st.sampled_from(["\ud83d", "\ude00", "\udce9", "\x00", "\x1b", "\u2028"]),
+    max_size=40,
+)
+json_leaves = (
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=10**309)
+    | st.floats() | odd_text
+)
+# Keys the renderers look up, so random objects reach the code that reads them.
+KEYS = [
+    "result", "transcription", "utterances", "words", "word", "text", "start", "end",
+    "speaker", "full_transcript", "subtitles", "format", "translation", "results",
+    "languages", "summarization", "success", "error", "message", "status_code", "status",
+    "id", "file", "filename", "request_params", "callback_url", "callback_config", "url",
+    "metadata", "audio_duration", "sentiment_analysis", "named_entity_recognition",
+    "audio_to_llm", "response", "prompt", "pii_redaction", "pii_redaction_config",
+    "entity_types", "processed_text_type", "sentiment", "emotion", "entity_type",
+    "translation_config", "target_languages", "completed_at", "request_id", "exception",
+]
+json_keys = st.sampled_from(KEYS) | odd_text
+json_values = st.recursive(
+    json_leaves,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(json_keys, inner, max_size=5),
+    max_leaves=30,
+)
+
+
+def shaped(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Mostly the documented shape, sometimes any JSON value instead (a wrong type, a null)."""
+    return st.one_of(strategy, strategy, strategy, json_values)
+
+
+def loose(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """A JSON object with any subset of ``fields`` (each shaped), or any JSON value."""
+    return shaped(st.fixed_dictionaries({}, optional={k: shaped(v) for k, v in fields.items()}))
+
+
+def strict(**fields: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """A JSON object with every one of ``fields``: the structure is right, only leaves are odd."""
+    return st.fixed_dictionaries(fields)
+
+
+Obj = Callable[..., st.SearchStrategy[Any]]
+numbers = st.floats(allow_nan=True) | st.integers() | st.integers(min_value=10**309) | st.integers(
+    max_value=-(10**309))
+
+
+def job_strategy(obj: Obj) -> st.SearchStrategy[Any]:
+    """Job objects built with ``obj``: loose ones vary the structure, strict ones the leaves."""
+    word = obj(word=odd_text, start=numbers, end=numbers)
+    utterance = obj(text=odd_text, start=numbers, end=numbers, speaker=st.integers() | numbers,
+                    words=st.lists(word, max_size=6))
+    transcription = obj(
+        full_transcript=odd_text, utterances=st.lists(utterance, max_size=5),
+        languages=st.lists(odd_text, max_size=2),
+        subtitles=st.lists(obj(format=st.sampled_from(["srt", "vtt"]), subtitles=odd_text),
+                           max_size=2),
+    )
+    addon_error = obj(message=odd_text, exception=odd_text, status_code=st.integers())
+    languages = st.lists(st.sampled_from(["fr", "de", "x" * 16]) | odd_text, max_size=2)
+    translation_entry = obj(languages=languages, error=st.none() | addon_error,
+                            full_transcript=odd_text, utterances=st.lists(utterance, max_size=3))
+    return obj(
+        id=odd_text, status=st.just("done"), completed_at=odd_text, request_id=odd_text,
+        file=obj(filename=odd_text, audio_duration=numbers),
+        request_params=obj(
+            callback_url=odd_text, callback_config=obj(url=odd_text),
+            diarization=st.booleans(), pii_redaction=st.booleans(),
+            pii_redaction_config=obj(entity_types=st.lists(json_values, max_size=3),
+                                     processed_text_type=odd_text),
+            translation_config=obj(target_languages=st.lists(odd_text, max_size=2))),
+        result=obj(
+            metadata=obj(audio_duration=numbers),
+            transcription=transcription,
+            translation=obj(success=st.booleans(), error=addon_error,
+                            results=st.lists(translation_entry, max_size=3)),
+            summarization=obj(success=st.booleans(), results=json_values | odd_text),
+            sentiment_analysis=obj(results=st.lists(
+                obj(start=numbers, speaker=json_values, sentiment=json_values,
+                    emotion=json_values, text=json_values), max_size=3)),
+            named_entity_recognition=obj(results=st.lists(
+                obj(entity_type=json_values, text=json_values, start=numbers), max_size=3)),
+            audio_to_llm=obj(results=st.lists(
+                obj(success=st.booleans(), error=addon_error,
+                    results=obj(prompt=odd_text, response=json_values | odd_text)),
+                max_size=2)),
+        ),
+    )
+
+
+# Any JSON value, loosely job-shaped objects, and well-shaped jobs with odd leaves.
+jobs = json_values | job_strategy(loose) | job_strategy(strict)
+
+
+RENDERS: list[Callable[[Any], Any]] = [
+    outputs.render_txt, outputs.render_json, outputs.render_srt, outputs.render_vtt,
+    outputs.render_md, outputs.render_summary,
+    lambda job: outputs.render_md(job, title="talk \udce9\n.wav"),
+    lambda job: outputs.render_translations(job, FORMATS),
+    lambda job: outputs.output_paths(Path("/inbox/talk"), FORMATS, job),
+    lambda job: [f.describe() for f in outputs.addon_failures(job)],
+]
+
+
+def rendered_texts(value: Any) -> list[str]:
+    """Every text inside one renderer's result (a str, a dict of str, a list of paths)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return list(value.values())
+    return [str(v) for v in value]
+
+
+@given(jobs)
+def test_every_render_returns_utf8_text_or_raises_value_error(job: Any) -> None:
+    """Any JSON-shaped job renders to text that encodes as UTF-8, or is a clear ValueError."""
+    for render_one in RENDERS:
+        try:
+            result = render_one(job)
+        except ValueError as exc:
+            assert str(exc)
+            continue
+        for text in rendered_texts(result):
+            text.encode("utf-8")  # raises if a lone surrogate slipped through
+
+
+@given(jobs)
+def test_json_output_is_lossless_valid_utf8(job: Any) -> None:
+    """NAME.json is UTF-8 and parses back to the (scrubbed) job, lone surrogates included."""
+    try:
+        text = outputs.render_json(job)
+    except ValueError:
+        assert not isinstance(job, dict)
+        return
+    data = text.encode("utf-8")
+    back = json.loads(data.decode("utf-8"))
+    # Compared as ASCII JSON: NaN equals itself there, and an astral character equals the
+    # surrogate pair it was split into.
+    assert json.dumps(back) == json.dumps(outputs.scrub_job(job))
+
+
+@given(jobs)
+def test_write_outputs_writes_all_or_raises_value_error_and_leaves_no_temp(job: Any) -> None:
+    """write_outputs writes every output as UTF-8, or raises ValueError having written none."""
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        try:
+            written = write_outputs(folder / "talk \udce9", list(FORMATS), job)
+        except ValueError:
+            assert os.listdir(folder) == []
+            return
+        assert written
+        for path in written:
+            path.read_bytes().decode("utf-8")
+        assert temp_files(folder) == []
+
+
+def test_a_lone_surrogate_is_u_fffd_in_text_and_an_escape_in_json(tmp_path: Path) -> None:
+    """A transcript cut mid-emoji: txt/srt/vtt/md show U+FFFD, NAME.json keeps \\ud83d."""
+    job = copy.deepcopy(DONE_JOB)
+    del job["result"]["transcription"]["subtitles"]
+    job["result"]["transcription"]["utterances"][0]["text"] = "smile \ud83d"
+    job["result"]["transcription"]["utterances"][0]["words"] = []
+    written = write_outputs(tmp_path / "talk", list(FORMATS), job)
+    by_name = {p.name: p.read_bytes().decode("utf-8") for p in written}
+    for name in ("talk.txt", "talk.srt", "talk.vtt", "talk.md"):
+        assert "smile \ufffd" in by_name[name], name
+    assert '"smile \\ud83d"' in by_name["talk.json"]
+    back = json.loads(by_name["talk.json"])
+    assert back["result"]["transcription"]["utterances"][0]["text"] == "smile \ud83d"
+
+
+@pytest.mark.parametrize("job", [[], "done", None, 3])
+def test_a_job_that_is_not_an_object_is_a_value_error(tmp_path: Path, job: Any) -> None:
+    """A JSON array, string, null or number is refused with a message that says so."""
+    with pytest.raises(ValueError, match="not an object"):
+        write_outputs(tmp_path / "talk", ["txt"], job)
+    with pytest.raises(ValueError, match="not an object"):
+        outputs.render_txt(job)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_huge_numbers_and_huge_text_render(tmp_path: Path) -> None:
+    """Times like 1e308 or 10**400 are clamped and a 2 MB transcript still renders."""
+    job = copy.deepcopy(DONE_JOB)
+    del job["result"]["transcription"]["subtitles"]
+    big = " ".join(["word"] * 400_000)
+    job["result"]["transcription"]["utterances"] = [
+        {"text": big, "start": -1e308, "end": 10**400, "speaker": 10**400},
+        {"text": "x" * 100_000, "start": 10**400, "end": 1e308, "speaker": 1, "words": []},
+    ]
+    job["result"]["metadata"]["audio_duration"] = 10**400
+    written = write_outputs(tmp_path / "talk", list(FORMATS), job)
+    assert all(p.stat().st_size > 0 for p in written)
+
+
+def test_deep_nesting_is_a_value_error() -> None:
+    """A job nested deeper than JSON can be written is refused clearly, not a RecursionError."""
+    deep: Any = "leaf"
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(ValueError, match="nests too deeply"):
+        outputs.render_json({"status": "done", "result": {}, "x": deep})
+
+
+def test_a_malformed_callback_url_is_fully_redacted() -> None:
+    """An echoed callback URL urlsplit cannot parse is redacted whole, not an error."""
+    job = {**DONE_JOB, "request_params": {"callback_url": "http://[::1/secret-token"}}
+    text = outputs.render_json(job)
+    assert "secret-token" not in text
+    assert json.loads(text)["request_params"]["callback_url"] == "[redacted]"

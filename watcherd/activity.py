@@ -1,12 +1,15 @@
 """What the daemon did, as it happens: counters for metrics, and the on_done/on_failed hooks.
 
 It listens to the journal's committed transitions, so hooks run only after a state is
-durable, and a failing hook is logged without ever changing a source's state.
+durable, and a failing hook is logged without ever changing a source's state. At most
+``max_hooks`` hooks run at once; the others wait their turn as tasks (never blocking the loop
+or the journal), and past ``max_waiting_hooks`` waiting a hook is skipped with a warning.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -33,7 +36,14 @@ class Activity:
         on_failed: Sequence[str] = (),
         hook_timeout: float = 60.0,
         metrics_textfile: Path | None = None,
+        max_hooks: int = 4,
+        max_waiting_hooks: int = 1000,
     ) -> None:
+        if max_hooks < 1 or max_waiting_hooks < 0:
+            raise ValueError(
+                f"max_hooks must be at least 1 (got {max_hooks}) and max_waiting_hooks at "
+                f"least 0 (got {max_waiting_hooks})"
+            )
         self.journal = journal
         self.outputs_for = outputs_for
         self.on_done = tuple(on_done)
@@ -44,7 +54,11 @@ class Activity:
         self.audio_seconds = 0.0
         self.errors: Counter[str] = Counter()
         self.last_success: float | None = None
+        self.max_hooks = max_hooks
+        self.max_waiting_hooks = max_waiting_hooks
         self._hooks: set[asyncio.Task[None]] = set()
+        # Bound to the daemon's loop on first use; hooks past the limit wait on it in turn.
+        self._hook_slots = asyncio.Semaphore(max_hooks)
         journal.listeners.append(self.on_transition)
 
     def on_transition(self, source: Source, previous: str) -> None:
@@ -70,28 +84,41 @@ class Activity:
     def _duration(self, source: Source) -> float:
         job = self.journal.result_for(source.content_key) if source.content_key else None
         try:
-            return float(job["result"]["metadata"]["audio_duration"])  # type: ignore[index]
-        except (TypeError, KeyError, ValueError):
+            seconds = float(job["result"]["metadata"]["audio_duration"])  # type: ignore[index]
+        except (TypeError, KeyError, ValueError, OverflowError):
             return 0.0
+        return seconds if math.isfinite(seconds) and seconds >= 0 else 0.0
 
     def _start_hook(self, command: Sequence[str], source: Source) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop (a CLI command moved the state): hooks belong to the daemon
+        if len(self._hooks) >= self.max_hooks + self.max_waiting_hooks:
+            log.warning("hook_skipped", source=source.path, state=source.state,
+                        command=command[0] if command else "",
+                        reason=f"{len(self._hooks)} hooks are already running or waiting",
+                        hint="files finish faster than the hook runs: make the hook faster "
+                             "or lower hooks.timeout_seconds; this file's hook will not run")
+            return
         written: list[Path] = []
         if source.state == "done" and source.output_base and source.content_key:
             job = self.journal.result_for(source.content_key)
             if job is not None:
-                written = outputs.output_paths(Path(source.output_base),
-                                               self.outputs_for(source), job)
+                try:
+                    written = outputs.output_paths(Path(source.output_base),
+                                                   self.outputs_for(source), job)
+                except ValueError as exc:
+                    log.warning("hook_outputs_unknown", source=source.path, error=str(exc))
         env = hook_env(Path(source.path), source.state, written, source.job_id,
                        source.last_error)
-        try:
-            task = asyncio.get_running_loop().create_task(self._hook(command, env, source.path))
-        except RuntimeError:
-            return  # no loop (a CLI command moved the state): hooks belong to the daemon
+        task = loop.create_task(self._hook(command, env, source.path))
         self._hooks.add(task)
         task.add_done_callback(self._hooks.discard)
 
     async def _hook(self, command: Sequence[str], env: dict[str, str], path: str) -> None:
-        result = await run_hook(command, env, self.hook_timeout)
+        async with self._hook_slots:
+            result = await run_hook(command, env, self.hook_timeout)
         if result.ok:
             log.info("hook_finished", source=path, command=command[0],
                      seconds=round(result.duration, 2))

@@ -1,4 +1,9 @@
-"""Structured logging: JSON lines for machines, a console renderer for people, secrets redacted."""
+"""Structured logging: JSON lines for machines, a console renderer for people, secrets redacted.
+
+Log lines carry file names and API text, which may hold control characters or bytes that are
+not UTF-8 (lone surrogates). Neither may break a line or make a write fail: console values go
+through :func:`watcherd.display.printable`, JSON lines through :func:`watcherd.display.json_safe`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any, TextIO
 
 import structlog
+
+from watcherd.display import json_safe, printable
 
 REDACTED = "***"
 
@@ -50,10 +57,13 @@ def configure_logging(
     stream = stream or sys.stdout
     use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: Any = (
-        structlog.processors.JSONRenderer(ensure_ascii=False)
+        SafeJsonRenderer()
         if use_json
         else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
+    # JSON escapes control characters itself; the console shows values as they are, so they
+    # are made printable first (one line, no terminal escapes, no lone surrogates).
+    readable: Any = _identity if use_json else printable_values
     level_no = logging.getLevelName(level.upper())
     if not isinstance(level_no, int):
         level_no = logging.INFO
@@ -70,6 +80,7 @@ def configure_logging(
         processors=[
             *shared,
             structlog.processors.format_exc_info if use_json else _identity,
+            readable,
             final,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
@@ -79,7 +90,8 @@ def configure_logging(
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, readable,
+                        renderer],
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
         )
     )
@@ -90,6 +102,39 @@ def configure_logging(
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("watchdog").setLevel(logging.WARNING)
+
+
+class SafeJsonRenderer:
+    """structlog's JSON renderer (non-ASCII kept) whose lines always encode as UTF-8.
+
+    A lone surrogate (a file name that is not UTF-8, a transcript cut mid-emoji) is written as
+    its ``\\uXXXX`` escape, as are DEL, C1 and U+2028/2029: the line stays one valid JSON line
+    that a strict UTF-8 stream (journald, a file) accepts, and parses back to the same value.
+    """
+
+    def __init__(self) -> None:
+        self._inner = structlog.processors.JSONRenderer(ensure_ascii=False)
+
+    def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
+        return json_safe(str(self._inner(logger, name, event)))
+
+
+# Values the console renderer prints as blocks of lines on purpose.
+_MULTILINE = frozenset({"exception", "stack"})
+
+
+def printable_values(_logger: Any, _name: str, event: MutableMapping[str, Any]
+                     ) -> MutableMapping[str, Any]:
+    """Processor: every string or path value (the event too) as one printable line.
+
+    Values inside lists and dicts need nothing: the console renderer shows them with repr(),
+    which escapes control characters and lone surrogates already. A traceback stays on its
+    own lines (its file names come from repr() too).
+    """
+    for key, value in list(event.items()):
+        if key not in _MULTILINE and isinstance(value, str | os.PathLike):
+            event[key] = printable(value)
+    return event
 
 
 # syslog priorities, which journald reads from a "<N>" line prefix.

@@ -9,17 +9,25 @@ Add-ons add their own files whatever the formats: ``NAME.<lang>.txt`` per transl
 ``NAME.summary.md`` for a summary. An add-on that failed (``success: false``) is logged and
 noted in ``NAME.md``; the transcript is written all the same. With PII redaction Gladia
 redacts the transcription itself, so every output is already redacted.
+
+Any source name works: outputs keep the raw stem (bytes that are not UTF-8 included), and a
+stem too long for ``NAME.<lang>.txt`` plus the temp file to fit 255 bytes is shortened
+deterministically (:func:`output_base`). Outputs take the source's read/write permission bits
+(``mode=``). Any JSON-shaped job renders, replacing what cannot be encoded (U+FFFD in text,
+``\\uXXXX`` in NAME.json), or is refused with a ValueError before anything is written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import math
 import os
 import re
 import secrets
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +36,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
+
+from watcherd.display import json_safe, printable, utf8_text
 
 log = structlog.get_logger("watcherd.outputs")
 
@@ -46,10 +56,25 @@ _MAX_MS = ((99 * 60 + 59) * 60 + 59) * 1000 + 999
 _MAX_CUE_MS = round(MAX_CUE_SECONDS * 1000)
 # Language codes come from the remote job and become part of a file name: accept only
 # code-like strings so a hostile or broken response cannot write outside the folder.
-_LANG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,15}$")
+_LANG_MAX = 16
+_LANG_RE = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_-]{{0,{_LANG_MAX - 1}}}$")
 # Most filesystems cap one name at 255 bytes; the temp name adds a prefix and a suffix.
 _NAME_MAX = 255
 _TEMP_RANDOM_HEX = 12
+# What atomic_write adds around an output's name for its temp file: "." NAME ".watcherd-tmp-" HEX.
+_TEMP_OVERHEAD = len(f".{TEMP_MARKER}-") + _TEMP_RANDOM_HEX
+# The longest suffix any job can add to a base: a translation such as ".<16-char lang>.txt".
+_LONGEST_SUFFIX = max(
+    len(f".{'x' * _LANG_MAX}.{fmt}") for fmt in ("txt", "srt", "vtt")
+)
+# The longest base name (in bytes) for which every output AND its temp file fit in 255 bytes,
+# whatever the job holds: 255 - 21 - 27 = 207. Longer bases are shortened (see _fit_name).
+BASE_MAX_BYTES: int = _NAME_MAX - _LONGEST_SUFFIX - _TEMP_OVERHEAD
+# A shortened base ends in "~" and this many hex digits of the SHA-256 of the full name.
+_HASH_CHARS = 12
+# Job times are clamped to this many seconds (about 31 years), so that sums, differences and
+# products of any values a job holds stay finite.
+_TIME_LIMIT = 1e9
 
 
 # -- names -------------------------------------------------------------------------------
@@ -61,14 +86,92 @@ def is_output_or_temp(path: Path) -> bool:
     return TEMP_MARKER in name or path.suffix.lower() in OUTPUT_SUFFIXES
 
 
+def _fs_bytes(name: str) -> bytes:
+    """The bytes the filesystem sees for ``name``; ValueError when no file can have it."""
+    try:
+        return os.fsencode(name)
+    except UnicodeEncodeError as exc:
+        # A lone surrogate that surrogateescape did not produce: no file name decodes to it.
+        raise ValueError(
+            f"{printable(name)} cannot be a file name (it holds characters that do not encode "
+            "to bytes); rename the source"
+        ) from exc
+
+
+def _cut(name: str, room: int) -> str:
+    """The longest prefix of ``name`` whose bytes fit in ``room``, cut between characters.
+
+    A character is a whole UTF-8 sequence or one undecodable byte (a surrogate escape), so
+    the prefix's bytes are a prefix of the original bytes and decode back to the same text.
+    """
+    used = 0
+    for index, char in enumerate(name):
+        used += len(_fs_bytes(char))
+        if used > room:
+            return name[:index]
+    return name
+
+
+def _fit_name(name: str) -> str:
+    """``name`` itself when its outputs fit the filesystem, else a deterministic short form.
+
+    The short form is the longest prefix of ``name`` that fits (cut between characters), "~",
+    and the first 12 hex digits of the SHA-256 of the whole name's bytes: the same name gives
+    the same short form, and distinct long names stay distinct.
+    """
+    raw = _fs_bytes(name)
+    if len(raw) <= BASE_MAX_BYTES:
+        return name
+    tail = "~" + hashlib.sha256(raw).hexdigest()[:_HASH_CHARS]
+    return _cut(name, BASE_MAX_BYTES - len(tail)) + tail
+
+
+def output_base_candidates(source: Path) -> list[Path]:
+    """The bases outputs of ``source`` take unless another source owns them: stem, then name.
+
+    Each is shortened by :func:`_fit_name` when needed, so this also tells where outputs of a
+    long name are found after the journal is lost.
+    """
+    # "..wav" has the stem "." and "...wav" the stem "..": names of folders, not files.
+    by_stem = source.suffix and source.stem not in (".", "..")
+    found = [source.with_name(_fit_name(source.stem))] if by_stem else []
+    found.append(source.with_name(_fit_name(source.name)))
+    return found
+
+
 def output_base(source: Path, *, taken: Callable[[Path], bool]) -> Path:
-    """The path outputs are named after: DIR/STEM, or DIR/NAME when another source owns DIR/STEM."""
-    if not source.suffix:
-        return source
-    by_stem = source.with_name(source.stem)
-    if taken(by_stem):
-        return source
-    return by_stem
+    """The path outputs are named after: DIR/STEM, or DIR/NAME when another source owns DIR/STEM.
+
+    Any name works: raw bytes that are not UTF-8, newlines, quotes, ':'. A base longer than
+    :data:`BASE_MAX_BYTES` bytes is shortened deterministically (see :func:`_fit_name`), so
+    every output (the longest suffix a job can produce, ".<lang>.txt") and its temp file fit
+    the 255-byte name limit whatever the job holds; the formats are not needed. The caller
+    records the result (the journal's ``output_base``) and passes it to :func:`write_outputs`.
+    In the rare case that both are owned (a suffix-less "talk" after "talk.wav" took "talk"),
+    "NAME~1", "NAME~2", ... are tried, so two sources never share outputs.
+    """
+    candidates = output_base_candidates(source)
+    for candidate in candidates:
+        if not taken(candidate):
+            return candidate
+    for n in range(1, 100):
+        candidate = source.with_name(_fit_name(f"{source.name}~{n}"))
+        if not taken(candidate):
+            return candidate
+    raise ValueError(
+        f"every output name for {printable(source)} is used by another source; rename it"
+    )
+
+
+def base_fits(base: Path) -> bool:
+    """True when every output of ``base`` (and its temp file) fits the 255-byte name limit.
+
+    A base recorded before long names were shortened may not; compute a new one for it.
+    """
+    try:
+        return len(_fs_bytes(base.name)) <= BASE_MAX_BYTES
+    except ValueError:
+        return False
 
 
 def _with_suffix(base: Path, suffix: str) -> Path:
@@ -88,6 +191,7 @@ def _checked_formats(formats: Sequence[str]) -> list[str]:
 
 def output_paths(base: Path, formats: Sequence[str], job: Mapping[str, Any]) -> list[Path]:
     """Every path :func:`write_outputs` would write for this job (add-ons too), unwritten."""
+    job = _job(job)
     wanted = _checked_formats(formats)
     paths = [_with_suffix(base, fmt) for fmt in wanted]
     paths += [_with_suffix(base, suffix) for suffix, _ in _translation_plan(job, wanted)]
@@ -110,11 +214,46 @@ def _list(value: Any) -> list[Any]:
 def _number(value: Any, default: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return default
-    return float(value) if math.isfinite(value) else default
+    if isinstance(value, int) and abs(value) > _TIME_LIMIT:
+        return _TIME_LIMIT if value > 0 else -_TIME_LIMIT  # float() of it would overflow
+    if not math.isfinite(value):
+        return default
+    return max(-_TIME_LIMIT, min(_TIME_LIMIT, float(value)))
 
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def _job(job: Any) -> Mapping[str, Any]:
+    """The job itself when it is a JSON object; ValueError for anything else."""
+    if not isinstance(job, Mapping):
+        raise ValueError(
+            f"the job is a JSON {_json_kind(job)}, not an object: nothing can be rendered from it"
+        )
+    return job
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    return type(value).__name__
+
+
+def _json_text(value: Any, *, indent: int | None = None) -> str:
+    """``value`` as JSON (non-ASCII kept); ValueError when it nests too deep to write."""
+    try:
+        return json.dumps(value, ensure_ascii=False, indent=indent)
+    except RecursionError as exc:
+        raise ValueError("the job nests too deeply to be written as JSON") from exc
 
 
 def _transcription(job: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -127,11 +266,18 @@ def _utterances(transcription: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return sorted(found, key=lambda u: _number(u.get("start")))
 
 
-def _speaker(utterance: Mapping[str, Any]) -> int | None:
-    value = utterance.get("speaker")
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+# Speaker numbers beyond this are not speakers (and a huge int cannot even become text).
+_MAX_SPEAKER = 10_000
+
+
+def _speaker_number(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _MAX_SPEAKER:
         return None
     return value
+
+
+def _speaker(utterance: Mapping[str, Any]) -> int | None:
+    return _speaker_number(utterance.get("speaker"))
 
 
 def _diarized(utterances: Sequence[Mapping[str, Any]]) -> bool:
@@ -161,21 +307,23 @@ def _txt_of(transcription: Mapping[str, Any]) -> str:
 
 def render_txt(job: Mapping[str, Any]) -> str:
     """The transcript as text: one utterance per line, with "Speaker N: " when diarized."""
-    return _txt_of(_transcription(job))
+    return utf8_text(_txt_of(_transcription(_job(job))))
 
 
 def render_json(job: Mapping[str, Any]) -> str:
     """The job object as given, as indented UTF-8 JSON, with callback URLs shortened.
 
     A callback URL may carry a secret token (watcherd's own listener puts one there), and
-    transcripts get shared: its path and query are replaced by "[redacted]".
+    transcripts get shared: its path and query are replaced by "[redacted]". Lossless
+    otherwise: a lone surrogate (a string cut mid-emoji) is written as its ``\\uXXXX`` escape,
+    so the file is valid UTF-8 and ``json.loads`` gives the same job back.
     """
-    return json.dumps(scrub_job(job), ensure_ascii=False, indent=2) + "\n"
+    return json_safe(_json_text(scrub_job(_job(job)), indent=2)) + "\n"
 
 
 def scrub_job(job: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``job`` whose echoed callback URLs keep only their scheme and host."""
-    copied = dict(job)
+    copied = dict(_job(job))
     params = job.get("request_params")
     if not isinstance(params, Mapping):
         return copied
@@ -190,8 +338,12 @@ def scrub_job(job: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _scrub_url(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.scheme or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # e.g. a malformed IPv6 host: keep nothing of it
+        return "[redacted]"
+    if not parts.scheme or not host:
         return "[redacted]"
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/[redacted]"
 
@@ -378,12 +530,12 @@ def _vtt_of(transcription: Mapping[str, Any]) -> str:
 
 def render_srt(job: Mapping[str, Any]) -> str:
     """SubRip subtitles: Gladia's own when present, else cues generated from the utterances."""
-    return _srt_of(_transcription(job))
+    return utf8_text(_srt_of(_transcription(_job(job))))
 
 
 def render_vtt(job: Mapping[str, Any]) -> str:
     """WebVTT subtitles: Gladia's own when present, else cues generated from the utterances."""
-    return _vtt_of(_transcription(job))
+    return utf8_text(_vtt_of(_transcription(_job(job))))
 
 
 # -- add-ons: failures, summary, and the Markdown report ------------------------------------
@@ -426,6 +578,7 @@ def _addon_error(error: Any) -> str:
 
 def addon_failures(job: Mapping[str, Any]) -> list[AddonFailure]:
     """Every add-on of a done job that failed, whole (``success: false``) or in part."""
+    job = _job(job)
     result = _mapping(job.get("result"))
     targets = _list(_mapping(_mapping(job.get("request_params")).get("translation_config"))
                     .get("target_languages"))
@@ -468,7 +621,15 @@ def _summary_result(job: Mapping[str, Any]) -> Any:
 def _source_name(job: Mapping[str, Any], fallback: str | None) -> str:
     # Gladia echoes whatever multipart filename was sent, which may carry folders.
     name = _text(_mapping(job.get("file")).get("filename")).replace("\\", "/").rsplit("/", 1)[-1]
-    return name or fallback or "Transcript"
+    return name or (_readable_name(fallback) if fallback else "") or "Transcript"
+
+
+def _readable_name(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 become U+FFFD, like a file manager shows."""
+    try:
+        return os.fsencode(name).decode("utf-8", errors="replace")
+    except UnicodeEncodeError:
+        return utf8_text(name)
 
 
 def _md_inline(text: str) -> str:
@@ -476,7 +637,7 @@ def _md_inline(text: str) -> str:
 
 
 def _md_cell(value: Any) -> str:
-    return _md_inline(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+    return _md_inline(value if isinstance(value, str) else _json_text(value))
 
 
 def _md_paragraphs(text: str, *, bullets: bool = False) -> list[str]:
@@ -502,7 +663,7 @@ def _md_paragraphs(text: str, *, bullets: bool = False) -> list[str]:
 
 def _md_raw(value: Any) -> list[str]:
     """A value whose shape we do not know, kept as JSON in a fenced block."""
-    text = json.dumps(value, ensure_ascii=False, indent=2)
+    text = _json_text(value, indent=2)
     fence = "```"
     while fence in text:
         fence += "`"
@@ -517,9 +678,8 @@ def _clock(seconds: float) -> str:
 
 
 def _speaker_label(value: Any) -> str:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        return ""
-    return f"Speaker {value + 1}"
+    number = _speaker_number(value)
+    return "" if number is None else f"Speaker {number + 1}"
 
 
 def _md_details(job: Mapping[str, Any], speakers: Sequence[int]) -> list[str]:
@@ -542,7 +702,8 @@ def _md_details(job: Mapping[str, Any], speakers: Sequence[int]) -> list[str]:
     if params.get("pii_redaction") is True:
         config = _mapping(params.get("pii_redaction_config"))
         kinds = config.get("entity_types")
-        kinds_text = ", ".join(kinds) if isinstance(kinds, list) else _text(kinds)
+        kinds_text = (", ".join(k for k in kinds if isinstance(k, str)) if isinstance(kinds, list)
+                      else _text(kinds))
         shown = _text(config.get("processed_text_type")) or "MARKER"
         bits = [_md_inline(kinds_text)] if kinds_text else []
         bits.append(f"shown as {_md_inline(shown)}")
@@ -648,6 +809,10 @@ def _addon_results(job: Mapping[str, Any], name: str) -> Any:
 
 def render_md(job: Mapping[str, Any], *, title: str | None = None) -> str:
     """A readable Markdown report: details, notes, summary, speakers, transcript, add-ons."""
+    return utf8_text(_md_of(_job(job), title))
+
+
+def _md_of(job: Mapping[str, Any], title: str | None) -> str:
     transcription = _transcription(job)
     utterances = _utterances(transcription)
     speakers = sorted({s for u in utterances if (s := _speaker(u)) is not None})
@@ -686,12 +851,13 @@ def render_md(job: Mapping[str, Any], *, title: str | None = None) -> str:
 
 def render_summary(job: Mapping[str, Any], *, title: str | None = None) -> str | None:
     """NAME.summary.md: the summarization add-on's result, or None when there is none."""
-    summary = _summary_result(job)
+    summary = _summary_result(_job(job))
     if summary is None:
         return None
     body = (_md_paragraphs(summary, bullets=True) if isinstance(summary, str)
             else _md_raw(summary))
-    return "\n".join([f"# Summary of {_md_inline(_source_name(job, title))}", "", *body]) + "\n"
+    heading = f"# Summary of {_md_inline(_source_name(job, title))}"
+    return utf8_text("\n".join([heading, "", *body]) + "\n")
 
 
 _RENDERERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
@@ -742,9 +908,9 @@ def _translation_plan(
 def render_translations(job: Mapping[str, Any], formats: Sequence[str]) -> dict[str, str]:
     """Each usable translation rendered: suffix like "fr.txt" or "fr.srt" -> text."""
     rendered: dict[str, str] = {}
-    for suffix, entry in _translation_plan(job, formats):
+    for suffix, entry in _translation_plan(_job(job), formats):
         fmt = suffix.rsplit(".", 1)[1]
-        rendered[suffix] = _TRANSCRIPTION_RENDERERS[fmt](entry)
+        rendered[suffix] = utf8_text(_TRANSCRIPTION_RENDERERS[fmt](entry))
     return rendered
 
 
@@ -752,11 +918,27 @@ def render_translations(job: Mapping[str, Any], formats: Sequence[str]) -> dict[
 
 
 def _temp_name(name: str) -> str:
+    """A hidden, marked, random temp name for ``name``, within the 255-byte name limit.
+
+    Outputs of a base from :func:`output_base` always fit whole (``.NAME.watcherd-tmp-HEX``,
+    which the stale-temp cleanup looks for); any other long name is cut between characters
+    (by bytes, so a long non-ASCII or non-UTF-8 name still fits).
+    """
     tail = f"{TEMP_MARKER}-{secrets.token_hex(_TEMP_RANDOM_HEX // 2)}"
-    room = _NAME_MAX - len(tail.encode()) - 1
-    # Cut by bytes, not characters, so a long non-ASCII name still fits the filesystem.
-    head = name.encode()[:room].decode(errors="ignore")
-    return f".{head}{tail}"
+    return f".{_cut(name, _NAME_MAX - len(tail) - 1)}{tail}"
+
+
+def file_mode(source_mode: int | None) -> int:
+    """The permission bits a new output gets (before the umask) for a source's ``st_mode``.
+
+    The source's read/write bits for user, group and other, never execute, set-id or sticky
+    bits; the owner can always read (the daemon reads NAME.json back to recover a result).
+    Without a source mode: 0o666, the usual default. The umask applies on top, so an output
+    is never more open than a file the daemon creates normally.
+    """
+    if source_mode is None:
+        return 0o666
+    return (stat.S_IMODE(source_mode) & 0o666) | stat.S_IRUSR
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -773,16 +955,20 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
     """Replace ``path`` with ``data`` so that readers see the old file or the new, never half.
 
+    ``mode`` is the source's ``st_mode``: the file gets its read/write bits (see
+    :func:`file_mode`), so a private recording never gets a world-readable transcript.
     On any error the temp file is removed and the error re-raised (ENOSPC included), leaving
     the previous content of ``path`` untouched.
     """
     folder = path.parent
     temp = folder / _temp_name(path.name)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(temp, flags, 0o666)
+    # Created with these bits (minus the umask) from the start: a reader never finds the
+    # transcript more open than it ends up, not even for the moment between open and chmod.
+    fd = os.open(temp, flags, file_mode(mode))
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -796,13 +982,29 @@ def atomic_write(path: Path, data: bytes) -> None:
     _fsync_folder(folder)
 
 
-def write_outputs(base: Path, formats: Sequence[str], job: Mapping[str, Any]) -> list[Path]:
-    """Render every output of a done job, then write each atomically; returns the paths."""
+def _shown(value: Any) -> str:
+    """A job field for an error message: its repr, on one line and at most 80 characters."""
+    text = printable(repr(value))
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def write_outputs(
+    base: Path, formats: Sequence[str], job: Mapping[str, Any], *, mode: int | None = None
+) -> list[Path]:
+    """Render every output of a done job, then write each atomically; returns the paths.
+
+    ``mode`` is the source's ``st_mode``: outputs get its read/write bits (:func:`file_mode`).
+    Any JSON-shaped job either renders (text that cannot be encoded is replaced) or raises
+    ValueError before anything is written; nothing here raises UnicodeEncodeError.
+    """
+    job = _job(job)
     status = job.get("status")
     if status != "done":
-        raise ValueError(f"job {job.get('id')!r} is {status!r}, not 'done': nothing to write")
+        raise ValueError(
+            f"job {_shown(job.get('id'))} is {_shown(status)}, not 'done': nothing to write")
     if not isinstance(job.get("result"), Mapping):
-        raise ValueError(f"job {job.get('id')!r} is done but has no result: nothing to write")
+        raise ValueError(
+            f"job {_shown(job.get('id'))} is done but has no result: nothing to write")
     wanted = _checked_formats(formats)
     # Render everything before touching the disk, so a rendering bug writes nothing at all.
     rendered = [
@@ -822,7 +1024,7 @@ def write_outputs(base: Path, formats: Sequence[str], job: Mapping[str, Any]) ->
                     error=failure.message, outputs=str(base),
                     note="the transcript is written without this add-on's result")
     for path, text in rendered:
-        atomic_write(path, text.encode("utf-8"))
+        atomic_write(path, text.encode("utf-8"), mode=mode)
     return [path for path, _ in rendered]
 
 

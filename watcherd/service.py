@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import plistlib
@@ -23,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from watcherd.display import printable
 from watcherd.journal import STATES, Journal
 from watcherd.outputs import atomic_write
 
@@ -483,6 +485,14 @@ HOOK_KILL_GRACE = 2.0
 _HOOK_DRAIN_SECONDS = 1.0
 # Never handed to hooks: the service manager's channels and the API key.
 _HOOK_ENV_DROPPED = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "GLADIA_API_KEY")
+# The variables hook_env may set. An inherited copy (the daemon itself started by a hook) is
+# dropped, so a hook never reads, say, a stale WATCHERD_OUTPUTS that this run left out.
+_HOOK_VARS = re.compile(
+    r"WATCHERD_(SOURCE|STATE|OUTPUTS|OUTPUTS_JSON|OUTPUT_COUNT|OUTPUT_[0-9]+|JOB_ID|ERROR)"
+)
+# Linux refuses to start a program when one environment string passes 128 KiB (E2BIG); an
+# error text is cut well below that (paths cannot get near it: 4096 bytes at most).
+_HOOK_TEXT_LIMIT = 4000
 
 
 @dataclass(frozen=True)
@@ -503,7 +513,7 @@ class HookResult:
 
     def describe(self) -> str:
         """One line for the log: how the hook ended."""
-        name = self.command[0] if self.command else "(empty command)"
+        name = printable(self.command[0]) if self.command else "(empty command)"
         if self.error is not None:
             return f"hook {name} did not run: {self.error}"
         if self.timed_out:
@@ -524,18 +534,46 @@ def hook_env(
     job_id: str | None = None,
     error: str | None = None,
 ) -> dict[str, str]:
-    """The WATCHERD_* variables a hook gets for one finished (or failed) source."""
-    return {
+    """The WATCHERD_* variables a hook gets for one finished (or failed) source.
+
+    Paths are exact: the hook receives the raw bytes of the name (a name that is not UTF-8
+    travels as Python's surrogate escapes, which become those bytes again in the child's
+    environment). The list of outputs is unambiguous for any name:
+
+    - ``WATCHERD_OUTPUT_COUNT`` and ``WATCHERD_OUTPUT_1`` .. ``WATCHERD_OUTPUT_<COUNT>``: one
+      exact path each;
+    - ``WATCHERD_OUTPUTS_JSON``: a JSON array of the paths (ASCII; a byte that is not UTF-8
+      appears as its surrogate escape ``\\udcXX``, which Python's json and ``os.fsencode``
+      turn back into the byte);
+    - ``WATCHERD_OUTPUTS``: the paths joined with ``os.pathsep`` (":"), kept for existing
+      hooks, and set only when no path contains ":" (otherwise splitting it would be wrong).
+
+    ``WATCHERD_JOB_ID`` and ``WATCHERD_ERROR`` are texts for people: one line, control
+    characters escaped (see :func:`watcherd.display.printable`), the error cut at 4000 chars.
+    """
+    paths = [str(p) for p in outputs]
+    error_text = printable(error or "")
+    if len(error_text) > _HOOK_TEXT_LIMIT:
+        error_text = error_text[: _HOOK_TEXT_LIMIT - 1] + "\u2026"
+    env = {
         "WATCHERD_SOURCE": str(source),
-        "WATCHERD_STATE": state,
-        "WATCHERD_OUTPUTS": os.pathsep.join(str(p) for p in outputs),
-        "WATCHERD_JOB_ID": job_id or "",
-        "WATCHERD_ERROR": error or "",
+        "WATCHERD_STATE": printable(state),
+        "WATCHERD_OUTPUT_COUNT": str(len(paths)),
+        "WATCHERD_OUTPUTS_JSON": json.dumps(paths, ensure_ascii=True),
+        "WATCHERD_JOB_ID": printable(job_id or "")[:_HOOK_TEXT_LIMIT],
+        "WATCHERD_ERROR": error_text,
     }
+    env.update({f"WATCHERD_OUTPUT_{n}": path for n, path in enumerate(paths, start=1)})
+    if not any(os.pathsep in path for path in paths):
+        env["WATCHERD_OUTPUTS"] = os.pathsep.join(paths)
+    return env
 
 
 def _child_env(env: Mapping[str, str]) -> dict[str, str]:
-    child = {k: v for k, v in os.environ.items() if k not in _HOOK_ENV_DROPPED}
+    child = {
+        k: v for k, v in os.environ.items()
+        if k not in _HOOK_ENV_DROPPED and not _HOOK_VARS.fullmatch(k)
+    }
     child.update(env)
     return child
 
@@ -588,7 +626,13 @@ async def run_hook(command: Sequence[str], env: Mapping[str, str], timeout: floa
     except OSError as exc:
         os.close(read_fd)
         return HookResult(argv, None, False, "", time.monotonic() - started,
-                          error=f"{exc.strerror or exc}: {argv[0]}")
+                          error=f"{exc.strerror or exc}: {printable(argv[0])}")
+    except ValueError as exc:
+        # An argument or variable that cannot be passed to a program at all: a NUL byte, or
+        # text no bytes decode to. Reported like a hook that could not start.
+        os.close(read_fd)
+        return HookResult(argv, None, False, "", time.monotonic() - started,
+                          error=f"cannot pass {printable(str(exc))}: {printable(argv[0])}")
     finally:
         os.close(write_fd)
     tail = _Tail(HOOK_OUTPUT_LIMIT)
