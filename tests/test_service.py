@@ -708,13 +708,17 @@ def process_gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
-def test_hook_env_joins_outputs_with_pathsep(tmp_path: Path) -> None:
-    """hook_env names the source, state, outputs (os.pathsep-joined), job id and error."""
+def test_hook_env_names_source_state_outputs_job_and_error(tmp_path: Path) -> None:
+    """hook_env names the source, state, outputs (numbered, JSON, ':'-joined), job id, error."""
     env = hook_env(tmp_path / "a.wav", "done", [tmp_path / "a.txt", tmp_path / "a.json"], "j-1")
     assert env == {
         "WATCHERD_SOURCE": str(tmp_path / "a.wav"),
         "WATCHERD_STATE": "done",
         "WATCHERD_OUTPUTS": f"{tmp_path / 'a.txt'}{os.pathsep}{tmp_path / 'a.json'}",
+        "WATCHERD_OUTPUTS_JSON": json.dumps([str(tmp_path / "a.txt"), str(tmp_path / "a.json")]),
+        "WATCHERD_OUTPUT_COUNT": "2",
+        "WATCHERD_OUTPUT_1": str(tmp_path / "a.txt"),
+        "WATCHERD_OUTPUT_2": str(tmp_path / "a.json"),
         "WATCHERD_JOB_ID": "j-1",
         "WATCHERD_ERROR": "",
     }

@@ -19,6 +19,7 @@ import click
 from watcherd import __version__
 from watcherd.cli_common import config_option, handles_errors
 from watcherd.config import Config, WatchConfig, load_config, with_extra_watches
+from watcherd.display import json_safe, printable
 from watcherd.errors import ConfigError, JournalError
 from watcherd.identity import options_json
 from watcherd.journal import STATES, Journal, JournalNotReady, Source
@@ -94,10 +95,10 @@ def transcribe(files: tuple[Path, ...], config_path: Path | None) -> None:
             source = journal.by_path(path)
             detail = ""
             if source is not None and source.state == "done" and source.output_base:
-                detail = f" -> {source.output_base}.*"
+                detail = f" -> {printable(source.output_base)}.*"
             elif source is not None and source.last_error:
-                detail = f": {source.last_error}"
-            click.echo(f"{state:8} {path}{detail}")
+                detail = f": {printable(source.last_error)}"
+            click.echo(f"{state:8} {printable(path)}{detail}")
     sys.exit(0 if all(s == "done" for s in states.values()) else 1)
 
 
@@ -154,7 +155,8 @@ def status(as_json: bool, config_path: Path | None) -> None:
         since = journal.state_since()
     rows = [_status_row(s, since.get(s.id)) for s in sources]
     if as_json:
-        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        # Lossless for programs: a name that is not UTF-8 keeps its bytes as \udcXX escapes.
+        click.echo(json_safe(json.dumps(rows, ensure_ascii=False, indent=2)))
         return
     click.echo("  ".join(f"{state}: {counts[state]}" for state in STATES if counts[state])
                or "no files yet")
@@ -170,9 +172,10 @@ def status(as_json: bool, config_path: Path | None) -> None:
             extra.append(f"next {row['next_attempt_at']}")
         reason = row["error"] or row["note"]
         if reason and row["state"] != "done":
-            extra.append(reason)
+            extra.append(printable(reason))
         suffix = f"  ({'; '.join(extra)})" if extra else ""
-        click.echo(f"{row['state']:10} {row['path']}{suffix}")
+        # One line per file whatever its name holds (newlines, escape sequences, bytes).
+        click.echo(f"{row['state']:10} {printable(row['path'])}{suffix}")
 
 
 @main.command()

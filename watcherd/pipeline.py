@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import random
 import time
@@ -540,7 +541,7 @@ async def finish(
     The output base is committed before any file is written, so a crash between the two
     rewrites the same files instead of claiming another name.
     """
-    if source.output_base is None:
+    if source.output_base is None or not outputs.base_fits(Path(source.output_base)):
         base = outputs.output_base(
             Path(source.path),
             taken=lambda b: journal.output_base_taken(str(b), by_other_than=source.path),
@@ -550,7 +551,13 @@ async def finish(
             reason="outputs named", output_base=str(base),
         )
     assert source.output_base is not None
-    written = await run_on(source.watch_root, outputs.write_outputs,
+    try:
+        # Outputs take the source's permission bits: a private recording, a private transcript.
+        source_mode: int | None = (await run_on(source.watch_root, os.stat, source.path)).st_mode
+    except OSError:
+        source_mode = None
+    written = await run_on(source.watch_root,
+                           functools.partial(outputs.write_outputs, mode=source_mode),
                            Path(source.output_base), formats, job)
     await run_on(source.watch_root, _remove_stale_temps, written)
     journal.transition(

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from watcherd import outputs
 from watcherd.identity import content_keys
 from watcherd.journal import Source
 
@@ -18,7 +19,7 @@ def output_candidates(source: Source) -> list[Path]:
     path = Path(source.path)
     if source.output_base is not None:
         return [Path(source.output_base + ".json")]
-    return [path.with_suffix(".json"), path.with_name(path.name + ".json")]
+    return [b.with_name(b.name + ".json") for b in outputs.output_base_candidates(path)]
 
 
 def job_from_outputs(source: Source) -> tuple[Path, dict[str, Any]] | None:
