@@ -349,7 +349,7 @@ translation_config = {{ target_languages = ["fr"] }}
                         "translation": True, "translation_config": {"target_languages": ["fr"]}}
     for job in jobs.values():
         assert job["custom_metadata"]["team"] == "research"
-        assert job["custom_metadata"]["wf_key"].startswith("wf1-")
+        assert job["custom_metadata"]["wf_key"].startswith("wf2-")
     assert (interviews / "b.fr.txt").exists() and not (inbox / "a.fr.txt").exists()
 
 

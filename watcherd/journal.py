@@ -237,9 +237,14 @@ class Journal:
             if not readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = FULL")
-                if exclusive:
+                if exclusive and not _stopped_cleanly(conn):
+                    # Only after a crash: a full check is linear in the journal's size, and a
+                    # clean stop left nothing half-written (the daemon re-checks in the
+                    # background once it is ready; `watcherd doctor` checks on demand).
                     _check_integrity(conn)
                 _migrate(conn)
+                if exclusive:
+                    _mark_clean(conn, False)
             else:
                 _check_version(conn, path)
         except sqlite3.DatabaseError as exc:
@@ -261,7 +266,10 @@ class Journal:
         return cls(path, conn, lock_fd)
 
     def close(self) -> None:
-        """Close the database and release the lock."""
+        """Close the database and release the lock; a writer records that it stopped cleanly."""
+        if self._lock_fd is not None:
+            with contextlib.suppress(sqlite3.Error):
+                _mark_clean(self._conn, True)
         self._conn.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -274,16 +282,27 @@ class Journal:
         self.close()
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, bulk: bool = False) -> Iterator[sqlite3.Connection]:
         # BEGIN IMMEDIATE takes the write lock up front, so a concurrent `watcherd retry` waits
         # instead of failing half way through.
-        self._conn.execute("BEGIN IMMEDIATE")
+        #
+        # A bulk transaction (files seen, files hashed) is committed without its own fsync:
+        # after a power cut it may be lost, which costs only a re-scan or a re-hash. Every
+        # other transaction (each intent before a remote call, each result) is fsynced, and
+        # its fsync makes the bulk ones before it durable too.
+        if bulk:
+            self._conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        finally:
+            if bulk:
+                self._conn.execute("PRAGMA synchronous = FULL")
 
     # -- reading -------------------------------------------------------------------------
 
@@ -376,16 +395,37 @@ class Journal:
         return [_row_to_source(r) for r in rows]
 
     def due(self, now: float, *, limit: int = 1000) -> list[Source]:
-        """Settled sources with remote work to do now; jobs already created come first."""
-        rows = self._conn.execute(
-            "SELECT * FROM sources WHERE content_key IS NOT NULL AND ("
-            " state IN ('pending','uploading','uploaded','submitting','submitted','transcribing')"
-            " OR (state = 'waiting' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)))"
-            " ORDER BY (job_id IS NULL), (submit_started_at IS NULL), (audio_url IS NULL), id"
-            " LIMIT ?",
-            (now, limit),
-        )
-        return [_row_to_source(r) for r in rows]
+        """Settled sources with remote work to do now; jobs already created come first.
+
+        Three indexed reads instead of one sort of every queued row: with 100,000 files
+        queued, each pass of the worker reads a few dozen rows, not the whole queue.
+        """
+        conn = self._conn
+        rows = list(conn.execute(
+            "SELECT * FROM sources WHERE content_key IS NOT NULL AND state IN"
+            " ('uploading','uploaded','submitting','submitted','transcribing') LIMIT ?",
+            (limit,),
+        ))
+        rows += conn.execute(
+            "SELECT * FROM sources WHERE state = 'waiting' AND content_key IS NOT NULL"
+            " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+            " ORDER BY next_attempt_at LIMIT ?", (now, limit),
+        ).fetchall()
+        rows += conn.execute(
+            "SELECT * FROM sources INDEXED BY sources_started WHERE"
+            " (job_id IS NOT NULL OR submit_started_at IS NOT NULL OR audio_url IS NOT NULL)"
+            " AND state = 'pending' AND content_key IS NOT NULL LIMIT ?", (limit,),
+        ).fetchall()
+        rows += conn.execute(
+            "SELECT * FROM sources INDEXED BY sources_queue WHERE state = 'pending'"
+            " AND content_key IS NOT NULL ORDER BY id LIMIT ?", (limit,),
+        ).fetchall()
+        found: dict[int, Source] = {}
+        for row in rows:
+            found.setdefault(row["id"], _row_to_source(row))
+        ordered = sorted(found.values(), key=lambda s: (
+            s.job_id is None, s.submit_started_at is None, s.audio_url is None, s.id))
+        return ordered[:limit]
 
     def next_attempt_at(self, after: float) -> float | None:
         """The earliest time after ``after`` that a waiting (or backing-off) source is due.
@@ -403,7 +443,8 @@ class Journal:
     def count_in_flight(self, *, exclude: set[int]) -> int:
         """Active sources whose Gladia job exists or may exist, except those in ``exclude``."""
         rows = self._conn.execute(
-            "SELECT id FROM sources WHERE (job_id IS NOT NULL OR submit_started_at IS NOT NULL)"
+            "SELECT id FROM sources INDEXED BY sources_inflight"
+            " WHERE (job_id IS NOT NULL OR submit_started_at IS NOT NULL)"
             " AND state IN ('uploading','uploaded','submitting','submitted','waiting','pending')"
         )
         return sum(1 for r in rows if r["id"] not in exclude)
@@ -482,7 +523,7 @@ class Journal:
         """
         now = time.time()
         touched: list[int] = []
-        with self._transaction() as conn:
+        with self._transaction(bulk=True) as conn:
             for raw_path, raw_root, st, options_json in seen:
                 path, root = encode_path(raw_path), encode_path(raw_root)
                 row = conn.execute("SELECT * FROM sources WHERE path = ?", (path,)).fetchone()
@@ -539,7 +580,7 @@ class Journal:
         recorded.
         """
         recorded = []
-        with self._transaction() as conn:
+        with self._transaction(bulk=True) as conn:
             for source, digest, key, st in items:
                 row = conn.execute("SELECT * FROM sources WHERE id = ?", (source.id,)).fetchone()
                 if row is None or row["state"] != "pending" or (
@@ -680,6 +721,39 @@ def log_corrupt(message: str, aside: Path) -> None:
     )
 
 
+def _stopped_cleanly(conn: sqlite3.Connection) -> bool:
+    """Whether the last writer closed the journal (a crash leaves the mark unset)."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'clean_stop'").fetchone()
+    except sqlite3.OperationalError:
+        return False  # no meta table yet: a new or older journal
+    return row is not None and row[0] == "1"
+
+
+def _mark_clean(conn: sqlite3.Connection, clean: bool) -> None:
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('clean_stop', ?)",
+                 ("1" if clean else "0",))
+
+
+def check_integrity(path: Path) -> str | None:
+    """Run SQLite's quick_check on a read-only connection; None when sound, else what failed.
+
+    The daemon runs it in the background after a clean start, so a damaged page is still
+    reported without delaying READY=1.
+    """
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error as exc:
+        return str(exc)
+    try:
+        rows = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+    except sqlite3.Error as exc:
+        return str(exc)
+    finally:
+        conn.close()
+    return None if rows == ["ok"] else "; ".join(map(str, rows[:5]))
+
+
 def _check_integrity(conn: sqlite3.Connection) -> None:
     row = conn.execute("PRAGMA quick_check").fetchone()
     if row is None or row[0] != "ok":
@@ -783,4 +857,13 @@ def _schema_v3(db: sqlite_utils.Database) -> None:
         not_null={"at", "options_class", "seconds"},
     )
     db["job_times"].create_index(["options_class", "id"])  # type: ignore[union-attr]
+    # The worker's queue in order, and the jobs that count against the plan: both read on
+    # every pass, so both are partial indexes that hold only the rows they are about.
+    db.execute("CREATE INDEX sources_queue ON sources(state, id) WHERE content_key IS NOT NULL")
+    db.execute("CREATE INDEX sources_inflight ON sources(state)"
+               " WHERE job_id IS NOT NULL OR submit_started_at IS NOT NULL")
+    db.execute("CREATE INDEX sources_started ON sources(state) WHERE job_id IS NOT NULL"
+               " OR submit_started_at IS NOT NULL OR audio_url IS NOT NULL")
+    # Small facts about the journal itself (whether the last writer stopped cleanly).
+    db["meta"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
 

@@ -74,6 +74,8 @@ HASH_REFILL_BELOW = 4 * HASH_BATCH_FILES
 INTAKE_CHUNK = 5000
 #: How long a source whose storage is away (root missing, share unmounted) waits to be retried.
 STORAGE_RETRY_SECONDS = 30.0
+#: How many due sources one dispatch pass reads beyond eight per engine slot.
+DUE_BATCH = 64
 #: The longest the loop sleeps with nothing due (it also wakes on every hint and timer).
 IDLE_CHECK_SECONDS = 5.0
 #: How long a tick waits for the stat of hinted paths; slower storages finish in the background.
@@ -274,6 +276,7 @@ class _SettleBook:
         self.complete: set[Path] = set()
         self.options: dict[int, tuple[WatchConfig, str]] = {}
         self.index: tuple[tuple[WatchConfig, ...], WatchIndex] | None = None
+        self.roots: tuple[tuple[WatchConfig, ...], dict[str, WatchConfig]] | None = None
         self.dirty = True
         self.checked_at = 0.0
         self.next_at = math.inf
@@ -521,6 +524,22 @@ class Worker:
     def _watch_of(self, path: Path) -> WatchConfig | None:
         return self._explicit.get(path) or self._index.watch_for(path)
 
+    def _watch_of_source(self, source: Source) -> WatchConfig | None:
+        """The watch of a journaled source: by its recorded root (cheap), else by its path.
+
+        Matching a path against every watch's filters costs microseconds that add up to
+        seconds when 100,000 queued sources are looked at on each pass.
+        """
+        path = Path(source.path)
+        explicit = self._explicit.get(path)
+        if explicit is not None:
+            return explicit
+        roots = self._book.roots
+        if roots is None or roots[0] is not self.watches:
+            roots = (self.watches, {str(w.path): w for w in self.watches})
+            self._book.roots = roots
+        return roots[1].get(source.watch_root) or self._index.watch_for(path)
+
     def _options_text(self, watch: WatchConfig) -> str:
         cached = self._book.options.get(id(watch))
         if cached is None or cached[0] is not watch:
@@ -733,7 +752,7 @@ class Worker:
     def _ready_at(self, source: Source, entry: _Settling) -> float:
         """When the source will have been quiet long enough to be hashed."""
         if entry.settle_seconds is None:
-            watch = self._watch_of(Path(source.path))
+            watch = self._watch_of_source(source)
             entry.settle_seconds = watch.settle_seconds if watch is not None else 0.0
         settle = entry.settle_seconds
         if entry.complete is not None and entry.complete == _stat_of(source):
@@ -806,7 +825,7 @@ class Worker:
                 try:
                     unlimited = frozenset(
                         s.id for s in batch
-                        if self.engine_of(self._watch_of(Path(s.path))) == "local"
+                        if self.engine_of(self._watch_of_source(s)) == "local"
                     )
                     outcomes = await run_on(Path(batch[0].watch_root), _hash_all, batch,
                                             unlimited, timeout=budget)
@@ -903,7 +922,9 @@ class Worker:
                 if not task.cancelled() and task.exception() is not None:
                     log.error("worker_bug", source_id=source_id,
                               error=repr(task.exception()))
-        due = self.journal.due(time.time())
+        # Enough rows to fill every engine several times over; the rest wait for a later pass.
+        capacity = sum(limit for _, limit in self.engines.values())
+        due = self.journal.due(time.time(), limit=DUE_BATCH + 8 * capacity)
         if not due:
             return
         now = time.time()
@@ -957,7 +978,7 @@ class Worker:
 
     def _engine_name(self, source: Source, now: float) -> str | None:
         """The engine for this source: its folder's, or local when Gladia is down too long."""
-        watch = self._watch_of(Path(source.path))
+        watch = self._watch_of_source(source)
         name = self.engine_of(watch)
         if (
             name == "gladia" and watch is not None and watch.fallback == "local"
@@ -1091,7 +1112,7 @@ class Worker:
 
     def outputs_for(self, source: Source) -> tuple[str, ...]:
         """The output formats configured for this source's watch."""
-        watch = self._watch_of(Path(source.path))
+        watch = self._watch_of_source(source)
         return tuple(watch.outputs) if watch is not None else ("txt", "json")
 
 
