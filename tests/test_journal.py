@@ -34,10 +34,10 @@ class TestOpen:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         conn.close()
 
-    def test_second_exclusive_open_is_refused(self, journal: Journal) -> None:
+    def test_second_exclusive_open_is_refused(self, journal: Journal, tmp_path: Path) -> None:
         """Two workers on one journal would double-process files; the second is refused."""
         with pytest.raises(JournalLocked, match="already using the journal"):
-            Journal.open(journal.path, exclusive=True)
+            Journal.open(tmp_path / "state" / "journal.db", exclusive=True)
 
     def test_lock_released_on_close(self, tmp_path: Path) -> None:
         """After close, another worker may take the journal."""
@@ -224,7 +224,7 @@ class TestMigrations:
 
     def test_v1_journal_migrates_to_current(self, tmp_path: Path) -> None:
         """A journal at schema 1 with a row opens at the current schema with the row intact."""
-        from watcherd import journal as journal_module
+        from watcherd.journal import sqlite as journal_module
 
         path = tmp_path / "old.db"
         conn = sqlite3.connect(path)

@@ -21,7 +21,7 @@ from watcherd.config import Config, WatchConfig
 from watcherd.engines import Engines, engine_for, no_engine_reason, open_engines
 from watcherd.errors import AuthError, ConfigError, TransientGladiaError
 from watcherd.gladia import GladiaClient
-from watcherd.journal import ACTIVE_STATES, Journal, check_integrity, open_or_recover
+from watcherd.journal import ACTIVE_STATES, Journal, open_or_recover
 from watcherd.listener import Listener, start_listener
 from watcherd.service import Notifier, status_text
 from watcherd.watcher import Watcher, scan
@@ -173,9 +173,9 @@ class Daemon:
         if not self._integrity_checked:
             # Off the path to READY=1: a damaged journal is still said loudly, with the fix.
             self._integrity_checked = True
-            damage = await loop.run_in_executor(None, check_integrity, journal.path)
+            damage = await loop.run_in_executor(None, journal.integrity_problem)
             if damage is not None:
-                log.error("journal_damaged", journal=str(journal.path), error=damage,
+                log.error("journal_damaged", journal=str(self.config.journal_path), error=damage,
                           hint="stop watcherd and move the journal aside: it is rebuilt from "
                           "the outputs at the next start, nothing is paid twice")
         await loop.run_in_executor(None, self._scan, worker)

@@ -1,8 +1,7 @@
-"""The journal: one SQLite file that holds every source's state and every transition.
+"""The SQLite journal: one file that holds every source's state and every transition.
 
-Every state change in watcherd goes through a method of :class:`Journal`, each one a single
-transaction that updates the source row and appends to the events table, so after a crash at
-any instant the journal says exactly what was done and what to do next.
+The default backend, embedded, with one writer process (a lock file beside the journal).
+WAL mode; intents and results are fsynced, bulk bookkeeping is not (see ``_transaction``).
 """
 
 from __future__ import annotations
@@ -13,202 +12,60 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
-from urllib.parse import quote, unquote_to_bytes
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from watcherd.errors import JournalError
+from watcherd.journal._base import (
+    PATH_COLUMNS,
+    SOURCE_FIELDS,
+    STATES,
+    FileStat,
+    Journal,
+    JournalCorrupt,
+    JournalLocked,
+    JournalNotReady,
+    Source,
+    State,
+    column_value,
+    decode_path,
+    encode_path,
+    job_text,
+    safe_text,
+)
 
 if TYPE_CHECKING:
     import sqlite_utils
 
-# In the order `status` lists them: the pipeline's steps, then how a source can end.
-State = Literal[
-    "pending",
-    "uploading",
-    "uploaded",
-    "submitting",
-    "submitted",
-    "transcribing",
-    "done",
-    "waiting",
-    "failed",
-    "gone",
-]
-STATES: tuple[State, ...] = get_args(State)
-# States from which the worker still has something to do.
-ACTIVE_STATES: tuple[State, ...] = (
-    "pending",
-    "uploading",
-    "uploaded",
-    "submitting",
-    "submitted",
-    "transcribing",
-    "waiting",
-)
 SCHEMA_VERSION = 3
 _log = structlog.get_logger("watcherd.journal")
 
 
-@dataclass(frozen=True)
-class Source:
-    """One row of the journal: what watcherd knows about one source file."""
-
-    id: int
-    path: str
-    watch_root: str
-    state: str
-    size: int | None
-    mtime_ns: int | None
-    dev: int | None
-    inode: int | None
-    changed_at: float | None
-    sha256: str | None
-    options_json: str
-    content_key: str | None
-    audio_url: str | None
-    job_id: str | None
-    submit_started_at: float | None
-    attempts: int
-    job_errors: int
-    next_attempt_at: float | None
-    last_error: str | None
-    note: str | None
-    output_base: str | None
-    engine: str | None
-    done_at: float | None
-    created_at: float
-    updated_at: float
-
-    @property
-    def options(self) -> dict[str, Any]:
-        """The Gladia options this source is transcribed with."""
-        value: dict[str, Any] = json.loads(self.options_json)
-        return value
-
-    @property
-    def settled(self) -> bool:
-        """True once the source was seen complete and hashed."""
-        return self.sha256 is not None and self.content_key is not None
-
-
-@dataclass(frozen=True)
-class FileStat:
-    """The parts of ``os.stat`` that tell whether a file changed."""
-
-    size: int
-    mtime_ns: int
-    dev: int
-    inode: int
-
-    @classmethod
-    def of(cls, st: os.stat_result) -> FileStat:
-        """Build from an ``os.stat`` result."""
-        return cls(st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
-
-
-_SOURCE_FIELDS = tuple(f.name for f in fields(Source))
-# Columns that hold file system paths: stored losslessly (see encode_path).
-_PATH_COLUMNS = frozenset({"path", "watch_root", "output_base"})
-# No path can contain NUL, so a stored value starting with it is never a real path's text.
-_BYTES_MARK = "\x00"
-
-
-def encode_path(path: str) -> str:
-    """The journal's text for a path: itself when it is UTF-8, else its exact bytes, quoted.
-
-    Python hands a name that is not valid UTF-8 (a Latin-1 name from an old share or a zip
-    archive) over as text with lone surrogates, which SQLite cannot store. Such a path is kept
-    as a NUL mark followed by its percent-quoted bytes, so it round-trips byte for byte and
-    every UTF-8 path (all paths of journals written before) stays as it was.
-    """
-    try:
-        path.encode("utf-8")
-        return path
-    except UnicodeEncodeError:
-        pass
-    try:
-        raw = os.fsencode(path)
-    except UnicodeEncodeError:
-        # Surrogates that no file system name produces: keep a readable, lossy form.
-        return safe_text(path)
-    return _BYTES_MARK + quote(raw, safe="/")
-
-
-def decode_path(stored: str) -> str:
-    """The path (as Python's os functions take it) from its journal text."""
-    if stored.startswith(_BYTES_MARK):
-        return os.fsdecode(unquote_to_bytes(stored[len(_BYTES_MARK):]))
-    return stored
-
-
-def safe_text(text: str) -> str:
-    """Human text (reasons, errors, notes) that SQLite can store: lone surrogates escaped."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _column_value(name: str, value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    return encode_path(value) if name in _PATH_COLUMNS else safe_text(value)
-
-
 def _row_to_source(row: sqlite3.Row) -> Source:
-    values = {name: row[name] for name in _SOURCE_FIELDS}
-    for name in _PATH_COLUMNS:
+    values = {name: row[name] for name in SOURCE_FIELDS}
+    for name in PATH_COLUMNS:
         if values[name] is not None:
             values[name] = decode_path(values[name])
     return Source(**values)
 
 
-def _job_text(job: Mapping[str, Any]) -> str:
-    """A job object as JSON text SQLite can store, losslessly.
-
-    A backend that cuts a string mid-emoji leaves a lone surrogate escape in its JSON; it is
-    kept as its ``\\uXXXX`` escape (ASCII JSON) instead of failing the store.
-    """
-    text = json.dumps(job, ensure_ascii=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(job, ensure_ascii=True)
-    return text
-
-
-class JournalLocked(JournalError):
-    """Another watcherd process already works on this journal."""
-
-
-class JournalNotReady(JournalError):
-    """The journal file exists but its schema is still being created."""
-
-
-class JournalCorrupt(JournalError):
-    """The journal file is damaged; it can be moved aside and rebuilt from the outputs."""
-
-
-class Journal:
+class SQLiteJournal(Journal):
     """The SQLite journal. Open it with :meth:`open`; close it with :meth:`close`."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int | None) -> None:
+        super().__init__()
         self.path = path
         self._conn = conn
         self._lock_fd = lock_fd
-        # Called after each committed transition with (source as it is now, previous state).
-        self.listeners: list[Callable[[Source, str], None]] = []
 
     # -- lifecycle -----------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, *, exclusive: bool = False, readonly: bool = False) -> Journal:
+    def open(cls, path: Path, *, exclusive: bool = False, readonly: bool = False
+             ) -> SQLiteJournal:
         """Open (creating and migrating if needed) the journal at ``path``.
 
         ``exclusive`` takes the journal's lock file so that only one worker drives it; a second
@@ -275,11 +132,9 @@ class Journal:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def __enter__(self) -> Journal:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def integrity_problem(self) -> str | None:
+        """SQLite's quick_check on a read-only connection (see :func:`check_integrity`)."""
+        return check_integrity(self.path)
 
     @contextlib.contextmanager
     def _transaction(self, *, bulk: bool = False) -> Iterator[sqlite3.Connection]:
@@ -474,7 +329,7 @@ class Journal:
         now = time.time()
         changes = {"state": state, "updated_at": now, **changes}
         assignments = ", ".join(f"{name} = ?" for name in changes)
-        values = tuple(_column_value(name, value) for name, value in changes.items())
+        values = tuple(column_value(name, value) for name, value in changes.items())
         conn.execute(f"UPDATE sources SET {assignments} WHERE id = ?", (*values, source.id))
         conn.execute(
             "INSERT INTO events (source_id, at, from_state, to_state, actor, reason) "
@@ -488,24 +343,14 @@ class Journal:
         **changes: Any,
     ) -> Source:
         """Move one source to ``state`` (with column changes) in one transaction."""
-        unknown = set(changes) - set(_SOURCE_FIELDS)
+        unknown = set(changes) - set(SOURCE_FIELDS)
         if unknown:
             raise ValueError(f"unknown journal columns: {sorted(unknown)}")
         with self._transaction() as conn:
             self._move(conn, source, state, actor=actor, reason=reason, **changes)
         moved = self.get(source.id)
-        for listener in self.listeners:
-            try:
-                listener(moved, source.state)
-            except Exception:
-                # A listener (metrics, hooks) must never undo or block a committed transition.
-                _log.exception("journal_listener_failed", listener=repr(listener))
+        self._notify(moved, source.state)
         return moved
-
-    def annotate(self, source: Source, *, actor: str, reason: str, **changes: Any) -> Source:
-        """Change columns of a source without changing its state (still one logged event)."""
-        return self.transition(source, source.state, actor=actor,  # type: ignore[arg-type]
-                               reason=reason, **changes)
 
     def observe_many(
         self,
@@ -689,11 +534,11 @@ class Journal:
                 "INSERT OR REPLACE INTO results (content_key, job_id, job_json, created_at)"
                 " VALUES (?, ?, ?, ?)",
                 (source.content_key, safe_text(str(job.get("id", ""))),
-                 _job_text(job), time.time()),
+                 job_text(job), time.time()),
             )
 
 
-def open_or_recover(path: Path) -> Journal:
+def open_or_recover(path: Path) -> SQLiteJournal:
     """Open the journal exclusively; a damaged one is moved aside (never overwritten).
 
     The fresh journal is then refilled by the startup scan, and finished work is recognised
@@ -701,7 +546,7 @@ def open_or_recover(path: Path) -> Journal:
     is transcribed or paid for again.
     """
     try:
-        return Journal.open(path, exclusive=True)
+        return SQLiteJournal.open(path, exclusive=True)
     except JournalCorrupt as exc:
         stamp = time.strftime("%Y%m%dT%H%M%S")
         aside = path.with_name(f"{path.name}.corrupt-{stamp}")
@@ -710,7 +555,7 @@ def open_or_recover(path: Path) -> Journal:
             if part.exists():
                 part.rename(aside.with_name(aside.name + suffix))
         log_corrupt(str(exc), aside)
-        return Journal.open(path, exclusive=True)
+        return SQLiteJournal.open(path, exclusive=True)
 
 
 def log_corrupt(message: str, aside: Path) -> None:

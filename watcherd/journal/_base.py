@@ -1,0 +1,361 @@
+"""The journal's interface: states, the row of one source, and what every backend provides.
+
+The journal holds every source's state and every transition (design.md, invariant 1). Every
+state change in watcherd goes through a method of :class:`Journal`, each one a single
+transaction that updates the source row and appends to the events table, so after a crash at
+any instant the journal says exactly what was done and what to do next.
+
+A backend subclasses :class:`Journal`; subclasses implement all abstract methods. The SQLite
+backend (:mod:`watcherd.journal.sqlite`) is the default and the embedded one.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, get_args
+from urllib.parse import quote, unquote_to_bytes
+
+import structlog
+
+from watcherd.errors import JournalError
+
+_log = structlog.get_logger("watcherd.journal")
+
+# In the order `status` lists them: the pipeline's steps, then how a source can end.
+State = Literal[
+    "pending",
+    "uploading",
+    "uploaded",
+    "submitting",
+    "submitted",
+    "transcribing",
+    "done",
+    "waiting",
+    "failed",
+    "gone",
+]
+STATES: tuple[State, ...] = get_args(State)
+# States from which the worker still has something to do.
+ACTIVE_STATES: tuple[State, ...] = (
+    "pending",
+    "uploading",
+    "uploaded",
+    "submitting",
+    "submitted",
+    "transcribing",
+    "waiting",
+)
+@dataclass(frozen=True)
+class Source:
+    """One row of the journal: what watcherd knows about one source file."""
+
+    id: int
+    path: str
+    watch_root: str
+    state: str
+    size: int | None
+    mtime_ns: int | None
+    dev: int | None
+    inode: int | None
+    changed_at: float | None
+    sha256: str | None
+    options_json: str
+    content_key: str | None
+    audio_url: str | None
+    job_id: str | None
+    submit_started_at: float | None
+    attempts: int
+    job_errors: int
+    next_attempt_at: float | None
+    last_error: str | None
+    note: str | None
+    output_base: str | None
+    engine: str | None
+    done_at: float | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The Gladia options this source is transcribed with."""
+        value: dict[str, Any] = json.loads(self.options_json)
+        return value
+
+    @property
+    def settled(self) -> bool:
+        """True once the source was seen complete and hashed."""
+        return self.sha256 is not None and self.content_key is not None
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """The parts of ``os.stat`` that tell whether a file changed."""
+
+    size: int
+    mtime_ns: int
+    dev: int
+    inode: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileStat:
+        """Build from an ``os.stat`` result."""
+        return cls(st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+
+
+class JournalLocked(JournalError):
+    """Another watcherd process already works on this journal."""
+
+
+class JournalNotReady(JournalError):
+    """The journal file exists but its schema is still being created."""
+
+
+class JournalCorrupt(JournalError):
+    """The journal file is damaged; it can be moved aside and rebuilt from the outputs."""
+
+
+
+
+class Journal(abc.ABC):
+    """The journal every part of watcherd reads and the worker writes (one writer).
+
+    Subclasses implement all abstract methods. Each method that changes state is one
+    transaction; after it returns, the change is committed (intents and results durably).
+    ``listeners`` are called after each committed transition with (source as it is now,
+    previous state); a listener that raises is logged and never undoes the transition.
+    """
+
+    def __init__(self) -> None:
+        self.listeners: list[Callable[[Source, str], None]] = []
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path, *, exclusive: bool = False, readonly: bool = False) -> Journal:
+        """Open (creating and migrating if needed) the journal at ``path``.
+
+        ``exclusive`` makes this process the journal's one writer (a second one gets
+        :class:`JournalLocked`); ``readonly`` opens an existing journal for inspection.
+        """
+        from watcherd.journal.sqlite import SQLiteJournal
+
+        return SQLiteJournal.open(path, exclusive=exclusive, readonly=readonly)
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close the journal; a writer records that it stopped cleanly."""
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @abc.abstractmethod
+    def integrity_problem(self) -> str | None:
+        """A full consistency check (slow on big journals): None when sound, else what failed."""
+
+    # -- reading -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get(self, source_id: int) -> Source:
+        """The source with this id (KeyError if there is none)."""
+
+    @abc.abstractmethod
+    def by_path(self, path: str) -> Source | None:
+        """The source recorded at this path, if any."""
+
+    @abc.abstractmethod
+    def all(self) -> list[Source]:
+        """Every source, oldest first."""
+
+    @abc.abstractmethod
+    def in_states(self, states: Sequence[str]) -> list[Source]:
+        """Sources in any of these states, oldest first."""
+
+    @abc.abstractmethod
+    def state_since(self) -> dict[int, float]:
+        """For each source, when it entered its current state."""
+
+    @abc.abstractmethod
+    def counts(self) -> dict[str, int]:
+        """Number of sources per state (every state present, zero included)."""
+
+    @abc.abstractmethod
+    def events(self, source_id: int) -> list[dict[str, Any]]:
+        """The transitions of one source, oldest first."""
+
+    @abc.abstractmethod
+    def result_for(self, content_key: str) -> dict[str, Any] | None:
+        """The finished job object stored for this content key, if one was received."""
+
+    @abc.abstractmethod
+    def output_base_taken(self, base: str, *, by_other_than: str) -> bool:
+        """Whether another source already owns this output base (``DIR/STEM``)."""
+
+    @abc.abstractmethod
+    def leader_for(self, content_key: str) -> Source | None:
+        """The oldest active source with this content, which alone may create its job."""
+
+    @abc.abstractmethod
+    def unsettled(self, *, limit: int = 500) -> list[Source]:
+        """Pending sources not hashed yet, longest-quiet first."""
+
+    @abc.abstractmethod
+    def due(self, now: float, *, limit: int = 1000) -> list[Source]:
+        """Settled sources with remote work to do now; jobs already created come first."""
+
+    @abc.abstractmethod
+    def next_attempt_at(self, after: float) -> float | None:
+        """The earliest time after ``after`` that a waiting (or backing-off) source is due."""
+
+    @abc.abstractmethod
+    def count_in_flight(self, *, exclude: set[int]) -> int:
+        """Active sources whose Gladia job exists or may exist, except those in ``exclude``."""
+
+    @abc.abstractmethod
+    def job_times(self) -> list[tuple[str, float | None, float]]:
+        """Every remembered job time, oldest first: (kind, audio seconds, seconds)."""
+
+    # -- writing (the worker's loop only, design.md invariant 4) ---------------------------
+
+    @abc.abstractmethod
+    def transition(
+        self, source: Source, state: State, *, actor: str, reason: str | None = None,
+        **changes: Any,
+    ) -> Source:
+        """Move one source to ``state`` (with column changes) in one transaction."""
+
+    def annotate(self, source: Source, *, actor: str, reason: str, **changes: Any) -> Source:
+        """Change columns of a source without changing its state (still one logged event)."""
+        return self.transition(source, source.state, actor=actor,  # type: ignore[arg-type]
+                               reason=reason, **changes)
+
+    @abc.abstractmethod
+    def reschedule_waiting(self, now: float) -> int:
+        """Make every waiting source due now (the API came back); returns how many."""
+
+    @abc.abstractmethod
+    def observe_many(
+        self, seen: Iterable[tuple[str, str, FileStat, str]], *, actor: str = "watcher",
+    ) -> list[Source]:
+        """Record files seen on disk: ``(path, watch_root, stat, options_json)`` each.
+
+        New paths become ``pending``. A known path whose stat changed is settled again: a
+        ``pending`` one restarts its settle clock, a finished or gone one becomes a new version
+        (``pending``), and one in the middle of remote work is left alone. Returns the sources
+        that now need settling.
+        """
+
+    @abc.abstractmethod
+    def settle_many(self, items: Iterable[tuple[Source, str, str, FileStat]]) -> list[int]:
+        """Record hashed sources ``(source, sha256, content key, stat)``; returns ids recorded.
+
+        Only a source still ``pending`` and unchanged since it was read is recorded.
+        """
+
+    @abc.abstractmethod
+    def record_unreadable(self, path: str, root: str, options_json: str, reason: str
+                          ) -> Source:
+        """A path where a source should be but that cannot be read: a failed row with why."""
+
+    @abc.abstractmethod
+    def retry(self, paths: Sequence[str] = (), *, all_failed: bool = False) -> list[Source]:
+        """Put failed (or waiting) sources back in the queue now; returns those moved."""
+
+    @abc.abstractmethod
+    def reprocess(self, path: str, options_json: str) -> Source | None:
+        """Transcribe a finished source again with these options (``retry --reprocess``)."""
+
+    @abc.abstractmethod
+    def record_job_time(self, options_class: str, audio_seconds: float | None,
+                        seconds: float, *, keep: int = 100) -> None:
+        """Remember how long one finished job took (the newest ``keep`` per kind are kept)."""
+
+    @abc.abstractmethod
+    def store_result(self, source: Source, job: Mapping[str, Any]) -> None:
+        """Keep a finished job object, keyed by content, before any output is written."""
+
+    # -- for subclasses ------------------------------------------------------------------
+
+    def _notify(self, moved: Source, previous: str) -> None:
+        for listener in self.listeners:
+            try:
+                listener(moved, previous)
+            except Exception:
+                # A listener (metrics, hooks) must never undo or block a committed transition.
+                _log.exception("journal_listener_failed", listener=repr(listener))
+
+
+# -- how text is stored (shared by every backend) --------------------------------------------
+
+SOURCE_FIELDS = tuple(f.name for f in fields(Source))
+
+# Columns that hold file system paths: stored losslessly (see encode_path).
+PATH_COLUMNS = frozenset({"path", "watch_root", "output_base"})
+# No path can contain NUL, so a stored value starting with it is never a real path's text.
+_BYTES_MARK = "\x00"
+
+
+def encode_path(path: str) -> str:
+    """The journal's text for a path: itself when it is UTF-8, else its exact bytes, quoted.
+
+    Python hands a name that is not valid UTF-8 (a Latin-1 name from an old share or a zip
+    archive) over as text with lone surrogates, which SQLite cannot store. Such a path is kept
+    as a NUL mark followed by its percent-quoted bytes, so it round-trips byte for byte and
+    every UTF-8 path (all paths of journals written before) stays as it was.
+    """
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = os.fsencode(path)
+    except UnicodeEncodeError:
+        # Surrogates that no file system name produces: keep a readable, lossy form.
+        return safe_text(path)
+    return _BYTES_MARK + quote(raw, safe="/")
+
+
+def decode_path(stored: str) -> str:
+    """The path (as Python's os functions take it) from its journal text."""
+    if stored.startswith(_BYTES_MARK):
+        return os.fsdecode(unquote_to_bytes(stored[len(_BYTES_MARK):]))
+    return stored
+
+
+def safe_text(text: str) -> str:
+    """Human text (reasons, errors, notes) that SQLite can store: lone surrogates escaped."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def column_value(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    return encode_path(value) if name in PATH_COLUMNS else safe_text(value)
+
+
+def job_text(job: Mapping[str, Any]) -> str:
+    """A job object as JSON text SQLite can store, losslessly.
+
+    A backend that cuts a string mid-emoji leaves a lone surrogate escape in its JSON; it is
+    kept as its ``\\uXXXX`` escape (ASCII JSON) instead of failing the store.
+    """
+    text = json.dumps(job, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(job, ensure_ascii=True)
+    return text
+
+
