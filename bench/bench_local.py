@@ -21,8 +21,8 @@ import wave
 from pathlib import Path
 from typing import Any
 
-from watcherd.local_engine import LocalEngine
-from watcherd.local_model import ensure_model, local_engine_installed
+from watcherd.engines.local.model import ensure_model, local_engine_installed
+from watcherd.engines.local.runner import LocalEngine
 
 TEXT = (
     "The quick brown fox jumps over the lazy dog. "

@@ -31,11 +31,19 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from tests.gladia_sim import GladiaSimulator, make_wav  # noqa: E402
-from watcherd.config import CallbackConfig, Config, GladiaConfig, Secret, WatchConfig  # noqa: E402
-from watcherd.gladia import GladiaClient  # noqa: E402
+from watcherd.config import (  # noqa: E402
+    CallbackConfig,
+    Config,
+    GladiaConfig,
+    Secret,
+    WatchConfig,
+)
+from watcherd.engines import EngineContext  # noqa: E402
+from watcherd.engines.gladia import GladiaEngine  # noqa: E402
+from watcherd.folders import Folders  # noqa: E402
+from watcherd.health import ApiHealth  # noqa: E402
 from watcherd.journal import Journal  # noqa: E402
-from watcherd.listener import start_listener  # noqa: E402
-from watcherd.pipeline import GladiaPipeline, Timing  # noqa: E402
+from watcherd.retry import RetryPolicy  # noqa: E402
 from watcherd.worker import Worker  # noqa: E402
 
 API_KEY = "bench-requests-key"
@@ -75,10 +83,12 @@ async def one_mode(folder: Path, *, callbacks: bool, files: int, job_seconds: fl
         )
         journal = Journal.open(config.journal_path, exclusive=True)
         assert config.gladia.api_key is not None
-        client = GladiaClient(config.gladia.api_url, config.gladia.api_key)
-        pipeline = GladiaPipeline(journal, client, timing=Timing())
-        worker = Worker(config, journal, pipeline)
-        listener = await start_listener(config, pipeline, journal)
+        folders = Folders(config.watches)
+        engine = await GladiaEngine.open(EngineContext(
+            config=config, journal=journal, health=ApiHealth(journal), retry=RetryPolicy(),
+            outputs_for=folders.outputs_for))
+        pipeline, listener = engine.gladia_pipeline, engine.listener
+        worker = Worker(config, journal, pipeline, folders=folders)
         stop = asyncio.Event()
         started = time.monotonic()
         runner = asyncio.ensure_future(worker.run(stop))
@@ -96,9 +106,7 @@ async def one_mode(folder: Path, *, callbacks: bool, files: int, job_seconds: fl
             stop.set()
             await runner
             accepted = listener.stats["accepted"] if listener is not None else 0
-            if listener is not None:
-                await listener.close()
-            await client.aclose()
+            await engine.close()
             journal.close()
         jobs = sim.jobs()
         gets = sum(1 for r in sim.requests() if r.endpoint == "get")

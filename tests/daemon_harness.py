@@ -15,12 +15,13 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 # Short waits so tests move quickly; production keeps the documented defaults.
-FAST_ENV = {
-    "WATCHERD_POLL_START": "0.1",
-    "WATCHERD_POLL_CAP": "0.5",
-    "WATCHERD_RETRY_BASE": "0.2",
-    "WATCHERD_RETRY_CAP": "2",
-    "WATCHERD_LIST_LAG_GRACE": "1.0",
+#: The retry policy daemons under test run with: short waits, the production budgets.
+FAST_RETRY = {
+    "poll_first_seconds": 0.1,
+    "poll_max_seconds": 0.5,
+    "base_seconds": 0.2,
+    "max_seconds": 2,
+    "list_lag_seconds": 1.0,
 }
 
 
@@ -75,7 +76,9 @@ def write_config(
         lines.append(f"api_url = {toml_value(api_url)}")
     lines.append(f"max_concurrent_jobs = {max_concurrent_jobs}")
     lines += ["", "[journal]", f"path = {toml_value(journal)}", "", "[log]",
-              'format = "json"', 'level = "debug"', "", "[defaults]",
+              'format = "json"', 'level = "debug"', "", "[retry]"]
+    lines += [f"{k} = {toml_value(v)}" for k, v in FAST_RETRY.items()]
+    lines += ["", "[defaults]",
               f"settle_seconds = {settle_seconds}", f"outputs = {toml_value(list(outputs))}"]
     if options:
         lines += ["", "[defaults.options]"]
@@ -97,7 +100,6 @@ def watcherd(*args: str, env: Mapping[str, str] | None = None, timeout: float = 
 
 def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WATCHERD_", "GLADIA_"))}
-    env.update(FAST_ENV)
     env.update(extra or {})
     return env
 

@@ -32,16 +32,30 @@ from tests.gladia_sim import (
     script_for_sha,
     translate_words,
 )
-from watcherd.config import CallbackConfig, Config, Secret, WebhookConfig, load_config
-from watcherd.gladia import GladiaClient
+from watcherd.config import (
+    CallbackConfig,
+    Config,
+    Secret,
+    WebhookConfig,
+    load_config,
+)
+from watcherd.engines import EngineContext
+from watcherd.engines.gladia import GladiaEngine
+from watcherd.engines.gladia.listener import (
+    Listener,
+    load_or_create_token,
+    token_path,
+)
+from watcherd.engines.gladia.pipeline import GladiaPipeline
+from watcherd.engines.gladia.webhooks import decode_secret, sign
+from watcherd.folders import Folders
+from watcherd.health import ApiHealth
 from watcherd.journal import Journal
-from watcherd.listener import Listener, load_or_create_token, start_listener, token_path
-from watcherd.pipeline import GladiaPipeline, Timing
-from watcherd.webhooks import decode_secret, sign
+from watcherd.retry import RetryPolicy
 from watcherd.worker import Worker
 
 KEY = "sk-addons-test-key-1234"
-FAST = Timing(list_lag_grace=1.0, poll_start=0.05, poll_cap=0.3, retry_base=0.1, retry_cap=1.0)
+FAST = RetryPolicy(list_lag_grace=1.0, poll_start=0.05, poll_cap=0.3, retry_base=0.1, retry_cap=1.0)
 # For tests that count GETs: the safety-net poll (30x poll_start) then never fires on its own.
 SLOW_POLL = replace(FAST, poll_start=1.0, poll_cap=3.0)
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -87,14 +101,16 @@ def simple_config(tmp_path: Path, sim: GladiaSimulator, *, options: str = "",
 
 
 @asynccontextmanager
-async def session(config: Config, *, timing: Timing = FAST) -> AsyncIterator[Session]:
+async def session(config: Config, *, retry: RetryPolicy = FAST) -> AsyncIterator[Session]:
     """Worker + pipeline (+ listener when [callback] is set), stopped and closed afterwards."""
     journal = Journal.open(config.journal_path, exclusive=True)
     assert config.gladia.api_key is not None
-    client = GladiaClient(config.gladia.api_url, config.gladia.api_key)
-    pipeline = GladiaPipeline(journal, client, timing=timing)
-    worker = Worker(config, journal, pipeline)
-    listener = await start_listener(config, pipeline, journal)
+    folders = Folders(config.watches)
+    engine = await GladiaEngine.open(EngineContext(
+        config=config, journal=journal, health=ApiHealth(journal), retry=retry,
+        outputs_for=folders.outputs_for))
+    pipeline, listener = engine.gladia_pipeline, engine.listener
+    worker = Worker(config, journal, pipeline, folders=folders)
     stop = asyncio.Event()
     runner = asyncio.ensure_future(worker.run(stop))
     try:
@@ -102,9 +118,7 @@ async def session(config: Config, *, timing: Timing = FAST) -> AsyncIterator[Ses
     finally:
         stop.set()
         await runner
-        if listener is not None:
-            await listener.close()
-        await client.aclose()
+        await engine.close()
         journal.close()
 
 
@@ -423,9 +437,9 @@ def test_callback_from_gladia_finishes_the_file(tmp_path: Path, sim: GladiaSimul
     data = make_wav(path, seconds=0.3, salt="callback")
 
     async def body() -> None:
-        async with session(config, timing=SLOW_POLL) as s:
+        async with session(config, retry=SLOW_POLL) as s:
             assert s.listener is not None
-            assert s.pipeline.timing.poll_start == SLOW_POLL.poll_start * 30
+            assert s.pipeline.retry.poll_start == SLOW_POLL.poll_start * 30
             s.worker.hint(path)
             await until(lambda: states(s.journal) == ["done"], what="done via callback")
             assert s.listener.stats["accepted"] == 1
@@ -451,7 +465,7 @@ def test_error_callback_fails_the_file_at_once(tmp_path: Path, sim: GladiaSimula
     make_wav(path, seconds=0.3, salt="error-callback")
 
     async def body() -> None:
-        async with session(config, timing=SLOW_POLL) as s:
+        async with session(config, retry=SLOW_POLL) as s:
             s.worker.hint(path)
             await until(lambda: states(s.journal) == ["failed"], what="failed")
     run(body)
@@ -470,7 +484,7 @@ def test_forged_callbacks_and_webhooks_do_not_wake_the_job(tmp_path: Path,
     make_wav(path, seconds=0.3, salt="forged")
 
     async def body() -> None:
-        async with session(config, timing=SLOW_POLL) as s:
+        async with session(config, retry=SLOW_POLL) as s:
             assert s.listener is not None
             s.worker.hint(path)
             job_id = await until(lambda: job_id_of(s.journal), what="job created")
@@ -507,7 +521,7 @@ def test_signed_webhook_alone_finishes_the_file(tmp_path: Path, sim: GladiaSimul
     make_wav(path, seconds=0.3, salt="webhook")
 
     async def body() -> None:
-        async with session(config, timing=SLOW_POLL) as s:
+        async with session(config, retry=SLOW_POLL) as s:
             assert s.listener is not None
             s.pipeline.create_extras = lambda source: {}  # as if only the dashboard calls us
             s.worker.hint(path)

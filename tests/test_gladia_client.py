@@ -29,6 +29,7 @@ import pytest
 from tests.gladia_sim import GladiaSimulator, expected_transcript, make_sparse_wav, make_wav
 from watcherd import __version__
 from watcherd.config import Secret
+from watcherd.engines.gladia.client import CreatedJob, GladiaClient, UploadResult
 from watcherd.errors import (
     AuthError,
     GladiaError,
@@ -37,7 +38,6 @@ from watcherd.errors import (
     SourceError,
     TransientGladiaError,
 )
-from watcherd.gladia import CreatedJob, GladiaClient, UploadResult
 
 KEY = "sk-test-Zq9xW2vR7tK4mN8p"
 T = TypeVar("T")
@@ -503,7 +503,7 @@ class TestUpload:
             "from pathlib import Path\n"
             "from watcherd.config import Secret\n"
             "from watcherd.errors import SourceError\n"
-            "from watcherd.gladia import GladiaClient\n"
+            "from watcherd.engines.gladia.client import GladiaClient\n"
             "async def main():\n"
             "    async with GladiaClient('http://127.0.0.1:9', Secret('k')) as c:\n"
             "        try:\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watcherd.jobtime import (
+from watcherd.engines.gladia.jobtime import (
     MIN_FIT,
     JobTimeModel,
     Observation,

@@ -1,5 +1,6 @@
-"""Tests for watcherd.listener and watcherd.webhooks: the token, the strict HTTP parser, the
-callback and webhook routes, and that every forged or malformed request has no side effect.
+"""Tests for the Gladia engine's listener and webhooks modules: the token, the strict HTTP
+parser, the callback and webhook routes, and that every forged or malformed request has no
+side effect.
 
 Real sockets on 127.0.0.1 and a real journal; the pipeline is replaced only by a recorder of
 ``job_finished`` calls (the real wiring is tested in test_addons.py against the simulator).
@@ -22,20 +23,18 @@ import httpx
 import pytest
 import structlog
 
-from watcherd import listener as listener_module
 from watcherd.config import CallbackConfig, Config, GladiaConfig, Secret
-from watcherd.errors import ConfigError
-from watcherd.journal import FileStat, Journal
-from watcherd.listener import (
+from watcherd.engines.gladia import listener as listener_module
+from watcherd.engines.gladia.listener import (
     Listener,
     body_length,
     load_or_create_token,
     parse_head,
-    safety_net_timing,
+    safety_net,
     token_path,
 )
-from watcherd.pipeline import Timing
-from watcherd.webhooks import (
+from watcherd.engines.gladia.pipeline import JobHints
+from watcherd.engines.gladia.webhooks import (
     SeenMessages,
     WebhookRejected,
     WebhookVerifier,
@@ -43,6 +42,9 @@ from watcherd.webhooks import (
     parse_event,
     sign,
 )
+from watcherd.errors import ConfigError
+from watcherd.journal import FileStat, Journal
+from watcherd.retry import RetryPolicy
 
 JOB = "45463597-20b7-4af7-b3b3-f5fb778203ab"
 DONE = "8a1f6c2e-3b4d-4e5f-9a6b-7c8d9e0f1a2b"
@@ -439,11 +441,11 @@ def test_nothing_logged_carries_the_token(journal: Journal) -> None:
     assert all(TOKEN[:12] not in json.dumps(entry, default=str) for entry in logs)
 
 
-def test_safety_net_timing_slows_polling() -> None:
+def test_safety_net_slows_polling() -> None:
     """With callbacks on, polls start 30x later and cap 10x later; other timings unchanged."""
-    slow = safety_net_timing(Timing())
+    slow = safety_net(RetryPolicy())
     assert (slow.poll_start, slow.poll_cap) == (30.0, 300.0)
-    assert slow.retry_base == Timing().retry_base
+    assert slow.retry_base == RetryPolicy().retry_base
 
 
 # -- webhooks --------------------------------------------------------------------------------
@@ -598,16 +600,19 @@ def test_forged_replayed_and_foreign_webhooks_have_no_side_effect(journal: Journ
     run(body)
 
 
-def test_start_listener_only_for_the_gladia_engine(tmp_path: Path, journal: Journal) -> None:
-    """No [callback]: no listener; [callback] but no Gladia pipeline: no listener, no port."""
+def test_start_listener_only_with_a_callback_section(tmp_path: Path, journal: Journal) -> None:
+    """No [callback]: no listener and no port; with one, a listener that hints the given hub."""
     config = Config(source=None, gladia=GladiaConfig(), engine="auto", local_model="base",
                     journal_path=tmp_path / "journal.db", log_format="json", log_level="info",
                     watches=())
 
     async def body() -> None:
-        assert await listener_module.start_listener(config, object(), journal) is None
+        hints = JobHints()
+        assert await listener_module.start_listener(config, journal, hints) is None
         on = dataclasses.replace(config, callback=CallbackConfig(host="127.0.0.1", port=0))
-        assert await listener_module.start_listener(on, None, journal) is None
-        assert await listener_module.start_listener(on, object(), journal) is None
+        listener = await listener_module.start_listener(on, journal, hints)
+        assert listener is not None
+        await listener.close()
     run(body)
-    assert not token_path(tmp_path / "journal.db").exists()
+    # The token is made only when a listener starts, and kept owner-only beside the journal.
+    assert token_path(tmp_path / "journal.db").stat().st_mode & 0o077 == 0

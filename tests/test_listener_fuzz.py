@@ -26,9 +26,9 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 from watcherd.config import Secret
+from watcherd.engines.gladia.listener import Listener
+from watcherd.engines.gladia.webhooks import decode_secret, sign
 from watcherd.journal import FileStat, Journal
-from watcherd.listener import Listener
-from watcherd.webhooks import decode_secret, sign
 
 JOB = "45463597-20b7-4af7-b3b3-f5fb778203ab"
 DONE = "8a1f6c2e-3b4d-4e5f-9a6b-7c8d9e0f1a2b"

@@ -1,5 +1,6 @@
-"""Strict validation of the Svix / Standard Webhooks headers (watcherd.webhooks): whatever the
-headers hold, verify() either returns the message id of a genuine request or refuses with
+"""Strict validation of the Svix / Standard Webhooks headers (the Gladia engine's webhooks):
+whatever the headers hold, verify() either returns the message id of a genuine request or
+refuses with
 WebhookRejected and a reason naming the header; it never raises anything else.
 """
 
@@ -12,7 +13,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from watcherd.config import Secret
-from watcherd.webhooks import (
+from watcherd.engines.gladia.webhooks import (
     WebhookRejected,
     WebhookVerifier,
     decode_secret,

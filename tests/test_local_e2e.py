@@ -84,7 +84,9 @@ class TestOffline:
         dropped = inbox / "memo.wav"
         dropped.write_bytes(audio.read_bytes())
         txt = dropped.with_suffix(".txt")
-        wait_until(txt.exists, timeout=180, message="local transcript")
+        # Outputs appear one by one (each atomically): wait for the whole set.
+        wait_until(lambda: txt.exists() and dropped.with_suffix(".json").exists(),
+                   timeout=180, message="local transcript")
         assert word_error_rate(SENTENCE, txt.read_text()) < 0.25
         job = json.loads(dropped.with_suffix(".json").read_text())
         assert job["engine"] == "local" and job["status"] == "done"

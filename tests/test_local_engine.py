@@ -28,18 +28,18 @@ from tests.speech import (
     words,
 )
 from watcherd import outputs
-from watcherd.errors import SourceError
-from watcherd.identity import content_key, hash_file, options_json
-from watcherd.journal import FileStat, Journal, Source
-from watcherd.local_engine import (
+from watcherd.engines.local.model import ensure_model, local_engine_installed
+from watcherd.engines.local.pipeline import LocalPipeline
+from watcherd.engines.local.runner import (
     DecodePlan,
     LocalEngine,
     LocalEngineError,
     build_job,
     plan_for,
 )
-from watcherd.local_model import ensure_model, local_engine_installed
-from watcherd.local_pipeline import LocalPipeline
+from watcherd.errors import SourceError
+from watcherd.identity import content_key, hash_file, options_json
+from watcherd.journal import FileStat, Journal, Source
 
 T = TypeVar("T")
 NOT_INSTALLED = "the local extra is not installed: pip install -e '.[local]'"
@@ -406,7 +406,7 @@ def test_close_ends_a_worker_that_is_mid_file(model: Path, speech_dir: Path) -> 
 @needs_model
 def test_engine_refuses_an_altered_model_before_loading(model: Path, tmp_path: Path) -> None:
     """start() verifies the folder first: a tampered file is a ModelError, no worker starts."""
-    from watcherd.local_model import MODEL_FILES, ModelError
+    from watcherd.engines.local.model import MODEL_FILES, ModelError
 
     copy = tmp_path / "model"
     copy.mkdir()
@@ -464,8 +464,8 @@ import socket
 import sys
 from pathlib import Path
 
-from watcherd.local_engine import LocalEngine
-from watcherd.local_model import ensure_model
+from watcherd.engines.local.runner import LocalEngine
+from watcherd.engines.local.model import ensure_model
 
 
 async def main(cache, audio):

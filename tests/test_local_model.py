@@ -12,7 +12,7 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from watcherd.local_model import (
+from watcherd.engines.local.model import (
     MODEL_FILES,
     MODEL_REVISION,
     STAMP_NAME,

@@ -24,17 +24,17 @@ from tests.gladia_sim import (
     make_wav,
 )
 from watcherd import media
-from watcherd.backoff import poll_delays, retry_delay
 from watcherd.config import Secret
+from watcherd.engines.gladia.client import GladiaClient
+from watcherd.engines.gladia.pipeline import GladiaPipeline
 from watcherd.errors import SourceError
-from watcherd.gladia import GladiaClient
 from watcherd.identity import content_key, hash_file, options_json
 from watcherd.journal import Journal, Source
 from watcherd.outputs import TEMP_MARKER
-from watcherd.pipeline import GladiaPipeline, Timing
+from watcherd.retry import RetryPolicy, poll_delays, retry_delay
 
 KEY = "sk-pipeline-test-key-7"
-FAST = Timing(list_lag_grace=0.8, poll_start=0.05, poll_cap=0.2, retry_base=0.1, retry_cap=0.5)
+FAST = RetryPolicy(list_lag_grace=0.8, poll_start=0.05, poll_cap=0.2, retry_base=0.1, retry_cap=0.5)
 T = TypeVar("T")
 
 
@@ -145,7 +145,7 @@ class Bench:
         self.folder.mkdir(exist_ok=True)
         self.journal = Journal.open(tmp_path / "journal.db", exclusive=True)
         self.client = GladiaClient(sim.base_url, Secret(KEY))
-        self.pipeline = GladiaPipeline(self.journal, self.client, timing=FAST)
+        self.pipeline = GladiaPipeline(self.journal, self.client, retry=FAST)
 
     def settled(self, path: Path) -> Source:
         """Record ``path`` as seen, hashed and keyed, exactly as the worker leaves it."""
@@ -411,9 +411,9 @@ class TestPollCap:
 
     def test_short_memo_is_polled_often_long_recording_rarely(self) -> None:
         """A 20 s memo caps at 3 s, an hour at the 30 s maximum, unknown length at the max."""
-        from watcherd.pipeline import Timing, poll_cap_for
+        from watcherd.engines.gladia.pipeline import poll_cap_for
 
-        timing = Timing(poll_start=1.0, poll_cap=30.0)
+        timing = RetryPolicy(poll_start=1.0, poll_cap=30.0)
         assert poll_cap_for(20.0, timing) == 3.0
         assert poll_cap_for(120.0, timing) == 12.0
         assert poll_cap_for(3600.0, timing) == 30.0

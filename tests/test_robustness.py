@@ -19,15 +19,17 @@ from tests.gladia_sim import GladiaSimulator, make_wav
 from watcherd import identity
 from watcherd import worker as worker_module
 from watcherd.config import Config, GladiaConfig, Secret, WatchConfig
+from watcherd.engines.gladia.client import GladiaClient
+from watcherd.engines.gladia.pipeline import GladiaPipeline
+from watcherd.folders import Folders
 from watcherd.fserrors import classify
-from watcherd.gladia import GladiaClient
 from watcherd.journal import Journal, Source
-from watcherd.outcomes import FILE_ERROR_BUDGET
-from watcherd.pipeline import GladiaPipeline, Timing
-from watcherd.worker import READ_ERROR_BUDGET, UNEXPECTED_BUDGET, Worker
+from watcherd.retry import RetryPolicy
+from watcherd.worker import Worker
 
 KEY = "sk-robustness-test-key-7"
-FAST = Timing(list_lag_grace=1.0, poll_start=0.05, poll_cap=0.3, retry_base=0.05, retry_cap=0.4)
+FAST = RetryPolicy(list_lag_grace=1.0, poll_start=0.05, poll_cap=0.3, retry_base=0.05,
+                   retry_cap=0.4)
 
 
 @pytest.fixture
@@ -88,10 +90,11 @@ async def _start(config: Config, *, pipeline_wrap: Callable[[GladiaPipeline], An
     journal = Journal.open(config.journal_path, exclusive=True)
     assert config.gladia.api_key is not None
     client = GladiaClient(config.gladia.api_url, config.gladia.api_key)
-    pipeline = GladiaPipeline(journal, client, timing=FAST)
+    folders = Folders(config.watches)
+    pipeline = GladiaPipeline(journal, client, retry=FAST, outputs_for=folders.outputs_for)
     driven = pipeline_wrap(pipeline) if pipeline_wrap is not None else pipeline
-    worker = Worker(config, journal, driven, retry_base=0.05, retry_cap=0.4,
-                    file_timeout=file_timeout)
+    worker = Worker(config, journal, driven, retry=FAST, file_timeout=file_timeout,
+                    folders=folders)
     rig = Rig(config, journal, worker, pipeline, client)
     rig.runner = asyncio.ensure_future(worker.run(rig.stop))
     return rig
@@ -120,7 +123,7 @@ class _Faulty:
         self.marker = marker
         self.how = how
         self.calls = 0
-        self.outputs_for = inner.outputs_for
+        self.remote_jobs = inner.remote_jobs
 
     async def drive(self, source_id: int) -> None:
         """Raise, or return without recording anything, for the marked source only."""
@@ -130,7 +133,6 @@ class _Faulty:
             if self.how == "raise":
                 raise KeyError("a bug nobody foresaw")
             return
-        self.inner.outputs_for = self.outputs_for
         await self.inner.drive(source_id)
 
 
@@ -165,7 +167,7 @@ class TestFaultBoundary:
                 assert expected in row.last_error
                 assert "watcherd retry" in row.last_error
                 # Exactly the budget of attempts: no re-dispatch in the same tick, no spinning.
-                assert faulty[0].calls == UNEXPECTED_BUDGET
+                assert faulty[0].calls == FAST.unexpected_budget
             finally:
                 await _close(rig)
 
@@ -377,7 +379,7 @@ class TestFileSystemFaults:
                     await rig.until(lambda: rig.state(bad) == "failed")
                     row = rig.source(bad)
                     assert row is not None and row.last_error
-                    assert fs.hits <= max(READ_ERROR_BUDGET, FILE_ERROR_BUDGET) + 2
+                    assert fs.hits <= max(FAST.read_error_budget, FAST.file_error_budget) + 2
                     return
                 await rig.until(lambda: fs.hits > 0)
                 assert rig.state(bad) != "failed"
@@ -404,7 +406,7 @@ class TestFileSystemFaults:
                 await rig.until(lambda: rig.state(bad) == "failed")
                 row = rig.source(bad)
                 assert row is not None and "Input/output error" in (row.last_error or "")
-                assert fs.hits == READ_ERROR_BUDGET
+                assert fs.hits == FAST.read_error_budget
             finally:
                 await _close(rig)
 

@@ -12,13 +12,15 @@ import pytest
 
 from tests.gladia_sim import GladiaSimulator, expected_transcript, make_wav
 from watcherd.config import Config, GladiaConfig, Secret, WatchConfig
-from watcherd.gladia import GladiaClient
+from watcherd.engines.gladia.client import GladiaClient
+from watcherd.engines.gladia.pipeline import GladiaPipeline
+from watcherd.folders import Folders
 from watcherd.journal import Journal
-from watcherd.pipeline import GladiaPipeline, Timing
+from watcherd.retry import RetryPolicy
 from watcherd.worker import Worker
 
 KEY = "sk-worker-test-key-42"
-FAST = Timing(list_lag_grace=1.0, poll_start=0.05, poll_cap=0.3, retry_base=0.1, retry_cap=1.0)
+FAST = RetryPolicy(list_lag_grace=1.0, poll_start=0.05, poll_cap=0.3, retry_base=0.1, retry_cap=1.0)
 
 
 @pytest.fixture
@@ -49,7 +51,9 @@ async def _run(config: Config, files: list[Path],
     journal = Journal.open(config.journal_path, exclusive=True)
     assert config.gladia.api_key is not None
     client = GladiaClient(config.gladia.api_url, config.gladia.api_key)
-    worker = Worker(config, journal, GladiaPipeline(journal, client, timing=FAST))
+    folders = Folders(config.watches)
+    pipeline = GladiaPipeline(journal, client, retry=FAST, outputs_for=folders.outputs_for)
+    worker = Worker(config, journal, pipeline, folders=folders)
     stop = asyncio.Event()
     if before is not None:
         before(journal)
@@ -240,7 +244,7 @@ class TestErrors:
             journal = Journal.open(config.journal_path, exclusive=True)
             assert config.gladia.api_key is not None
             client = GladiaClient(config.gladia.api_url, config.gladia.api_key)
-            worker = Worker(config, journal, GladiaPipeline(journal, client, timing=FAST))
+            worker = Worker(config, journal, GladiaPipeline(journal, client, retry=FAST))
             worker.hint(f)
             await worker.tick()
             f.unlink()

@@ -18,6 +18,7 @@ from pathlib import Path
 import structlog
 
 from watcherd import outputs
+from watcherd.config import default_outputs
 from watcherd.journal import Journal, Source
 from watcherd.service import hook_env, render_metrics, run_hook, write_textfile
 
@@ -31,7 +32,7 @@ class Activity:
         self,
         journal: Journal,
         *,
-        outputs_for: Callable[[Source], Sequence[str]] = lambda s: ("txt", "json"),
+        outputs_for: Callable[[Source], Sequence[str]] = default_outputs,
         on_done: Sequence[str] = (),
         on_failed: Sequence[str] = (),
         hook_timeout: float = 60.0,

@@ -22,14 +22,22 @@ import platformdirs
 
 from watcherd.errors import ConfigError
 from watcherd.outputs import FORMATS
+from watcherd.retry import RETRY_KEYS, RetryPolicy
 
-EngineName = Literal["auto", "gladia", "local"]
+# "auto" or a name from the engine registry (watcherd/engines/registry.py).
+EngineName = str
 LogFormat = Literal["auto", "json", "console"]
 PollMode = Literal["auto", "always", "never"]
 # The formats [defaults] / [[watch]] outputs may list: whatever the outputs module writes.
 OUTPUT_FORMATS: tuple[str, ...] = FORMATS
 
-ENGINE_NAMES: tuple[EngineName, ...] = ("auto", "gladia", "local")
+
+
+def engine_names() -> tuple[EngineName, ...]:
+    """``auto`` and every registered engine (read when a config is parsed, not at import)."""
+    from watcherd.engines.registry import ENGINES
+
+    return ("auto", *ENGINES)
 LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 POLL_MODES: tuple[PollMode, ...] = ("auto", "always", "never")
@@ -186,7 +194,7 @@ FLAG_NEEDS: dict[str, tuple[str, str, str]] = {
 
 _TOP_KEYS = (
     "gladia", "engine", "local", "journal", "log", "scan", "callback", "webhook", "defaults",
-    "hooks", "metrics",
+    "hooks", "metrics", "retry",
     "watch",
 )
 _CALLBACK_KEYS = ("listen", "public_url")
@@ -235,13 +243,22 @@ class GladiaConfig:
     api_key_origin: str | None = None
 
 
+#: The outputs of a folder that does not choose (and of a file whose folder is gone).
+DEFAULT_OUTPUTS: tuple[str, ...] = ("txt", "json")
+
+
+def default_outputs(source: object) -> tuple[str, ...]:
+    """The default outputs, for components built without a folder lookup (tests, tools)."""
+    return DEFAULT_OUTPUTS
+
+
 @dataclass(frozen=True, kw_only=True)
 class WatchDefaults:
     """The ``[defaults]`` table: what every ``[[watch]]`` (and ``run --watch DIR``) starts from."""
 
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = ("txt", "json")
+    outputs: tuple[str, ...] = DEFAULT_OUTPUTS
     settle_seconds: float = 2.0
     recursive: bool = True
     poll: PollMode = "auto"
@@ -317,6 +334,8 @@ class Config:
     hooks: HooksConfig = field(default_factory=HooksConfig)
     # A Prometheus textfile (node_exporter's textfile collector) refreshed while running.
     metrics_textfile: Path | None = None
+    # Every retry wait and budget ([retry]; the defaults suit production).
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 # -- public API ------------------------------------------------------------------------------
@@ -594,9 +613,7 @@ class _Parser:
         self.check_keys(engine_table, ("name", "fallback_after_seconds"), "engine")
         fallback_after = self.number(engine_table.get("fallback_after_seconds", 600.0),
                                      "engine.fallback_after_seconds", minimum=0)
-        engine = cast(
-            EngineName, self.choice(engine_table.get("name", "auto"), "engine.name", ENGINE_NAMES)
-        )
+        engine = self.choice(engine_table.get("name", "auto"), "engine.name", engine_names())
 
         local = self.table(data, "local", "local")
         self.check_keys(local, ("model", "workers", "cpu_threads", "beam_size"), "local")
@@ -617,6 +634,12 @@ class _Parser:
             timeout_seconds=self.number(hooks_table.get("timeout_seconds", 60.0),
                                         "hooks.timeout_seconds", minimum=0.1),
         )
+        retry_table = self.table(data, "retry", "retry")
+        self.check_keys(retry_table, tuple(RETRY_KEYS), "retry")
+        retry = RetryPolicy.from_table({
+            key: self.number(value, f"retry.{key}", minimum=0.01)
+            for key, value in retry_table.items()
+        })
         metrics = self.table(data, "metrics", "metrics")
         self.check_keys(metrics, ("textfile",), "metrics")
         textfile = self.path(metrics["textfile"], "metrics.textfile") if "textfile" in metrics \
@@ -678,6 +701,7 @@ class _Parser:
             fallback_after_seconds=fallback_after,
             hooks=hooks,
             metrics_textfile=textfile,
+            retry=retry,
         )
 
     def command(self, value: Any, key: str) -> tuple[str, ...]:
@@ -911,7 +935,7 @@ class _Parser:
                 raise ConfigError(f"{exc} (in the watch of {path})") from None
             fields = self.watch_fields(table, prefix, defaults)
             engine = (
-                cast(EngineName, self.choice(table["engine"], f"{prefix}.engine", ENGINE_NAMES))
+                self.choice(table["engine"], f"{prefix}.engine", engine_names())
                 if "engine" in table else None
             )
             watches.append(WatchConfig(path=path, **fields, options=options, engine=engine))

@@ -19,10 +19,10 @@ import structlog
 from watcherd.activity import Activity
 from watcherd.config import Config, WatchConfig
 from watcherd.engines import Engines, engine_for, no_engine_reason, open_engines
-from watcherd.errors import AuthError, ConfigError, TransientGladiaError
-from watcherd.gladia import GladiaClient
+from watcherd.errors import ConfigError
+from watcherd.folders import Folders
+from watcherd.health import ApiHealth
 from watcherd.journal import ACTIVE_STATES, Journal, open_or_recover
-from watcherd.listener import Listener, start_listener
 from watcherd.service import Notifier, status_text
 from watcherd.watcher import Watcher, scan
 from watcherd.worker import Worker, unfinished
@@ -116,8 +116,11 @@ class Daemon:
         if self._stop.is_set():
             self._generation_done.set()
         config = self.config
-        engine = await open_engines(config, journal)
-        worker = _worker(config, journal, engine)
+        folders = Folders(config.watches)
+        health = ApiHealth(journal)
+        engine = await open_engines(config, journal, outputs_for=folders.outputs_for,
+                                    health=health)
+        worker = _worker(config, journal, engine, folders)
         watcher = Watcher(config.watches, worker.hint_threadsafe,
                           on_complete=worker.complete_threadsafe)
         activity = Activity(
@@ -126,16 +129,13 @@ class Daemon:
             metrics_textfile=config.metrics_textfile,
         )
         helpers: list[asyncio.Future[None]] = []
-        listener: Listener | None = None
         try:
-            listener = await start_listener(config, engine.pipeline, journal)
             log.info("starting", journal=str(config.journal_path),
                      watches=[str(w.path) for w in config.watches],
                      engine=engine.default or "none", engines=sorted(engine.opened))
             if not engine.for_worker():
                 log.warning("no_engine", hint=engine.problem())
-            if engine.gladia is not None and engine.gladia.client is not None:
-                await _check_api(engine.gladia.client, worker)
+            await engine.start()
             watcher.start()
             loop = asyncio.get_running_loop()
             helpers = [
@@ -153,8 +153,6 @@ class Daemon:
             for helper in helpers:
                 helper.cancel()
             watcher.stop()
-            if listener is not None:
-                await listener.close()
             await activity.close()
             activity.write_metrics()
             await engine.close()
@@ -203,19 +201,10 @@ class Daemon:
             await asyncio.get_running_loop().run_in_executor(None, self._scan, worker)
 
 
-def _worker(config: Config, journal: Journal, engines: Engines) -> Worker:
+def _worker(config: Config, journal: Journal, engines: Engines, folders: Folders) -> Worker:
     return Worker(config, journal, None, engines=engines.for_worker(),
-                  engine_of=engines.engine_of, no_engine_reason=engines.problem())
-
-
-async def _check_api(client: GladiaClient, worker: Worker) -> None:
-    """One cheap call at start, so a bad key or a dead network is said once, up front."""
-    try:
-        await client.check_key()
-    except AuthError as exc:
-        worker.note_auth_error(exc)
-    except TransientGladiaError as exc:
-        worker.note_api_down(exc)
+                  engine_of=engines.engine_of, no_engine_reason=engines.problem(),
+                  health=engines.health, folders=folders)
 
 
 async def transcribe(config: Config, files: Sequence[Path], watch: WatchConfig) -> dict[str, str]:
@@ -223,19 +212,21 @@ async def transcribe(config: Config, files: Sequence[Path], watch: WatchConfig) 
     if engine_for(config) is None:
         raise ConfigError(no_engine_reason(config))
     journal = open_or_recover(config.journal_path)
+    folders = Folders(config.watches)
     try:
-        engine = await open_engines(config, journal)
+        # No callback listener: the daemon may hold its address, and a one-shot run polls.
+        engine = await open_engines(config, journal, outputs_for=folders.outputs_for,
+                                    listen=False)
     except BaseException:
         journal.close()
         raise
-    worker = _worker(config, journal, engine)
+    worker = _worker(config, journal, engine, folders)
     stop = asyncio.Event()
     paths = [str(f) for f in files]
     try:
         if not engine.for_worker():
             raise ConfigError(engine.problem())
-        if engine.gladia is not None and engine.gladia.client is not None:
-            await engine.gladia.client.check_key()
+        await engine.check()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)

@@ -19,8 +19,8 @@ from typing import Literal, cast
 
 from watcherd.config import Config, WatchConfig
 from watcherd.engines import engine_for
+from watcherd.engines.gladia.client import GladiaClient
 from watcherd.errors import AuthError, ConfigError, GladiaError, TransientGladiaError
-from watcherd.gladia import GladiaClient
 from watcherd.journal import SCHEMA_VERSION
 
 Level = Literal["OK", "WARN", "FAIL"]
@@ -73,7 +73,7 @@ def check_config(config: Config) -> list[Finding]:
 def local_engine_installed() -> bool | None:
     """Whether the local engine is installed; None when this watcherd has no local engine."""
     try:
-        module = importlib.import_module("watcherd.local_model")
+        module = importlib.import_module("watcherd.engines.local.model")
     except ImportError:
         return None
     probe = getattr(module, "local_engine_installed", None)

@@ -1,18 +1,23 @@
-"""How an attempt ends for a source, the same for every engine: wait, fail, or settle again."""
+"""How an attempt ends for a source, the same for every engine: wait, fail, settle again, finish."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import functools
 import os
 import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import structlog
 
-from watcherd.backoff import retry_delay
+from watcherd import outputs
 from watcherd.fileops import run_on
 from watcherd.fserrors import classify
 from watcherd.journal import Journal, Source
+from watcherd.retry import RetryPolicy
 
 log = structlog.get_logger("watcherd.outcomes")
 
@@ -75,15 +80,12 @@ def resettle(journal: Journal, source_id: int, reason: str, *, present: bool) ->
     log.info("source_changed", source=source.path, reason=f"source {reason}")
 
 
-#: A file whose storage keeps failing with a transient errno (EIO, ESTALE...) is failed after
-#: this many attempts in a row; space, permission and read-only problems wait for a person.
-FILE_ERROR_BUDGET = 8
 # Errors writing an output that mean something is in the way, which a person can move.
 _OBSTACLES = frozenset({errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENOTEMPTY})
 
 
 def file_problem(journal: Journal, source_id: int, exc: OSError, *, doing: str,
-                 base: float = 2.0, cap: float = 600.0) -> None:
+                 policy: RetryPolicy) -> None:
     """Decide for one file system error, the same way for every step and engine.
 
     ``doing`` says what failed in the user's words ("cannot write the transcript next to the
@@ -107,11 +109,77 @@ def file_problem(journal: Journal, source_id: int, exc: OSError, *, doing: str,
     if problem.kind == "permanent" and not obstacle:
         fail(journal, source_id, reason, attempts=attempts)
         return
-    if problem.kind == "transient" and attempts >= FILE_ERROR_BUDGET:
+    if problem.kind == "transient" and attempts >= policy.file_error_budget:
         fail(journal, source_id, f"{reason} ({attempts} attempts failed; fix the storage and "
              "run `watcherd retry`)", attempts=attempts)
         return
-    delay = retry_delay(attempts, base=base, cap=cap)
+    delay = policy.delay(attempts)
     wait(journal, source_id, f"{reason}; retrying later", delay, attempts=attempts)
     log.warning("source_file_error", source=source.path, error=problem.message,
                 kind=problem.kind, retry_in=round(delay, 1))
+
+
+class OutputsNotWritten(Exception):
+    """The transcript could not be written next to the source (disk full, folder not writable)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def finish(
+    journal: Journal, source: Source, job: Mapping[str, Any], formats: Sequence[str], *,
+    engine: str,
+) -> None:
+    """Write a finished job's outputs next to the source, then mark the source done.
+
+    The output base is committed before any file is written, so a crash between the two
+    rewrites the same files instead of claiming another name.
+    """
+    if source.output_base is None or not outputs.base_fits(Path(source.output_base)):
+        base = outputs.output_base(
+            Path(source.path),
+            taken=lambda b: journal.output_base_taken(str(b), by_other_than=source.path),
+        )
+        source = journal.transition(
+            source, source.state, actor="worker",  # type: ignore[arg-type]
+            reason="outputs named", output_base=str(base),
+        )
+    assert source.output_base is not None
+    try:
+        # Outputs take the source's permission bits: a private recording, a private transcript.
+        source_mode: int | None = (await run_on(source.watch_root, os.stat, source.path)).st_mode
+    except OSError:
+        source_mode = None
+    written = await run_on(source.watch_root,
+                           functools.partial(outputs.write_outputs, mode=source_mode),
+                           Path(source.output_base), formats, job)
+    await run_on(source.watch_root, _remove_stale_temps, written)
+    journal.transition(
+        source, "done", actor="worker", reason="transcript written",
+        job_id=str(job.get("id")), done_at=time.time(), attempts=0, next_attempt_at=None,
+        last_error=None, note=None, engine=engine,
+    )
+    log.info("transcript_written", source=source.path, job_id=job.get("id"), engine=engine,
+             outputs=[str(p) for p in written])
+
+
+def _remove_stale_temps(written: Sequence[Path]) -> None:
+    """Delete temp files of these outputs left by a crash in the middle of an earlier write.
+
+    The output base belongs to one source, whose outputs are written by one task at a time, so
+    once they are all in place any temp file named after them is a leftover.
+    """
+    by_folder: dict[Path, set[str]] = {}
+    for path in written:
+        by_folder.setdefault(path.parent, set()).add(f".{path.name}{outputs.TEMP_MARKER}-")
+    for folder, prefixes in by_folder.items():
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            if any(name.startswith(prefix) for prefix in prefixes):
+                with contextlib.suppress(OSError):
+                    os.unlink(folder / name)
+                    log.info("stale_temp_removed", path=str(folder / name))

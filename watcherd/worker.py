@@ -24,11 +24,12 @@ from typing import Protocol
 import structlog
 
 from watcherd import media, outcomes
-from watcherd.backoff import retry_delay
 from watcherd.config import Config, WatchConfig
-from watcherd.errors import AuthError, GladiaError, SourceError
+from watcherd.errors import SourceError
 from watcherd.fileops import StorageTimeout, run_on
+from watcherd.folders import Folders
 from watcherd.fserrors import classify
+from watcherd.health import ApiHealth
 from watcherd.identity import (
     content_key,
     hash_file,
@@ -37,8 +38,8 @@ from watcherd.identity import (
     stored_result,
 )
 from watcherd.journal import ACTIVE_STATES, FileStat, Journal, Source
-from watcherd.pipeline import GladiaPipeline
 from watcherd.recover import job_from_outputs
+from watcherd.retry import RetryPolicy
 from watcherd.watcher import StorageFacts, WatchIndex, storage_facts
 
 log = structlog.get_logger("watcherd.worker")
@@ -46,7 +47,9 @@ log = structlog.get_logger("watcherd.worker")
 class Pipeline(Protocol):
     """An engine's way of taking one settled source to ``done`` (or to a retry or failure)."""
 
-    outputs_for: Callable[[Source], Sequence[str]]
+    #: True when its jobs live elsewhere and count against a plan (Gladia), so the worker
+    #: counts them even while no task watches them and probes while the API is down.
+    remote_jobs: bool
 
     async def drive(self, source_id: int) -> None:
         """Take the source as far as it can go now; every outcome lands in the journal."""
@@ -72,8 +75,6 @@ UNSETTLED_BATCH = 1000
 HASH_REFILL_BELOW = 4 * HASH_BATCH_FILES
 #: Hinted files are journaled this many per transaction, letting the loop run in between.
 INTAKE_CHUNK = 5000
-#: How long a source whose storage is away (root missing, share unmounted) waits to be retried.
-STORAGE_RETRY_SECONDS = 30.0
 #: How many due sources one dispatch pass reads beyond eight per engine slot.
 DUE_BATCH = 64
 #: The longest the loop sleeps with nothing due (it also wakes on every hint and timer).
@@ -82,11 +83,6 @@ IDLE_CHECK_SECONDS = 5.0
 INTAKE_WAIT_SECONDS = 1.0
 #: How long one stat batch may take before its storage is taken as hung.
 FILE_TIMEOUT = 60.0
-#: A pending file that cannot be read (EIO...) is failed after this many attempts in a row.
-READ_ERROR_BUDGET = 8
-#: An attempt that ends in an exception nobody foresaw (a bug, an answer not understood) is
-#: retried with backoff; after this many in a row the file is failed with the reason.
-UNEXPECTED_BUDGET = 5
 #: The journal is asked for unsettled sources at least this often even when nothing here
 #: changed, since the pipeline may send a source back to settling.
 SETTLE_RECHECK_SECONDS = 1.0
@@ -275,8 +271,6 @@ class _SettleBook:
         self.sources: dict[str, _Settling] = {}
         self.complete: set[Path] = set()
         self.options: dict[int, tuple[WatchConfig, str]] = {}
-        self.index: tuple[tuple[WatchConfig, ...], WatchIndex] | None = None
-        self.roots: tuple[tuple[WatchConfig, ...], dict[str, WatchConfig]] | None = None
         self.dirty = True
         self.checked_at = 0.0
         self.next_at = math.inf
@@ -317,24 +311,22 @@ class Worker:
         extra_watches: Sequence[WatchConfig] = (),
         idle_seconds: float = IDLE_CHECK_SECONDS,
         hash_workers: int = 2,
-        auth_recheck_seconds: float = 300.0,
-        retry_base: float = 2.0,
-        retry_cap: float = 600.0,
+        retry: RetryPolicy | None = None,
         file_timeout: float = FILE_TIMEOUT,
+        health: ApiHealth | None = None,
+        folders: Folders | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
         self.pipeline = pipeline
         self.no_engine_reason = no_engine_reason
         self.max_concurrent = max_concurrent or config.gladia.max_concurrent_jobs
-        self.watches = tuple(config.watches) + tuple(extra_watches)
+        self.folders = folders or Folders(tuple(config.watches) + tuple(extra_watches))
+        self.watches = self.folders.watches
         self.idle_seconds = idle_seconds
-        self.auth_recheck_seconds = auth_recheck_seconds
-        self.retry_base = retry_base
+        self.retry = retry or config.retry
         self.file_timeout = file_timeout
-        self.retry_cap = retry_cap
         self._hints: set[Path] = set()
-        self._explicit: dict[Path, WatchConfig] = {}
         self._wake = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
         self._hashing: dict[int, asyncio.Task[None]] = {}
@@ -347,27 +339,24 @@ class Worker:
         with contextlib.suppress(RuntimeError):
             # Bound now, so watcher threads started before run() can already hand paths over.
             self._loop = asyncio.get_running_loop()
-        self._api_down_since: float | None = None
         # Paths the journal refused to record (a bug): logged once, not retried every scan.
         self._unrecordable: set[str] = set()
         # Sources whose failure could not even be recorded: not dispatched before this time.
         self._quarantine: dict[int, float] = {}
         # The source that probed the API last while it was down or the key rejected.
         self._last_probe: int | None = None
-        self._auth_problem: str | None = None
-        self._auth_problem_at = 0.0
         # Engine name -> (pipeline, how many sources it may drive at once).
         if engines is None:
             engines = {} if pipeline is None else {"default": (pipeline, self.max_concurrent)}
         self.engines = dict(engines)
         self.engine_of = engine_of or (lambda watch: "default")
         self._engine_running: dict[int, str] = {}
-        for each, _ in self.engines.values():
-            each.outputs_for = self.outputs_for
-            if isinstance(each, GladiaPipeline):
-                each.on_api_down = self.note_api_down
-                each.on_api_ok = self.note_api_ok
-                each.on_auth_error = self.note_auth_error
+        # One view of the remote API, shared with the engine that reports to it.
+        if health is None:
+            remote = [p for p, _ in self.engines.values() if getattr(p, "remote_jobs", False)]
+            health = getattr(remote[0], "health", None) if remote else None
+        self.health: ApiHealth = health if health is not None else ApiHealth(journal)
+        self.health.subscribe(self._wake.set)
 
     # -- hand-over from other threads ---------------------------------------------------
 
@@ -397,7 +386,7 @@ class Worker:
 
     def add_explicit(self, path: Path, watch: WatchConfig) -> None:
         """A file named on the command line: transcribe it with ``watch``'s settings."""
-        self._explicit[path] = watch
+        self.folders.add_explicit(path, watch)
         self.hint(path)
 
     # -- state the daemon shows ---------------------------------------------------------
@@ -405,40 +394,12 @@ class Worker:
     @property
     def api_down_since(self) -> float | None:
         """When the API last became unreachable, or None while it answers."""
-        return self._api_down_since
+        return self.health.down_since
 
     @property
     def auth_problem(self) -> str | None:
         """The message of a rejected API key while remote work is paused."""
-        return self._auth_problem
-
-    def note_api_down(self, exc: GladiaError) -> None:
-        """The API could not be reached: probe it one call at a time until it answers."""
-        if self._api_down_since is None:
-            self._api_down_since = time.time()
-            log.warning("gladia_unreachable", error=exc.describe(),
-                        hint="files wait and resume by themselves when the API answers again")
-
-    def note_api_ok(self) -> None:
-        """A call succeeded: resume full speed and wake sources that waited for the network."""
-        if self._api_down_since is not None:
-            log.info("gladia_reachable",
-                     down_seconds=round(time.time() - self._api_down_since))
-            self._api_down_since = None
-            # Sources that waited only for the network go now instead of at their backoff time.
-            self.journal.reschedule_waiting(time.time())
-            self._wake.set()
-        if self._auth_problem is not None:
-            log.info("gladia_key_accepted")
-            self._auth_problem = None
-
-    def note_auth_error(self, exc: AuthError) -> None:
-        """The key was rejected: pause remote work and re-check it now and then."""
-        if self._auth_problem is None:
-            log.error("gladia_key_rejected", error=exc.describe(),
-                      hint="remote work is paused; fix the key and restart or send SIGHUP")
-        self._auth_problem = exc.describe()
-        self._auth_problem_at = time.time()
+        return self.health.auth_problem
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -477,8 +438,8 @@ class Worker:
             when = min(when, next_due)
         if self._quarantine:
             when = min(when, min(self._quarantine.values()))
-        if self._auth_problem is not None:
-            when = min(when, self._auth_problem_at + self.auth_recheck_seconds)
+        if self.health.auth_problem is not None:
+            when = min(when, self.health.auth_problem_at + self.retry.auth_pause)
         return max(0.0, when - now)
 
     async def shutdown(self) -> None:
@@ -515,30 +476,13 @@ class Worker:
 
     @property
     def _index(self) -> WatchIndex:
-        """The filters of the configured watches, rebuilt only when the watches change."""
-        book = self._book
-        if book.index is None or book.index[0] is not self.watches:
-            book.index = (self.watches, WatchIndex(self.watches))
-        return book.index[1]
+        return self.folders.index
 
     def _watch_of(self, path: Path) -> WatchConfig | None:
-        return self._explicit.get(path) or self._index.watch_for(path)
+        return self.folders.watch_of(path)
 
     def _watch_of_source(self, source: Source) -> WatchConfig | None:
-        """The watch of a journaled source: by its recorded root (cheap), else by its path.
-
-        Matching a path against every watch's filters costs microseconds that add up to
-        seconds when 100,000 queued sources are looked at on each pass.
-        """
-        path = Path(source.path)
-        explicit = self._explicit.get(path)
-        if explicit is not None:
-            return explicit
-        roots = self._book.roots
-        if roots is None or roots[0] is not self.watches:
-            roots = (self.watches, {str(w.path): w for w in self.watches})
-            self._book.roots = roots
-        return roots[1].get(source.watch_root) or self._index.watch_for(path)
+        return self.folders.watch_of_source(source)
 
     def _options_text(self, watch: WatchConfig) -> str:
         cached = self._book.options.get(id(watch))
@@ -569,7 +513,7 @@ class Worker:
 
     def _root_of(self, path: Path) -> Path:
         """The watch root holding ``path`` (the innermost), or its folder for a named file."""
-        if path in self._explicit:
+        if self.folders.explicit(path) is not None:
             return path.parent
         best: Path | None = None
         for watch in self.watches:
@@ -585,10 +529,10 @@ class Worker:
                                 timeout=self.file_timeout)
         except StorageTimeout as exc:
             log.warning("storage_not_answering", root=str(root), error=exc.strerror,
-                        files=len(paths), retry_in=STORAGE_RETRY_SECONDS)
+                        files=len(paths), retry_in=self.retry.storage_retry)
             loop = asyncio.get_running_loop()
             for path in paths:
-                loop.call_later(STORAGE_RETRY_SECONDS, self.hint, path)
+                loop.call_later(self.retry.storage_retry, self.hint, path)
             return
         self._record_seen(seen, complete)
 
@@ -601,7 +545,7 @@ class Worker:
             if item.stat is None:
                 self._vanished(item)
                 continue
-            watch = self._explicit.get(item.path) or item.watch
+            watch = self.folders.explicit(item.path) or item.watch
             if watch is None:
                 continue
             batch.append((str(item.path), str(watch.path), item.stat, self._options_text(watch)))
@@ -652,7 +596,7 @@ class Worker:
 
     def _vanished(self, item: Seen) -> None:
         source = self.journal.by_path(str(item.path))
-        watch = self._explicit.get(item.path) or item.watch
+        watch = self.folders.explicit(item.path) or item.watch
         if item.problem is not None and item.transient:
             # EIO, ESTALE, a share reconnecting: it may read fine in a moment. A done file
             # stays done, anything else waits; the next scan or event looks again.
@@ -709,7 +653,7 @@ class Worker:
         if entry is None:
             entry = _Settling(source.size, source.mtime_ns, since=time.time())
             self._book.sources[source.path] = entry
-        entry.retry_at = time.time() + STORAGE_RETRY_SECONDS
+        entry.retry_at = time.time() + self.retry.storage_retry
         return True
 
     # -- settling ------------------------------------------------------------------------
@@ -895,7 +839,7 @@ class Worker:
     def _read_failed(self, source: Source, reason: str) -> None:
         """A pending file that could not be read: wait with backoff, fail after the budget."""
         attempts = source.attempts + 1
-        if attempts >= READ_ERROR_BUDGET:
+        if attempts >= self.retry.read_error_budget:
             message = (f"the file {reason} ({attempts} attempts failed); fix the storage or "
                        "the file and run `watcherd retry`")
             self.journal.transition(source, "failed", actor="worker", reason=message,
@@ -903,7 +847,7 @@ class Worker:
             self._book.sources.pop(source.path, None)
             log.error("source_failed", source=source.path, reason=message)
             return
-        delay = retry_delay(attempts, base=self.retry_base, cap=self.retry_cap)
+        delay = self.retry.delay(attempts)
         self.journal.annotate(
             source, actor="worker", reason=f"cannot read it: {reason}", attempts=attempts,
             next_attempt_at=time.time() + delay, last_error=f"the file {reason}; retrying",
@@ -932,10 +876,10 @@ class Worker:
             self._quarantine = {k: t for k, t in self._quarantine.items() if t > now}
             due = [s for s in due if s.id not in self._quarantine]
         # A rejected key fails every call: remote work waits for the next re-check.
-        remote_paused = self._auth_problem is not None and (
-            now - self._auth_problem_at < self.auth_recheck_seconds
+        remote_paused = self.health.auth_problem is not None and (
+            now - self.health.auth_problem_at < self.retry.auth_pause
         )
-        probing = self._api_down_since is not None or self._auth_problem is not None
+        probing = self.health.down_since is not None or self.health.auth_problem is not None
         if probing and self._last_probe is not None:
             # Rotate the probe: the file that probed last goes to the back, so one file whose
             # own request keeps failing cannot hold every other file back.
@@ -955,7 +899,7 @@ class Worker:
                 continue
             pipeline, limit = self.engines[name]
             busy = sum(1 for n in self._engine_running.values() if n == name)
-            if isinstance(pipeline, GladiaPipeline):
+            if pipeline.remote_jobs:
                 if remote_paused:
                     continue
                 if probing and busy:
@@ -969,7 +913,7 @@ class Worker:
                 continue
             if not self._may_start(source):
                 continue
-            if probing and isinstance(pipeline, GladiaPipeline):
+            if probing and pipeline.remote_jobs:
                 self._last_probe = source.id
             self._engine_running[source.id] = name
             self._running[source.id] = asyncio.ensure_future(self._drive(pipeline, source.id))
@@ -982,8 +926,8 @@ class Worker:
         name = self.engine_of(watch)
         if (
             name == "gladia" and watch is not None and watch.fallback == "local"
-            and "local" in self.engines and self._api_down_since is not None
-            and now - self._api_down_since >= self.config.fallback_after_seconds
+            and "local" in self.engines and self.health.down_since is not None
+            and now - self.health.down_since >= self.config.fallback_after_seconds
             and source.job_id is None and source.submit_started_at is None
         ):
             reason = "Gladia unreachable too long: transcribed by the local engine (fallback)"
@@ -1072,7 +1016,7 @@ class Worker:
         try:
             source = self.journal.get(source_id)
             attempts = source.attempts + 1
-            if attempts >= UNEXPECTED_BUDGET:
+            if attempts >= self.retry.unexpected_budget:
                 outcomes.fail(
                     self.journal, source_id,
                     f"watcherd could not process this file ({error}; {attempts} attempts "
@@ -1080,15 +1024,15 @@ class Worker:
                     "to try again, and please report it", attempts=attempts,
                 )
                 return
-            delay = retry_delay(attempts, base=self.retry_base, cap=self.retry_cap)
+            delay = self.retry.delay(attempts)
             outcomes.wait(self.journal, source_id,
                           f"unexpected error: {error}; retrying later", delay, attempts=attempts)
         except Exception as again:
             # Even the record failed: keep the source out of dispatch for a while, in memory,
             # so it cannot spin; the journal still says where it was.
-            self._quarantine[source_id] = time.time() + self.retry_cap
+            self._quarantine[source_id] = time.time() + self.retry.retry_cap
             log.error("source_quarantined", source_id=source_id, error=_short(again),
-                      retry_in=self.retry_cap)
+                      retry_in=self.retry.retry_cap)
 
     def _check_progress(self, source_id: int, before: float) -> None:
         """An attempt that changed nothing would be dispatched again at once: make it wait."""
@@ -1112,8 +1056,7 @@ class Worker:
 
     def outputs_for(self, source: Source) -> tuple[str, ...]:
         """The output formats configured for this source's watch."""
-        watch = self._watch_of_source(source)
-        return tuple(watch.outputs) if watch is not None else ("txt", "json")
+        return self.folders.outputs_for(source)
 
 
 def unfinished(journal: Journal, paths: Iterable[str]) -> list[str]:

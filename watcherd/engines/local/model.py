@@ -29,7 +29,7 @@ import structlog
 
 from watcherd.errors import WatcherdError
 
-log = structlog.get_logger("watcherd.local_model")
+log = structlog.get_logger("watcherd.engines.local.model")
 
 # Systran/faster-whisper-base at this revision is byte-identical to what the packages ship.
 MODEL_REVISION = "ebe41f70d5b6dfa9166e2c581c45c9c0cfc57b66"

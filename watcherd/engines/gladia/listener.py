@@ -10,7 +10,7 @@ configured address.
 
 Two routes, under the path of ``[callback] public_url`` (none without it):
 ``/callback/TOKEN`` receives the per-job callbacks that every job carries (``POST`` or ``PUT``),
-and ``/webhook`` receives Gladia's dashboard webhooks, checked by :mod:`watcherd.webhooks`.
+and ``/webhook`` receives Gladia's dashboard webhooks, checked by the ``webhooks`` module.
 The token is random, made once per install and kept beside the journal, readable only by its
 owner; it is never logged. Neither route trusts what the body says: the only thing taken from
 it is a job id, and only a job the journal is waiting for (``submitted``/``waiting``) is acted
@@ -42,12 +42,18 @@ import h11
 import structlog
 
 from watcherd.config import Config, Secret
+from watcherd.engines.gladia.pipeline import JobHints
+from watcherd.engines.gladia.webhooks import (
+    SeenMessages,
+    WebhookRejected,
+    WebhookVerifier,
+    parse_event,
+)
 from watcherd.errors import ConfigError
 from watcherd.journal import Journal, Source
-from watcherd.pipeline import GladiaPipeline, Timing
-from watcherd.webhooks import SeenMessages, WebhookRejected, WebhookVerifier, parse_event
+from watcherd.retry import RetryPolicy
 
-log = structlog.get_logger("watcherd.listener")
+log = structlog.get_logger("watcherd.engines.gladia.listener")
 
 MAX_HEADER_BYTES = 16 * 1024
 MAX_HEADERS = 64
@@ -706,34 +712,28 @@ def _reply(writer: asyncio.StreamWriter, status: int, payload: Mapping[str, Any]
 # -- wiring ------------------------------------------------------------------------------------
 
 
-def safety_net_timing(timing: Timing) -> Timing:
-    """Poll timing once callbacks are on: the same schedule, 30x slower start, 10x later cap.
+def safety_net(policy: RetryPolicy) -> RetryPolicy:
+    """Polling once callbacks are on: the same schedule, 30x slower start, 10x later cap.
 
     With the defaults (1 s, 30 s) that is 30 s then growing to 5 min: a lost callback delays a
     result by minutes at most, and a normal job costs one GET after its callback.
     """
     return dataclasses.replace(
-        timing,
-        poll_start=timing.poll_start * SAFETY_NET_START_FACTOR,
-        poll_cap=timing.poll_cap * SAFETY_NET_CAP_FACTOR,
+        policy,
+        poll_start=policy.poll_start * SAFETY_NET_START_FACTOR,
+        poll_cap=policy.poll_cap * SAFETY_NET_CAP_FACTOR,
     )
 
 
-async def start_listener(
-    config: Config, pipeline: object | None, journal: Journal
-) -> Listener | None:
-    """Start the listener ``[callback]`` asks for and hook it into the pipeline; else None.
+async def start_listener(config: Config, journal: Journal, hints: JobHints
+                         ) -> Listener | None:
+    """Start the listener ``[callback]`` asks for, or return None when there is none.
 
-    ``pipeline`` is the engine's pipeline; only a :class:`GladiaPipeline` has callbacks (the
-    local engine and no engine give None). On success every job created from then on carries
-    callback_config, and the pipeline's polling slows to :func:`safety_net_timing`. Raises
-    ConfigError when the address cannot be bound.
+    Every callback or webhook that names an awaited job becomes ``hints.finished(job_id)``.
+    The caller builds the pipeline with :meth:`Listener.create_extras` and the
+    :func:`safety_net` policy. Raises ConfigError when the address cannot be bound.
     """
     if config.callback is None:
-        return None
-    if not isinstance(pipeline, GladiaPipeline):
-        log.warning("callback_listener_off",
-                    reason="callbacks need the gladia engine; results are found by polling")
         return None
     listener = Listener(
         host=config.callback.host,
@@ -741,13 +741,10 @@ async def start_listener(
         public_url=config.callback.public_url,
         token=load_or_create_token(token_path(config.journal_path)),
         journal=journal,
-        on_finished=pipeline.job_finished,
+        on_finished=hints.finished,
         webhook_secret=config.webhook.secret if config.webhook is not None else None,
     )
     await listener.start()
-    pipeline.create_extras = listener.create_extras
-    pipeline.expect_callbacks = True
-    pipeline.timing = safety_net_timing(pipeline.timing)
     host, port = listener.address
     log.info("callback_listener_started", listen=_host_port(host, port),
              callback_base=f"{listener.base_url}/callback/...", webhook_url=listener.webhook_url)

@@ -2,7 +2,7 @@
 
 The journal is the only memory here too. ``transcribing`` is committed before the work starts
 (the intent), the finished job is stored by content key before any output is written, and
-the shared :func:`watcherd.pipeline.finish` writes the files. A crash mid-transcription leaves
+the shared :func:`watcherd.outcomes.finish` writes the files. A crash mid-transcription leaves
 the source in ``transcribing``, which is due again after a restart, so the file is simply
 transcribed again: local work costs nothing but time.
 """
@@ -19,24 +19,26 @@ from typing import Any
 import structlog
 
 from watcherd import outcomes
-from watcherd.backoff import retry_delay
+from watcherd.config import default_outputs
+from watcherd.engines.local.model import ModelError
+from watcherd.engines.local.runner import LocalEngine, LocalEngineError
 from watcherd.errors import SourceError
 from watcherd.fileops import run_on
 from watcherd.identity import stored_result
 from watcherd.journal import FileStat, Journal, Source
-from watcherd.local_engine import LocalEngine, LocalEngineError
-from watcherd.local_model import ModelError
-from watcherd.pipeline import OutputsNotWritten, finish
+from watcherd.outcomes import OutputsNotWritten, finish
+from watcherd.retry import RetryPolicy
 
-log = structlog.get_logger("watcherd.local_pipeline")
+log = structlog.get_logger("watcherd.engines.local.pipeline")
 
-# A model that cannot load is the installation's problem, not the file's: wait, do not fail.
-MODEL_RETRY_SECONDS = 300.0
 METADATA_FILE_CHARS = 100
 
 
 class LocalPipeline:
     """Moves sources through the local engine, one :meth:`drive` call per attempt."""
+
+    #: The work happens here: nothing exists elsewhere while no task watches it.
+    remote_jobs = False
 
     def __init__(
         self,
@@ -44,16 +46,14 @@ class LocalPipeline:
         engine: LocalEngine,
         *,
         retry_budget: int = 3,
-        outputs_for: Callable[[Source], Sequence[str]] = lambda s: ("txt", "json"),
-        retry_base: float = 2.0,
-        retry_cap: float = 600.0,
+        outputs_for: Callable[[Source], Sequence[str]] = default_outputs,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.journal = journal
         self.engine = engine
         self.retry_budget = retry_budget
         self.outputs_for = outputs_for
-        self.retry_base = retry_base
-        self.retry_cap = retry_cap
+        self.retry = retry or RetryPolicy()
 
     async def drive(self, source_id: int) -> None:
         """Take one source as far as it can go now; every outcome lands in the journal."""
@@ -66,7 +66,8 @@ class LocalPipeline:
             else:
                 outcomes.fail(self.journal, source_id, exc.message)
         except ModelError as exc:
-            outcomes.wait(self.journal, source_id, exc.message, MODEL_RETRY_SECONDS)
+            # The installation's problem, not the file's: wait as for a rejected key, never fail.
+            outcomes.wait(self.journal, source_id, exc.message, self.retry.auth_pause)
             log.error("local_model_unusable", source=source.path, error=exc.message)
         except SourceError as exc:
             if exc.transient:
@@ -79,10 +80,12 @@ class LocalPipeline:
             # attempt writes the files without transcribing again.
             log.error("outputs_not_written", source=source.path, error=str(exc.error))
             outcomes.file_problem(self.journal, source_id, exc.error,
-                                  doing="cannot write the transcript next to the source")
+                                  doing="cannot write the transcript next to the source",
+                                  policy=self.retry)
         except OSError as exc:
             # Reading the source or its folder failed in a way the steps did not foresee.
-            outcomes.file_problem(self.journal, source_id, exc, doing="cannot read the source")
+            outcomes.file_problem(self.journal, source_id, exc, doing="cannot read the source",
+                                  policy=self.retry)
 
     async def _drive(self, source: Source) -> None:
         assert source.content_key is not None, "only settled sources are driven"
@@ -158,7 +161,7 @@ class LocalPipeline:
     def _retry_in(self, source_id: int, reason: str) -> float:
         """Schedule another attempt with backoff; returns the delay."""
         attempts = self.journal.get(source_id).attempts + 1
-        delay = retry_delay(attempts, base=self.retry_base, cap=self.retry_cap)
+        delay = self.retry.delay(attempts)
         outcomes.wait(self.journal, source_id, reason, delay, attempts=attempts)
         return delay
 
@@ -171,7 +174,7 @@ class LocalPipeline:
                           f"(last: {reason}); run `watcherd retry` to try again",
                           attempts=attempts)
             return
-        delay = retry_delay(attempts, base=self.retry_base, cap=self.retry_cap)
+        delay = self.retry.delay(attempts)
         outcomes.wait(self.journal, source_id, reason, delay, attempts=attempts)
         log.warning("local_engine_transient_error", source=current.path, error=reason,
                     retry_in=round(delay, 1))

@@ -31,11 +31,12 @@ from typing import Any
 
 import structlog
 
-from watcherd import local_model, media
+from watcherd import media
+from watcherd.engines.local import model as local_model
+from watcherd.engines.local.model import ModelError
 from watcherd.errors import SourceError, WatcherdError
-from watcherd.local_model import ModelError
 
-log = structlog.get_logger("watcherd.local_engine")
+log = structlog.get_logger("watcherd.engines.local.runner")
 
 SAMPLE_RATE = 16_000
 # Loading base takes about a second; a busy machine or a cold disk may need far longer.

@@ -9,13 +9,9 @@ again after a crash at any instant and continues from where the journal says it 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import os
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,7 +19,15 @@ from typing import Any, TypeVar
 import structlog
 
 from watcherd import media, outcomes, outputs
-from watcherd.backoff import poll_delays, retry_delay
+from watcherd.config import default_outputs
+from watcherd.engines.gladia.client import GladiaClient
+from watcherd.engines.gladia.jobtime import (
+    JobTimeModel,
+    Observation,
+    job_seconds,
+    options_class,
+    poll_schedule,
+)
 from watcherd.errors import (
     AuthError,
     GladiaError,
@@ -33,18 +37,13 @@ from watcherd.errors import (
     TransientGladiaError,
 )
 from watcherd.fileops import run_on
-from watcherd.gladia import GladiaClient
+from watcherd.health import ApiHealth
 from watcherd.identity import stored_result
-from watcherd.jobtime import (
-    JobTimeModel,
-    Observation,
-    job_seconds,
-    options_class,
-    poll_schedule,
-)
 from watcherd.journal import FileStat, Journal, Source
+from watcherd.outcomes import OutputsNotWritten, finish
+from watcherd.retry import RetryPolicy, poll_delays
 
-log = structlog.get_logger("watcherd.pipeline")
+log = structlog.get_logger("watcherd.engines.gladia.pipeline")
 T = TypeVar("T")
 
 # Gladia's list may lag behind a create for a few seconds (gladia-api.md section 5).
@@ -55,42 +54,10 @@ ADOPT_WINDOW = 24 * 3600.0
 # from this window is reused instead of paying again; the bound keeps the look-up small even if
 # Gladia ignored the metadata filter.
 REUSE_WINDOW = 30 * 24 * 3600.0
-JOB_ERROR_BUDGET = 3
-# Answers that arrive but cannot be used (a 200 that is not JSON...) fail the file after this
-# many in a row; an outage (no answer at all) never does.
-MALFORMED_BUDGET = 6
 # Statuses that say the server did not act on the request (timed out reading it, rate limited),
 # unlike a 5xx, which a gateway may return after the job was created.
 NOT_PROCESSED = frozenset({408, 429})
 METADATA_LIMIT = 2000
-# Reads (GET a job, the list) are retried this many times within a step, each after the
-# server's Retry-After or about READ_RETRY_DELAY s, unless that is over READ_RETRY_MAX_WAIT.
-READ_ATTEMPTS = 3
-READ_RETRY_DELAY = 0.5
-READ_RETRY_MAX_WAIT = 10.0
-# After a read failed even so, the step waits at most this long (or the Retry-After).
-READ_STEP_MAX_WAIT = 10.0
-
-
-@dataclass(frozen=True)
-class Timing:
-    """How long the pipeline waits between polls and retries (tests shorten these)."""
-
-    list_lag_grace: float = LIST_LAG_GRACE
-    poll_start: float = 1.0
-    poll_cap: float = 30.0
-    retry_base: float = 2.0
-    retry_cap: float = 600.0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Timing:
-        """Defaults, overridden by WATCHERD_POLL_START-style variables (for tests)."""
-        values = {}
-        for f in fields(cls):
-            raw = env.get(f"WATCHERD_{f.name.upper()}")
-            if raw:
-                values[f.name] = float(raw)
-        return cls(**values)
 
 
 class Later(Exception):
@@ -106,42 +73,60 @@ class Stopped(Exception):
     """The source was already moved to its next state; nothing more to do in this pass."""
 
 
-class OutputsNotWritten(Exception):
-    """The transcript could not be written next to the source (disk full, folder not writable)."""
+class JobHints:
+    """Hints that a job ended (a callback, a webhook): a waiting poll wakes at once."""
 
-    def __init__(self, error: OSError) -> None:
-        super().__init__(str(error))
-        self.error = error
+    def __init__(self) -> None:
+        self._finished: dict[str, asyncio.Event] = {}
+
+    def finished(self, job_id: str) -> None:
+        """A job ended: the poll waiting on it (if any) happens now instead of at its time."""
+        event = self._finished.get(job_id)
+        if event is not None:
+            event.set()
+
+    async def pause(self, job_id: str, seconds: float) -> None:
+        """Wait up to ``seconds`` before polling ``job_id`` again, or until a hint comes."""
+        event = self._finished.setdefault(job_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+        finally:
+            self._finished.pop(job_id, None)
 
 
 class GladiaPipeline:
-    """Moves sources through the Gladia engine, one :meth:`drive` call per attempt."""
+    """Moves sources through the Gladia engine, one :meth:`drive` call per attempt.
+
+    Every collaborator comes in at construction: ``health`` is shared with the worker,
+    ``hints`` with the callback listener, and ``create_extras`` (the listener's callback
+    fields) means results are announced, so polling is only the slowed safety net.
+    """
+
+    #: Jobs exist at Gladia and count against the plan even while nothing watches them.
+    remote_jobs = True
 
     def __init__(
         self,
         journal: Journal,
         client: GladiaClient,
         *,
-        outputs_for: Callable[[Source], Sequence[str]] = lambda s: ("txt", "json"),
-        on_api_down: Callable[[GladiaError], None] = lambda e: None,
-        on_api_ok: Callable[[], None] = lambda: None,
-        on_auth_error: Callable[[AuthError], None] = lambda e: None,
-        timing: Timing | None = None,
-        job_error_budget: int = JOB_ERROR_BUDGET,
+        outputs_for: Callable[[Source], Sequence[str]] = default_outputs,
+        health: ApiHealth | None = None,
+        retry: RetryPolicy | None = None,
+        hints: JobHints | None = None,
+        create_extras: Callable[[Source], Mapping[str, Any]] | None = None,
     ) -> None:
         self.journal = journal
         self.client = client
         self.outputs_for = outputs_for
-        self.on_api_down = on_api_down
-        self.on_api_ok = on_api_ok
-        self.on_auth_error = on_auth_error
-        self.timing = timing or Timing()
-        self.job_error_budget = job_error_budget
-        # Fields added to every create body (e.g. callback_config from the callback listener).
-        self.create_extras: Callable[[Source], Mapping[str, Any]] = lambda s: {}
-        self._finished: dict[str, asyncio.Event] = {}
-        # Set by the callback listener: results are announced, so new jobs are not polled at once.
-        self.expect_callbacks = False
+        self.health = health or ApiHealth(journal)
+        self.retry = retry or RetryPolicy()
+        self.hints = hints or JobHints()
+        # Fields added to every create body (callback_config from the callback listener).
+        self.create_extras = create_extras or (lambda s: {})
+        self.expect_callbacks = create_extras is not None
         # When this process first looked for the job of an unknown create outcome. The list's
         # lag is allowed for from then too: after a crash the request may have reached Gladia
         # long after the intent was committed. Memory only: a restart just waits once more.
@@ -163,12 +148,12 @@ class GladiaPipeline:
         except Later as later:
             outcomes.wait(self.journal, source_id, later.reason, later.delay)
         except AuthError as exc:
-            outcomes.wait(self.journal, source_id, exc.describe(), 300.0)
-            self.on_auth_error(exc)
+            outcomes.wait(self.journal, source_id, exc.describe(), self.retry.auth_pause)
+            self.health.key_rejected(exc)
         except TransientGladiaError as exc:
             current = self.journal.get(source_id)
             attempts = current.attempts + 1
-            if exc.malformed and attempts >= MALFORMED_BUDGET:
+            if exc.malformed and attempts >= self.retry.malformed_budget:
                 outcomes.fail(
                     self.journal, source_id,
                     f"{exc.describe()} ({attempts} times in a row); Gladia's answers for this "
@@ -176,17 +161,14 @@ class GladiaPipeline:
                     "persists", attempts=attempts,
                 )
                 return
-            delay = retry_delay(
-                attempts, retry_after=exc.retry_after, base=self.timing.retry_base,
-                cap=self.timing.retry_cap,
-            )
+            delay = self.retry.delay(attempts, retry_after=exc.retry_after)
             if exc.idempotent:
                 # A read can be repeated at no cost: never wait long after one failed.
-                delay = min(delay, max(exc.retry_after or 0.0, READ_STEP_MAX_WAIT))
+                delay = min(delay, max(exc.retry_after or 0.0, self.retry.read_step_max_wait))
             outcomes.wait(self.journal, source_id, exc.describe(), delay, attempts=attempts)
             bound.warning("gladia_transient_error", error=exc.describe(), retry_in=round(delay, 1))
             if not exc.maybe_sent:
-                self.on_api_down(exc)
+                self.health.down(exc)
         except PermanentGladiaError as exc:
             outcomes.fail(self.journal, source_id, _permanent_reason(exc))
         except SourceError as exc:
@@ -201,15 +183,14 @@ class GladiaPipeline:
             bound.error("outputs_not_written", error=str(exc.error))
             outcomes.file_problem(
                 self.journal, source_id, exc.error,
-                doing="cannot write the transcript next to the source",
-                base=self.timing.retry_base, cap=self.timing.retry_cap,
+                doing="cannot write the transcript next to the source", policy=self.retry,
             )
         except OSError as exc:
             # Reading the source or its folder failed in a way the steps did not foresee
             # (e.g. the folder became unreadable): one classification decides.
             outcomes.file_problem(
                 self.journal, source_id, exc, doing="cannot read the source",
-                base=self.timing.retry_base, cap=self.timing.retry_cap,
+                policy=self.retry,
             )
 
     # -- steps ---------------------------------------------------------------------------
@@ -249,7 +230,7 @@ class GladiaPipeline:
         )
         log.info("upload_started", source=source.path, bytes=source.size)
         result = await self.client.upload(path, expected_size=source.size)
-        self.on_api_ok()
+        self.health.ok()
         if result.sha256 != source.sha256:
             raise SourceError("changed while it was uploading", transient=True)
         # The open file was read to the end even if it was deleted or replaced meanwhile.
@@ -290,7 +271,7 @@ class GladiaPipeline:
                     submit_started_at=None,
                 )
             raise
-        self.on_api_ok()
+        self.health.ok()
         self._created[created.id] = time.time()
         source = self.journal.transition(
             source, "submitted", actor="worker", reason="job created", job_id=created.id,
@@ -310,7 +291,7 @@ class GladiaPipeline:
         since = datetime.fromtimestamp(time.time() - REUSE_WINDOW, tz=UTC)
         key = source.content_key
         jobs = await self._read(lambda: self.client.find_jobs({"wf_key": key}, after_date=since))
-        self.on_api_ok()
+        self.health.ok()
         live = [j for j in jobs if j.get("status") != "error" and j.get("id")]
         if not live:
             return None
@@ -328,7 +309,7 @@ class GladiaPipeline:
         since = datetime.fromtimestamp(source.submit_started_at - ADOPT_WINDOW, tz=UTC)
         key = source.content_key
         jobs = await self._read(lambda: self.client.find_jobs({"wf_key": key}, after_date=since))
-        self.on_api_ok()
+        self.health.ok()
         jobs = [j for j in jobs if j.get("id")]
         live = [j for j in jobs if j.get("status") != "error"]
         errored = [j for j in jobs if j.get("status") == "error"]
@@ -345,7 +326,7 @@ class GladiaPipeline:
             )
         # Gladia's list may lag behind a create: only a job missing for the whole grace, counted
         # from both the intent and this process's first look, was certainly not created.
-        left = max(source.submit_started_at, first_look) + self.timing.list_lag_grace - time.time()
+        left = max(source.submit_started_at, first_look) + self.retry.list_lag_grace - time.time()
         if left > 0:
             raise Later("checking whether Gladia created the job", left)
         self._first_lookup.pop(source.id, None)
@@ -363,8 +344,8 @@ class GladiaPipeline:
             )
         if self.expect_callbacks:
             # Callbacks say when a job ends; polling is only the (slowed) safety net.
-            delays: Iterator[float] = poll_delays(start=self.timing.poll_start,
-                                                  cap=self.timing.poll_cap)
+            delays: Iterator[float] = poll_delays(start=self.retry.poll_start,
+                                                  cap=self.retry.poll_cap)
             if fresh:
                 await self._pause(job_id, next(delays))
         else:
@@ -373,10 +354,10 @@ class GladiaPipeline:
             prediction = self._model().predict(audio, kind)
             created = self._created.pop(job_id, None)
             since = 0.0 if created is None else max(0.0, time.time() - created)
-            cap = poll_cap_for(audio, self.timing)
+            cap = poll_cap_for(audio, self.retry)
             if fresh:
                 delays = poll_schedule(prediction, since_created=since,
-                                       start=self.timing.poll_start, cap=cap)
+                                       start=self.retry.poll_start, cap=cap)
                 await self._pause(job_id, next(delays))
             else:
                 # Resumed (restart, adopted job): look now; the schedule starts from the
@@ -391,7 +372,7 @@ class GladiaPipeline:
                     "`watcherd retry` creates a new one, billed again",
                     status=404,
                 ) from None
-            self.on_api_ok()
+            self.health.ok()
             status = job.get("status")
             if status == "done":
                 # The journal keeps the job without the callback URL, which carries a token.
@@ -404,7 +385,7 @@ class GladiaPipeline:
             if wait is None:
                 age = _age(job)
                 delays = poll_schedule(prediction, since_created=age,
-                                       start=self.timing.poll_start, cap=cap)
+                                       start=self.retry.poll_start, cap=cap)
                 wait = next(delays)
             await self._pause(job_id, wait)
 
@@ -438,41 +419,30 @@ class GladiaPipeline:
         delay) a few times before the step itself waits: a lost GET costs a second, not a
         backoff of the whole step. Uploads and creates never come through here.
         """
-        for attempt in range(1, READ_ATTEMPTS + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             try:
                 return await call()
             except TransientGladiaError as exc:
-                if attempt == READ_ATTEMPTS:
-                    raise
-                delay = exc.retry_after if exc.retry_after is not None else (
-                    READ_RETRY_DELAY * attempt * random.uniform(0.5, 1.5))
-                if delay > READ_RETRY_MAX_WAIT:
+                delay = self.retry.read_delay(attempt, exc.retry_after)
+                if delay is None:
                     raise
                 log.info("gladia_read_retry", error=exc.describe(), retry_in=round(delay, 2))
                 await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
 
     def job_finished(self, job_id: str) -> None:
         """A hint (callback, webhook) that a job ended: poll it now instead of at its time."""
-        event = self._finished.get(job_id)
-        if event is not None:
-            event.set()
+        self.hints.finished(job_id)
 
     async def _pause(self, job_id: str, seconds: float) -> None:
-        event = self._finished.setdefault(job_id, asyncio.Event())
-        try:
-            await asyncio.wait_for(event.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
-        finally:
-            self._finished.pop(job_id, None)
+        await self.hints.pause(job_id, seconds)
 
     def _job_error(self, source: Source, job: Mapping[str, Any]) -> None:
         code = job.get("error_code")
         code = code if isinstance(code, int) else 500
-        if code >= 500 and source.job_errors + 1 < self.job_error_budget:
-            delay = retry_delay(source.job_errors + 1, base=self.timing.retry_base,
-                                cap=self.timing.retry_cap)
+        if code >= 500 and source.job_errors + 1 < self.retry.job_error_budget:
+            delay = self.retry.delay(source.job_errors + 1)
             self.journal.transition(
                 source, "waiting", actor="worker", job_id=None, job_errors=source.job_errors + 1,
                 next_attempt_at=time.time() + delay,
@@ -520,74 +490,16 @@ class GladiaPipeline:
 
 
 
-def poll_cap_for(audio_seconds: float | None, timing: Timing) -> float:
+def poll_cap_for(audio_seconds: float | None, policy: RetryPolicy) -> float:
     """The longest wait between polls for a recording of this length.
 
     A job takes a fraction of its audio's length, so polling a short memo every 30 s would
     make it wait up to 30 s for nothing: the cap is a tenth of the audio's length, at least
-    three times the first wait, at most ``timing.poll_cap``.
+    three times the first wait, at most ``policy.poll_cap``.
     """
     if audio_seconds is None:
-        return timing.poll_cap
-    return min(timing.poll_cap, max(timing.poll_start * 3, audio_seconds / 10))
-
-
-async def finish(
-    journal: Journal, source: Source, job: Mapping[str, Any], formats: Sequence[str], *,
-    engine: str,
-) -> None:
-    """Write a finished job's outputs next to the source, then mark the source done.
-
-    The output base is committed before any file is written, so a crash between the two
-    rewrites the same files instead of claiming another name.
-    """
-    if source.output_base is None or not outputs.base_fits(Path(source.output_base)):
-        base = outputs.output_base(
-            Path(source.path),
-            taken=lambda b: journal.output_base_taken(str(b), by_other_than=source.path),
-        )
-        source = journal.transition(
-            source, source.state, actor="worker",  # type: ignore[arg-type]
-            reason="outputs named", output_base=str(base),
-        )
-    assert source.output_base is not None
-    try:
-        # Outputs take the source's permission bits: a private recording, a private transcript.
-        source_mode: int | None = (await run_on(source.watch_root, os.stat, source.path)).st_mode
-    except OSError:
-        source_mode = None
-    written = await run_on(source.watch_root,
-                           functools.partial(outputs.write_outputs, mode=source_mode),
-                           Path(source.output_base), formats, job)
-    await run_on(source.watch_root, _remove_stale_temps, written)
-    journal.transition(
-        source, "done", actor="worker", reason="transcript written",
-        job_id=str(job.get("id")), done_at=time.time(), attempts=0, next_attempt_at=None,
-        last_error=None, note=None, engine=engine,
-    )
-    log.info("transcript_written", source=source.path, job_id=job.get("id"), engine=engine,
-             outputs=[str(p) for p in written])
-
-
-def _remove_stale_temps(written: Sequence[Path]) -> None:
-    """Delete temp files of these outputs left by a crash in the middle of an earlier write.
-
-    The output base belongs to one source, whose outputs are written by one task at a time, so
-    once they are all in place any temp file named after them is a leftover.
-    """
-    by_folder: dict[Path, set[str]] = {}
-    for path in written:
-        by_folder.setdefault(path.parent, set()).add(f".{path.name}{outputs.TEMP_MARKER}-")
-    for folder, prefixes in by_folder.items():
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            continue
-        for name in names:
-            if any(name.startswith(prefix) for prefix in prefixes):
-                with contextlib.suppress(OSError):
-                    os.unlink(folder / name)
-                    log.info("stale_temp_removed", path=str(folder / name))
+        return policy.poll_cap
+    return min(policy.poll_cap, max(policy.poll_start * 3, audio_seconds / 10))
 
 
 def _newest(jobs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:

@@ -1,0 +1,177 @@
+"""Engines: what turns a settled source into a transcript, behind one interface.
+
+Each engine is a package under ``watcherd/engines/`` (``gladia/``, ``local/``) with a class
+implementing :class:`Engine`, listed in :mod:`watcherd.engines.registry`. Nothing outside an
+engine's package imports its modules: the worker, daemon, CLI and doctor use this module.
+Which engine a folder uses is decided here: ``auto`` means Gladia when an API key is
+configured, else the local engine when it is installed, else none (files wait, saying how to
+get an engine).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import structlog
+
+from watcherd.config import Config, WatchConfig, default_outputs
+from watcherd.engines._base import Capabilities, Engine, EngineContext, Pipeline
+from watcherd.engines.registry import ENGINES, engine_class
+from watcherd.errors import ConfigError
+from watcherd.health import ApiHealth
+from watcherd.journal import Journal, Source
+
+log = structlog.get_logger("watcherd.engines")
+
+__all__ = [
+    "ENGINES",
+    "Capabilities",
+    "Engine",
+    "EngineContext",
+    "Engines",
+    "Pipeline",
+    "engine_class",
+    "engine_for",
+    "engines_needed",
+    "no_engine_reason",
+    "open_engines",
+    "resolve_engine",
+]
+
+INSTALL_LOCAL = "pip install 'watcherd[local]'"
+#: Which engine ``auto`` picks, in order: the first usable one.
+AUTO_ORDER: tuple[str, ...] = ("gladia", "local")
+
+
+def no_engine_reason(config: Config) -> str:
+    """What to tell a person whose files wait because no engine is available."""
+    return (
+        "no transcription engine: set a Gladia API key ([gladia] api_key, api_key_file or "
+        f"GLADIA_API_KEY), or install the offline engine ({INSTALL_LOCAL}), then restart "
+        "watcherd"
+    )
+
+
+def _problem(config: Config, name: str, local_installed: bool | None) -> str | None:
+    """Why engine ``name`` cannot run here, or None (``local_installed`` overrides a probe)."""
+    if name == "local" and local_installed is not None:
+        return None if local_installed else f"the offline engine is not installed: {INSTALL_LOCAL}"
+    return engine_class(name).unusable(config)
+
+
+def resolve_engine(config: Config, name: str, *, local_installed: bool | None = None
+                   ) -> str | None:
+    """What an engine setting (``auto`` or a registered name) means with this config.
+
+    Naming an engine that cannot run is a config error that says how to fix it. ``auto``
+    takes the first of AUTO_ORDER that can run, else None (files wait).
+    ``local_installed`` overrides the local engine's install probe (doctor, tests).
+    """
+    where = config.source or "config"
+    if name != "auto":
+        problem = _problem(config, name, local_installed)
+        if problem is not None:
+            raise ConfigError(f"{where}: the engine \"{name}\" is chosen but {problem}")
+        return name
+    for candidate in AUTO_ORDER:
+        if _problem(config, candidate, local_installed) is None:
+            return candidate
+    return None
+
+
+def engine_for(config: Config, *, local_installed: bool | None = None) -> str | None:
+    """The engine of the whole config ([engine] name), which folders use unless they override.
+
+    Also checks every folder's own engine and fallback, so a config naming an engine that
+    cannot run fails at start with the folder named.
+    """
+    default = resolve_engine(config, config.engine, local_installed=local_installed)
+    for watch in config.watches:
+        try:
+            if watch.engine is not None:
+                resolve_engine(config, watch.engine, local_installed=local_installed)
+            if watch.fallback == "local":
+                resolve_engine(config, "local", local_installed=local_installed)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (in the watch of {watch.path})") from None
+    return default
+
+
+def engines_needed(config: Config) -> set[str]:
+    """Every engine some folder (or a fallback, or ``transcribe``) may use."""
+    names = {engine_for(config)}
+    for watch in config.watches:
+        names.add(resolve_engine(config, watch.engine or config.engine))
+        if watch.fallback == "local":
+            names.add("local")
+    return {name for name in names if name is not None}
+
+
+class Engines:
+    """Every engine the configured folders use, opened together, closed together."""
+
+    def __init__(self, config: Config, opened: dict[str, Engine], health: ApiHealth) -> None:
+        self.config = config
+        self.opened = opened
+        self.health = health
+        self.default = engine_for(config)
+
+    def with_capability(self, capability: str) -> list[Engine]:
+        """The opened engines that can do ``capability`` (a field of :class:`Capabilities`)."""
+        return [e for e in self.opened.values() if getattr(e.capabilities, capability)]
+
+    def for_worker(self) -> dict[str, tuple[Pipeline, int]]:
+        """Engine name -> (pipeline, concurrency), for the worker."""
+        return {name: (e.pipeline, e.max_concurrent) for name, e in self.opened.items()
+                if e.pipeline is not None}
+
+    def engine_of(self, watch: WatchConfig | None) -> str | None:
+        """The engine name a folder's files use."""
+        if watch is None or watch.engine is None:
+            return self.default
+        return resolve_engine(self.config, watch.engine)
+
+    def problem(self) -> str:
+        """Why files wait when their engine is missing."""
+        problems = [e.problem for e in self.opened.values() if e.problem]
+        return problems[0] if problems else no_engine_reason(self.config)
+
+    async def start(self) -> None:
+        """Let each engine say up front what is wrong (a rejected key, an unreachable API)."""
+        for engine in self.opened.values():
+            await engine.start()
+
+    async def check(self) -> None:
+        """Raise the first fatal problem an engine finds (a rejected key), for one-shot runs."""
+        for engine in self.opened.values():
+            await engine.check()
+
+    async def close(self) -> None:
+        """Close every engine."""
+        for engine in self.opened.values():
+            await engine.close()
+
+
+async def open_engines(
+    config: Config, journal: Journal, *,
+    outputs_for: Callable[[Source], Sequence[str]] = default_outputs,
+    health: ApiHealth | None = None,
+    listen: bool = True,
+) -> Engines:
+    """Open every engine the folders need, each with the same context.
+
+    ``listen`` lets an engine start what receives calls from outside (Gladia's callback
+    listener); a one-shot ``transcribe`` runs without.
+    """
+    health = health or ApiHealth(journal)
+    context = EngineContext(config=config, journal=journal, health=health, retry=config.retry,
+                            outputs_for=outputs_for, listen=listen)
+    opened: dict[str, Engine] = {}
+    try:
+        for name in sorted(engines_needed(config)):
+            opened[name] = await engine_class(name).open(context)
+    except BaseException:
+        for engine in opened.values():
+            await engine.close()
+        raise
+    return Engines(config, opened, health)

@@ -1,0 +1,55 @@
+"""Which watched folder a path belongs to, and what that folder asks for (outputs, options).
+
+Built once from the configured watches (plus any files named on the command line) and shared
+by the worker and the engines, which get :meth:`Folders.outputs_for` at construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from watcherd.config import DEFAULT_OUTPUTS, WatchConfig
+from watcherd.journal import Source
+from watcherd.watcher import WatchIndex
+
+__all__ = ["Folders"]
+
+
+class Folders:
+    """The watches, with lookups by path (filters applied) and by a source's recorded root."""
+
+    def __init__(self, watches: Sequence[WatchConfig]) -> None:
+        self.watches = tuple(watches)
+        self.index = WatchIndex(self.watches)
+        self._by_root = {str(w.path): w for w in self.watches}
+        self._explicit: dict[Path, WatchConfig] = {}
+
+    def add_explicit(self, path: Path, watch: WatchConfig) -> None:
+        """A file named on the command line: it uses ``watch``'s settings."""
+        self._explicit[path] = watch
+
+    def explicit(self, path: Path) -> WatchConfig | None:
+        """The settings of a file named on the command line, if it is one."""
+        return self._explicit.get(path)
+
+    def watch_of(self, path: Path) -> WatchConfig | None:
+        """The watch that accepts ``path`` (its filters applied), if any."""
+        return self._explicit.get(path) or self.index.watch_for(path)
+
+    def watch_of_source(self, source: Source) -> WatchConfig | None:
+        """The watch of a journaled source: by its recorded root (cheap), else by its path.
+
+        Matching a path against every watch's filters costs microseconds that add up to
+        seconds when 100,000 queued sources are looked at on each pass.
+        """
+        path = Path(source.path)
+        explicit = self._explicit.get(path)
+        if explicit is not None:
+            return explicit
+        return self._by_root.get(source.watch_root) or self.index.watch_for(path)
+
+    def outputs_for(self, source: Source) -> tuple[str, ...]:
+        """The output formats configured for this source's folder."""
+        watch = self.watch_of_source(source)
+        return tuple(watch.outputs) if watch is not None else DEFAULT_OUTPUTS
