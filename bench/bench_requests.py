@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.gladia_sim import GladiaSimulator, make_wav  # noqa: E402
+from tests.sim import GladiaSimulator, make_wav  # noqa: E402
 from watcherd.config import (  # noqa: E402
     CallbackConfig,
     Config,

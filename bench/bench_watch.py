@@ -27,7 +27,7 @@ from typing import Any
 
 import common
 
-from tests.sim_media import wav_header
+from tests.sim.media import wav_header
 
 DEFAULT_SIZES = (10_000, 100_000)
 

@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.gladia_sim import GladiaSimulator, build_result  # noqa: E402
-from tests.sim_media import make_wav, wav_header  # noqa: E402
+from tests.sim import GladiaSimulator, build_result  # noqa: E402
+from tests.sim.media import make_wav, wav_header  # noqa: E402
 from watcherd.identity import content_key, options_json  # noqa: E402
 from watcherd.journal import FileStat, Journal  # noqa: E402
 

@@ -13,7 +13,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-import tests.gladia_sim as gladia_sim
+import tests.sim.jobs as sim_jobs
+import tests.sim.server as sim_server
 from tests.daemon_harness import toml_value
-from tests.gladia_sim import (
+from tests.sim import (
     GladiaSimulator,
     expected_transcript,
     make_wav,
@@ -62,11 +63,8 @@ WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 T = TypeVar("T")
 
 
-@pytest.fixture
-def sim() -> Iterator[GladiaSimulator]:
-    """A running simulator with fast jobs."""
-    with GladiaSimulator(api_key=KEY, job_seconds=0.2, concurrency=10) as s:
-        yield s
+#: How this module's simulator runs (the shared ``sim`` fixture in conftest.py reads it).
+SIM_OPTIONS = {"job_seconds": 0.2, "concurrency": 10}
 
 
 @dataclass
@@ -174,7 +172,7 @@ def pick_data(folder: Path, name: str, accept: Callable[[bytes], bool]) -> tuple
 
 def has_entity(data: bytes) -> bool:
     """True when the simulated speech names a person or place (NER and PII have work)."""
-    return any(w.rstrip(".?!,") in gladia_sim.ENTITIES for u in script(data) for w in u)
+    return any(w.rstrip(".?!,") in sim_jobs.ENTITIES for u in script(data) for w in u)
 
 
 # -- add-on outputs --------------------------------------------------------------------------
@@ -285,7 +283,7 @@ def test_failed_addon_is_noted_and_the_transcript_still_written(
 ) -> None:
     """A summarization block with success:false: the job is done, txt is written, no summary
     file, and NAME.md has a line saying the add-on failed and why."""
-    real_build = gladia_sim.build_result
+    real_build = sim_jobs.build_result
 
     def with_failed_summary(*args: Any, **kwargs: Any) -> dict[str, Any]:
         result = real_build(*args, **kwargs)
@@ -295,7 +293,8 @@ def test_failed_addon_is_noted_and_the_transcript_still_written(
                       "message": "Summary model unavailable"}}
         return result
 
-    monkeypatch.setattr(gladia_sim, "build_result", with_failed_summary)
+    # The server calls build_result through its own module globals: patch it there.
+    monkeypatch.setattr(sim_server, "build_result", with_failed_summary)
     config = simple_config(tmp_path, sim, options="summarization = true",
                            outputs=("txt", "md"))
     path = tmp_path / "inbox" / "talk.wav"

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.daemon_harness import DaemonProcess, _env, wait_until, write_config
-from tests.gladia_sim import (
+from tests.sim import (
     GladiaSimulator,
     expected_transcript,
     make_corrupt,
@@ -65,19 +65,10 @@ class Daemon(DaemonProcess):
         return wait_until(found, timeout=timeout, message=f"{path.name} {state}")
 
 
-@pytest.fixture
-def sim() -> Iterator[GladiaSimulator]:
-    """A running simulator with fast jobs."""
-    with GladiaSimulator(api_key=KEY, job_seconds=0.2, concurrency=3) as s:
-        yield s
+#: How this module's simulator runs (the shared ``sim`` fixture in conftest.py reads it).
+SIM_OPTIONS = {"job_seconds": 0.2, "concurrency": 3}
 
 
-@pytest.fixture
-def inbox(tmp_path: Path) -> Path:
-    """An empty watched folder."""
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    return folder
 
 
 @pytest.fixture

@@ -18,14 +18,13 @@ import json
 import os
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.daemon_harness import DaemonProcess, wait_until, write_config
-from tests.gladia_sim import Endpoint, FaultKind, GladiaSimulator, expected_transcript, make_wav
+from tests.sim import Endpoint, FaultKind, GladiaSimulator, expected_transcript, make_wav
 from watcherd.outputs import TEMP_MARKER
 
 KEY = "sk-test-chaos-0123456789"
@@ -157,12 +156,8 @@ def _all_done(daemon: DaemonProcess) -> list[dict[str, Any]] | None:
     return rows if rows and all(row["state"] == "done" for row in rows) else None
 
 
-@pytest.fixture
-def sim() -> Iterator[GladiaSimulator]:
-    """A simulator with short jobs, a plan of 3 and a list that lags behind creates."""
-    with GladiaSimulator(api_key=KEY, job_seconds=0.4, concurrency=3,
-                         list_lag_seconds=0.3) as s:
-        yield s
+#: How this module's simulator runs (the shared ``sim`` fixture in conftest.py reads it).
+SIM_OPTIONS = {"job_seconds": 0.4, "concurrency": 3, "list_lag_seconds": 0.3}
 
 
 @pytest.mark.timeout(240)

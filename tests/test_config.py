@@ -824,8 +824,8 @@ custom_metadata = { team = "research", nested = { n = 1 } }
 
 
 def test_every_documented_field_is_accepted_and_gladia_would_accept_it(tmp_path: Path) -> None:
-    """Options using every field of gladia-api.md 3.1 load, and the simulator validates them."""
-    from tests.gladia_sim import validate_create_body
+    """Options using every documented create field load, and the simulator validates them."""
+    from tests.sim import validate_create_body
 
     options = load(write(tmp_path, EVERY_FIELD)).defaults.options
     assert options["pii_redaction_config"] == {"entity_types": ["GDPR"],
@@ -901,7 +901,7 @@ OPTION_ERRORS = [
 def test_option_shape_errors_name_the_field(
     tmp_path: Path, options: str, key: str, expectation: str
 ) -> None:
-    """Each option that breaks gladia-api.md 3.1 is refused at load, naming the field."""
+    """Each option that breaks docs/gladia-contract.md is refused at load, naming the field."""
     path, message = error_of(tmp_path, f"[defaults.options]\n{options}\n")
     assert message.startswith(f"{path}: {key}")
     assert expectation in message

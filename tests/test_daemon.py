@@ -13,16 +13,13 @@ from typing import Any
 import pytest
 
 from tests.daemon_harness import DaemonProcess, wait_until, watcherd, write_config
-from tests.gladia_sim import GladiaSimulator, expected_transcript, make_wav
+from tests.sim import GladiaSimulator, expected_transcript, make_wav
 
 KEY = "sk-daemon-test-secret-987654"
 
 
-@pytest.fixture
-def sim() -> Iterator[GladiaSimulator]:
-    """A running simulator with fast jobs."""
-    with GladiaSimulator(api_key=KEY, job_seconds=0.2) as s:
-        yield s
+#: How this module's simulator runs (the shared ``sim`` fixture in conftest.py reads it).
+SIM_OPTIONS = {"job_seconds": 0.2}
 
 
 @pytest.fixture

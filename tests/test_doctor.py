@@ -14,8 +14,9 @@ import structlog
 from click.testing import CliRunner, Result
 
 from tests.daemon_harness import write_config
-from tests.gladia_sim import GladiaSimulator
+from tests.sim import GladiaSimulator
 from watcherd import doctor as doctor_module
+from watcherd.cli.ops import doctor
 from watcherd.config import Config, WatchConfig, load_config
 from watcherd.daemon import engine_for
 from watcherd.doctor import (
@@ -29,7 +30,6 @@ from watcherd.doctor import (
     format_report,
 )
 from watcherd.journal import SCHEMA_VERSION, FileStat, Journal
-from watcherd.ops_cli import doctor
 
 GOOD_KEY = "doctor-good-key-0123"
 

@@ -9,24 +9,15 @@ from pathlib import Path
 import pytest
 
 from tests.daemon_harness import DaemonProcess, wait_until, watcherd, write_config
-from tests.gladia_sim import GladiaSimulator, expected_transcript, make_wav
+from tests.sim import GladiaSimulator, expected_transcript, make_wav
 
 KEY = "sk-test-e2e-secret-0123456789"
 
 
-@pytest.fixture
-def sim() -> Iterator[GladiaSimulator]:
-    """A running simulator with fast jobs."""
-    with GladiaSimulator(api_key=KEY, job_seconds=0.3, concurrency=3) as s:
-        yield s
+#: How this module's simulator runs (the shared ``sim`` fixture in conftest.py reads it).
+SIM_OPTIONS = {"job_seconds": 0.3, "concurrency": 3}
 
 
-@pytest.fixture
-def inbox(tmp_path: Path) -> Path:
-    """An empty watched folder."""
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    return folder
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ def rules(**overrides: object) -> SourceFilter:
 
 
 def test_extension_set_covers_every_documented_format() -> None:
-    """Every format listed in gladia-api.md section 8, and the extra common ones, is known."""
+    """Every format listed in docs/gladia-contract.md, and the extra common ones, is known."""
     documented = {
         "aac", "ac3", "eac3", "flac", "m4a", "mp2", "mp3", "ogg", "opus", "wav",
         "3g2", "3gp", "avi", "flv", "m4v", "mkv", "mov", "mp4", "wmv",

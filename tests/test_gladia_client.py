@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.gladia_sim import GladiaSimulator, expected_transcript, make_sparse_wav, make_wav
+from tests.sim import GladiaSimulator, expected_transcript, make_sparse_wav, make_wav
 from watcherd import __version__
 from watcherd.config import Secret
 from watcherd.engines.gladia.client import CreatedJob, GladiaClient, UploadResult
@@ -154,11 +154,8 @@ async def upload_and_create(
     )
 
 
-@pytest.fixture
-def sim() -> Iterator[GladiaSimulator]:
-    """A running simulator with quick jobs, stopped after the test."""
-    with GladiaSimulator(api_key=KEY, job_seconds=0.1, concurrency=3) as s:
-        yield s
+#: How this module's simulator runs (the shared ``sim`` fixture in conftest.py reads it).
+SIM_OPTIONS = {"job_seconds": 0.1, "concurrency": 3}
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from tests.sim_media import make_wav
+from tests.sim.media import make_wav
 from watcherd import fserrors
 from watcherd.errors import SourceError
 from watcherd.identity import (
@@ -38,7 +38,7 @@ from watcherd.recover import job_from_outputs
 SHA = "ab" * 32
 OTHER_SHA = "cd" * 32
 
-# The API's documented defaults (gladia-api.md 3.1), written out here on their own so the test
+# The API's documented defaults (docs/gladia-contract.md), written out here on their own so the test
 # states what "means the same" independently of the code under test.
 API_DEFAULTS: dict[str, dict[str, Any]] = {
     "language_config": {"languages": [], "code_switching": False},

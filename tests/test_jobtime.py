@@ -24,7 +24,7 @@ def test_prior_before_anything_is_learnt() -> None:
     """With no finished job the prediction is the documented prior and marked unlearnt."""
     p = JobTimeModel().predict(83.0, "")
     assert p.learnt_from == 0
-    assert 20.0 < p.seconds < 40.0  # gladia-api.md: 83 s of audio done in 31 s
+    assert 20.0 < p.seconds < 40.0  # docs/gladia-contract.md: 83 s of audio done in 31 s
 
 
 def test_learns_a_fixed_job_time() -> None:

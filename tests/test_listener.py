@@ -134,7 +134,7 @@ def status_of(answer: bytes) -> int:
 
 
 def callback_body(job_id: str = JOB) -> dict[str, Any]:
-    """A documented success callback body (gladia-api.md 7.1), minimal payload."""
+    """A documented success callback body (docs/gladia-contract.md), minimal payload."""
     return {"id": job_id, "event": "transcription.success",
             "payload": {"metadata": {}, "transcription": {"full_transcript": "forged!"}},
             "custom_metadata": {"wf_key": "k1"}}
@@ -463,7 +463,7 @@ def signed(body: bytes, *, secret: str = VECTOR_SECRET, message_id: str = "msg_1
 
 
 def hook_body(job_id: str = JOB, event: str = "transcription.success") -> bytes:
-    """A documented webhook body (gladia-api.md 7.2): only the event and the job id."""
+    """A documented webhook body (docs/gladia-contract.md): only the event and the job id."""
     return json.dumps({"event": event, "payload": {"id": job_id}}).encode()
 
 

@@ -120,7 +120,7 @@ class TestPerFolderEngine:
                                                  no_key_env: dict[str, str]) -> None:
         """engine = "local" in one watch: its file is transcribed locally and never uploaded,
         while the other folder's file goes to Gladia."""
-        from tests.gladia_sim import GladiaSimulator, make_wav
+        from tests.sim import GladiaSimulator, make_wav
 
         with GladiaSimulator(api_key="k-123456", job_seconds=0.2) as sim:
             private, shared = tmp_path / "private", tmp_path / "shared"
@@ -152,7 +152,7 @@ class TestPerFolderEngine:
                                                    no_key_env: dict[str, str]) -> None:
         """fallback = "local": with the API down past fallback_after_seconds, the file is
         transcribed locally (the outputs say local) and no Gladia job is ever made."""
-        from tests.gladia_sim import GladiaSimulator
+        from tests.sim import GladiaSimulator
 
         with GladiaSimulator(api_key="k-123456", job_seconds=0.2) as sim:
             inbox = tmp_path / "inbox"

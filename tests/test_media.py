@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.sim_media import make_mp3, make_sparse_wav, make_wav
+from tests.sim.media import make_mp3, make_sparse_wav, make_wav
 from watcherd import fserrors, media
 from watcherd.errors import SourceError
 

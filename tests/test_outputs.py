@@ -38,7 +38,7 @@ from watcherd.outputs import (
     write_outputs,
 )
 
-# gladia-api.md section 4.3, the realistic complete "done" job.
+# docs/gladia-contract.md, the realistic complete "done" job.
 DONE_JOB: dict[str, Any] = {
     "id": "8a1f6c2e-3b4d-4e5f-9a6b-7c8d9e0f1a2b",
     "request_id": "G-8a1f6c2e",
@@ -114,7 +114,7 @@ DONE_JOB: dict[str, Any] = {
     },
 }
 
-# gladia-api.md section 4.4, a failed job.
+# docs/gladia-contract.md, a failed job.
 ERROR_JOB: dict[str, Any] = {
     "id": "c0ffee00-1234-4abc-8def-0123456789ab",
     "request_id": "G-c0ffee00",

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from tests.gladia_sim import (
+from tests.sim import (
     GladiaSimulator,
     expected_transcript,
     make_mp3,
@@ -129,11 +129,8 @@ class TestMediaChecks:
 # -- the pipeline --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def sim() -> Iterator[GladiaSimulator]:
-    """A running simulator with fast jobs."""
-    with GladiaSimulator(api_key=KEY, job_seconds=0.1, concurrency=5) as s:
-        yield s
+#: How this module's simulator runs (the shared ``sim`` fixture in conftest.py reads it).
+SIM_OPTIONS = {"job_seconds": 0.1, "concurrency": 5}
 
 
 class Bench:

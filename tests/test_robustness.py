@@ -7,7 +7,7 @@ import asyncio
 import errno
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.faultfs import STEPS, FaultFS, Step
-from tests.gladia_sim import GladiaSimulator, make_wav
+from tests.sim import GladiaSimulator, make_wav
 from watcherd import identity
 from watcherd import worker as worker_module
 from watcherd.config import Config, GladiaConfig, Secret, WatchConfig
@@ -32,11 +32,8 @@ FAST = RetryPolicy(list_lag_grace=1.0, poll_start=0.05, poll_cap=0.3, retry_base
                    retry_cap=0.4)
 
 
-@pytest.fixture
-def sim() -> Iterator[GladiaSimulator]:
-    """A running simulator with fast jobs."""
-    with GladiaSimulator(api_key=KEY, job_seconds=0.1, concurrency=10) as s:
-        yield s
+#: How this module's simulator runs (the shared ``sim`` fixture in conftest.py reads it).
+SIM_OPTIONS = {"job_seconds": 0.1, "concurrency": 10}
 
 
 def _config(tmp_path: Path, sim: GladiaSimulator, *watches: WatchConfig) -> Config:

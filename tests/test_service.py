@@ -23,8 +23,8 @@ from click.testing import CliRunner, Result
 
 from tests.daemon_harness import wait_until, write_config
 from watcherd import service
+from watcherd.cli.ops import service as service_group
 from watcherd.journal import FileStat, Journal
-from watcherd.ops_cli import service as service_group
 from watcherd.service import (
     HOOK_OUTPUT_LIMIT,
     LAUNCHD_LABEL,
@@ -541,7 +541,7 @@ def test_install_system_unit_lists_roots_and_journal(
     """--system writes to the system unit folder with the roots and journal folder writable."""
     config, root = config_file
     system_dir = tmp_path / "etc-systemd-system"
-    monkeypatch.setattr("watcherd.ops_cli.SYSTEM_UNIT_DIR", system_dir)
+    monkeypatch.setattr("watcherd.cli.ops.SYSTEM_UNIT_DIR", system_dir)
     key = tmp_path / "gladia.key"
     result = install("--system", "--config", str(config), "--key-file", str(key),
                      "--run-as", "ana")

@@ -1,4 +1,4 @@
-"""Fidelity of the Gladia simulator to /work/shared/gladia-api.md, checked with plain httpx."""
+"""Fidelity of the Gladia simulator to docs/gladia-contract.md, checked with plain httpx."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gladia_sim import (
+from tests.sim import (
     GladiaSimulator,
     expected_transcript,
     expected_translation,
@@ -242,7 +242,7 @@ class TestMedia:
 
 
 class TestUpload:
-    """POST /v2/upload (gladia-api.md section 2)."""
+    """POST /v2/upload (docs/gladia-contract.md)."""
 
     def test_upload_response_has_the_documented_shape(
         self, sim: GladiaSimulator, client: httpx.Client, tmp_path: Path
@@ -1217,9 +1217,9 @@ class TestLifecycle:
             httpx.get(f"{sim.base_url}/v2/pre-recorded")
 
     def test_command_line_runs_the_simulator_and_prints_its_url(self) -> None:
-        """python -m tests.gladia_sim prints its base URL and serves until terminated."""
+        """python -m tests.sim prints its base URL and serves until terminated."""
         process = subprocess.Popen(
-            [sys.executable, "-m", "tests.gladia_sim", "--port", "0", "--api-key", "cli-key"],
+            [sys.executable, "-m", "tests.sim", "--port", "0", "--api-key", "cli-key"],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,

@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from tests.daemon_harness import DaemonProcess, wait_until, write_config
-from tests.gladia_sim import GladiaSimulator, expected_transcript, make_wav
-from tests.sim_media import wav_header
+from tests.sim import GladiaSimulator, expected_transcript, make_wav
+from tests.sim.media import wav_header
 from watcherd.config import Config, GladiaConfig, WatchConfig
 from watcherd.errors import JournalError
 from watcherd.filters import SourceFilter

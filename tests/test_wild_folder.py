@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.daemon_harness import DaemonProcess, wait_until, write_config
-from tests.gladia_sim import GladiaSimulator, expected_transcript, make_sparse_wav, make_wav
+from tests.sim import GladiaSimulator, expected_transcript, make_sparse_wav, make_wav
 
 KEY = "sk-wild-folder-test-key-1"
 

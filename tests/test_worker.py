@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-import pytest
-
-from tests.gladia_sim import GladiaSimulator, expected_transcript, make_wav
+from tests.sim import GladiaSimulator, expected_transcript, make_wav
 from watcherd.config import Config, GladiaConfig, Secret, WatchConfig
 from watcherd.engines.gladia.client import GladiaClient
 from watcherd.engines.gladia.pipeline import GladiaPipeline
@@ -23,11 +21,8 @@ KEY = "sk-worker-test-key-42"
 FAST = RetryPolicy(list_lag_grace=1.0, poll_start=0.05, poll_cap=0.3, retry_base=0.1, retry_cap=1.0)
 
 
-@pytest.fixture
-def sim() -> Iterator[GladiaSimulator]:
-    """A running simulator with fast jobs."""
-    with GladiaSimulator(api_key=KEY, job_seconds=0.2, concurrency=10) as s:
-        yield s
+#: How this module's simulator runs (the shared ``sim`` fixture in conftest.py reads it).
+SIM_OPTIONS = {"job_seconds": 0.2, "concurrency": 10}
 
 
 def _config(tmp_path: Path, sim: GladiaSimulator, *, max_jobs: int = 3,

@@ -54,7 +54,7 @@ USER_METADATA_LIMIT = 1500
 # Keys watcherd writes into custom_metadata itself (see pipeline); a user value would be lost.
 RESERVED_METADATA_PREFIX = "wf_"
 
-# Gladia's documented create-body fields (gladia-api.md section 3.1), minus the two we refuse.
+# Gladia's documented create-body fields (docs/gladia-contract.md), minus the two we refuse.
 FLAG_OPTIONS = (
     "diarization",
     "translation",
@@ -95,7 +95,7 @@ SUBTITLE_FORMATS = ("srt", "vtt")
 # [defaults.options] that this watch drops before its own options are merged in.
 UNSET_KEY = "unset"
 
-# Gladia's transcription language codes (gladia-api.md section 3.1); translation adds "wo".
+# Gladia's transcription language codes (docs/gladia-contract.md); translation adds "wo".
 LANGUAGE_CODES: frozenset[str] = frozenset({
     "af", "am", "ar", "as", "az", "ba", "be", "bg", "bn", "bo", "br", "bs", "ca", "cs", "cy",
     "da", "de", "el", "en", "es", "et", "eu", "fa", "fi", "fo", "fr", "gl", "gu", "ha", "haw",
@@ -110,7 +110,7 @@ TRANSLATION_CODES: frozenset[str] = LANGUAGE_CODES | {"wo"}
 
 @dataclass(frozen=True)
 class _Field:
-    """The documented type of one field inside a ``*_config`` option (gladia-api.md 3.1)."""
+    """The documented type of one field inside a ``*_config`` option (docs/gladia-contract.md)."""
 
     kind: Literal[
         "bool", "int", "number", "string", "uri", "enum", "enum_list", "codes", "strings",
@@ -1059,7 +1059,7 @@ class _Parser:
                 for index, item in enumerate(items, start=1):
                     self.language_code(item, f"{key}[{index}]", spec.choices)
         elif kind == "entity_types":
-            # The OAS says one value, the docs an array (gladia-api.md 3.1): accept both.
+            # The OAS says one value, the docs an array (docs/gladia-contract.md): accept both.
             if not isinstance(value, str):
                 items = self.strings(value, key)
                 if not items:

@@ -9,8 +9,8 @@ from pathlib import Path
 from watcherd.config import WatchConfig
 from watcherd.outputs import is_output_or_temp
 
-#: Extensions (lower case, without the dot) of the formats Gladia accepts (gladia-api.md section
-#: 8), plus common ones its content-based detection also reads.
+#: Extensions (lower case, without the dot) of the formats Gladia accepts (its limits, in
+#: docs/gladia-contract.md), plus common ones its content-based detection also reads.
 AUDIO_VIDEO_EXTENSIONS: frozenset[str] = frozenset(
     {
         # audio, as documented

@@ -28,14 +28,14 @@ _CHUNK = 1024 * 1024
 _NOT_CONTENT = frozenset({"custom_metadata", "callback", "callback_config", "callback_url",
                           "audio_url"})
 
-# "A *_config object is read only when its flag is true" (gladia-api.md 3.1).
+# "A *_config object is read only when its flag is true" (docs/gladia-contract.md).
 _FLAGGED_CONFIGS = {
     f"{flag}_config": flag
     for flag in ("diarization", "translation", "subtitles", "summarization", "pii_redaction",
                  "custom_vocabulary", "custom_spelling", "audio_to_llm")
 }
 
-# Documented defaults of *_config fields (gladia-api.md 3.1): writing one out changes nothing.
+# Documented defaults of *_config fields (docs/gladia-contract.md): writing one out changes nothing.
 # audio_to_llm_config.model is left out on purpose: its default has changed over time, so an
 # explicit model and no model may not mean the same job. subtitles_config.style "default" is
 # the default by its name (not stated by the docs).
@@ -111,7 +111,7 @@ def _canonical_config(name: str, config: Mapping[str, Any]) -> dict[str, Any]:
             continue
         result[field] = value
     if name == "language_config" and len(result.get("languages", ())) == 1:
-        # "code_switching ... is ignored when one language is pinned" (gladia-api.md 3.1).
+        # "code_switching ... is ignored when one language is pinned" (docs/gladia-contract.md).
         result.pop("code_switching", None)
     return result
 

@@ -1,6 +1,6 @@
 """The worker loop: take hints, settle and hash sources, and drive due work through an engine.
 
-It is the only code that writes the journal (DESIGN invariant 4): watcher threads hand paths
+It is the only code that writes the journal (design.md, invariant 4): watcher threads hand paths
 over through :meth:`Worker.hint_threadsafe`, blocking file work runs in threads, and every
 result comes back to this loop before it is recorded.
 """

@@ -74,7 +74,7 @@ class CreatedJob:
 
 @dataclass(frozen=True)
 class _ErrorBody:
-    """The parts of Gladia's error body (gladia-api.md section 3.3) the client reports."""
+    """The parts of Gladia's error body (docs/gladia-contract.md) the client reports."""
 
     message: str
     request_id: str | None
@@ -326,7 +326,7 @@ class GladiaClient:
         """The listed jobs whose ``custom_metadata`` really holds every given key and value."""
         wanted = dict(custom_metadata)
         jobs = await self.list_jobs(custom_metadata=wanted, after_date=after_date)
-        # The server's filter semantics are not guaranteed (gladia-api.md section 5).
+        # The server's filter semantics are not guaranteed (docs/gladia-contract.md).
         return [job for job in jobs if _contains(job.get("custom_metadata"), wanted)]
 
     async def delete(self, job_id: str) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 __all__ = ["COSTLY_OPTIONS", "JobTimeModel", "Prediction", "job_seconds", "options_class",
            "poll_schedule"]
 
-#: Create fields whose add-on makes a job take longer (gladia-api.md section 3.1).
+#: Create fields whose add-on makes a job take longer (docs/gladia-contract.md).
 COSTLY_OPTIONS: tuple[str, ...] = (
     "diarization", "translation", "summarization", "sentiment_analysis",
     "named_entity_recognition", "chapterization", "audio_to_llm", "pii_redaction",

@@ -46,7 +46,7 @@ from watcherd.retry import RetryPolicy, poll_delays
 log = structlog.get_logger("watcherd.engines.gladia.pipeline")
 T = TypeVar("T")
 
-# Gladia's list may lag behind a create for a few seconds (gladia-api.md section 5).
+# Gladia's list may lag behind a create for a few seconds (docs/gladia-contract.md).
 LIST_LAG_GRACE = 15.0
 # How far before our own clock's create attempt a found job may be dated (clock skew).
 ADOPT_WINDOW = 24 * 3600.0

@@ -1,6 +1,6 @@
 """Gladia dashboard webhooks: Svix signature checks, replay window, redelivery dedupe.
 
-Gladia's account-level webhooks (gladia-api.md section 7.2) are delivered by Svix. Each request
+Gladia's account-level webhooks (docs/gladia-contract.md) are delivered by Svix. Each request
 carries a message id, a Unix timestamp and one or more signatures, in ``webhook-*`` headers (or
 the ``svix-*`` equivalents); a signature is ``v1,`` followed by the base64 HMAC-SHA256 of
 ``"{id}.{timestamp}.{raw body}"`` keyed with the base64-decoded part of ``whsec_...``. The body

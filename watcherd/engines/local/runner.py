@@ -5,7 +5,7 @@ no journal lock and no threads) that loads the model once and then transcribes o
 time. The daemon's event loop only waits on pipes, so it stays responsive and SIGTERM stays
 fast; a worker that dies is reported as a transient error and restarted on the next call.
 
-Results come back in the job shape of ``GET /v2/pre-recorded/{id}`` (gladia-api.md section 4)
+Results come back in the job shape of ``GET /v2/pre-recorded/{id}`` (docs/gladia-contract.md)
 so the same output writers serve both engines.
 """
 

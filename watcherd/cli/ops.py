@@ -1,7 +1,6 @@
 """The operations commands: ``watcherd doctor`` and ``watcherd service install``.
 
-The lead registers them on the main group (``main.add_command(doctor)``,
-``main.add_command(service)``).
+They are registered on the main group in :mod:`watcherd.cli`.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from typing import Literal
 
 import click
 
-from watcherd.cli_common import config_option, handles_errors
+from watcherd.cli._common import config_option, handles_errors
 from watcherd.config import API_KEY_ENV_VAR, Config, default_journal_path, load_config
 from watcherd.doctor import diagnose, exit_code, format_report
 from watcherd.errors import ConfigError

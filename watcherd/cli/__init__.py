@@ -1,4 +1,5 @@
-"""The ``watcherd`` command line: run, transcribe, status, retry.
+"""The ``watcherd`` command line, all in this package: run, transcribe, status and retry here;
+doctor and service in :mod:`watcherd.cli.ops`; shared options in :mod:`watcherd.cli._common`.
 
 Exit codes: 0 success, 1 work failed, 2 bad usage or bad config (click's own usage errors
 already exit 2).
@@ -17,14 +18,14 @@ from typing import Any
 import click
 
 from watcherd import __version__
-from watcherd.cli_common import config_option, handles_errors
+from watcherd.cli._common import config_option, handles_errors
+from watcherd.cli.ops import doctor, service
 from watcherd.config import Config, WatchConfig, load_config, with_extra_watches
 from watcherd.display import json_safe, printable
 from watcherd.errors import ConfigError, JournalError
 from watcherd.identity import options_json
 from watcherd.journal import STATES, Journal, JournalNotReady, Source
 from watcherd.log import configure_logging
-from watcherd.ops_cli import doctor, service
 from watcherd.watcher import watch_for
 
 
