@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import shutil
@@ -122,18 +123,17 @@ class Corpus:
 def make_corpus(folder: Path, long_seconds: float, shorts: int) -> Corpus:
     """Speak every paragraph once, then build the short files and the long one from them."""
     spoken = [speak(text, folder / f"p{i}.wav") for i, text in enumerate(PARAGRAPHS)]
-    short_paths = [spoken[i % len(spoken)] for i in range(shorts)]
-    short_files = []
-    for i, source in enumerate(short_paths):
-        target = folder / f"short{i}.wav"
-        shutil.copyfile(source, target)
-        short_files.append(target)
+    count = len(spoken)
+    # Every other short file holds two paragraphs: about 15 s and 30 s, alternating.
+    picks = [[i % count] if i % 2 == 0 else [i % count, (i + 1) % count] for i in range(shorts)]
+    short_files = [concatenate([spoken[j] for j in pick], folder / f"short{i}.wav",
+                               PAUSE_SECONDS) for i, pick in enumerate(picks)]
     cycle = sum(wav_seconds(p) + PAUSE_SECONDS for p in spoken)
-    rounds = max(1, round(long_seconds / cycle))
+    rounds = max(1, math.ceil(long_seconds / cycle))
     long = concatenate(spoken * rounds, folder / "long.wav", PAUSE_SECONDS)
     return Corpus(
         long=long, long_text=" ".join(PARAGRAPHS * rounds), shorts=tuple(short_files),
-        short_texts=tuple(PARAGRAPHS[i % len(PARAGRAPHS)] for i in range(shorts)),
+        short_texts=tuple(" ".join(PARAGRAPHS[j] for j in pick) for pick in picks),
     )
 
 
