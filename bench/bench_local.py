@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import math
 import os
@@ -44,7 +45,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from watcherd.local_engine import LocalEngine, auto_layout
+from watcherd.local_engine import BATCH_SECONDS, BATCH_SIZE, LocalEngine, auto_layout
 from watcherd.local_model import ensure_model, local_engine_installed
 
 # Distinct paragraphs, so no file is a loop of one sentence (Whisper treats repeats oddly).
@@ -189,10 +190,10 @@ _PLAIN: dict[str, Any] = {}
 
 def _plain_init(model_path: str, threads: int, batched: bool) -> None:
     """Pool initializer: load the model once per process, as any faster-whisper user would."""
-    from faster_whisper import BatchedInferencePipeline, WhisperModel
-
-    model = WhisperModel(model_path, device="cpu", compute_type="int8", cpu_threads=threads)
-    _PLAIN["model"] = BatchedInferencePipeline(model) if batched else model
+    faster_whisper = importlib.import_module("faster_whisper")
+    model = faster_whisper.WhisperModel(model_path, device="cpu", compute_type="int8",
+                                        cpu_threads=threads)
+    _PLAIN["model"] = faster_whisper.BatchedInferencePipeline(model) if batched else model
 
 
 def _plain_transcribe(path: str, batch_size: int) -> dict[str, Any]:
@@ -240,8 +241,9 @@ async def _engine(model: Path, files: Sequence[Path], workers: int, threads: int
                   batched: bool | None) -> Run:
     created = time.monotonic()
     # None keeps the engine's own rule; True batches every file; False never batches.
-    chosen = {} if batched is None else {"batch_seconds": 0.0 if batched else None}
-    engine = LocalEngine(model, workers=workers, cpu_threads=threads, beam_size=5, **chosen)
+    batch_seconds = BATCH_SECONDS if batched is None else (0.0 if batched else None)
+    engine = LocalEngine(model, workers=workers, cpu_threads=threads, beam_size=5,
+                         batch_seconds=batch_seconds)
     try:
         await engine.start()
         pids = engine.worker_pids()
@@ -384,7 +386,7 @@ def main() -> None:
     parser.add_argument("--long-seconds", type=float, default=400.0)
     parser.add_argument("--shorts", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--no-cli", action="store_true")
     parser.add_argument("--no-batched", action="store_true")
     parser.add_argument("--only", default="", help="run only scenarios whose name has this")

@@ -57,9 +57,14 @@ TIME_LIMIT_FACTOR = 3.0
 AUTO_WORKERS = 4
 MAX_AUTO_THREADS = 4
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
-# Recordings at least this long go through faster-whisper's batched pipeline (None: never).
-BATCH_SECONDS: float | None = None
-BATCH_SIZE = 8
+# Long recordings go through faster-whisper's BatchedInferencePipeline: it cuts the audio at
+# pauses (VAD) into pieces of up to 30 s and decodes BATCH_SIZE of them together. On a 6 min
+# recording with one thread it took 19-20 s instead of 27 s, with the same words (the
+# differences are digits written for numbers, "12" for "twelve"), and cannot loop on its own
+# output across pieces. The price is memory (the batch's beams) and no gain under 4 pieces,
+# so only recordings of at least BATCH_SIZE x 30 s use it. bench/RESULTS.md has the figures.
+BATCH_SIZE = 4
+BATCH_SECONDS: float | None = BATCH_SIZE * 30.0
 
 # Gladia options the local engine cannot honour, by the label reported to the user.
 GLADIA_ONLY_FLAGS: Mapping[str, str] = {
@@ -267,7 +272,9 @@ def build_job(
         "request_params": {k: v for k, v in options.items() if k != "custom_metadata"},
         "result": result,
         "engine": "local",
-        "watcherd": {"unavailable_options": unavailable},
+        # Which faster-whisper pipeline made it: the batched one for long recordings.
+        "watcherd": {"unavailable_options": unavailable,
+                     "batched": bool(reply.get("batched"))},
     }
 
 
@@ -407,6 +414,7 @@ def _run(model: Any, request: Mapping[str, Any], settings: _Settings,
         "segments": transcribed,
         "translation": translation,
         "ignored": ignored,
+        "batched": runner is batched,
     }
 
 
