@@ -83,8 +83,9 @@ def process_gone(pid: int) -> bool:
 
 
 async def with_engine(model: Path, work: Callable[[LocalEngine], Awaitable[T]]) -> T:
-    """Run ``work`` with a started engine, always closing it."""
-    engine = LocalEngine(model)
+    """Run ``work`` with a started one-worker engine, always closing it."""
+    # One worker whatever the machine: these tests follow a single worker process.
+    engine = LocalEngine(model, workers=1)
     try:
         await engine.start()
         return await work(engine)
@@ -552,7 +553,7 @@ def test_close_ends_a_worker_that_is_mid_file(model: Path, speech_dir: Path) -> 
     """close() does not wait for a long file: the worker is ended and its caller told."""
 
     async def work() -> tuple[int, BaseException | None]:
-        engine = LocalEngine(model)
+        engine = LocalEngine(model, workers=1)
         await engine.start()
         [pid] = engine.worker_pids()
         task = asyncio.ensure_future(engine.transcribe(speech_dir / "long.wav", {}))
