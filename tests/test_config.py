@@ -1032,9 +1032,9 @@ def test_webhook_without_listener_is_refused(tmp_path: Path) -> None:
 
 
 def test_local_hooks_metrics_defaults(tmp_path: Path) -> None:
-    """With no tables: one local worker, no hooks, no metrics file."""
+    """With no tables: automatic local workers, no hooks, no metrics file."""
     config = parse_config({}, source=None, env={})
-    assert config.local.workers == 1 and config.local.beam_size == 5
+    assert config.local.workers == 0 and config.local.beam_size == 5  # 0: automatic
     assert config.hooks.on_done == () and config.hooks.timeout_seconds == 60.0
     assert config.metrics_textfile is None
 

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.speech import (
     ENGLISH_TEXT,
@@ -28,16 +30,22 @@ from tests.speech import (
     words,
 )
 from watcherd import outputs
+from watcherd.config import parse_config
 from watcherd.engines.local.model import ensure_model, local_engine_installed
 from watcherd.engines.local.pipeline import LocalPipeline
 from watcherd.engines.local.runner import (
+    BATCH_SECONDS,
+    BATCH_SIZE,
+    MAX_AUTO_THREADS,
     DecodePlan,
     LocalEngine,
     LocalEngineError,
+    auto_layout,
+    available_cpus,
     build_job,
     plan_for,
 )
-from watcherd.errors import SourceError
+from watcherd.errors import ConfigError, SourceError
 from watcherd.identity import content_key, hash_file, options_json
 from watcherd.journal import FileStat, Journal, Source
 
@@ -75,8 +83,9 @@ def process_gone(pid: int) -> bool:
 
 
 async def with_engine(model: Path, work: Callable[[LocalEngine], Awaitable[T]]) -> T:
-    """Run ``work`` with a started engine, always closing it."""
-    engine = LocalEngine(model)
+    """Run ``work`` with a started one-worker engine, always closing it."""
+    # One worker whatever the machine: these tests follow a single worker process.
+    engine = LocalEngine(model, workers=1)
     try:
         await engine.start()
         return await work(engine)
@@ -114,6 +123,131 @@ def english_job(model: Path, speech_dir: Path) -> dict[str, Any]:
         return await engine.transcribe(speech_dir / "english.wav", options)
 
     return asyncio.run(with_engine(model, work))
+
+
+# -- workers x threads from the machine (no model needed) --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cpus", "expected"),
+    [(1, (1, 1)), (2, (2, 1)), (4, (4, 1)), (7, (7, 1)), (8, (4, 2)), (12, (4, 3)),
+     (16, (4, 4)), (32, (8, 4)), (64, (16, 4))],
+)
+def test_auto_layout_fills_the_cpus_processes_first(cpus: int, expected: tuple[int, int]
+                                                    ) -> None:
+    """Both automatic: one thread per worker up to 4 workers, then threads grow to 4."""
+    assert auto_layout(cpus) == expected
+
+
+def test_auto_layout_keeps_what_is_set_and_fills_the_rest() -> None:
+    """A set workers or cpu_threads is kept; the other fills the CPUs, never below 1."""
+    assert auto_layout(8, workers=1) == (1, 8)
+    assert auto_layout(8, cpu_threads=8) == (1, 8)
+    assert auto_layout(8, cpu_threads=3) == (2, 3)
+    assert auto_layout(2, workers=4) == (4, 1)
+    assert auto_layout(2, cpu_threads=6) == (1, 6)
+    assert auto_layout(2, workers=3, cpu_threads=5) == (3, 5)
+
+
+@given(cpus=st.integers(1, 4096), workers=st.integers(0, 256), threads=st.integers(0, 256))
+def test_auto_layout_property(cpus: int, workers: int, threads: int) -> None:
+    """Always >= 1 each; set values kept; all automatic never oversubscribes and leaves
+    fewer idle CPUs than one worker's threads."""
+    got_workers, got_threads = auto_layout(cpus, workers=workers, cpu_threads=threads)
+    assert got_workers >= 1 and got_threads >= 1
+    if workers:
+        assert got_workers == workers
+    if threads:
+        assert got_threads == threads
+    if workers and not threads:
+        assert got_threads == max(1, cpus // workers)
+    if not workers and not threads:
+        assert got_threads <= MAX_AUTO_THREADS
+        assert got_workers * got_threads <= cpus < (got_workers + 1) * got_threads
+    if not workers and threads and threads <= cpus:
+        assert got_workers * got_threads <= cpus
+
+
+def test_available_cpus_honours_affinity_and_a_cgroup_quota(tmp_path: Path) -> None:
+    """The affinity mask counts; a cgroup v2 quota lowers it (rounded up); no quota or an
+    unreadable file leaves it."""
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    assert available_cpus(cpu_max) == affinity  # no such file
+    cpu_max.write_text("max 100000\n")
+    assert available_cpus(cpu_max) == affinity
+    cpu_max.write_text("50000 100000\n")
+    assert available_cpus(cpu_max) == 1
+    cpu_max.write_text(f"{affinity * 100000 + 1} 100000\n")
+    assert available_cpus(cpu_max) == affinity
+    cpu_max.write_text("garbage\n")
+    assert available_cpus(cpu_max) == affinity
+
+
+@given(text=st.text(max_size=40))
+def test_available_cpus_property_any_cpu_max_text(tmp_path_factory: pytest.TempPathFactory,
+                                                  text: str) -> None:
+    """Whatever the cgroup file holds, the answer is between 1 and the affinity count."""
+    cpu_max = tmp_path_factory.mktemp("cg") / "cpu.max"
+    cpu_max.write_text(text, encoding="utf-8")
+    assert 1 <= available_cpus(cpu_max) <= len(os.sched_getaffinity(0))
+
+
+@given(quota=st.integers(1, 10**9), period=st.integers(1, 10**7))
+def test_available_cpus_property_quota(tmp_path_factory: pytest.TempPathFactory, quota: int,
+                                       period: int) -> None:
+    """A numeric quota gives ceil(quota / period), capped by the affinity mask, at least 1."""
+    cpu_max = tmp_path_factory.mktemp("cg") / "cpu.max"
+    cpu_max.write_text(f"{quota} {period}\n", encoding="ascii")
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cpus(cpu_max) == max(1, min(affinity, -(-quota // period)))
+
+
+def test_engine_resolves_its_layout_without_starting(tmp_path: Path) -> None:
+    """LocalEngine's 0 = automatic is resolved at construction: workers is what the daemon
+    uses as its concurrency; nothing is spawned until start."""
+    engine = LocalEngine(tmp_path, cpus=8)
+    assert (engine.workers, engine.cpu_threads) == (4, 2)
+    assert engine.worker_pids() == []
+    assert (LocalEngine(tmp_path, workers=1, cpus=8).cpu_threads) == 8
+    default = LocalEngine(tmp_path)
+    assert (default.workers, default.cpu_threads) == auto_layout(available_cpus())
+    with pytest.raises(ValueError, match="automatic"):
+        LocalEngine(tmp_path, workers=-1)
+
+
+def test_local_config_is_automatic_by_default_and_overridable() -> None:
+    """[local] workers / cpu_threads default to "auto" (0); numbers are kept; 0 threads is
+    still automatic; anything else is refused with what is expected."""
+    assert (parse_config({}, source=None, env={}).local.workers,
+            parse_config({}, source=None, env={}).local.cpu_threads) == (0, 0)
+    auto = parse_config({"local": {"workers": "auto", "cpu_threads": "auto"}},
+                        source=None, env={})
+    assert (auto.local.workers, auto.local.cpu_threads) == (0, 0)
+    set_ = parse_config({"local": {"workers": 3, "cpu_threads": 0}}, source=None, env={})
+    assert (set_.local.workers, set_.local.cpu_threads) == (3, 0)
+    with pytest.raises(ConfigError, match=re.escape('local.workers: expected "auto" or an '
+                                                    "integer >= 1")):
+        parse_config({"local": {"workers": 0}}, source=None, env={})
+
+
+@given(value=st.one_of(st.text(max_size=12).filter(lambda t: t != "auto"),
+                       st.integers(max_value=-1), st.booleans(), st.floats(),
+                       st.lists(st.integers(), max_size=2)))
+def test_local_config_property_bad_counts_refused(value: object) -> None:
+    """Any workers / cpu_threads that is neither "auto" nor a whole number in range is
+    refused, naming the key and what it accepts."""
+    for key in ("workers", "cpu_threads"):
+        with pytest.raises(ConfigError, match=re.escape(f'local.{key}: expected "auto" or')):
+            parse_config({"local": {key: value}}, source=None, env={})
+
+
+@given(workers=st.integers(1, 10**6), threads=st.integers(0, 10**6))
+def test_local_config_property_counts_kept(workers: int, threads: int) -> None:
+    """Whole numbers in range are kept as given."""
+    config = parse_config({"local": {"workers": workers, "cpu_threads": threads}},
+                          source=None, env={})
+    assert (config.local.workers, config.local.cpu_threads) == (workers, threads)
 
 
 # -- options -> plan (no model needed) ---------------------------------------------------
@@ -249,7 +383,7 @@ def test_local_job_has_the_gladia_job_shape(english_job: dict[str, Any], speech_
     assert job["file"]["filename"] == "english.wav" and job["file"]["source"] is None
     assert abs(job["file"]["audio_duration"] - duration) < 0.1
     assert job["result"]["metadata"]["billing_time"] == 0
-    assert job["watcherd"] == {"unavailable_options": []}
+    assert job["watcherd"] == {"unavailable_options": [], "batched": False}
     for utterance in job["result"]["transcription"]["utterances"]:
         assert utterance["channel"] == 0 and utterance["language"] == "en"
         assert 0 <= utterance["start"] <= utterance["end"] <= duration + 0.5
@@ -281,6 +415,37 @@ def test_unavailable_options_are_listed_and_the_transcript_still_written(
 
 
 @needs_model
+def test_long_recording_goes_through_the_batched_pipeline(model: Path, speech_dir: Path
+                                                          ) -> None:
+    """At or above batch_seconds the batched pipeline transcribes, with a low WER and word
+    times in order inside the recording; below it, the sequential one."""
+    assert BATCH_SECONDS is not None and BATCH_SECONDS >= BATCH_SIZE * 30.0
+    long = speech_dir / "long.wav"
+
+    async def work(engine: LocalEngine) -> tuple[dict[str, Any], dict[str, Any]]:
+        return (await engine.transcribe(long, {}),
+                await engine.transcribe(speech_dir / "english.wav", {}))
+
+    engine = LocalEngine(model, workers=1, batch_seconds=wav_seconds(long) - 1.0)
+    try:
+        batched, short = asyncio.run(_started(engine, work))
+    finally:
+        asyncio.run(engine.close())
+    assert batched["watcherd"]["batched"] is True and short["watcherd"]["batched"] is False
+    transcript = batched["result"]["transcription"]["full_transcript"]
+    assert word_error_rate(" ".join([ENGLISH_TEXT] * 6), transcript) < 0.2, transcript
+    starts = [w["start"] for u in batched["result"]["transcription"]["utterances"]
+              for w in u["words"]]
+    assert len(starts) > 50 and starts == sorted(starts)
+    assert starts[0] >= 0.0 and starts[-1] <= wav_seconds(long)
+
+
+async def _started(engine: LocalEngine, work: Callable[[LocalEngine], Awaitable[T]]) -> T:
+    """Start ``engine`` and run ``work`` with it (the caller closes it)."""
+    await engine.start()
+    return await work(engine)
+
+
 def test_pinned_language_and_english_translation(model: Path, speech_dir: Path) -> None:
     """French speech with translation to English gives a French transcript plus an en block."""
     options = {"language_config": {"languages": ["fr"]}, "translation": True,
@@ -388,7 +553,7 @@ def test_close_ends_a_worker_that_is_mid_file(model: Path, speech_dir: Path) -> 
     """close() does not wait for a long file: the worker is ended and its caller told."""
 
     async def work() -> tuple[int, BaseException | None]:
-        engine = LocalEngine(model)
+        engine = LocalEngine(model, workers=1)
         await engine.start()
         [pid] = engine.worker_pids()
         task = asyncio.ensure_future(engine.transcribe(speech_dir / "long.wav", {}))

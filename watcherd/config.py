@@ -298,7 +298,8 @@ class LocalConfig:
     """The ``[local]`` table: the offline Whisper engine's settings."""
 
     model: str = "base"
-    workers: int = 1
+    # 0 means "auto": chosen from the CPUs at start (watcherd.engines.local.runner.auto_layout).
+    workers: int = 0
     cpu_threads: int = 0
     beam_size: int = 5
 
@@ -573,6 +574,14 @@ class _Parser:
             self.expected(key, f"an integer >= {minimum}", value)
         return value
 
+    def count_or_auto(self, value: Any, key: str, *, minimum: int) -> int:
+        """``"auto"`` (returned as 0) or an integer >= ``minimum``."""
+        if value == "auto":
+            return 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            self.expected(key, f'"auto" or an integer >= {minimum}', value)
+        return value
+
     def number(self, value: Any, key: str, *, minimum: float) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
             self.expected(key, f"a number >= {minimum:g}", value)
@@ -620,9 +629,11 @@ class _Parser:
         model = self.choice(local.get("model", "base"), "local.model", LOCAL_MODELS)
         local_config = LocalConfig(
             model=model,
-            workers=self.integer(local.get("workers", 1), "local.workers", minimum=1),
-            cpu_threads=self.integer(local.get("cpu_threads", 0), "local.cpu_threads",
-                                     minimum=0),
+            workers=self.count_or_auto(local.get("workers", "auto"), "local.workers",
+                                       minimum=1),
+            # 0 stays accepted: it meant "let the engine choose" before "auto" existed.
+            cpu_threads=self.count_or_auto(local.get("cpu_threads", "auto"),
+                                           "local.cpu_threads", minimum=0),
             beam_size=self.integer(local.get("beam_size", 5), "local.beam_size", minimum=1),
         )
 

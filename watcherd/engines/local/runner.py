@@ -5,6 +5,10 @@ no journal lock and no threads) that loads the model once and then transcribes o
 time. The daemon's event loop only waits on pipes, so it stays responsive and SIGTERM stays
 fast; a worker that dies is reported as a transient error and restarted on the next call.
 
+How many workers and how many threads each is chosen from the CPUs this process may use
+(:func:`auto_layout`), so one file gets every core it can use and several files keep every
+core busy without more threads than cores.
+
 Results come back in the job shape of ``GET /v2/pre-recorded/{id}`` (docs/gladia-contract.md)
 so the same output writers serve both engines.
 """
@@ -46,6 +50,22 @@ STOP_GRACE = 1.0
 # time on two cores, so three times the recording's length leaves a wide margin.
 MIN_TIME_LIMIT = 900.0
 TIME_LIMIT_FACTOR = 3.0
+# Separate processes scale with the cores almost linearly; OpenMP threads inside one process
+# do not (base's beam-search steps are small, and a thread descheduled by any other program
+# stalls its siblings at every barrier: on a shared 2-core machine 2 threads ran no faster
+# than 1). So cores go to workers first, one thread each, up to this many workers; past it
+# (memory: ~350 MB per worker) the threads per worker grow, to at most MAX_AUTO_THREADS.
+AUTO_WORKERS = 4
+MAX_AUTO_THREADS = 4
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+# Long recordings go through faster-whisper's BatchedInferencePipeline: it cuts the audio at
+# pauses (VAD) into pieces of up to 30 s and decodes BATCH_SIZE of them together. On a 6 min
+# recording with one thread it took 19-20 s instead of 27 s, with the same words (the
+# differences are digits written for numbers, "12" for "twelve"), and cannot loop on its own
+# output across pieces. The price is memory (the batch's beams) and no gain under 4 pieces,
+# so only recordings of at least BATCH_SIZE x 30 s use it. bench/RESULTS.md has the figures.
+BATCH_SIZE = 4
+BATCH_SECONDS: float | None = BATCH_SIZE * 30.0
 
 # Gladia options the local engine cannot honour, by the label reported to the user.
 GLADIA_ONLY_FLAGS: Mapping[str, str] = {
@@ -81,6 +101,43 @@ class LocalEngineError(WatcherdError):
         super().__init__(message)
         self.message = message
         self.transient = transient
+
+
+# -- how many processes, how many threads ---------------------------------------------
+
+
+def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """The CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1  # no affinity call on this platform (macOS)
+    try:
+        quota, period = cpu_max.read_text(encoding="ascii").split()[:2]
+        if quota != "max" and int(period) > 0:
+            # A container limited to 1.5 CPUs gets 2 threads: a partial CPU still runs one.
+            cpus = min(cpus, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota to honour
+    return max(1, cpus)
+
+
+def auto_layout(cpus: int, *, workers: int = 0, cpu_threads: int = 0) -> tuple[int, int]:
+    """(workers, threads per worker) for ``cpus`` CPUs; a 0 argument is chosen, others kept.
+
+    Both chosen: threads = clamp(cpus // 4, 1, 4) and workers = cpus // threads (2 CPUs:
+    2 x 1, 4: 4 x 1, 8: 4 x 2, 16: 4 x 4, 32: 8 x 4), so workers x threads never exceeds
+    the CPUs (OpenMP threads that outnumber cores spin against each other). One given: the
+    other fills the CPUs (at least 1).
+    """
+    cpus = max(1, cpus)
+    if workers > 0 and cpu_threads > 0:
+        return workers, cpu_threads
+    if workers > 0:
+        return workers, max(1, cpus // workers)
+    threads = (cpu_threads if cpu_threads > 0
+               else min(MAX_AUTO_THREADS, max(1, cpus // AUTO_WORKERS)))
+    return max(1, cpus // threads), threads
 
 
 # -- what the options ask for ------------------------------------------------------------
@@ -216,7 +273,9 @@ def build_job(
         "request_params": {k: v for k, v in options.items() if k != "custom_metadata"},
         "result": result,
         "engine": "local",
-        "watcherd": {"unavailable_options": unavailable},
+        # Which faster-whisper pipeline made it: the batched one for long recordings.
+        "watcherd": {"unavailable_options": unavailable,
+                     "batched": bool(reply.get("batched"))},
     }
 
 
@@ -300,7 +359,17 @@ def _decode(path: str) -> Any:
     return audio
 
 
-def _run(model: Any, request: Mapping[str, Any], beam_size: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Settings:
+    """What every transcription in a worker shares."""
+
+    beam_size: int
+    batch_seconds: float | None
+    batch_size: int
+
+
+def _run(model: Any, request: Mapping[str, Any], settings: _Settings,
+         batched: Any = None) -> dict[str, Any]:
     path = str(request["path"])
     audio = _decode(path)
     ignored: list[str] = []
@@ -320,8 +389,13 @@ def _run(model: Any, request: Mapping[str, Any], beam_size: int) -> dict[str, An
         language = next((code for code in ranked if code in allowed), allowed[0])
     elif language is None and len(allowed) == 1:
         language = allowed[0]
-    common: dict[str, Any] = {"beam_size": beam_size, "word_timestamps": True}
-    segments, info = model.transcribe(audio, language=language, task="transcribe", **common)
+    common: dict[str, Any] = {"beam_size": settings.beam_size, "word_timestamps": True}
+    runner = model
+    if (batched is not None and settings.batch_seconds is not None
+            and audio.size >= settings.batch_seconds * SAMPLE_RATE):
+        runner = batched
+        common["batch_size"] = settings.batch_size
+    segments, info = runner.transcribe(audio, language=language, task="transcribe", **common)
     transcribed = _segments(segments)
     translation = None
     if request.get("translate"):
@@ -329,8 +403,8 @@ def _run(model: Any, request: Mapping[str, Any], beam_size: int) -> dict[str, An
         if info.language == "en":
             translated = transcribed  # already English: a second pass would repeat the first
         else:
-            pieces, _ = model.transcribe(audio, language=info.language, task="translate",
-                                         **common)
+            pieces, _ = runner.transcribe(audio, language=info.language, task="translate",
+                                          **common)
             translated = _segments(pieces)
         translation = {"segments": translated, "seconds": time.monotonic() - started}
     return {
@@ -341,12 +415,13 @@ def _run(model: Any, request: Mapping[str, Any], beam_size: int) -> dict[str, An
         "segments": transcribed,
         "translation": translation,
         "ignored": ignored,
+        "batched": runner is batched,
     }
 
 
 def worker_main(
     conn: multiprocessing.connection.Connection, model_path: str, cpu_threads: int,
-    beam_size: int,
+    beam_size: int, batch_seconds: float | None = None, batch_size: int = BATCH_SIZE,
 ) -> None:
     """The worker process: load the model by path once, then answer transcribe requests."""
     # Ctrl-C reaches the whole process group; the daemon decides when its workers stop.
@@ -365,10 +440,13 @@ def worker_main(
             model_path, device="cpu", compute_type="int8", cpu_threads=cpu_threads,
             num_workers=1, local_files_only=True,
         )
+        batched = (faster_whisper.BatchedInferencePipeline(model)
+                   if batch_seconds is not None else None)
     except BaseException as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready", time.monotonic() - started))
+    settings = _Settings(beam_size, batch_seconds, batch_size)
     while True:
         try:
             message = conn.recv()
@@ -377,7 +455,7 @@ def worker_main(
         if message[0] != "transcribe":
             return
         try:
-            reply: tuple[str, Any] = ("done", _run(model, message[1], beam_size))
+            reply: tuple[str, Any] = ("done", _run(model, message[1], settings, batched))
         except _Refused as exc:
             reply = ("refused", str(exc))
         except _Missing as exc:
@@ -429,9 +507,9 @@ class _Worker:
     """One worker process and its pipe, as seen from the daemon."""
 
     def __init__(self, ctx: SpawnContext, model_path: Path, cpu_threads: int,
-                 beam_size: int) -> None:
+                 beam_size: int, batch_seconds: float | None) -> None:
         self._ctx = ctx
-        self._args = (str(model_path), cpu_threads, beam_size)
+        self._args = (str(model_path), cpu_threads, beam_size, batch_seconds)
         self.process: SpawnProcess | None = None
         self.conn: multiprocessing.connection.Connection | None = None
         self.load_seconds: float | None = None
@@ -570,16 +648,21 @@ async def _reap_process(process: SpawnProcess, timeout: float) -> None:
 class LocalEngine:
     """Transcribes files with Whisper base in worker processes, one file per worker at a time."""
 
-    def __init__(self, model_path: Path, *, workers: int = 1, cpu_threads: int = 0,
-                 beam_size: int = 5) -> None:
-        if workers < 1:
-            raise ValueError("workers must be at least 1")
+    def __init__(self, model_path: Path, *, workers: int = 0, cpu_threads: int = 0,
+                 beam_size: int = 5, cpus: int | None = None,
+                 batch_seconds: float | None = BATCH_SECONDS) -> None:
+        """``workers`` / ``cpu_threads`` 0 means chosen from ``cpus`` (default: this machine's)."""
+        if workers < 0 or cpu_threads < 0:
+            raise ValueError("workers and cpu_threads must be 0 (automatic) or more")
         self.model_path = model_path
-        self.workers = workers
-        self.cpu_threads = cpu_threads
+        self.workers, self.cpu_threads = auto_layout(
+            available_cpus() if cpus is None else cpus, workers=workers, cpu_threads=cpu_threads
+        )
         self.beam_size = beam_size
         ctx = multiprocessing.get_context("spawn")
-        self._workers = [_Worker(ctx, model_path, cpu_threads, beam_size) for _ in range(workers)]
+        self.batch_seconds = batch_seconds
+        self._workers = [_Worker(ctx, model_path, self.cpu_threads, beam_size, batch_seconds)
+                         for _ in range(self.workers)]
         self._idle: asyncio.Queue[_Worker] | None = None
         self._verified = False
         self._closed = False
