@@ -1,0 +1,278 @@
+"""Copy a journal between backends (SQLite file to PostgreSQL and back) without re-paying.
+
+Sources keep their ids, events, stored results and job times, so the installation that moves
+finds every finished file finished and every job in flight still known (a job id to poll, or
+a maybe-created job to look up by its content key). Copying again is harmless: rows already
+there are brought up to date, none is doubled. A destination that holds a different journal
+(rows the source does not have) is refused, never merged into.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from watcherd.errors import JournalError
+from watcherd.journal import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
+from watcherd.journal import Journal, Source, decode_path, encode_path, safe_text
+
+SOURCE_COLUMNS = tuple(f.name for f in fields(Source))
+EVENT_COLUMNS = ("id", "source_id", "at", "from_state", "to_state", "actor", "reason")
+RESULT_COLUMNS = ("content_key", "job_id", "job_json", "created_at")
+JOB_TIME_COLUMNS = ("id", "at", "options_class", "audio_seconds", "seconds")
+_PATH_COLUMNS = frozenset({"path", "watch_root", "output_base"})
+
+
+@dataclass(frozen=True)
+class JournalRows:
+    """Everything a journal holds that a copy carries, paths as Python text (decoded)."""
+
+    sources: tuple[dict[str, Any], ...]
+    events: tuple[dict[str, Any], ...]
+    results: tuple[dict[str, Any], ...]
+    job_times: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class CopyReport:
+    """How many rows of each kind the destination now holds from the source."""
+
+    sources: int
+    events: int
+    results: int
+    job_times: int
+
+
+def is_postgres_url(target: str) -> bool:
+    """Whether a journal location is a PostgreSQL URL (else it is a SQLite file path)."""
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+def copy_journal(src: str | Path, dst: str | Path) -> CopyReport:
+    """Copy the journal at ``src`` into ``dst`` (each a SQLite file or a PostgreSQL URL)."""
+    src_text, dst_text = str(src), str(dst)
+    if src_text == dst_text or (
+        not is_postgres_url(src_text) and not is_postgres_url(dst_text)
+        and Path(dst_text).exists() and Path(src_text).resolve() == Path(dst_text).resolve()
+    ):
+        raise JournalError("the source and the destination of the copy are the same journal")
+    rows = read_rows(src_text)
+    write_rows(dst_text, rows, source_label=_label(src_text))
+    return CopyReport(len(rows.sources), len(rows.events), len(rows.results),
+                      len(rows.job_times))
+
+
+def _label(target: str) -> str:
+    if is_postgres_url(target):
+        from watcherd.journal_pg import redact_url
+
+        return redact_url(target)
+    return target
+
+
+def read_rows(target: str) -> JournalRows:
+    """Read a whole journal in one consistent snapshot."""
+    return _read_pg(target) if is_postgres_url(target) else _read_sqlite(Path(target))
+
+
+def write_rows(target: str, rows: JournalRows, *, source_label: str) -> None:
+    """Write rows into a journal (created if needed) in one transaction."""
+    if is_postgres_url(target):
+        _write_pg(target, rows, source_label)
+    else:
+        _write_sqlite(Path(target), rows, source_label)
+
+
+def _decoded(row: dict[str, Any], decode: Any) -> dict[str, Any]:
+    return {k: (decode(v) if k in _PATH_COLUMNS and v is not None else v)
+            for k, v in row.items()}
+
+
+def _check_fits(dst_label: str, source_label: str, rows: JournalRows,
+                dst_sources: dict[int, str], dst_events: set[int], dst_times: set[int]) -> None:
+    """Refuse a destination that holds rows the source does not: it is another journal."""
+    src_sources = {int(r["id"]): r["path"] for r in rows.sources}
+    for source_id, path in dst_sources.items():
+        if src_sources.get(source_id) != path:
+            raise JournalError(
+                f"{dst_label} already holds a different journal (its source {source_id}, "
+                f"{path!r}, is not in {source_label}); copy into an empty database or a new "
+                "file"
+            )
+    extra_events = dst_events - {int(r["id"]) for r in rows.events}
+    extra_times = dst_times - {int(r["id"]) for r in rows.job_times}
+    if extra_events or extra_times:
+        raise JournalError(
+            f"{dst_label} was used after an earlier copy (it has events or job times that "
+            f"{source_label} lacks); copy into an empty database or a new file"
+        )
+
+
+# -- SQLite ----------------------------------------------------------------------------------
+
+
+def _read_sqlite(path: Path) -> JournalRows:
+    if not path.exists():
+        raise JournalError(f"no journal at {path}: give the path of an existing journal file")
+    Journal.open(path, readonly=True).close()  # clear errors: not a journal, too new, ...
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=10)
+    if conn.execute("PRAGMA user_version").fetchone()[0] < SQLITE_SCHEMA_VERSION:
+        conn.close()
+        Journal.open(path).close()  # brought up to date in place, as `watcherd run` would
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                               timeout=10)
+    conn.row_factory = sqlite3.Row
+    try:
+        conn.execute("BEGIN")  # one snapshot for every table, even while a daemon writes
+        sources = tuple(_decoded(dict(r), decode_path)
+                        for r in conn.execute("SELECT * FROM sources ORDER BY id"))
+        events = tuple(dict(r) for r in conn.execute(
+            f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY id"))
+        results = tuple(dict(r) for r in conn.execute(
+            f"SELECT {', '.join(RESULT_COLUMNS)} FROM results ORDER BY content_key"))
+        job_times = tuple(dict(r) for r in conn.execute(
+            f"SELECT {', '.join(JOB_TIME_COLUMNS)} FROM job_times ORDER BY id"))
+        conn.execute("COMMIT")
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(f"cannot read the journal {path}: {exc}") from exc
+    finally:
+        conn.close()
+    return JournalRows(tuple({k: s[k] for k in SOURCE_COLUMNS} for s in sources),
+                       events, results, job_times)
+
+
+def _sqlite_value(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    return encode_path(value) if name in _PATH_COLUMNS else safe_text(value)
+
+
+def _write_sqlite(path: Path, rows: JournalRows, source_label: str) -> None:
+    # The exclusive open creates and migrates the file and keeps a daemon out while copying.
+    with Journal.open(path, exclusive=True):
+        conn = sqlite3.connect(str(path), isolation_level=None, timeout=10)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                _check_fits(
+                    str(path), source_label, rows,
+                    {r[0]: decode_path(r[1]) for r in conn.execute("SELECT id, path FROM sources")},
+                    {r[0] for r in conn.execute("SELECT id FROM events")},
+                    {r[0] for r in conn.execute("SELECT id FROM job_times")},
+                )
+                cols = ", ".join(SOURCE_COLUMNS)
+                marks = ", ".join("?" * len(SOURCE_COLUMNS))
+                updates = ", ".join(f"{c} = excluded.{c}" for c in SOURCE_COLUMNS if c != "id")
+                conn.executemany(
+                    f"INSERT INTO sources ({cols}) VALUES ({marks})"
+                    f" ON CONFLICT(id) DO UPDATE SET {updates}",
+                    [tuple(_sqlite_value(c, r[c]) for c in SOURCE_COLUMNS) for r in rows.sources],
+                )
+                for table, columns, data, verb in (
+                    ("events", EVENT_COLUMNS, rows.events, "INSERT OR IGNORE"),
+                    ("job_times", JOB_TIME_COLUMNS, rows.job_times, "INSERT OR IGNORE"),
+                    ("results", RESULT_COLUMNS, rows.results, "INSERT OR REPLACE"),
+                ):
+                    conn.executemany(
+                        f"{verb} INTO {table} ({', '.join(columns)})"
+                        f" VALUES ({', '.join('?' * len(columns))})",
+                        [tuple(_sqlite_value(c, r[c]) for c in columns) for r in data],
+                    )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"cannot write the journal {path}: {exc}") from exc
+        finally:
+            conn.close()
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+def _read_pg(url: str) -> JournalRows:
+    from watcherd.journal_pg import check_version, connect, pg_decode_path, redact_url
+
+    conn = connect(url)
+    try:
+        check_version(conn, redact_url(url))
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            sources = tuple(_decoded({k: r[k] for k in SOURCE_COLUMNS}, pg_decode_path)
+                            for r in conn.execute("SELECT * FROM sources ORDER BY id"))
+            events = tuple(dict(r) for r in conn.execute(
+                f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY id"))
+            results = tuple(dict(r) for r in conn.execute(
+                f"SELECT {', '.join(RESULT_COLUMNS)} FROM results ORDER BY content_key"))
+            job_times = tuple(dict(r) for r in conn.execute(
+                f"SELECT {', '.join(JOB_TIME_COLUMNS)} FROM job_times ORDER BY id"))
+    finally:
+        conn.close()
+    return JournalRows(sources, events, results, job_times)
+
+
+def _write_pg(url: str, rows: JournalRows, source_label: str) -> None:
+    import psycopg
+
+    from watcherd.journal_pg import (
+        connect,
+        migrate,
+        pg_decode_path,
+        pg_encode_path,
+        pg_text,
+        redact_url,
+    )
+
+    def value(name: str, item: Any) -> Any:
+        if not isinstance(item, str):
+            return item
+        return pg_encode_path(item) if name in _PATH_COLUMNS else pg_text(item)
+
+    label = redact_url(url)
+    conn = connect(url)
+    try:
+        migrate(conn, label)
+        with conn.transaction():
+            # Nodes wait while the copy runs: they see none of it or all of it.
+            conn.execute("LOCK TABLE sources, events, results, job_times"
+                         " IN SHARE ROW EXCLUSIVE MODE")
+            _check_fits(
+                label, source_label, rows,
+                {int(r["id"]): pg_decode_path(r["path"])
+                 for r in conn.execute("SELECT id, path FROM sources")},
+                {int(r["id"]) for r in conn.execute("SELECT id FROM events")},
+                {int(r["id"]) for r in conn.execute("SELECT id FROM job_times")},
+            )
+            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in SOURCE_COLUMNS if c != "id")
+            with conn.cursor() as cur:
+                cur.executemany(
+                    f"INSERT INTO sources ({', '.join(SOURCE_COLUMNS)})"
+                    f" VALUES ({', '.join(['%s'] * len(SOURCE_COLUMNS))})"
+                    f" ON CONFLICT (id) DO UPDATE SET {updates}",
+                    [tuple(value(c, r[c]) for c in SOURCE_COLUMNS) for r in rows.sources],
+                )
+                for table, columns, data, conflict in (
+                    ("events", EVENT_COLUMNS, rows.events, "(id) DO NOTHING"),
+                    ("job_times", JOB_TIME_COLUMNS, rows.job_times, "(id) DO NOTHING"),
+                    ("results", RESULT_COLUMNS, rows.results,
+                     "(content_key) DO UPDATE SET job_id = EXCLUDED.job_id, job_json ="
+                     " EXCLUDED.job_json, created_at = EXCLUDED.created_at"),
+                ):
+                    cur.executemany(
+                        f"INSERT INTO {table} ({', '.join(columns)})"
+                        f" VALUES ({', '.join(['%s'] * len(columns))}) ON CONFLICT {conflict}",
+                        [tuple(value(c, r[c]) for c in columns) for r in data],
+                    )
+                # Ids were given explicitly: new rows continue after the highest one.
+                for table in ("sources", "events", "job_times"):
+                    cur.execute(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                        f" COALESCE(MAX(id), 0) + 1, false) FROM {table}"
+                    )
+    except psycopg.Error as exc:
+        raise JournalError(f"cannot write the journal {label}: {exc}") from None
+    finally:
+        conn.close()

@@ -1,0 +1,1143 @@
+"""The PostgreSQL journal: the SQLite journal's interface, shared by several watcherd nodes.
+
+Every public method of :class:`watcherd.journal.Journal` is here with the same signature and
+the same meaning (each transition one transaction that updates the row and appends an event,
+listeners called after the commit). What several nodes need on top of it:
+
+- leases: a node ``claim``\\s the sources it works on (``SELECT … FOR UPDATE SKIP LOCKED``,
+  only rows nobody holds or whose lease expired), ``renew``\\s them while it works and
+  ``release``\\s them when done; a node that dies loses them after ``lease_seconds``. Lease
+  times are the server's clock, so the nodes' clocks need not agree. A transition on a source
+  that another node holds a live lease on is refused (:class:`LeaseLost`).
+- the create intent: :meth:`PostgresJournal.take_create_intent` moves a source to
+  ``submitting`` and writes a row unique per content key in the same transaction, so two
+  nodes that see the same content never both create its job (and, given ``max_in_flight``,
+  the plan's concurrency is counted for the whole account under one lock);
+- node names: a running node holds a session advisory lock on its name, so a second node with
+  the same name is refused while the first one's connection lives;
+- LISTEN/NOTIFY: every committed change that may make work is announced on
+  :data:`NOTIFY_CHANNEL`; :meth:`PostgresJournal.wait_for_change` lets an idle node sleep
+  until one arrives instead of polling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import select
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlencode, urlsplit, urlunsplit
+
+import psycopg
+import structlog
+from psycopg.rows import dict_row
+
+from watcherd.errors import JournalError
+from watcherd.journal import STATES, FileStat, Source, State, safe_text
+
+_log = structlog.get_logger("watcherd.journal")
+
+# The channel every write that may make work for another node is announced on.
+NOTIFY_CHANNEL = "watcherd_journal"
+_SOURCE_FIELDS = tuple(f.name for f in dataclasses.fields(Source))
+_PATH_COLUMNS = frozenset({"path", "watch_root", "output_base"})
+_ACTIVE_SQL = ("('pending','uploading','uploaded','submitting','submitted','transcribing',"
+               "'waiting')")
+# The server's clock in epoch seconds: leases and heartbeats use it, so that nodes whose own
+# clocks disagree still agree on when a lease ran out.
+_NOW = "extract(epoch from clock_timestamp())::float8"
+# PostgreSQL text holds neither NUL nor lone surrogates (SQLite's NUL mark is not storable):
+# a path that is not plain UTF-8 text is kept as this mark and its percent-quoted bytes.
+# U+FFFF is a noncharacter, so no sane name starts with it; one that does is quoted too,
+# which keeps the encoding one-to-one.
+PATH_MARK = "\uffff"
+
+DbConn = psycopg.Connection[dict[str, Any]]
+
+
+def _migrations() -> tuple[tuple[int, str, bytes], ...]:
+    """The numbered SQL files of watcherd/sql/postgres, in order: (version, name, text)."""
+    folder = resources.files("watcherd") / "sql" / "postgres"
+    found = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), name, entry.read_bytes()))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"PostgreSQL migrations are not numbered 1..n: {versions}")
+    return tuple(found)
+
+
+MIGRATIONS = _migrations()
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _lock_key(text: str) -> int:
+    """A stable signed 64-bit advisory lock key for a name."""
+    digest = hashlib.blake2b(f"watcherd:{text}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+_MIGRATION_LOCK = _lock_key("migrate")
+_PLAN_LOCK = _lock_key("plan-concurrency")
+
+
+# -- values ------------------------------------------------------------------------------
+
+
+def pg_text(text: str) -> str:
+    """Human text PostgreSQL can store: lone surrogates and NUL characters escaped."""
+    return safe_text(text).replace("\x00", "\\x00")
+
+
+def pg_encode_path(path: str) -> str:
+    """The PostgreSQL journal's text for a path: itself when plain UTF-8, else marked bytes.
+
+    Lossless for every name a file system gives (``os.fsdecode`` text with lone surrogates);
+    one-to-one, so the unique index on paths and look-ups by path stay exact.
+    """
+    if not path.startswith(PATH_MARK) and "\x00" not in path:
+        try:
+            path.encode("utf-8")
+            return path
+        except UnicodeEncodeError:
+            pass
+    try:
+        raw = os.fsencode(path)
+    except UnicodeEncodeError:
+        # Surrogates that no file system name produces: keep a readable, lossy form.
+        raw = pg_text(path).encode("utf-8")
+    return PATH_MARK + quote(raw, safe="/")
+
+
+def pg_decode_path(stored: str) -> str:
+    """The path (as Python's os functions take it) from its PostgreSQL journal text."""
+    if stored.startswith(PATH_MARK):
+        return os.fsdecode(unquote_to_bytes(stored[len(PATH_MARK):]))
+    return stored
+
+
+def _column_value(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    return pg_encode_path(value) if name in _PATH_COLUMNS else pg_text(value)
+
+
+def _row_to_source(row: Mapping[str, Any]) -> Source:
+    values = {name: row[name] for name in _SOURCE_FIELDS}
+    for name in _PATH_COLUMNS:
+        if values[name] is not None:
+            values[name] = pg_decode_path(values[name])
+    return Source(**values)
+
+
+def _job_text(job: Mapping[str, Any]) -> str:
+    """A job object as JSON text, losslessly (lone surrogates kept as ``\\uXXXX``)."""
+    text = json.dumps(job, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(job, ensure_ascii=True)
+    return text
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, fit for logs and messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<the [journal] url>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if k == "password" else v) for k, v in pairs], safe="/")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _scrub(message: str, url: str) -> str:
+    """An error text with the URL's password (if any) cut out."""
+    secrets = []
+    with contextlib.suppress(ValueError):
+        parts = urlsplit(url)
+        if parts.password:
+            secrets.append(parts.password)
+        secrets += [v for k, v in parse_qsl(parts.query) if k == "password" and v]
+    for secret in secrets:
+        message = message.replace(secret, "***")
+    return message.strip().splitlines()[0] if message.strip() else message
+
+
+# -- errors and records --------------------------------------------------------------------
+
+
+class NodeNameTaken(JournalError):
+    """Another running watcherd node already uses this node name."""
+
+    def __init__(self, message: str, *, name: str, host: str | None, pid: int | None) -> None:
+        super().__init__(message)
+        self.name, self.host, self.pid = name, host, pid
+
+
+class LeaseLost(JournalError):
+    """Another node holds a live lease on this source: this node must leave it alone."""
+
+    def __init__(self, message: str, *, source_id: int, holder: str | None) -> None:
+        super().__init__(message)
+        self.source_id, self.holder = source_id, holder
+
+
+class CreateIntentHeld(JournalError):
+    """Another active source (maybe on another node) is creating the job for this content."""
+
+    def __init__(self, message: str, *, content_key: str, node: str | None,
+                 source_id: int | None) -> None:
+        super().__init__(message)
+        self.content_key, self.node, self.source_id = content_key, node, source_id
+
+
+class PlanFull(JournalError):
+    """The account's concurrent jobs, counted over every node, already reach the limit."""
+
+    def __init__(self, message: str, *, in_flight: int, limit: int) -> None:
+        super().__init__(message)
+        self.in_flight, self.limit = in_flight, limit
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A live lease: which node works on a source, until when (server clock, epoch seconds)."""
+
+    source_id: int
+    node: str
+    until: float
+
+
+@dataclass(frozen=True)
+class CreateIntent:
+    """The row that makes the intent to create a job unique per content key."""
+
+    content_key: str
+    node: str | None
+    source_id: int
+    at: float
+
+
+# -- connecting and migrating --------------------------------------------------------------
+
+
+def connect(url: str) -> DbConn:
+    """A connection (autocommit, dict rows) to the journal database, errors made clear."""
+    try:
+        conn: DbConn = psycopg.connect(url, autocommit=True, row_factory=dict_row,
+                                       connect_timeout=10)
+    except psycopg.Error as exc:
+        # `from None`: libpq may echo a malformed connection string, password included.
+        raise JournalError(
+            f"cannot reach the journal database {redact_url(url)}: {_scrub(str(exc), url)}; "
+            "check [journal] url, that PostgreSQL is running and that it accepts this user"
+        ) from None
+    try:
+        row = conn.execute("SHOW server_encoding").fetchone()
+    except psycopg.Error as exc:
+        conn.close()
+        raise JournalError(f"the journal database {redact_url(url)} does not answer: "
+                           f"{_scrub(str(exc), url)}") from None
+    encoding = row["server_encoding"] if row else "?"
+    if encoding.upper() not in ("UTF8", "UTF-8"):
+        conn.close()
+        raise JournalError(
+            f"the journal database {redact_url(url)} uses the {encoding} encoding; watcherd "
+            "needs UTF8: create it with CREATE DATABASE ... ENCODING 'UTF8' TEMPLATE template0"
+        )
+    return conn
+
+
+def schema_version(conn: DbConn) -> int:
+    """The schema version of the journal in this database (0: none yet)."""
+    row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL AS present").fetchone()
+    if row is None or not row["present"]:
+        return 0
+    row = conn.execute("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version").fetchone()
+    return int(row["v"]) if row else 0
+
+
+def migrate(conn: DbConn, display_url: str) -> None:
+    """Bring the schema to SCHEMA_VERSION, one numbered SQL file at a time, under a lock.
+
+    One transaction (PostgreSQL's DDL is transactional): nodes starting together wait for
+    the first one's migration instead of racing it, and a failed step leaves nothing behind.
+    """
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
+                " name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+            )
+            current = schema_version(conn)
+            if current > SCHEMA_VERSION:
+                raise JournalError(
+                    f"the journal {display_url} was written by a newer watcherd (schema "
+                    f"{current}, this one knows {SCHEMA_VERSION}); upgrade watcherd"
+                )
+            for version, name, text in MIGRATIONS:
+                if version <= current:
+                    continue
+                conn.execute(text)
+                conn.execute(
+                    "INSERT INTO schema_version (version, name, applied_at) VALUES (%s, %s, %s)",
+                    (version, name, time.time()),
+                )
+    except psycopg.Error as exc:
+        raise JournalError(
+            f"cannot create or update the journal schema in {display_url}: "
+            f"{_scrub(str(exc), display_url)}; the database user needs CREATE rights on its "
+            "schema (or let the database owner start watcherd once)"
+        ) from None
+
+
+def check_version(conn: DbConn, display_url: str) -> int:
+    """For readers: the schema must exist and not be newer than this watcherd knows."""
+    version = schema_version(conn)
+    if version == 0:
+        raise JournalError(
+            f"no journal in {display_url} yet: start `watcherd run` with this [journal] url "
+            "first, or pass the --config that names your journal"
+        )
+    if version > SCHEMA_VERSION:
+        raise JournalError(
+            f"the journal {display_url} was written by a newer watcherd (schema {version}); "
+            "upgrade watcherd"
+        )
+    return version
+
+
+def _check_node_name(name: str) -> None:
+    if not name or len(name) > 200 or not name.isprintable() or name != name.strip():
+        raise JournalError(
+            f"[node] name {name!r} is not usable: give a short printable name without "
+            "leading or trailing spaces (the default is the host name)"
+        )
+
+
+# -- the journal ---------------------------------------------------------------------------
+
+
+class PostgresJournal:
+    """The PostgreSQL journal. Open it with :meth:`open`; close it with :meth:`close`."""
+
+    notify_channel = NOTIFY_CHANNEL
+
+    def __init__(self, url: str, conn: DbConn, *, readonly: bool,
+                 lease_seconds: float) -> None:
+        self.url = url  # may hold a password: show display_url instead
+        self.display_url = redact_url(url)
+        self.readonly = readonly
+        self.lease_seconds = lease_seconds
+        # This daemon's name once registered (None for commands like status and retry).
+        self.node: str | None = None
+        # Whether this node's previous run closed the journal (a crash leaves it False).
+        self.stopped_cleanly = True
+        self._conn = conn
+        self._listen_conn: psycopg.Connection[Any] | None = None
+        # Called after each committed transition with (source as it is now, previous state).
+        self.listeners: list[Callable[[Source, str], None]] = []
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str, *, node: str | None = None, readonly: bool = False,
+             lease_seconds: float = 30.0) -> PostgresJournal:
+        """Open (creating and migrating if needed) the journal in the database at ``url``.
+
+        With ``node``, this process registers as that node (refused with
+        :class:`NodeNameTaken` while another live node has the name) and starts listening
+        for changes. ``readonly`` opens an existing journal for inspection.
+        """
+        if lease_seconds <= 0:
+            raise JournalError(f"[journal] lease_seconds must be positive, not {lease_seconds}")
+        conn = connect(url)
+        try:
+            display = redact_url(url)
+            if readonly:
+                conn.execute("SET default_transaction_read_only = on")
+                check_version(conn, display)
+            else:
+                migrate(conn, display)
+            journal = cls(url, conn, readonly=readonly, lease_seconds=lease_seconds)
+            if node is not None and not readonly:
+                journal.register_node(node)
+                # Listening from the start: a change committed between the worker's first read
+                # and its first wait is not missed.
+                journal._listener()
+        except BaseException:
+            conn.close()
+            raise
+        return journal
+
+    def close(self) -> None:
+        """Release this node's leases, record a clean stop, close the connections."""
+        if self._listen_conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._listen_conn.close()
+            self._listen_conn = None
+        if self._conn.closed:
+            return
+        if self.node is not None and not self.readonly:
+            with contextlib.suppress(psycopg.Error), self._transaction(notify=True) as conn:
+                # Its files move on now rather than after the lease runs out.
+                conn.execute("UPDATE sources SET node = NULL, lease_until = NULL"
+                             " WHERE node = %s", (self.node,))
+                self._set_meta(f"clean_stop:{self.node}", "1")
+        self._conn.close()
+
+    def __enter__(self) -> PostgresJournal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _transaction(self, *, bulk: bool = False, notify: bool = False) -> Iterator[DbConn]:
+        # A bulk transaction (files seen, files hashed) does not wait for its WAL flush, as
+        # SQLite's bulk ones skip their fsync: after a server crash it may be lost, which
+        # costs a re-scan or a re-hash. Every intent and result waits for it.
+        with self._conn.transaction():
+            if bulk:
+                self._conn.execute("SET LOCAL synchronous_commit = off")
+            yield self._conn
+            if notify:
+                # Delivered at commit, once per transaction; the payload names the writer so
+                # a node can ignore its own changes.
+                self._conn.execute("SELECT pg_notify(%s, %s)",
+                                   (NOTIFY_CHANNEL, self.node or ""))
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._conn.execute(
+            "INSERT INTO meta (key, value) VALUES (%s, %s)"
+            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, value),
+        )
+
+    # -- nodes ---------------------------------------------------------------------------
+
+    def register_node(self, name: str) -> None:
+        """Become the node ``name``; refused while another live node has that name.
+
+        A running node holds a session advisory lock on its name, which the server drops the
+        moment that node's connection ends (a crash included), so a restarted node gets its
+        name back at once. A holder whose heartbeat stopped for three leases (a machine that
+        vanished without closing its connection) is disconnected and the name taken over.
+        """
+        _check_node_name(name)
+        key = _lock_key(f"node:{name}")
+        if not self._try_lock(key):
+            holder = self._conn.execute(
+                f"SELECT host, pid, {_NOW} - heartbeat_at AS age FROM nodes WHERE name = %s",
+                (name,),
+            ).fetchone()
+            age = float(holder["age"]) if holder else None
+            if not (age is not None and age > 3 * self.lease_seconds
+                    and self._evict_lock_holder(key)):
+                where = (f" on {holder['host']} (pid {holder['pid']}, last heartbeat "
+                         f"{age:.0f}s ago)" if holder and age is not None else "")
+                raise NodeNameTaken(
+                    f"another watcherd node named {name!r} is already running{where} on the "
+                    f"journal {self.display_url}; give each node its own [node] name, or stop "
+                    "the other one first",
+                    name=name, host=holder["host"] if holder else None,
+                    pid=int(holder["pid"]) if holder else None,
+                )
+        with self._transaction():
+            row = self._conn.execute("SELECT value FROM meta WHERE key = %s",
+                                     (f"clean_stop:{name}",)).fetchone()
+            self.stopped_cleanly = row is None or row["value"] == "1"
+            self._set_meta(f"clean_stop:{name}", "0")
+            self._conn.execute(
+                f"INSERT INTO nodes (name, host, pid, started_at, heartbeat_at)"
+                f" VALUES (%s, %s, %s, {_NOW}, {_NOW}) ON CONFLICT (name) DO UPDATE SET"
+                " host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,"
+                " heartbeat_at = EXCLUDED.heartbeat_at",
+                (name, socket.gethostname(), os.getpid()),
+            )
+        self.node = name
+
+    def _try_lock(self, key: int) -> bool:
+        row = self._conn.execute("SELECT pg_try_advisory_lock(%s) AS got", (key,)).fetchone()
+        return bool(row and row["got"])
+
+    def _evict_lock_holder(self, key: int) -> bool:
+        """Disconnect the session holding this advisory lock; True once the lock is ours."""
+        classid, objid = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
+        self._conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
+            " AND granted AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (classid, objid),
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self._try_lock(key):
+                _log.warning("journal_node_taken_over", node_lock=key,
+                             reason="the previous holder's heartbeat had stopped")
+                return True
+            time.sleep(0.05)  # the terminated backend exits within milliseconds
+        return False
+
+    def heartbeat(self) -> None:
+        """Say this node is alive (``renew`` does it too)."""
+        if self.node is not None:
+            self._conn.execute(f"UPDATE nodes SET heartbeat_at = {_NOW} WHERE name = %s",
+                               (self.node,))
+
+    def server_time(self) -> float:
+        """The database server's clock, in epoch seconds (leases are on this clock)."""
+        row = self._conn.execute(f"SELECT {_NOW} AS now").fetchone()
+        assert row is not None
+        return float(row["now"])
+
+    def clock_skew(self) -> float:
+        """How far the server's clock is ahead of this machine's (seconds; for doctor)."""
+        before = time.time()
+        server = self.server_time()
+        after = time.time()
+        return server - (before + after) / 2
+
+    def schema_version(self) -> int:
+        """The schema version of this journal."""
+        return schema_version(self._conn)
+
+    # -- leases --------------------------------------------------------------------------
+
+    def claim(self, source_ids: Iterable[int], node: str, lease_seconds: float) -> list[int]:
+        """Lease these sources to ``node``; returns the ids it now holds, ascending.
+
+        Only sources nobody holds, whose lease ran out, or that ``node`` holds already are
+        taken; rows another node is claiming this instant are skipped, not waited for.
+        """
+        ids = sorted(set(source_ids))
+        if not ids:
+            return []
+        rows = self._conn.execute(
+            "WITH free AS (SELECT id FROM sources WHERE id = ANY(%(ids)s) AND (node IS NULL"
+            f" OR node = %(node)s OR lease_until IS NULL OR lease_until <= {_NOW})"
+            " ORDER BY id FOR UPDATE SKIP LOCKED)"
+            f" UPDATE sources s SET node = %(node)s, lease_until = {_NOW} + %(secs)s"
+            " FROM free WHERE s.id = free.id RETURNING s.id",
+            {"ids": ids, "node": node, "secs": float(lease_seconds)},
+        ).fetchall()
+        return sorted(int(r["id"]) for r in rows)
+
+    def renew(self, node: str, lease_seconds: float) -> list[int]:
+        """Extend every lease ``node`` still holds (and its heartbeat); returns their ids.
+
+        A source missing from the answer was taken over by another node after this one's
+        lease ran out: stop working on it.
+        """
+        with self._transaction():
+            rows = self._conn.execute(
+                f"UPDATE sources SET lease_until = {_NOW} + %s WHERE node = %s RETURNING id",
+                (float(lease_seconds), node),
+            ).fetchall()
+            self._conn.execute(f"UPDATE nodes SET heartbeat_at = {_NOW} WHERE name = %s",
+                               (node,))
+        return sorted(int(r["id"]) for r in rows)
+
+    def release(self, source_ids: Iterable[int], node: str) -> None:
+        """Give up ``node``'s leases on these sources (others may take them at once)."""
+        ids = sorted(set(source_ids))
+        if not ids:
+            return
+        with self._transaction(notify=True) as conn:
+            conn.execute(
+                "UPDATE sources SET node = NULL, lease_until = NULL"
+                " WHERE id = ANY(%s) AND node = %s", (ids, node),
+            )
+
+    def leases(self) -> dict[int, Lease]:
+        """The live leases, by source id (for ``status``: which node holds what)."""
+        rows = self._conn.execute(
+            "SELECT id, node, lease_until FROM sources WHERE node IS NOT NULL"
+            f" AND lease_until > {_NOW}"
+        )
+        return {int(r["id"]): Lease(int(r["id"]), r["node"], float(r["lease_until"]))
+                for r in rows}
+
+    # -- the create intent ---------------------------------------------------------------
+
+    def take_create_intent(
+        self, source: Source, *, actor: str = "worker", reason: str | None = "creating job",
+        max_in_flight: int | None = None, **changes: Any,
+    ) -> Source:
+        """Move ``source`` to ``submitting`` holding the unique intent to create its job.
+
+        One transaction writes the intent row (unique per content key) and the transition,
+        so at most one active source, on any node, is ever creating the job for a content.
+        The same source may take its intent again (a retry, or another node taking it over);
+        an intent whose source is no longer active is free. Raises :class:`CreateIntentHeld`
+        when another active source holds it, and with ``max_in_flight`` :class:`PlanFull`
+        when the jobs in flight over every node already reach it (counted under one lock, so
+        two nodes cannot both take the last slot).
+        """
+        key = source.content_key
+        if key is None:
+            raise ValueError(f"source {source.id} has no content key yet; settle it first")
+        unknown = set(changes) - set(_SOURCE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown journal columns: {sorted(unknown)}")
+        with self._transaction(notify=True) as conn:
+            if max_in_flight is not None:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PLAN_LOCK,))
+                in_flight = self.count_in_flight(exclude={source.id})
+                if in_flight >= max_in_flight:
+                    raise PlanFull(
+                        f"{in_flight} jobs are in flight over all nodes, the plan allows "
+                        f"{max_in_flight}", in_flight=in_flight, limit=max_in_flight,
+                    )
+            row = conn.execute(
+                "INSERT INTO create_intents (content_key, node, source_id, at)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (content_key) DO UPDATE SET"
+                " node = EXCLUDED.node, source_id = EXCLUDED.source_id, at = EXCLUDED.at"
+                " WHERE create_intents.source_id = EXCLUDED.source_id OR NOT EXISTS ("
+                "SELECT 1 FROM sources s WHERE s.id = create_intents.source_id"
+                " AND s.content_key = create_intents.content_key"
+                f" AND s.state IN {_ACTIVE_SQL}) RETURNING source_id",
+                (key, self.node, source.id, time.time()),
+            ).fetchone()
+            if row is None:
+                holder = self.create_intent(key)
+                raise CreateIntentHeld(
+                    f"source {holder.source_id if holder else '?'} on node "
+                    f"{(holder.node if holder else None) or '?'} is already creating the job "
+                    "for this content; waiting for its result",
+                    content_key=key, node=holder.node if holder else None,
+                    source_id=holder.source_id if holder else None,
+                )
+            self._move(source, "submitting", actor=actor, reason=reason, fence=True, **changes)
+        return self._after_transition(source)
+
+    def create_intent(self, content_key: str) -> CreateIntent | None:
+        """The intent row for this content key, if one is recorded."""
+        row = self._conn.execute(
+            "SELECT content_key, node, source_id, at FROM create_intents WHERE content_key = %s",
+            (content_key,),
+        ).fetchone()
+        return None if row is None else CreateIntent(row["content_key"], row["node"],
+                                                     int(row["source_id"]), float(row["at"]))
+
+    def release_create_intent(self, source: Source) -> None:
+        """Drop the intent this source holds (its job exists, or it gave up creating one)."""
+        if source.content_key is not None:
+            self._conn.execute(
+                "DELETE FROM create_intents WHERE content_key = %s AND source_id = %s",
+                (source.content_key, source.id),
+            )
+
+    # -- waiting for other nodes ---------------------------------------------------------
+
+    def _listener(self) -> psycopg.Connection[Any]:
+        if self._listen_conn is None:
+            conn = connect(self.url)
+            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            self._listen_conn = conn
+        return self._listen_conn
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Sleep until another writer commits a change (True) or ``timeout`` passes (False).
+
+        For idle nodes instead of polling the database. Leases that run out make no
+        notification: keep ``timeout`` at most ``lease_seconds``.
+        """
+        conn = self._listener()
+        pgconn = conn.pgconn
+        deadline = time.monotonic() + max(0.0, timeout)
+        try:
+            while True:
+                if self._drain(pgconn):
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                ready, _, _ = select.select([pgconn.socket], [], [], remaining)
+                if ready:
+                    pgconn.consume_input()
+        except psycopg.Error as exc:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+            self._listen_conn = None
+            raise JournalError(
+                f"lost the connection to the journal {self.display_url}: "
+                f"{_scrub(str(exc), self.url)}"
+            ) from None
+
+    def _drain(self, pgconn: Any) -> bool:
+        changed = False
+        while (note := pgconn.notifies()) is not None:
+            writer = bytes(note.extra).decode("utf-8", "replace")
+            if self.node is None or writer != self.node:
+                changed = True
+        return changed
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, source_id: int) -> Source:
+        """The source with this id."""
+        row = self._conn.execute("SELECT * FROM sources WHERE id = %s", (source_id,)).fetchone()
+        if row is None:
+            raise KeyError(source_id)
+        return _row_to_source(row)
+
+    def by_path(self, path: str) -> Source | None:
+        """The source recorded at this path, if any."""
+        row = self._conn.execute(
+            "SELECT * FROM sources WHERE path = %s", (pg_encode_path(path),)
+        ).fetchone()
+        return None if row is None else _row_to_source(row)
+
+    def all(self) -> list[Source]:
+        """Every source, oldest first."""
+        rows = self._conn.execute("SELECT * FROM sources ORDER BY id")
+        return [_row_to_source(r) for r in rows]
+
+    def in_states(self, states: Sequence[str]) -> list[Source]:
+        """Sources in any of these states, oldest first."""
+        rows = self._conn.execute(
+            "SELECT * FROM sources WHERE state = ANY(%s) ORDER BY id", (list(states),)
+        )
+        return [_row_to_source(r) for r in rows]
+
+    def state_since(self) -> dict[int, float]:
+        """For each source, when it entered its current state."""
+        rows = self._conn.execute(
+            "SELECT e.source_id AS id, MAX(e.at) AS at FROM events e JOIN sources s"
+            " ON s.id = e.source_id AND e.to_state = s.state"
+            " AND (e.from_state IS NULL OR e.from_state != s.state) GROUP BY e.source_id"
+        )
+        return {int(r["id"]): float(r["at"]) for r in rows}
+
+    def counts(self) -> dict[str, int]:
+        """Number of sources per state (every state present, zero included)."""
+        counts: dict[str, int] = dict.fromkeys(STATES, 0)
+        for row in self._conn.execute("SELECT state, count(*) AS n FROM sources GROUP BY state"):
+            counts[row["state"]] = int(row["n"])
+        return counts
+
+    def events(self, source_id: int) -> list[dict[str, Any]]:
+        """The transitions of one source, oldest first."""
+        rows = self._conn.execute(
+            "SELECT id, source_id, at, from_state, to_state, actor, reason FROM events"
+            " WHERE source_id = %s ORDER BY id", (source_id,),
+        )
+        return [dict(r) for r in rows]
+
+    def result_for(self, content_key: str) -> dict[str, Any] | None:
+        """The finished job object stored for this content key, if one was received."""
+        row = self._conn.execute(
+            "SELECT job_json FROM results WHERE content_key = %s", (content_key,)
+        ).fetchone()
+        if row is None:
+            return None
+        value: dict[str, Any] = json.loads(row["job_json"])
+        return value
+
+    def output_base_taken(self, base: str, *, by_other_than: str) -> bool:
+        """Whether another source already owns this output base (``DIR/STEM``)."""
+        row = self._conn.execute(
+            "SELECT 1 FROM sources WHERE output_base = %s AND path != %s "
+            "AND NOT (state = 'gone' AND done_at IS NULL) LIMIT 1",
+            (pg_encode_path(base), pg_encode_path(by_other_than)),
+        ).fetchone()
+        return row is not None
+
+    def leader_for(self, content_key: str) -> Source | None:
+        """The oldest active source with this content, which alone may create its job."""
+        row = self._conn.execute(
+            f"SELECT * FROM sources WHERE content_key = %s AND state IN {_ACTIVE_SQL} "
+            "ORDER BY (job_id IS NULL), (submit_started_at IS NULL), (audio_url IS NULL), id "
+            "LIMIT 1",
+            (content_key,),
+        ).fetchone()
+        return None if row is None else _row_to_source(row)
+
+    def unsettled(self, *, limit: int = 500) -> list[Source]:
+        """Pending sources not hashed yet, longest-quiet first."""
+        rows = self._conn.execute(
+            "SELECT * FROM sources WHERE state = 'pending' AND content_key IS NULL "
+            "ORDER BY changed_at NULLS FIRST, id LIMIT %s",
+            (limit,),
+        )
+        return [_row_to_source(r) for r in rows]
+
+    def due(self, now: float, *, limit: int = 1000) -> list[Source]:
+        """Settled sources with remote work to do now; jobs already created come first.
+
+        Four reads on partial indexes instead of one sort of every queued row. A source that
+        another node holds a live lease on is not this node's to do and is left out.
+        """
+        free = (f" AND (node IS NULL OR lease_until IS NULL OR lease_until <= {_NOW}"
+                " OR node = %(me)s)")
+        params = {"now": now, "limit": limit, "me": self.node}
+        queries = (
+            "SELECT * FROM sources WHERE content_key IS NOT NULL AND state IN"
+            " ('uploading','uploaded','submitting','submitted','transcribing')"
+            f"{free} LIMIT %(limit)s",
+            "SELECT * FROM sources WHERE state = 'waiting' AND content_key IS NOT NULL"
+            f" AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s){free}"
+            " ORDER BY next_attempt_at NULLS FIRST LIMIT %(limit)s",
+            "SELECT * FROM sources WHERE"
+            " (job_id IS NOT NULL OR submit_started_at IS NOT NULL OR audio_url IS NOT NULL)"
+            f" AND state = 'pending' AND content_key IS NOT NULL{free} LIMIT %(limit)s",
+            "SELECT * FROM sources WHERE state = 'pending'"
+            f" AND content_key IS NOT NULL{free} ORDER BY id LIMIT %(limit)s",
+        )
+        found: dict[int, Source] = {}
+        for query in queries:
+            for row in self._conn.execute(query, params):
+                found.setdefault(int(row["id"]), _row_to_source(row))
+        ordered = sorted(found.values(), key=lambda s: (
+            s.job_id is None, s.submit_started_at is None, s.audio_url is None, s.id))
+        return ordered[:limit]
+
+    def next_attempt_at(self, after: float) -> float | None:
+        """The earliest time after ``after`` that a waiting (or backing-off) source is due."""
+        row = self._conn.execute(
+            "SELECT MIN(next_attempt_at) AS t FROM sources WHERE state IN ('waiting','pending')"
+            " AND next_attempt_at > %s", (after,),
+        ).fetchone()
+        value = row["t"] if row is not None else None
+        return float(value) if value is not None else None
+
+    def count_in_flight(self, *, exclude: set[int]) -> int:
+        """Active sources whose Gladia job exists or may exist, except those in ``exclude``.
+
+        Counted over every node: the plan's concurrency is the whole account's.
+        """
+        row = self._conn.execute(
+            "SELECT count(*) AS n FROM sources"
+            " WHERE (job_id IS NOT NULL OR submit_started_at IS NOT NULL)"
+            " AND state IN ('uploading','uploaded','submitting','submitted','waiting','pending')"
+            " AND NOT (id = ANY(%s))", (sorted(exclude),),
+        ).fetchone()
+        return int(row["n"]) if row else 0
+
+    def reschedule_waiting(self, now: float) -> int:
+        """Make every waiting source due now (the API came back); returns how many."""
+        with self._transaction(notify=True) as conn:
+            cur = conn.execute(
+                "UPDATE sources SET next_attempt_at = %s WHERE state = 'waiting'"
+                " AND next_attempt_at > %s",
+                (now, now),
+            )
+        return cur.rowcount
+
+    # -- transitions ---------------------------------------------------------------------
+
+    def _move(self, source: Source, state: str, *, actor: str, reason: str | None,
+              fence: bool = False, **changes: Any) -> None:
+        """Update the row and append its event in one statement (inside a transaction).
+
+        ``fence``: refuse when another node holds a live lease on the source, so a node that
+        lost its lease (paused past it) cannot undo the work of the node that took over.
+        """
+        now = time.time()
+        changes = {"state": state, "updated_at": now, **changes}
+        assignments = ", ".join(f"{name} = %s" for name in changes)
+        values = [_column_value(name, value) for name, value in changes.items()]
+        guard = ""
+        if fence:
+            guard = (f" AND (node IS NULL OR lease_until IS NULL OR lease_until <= {_NOW}"
+                     " OR node = %s)")
+            values_tail: list[Any] = [source.id, self.node]
+        else:
+            values_tail = [source.id]
+        row = self._conn.execute(
+            f"WITH moved AS (UPDATE sources SET {assignments} WHERE id = %s{guard}"
+            " RETURNING id) INSERT INTO events (source_id, at, from_state, to_state, actor,"
+            " reason, node) SELECT id, %s, %s, %s, %s, %s, %s FROM moved RETURNING source_id",
+            (*values, *values_tail, now, source.state, state, pg_text(actor),
+             None if reason is None else pg_text(reason), self.node),
+        ).fetchone()
+        if row is not None:
+            return
+        holder = self._conn.execute("SELECT node FROM sources WHERE id = %s",
+                                    (source.id,)).fetchone()
+        if holder is None:
+            raise KeyError(source.id)
+        raise LeaseLost(
+            f"node {holder['node']!r} holds the lease on source {source.id} now; "
+            "this node leaves it alone",
+            source_id=source.id, holder=holder["node"],
+        )
+
+    def _after_transition(self, before: Source) -> Source:
+        moved = self.get(before.id)
+        for listener in self.listeners:
+            try:
+                listener(moved, before.state)
+            except Exception:
+                # A listener (metrics, hooks) must never undo or block a committed transition.
+                _log.exception("journal_listener_failed", listener=repr(listener))
+        return moved
+
+    def transition(
+        self, source: Source, state: State, *, actor: str, reason: str | None = None,
+        **changes: Any,
+    ) -> Source:
+        """Move one source to ``state`` (with column changes) in one transaction."""
+        return self._transition(source, state, actor=actor, reason=reason, fence=True,
+                                **changes)
+
+    def _transition(self, source: Source, state: str, *, actor: str, reason: str | None,
+                    fence: bool, **changes: Any) -> Source:
+        unknown = set(changes) - set(_SOURCE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown journal columns: {sorted(unknown)}")
+        with self._transaction(notify=True):
+            self._move(source, state, actor=actor, reason=reason, fence=fence, **changes)
+        return self._after_transition(source)
+
+    def annotate(self, source: Source, *, actor: str, reason: str, **changes: Any) -> Source:
+        """Change columns of a source without changing its state (still one logged event)."""
+        return self.transition(source, source.state, actor=actor,  # type: ignore[arg-type]
+                               reason=reason, **changes)
+
+    def observe_many(
+        self,
+        seen: Iterable[tuple[str, str, FileStat, str]],
+        *,
+        actor: str = "watcher",
+    ) -> list[Source]:
+        """Record files seen on disk: ``(path, watch_root, stat, options_json)`` each.
+
+        New paths become ``pending``. A known path whose stat changed is settled again: a
+        ``pending`` one restarts its settle clock, a finished or gone one becomes a new version
+        (``pending``), and one in the middle of remote work is left alone. Returns the sources
+        that now need settling. Several nodes seeing one file merge into its one row.
+        """
+        now = time.time()
+        items = [(pg_encode_path(p), pg_encode_path(r), st, pg_text(o)) for p, r, st, o in seen]
+        touched: list[int] = []
+        with self._transaction(bulk=True, notify=True) as conn:
+            # Known rows read and locked at once, in path order: two nodes scanning
+            # overlapping folders lock in the same order and never deadlock.
+            known: dict[str, Source] = {
+                r["path"]: _row_to_source(r) for r in conn.execute(
+                    "SELECT * FROM sources WHERE path = ANY(%s) ORDER BY path FOR UPDATE",
+                    (sorted({i[0] for i in items}),),
+                )
+            }
+            for path, root, st, options_json in items:
+                source = known.get(path)
+                if source is None:
+                    row = conn.execute(
+                        "WITH made AS (INSERT INTO sources (path, watch_root, state, size,"
+                        " mtime_ns, dev, inode, changed_at, options_json, attempts, job_errors,"
+                        " created_at, updated_at) VALUES (%s, %s, 'pending', %s, %s, %s, %s, %s,"
+                        " %s, 0, 0, %s, %s) ON CONFLICT (path) DO NOTHING RETURNING id)"
+                        " INSERT INTO events (source_id, at, from_state, to_state, actor,"
+                        " reason, node) SELECT id, %s, NULL, 'pending', %s, 'seen', %s"
+                        " FROM made RETURNING source_id",
+                        (path, root, st.size, st.mtime_ns, st.dev, st.inode, now,
+                         options_json, now, now, now, pg_text(actor), self.node),
+                    ).fetchone()
+                    if row is not None:
+                        touched.append(int(row["source_id"]))
+                        continue
+                    # Inserted since the read (by another node, or earlier in this batch):
+                    # a known row now.
+                    source = self._get_locked(path)
+                needs_settling, wrote = self._observe_known(source, st, now, options_json,
+                                                            actor)
+                if needs_settling:
+                    touched.append(source.id)
+                if wrote:
+                    known.pop(path, None)  # a repeat later in the batch reads it again
+                else:
+                    known[path] = source
+        return self._get_many(touched)
+
+    def _get_locked(self, encoded_path: str) -> Source:
+        row = self._conn.execute("SELECT * FROM sources WHERE path = %s FOR UPDATE",
+                                 (encoded_path,)).fetchone()
+        assert row is not None
+        return _row_to_source(row)
+
+    def _get_many(self, ids: Sequence[int]) -> list[Source]:
+        if not ids:
+            return []
+        rows = self._conn.execute("SELECT * FROM sources WHERE id = ANY(%s)", (list(ids),))
+        by_id = {int(r["id"]): _row_to_source(r) for r in rows}
+        return [by_id[i] for i in ids]
+
+    def _observe_known(self, source: Source, st: FileStat, now: float, options_json: str,
+                       actor: str) -> tuple[bool, bool]:
+        """Apply one observation to a known row: (needs settling, row written)."""
+        same = (source.size, source.mtime_ns, source.dev, source.inode) == (
+            st.size, st.mtime_ns, st.dev, st.inode
+        )
+        if source.state == "pending":
+            if not same:
+                self._conn.execute(
+                    "UPDATE sources SET size=%s, mtime_ns=%s, dev=%s, inode=%s, changed_at=%s,"
+                    " sha256=NULL, content_key=NULL, updated_at=%s WHERE id=%s",
+                    (st.size, st.mtime_ns, st.dev, st.inode, now, now, source.id),
+                )
+            # As in the SQLite journal: only a row not settled before is handed back.
+            return not source.settled, not same
+        if source.state in ("done", "failed", "gone") and (not same or source.state == "gone"):
+            reason = "reappeared" if source.state == "gone" else "changed on disk"
+            self._move(
+                source, "pending", actor=actor, reason=reason,
+                sha256=None, content_key=None, audio_url=None, job_id=None,
+                submit_started_at=None, attempts=0, job_errors=0, next_attempt_at=None,
+                last_error=None, note=None, options_json=options_json, size=st.size,
+                mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode, changed_at=now,
+            )
+            return True, True
+        return False, False
+
+    def settle_many(self, items: Iterable[tuple[Source, str, str, FileStat]]) -> list[int]:
+        """Record hashed sources ``(source, sha256, content key, stat)`` in one transaction.
+
+        Only a source still ``pending`` and unchanged since it was read (same ``changed_at``)
+        is recorded; one that changed meanwhile is settled again later. Returns the ids
+        recorded.
+        """
+        batch = list(items)
+        recorded = []
+        with self._transaction(bulk=True, notify=True) as conn:
+            current = {
+                int(r["id"]): _row_to_source(r) for r in conn.execute(
+                    "SELECT * FROM sources WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                    (sorted({s.id for s, _, _, _ in batch}),),
+                )
+            }
+            for source, digest, key, st in batch:
+                row = current.get(source.id)
+                if row is None or row.state != "pending" or (
+                    row.changed_at != source.changed_at
+                ) or row.options_json != source.options_json:
+                    continue
+                self._move(
+                    row, "pending", actor="worker", reason="settled and hashed",
+                    sha256=digest, content_key=key, note="queued",
+                    size=st.size, mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode,
+                )
+                current[source.id] = self.get(source.id)
+                recorded.append(source.id)
+        return recorded
+
+    def record_unreadable(self, path: str, root: str, options_json: str, reason: str
+                          ) -> Source:
+        """A path where a source should be but that cannot be read: a failed row with why."""
+        now = time.time()
+        reason = pg_text(reason)
+        with self._transaction(notify=True) as conn:
+            row = conn.execute(
+                "WITH made AS (INSERT INTO sources (path, watch_root, state, options_json,"
+                " attempts, job_errors, last_error, created_at, updated_at)"
+                " VALUES (%s, %s, 'failed', %s, 0, 0, %s, %s, %s)"
+                " ON CONFLICT (path) DO NOTHING RETURNING id)"
+                " INSERT INTO events (source_id, at, from_state, to_state, actor, reason, node)"
+                " SELECT id, %s, NULL, 'failed', 'worker', %s, %s FROM made RETURNING source_id",
+                (pg_encode_path(path), pg_encode_path(root), pg_text(options_json), reason,
+                 now, now, now, reason, self.node),
+            ).fetchone()
+            if row is not None:
+                source_id = int(row["source_id"])
+            else:
+                source = self._get_locked(pg_encode_path(path))
+                source_id = source.id
+                self._move(source, "failed", actor="worker", reason=reason, last_error=reason)
+        return self.get(source_id)
+
+    def retry(self, paths: Sequence[str] = (), *, all_failed: bool = False) -> list[Source]:
+        """Put failed (or waiting) sources back in the queue now; returns those moved."""
+        moved = []
+        with self._transaction(notify=True) as conn:
+            if all_failed:
+                targets = [_row_to_source(r) for r in conn.execute(
+                    "SELECT * FROM sources WHERE state = 'failed' ORDER BY id FOR UPDATE")]
+            else:
+                encoded = [pg_encode_path(p) for p in dict.fromkeys(paths)]
+                rows = {r["path"]: _row_to_source(r) for r in conn.execute(
+                    "SELECT * FROM sources WHERE path = ANY(%s) ORDER BY id FOR UPDATE",
+                    (encoded,))}
+                targets = [rows[p] for p in encoded if p in rows]
+            for source in targets:
+                if source.state not in ("failed", "waiting"):
+                    continue
+                # A job that ended in error is not reused: forget it so a new one is created.
+                self._move(
+                    source, "pending", actor="user", reason="watcherd retry",
+                    attempts=0, job_errors=0, next_attempt_at=None, last_error=None,
+                    note=None, job_id=None if source.state == "failed" else source.job_id,
+                )
+                moved.append(source.id)
+        return self._get_many(moved)
+
+    def reprocess(self, path: str, options_json: str) -> Source | None:
+        """Transcribe a finished source again with these options (``retry --reprocess``).
+
+        Same options and content: the stored result is reused and only the outputs are
+        rewritten, so nothing is paid twice; new options make a new job.
+        """
+        source = self.by_path(path)
+        if source is None or source.state not in ("done", "failed", "gone"):
+            return None
+        # A person's decision: not fenced by a lease a node may still hold on a failed row.
+        return self._transition(
+            source, "pending", actor="user", reason="watcherd retry --reprocess", fence=False,
+            options_json=options_json, sha256=None, content_key=None, audio_url=None,
+            job_id=None, submit_started_at=None, attempts=0, job_errors=0,
+            next_attempt_at=None, last_error=None, note=None, changed_at=0.0,
+        )
+
+    def record_job_time(self, options_class: str, audio_seconds: float | None,
+                        seconds: float, *, keep: int = 100) -> None:
+        """Remember how long one finished job took (the newest ``keep`` per kind are kept)."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO job_times (at, options_class, audio_seconds, seconds)"
+                " VALUES (%s, %s, %s, %s)",
+                (time.time(), pg_text(options_class), audio_seconds, seconds),
+            )
+            conn.execute(
+                "DELETE FROM job_times WHERE options_class = %(c)s AND id NOT IN (SELECT id"
+                " FROM job_times WHERE options_class = %(c)s ORDER BY id DESC LIMIT %(k)s)",
+                {"c": pg_text(options_class), "k": keep},
+            )
+
+    def job_times(self) -> list[tuple[str, float | None, float]]:
+        """Every remembered job time, oldest first: (kind, audio seconds, seconds)."""
+        rows = self._conn.execute(
+            "SELECT options_class, audio_seconds, seconds FROM job_times ORDER BY id"
+        )
+        return [(r["options_class"], r["audio_seconds"], r["seconds"]) for r in rows]
+
+    def store_result(self, source: Source, job: Mapping[str, Any]) -> None:
+        """Keep a finished job object, keyed by content, before any output is written."""
+        assert source.content_key is not None
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO results (content_key, job_id, job_json, created_at)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (content_key) DO UPDATE SET"
+                " job_id = EXCLUDED.job_id, job_json = EXCLUDED.job_json,"
+                " created_at = EXCLUDED.created_at",
+                (source.content_key, pg_text(str(job.get("id", ""))), _job_text(job),
+                 time.time()),
+            )
