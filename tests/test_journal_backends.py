@@ -17,16 +17,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from watcherd.errors import JournalError
-from watcherd.journal import FileStat, Journal, Source
+from watcherd.journal import FileStat, Journal, Source, SQLiteJournal
 
 if TYPE_CHECKING:
     from tests.pg import PgCluster
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed: pip install -e .[test]")
 
-from watcherd import journal_pg  # noqa: E402  (needs psycopg)
-from watcherd.journal_copy import copy_journal, read_rows  # noqa: E402
-from watcherd.journal_pg import (  # noqa: E402
+from watcherd.journal import postgres as journal_pg  # noqa: E402  (needs psycopg)
+from watcherd.journal.copy import copy_journal, read_rows  # noqa: E402
+from watcherd.journal.postgres import (  # noqa: E402
     CreateIntentHeld,
     LeaseLost,
     NodeNameTaken,
@@ -59,7 +59,7 @@ def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnyJourn
 
 
 def _integrity_error(journal: AnyJournal) -> type[Exception]:
-    return sqlite3.IntegrityError if isinstance(journal, Journal) else psycopg.IntegrityError
+    return sqlite3.IntegrityError if isinstance(journal, SQLiteJournal) else psycopg.IntegrityError
 
 
 def _stat(size: int = 10, mtime: int = 1) -> FileStat:
@@ -439,13 +439,14 @@ class TestCleanStop:
     def test_clean_close_then_crash(self, journal: AnyJournal, tmp_path: Path) -> None:
         """A clean close is remembered; an open without close reads as a crash next time."""
         journal.close()
-        if isinstance(journal, Journal):
-            from watcherd.journal import _stopped_cleanly
+        if isinstance(journal, SQLiteJournal):
+            from watcherd.journal.sqlite import _stopped_cleanly
 
             conn = sqlite3.connect(journal.path)
             assert _stopped_cleanly(conn)
             conn.close()
             return
+        assert isinstance(journal, PostgresJournal)
         again = PostgresJournal.open(journal.url, node="node-a")
         assert again.stopped_cleanly
         again._conn.close()  # dies without closing: the connection ends, the mark stays unset

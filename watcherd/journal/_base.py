@@ -25,6 +25,8 @@ import structlog
 from watcherd.errors import JournalError
 
 _log = structlog.get_logger("watcherd.journal")
+#: URL schemes of the PostgreSQL backend.
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 # In the order `status` lists them: the pipeline's steps, then how a source can end.
 State = Literal[
@@ -136,15 +138,22 @@ class Journal(abc.ABC):
     # -- lifecycle -----------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, *, exclusive: bool = False, readonly: bool = False) -> Journal:
+    def open(cls, path: Path | str, *, exclusive: bool = False, readonly: bool = False
+             ) -> Journal:
         """Open (creating and migrating if needed) the journal at ``path``.
 
+        A ``postgresql://`` URL opens the PostgreSQL backend, anything else a SQLite file.
         ``exclusive`` makes this process the journal's one writer (a second one gets
-        :class:`JournalLocked`); ``readonly`` opens an existing journal for inspection.
+        :class:`JournalLocked`; PostgreSQL journals are shared by design and ignore it);
+        ``readonly`` opens an existing journal for inspection.
         """
+        if isinstance(path, str) and path.startswith(POSTGRES_SCHEMES):
+            from watcherd.journal.postgres import PostgresJournal
+
+            return PostgresJournal.open(path, readonly=readonly)
         from watcherd.journal.sqlite import SQLiteJournal
 
-        return SQLiteJournal.open(path, exclusive=exclusive, readonly=readonly)
+        return SQLiteJournal.open(Path(path), exclusive=exclusive, readonly=readonly)
 
     @abc.abstractmethod
     def close(self) -> None:

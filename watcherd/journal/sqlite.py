@@ -64,8 +64,9 @@ class SQLiteJournal(Journal):
     # -- lifecycle -----------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, *, exclusive: bool = False, readonly: bool = False
-             ) -> SQLiteJournal:
+    def open(  # type: ignore[override]  # a factory for a file path only
+        cls, path: Path, *, exclusive: bool = False, readonly: bool = False,
+    ) -> SQLiteJournal:
         """Open (creating and migrating if needed) the journal at ``path``.
 
         ``exclusive`` takes the journal's lock file so that only one worker drives it; a second

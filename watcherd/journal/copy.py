@@ -66,7 +66,7 @@ def copy_journal(src: str | Path, dst: str | Path) -> CopyReport:
 
 def _label(target: str) -> str:
     if is_postgres_url(target):
-        from watcherd.journal_pg import redact_url
+        from watcherd.journal.postgres import redact_url
 
         return redact_url(target)
     return target
@@ -194,7 +194,7 @@ def _write_sqlite(path: Path, rows: JournalRows, source_label: str) -> None:
 
 
 def _read_pg(url: str) -> JournalRows:
-    from watcherd.journal_pg import check_version, connect, pg_decode_path, redact_url
+    from watcherd.journal.postgres import check_version, connect, pg_decode_path, redact_url
 
     conn = connect(url)
     try:
@@ -217,7 +217,7 @@ def _read_pg(url: str) -> JournalRows:
 def _write_pg(url: str, rows: JournalRows, source_label: str) -> None:
     import psycopg
 
-    from watcherd.journal_pg import (
+    from watcherd.journal.postgres import (
         connect,
         migrate,
         pg_decode_path,

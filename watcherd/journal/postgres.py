@@ -41,7 +41,7 @@ import structlog
 from psycopg.rows import dict_row
 
 from watcherd.errors import JournalError
-from watcherd.journal import STATES, FileStat, Source, State, safe_text
+from watcherd.journal._base import STATES, FileStat, Journal, Source, State, safe_text
 
 _log = structlog.get_logger("watcherd.journal")
 
@@ -64,8 +64,8 @@ DbConn = psycopg.Connection[dict[str, Any]]
 
 
 def _migrations() -> tuple[tuple[int, str, bytes], ...]:
-    """The numbered SQL files of watcherd/sql/postgres, in order: (version, name, text)."""
-    folder = resources.files("watcherd") / "sql" / "postgres"
+    """The numbered SQL files of watcherd/journal/sql/postgres, in order: (version, name, text)."""
+    folder = resources.files("watcherd.journal") / "sql" / "postgres"
     found = []
     for entry in folder.iterdir():
         name = entry.name
@@ -338,7 +338,7 @@ def _check_node_name(name: str) -> None:
 # -- the journal ---------------------------------------------------------------------------
 
 
-class PostgresJournal:
+class PostgresJournal(Journal):
     """The PostgreSQL journal. Open it with :meth:`open`; close it with :meth:`close`."""
 
     notify_channel = NOTIFY_CHANNEL
@@ -361,8 +361,10 @@ class PostgresJournal:
     # -- lifecycle -----------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str, *, node: str | None = None, readonly: bool = False,
-             lease_seconds: float = 30.0) -> PostgresJournal:
+    def open(  # type: ignore[override]  # a factory: a URL and a node instead of a file
+        cls, url: str, *, node: str | None = None, readonly: bool = False,
+        lease_seconds: float = 30.0,
+    ) -> PostgresJournal:
         """Open (creating and migrating if needed) the journal in the database at ``url``.
 
         With ``node``, this process registers as that node (refused with
@@ -389,6 +391,16 @@ class PostgresJournal:
             conn.close()
             raise
         return journal
+
+    def integrity_problem(self) -> str | None:
+        """PostgreSQL checks its own pages; the schema version is what can be wrong here."""
+        try:
+            version = self.schema_version()
+        except Exception as exc:  # a check: report, never raise
+            return str(exc)
+        if version != SCHEMA_VERSION:
+            return f"schema {version}, expected {SCHEMA_VERSION}"
+        return None
 
     def close(self) -> None:
         """Release this node's leases, record a clean stop, close the connections."""
