@@ -1,10 +1,18 @@
-"""Shared test settings: one Hypothesis profile for every property test."""
+"""Shared test settings: one Hypothesis profile for every property test; web_page fixture."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.test_web_harness import RunningWeb, WebFiles, populate_web_journal
+from watcherd.config import HttpConfig
+from watcherd.journal import Journal
 
 # Property tests search the input space; the examples per property are fixed here so the
 # closing note can state them and CI time stays bounded. No deadline: the machine is shared.
@@ -16,3 +24,24 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile("ci")
+
+
+@pytest.fixture
+def web_page(tmp_path: Path) -> Iterator[Callable[..., RunningWeb]]:
+    """Start status pages over a populated journal in tmp_path; all stopped afterwards."""
+    started: list[RunningWeb] = []
+
+    def start(http: HttpConfig | None = None, *, populate: bool = True,
+              setup: Callable[[Journal], Any] | None = None) -> RunningWeb:
+        folder = tmp_path / f"web{len(started)}"
+        folder.mkdir()
+        if setup is None and populate:
+            def setup(journal: Journal) -> WebFiles:
+                return populate_web_journal(journal, folder / "inbox")
+        running = RunningWeb(folder / "journal.db", http or HttpConfig(), setup=setup)
+        started.append(running)
+        return running.start()
+
+    yield start
+    for running in started:
+        running.stop()
