@@ -77,6 +77,8 @@ class WebApp:
             return await self._dispatch(route, request)
         except Refused as exc:
             return text_response(exc.status, exc.reason)
+        except HttpError as exc:
+            return text_response(exc.status, exc.reason, **exc.headers)
 
     def _route(self, path: str) -> str:
         if path in _ROUTES:
