@@ -63,6 +63,15 @@ def _nice_ceiling(value: float) -> float:
     return float(10 * power)  # pragma: no cover - the loop always returns
 
 
+def _nice_duration(seconds: float) -> float:
+    """A round top for a latency axis, in the unit it is shown in (s, min or h)."""
+    if seconds < 90:
+        return _nice_ceiling(seconds)
+    if seconds < 90 * 60:
+        return _nice_ceiling(seconds / 60) * 60
+    return _nice_ceiling(seconds / 3600) * 3600
+
+
 def duration_text(seconds: float) -> str:
     """A short human duration: 45 s, 12 min, 3.5 h."""
     if seconds < 90:
@@ -118,7 +127,7 @@ def files_chart(hours: Sequence[HourBucket]) -> str:
 
 def latency_chart(hours: Sequence[HourBucket]) -> str:
     """A line: the median drop-to-transcript latency of each hour (a dot per hour with files)."""
-    peak = _nice_ceiling(max((h.max_latency or 0.0 for h in hours), default=0.0))
+    peak = _nice_duration(max((h.median_latency or 0.0 for h in hours), default=0.0))
     parts = _frame("Drop to transcript latency (median per hour), last 24 hours",
                    duration_text(peak), hours)
     plot_w, plot_h = WIDTH - _LEFT - _RIGHT, HEIGHT - _TOP - _BOTTOM

@@ -38,24 +38,25 @@ section{background:#fff;border:1px solid #e2e8f0;border-radius:8px;padding:10px 
 margin:0 0 14px}
 h2{font-size:15px;margin:2px 0 8px}
 .counts{display:flex;flex-wrap:wrap;gap:8px;margin:0 0 14px;padding:0;list-style:none}
-.count{background:#fff;border:1px solid #e2e8f0;border-radius:8px;padding:6px 12px;min-width:80px}
+.count{background:#fff;border:1px solid #e2e8f0;border-radius:8px;padding:5px 10px;min-width:68px}
 .count b{display:block;font-size:20px}.count span{color:#475569}
 .count.zero{opacity:.5}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;padding:5px 8px;border-top:1px solid #f1f5f9;vertical-align:top}
 th{color:#475569;font-weight:600;border-top:none}
-td.name{word-break:break-all;max-width:420px}
+td.name{overflow-wrap:anywhere;min-width:200px;max-width:420px}
 .state{display:inline-block;border-radius:10px;padding:0 8px;color:#fff;font-size:12px}
 progress{width:160px;vertical-align:middle}
 .reason{color:#7f1d1d}.why{color:#78350f}.muted{color:#64748b}
 .empty{color:#64748b;font-style:italic}
 button{font:inherit;border:1px solid #cbd5e1;background:#f1f5f9;border-radius:6px;
-padding:2px 10px;cursor:pointer}button:hover{background:#e2e8f0}
+padding:2px 10px;cursor:pointer;white-space:nowrap}button:hover{background:#e2e8f0}
 .error{background:#fef2f2;border-color:#fecaca;color:#7f1d1d}
 .charts{display:flex;flex-wrap:wrap;gap:12px}.charts figure{margin:0}
 figcaption{color:#475569;font-size:13px}
 #conn{font-size:12px}
 a{color:#1d4ed8}
+td time{white-space:nowrap}
 """
 STYLE += "".join(f".s-{state}{{background:{colour}}}"
                  for state, colour in _STATE_COLOURS.items())
@@ -202,6 +203,13 @@ def live_html(snapshot: Snapshot, progress: Mapping[int, Progress], csrf: str,
                  + _more(len(snapshot.waiting), snapshot.counts.get("waiting", 0))
                  + "</section>")
 
+    hours = charts.buckets(snapshot.finished_within(charts.HOURS * 3600), now)
+    parts.append('<section id="charts"><h2>Last 24 hours</h2><div class="charts">'
+                 f"<figure>{charts.files_chart(hours)}"
+                 "<figcaption>Files finished per hour</figcaption></figure>"
+                 f"<figure>{charts.latency_chart(hours)}"
+                 "<figcaption>Drop → transcript latency, median per hour</figcaption></figure>"
+                 "</div></section>")
     rows = []
     for s in snapshot.recent:
         done = snapshot.finished.get(s.id)
@@ -217,13 +225,6 @@ def live_html(snapshot: Snapshot, progress: Mapping[int, Progress], csrf: str,
                  + _table(("File", "Finished", "Drop → transcript", "Engine", "Transcript"),
                           rows, "Nothing finished yet.") + "</section>")
 
-    hours = charts.buckets(snapshot.finished_within(charts.HOURS * 3600), now)
-    parts.append('<section id="charts"><h2>Last 24 hours</h2><div class="charts">'
-                 f"<figure>{charts.files_chart(hours)}"
-                 "<figcaption>Files finished per hour</figcaption></figure>"
-                 f"<figure>{charts.latency_chart(hours)}"
-                 "<figcaption>Drop → transcript latency, median per hour</figcaption></figure>"
-                 "</div></section>")
     parts.append(f'<p class="muted">Updated {_when(snapshot.taken_at, now)}</p>')
     return "".join(parts)
 
