@@ -32,8 +32,8 @@ from watcherd.journal import FileStat, Journal
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed "
                                 "(pip install -e '.[test]')")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.chrome.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 
 StartWeb = Callable[..., RunningWeb]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
