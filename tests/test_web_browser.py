@@ -102,8 +102,9 @@ def test_page_counts_retry_and_live_updates(web_page: StartWeb, browser: WebDriv
     assert "broken.mp3" in failed_text and "cannot be decoded as audio" in failed_text
     assert "60%" in browser.find_element(By.ID, "working").text
     # No script error, nothing blocked by the Content-Security-Policy.
-    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"
-              and "favicon" not in e["message"]]
+    # (selenium leaves get_log untyped)
+    console = browser.get_log("browser")  # type: ignore[no-untyped-call]
+    errors = [e for e in console if e["level"] == "SEVERE" and "favicon" not in e["message"]]
     assert errors == []
     save_screenshot(browser, tmp_path, "status-page-test")
 
