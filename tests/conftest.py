@@ -1,9 +1,10 @@
-"""Shared test settings and fixtures: one Hypothesis profile, the simulator, an inbox."""
+"""Shared test settings and fixtures: one Hypothesis profile, the simulator, an inbox, status
+pages."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.sim import GladiaSimulator
+from tests.test_web_harness import RunningWeb, WebFiles, populate_web_journal
+from watcherd.config import HttpConfig
+from watcherd.journal import Journal
 
 # Property tests search the input space; the examples per property are fixed here so the
 # closing note can state them and CI time stays bounded. No deadline: the machine is shared.
@@ -39,3 +43,24 @@ def inbox(tmp_path: Path) -> Path:
     folder = tmp_path / "inbox"
     folder.mkdir()
     return folder
+
+
+@pytest.fixture
+def web_page(tmp_path: Path) -> Iterator[Callable[..., RunningWeb]]:
+    """Start status pages over a populated journal in tmp_path; all stopped afterwards."""
+    started: list[RunningWeb] = []
+
+    def start(http: HttpConfig | None = None, *, populate: bool = True,
+              setup: Callable[[Journal], Any] | None = None) -> RunningWeb:
+        folder = tmp_path / f"web{len(started)}"
+        folder.mkdir()
+        if setup is None and populate:
+            def setup(journal: Journal) -> WebFiles:
+                return populate_web_journal(journal, folder / "inbox")
+        running = RunningWeb(folder / "journal.db", http or HttpConfig(), setup=setup)
+        started.append(running)
+        return running.start()
+
+    yield start
+    for running in started:
+        running.stop()

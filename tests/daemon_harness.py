@@ -67,8 +67,13 @@ def write_config(
     max_concurrent_jobs: int = 3,
     options: Mapping[str, Any] | None = None,
     extra: str = "",
+    http_listen: str = "",
 ) -> Path:
-    """Write a watcherd config file for a test and return its path."""
+    """Write a watcherd config file for a test and return its path.
+
+    The status page is off unless ``http_listen`` names an address: test daemons run side by
+    side and must not compete for the default port.
+    """
     lines = ["[gladia]"]
     if api_key is not None:
         lines.append(f"api_key = {toml_value(api_key)}")
@@ -76,7 +81,8 @@ def write_config(
         lines.append(f"api_url = {toml_value(api_url)}")
     lines.append(f"max_concurrent_jobs = {max_concurrent_jobs}")
     lines += ["", "[journal]", f"path = {toml_value(journal)}", "", "[log]",
-              'format = "json"', 'level = "debug"', "", "[retry]"]
+              'format = "json"', 'level = "debug"', "", "[http]",
+              f"listen = {toml_value(http_listen)}", "", "[retry]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in FAST_RETRY.items()]
     lines += ["", "[defaults]",
               f"settle_seconds = {settle_seconds}", f"outputs = {toml_value(list(outputs))}"]

@@ -27,9 +27,7 @@ from watcherd.config import CallbackConfig, Config, GladiaConfig, Secret
 from watcherd.engines.gladia import listener as listener_module
 from watcherd.engines.gladia.listener import (
     Listener,
-    body_length,
     load_or_create_token,
-    parse_head,
     safety_net,
     token_path,
 )
@@ -43,6 +41,7 @@ from watcherd.engines.gladia.webhooks import (
     sign,
 )
 from watcherd.errors import ConfigError
+from watcherd.http11 import HttpError, body_length, parse_head
 from watcherd.journal import FileStat, Journal
 from watcherd.retry import RetryPolicy
 
@@ -223,7 +222,7 @@ def test_parse_head_reads_method_path_and_lowercase_headers() -> None:
 )
 def test_parse_head_refuses_malformed_requests(head: bytes, status: int) -> None:
     """Anything outside plain HTTP/1.1 request syntax is refused with the right status."""
-    with pytest.raises(listener_module.HttpError) as caught:
+    with pytest.raises(HttpError) as caught:
         parse_head(head)
     assert caught.value.status == status
 
@@ -240,7 +239,7 @@ def test_parse_head_refuses_malformed_requests(head: bytes, status: int) -> None
 def test_body_length_needs_a_sane_content_length(headers: dict[str, str], status: int) -> None:
     """No framing is 411, a malformed length (unicode digits too) or both framings 400, a
     length over the cap 413; a chunked body is accepted and capped while read (None)."""
-    with pytest.raises(listener_module.HttpError) as caught:
+    with pytest.raises(HttpError) as caught:
         body_length(headers, 1000)
     assert caught.value.status == status
     assert body_length({"content-length": "1000"}, 1000) == 1000

@@ -194,11 +194,15 @@ FLAG_NEEDS: dict[str, tuple[str, str, str]] = {
 
 _TOP_KEYS = (
     "gladia", "engine", "local", "journal", "log", "scan", "callback", "webhook", "defaults",
-    "hooks", "metrics", "retry",
+    "hooks", "metrics", "retry", "http",
     "watch",
 )
 _CALLBACK_KEYS = ("listen", "public_url")
 _WEBHOOK_KEYS = ("secret", "secret_file")
+_HTTP_KEYS = ("listen", "token_file")
+DEFAULT_HTTP_LISTEN = "127.0.0.1:8765"
+# A token shorter than this is guessable by a patient script on the network.
+MIN_HTTP_TOKEN_CHARS = 16
 WEBHOOK_SECRET_PREFIX = "whsec_"
 _GLADIA_KEYS = ("api_key", "api_key_file", "api_url", "max_concurrent_jobs")
 _DEFAULTS_KEYS = ("outputs", "settle_seconds", "recursive", "include", "exclude", "poll", "options",
@@ -294,6 +298,26 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """The ``[http]`` table: the local status page, /metrics and /healthz."""
+
+    # None when ``listen = ""`` turned the page off.
+    address: tuple[str, int] | None = ("127.0.0.1", 8765)
+    token_file: Path | None = None
+    # The token read from token_file (None without one, or where it is not readable by a
+    # command that does not serve the page).
+    token: Secret | None = None
+
+    @property
+    def listen(self) -> str:
+        """The address as ``[http] listen`` spells it ("" when off)."""
+        if self.address is None:
+            return ""
+        host, port = self.address
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True)
 class LocalConfig:
     """The ``[local]`` table: the offline Whisper engine's settings."""
 
@@ -337,6 +361,7 @@ class Config:
     metrics_textfile: Path | None = None
     # Every retry wait and budget ([retry]; the defaults suit production).
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    http: HttpConfig = field(default_factory=HttpConfig)
 
 
 # -- public API ------------------------------------------------------------------------------
@@ -481,6 +506,15 @@ def _kind(value: Any) -> str:
     if isinstance(value, dict):
         return "a table"
     return "a date/time"
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _hint(name: str, choices: Sequence[str]) -> str:
@@ -694,6 +728,7 @@ class _Parser:
             )
         if callback is not None:
             self.reject_own_callbacks(defaults, watches)
+        http = self.http(self.table(data, "http", "http"))
 
         return Config(
             source=self.source,
@@ -713,6 +748,7 @@ class _Parser:
             hooks=hooks,
             metrics_textfile=textfile,
             retry=retry,
+            http=http,
         )
 
     def command(self, value: Any, key: str) -> tuple[str, ...]:
@@ -763,6 +799,42 @@ class _Parser:
         if not 1 <= port <= 65535:
             self.expected(key, what, value)
         return host, port
+
+    def http(self, table: Mapping[str, Any]) -> HttpConfig:
+        self.check_keys(table, _HTTP_KEYS, "http")
+        listen = table.get("listen", DEFAULT_HTTP_LISTEN)
+        if isinstance(listen, str) and not listen.strip():
+            return HttpConfig(address=None)  # listen = "" turns the page off
+        address = self.listen_address(listen, "http.listen")
+        token_file: Path | None = None
+        token: Secret | None = None
+        if "token_file" in table:
+            token_file = self.path(table["token_file"], "http.token_file")
+            if self.need_key or os.access(token_file, os.R_OK):
+                token = Secret(self.read_http_token(token_file))
+        elif not _loopback(address[0]):
+            self.fail(
+                "http.token_file",
+                f'required when [http] listen is not a loopback address (got "{listen}"): '
+                "anyone on the network could see and retry your files; put a random token in "
+                "a file readable only by watcherd (python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))' > FILE) and set token_file = \"FILE\", or "
+                'listen on "127.0.0.1:PORT"',
+            )
+        return HttpConfig(address=address, token_file=token_file, token=token)
+
+    def read_http_token(self, path: Path) -> str:
+        key = "http.token_file"
+        try:
+            text = path.read_bytes().decode("utf-8").strip()
+        except OSError as exc:
+            self.fail(key, f"cannot read {path}: {exc.strerror or type(exc).__name__}")
+        except UnicodeDecodeError:
+            self.fail(key, f"{path} is not UTF-8 text; expected a file holding only the token")
+        if len(text) < MIN_HTTP_TOKEN_CHARS or any(ch.isspace() for ch in text):
+            self.fail(key, f"{path} must hold one word of at least {MIN_HTTP_TOKEN_CHARS} "
+                           "characters (the token), nothing else")
+        return text
 
     def webhook(self, table: Mapping[str, Any]) -> WebhookConfig | None:
         self.check_keys(table, _WEBHOOK_KEYS, "webhook")

@@ -23,8 +23,10 @@ from watcherd.errors import ConfigError
 from watcherd.folders import Folders
 from watcherd.health import ApiHealth
 from watcherd.journal import ACTIVE_STATES, Journal, open_or_recover
+from watcherd.progress import ProgressBoard
 from watcherd.service import Notifier, status_text
 from watcherd.watcher import Watcher, scan
+from watcherd.web import WebServer, start_web
 from watcherd.worker import Worker, unfinished
 
 __all__ = ["Daemon", "engine_for", "transcribe"]
@@ -52,6 +54,8 @@ class Daemon:
         self._reload = False
         self._signals = 0
         self._integrity_checked = False
+        # Engines report how far each file is; the status page shows it. Kept across reloads.
+        self.progress = ProgressBoard()
 
     def request_stop(self, signum: int) -> None:
         """Signal handler: the first signal drains, the second exits at once."""
@@ -129,7 +133,10 @@ class Daemon:
             metrics_textfile=config.metrics_textfile,
         )
         helpers: list[asyncio.Future[None]] = []
+        web: WebServer | None = None
         try:
+            web = await start_web(config.http, journal, progress=self.progress,
+                                  activity=activity, on_retried=worker.hint)
             log.info("starting", journal=str(config.journal_path),
                      watches=[str(w.path) for w in config.watches],
                      engine=engine.default or "none", engines=sorted(engine.opened))
@@ -153,6 +160,8 @@ class Daemon:
             for helper in helpers:
                 helper.cancel()
             watcher.stop()
+            if web is not None:
+                await web.close()
             await activity.close()
             activity.write_metrics()
             await engine.close()

@@ -23,6 +23,7 @@ from watcherd.cli.ops import doctor, service
 from watcherd.config import Config, WatchConfig, load_config, with_extra_watches
 from watcherd.display import json_safe, printable
 from watcherd.errors import ConfigError, JournalError
+from watcherd.history import UnknownState, check_state, history_json, history_lines
 from watcherd.identity import options_json
 from watcherd.journal import STATES, Journal, JournalNotReady, Source
 from watcherd.log import configure_logging
@@ -132,13 +133,33 @@ def _status_row(source: Source, since: float | None) -> dict[str, Any]:
     }
 
 
+def _state_option(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return check_state(value)
+    except UnknownState as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per file.")
+@click.option("--state", "only_state", callback=_state_option, metavar="STATE",
+              help="List only the files in this state (pending, failed, done, ...).")
 @config_option
 @handles_errors
-def status(as_json: bool, config_path: Path | None) -> None:
-    """Show what the journal knows: counts by state, then one row per file."""
+def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None,
+           config_path: Path | None) -> None:
+    """Show what the journal knows: counts by state, then one row per file.
+
+    With PATH..., show each file's history instead: every transition, when and why.
+    """
+    if paths and only_state:
+        raise click.UsageError("--state filters the table; leave it out when naming files")
     config = _load(config_path, need_key=False)
+    if paths:
+        sys.exit(_histories(config, paths, as_json=as_json))
     if not config.journal_path.exists():
         if as_json:
             click.echo("[]")
@@ -154,13 +175,16 @@ def status(as_json: bool, config_path: Path | None) -> None:
         sources = journal.all()
         counts = journal.counts()
         since = journal.state_since()
-    rows = [_status_row(s, since.get(s.id)) for s in sources]
+    rows = [_status_row(s, since.get(s.id)) for s in sources
+            if only_state is None or s.state == only_state]
     if as_json:
         # Lossless for programs: a name that is not UTF-8 keeps its bytes as \udcXX escapes.
         click.echo(json_safe(json.dumps(rows, ensure_ascii=False, indent=2)))
         return
     click.echo("  ".join(f"{state}: {counts[state]}" for state in STATES if counts[state])
                or "no files yet")
+    if only_state and not rows:
+        click.echo(f"no files in state {only_state}")
     for row in rows:
         extra = []
         if row["job_id"]:
@@ -177,6 +201,31 @@ def status(as_json: bool, config_path: Path | None) -> None:
         suffix = f"  ({'; '.join(extra)})" if extra else ""
         # One line per file whatever its name holds (newlines, escape sequences, bytes).
         click.echo(f"{row['state']:10} {printable(row['path'])}{suffix}")
+
+
+def _histories(config: Config, paths: tuple[Path, ...], *, as_json: bool) -> int:
+    """Print the history of each named file; 1 when one is not in the journal."""
+    if not config.journal_path.exists():
+        raise JournalError(f"no journal at {config.journal_path}: nothing has been seen yet")
+    found: list[dict[str, Any]] = []
+    missing = []
+    with Journal.open(config.journal_path, readonly=True) as journal:
+        for given in paths:
+            source = journal.by_path(str(given.expanduser().resolve())) or journal.by_path(
+                str(given))
+            if source is None:
+                missing.append(given)
+                continue
+            events = journal.events(source.id)
+            if as_json:
+                found.append(history_json(source, events))
+            else:
+                click.echo("\n".join(history_lines(source, events)))
+    if as_json:
+        click.echo(json_safe(json.dumps(found, ensure_ascii=False, indent=2)))
+    for given in missing:
+        click.echo(f"not in the journal: {printable(given)}", err=True)
+    return 1 if missing else 0
 
 
 @main.command()

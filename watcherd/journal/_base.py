@@ -165,6 +165,11 @@ class Journal(abc.ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    @abc.abstractmethod
+    def location(self) -> Path | str:
+        """Where the journal lives: a file path (SQLite) or a URL without its password."""
+
     @abc.abstractmethod
     def integrity_problem(self) -> str | None:
         """A full consistency check (slow on big journals): None when sound, else what failed."""

@@ -392,6 +392,11 @@ class PostgresJournal(Journal):
             raise
         return journal
 
+    @property
+    def location(self) -> str:
+        """The database URL (for opening another connection; its password is kept)."""
+        return self.url
+
     def integrity_problem(self) -> str | None:
         """PostgreSQL checks its own pages; the schema version is what can be wrong here."""
         try:

@@ -133,6 +133,11 @@ class SQLiteJournal(Journal):
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    @property
+    def location(self) -> Path:
+        """The journal file."""
+        return self.path
+
     def integrity_problem(self) -> str | None:
         """SQLite's quick_check on a read-only connection (see :func:`check_integrity`)."""
         return check_integrity(self.path)

@@ -50,13 +50,19 @@ from watcherd.engines.gladia.webhooks import (
     parse_event,
 )
 from watcherd.errors import ConfigError
+from watcherd.http11 import (
+    MAX_HEADER_BYTES,
+    HttpError,
+    Request,
+    body_length,
+    check_request,
+    protocol_error,
+)
 from watcherd.journal import Journal, Source
 from watcherd.retry import RetryPolicy
 
 log = structlog.get_logger("watcherd.engines.gladia.listener")
 
-MAX_HEADER_BYTES = 16 * 1024
-MAX_HEADERS = 64
 # A success callback carries the whole result (long recordings, many add-ons): room for it,
 # but bounded. Webhook bodies hold only an id.
 MAX_CALLBACK_BODY = 64 * 1024 * 1024
@@ -86,11 +92,7 @@ TOKEN_SUFFIX = ".callback-token"
 # and $ accepts a trailing newline.
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{32,128}")
 _JOB_ID_RE = re.compile(r"[0-9A-Za-z-]{1,64}")
-_METHOD_RE = re.compile(rb"[A-Z]{1,16}")
-_TARGET_RE = re.compile(rb"/[\x21-\x7e]*")
-_LENGTH_RE = re.compile(r"[0-9]{1,15}")
 # Headers that must appear once: a second one is an attempt to confuse, not a list.
-_SINGLE_HEADERS = frozenset({"content-length", "host", "transfer-encoding"})
 _REASONS = {
     200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
     408: "Request Timeout", 411: "Length Required", 413: "Content Too Large",
@@ -98,29 +100,6 @@ _REASONS = {
     501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
 }
 AWAITED_STATES = ("submitted", "waiting")
-
-
-class HttpError(Exception):
-    """Answer the request with ``status`` and a short JSON reason, then close."""
-
-    def __init__(self, status: int, reason: str, *, headers: Mapping[str, str] | None = None,
-                 quiet: bool = False) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.headers = dict(headers or {})
-        # Scanners hitting unknown paths are not worth a warning each.
-        self.quiet = quiet
-
-
-@dataclass(frozen=True)
-class Request:
-    """One parsed request: method, path (query dropped), lower-case headers, body."""
-
-    method: str
-    path: str
-    headers: Mapping[str, str]
-    body: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -195,91 +174,6 @@ def _read_token(path: Path) -> str:
 # -- HTTP parsing (h11) ------------------------------------------------------------------------
 
 
-def check_request(event: h11.Request) -> tuple[str, str, dict[str, str]]:
-    """Method, path (query dropped) and lower-case headers of a request h11 has parsed.
-
-    h11 has already checked the syntax (request line, header names and values, no bare
-    CR/LF, one Host, consistent Content-Length); this adds watcherd's own, stricter rules.
-    """
-    if event.http_version not in (b"1.1", b"1.0"):
-        raise HttpError(505, "only HTTP/1.1 is spoken here")
-    if not _METHOD_RE.fullmatch(event.method):
-        raise HttpError(400, "malformed method")
-    if not _TARGET_RE.fullmatch(event.target):
-        raise HttpError(400, "the request target must be a path")
-    if len(event.headers) > MAX_HEADERS:
-        raise HttpError(431, f"more than {MAX_HEADERS} headers")
-    headers: dict[str, str] = {}
-    for name, value in event.headers:
-        # h11 lower-cases names and allows only token characters in them, so ASCII holds;
-        # values may carry obs-text (bytes >= 0x80), which latin-1 maps one to one.
-        key = name.decode("ascii")
-        text = value.decode("latin-1")
-        if key in headers:
-            if key in _SINGLE_HEADERS:
-                raise HttpError(400, f"repeated {key} header")
-            headers[key] = f"{headers[key]}, {text}"
-        else:
-            headers[key] = text
-    path = event.target.decode("ascii").split("?", 1)[0]
-    return event.method.decode("ascii"), path, headers
-
-
-def parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
-    """Method, path and lower-case headers of a complete request head (ending in a blank line).
-
-    The same h11 parsing and checks the listener applies to a connection, on bytes in hand.
-    """
-    if len(head) > MAX_HEADER_BYTES:
-        raise HttpError(431, f"the request head exceeds {MAX_HEADER_BYTES} bytes")
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
-    conn.receive_data(head)
-    conn.receive_data(b"")
-    try:
-        event = conn.next_event()
-    except h11.RemoteProtocolError as exc:
-        raise _protocol_error(exc) from None
-    if not isinstance(event, h11.Request):
-        raise HttpError(400, "no request head")
-    return check_request(event)
-
-
-def body_length(headers: Mapping[str, str], max_body: int) -> int | None:
-    """The declared body size checked against ``max_body``; None for a chunked body.
-
-    A chunked body is accepted (a proxy or tunnel in front of the listener may re-frame a
-    body that way) and is capped while it is read instead.
-    """
-    encoding = headers.get("transfer-encoding")
-    raw = headers.get("content-length")
-    if encoding is not None:
-        if raw is not None:
-            raise HttpError(400, "send either a Content-Length or a chunked body, not both")
-        if encoding.strip().lower() != "chunked":
-            raise HttpError(501, "the only transfer coding understood is chunked")
-        return None
-    if raw is None:
-        raise HttpError(411, "a Content-Length header is required")
-    # ASCII digits only: str.isdigit() also accepts '²' and other digits int() refuses.
-    if not _LENGTH_RE.fullmatch(raw):
-        raise HttpError(400, "malformed Content-Length")
-    length = int(raw)
-    if length > max_body:
-        raise HttpError(413, f"the body is larger than {max_body} bytes")
-    return length
-
-
-def _protocol_error(exc: h11.RemoteProtocolError) -> HttpError:
-    """Our answer to what h11 refused, with a reason that never echoes the request's bytes."""
-    message = str(exc)
-    # h11 quotes the offending line in some messages (it may hold the token): keep only the
-    # part before the quote.
-    if any(marker in message for marker in ("b'", 'b"', "bytearray")):
-        message = message.split(":", 1)[0]
-    status = exc.error_status_hint if 400 <= exc.error_status_hint < 600 else 400
-    return HttpError(status, f"malformed HTTP request: {message[:120]}")
-
-
 class _Wire:
     """One connection's incoming bytes, parsed by h11 into events; counts what it read."""
 
@@ -300,7 +194,7 @@ class _Wire:
             try:
                 event = self.conn.next_event()
             except h11.RemoteProtocolError as exc:
-                raise _protocol_error(exc) from None
+                raise protocol_error(exc) from None
             if event is not h11.NEED_DATA:
                 return event
             if self._eof:  # pragma: no cover - h11 answers an EOF with an event or an error

@@ -1,0 +1,271 @@
+"""The page's routes: what each request gets, after the Host, token and CSRF checks.
+
+``GET /`` the page, ``GET /api/status`` its live part as JSON, ``GET /metrics`` Prometheus,
+``GET /healthz`` health (no token: load balancers cannot log in), ``POST /retry`` requeue a
+failed or waiting file, ``POST /login`` trade the token for a session cookie, and
+``GET /transcript/ID/SUFFIX`` one output of a finished file. Reads go through a read-only
+snapshot off the loop; the one write (retry) goes through the daemon's own journal on its loop,
+exactly as ``watcherd retry`` does it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from watcherd.display import json_safe, printable
+from watcherd.http11 import HttpError, Request
+from watcherd.journal import Journal
+from watcherd.progress import ProgressBoard
+from watcherd.web import health, metrics, page, transcripts
+from watcherd.web.guard import COOKIE_NAME, Guard, Refused
+from watcherd.web.http import Response, text_response
+from watcherd.web.snapshot import Snapshot, SnapshotReader
+
+log = structlog.get_logger("watcherd.web")
+
+_TRANSCRIPT_RE = re.compile(r"/transcript/([0-9]{1,18})/([A-Za-z0-9_.-]{1,40})")
+_ROUTES: dict[str, tuple[str, ...]] = {
+    "/": ("GET", "HEAD"),
+    "/api/status": ("GET", "HEAD"),
+    "/metrics": ("GET", "HEAD"),
+    "/healthz": ("GET", "HEAD"),
+    "/retry": ("POST",),
+    "/login": ("POST",),
+}
+_NO_TOKEN_NEEDED = frozenset({"/healthz", "/login"})
+
+
+@dataclass
+class WebApp:
+    """Answers requests for one running daemon (or a test's journal)."""
+
+    guard: Guard
+    reader: SnapshotReader
+    journal: Journal | None = None  # the writer, for retry; None: read-only page
+    progress: ProgressBoard | None = None
+    activity: metrics.ActivityFigures | None = None
+    transitions: metrics.TransitionCounter | None = None
+    api: metrics.ApiRequests | None = None
+    heartbeat: health.Heartbeat | None = None
+    on_retried: Callable[[Path], None] | None = None
+    clock: Callable[[], float] = time.time
+    _outputs: dict[tuple[int, float | None], list[str]] = field(default_factory=dict)
+
+    async def handle(self, request: Request) -> Response:
+        """The answer to one request; never raises for anything the client sent."""
+        try:
+            self.guard.check_host(request.headers.get("host"))
+            route = self._route(request.path)
+            if route not in _NO_TOKEN_NEEDED and not self.guard.authorized(request.headers):
+                return self._unauthorized(request, route)
+            allowed = _ROUTES.get(route, ("GET", "HEAD"))
+            if request.method not in allowed:
+                raise HttpError(405, f"use {' or '.join(allowed)}",
+                                headers={"Allow": ", ".join(allowed)})
+            return await self._dispatch(route, request)
+        except Refused as exc:
+            return text_response(exc.status, exc.reason)
+        except HttpError as exc:
+            return text_response(exc.status, exc.reason, **exc.headers)
+
+    def _route(self, path: str) -> str:
+        if path in _ROUTES:
+            return path
+        if _TRANSCRIPT_RE.fullmatch(path):
+            return "/transcript"
+        raise HttpError(404, "not found")
+
+    async def _dispatch(self, route: str, request: Request) -> Response:
+        if route == "/":
+            return await self._page()
+        if route == "/api/status":
+            return await self._status_json()
+        if route == "/metrics":
+            return await self._metrics()
+        if route == "/healthz":
+            verdict = await health.check(self.reader.path, self.heartbeat)
+            return text_response(200 if verdict.ok else 503, verdict.reason)
+        if route == "/retry":
+            return await self._retry(request)
+        if route == "/login":
+            return self._login(request)
+        return await self._transcript(request.path)
+
+    # -- token -----------------------------------------------------------------------------
+
+    def _unauthorized(self, request: Request, route: str) -> Response:
+        if route == "/" and request.method in ("GET", "HEAD"):
+            nonce = secrets.token_urlsafe(16)
+            return Response(401, page.login_html(nonce, wrong=False).encode(),
+                            "text/html; charset=utf-8", _html_headers(nonce))
+        return text_response(401, "the access token is required: send Authorization: Bearer "
+                                  "TOKEN (the token is in [http] token_file), or sign in at /",
+                             **{"WWW-Authenticate": 'Bearer realm="watcherd"'})
+
+    def _login(self, request: Request) -> Response:
+        if not self.guard.needs_token:
+            return _see_other("/")
+        given = _form(request).get("token", "")
+        if self.guard.token is not None and self.guard.token_matches(given):
+            cookie = (f"{COOKIE_NAME}={self.guard.session_value()}; Path=/; HttpOnly; "
+                      "SameSite=Strict")
+            return _see_other("/", **{"Set-Cookie": cookie})
+        log.warning("web_login_refused")
+        nonce = secrets.token_urlsafe(16)
+        return Response(401, page.login_html(nonce, wrong=True).encode(),
+                        "text/html; charset=utf-8", _html_headers(nonce))
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def _snapshot(self) -> tuple[Snapshot, dict[int, list[str]]]:
+        snapshot = await self.reader.get()
+        if self.progress is not None:
+            # Reports whose clear was missed (a crash in an engine) go with their file's work.
+            self.progress.retain(s.id for s in snapshot.working)
+        outputs = await asyncio.to_thread(self._outputs_of_recent, snapshot)
+        return snapshot, outputs
+
+    def _outputs_of_recent(self, snapshot: Snapshot) -> dict[int, list[str]]:
+        """The output suffixes of the recently finished files (cached per finished version)."""
+        wanted = {(s.id, s.done_at): s for s in snapshot.recent}
+        missing = [key for key in wanted if key not in self._outputs]
+        if missing:
+            try:
+                with Journal.open(self.reader.path, readonly=True) as journal:
+                    for key in missing:
+                        self._outputs[key] = [
+                            o.suffix for o in transcripts.existing_outputs(journal, wanted[key])]
+            except Exception as exc:
+                log.warning("web_outputs_unread", error=type(exc).__name__)
+        self._outputs = {key: v for key, v in self._outputs.items() if key in wanted}
+        return {key[0]: value for key, value in self._outputs.items()}
+
+    def _live(self, snapshot: Snapshot, outputs: Mapping[int, list[str]]) -> str:
+        board = self.progress.snapshot() if self.progress is not None else {}
+        return page.live_html(snapshot, board, self.guard.csrf_token(), outputs, self.clock())
+
+    async def _page(self) -> Response:
+        snapshot, outputs = await self._snapshot()
+        nonce = secrets.token_urlsafe(16)
+        html = page.page_html(self._live(snapshot, outputs), nonce)
+        return Response(200, html.encode("utf-8"), "text/html; charset=utf-8",
+                        _html_headers(nonce))
+
+    async def _status_json(self) -> Response:
+        snapshot, outputs = await self._snapshot()
+        board = self.progress.snapshot() if self.progress is not None else {}
+
+        def row(source: Any) -> dict[str, Any]:
+            item = {"id": source.id, "name": page.name_of(source),
+                    "path": printable(source.path), "state": source.state,
+                    "engine": source.engine, "attempts": source.attempts,
+                    "error": printable(source.last_error) if source.last_error else None,
+                    "note": printable(source.note) if source.note else None,
+                    "next_attempt_at": source.next_attempt_at, "done_at": source.done_at,
+                    "since": snapshot.since.get(source.id)}
+            progress = board.get(source.id)
+            if progress is not None:
+                item["progress"] = {"fraction": progress.fraction, "phase": progress.phase,
+                                    "expected_end": progress.expected_end}
+            if source.id in outputs:
+                item["outputs"] = outputs[source.id]
+            return item
+
+        body = {
+            "taken_at": snapshot.taken_at, "error": snapshot.error, "counts": snapshot.counts,
+            "working": [row(s) for s in snapshot.working],
+            "queued": snapshot.queued_total,
+            "waiting": [row(s) for s in snapshot.waiting],
+            "failed": [row(s) for s in snapshot.failed],
+            "recent": [row(s) for s in snapshot.recent],
+            "html": self._live(snapshot, outputs),
+        }
+        text = json_safe(json.dumps(body, ensure_ascii=False))
+        return Response(200, text.encode("utf-8"), "application/json")
+
+    async def _metrics(self) -> Response:
+        snapshot = await self.reader.get()
+        body = await asyncio.to_thread(metrics.render, snapshot, activity=self.activity,
+                                       transitions=self.transitions, api=self.api)
+        return Response(200, body, CONTENT_TYPE_LATEST)
+
+    async def _transcript(self, path: str) -> Response:
+        found = _TRANSCRIPT_RE.fullmatch(path)
+        assert found is not None
+        source_id, suffix = int(found[1]), found[2]
+
+        def read() -> tuple[transcripts.Output, bytes]:
+            with Journal.open(self.reader.path, readonly=True) as journal:
+                return transcripts.read_output(journal, source_id, suffix)
+
+        try:
+            output, data = await asyncio.to_thread(read)
+        except transcripts.NoSuchOutput as exc:
+            return text_response(404, str(exc))
+        return Response(200, data, output.media_type,
+                        {"Content-Security-Policy": "default-src 'none'; sandbox"})
+
+    # -- the action ------------------------------------------------------------------------
+
+    async def _retry(self, request: Request) -> Response:
+        fields = _form(request)
+        self.guard.check_csrf(fields.get("csrf") or request.headers.get("x-csrf-token"),
+                              request.headers)
+        if self.journal is None:
+            raise HttpError(503, "this page is read-only")
+        text = fields.get("id", "")
+        if not re.fullmatch(r"[0-9]{1,18}", text):
+            raise HttpError(400, "the form names no file")
+        try:
+            source = self.journal.get(int(text))
+        except KeyError:
+            raise HttpError(404, "no such file in the journal") from None
+        moved = self.journal.retry([source.path])
+        self.reader.invalidate()
+        log.info("web_retry", source=source.path, queued=bool(moved))
+        if moved and self.on_retried is not None:
+            self.on_retried(Path(source.path))
+        if "application/json" in request.headers.get("accept", ""):
+            return Response(200, json.dumps({"queued": bool(moved)}).encode(),
+                            "application/json")
+        return _see_other("/")
+
+
+def _form(request: Request) -> dict[str, str]:
+    """The fields of a urlencoded form body (the first value of each)."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != (
+            "application/x-www-form-urlencoded"):
+        return {}
+    try:
+        text = request.body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HttpError(400, "the form is not UTF-8") from None
+    try:
+        parsed = parse_qs(text, keep_blank_values=True, max_num_fields=20)
+    except ValueError:
+        raise HttpError(400, "the form has too many fields") from None
+    return {key: values[0] for key, values in parsed.items() if values}
+
+
+def _see_other(location: str, **headers: str) -> Response:
+    return Response(303, b"", headers={"Location": location, **headers})
+
+
+def _html_headers(nonce: str) -> dict[str, str]:
+    # Nothing from elsewhere, ever: the page works offline and no injected markup could run.
+    return {"Content-Security-Policy": (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        "img-src 'self' data:; connect-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'")}
