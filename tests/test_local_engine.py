@@ -744,7 +744,9 @@ class BrokenEngine(LocalEngine):
         super().__init__(Path("/nonexistent"))
         self.calls = 0
 
-    async def transcribe(self, path: Path, options: Mapping[str, Any]) -> dict[str, Any]:
+    async def transcribe(self, path: Path, options: Mapping[str, Any], *,
+                         on_progress: Callable[[float], None] | None = None
+                         ) -> dict[str, Any]:
         """Fail like a worker killed mid-file."""
         self.calls += 1
         raise LocalEngineError("the local engine's worker process was killed by SIGKILL",
@@ -930,7 +932,9 @@ class ChangingEngine(LocalEngine):
     def __init__(self) -> None:
         super().__init__(Path("/nonexistent"))
 
-    async def transcribe(self, path: Path, options: Mapping[str, Any]) -> dict[str, Any]:
+    async def transcribe(self, path: Path, options: Mapping[str, Any], *,
+                         on_progress: Callable[[float], None] | None = None
+                         ) -> dict[str, Any]:
         """Append to the source while 'transcribing' it, then return a result."""
         with path.open("ab") as f:
             f.write(b" and more")

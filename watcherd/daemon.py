@@ -27,6 +27,7 @@ from watcherd.progress import ProgressBoard
 from watcherd.service import Notifier, status_text
 from watcherd.watcher import Watcher, scan
 from watcherd.web import WebServer, start_web
+from watcherd.web.metrics import ApiRequests
 from watcherd.worker import Worker, unfinished
 
 __all__ = ["Daemon", "engine_for", "transcribe"]
@@ -56,6 +57,8 @@ class Daemon:
         self._integrity_checked = False
         # Engines report how far each file is; the status page shows it. Kept across reloads.
         self.progress = ProgressBoard()
+        # Gladia requests by endpoint and status class, for /metrics (kept across reloads).
+        self.api_requests = ApiRequests()
 
     def request_stop(self, signum: int) -> None:
         """Signal handler: the first signal drains, the second exits at once."""
@@ -123,7 +126,8 @@ class Daemon:
         folders = Folders(config.watches)
         health = ApiHealth(journal)
         engine = await open_engines(config, journal, outputs_for=folders.outputs_for,
-                                    health=health)
+                                    health=health, progress=self.progress,
+                                    on_request=self.api_requests.record)
         worker = _worker(config, journal, engine, folders)
         watcher = Watcher(config.watches, worker.hint_threadsafe,
                           on_complete=worker.complete_threadsafe)
@@ -136,7 +140,8 @@ class Daemon:
         web: WebServer | None = None
         try:
             web = await start_web(config.http, journal, progress=self.progress,
-                                  activity=activity, on_retried=worker.hint)
+                                  activity=activity, api=self.api_requests,
+                                  on_retried=worker.hint)
             log.info("starting", journal=str(config.journal_path),
                      watches=[str(w.path) for w in config.watches],
                      engine=engine.default or "none", engines=sorted(engine.opened))

@@ -20,6 +20,7 @@ from watcherd.engines.registry import ENGINES, engine_class
 from watcherd.errors import ConfigError
 from watcherd.health import ApiHealth
 from watcherd.journal import Journal, Source
+from watcherd.progress import ProgressBoard
 
 log = structlog.get_logger("watcherd.engines")
 
@@ -157,6 +158,8 @@ async def open_engines(
     outputs_for: Callable[[Source], Sequence[str]] = default_outputs,
     health: ApiHealth | None = None,
     listen: bool = True,
+    progress: ProgressBoard | None = None,
+    on_request: Callable[[str, int | None], None] | None = None,
 ) -> Engines:
     """Open every engine the folders need, each with the same context.
 
@@ -165,7 +168,8 @@ async def open_engines(
     """
     health = health or ApiHealth(journal)
     context = EngineContext(config=config, journal=journal, health=health, retry=config.retry,
-                            outputs_for=outputs_for, listen=listen)
+                            outputs_for=outputs_for, listen=listen, progress=progress,
+                            on_request=on_request)
     opened: dict[str, Engine] = {}
     try:
         for name in sorted(engines_needed(config)):

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Protocol
 from watcherd.config import Config
 from watcherd.health import ApiHealth
 from watcherd.journal import Journal, Source
+from watcherd.progress import ProgressBoard
 from watcherd.retry import RetryPolicy
 
 __all__ = ["Capabilities", "Engine", "EngineContext", "Pipeline"]
@@ -49,6 +50,10 @@ class EngineContext:
     outputs_for: Callable[[Source], Sequence[str]]
     #: Whether the engine may start what receives calls from outside (a callback listener).
     listen: bool = True
+    #: Where engines report how far a file has come (the status page reads it).
+    progress: ProgressBoard | None = None
+    #: Told of every remote request once it ends: (endpoint, HTTP status or None), for metrics.
+    on_request: Callable[[str, int | None], None] | None = None
 
 
 class Engine(abc.ABC):

@@ -55,7 +55,8 @@ class GladiaEngine(Engine):
         """The client, the callback listener when configured, and the pipeline using both."""
         config = context.config
         assert config.gladia.api_key is not None
-        client = GladiaClient(config.gladia.api_url, config.gladia.api_key)
+        client = GladiaClient(config.gladia.api_url, config.gladia.api_key,
+                              on_request=context.on_request)
         hints = JobHints()
         try:
             listener = (await start_listener(config, context.journal, hints)
@@ -67,6 +68,7 @@ class GladiaEngine(Engine):
             context.journal, client, outputs_for=context.outputs_for, health=context.health,
             retry=safety_net(context.retry) if listener is not None else context.retry,
             hints=hints, create_extras=listener.create_extras if listener is not None else None,
+            progress=context.progress,
         )
         return cls(pipeline, config.gladia.max_concurrent_jobs, client=client,
                    listener=listener)

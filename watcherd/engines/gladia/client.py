@@ -10,12 +10,13 @@ appears in a message, a repr or a log line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -167,7 +168,10 @@ class GladiaClient:
         request_timeout: float = 60.0,
         min_upload_bytes_per_second: float = 256 * 1024,
         transport: httpx.AsyncBaseTransport | None = None,
+        on_request: Callable[[str, int | None], None] | None = None,
     ) -> None:
+        """``on_request(endpoint, status)`` is told of every request once it ends (status None:
+        no answer), for metrics; it must not raise and never sees the key."""
         base = api_url.strip().rstrip("/")
         if not base.startswith(("http://", "https://")):
             raise ConfigError(
@@ -180,6 +184,7 @@ class GladiaClient:
         self._connect_timeout = connect_timeout
         self._request_timeout = request_timeout
         self._min_upload_rate = min_upload_bytes_per_second
+        self._on_request = on_request
         self._http = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(request_timeout, connect=connect_timeout),
@@ -395,17 +400,20 @@ class GladiaClient:
                 timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            self._count(op, None)
             reason = self._scrub(_reason(exc))
             raise TransientGladiaError(
                 f"cannot reach the Gladia API at {self.api_url}: {reason}", maybe_sent=False
             ) from exc
         except httpx.HTTPError as exc:
+            self._count(op, None)
             reason = self._scrub(_reason(exc))
             raise TransientGladiaError(
                 f"the connection to the Gladia API broke during {op} ({reason}); "
                 "the request may have reached Gladia",
                 maybe_sent=True,
             ) from exc
+        self._count(op, response.status_code)
         call_id = response.headers.get("x-aipi-call-id")
         log.debug(
             "gladia_response", op=op, method=method, status=response.status_code, call_id=call_id
@@ -471,6 +479,11 @@ class GladiaClient:
                 **details,
             )
         return PermanentGladiaError(f"Gladia refused the {op} request: {server_text}", **details)
+
+    def _count(self, op: str, status: int | None) -> None:
+        if self._on_request is not None:
+            with contextlib.suppress(Exception):  # metrics never break a request
+                self._on_request(op, status)
 
     def _scrub(self, text: str) -> str:
         # A server or proxy might echo the key back; it must not travel on in our messages.

@@ -41,6 +41,7 @@ from watcherd.health import ApiHealth
 from watcherd.identity import stored_result
 from watcherd.journal import FileStat, Journal, Source
 from watcherd.outcomes import OutputsNotWritten, finish
+from watcherd.progress import ProgressBoard
 from watcherd.retry import RetryPolicy, poll_delays
 
 log = structlog.get_logger("watcherd.engines.gladia.pipeline")
@@ -117,6 +118,7 @@ class GladiaPipeline:
         retry: RetryPolicy | None = None,
         hints: JobHints | None = None,
         create_extras: Callable[[Source], Mapping[str, Any]] | None = None,
+        progress: ProgressBoard | None = None,
     ) -> None:
         self.journal = journal
         self.client = client
@@ -127,6 +129,8 @@ class GladiaPipeline:
         # Fields added to every create body (callback_config from the callback listener).
         self.create_extras = create_extras or (lambda s: {})
         self.expect_callbacks = create_extras is not None
+        # Where the status page learns each file's phase and expected end (memory only).
+        self.progress = progress or ProgressBoard()
         # When this process first looked for the job of an unknown create outcome. The list's
         # lag is allowed for from then too: after a crash the request may have reached Gladia
         # long after the intent was committed. Memory only: a restart just waits once more.
@@ -192,6 +196,9 @@ class GladiaPipeline:
                 self.journal, source_id, exc, doing="cannot read the source",
                 policy=self.retry,
             )
+        finally:
+            # Whatever happened, this attempt is over: the page stops showing it in flight.
+            self.progress.clear(source_id)
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -229,6 +236,7 @@ class GladiaPipeline:
             note=None,
         )
         log.info("upload_started", source=source.path, bytes=source.size)
+        self.progress.report(source.id, phase="uploading")
         result = await self.client.upload(path, expected_size=source.size)
         self.health.ok()
         if result.sha256 != source.sha256:
@@ -374,6 +382,11 @@ class GladiaPipeline:
                 ) from None
             self.health.ok()
             status = job.get("status")
+            if status in ("queued", "processing") and not self.expect_callbacks:
+                self.progress.report(source.id, phase=str(status),
+                                     expected_end=time.time() - _age(job) + prediction.seconds)
+            elif status in ("queued", "processing"):
+                self.progress.report(source.id, phase=str(status))
             if status == "done":
                 # The journal keeps the job without the callback URL, which carries a token.
                 self.journal.store_result(source, outputs.scrub_job(job))

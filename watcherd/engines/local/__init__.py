@@ -64,7 +64,7 @@ class LocalWhisperEngine(Engine):
             log.error("local_model_unusable", error=exc.message)
             return cls(None, 1, problem=exc.message)
         pipeline = LocalPipeline(context.journal, runner, outputs_for=context.outputs_for,
-                                 retry=context.retry)
+                                 retry=context.retry, progress=context.progress)
         return cls(pipeline, runner.workers, runner=runner)
 
     async def close(self) -> None:

@@ -27,6 +27,7 @@ from watcherd.fileops import run_on
 from watcherd.identity import stored_result
 from watcherd.journal import FileStat, Journal, Source
 from watcherd.outcomes import OutputsNotWritten, finish
+from watcherd.progress import ProgressBoard
 from watcherd.retry import RetryPolicy
 
 log = structlog.get_logger("watcherd.engines.local.pipeline")
@@ -48,12 +49,15 @@ class LocalPipeline:
         retry_budget: int = 3,
         outputs_for: Callable[[Source], Sequence[str]] = default_outputs,
         retry: RetryPolicy | None = None,
+        progress: ProgressBoard | None = None,
     ) -> None:
         self.journal = journal
         self.engine = engine
         self.retry_budget = retry_budget
         self.outputs_for = outputs_for
         self.retry = retry or RetryPolicy()
+        # Where the status page learns how far each file has come (memory only).
+        self.progress = progress or ProgressBoard()
 
     async def drive(self, source_id: int) -> None:
         """Take one source as far as it can go now; every outcome lands in the journal."""
@@ -86,6 +90,9 @@ class LocalPipeline:
             # Reading the source or its folder failed in a way the steps did not foresee.
             outcomes.file_problem(self.journal, source_id, exc, doing="cannot read the source",
                                   policy=self.retry)
+        finally:
+            # Whatever happened, this attempt is over: the page stops showing it in flight.
+            self.progress.clear(source_id)
 
     async def _drive(self, source: Source) -> None:
         assert source.content_key is not None, "only settled sources are driven"
@@ -110,7 +117,10 @@ class LocalPipeline:
         )
         log.info("transcription_started", source=source.path, engine="local")
         try:
-            job = await self.engine.transcribe(path, self._options(source))
+            job = await self.engine.transcribe(
+                path, self._options(source),
+                on_progress=lambda f: self.progress.report(source.id, fraction=f,
+                                                           phase="transcribing"))
         except asyncio.CancelledError:
             # Shutting down: the interrupted run is not the file's fault; it starts over.
             # Best effort only: left in "transcribing" it is re-run after a restart as well.

@@ -26,7 +26,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.context import SpawnContext, SpawnProcess
@@ -308,10 +308,17 @@ def _r(value: Any) -> float:
     return round(number, 3) if math.isfinite(number) else 0.0
 
 
-def _segments(segments: Any) -> list[dict[str, Any]]:
-    """Plain, picklable segments; iterating is what runs the model."""
+def _segments(segments: Any, report: Callable[[float], None] | None = None,
+              duration: float | None = None) -> list[dict[str, Any]]:
+    """Plain, picklable segments; iterating is what runs the model.
+
+    ``report`` gets the share of the audio done after each segment (faster-whisper yields
+    segments as it goes), for the status page's progress bar.
+    """
     out = []
     for segment in segments:
+        if report is not None and duration:
+            report(min(1.0, max(0.0, float(segment.end) / duration)))
         words: list[dict[str, Any]] = [
             {"word": str(w.word), "start": _r(w.start), "end": max(_r(w.start), _r(w.end)),
              "confidence": _r(w.probability)}
@@ -369,7 +376,7 @@ class _Settings:
 
 
 def _run(model: Any, request: Mapping[str, Any], settings: _Settings,
-         batched: Any = None) -> dict[str, Any]:
+         batched: Any = None, report: Callable[[float], None] | None = None) -> dict[str, Any]:
     path = str(request["path"])
     audio = _decode(path)
     ignored: list[str] = []
@@ -396,7 +403,7 @@ def _run(model: Any, request: Mapping[str, Any], settings: _Settings,
         runner = batched
         common["batch_size"] = settings.batch_size
     segments, info = runner.transcribe(audio, language=language, task="transcribe", **common)
-    transcribed = _segments(segments)
+    transcribed = _segments(segments, report, float(info.duration))
     translation = None
     if request.get("translate"):
         started = time.monotonic()
@@ -454,8 +461,16 @@ def worker_main(
             return
         if message[0] != "transcribe":
             return
+        def report(fraction: float, last: list[float] = [0.0, 0.0]) -> None:  # noqa: B006
+            # At most a few messages a second, and only forward: the pipe stays quiet.
+            now = time.monotonic()
+            if fraction - last[0] >= 0.01 and now - last[1] >= 0.5:
+                last[0], last[1] = fraction, now
+                with contextlib.suppress(OSError):
+                    conn.send(("progress", fraction))
+
         try:
-            reply: tuple[str, Any] = ("done", _run(model, message[1], settings, batched))
+            reply: tuple[str, Any] = ("done", _run(model, message[1], settings, batched, report))
         except _Refused as exc:
             reply = ("refused", str(exc))
         except _Missing as exc:
@@ -558,22 +573,33 @@ class _Worker:
         self.load_seconds = float(value)
         log.info("local_engine_ready", pid=process.pid, load_seconds=round(self.load_seconds, 2))
 
-    async def call(self, request: Mapping[str, Any], *, time_limit: float | None
-                   ) -> tuple[str, Any]:
-        """Send one request and wait for its reply; a dead or hung worker is a transient error."""
+    async def call(self, request: Mapping[str, Any], *, time_limit: float | None,
+                   on_progress: Callable[[float], None] | None = None) -> tuple[str, Any]:
+        """Send one request and wait for its reply; a dead or hung worker is a transient error.
+
+        Progress messages on the way are handed to ``on_progress``; the time limit is for the
+        whole file, not reset by them.
+        """
         assert self.conn is not None and self.process is not None
         self.busy = True
+        deadline = None if time_limit is None else time.monotonic() + time_limit
         try:
             self.conn.send(("transcribe", dict(request)))
-            if not await _readable(self.conn.fileno(), time_limit):
-                self.discard()
-                raise LocalEngineError(
-                    f"the local engine took longer than {time_limit:.0f} s on this file; its "
-                    "worker process was stopped and the file is tried again",
-                    transient=True,
-                )
-            reply: tuple[str, Any] = self.conn.recv()
-            return reply
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not await _readable(self.conn.fileno(), left):
+                    self.discard()
+                    raise LocalEngineError(
+                        f"the local engine took longer than {time_limit:.0f} s on this file; "
+                        "its worker process was stopped and the file is tried again",
+                        transient=True,
+                    )
+                reply: tuple[str, Any] = self.conn.recv()
+                if reply[0] != "progress":
+                    return reply
+                if on_progress is not None:
+                    with contextlib.suppress(Exception):  # a display, never the file's fault
+                        on_progress(float(reply[1]))
         except (EOFError, OSError):
             await self._reap(2.0)
             code = None if self.process is None else self.process.exitcode
@@ -704,8 +730,12 @@ class LocalEngine:
         self._pool()
         await asyncio.gather(*(w.spawn() for w in self._workers if not w.alive))
 
-    async def transcribe(self, path: Path, options: Mapping[str, Any]) -> dict[str, Any]:
-        """Transcribe one file; returns a done job dict in Gladia's shape (see module doc)."""
+    async def transcribe(self, path: Path, options: Mapping[str, Any], *,
+                         on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+        """Transcribe one file; returns a done job dict in Gladia's shape (see module doc).
+
+        ``on_progress`` gets the share of the audio done as the worker goes.
+        """
         if self._closed:
             raise LocalEngineError("the local engine is shut down", transient=True)
         plan = plan_for(options)
@@ -723,7 +753,7 @@ class LocalEngine:
                 "language": plan.language,
                 "languages": list(plan.languages),
                 "translate": plan.translate_to_english,
-            }, time_limit=time_limit)
+            }, time_limit=time_limit, on_progress=on_progress)
         finally:
             pool.put_nowait(worker)
         if kind == "refused":
