@@ -19,7 +19,7 @@ import click
 
 from watcherd import __version__
 from watcherd.cli._common import config_option, handles_errors
-from watcherd.cli.ops import doctor, service
+from watcherd.cli.ops import doctor, logs, service
 from watcherd.config import Config, WatchConfig, load_config, with_extra_watches
 from watcherd.display import json_safe, printable
 from watcherd.errors import ConfigError, JournalError
@@ -32,6 +32,25 @@ from watcherd.watcher import watch_for
 
 def _load(config_path: Path | None, *, need_key: bool = True) -> Config:
     return load_config(config_path, need_key=need_key)
+
+
+def _with_service_journal(config: Config) -> Config:
+    """Read the system service's journal when this user has none of their own.
+
+    A system-wide unit keeps its journal in its StateDirectory (/var/lib/watcherd); a person
+    running `watcherd status` without a config would otherwise look in their own state dir
+    and find nothing.
+    """
+    from dataclasses import replace
+
+    from watcherd.cli.ops import SYSTEM_JOURNAL
+    from watcherd.config import default_journal_path
+
+    if (config.journal_path == default_journal_path() and not config.journal_path.exists()
+            and SYSTEM_JOURNAL.exists()):
+        click.echo(f"(reading the system service's journal {SYSTEM_JOURNAL})", err=True)
+        return replace(config, journal_path=SYSTEM_JOURNAL)
+    return config
 
 
 def _secrets(config: Config) -> list[str]:
@@ -157,7 +176,7 @@ def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None,
     """
     if paths and only_state:
         raise click.UsageError("--state filters the table; leave it out when naming files")
-    config = _load(config_path, need_key=False)
+    config = _with_service_journal(_load(config_path, need_key=False))
     if paths:
         sys.exit(_histories(config, paths, as_json=as_json))
     if not config.journal_path.exists():
@@ -243,7 +262,7 @@ def retry(paths: tuple[Path, ...], all_failed: bool, reprocess: bool,
         raise click.UsageError("name the files to retry, or pass --all-failed")
     if reprocess and all_failed:
         raise click.UsageError("--reprocess takes file names, not --all-failed")
-    config = _load(config_path, need_key=False)
+    config = _with_service_journal(_load(config_path, need_key=False))
     if not config.journal_path.exists():
         raise JournalError(f"no journal at {config.journal_path}: nothing to retry")
     wanted = [str(p.expanduser().resolve()) for p in paths]
@@ -274,3 +293,4 @@ def _defaults_watch(config: Config, path: str) -> WatchConfig:
 
 main.add_command(doctor)
 main.add_command(service)
+main.add_command(logs)

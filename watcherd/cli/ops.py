@@ -1,10 +1,15 @@
-"""The operations commands: ``watcherd doctor`` and ``watcherd service install``.
+"""The operations commands: ``watcherd doctor``, ``watcherd service install/uninstall/status``
+and ``watcherd logs``.
 
 They are registered on the main group in :mod:`watcherd.cli`.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Literal
@@ -196,3 +201,142 @@ def install(user: bool, dry_run: bool, run_as: str | None, key_file: Path | None
     click.echo("next:")
     for step in steps:
         click.echo(f"  {step}")
+
+
+# -- the installed service: uninstall, status, logs --------------------------------------------
+
+#: Where a system unit keeps its journal (its StateDirectory=).
+SYSTEM_JOURNAL = Path("/var/lib/watcherd/journal.db")
+
+
+def _systemctl(user: bool, *args: str) -> subprocess.CompletedProcess[str] | None:
+    """Run systemctl (``--user`` for a user unit); None when there is no systemctl here."""
+    if shutil.which("systemctl") is None:
+        return None
+    command = ["systemctl", *(["--user"] if user else []), *args]
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def _unit_path(user: bool) -> Path:
+    return (user_unit_dir() if user else SYSTEM_UNIT_DIR) / UNIT_NAME
+
+
+@service.command("uninstall")
+@click.option("--user/--system", "user", default=True,
+              help="The per-user service (default) or the system-wide one (needs root).")
+@click.option("--dry-run", is_flag=True, help="Say what would be done, change nothing.")
+@click.option("--target", type=click.Choice(["systemd", "launchd"]), default=None,
+              hidden=True, help="Act for this service manager instead of this platform's.")
+@handles_errors
+def uninstall(user: bool, dry_run: bool, target: Target | None) -> None:
+    """Stop the service, disable it and remove its unit (or plist); journal and outputs stay."""
+    target = target or _default_target()
+    path = launch_agent_path() if target == "launchd" else _unit_path(user)
+    if not path.exists():
+        click.echo(f"nothing to uninstall: {path} does not exist")
+        return
+    if dry_run:
+        click.echo(f"would stop and disable the service, then remove {path}")
+        return
+    if target == "launchd":
+        if shutil.which("launchctl") is not None:
+            subprocess.run(["launchctl", "bootout", f"gui/{os.getuid()}/{LAUNCHD_LABEL}"],
+                           capture_output=True, check=False, timeout=30)
+    else:
+        stopped = _systemctl(user, "disable", "--now", UNIT_NAME)
+        if stopped is not None and stopped.returncode != 0:
+            click.echo(f"note: systemctl could not stop it ({stopped.stderr.strip()}); "
+                       "removing the unit anyway", err=True)
+    try:
+        path.unlink()
+    except PermissionError as exc:
+        raise click.ClickException(f"cannot remove {path}: {exc.strerror}; run with sudo") from exc
+    if target == "systemd":
+        _systemctl(user, "daemon-reload")
+    click.echo(f"removed {path}; the journal and every transcript are left as they are")
+
+
+@service.command("status")
+@click.option("--user/--system", "user", default=True,
+              help="The per-user service (default) or the system-wide one.")
+@click.option("--target", type=click.Choice(["systemd", "launchd"]), default=None,
+              hidden=True, help="Ask this service manager instead of this platform's.")
+@handles_errors
+def service_status(user: bool, target: Target | None) -> None:
+    """Whether the service is installed and running; exit 0 if running, 1 if not."""
+    target = target or _default_target()
+    path = launch_agent_path() if target == "launchd" else _unit_path(user)
+    if not path.exists():
+        click.echo(f"not installed ({path} does not exist); `watcherd service install` "
+                   "writes it")
+        sys.exit(1)
+    click.echo(f"installed: {path}")
+    if target == "launchd":
+        if shutil.which("launchctl") is None:
+            click.echo("state: unknown (no launchctl here)")
+            sys.exit(1)
+        answer = subprocess.run(["launchctl", "print", f"gui/{os.getuid()}/{LAUNCHD_LABEL}"],
+                                capture_output=True, text=True, check=False, timeout=30)
+        running = answer.returncode == 0 and "state = running" in answer.stdout
+        click.echo(f"state: {'running' if running else 'not running'}")
+        sys.exit(0 if running else 1)
+    shown = _systemctl(user, "show", UNIT_NAME, "--property=ActiveState,SubState,MainPID")
+    if shown is None or shown.returncode != 0:
+        click.echo("state: unknown (systemctl is not available for this session)")
+        sys.exit(1)
+    values = dict(line.split("=", 1) for line in shown.stdout.splitlines() if "=" in line)
+    state = values.get("ActiveState", "unknown")
+    click.echo(f"state: {state} ({values.get('SubState', '?')}), "
+               f"pid {values.get('MainPID', '0')}")
+    sys.exit(0 if state == "active" else 1)
+
+
+def _mentions(line: str, source: str) -> bool:
+    """Whether a log line (JSON or console) is about ``source``."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return source in line
+    return isinstance(record, dict) and source in (str(record.get("source", "")),
+                                                    str(record.get("path", "")))
+
+
+@click.command()
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines as they come.")
+@click.option("--source", "source", type=click.Path(path_type=Path), default=None,
+              help="Only the lines about this file.")
+@click.option("--user/--system", "user", default=True,
+              help="The per-user service (default) or the system-wide one.")
+@click.option("--lines", "-n", "count", type=int, default=200, show_default=True,
+              help="How many past lines to show.")
+@click.option("--target", type=click.Choice(["systemd", "launchd"]), default=None,
+              hidden=True, help="Read this service manager's logs instead of this platform's.")
+@handles_errors
+def logs(follow: bool, source: Path | None, user: bool, count: int,
+         target: Target | None) -> None:
+    """Show the service's logs: journalctl for the systemd unit, the log file for launchd."""
+    target = target or _default_target()
+    wanted = str(source.expanduser().resolve()) if source is not None else None
+    if target == "launchd":
+        log_file = launchd_log_dir() / "watcherd.log"
+        if not log_file.exists():
+            raise click.ClickException(f"no log yet at {log_file}: is the agent installed?")
+        command = ["tail", "-n", str(count), *(["-F"] if follow else []), str(log_file)]
+    else:
+        if shutil.which("journalctl") is None:
+            raise click.ClickException("journalctl is not available here; run `watcherd run` "
+                                       "in a terminal to see its log")
+        command = ["journalctl", *(["--user"] if user else []), "-u", UNIT_NAME, "-o", "cat",
+                   "-n", str(count), *(["-f"] if follow else [])]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, errors="replace") as proc:
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                if wanted is None or _mentions(line, wanted):
+                    click.echo(line, nl=False)
+        except KeyboardInterrupt:
+            proc.terminate()
+    sys.exit(0)
