@@ -28,6 +28,7 @@ from watcherd.service import Notifier, status_text
 from watcherd.watcher import Watcher, scan
 from watcherd.web import WebServer, start_web
 from watcherd.web.metrics import ApiRequests
+from watcherd.web.state import clear_state, write_state
 from watcherd.worker import Worker, unfinished
 
 __all__ = ["Daemon", "engine_for", "transcribe"]
@@ -142,6 +143,9 @@ class Daemon:
             web = await start_web(config.http, journal, progress=self.progress,
                                   activity=activity, api=self.api_requests,
                                   on_retried=worker.hint)
+            if config.http.address is not None and isinstance(journal.location, Path):
+                # status and doctor are other processes: tell them whether the page is up.
+                write_state(journal.location, config.http.listen, web is not None)
             log.info("starting", journal=str(config.journal_path),
                      watches=[str(w.path) for w in config.watches],
                      engine=engine.default or "none", engines=sorted(engine.opened))
@@ -167,6 +171,8 @@ class Daemon:
             watcher.stop()
             if web is not None:
                 await web.close()
+            if isinstance(journal.location, Path):
+                clear_state(journal.location)
             await activity.close()
             activity.write_metrics()
             await engine.close()

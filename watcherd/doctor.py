@@ -10,6 +10,7 @@ import asyncio
 import importlib
 import os
 import shutil
+import socket
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +23,7 @@ from watcherd.engines import engine_for
 from watcherd.engines.gladia.client import GladiaClient
 from watcherd.errors import AuthError, ConfigError, GladiaError, TransientGladiaError
 from watcherd.journal import SCHEMA_VERSION
+from watcherd.web.state import read_state
 
 Level = Literal["OK", "WARN", "FAIL"]
 
@@ -370,7 +372,33 @@ def diagnose(
     found.append(check_inotify(config.watches, limits_dir=limits_dir,
                                walk_seconds=walk_seconds))
     found += check_journal(config.journal_path)
+    found.append(check_page(config))
     return found
+
+
+def check_page(config: Config) -> Finding:
+    """The status page: served by the running daemon, or its address free for the next run."""
+    if config.http.address is None:
+        return _ok("status page", "off ([http] listen = \"\")")
+    page = read_state(config.journal_path)
+    if page is not None:
+        if page.serving:
+            return _ok("status page", f"served at {page.url}")
+        return Finding("WARN", "status page", f"not served: {page.listen} is taken",
+                       "set [http] listen to a free address (or \"\" to turn the page off) "
+                       "and restart watcherd")
+    host, port = config.http.address
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return Finding("WARN", "status page",
+                           f"{config.http.listen} is not free ({exc.strerror}): watcherd would "
+                           "run without its page",
+                           "stop what uses it, or set [http] listen to another address")
+    return _ok("status page", f"{config.http.listen} is free (the page starts with the daemon)")
 
 
 def format_report(findings: Sequence[Finding]) -> str:

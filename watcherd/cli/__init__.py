@@ -28,6 +28,7 @@ from watcherd.identity import options_json
 from watcherd.journal import STATES, Journal, JournalNotReady, Source
 from watcherd.log import configure_logging
 from watcherd.watcher import watch_for
+from watcherd.web.state import read_state
 
 
 def _load(config_path: Path | None, *, need_key: bool = True) -> Config:
@@ -220,6 +221,9 @@ def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None,
         suffix = f"  ({'; '.join(extra)})" if extra else ""
         # One line per file whatever its name holds (newlines, escape sequences, bytes).
         click.echo(f"{row['state']:10} {printable(row['path'])}{suffix}")
+    page = read_state(config.journal_path)
+    if page is not None:
+        click.echo(page.describe())
 
 
 def _histories(config: Config, paths: tuple[Path, ...], *, as_json: bool) -> int:
