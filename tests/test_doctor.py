@@ -20,7 +20,6 @@ from watcherd.cli.ops import doctor
 from watcherd.config import Config, WatchConfig, load_config
 from watcherd.daemon import engine_for
 from watcherd.doctor import (
-    Finding,
     check_engine,
     check_inotify,
     check_journal,
@@ -29,6 +28,7 @@ from watcherd.doctor import (
     exit_code,
     format_report,
 )
+from watcherd.findings import Finding
 from watcherd.journal import SCHEMA_VERSION, FileStat, Journal
 
 GOOD_KEY = "doctor-good-key-0123"

@@ -14,18 +14,15 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, cast
+from typing import cast
 
 from watcherd.config import Config, WatchConfig
-from watcherd.engines import engine_for
-from watcherd.engines.gladia.client import GladiaClient
-from watcherd.errors import AuthError, ConfigError, GladiaError, TransientGladiaError
+from watcherd.engines import engine_class, engine_for, engines_needed
+from watcherd.errors import ConfigError
+from watcherd.findings import Finding, ok
 from watcherd.journal import SCHEMA_VERSION
 from watcherd.web.state import read_state
-
-Level = Literal["OK", "WARN", "FAIL"]
 
 # Below this much free space a root (or the journal's folder) is worth a warning: outputs are
 # small, but a full disk turns every transcript into a failure.
@@ -38,18 +35,8 @@ API_CONNECT_TIMEOUT = 5.0
 API_REQUEST_TIMEOUT = 15.0
 
 
-@dataclass(frozen=True)
-class Finding:
-    """One line of the doctor's report: how it stands, what was seen, and the fix if needed."""
-
-    level: Level
-    topic: str
-    detail: str
-    fix: str | None = None
-
-
 def _ok(topic: str, detail: str) -> Finding:
-    return Finding("OK", topic, detail)
+    return ok(topic, detail)
 
 
 # -- config and engine -----------------------------------------------------------------------
@@ -123,31 +110,15 @@ def check_engine(config: Config, *, local_installed: bool | None) -> list[Findin
 
 
 async def check_api(config: Config) -> Finding | None:
-    """One cheap authenticated call to Gladia; None when no key is set (nothing to check)."""
-    key = config.gladia.api_key
-    if key is None or config.engine == "local":
-        return None
-    url = config.gladia.api_url
-    async with GladiaClient(url, key, connect_timeout=API_CONNECT_TIMEOUT,
-                            request_timeout=API_REQUEST_TIMEOUT) as client:
-        try:
-            await client.check_key()
-        except AuthError as exc:
-            return Finding(
-                "FAIL", "gladia api", f"the API key was rejected: {exc.describe()}",
-                "check the key at https://app.gladia.io (copy it again, without spaces) and "
-                f"where it comes from: {config.gladia.api_key_origin or 'the config'}",
-            )
-        except TransientGladiaError as exc:
-            return Finding(
-                "FAIL", "gladia api", f"unreachable: {exc.describe()}",
-                f"check the network, proxy and firewall, and [gladia] api_url ({url}); "
-                "watcherd keeps files waiting and retries while the API is down",
-            )
-        except GladiaError as exc:
-            return Finding("FAIL", "gladia api", f"unexpected answer: {exc.describe()}",
-                           f"check [gladia] api_url ({url})")
-    return _ok("gladia api", f"{url} accepted the key")
+    """What the engines that talk to a remote API say about it (None when nothing to check)."""
+    try:
+        names = sorted(engines_needed(config))
+    except ConfigError:
+        return None  # check_engine already says why no engine can run
+    found: list[Finding] = []
+    for name in names:
+        found += await engine_class(name).doctor(config)
+    return found[0] if found else None
 
 
 # -- watch roots -----------------------------------------------------------------------------

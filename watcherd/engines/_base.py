@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from watcherd.config import Config
+from watcherd.findings import Finding
 from watcherd.health import ApiHealth
 from watcherd.journal import Journal, Source
 from watcherd.progress import ProgressBoard
@@ -86,6 +87,12 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     async def open(cls, context: EngineContext) -> Engine:
         """Open the engine: its clients, processes and pipeline."""
+
+    @classmethod
+    async def doctor(cls, config: Config) -> list[Finding]:
+        """What `watcherd doctor` should say about this engine with ``config`` (nothing by
+        default); a check, so it reports instead of raising."""
+        return []
 
     async def start(self) -> None:  # noqa: B027 - optional: most engines have nothing to say
         """Say up front what is wrong (a rejected key, an unreachable API); never raises."""

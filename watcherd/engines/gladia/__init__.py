@@ -17,11 +17,16 @@ from watcherd.engines._base import Capabilities, Engine, EngineContext
 from watcherd.engines.gladia.client import GladiaClient
 from watcherd.engines.gladia.listener import Listener, safety_net, start_listener
 from watcherd.engines.gladia.pipeline import GladiaPipeline, JobHints
-from watcherd.errors import AuthError, TransientGladiaError
+from watcherd.errors import AuthError, GladiaError, TransientGladiaError
+from watcherd.findings import Finding, ok
 
 log = structlog.get_logger("watcherd.engines.gladia")
 
 __all__ = ["GladiaClient", "GladiaEngine", "GladiaPipeline"]
+
+#: `watcherd doctor` waits this long for Gladia (it should answer quickly or not at all).
+DOCTOR_CONNECT_TIMEOUT = 5.0
+DOCTOR_REQUEST_TIMEOUT = 15.0
 
 
 class GladiaEngine(Engine):
@@ -49,6 +54,34 @@ class GladiaEngine(Engine):
             return ("no Gladia API key is set: add [gladia] api_key or api_key_file, or set "
                     "GLADIA_API_KEY")
         return None
+
+    @classmethod
+    async def doctor(cls, config: Config) -> list[Finding]:
+        """One cheap authenticated call: the key is accepted and the API answers."""
+        key = config.gladia.api_key
+        if key is None:
+            return []
+        url = config.gladia.api_url
+        async with GladiaClient(url, key, connect_timeout=DOCTOR_CONNECT_TIMEOUT,
+                                request_timeout=DOCTOR_REQUEST_TIMEOUT) as client:
+            try:
+                await client.check_key()
+            except AuthError as exc:
+                return [Finding(
+                    "FAIL", "gladia api", f"the API key was rejected: {exc.describe()}",
+                    "check the key at https://app.gladia.io (copy it again, without spaces) "
+                    f"and where it comes from: {config.gladia.api_key_origin or 'the config'}",
+                )]
+            except TransientGladiaError as exc:
+                return [Finding(
+                    "FAIL", "gladia api", f"unreachable: {exc.describe()}",
+                    f"check the network, proxy and firewall, and [gladia] api_url ({url}); "
+                    "watcherd keeps files waiting and retries while the API is down",
+                )]
+            except GladiaError as exc:
+                return [Finding("FAIL", "gladia api", f"unexpected answer: {exc.describe()}",
+                                f"check [gladia] api_url ({url})")]
+        return [ok("gladia api", f"{url} accepted the key")]
 
     @classmethod
     async def open(cls, context: EngineContext) -> GladiaEngine:
