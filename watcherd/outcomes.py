@@ -14,9 +14,10 @@ from typing import Any
 import structlog
 
 from watcherd import outputs
+from watcherd.errors import SourceError
 from watcherd.fileops import run_on
 from watcherd.fserrors import classify
-from watcherd.journal import Journal, Source
+from watcherd.journal import FileStat, Journal, Source
 from watcherd.retry import RetryPolicy
 
 log = structlog.get_logger("watcherd.outcomes")
@@ -183,3 +184,25 @@ def _remove_stale_temps(written: Sequence[Path]) -> None:
                 with contextlib.suppress(OSError):
                     os.unlink(folder / name)
                     log.info("stale_temp_removed", path=str(folder / name))
+
+
+def check_unchanged(source: Source, when: str = "since it was hashed",
+                    gone: str | None = None) -> None:
+    """Raise a transient SourceError when the file is not the one that was hashed (run it in
+    the source's storage threads: it stats the file)."""
+    try:
+        st = FileStat.of(Path(source.path).stat())
+    except FileNotFoundError:
+        raise SourceError(gone or f"disappeared {when}", transient=True) from None
+    if (st.size, st.mtime_ns, st.inode) != (source.size, source.mtime_ns, source.inode):
+        raise SourceError(f"changed {when}", transient=True)
+
+
+def check_present(source: Source) -> None:
+    """Raise a transient SourceError when the source is gone before its outputs are written.
+
+    The result is already stored by content, so a source that comes back later gets its
+    transcript without a new job or run; one that stays away is simply gone.
+    """
+    if not os.path.exists(source.path):
+        raise SourceError("disappeared before its transcript was written", transient=True)

@@ -39,7 +39,7 @@ from watcherd.errors import (
 from watcherd.fileops import run_on
 from watcherd.health import ApiHealth
 from watcherd.identity import stored_result
-from watcherd.journal import FileStat, Journal, Source
+from watcherd.journal import Journal, Source
 from watcherd.outcomes import OutputsNotWritten, finish
 from watcherd.progress import ProgressBoard
 from watcherd.retry import RetryPolicy, poll_delays
@@ -223,12 +223,12 @@ class GladiaPipeline:
                     fresh = True
             job = await self._await_result(source, fresh=fresh)
         source = self.journal.get(source.id)
-        await run_on(source.watch_root, self._check_present, source)
+        await run_on(source.watch_root, outcomes.check_present, source)
         await self._finish(source, job)
 
     async def _upload(self, source: Source) -> Source:
         path = Path(source.path)
-        await run_on(source.watch_root, self._check_unchanged, source)
+        await run_on(source.watch_root, outcomes.check_unchanged, source)
         assert source.size is not None
         await run_on(source.watch_root, media.check_source, path, source.size)
         source = self.journal.transition(
@@ -242,7 +242,7 @@ class GladiaPipeline:
         if result.sha256 != source.sha256:
             raise SourceError("changed while it was uploading", transient=True)
         # The open file was read to the end even if it was deleted or replaced meanwhile.
-        await run_on(source.watch_root, self._check_unchanged, source,
+        await run_on(source.watch_root, outcomes.check_unchanged, source,
                      "while it was uploading")
         source = self.journal.transition(
             source, "uploaded", actor="worker", reason="uploaded", audio_url=result.audio_url,
@@ -487,19 +487,6 @@ class GladiaPipeline:
 
     # -- outcomes ------------------------------------------------------------------------
 
-    def _check_unchanged(self, source: Source, when: str = "since it was hashed") -> None:
-        try:
-            st = FileStat.of(Path(source.path).stat())
-        except FileNotFoundError:
-            raise SourceError(f"disappeared {when}", transient=True) from None
-        if (st.size, st.mtime_ns, st.inode) != (source.size, source.mtime_ns, source.inode):
-            raise SourceError(f"changed {when}", transient=True)
-
-    def _check_present(self, source: Source) -> None:
-        # The result is already stored by content, so a source that comes back later gets its
-        # transcript without a new job; one that stays away is simply gone.
-        if not os.path.exists(source.path):
-            raise SourceError("disappeared before its transcript was written", transient=True)
 
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from watcherd.engines.local.runner import LocalEngine, LocalEngineError
 from watcherd.errors import SourceError
 from watcherd.fileops import run_on
 from watcherd.identity import stored_result
-from watcherd.journal import FileStat, Journal, Source
+from watcherd.journal import Journal, Source
 from watcherd.outcomes import OutputsNotWritten, finish
 from watcherd.progress import ProgressBoard
 from watcherd.retry import RetryPolicy
@@ -100,7 +99,7 @@ class LocalPipeline:
         if job is None:
             job = await self._transcribe(source)
         source = self.journal.get(source.id)
-        await run_on(source.watch_root, self._check_present, source)
+        await run_on(source.watch_root, outcomes.check_present, source)
         try:
             await finish(self.journal, source, job, self.outputs_for(source), engine="local")
         except OSError as exc:
@@ -108,7 +107,8 @@ class LocalPipeline:
 
     async def _transcribe(self, source: Source) -> dict[str, Any]:
         path = Path(source.path)
-        await run_on(source.watch_root, self._check_unchanged, source)
+        await run_on(source.watch_root, outcomes.check_unchanged, source, "since it was hashed",
+                     "disappeared before it was transcribed")
         if source.size == 0:
             raise SourceError("the file is empty; replace it with the full recording")
         source = self.journal.transition(
@@ -132,7 +132,8 @@ class LocalPipeline:
             raise
         # The result belongs to the content that was hashed; a file that changed meanwhile
         # is settled again rather than given someone else's transcript.
-        await run_on(source.watch_root, self._check_unchanged, source)
+        await run_on(source.watch_root, outcomes.check_unchanged, source, "since it was hashed",
+                     "disappeared before it was transcribed")
         self.journal.store_result(source, job)
         unavailable = job.get("watcherd", {}).get("unavailable_options") or []
         if unavailable:
@@ -153,20 +154,6 @@ class LocalPipeline:
         return {**options, "custom_metadata": metadata}
 
     # -- outcomes ------------------------------------------------------------------------
-
-    def _check_unchanged(self, source: Source) -> None:
-        try:
-            st = FileStat.of(Path(source.path).stat())
-        except FileNotFoundError:
-            raise SourceError("disappeared before it was transcribed", transient=True) from None
-        if (st.size, st.mtime_ns, st.inode) != (source.size, source.mtime_ns, source.inode):
-            raise SourceError("changed since it was hashed", transient=True)
-
-    def _check_present(self, source: Source) -> None:
-        # The result is stored by content, so a source that comes back later gets its
-        # transcript without another run; one that stays away is simply gone.
-        if not os.path.exists(source.path):
-            raise SourceError("disappeared before its transcript was written", transient=True)
 
     def _retry_in(self, source_id: int, reason: str) -> float:
         """Schedule another attempt with backoff; returns the delay."""
