@@ -67,6 +67,7 @@ class GladiaEngine(Engine):
             context.journal, client, outputs_for=context.outputs_for, health=context.health,
             retry=safety_net(context.retry) if listener is not None else context.retry,
             hints=hints, create_extras=listener.create_extras if listener is not None else None,
+            max_in_flight=config.gladia.max_concurrent_jobs,
         )
         return cls(pipeline, config.gladia.max_concurrent_jobs, client=client,
                    listener=listener)

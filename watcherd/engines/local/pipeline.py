@@ -25,7 +25,7 @@ from watcherd.engines.local.runner import LocalEngine, LocalEngineError
 from watcherd.errors import SourceError
 from watcherd.fileops import run_on
 from watcherd.identity import stored_result
-from watcherd.journal import FileStat, Journal, Source
+from watcherd.journal import UNKNOWN_ID, FileStat, Journal, Source
 from watcherd.outcomes import OutputsNotWritten, finish
 from watcherd.retry import RetryPolicy
 
@@ -149,7 +149,9 @@ class LocalPipeline:
             st = FileStat.of(Path(source.path).stat())
         except FileNotFoundError:
             raise SourceError("disappeared before it was transcribed", transient=True) from None
-        if (st.size, st.mtime_ns, st.inode) != (source.size, source.mtime_ns, source.inode):
+        if (st.size, st.mtime_ns) != (source.size, source.mtime_ns) or (
+            source.inode not in (None, UNKNOWN_ID) and st.inode != source.inode
+        ):
             raise SourceError("changed since it was hashed", transient=True)
 
     def _check_present(self, source: Source) -> None:
