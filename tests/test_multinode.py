@@ -42,7 +42,7 @@ LEASE = 2.0
 # -- paths relative to watch ids ---------------------------------------------------------------
 
 
-_names = st.text(st.characters(blacklist_characters="/\x00", blacklist_categories=("Cs",)),
+_names = st.text(st.characters(blacklist_characters="/\x00", blacklist_categories=["Cs"]),
                  min_size=1, max_size=12).filter(lambda n: n not in (".", ".."))
 
 
