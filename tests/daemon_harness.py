@@ -68,6 +68,10 @@ def write_config(
     options: Mapping[str, Any] | None = None,
     extra: str = "",
     http_listen: str = "",
+    journal_url: str | None = None,
+    node: str | None = None,
+    lease_seconds: float | None = None,
+    watch_ids: Iterable[str] | None = None,
 ) -> Path:
     """Write a watcherd config file for a test and return its path.
 
@@ -80,7 +84,18 @@ def write_config(
     if api_url is not None:
         lines.append(f"api_url = {toml_value(api_url)}")
     lines.append(f"max_concurrent_jobs = {max_concurrent_jobs}")
-    lines += ["", "[journal]", f"path = {toml_value(journal)}", "", "[log]",
+    # A shared PostgreSQL journal (several nodes) replaces the SQLite file: the same keys as
+    # the README's "Several machines" example.
+    lines += ["", "[journal]"]
+    if journal_url is not None:
+        lines.append(f"url = {toml_value(journal_url)}")
+        if lease_seconds is not None:
+            lines.append(f"lease_seconds = {lease_seconds}")
+    else:
+        lines.append(f"path = {toml_value(journal)}")
+    if node is not None:
+        lines += ["", "[node]", f"name = {toml_value(node)}"]
+    lines += ["", "[log]",
               'format = "json"', 'level = "debug"', "", "[http]",
               f"listen = {toml_value(http_listen)}", "", "[retry]"]
     lines += [f"{k} = {toml_value(v)}" for k, v in FAST_RETRY.items()]
@@ -89,8 +104,11 @@ def write_config(
     if options:
         lines += ["", "[defaults.options]"]
         lines += [f"{k} = {toml_value(v)}" for k, v in options.items()]
-    for watch in watches:
+    ids = list(watch_ids) if watch_ids is not None else None
+    for index, watch in enumerate(watches):
         lines += ["", "[[watch]]", f"path = {toml_value(watch)}"]
+        if ids is not None:
+            lines.append(f"id = {toml_value(ids[index])}")
     path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
     return path
 

@@ -184,6 +184,7 @@ def test_example_file_documents_every_key() -> None:
         *config_module._TOP_KEYS,
         *config_module._GLADIA_KEYS,
         *config_module._WATCH_KEYS,
+        *config_module._JOURNAL_KEYS,
         "name",
         "model",
         "format",

@@ -6,11 +6,13 @@ import base64
 import binascii
 import copy
 import difflib
+import hashlib
 import ipaddress
 import json
 import math
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -194,7 +196,7 @@ FLAG_NEEDS: dict[str, tuple[str, str, str]] = {
 
 _TOP_KEYS = (
     "gladia", "engine", "local", "journal", "log", "scan", "callback", "webhook", "defaults",
-    "hooks", "metrics", "retry", "http",
+    "hooks", "metrics", "retry", "http", "node",
     "watch",
 )
 _CALLBACK_KEYS = ("listen", "public_url")
@@ -207,7 +209,11 @@ WEBHOOK_SECRET_PREFIX = "whsec_"
 _GLADIA_KEYS = ("api_key", "api_key_file", "api_url", "max_concurrent_jobs")
 _DEFAULTS_KEYS = ("outputs", "settle_seconds", "recursive", "include", "exclude", "poll", "options",
                   "fallback")
-_WATCH_KEYS = ("path", "engine", *_DEFAULTS_KEYS)
+_WATCH_KEYS = ("path", "id", "engine", *_DEFAULTS_KEYS)
+_JOURNAL_KEYS = ("path", "url", "lease_seconds")
+#: A watch id: what the shared journal stores paths relative to (letters, digits, . _ -).
+WATCH_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+DEFAULT_LEASE_SECONDS = 30.0
 FALLBACKS = ("none", "local")
 
 
@@ -277,6 +283,29 @@ class WatchConfig(WatchDefaults):
     path: Path
     # This folder's engine; None means the [engine] name of the whole config.
     engine: EngineName | None = None
+    # The name the shared journal stores this folder's paths under ("" = derived from path).
+    id: str = ""
+
+    @property
+    def watch_id(self) -> str:
+        """The watch's id: its ``id``, or one derived from its path (:func:`default_watch_id`)."""
+        return self.id or default_watch_id(self.path)
+
+
+def default_watch_id(path: Path) -> str:
+    """A watch id from a folder's path: its last component and a short hash of the whole path.
+
+    Stable for one path; two nodes that mount the share at different places derive different
+    ids, so those must set ``[[watch]] id`` to the same name on every node.
+    """
+    digest = hashlib.blake2b(os.fsencode(str(path)), digest_size=3).hexdigest()
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.name).strip("._-")[:40] or "root"
+    return f"{stem}-{digest}"
+
+
+def watch_roots(watches: Sequence[WatchConfig]) -> dict[str, str]:
+    """``{watch id: local root}`` for a shared journal (paths stored relative to the ids)."""
+    return {w.watch_id: str(w.path) for w in watches}
 
 
 @dataclass(frozen=True)
@@ -362,6 +391,18 @@ class Config:
     # Every retry wait and budget ([retry]; the defaults suit production).
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     http: HttpConfig = field(default_factory=HttpConfig)
+    # A PostgreSQL journal shared by several nodes ([journal] url); None: the SQLite file at
+    # journal_path (which then still names this node's state folder for its own files).
+    journal_url: str | None = None
+    # How long a node's claim on a source outlives its last renewal ([journal] lease_seconds).
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    # This daemon's name in a shared journal ([node] name; default the host name).
+    node_name: str = field(default_factory=socket.gethostname)
+
+    @property
+    def journal_location(self) -> Path | str:
+        """Where the journal is: the PostgreSQL URL when set, else the SQLite file."""
+        return self.journal_url if self.journal_url is not None else self.journal_path
 
 
 # -- public API ------------------------------------------------------------------------------
@@ -691,12 +732,21 @@ class _Parser:
             else None
 
         journal = self.table(data, "journal", "journal")
-        self.check_keys(journal, ("path",), "journal")
+        self.check_keys(journal, _JOURNAL_KEYS, "journal")
+        journal_url = self.journal_url(journal)
         journal_path = (
             self.path(journal["path"], "journal.path")
             if "path" in journal
             else default_journal_path()
         )
+        lease_seconds = self.number(journal.get("lease_seconds", DEFAULT_LEASE_SECONDS),
+                                    "journal.lease_seconds", minimum=0)
+        if lease_seconds <= 0:
+            self.expected("journal.lease_seconds", "a number of seconds > 0 (default 30)",
+                          journal["lease_seconds"])
+        node_table = self.table(data, "node", "node")
+        self.check_keys(node_table, ("name",), "node")
+        node_name = self.node_name(node_table)
 
         log = self.table(data, "log", "log")
         self.check_keys(log, ("format", "level"), "log")
@@ -749,7 +799,41 @@ class _Parser:
             metrics_textfile=textfile,
             retry=retry,
             http=http,
+            journal_url=journal_url,
+            lease_seconds=lease_seconds,
+            node_name=node_name,
         )
+
+    def journal_url(self, journal: Mapping[str, Any]) -> str | None:
+        """``[journal] url``: a PostgreSQL URL (libpq form), never together with ``path``."""
+        if "url" not in journal:
+            return None
+        if "path" in journal:
+            self.fail("journal", "both path and url are set: url (PostgreSQL, shared by "
+                      "several nodes) replaces path (a SQLite file); keep one of them")
+        url = self.string(journal["url"], "journal.url", secret=True).strip()
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("postgresql", "postgres") or not (
+            parts.netloc or "host=" in parts.query
+        ):
+            # Never echoed: the URL may hold a password.
+            self.fail("journal.url", "expected a PostgreSQL URL such as "
+                      '"postgresql://watcherd@db.example.com:5432/watcherd" or, over a Unix '
+                      'socket, "postgresql:///watcherd?host=/run/postgresql"')
+        return url
+
+    def node_name(self, table: Mapping[str, Any]) -> str:
+        """``[node] name``: this daemon's name in a shared journal (default the host name)."""
+        if "name" not in table:
+            return socket.gethostname()
+        name = self.string(table["name"], "node.name")
+        if len(name) > 200 or not name.isprintable() or name != name.strip():
+            self.expected("node.name", "a short printable name without leading or trailing "
+                          "spaces (one per running node)", name)
+        return name
 
     def command(self, value: Any, key: str) -> tuple[str, ...]:
         """A hook command: a list of strings (program, then arguments), run without a shell."""
@@ -1021,7 +1105,19 @@ class _Parser:
                 self.choice(table["engine"], f"{prefix}.engine", engine_names())
                 if "engine" in table else None
             )
-            watches.append(WatchConfig(path=path, **fields, options=options, engine=engine))
+            watch_id = ""
+            if "id" in table:
+                watch_id = self.string(table["id"], f"{prefix}.id")
+                if not WATCH_ID_RE.fullmatch(watch_id):
+                    self.expected(f"{prefix}.id", "a name of letters, digits, '.', '_' or '-' "
+                                  "(at most 64, starting with a letter or digit), the same on "
+                                  "every node that watches this folder", watch_id)
+            watch = WatchConfig(path=path, **fields, options=options, engine=engine, id=watch_id)
+            for index, other in enumerate(watches, start=1):
+                if other.watch_id == watch.watch_id:
+                    self.fail(f"{prefix}.id", f"{watch.watch_id!r} is already the id of "
+                              f"watch[{index}] ({other.path}); give each [[watch]] its own id")
+            watches.append(watch)
         return tuple(watches)
 
     # --- Gladia options

@@ -17,12 +17,13 @@ from pathlib import Path
 import structlog
 
 from watcherd.activity import Activity
-from watcherd.config import Config, WatchConfig
+from watcherd.config import Config, WatchConfig, watch_roots
 from watcherd.engines import Engines, engine_for, no_engine_reason, open_engines
 from watcherd.errors import ConfigError
 from watcherd.folders import Folders
 from watcherd.health import ApiHealth
-from watcherd.journal import ACTIVE_STATES, Journal, open_or_recover
+from watcherd.journal import ACTIVE_STATES, Journal
+from watcherd.journal.configured import display_location, one_shot_node, open_for_node
 from watcherd.progress import ProgressBoard
 from watcherd.service import Notifier, status_text
 from watcherd.watcher import Watcher, scan
@@ -87,7 +88,10 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop, signum)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
-        journal = open_or_recover(self.config.journal_path)
+        journal = open_for_node(self.config)
+        if journal.shared:
+            log.info("node_registered", node=journal.node, journal=display_location(self.config),
+                     lease_seconds=self.config.lease_seconds)
         watchdog = asyncio.ensure_future(self.notifier.run_watchdog())
         try:
             while not self._stop.is_set():
@@ -111,10 +115,16 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload_rejected", error=str(exc), hint="still running the previous config")
             return
-        if config.journal_path != self.config.journal_path:
-            log.warning("reload_journal_path_ignored", journal=str(self.config.journal_path),
-                        hint="a new [journal] path takes effect after a restart")
-            config = dataclasses.replace(config, journal_path=self.config.journal_path)
+        if (config.journal_path, config.journal_url, config.node_name) != (
+            self.config.journal_path, self.config.journal_url, self.config.node_name
+        ):
+            log.warning("reload_journal_path_ignored", journal=display_location(self.config),
+                        hint="a new [journal] path or url, or [node] name, takes effect after "
+                        "a restart")
+            config = dataclasses.replace(
+                config, journal_path=self.config.journal_path,
+                journal_url=self.config.journal_url, node_name=self.config.node_name,
+            )
         self.config = config
         log.info("reloaded", watches=[str(w.path) for w in config.watches])
 
@@ -124,6 +134,7 @@ class Daemon:
         if self._stop.is_set():
             self._generation_done.set()
         config = self.config
+        journal.map_roots(watch_roots(config.watches))
         folders = Folders(config.watches)
         health = ApiHealth(journal)
         engine = await open_engines(config, journal, outputs_for=folders.outputs_for,
@@ -146,7 +157,7 @@ class Daemon:
             if config.http.address is not None and isinstance(journal.location, Path):
                 # status and doctor are other processes: tell them whether the page is up.
                 write_state(journal.location, config.http.listen, web is not None)
-            log.info("starting", journal=str(config.journal_path),
+            log.info("starting", journal=display_location(config),
                      watches=[str(w.path) for w in config.watches],
                      engine=engine.default or "none", engines=sorted(engine.opened))
             if not engine.for_worker():
@@ -193,7 +204,7 @@ class Daemon:
             self._integrity_checked = True
             damage = await loop.run_in_executor(None, journal.integrity_problem)
             if damage is not None:
-                log.error("journal_damaged", journal=str(self.config.journal_path), error=damage,
+                log.error("journal_damaged", journal=display_location(self.config), error=damage,
                           hint="stop watcherd and move the journal aside: it is rebuilt from "
                           "the outputs at the next start, nothing is paid twice")
         await loop.run_in_executor(None, self._scan, worker)
@@ -217,7 +228,9 @@ class Daemon:
         while True:
             await asyncio.sleep(self.config.scan_interval_seconds)
             for source in journal.in_states(list(ACTIVE_STATES)):
-                worker.hint(Path(source.path))
+                # Only this node's folders (a shared journal also holds other nodes' ones).
+                if not journal.shared or worker.folders.watch_of_source(source) is not None:
+                    worker.hint(Path(source.path))
             await asyncio.get_running_loop().run_in_executor(None, self._scan, worker)
 
 
@@ -231,7 +244,7 @@ async def transcribe(config: Config, files: Sequence[Path], watch: WatchConfig) 
     """``watcherd transcribe``: the same pipeline for named files; returns path -> final state."""
     if engine_for(config) is None:
         raise ConfigError(no_engine_reason(config))
-    journal = open_or_recover(config.journal_path)
+    journal = open_for_node(config, node=one_shot_node(config))
     folders = Folders(config.watches)
     try:
         # No callback listener: the daemon may hold its address, and a one-shot run polls.

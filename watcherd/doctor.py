@@ -342,8 +342,66 @@ def diagnose(
         found += check_root(watch)
     found.append(check_inotify(config.watches, limits_dir=limits_dir,
                                walk_seconds=walk_seconds))
-    found += check_journal(config.journal_path)
+    if config.journal_url is not None:
+        found += check_database(config)
+    else:
+        found += check_journal(config.journal_path)
     found.append(check_page(config))
+    return found
+
+
+#: Clock skew with the database server that doctor warns about. Leases use the server's
+#: clock, so skew never breaks them; it only makes logs and ``status`` times disagree.
+SKEW_WARN_SECONDS = 5.0
+
+
+def check_database(config: Config) -> list[Finding]:
+    """The shared journal: the database is reachable, its schema known, the clocks agree."""
+    from watcherd.errors import JournalError
+    from watcherd.journal.configured import display_location, postgres_journal_class
+
+    topic = "journal"
+    where = display_location(config)
+    try:
+        cls = postgres_journal_class()
+    except ConfigError as exc:
+        return [Finding("FAIL", topic, str(exc), "install the PostgreSQL extra")]
+    from watcherd.journal.postgres import SCHEMA_VERSION as PG_SCHEMA_VERSION
+
+    try:
+        journal = cls.open(config.journal_url or "", readonly=True,
+                           lease_seconds=config.lease_seconds)
+    except JournalError as exc:
+        return [Finding("FAIL", topic, f"the database {where} cannot be used: {exc}",
+                        "check [journal] url, that PostgreSQL runs and accepts this user; "
+                        "start `watcherd run` once to create the schema")]
+    try:
+        version = journal.schema_version()
+        skew = journal.clock_skew()
+        nodes = len(journal.leases())
+    except Exception as exc:  # a check: report, never raise
+        return [Finding("FAIL", topic, f"the database {where} does not answer: {exc}",
+                        "check the database server and the network")]
+    finally:
+        journal.close()
+    found = []
+    if version != PG_SCHEMA_VERSION:
+        found.append(Finding(
+            "WARN" if version < PG_SCHEMA_VERSION else "FAIL", topic,
+            f"{where} has schema {version}, this watcherd knows {PG_SCHEMA_VERSION}",
+            "start `watcherd run` (it migrates)" if version < PG_SCHEMA_VERSION
+            else "upgrade watcherd on this node"))
+    else:
+        found.append(_ok(topic, f"{where} reachable, schema {version} ({nodes} files leased "
+                                f"now), node name {config.node_name!r}"))
+    if abs(skew) > SKEW_WARN_SECONDS:
+        found.append(Finding(
+            "WARN", "clock", f"this machine's clock is {abs(skew):.1f}s "
+            f"{'behind' if skew > 0 else 'ahead of'} the database server's",
+            "run NTP (chrony, systemd-timesyncd) on every node and the database server; "
+            "leases use the server's clock, but logs and status times will disagree"))
+    else:
+        found.append(_ok("clock", f"within {abs(skew):.2f}s of the database server"))
     return found
 
 

@@ -218,7 +218,7 @@ def hash_file(path: Path, expected: FileStat | None = None) -> tuple[str, FileSt
     with open_source(path) as fd:
         try:
             before = FileStat.of(os.fstat(fd))
-            if expected is not None and before != expected:
+            if expected is not None and not before.agrees(expected):
                 raise SourceError("changed since it was last seen", transient=True)
             h = hashlib.sha256()
             while chunk := os.read(fd, _CHUNK):

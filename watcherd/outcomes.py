@@ -17,7 +17,7 @@ from watcherd import outputs
 from watcherd.errors import SourceError
 from watcherd.fileops import run_on
 from watcherd.fserrors import classify
-from watcherd.journal import FileStat, Journal, Source
+from watcherd.journal import UNKNOWN_ID, FileStat, Journal, Source
 from watcherd.retry import RetryPolicy
 
 log = structlog.get_logger("watcherd.outcomes")
@@ -194,7 +194,10 @@ def check_unchanged(source: Source, when: str = "since it was hashed",
         st = FileStat.of(Path(source.path).stat())
     except FileNotFoundError:
         raise SourceError(gone or f"disappeared {when}", transient=True) from None
-    if (st.size, st.mtime_ns, st.inode) != (source.size, source.mtime_ns, source.inode):
+    # The inode only when this node recorded it (UNKNOWN_ID: another node's number).
+    if (st.size, st.mtime_ns) != (source.size, source.mtime_ns) or (
+        source.inode not in (None, UNKNOWN_ID) and st.inode != source.inode
+    ):
         raise SourceError(f"changed {when}", transient=True)
 
 

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -37,7 +37,7 @@ from watcherd.identity import (
     source_keys,
     stored_result,
 )
-from watcherd.journal import ACTIVE_STATES, FileStat, Journal, Source
+from watcherd.journal import ACTIVE_STATES, UNKNOWN_ID, FileStat, Journal, LeaseLost, Source
 from watcherd.recover import job_from_outputs
 from watcherd.retry import RetryPolicy
 from watcherd.watcher import StorageFacts, WatchIndex, storage_facts
@@ -183,7 +183,9 @@ def _short(exc: BaseException, limit: int = 300) -> str:
 
 def _stat_of(source: Source) -> FileStat:
     """The stat the journal holds for a source."""
-    return FileStat(source.size or 0, source.mtime_ns or 0, source.dev or 0, source.inode or 0)
+    return FileStat(source.size or 0, source.mtime_ns or 0,
+                    UNKNOWN_ID if source.dev is None else source.dev,
+                    UNKNOWN_ID if source.inode is None else source.inode)
 
 
 @dataclass(frozen=True)
@@ -315,9 +317,16 @@ class Worker:
         file_timeout: float = FILE_TIMEOUT,
         health: ApiHealth | None = None,
         folders: Folders | None = None,
+        node: str | None = None,
+        lease_seconds: float | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
+        # A shared journal (several nodes): this node leases what it drives, renews the
+        # leases while it works and leaves alone what other nodes hold or it cannot do.
+        self.shared = journal.shared
+        self.node = node or journal.node or config.node_name
+        self.lease_seconds = lease_seconds or config.lease_seconds
         self.pipeline = pipeline
         self.no_engine_reason = no_engine_reason
         self.max_concurrent = max_concurrent or config.gladia.max_concurrent_jobs
@@ -406,11 +415,21 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then leave every source in a resumable state."""
         self._loop = asyncio.get_running_loop()
+        helpers = []
+        if self.shared:
+            helpers = [asyncio.ensure_future(self._keep_leases(stop)),
+                       asyncio.ensure_future(self._hear_changes(stop))]
         try:
             while not stop.is_set():
                 # Cleared before the tick, so a wake-up that arrives during it is not lost.
                 self._wake.clear()
-                await self.tick()
+                try:
+                    await self.tick()
+                except LeaseLost as exc:
+                    # A note or state this node wanted to write on a source another node
+                    # holds: that node decides; the next tick goes on.
+                    log.info("source_held_elsewhere", source_id=exc.source_id,
+                             holder=exc.holder)
                 waiter = asyncio.ensure_future(self._wake.wait())
                 stopper = asyncio.ensure_future(stop.wait())
                 await asyncio.wait(
@@ -420,7 +439,60 @@ class Worker:
                 waiter.cancel()
                 stopper.cancel()
         finally:
+            for helper in helpers:
+                helper.cancel()
             await self.shutdown()
+            if helpers:
+                await asyncio.wait(helpers, timeout=5)
+
+    # -- several nodes -------------------------------------------------------------------
+
+    async def _keep_leases(self, stop: asyncio.Event) -> None:
+        """Renew this node's leases every third of a lease; stop attempts whose lease was lost.
+
+        A node paused past its lease (a frozen VM, a long GC) may find another node took a
+        source over: its attempt there ends quietly, and the journal fences any late write
+        (:class:`LeaseLost`), so the two never both act on one source.
+        """
+        interval = self.lease_seconds / 3
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            if stop.is_set():
+                return
+            try:
+                held = set(self.journal.renew(self.node, self.lease_seconds))
+            except Exception as exc:
+                # The database is away: the attempts go on, and their writes are fenced
+                # if the leases run out meanwhile.
+                log.warning("lease_renew_failed", node=self.node, error=_short(exc))
+                continue
+            for source_id, task in list(self._running.items()):
+                if source_id not in held and not task.done():
+                    log.warning("lease_lost", node=self.node, source_id=source_id,
+                                hint="another node took this file over; it finishes it")
+                    task.cancel()
+
+    async def _hear_changes(self, stop: asyncio.Event) -> None:
+        """Wake the loop when another node commits a change (LISTEN/NOTIFY), not by polling.
+
+        The wait runs in a thread on the journal's own listening connection, one short
+        bounded wait at a time so that stopping is never held up.
+        """
+        wait = min(self.lease_seconds, 1.0)
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            try:
+                changed = await loop.run_in_executor(None, self.journal.wait_for_change, wait)
+            except Exception as exc:
+                log.warning("journal_changes_not_heard", error=_short(exc),
+                            hint="the loop still looks at the journal every lease period")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.lease_seconds)
+                continue
+            if changed:
+                self._book.dirty = True
+                self._wake.set()
 
     def _sleep_for(self) -> float:
         """Seconds until something is due: the loop sleeps until then or the next hint.
@@ -429,7 +501,10 @@ class Worker:
         changes made by another process (``watcherd retry``) are seen without a signal.
         """
         now = time.time()
-        when = now + self.idle_seconds
+        # Shared: other nodes' changes wake the loop (NOTIFY); a lease that runs out makes
+        # no notification, so the journal is looked at again within a lease period.
+        idle = max(self.idle_seconds, self.lease_seconds) if self.shared else self.idle_seconds
+        when = now + idle
         when = min(when, self._book.next_at)
         if self._book.sources:
             when = min(when, self._book.checked_at + SETTLE_RECHECK_SECONDS)
@@ -641,7 +716,7 @@ class Worker:
         """True (and noted) when a missing source's root or file system is away, not deleted."""
         if facts is None:
             return False
-        away = facts.away(source.dev)
+        away = facts.away(None if source.dev == UNKNOWN_ID else source.dev)
         if away is None:
             return False
         note = f"cannot see the file: {away}; it is looked for again when it comes back"
@@ -811,7 +886,7 @@ class Worker:
         exc = failure.error
         if exc.transient:
             if failure.stat_now is not None:
-                if failure.stat_now != _stat_of(current):
+                if not failure.stat_now.agrees(_stat_of(current)):
                     self.hint(Path(source.path))  # it changed: observe restarts the clock
                 else:
                     # Unchanged, yet it could not be read (EIO, ESTALE, EMFILE...): back off,
@@ -893,9 +968,13 @@ class Worker:
         for source in due:
             if source.id in self._running:
                 continue
+            if self.shared and self._watch_of_source(source) is None:
+                continue  # a folder this node does not watch: another node's work
             name = self._engine_name(source, now)
             if name is None or name not in self.engines:
-                no_engine.append(source)
+                if not self.shared:
+                    no_engine.append(source)
+                # Shared: left for a node that has this folder's engine.
                 continue
             pipeline, limit = self.engines[name]
             busy = sum(1 for n in self._engine_running.values() if n == name)
@@ -911,8 +990,14 @@ class Worker:
                     continue
             elif busy >= limit:
                 continue
-            if not self._may_start(source):
-                continue
+            try:
+                if not self._may_start(source):
+                    continue
+            except LeaseLost:
+                continue  # another node is working on it right now
+            if self.shared and not self.journal.claim([source.id], self.node,
+                                                      self.lease_seconds):
+                continue  # another node claimed it first
             if probing and pipeline.remote_jobs:
                 self._last_probe = source.id
             self._engine_running[source.id] = name
@@ -985,6 +1070,11 @@ class Worker:
         if source.content_key is None or source.job_id is not None:
             return
         base, job = found
+        with contextlib.suppress(LeaseLost):  # another node holds it: it finds the same
+            self._adopt_outputs(source, base, job)
+
+    def _adopt_outputs(self, source: Source, base: Path, job: dict[str, Any]) -> None:
+        """Record a result found in existing outputs (its NAME.json) for this source."""
         source = self.journal.annotate(
             source, actor="worker", output_base=str(base),
             reason="result recovered from the existing outputs; no new job",
@@ -999,17 +1089,37 @@ class Worker:
             await pipeline.drive(source_id)
         except asyncio.CancelledError:
             raise
+        except LeaseLost as exc:
+            # Another node took the source over (this one paused past its lease): that node
+            # goes on from the journal; this attempt ends without writing anything.
+            log.warning("lease_lost", source_id=source_id, holder=exc.holder)
         except Exception as exc:
             self._contain(source_id, exc)
         else:
             self._check_progress(source_id, before)
         finally:
+            if self.shared:
+                self._release(source_id)
             # The attempt may have sent the source back to settling: look at once.
             self._book.dirty = True
             self._wake.set()
 
+    def _release(self, source_id: int) -> None:
+        """Give up this node's lease once an attempt ends: any node may take the next one."""
+        try:
+            self.journal.release([source_id], self.node)
+        except Exception as exc:
+            # The lease then simply runs out.
+            log.warning("lease_release_failed", source_id=source_id, error=_short(exc))
+
     def _contain(self, source_id: int, exc: BaseException) -> None:
         """An attempt ended in an exception nobody foresaw: record it, back off, or fail."""
+        try:
+            self._contain_unforeseen(source_id, exc)
+        except LeaseLost as lost:
+            log.warning("lease_lost", source_id=source_id, holder=lost.holder)
+
+    def _contain_unforeseen(self, source_id: int, exc: BaseException) -> None:
         error = _short(exc)
         log.error("source_attempt_failed", source_id=source_id, error=error,
                   hint="the file is retried later; other files are not affected")

@@ -25,7 +25,11 @@ from watcherd.display import json_safe, printable
 from watcherd.errors import ConfigError, JournalError
 from watcherd.history import UnknownState, check_state, history_json, history_lines
 from watcherd.identity import options_json
-from watcherd.journal import STATES, Journal, JournalNotReady, Source
+from watcherd.journal import STATES, JournalNotReady, Source
+from watcherd.journal.configured import (
+    journal_exists,
+    open_for_command,
+)
 from watcherd.log import configure_logging
 from watcherd.watcher import watch_for
 from watcherd.web.state import read_state
@@ -112,7 +116,7 @@ def transcribe(files: tuple[Path, ...], config_path: Path | None) -> None:
 
     template = replace(template, settle_seconds=0.0)
     states = asyncio.run(run_transcribe(config, resolved, template))
-    with Journal.open(config.journal_path, readonly=True) as journal:
+    with open_for_command(config, readonly=True) as journal:
         for path, state in states.items():
             source = journal.by_path(path)
             detail = ""
@@ -136,7 +140,8 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _status_row(source: Source, since: float | None) -> dict[str, Any]:
+def _status_row(source: Source, since: float | None, node: str | None = None
+                ) -> dict[str, Any]:
     return {
         "path": source.path,
         "state": source.state,
@@ -150,6 +155,8 @@ def _status_row(source: Source, since: float | None) -> dict[str, Any]:
         "sha256": source.sha256,
         "engine": source.engine,
         "outputs": source.output_base,
+        # The node holding a file in flight (a shared journal); None when nobody does.
+        "node": node,
     }
 
 
@@ -180,14 +187,14 @@ def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None,
     config = _with_service_journal(_load(config_path, need_key=False))
     if paths:
         sys.exit(_histories(config, paths, as_json=as_json))
-    if not config.journal_path.exists():
+    if not journal_exists(config):
         if as_json:
             click.echo("[]")
             return
         click.echo(f"no journal yet at {config.journal_path}: nothing has been seen")
         return
     try:
-        journal = Journal.open(config.journal_path, readonly=True)
+        journal = open_for_command(config, readonly=True)
     except JournalNotReady:
         click.echo("[]" if as_json else "no files yet")
         return
@@ -195,7 +202,8 @@ def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None,
         sources = journal.all()
         counts = journal.counts()
         since = journal.state_since()
-    rows = [_status_row(s, since.get(s.id)) for s in sources
+        holders = journal.holders()
+    rows = [_status_row(s, since.get(s.id), holders.get(s.id)) for s in sources
             if only_state is None or s.state == only_state]
     if as_json:
         # Lossless for programs: a name that is not UTF-8 keeps its bytes as \udcXX escapes.
@@ -215,6 +223,8 @@ def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None,
             extra.append(f"since {row['since']}")
         if row["next_attempt_at"]:
             extra.append(f"next {row['next_attempt_at']}")
+        if row["node"]:
+            extra.append(f"on node {printable(row['node'])}")
         reason = row["error"] or row["note"]
         if reason and row["state"] != "done":
             extra.append(printable(reason))
@@ -228,11 +238,11 @@ def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None,
 
 def _histories(config: Config, paths: tuple[Path, ...], *, as_json: bool) -> int:
     """Print the history of each named file; 1 when one is not in the journal."""
-    if not config.journal_path.exists():
+    if not journal_exists(config):
         raise JournalError(f"no journal at {config.journal_path}: nothing has been seen yet")
     found: list[dict[str, Any]] = []
     missing = []
-    with Journal.open(config.journal_path, readonly=True) as journal:
+    with open_for_command(config, readonly=True) as journal:
         for given in paths:
             source = journal.by_path(str(given.expanduser().resolve())) or journal.by_path(
                 str(given))
@@ -267,10 +277,10 @@ def retry(paths: tuple[Path, ...], all_failed: bool, reprocess: bool,
     if reprocess and all_failed:
         raise click.UsageError("--reprocess takes file names, not --all-failed")
     config = _with_service_journal(_load(config_path, need_key=False))
-    if not config.journal_path.exists():
+    if not journal_exists(config):
         raise JournalError(f"no journal at {config.journal_path}: nothing to retry")
     wanted = [str(p.expanduser().resolve()) for p in paths]
-    with Journal.open(config.journal_path) as journal:
+    with open_for_command(config, readonly=False) as journal:
         unknown = [p for p in wanted if journal.by_path(p) is None]
         if reprocess:
             moved = []
@@ -293,6 +303,35 @@ def retry(paths: tuple[Path, ...], all_failed: bool, reprocess: bool,
 
 def _defaults_watch(config: Config, path: str) -> WatchConfig:
     return with_extra_watches(_without_watches(config), [Path(path).parent]).watches[0]
+
+
+@main.group()
+def journal() -> None:
+    """Journal tools: copy a journal between SQLite and PostgreSQL."""
+
+
+@journal.command("copy")
+@click.argument("src")
+@click.argument("dst")
+@config_option
+@handles_errors
+def journal_copy(src: str, dst: str, config_path: Path | None) -> None:
+    """Copy the journal SRC into DST (each a SQLite file or a postgresql:// URL).
+
+    Ids, events, stored results and job times are kept, so the installation that moves pays
+    nothing twice. Paths go into PostgreSQL relative to the config's watch ids (as the nodes
+    store them). Stop every daemon using either journal first.
+    """
+    from watcherd.config import watch_roots
+    from watcherd.journal.configured import postgres_journal_class
+    from watcherd.journal.copy import copy_journal, is_postgres_url
+
+    if is_postgres_url(src) or is_postgres_url(dst):
+        postgres_journal_class()  # psycopg missing: a config error that says what to install
+    config = _load(config_path, need_key=False)
+    report = copy_journal(src, dst, roots=watch_roots(config.watches))
+    click.echo(f"copied {report.sources} sources, {report.events} events, "
+               f"{report.results} results, {report.job_times} job times")
 
 
 main.add_command(doctor)

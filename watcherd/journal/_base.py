@@ -108,6 +108,23 @@ class FileStat:
         """Build from an ``os.stat`` result."""
         return cls(st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
 
+    def agrees(self, other: FileStat) -> bool:
+        """Same size and mtime, and same device and inode where both sides know them.
+
+        A shared journal hands a node the stat another node recorded: two machines see one
+        file on a share with different device (and sometimes inode) numbers, so those are
+        :data:`UNKNOWN_ID` there and only size and mtime can tell a change.
+        """
+        if (self.size, self.mtime_ns) != (other.size, other.mtime_ns):
+            return False
+        if UNKNOWN_ID not in (self.dev, other.dev) and self.dev != other.dev:
+            return False
+        return UNKNOWN_ID in (self.inode, other.inode) or self.inode == other.inode
+
+
+#: A device or inode number this node cannot know (recorded by another node).
+UNKNOWN_ID = -1
+
 
 class JournalLocked(JournalError):
     """Another watcherd process already works on this journal."""
@@ -119,6 +136,43 @@ class JournalNotReady(JournalError):
 
 class JournalCorrupt(JournalError):
     """The journal file is damaged; it can be moved aside and rebuilt from the outputs."""
+
+
+# -- what a shared journal (several nodes) can refuse; backend-neutral, so the worker and the
+# -- pipelines catch them without importing a database driver.
+
+
+class NodeNameTaken(JournalError):
+    """Another running watcherd node already uses this node name."""
+
+    def __init__(self, message: str, *, name: str, host: str | None, pid: int | None) -> None:
+        super().__init__(message)
+        self.name, self.host, self.pid = name, host, pid
+
+
+class LeaseLost(JournalError):
+    """Another node holds a live lease on this source: this node must leave it alone."""
+
+    def __init__(self, message: str, *, source_id: int, holder: str | None) -> None:
+        super().__init__(message)
+        self.source_id, self.holder = source_id, holder
+
+
+class CreateIntentHeld(JournalError):
+    """Another active source (maybe on another node) is creating the job for this content."""
+
+    def __init__(self, message: str, *, content_key: str, node: str | None,
+                 source_id: int | None) -> None:
+        super().__init__(message)
+        self.content_key, self.node, self.source_id = content_key, node, source_id
+
+
+class PlanFull(JournalError):
+    """The account's concurrent jobs, counted over every node, already reach the limit."""
+
+    def __init__(self, message: str, *, in_flight: int, limit: int) -> None:
+        super().__init__(message)
+        self.in_flight, self.limit = in_flight, limit
 
 
 
@@ -294,6 +348,57 @@ class Journal(abc.ABC):
     @abc.abstractmethod
     def store_result(self, source: Source, job: Mapping[str, Any]) -> None:
         """Keep a finished job object, keyed by content, before any output is written."""
+
+    # -- several nodes (a shared journal); one process owns a SQLite journal, so there the
+    # -- defaults below keep the one-machine behaviour.
+
+    #: True when several daemons work this journal together (leases, create intents, NOTIFY).
+    shared: bool = False
+    #: This daemon's node name in a shared journal (None: not shared, or a command).
+    node: str | None = None
+
+    def claim(self, source_ids: Iterable[int], node: str, lease_seconds: float) -> list[int]:
+        """Lease these sources to ``node``; returns the ids it now holds (all, unshared)."""
+        return sorted(set(source_ids))
+
+    def renew(self, node: str, lease_seconds: float) -> list[int]:
+        """Extend ``node``'s leases; returns the ids it still holds (none to hold, unshared)."""
+        return []
+
+    def release(self, source_ids: Iterable[int], node: str) -> None:
+        """Give up ``node``'s leases on these sources (nothing to give up, unshared)."""
+        return None
+
+    def holders(self) -> dict[int, str]:
+        """Which node works on each source in flight, by source id (empty, unshared)."""
+        return {}
+
+    def map_roots(self, roots: Mapping[str, str]) -> None:
+        """Adopt this node's ``{watch id: local root}`` (after a reload changed the watches).
+
+        A shared journal stores paths relative to watch ids; a SQLite journal stores them
+        absolute and needs no map.
+        """
+        return None
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Block until another writer commits a change (True) or ``timeout`` passes (False).
+
+        Unshared, this process is the only writer: there is nothing to wait for.
+        """
+        return False
+
+    def take_create_intent(
+        self, source: Source, *, actor: str = "worker", reason: str | None = "creating job",
+        max_in_flight: int | None = None, **changes: Any,
+    ) -> Source:
+        """Move ``source`` to ``submitting``: the intent to create its job (design.md, inv. 2).
+
+        A shared journal makes the intent unique per content key over every node
+        (:class:`CreateIntentHeld`) and counts the plan's jobs over every node
+        (:class:`PlanFull`); here the worker's own counting already did both.
+        """
+        return self.transition(source, "submitting", actor=actor, reason=reason, **changes)
 
     # -- for subclasses ------------------------------------------------------------------
 

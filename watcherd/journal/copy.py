@@ -10,6 +10,7 @@ there are brought up to date, none is doubled. A destination that holds a differ
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -50,16 +51,22 @@ def is_postgres_url(target: str) -> bool:
     return target.startswith(("postgresql://", "postgres://"))
 
 
-def copy_journal(src: str | Path, dst: str | Path) -> CopyReport:
-    """Copy the journal at ``src`` into ``dst`` (each a SQLite file or a PostgreSQL URL)."""
+def copy_journal(src: str | Path, dst: str | Path, *,
+                 roots: Mapping[str, str] | None = None) -> CopyReport:
+    """Copy the journal at ``src`` into ``dst`` (each a SQLite file or a PostgreSQL URL).
+
+    ``roots`` (``{watch id: local root}``, the config's watches) makes a PostgreSQL side hold
+    paths relative to watch ids, as the nodes store them, and maps them back for SQLite.
+    """
+    roots = dict(roots or {})
     src_text, dst_text = str(src), str(dst)
     if src_text == dst_text or (
         not is_postgres_url(src_text) and not is_postgres_url(dst_text)
         and Path(dst_text).exists() and Path(src_text).resolve() == Path(dst_text).resolve()
     ):
         raise JournalError("the source and the destination of the copy are the same journal")
-    rows = read_rows(src_text)
-    write_rows(dst_text, rows, source_label=_label(src_text))
+    rows = read_rows(src_text, roots=roots)
+    write_rows(dst_text, rows, source_label=_label(src_text), roots=roots)
     return CopyReport(len(rows.sources), len(rows.events), len(rows.results),
                       len(rows.job_times))
 
@@ -72,15 +79,17 @@ def _label(target: str) -> str:
     return target
 
 
-def read_rows(target: str) -> JournalRows:
-    """Read a whole journal in one consistent snapshot."""
-    return _read_pg(target) if is_postgres_url(target) else _read_sqlite(Path(target))
+def read_rows(target: str, *, roots: Mapping[str, str] | None = None) -> JournalRows:
+    """Read a whole journal in one consistent snapshot (paths local, through ``roots``)."""
+    return (_read_pg(target, roots or {}) if is_postgres_url(target)
+            else _read_sqlite(Path(target)))
 
 
-def write_rows(target: str, rows: JournalRows, *, source_label: str) -> None:
+def write_rows(target: str, rows: JournalRows, *, source_label: str,
+               roots: Mapping[str, str] | None = None) -> None:
     """Write rows into a journal (created if needed) in one transaction."""
     if is_postgres_url(target):
-        _write_pg(target, rows, source_label)
+        _write_pg(target, rows, source_label, roots or {})
     else:
         _write_sqlite(Path(target), rows, source_label)
 
@@ -193,15 +202,24 @@ def _write_sqlite(path: Path, rows: JournalRows, source_label: str) -> None:
 # -- PostgreSQL ------------------------------------------------------------------------------
 
 
-def _read_pg(url: str) -> JournalRows:
-    from watcherd.journal.postgres import check_version, connect, pg_decode_path, redact_url
+def _read_pg(url: str, roots: Mapping[str, str]) -> JournalRows:
+    from watcherd.journal.postgres import (
+        check_version,
+        connect,
+        from_stored,
+        pg_decode_path,
+        redact_url,
+    )
+
+    def decode(stored: str) -> str:
+        return from_stored(pg_decode_path(stored), roots)
 
     conn = connect(url)
     try:
         check_version(conn, redact_url(url))
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            sources = tuple(_decoded({k: r[k] for k in SOURCE_COLUMNS}, pg_decode_path)
+            sources = tuple(_decoded({k: r[k] for k in SOURCE_COLUMNS}, decode)
                             for r in conn.execute("SELECT * FROM sources ORDER BY id"))
             events = tuple(dict(r) for r in conn.execute(
                 f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY id"))
@@ -214,22 +232,27 @@ def _read_pg(url: str) -> JournalRows:
     return JournalRows(sources, events, results, job_times)
 
 
-def _write_pg(url: str, rows: JournalRows, source_label: str) -> None:
+def _write_pg(url: str, rows: JournalRows, source_label: str,
+              roots: Mapping[str, str]) -> None:
     import psycopg
 
     from watcherd.journal.postgres import (
         connect,
+        from_stored,
         migrate,
         pg_decode_path,
         pg_encode_path,
         pg_text,
         redact_url,
+        to_stored,
     )
 
     def value(name: str, item: Any) -> Any:
         if not isinstance(item, str):
             return item
-        return pg_encode_path(item) if name in _PATH_COLUMNS else pg_text(item)
+        if name in _PATH_COLUMNS:
+            return pg_encode_path(to_stored(item, roots))
+        return pg_text(item)
 
     label = redact_url(url)
     conn = connect(url)
@@ -241,7 +264,7 @@ def _write_pg(url: str, rows: JournalRows, source_label: str) -> None:
                          " IN SHARE ROW EXCLUSIVE MODE")
             _check_fits(
                 label, source_label, rows,
-                {int(r["id"]): pg_decode_path(r["path"])
+                {int(r["id"]): from_stored(pg_decode_path(r["path"]), roots)
                  for r in conn.execute("SELECT id, path FROM sources")},
                 {int(r["id"]) for r in conn.execute("SELECT id FROM events")},
                 {int(r["id"]) for r in conn.execute("SELECT id FROM job_times")},

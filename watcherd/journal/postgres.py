@@ -41,7 +41,25 @@ import structlog
 from psycopg.rows import dict_row
 
 from watcherd.errors import JournalError
-from watcherd.journal._base import STATES, FileStat, Journal, Source, State, safe_text
+from watcherd.journal._base import (
+    STATES,
+    UNKNOWN_ID,
+    CreateIntentHeld,
+    FileStat,
+    Journal,
+    LeaseLost,
+    NodeNameTaken,
+    PlanFull,
+    Source,
+    State,
+    safe_text,
+)
+
+__all__ = [
+    "NOTIFY_CHANNEL", "SCHEMA_VERSION", "CreateIntent", "CreateIntentHeld", "Lease", "LeaseLost",
+    "NodeNameTaken", "PlanFull", "PostgresJournal", "from_stored", "pg_decode_path",
+    "pg_encode_path", "redact_url", "to_stored",
+]
 
 _log = structlog.get_logger("watcherd.journal")
 
@@ -127,18 +145,49 @@ def pg_decode_path(stored: str) -> str:
     return stored
 
 
-def _column_value(name: str, value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    return pg_encode_path(value) if name in _PATH_COLUMNS else pg_text(value)
+#: A stored path relative to a watch id: ``@ID/RELATIVE`` (``@ID`` for the watch's root).
+#: No absolute path starts with "@" (POSIX "/", Windows a drive letter or "\\"), so the forms
+#: cannot be confused, and a path under no configured watch is stored absolute.
+WATCH_MARK = "@"
 
 
-def _row_to_source(row: Mapping[str, Any]) -> Source:
-    values = {name: row[name] for name in _SOURCE_FIELDS}
-    for name in _PATH_COLUMNS:
-        if values[name] is not None:
-            values[name] = pg_decode_path(values[name])
-    return Source(**values)
+def to_stored(path: str, roots: Mapping[str, str]) -> str:
+    """A node's absolute path as the shared journal holds it: relative to its watch's id.
+
+    Nodes mount the share at different places; the watch id (``[[watch]] id``) names the same
+    folder on every node, so ``@id/rel`` is one file for all of them. The innermost root that
+    holds the path wins (nested watches).
+    """
+    best: tuple[int, str, str] | None = None
+    for watch_id, root in roots.items():
+        root = root.rstrip("/") or "/"
+        if path == root:
+            rel = ""
+        elif path.startswith(root if root.endswith("/") else root + "/"):
+            rel = path[len(root):].lstrip("/")
+        else:
+            continue
+        if best is None or len(root) > best[0]:
+            best = (len(root), watch_id, rel)
+    if best is None:
+        return path
+    _, watch_id, rel = best
+    return f"{WATCH_MARK}{watch_id}/{rel}" if rel else f"{WATCH_MARK}{watch_id}"
+
+
+def from_stored(stored: str, roots: Mapping[str, str]) -> str:
+    """This node's absolute path for a stored one (``@id/rel`` mapped through ``roots``).
+
+    A watch id this node does not have stays in its stored form: it names another node's
+    folder, which this node never touches (the worker skips sources outside its watches).
+    """
+    if not stored.startswith(WATCH_MARK):
+        return stored
+    watch_id, _, rel = stored[len(WATCH_MARK):].partition("/")
+    root = roots.get(watch_id)
+    if root is None:
+        return stored
+    return os.path.join(root, rel) if rel else root
 
 
 def _job_text(job: Mapping[str, Any]) -> str:
@@ -183,39 +232,6 @@ def _scrub(message: str, url: str) -> str:
 
 
 # -- errors and records --------------------------------------------------------------------
-
-
-class NodeNameTaken(JournalError):
-    """Another running watcherd node already uses this node name."""
-
-    def __init__(self, message: str, *, name: str, host: str | None, pid: int | None) -> None:
-        super().__init__(message)
-        self.name, self.host, self.pid = name, host, pid
-
-
-class LeaseLost(JournalError):
-    """Another node holds a live lease on this source: this node must leave it alone."""
-
-    def __init__(self, message: str, *, source_id: int, holder: str | None) -> None:
-        super().__init__(message)
-        self.source_id, self.holder = source_id, holder
-
-
-class CreateIntentHeld(JournalError):
-    """Another active source (maybe on another node) is creating the job for this content."""
-
-    def __init__(self, message: str, *, content_key: str, node: str | None,
-                 source_id: int | None) -> None:
-        super().__init__(message)
-        self.content_key, self.node, self.source_id = content_key, node, source_id
-
-
-class PlanFull(JournalError):
-    """The account's concurrent jobs, counted over every node, already reach the limit."""
-
-    def __init__(self, message: str, *, in_flight: int, limit: int) -> None:
-        super().__init__(message)
-        self.in_flight, self.limit = in_flight, limit
 
 
 @dataclass(frozen=True)
@@ -342,9 +358,11 @@ class PostgresJournal(Journal):
     """The PostgreSQL journal. Open it with :meth:`open`; close it with :meth:`close`."""
 
     notify_channel = NOTIFY_CHANNEL
+    #: Several nodes work this journal together: the worker leases what it drives.
+    shared = True
 
     def __init__(self, url: str, conn: DbConn, *, readonly: bool,
-                 lease_seconds: float) -> None:
+                 lease_seconds: float, roots: Mapping[str, str] | None = None) -> None:
         self.url = url  # may hold a password: show display_url instead
         self.display_url = redact_url(url)
         self.readonly = readonly
@@ -355,6 +373,8 @@ class PostgresJournal(Journal):
         self.stopped_cleanly = True
         self._conn = conn
         self._listen_conn: psycopg.Connection[Any] | None = None
+        # This node's {watch id: local root}: paths are stored relative to watch ids.
+        self.roots: dict[str, str] = dict(roots or {})
         # Called after each committed transition with (source as it is now, previous state).
         self.listeners: list[Callable[[Source, str], None]] = []
 
@@ -363,13 +383,14 @@ class PostgresJournal(Journal):
     @classmethod
     def open(  # type: ignore[override]  # a factory: a URL and a node instead of a file
         cls, url: str, *, node: str | None = None, readonly: bool = False,
-        lease_seconds: float = 30.0,
+        lease_seconds: float = 30.0, roots: Mapping[str, str] | None = None,
     ) -> PostgresJournal:
         """Open (creating and migrating if needed) the journal in the database at ``url``.
 
         With ``node``, this process registers as that node (refused with
         :class:`NodeNameTaken` while another live node has the name) and starts listening
-        for changes. ``readonly`` opens an existing journal for inspection.
+        for changes. ``readonly`` opens an existing journal for inspection. ``roots`` is this
+        node's ``{watch id: local root}``: paths under a root are stored relative to its id.
         """
         if lease_seconds <= 0:
             raise JournalError(f"[journal] lease_seconds must be positive, not {lease_seconds}")
@@ -381,7 +402,8 @@ class PostgresJournal(Journal):
                 check_version(conn, display)
             else:
                 migrate(conn, display)
-            journal = cls(url, conn, readonly=readonly, lease_seconds=lease_seconds)
+            journal = cls(url, conn, readonly=readonly, lease_seconds=lease_seconds,
+                          roots=roots)
             if node is not None and not readonly:
                 journal.register_node(node)
                 # Listening from the start: a change committed between the worker's first read
@@ -391,6 +413,40 @@ class PostgresJournal(Journal):
             conn.close()
             raise
         return journal
+
+    # -- how this node's paths and stats are stored -----------------------------------------
+
+    def map_roots(self, roots: Mapping[str, str]) -> None:
+        """Adopt this node's ``{watch id: local root}`` (after a reload changed the watches)."""
+        self.roots = dict(roots)
+
+    def _enc(self, path: str) -> str:
+        """A local path as stored: relative to its watch id, then made storable text."""
+        return pg_encode_path(to_stored(path, self.roots))
+
+    def _dec(self, stored: str) -> str:
+        """A stored path as this node's local path."""
+        return from_stored(pg_decode_path(stored), self.roots)
+
+    def _column_value(self, name: str, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        return self._enc(value) if name in _PATH_COLUMNS else pg_text(value)
+
+    def _row(self, row: Mapping[str, Any]) -> Source:
+        """A source row as this node sees it: local paths, and its own stat only.
+
+        Device and inode numbers recorded by another node mean nothing here (one file on a
+        share has different ones on each machine): they read as UNKNOWN_ID.
+        """
+        values = {name: row[name] for name in _SOURCE_FIELDS}
+        for name in _PATH_COLUMNS:
+            if values[name] is not None:
+                values[name] = self._dec(values[name])
+        stat_node = row.get("stat_node")
+        if stat_node is not None and stat_node != self.node:
+            values["dev"] = values["inode"] = UNKNOWN_ID
+        return Source(**values)
 
     @property
     def location(self) -> str:
@@ -594,6 +650,10 @@ class PostgresJournal(Journal):
         return {int(r["id"]): Lease(int(r["id"]), r["node"], float(r["lease_until"]))
                 for r in rows}
 
+    def holders(self) -> dict[int, str]:
+        """Which node holds a live lease on each source, by source id (for ``status``)."""
+        return {i: lease.node for i, lease in self.leases().items()}
+
     # -- the create intent ---------------------------------------------------------------
 
     def take_create_intent(
@@ -716,26 +776,26 @@ class PostgresJournal(Journal):
         row = self._conn.execute("SELECT * FROM sources WHERE id = %s", (source_id,)).fetchone()
         if row is None:
             raise KeyError(source_id)
-        return _row_to_source(row)
+        return self._row(row)
 
     def by_path(self, path: str) -> Source | None:
         """The source recorded at this path, if any."""
         row = self._conn.execute(
-            "SELECT * FROM sources WHERE path = %s", (pg_encode_path(path),)
+            "SELECT * FROM sources WHERE path = %s", (self._enc(path),)
         ).fetchone()
-        return None if row is None else _row_to_source(row)
+        return None if row is None else self._row(row)
 
     def all(self) -> list[Source]:
         """Every source, oldest first."""
         rows = self._conn.execute("SELECT * FROM sources ORDER BY id")
-        return [_row_to_source(r) for r in rows]
+        return [self._row(r) for r in rows]
 
     def in_states(self, states: Sequence[str]) -> list[Source]:
         """Sources in any of these states, oldest first."""
         rows = self._conn.execute(
             "SELECT * FROM sources WHERE state = ANY(%s) ORDER BY id", (list(states),)
         )
-        return [_row_to_source(r) for r in rows]
+        return [self._row(r) for r in rows]
 
     def state_since(self) -> dict[int, float]:
         """For each source, when it entered its current state."""
@@ -776,7 +836,7 @@ class PostgresJournal(Journal):
         row = self._conn.execute(
             "SELECT 1 FROM sources WHERE output_base = %s AND path != %s "
             "AND NOT (state = 'gone' AND done_at IS NULL) LIMIT 1",
-            (pg_encode_path(base), pg_encode_path(by_other_than)),
+            (self._enc(base), self._enc(by_other_than)),
         ).fetchone()
         return row is not None
 
@@ -788,7 +848,7 @@ class PostgresJournal(Journal):
             "LIMIT 1",
             (content_key,),
         ).fetchone()
-        return None if row is None else _row_to_source(row)
+        return None if row is None else self._row(row)
 
     def unsettled(self, *, limit: int = 500) -> list[Source]:
         """Pending sources not hashed yet, longest-quiet first."""
@@ -797,7 +857,7 @@ class PostgresJournal(Journal):
             "ORDER BY changed_at NULLS FIRST, id LIMIT %s",
             (limit,),
         )
-        return [_row_to_source(r) for r in rows]
+        return [self._row(r) for r in rows]
 
     def due(self, now: float, *, limit: int = 1000) -> list[Source]:
         """Settled sources with remote work to do now; jobs already created come first.
@@ -824,7 +884,7 @@ class PostgresJournal(Journal):
         found: dict[int, Source] = {}
         for query in queries:
             for row in self._conn.execute(query, params):
-                found.setdefault(int(row["id"]), _row_to_source(row))
+                found.setdefault(int(row["id"]), self._row(row))
         ordered = sorted(found.values(), key=lambda s: (
             s.job_id is None, s.submit_started_at is None, s.audio_url is None, s.id))
         return ordered[:limit]
@@ -872,8 +932,14 @@ class PostgresJournal(Journal):
         """
         now = time.time()
         changes = {"state": state, "updated_at": now, **changes}
+        if changes.get("dev") == UNKNOWN_ID or changes.get("inode") == UNKNOWN_ID:
+            # Another node's stat handed back: keep what is stored rather than a placeholder.
+            changes.pop("dev", None)
+            changes.pop("inode", None)
+        elif "dev" in changes or "inode" in changes:
+            changes["stat_node"] = self.node  # whose device/inode numbers these are
         assignments = ", ".join(f"{name} = %s" for name in changes)
-        values = [_column_value(name, value) for name, value in changes.items()]
+        values = [self._column_value(name, value) for name, value in changes.items()]
         guard = ""
         if fence:
             guard = (f" AND (node IS NULL OR lease_until IS NULL OR lease_until <= {_NOW}"
@@ -946,13 +1012,13 @@ class PostgresJournal(Journal):
         that now need settling. Several nodes seeing one file merge into its one row.
         """
         now = time.time()
-        items = [(pg_encode_path(p), pg_encode_path(r), st, pg_text(o)) for p, r, st, o in seen]
+        items = [(self._enc(p), self._enc(r), st, pg_text(o)) for p, r, st, o in seen]
         touched: list[int] = []
         with self._transaction(bulk=True, notify=True) as conn:
             # Known rows read and locked at once, in path order: two nodes scanning
             # overlapping folders lock in the same order and never deadlock.
             known: dict[str, Source] = {
-                r["path"]: _row_to_source(r) for r in conn.execute(
+                r["path"]: self._row(r) for r in conn.execute(
                     "SELECT * FROM sources WHERE path = ANY(%s) ORDER BY path FOR UPDATE",
                     (sorted({i[0] for i in items}),),
                 )
@@ -962,13 +1028,13 @@ class PostgresJournal(Journal):
                 if source is None:
                     row = conn.execute(
                         "WITH made AS (INSERT INTO sources (path, watch_root, state, size,"
-                        " mtime_ns, dev, inode, changed_at, options_json, attempts, job_errors,"
-                        " created_at, updated_at) VALUES (%s, %s, 'pending', %s, %s, %s, %s, %s,"
-                        " %s, 0, 0, %s, %s) ON CONFLICT (path) DO NOTHING RETURNING id)"
-                        " INSERT INTO events (source_id, at, from_state, to_state, actor,"
-                        " reason, node) SELECT id, %s, NULL, 'pending', %s, 'seen', %s"
+                        " mtime_ns, dev, inode, stat_node, changed_at, options_json, attempts,"
+                        " job_errors, created_at, updated_at) VALUES (%s, %s, 'pending', %s, %s,"
+                        " %s, %s, %s, %s, %s, 0, 0, %s, %s) ON CONFLICT (path) DO NOTHING"
+                        " RETURNING id) INSERT INTO events (source_id, at, from_state, to_state,"
+                        " actor, reason, node) SELECT id, %s, NULL, 'pending', %s, 'seen', %s"
                         " FROM made RETURNING source_id",
-                        (path, root, st.size, st.mtime_ns, st.dev, st.inode, now,
+                        (path, root, st.size, st.mtime_ns, st.dev, st.inode, self.node, now,
                          options_json, now, now, now, pg_text(actor), self.node),
                     ).fetchone()
                     if row is not None:
@@ -991,27 +1057,32 @@ class PostgresJournal(Journal):
         row = self._conn.execute("SELECT * FROM sources WHERE path = %s FOR UPDATE",
                                  (encoded_path,)).fetchone()
         assert row is not None
-        return _row_to_source(row)
+        return self._row(row)
 
     def _get_many(self, ids: Sequence[int]) -> list[Source]:
         if not ids:
             return []
         rows = self._conn.execute("SELECT * FROM sources WHERE id = ANY(%s)", (list(ids),))
-        by_id = {int(r["id"]): _row_to_source(r) for r in rows}
+        by_id = {int(r["id"]): self._row(r) for r in rows}
         return [by_id[i] for i in ids]
 
     def _observe_known(self, source: Source, st: FileStat, now: float, options_json: str,
                        actor: str) -> tuple[bool, bool]:
         """Apply one observation to a known row: (needs settling, row written)."""
-        same = (source.size, source.mtime_ns, source.dev, source.inode) == (
-            st.size, st.mtime_ns, st.dev, st.inode
-        )
+        # Size and mtime, plus device and inode only where this node recorded them: another
+        # machine sees one file on the share with other numbers, and its scan must never make
+        # this node's finished files look changed (nor the other way round).
+        same = source.size is not None and source.mtime_ns is not None and FileStat(
+            source.size, source.mtime_ns,
+            UNKNOWN_ID if source.dev is None else source.dev,
+            UNKNOWN_ID if source.inode is None else source.inode,
+        ).agrees(st)
         if source.state == "pending":
             if not same:
                 self._conn.execute(
-                    "UPDATE sources SET size=%s, mtime_ns=%s, dev=%s, inode=%s, changed_at=%s,"
-                    " sha256=NULL, content_key=NULL, updated_at=%s WHERE id=%s",
-                    (st.size, st.mtime_ns, st.dev, st.inode, now, now, source.id),
+                    "UPDATE sources SET size=%s, mtime_ns=%s, dev=%s, inode=%s, stat_node=%s,"
+                    " changed_at=%s, sha256=NULL, content_key=NULL, updated_at=%s WHERE id=%s",
+                    (st.size, st.mtime_ns, st.dev, st.inode, self.node, now, now, source.id),
                 )
             # As in the SQLite journal: only a row not settled before is handed back.
             return not source.settled, not same
@@ -1038,7 +1109,7 @@ class PostgresJournal(Journal):
         recorded = []
         with self._transaction(bulk=True, notify=True) as conn:
             current = {
-                int(r["id"]): _row_to_source(r) for r in conn.execute(
+                int(r["id"]): self._row(r) for r in conn.execute(
                     "SELECT * FROM sources WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
                     (sorted({s.id for s, _, _, _ in batch}),),
                 )
@@ -1071,13 +1142,13 @@ class PostgresJournal(Journal):
                 " ON CONFLICT (path) DO NOTHING RETURNING id)"
                 " INSERT INTO events (source_id, at, from_state, to_state, actor, reason, node)"
                 " SELECT id, %s, NULL, 'failed', 'worker', %s, %s FROM made RETURNING source_id",
-                (pg_encode_path(path), pg_encode_path(root), pg_text(options_json), reason,
+                (self._enc(path), self._enc(root), pg_text(options_json), reason,
                  now, now, now, reason, self.node),
             ).fetchone()
             if row is not None:
                 source_id = int(row["source_id"])
             else:
-                source = self._get_locked(pg_encode_path(path))
+                source = self._get_locked(self._enc(path))
                 source_id = source.id
                 self._move(source, "failed", actor="worker", reason=reason, last_error=reason)
         return self.get(source_id)
@@ -1087,11 +1158,11 @@ class PostgresJournal(Journal):
         moved = []
         with self._transaction(notify=True) as conn:
             if all_failed:
-                targets = [_row_to_source(r) for r in conn.execute(
+                targets = [self._row(r) for r in conn.execute(
                     "SELECT * FROM sources WHERE state = 'failed' ORDER BY id FOR UPDATE")]
             else:
-                encoded = [pg_encode_path(p) for p in dict.fromkeys(paths)]
-                rows = {r["path"]: _row_to_source(r) for r in conn.execute(
+                encoded = [self._enc(p) for p in dict.fromkeys(paths)]
+                rows = {r["path"]: self._row(r) for r in conn.execute(
                     "SELECT * FROM sources WHERE path = ANY(%s) ORDER BY id FOR UPDATE",
                     (encoded,))}
                 targets = [rows[p] for p in encoded if p in rows]

@@ -102,6 +102,7 @@ class GladiaEngine(Engine):
             retry=safety_net(context.retry) if listener is not None else context.retry,
             hints=hints, create_extras=listener.create_extras if listener is not None else None,
             progress=context.progress,
+            max_in_flight=config.gladia.max_concurrent_jobs,
         )
         return cls(pipeline, config.gladia.max_concurrent_jobs, client=client,
                    listener=listener)

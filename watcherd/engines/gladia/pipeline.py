@@ -39,7 +39,7 @@ from watcherd.errors import (
 from watcherd.fileops import run_on
 from watcherd.health import ApiHealth
 from watcherd.identity import stored_result
-from watcherd.journal import Journal, Source
+from watcherd.journal import CreateIntentHeld, Journal, PlanFull, Source
 from watcherd.outcomes import OutputsNotWritten, finish
 from watcherd.progress import ProgressBoard
 from watcherd.retry import RetryPolicy, poll_delays
@@ -59,6 +59,11 @@ REUSE_WINDOW = 30 * 24 * 3600.0
 # unlike a 5xx, which a gateway may return after the job was created.
 NOT_PROCESSED = frozenset({408, 429})
 METADATA_LIMIT = 2000
+# A shared journal refused the create intent: another node's copy of the same content is
+# creating the job (its result is awaited), or the account's plan is full over every node.
+# Both clear by themselves; these are the waits before looking again.
+INTENT_HELD_WAIT = 5.0
+PLAN_FULL_WAIT = 2.0
 
 
 class Later(Exception):
@@ -119,8 +124,12 @@ class GladiaPipeline:
         hints: JobHints | None = None,
         create_extras: Callable[[Source], Mapping[str, Any]] | None = None,
         progress: ProgressBoard | None = None,
+        max_in_flight: int | None = None,
     ) -> None:
         self.journal = journal
+        # The plan's concurrent jobs, enforced at the create intent over every node sharing
+        # the journal (the worker's dispatch counting is per pass and may race other nodes).
+        self.max_in_flight = max_in_flight
         self.client = client
         self.outputs_for = outputs_for
         self.health = health or ApiHealth(journal)
@@ -265,10 +274,19 @@ class GladiaPipeline:
     async def _create(self, source: Source) -> Source:
         """Create the job (the look-up for an existing one was made just before)."""
         body = self._create_body(source)
-        source = self.journal.transition(
-            source, "submitting", actor="worker", reason="creating job",
-            submit_started_at=time.time(),
-        )
+        try:
+            source = self.journal.take_create_intent(
+                source, actor="worker", reason="creating job",
+                max_in_flight=self.max_in_flight, submit_started_at=time.time(),
+            )
+        except CreateIntentHeld as exc:
+            # A duplicate whose leader (maybe on another node) creates the job: its stored
+            # result finishes this source too, without a second job.
+            raise Later(f"same content is being created by node {exc.node or '?'}; waiting "
+                        "for its result", INTENT_HELD_WAIT) from None
+        except PlanFull as exc:
+            raise Later(f"the plan's {exc.limit} concurrent jobs are in use (over every "
+                        "node); waiting for a free one", PLAN_FULL_WAIT) from None
         try:
             created = await self.client.create(body)
         except GladiaError as exc:
