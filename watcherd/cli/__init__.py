@@ -16,9 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import click
+import structlog
 
 from watcherd import __version__
-from watcherd.cli._common import config_option, handles_errors
+from watcherd.cli._common import (
+    config_option,
+    create_watch_dirs,
+    handles_errors,
+    resolved_dirs,
+    watch_option,
+)
+from watcherd.cli.configcmd import config_group
 from watcherd.cli.ops import doctor, service
 from watcherd.config import Config, WatchConfig, load_config, with_extra_watches
 from watcherd.display import json_safe, printable
@@ -46,9 +54,7 @@ def main() -> None:
 
 @main.command()
 @config_option
-@click.option("--watch", "watch_dirs", multiple=True,
-              type=click.Path(path_type=Path, file_okay=False),
-              help="Watch this folder too (repeatable); needs no config file.")
+@watch_option
 @handles_errors
 def run(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
     """Run the daemon in the foreground until SIGTERM/SIGINT."""
@@ -57,7 +63,7 @@ def run(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
         signal.signal(signum, lambda *_: sys.exit(0))
     from watcherd.daemon import Daemon
 
-    extra = [d.expanduser().resolve() for d in watch_dirs]
+    extra = resolved_dirs(watch_dirs)
 
     def load() -> Config:
         loaded = _load(config_path)
@@ -69,7 +75,10 @@ def run(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
             f"{config.source or 'no config file found'}: nothing to watch: add a [[watch]] "
             "table with a path, or pass --watch DIR"
         )
-    configure_logging(fmt=config.log_format, level=config.log_level, secrets=_secrets(config))
+    configure_logging(fmt=config.log_format, level=config.log_level, secrets=_secrets(config),
+                      roots=[w.path for w in config.watches])
+    for folder in create_watch_dirs(extra):
+        structlog.get_logger("watcherd.cli").info("watch_root_created", root=str(folder))
     sys.exit(asyncio.run(Daemon(config, reload_config=load).run()))
 
 
@@ -273,4 +282,5 @@ def _defaults_watch(config: Config, path: str) -> WatchConfig:
 
 
 main.add_command(doctor)
+main.add_command(config_group)
 main.add_command(service)
