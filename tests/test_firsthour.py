@@ -298,3 +298,71 @@ def test_fit_never_exceeds_the_width(parts: list[tuple[str, str]], width: int) -
     else:
         assert visible.endswith("…")
         assert _SGR.sub("", line).startswith(visible[:-1].rstrip())
+
+
+# -- 3. transcribe while a daemon runs ------------------------------------------------------
+
+
+def test_transcribe_hands_files_to_a_running_daemon(
+    tmp_path: Path, sim: GladiaSimulator, home: dict[str, str], inbox: Path
+) -> None:
+    """With a daemon on the journal, transcribe hands it the files and waits: same output."""
+    config = write_config(tmp_path / "config.toml", api_url=sim.base_url, api_key=KEY,
+                          journal=tmp_path / "journal.db", watches=[inbox])
+    daemon = DaemonProcess(config, tmp_path / "daemon.log", env=home).start()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    good = elsewhere / "talk.mp3"
+    good.write_bytes(b"ID3" + os.urandom(4096))
+    empty = elsewhere / "empty.wav"
+    empty.write_bytes(b"")
+    try:
+        daemon.wait_for_event("ready")
+        result = watcherd("transcribe", str(good), "--config", str(config), env=home)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.startswith(f"done     {good} -> {elsewhere / 'talk'}.*")
+        assert (elsewhere / "talk.txt").exists() and (elsewhere / "talk.json").exists()
+        assert "handed_to_daemon" in result.stderr
+        # The daemon did the work: its log says so.
+        daemon.wait_for_event("transcript_written")
+        # A file that fails fails the command, as without a daemon.
+        failed = watcherd("transcribe", str(empty), str(good), "--config", str(config),
+                          env=home)
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert f"failed   {empty}" in failed.stdout and f"done     {good}" in failed.stdout
+        assert daemon.terminate() == 0
+    finally:
+        daemon.stop()
+
+
+def test_handoff_returns_what_is_left_when_the_daemon_stops(tmp_path: Path) -> None:
+    """If the daemon is gone, hand_to_daemon records the file and gives it back, unfinished."""
+    from watcherd.handoff import daemon_holds, hand_to_daemon
+    from watcherd.journal import Journal
+
+    journal_path = tmp_path / "journal.db"
+    Journal.open(journal_path).close()
+    audio = tmp_path / "a.mp3"
+    audio.write_bytes(b"ID3" + b"\0" * 100)
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    assert not daemon_holds(journal_path)
+    result = hand_to_daemon(journal_path, [audio, fifo], WatchConfig(path=tmp_path),
+                            still_running=lambda: False)
+    assert result.unfinished == (audio,)
+    assert result.states == {str(fifo): "ignored"}
+    with Journal.open(journal_path, readonly=True) as journal:
+        source = journal.by_path(str(audio))
+    assert source is not None and source.state == "pending"
+    assert source.watch_root == str(tmp_path)
+
+
+def test_daemon_holds_sees_the_lock(tmp_path: Path) -> None:
+    """daemon_holds() is true exactly while an exclusive opener holds the journal."""
+    from watcherd.handoff import daemon_holds
+    from watcherd.journal import Journal
+
+    journal_path = tmp_path / "journal.db"
+    with Journal.open(journal_path, exclusive=True):
+        assert daemon_holds(journal_path)
+    assert not daemon_holds(journal_path)

@@ -120,7 +120,8 @@ class Daemon:
         if self._stop.is_set():
             self._generation_done.set()
         config = self.config
-        folders = Folders(config.watches)
+        # Sources outside every watch were handed over by `watcherd transcribe`.
+        folders = Folders(config.watches, defaults=config.defaults)
         health = ApiHealth(journal)
         engine = await open_engines(config, journal, outputs_for=folders.outputs_for,
                                     health=health)

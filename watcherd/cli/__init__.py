@@ -33,7 +33,7 @@ from watcherd.display import json_safe, printable
 from watcherd.errors import ConfigError, JournalError
 from watcherd.history import UnknownState, check_state, history_json, history_lines
 from watcherd.identity import options_json
-from watcherd.journal import STATES, Journal, JournalNotReady, Source
+from watcherd.journal import STATES, Journal, JournalLocked, JournalNotReady, Source
 from watcherd.log import configure_logging
 from watcherd.watcher import watch_for
 
@@ -100,7 +100,11 @@ def transcribe(files: tuple[Path, ...], config_path: Path | None) -> None:
     from dataclasses import replace
 
     template = replace(template, settle_seconds=0.0)
-    states = asyncio.run(run_transcribe(config, resolved, template))
+    try:
+        states = asyncio.run(run_transcribe(config, resolved, template))
+    except JournalLocked:
+        # A daemon drives this journal: it does the work, this command waits for it.
+        states = _through_daemon(config, resolved, template)
     with Journal.open(config.journal_path, readonly=True) as journal:
         for path, state in states.items():
             source = journal.by_path(path)
@@ -111,6 +115,19 @@ def transcribe(files: tuple[Path, ...], config_path: Path | None) -> None:
                 detail = f": {printable(source.last_error)}"
             click.echo(f"{state:8} {printable(path)}{detail}")
     sys.exit(0 if all(s == "done" for s in states.values()) else 1)
+
+
+def _through_daemon(config: Config, files: list[Path], template: WatchConfig
+                    ) -> dict[str, str]:
+    """Hand ``files`` to the running daemon; finish them here if it stops meanwhile."""
+    from watcherd.daemon import transcribe as run_transcribe
+    from watcherd.handoff import hand_to_daemon
+
+    result = hand_to_daemon(config.journal_path, files, template)
+    states = dict(result.states)
+    if result.unfinished:
+        states.update(asyncio.run(run_transcribe(config, list(result.unfinished), template)))
+    return {str(f): states.get(str(f), "ignored") for f in files}
 
 
 def _without_watches(config: Config) -> Config:
