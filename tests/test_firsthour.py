@@ -366,3 +366,12 @@ def test_daemon_holds_sees_the_lock(tmp_path: Path) -> None:
     with Journal.open(journal_path, exclusive=True):
         assert daemon_holds(journal_path)
     assert not daemon_holds(journal_path)
+
+
+def test_console_shows_a_root_whole_with_a_tilde(console: io.StringIO) -> None:
+    """A root is not made relative to itself; under the home folder it starts with ~."""
+    home = Path.home()
+    structlog.get_logger("t").info("watch_root_created", root=str(home / "Transcribe"),
+                                   other=str(home / "x" / "y.mp3"))
+    line = console.getvalue()
+    assert "root=~/Transcribe" in line and "other=~/x/y.mp3" in line

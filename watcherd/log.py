@@ -178,10 +178,11 @@ class ConsoleValues:
             if all(isinstance(o, str) and o.startswith(stem) for o in outputs):
                 event["outputs"] = ",".join(o[len(stem):] for o in outputs)
         for key, value in list(event.items()):
-            if key in _MULTILINE or key == "root":
+            if key in _MULTILINE:
                 continue
             if isinstance(value, str | os.PathLike):
-                event[key] = self.short(os.fspath(value))
+                # A root itself is shown whole (only ~ for the home folder).
+                event[key] = self.short(os.fspath(value), relative=key != "root")
             elif isinstance(value, list) and all(isinstance(v, str) for v in value):
                 event[key] = [self.short(v) for v in value]
         ordered = {k: event[k] for k in _LEADING if k in event}
@@ -190,11 +191,11 @@ class ConsoleValues:
         event.update(ordered)
         return printable_values(logger, name, event)
 
-    def short(self, value: str | bytes) -> str | bytes:
+    def short(self, value: str | bytes, *, relative: bool = True) -> str | bytes:
         """``value`` relative to its watch root, or with ``~`` for the home folder."""
         if not isinstance(value, str) or not value.startswith(os.sep):
             return value
-        for root in self._roots:
+        for root in self._roots if relative else ():
             if value.startswith(root + os.sep):
                 return value[len(root) + 1:]
         if self._home != os.sep and value.startswith(self._home + os.sep):
