@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -131,18 +131,20 @@ def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
 class DaemonProcess:
     """``watcherd run`` as a real subprocess, with its log captured to a file."""
 
-    def __init__(self, config: Path, log_path: Path, *, env: Mapping[str, str] | None = None
-                 ) -> None:
+    def __init__(self, config: Path, log_path: Path, *, env: Mapping[str, str] | None = None,
+                 args: Sequence[str] = ()) -> None:
         self.config = config
         self.log_path = log_path
         self.env = env
+        # More `watcherd run` arguments (--watch DIR ...).
+        self.args = tuple(args)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DaemonProcess:
         """Start the daemon; its output is appended to the log file."""
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "watcherd", "run", "--config", str(self.config)],
+            [sys.executable, "-m", "watcherd", "run", "--config", str(self.config), *self.args],
             stdout=log, stderr=subprocess.STDOUT, env=_env(self.env),
         )
         log.close()

@@ -277,7 +277,7 @@ BAD_VALUES = [
     ('[gladia]\napi_url = "ftp://api.gladia.io"\n', "gladia.api_url", "an http(s) URL"),
     ('[gladia]\napi_url = "api.gladia.io"\n', "gladia.api_url", "an http(s) URL"),
     ('[engine]\nname = "gladya"\n', "engine.name", 'did you mean "gladia"?'),
-    ('[local]\nmodel = "large-v3"\n', "local.model", 'one of "base"'),
+    ('[local]\nmodel = "large-v3"\n', "local.model", 'neither "base"'),
     ('[log]\nformat = "xml"\n', "log.format", 'one of "auto", "json", "console"'),
     ('[log]\nlevel = "verbose"\n', "log.level", 'one of "debug", "info", "warning", "error"'),
     ('[scan]\ninterval_seconds = 1\n', "scan.interval_seconds", "a number >= 5"),

@@ -44,6 +44,9 @@ LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 POLL_MODES: tuple[PollMode, ...] = ("auto", "always", "never")
 LOCAL_MODELS = ("base",)
+LOCAL_DEVICES = ("auto", "cpu", "cuda")
+LOCAL_COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32",
+                       "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
 
 CONFIG_ENV_VAR = "WATCHERD_CONFIG"
 API_KEY_ENV_VAR = "GLADIA_API_KEY"
@@ -350,7 +353,12 @@ class HttpConfig:
 class LocalConfig:
     """The ``[local]`` table: the offline Whisper engine's settings."""
 
+    # "base" (bundled) or the absolute path of a CTranslate2 Whisper model folder.
     model: str = "base"
+    # "auto" (CUDA when CTranslate2 sees a GPU, else the CPU), "cpu" or "cuda".
+    device: str = "auto"
+    # "auto" is int8 on the CPU, float16 on CUDA; else a CTranslate2 compute type.
+    compute_type: str = "auto"
     # 0 means "auto": chosen from the CPUs at start (watcherd.engines.local.runner.auto_layout).
     workers: int = 0
     cpu_threads: int = 0
@@ -687,6 +695,23 @@ class _Parser:
             # e.g. an embedded NUL byte, or a symlink loop
             self.expected(key, "a usable file system path", value)
 
+    def local_model(self, value: Any) -> str:
+        """``[local] model``: "base", or a CTranslate2 Whisper model folder (checked here)."""
+        text = self.string(value, "local.model")
+        if text in LOCAL_MODELS:
+            return text
+        folder = self.path(text, "local.model")
+        from watcherd.engines.local.model import folder_problem
+
+        problem = folder_problem(folder)
+        if problem is not None:
+            if not folder.exists():
+                problem = (f'"{text}" is neither "base" (the bundled model) nor a folder: '
+                           f"{folder} does not exist. watcherd never downloads a model: give "
+                           "the path of a CTranslate2 Whisper model folder")
+            self.fail("local.model", problem)
+        return str(folder)
+
     # --- sections
 
     def parse(self, data: Mapping[str, Any]) -> Config:
@@ -700,10 +725,14 @@ class _Parser:
         engine = self.choice(engine_table.get("name", "auto"), "engine.name", engine_names())
 
         local = self.table(data, "local", "local")
-        self.check_keys(local, ("model", "workers", "cpu_threads", "beam_size"), "local")
-        model = self.choice(local.get("model", "base"), "local.model", LOCAL_MODELS)
+        self.check_keys(local, ("model", "device", "compute_type", "workers", "cpu_threads",
+                                "beam_size"), "local")
+        model = self.local_model(local.get("model", "base"))
         local_config = LocalConfig(
             model=model,
+            device=self.choice(local.get("device", "auto"), "local.device", LOCAL_DEVICES),
+            compute_type=self.choice(local.get("compute_type", "auto"), "local.compute_type",
+                                     LOCAL_COMPUTE_TYPES),
             workers=self.count_or_auto(local.get("workers", "auto"), "local.workers",
                                        minimum=1),
             # 0 stays accepted: it meant "let the engine choose" before "auto" existed.

@@ -135,7 +135,8 @@ class Daemon:
             self._generation_done.set()
         config = self.config
         journal.map_roots(watch_roots(config.watches))
-        folders = Folders(config.watches)
+        # Sources outside every watch were handed over by `watcherd transcribe`.
+        folders = Folders(config.watches, defaults=config.defaults)
         health = ApiHealth(journal)
         engine = await open_engines(config, journal, outputs_for=folders.outputs_for,
                                     health=health, progress=self.progress,

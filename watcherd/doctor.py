@@ -44,17 +44,20 @@ def _ok(topic: str, detail: str) -> Finding:
 
 def check_config(config: Config) -> list[Finding]:
     """The config file was found and loaded, and it names something to watch."""
-    found = [
-        _ok("config", f"loaded {config.source}")
-        if config.source is not None
-        else Finding("WARN", "config", "no config file found; using the defaults",
-                     "write ~/.config/watcherd/config.toml (see config.example.toml) or pass "
-                     "--config PATH")
-    ]
+    if config.source is not None:
+        found = [_ok("config", f"loaded {config.source}")]
+    elif config.watches:
+        # The quick start (`run --watch DIR`) needs no file: that is not a problem.
+        found = [_ok("config", "no config file: the defaults and --watch")]
+    else:
+        found = [Finding("WARN", "config", "no config file found; using the defaults",
+                         "write one with `watcherd config init --watch DIR`, or pass "
+                         "--config PATH")]
     if not config.watches:
         found.append(Finding(
             "FAIL", "watches", "nothing to watch: `watcherd run` would refuse to start",
-            "add a [[watch]] table with path = \"/folder/to/watch\"",
+            "pass --watch DIR (to run and to doctor), or add a [[watch]] table with "
+            "path = \"/folder/to/watch\" (`watcherd config init --watch DIR` writes one)",
         ))
     return found
 
@@ -145,14 +148,25 @@ def _free_space(path: Path, topic: str) -> Finding | None:
     return None
 
 
-def check_root(watch: WatchConfig) -> list[Finding]:
-    """One watch root: exists, is a readable and writable folder, where it lives, free space."""
+def check_root(watch: WatchConfig, *, created: bool = False) -> list[Finding]:
+    """One watch root: exists, is a readable and writable folder, where it lives, free space.
+
+    ``created``: the root was named with ``--watch``, which ``watcherd run`` creates, so its
+    absence is fine when the nearest existing folder above it is writable.
+    """
     root = watch.path
     topic = f"watch {root}"
+    if not root.exists() and created:
+        parent = _nearest_existing(root)
+        if os.access(parent, os.W_OK | os.X_OK):
+            return [_ok(topic, "does not exist yet: `watcherd run --watch` creates it")]
+        return [Finding("FAIL", topic, f"does not exist and cannot be created: {parent} is not "
+                        "writable", f"create it as a user who can (sudo mkdir -p {root}) and "
+                        "give this user write access")]
     if not root.exists():
         return [Finding("FAIL", topic, "does not exist",
-                        f"create it (mkdir -p {root}) or fix its [[watch]] path; watcherd "
-                        "retries a missing root, but nothing in it is transcribed meanwhile")]
+                        f"create it (mkdir -p {root}) or fix its [[watch]] path; a running "
+                        "watcherd starts watching it within a second of its creation")]
     if not root.is_dir():
         return [Finding("FAIL", topic, "is not a folder", "point [[watch]] path at a folder")]
     found: list[Finding] = []
@@ -331,15 +345,16 @@ def diagnose(
     *,
     limits_dir: Path = INOTIFY_DIR,
     walk_seconds: float = WALK_SECONDS,
+    created: frozenset[Path] = frozenset(),
 ) -> list[Finding]:
-    """Every check, in the order a person would fix things."""
+    """Every check, in the order a person would fix things (``created``: --watch roots)."""
     found = check_config(config)
     found += check_engine(config, local_installed=local_engine_installed())
     api = asyncio.run(check_api(config))
     if api is not None:
         found.append(api)
     for watch in config.watches:
-        found += check_root(watch)
+        found += check_root(watch, created=watch.path in created)
     found.append(check_inotify(config.watches, limits_dir=limits_dir,
                                walk_seconds=walk_seconds))
     if config.journal_url is not None:

@@ -7,9 +7,10 @@ by the worker and the engines, which get :meth:`Folders.outputs_for` at construc
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
-from watcherd.config import DEFAULT_OUTPUTS, WatchConfig
+from watcherd.config import DEFAULT_OUTPUTS, WatchConfig, WatchDefaults
 from watcherd.journal import Source
 from watcherd.watcher import WatchIndex
 
@@ -19,11 +20,16 @@ __all__ = ["Folders"]
 class Folders:
     """The watches, with lookups by path (filters applied) and by a source's recorded root."""
 
-    def __init__(self, watches: Sequence[WatchConfig]) -> None:
+    def __init__(self, watches: Sequence[WatchConfig], *,
+                 defaults: WatchDefaults | None = None) -> None:
+        """``defaults``: the settings of a source outside every watch (a file that
+        ``watcherd transcribe`` handed to the daemon), with no settle wait."""
         self.watches = tuple(watches)
         self.index = WatchIndex(self.watches)
         self._by_root = {str(w.path): w for w in self.watches}
         self._explicit: dict[Path, WatchConfig] = {}
+        self._defaults = defaults
+        self._outside: dict[str, WatchConfig] = {}
 
     def add_explicit(self, path: Path, watch: WatchConfig) -> None:
         """A file named on the command line: it uses ``watch``'s settings."""
@@ -47,7 +53,20 @@ class Folders:
         explicit = self._explicit.get(path)
         if explicit is not None:
             return explicit
-        return self._by_root.get(source.watch_root) or self.index.watch_for(path)
+        found = self._by_root.get(source.watch_root) or self.index.watch_for(path)
+        if found is None and self._defaults is not None:
+            found = self._outside_watch(source.watch_root)
+        return found
+
+    def _outside_watch(self, root: str) -> WatchConfig:
+        """[defaults] for a folder no watch covers; named files are complete: no settling."""
+        watch = self._outside.get(root)
+        if watch is None:
+            assert self._defaults is not None
+            inherited = {f.name: getattr(self._defaults, f.name) for f in fields(WatchDefaults)}
+            inherited["settle_seconds"] = 0.0
+            watch = self._outside[root] = WatchConfig(path=Path(root), **inherited)
+        return watch
 
     def outputs_for(self, source: Source) -> tuple[str, ...]:
         """The output formats configured for this source's folder."""

@@ -7,10 +7,14 @@ through :func:`watcherd.display.printable`, JSON lines through :func:`watcherd.d
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+import re
+import shutil
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, MutableMapping, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
@@ -52,25 +56,38 @@ def configure_logging(
     level: str = "info",
     stream: TextIO | None = None,
     secrets: Iterable[str] = (),
+    roots: Sequence[Path] = (),
+    width: int | None = None,
 ) -> None:
-    """Set up structlog (and the stdlib loggers of httpx and watchdog) for this process."""
+    """Set up structlog (and the stdlib loggers of httpx and watchdog) for this process.
+
+    On the console, paths inside one of ``roots`` are shown relative to it, times as
+    HH:MM:SS, and on a terminal (or with ``width``) each event's line is cut to fit; JSON keeps
+    every value whole.
+    """
     stream = stream or sys.stdout
-    use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
-    renderer: Any = (
-        SafeJsonRenderer()
-        if use_json
-        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
-    )
+    tty = stream.isatty()
+    use_json = fmt == "json" or (fmt == "auto" and not tty)
+    renderer: Any
+    if use_json:
+        renderer = SafeJsonRenderer()
+    else:
+        renderer = _console_renderer(colors=tty)
+        if width is None and tty:
+            width = shutil.get_terminal_size().columns
+        if width is not None:
+            renderer = FitLine(renderer, width)
     # JSON escapes control characters itself; the console shows values as they are, so they
     # are made printable first (one line, no terminal escapes, no lone surrogates).
-    readable: Any = _identity if use_json else printable_values
+    readable: Any = _identity if use_json else ConsoleValues(roots)
     level_no = logging.getLevelName(level.upper())
     if not isinstance(level_no, int):
         level_no = logging.INFO
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.TimeStamper(fmt="iso", utc=True) if use_json
+        else structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
         SecretRedactor(secrets),
     ]
     final: Any = renderer
@@ -121,6 +138,110 @@ class SafeJsonRenderer:
 
 # Values the console renderer prints as blocks of lines on purpose.
 _MULTILINE = frozenset({"exception", "stack"})
+
+
+def _console_renderer(*, colors: bool) -> Any:
+    """structlog's console renderer, compact: keys in the order logged, little padding."""
+    # The padding keywords changed name across the structlog versions we accept.
+    accepted = inspect.signature(structlog.dev.ConsoleRenderer).parameters
+    compact: dict[str, Any] = {"sort_keys": False}
+    if "pad_event_to" in accepted:
+        compact["pad_event_to"] = 20
+    if "pad_level" in accepted:
+        compact["pad_level"] = False
+    return structlog.dev.ConsoleRenderer(colors=colors, **compact)
+
+
+# Shown first on the console: what the event is about.
+_LEADING = ("source", "path", "root")
+
+
+class ConsoleValues:
+    """Processor for the console: values printable, and short enough to read at a glance.
+
+    A path inside a watch root is shown relative to it (the ``root`` itself stays whole), a
+    path elsewhere under the home folder starts with ``~``, and ``outputs`` lists only the
+    suffixes of the files written next to the source (``.txt,.json``).
+    """
+
+    def __init__(self, roots: Sequence[Path] = ()) -> None:
+        # Longest first, so a root's own prefix never wins over a deeper one.
+        self._roots = sorted({str(r).rstrip(os.sep) for r in roots}, key=len, reverse=True)
+        self._home = str(Path.home())
+
+    def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]
+                 ) -> MutableMapping[str, Any]:
+        source = event.get("source") or event.get("path")
+        outputs = event.get("outputs")
+        if isinstance(source, str) and isinstance(outputs, list | tuple) and outputs:
+            stem = os.path.splitext(source)[0]
+            if all(isinstance(o, str) and o.startswith(stem) for o in outputs):
+                event["outputs"] = ",".join(o[len(stem):] for o in outputs)
+        for key, value in list(event.items()):
+            if key in _MULTILINE:
+                continue
+            if isinstance(value, str | os.PathLike):
+                # A root itself is shown whole (only ~ for the home folder).
+                event[key] = self.short(os.fspath(value), relative=key != "root")
+            elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+                event[key] = [self.short(v) for v in value]
+        ordered = {k: event[k] for k in _LEADING if k in event}
+        ordered.update((k, v) for k, v in event.items() if k not in ordered)
+        event.clear()
+        event.update(ordered)
+        return printable_values(logger, name, event)
+
+    def short(self, value: str | bytes, *, relative: bool = True) -> str | bytes:
+        """``value`` relative to its watch root, or with ``~`` for the home folder."""
+        if not isinstance(value, str) or not value.startswith(os.sep):
+            return value
+        for root in self._roots if relative else ():
+            if value.startswith(root + os.sep):
+                return value[len(root) + 1:]
+        if self._home != os.sep and value.startswith(self._home + os.sep):
+            return "~" + value[len(self._home):]
+        return value
+
+
+_SGR = re.compile("\x1b\\[[0-9;]*m")
+
+
+class FitLine:
+    """Renderer wrapper: the first line of each event cut to ``width`` visible characters.
+
+    Colour codes do not count and are kept (a reset closes a cut line); a traceback's lines
+    after the first are left whole, since they are read, not skimmed.
+    """
+
+    def __init__(self, renderer: Any, width: int) -> None:
+        self._renderer = renderer
+        self._width = max(width, 40)
+
+    def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
+        text = str(self._renderer(logger, name, event))
+        first, sep, rest = text.partition("\n")
+        return fit(first, self._width) + sep + rest
+
+
+def fit(line: str, width: int) -> str:
+    """``line`` cut to ``width`` visible characters, ending in "…" when cut."""
+    visible = len(_SGR.sub("", line))
+    if visible <= width:
+        return line
+    out: list[str] = []
+    shown = 0
+    pos = 0
+    while pos < len(line) and shown < width - 1:
+        match = _SGR.match(line, pos)
+        if match is not None:
+            out.append(match.group())
+            pos = match.end()
+            continue
+        out.append(line[pos])
+        shown += 1
+        pos += 1
+    colored = "\x1b[" in line
+    return "".join(out).rstrip() + "…" + ("\x1b[0m" if colored else "")
 
 
 def printable_values(_logger: Any, _name: str, event: MutableMapping[str, Any]

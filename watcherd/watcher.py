@@ -245,9 +245,12 @@ def scan(watch: WatchConfig) -> Iterator[Path]:
     """Every file under the watch root that its filter accepts, from a stat-only walk.
 
     Ignored folders are pruned, symlinked folders are not followed (no loops), and a folder
-    that vanishes or cannot be read mid-walk is logged and skipped.
+    that vanishes or cannot be read mid-walk is logged and skipped. A missing root yields
+    nothing and logs nothing: the watcher already says so (``watch_root_missing``).
     """
     rules = SourceFilter(watch)
+    if _root_identity(rules.root) is None:
+        return iter(())
     return _walk(rules, rules.root, "")
 
 
@@ -312,6 +315,8 @@ class _Root:
     problem: str | None = None
     identity: tuple[int, int] | None = None
     inotify_exhausted: bool = False
+    # The root folder was missing at the last look: it is looked for again every second.
+    absent: bool = False
     first_attempt: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -368,9 +373,11 @@ def _inotify_limit_advice(code: int | None) -> str:
 class Watcher:
     """One watchdog observer per watch root, kept alive, turning events into hints.
 
-    Each root has a keeper thread: it starts the observer, retries a missing root every
-    ``root_retry_seconds``, restarts a dead observer, and hints every file of a root that
-    (re)appears, since events for it were certainly missed.
+    Each root has a keeper thread: it starts the observer, looks for a missing root every
+    ``missing_poll_seconds`` (one stat, so a folder made after the start is watched within
+    about a second), retries a root that exists but cannot be watched and checks a watched
+    one every ``root_retry_seconds``, restarts a dead observer, and hints every file of a root
+    that (re)appears, since events for it were certainly missed.
 
     ``on_complete`` (if given) receives instead of ``hint`` the paths that an event says are
     complete: a file closed after writing (Linux IN_CLOSE_WRITE) or renamed into place.
@@ -384,11 +391,13 @@ class Watcher:
         on_complete: Callable[[Path], None] | None = None,
         poll_interval: float = 2.0,
         root_retry_seconds: float = 30.0,
+        missing_poll_seconds: float = 1.0,
     ) -> None:
         self._hint = hint
         self._on_complete = on_complete or hint
         self._poll_interval = poll_interval
         self._retry_seconds = root_retry_seconds
+        self._missing_poll_seconds = min(missing_poll_seconds, root_retry_seconds)
         self._roots = [_Root(watch=watch, rules=SourceFilter(watch)) for watch in watches]
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -463,11 +472,22 @@ class Watcher:
             self._bring_up(root, announce=False)
         finally:
             root.first_attempt.set()
-        while not self._stopping.wait(self._retry_seconds):
+        while not self._stopping.wait(self._next_wait(root)):
             try:
                 self._check(root)
             except Exception:
                 _log.exception("watch_root_check_failed", root=str(root.path))
+
+    def _next_wait(self, root: _Root) -> float:
+        """Seconds until the next check: short while the root folder is absent, else long.
+
+        Only absence is polled quickly, and it costs one stat; a root that exists but cannot
+        be watched (inotify limits, permissions) is retried at the slow pace.
+        """
+        # The flag, not a fresh stat: a folder made just now must still get its quick check.
+        if root.absent:
+            return self._missing_poll_seconds
+        return self._retry_seconds
 
     def _check(self, root: _Root) -> None:
         """Retry a missing root; restart an observer that died or watches a replaced folder."""
@@ -484,13 +504,14 @@ class Watcher:
         alive = alive and all(emitter.is_alive() for emitter in emitters)
         if identity is None:
             self._take_down(root)
+            root.absent = True
             problem = _root_absence(root.path)
             self._set_problem(root, problem)
             _log.warning(
                 "watch_root_missing",
                 root=str(root.path),
                 problem=problem,
-                retry_seconds=self._retry_seconds,
+                hint="watched again as soon as the folder reappears",
                 detail="the root disappeared; its files are not considered deleted",
             )
             return
@@ -516,6 +537,7 @@ class Watcher:
     def _bring_up(self, root: _Root, *, announce: bool) -> bool:
         """Start watching the root if it is there; hint all its files when ``announce``."""
         identity = _root_identity(root.path)
+        root.absent = identity is None
         if identity is None:
             problem = _root_absence(root.path)
             changed = root.problem != problem
@@ -525,7 +547,7 @@ class Watcher:
                     "watch_root_missing",
                     root=str(root.path),
                     problem=problem,
-                    retry_seconds=self._retry_seconds,
+                    hint="watched as soon as the folder appears",
                 )
             return False
         # Set before the observer runs: its first deletion events are checked against it.

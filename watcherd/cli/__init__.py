@@ -16,16 +16,24 @@ from pathlib import Path
 from typing import Any
 
 import click
+import structlog
 
 from watcherd import __version__
-from watcherd.cli._common import config_option, handles_errors
+from watcherd.cli._common import (
+    config_option,
+    create_watch_dirs,
+    handles_errors,
+    resolved_dirs,
+    watch_option,
+)
+from watcherd.cli.configcmd import config_group
 from watcherd.cli.ops import doctor, logs, service
 from watcherd.config import Config, WatchConfig, load_config, with_extra_watches
 from watcherd.display import json_safe, printable
 from watcherd.errors import ConfigError, JournalError
 from watcherd.history import UnknownState, check_state, history_json, history_lines
 from watcherd.identity import options_json
-from watcherd.journal import STATES, JournalNotReady, Source
+from watcherd.journal import STATES, JournalLocked, JournalNotReady, Source
 from watcherd.journal.configured import (
     journal_exists,
     open_for_command,
@@ -70,9 +78,7 @@ def main() -> None:
 
 @main.command()
 @config_option
-@click.option("--watch", "watch_dirs", multiple=True,
-              type=click.Path(path_type=Path, file_okay=False),
-              help="Watch this folder too (repeatable); needs no config file.")
+@watch_option
 @handles_errors
 def run(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
     """Run the daemon in the foreground until SIGTERM/SIGINT."""
@@ -81,7 +87,7 @@ def run(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
         signal.signal(signum, lambda *_: sys.exit(0))
     from watcherd.daemon import Daemon
 
-    extra = [d.expanduser().resolve() for d in watch_dirs]
+    extra = resolved_dirs(watch_dirs)
 
     def load() -> Config:
         loaded = _load(config_path)
@@ -93,7 +99,10 @@ def run(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
             f"{config.source or 'no config file found'}: nothing to watch: add a [[watch]] "
             "table with a path, or pass --watch DIR"
         )
-    configure_logging(fmt=config.log_format, level=config.log_level, secrets=_secrets(config))
+    configure_logging(fmt=config.log_format, level=config.log_level, secrets=_secrets(config),
+                      roots=[w.path for w in config.watches])
+    for folder in create_watch_dirs(extra):
+        structlog.get_logger("watcherd.cli").info("watch_root_created", root=str(folder))
     sys.exit(asyncio.run(Daemon(config, reload_config=load).run()))
 
 
@@ -115,7 +124,11 @@ def transcribe(files: tuple[Path, ...], config_path: Path | None) -> None:
     from dataclasses import replace
 
     template = replace(template, settle_seconds=0.0)
-    states = asyncio.run(run_transcribe(config, resolved, template))
+    try:
+        states = asyncio.run(run_transcribe(config, resolved, template))
+    except JournalLocked:
+        # A daemon drives this journal: it does the work, this command waits for it.
+        states = _through_daemon(config, resolved, template)
     with open_for_command(config, readonly=True) as journal:
         for path, state in states.items():
             source = journal.by_path(path)
@@ -126,6 +139,19 @@ def transcribe(files: tuple[Path, ...], config_path: Path | None) -> None:
                 detail = f": {printable(source.last_error)}"
             click.echo(f"{state:8} {printable(path)}{detail}")
     sys.exit(0 if all(s == "done" for s in states.values()) else 1)
+
+
+def _through_daemon(config: Config, files: list[Path], template: WatchConfig
+                    ) -> dict[str, str]:
+    """Hand ``files`` to the running daemon; finish them here if it stops meanwhile."""
+    from watcherd.daemon import transcribe as run_transcribe
+    from watcherd.handoff import hand_to_daemon
+
+    result = hand_to_daemon(config.journal_path, files, template)
+    states = dict(result.states)
+    if result.unfinished:
+        states.update(asyncio.run(run_transcribe(config, list(result.unfinished), template)))
+    return {str(f): states.get(str(f), "ignored") for f in files}
 
 
 def _without_watches(config: Config) -> Config:
@@ -335,5 +361,6 @@ def journal_copy(src: str, dst: str, config_path: Path | None) -> None:
 
 
 main.add_command(doctor)
+main.add_command(config_group)
 main.add_command(service)
 main.add_command(logs)

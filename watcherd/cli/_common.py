@@ -56,3 +56,35 @@ def handles_errors(func: Callable[P, R]) -> Callable[P, R]:
         raise AssertionError("unreachable")
 
     return wrapper
+
+watch_option = click.option(
+    "--watch", "watch_dirs", multiple=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Watch this folder too (repeatable; created if missing); needs no config file.",
+)
+
+
+def resolved_dirs(watch_dirs: tuple[Path, ...]) -> list[Path]:
+    """The ``--watch`` folders as absolute paths (``~`` expanded, links resolved)."""
+    return [d.expanduser().resolve() for d in watch_dirs]
+
+
+def create_watch_dirs(dirs: list[Path]) -> list[Path]:
+    """Create the ``--watch`` folders that do not exist yet; returns those it created.
+
+    A quick-start user names a folder that a fresh machine lacks; making it is what they mean.
+    A folder that cannot be made is a usage error that says why.
+    """
+    created = []
+    for folder in dirs:
+        if folder.is_dir():
+            continue
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"--watch {folder}: cannot create the folder ({exc.strerror or exc}); create "
+                "it yourself or pick another folder"
+            ) from None
+        created.append(folder)
+    return created

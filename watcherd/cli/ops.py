@@ -16,8 +16,14 @@ from typing import Literal
 
 import click
 
-from watcherd.cli._common import config_option, handles_errors
-from watcherd.config import API_KEY_ENV_VAR, Config, default_journal_path, load_config
+from watcherd.cli._common import config_option, handles_errors, resolved_dirs, watch_option
+from watcherd.config import (
+    API_KEY_ENV_VAR,
+    Config,
+    default_journal_path,
+    load_config,
+    with_extra_watches,
+)
 from watcherd.doctor import diagnose, exit_code, format_report
 from watcherd.errors import ConfigError
 from watcherd.log import configure_logging
@@ -41,14 +47,21 @@ SYSTEM_USER = "watcherd"
 
 @click.command()
 @config_option
+@watch_option
 @handles_errors
-def doctor(config_path: Path | None) -> None:
-    """Check the config, API key, Gladia API, watch roots, inotify limits and journal."""
+def doctor(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
+    """Check what `watcherd run` with the same --config/--watch would meet.
+
+    The config, API key, Gladia API, watch roots, inotify limits, journal and local engine.
+    """
+    extra = resolved_dirs(watch_dirs)
     config = load_config(config_path)
+    if extra:
+        config = with_extra_watches(config, extra)
     secrets = [config.gladia.api_key.reveal()] if config.gladia.api_key is not None else []
     # Only problems in the libraries' own logs are worth showing next to the report.
     configure_logging(fmt="console", level="warning", stream=sys.stderr, secrets=secrets)
-    findings = diagnose(config)
+    findings = diagnose(config, created=frozenset(extra))
     click.echo(format_report(findings))
     sys.exit(exit_code(findings))
 
@@ -62,12 +75,34 @@ def _default_target() -> Target:
     return "launchd" if sys.platform == "darwin" else "systemd"
 
 
-def _service_config(config_path: Path | None) -> Config:
+def _service_config(config_path: Path | None, watch_dirs: tuple[Path, ...], *,
+                    dry_run: bool) -> Config:
+    """The config the service will run with; written from --watch when there is none."""
+    from dataclasses import replace
+
+    from watcherd.cli.configcmd import default_config_target, write_initial_config
+
+    extra = resolved_dirs(watch_dirs)
     config = load_config(config_path, need_key=False)
+    if config.source is None and extra:
+        # The quick start has no config file; the service needs one, made from --watch.
+        target = default_config_target()
+        if dry_run:
+            click.echo(f"# would write {target} watching "
+                       + ", ".join(str(d) for d in extra))
+            return replace(with_extra_watches(config, extra), source=target)
+        write_initial_config(target, extra)
+        click.echo(f"wrote {target} (edit it to change settings)", err=True)
+        return load_config(target, need_key=False)
     if config.source is None:
         raise ConfigError(
-            "no config file found: the service needs one; write ~/.config/watcherd/config.toml "
-            "(see config.example.toml) or pass --config PATH"
+            "no config file found: the service needs one; pass --watch DIR to write it, or "
+            "run `watcherd config init --watch DIR` first, or pass --config PATH"
+        )
+    if extra:
+        raise click.UsageError(
+            f"--watch writes a new config, but {config.source} exists: add the folder as a "
+            "[[watch]] table there"
         )
     if not config.watches:
         raise ConfigError(
@@ -160,12 +195,17 @@ def _launchd_next_steps(path: Path) -> list[str]:
 @click.option("--target", type=click.Choice(["systemd", "launchd"]), default=None,
               hidden=True, help="Render for this service manager instead of this platform's.")
 @config_option
+@watch_option
 @handles_errors
 def install(user: bool, dry_run: bool, run_as: str | None, key_file: Path | None,
-            target: Target | None, config_path: Path | None) -> None:
-    """Write the systemd unit (Linux) or launchd plist (macOS) for this installation."""
+            target: Target | None, config_path: Path | None,
+            watch_dirs: tuple[Path, ...]) -> None:
+    """Write the systemd unit (Linux) or launchd plist (macOS) for this installation.
+
+    Without a config file, --watch DIR writes one (as `watcherd config init` does).
+    """
     target = target or _default_target()
-    config = _service_config(config_path)
+    config = _service_config(config_path, watch_dirs, dry_run=dry_run)
     assert config.source is not None
     command = [sys.executable, "-m", "watcherd", "run", "--config",
                str(config.source.expanduser().resolve())]

@@ -9,13 +9,22 @@ serves both).
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from watcherd.config import Config
 from watcherd.engines._base import Capabilities, Engine, EngineContext
-from watcherd.engines.local.model import ModelError, ensure_model, local_engine_installed
+from watcherd.engines.local.model import (
+    BUNDLED,
+    ModelError,
+    ModelSpec,
+    bundled_model,
+    choose_device,
+    folder_model,
+    local_engine_installed,
+)
 from watcherd.engines.local.pipeline import LocalPipeline
 from watcherd.engines.local.runner import LocalEngine
 
@@ -24,6 +33,14 @@ log = structlog.get_logger("watcherd.engines.local")
 __all__ = ["LocalWhisperEngine", "local_engine_installed"]
 
 INSTALL_LOCAL = "pip install 'watcherd[local]'"
+
+
+def model_for(config: Config) -> ModelSpec:
+    """The model ``[local]`` names, checked, with its device and compute type chosen."""
+    device, compute_type = choose_device(config.local.device, config.local.compute_type)
+    if config.local.model == BUNDLED:
+        return bundled_model(device=device, compute_type=compute_type)
+    return folder_model(Path(config.local.model), device=device, compute_type=compute_type)
 
 
 class LocalWhisperEngine(Engine):
@@ -55,7 +72,9 @@ class LocalWhisperEngine(Engine):
         waiting, with why."""
         config = context.config
         try:
-            model = await asyncio.to_thread(ensure_model)
+            model = await asyncio.to_thread(model_for, config)
+            log.info("local_model", model=model.label, device=model.device,
+                     compute_type=model.compute_type)
             runner = LocalEngine(model, workers=config.local.workers,
                                  cpu_threads=config.local.cpu_threads,
                                  beam_size=config.local.beam_size)

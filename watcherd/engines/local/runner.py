@@ -37,7 +37,7 @@ import structlog
 
 from watcherd import media
 from watcherd.engines.local import model as local_model
-from watcherd.engines.local.model import ModelError
+from watcherd.engines.local.model import ModelError, ModelSpec
 from watcherd.errors import SourceError, WatcherdError
 
 log = structlog.get_logger("watcherd.engines.local.runner")
@@ -427,10 +427,14 @@ def _run(model: Any, request: Mapping[str, Any], settings: _Settings,
 
 
 def worker_main(
-    conn: multiprocessing.connection.Connection, model_path: str, cpu_threads: int,
+    conn: multiprocessing.connection.Connection, model_path: str | ModelSpec, cpu_threads: int,
     beam_size: int, batch_seconds: float | None = None, batch_size: int = BATCH_SIZE,
 ) -> None:
-    """The worker process: load the model by path once, then answer transcribe requests."""
+    """The worker process: load the model once, then answer transcribe requests.
+
+    ``model_path``: a model folder, or a :class:`ModelSpec` (the bundled model is read from
+    its package files; a device and compute type).
+    """
     # Ctrl-C reaches the whole process group; the daemon decides when its workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Belt and braces: the model is loaded by path, but no library may ever reach a hub.
@@ -439,14 +443,10 @@ def worker_main(
     _exit_with_parent()
     started = time.monotonic()
     try:
-        if not (Path(model_path) / "tokenizer.json").is_file():
-            # Without it faster-whisper fetches a tokenizer from a hub: refuse instead.
-            raise ModelError(f"{model_path} has no tokenizer.json")
+        spec = model_path if isinstance(model_path, ModelSpec) else ModelSpec(
+            label=model_path, folder=model_path)
+        model = local_model.load_whisper(spec, cpu_threads=cpu_threads)
         faster_whisper = importlib.import_module("faster_whisper")
-        model = faster_whisper.WhisperModel(
-            model_path, device="cpu", compute_type="int8", cpu_threads=cpu_threads,
-            num_workers=1, local_files_only=True,
-        )
         batched = (faster_whisper.BatchedInferencePipeline(model)
                    if batch_seconds is not None else None)
     except BaseException as exc:
@@ -521,10 +521,11 @@ def _describe_exit(code: int | None) -> str:
 class _Worker:
     """One worker process and its pipe, as seen from the daemon."""
 
-    def __init__(self, ctx: SpawnContext, model_path: Path, cpu_threads: int,
+    def __init__(self, ctx: SpawnContext, model: ModelSpec, cpu_threads: int,
                  beam_size: int, batch_seconds: float | None) -> None:
         self._ctx = ctx
-        self._args = (str(model_path), cpu_threads, beam_size, batch_seconds)
+        self._label = model.label
+        self._args = (model, cpu_threads, beam_size, batch_seconds)
         self.process: SpawnProcess | None = None
         self.conn: multiprocessing.connection.Connection | None = None
         self.load_seconds: float | None = None
@@ -562,7 +563,7 @@ class _Worker:
             self.discard()
             raise ModelError(
                 f"the local engine's worker process {_describe_exit(code)} while loading "
-                f"the model from {self._args[0]}"
+                f"the model {self._label}"
             ) from None
         except BaseException:
             self.discard()
@@ -674,20 +675,28 @@ async def _reap_process(process: SpawnProcess, timeout: float) -> None:
 class LocalEngine:
     """Transcribes files with Whisper base in worker processes, one file per worker at a time."""
 
-    def __init__(self, model_path: Path, *, workers: int = 0, cpu_threads: int = 0,
+    def __init__(self, model: Path | ModelSpec, *, workers: int = 0, cpu_threads: int = 0,
                  beam_size: int = 5, cpus: int | None = None,
                  batch_seconds: float | None = BATCH_SECONDS) -> None:
-        """``workers`` / ``cpu_threads`` 0 means chosen from ``cpus`` (default: this machine's)."""
+        """``workers`` / ``cpu_threads`` 0 means chosen from ``cpus`` (default: this machine's).
+
+        ``model``: a :class:`ModelSpec` (checked by whoever made it), or the folder of the
+        joined bundled model (checked against its pinned hashes at start).
+        """
         if workers < 0 or cpu_threads < 0:
             raise ValueError("workers and cpu_threads must be 0 (automatic) or more")
-        self.model_path = model_path
+        # A bare folder is the bundled model joined by ensure_model: verified at start.
+        self.model_path = model if isinstance(model, Path) else None
+        spec = model if isinstance(model, ModelSpec) else ModelSpec(
+            label=str(model), folder=str(model))
+        self.model = spec
         self.workers, self.cpu_threads = auto_layout(
             available_cpus() if cpus is None else cpus, workers=workers, cpu_threads=cpu_threads
         )
         self.beam_size = beam_size
         ctx = multiprocessing.get_context("spawn")
         self.batch_seconds = batch_seconds
-        self._workers = [_Worker(ctx, model_path, self.cpu_threads, beam_size, batch_seconds)
+        self._workers = [_Worker(ctx, spec, self.cpu_threads, beam_size, batch_seconds)
                          for _ in range(self.workers)]
         self._idle: asyncio.Queue[_Worker] | None = None
         self._verified = False
@@ -718,7 +727,7 @@ class LocalEngine:
         return self._idle
 
     async def _verify(self) -> None:
-        if not self._verified:
+        if not self._verified and self.model_path is not None:
             await asyncio.to_thread(local_model.verify, self.model_path)
             self._verified = True
 

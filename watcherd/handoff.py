@@ -1,0 +1,110 @@
+"""``watcherd transcribe`` while a daemon runs: hand the files to it through the journal.
+
+A SQLite journal has one driving process (its lock file). When a daemon holds it, the command
+records the named files in the journal as new sources (``observe_many``, actor
+``transcribe``), with their folder as root and the options of ``[defaults]``; the daemon's
+worker, which looks at the journal's unsettled sources at least every few seconds, settles,
+hashes and transcribes them like its own, and writes the outputs next to them. The command
+waits until each file is done, failed or gone, reading the journal read-only, so its output
+and exit code are the same as without a daemon. If the daemon stops meanwhile, the caller
+finishes the rest itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import stat
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from watcherd.config import WatchConfig
+from watcherd.identity import options_json
+from watcherd.journal import FileStat, Journal, JournalNotReady
+
+log = structlog.get_logger("watcherd.handoff")
+
+#: States after which a named file needs nothing more.
+FINAL_STATES = frozenset({"done", "failed", "gone", "ignored"})
+#: How often the journal is read while waiting (a local SQLite read, cheap).
+POLL_SECONDS = 0.25
+
+
+def daemon_holds(journal_path: Path) -> bool:
+    """True while another process holds the SQLite journal's lock (a running daemon)."""
+    lock_path = journal_path.with_name(journal_path.name + ".lock")
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        # Closing drops a lock this probe may have taken; the daemon's own is untouched.
+        os.close(fd)
+    return False
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What became of the handed files: path -> final state, and those left unfinished."""
+
+    states: dict[str, str]
+    unfinished: tuple[Path, ...]
+
+
+def hand_to_daemon(
+    journal_path: Path, files: Sequence[Path], watch: WatchConfig, *,
+    still_running: Callable[[], bool] | None = None, poll: float = POLL_SECONDS,
+) -> Handoff:
+    """Record ``files`` for the running daemon and wait for each to end.
+
+    Files that are not regular files are reported ``ignored`` without being recorded (the
+    daemon never opens a FIFO or a device). When ``still_running`` turns false before every
+    file ended, the rest are returned as ``unfinished`` for the caller to do itself.
+    """
+    running = still_running or (lambda: daemon_holds(journal_path))
+    states: dict[str, str] = {}
+    seen = []
+    options = options_json(watch.options)
+    for path in files:
+        try:
+            st = os.stat(path)
+        except OSError:
+            states[str(path)] = "gone"
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            states[str(path)] = "ignored"
+            continue
+        seen.append((str(path), str(path.parent), FileStat.of(st), options))
+    if seen:
+        with Journal.open(journal_path) as journal:
+            journal.observe_many(seen, actor="transcribe")
+        log.info("handed_to_daemon", files=len(seen), journal=str(journal_path),
+                 hint="the running watcherd transcribes them; this command waits")
+    waiting = [item[0] for item in seen]
+    while waiting:
+        with contextlib.suppress(JournalNotReady), \
+                Journal.open(journal_path, readonly=True) as journal:
+            for named in list(waiting):
+                source = journal.by_path(named)
+                if source is not None and source.state in FINAL_STATES:
+                    states[named] = source.state
+                    waiting.remove(named)
+        if not waiting:
+            break
+        if not running():
+            log.warning("daemon_stopped", files=len(waiting),
+                        hint="the rest are transcribed by this command")
+            return Handoff(states, tuple(Path(p) for p in waiting))
+        time.sleep(poll)
+    return Handoff(states, ())
