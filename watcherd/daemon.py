@@ -37,6 +37,10 @@ __all__ = ["Daemon", "engine_for", "transcribe"]
 log = structlog.get_logger("watcherd.daemon")
 
 
+#: The start-up and reconcile scans hand paths to the worker this many at a time.
+SCAN_BATCH = 1000
+
+
 class Daemon:
     """``watcherd run``: watch folders until told to stop; SIGHUP re-reads the config."""
 
@@ -200,6 +204,9 @@ class Daemon:
         await loop.run_in_executor(None, watcher.wait_ready, 30.0)
         self.notifier.ready(status_text(journal.counts()))
         log.info("ready", problems={str(k): v for k, v in watcher.root_problems().items()})
+        # The start-up scan and the integrity check run side by side: files already present
+        # need not wait seconds for a check of a big journal.
+        scan = loop.run_in_executor(None, self._scan, worker)
         if not self._integrity_checked:
             # Off the path to READY=1: a damaged journal is still said loudly, with the fix.
             self._integrity_checked = True
@@ -208,7 +215,7 @@ class Daemon:
                 log.error("journal_damaged", journal=display_location(self.config), error=damage,
                           hint="stop watcherd and move the journal aside: it is rebuilt from "
                           "the outputs at the next start, nothing is paid twice")
-        await loop.run_in_executor(None, self._scan, worker)
+        await scan
         while True:
             activity.write_metrics()
             await asyncio.sleep(self.status_interval)
@@ -218,10 +225,17 @@ class Daemon:
         """Walk every root and hint each file (runs in a thread)."""
         started = time.monotonic()
         count = 0
+        batch: list[Path] = []
         for watch in self.config.watches:
             for path in scan(watch):
-                worker.hint_threadsafe(path)
+                # Handed over in batches: one wake-up of the loop per thousand files.
+                batch.append(path)
                 count += 1
+                if len(batch) >= SCAN_BATCH:
+                    worker.hints_threadsafe(batch)
+                    batch = []
+        if batch:
+            worker.hints_threadsafe(batch)
         log.info("scan_finished", files=count, seconds=round(time.monotonic() - started, 2))
 
     async def _reconcile(self, worker: Worker, journal: Journal) -> None:

@@ -375,6 +375,16 @@ class Worker:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(functools.partial(self.hint, path, complete=complete))
 
+    def hints_threadsafe(self, paths: Sequence[Path]) -> None:
+        """Called from scan threads: look at all of ``paths`` soon (one wake-up for all)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._hint_many, list(paths))
+
+    def _hint_many(self, paths: list[Path]) -> None:
+        for path in paths:
+            self.hint(path)
+
     def complete_threadsafe(self, path: Path) -> None:
         """Called from watcher threads: ``path`` was closed after writing or renamed into place."""
         self.hint_threadsafe(path, complete=True)

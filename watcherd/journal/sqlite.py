@@ -641,6 +641,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise sqlite3.DatabaseError(f"schema {version} is newer than this watcherd knows")
+    if version == SCHEMA_VERSION:
+        return  # the usual start: nothing to migrate, and no sqlite_utils (numpy) to import
     # Imported here: only migrations need it, and it pulls in numpy when that is installed,
     # which every command's start-up would otherwise pay for.
     import sqlite_utils

@@ -38,6 +38,8 @@ PRIOR_PER_SECOND = 0.33
 #: Observations kept per kind of job, and how many make a fit worth trusting.
 KEEP_PER_CLASS = 100
 MIN_FIT = 3
+#: Before anything is learnt, extra polls at these shares of the prior's guess.
+PRIOR_MARKS = (0.85, 1.0, 1.15, 1.35)
 #: Dense polls just after the predicted end: how many, and their spacing (a share of the
 #: prediction, within bounds).
 DENSE_POLLS = 4
@@ -148,10 +150,18 @@ def poll_schedule(prediction: Prediction, *, since_created: float, start: float,
     """
     if prediction.learnt_from == 0:
         # Nothing learnt yet: the prior is only a guess, so poll from ``start`` growing by
-        # half each time up to ``cap`` (the schedule Gladia's SDK guides suggest).
-        wait = start
+        # half each time up to ``cap`` (the schedule Gladia's SDK guides suggest), plus a few
+        # polls around the guessed end, where a first job most likely finishes.
+        marks = sorted(prediction.seconds * f for f in PRIOR_MARKS)
+        now, wait = since_created, start
         while True:
+            mark = next((m for m in marks if now < m < now + wait), None)
+            if mark is not None:
+                yield mark - now
+                now = mark
+                continue
             yield wait
+            now += wait
             wait = min(cap, wait * 1.5)
     early = min(prediction.spread, prediction.seconds * 0.25)
     first = max(start if since_created == 0.0 else 0.0,
