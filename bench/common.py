@@ -71,6 +71,7 @@ __all__ = [
     "run_watcherd_batch",
     "seed_job_times",
     "sparse_wav",
+    "sql_journal",
     "stop_on_signals",
     "wait_until",
     "write_config",
@@ -672,6 +673,59 @@ def _finish_rows(journal_path: Path, rows: Sequence[Finished], options_text: str
                     (key, job_id, job_template.replace("JOBID", job_id), now),
                 )
         conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def sql_journal(journal_path: Path, count: int, watch_root: Path, *,
+                results: int | None = None) -> None:
+    """A journal of ``count`` finished sources whose files are gone, built in SQL alone.
+
+    The same rows as fill_journal(finished_rows(...)) leaves (seen, the 7 transitions to
+    done, the stored job object), generated inside SQLite by a recursive CTE: a million rows
+    through Python would take many minutes and measure nothing. ``results`` limits how many
+    sources keep their stored job object (the newest; None: all). The journal is left as a
+    cleanly stopped daemon leaves it.
+    """
+    Journal.open(journal_path, exclusive=True).close()
+    text = options_json({"language_config": {"languages": []}})
+    template = _job_json("0" * 64, "JOBID", 60.0)
+    root = str(watch_root)
+    conn = sqlite3.connect(str(journal_path), isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.execute("BEGIN IMMEDIATE")
+        now = time.time()
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < ?) "
+            "INSERT INTO sources (path, watch_root, state, size, mtime_ns, dev, inode, "
+            "changed_at, sha256, options_json, content_key, audio_url, job_id, attempts, "
+            "job_errors, output_base, engine, done_at, created_at, updated_at) "
+            "SELECT ? || printf('/old%03d/talk%06d.wav', i / 1000, i), ?, 'done', 160044, "
+            "1700000000000000000 + i, 2049, 10000000 + i, ?, printf('%064x', i), ?, "
+            "'wf2-' || printf('%040x', i), 'https://api.gladia.io/file/' || printf('%032x', i), "
+            "printf('%08x-0000-4000-8000-%012x', i, i), 0, 0, "
+            "? || printf('/old%03d/talk%06d', i / 1000, i), 'gladia', ?, ?, ? FROM n",
+            (count, root, root, now, text, root, now, now, now),
+        )
+        steps = [("", "pending", "seen"), *_STEPS]
+        for from_state, to_state, reason in steps:
+            conn.execute(
+                "INSERT INTO events (source_id, at, from_state, to_state, actor, reason) "
+                "SELECT id, ?, ?, ?, 'worker', ? FROM sources",
+                (now, from_state or None, to_state, reason),
+            )
+        head, tail = template.split("JOBID", 1)
+        conn.execute(
+            "INSERT OR REPLACE INTO results (content_key, job_id, job_json, created_at) "
+            "SELECT content_key, job_id, ? || job_id || ?, ? FROM sources "
+            "ORDER BY id DESC LIMIT ?",
+            (head, tail.replace("JOBID", "x"), now, -1 if results is None else results),
+        )
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('clean_stop', '1')")
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()
 
