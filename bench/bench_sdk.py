@@ -172,6 +172,10 @@ def main() -> None:
                              "(Retry-After: 1), 5%% resets, 10%% lost create responses")
     parser.add_argument("--sdk-faults", action="store_true",
                         help="with --faults: the SDK pool under the same fault mix too")
+    parser.add_argument("--list-lag-grace", type=float, default=None,
+                        help="what-if for the fault runs: watcherd's grace for Gladia's list "
+                             "to show a maybe-created job (production 15 s), through the test "
+                             "knob WATCHERD_LIST_LAG_GRACE")
     parser.add_argument("--seed", type=int, default=12, help="the fault draws' seed")
     parser.add_argument("--fault-rounds", type=int, default=None,
                         help="with --faults: only the first K rounds run the fault mix")
@@ -247,6 +251,8 @@ def main() -> None:
                     settle_seconds=args.settle, extra_config=common.callback_config())
                 run.name = "watcherd+cb"
                 keep(run)
+            fault_env = ({} if args.list_lag_grace is None else
+                         {"WATCHERD_LIST_LAG_GRACE": str(args.list_lag_grace)})
             fault_round = args.fault_rounds is None or round_ < args.fault_rounds
             if args.faults and fault_round:
                 for label, seed_times in (("faults", None),
@@ -260,7 +266,7 @@ def main() -> None:
                         run = common.run_watcherd_batch(
                             sim, fresh(label.replace(" ", "-")), here / f"watcherd-{label}",
                             concurrency=c, settle_seconds=args.settle, timeout=timeout,
-                            tolerate_timeout=True, seed_times=seed_times)
+                            tolerate_timeout=True, seed_times=seed_times, env=fault_env)
                     finally:
                         sim.faults = common.FaultPlan()
                     run.name = f"watcherd {label}"
