@@ -210,7 +210,7 @@ def main() -> None:
                     "client": run.name, "T": t, "N": n, "C": c, "audio": args.audio_seconds,
                     "makespan": run.makespan, "gets": run.gets, "requests": run.requests,
                     "done": run.done, "errors": run.errors, "phases": run.phases,
-                    "from_first_upload": run.settled,
+                    "from_first_upload": run.settled, "read_waits": run.read_waits,
                     "per_file": run.per_file, "load": load, "cpu": run.cpu,
                 }) + "\n")
 
@@ -318,6 +318,12 @@ def main() -> None:
         for r in results[name]:
             if r.errors or 0 <= r.done < n:
                 print(f"  {r.errors} errors, {r.done if r.done >= 0 else n}/{n} done: {r.notes}")
+    for name, runs in results.items():
+        planned = [w for r in runs for w in r.read_waits]
+        if planned:
+            print(f"{name}: the daemon's planned waits after {len(planned)} failed reads "
+                  f"(its log's retry_in): max {max(planned):.2f} s, p50 "
+                  f"{common.percentile(planned, 50):.2f} s")
     for name, waits in fault_notes.items():
         over = [w for w in waits if w.wait > w.allowed]
         longest = max(waits, key=lambda w: w.wait, default=None)

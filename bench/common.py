@@ -783,6 +783,7 @@ class BatchRun:
     done: int = -1
     started: float = 0.0
     settled: float = float("nan")
+    read_waits: list[float] = field(default_factory=list)
 
     def efficiency(self, count: int, job_seconds: float, concurrency: int) -> float:
         """(N*T/C)/makespan: 1.0 is what the plan's concurrency allows at best."""
@@ -839,6 +840,15 @@ def run_watcherd_batch(
         errors=len(problems), phases=phases, cpu=cpu if cpu is not None else float("nan"),
     )
     run.notes += [str(p.get("event", p))[:200] for p in problems[:3]]
+    # The daemon's own planned waits after a failed read: a retry within the step
+    # (gladia_read_retry) or the step's wait once the retries are spent.
+    for line in daemon.log.lines:
+        error = str(line.get("error", ""))
+        if line.get("event") == "gladia_read_retry" or (
+                line.get("event") == "gladia_transient_error"
+                and any(f"{word} {kind}" in error for word in ("the", "during")
+                        for kind in ("get", "list"))):
+            run.read_waits.append(float(line.get("retry_in", "nan")))
     uploads = [log_time(line) for line in daemon.log.events("upload_started")]
     if uploads and complete:
         # The same batch timed from the first upload: without the settle every watcher pays
