@@ -19,10 +19,36 @@ from pathlib import Path
 import common
 
 
-def switches(pid: int) -> int:
-    """Voluntary plus involuntary context switches so far: how often the daemon woke up."""
-    return ((common.proc_status_kb(pid, "voluntary_ctxt_switches") or 0)
-            + (common.proc_status_kb(pid, "nonvoluntary_ctxt_switches") or 0))
+def switches(pid: int) -> dict[str, int]:
+    """Context switches so far of every thread (name:tid): how often each woke up.
+
+    /proc/PID/status counts the main thread only; the other threads (observers, executors,
+    the listener) are read from /proc/PID/task/TID/status.
+    """
+    out: dict[str, int] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+        except OSError:
+            continue
+        tid = int(task.name)
+        count = ((common.proc_status_kb(pid, "voluntary_ctxt_switches") or 0)
+                 + (common.proc_status_kb(pid, "nonvoluntary_ctxt_switches") or 0)) \
+            if tid == pid else _task_switches(task)
+        out[f"{name}:{tid}"] = count
+    return out
+
+
+def _task_switches(task: Path) -> int:
+    """Voluntary plus involuntary context switches of one thread."""
+    total = 0
+    try:
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                total += int(line.split()[1])
+    except (OSError, ValueError):
+        return 0
+    return total
 
 
 def thread_count(pid: int) -> int:
@@ -69,10 +95,16 @@ def main() -> None:
             daemon.stop()
     assert cpu0 is not None and cpu1 is not None
     cpu = cpu1 - cpu0
+    per_thread = {name: sw1.get(name, 0) - sw0.get(name, 0) for name in sw1}
+    total_switches = sum(per_thread.values())
     print(f"idle: {args.files} files done, READY after {ready:.2f} s, measured {elapsed:.0f} s")
     print(f"  CPU                 {cpu:.2f} s ({cpu / elapsed * 100:.2f}% of one core)")
     print(f"  CPU per hour        {cpu / elapsed * 3600:.0f} s")
-    print(f"  wake-ups            {(sw1 - sw0) / elapsed:.1f} context switches per second")
+    print(f"  wake-ups            {total_switches / elapsed:.2f} context switches per second, "
+          "all threads")
+    for name, count in sorted(per_thread.items(), key=lambda kv: -kv[1]):
+        if count:
+            print(f"    {name:<24} {count / elapsed:.2f}/s")
     print(f"  threads             {threads}")
     print(f"  RSS                 {rss / 1024:.1f} MB")
     print(f"  API requests        {idle_requests} while idle")

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import importlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -124,6 +126,14 @@ def run_sdk(python: str, sim_url: str, api_key: str, files: list[Path], *, mode:
     return figures
 
 
+def _median_run(runs: list[Any]) -> Any:
+    """The run with the median makespan (the lower middle one for an even count)."""
+    finite = sorted((r for r in runs if r.makespan == r.makespan), key=lambda r: r.makespan)
+    if not finite:
+        return runs[0]
+    return finite[(len(finite) - 1) // 2]
+
+
 def main() -> None:
     """Run watcherd, the SDK loop and the SDK pool on the same files; print the ratios."""
     if len(sys.argv) > 1 and sys.argv[1] == "--sdk-side":
@@ -147,69 +157,187 @@ def main() -> None:
                              "take 40-50%% of the audio's length)")
     parser.add_argument("--callback", action="store_true",
                         help="also run watcherd with its [callback] listener on")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of every client (fresh content each round); medians "
+                             "are printed")
+    parser.add_argument("--no-loop", action="store_true",
+                        help="skip the sequential SDK loop (N*T long; not a contender)")
+    parser.add_argument("--loop-once", action="store_true",
+                        help="run the SDK loop in the first round only")
+    parser.add_argument("--warm", action="store_true",
+                        help="also run watcherd on a journal that has learnt 5 job times "
+                             "(a daemon that ran before); the plain run starts cold")
+    parser.add_argument("--faults", action="store_true",
+                        help="also run watcherd under issue 12's fault mix: 15%% 503, 10%% 429 "
+                             "(Retry-After: 1), 5%% resets, 10%% lost create responses")
+    parser.add_argument("--sdk-faults", action="store_true",
+                        help="with --faults: the SDK pool under the same fault mix too")
+    parser.add_argument("--list-lag-grace", type=float, default=None,
+                        help="what-if for the fault runs: watcherd's grace for Gladia's list "
+                             "to show a maybe-created job (production 15 s), through the test "
+                             "[retry] list_lag_seconds")
+    parser.add_argument("--seed", type=int, default=12, help="the fault draws' seed")
+    parser.add_argument("--fault-rounds", type=int, default=None,
+                        help="with --faults: only the first K rounds run the fault mix")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="work in this folder and keep it (daemon logs, journals)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="append every run's figures to this JSON-lines file")
     args = parser.parse_args()
     if args.audio_seconds is None:
         args.audio_seconds = 2.5 * args.job_seconds
     python = sdk_python(args.sdk_python)
     common.stop_on_signals()
     common.print_machine()
+    load = common.machine()["load"]
     n, c, t = args.files, args.concurrency, args.job_seconds
     print(f"watcherd vs gladiaio-sdk: N={n} files of {args.audio_seconds:g} s, C={c}, T={t:g} s "
           f"per job; watcherd settle {args.settle:g} s; SDK polls every {args.sdk_interval:g} s "
-          "(fixed)")
-    runs: list[common.BatchRun] = []
-    with tempfile.TemporaryDirectory(prefix="wd-bench-") as tmp, common.GladiaSimulator(
-        api_key=common.API_KEY, job_seconds=t, concurrency=c
-    ) as sim:
+          f"(fixed); {args.repeat} round(s)", flush=True)
+    results: dict[str, list[common.BatchRun]] = {}
+    fault_notes: dict[str, list[common.FaultWait]] = {}
+    fault_counts: dict[str, dict[str, int]] = {}
+    timeout = 600 + 20 * n * t / c
+
+    def keep(run: common.BatchRun) -> None:
+        results.setdefault(run.name, []).append(run)
+        done = run.done if run.done >= 0 else n
+        print(f"  {run.name:<18} makespan {run.makespan:7.1f} s  done {done}/{n}"
+              f"  GET/job {run.gets / n:4.1f}  errors {run.errors}", flush=True)
+        if args.json is not None:
+            with args.json.open("a", encoding="utf-8") as out:
+                out.write(json.dumps({
+                    "client": run.name, "T": t, "N": n, "C": c, "audio": args.audio_seconds,
+                    "makespan": run.makespan, "gets": run.gets, "requests": run.requests,
+                    "done": run.done, "errors": run.errors, "phases": run.phases,
+                    "from_first_upload": run.settled, "read_waits": run.read_waits,
+                    "per_file": run.per_file, "load": load, "cpu": run.cpu,
+                }) + "\n")
+
+    with contextlib.ExitStack() as stack:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            tmp = str(args.keep)
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="wd-bench-"))
+        sim = stack.enter_context(common.GladiaSimulator(api_key=common.API_KEY, job_seconds=t,
+                                                         concurrency=c))
         root = Path(tmp)
-        recordings = common.make_recordings(root / "recordings", n,
-                                            seconds=args.audio_seconds, salt="sdk")
-        runs.append(common.run_watcherd_batch(sim, recordings, root / "watcherd",
-                                              concurrency=c, settle_seconds=args.settle))
-        if args.callback:
+        for round_ in range(args.repeat):
+            print(f"round {round_ + 1}/{args.repeat}", flush=True)
+            here = root / f"r{round_}"
+
+            def fresh(label: str, here: Path = here, round_: int = round_) -> list[Path]:
+                # Fresh content per run: watcherd would rightly adopt an earlier run's jobs.
+                return common.make_recordings(here / f"rec-{label}", n,
+                                              seconds=args.audio_seconds,
+                                              salt=f"sdk:{round_}:{label}")
+
+            recordings = fresh("plain")
             sim.wait_idle(timeout=600)
-            # Fresh content: watcherd would rightly adopt the jobs of the first run.
-            again = common.make_recordings(root / "recordings-cb", n,
-                                           seconds=args.audio_seconds, salt="sdk-callback")
-            with_callback = common.run_watcherd_batch(
-                sim, again, root / "watcherd-cb", concurrency=c, settle_seconds=args.settle,
-                extra_config=common.callback_config(),
-            )
-            with_callback.name = "watcherd+cb"
-        for mode, workers, label in (("loop", 1, "SDK loop"), ("pool", c, f"SDK pool x{c}")):
-            sim.wait_idle(timeout=600)
-            folder = root / mode
-            folder.mkdir()
-            copies = [Path(shutil.copyfile(r, folder / r.name)) for r in recordings]
-            before = len(sim.requests())
-            figures = run_sdk(python, sim.base_url, common.API_KEY, copies, mode=mode,
-                              workers=workers, interval=args.sdk_interval)
-            requests = sim.requests()[before:]
-            runs.append(common.BatchRun(
-                name=label, makespan=figures["makespan"], per_file=figures["per_file"],
-                gets=sum(1 for r in requests if r.endpoint == "get"), requests=len(requests),
-                errors=len(figures["errors"]), notes=figures["errors"][:3],
-            ))
-    if args.callback:
-        runs.insert(1, with_callback)
+            keep(common.run_watcherd_batch(sim, recordings, here / "watcherd", concurrency=c,
+                                           settle_seconds=args.settle))
+            if args.warm:
+                sim.wait_idle(timeout=600)
+                run = common.run_watcherd_batch(
+                    sim, fresh("warm"), here / "watcherd-warm", concurrency=c,
+                    settle_seconds=args.settle, seed_times=(t, args.audio_seconds))
+                run.name = "watcherd warm"
+                keep(run)
+            if args.callback:
+                sim.wait_idle(timeout=600)
+                run = common.run_watcherd_batch(
+                    sim, fresh("cb"), here / "watcherd-cb", concurrency=c,
+                    settle_seconds=args.settle, extra_config=common.callback_config())
+                run.name = "watcherd+cb"
+                keep(run)
+            fault_extra = ("" if args.list_lag_grace is None else
+                           common.retry_config(list_lag_seconds=args.list_lag_grace))
+            fault_round = args.fault_rounds is None or round_ < args.fault_rounds
+            if args.faults and fault_round:
+                for label, seed_times in (("faults", None),
+                                          ("faults warm", (t, args.audio_seconds))):
+                    if seed_times is not None and not args.warm:
+                        continue
+                    sim.wait_idle(timeout=600)
+                    plan = common.RandomFaults(seed=args.seed + round_)
+                    sim.faults = plan
+                    try:
+                        run = common.run_watcherd_batch(
+                            sim, fresh(label.replace(" ", "-")), here / f"watcherd-{label}",
+                            concurrency=c, settle_seconds=args.settle, timeout=timeout,
+                            tolerate_timeout=True, seed_times=seed_times,
+                            extra_config=fault_extra)
+                    finally:
+                        sim.faults = common.FaultPlan()
+                    run.name = f"watcherd {label}"
+                    fault_notes.setdefault(run.name, []).extend(
+                        common.fault_waits(plan.ledger, since=run.started))
+                    counts = fault_counts.setdefault(run.name, {})
+                    for key, value in plan.counts().items():
+                        counts[key] = counts.get(key, 0) + value
+                    keep(run)
+            modes = [] if args.no_loop or (args.loop_once and round_ > 0) else [
+                ("loop", 1, "SDK loop", False)]
+            modes.append(("pool", c, f"SDK pool x{c}", False))
+            if args.faults and args.sdk_faults and fault_round:
+                modes.append(("pool", c, f"SDK pool x{c} faults", True))
+            for mode, workers, label, faulty in modes:
+                sim.wait_idle(timeout=600)
+                folder = here / label.replace(" ", "-")
+                folder.mkdir(parents=True)
+                copies = [Path(shutil.copyfile(r, folder / r.name)) for r in recordings]
+                before = len(sim.requests())
+                if faulty:
+                    sim.faults = common.RandomFaults(seed=args.seed + round_)
+                try:
+                    figures = run_sdk(python, sim.base_url, common.API_KEY, copies, mode=mode,
+                                      workers=workers, interval=args.sdk_interval)
+                finally:
+                    sim.faults = common.FaultPlan()
+                requests = sim.requests()[before:]
+                keep(common.BatchRun(
+                    name=label, makespan=figures["makespan"], per_file=figures["per_file"],
+                    gets=sum(1 for r in requests if r.endpoint == "get"),
+                    requests=len(requests), errors=len(figures["errors"]),
+                    notes=figures["errors"][:3], done=len(figures["per_file"]),
+                ))
     ideal = n * t / c
-    watcherd = runs[0]
-    print(f"ideal makespan {ideal:.1f} s (N*T/C)")
-    print(f"{'client':<14} {'makespan':>9} {'efficiency':>10} {'p50 file':>9} {'p95 file':>9} "
-          f"{'GET/job':>8} {'vs watcherd':>12}")
-    for run in runs:
-        ratio = run.makespan / watcherd.makespan
-        print(f"{run.name:<14} {run.makespan:>8.1f}s {run.efficiency(n, t, c):>10.2f} "
+    medians = {name: _median_run(runs) for name, runs in results.items()}
+    watcherd = medians["watcherd"]
+    print(f"\nideal makespan {ideal:.1f} s (N*T/C); medians over {args.repeat} round(s); "
+          f"load average at start {load}")
+    print(f"{'client':<22} {'makespan':>9} {'runs':>24} {'efficiency':>10} {'from upload':>11} "
+          f"{'p50 file':>9} {'GET/job':>8} {'vs watcherd':>12}")
+    for name, run in medians.items():
+        every = ", ".join(f"{r.makespan:.1f}" for r in results[name])
+        gets = statistics.median(r.gets for r in results[name]) / n
+        print(f"{name:<22} {run.makespan:>8.1f}s {every:>24} "
+              f"{run.efficiency(n, t, c):>10.2f} {ideal / run.settled:>11.2f} "
               f"{common.percentile(run.per_file, 50):>8.1f}s "
-              f"{common.percentile(run.per_file, 95):>8.1f}s {run.gets / n:>8.1f} "
-              f"{ratio:>11.2f}x")
-        if run.errors:
-            print(f"  {run.errors} errors: {run.notes}")
-    for run in runs[1:]:
-        print(f"{run.name} makespan / watcherd makespan = {run.makespan / watcherd.makespan:.2f}")
-    if args.callback:
-        print("(watcherd+cb: the same daemon with [callback] listen on; Gladia must then reach "
-              "the listener through a public URL)")
+              f"{gets:>8.1f} {run.makespan / watcherd.makespan:>11.2f}x")
+        for r in results[name]:
+            if r.errors or 0 <= r.done < n:
+                print(f"  {r.errors} errors, {r.done if r.done >= 0 else n}/{n} done: {r.notes}")
+    for name, runs in results.items():
+        planned = [w for r in runs for w in r.read_waits]
+        if planned:
+            print(f"{name}: the daemon's planned waits after {len(planned)} failed reads "
+                  f"(its log's retry_in): max {max(planned):.2f} s, p50 "
+                  f"{common.percentile(planned, 50):.2f} s")
+    for name, waits in fault_notes.items():
+        over = [w for w in waits if w.wait > w.allowed]
+        longest = max(waits, key=lambda w: w.wait, default=None)
+        print(f"{name}: faults drawn {fault_counts.get(name)}; {len(waits)} failed reads "
+              f"asked again, longest wait {longest.wait if longest else float('nan'):.2f} s "
+              f"({longest.endpoint if longest else '-'} after {longest.fault if longest else '-'})"
+              f", {len(over)} over max(Retry-After, 10 s)")
+        by_kind: dict[str, list[float]] = {}
+        for w in waits:
+            by_kind.setdefault(f"{w.endpoint}/{w.fault}", []).append(w.wait)
+        for kind, values in sorted(by_kind.items()):
+            print(f"  {kind:<12} n={len(values):<4} p50 {common.percentile(values, 50):5.2f} s "
+                  f"p95 {common.percentile(values, 95):5.2f} s max {max(values):5.2f} s")
     common.print_phases(watcherd.phases, t)
 
 

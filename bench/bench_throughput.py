@@ -35,7 +35,7 @@ def main() -> None:
                         help="run the batch this many times (fresh daemon, same simulator)")
     parser.add_argument("--poll-cap", type=float, default=None,
                         help="what-if: cap watcherd's wait between polls at this many seconds "
-                             "(the WATCHERD_POLL_CAP test knob; production caps at 30)")
+                             "([retry] poll_max_seconds; production caps at 30)")
     parser.add_argument("--callback", action="store_true",
                         help="turn on watcherd's [callback] listener: the simulator calls it "
                              "when a job ends, so the result is fetched at once")
@@ -49,13 +49,12 @@ def main() -> None:
     n, c, t = args.files, args.concurrency, args.job_seconds
     print(f"throughput: N={n} files of {args.audio_seconds:g} s, C={c}, T={t:g} s per job, "
           f"settle {args.settle:g} s")
-    env = {}
-    if args.poll_cap is not None:
-        env["WATCHERD_POLL_CAP"] = str(args.poll_cap)
-        print(f"what-if: polls at most {args.poll_cap:g} s apart (production: 30 s)")
     extra = ""
+    if args.poll_cap is not None:
+        extra += common.retry_config(poll_max_seconds=args.poll_cap)
+        print(f"what-if: polls at most {args.poll_cap:g} s apart (production: 30 s)")
     if args.callback:
-        extra = common.callback_config()
+        extra += common.callback_config()
         print("callbacks on: [callback] listen on 127.0.0.1; polling goes on as a safety net")
     ideal = n * t / c
     print(f"ideal makespan    {ideal:.1f} s (N*T/C)")
@@ -71,7 +70,7 @@ def main() -> None:
             sim.wait_idle(timeout=600)
             run = common.run_watcherd_batch(sim, recordings, Path(tmp) / f"watcherd{i}",
                                             concurrency=c, settle_seconds=args.settle,
-                                            profile=args.profile, env=env,
+                                            profile=args.profile,
                                             extra_config=extra)
             runs.append(run)
             print(f"watcherd makespan {run.makespan:.1f} s, efficiency "

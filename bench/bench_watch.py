@@ -1,6 +1,7 @@
 """Watching: how soon a finished file starts uploading, and how long a full folder takes to scan.
 
 Usage: python bench/bench_watch.py [--files N]... [--drops 20] [--settle 2.0] [--skip-latency]
+       [--profile FILE]
 
 Part 1, latency: --drops recordings are dropped into a watched folder one by one, half written
 in place (open, write, close) and half written as NAME.wav.part and renamed into place. The
@@ -10,8 +11,9 @@ Part 2, startup scan: for each --files N (default 10,000 and 100,000), N tiny re
 put on disk (1,000 per subfolder), the journal is empty (a first start on a full folder), and
 the simulator's jobs are slow, so this measures queuing, not transcription. Printed: the
 daemon's own scan_finished figure (files on disk walked, seconds), the time from spawn until
-the journal holds a row for every file, and until every file is settled and hashed (queued).
-Figures are printed, never asserted.
+the journal holds a row for every file, and until every file is settled and hashed (queued),
+with the daemon's peak RSS (VmHWM) and its RSS then. --profile runs the scan's daemon under
+cProfile (the last size's profile is kept). Figures are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -42,13 +44,15 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=2.0,
                         help="settle_seconds (watcherd's default is 2.0)")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="run the start-up scan's daemon under cProfile, write it here")
     args = parser.parse_args()
     common.stop_on_signals()
     common.print_machine()
     if not args.skip_latency:
         latency(args.drops, args.settle)
     for count in args.files or DEFAULT_SIZES:
-        startup_scan(count)
+        startup_scan(count, args.profile)
 
 
 # -- part 1: close -> upload started ----------------------------------------------------------
@@ -110,7 +114,7 @@ def _first_times(lines: list[dict[str, Any]]) -> dict[str, float]:
 # -- part 2: startup scan ----------------------------------------------------------------------
 
 
-def startup_scan(count: int) -> None:
+def startup_scan(count: int, profile: Path | None = None) -> None:
     """N files on disk, empty journal: scan time, time to journal all, time to queue all."""
     print(f"\nstartup scan: {count:,} files on disk (1,000 per subfolder), empty journal")
     with tempfile.TemporaryDirectory(prefix="wd-bench-watch-") as tmp, common.GladiaSimulator(
@@ -128,7 +132,7 @@ def startup_scan(count: int) -> None:
         journal = root / "journal.db"
         config = common.write_config(root / "config.toml", api_url=sim.base_url,
                                      journal=journal, watches=[inbox])
-        with common.Daemon(config, root) as daemon:
+        with common.Daemon(config, root, profile=profile) as daemon:
             ready = daemon.wait_ready(timeout=900)
             spawn_wall = time.time() - (time.monotonic() - daemon.spawned_at)
             limit = 120 + count / 100
@@ -136,6 +140,9 @@ def startup_scan(count: int) -> None:
             scanned_at = common.log_time(scan)
             journaled = _wait_rows(journal, count, "", daemon, limit)
             queued = _wait_rows(journal, count, " WHERE content_key IS NOT NULL", daemon, limit)
+            peak = (common.proc_status_kb(daemon.pid, "VmHWM") or 0) / 1024
+            rss = (common.proc_status_kb(daemon.pid, "VmRSS") or 0) / 1024
+            cpu = common.cpu_seconds(daemon.pid) or float("nan")
             errors = daemon.problems()
     print(f"  spawn -> READY=1          {ready:8.2f} s")
     print(f"  scan_finished             {float(scan.get('seconds', 'nan')):8.2f} s for "
@@ -145,6 +152,8 @@ def startup_scan(count: int) -> None:
           "(a pending row for every file)")
     print(f"  spawn -> all queued       {queued - daemon.spawned_at:8.2f} s "
           "(every file settled and hashed)")
+    print(f"  peak RSS (VmHWM)          {peak:8.1f} MB; RSS once all queued {rss:.1f} MB; "
+          f"CPU {cpu:.1f} s")
     if errors:
         print(f"  daemon errors: {len(errors)}: {[e.get('event') for e in errors[:3]]}")
 
