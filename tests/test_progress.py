@@ -12,7 +12,7 @@ from tests.speech import ENGLISH_TEXT, repeat_wav, speak
 from watcherd.config import Config, GladiaConfig, Secret, WatchConfig
 from watcherd.engines.gladia.client import GladiaClient
 from watcherd.engines.gladia.pipeline import GladiaPipeline
-from watcherd.engines.local.model import ensure_model, local_engine_installed
+from watcherd.engines.local.model import bundled_model, local_engine_installed
 from watcherd.engines.local.runner import LocalEngine
 from watcherd.folders import Folders
 from watcherd.journal import Journal
@@ -81,7 +81,7 @@ def test_local_engine_reports_growing_fractions(tmp_path: Path) -> None:
     audio = repeat_wav(sentence, tmp_path / "long.wav", 3)
 
     async def go() -> None:
-        engine = LocalEngine(ensure_model(), workers=1)
+        engine = LocalEngine(bundled_model(), workers=1)
         await engine.start()
         try:
             await engine.transcribe(audio, {}, on_progress=seen.append)

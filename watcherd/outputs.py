@@ -550,7 +550,8 @@ class AddonFailure:
 
     def describe(self) -> str:
         """One line for a person: "the summarization add-on failed: ..."."""
-        return f"the {self.addon.replace('_', ' ')} add-on failed: {self.message}"
+        # Logged and written into NAME.md: never a lone surrogate from Gladia's text.
+        return utf8_text(f"the {self.addon.replace('_', ' ')} add-on failed: {self.message}")
 
 
 # result keys that are not add-on blocks.

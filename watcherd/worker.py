@@ -77,6 +77,8 @@ HASH_REFILL_BELOW = 4 * HASH_BATCH_FILES
 INTAKE_CHUNK = 5000
 #: How many due sources one dispatch pass reads beyond eight per engine slot.
 DUE_BATCH = 64
+#: On a stop, a local transcription estimated to end within this many seconds is let finish.
+FINISH_GRACE_SECONDS = 10.0
 #: The longest the loop sleeps with nothing due (it also wakes on every hint and timer).
 IDLE_CHECK_SECONDS = 5.0
 #: How long a tick waits for the stat of hinted paths; slower storages finish in the background.
@@ -319,6 +321,7 @@ class Worker:
         folders: Folders | None = None,
         node: str | None = None,
         lease_seconds: float | None = None,
+        finish_grace: float = FINISH_GRACE_SECONDS,
     ) -> None:
         self.config = config
         self.journal = journal
@@ -335,6 +338,7 @@ class Worker:
         self.idle_seconds = idle_seconds
         self.retry = retry or config.retry
         self.file_timeout = file_timeout
+        self.finish_grace = finish_grace
         self._hints: set[Path] = set()
         self._wake = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
@@ -528,13 +532,34 @@ class Worker:
         return max(0.0, when - now)
 
     async def shutdown(self) -> None:
-        """Abandon waits and in-flight calls; the journal already holds where each one was."""
+        """Abandon waits and in-flight calls; the journal already holds where each one was.
+
+        A local transcription that should end within ``finish_grace`` seconds (estimated
+        from its progress) is let finish first: stopping it would throw its work away and
+        run it again from the beginning next time.
+        """
+        finishing = {
+            task for source_id, task in self._running.items()
+            if self._finishing(source_id)
+        }
+        if finishing:
+            log.info("finishing_before_stop", files=len(finishing),
+                     grace_seconds=self.finish_grace)
+            await asyncio.wait(finishing, timeout=self.finish_grace)
         tasks = [*self._running.values(), *self._hashing.values()]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
         self._running.clear()
+
+    def _finishing(self, source_id: int) -> bool:
+        """Whether the engine driving this source says it will end within the stop grace."""
+        name = self._engine_running.get(source_id)
+        if name is None or name not in self.engines:
+            return False
+        check = getattr(self.engines[name][0], "finishing_within", None)
+        return bool(check(source_id, self.finish_grace)) if callable(check) else False
 
     async def tick(self) -> None:
         """One pass: record hints, settle what is ready, start what is due."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,8 @@ class LocalPipeline:
         self.retry = retry or RetryPolicy()
         # Where the status page learns how far each file has come (memory only).
         self.progress = progress or ProgressBoard()
+        # Source id -> (when its transcription started, share done): for a stop's grace.
+        self._running: dict[int, tuple[float, float]] = {}
 
     async def drive(self, source_id: int) -> None:
         """Take one source as far as it can go now; every outcome lands in the journal."""
@@ -116,11 +119,15 @@ class LocalPipeline:
             last_error=None, note=None, next_attempt_at=None,
         )
         log.info("transcription_started", source=source.path, engine="local")
+        self._running[source.id] = (time.monotonic(), 0.0)
+
+        def progressed(fraction: float) -> None:
+            self._running[source.id] = (self._running[source.id][0], fraction)
+            self.progress.report(source.id, fraction=fraction, phase="transcribing")
+
         try:
-            job = await self.engine.transcribe(
-                path, self._options(source),
-                on_progress=lambda f: self.progress.report(source.id, fraction=f,
-                                                           phase="transcribing"))
+            job = await self.engine.transcribe(path, self._options(source),
+                                               on_progress=progressed)
         except asyncio.CancelledError:
             # Shutting down: the interrupted run is not the file's fault; it starts over.
             # Best effort only: left in "transcribing" it is re-run after a restart as well.
@@ -130,6 +137,8 @@ class LocalPipeline:
                     note="interrupted; transcribed again when watcherd runs",
                 )
             raise
+        finally:
+            self._running.pop(source.id, None)
         # The result belongs to the content that was hashed; a file that changed meanwhile
         # is settled again rather than given someone else's transcript.
         await run_on(source.watch_root, outcomes.check_unchanged, source, "since it was hashed",
@@ -143,6 +152,18 @@ class LocalPipeline:
         log.info("transcribed", source=source.path, job_id=job.get("id"),
                  language=(job["result"]["transcription"]["languages"] or [None])[0])
         return job
+
+    def finishing_within(self, source_id: int, seconds: float) -> bool:
+        """Whether this source's transcription should end within ``seconds``.
+
+        Estimated from its progress so far (time taken x share left / share done); a file
+        with no progress yet is never counted as nearly done.
+        """
+        started, fraction = self._running.get(source_id, (0.0, 0.0))
+        if fraction <= 0.0:
+            return False
+        elapsed = time.monotonic() - started
+        return bool(elapsed * (1.0 - fraction) / fraction <= seconds)
 
     def _options(self, source: Source) -> dict[str, Any]:
         options = source.options
