@@ -255,8 +255,14 @@ def _worker(config: Config, journal: Journal, engines: Engines, folders: Folders
                   health=engines.health, folders=folders)
 
 
-async def transcribe(config: Config, files: Sequence[Path], watch: WatchConfig) -> dict[str, str]:
-    """``watcherd transcribe``: the same pipeline for named files; returns path -> final state."""
+async def transcribe(config: Config, files: Sequence[Path], watch: WatchConfig, *,
+                     progress: ProgressBoard | None = None,
+                     on_wait: Callable[[], None] | None = None) -> dict[str, str]:
+    """``watcherd transcribe``: the same pipeline for named files; returns path -> final state.
+
+    ``progress`` receives the engines' reports and ``on_wait`` is called a few times a second
+    while the files are worked on (the command's progress bar).
+    """
     if engine_for(config) is None:
         raise ConfigError(no_engine_reason(config))
     journal = open_for_node(config, node=one_shot_node(config))
@@ -264,7 +270,7 @@ async def transcribe(config: Config, files: Sequence[Path], watch: WatchConfig) 
     try:
         # No callback listener: the daemon may hold its address, and a one-shot run polls.
         engine = await open_engines(config, journal, outputs_for=folders.outputs_for,
-                                    listen=False)
+                                    listen=False, progress=progress)
     except BaseException:
         journal.close()
         raise
@@ -284,6 +290,8 @@ async def transcribe(config: Config, files: Sequence[Path], watch: WatchConfig) 
         while not stop.is_set() and not runner.done():
             if not unfinished(journal, paths) and worker.idle():
                 break
+            if on_wait is not None:
+                on_wait()
             await asyncio.sleep(0.2)
         stop.set()
         await runner

@@ -28,6 +28,7 @@ from watcherd.cli._common import (
 )
 from watcherd.cli.configcmd import config_group
 from watcherd.cli.ops import doctor, logs, service
+from watcherd.cli.progressbar import TerminalBar
 from watcherd.config import Config, WatchConfig, load_config, with_extra_watches
 from watcherd.display import json_safe, printable
 from watcherd.errors import ConfigError, JournalError
@@ -39,6 +40,7 @@ from watcherd.journal.configured import (
     open_for_command,
 )
 from watcherd.log import configure_logging
+from watcherd.progress import ProgressBoard
 from watcherd.watcher import watch_for
 from watcherd.web.state import read_state
 
@@ -124,11 +126,17 @@ def transcribe(files: tuple[Path, ...], config_path: Path | None) -> None:
     from dataclasses import replace
 
     template = replace(template, settle_seconds=0.0)
+    board = ProgressBoard()
+    bar = TerminalBar(board, sys.stderr,
+                      resolved[0].name if len(resolved) == 1 else f"{len(resolved)} files")
     try:
-        states = asyncio.run(run_transcribe(config, resolved, template))
+        states = asyncio.run(run_transcribe(config, resolved, template, progress=board,
+                                            on_wait=bar.draw))
     except JournalLocked:
         # A daemon drives this journal: it does the work, this command waits for it.
         states = _through_daemon(config, resolved, template)
+    finally:
+        bar.clear()
     with open_for_command(config, readonly=True) as journal:
         for path, state in states.items():
             source = journal.by_path(path)
