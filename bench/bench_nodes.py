@@ -114,6 +114,7 @@ class NodesRun:
     peak: int
     problems: int
     cpu: list[float]
+    plan_full: int
 
 
 def throughput(cluster: PgCluster, tmp: Path, k: int, args: argparse.Namespace) -> NodesRun:
@@ -148,6 +149,7 @@ def throughput(cluster: PgCluster, tmp: Path, k: int, args: argparse.Namespace) 
             requests = sim.requests()
             per_content = sim.creates_per_content()
             peak = sim.peak_processing
+        plan_full = plan_full_waits(url)
     finally:
         cluster.drop_database(url)
     makespan = max(at for at, _ in done.values()) - started
@@ -156,8 +158,18 @@ def throughput(cluster: PgCluster, tmp: Path, k: int, args: argparse.Namespace) 
         gets_per_job=sum(1 for r in requests if r.endpoint == "get") / n,
         per_node=[sum(1 for _, i in done.values() if i == node) for node in range(k)],
         jobs=sum(per_content.values()), contents=len(per_content), peak=peak,
-        problems=problems, cpu=cpu,
+        problems=problems, cpu=cpu, plan_full=plan_full,
     )
+
+
+def plan_full_waits(url: str) -> int:
+    """How many times a node found the shared plan full and put a file back to wait."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM events WHERE to_state = 'waiting'"
+                           " AND reason LIKE '%%concurrent jobs are in use%%'").fetchone()
+    return int(row[0]) if row else 0
 
 
 @dataclass(frozen=True)
@@ -299,13 +311,13 @@ def main() -> None:
                 print(f"throughput: N={n} files of {2.5 * t:g} s, C={c} (shared by all nodes), "
                       f"T={t:g} s, settle {args.settle:g} s; ideal makespan {n * t / c:.1f} s")
                 print("| nodes | makespan | efficiency | GETs/job | files per node | jobs / "
-                      "contents | peak jobs at once | daemon CPU s | problems |")
-                print("|---:|---:|---:|---:|---|---:|---:|---|---:|")
+                      "contents | peak jobs at once | plan-full waits | daemon CPU s | problems |")
+                print("|---:|---:|---:|---:|---|---:|---:|---:|---|---:|")
                 for k in (int(x) for x in args.nodes.split(",")):
                     r = throughput(cluster, tmp, k, args)
                     print(f"| {r.nodes} | {r.makespan:.1f} s | {r.efficiency:.2f} | "
                           f"{r.gets_per_job:.2f} | {'/'.join(map(str, r.per_node))} | "
-                          f"{r.jobs} / {r.contents} | {r.peak} of {c} | "
+                          f"{r.jobs} / {r.contents} | {r.peak} of {c} | {r.plan_full} | "
                           f"{'/'.join(f'{x:.1f}' for x in r.cpu)} | {r.problems} |",
                           flush=True)
             if not args.no_failover:
