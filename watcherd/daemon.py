@@ -23,7 +23,12 @@ from watcherd.errors import ConfigError
 from watcherd.folders import Folders
 from watcherd.health import ApiHealth
 from watcherd.journal import ACTIVE_STATES, Journal
-from watcherd.journal.configured import display_location, one_shot_node, open_for_node
+from watcherd.journal.configured import (
+    display_location,
+    one_shot_node,
+    open_for_command,
+    open_for_node,
+)
 from watcherd.progress import ProgressBoard
 from watcherd.service import Notifier, status_text
 from watcherd.watcher import Watcher, scan
@@ -158,7 +163,8 @@ class Daemon:
         try:
             web = await start_web(config.http, journal, progress=self.progress,
                                   activity=activity, api=self.api_requests,
-                                  on_retried=worker.hint)
+                                  on_retried=worker.hint,
+                                  open_journal=lambda: open_for_command(config, readonly=True))
             if config.http.address is not None and isinstance(journal.location, Path):
                 # status and doctor are other processes: tell them whether the page is up.
                 write_state(journal.location, config.http.listen, web is not None)

@@ -77,6 +77,7 @@ def build(
     api: metrics.ApiRequests | None = None,
     on_retried: Callable[[Path], None] | None = None,
     port: int | None = None,
+    open_journal: Callable[[], Journal] | None = None,
 ) -> WebServer:
     """A web server for this config, not started (``port`` overrides, e.g. 0 in tests)."""
     assert http_config.address is not None
@@ -84,7 +85,8 @@ def build(
     bound_port = configured_port if port is None else port
     app = WebApp(
         guard=Guard.create(host, bound_port, http_config.token),
-        reader=SnapshotReader(journal_path), journal=journal, progress=progress,
+        reader=SnapshotReader(journal_path, opener=open_journal), journal=journal,
+        progress=progress,
         activity=activity, transitions=metrics.TransitionCounter(), api=api,
         heartbeat=health.Heartbeat(), on_retried=on_retried,
     )
@@ -99,12 +101,18 @@ async def start_web(
     activity: metrics.ActivityFigures | None = None,
     api: metrics.ApiRequests | None = None,
     on_retried: Callable[[Path], None] | None = None,
+    open_journal: Callable[[], Journal] | None = None,
 ) -> WebServer | None:
-    """Start the page ``[http]`` asks for; None when it is off or its address is taken."""
+    """Start the page ``[http]`` asks for; None when it is off or its address is taken.
+
+    ``open_journal`` opens a read-only journal for the page's snapshots (default: the
+    journal's own location).
+    """
     if http_config.address is None:
         return None
     server = build(http_config, journal.location, journal=journal, progress=progress,
-                   activity=activity, api=api, on_retried=on_retried)
+                   activity=activity, api=api, on_retried=on_retried,
+                   open_journal=open_journal)
     try:
         await server.start()
     except OSError as exc:

@@ -82,8 +82,12 @@ class SnapshotReader:
     """Reads snapshots of the journal at ``path``; :meth:`get` caches and serialises them."""
 
     def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time,
-                 min_reuse: float = MIN_REUSE_SECONDS) -> None:
+                 min_reuse: float = MIN_REUSE_SECONDS,
+                 opener: Callable[[], Journal] | None = None) -> None:
         self.path = path
+        # How to open a read-only journal; a shared one needs this node's watch roots so the
+        # page shows local paths, not the database's "@id/relative" form.
+        self.opener = opener or (lambda: Journal.open(self.path, readonly=True))
         self.clock = clock
         self.min_reuse = min_reuse
         self._finished: dict[int, Finished] = {}
@@ -111,7 +115,7 @@ class SnapshotReader:
         started = time.monotonic()
         now = self.clock()
         try:
-            journal = Journal.open(self.path, readonly=True)
+            journal = self.opener()
         except Exception as exc:
             return empty_snapshot(now, f"the journal cannot be read: {exc}")
         try:
