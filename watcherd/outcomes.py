@@ -85,6 +85,32 @@ def resettle(journal: Journal, source_id: int, reason: str, *, present: bool) ->
 _OBSTACLES = frozenset({errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.ENOTEMPTY})
 
 
+async def file_trouble(journal: Journal, source_id: int,
+                       exc: SourceError | OutputsNotWritten | OSError,
+                       policy: RetryPolicy) -> None:
+    """How an attempt ends when the file, or where its outputs go, is the trouble.
+
+    A transient SourceError settles the file again (or marks it gone), a permanent one fails
+    it; outputs that could not be written wait (the result is kept, so no new job or run is
+    needed); any other file system error is classified by :func:`file_problem`.
+    """
+    if isinstance(exc, SourceError):
+        if exc.transient:
+            resettle(journal, source_id, exc.message,
+                     present=await present(journal.get(source_id)))
+        else:
+            fail(journal, source_id, exc.message)
+    elif isinstance(exc, OutputsNotWritten):
+        log.error("outputs_not_written", source=journal.get(source_id).path,
+                  source_id=source_id, error=str(exc.error))
+        file_problem(journal, source_id, exc.error,
+                     doing="cannot write the transcript next to the source", policy=policy)
+    else:
+        # Reading the source or its folder failed in a way the steps did not foresee (the
+        # folder became unreadable...): one classification decides.
+        file_problem(journal, source_id, exc, doing="cannot read the source", policy=policy)
+
+
 def file_problem(journal: Journal, source_id: int, exc: OSError, *, doing: str,
                  policy: RetryPolicy) -> None:
     """Decide for one file system error, the same way for every step and engine.

@@ -186,27 +186,9 @@ class GladiaPipeline:
                 self.health.down(exc)
         except PermanentGladiaError as exc:
             outcomes.fail(self.journal, source_id, _permanent_reason(exc))
-        except SourceError as exc:
-            if exc.transient:
-                present = await outcomes.present(self.journal.get(source_id))
-                outcomes.resettle(self.journal, source_id, exc.message, present=present)
-            else:
-                outcomes.fail(self.journal, source_id, exc.message)
-        except OutputsNotWritten as exc:
-            # Disk full, folder not writable...: the result is kept in the journal, so a later
-            # attempt writes the files without a new job.
-            bound.error("outputs_not_written", error=str(exc.error))
-            outcomes.file_problem(
-                self.journal, source_id, exc.error,
-                doing="cannot write the transcript next to the source", policy=self.retry,
-            )
-        except OSError as exc:
-            # Reading the source or its folder failed in a way the steps did not foresee
-            # (e.g. the folder became unreadable): one classification decides.
-            outcomes.file_problem(
-                self.journal, source_id, exc, doing="cannot read the source",
-                policy=self.retry,
-            )
+        except (SourceError, OutputsNotWritten, OSError) as exc:
+            # The file, or where its transcript goes, is the trouble: the same for every engine.
+            await outcomes.file_trouble(self.journal, source_id, exc, self.retry)
         finally:
             # Whatever happened, this attempt is over: the page stops showing it in flight.
             self.progress.clear(source_id)

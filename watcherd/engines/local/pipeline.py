@@ -75,23 +75,9 @@ class LocalPipeline:
             # The installation's problem, not the file's: wait as for a rejected key, never fail.
             outcomes.wait(self.journal, source_id, exc.message, self.retry.auth_pause)
             log.error("local_model_unusable", source=source.path, error=exc.message)
-        except SourceError as exc:
-            if exc.transient:
-                present = await outcomes.present(self.journal.get(source_id))
-                outcomes.resettle(self.journal, source_id, exc.message, present=present)
-            else:
-                outcomes.fail(self.journal, source_id, exc.message)
-        except OutputsNotWritten as exc:
-            # Disk full, folder not writable...: the result is kept in the journal, so a later
-            # attempt writes the files without transcribing again.
-            log.error("outputs_not_written", source=source.path, error=str(exc.error))
-            outcomes.file_problem(self.journal, source_id, exc.error,
-                                  doing="cannot write the transcript next to the source",
-                                  policy=self.retry)
-        except OSError as exc:
-            # Reading the source or its folder failed in a way the steps did not foresee.
-            outcomes.file_problem(self.journal, source_id, exc, doing="cannot read the source",
-                                  policy=self.retry)
+        except (SourceError, OutputsNotWritten, OSError) as exc:
+            # The file, or where its transcript goes, is the trouble: the same for every engine.
+            await outcomes.file_trouble(self.journal, source_id, exc, self.retry)
         finally:
             # Whatever happened, this attempt is over: the page stops showing it in flight.
             self.progress.clear(source_id)
@@ -175,13 +161,6 @@ class LocalPipeline:
         return {**options, "custom_metadata": metadata}
 
     # -- outcomes ------------------------------------------------------------------------
-
-    def _retry_in(self, source_id: int, reason: str) -> float:
-        """Schedule another attempt with backoff; returns the delay."""
-        attempts = self.journal.get(source_id).attempts + 1
-        delay = self.retry.delay(attempts)
-        outcomes.wait(self.journal, source_id, reason, delay, attempts=attempts)
-        return delay
 
     def _retry_later(self, source_id: int, reason: str) -> None:
         current = self.journal.get(source_id)
