@@ -745,7 +745,8 @@ class BrokenEngine(LocalEngine):
         self.calls = 0
 
     async def transcribe(self, path: Path, options: Mapping[str, Any], *,
-                         on_progress: Callable[[float], None] | None = None
+                         on_progress: Callable[[float], None] | None = None,
+                         on_start: Callable[[float | None], None] | None = None,
                          ) -> dict[str, Any]:
         """Fail like a worker killed mid-file."""
         self.calls += 1
@@ -933,7 +934,8 @@ class ChangingEngine(LocalEngine):
         super().__init__(Path("/nonexistent"))
 
     async def transcribe(self, path: Path, options: Mapping[str, Any], *,
-                         on_progress: Callable[[float], None] | None = None
+                         on_progress: Callable[[float], None] | None = None,
+                         on_start: Callable[[float | None], None] | None = None,
                          ) -> dict[str, Any]:
         """Append to the source while 'transcribing' it, then return a result."""
         with path.open("ab") as f:

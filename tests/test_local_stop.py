@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from tests.local_daemon import SHORT_TEXT, events, local_config, row, running_local
 from tests.speech import ENGLISH_TEXT, repeat_wav, speak
 from watcherd.config import Config, GladiaConfig, WatchConfig
+from watcherd.engines.local.estimate import PRIOR_SPEED, Run, Speed
 from watcherd.engines.local.model import bundled_model, local_engine_installed
 from watcherd.engines.local.pipeline import LocalPipeline
 from watcherd.engines.local.runner import LocalEngine
@@ -84,3 +89,38 @@ def test_a_file_far_from_its_end_starts_over(tmp_path: Path, inbox: Path) -> Non
     state, note = _stop_midway(tmp_path, inbox, grace=0.0)
     assert state == "pending"
     assert note is not None and "interrupted" in note
+
+
+def test_a_short_file_is_finished_on_sigterm(tmp_path: Path, inbox: Path) -> None:
+    """SIGTERM as a short recording's transcription starts (before any progress report): its
+    length and the engine's speed say it ends within the grace, so it is finished first."""
+    with running_local(tmp_path, local_config(tmp_path, [inbox])) as daemon:
+        audio = speak(SHORT_TEXT, inbox / "short.wav")
+        daemon.wait_for_event("transcription_started", timeout=120)
+        assert daemon.terminate(timeout=120) == 0
+    assert events(daemon, "finishing_before_stop"), daemon.log_path.read_text()
+    assert row(daemon, audio)["state"] == "done"
+    assert (inbox / "short.txt").exists()
+
+
+def test_speed_is_assumed_then_learned() -> None:
+    """Before any file the estimate uses the documented speed; then the measured one."""
+    speed = Speed()
+    run = Run(started=100.0, audio_seconds=15.0)
+    assert speed.seconds_left(run, now=100.0) == pytest.approx(15.0 / PRIOR_SPEED)
+    speed.learn(audio_seconds=10.0, wall_seconds=10.0)  # this machine: real time
+    assert speed.seconds_left(run, now=101.0) == pytest.approx(14.0)
+    # Past the expected end without a report: about to end, not "never".
+    assert speed.seconds_left(run, now=200.0) == 0.0
+    # A progress report: the file's own pace wins (2 s for a quarter: 6 s more).
+    assert speed.seconds_left(Run(100.0, 15.0, fraction=0.25), now=102.0) == pytest.approx(6.0)
+    assert speed.seconds_left(Run(100.0, None), now=100.0) is None
+
+
+@given(st.lists(st.tuples(st.floats(0.0, 1e5), st.floats(0.0, 1e5)), max_size=20))
+def test_learned_speed_stays_positive_and_finite(files: list[tuple[float, float]]) -> None:
+    """Whatever files were measured (empty, instant, huge), the speed stays usable."""
+    speed = Speed()
+    for audio_seconds, wall_seconds in files:
+        speed.learn(audio_seconds, wall_seconds)
+    assert 0.0 < speed.value < math.inf

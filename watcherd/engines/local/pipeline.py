@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ import structlog
 
 from watcherd import outcomes
 from watcherd.config import default_outputs
+from watcherd.engines.local.estimate import Run, Speed
 from watcherd.engines.local.model import ModelError
 from watcherd.engines.local.runner import LocalEngine, LocalEngineError
 from watcherd.errors import SourceError
@@ -58,8 +60,10 @@ class LocalPipeline:
         self.retry = retry or RetryPolicy()
         # Where the status page learns how far each file has come (memory only).
         self.progress = progress or ProgressBoard()
-        # Source id -> (when its transcription started, share done): for a stop's grace.
-        self._running: dict[int, tuple[float, float]] = {}
+        # Source id -> its transcription in a worker process, and the engine's speed: for a
+        # stop's grace (a file about to end is finished).
+        self._running: dict[int, Run] = {}
+        self.speed = Speed()
 
     async def drive(self, source_id: int) -> None:
         """Take one source as far as it can go now; every outcome lands in the journal."""
@@ -105,15 +109,19 @@ class LocalPipeline:
             last_error=None, note=None, next_attempt_at=None,
         )
         log.info("transcription_started", source=source.path, engine="local")
-        self._running[source.id] = (time.monotonic(), 0.0)
+
+        def started(audio_seconds: float | None) -> None:
+            self._running[source.id] = Run(time.monotonic(), audio_seconds)
 
         def progressed(fraction: float) -> None:
-            self._running[source.id] = (self._running[source.id][0], fraction)
+            run = self._running.get(source.id)
+            if run is not None:
+                self._running[source.id] = dataclasses.replace(run, fraction=fraction)
             self.progress.report(source.id, fraction=fraction, phase="transcribing")
 
         try:
             job = await self.engine.transcribe(path, self._options(source),
-                                               on_progress=progressed)
+                                               on_progress=progressed, on_start=started)
         except asyncio.CancelledError:
             # Shutting down: the interrupted run is not the file's fault; it starts over.
             # Best effort only: left in "transcribing" it is re-run after a restart as well.
@@ -130,6 +138,8 @@ class LocalPipeline:
         await run_on(source.watch_root, outcomes.check_unchanged, source, "since it was hashed",
                      "disappeared before it was transcribed")
         self.journal.store_result(source, job)
+        metadata = job["result"]["metadata"]
+        self.speed.learn(float(metadata["audio_duration"]), float(metadata["transcription_time"]))
         unavailable = job.get("watcherd", {}).get("unavailable_options") or []
         if unavailable:
             log.warning("options_not_available_locally", source=source.path,
@@ -142,14 +152,15 @@ class LocalPipeline:
     def finishing_within(self, source_id: int, seconds: float) -> bool:
         """Whether this source's transcription should end within ``seconds``.
 
-        Estimated from its progress so far (time taken x share left / share done); a file
-        with no progress yet is never counted as nearly done.
+        Before its first progress report, from the recording's length and the engine's speed
+        (short files report nothing until they are done); after it, from its own pace. A file
+        still waiting for a worker process, or of unknown length, is not counted as near.
         """
-        started, fraction = self._running.get(source_id, (0.0, 0.0))
-        if fraction <= 0.0:
+        run = self._running.get(source_id)
+        if run is None:
             return False
-        elapsed = time.monotonic() - started
-        return bool(elapsed * (1.0 - fraction) / fraction <= seconds)
+        left = self.speed.seconds_left(run, time.monotonic())
+        return left is not None and left <= seconds
 
     def _options(self, source: Source) -> dict[str, Any]:
         options = source.options

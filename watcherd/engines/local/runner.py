@@ -740,10 +740,13 @@ class LocalEngine:
         await asyncio.gather(*(w.spawn() for w in self._workers if not w.alive))
 
     async def transcribe(self, path: Path, options: Mapping[str, Any], *,
-                         on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+                         on_progress: Callable[[float], None] | None = None,
+                         on_start: Callable[[float | None], None] | None = None,
+                         ) -> dict[str, Any]:
         """Transcribe one file; returns a done job dict in Gladia's shape (see module doc).
 
-        ``on_progress`` gets the share of the audio done as the worker goes.
+        ``on_start`` is told the recording's length (None: unknown) when a worker process
+        takes the file; ``on_progress`` gets the share of the audio done as the worker goes.
         """
         if self._closed:
             raise LocalEngineError("the local engine is shut down", transient=True)
@@ -754,9 +757,12 @@ class LocalEngine:
         try:
             if not worker.alive:
                 await worker.spawn()
-            time_limit = await asyncio.to_thread(self._time_limit, path)
+            seconds = await asyncio.to_thread(media.audio_duration, path)
+            time_limit = self._time_limit(seconds)
             created_at = _iso_now()
             started = time.monotonic()
+            if on_start is not None:
+                on_start(seconds)
             kind, value = await worker.call({
                 "path": str(path),
                 "language": plan.language,
@@ -778,9 +784,9 @@ class LocalEngine:
             transcription_time=time.monotonic() - started,
         )
 
-    def _time_limit(self, path: Path) -> float | None:
-        """How long one file may take before its worker counts as hung (None: no limit)."""
-        seconds = media.audio_duration(path)
+    def _time_limit(self, seconds: float | None) -> float | None:
+        """How long a file of ``seconds`` may take before its worker counts as hung (None:
+        no limit)."""
         if seconds is None:
             return None  # unknown length: only a worker's death ends the wait
         return max(self.min_time_limit, seconds * self.time_limit_factor)
