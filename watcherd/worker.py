@@ -736,9 +736,10 @@ class Worker:
                                       reason=item.problem, last_error=item.problem)
             return
         task = self._running.get(source.id)
-        if task is not None:
-            return  # the running attempt finds out and records it itself
         if self._storage_away(source, item.facts):
+            return
+        if task is not None:
+            self._stop_deleted(source, task)
             return
         self.journal.transition(
             source, "gone", actor="watcher", reason="source deleted before it was done",
@@ -746,6 +747,27 @@ class Worker:
         )
         self._book.sources.pop(source.path, None)
         log.warning("source_gone", source=source.path)
+
+    def _stop_deleted(self, source: Source, task: asyncio.Task[None]) -> None:
+        """A source deleted while an attempt works on it: record ``gone``, then stop the attempt
+        (the local engine's worker process drops the file, an upload is abandoned).
+
+        Only while nothing exists elsewhere yet (no Gladia job made, or maybe made) and no
+        result is kept: stopping then loses nothing, and the work would be for nobody. Past
+        that point the attempt goes on and finds out itself.
+        """
+        if (source.job_id is not None or source.submit_started_at is not None
+                or stored_result(self.journal, source) is not None):
+            return
+        reason = f"source disappeared while {source.state}; its work was stopped"
+        # Recorded before the attempt is stopped: its own cleanup sees the source is gone.
+        self.journal.transition(
+            source, "gone", actor="watcher", reason=reason,
+            last_error="the source disappeared before it was transcribed",
+        )
+        self._book.sources.pop(source.path, None)
+        task.cancel()
+        log.warning("source_gone", source=source.path, reason=reason)
 
     def _storage_away(self, source: Source, facts: StorageFacts | None) -> bool:
         """True (and noted) when a missing source's root or file system is away, not deleted."""

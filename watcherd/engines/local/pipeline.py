@@ -125,11 +125,14 @@ class LocalPipeline:
         except asyncio.CancelledError:
             # Shutting down: the interrupted run is not the file's fault; it starts over.
             # Best effort only: left in "transcribing" it is re-run after a restart as well.
+            # A source the worker stopped because it was deleted is already gone: kept so.
             with contextlib.suppress(Exception):
-                self.journal.transition(
-                    source, "pending", actor="worker", reason="interrupted by shutdown",
-                    note="interrupted; transcribed again when watcherd runs",
-                )
+                current = self.journal.get(source.id)
+                if current.state == "transcribing":
+                    self.journal.transition(
+                        current, "pending", actor="worker", reason="interrupted by shutdown",
+                        note="interrupted; transcribed again when watcherd runs",
+                    )
             raise
         finally:
             self._running.pop(source.id, None)
