@@ -6,6 +6,7 @@ import json
 import signal
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,32 @@ class TestReload:
         f = inbox / "still.wav"
         data = make_wav(f, seconds=0.3, salt="still")
         wait_until(lambda: _transcribed(f, data), timeout=30, message="transcript")
+        assert daemon.terminate() == 0
+
+
+    def test_sighup_mid_upload_keeps_the_upload(
+        self, tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess]
+    ) -> None:
+        """A valid reload while a file uploads: the upload goes on in the next generation
+        (the Gladia engine is kept, its settings unchanged) instead of starting over."""
+        sim.faults.add("upload", "delay", delay=2.0)
+        daemon, inbox, config = _setup(tmp_path, sim, daemons)
+        daemon.start()
+        daemon.wait_for_event("ready")
+        f = inbox / "big.wav"
+        data = make_wav(f, seconds=0.3, salt="mid-upload")
+        daemon.wait_for_event("upload_started")
+        second = tmp_path / "second"
+        second.mkdir()
+        config.write_text(config.read_text() + f'\n[[watch]]\npath = "{second}"\n')
+        assert daemon.proc is not None
+        signalled = time.time()
+        daemon.proc.send_signal(signal.SIGHUP)
+        line = daemon.wait_for_event("reloaded")
+        wait_until(lambda: _transcribed(f, data), timeout=30, message="transcript")
+        # Requests are recorded when they end, with when they began: none began anew.
+        assert [r for r in sim.requests() if r.endpoint == "upload" and r.time > signalled] == []
+        assert line["kept"] == ["gladia"] and line["in_flight"] == 1
         assert daemon.terminate() == 0
 
 

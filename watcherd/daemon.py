@@ -21,8 +21,9 @@ from watcherd.config import Config, WatchConfig, watch_roots
 from watcherd.engines import Engines, engine_for, no_engine_reason, open_engines
 from watcherd.errors import ConfigError
 from watcherd.folders import Folders
+from watcherd.generations import Carry, HandOver, hand_over, retire
 from watcherd.health import ApiHealth
-from watcherd.journal import ACTIVE_STATES, Journal
+from watcherd.journal import ACTIVE_STATES, Journal, Source
 from watcherd.journal.configured import (
     display_location,
     one_shot_node,
@@ -63,7 +64,13 @@ class Daemon:
         self.status_interval = status_interval
         self._stop = asyncio.Event()
         self._generation_done = asyncio.Event()
-        self._reload = False
+        # A re-read config already checked: the next generation runs it.
+        self._next_config: Config | None = None
+        # What the next generation takes over from this one (engines, attempts in flight).
+        self._carry = Carry()
+        # Engines a reload replaced, finishing the files they started.
+        self._retiring: set[asyncio.Future[None]] = set()
+        self._folders: Folders | None = None
         self._signals = 0
         self._integrity_checked = False
         # Engines report how far each file is; the status page shows it. Kept across reloads.
@@ -83,11 +90,19 @@ class Daemon:
         self._generation_done.set()
 
     def request_reload(self) -> None:
-        """SIGHUP: finish this generation and start the next with the re-read config."""
+        """SIGHUP: re-read the config; only a valid one ends this generation (the next runs it,
+        taking over what is in flight). A rejected one changes nothing at all."""
         if self.reload_config is None:
             log.warning("reload_unsupported")
             return
-        self._reload = True
+        if self._stop.is_set():
+            return
+        self.notifier.reloading()
+        config = self._checked_reload()
+        if config is None:
+            self.notifier.ready()  # still ready, on the previous config
+            return
+        self._next_config = config
         self._generation_done.set()
 
     async def run(self) -> int:
@@ -105,25 +120,31 @@ class Daemon:
         try:
             while not self._stop.is_set():
                 await self._serve(journal)
-                if self._reload and not self._stop.is_set():
-                    self._reload = False
-                    self._apply_reload()
+                config, self._next_config = self._next_config, None
+                if config is not None and not self._stop.is_set():
+                    self.config = config
+                    log.info("reloaded", watches=[str(w.path) for w in config.watches],
+                             kept=sorted(self._carry.engines),
+                             in_flight=len(self._carry.attempts))
         finally:
             watchdog.cancel()
+            if self._retiring:
+                # The last worker stopped (or finished) their files: they close now.
+                await asyncio.wait(self._retiring, timeout=30)
             journal.close()
             log.info("stopped")
         return 0
 
-    def _apply_reload(self) -> None:
-        """Adopt a re-read config only if it is valid; otherwise keep the running one."""
+    def _checked_reload(self) -> Config | None:
+        """The re-read config if it is valid, else None (said in the log, with why)."""
         assert self.reload_config is not None
-        self.notifier.reloading()
         try:
             config = self.reload_config()
             engine_for(config)
         except ConfigError as exc:
-            log.error("reload_rejected", error=str(exc), hint="still running the previous config")
-            return
+            log.error("reload_rejected", error=str(exc), hint="still running the previous "
+                      "config; nothing was stopped or restarted")
+            return None
         if (config.journal_path, config.journal_url, config.node_name) != (
             self.config.journal_path, self.config.journal_url, self.config.node_name
         ):
@@ -134,8 +155,12 @@ class Daemon:
                 config, journal_path=self.config.journal_path,
                 journal_url=self.config.journal_url, node_name=self.config.node_name,
             )
-        self.config = config
-        log.info("reloaded", watches=[str(w.path) for w in config.watches])
+        return config
+
+    def _outputs_for(self, source: Source) -> tuple[str, ...]:
+        """The output formats of the current config (engines kept by a reload ask it too)."""
+        assert self._folders is not None
+        return self._folders.outputs_for(source)
 
     async def _serve(self, journal: Journal) -> None:
         """One generation: engine, worker and watcher built from the current config."""
@@ -146,11 +171,15 @@ class Daemon:
         journal.map_roots(watch_roots(config.watches))
         # Sources outside every watch were handed over by `watcherd transcribe`.
         folders = Folders(config.watches, defaults=config.defaults)
-        health = ApiHealth(journal)
-        engine = await open_engines(config, journal, outputs_for=folders.outputs_for,
+        self._folders = folders
+        carry, self._carry = self._carry, Carry()
+        health = carry.health or ApiHealth(journal)
+        engine = await open_engines(config, journal, outputs_for=self._outputs_for,
                                     health=health, progress=self.progress,
-                                    on_request=self.api_requests.record)
+                                    on_request=self.api_requests.record, keep=carry.engines)
         worker = _worker(config, journal, engine, folders)
+        worker.adopt(carry.attempts)
+        handed: HandOver | None = None
         watcher = Watcher(config.watches, worker.hint_threadsafe,
                           on_complete=worker.complete_threadsafe)
         activity = Activity(
@@ -173,7 +202,9 @@ class Daemon:
                      engine=engine.default or "none", engines=sorted(engine.opened))
             if not engine.for_worker():
                 log.warning("no_engine", hint=engine.problem())
-            await engine.start()
+            for name, opened in engine.opened.items():
+                if name not in carry.engines:
+                    await opened.start()  # a kept engine said what was wrong already
             watcher.start()
             loop = asyncio.get_running_loop()
             helpers = [
@@ -184,9 +215,16 @@ class Daemon:
             waiter = loop.create_task(self._generation_done.wait())
             runner = loop.create_task(worker.run(stop))
             await asyncio.wait({waiter, runner}, return_when=asyncio.FIRST_COMPLETED)
+            if self._next_config is not None and not self._stop.is_set():
+                # A reload: what runs goes on in the next generation instead of being stopped.
+                handed = hand_over(worker, engine, self._next_config)
+                if handed.stopped:
+                    await asyncio.wait(handed.stopped, timeout=5)
             stop.set()
             await runner
             waiter.cancel()
+            if handed is not None:
+                self._carry = handed.carry
         finally:
             for helper in helpers:
                 helper.cancel()
@@ -197,7 +235,21 @@ class Daemon:
                 clear_state(journal.location)
             await activity.close()
             activity.write_metrics()
-            await engine.close()
+            await self._close_engines(engine, handed)
+
+    async def _close_engines(self, engines: Engines, handed: HandOver | None) -> None:
+        """Close this generation's engines but those the next one keeps or that retire."""
+        kept = set(self._carry.engines.values())
+        for engine in engines.opened.values():
+            if engine in kept:
+                continue
+            attempts = handed.retiring.get(engine) if handed is not None else None
+            if attempts:
+                task = asyncio.ensure_future(retire(engine, attempts))
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+            else:
+                await engine.close()
 
     async def _startup(self, watcher: Watcher, worker: Worker, journal: Journal,
                        activity: Activity) -> None:

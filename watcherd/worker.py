@@ -191,6 +191,15 @@ def _stat_of(source: Source) -> FileStat:
 
 
 @dataclass(frozen=True)
+class InFlight:
+    """An attempt handed from one generation's worker to the next's (see Worker.hand_over)."""
+
+    engine: str
+    pipeline: Pipeline
+    task: asyncio.Task[None]
+
+
+@dataclass(frozen=True)
 class HashFailure:
     """Why a file could not be hashed, with what its path looked like right after."""
 
@@ -364,6 +373,9 @@ class Worker:
         self.engines = dict(engines)
         self.engine_of = engine_of or (lambda watch: "default")
         self._engine_running: dict[int, str] = {}
+        # The pipeline each running attempt goes through: after a reload that changed an
+        # engine's settings, adopted attempts finish on the engine they started on.
+        self._pipeline_of: dict[int, Pipeline] = {}
         # One view of the remote API, shared with the engine that reports to it.
         if health is None:
             remote = [p for p, _ in self.engines.values() if getattr(p, "remote_jobs", False)]
@@ -555,11 +567,42 @@ class Worker:
 
     def _finishing(self, source_id: int) -> bool:
         """Whether the engine driving this source says it will end within the stop grace."""
-        name = self._engine_running.get(source_id)
-        if name is None or name not in self.engines:
+        pipeline = self._pipeline_of.get(source_id)
+        if pipeline is None:
             return False
-        check = getattr(self.engines[name][0], "finishing_within", None)
+        check = getattr(pipeline, "finishing_within", None)
         return bool(check(source_id, self.finish_grace)) if callable(check) else False
+
+    def hand_over(self) -> dict[int, InFlight]:
+        """Give up the running attempts, for the worker of the next generation (a reload) to
+        :meth:`adopt`: stopping this worker then leaves them running."""
+        handed = {
+            source_id: InFlight(self._engine_running[source_id], self._pipeline_of[source_id],
+                                task)
+            for source_id, task in self._running.items()
+            if not task.done() and source_id in self._pipeline_of
+        }
+        for source_id in handed:
+            del self._running[source_id]
+            self._engine_running.pop(source_id, None)
+            self._pipeline_of.pop(source_id, None)
+        return handed
+
+    def adopt(self, attempts: Mapping[int, InFlight]) -> None:
+        """Take over attempts another worker handed over: they count against their engine's
+        concurrency, are not started twice, and a stop treats them as this worker's own."""
+        for source_id, attempt in attempts.items():
+            if attempt.task.done():
+                continue
+            self._running[source_id] = attempt.task
+            self._engine_running[source_id] = attempt.engine
+            self._pipeline_of[source_id] = attempt.pipeline
+            attempt.task.add_done_callback(self._adopted_ended)
+
+    def _adopted_ended(self, _: asyncio.Future[None]) -> None:
+        # The attempt wakes the worker that started it; this one must look too.
+        self._book.dirty = True
+        self._wake.set()
 
     async def tick(self) -> None:
         """One pass: record hints, settle what is ready, start what is due."""
@@ -995,6 +1038,7 @@ class Worker:
             if task.done():
                 del self._running[source_id]
                 self._engine_running.pop(source_id, None)
+                self._pipeline_of.pop(source_id, None)
                 if not task.cancelled() and task.exception() is not None:
                     log.error("worker_bug", source_id=source_id,
                               error=repr(task.exception()))
@@ -1058,6 +1102,7 @@ class Worker:
             if probing and pipeline.remote_jobs:
                 self._last_probe = source.id
             self._engine_running[source.id] = name
+            self._pipeline_of[source.id] = pipeline
             self._running[source.id] = asyncio.ensure_future(self._drive(pipeline, source.id))
         if no_engine:
             self._note_no_engine(no_engine)

@@ -10,7 +10,7 @@ get an engine).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 
@@ -37,6 +37,7 @@ __all__ = [
     "no_engine_reason",
     "open_engines",
     "resolve_engine",
+    "reusable",
 ]
 
 INSTALL_LOCAL = "pip install 'watcherd[local]'"
@@ -153,6 +154,18 @@ class Engines:
             await engine.close()
 
 
+def reusable(engines: Engines, config: Config) -> dict[str, Engine]:
+    """The opened engines a reload to ``config`` can keep as they are: still needed, opened
+    from the same settings, and usable (a reload is also how an unusable one is tried again).
+    """
+    needed = engines_needed(config)
+    return {
+        name: engine for name, engine in engines.opened.items()
+        if name in needed and engine.pipeline is not None
+        and type(engine).settings(config) == type(engine).settings(engines.config)
+    }
+
+
 async def open_engines(
     config: Config, journal: Journal, *,
     outputs_for: Callable[[Source], Sequence[str]] = default_outputs,
@@ -160,22 +173,26 @@ async def open_engines(
     listen: bool = True,
     progress: ProgressBoard | None = None,
     on_request: Callable[[str, int | None], None] | None = None,
+    keep: Mapping[str, Engine] | None = None,
 ) -> Engines:
     """Open every engine the folders need, each with the same context.
 
     ``listen`` lets an engine start what receives calls from outside (Gladia's callback
-    listener); a one-shot ``transcribe`` runs without.
+    listener); a one-shot ``transcribe`` runs without. ``keep``: engines already open (see
+    :func:`reusable`), used instead of opening them again.
     """
     health = health or ApiHealth(journal)
     context = EngineContext(config=config, journal=journal, health=health, retry=config.retry,
                             outputs_for=outputs_for, listen=listen, progress=progress,
                             on_request=on_request)
+    kept = dict(keep or {})
     opened: dict[str, Engine] = {}
     try:
         for name in sorted(engines_needed(config)):
-            opened[name] = await engine_class(name).open(context)
+            opened[name] = kept[name] if name in kept else await engine_class(name).open(context)
     except BaseException:
-        for engine in opened.values():
-            await engine.close()
+        for name, engine in opened.items():
+            if name not in kept:
+                await engine.close()
         raise
     return Engines(config, opened, health)

@@ -89,6 +89,14 @@ class Engine(abc.ABC):
         """Open the engine: its clients, processes and pipeline."""
 
     @classmethod
+    def settings(cls, config: Config) -> tuple[object, ...]:
+        """What of ``config`` this engine is opened from: while it compares equal, a reload
+        keeps the opened engine (its processes, connections, listener). By default every
+        engine-related table, so a subclass that says less is never kept by mistake."""
+        return (config.engine, config.gladia, config.local, config.local_model,
+                config.callback, config.webhook, config.retry)
+
+    @classmethod
     async def doctor(cls, config: Config) -> list[Finding]:
         """What `watcherd doctor` should say about this engine with ``config`` (nothing by
         default); a check, so it reports instead of raising."""

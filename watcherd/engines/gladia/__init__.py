@@ -84,6 +84,11 @@ class GladiaEngine(Engine):
         return [ok("gladia api", f"{url} accepted the key")]
 
     @classmethod
+    def settings(cls, config: Config) -> tuple[object, ...]:
+        """The API (key, address, plan), the callback listener and webhooks, the retries."""
+        return (config.gladia, config.callback, config.webhook, config.retry)
+
+    @classmethod
     async def open(cls, context: EngineContext) -> GladiaEngine:
         """The client, the callback listener when configured, and the pipeline using both."""
         config = context.config

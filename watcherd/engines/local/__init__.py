@@ -67,6 +67,11 @@ class LocalWhisperEngine(Engine):
         return None
 
     @classmethod
+    def settings(cls, config: Config) -> tuple[object, ...]:
+        """The model, its worker processes and the retry policy its pipeline applies."""
+        return (config.local, config.local_model, config.retry)
+
+    @classmethod
     async def open(cls, context: EngineContext) -> LocalWhisperEngine:
         """Verify the model and start the worker processes; an unusable model leaves files
         waiting, with why."""
