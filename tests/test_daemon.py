@@ -147,6 +147,34 @@ class TestReload:
         assert daemon.terminate() == 0
 
 
+    def test_two_quick_sighups_apply_the_last_config(
+        self, tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess]
+    ) -> None:
+        """A second SIGHUP while the first reload is under way is not lost: the config it
+        read is the one that runs."""
+        daemon, _, config = _setup(tmp_path, sim, daemons)
+        daemon.start()
+        daemon.wait_for_event("ready")
+        base = config.read_text()
+        first, second = tmp_path / "first", tmp_path / "second"
+        first.mkdir()
+        second.mkdir()
+        assert daemon.proc is not None
+        config.write_text(base + f'\n[[watch]]\npath = "{first}"\n')
+        daemon.proc.send_signal(signal.SIGHUP)
+        config.write_text(base + f'\n[[watch]]\npath = "{first}"\n'
+                          f'\n[[watch]]\npath = "{second}"\n')
+        daemon.proc.send_signal(signal.SIGHUP)
+        f = second / "late.wav"
+        wait_until(lambda: any(str(second) in line.get("watches", [])
+                               for line in daemon.log_lines()
+                               if line.get("event") == "reloaded"),
+                   timeout=30, message="the second reload")
+        data = make_wav(f, seconds=0.3, salt="second reload")
+        wait_until(lambda: _transcribed(f, data), timeout=30, message="transcript")
+        assert daemon.terminate() == 0
+
+
 class TestJournalLoss:
     """Losing the journal never means transcribing (and paying) again."""
 

@@ -64,8 +64,10 @@ class Daemon:
         self.status_interval = status_interval
         self._stop = asyncio.Event()
         self._generation_done = asyncio.Event()
-        # A re-read config already checked: the next generation runs it.
+        # A re-read config already checked, and the one this generation hands over to (a
+        # SIGHUP during the hand-over is kept for the next generation to end at once).
         self._next_config: Config | None = None
+        self._reload_to: Config | None = None
         # What the next generation takes over from this one (engines, attempts in flight).
         self._carry = Carry()
         # Engines a reload replaced, finishing the files they started.
@@ -120,7 +122,7 @@ class Daemon:
         try:
             while not self._stop.is_set():
                 await self._serve(journal)
-                config, self._next_config = self._next_config, None
+                config, self._reload_to = self._reload_to, None
                 if config is not None and not self._stop.is_set():
                     self.config = config
                     log.info("reloaded", watches=[str(w.path) for w in config.watches],
@@ -165,7 +167,7 @@ class Daemon:
     async def _serve(self, journal: Journal) -> None:
         """One generation: engine, worker and watcher built from the current config."""
         self._generation_done = asyncio.Event()
-        if self._stop.is_set():
+        if self._stop.is_set() or self._next_config is not None:
             self._generation_done.set()
         config = self.config
         journal.map_roots(watch_roots(config.watches))
@@ -217,7 +219,8 @@ class Daemon:
             await asyncio.wait({waiter, runner}, return_when=asyncio.FIRST_COMPLETED)
             if self._next_config is not None and not self._stop.is_set():
                 # A reload: what runs goes on in the next generation instead of being stopped.
-                handed = hand_over(worker, engine, self._next_config)
+                self._reload_to, self._next_config = self._next_config, None
+                handed = hand_over(worker, engine, self._reload_to)
                 if handed.stopped:
                     await asyncio.wait(handed.stopped, timeout=5)
             stop.set()

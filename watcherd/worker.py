@@ -547,7 +547,8 @@ class Worker:
         """Abandon waits and in-flight calls; the journal already holds where each one was.
 
         A local transcription that should end within ``finish_grace`` seconds (estimated
-        from its progress) is let finish first: stopping it would throw its work away and
+        by its engine: from its progress, or its length and the engine's speed) is let finish
+        first: stopping it would throw its work away and
         run it again from the beginning next time.
         """
         finishing = {
