@@ -147,6 +147,29 @@ class TestReload:
         assert daemon.terminate() == 0
 
 
+    def test_sighup_with_new_gladia_settings_mid_upload(
+        self, tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess]
+    ) -> None:
+        """New [gladia] settings on SIGHUP while a file uploads: the Gladia engine is opened
+        again, the file resumes from the journal on it and gets exactly one job."""
+        sim.faults.add("upload", "delay", delay=2.0)
+        daemon, inbox, config = _setup(tmp_path, sim, daemons)
+        daemon.start()
+        daemon.wait_for_event("ready")
+        f = inbox / "big.wav"
+        data = make_wav(f, seconds=0.3, salt="new settings")
+        daemon.wait_for_event("upload_started")
+        config.write_text(config.read_text().replace("max_concurrent_jobs = 3",
+                                                     "max_concurrent_jobs = 2"))
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGHUP)
+        line = daemon.wait_for_event("reloaded")
+        assert line["kept"] == []
+        wait_until(lambda: _transcribed(f, data), timeout=30, message="transcript")
+        assert list(sim.creates_per_content().values()) == [1]
+        assert daemon.terminate() == 0
+        assert not daemon.tracebacks()
+
     def test_two_quick_sighups_apply_the_last_config(
         self, tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess]
     ) -> None:
