@@ -121,18 +121,24 @@ class TestReload:
         assert daemon.terminate() == 0
 
 
-    def test_sighup_mid_upload_keeps_the_upload(
-        self, tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess]
-    ) -> None:
-        """A valid reload while a file uploads: the upload goes on in the next generation
-        (the Gladia engine is kept, its settings unchanged) instead of starting over."""
+    def _uploading(self, tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess],
+                   salt: str) -> tuple[DaemonProcess, Path, bytes, Path]:
+        """A daemon whose first file is uploading (the simulator holds the upload 2 s)."""
         sim.faults.add("upload", "delay", delay=2.0)
         daemon, inbox, config = _setup(tmp_path, sim, daemons)
         daemon.start()
         daemon.wait_for_event("ready")
         f = inbox / "big.wav"
-        data = make_wav(f, seconds=0.3, salt="mid-upload")
+        data = make_wav(f, seconds=0.3, salt=salt)
         daemon.wait_for_event("upload_started")
+        return daemon, f, data, config
+
+    def test_sighup_mid_upload_keeps_the_upload(
+        self, tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess]
+    ) -> None:
+        """A valid reload while a file uploads: the upload goes on in the next generation
+        (the Gladia engine is kept, its settings unchanged) instead of starting over."""
+        daemon, f, data, config = self._uploading(tmp_path, sim, daemons, "mid-upload")
         second = tmp_path / "second"
         second.mkdir()
         config.write_text(config.read_text() + f'\n[[watch]]\npath = "{second}"\n')
@@ -146,19 +152,12 @@ class TestReload:
         assert line["kept"] == ["gladia"] and line["in_flight"] == 1
         assert daemon.terminate() == 0
 
-
     def test_sighup_with_new_gladia_settings_mid_upload(
         self, tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess]
     ) -> None:
         """New [gladia] settings on SIGHUP while a file uploads: the Gladia engine is opened
         again, the file resumes from the journal on it and gets exactly one job."""
-        sim.faults.add("upload", "delay", delay=2.0)
-        daemon, inbox, config = _setup(tmp_path, sim, daemons)
-        daemon.start()
-        daemon.wait_for_event("ready")
-        f = inbox / "big.wav"
-        data = make_wav(f, seconds=0.3, salt="new settings")
-        daemon.wait_for_event("upload_started")
+        daemon, f, data, config = self._uploading(tmp_path, sim, daemons, "new settings")
         config.write_text(config.read_text().replace("max_concurrent_jobs = 3",
                                                      "max_concurrent_jobs = 2"))
         assert daemon.proc is not None
