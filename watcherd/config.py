@@ -30,6 +30,7 @@ from watcherd.retry import RETRY_KEYS, RetryPolicy
 EngineName = str
 LogFormat = Literal["auto", "json", "console"]
 PollMode = Literal["auto", "always", "never"]
+FollowLinks = Literal["inside", "anywhere"]
 # The formats [defaults] / [[watch]] outputs may list: whatever the outputs module writes.
 OUTPUT_FORMATS: tuple[str, ...] = FORMATS
 
@@ -43,6 +44,9 @@ def engine_names() -> tuple[EngineName, ...]:
 LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 POLL_MODES: tuple[PollMode, ...] = ("auto", "always", "never")
+#: Which symbolic links a watch follows: only those that stay beneath its root (Samba's
+#: ``wide links = no``), or any (a link in the inbox can then send any file the daemon can read).
+FOLLOW_LINKS: tuple[FollowLinks, ...] = ("inside", "anywhere")
 LOCAL_MODELS = ("base",)
 LOCAL_DEVICES = ("auto", "cpu", "cuda")
 LOCAL_COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32",
@@ -211,7 +215,7 @@ MIN_HTTP_TOKEN_CHARS = 16
 WEBHOOK_SECRET_PREFIX = "whsec_"
 _GLADIA_KEYS = ("api_key", "api_key_file", "api_url", "max_concurrent_jobs")
 _DEFAULTS_KEYS = ("outputs", "settle_seconds", "recursive", "include", "exclude", "poll", "options",
-                  "fallback")
+                  "fallback", "follow_links")
 _WATCH_KEYS = ("path", "id", "engine", *_DEFAULTS_KEYS)
 _JOURNAL_KEYS = ("path", "url", "lease_seconds")
 #: A watch id: what the shared journal stores paths relative to (letters, digits, . _ -).
@@ -277,6 +281,7 @@ class WatchDefaults:
     poll: PollMode = "auto"
     options: Mapping[str, Any] = field(default_factory=dict)
     fallback: str = "none"
+    follow_links: FollowLinks = "inside"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1103,6 +1108,10 @@ class _Parser:
         fields["fallback"] = (
             self.choice(table["fallback"], f"{prefix}.fallback", FALLBACKS)
             if "fallback" in table else base.fallback
+        )
+        fields["follow_links"] = (
+            self.choice(table["follow_links"], f"{prefix}.follow_links", FOLLOW_LINKS)
+            if "follow_links" in table else base.follow_links
         )
         return fields
 

@@ -28,7 +28,7 @@ from urllib.parse import quote
 import httpx
 import structlog
 
-from watcherd import __version__
+from watcherd import __version__, roots
 from watcherd.config import Secret
 from watcherd.errors import (
     AuthError,
@@ -497,7 +497,11 @@ class GladiaClient:
 def _open_source(path: Path) -> tuple[IO[bytes], int]:
     """Open the source for reading and return it with its size (runs on a worker thread)."""
     try:
-        file = open(path, "rb")  # noqa: SIM115 - closed by the caller once the upload ends
+        # Through the watch roots' resolver: never a link out of the folder, never a folder
+        # swapped for a link since the file was hashed (watcherd.roots).
+        file = os.fdopen(roots.current().locate(path).open(os.O_RDONLY), "rb")
+    except roots.LinkOnPath as exc:
+        raise SourceError(roots.SWAPPED, transient=True) from exc
     except FileNotFoundError as exc:
         raise SourceError(f"the file disappeared before upload: {path}", transient=True) from exc
     except PermissionError as exc:
