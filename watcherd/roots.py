@@ -184,6 +184,12 @@ def _parts_beneath(top: str, path: str) -> tuple[str, ...] | None:
     return tuple(part for part in path[len(prefix):].split(os.sep) if part)
 
 
+def _absolute(path: Path | str) -> str:
+    """``path`` made absolute against the working folder, ``..`` left as written."""
+    text = os.fspath(path)
+    return text if os.path.isabs(text) else os.path.join(os.getcwd(), text)
+
+
 @dataclass(frozen=True)
 class _Root:
     path: str
@@ -214,7 +220,7 @@ class Roots:
 
     def root_of(self, path: Path | str) -> str | None:
         """The configured root that holds ``path`` as written (before links), if any."""
-        text = os.path.abspath(os.fspath(path))
+        text = _absolute(path)
         for root in self._roots:
             if _parts_beneath(root.path, text) is not None:
                 return root.path
@@ -227,7 +233,9 @@ class Roots:
         through a link and that watch follows links only inside. A path in no root (a file
         named on the command line) is placed beneath ``/``.
         """
-        text = os.path.abspath(os.fspath(path))
+        # Not normalised: ROOT/a/../../x is "in the root" as written, and its resolution
+        # outside the root is then refused, not taken for a file named outside every root.
+        text = _absolute(path)
         real = os.path.realpath(text)
         for root in self._roots:
             if _parts_beneath(root.path, text) is None:
