@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import dataclasses
 import difflib
 import hashlib
 import ipaddress
@@ -415,6 +416,18 @@ class Config:
 
 
 # -- public API ------------------------------------------------------------------------------
+
+
+def secret_values(value: object) -> list[str]:
+    """Every secret inside ``value`` (a config or any part of one), for redaction."""
+    if isinstance(value, Secret):
+        return [value.reveal()] if value.reveal() else []
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [s for f in fields(value) for s in secret_values(getattr(value, f.name))]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in secret_values(v)]
+    return []
+
 
 
 def default_journal_path() -> Path:
