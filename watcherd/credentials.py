@@ -20,6 +20,7 @@ __all__ = ["SecretProblem", "decode_secret_file", "secret_problem", "strip_secre
 # What is trimmed around a secret: spaces and the line end an editor adds. Nothing else, so a
 # stray control character at either end is reported rather than silently dropped.
 _TRIMMED = " \t\r\n"
+_ASCII_SPACES = " \t\r\n\v\f"
 # UTF-32 marks first: the UTF-32 LE mark begins with the UTF-16 LE one.
 _WIDE_MARKS = (
     (codecs.BOM_UTF32_LE, "UTF-32"),
@@ -46,12 +47,13 @@ def secret_problem(text: str, what: str) -> str | None:
     if not text:
         return f"is empty; expected {what} alone"
     for position, ch in enumerate(text, start=1):
-        # Control characters first: Python counts some of them (U+001C..U+001F) as spaces.
+        # Spaces, tabs and line ends separate words; Python also counts U+001C..U+001F as
+        # spaces, but those are control characters to a person.
+        if ch in _ASCII_SPACES or (ord(ch) > 0x7E and ch.isspace()):
+            return f"holds more than one word; expected {what} alone, with nothing around it"
         if ord(ch) < 0x20 or ord(ch) == 0x7F:
             return (f"holds a control character (U+{ord(ch):04X} at character {position}); "
                     f"expected {what} alone: printable ASCII, no spaces; copy it again")
-        if ch.isspace():
-            return f"holds more than one word; expected {what} alone, with nothing around it"
         if ord(ch) > 0x7E:
             return (f"holds a character that is not ASCII (at character {position}); "
                     f"{what} is plain ASCII: copy it again")
