@@ -262,7 +262,7 @@ class TestStatusSecrets:
     ) -> None:
         """A key file saved as UTF-16 (NUL bytes that break the header) never reaches the
         log or `status`, plainly or escaped: the daemon refuses it before sending anything."""
-        content = KEY.encode("utf-16-le") + b"\n\x00"
+        content = KEY.encode("utf-16-le")
         daemon = _with_key_file(tmp_path, sim, daemons, content)
         make_wav(tmp_path / "inbox" / "talk.wav", seconds=0.3, salt="utf16-key")
         daemon.start()
