@@ -299,11 +299,10 @@ class TestStatusSecrets:
         daemon.proc.send_signal(signal.SIGHUP)
         daemon.wait_for_event("reloaded")
         # File names are logged as they are: named after the keys, they put both in the log.
-        files = [(inbox / f"{name}.wav", name) for name in (new_key, KEY)]
-        datas = [make_wav(f, seconds=0.3, salt=name) for f, name in files]
-        for (f, _), data in zip(files, datas, strict=True):
-            wait_until(lambda f=f, data=data: _transcribed(f, data), timeout=30,
-                       message=f"transcript of {f.name}")
+        files = {inbox / f"{name}.wav": name for name in (new_key, KEY)}
+        datas = {f: make_wav(f, seconds=0.3, salt=name) for f, name in files.items()}
+        wait_until(lambda: all(_transcribed(f, data) for f, data in datas.items()),
+                   timeout=30, message="transcripts of both files")
         assert daemon.terminate() == 0
         log_text = daemon.log_path.read_text()
         assert new_key not in log_text and KEY not in log_text
