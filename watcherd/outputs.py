@@ -55,9 +55,10 @@ MAX_CUE_LINES: int = 2
 _MAX_MS = ((99 * 60 + 59) * 60 + 59) * 1000 + 999
 _MAX_CUE_MS = round(MAX_CUE_SECONDS * 1000)
 # Language codes come from the remote job and become part of a file name: accept only
-# code-like strings so a hostile or broken response cannot write outside the folder.
+# code-like strings so a hostile or broken response cannot write outside the folder. Always
+# matched whole (fullmatch): with match, "$" also matches before a final newline.
 _LANG_MAX = 16
-_LANG_RE = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_-]{{0,{_LANG_MAX - 1}}}$")
+_LANG_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{_LANG_MAX - 1}}}")
 # Most filesystems cap one name at 255 bytes; the temp name adds a prefix and a suffix.
 _NAME_MAX = 255
 _TEMP_RANDOM_HEX = 12
@@ -898,7 +899,7 @@ def _translation_plan(
             continue
         languages = _list(entry.get("languages"))
         lang = languages[0] if languages else None
-        if not isinstance(lang, str) or not _LANG_RE.match(lang) or lang in seen:
+        if not isinstance(lang, str) or not _LANG_RE.fullmatch(lang) or lang in seen:
             continue
         seen.add(lang)
         plan.append((f"{lang}.txt", entry))

@@ -39,6 +39,8 @@ from watcherd.errors import (
     SourceError,
     TransientGladiaError,
 )
+from watcherd.http11 import unquoted
+from watcherd.log import redact
 
 log = structlog.get_logger(__name__)
 
@@ -486,9 +488,9 @@ class GladiaClient:
                 self._on_request(op, status)
 
     def _scrub(self, text: str) -> str:
-        # A server or proxy might echo the key back; it must not travel on in our messages.
-        key = self._key.reveal()
-        return text.replace(key, "***") if key else text
+        # A server or proxy might echo the key back, or a library quote it escaped; it must
+        # not travel on in our messages in any form.
+        return redact(text, [self._key.reveal()])
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -549,7 +551,12 @@ def _contains(metadata: Any, wanted: Mapping[str, Any]) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
+    """An HTTP library error as one line that names its class and never quotes header bytes."""
     text = str(exc).strip()
+    if isinstance(exc, httpx.ProtocolError):
+        # h11 quotes the header it refused ("Illegal header value b'...'"), escaped so that
+        # redacting the key by replacement would miss it: only the words before the quote.
+        text = unquoted(text)
     name = type(exc).__name__
     return _one_line(f"{name}: {text}" if text else name)
 
