@@ -333,3 +333,34 @@ def test_clients_that_hang_up_on_the_listener_are_debug_lines(journal: Journal) 
     assert [e for e in logs if e["log_level"] in ("error", "critical")] == []
     gone = [e for e in logs if e["event"] == "callback_client_gone"]
     assert len(gone) >= 2 and all(e["log_level"] == "debug" for e in gone)
+
+
+def test_a_callback_with_the_token_is_never_evicted_mid_body(journal: Journal) -> None:
+    """A callback whose head carried the token and whose body is still arriving (a big result
+    on a slow link) keeps its slot while its address's share fills with idle connections:
+    the idle ones make room for each other, the callback completes and is accepted."""
+    async def body() -> None:
+        async with running(journal) as (server, rec):
+            _, port = server.address
+            request = json.dumps(callback_body()).encode()
+            head = (f"POST /callback/{TOKEN} HTTP/1.1\r\nHost: x\r\n"
+                    f"Content-Length: {len(request)}\r\n\r\n").encode()
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, local_addr=("127.0.0.2", 0))
+            writer.write(head + request[:10])
+            await writer.drain()
+            async with asyncio.timeout(10):
+                while not any(s.busy for s in server.limiter._slots.values()):
+                    await asyncio.sleep(0.01)
+            idle = await _open_idle(port, "127.0.0.2", PER_ADDRESS + 2)
+            async with asyncio.timeout(10):
+                while server.stats["evicted"] < 3:
+                    await asyncio.sleep(0.01)
+            writer.write(request[10:])
+            async with asyncio.timeout(10):
+                assert status_of(await reader.read()) == 200
+            assert rec.calls == [JOB]
+            writer.close()
+            for other in idle:
+                other.close()
+    run(body)

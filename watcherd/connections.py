@@ -10,7 +10,8 @@ a quick request such as ``GET /healthz`` out; only requests the server is workin
 for good, and those end quickly. Beyond that, a connection is refused (503).
 
 The limiter is plain bookkeeping, no I/O: the server says how to close a connection (cancel
-its task) when it admits it, and marks the stretch its handler runs as busy.
+its task) when it admits it, and marks the stretch its handler runs as busy (the listener
+also a callback's body, whose path proved it knows the token).
 """
 
 from __future__ import annotations

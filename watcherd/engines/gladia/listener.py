@@ -372,6 +372,10 @@ class Listener:
             length = body_length(headers, route.max_body)
             wire.continue_if_asked(writer)
             async with contextlib.AsyncExitStack() as big:
+                if route.name == "callback":
+                    # Its path carried the token: Gladia's own, however long its body takes
+                    # (a big result on a slow link), never evicted for a newcomer.
+                    big.enter_context(self.limiter.working(slot))
                 if length is not None and length > BIG_BODY:
                     await big.enter_async_context(self._big_bodies)
                 try:
@@ -381,9 +385,10 @@ class Listener:
                                                      and length > BIG_BODY)
                 except TimeoutError:
                     raise HttpError(408, "the request did not arrive in time") from None
-                with self.limiter.working(slot):
-                    status, payload = await route.handler(
-                        Request(method, path, headers, body, peer=slot.address))
+                if not slot.busy:
+                    big.enter_context(self.limiter.working(slot))
+                status, payload = await route.handler(
+                    Request(method, path, headers, body, peer=slot.address))
             return status, payload, {}
         except HttpError as exc:
             self.stats[_stat_name(exc)] += 1
