@@ -259,14 +259,20 @@ def login(port: int, token: str, source: str = "127.0.0.1") -> httpx.Response:
 
 
 def test_login_is_limited_per_client_address(web_page: StartWeb) -> None:
-    """Five wrong tokens in a minute, then 429 with Retry-After, even for the right token;
-    another address signs in meanwhile; a minute later this one may try again."""
+    """Five wrong tokens in a minute, then 429 with Retry-After, even for the right token (a
+    warning once); another address signs in meanwhile; a minute later this one may again."""
     web = web_page(HttpConfig(token=Secret(TOKEN)))
     assert web.server is not None
     now = [1000.0]
     web.server.app.logins.clock = lambda: now[0]
-    for _ in range(MAX_FAILURES):
-        assert login(web.port, "wrong").status_code == 401
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(MAX_FAILURES):
+            assert login(web.port, "wrong").status_code == 401
+        for _ in range(3):
+            assert login(web.port, "wrong").status_code == 429
+    # Said once at warning, when the limit is reached; the guesses after it do not flood.
+    throttled = [e for e in logs if e["event"] == "web_login_throttled"]
+    assert [e["log_level"] for e in throttled] == ["warning", "debug", "debug", "debug"]
     limited = login(web.port, TOKEN)
     assert limited.status_code == 429 and "wait" in limited.text
     assert 1 <= int(limited.headers["retry-after"]) <= WINDOW_SECONDS

@@ -124,7 +124,8 @@ class WebApp:
         wait = self.logins.retry_after(request.peer)
         if wait is not None:
             # Not even compared: while the limit holds, a right guess must look like a wrong one.
-            log.warning("web_login_throttled", peer=request.peer, retry_after=wait)
+            # Said once at warning (below), when the limit is reached: a guesser gets no flood.
+            log.debug("web_login_throttled", peer=request.peer, retry_after=wait)
             return text_response(429, f"too many wrong tokens from this address; wait {wait} s "
                                       "and sign in again with the token from [http] token_file",
                                  **{"Retry-After": str(wait)})
@@ -134,6 +135,11 @@ class WebApp:
             return _see_other("/", **{"Set-Cookie": self.guard.session_cookie(self.clock())})
         self.logins.failed(request.peer)
         log.warning("web_login_refused", peer=request.peer)
+        wait = self.logins.retry_after(request.peer)
+        if wait is not None:
+            log.warning("web_login_throttled", peer=request.peer, retry_after=wait,
+                        hint="too many wrong tokens from this address; its logins are "
+                             "refused with 429 until then")
         nonce = secrets.token_urlsafe(16)
         return Response(401, page.login_html(nonce, wrong=True).encode(),
                         "text/html; charset=utf-8", _html_headers(nonce))
