@@ -226,3 +226,18 @@ def test_a_swap_at_any_depth_is_never_followed(
             place.open()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_an_entry_of_ours_is_never_followed_at_its_own_name(tree: tuple[Path, Path]) -> None:
+    """An output (or the output base) replaced by a link: its folder is resolved, the link
+    itself is opened as a link, which is refused; nothing is read or written elsewhere."""
+    root, outside = tree
+    wall = Roots([(root, "inside")])
+    (root / "a" / "talk.txt").symlink_to(outside / "secret.wav")
+    place = wall.locate_entry(root / "a" / "talk.txt")
+    assert place.path == root.resolve() / "a" / "talk.txt"
+    with pytest.raises(LinkOnPath):
+        place.open()
+    # A link named like an output base does not move the outputs into another folder.
+    (root / "a" / "talk").symlink_to(root / "a" / "b")
+    assert wall.locate_entry(root / "a" / "talk").parts == ("a", "talk")

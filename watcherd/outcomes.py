@@ -199,7 +199,7 @@ def write_beside(source: Source, base: Path, formats: Sequence[str], job: Mappin
     recording, a private transcript.
     """
     wall = roots.current()
-    place, source_place = wall.locate(base), wall.locate(source.path)
+    place, source_place = wall.locate_entry(base), wall.locate(source.path)
     try:
         with place.folder() as folder:
             if (source_place.top, source_place.parts[:-1]) == (place.top, place.parts[:-1]):

@@ -53,7 +53,7 @@ def job_from_outputs(source: Source) -> tuple[Path, dict[str, Any]] | None:
 def _read_beneath(path: Path) -> bytes:
     """A NAME.json's bytes, read through the watch roots' resolver: never through a link out
     of the folder, and only from a regular file of a sane size."""
-    fd = roots.current().locate(path).open(os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    fd = roots.current().locate_entry(path).open(os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_JSON:

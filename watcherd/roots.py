@@ -248,6 +248,16 @@ class Roots:
             break
         return Place(os.sep, _parts_beneath(os.sep, real) or ())
 
+    def locate_entry(self, path: Path | str) -> Place:
+        """Like :meth:`locate` for a file of ours (an output, a NAME.json): its folder is
+        resolved, its own name never (a link in its place is opened as a link: refused)."""
+        text = _absolute(path)
+        folder, name = os.path.split(text)
+        if name in ("", ".", ".."):
+            raise ValueError(f"not a file name: {name!r}")
+        place = self.locate(folder)
+        return Place(place.top, (*place.parts, name))
+
     def leads_outside(self, path: Path | str) -> bool:
         """Whether ``path`` is in a watch root but resolves out of it where that is refused."""
         try:

@@ -70,7 +70,7 @@ def existing_outputs(journal: Journal, source: Source) -> list[Output]:
     existing = []
     for output in outputs_of(journal, source):
         try:
-            if stat.S_ISREG(roots.current().locate(output.path).stat().st_mode):
+            if stat.S_ISREG(roots.current().locate_entry(output.path).stat().st_mode):
                 existing.append(output)
         except (OSError, SourceError):
             continue
@@ -93,7 +93,7 @@ def _read(path: Path) -> bytes:
     try:
         # Beneath its watch root with no link in any component (watcherd.roots): a folder
         # swapped for a link since the transcript was written gives 404, not another file.
-        fd = roots.current().locate(path).open(os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd = roots.current().locate_entry(path).open(os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except SourceError as exc:
         raise NoSuchOutput(exc.message) from None
     except OSError as exc:
