@@ -36,6 +36,7 @@ from watcherd.journal._base import (
     job_text,
     safe_text,
 )
+from watcherd.journal.unavailable import sqlite_reason
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -142,6 +143,15 @@ class SQLiteJournal(Journal):
         """SQLite's quick_check on a read-only connection (see :func:`check_integrity`)."""
         return check_integrity(self.path)
 
+    def _unavailable_reason(self, exc: BaseException) -> str | None:
+        return sqlite_reason(exc)
+
+    def probe_write(self) -> None:
+        """One small fsynced write (a row of ``meta``): it fails while the disk does."""
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('write_probe', ?)",
+                         (repr(time.time()),))
+
     @contextlib.contextmanager
     def _transaction(self, *, bulk: bool = False) -> Iterator[sqlite3.Connection]:
         # BEGIN IMMEDIATE takes the write lock up front, so a concurrent `watcherd retry` waits
@@ -157,10 +167,15 @@ class SQLiteJournal(Journal):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                # A failed COMMIT (disk full, I/O error) can leave the transaction open, and
+                # SQLite may already have rolled back after an error: roll back only what is
+                # still open, and never let the rollback hide the error that caused it.
+                if self._conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
         finally:
             if bulk:
                 self._conn.execute("PRAGMA synchronous = FULL")
