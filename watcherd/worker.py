@@ -684,8 +684,11 @@ class Worker:
         if self._hints:
             hints, self._hints = self._hints, set()
             await self._intake(hints)
-        await self._settle()
-        self._dispatch()
+        # Each step awaits: a write that failed meanwhile (in a task) pauses the rest too.
+        if self._pause is None:
+            await self._settle()
+        if self._pause is None:
+            self._dispatch()
 
     def idle(self) -> bool:
         """True when nothing is running or waiting to be looked at."""
