@@ -59,8 +59,8 @@ def sim() -> Iterator[GladiaSimulator]:
 
 def _sqlite_error(code: int) -> sqlite3.Error:
     exc = sqlite3.OperationalError("some message that must not matter")
-    exc.sqlite_errorcode = code  # type: ignore[attr-defined]
-    exc.sqlite_errorname = f"CODE_{code}"  # type: ignore[attr-defined]
+    exc.sqlite_errorcode = code
+    exc.sqlite_errorname = f"CODE_{code}"
     return exc
 
 
@@ -302,3 +302,68 @@ def test_status_reads_the_pause_file(tmp_path: Path) -> None:
     pause_path(journal).write_text(json.dumps(raw))
     shown = watcherd("status", "--config", str(config))
     assert "paused" not in shown.stdout
+
+
+# -- a shared journal whose server goes away -------------------------------------------------
+
+
+def test_postgres_going_away_pauses_all_work_and_resumes(tmp_path: Path,
+                                                         sim: GladiaSimulator) -> None:
+    """The journal's PostgreSQL server is stopped under a running node while a file arrives:
+    the node pauses (one warning; /healthz 503 with the reason), reconnects by itself when the
+    server is back, and finishes the file; nothing failed, one job per content."""
+    pytest.importorskip("psycopg", reason="psycopg is not installed: pip install -e '.[test]'")
+    from tests.pg import find_bindir, start_cluster, start_server, stop_cluster, stop_server
+
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL's server programs are not installed (initdb not found)")
+    # A private server: stopping the session's shared one would disturb other tests.
+    cluster = start_cluster(bindir)
+    daemon: DaemonProcess | None = None
+    try:
+        url = cluster.create_database()
+        inbox = tmp_path / "inbox"
+        inbox.mkdir()
+        port = free_port()
+        config = write_config(tmp_path / "config.toml", api_url=sim.base_url, api_key=KEY,
+                              journal=tmp_path / "unused.db", watches=[inbox], journal_url=url,
+                              node="pg-node", lease_seconds=3, watch_ids=["inbox"],
+                              http_listen=f"127.0.0.1:{port}")
+        daemon = DaemonProcess(config, tmp_path / "daemon.log").start()
+        daemon.wait_for_event("ready")
+        files = {inbox / "before.wav": make_wav(inbox / "before.wav", salt="pg-before")}
+        wait_until(lambda: all(transcribed(p, d) for p, d in files.items()), timeout=60,
+                   message="the first file transcribed")
+
+        stop_server(cluster)
+        files[inbox / "during.wav"] = make_wav(inbox / "during.wav", salt="pg-during")
+
+        def paused() -> httpx.Response | None:
+            answer = healthz(port)
+            return answer if answer is not None and "paused" in answer.text else None
+
+        answer = wait_until(paused, timeout=60, message="/healthz saying work is paused")
+        assert answer.status_code == 503
+        assert "journal database" in answer.text
+        # The unauthenticated answer names no host, socket or database; the log does.
+        assert str(cluster.sockdir) not in answer.text and "postgresql://" not in answer.text
+        warning = _events(daemon, "journal_unavailable")[0]
+        assert str(cluster.sockdir) in str(warning["detail"])
+
+        start_server(cluster)
+        wait_until(lambda: all(transcribed(p, d) for p, d in files.items()), timeout=90,
+                   message="the file dropped while the server was away, transcribed")
+        wait_until(lambda: (a := healthz(port)) is not None and a.status_code == 200,
+                   timeout=30, message="/healthz healthy again")
+        assert {row["state"] for row in daemon.status()} == {"done"}
+        assert sorted(sim.creates_per_content().values()) == [1, 1]
+        assert len(_events(daemon, "journal_unavailable")) == 1
+        assert _events(daemon, "journal_reconnected")
+        assert not _events(daemon, "source_quarantined")
+        assert not daemon.tracebacks()
+        assert daemon.terminate() == 0
+    finally:
+        if daemon is not None:
+            daemon.stop()
+        stop_cluster(cluster)

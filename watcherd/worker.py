@@ -476,10 +476,10 @@ class Worker:
             self._pause_delay = JOURNAL_RETRY_FIRST
         self._pause_retry_at = now + self._pause_delay
         if relapse:
-            log.info("journal_unavailable_again", reason=exc.reason,
+            log.info("journal_unavailable_again", reason=exc.reason, detail=exc.detail,
                      retry_in=round(self._pause_delay, 1))
         else:
-            log.warning("journal_unavailable", reason=exc.reason,
+            log.warning("journal_unavailable", reason=exc.reason, detail=exc.detail,
                         hint="all work is paused, no file is failed or skipped; watcherd "
                         f"tries the journal again every {JOURNAL_RETRY_FIRST:g} to "
                         f"{JOURNAL_RETRY_MAX:g} s and resumes by itself")

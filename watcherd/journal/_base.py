@@ -211,6 +211,10 @@ class Journal(abc.ABC):
         decides with :mod:`watcherd.journal.unavailable`)."""
         return None
 
+    def _error_detail(self, exc: BaseException) -> str:
+        """The storage's own message for the log (a backend cuts out what may be secret)."""
+        return " ".join(str(exc).split())[:300]
+
     def _storage_failed(self, exc: BaseException) -> None:
         """Called once per storage failure before it is raised (a backend may drop a broken
         connection here, to open a new one at :meth:`probe_write`)."""
@@ -460,7 +464,7 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
             if reason is None:
                 raise
             self._storage_failed(exc)
-            raise JournalUnavailable(reason) from exc
+            raise JournalUnavailable(reason, detail=self._error_detail(exc)) from exc
 
     return call
 

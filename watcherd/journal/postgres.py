@@ -54,7 +54,7 @@ from watcherd.journal._base import (
     State,
     safe_text,
 )
-from watcherd.journal.unavailable import JournalUnavailable, postgres_reason
+from watcherd.journal.unavailable import PG_UNREACHABLE, JournalUnavailable, postgres_reason
 
 __all__ = [
     "NOTIFY_CHANNEL", "SCHEMA_VERSION", "CreateIntent", "CreateIntentHeld", "Lease", "LeaseLost",
@@ -465,12 +465,11 @@ class PostgresJournal(Journal):
         return None
 
     def _unavailable_reason(self, exc: BaseException) -> str | None:
-        reason = postgres_reason(exc)
-        if reason is None:
-            return None
+        return postgres_reason(exc)
+
+    def _error_detail(self, exc: BaseException) -> str:
         # The server's own words, without the URL's password: which host, what failed.
-        detail = _scrub(str(exc), self.url)
-        return f"{reason} [{self.display_url}: {detail}]" if detail else reason
+        return f"{self.display_url}: {_scrub(str(exc), self.url)}"[:300]
 
     def _storage_failed(self, exc: BaseException) -> None:
         # A connection that broke stays broken: probe_write opens a new one.
@@ -492,7 +491,7 @@ class PostgresJournal(Journal):
         try:
             conn = connect(self.url)
         except JournalError as exc:
-            raise JournalUnavailable(str(exc)) from None
+            raise JournalUnavailable(PG_UNREACHABLE, detail=str(exc)) from None
         if self.readonly:
             conn.execute("SET default_transaction_read_only = on")
         with contextlib.suppress(psycopg.Error):

@@ -15,6 +15,7 @@ import sqlite3
 from watcherd.errors import JournalError
 
 __all__ = [
+    "PG_UNREACHABLE",
     "STORAGE_ERRNOS",
     "JournalUnavailable",
     "errno_reason",
@@ -26,13 +27,14 @@ __all__ = [
 class JournalUnavailable(JournalError):
     """The journal cannot be written now; ``reason`` says why in a person's words.
 
-    It carries no path or secret beyond what the backend's display location shows, so it may
-    be shown on the unauthenticated ``/healthz``.
+    ``reason`` names no path, host or secret, so it may be shown on the unauthenticated
+    ``/healthz``; ``detail`` is the storage's own message (secrets cut out), for the log only.
     """
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, detail: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.detail = detail
 
 
 #: errno values of a storage that cannot take writes now (not a bug, not one file's problem).
@@ -104,6 +106,8 @@ _PG_CODES: dict[str, str] = {
 }
 _PG_WHAT_TO_DO = ("start the database or free its disk; watcherd resumes by itself once it "
                   "can write")
+#: The reason when the database cannot be reached at all.
+PG_UNREACHABLE = f"the journal database cannot be reached (connection lost); {_PG_WHAT_TO_DO}"
 
 
 def postgres_reason(exc: BaseException) -> str | None:
@@ -125,5 +129,5 @@ def postgres_reason(exc: BaseException) -> str | None:
         what = _PG_CODES.get(sqlstate) or _PG_CLASSES.get(sqlstate[:2])
         return None if what is None else f"{what} (SQLSTATE {sqlstate}); {_PG_WHAT_TO_DO}"
     if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-        return f"the journal database cannot be reached (connection lost); {_PG_WHAT_TO_DO}"
+        return PG_UNREACHABLE
     return None
