@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from tests.daemon_harness import DaemonProcess, wait_until, watcherd, write_config
 from tests.sim import GladiaSimulator, expected_transcript
 from tests.sim.media import make_wav
-from watcherd.journal import JournalUnavailable, SQLiteJournal
+from watcherd.journal import FileStat, JournalUnavailable, SQLiteJournal
 from watcherd.journal.unavailable import (
     STORAGE_ERRNOS,
     errno_reason,
@@ -124,8 +124,6 @@ def test_a_real_full_sqlite_journal_raises_journal_unavailable(tmp_path: Path) -
         pages = journal._conn.execute("PRAGMA page_count").fetchone()[0]
         journal._conn.execute(f"PRAGMA max_page_count = {pages}")
         st_ = os.stat(path)
-        from watcherd.journal import FileStat
-
         stat = FileStat(st_.st_size, st_.st_mtime_ns, st_.st_dev, st_.st_ino)
         batch = [(str(tmp_path / f"f{i:04d}-{'x' * 200}.wav"), str(tmp_path), stat, "{}")
                  for i in range(500)]
@@ -367,3 +365,15 @@ def test_postgres_going_away_pauses_all_work_and_resumes(tmp_path: Path,
         if daemon is not None:
             daemon.stop()
         stop_cluster(cluster)
+
+
+def test_a_write_through_a_read_only_journal_stays_an_error(tmp_path: Path) -> None:
+    """SQLITE_READONLY from a journal opened read-only on purpose is the caller's bug, not the
+    storage: it is not turned into a pause."""
+    path = tmp_path / "journal.db"
+    SQLiteJournal.open(path, exclusive=True).close()
+    st_ = os.stat(path)
+    stat = FileStat(st_.st_size, st_.st_mtime_ns, st_.st_dev, st_.st_ino)
+    with SQLiteJournal.open(path, readonly=True) as journal, pytest.raises(sqlite3.Error) as info:
+        journal.observe_many([(str(tmp_path / "a.wav"), str(tmp_path), stat, "{}")])
+    assert not isinstance(info.value, JournalUnavailable)

@@ -465,6 +465,8 @@ class PostgresJournal(Journal):
         return None
 
     def _unavailable_reason(self, exc: BaseException) -> str | None:
+        if self.readonly and getattr(exc, "sqlstate", None) == "25006":
+            return None  # this connection was opened read-only: a write through it is a bug
         return postgres_reason(exc)
 
     def _error_detail(self, exc: BaseException) -> str:

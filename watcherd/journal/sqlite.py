@@ -56,9 +56,11 @@ def _row_to_source(row: sqlite3.Row) -> Source:
 class SQLiteJournal(Journal):
     """The SQLite journal. Open it with :meth:`open`; close it with :meth:`close`."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int | None) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int | None, *,
+                 readonly: bool = False) -> None:
         super().__init__()
         self.path = path
+        self.readonly = readonly
         self._conn = conn
         self._lock_fd = lock_fd
 
@@ -122,7 +124,7 @@ class SQLiteJournal(Journal):
                 f"cannot open the journal {path}: {exc.strerror or exc}; check that its folder "
                 "is writable or set [journal] path"
             ) from exc
-        return cls(path, conn, lock_fd)
+        return cls(path, conn, lock_fd, readonly=readonly)
 
     def close(self) -> None:
         """Close the database and release the lock; a writer records that it stopped cleanly."""
@@ -144,6 +146,9 @@ class SQLiteJournal(Journal):
         return check_integrity(self.path)
 
     def _unavailable_reason(self, exc: BaseException) -> str | None:
+        if self.readonly and isinstance(exc, sqlite3.Error) and (
+                getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY):
+            return None  # opened read-only on purpose: a write through it is a bug
         return sqlite_reason(exc)
 
     def probe_write(self) -> None:
