@@ -377,3 +377,67 @@ def test_a_write_through_a_read_only_journal_stays_an_error(tmp_path: Path) -> N
     with SQLiteJournal.open(path, readonly=True) as journal, pytest.raises(sqlite3.Error) as info:
         journal.observe_many([(str(tmp_path / "a.wav"), str(tmp_path), stat, "{}")])
     assert not isinstance(info.value, JournalUnavailable)
+
+
+def test_the_pause_backs_off_from_one_to_thirty_seconds_and_resumes(tmp_path: Path) -> None:
+    """A real journal that refuses writes (SQLite's query_only: SQLITE_READONLY): a hinted file
+    pauses the worker, each failed probe doubles the wait (1, 2, 4 ... 30 s, no further), one
+    warning in all; when writes work the next probe resumes, and the hint kept through the pause
+    is recorded then."""
+    import asyncio
+
+    import structlog
+
+    from watcherd.config import Config, GladiaConfig, WatchConfig
+    from watcherd.worker import JOURNAL_RETRY_MAX, Worker
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    source = inbox / "a.wav"
+    make_wav(source, salt="backoff")
+    config = Config(source=None, gladia=GladiaConfig(api_key=None), engine="auto", local_model="base",
+                    journal_path=tmp_path / "journal.db", log_format="json", log_level="info",
+                    watches=(WatchConfig(path=inbox, settle_seconds=60),))
+
+    async def scenario() -> tuple[list[float], list[str]]:
+        journal = SQLiteJournal.open(config.journal_path, exclusive=True)
+        worker = Worker(config, journal, None)
+        seen: list[str] = []
+        worker.on_pause_change(lambda p: seen.append("paused" if p else "resumed"))
+        journal._conn.execute("PRAGMA query_only = ON")
+        try:
+            worker.hint(source)
+            await worker.tick()
+            await asyncio.sleep(0.1)
+            for _ in range(20):  # the look at the file runs in a task
+                if worker.journal_pause is not None:
+                    break
+                await asyncio.sleep(0.1)
+            pause = worker.journal_pause
+            assert pause is not None and "read-only" in pause.reason
+            delays = [worker._pause_delay]
+            for _ in range(7):
+                worker._try_resume()
+                delays.append(worker._pause_delay)
+            await worker.tick()  # paused: records nothing
+            assert journal.by_path(str(source)) is None
+            journal._conn.execute("PRAGMA query_only = OFF")
+            worker._try_resume()
+            assert worker.journal_pause is None
+            await worker.tick()
+            for _ in range(20):
+                if journal.by_path(str(source)) is not None:
+                    break
+                await asyncio.sleep(0.1)
+            assert journal.by_path(str(source)) is not None
+            return delays, seen
+        finally:
+            await worker.shutdown()
+            journal.close()
+
+    with structlog.testing.capture_logs() as logs:
+        delays, seen = asyncio.run(scenario())
+    assert delays == [1.0, 2.0, 4.0, 8.0, 16.0, JOURNAL_RETRY_MAX, 30.0, 30.0]
+    assert seen == ["paused", "resumed"]
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["journal_unavailable"]
+    assert not [e for e in logs if e["log_level"] == "error"]
