@@ -395,9 +395,9 @@ def test_the_pause_backs_off_from_one_to_thirty_seconds_and_resumes(tmp_path: Pa
     inbox.mkdir()
     source = inbox / "a.wav"
     make_wav(source, salt="backoff")
-    config = Config(source=None, gladia=GladiaConfig(api_key=None), engine="auto", local_model="base",
-                    journal_path=tmp_path / "journal.db", log_format="json", log_level="info",
-                    watches=(WatchConfig(path=inbox, settle_seconds=60),))
+    config = Config(source=None, gladia=GladiaConfig(api_key=None), engine="auto",
+                    local_model="base", journal_path=tmp_path / "journal.db", log_format="json",
+                    log_level="info", watches=(WatchConfig(path=inbox, settle_seconds=60),))
 
     async def scenario() -> tuple[list[float], list[str]]:
         journal = SQLiteJournal.open(config.journal_path, exclusive=True)
