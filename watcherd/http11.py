@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import h11
 
 __all__ = ["MAX_HEADERS", "MAX_HEADER_BYTES", "HttpError", "Request", "body_length",
-           "check_request", "parse_head", "protocol_error"]
+           "check_request", "parse_head", "protocol_error", "unquoted"]
 
 #: A request head (request line and headers) is at most this many bytes, with this many headers.
 MAX_HEADER_BYTES = 16 * 1024
@@ -22,6 +22,8 @@ MAX_HEADERS = 64
 _METHOD_RE = re.compile(rb"[A-Z]{1,16}")
 _TARGET_RE = re.compile(rb"/[\x21-\x7e]*")
 _LENGTH_RE = re.compile(r"[0-9]{1,15}")
+# Where h11 starts quoting bytes in a message: b'..', b"..", bytearray(b'..').
+_QUOTED_BYTES = re.compile(r"""bytearray\(|\bb['"]""")
 # Headers that may appear once: a repeat is how request smuggling starts.
 _SINGLE_HEADERS = frozenset({"content-length", "host", "transfer-encoding"})
 
@@ -123,13 +125,19 @@ def body_length(headers: Mapping[str, str], max_body: int) -> int | None:
     return length
 
 
+def unquoted(message: str) -> str:
+    """An h11 (or httpcore) message cut before the bytes it quotes.
+
+    h11 quotes the offending line or header value in some messages ("Illegal header value
+    b'...'", "illegal request line: bytearray(b'...')"); that may be a token or an API key,
+    escaped so that redaction by plain replacement misses it. What comes before says enough.
+    """
+    return _QUOTED_BYTES.split(message, maxsplit=1)[0].rstrip(" :") or "unreadable bytes"
+
+
 def protocol_error(exc: h11.RemoteProtocolError) -> HttpError:
     """Our answer to what h11 refused, with a reason that never echoes the request's bytes."""
-    message = str(exc)
-    # h11 quotes the offending line in some messages (it may hold the token): keep only the
-    # part before the quote.
-    if any(marker in message for marker in ("b'", 'b"', "bytearray")):
-        message = message.split(":", 1)[0]
+    message = unquoted(str(exc))
     status = exc.error_status_hint if 400 <= exc.error_status_hint < 600 else 400
     return HttpError(status, f"malformed HTTP request: {message[:120]}")
 

@@ -34,13 +34,15 @@ from watcherd.config import (
     Config,
     Secret,
     load_config,
+    secret_values,
     user_config_path,
     with_extra_watches,
 )
 from watcherd.errors import ConfigError
+from watcherd.log import REDACTED
+from watcherd.log import redact as redact_secrets
 from watcherd.outputs import atomic_write
 
-REDACTED = "***"
 # The example's own watch: replaced by the folders given to `config init`.
 _EXAMPLE_WATCH = '[[watch]]\n# The folder to watch (required).\npath = "/srv/inbox"\n'
 # A password inside a URL (postgresql://user:secret@host/db) is a secret too.
@@ -88,9 +90,7 @@ def write_initial_config(path: Path, watch_dirs: Sequence[Path]) -> None:
 
 def redact(text: str, secrets: Sequence[str]) -> str:
     """``text`` with every secret and every password inside a URL replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
+    text = redact_secrets(text, secrets)
     return _URL_PASSWORD.sub(lambda m: m["head"] + REDACTED + m["at"], text)
 
 
@@ -205,17 +205,7 @@ def show(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
     extra = resolved_dirs(watch_dirs)
     if extra:
         config = with_extra_watches(config, extra)
-    secrets = [s.reveal() for s in _secrets_of(config)]
-    click.echo(redact(effective_toml(config), secrets), nl=False)
+    click.echo(redact(effective_toml(config), secret_values(config)), nl=False)
     sys.stdout.flush()
 
 
-def _secrets_of(value: Any) -> list[Secret]:
-    """Every :class:`Secret` inside ``value`` (a config or any part of one)."""
-    if isinstance(value, Secret):
-        return [value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return [s for f in dataclasses.fields(value) for s in _secrets_of(getattr(value, f.name))]
-    if isinstance(value, list | tuple):
-        return [s for v in value for s in _secrets_of(v)]
-    return []
