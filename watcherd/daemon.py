@@ -7,7 +7,9 @@ exits at once (the journal is consistent at every commit, so nothing is lost by 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import functools
 import os
 import signal
 import time
@@ -22,7 +24,7 @@ from watcherd.engines import Engines, engine_for, no_engine_reason, open_engines
 from watcherd.errors import ConfigError
 from watcherd.folders import Folders
 from watcherd.health import ApiHealth
-from watcherd.journal import ACTIVE_STATES, Journal
+from watcherd.journal import ACTIVE_STATES, Journal, JournalUnavailable
 from watcherd.journal.configured import (
     display_location,
     one_shot_node,
@@ -30,6 +32,7 @@ from watcherd.journal.configured import (
     open_for_node,
 )
 from watcherd.log import redact_also
+from watcherd.pause import JournalPause, clear_pause, write_pause
 from watcherd.progress import ProgressBoard
 from watcherd.service import Notifier, status_text
 from watcherd.watcher import Watcher, scan
@@ -155,6 +158,8 @@ class Daemon:
                                     health=health, progress=self.progress,
                                     on_request=self.api_requests.record)
         worker = _worker(config, journal, engine, folders)
+        if isinstance(journal.location, Path):
+            worker.on_pause_change(functools.partial(_show_pause, journal.location))
         watcher = Watcher(config.watches, worker.hint_threadsafe,
                           on_complete=worker.complete_threadsafe)
         activity = Activity(
@@ -167,7 +172,7 @@ class Daemon:
         try:
             web = await start_web(config.http, journal, progress=self.progress,
                                   activity=activity, api=self.api_requests,
-                                  on_retried=worker.hint,
+                                  on_retried=worker.hint, paused=lambda: worker.journal_pause,
                                   open_journal=lambda: open_for_command(config, readonly=True))
             if config.http.address is not None and isinstance(journal.location, Path):
                 # status and doctor are other processes: tell them whether the page is up.
@@ -199,6 +204,7 @@ class Daemon:
                 await web.close()
             if isinstance(journal.location, Path):
                 clear_state(journal.location)
+                clear_pause(journal.location)
             await activity.close()
             activity.write_metrics()
             await engine.close()
@@ -212,7 +218,7 @@ class Daemon:
         """
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, watcher.wait_ready, 30.0)
-        self.notifier.ready(status_text(journal.counts()))
+        self.notifier.ready(_status_line(journal, worker))
         log.info("ready", problems={str(k): v for k, v in watcher.root_problems().items()})
         # The start-up scan and the integrity check run side by side: files already present
         # need not wait seconds for a check of a big journal.
@@ -227,9 +233,10 @@ class Daemon:
                           "the outputs at the next start, nothing is paid twice")
         await scan
         while True:
-            activity.write_metrics()
+            with contextlib.suppress(JournalUnavailable):  # the worker says it, and pauses
+                activity.write_metrics()
             await asyncio.sleep(self.status_interval)
-            self.notifier.status(status_text(journal.counts()))
+            self.notifier.status(_status_line(journal, worker))
 
     def _scan(self, worker: Worker) -> None:
         """Walk every root and hint each file (runs in a thread)."""
@@ -252,11 +259,34 @@ class Daemon:
         """Catch what events missed: rescan the roots, and re-check unfinished sources."""
         while True:
             await asyncio.sleep(self.config.scan_interval_seconds)
-            for source in journal.in_states(list(ACTIVE_STATES)):
+            try:
+                active = journal.in_states(list(ACTIVE_STATES))
+            except JournalUnavailable:
+                active = []  # the database is away: the worker pauses; the scan still hints
+            for source in active:
                 # Only this node's folders (a shared journal also holds other nodes' ones).
                 if not journal.shared or worker.folders.watch_of_source(source) is not None:
                     worker.hint(Path(source.path))
             await asyncio.get_running_loop().run_in_executor(None, self._scan, worker)
+
+
+def _status_line(journal: Journal, worker: Worker) -> str:
+    """systemd's STATUS=: the counts, or that work is paused for the journal."""
+    pause = worker.journal_pause
+    if pause is None:
+        try:
+            return status_text(journal.counts())
+        except JournalUnavailable as exc:
+            return f"journal unavailable: {exc.reason}"
+    return pause.describe()
+
+
+def _show_pause(journal_path: Path, pause: JournalPause | None) -> None:
+    """Tell `watcherd status` (another process) that work pauses, or resumed."""
+    if pause is None:
+        clear_pause(journal_path)
+    else:
+        write_pause(journal_path, pause)
 
 
 def _worker(config: Config, journal: Journal, engines: Engines, folders: Folders) -> Worker:

@@ -40,8 +40,10 @@ from watcherd.journal.configured import (
     open_for_command,
 )
 from watcherd.log import configure_logging
+from watcherd.pause import read_pause
 from watcherd.progress import ProgressBoard
 from watcherd.watcher import watch_for
+from watcherd.web.health import journal_problem
 from watcherd.web.state import read_state
 
 
@@ -223,11 +225,18 @@ def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None,
             return
         click.echo(f"no journal yet at {config.journal_path}: nothing has been seen")
         return
+    paused = journal_pause_line(config)
+    if paused is not None and as_json:
+        click.echo(paused, err=True)  # stdout stays the JSON array programs read
     try:
         journal = open_for_command(config, readonly=True)
     except JournalNotReady:
         click.echo("[]" if as_json else "no files yet")
         return
+    except JournalError:
+        if paused is not None and not as_json:
+            click.echo(paused, err=True)
+        raise
     with journal:
         sources = journal.all()
         counts = journal.counts()
@@ -264,6 +273,26 @@ def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None,
     page = read_state(config.journal_path)
     if page is not None:
         click.echo(page.describe())
+    if paused is not None:
+        click.echo(paused)
+
+
+def journal_pause_line(config: Config) -> str | None:
+    """What `status` says when the journal cannot be written, or None.
+
+    The daemon's pause file says it when the disk took that file; a full or read-only disk
+    takes none, so the journal's file system is looked at here too.
+    """
+    if config.journal_url is not None:
+        return None  # a database that is away: opening it says so
+    pause = read_pause(config.journal_path)
+    if pause is not None:
+        return pause.describe()
+    problem = journal_problem(config.journal_path)
+    if problem is None:
+        return None
+    return (f"the journal cannot be written: {problem}; a running watcherd pauses all work "
+            "until it can, and resumes by itself: free space or fix the disk")
 
 
 def _histories(config: Config, paths: tuple[Path, ...], *, as_json: bool) -> int:

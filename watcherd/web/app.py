@@ -27,7 +27,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from watcherd.display import json_safe, printable
 from watcherd.http11 import HttpError, Request
-from watcherd.journal import Journal
+from watcherd.journal import Journal, JournalUnavailable
+from watcherd.pause import JournalPause
 from watcherd.progress import ProgressBoard
 from watcherd.web import health, metrics, page, transcripts
 from watcherd.web.guard import Guard, Refused
@@ -62,6 +63,8 @@ class WebApp:
     api: metrics.ApiRequests | None = None
     heartbeat: health.Heartbeat | None = None
     on_retried: Callable[[Path], None] | None = None
+    #: Why all work is paused (the journal cannot be written), or None: the daemon's worker.
+    paused: Callable[[], JournalPause | None] | None = None
     clock: Callable[[], float] = time.time
     logins: LoginThrottle = field(default_factory=LoginThrottle)
     _outputs: dict[tuple[int, float | None], list[str]] = field(default_factory=dict)
@@ -99,6 +102,9 @@ class WebApp:
         if route == "/metrics":
             return await self._metrics()
         if route == "/healthz":
+            pause = self._pause()
+            if pause is not None:
+                return text_response(503, pause.describe())
             verdict = await health.check(self.reader.path, self.heartbeat)
             return text_response(200 if verdict.ok else 503, verdict.reason)
         if route == "/retry":
@@ -106,6 +112,9 @@ class WebApp:
         if route == "/login":
             return self._login(request)
         return await self._transcript(request.path)
+
+    def _pause(self) -> JournalPause | None:
+        return self.paused() if self.paused is not None else None
 
     # -- token -----------------------------------------------------------------------------
 
@@ -171,7 +180,9 @@ class WebApp:
 
     def _live(self, snapshot: Snapshot, outputs: Mapping[int, list[str]]) -> str:
         board = self.progress.snapshot() if self.progress is not None else {}
-        return page.live_html(snapshot, board, self.guard.csrf_token(), outputs, self.clock())
+        pause = self._pause()
+        return page.live_html(snapshot, board, self.guard.csrf_token(), outputs, self.clock(),
+                              paused=pause.describe() if pause is not None else None)
 
     async def _page(self) -> Response:
         snapshot, outputs = await self._snapshot()
@@ -247,9 +258,11 @@ class WebApp:
             raise HttpError(400, "the form names no file")
         try:
             source = self.journal.get(int(text))
+            moved = self.journal.retry([source.path])
         except KeyError:
             raise HttpError(404, "no such file in the journal") from None
-        moved = self.journal.retry([source.path])
+        except JournalUnavailable as exc:
+            raise HttpError(503, f"the journal cannot be written now: {exc.reason}") from None
         self.reader.invalidate()
         log.info("web_retry", source=source.path, queued=bool(moved))
         if moved and self.on_retried is not None:
