@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from watcherd import config as config_module
 from watcherd.config import (
@@ -211,6 +214,80 @@ def test_toml_syntax_error_names_file_line_and_column(tmp_path: Path) -> None:
     """A TOML syntax error reports the file, the line and the column."""
     path, message = error_of(tmp_path, '[log]\nlevel = "info"\nformat = json\n')
     assert message.startswith(f"{path}: line 3, column 10: invalid TOML")
+
+
+@pytest.mark.parametrize(("text", "line", "column"), [
+    ('[log]\nlevel = "info"\n\n[defaults]\ninclude = ["*.mp3",\n', 5, 11),
+    ('[gladia]\napi_url = "https://api.gladia.io', 2, 11),
+    ('[defaults.options]\nlanguage_config = { languages = ["en"]', 2, 19),
+    ("[log]\nlevel = 'debug'\nlevel = 'info'", 3, 1),
+])
+def test_every_toml_syntax_error_has_a_line_and_column(
+    tmp_path: Path, text: str, line: int, column: int
+) -> None:
+    """Also what tomllib reports only "at end of document" (an unclosed array) has a place."""
+    path, message = error_of(tmp_path, text)
+    assert message.startswith(f"{path}: line {line}, column {column}: invalid TOML: "), message
+    assert "end of document" not in message
+
+
+@given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=80))
+def test_any_toml_syntax_error_gets_a_line_within_the_file(text: str) -> None:
+    """Whatever text tomllib refuses, the message names a line and column inside it."""
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = config_module.toml_error(text, str(exc))
+    else:
+        return
+    found = re.match(r"line (\d+), column (\d+): invalid TOML: ", message)
+    assert found, message
+    assert 1 <= int(found[1]) <= text.count("\n") + 1
+    assert int(found[2]) >= 1
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    """Problems in several sections, and in several watches, come in one error."""
+    path, message = error_of(tmp_path, """
+        [gladia]
+        max_concurrent_jobs = 0
+        [log]
+        level = "loud"
+        colour = true
+        [scan]
+        interval_seconds = 1
+        [[watch]]
+        path = "a"
+        outputs = ["pdf"]
+        [[watch]]
+        path = "b"
+        recursive = "yes"
+        """)
+    assert message.startswith(f"{path}: 6 problems:\n"), message
+    for part in ("gladia.max_concurrent_jobs", "log.level", "[log] colour: unknown key",
+                 "scan.interval_seconds", "watch[1].outputs[1]", "watch[2].recursive"):
+        assert part in message
+    assert message.count(str(path)) == 1
+
+
+def test_a_single_problem_keeps_its_one_line_message(tmp_path: Path) -> None:
+    """One problem reads as before: file, key, what is expected."""
+    path, message = error_of(tmp_path, "[scan]\ninterval_seconds = 1\n")
+    assert message == f"{path}: scan.interval_seconds: expected a number >= 5, got 1"
+
+
+@pytest.mark.parametrize(("text", "hint"), [
+    ("[retry]\nretry_base = 2.0\n", 'did you mean base_seconds?'),
+    ("[retry]\nread_attempts = 3\n", "not a setting"),
+    ('journal_path = "/tmp/j.db"\n', "did you mean [journal] path?"),
+    ('local_model = "base"\n', "did you mean [local] model?"),
+    ('[http]\naddress = ["127.0.0.1", 8765]\n', "did you mean listen?"),
+    ('[gladia]\napi_key_origin = "x"\n', "did you mean api_key or api_key_file?"),
+])
+def test_internal_names_get_the_file_key_as_hint(tmp_path: Path, text: str, hint: str) -> None:
+    """Names of the internal model (what an old `config show` printed) say the file's key."""
+    _, message = error_of(tmp_path, text)
+    assert "unknown key" in message and hint in message
 
 
 def test_non_utf8_file_is_an_error(tmp_path: Path) -> None:

@@ -513,14 +513,47 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        found = _TOML_POSITION.match(message)
-        if found:
-            raise ConfigError(
-                f"{path}: line {found['line']}, column {found['col']}: "
-                f"invalid TOML: {found['msg']}"
-            ) from None
-        raise ConfigError(f"{path}: invalid TOML: {message}") from None
+        raise ConfigError(f"{path}: {toml_error(text, str(exc))}") from None
+
+
+def _parses(text: str) -> bool:
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return False
+    return True
+
+
+def toml_error(text: str, message: str) -> str:
+    """tomllib's ``message`` about ``text`` as "line L, column C: invalid TOML: what".
+
+    tomllib says "(at end of document)" for whatever is still open at the end (an array, an
+    inline table, a string): the statement at fault is the one after the longest run of
+    lines that parses, so that is where the line and column point.
+    """
+    found = _TOML_POSITION.match(message)
+    if found:
+        return f"line {found['line']}, column {found['col']}: invalid TOML: {found['msg']}"
+    what = message.removesuffix(" (at end of document)")
+    # Lines as TOML counts them: ended by "\n" only (str.splitlines knows more breaks).
+    lines = [part for part in re.split(r"(?<=\n)", text) if part]
+    good = next(count for count in range(len(lines), -1, -1)
+                if _parses("".join(lines[:count])))
+    if good >= len(lines):
+        return f"invalid TOML: {message}"
+    line = lines[good]
+    column = len(line) - len(line.lstrip()) + 1
+    still = ""
+    if "=" in line and not _parses("".join(lines[good:])):
+        # Point at the bracket or quote that opened what the end of the file left open.
+        value = line.index("=")
+        starts = sorted((i, ch) for i, ch in ((line.find(ch, value), ch) for ch in "[{\"'")
+                        if i >= 0)
+        if starts:
+            column = starts[0][0] + 1
+            noun = {"[": "array", "{": "inline table"}.get(starts[0][1], "string")
+            still = f" (the file ends before the {noun} opened here is closed)"
+    return f"line {good + 1}, column {column}: invalid TOML: {what}{still}"
 
 
 # -- validation ------------------------------------------------------------------------------
