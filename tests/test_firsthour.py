@@ -193,6 +193,45 @@ def test_config_show_prints_the_effective_config_without_secrets(
     assert "nothing to watch" in from_env.stdout
 
 
+def test_config_show_pasted_into_a_file_runs_the_same_config(
+    tmp_path: Path, sim: GladiaSimulator, home: dict[str, str]
+) -> None:
+    """show -> file -> run: the daemon starts on it, and showing that file prints the same."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    key_file = tmp_path / "gladia.key"
+    key_file.write_text(KEY + "\n", encoding="utf-8")
+    config = write_config(tmp_path / "config.toml", api_url=sim.base_url, api_key=None,
+                          journal=tmp_path / "journal.db", watches=[inbox],
+                          options={"diarization": True},
+                          extra='\n[watch.options]\nunset = ["diarization"]\n')
+    text = config.read_text("utf-8").replace(
+        "[gladia]\n", f"[gladia]\napi_key_file = {json.dumps(str(key_file))}\n", 1)
+    config.write_text(text.replace("[local]", "") + "[local]\nworkers = 1\n", "utf-8")
+    shown = watcherd("config", "show", "--config", str(config), env=home)
+    assert shown.returncode == 0, shown.stderr
+    for line in ("[retry]\nbase_seconds = 0.2", '[http]\nlisten = ""', "workers = 1",
+                 'cpu_threads = "auto"', '[engine]\nname = "auto"',
+                 f"api_key_file = {json.dumps(str(key_file))}", 'unset = ["diarization"]'):
+        assert line in shown.stdout
+    assert KEY not in shown.stdout and "retry_base" not in shown.stdout
+    pasted = tmp_path / "pasted.toml"
+    pasted.write_text(shown.stdout, encoding="utf-8")
+    again = watcherd("config", "show", "--config", str(pasted), env=home)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[1:] == shown.stdout.splitlines()[1:]
+    daemon = DaemonProcess(pasted, tmp_path / "daemon.log", env=home).start()
+    try:
+        daemon.wait_for_event("ready")
+        (inbox / "talk.mp3").write_bytes(b"ID3" + os.urandom(2048))
+        wait_until(lambda: (inbox / "talk.txt").exists(), timeout=60, message="the transcript")
+        assert daemon.terminate() == 0
+    finally:
+        daemon.stop()
+    (job,) = sim.jobs()
+    assert "diarization" not in job["request_params"]
+
+
 @given(secret=st.text(st.characters(blacklist_categories=("Cs", "Co")), min_size=4, max_size=30),
        before=st.text(max_size=40), after=st.text(max_size=40))
 def test_redact_never_leaves_a_secret(secret: str, before: str, after: str) -> None:

@@ -256,6 +256,8 @@ class GladiaConfig:
     # Where the key came from ("[gladia] api_key", "[gladia] api_key_file (PATH)",
     # "$GLADIA_API_KEY"), for doctor; never the key itself.
     api_key_origin: str | None = None
+    # The file named by [gladia] api_key_file (None otherwise): `config show` prints it.
+    api_key_file: Path | None = None
 
 
 #: The outputs of a folder that does not choose (and of a file whose folder is gone).
@@ -329,6 +331,8 @@ class WebhookConfig:
     """The ``[webhook]`` table: the signing secret of Gladia's dashboard webhooks."""
 
     secret: Secret
+    # Where the secret was read from ([webhook] secret_file); None when given inline.
+    secret_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -1078,6 +1082,7 @@ class _Parser:
             return None
         if "secret" in table and "secret_file" in table:
             self.fail("webhook.secret", "set either secret or secret_file, not both")
+        path: Path | None = None
         if "secret" in table:
             key = "webhook.secret"
             text = self.string(table["secret"], key, secret=True).strip()
@@ -1101,7 +1106,7 @@ class _Parser:
         if not decoded:
             self.fail(key, f'expected "{WEBHOOK_SECRET_PREFIX}" followed by base64 text; '
                            "copy the whole secret from the dashboard")
-        return WebhookConfig(secret=Secret(text))
+        return WebhookConfig(secret=Secret(text), secret_file=path)
 
     def reject_own_callbacks(
         self, defaults: WatchDefaults, watches: Sequence[WatchConfig]
@@ -1123,6 +1128,7 @@ class _Parser:
         self.check_keys(table, _GLADIA_KEYS, "gladia")
         key: Secret | None = None
         origin: str | None = None
+        key_file: Path | None = None
         if "api_key" in table and "api_key_file" in table:
             self.fail(
                 "gladia.api_key",
@@ -1158,6 +1164,7 @@ class _Parser:
             api_url=url.strip().rstrip("/"),
             max_concurrent_jobs=jobs,
             api_key_origin=origin,
+            api_key_file=key_file,
         )
 
     def read_key_file(self, path: Path) -> str:

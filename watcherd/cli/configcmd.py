@@ -4,8 +4,8 @@ effective one.
 The commented config is the example that ships inside the package
 (``watcherd/config.example.toml``, also at the top of the repository), with its ``[[watch]]``
 table set to the folders given. ``show`` prints every setting watcherd would use, after the
-defaults, ``$GLADIA_API_KEY`` and ``--watch`` are applied, with every secret replaced by
-``***``.
+defaults, ``$GLADIA_API_KEY`` and ``--watch`` are applied, in the file's own terms
+(:mod:`watcherd.configfile`), with every secret replaced by ``***``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -31,16 +31,15 @@ from watcherd.cli._common import (
 )
 from watcherd.config import (
     CONFIG_ENV_VAR,
-    Config,
     Secret,
     load_config,
     user_config_path,
     with_extra_watches,
 )
+from watcherd.configfile import REDACTED, effective_toml
 from watcherd.errors import ConfigError
 from watcherd.outputs import atomic_write
 
-REDACTED = "***"
 # The example's own watch: replaced by the folders given to `config init`.
 _EXAMPLE_WATCH = '[[watch]]\n# The folder to watch (required).\npath = "/srv/inbox"\n'
 # A password inside a URL (postgresql://user:secret@host/db) is a secret too.
@@ -92,75 +91,6 @@ def redact(text: str, secrets: Sequence[str]) -> str:
         if secret:
             text = text.replace(secret, REDACTED)
     return _URL_PASSWORD.sub(lambda m: m["head"] + REDACTED + m["at"], text)
-
-
-def plain(value: Any) -> Any:
-    """A config value as plain TOML-able data; a :class:`Secret` becomes ``***``."""
-    if isinstance(value, Secret):
-        return REDACTED
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | frozenset | set):
-        return [plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}"
-                                for k, v in value.items()) + " }"
-    return json.dumps(str(value))
-
-
-def _table(name: str, data: Mapping[str, Any], *, array: bool = False) -> list[str]:
-    lines = [f"[[{name}]]" if array else f"[{name}]"]
-    for key, value in data.items():
-        if value is None:
-            lines.append(f"# {key}: not set")
-        else:
-            lines.append(f"{key} = {_toml_value(value)}")
-    return lines
-
-
-def effective_toml(config: Config) -> str:
-    """Every setting of ``config`` as TOML-like text, one table per part, secrets as ``***``.
-
-    Tables follow the configuration's own structure (``watcherd.config``); keys that are not
-    set show as comments.
-    """
-    top: dict[str, Any] = {}
-    tables: list[list[str]] = []
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if f.name == "watches":
-            continue
-        data = plain(value)
-        if isinstance(data, dict):
-            tables.append(_table(f.name, data))
-        else:
-            top[f.name] = data
-    lines = [f"# effective configuration (from {config.source or 'no config file: defaults'})"]
-    lines += [f"{k} = {_toml_value(v)}" if v is not None else f"# {k}: not set"
-              for k, v in top.items()]
-    for table in tables:
-        lines += ["", *table]
-    for watch in config.watches:
-        lines += ["", *_table("watch", plain(watch), array=True)]
-    if not config.watches:
-        lines += ["", "# nothing to watch: pass --watch DIR or add a [[watch]] table"]
-    return "\n".join(lines) + "\n"
 
 
 # -- the commands ---------------------------------------------------------------------------
