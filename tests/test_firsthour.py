@@ -160,11 +160,72 @@ def test_config_init_writes_a_commented_config_that_loads(
     config = parse_config(tomllib.loads(text), source=target, env={})
     assert [w.path for w in config.watches] == [first, second]
     again = watcherd("config", "init", "--watch", str(first), env=home)
-    assert again.returncode == 2 and "--force" in again.stderr
+    assert again.returncode == 0 and "already watches" in again.stdout
     forced = watcherd("config", "init", "--force", env=home)
     assert forced.returncode == 0
     assert parse_config(tomllib.loads(target.read_text("utf-8")), source=target,
                         env={}).watches == ()
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str], answer: bytes) -> tuple[int, str]:
+    """Run watcherd with a pseudo-terminal as stdin/stdout, typing ``answer``."""
+    import pty
+    import subprocess
+    import sys
+
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "watcherd", *args], stdin=terminal,
+                            stdout=terminal, stderr=subprocess.STDOUT,
+                            env={**os.environ, **env})
+    os.close(terminal)
+    os.write(controller, answer)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(controller)
+    return proc.wait(timeout=60), seen.decode("utf-8", "replace")
+
+
+def test_config_init_without_watch_says_how_to_add_a_folder_and_adds_it(
+    tmp_path: Path, home: dict[str, str]
+) -> None:
+    """init writes a config watching nothing and says so; init --watch DIR then adds DIR."""
+    target = Path(home["XDG_CONFIG_HOME"]) / "watcherd" / "config.toml"
+    first = watcherd("config", "init", env=home)
+    assert first.returncode == 0, first.stderr
+    assert "watches nothing" in first.stderr
+    assert "`watcherd config init --watch DIR`" in first.stderr
+    assert "adds the folder to this file" in first.stderr
+    before = target.read_text("utf-8")
+
+    folder = tmp_path / "Transcribe"
+    scripted = watcherd("config", "init", "--watch", str(folder), env=home)
+    assert scripted.returncode == 2
+    assert f'[[watch]]\n# The folder to watch (required).\npath = "{folder}"' \
+        in scripted.stderr
+    assert "add these lines" in scripted.stderr
+    assert target.read_text("utf-8") == before and not folder.exists()
+
+    code, shown = _on_a_terminal(["config", "init", "--watch", str(folder)], home, b"y\n")
+    assert code == 0, shown
+    assert f"added {folder} to {target}" in shown
+    assert folder.is_dir() and target.stat().st_mode & 0o077 == 0
+    text = target.read_text("utf-8")
+    assert text.startswith("# watcherd configuration example")
+    assert "# The local (offline) model" in text  # the comments stay
+    config = parse_config(tomllib.loads(text), source=target, env={})
+    assert [w.path for w in config.watches] == [folder]
+
+    other = tmp_path / "Podcasts"
+    code, shown = _on_a_terminal(["config", "init", "--watch", str(other)], home, b"n\n")
+    assert code == 1 and "nothing changed" in shown
+    assert target.read_text("utf-8") == text
 
 
 def test_initial_config_without_watch_loads_with_nothing_to_watch() -> None:

@@ -11,10 +11,10 @@ defaults, ``$GLADIA_API_KEY`` and ``--watch`` are applied, in the file's own ter
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import sys
+import tomllib
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -33,10 +33,11 @@ from watcherd.config import (
     CONFIG_ENV_VAR,
     Secret,
     load_config,
+    parse_config,
     user_config_path,
     with_extra_watches,
 )
-from watcherd.configfile import REDACTED, effective_toml
+from watcherd.configfile import REDACTED, effective_toml, toml_string
 from watcherd.errors import ConfigError
 from watcherd.outputs import atomic_write
 
@@ -51,20 +52,39 @@ def example_text() -> str:
     return resources.files("watcherd").joinpath("config.example.toml").read_text("utf-8")
 
 
+# What `config init` without --watch writes instead: a later `config init --watch DIR`
+# puts the folder here.
+_NO_WATCH = ("# [[watch]]\n# The folder to watch (required); or pass --watch DIR to "
+             "`watcherd run`.\n# path = \"~/Transcribe\"\n")
+
+
+def watch_tables(watch_dirs: Sequence[Path]) -> str:
+    """One ``[[watch]]`` table per folder, as ``config init`` writes them."""
+    return "\n".join(
+        f"[[watch]]\n# The folder to watch (required).\npath = {toml_string(str(d))}\n"
+        for d in watch_dirs
+    )
+
+
 def initial_config(watch_dirs: Sequence[Path]) -> str:
     """The example config with its ``[[watch]]`` set to ``watch_dirs`` (commented out if none)."""
     text = example_text()
     if _EXAMPLE_WATCH not in text:
         raise AssertionError("config.example.toml lost its example [[watch]] table")
-    if watch_dirs:
-        tables = "\n".join(
-            f"[[watch]]\n# The folder to watch (required).\npath = {json.dumps(str(d))}\n"
-            for d in watch_dirs
-        )
-    else:
-        tables = ("# [[watch]]\n# The folder to watch (required); or pass --watch DIR to "
-                  "`watcherd run`.\n# path = \"~/Transcribe\"\n")
-    return text.replace(_EXAMPLE_WATCH, tables, 1)
+    return text.replace(_EXAMPLE_WATCH, watch_tables(watch_dirs) if watch_dirs else _NO_WATCH,
+                        1)
+
+
+def with_watches_added(text: str, watch_dirs: Sequence[Path]) -> str:
+    """``text`` (a config file) with a ``[[watch]]`` table for each folder, comments kept.
+
+    Where ``config init`` left its commented-out watch, the tables go there (as if --watch had
+    been given then); otherwise at the end, after whatever table the file ends with.
+    """
+    tables = watch_tables(watch_dirs)
+    if _NO_WATCH in text:
+        return text.replace(_NO_WATCH, tables, 1)
+    return text + ("" if text.endswith("\n") or not text else "\n") + "\n" + tables
 
 
 def default_config_target() -> Path:
@@ -112,17 +132,66 @@ def init(config_path: Path | None, watch_dirs: tuple[Path, ...], force: bool) ->
     It goes to --config PATH, else $WATCHERD_CONFIG, else ~/.config/watcherd/config.toml.
     """
     target = (config_path or default_config_target()).expanduser()
-    if target.exists() and not force:
-        raise ConfigError(f"{target} exists; edit it, or pass --force to replace it")
     dirs = resolved_dirs(watch_dirs)
+    if target.exists() and not force:
+        if not dirs:
+            raise ConfigError(f"{target} exists; edit it, add a folder with `watcherd config "
+                              "init --watch DIR`, or pass --force to replace it")
+        _add_watches(target, dirs)
+        return
     write_initial_config(target, dirs)
     click.echo(f"wrote {target}")
     # As `run --watch` does: the folder named is the folder meant, so it exists from now on.
     for folder in create_watch_dirs(dirs):
         click.echo(f"created {folder}")
-    if not watch_dirs:
-        click.echo("it watches nothing yet: set a [[watch]] path in it, or run it again with "
-                   "--watch DIR", err=True)
+    if not dirs:
+        click.echo(f"it watches nothing yet: add a folder with `watcherd config init --watch "
+                   f"DIR{_config_flag(config_path)}` (it adds the folder to this file), or set "
+                   "a [[watch]] path in it", err=True)
+
+
+def _config_flag(config_path: Path | None) -> str:
+    return f" --config {config_path}" if config_path is not None else ""
+
+
+def _add_watches(target: Path, dirs: Sequence[Path]) -> None:
+    """``config init --watch DIR`` on a file that exists: offer to add the folders to it.
+
+    On a terminal it asks; otherwise it prints the lines to add and changes nothing (a
+    script that meant to replace the file passes --force).
+    """
+    config = load_config(target, need_key=False)
+    watched = {w.path for w in config.watches}
+    new = [d for d in dirs if d not in watched]
+    for folder in dirs:
+        if folder in watched:
+            click.echo(f"{target} already watches {folder}")
+    if not new:
+        return
+    try:
+        text = target.read_text("utf-8")
+        mode = target.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"cannot read {target}: {exc.strerror or exc}") from None
+    updated = with_watches_added(text, new)
+    # The file as it would be must load (a folder inside another watch is refused here).
+    parse_config(tomllib.loads(updated), source=target, env=os.environ, need_key=False)
+    listed = ", ".join(str(d) for d in new)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        click.echo(f"{target} exists; to watch {listed} too, add these lines to it (or run "
+                   "this command in a terminal, which offers to add them; --force replaces "
+                   f"the file):\n\n{watch_tables(new)}", err=True)
+        sys.exit(2)
+    if not click.confirm(f"{target} exists; add {listed} to it as [[watch]]?", default=True):
+        click.echo("nothing changed")
+        sys.exit(1)
+    try:
+        atomic_write(target, updated.encode("utf-8"), mode=mode)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from None
+    click.echo(f"added {listed} to {target}")
+    for folder in create_watch_dirs(list(new)):
+        click.echo(f"created {folder}")
 
 
 @config_group.command("show")
