@@ -209,7 +209,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, watcher.wait_ready, 30.0)
         self.notifier.ready(status_text(journal.counts()))
-        log.info("ready", problems={str(k): v for k, v in watcher.root_problems().items()})
+        problems = {str(k): v for k, v in watcher.root_problems().items()}
+        # Problems only when there are some: "problems={}" on every start reads like one.
+        log.info("ready", **({"problems": problems} if problems else {}))
         # The start-up scan and the integrity check run side by side: files already present
         # need not wait seconds for a check of a big journal.
         scan = loop.run_in_executor(None, self._scan, worker)
