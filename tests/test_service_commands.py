@@ -100,3 +100,18 @@ def test_logs_of_launchd_without_an_agent_says_the_same(tmp_path: Path) -> None:
     assert result.returncode == 1
     message = " ".join(result.stderr.split())
     assert "no watcherd service is installed" in message and "service install" in message
+
+
+def test_service_install_dry_run_prints_the_commands_to_run(tmp_path: Path) -> None:
+    """--dry-run shows the unit and the systemctl commands a real install would print."""
+    env = _env(tmp_path)
+    inbox = tmp_path / "inbox"
+    result = watcherd("service", "install", "--dry-run", "--target", "systemd", "--watch",
+                      str(inbox), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "ExecStart=" in result.stdout
+    assert ("#   systemctl --user daemon-reload && systemctl --user enable --now watcherd"
+            in result.stdout)
+    assert "#   logs: journalctl --user -u watcherd -f" in result.stdout
+    unit_dir = Path(env["XDG_CONFIG_HOME"]) / "systemd" / "user"
+    assert not unit_dir.exists() and not inbox.exists()

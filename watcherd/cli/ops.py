@@ -233,6 +233,12 @@ def install(user: bool, dry_run: bool, run_as: str | None, key_file: Path | None
     if dry_run:
         click.echo(f"# would write {path}")
         click.echo(data.decode("utf-8"), nl=False)
+        # What to run after writing it. As '#' comments, so the output saved as the unit is
+        # still a valid unit; a plist has no such comments, so for launchd on stderr.
+        to_stderr = target == "launchd"
+        click.echo("# then run:", err=to_stderr)
+        for step in steps:
+            click.echo(f"#   {step.removeprefix('# ')}", err=to_stderr)
         return
     if target == "launchd":
         launchd_log_dir().mkdir(parents=True, exist_ok=True)
