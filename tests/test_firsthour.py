@@ -22,6 +22,7 @@ from tests.daemon_harness import DaemonProcess, wait_until, watcherd, write_conf
 from tests.sim import GladiaSimulator
 from watcherd.cli.configcmd import example_text, initial_config, redact
 from watcherd.config import WatchConfig, parse_config
+from watcherd.engines.local.model import local_engine_installed
 from watcherd.log import configure_logging, fit
 from watcherd.watcher import Watcher, scan
 
@@ -524,3 +525,67 @@ def test_retry_without_a_path_retries_every_failed_file(
     assert sorted(states.values()) == ["done", "pending", "pending"]
     again = watcherd("retry", "--config", str(config), env=home)
     assert again.returncode == 0 and "nothing to retry: no file has failed" in again.stdout
+
+
+def _session_alive(session: int) -> bool:
+    """Whether any process of this session (the daemon, its workers, their tracker) is left."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == session:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+@pytest.mark.skipif(not local_engine_installed(), reason="the local extra is not installed")
+def test_two_quick_ctrl_c_exit_130_without_a_leaked_semaphore_warning(
+    tmp_path: Path, home: dict[str, str]
+) -> None:
+    """Ctrl-C twice (SIGINT to the whole process group): exit 130, nothing more printed.
+
+    After a recording long enough for the batched pipeline (whose progress bar made a
+    multiprocessing lock in the worker), the worker that dies with the daemon used to leave
+    the resource tracker to warn "leaked semaphore objects" on the terminal.
+    """
+    import signal
+    import subprocess
+    import sys
+
+    from tests.speech import ENGLISH_TEXT, repeat_wav, speak
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[engine]\nname = "local"\n[local]\nworkers = 1\n[journal]\n'
+                      f'path = {json.dumps(str(tmp_path / "journal.db"))}\n[log]\n'
+                      f'format = "json"\n[http]\nlisten = ""\n[[watch]]\n'
+                      f'path = {json.dumps(str(inbox))}\nsettle_seconds = 0.2\n', "utf-8")
+    output = tmp_path / "terminal.log"
+    with output.open("wb") as terminal:
+        proc = subprocess.Popen([sys.executable, "-m", "watcherd", "run", "--config",
+                                 str(config)], stdout=terminal, stderr=subprocess.STDOUT,
+                                env={**os.environ, **home}, start_new_session=True)
+    try:
+        def logged(event: str) -> bool:
+            assert proc.poll() is None, output.read_text("utf-8", "replace")
+            return f'"event": "{event}"' in output.read_text("utf-8", "replace")
+
+        wait_until(lambda: logged("ready"), timeout=120, message="the daemon to be ready")
+        # Over two minutes: the batched pipeline.
+        repeat_wav(speak(ENGLISH_TEXT, tmp_path / "one.wav"), inbox / "long.wav", 11)
+        wait_until(lambda: logged("transcribed"), timeout=300, message="the transcription")
+        os.killpg(proc.pid, signal.SIGINT)
+        wait_until(lambda: logged("stopping"), timeout=10, message="the first Ctrl-C")
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+        wait_until(lambda: not _session_alive(proc.pid), timeout=60,
+                   message="every process of the daemon to end")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    printed = output.read_text("utf-8", "replace")
+    assert "leaked" not in printed and "Traceback" not in printed, printed
+    assert [line for line in printed.splitlines() if not line.startswith("{")] == []
