@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from watcherd import config as config_module
@@ -515,6 +515,119 @@ def test_api_key_file_with_extra_words_does_not_leak_content(tmp_path: Path) -> 
     path, message = error_of(tmp_path, f'[gladia]\napi_key_file = "{key_file}"\n')
     assert message.startswith(f"{path}: gladia.api_key_file: ")
     assert KEY not in message
+
+
+# What editors and copy-paste make of a key file, and what the refusal must say.
+BAD_KEY_FILES = [
+    pytest.param(KEY.encode("utf-16"), "is saved as UTF-16: save it as plain text",
+                 id="utf16-bom"),
+    pytest.param(KEY.encode("utf-16-be"), "is saved as UTF-16: save it as plain text",
+                 id="utf16be-no-bom"),
+    pytest.param((KEY + "\r\n").encode("utf-16-le"), "is saved as UTF-16: save it as plain text",
+                 id="utf16le-no-bom"),
+    pytest.param(KEY.encode("utf-32"), "is saved as UTF-32: save it as plain text",
+                 id="utf32-bom"),
+    pytest.param(KEY.encode("utf-8-sig"), 'byte-order mark (saved as "UTF-8 with BOM")',
+                 id="utf8-bom"),
+    pytest.param(KEY.encode() + b"\x00\n", "holds NUL bytes: save it as plain text",
+                 id="nul"),
+    pytest.param(KEY[:5].encode() + b"\x1b[2J" + KEY[5:].encode(),
+                 "holds a control character (U+001B", id="escape"),
+    pytest.param(KEY.encode() + b"\x7f\n", "holds a control character (U+007F", id="delete"),
+    pytest.param(KEY.encode() + b"\r\nX-Other: 1\r\n", "holds more than one word",
+                 id="header-injection"),
+    pytest.param(f"{KEY} {KEY}".encode(), "holds more than one word", id="space"),
+    pytest.param(f"{KEY}\u00a0".encode(), "holds more than one word", id="nbsp"),
+    pytest.param(f"{KEY}\u00e9".encode(), "not ASCII", id="non-ascii"),
+    pytest.param(f"{KEY}\u00e9".encode("latin-1"), "is not UTF-8 text", id="latin-1"),
+]
+
+
+@pytest.mark.parametrize(("content", "says"), BAD_KEY_FILES)
+def test_unusable_key_files_are_refused_saying_why(
+    tmp_path: Path, content: bytes, says: str
+) -> None:
+    """A key file that is not the key alone, as plain ASCII, is refused with what to do."""
+    key_file = tmp_path / "conf" / "gladia.key"
+    key_file.parent.mkdir()
+    key_file.write_bytes(content)
+    path, message = error_of(tmp_path, f'[gladia]\napi_key_file = "{key_file}"\n')
+    assert message.startswith(f"{path}: gladia.api_key_file: {key_file} ")
+    assert says in message
+    assert_no_key_in(message)
+
+
+def assert_no_key_in(text: str) -> None:
+    """Neither the key nor a piece of it shows, plainly or escaped as repr() would."""
+    for piece in (KEY, KEY[:12], KEY[-12:], repr(KEY.encode("utf-16"))[2:20]):
+        assert piece not in text
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "  \n\n", "\t"])
+def test_a_key_file_may_end_with_a_newline(tmp_path: Path, ending: str) -> None:
+    """The newline an editor adds (and spaces around the key) are stripped, nothing else."""
+    key_file = write(tmp_path / "conf", KEY + ending, name="gladia.key")
+    path = write(tmp_path / "conf", f'[gladia]\napi_key_file = "{key_file}"\n')
+    gladia = load(path).gladia
+    assert gladia.api_key is not None and gladia.api_key.reveal() == KEY
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.one_of(
+    st.binary(max_size=64),
+    st.text(max_size=40).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
+    .map(str.encode),
+    st.sampled_from(["utf-16", "utf-16-le", "utf-8-sig", "utf-32"]).map(KEY.encode),
+))
+def test_any_key_file_bytes_give_a_plain_key_or_a_config_error(
+    tmp_path: Path, raw: bytes
+) -> None:
+    """Whatever a key file holds: a printable-ASCII key without spaces, or a ConfigError."""
+    key_file = tmp_path / "any.key"
+    key_file.write_bytes(raw)
+    path = write(tmp_path, f'[gladia]\napi_key_file = "{key_file}"\n')
+    try:
+        key = load(path).gladia.api_key
+    except ConfigError as exc:
+        assert str(exc).startswith(f"{path}: gladia.api_key_file: {key_file} ")
+        return
+    assert key is not None
+    text = key.reveal()
+    assert text and all(0x21 <= ord(ch) <= 0x7E for ch in text)
+    # Only the spaces and line ends around the key were dropped.
+    assert raw.decode("ascii").strip(" \t\r\n") == text
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("gk-abc\\u0000def", "control character (U+0000"),
+    ("gk-abc\\r\\nX-Other: 1", "more than one word"),
+    ("gk-abc\\u001bdef", "control character (U+001B"),
+    ("\\ufeffgk-abcdef", "not ASCII"),
+])
+def test_inline_and_environment_keys_get_the_same_check(
+    tmp_path: Path, value: str, says: str
+) -> None:
+    """[gladia] api_key and $GLADIA_API_KEY are checked like a key file."""
+    path, message = error_of(tmp_path, f'[gladia]\napi_key = "{value}"\n')
+    assert message.startswith(f"{path}: gladia.api_key: the value ")
+    assert says in message and "abc" not in message
+    decoded = value.encode().decode("unicode_escape")
+    with pytest.raises(ConfigError) as caught:
+        load(write(tmp_path, ""), {"GLADIA_API_KEY": decoded})
+    assert str(caught.value).startswith("$GLADIA_API_KEY holds ")
+    assert says in str(caught.value) and "abc" not in str(caught.value)
+
+
+def test_a_webhook_secret_file_gets_the_same_check(tmp_path: Path) -> None:
+    """A signing secret saved with a BOM is refused as one, not as a missing "whsec_"."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "hook").write_bytes(WHSEC.encode("utf-8-sig"))
+    path, message = error_of(tmp_path, '[callback]\nlisten = "127.0.0.1:8787"\n'
+                                       '[webhook]\nsecret_file = "hook"\n')
+    assert message.startswith(f"{path}: webhook.secret_file: ")
+    assert "byte-order mark" in message and "MfKQ9r8" not in message
 
 
 def test_api_key_from_environment(tmp_path: Path) -> None:
@@ -1204,6 +1317,7 @@ _watch_fields = {
     "exclude": st.lists(_words, max_size=2),
     "poll": st.sampled_from(["auto", "always", "never"]),
     "fallback": st.sampled_from(["none", "local"]),
+    "follow_links": st.sampled_from(["inside", "anywhere"]),
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import dataclasses
 import difflib
 import hashlib
 import ipaddress
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+from watcherd.credentials import SecretProblem, decode_secret_file, secret_problem, strip_secret
 from watcherd.errors import ConfigError
 from watcherd.outputs import FORMATS
 from watcherd.retry import RETRY_KEYS, RetryPolicy
@@ -31,6 +33,7 @@ from watcherd.retry import RETRY_KEYS, RetryPolicy
 EngineName = str
 LogFormat = Literal["auto", "json", "console"]
 PollMode = Literal["auto", "always", "never"]
+FollowLinks = Literal["inside", "anywhere"]
 # The formats [defaults] / [[watch]] outputs may list: whatever the outputs module writes.
 OUTPUT_FORMATS: tuple[str, ...] = FORMATS
 _T = TypeVar("_T")
@@ -45,6 +48,9 @@ def engine_names() -> tuple[EngineName, ...]:
 LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 POLL_MODES: tuple[PollMode, ...] = ("auto", "always", "never")
+#: Which symbolic links a watch follows: only those that stay beneath its root (Samba's
+#: ``wide links = no``), or any (a link in the inbox can then send any file the daemon can read).
+FOLLOW_LINKS: tuple[FollowLinks, ...] = ("inside", "anywhere")
 LOCAL_MODELS = ("base",)
 LOCAL_DEVICES = ("auto", "cpu", "cuda")
 LOCAL_COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32",
@@ -213,7 +219,7 @@ MIN_HTTP_TOKEN_CHARS = 16
 WEBHOOK_SECRET_PREFIX = "whsec_"
 _GLADIA_KEYS = ("api_key", "api_key_file", "api_url", "max_concurrent_jobs")
 _DEFAULTS_KEYS = ("outputs", "settle_seconds", "recursive", "include", "exclude", "poll", "options",
-                  "fallback")
+                  "fallback", "follow_links")
 _WATCH_KEYS = ("path", "id", "engine", *_DEFAULTS_KEYS)
 _JOURNAL_KEYS = ("path", "url", "lease_seconds")
 #: A watch id: what the shared journal stores paths relative to (letters, digits, . _ -).
@@ -281,6 +287,7 @@ class WatchDefaults:
     poll: PollMode = "auto"
     options: Mapping[str, Any] = field(default_factory=dict)
     fallback: str = "none"
+    follow_links: FollowLinks = "inside"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -420,6 +427,18 @@ class Config:
 
 
 # -- public API ------------------------------------------------------------------------------
+
+
+def secret_values(value: object) -> list[str]:
+    """Every secret inside ``value`` (a config or any part of one), for redaction."""
+    if isinstance(value, Secret):
+        return [value.reveal()] if value.reveal() else []
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [s for f in fields(value) for s in secret_values(getattr(value, f.name))]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in secret_values(v)]
+    return []
+
 
 
 def default_journal_path() -> Path:
@@ -1051,7 +1070,11 @@ class _Parser:
         if "token_file" in table:
             token_file = self.path(table["token_file"], "http.token_file")
             if self.need_key or os.access(token_file, os.R_OK):
-                token = Secret(self.read_http_token(token_file))
+                token = self.secret_file(token_file, "http.token_file", "the token")
+                if len(token.reveal()) < MIN_HTTP_TOKEN_CHARS:
+                    self.fail("http.token_file",
+                              f"{token_file} must hold one word of at least "
+                              f"{MIN_HTTP_TOKEN_CHARS} characters (the token), nothing else")
         elif not _loopback(address[0]):
             self.fail(
                 "http.token_file",
@@ -1063,19 +1086,6 @@ class _Parser:
             )
         return HttpConfig(address=address, token_file=token_file, token=token)
 
-    def read_http_token(self, path: Path) -> str:
-        key = "http.token_file"
-        try:
-            text = path.read_bytes().decode("utf-8").strip()
-        except OSError as exc:
-            self.fail(key, f"cannot read {path}: {exc.strerror or type(exc).__name__}")
-        except UnicodeDecodeError:
-            self.fail(key, f"{path} is not UTF-8 text; expected a file holding only the token")
-        if len(text) < MIN_HTTP_TOKEN_CHARS or any(ch.isspace() for ch in text):
-            self.fail(key, f"{path} must hold one word of at least {MIN_HTTP_TOKEN_CHARS} "
-                           "characters (the token), nothing else")
-        return text
-
     def webhook(self, table: Mapping[str, Any]) -> WebhookConfig | None:
         self.check_keys(table, _WEBHOOK_KEYS, "webhook")
         if not table:
@@ -1085,15 +1095,11 @@ class _Parser:
         path: Path | None = None
         if "secret" in table:
             key = "webhook.secret"
-            text = self.string(table["secret"], key, secret=True).strip()
+            text = strip_secret(self.string(table["secret"], key, secret=True))
         elif "secret_file" in table:
             key = "webhook.secret_file"
             path = self.path(table["secret_file"], key)
-            try:
-                text = path.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                self.fail(key, f"cannot read {path}: {reason or type(exc).__name__}")
+            text = self.secret_file(path, key, "the signing secret").reveal()
         else:
             self.fail("webhook.secret", 'missing; expected secret = "whsec_..." or secret_file')
         if not text.startswith(WEBHOOK_SECRET_PREFIX):
@@ -1106,7 +1112,10 @@ class _Parser:
         if not decoded:
             self.fail(key, f'expected "{WEBHOOK_SECRET_PREFIX}" followed by base64 text; '
                            "copy the whole secret from the dashboard")
-        return WebhookConfig(secret=Secret(text), secret_file=path)
+        # The prefix and base64 checks are stricter than the one every secret passes; it is
+        # run all the same so that no secret reaches a header or a log unchecked.
+        return WebhookConfig(secret=self.secret_text(text, key, "the signing secret"),
+                             secret_file=path)
 
     def reject_own_callbacks(
         self, defaults: WatchDefaults, watches: Sequence[WatchConfig]
@@ -1136,16 +1145,22 @@ class _Parser:
             )
         if "api_key" in table:
             value = self.string(table["api_key"], "gladia.api_key", secret=True)
-            key, origin = Secret(value.strip()), "[gladia] api_key"
+            key = self.secret_text(value, "gladia.api_key", "the API key")
+            origin = "[gladia] api_key"
         elif "api_key_file" in table:
             key_file = self.path(table["api_key_file"], "gladia.api_key_file")
             origin = f"[gladia] api_key_file ({key_file})"
             if self.need_key or os.access(key_file, os.R_OK):
-                key = Secret(self.read_key_file(key_file))
+                key = self.secret_file(key_file, "gladia.api_key_file", "the API key")
             else:
                 origin += ", not readable here"
         elif self.env.get(API_KEY_ENV_VAR, "").strip():
-            key, origin = Secret(self.env[API_KEY_ENV_VAR].strip()), f"${API_KEY_ENV_VAR}"
+            text = strip_secret(self.env[API_KEY_ENV_VAR])
+            problem = secret_problem(text, "the API key")
+            if problem is not None:
+                # Not a key of the config file: the message names the variable alone.
+                raise ConfigError(f"${API_KEY_ENV_VAR} {problem}")
+            key, origin = Secret(text), f"${API_KEY_ENV_VAR}"
 
         url = self.string(table.get("api_url", "https://api.gladia.io"), "gladia.api_url")
         parts = urlsplit(url.strip())
@@ -1167,24 +1182,24 @@ class _Parser:
             api_key_file=key_file,
         )
 
-    def read_key_file(self, path: Path) -> str:
-        key = "gladia.api_key_file"
+    def secret_text(self, value: str, key: str, what: str) -> Secret:
+        """A secret written in the config itself, checked like one read from a file."""
+        text = strip_secret(value)
+        problem = secret_problem(text, what)
+        if problem is not None:
+            self.fail(key, f"the value {problem}")
+        return Secret(text)
+
+    def secret_file(self, path: Path, key: str, what: str) -> Secret:
+        """The secret held by the file at ``path`` (see :mod:`watcherd.credentials`)."""
         try:
             raw = path.read_bytes()
         except OSError as exc:
             self.fail(key, f"cannot read {path}: {exc.strerror or type(exc).__name__}")
         try:
-            text = raw.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            self.fail(key, f"{path} is not UTF-8 text; expected a file holding only the API key")
-        if not text:
-            self.fail(key, f"{path} is empty; expected a file holding only the API key")
-        if any(ch.isspace() for ch in text):
-            self.fail(
-                key,
-                f"{path} holds more than one word; expected a file holding only the API key",
-            )
-        return text
+            return Secret(decode_secret_file(raw, what))
+        except SecretProblem as exc:
+            self.fail(key, f"{path} {exc}")
 
     def defaults(self, table: Mapping[str, Any]) -> WatchDefaults:
         self.check_keys(table, _DEFAULTS_KEYS, "defaults")
@@ -1233,6 +1248,10 @@ class _Parser:
         fields["fallback"] = (
             self.choice(table["fallback"], f"{prefix}.fallback", FALLBACKS)
             if "fallback" in table else base.fallback
+        )
+        fields["follow_links"] = (
+            self.choice(table["follow_links"], f"{prefix}.follow_links", FOLLOW_LINKS)
+            if "follow_links" in table else base.follow_links
         )
         return fields
 

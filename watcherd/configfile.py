@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from watcherd.config import API_KEY_ENV_VAR, Config, WatchConfig, WatchDefaults
+from watcherd.log import REDACTED
 from watcherd.retry import RETRY_KEYS
 
-REDACTED = "***"
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 #: One line of a table: ``(key, value)``, written ``key = value``.
@@ -127,7 +127,7 @@ def _watch_fields(watch: WatchDefaults) -> list[Row | Note]:
     return [("outputs", list(watch.outputs)), ("settle_seconds", watch.settle_seconds),
             ("recursive", watch.recursive), ("include", list(watch.include)),
             ("exclude", list(watch.exclude)), ("poll", watch.poll),
-            ("fallback", watch.fallback)]
+            ("fallback", watch.fallback), ("follow_links", watch.follow_links)]
 
 
 def _options(options: Mapping[str, Any]) -> list[Row | Note]:

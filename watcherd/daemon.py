@@ -17,7 +17,7 @@ from pathlib import Path
 import structlog
 
 from watcherd.activity import Activity
-from watcherd.config import Config, WatchConfig, watch_roots
+from watcherd.config import Config, WatchConfig, secret_values, watch_roots
 from watcherd.engines import Engines, engine_for, no_engine_reason, open_engines
 from watcherd.errors import ConfigError
 from watcherd.folders import Folders
@@ -29,6 +29,7 @@ from watcherd.journal.configured import (
     open_for_command,
     open_for_node,
 )
+from watcherd.log import redact_also
 from watcherd.progress import ProgressBoard
 from watcherd.service import Notifier, status_text
 from watcherd.watcher import Watcher, scan
@@ -124,6 +125,9 @@ class Daemon:
         self.notifier.reloading()
         try:
             config = self.reload_config()
+            # A new API key or token is redacted before anything can log it; the old ones stay
+            # redacted too, since requests made with them may still be reported.
+            redact_also(secret_values(config))
             engine_for(config)
         except ConfigError as exc:
             log.error("reload_rejected", error=str(exc), hint="still running the previous config")

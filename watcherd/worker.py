@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from watcherd import media, outcomes
+from watcherd import media, outcomes, roots
 from watcherd.config import Config, WatchConfig
 from watcherd.errors import SourceError
 from watcherd.fileops import StorageTimeout, run_on
@@ -123,7 +123,14 @@ def special_kind(mode: int) -> str | None:
 
 def _look_one(path: Path, index: WatchIndex | None, root: Path | None) -> Seen | None:
     try:
-        st = path.stat()
+        # Through the watch roots' resolver: a link that leads out of its watch folder is
+        # never stat'ed as a source (nor read, hashed or uploaded later).
+        st = roots.current().locate(path).stat()
+    except roots.LinkOutside as exc:
+        # Recorded under its folder's watch even when its name is no recording's (a link to
+        # a folder): status says why it is not transcribed.
+        watch = index.owner(path) if index is not None else None
+        return Seen(path, None, exc.message, watch=watch)
     except OSError as exc:
         problem = classify(exc)
         if problem.kind == "missing":
@@ -141,6 +148,11 @@ def _look_one(path: Path, index: WatchIndex | None, root: Path | None) -> Seen |
         return None
     if stat.S_ISDIR(st.st_mode):
         return None
+    if stat.S_ISLNK(st.st_mode):
+        # Only a link that resolution could not get past (a loop) is still a link here.
+        watch = index.watch_for(path) if index is not None else None
+        return Seen(path, None, "cannot read it: too many levels of symbolic links (the link "
+                    "points back at itself); fix or remove the link", watch=watch)
     if not stat.S_ISREG(st.st_mode):
         # Never opened: reading a FIFO or a device blocks or never ends.
         what = special_kind(st.st_mode) or "not a regular file"
@@ -210,7 +222,7 @@ def _failure(source: Source, error: SourceError) -> HashFailure:
         return HashFailure(error)
     path = Path(source.path)
     try:
-        return HashFailure(error, stat_now=FileStat.of(path.stat()))
+        return HashFailure(error, stat_now=FileStat.of(roots.current().locate(path).stat()))
     except OSError as exc:
         if classify(exc).kind != "missing":
             return HashFailure(error)

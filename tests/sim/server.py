@@ -287,6 +287,11 @@ class GladiaSimulator:
             self._concurrency = value
             self._cond.notify_all()
 
+    def rotate_key(self, new_key: str) -> None:
+        """Accept only ``new_key`` from now on, as after a key is rotated in the dashboard."""
+        with self._lock:
+            self._api_key = new_key
+
     def _bind(self) -> None:
         server = _Server((self.host, self.port), _Handler)
         server.sim = self

@@ -29,7 +29,7 @@ from watcherd.cli._common import (
 from watcherd.cli.configcmd import config_group
 from watcherd.cli.ops import doctor, logs, service
 from watcherd.cli.progressbar import TerminalBar
-from watcherd.config import Config, WatchConfig, load_config, with_extra_watches
+from watcherd.config import Config, WatchConfig, load_config, secret_values, with_extra_watches
 from watcherd.display import json_safe, printable
 from watcherd.errors import ConfigError, JournalError
 from watcherd.history import UnknownState, check_state, history_json, history_lines
@@ -69,10 +69,6 @@ def _with_service_journal(config: Config) -> Config:
     return config
 
 
-def _secrets(config: Config) -> list[str]:
-    return [config.gladia.api_key.reveal()] if config.gladia.api_key is not None else []
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="watcherd")
 def main() -> None:
@@ -102,7 +98,7 @@ def run(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
             f"{config.source or 'no config file found'}: nothing to watch: add a [[watch]] "
             "table with a path, or pass --watch DIR"
         )
-    configure_logging(fmt=config.log_format, level=config.log_level, secrets=_secrets(config),
+    configure_logging(fmt=config.log_format, level=config.log_level, secrets=secret_values(config),
                       roots=[w.path for w in config.watches])
     for folder in create_watch_dirs(extra):
         structlog.get_logger("watcherd.cli").info("watch_root_created", root=str(folder))
@@ -120,7 +116,7 @@ def transcribe(files: tuple[Path, ...], config_path: Path | None) -> None:
 
     config = _load(config_path)
     configure_logging(fmt=config.log_format, level=config.log_level, stream=sys.stderr,
-                      secrets=_secrets(config))
+                      secrets=secret_values(config))
     resolved = [f.expanduser().resolve() for f in files]
     template = with_extra_watches(_without_watches(config), [resolved[0].parent]).watches[0]
     # Named files skip the settle wait: the user says they are complete.

@@ -10,7 +10,6 @@ defaults, ``$GLADIA_API_KEY`` and ``--watch`` are applied, in the file's own ter
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import sys
@@ -18,7 +17,6 @@ import tomllib
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -31,14 +29,16 @@ from watcherd.cli._common import (
 )
 from watcherd.config import (
     CONFIG_ENV_VAR,
-    Secret,
     load_config,
     parse_config,
+    secret_values,
     user_config_path,
     with_extra_watches,
 )
-from watcherd.configfile import REDACTED, effective_toml, toml_string
+from watcherd.configfile import effective_toml, toml_string
 from watcherd.errors import ConfigError
+from watcherd.log import REDACTED
+from watcherd.log import redact as redact_secrets
 from watcherd.outputs import atomic_write
 
 # The example's own watch: replaced by the folders given to `config init`.
@@ -107,9 +107,7 @@ def write_initial_config(path: Path, watch_dirs: Sequence[Path]) -> None:
 
 def redact(text: str, secrets: Sequence[str]) -> str:
     """``text`` with every secret and every password inside a URL replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
+    text = redact_secrets(text, secrets)
     return _URL_PASSWORD.sub(lambda m: m["head"] + REDACTED + m["at"], text)
 
 
@@ -204,17 +202,7 @@ def show(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
     extra = resolved_dirs(watch_dirs)
     if extra:
         config = with_extra_watches(config, extra)
-    secrets = [s.reveal() for s in _secrets_of(config)]
-    click.echo(redact(effective_toml(config), secrets), nl=False)
+    click.echo(redact(effective_toml(config), secret_values(config)), nl=False)
     sys.stdout.flush()
 
 
-def _secrets_of(value: Any) -> list[Secret]:
-    """Every :class:`Secret` inside ``value`` (a config or any part of one)."""
-    if isinstance(value, Secret):
-        return [value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return [s for f in dataclasses.fields(value) for s in _secrets_of(getattr(value, f.name))]
-    if isinstance(value, list | tuple):
-        return [s for v in value for s in _secrets_of(v)]
-    return []

@@ -22,6 +22,7 @@ from watcherd.config import (
     Config,
     default_journal_path,
     load_config,
+    secret_values,
     with_extra_watches,
 )
 from watcherd.doctor import diagnose, exit_code, format_report
@@ -58,9 +59,9 @@ def doctor(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
     config = load_config(config_path)
     if extra:
         config = with_extra_watches(config, extra)
-    secrets = [config.gladia.api_key.reveal()] if config.gladia.api_key is not None else []
     # Only problems in the libraries' own logs are worth showing next to the report.
-    configure_logging(fmt="console", level="warning", stream=sys.stderr, secrets=secrets)
+    configure_logging(fmt="console", level="warning", stream=sys.stderr,
+                      secrets=secret_values(config))
     findings = diagnose(config, created=frozenset(extra))
     click.echo(format_report(findings))
     sys.exit(exit_code(findings))
