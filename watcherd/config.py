@@ -750,7 +750,11 @@ class _Parser:
     def table(self, data: Mapping[str, Any], name: str, key: str) -> Mapping[str, Any]:
         value = data.get(name, {})
         if not isinstance(value, dict):
-            self.expected(key, "a table", value)
+            # `engine = "auto"` at the top is what the internal model's name looked like.
+            named = ' (the engine is [engine] name = "...")' if key == "engine" else ""
+            self.expected(key, "a table", value,
+                          hint=f"; write [{key}] on a line of its own and its keys below it"
+                          f"{named}")
         return value
 
     def string(self, value: Any, key: str, *, secret: bool = False) -> str:

@@ -194,7 +194,7 @@ def effective_toml(config: Config) -> str:
     ]
     source = config.source or "no config file: the defaults"
     lines = [f"# The configuration watcherd uses (from {source}), defaults applied, secrets",
-             "# as ***. Saved as a file, it loads to this same configuration."]
+             "# as ***. Saved as a file (with any *** written back), it loads to the same."]
     for name, rows in sections:
         lines += _table(f"[{name}]", rows)
     for watch in config.watches:
