@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from watcherd.config import (
     with_extra_watches,
 )
 from watcherd.errors import ConfigError
+from watcherd.retry import RETRY_KEYS
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config.example.toml"
@@ -213,6 +215,81 @@ def test_toml_syntax_error_names_file_line_and_column(tmp_path: Path) -> None:
     """A TOML syntax error reports the file, the line and the column."""
     path, message = error_of(tmp_path, '[log]\nlevel = "info"\nformat = json\n')
     assert message.startswith(f"{path}: line 3, column 10: invalid TOML")
+
+
+@pytest.mark.parametrize(("text", "line", "column"), [
+    ('[log]\nlevel = "info"\n\n[defaults]\ninclude = ["*.mp3",\n', 5, 11),
+    ('[gladia]\napi_url = "https://api.gladia.io', 2, 11),
+    ('[defaults.options]\nlanguage_config = { languages = ["en"]', 2, 19),
+    ("[log]\nlevel = 'debug'\nlevel = 'info'", 3, 1),
+])
+def test_every_toml_syntax_error_has_a_line_and_column(
+    tmp_path: Path, text: str, line: int, column: int
+) -> None:
+    """Also what tomllib reports only "at end of document" (an unclosed array) has a place."""
+    path, message = error_of(tmp_path, text)
+    assert message.startswith(f"{path}: line {line}, column {column}: invalid TOML: "), message
+    assert "end of document" not in message
+
+
+@given(st.text(st.characters(blacklist_categories=["Cs"]), max_size=80))
+def test_any_toml_syntax_error_gets_a_line_within_the_file(text: str) -> None:
+    """Whatever text tomllib refuses, the message names a line and column inside it."""
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = config_module.toml_error(text, str(exc))
+    else:
+        return
+    found = re.match(r"line (\d+), column (\d+): invalid TOML: ", message)
+    assert found, message
+    assert 1 <= int(found[1]) <= text.count("\n") + 1
+    assert int(found[2]) >= 1
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    """Problems in several sections, and in several watches, come in one error."""
+    path, message = error_of(tmp_path, """
+        [gladia]
+        max_concurrent_jobs = 0
+        [log]
+        level = "loud"
+        colour = true
+        [scan]
+        interval_seconds = 1
+        [[watch]]
+        path = "a"
+        outputs = ["pdf"]
+        [[watch]]
+        path = "b"
+        recursive = "yes"
+        """)
+    assert message.startswith(f"{path}: 6 problems:\n"), message
+    for part in ("gladia.max_concurrent_jobs", "log.level", "[log] colour: unknown key",
+                 "scan.interval_seconds", "watch[1].outputs[1]", "watch[2].recursive"):
+        assert part in message
+    assert message.count(str(path)) == 1
+
+
+def test_a_single_problem_keeps_its_one_line_message(tmp_path: Path) -> None:
+    """One problem reads as before: file, key, what is expected."""
+    path, message = error_of(tmp_path, "[scan]\ninterval_seconds = 1\n")
+    assert message == f"{path}: scan.interval_seconds: expected a number >= 5, got 1"
+
+
+@pytest.mark.parametrize(("text", "hint"), [
+    ("[retry]\nretry_base = 2.0\n", 'did you mean base_seconds?'),
+    ("[retry]\nread_attempts = 3\n", "not a setting"),
+    ('journal_path = "/tmp/j.db"\n', "did you mean [journal] path?"),
+    ('local_model = "base"\n', "did you mean [local] model?"),
+    ('[http]\naddress = ["127.0.0.1", 8765]\n', "did you mean listen?"),
+    ('[gladia]\napi_key_origin = "x"\n', "did you mean api_key or api_key_file?"),
+    ('engine = "auto"\n', '[engine] name = "..."'),
+])
+def test_internal_names_get_the_file_key_as_hint(tmp_path: Path, text: str, hint: str) -> None:
+    """Names of the internal model (what an old `config show` printed) say the file's key."""
+    _, message = error_of(tmp_path, text)
+    assert hint in message
 
 
 def test_non_utf8_file_is_an_error(tmp_path: Path) -> None:
@@ -1114,7 +1191,8 @@ def test_webhook_secret_inline_and_from_file(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "hook").write_text(f"  {WHSEC}\n", encoding="utf-8")
     from_file = load(write(tmp_path / "b", base + 'secret_file = "hook"\n'))
-    assert from_file.webhook == inline.webhook
+    assert from_file.webhook is not None and from_file.webhook.secret == inline.webhook.secret
+    assert from_file.webhook.secret_file == (tmp_path / "b" / "hook").resolve()
     assert WHSEC not in repr(from_file)
 
 
@@ -1207,3 +1285,146 @@ def test_watch_engine_and_fallback(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=re.escape("watch[1].engine")):
         parse_config({"watch": [{"path": str(tmp_path), "engine": "whisper"}]},
                      source=None, env={})
+
+
+# -- config show: the effective configuration in the file's own terms ------------------------
+
+SHOWN_BASE = Path("/srv/watcherd-roundtrip/config.toml")
+WEBHOOK_SECRET = "whsec_aGlkZGVuLXNlY3JldC1yb3VuZHRyaXA="
+_names = st.text(st.characters(whitelist_categories=["L", "N"]), min_size=1, max_size=8)
+_words = st.text(st.characters(blacklist_categories=["Cs", "Cc"]), min_size=1,
+                 max_size=12).filter(str.strip)
+_seconds = st.floats(min_value=5, max_value=1e6, allow_nan=False, allow_infinity=False)
+_codes = st.lists(st.sampled_from(["en", "fr", "de", "haw"]), max_size=3, unique=True)
+_options = st.fixed_dictionaries({}, optional={
+    "diarization": st.booleans(),
+    "language_config": st.fixed_dictionaries({"languages": _codes},
+                                             optional={"code_switching": st.booleans()}),
+    "diarization_config": st.fixed_dictionaries({}, optional={
+        "min_speakers": st.integers(0, 3), "number_of_speakers": st.integers(1, 9)}),
+    "custom_metadata": st.dictionaries(_names.filter(lambda n: not n.startswith("wf_")),
+                                       _words | st.integers(-5, 5), max_size=3),
+    "custom_spelling_config": st.fixed_dictionaries(
+        {"spelling_dictionary": st.dictionaries(_words, st.lists(_words, min_size=1,
+                                                                 max_size=2),
+                                                min_size=1, max_size=2)}),
+})
+_watch_fields = {
+    "outputs": st.lists(st.sampled_from(["txt", "json", "srt", "vtt", "md"]), min_size=1,
+                        unique=True),
+    "settle_seconds": st.floats(0, 100, allow_nan=False),
+    "recursive": st.booleans(),
+    "include": st.lists(_words, max_size=2),
+    "exclude": st.lists(_words, max_size=2),
+    "poll": st.sampled_from(["auto", "always", "never"]),
+    "fallback": st.sampled_from(["none", "local"]),
+    "follow_links": st.sampled_from(["inside", "anywhere"]),
+}
+
+
+@st.composite
+def config_files(draw: st.DrawFn) -> dict[str, object]:
+    """Parsed TOML of a valid config file using (a random part of) every section."""
+    def some(table: dict[str, st.SearchStrategy[object]]) -> dict[str, object]:
+        return draw(st.fixed_dictionaries({}, optional=table))
+
+    data: dict[str, object] = {
+        "gladia": some({"api_url": st.sampled_from(["https://api.gladia.io",
+                                                    "http://127.0.0.1:9/v"]),
+                        "max_concurrent_jobs": st.integers(1, 25)}),
+        "engine": some({"name": st.sampled_from(["auto", "gladia", "local"]),
+                        "fallback_after_seconds": _seconds}),
+        "local": some({"device": st.sampled_from(["auto", "cpu", "cuda"]),
+                       "compute_type": st.sampled_from(["auto", "int8", "float32"]),
+                       "workers": st.sampled_from(["auto", 1, 3]),
+                       "cpu_threads": st.sampled_from(["auto", 0, 2]),
+                       "beam_size": st.integers(1, 9)}),
+        "journal": some({"lease_seconds": _seconds}),
+        "node": some({"name": _words.map(str.strip).filter(str.isprintable)}),
+        "log": some({"format": st.sampled_from(["auto", "json", "console"]),
+                     "level": st.sampled_from(["debug", "info", "warning", "error"])}),
+        "hooks": some({"on_done": st.lists(_words, max_size=3).filter(
+                           lambda argv: not argv or bool(argv[0].strip())),
+                       "timeout_seconds": _seconds}),
+        "retry": some(dict.fromkeys(RETRY_KEYS, _seconds)),
+        "http": some({"listen": st.sampled_from(["", "127.0.0.1:8765", "[::1]:9000"])}),
+        "scan": some({"interval_seconds": _seconds}),
+        "defaults": some({**_watch_fields, "options": _options}),
+    }
+    key = draw(st.sampled_from(["inline", "file", "none"]))
+    if key == "inline":
+        data["gladia"] = {**data["gladia"], "api_key": KEY}  # type: ignore[dict-item]
+    elif key == "file":
+        data["gladia"] = {**data["gladia"], "api_key_file": "key"}  # type: ignore[dict-item]
+    if draw(st.booleans()):
+        data["journal"] = {**data["journal"],  # type: ignore[dict-item]
+                           "url": "postgresql://w:pw@db.example:5432/w"}
+    elif draw(st.booleans()):
+        data["journal"] = {**data["journal"], "path": draw(_names)}  # type: ignore[dict-item]
+    if draw(st.booleans()):
+        data["callback"] = some({"public_url": st.just("https://example.com/w")})
+        data["callback"]["listen"] = "127.0.0.1:8787"  # type: ignore[index]
+        if draw(st.booleans()):
+            data["webhook"] = {"secret": WEBHOOK_SECRET}
+    else:
+        data["callback"] = {}
+    watches = []
+    defaults_options = data["defaults"].get("options", {})  # type: ignore[attr-defined]
+    for number in range(draw(st.integers(0, 3))):
+        watch = {"path": f"w{number}", **some(_watch_fields)}
+        ids = st.from_regex(r"[a-z][a-z0-9]{0,5}", fullmatch=True)
+        watch.update(some({"id": ids.map(f"{{}}-{number}".format),
+                           "engine": st.sampled_from(["auto", "local"])}))
+        options = dict(draw(_options))
+        unset = draw(st.lists(st.sampled_from(sorted(defaults_options) or ["-"]),
+                              unique=True, max_size=2))
+        if defaults_options and unset:
+            options["unset"] = unset
+        watch["options"] = options
+        watches.append(watch)
+    data["watch"] = watches
+    return data
+
+
+def _filled(text: str) -> str:
+    """The shown config with its inline secrets put back (what a user pastes by hand)."""
+    text = text.replace('api_key = "***"', f'api_key = "{KEY}"')
+    text = text.replace('secret = "***"', f'secret = "{WEBHOOK_SECRET}"')
+    return text.replace("w:***@", "w:pw@")
+
+
+@given(config_files())
+def test_config_show_loads_back_to_the_same_config(data: dict[str, object]) -> None:
+    """Whatever the file, what `config show` prints loads to the same configuration."""
+    from watcherd.cli.configcmd import redact
+    from watcherd.configfile import effective_toml
+
+    env = {"GLADIA_API_KEY": "from-the-environment"}
+    config = parse_config(data, source=SHOWN_BASE, env=env, need_key=False)
+    shown = redact(effective_toml(config), [KEY, WEBHOOK_SECRET])
+    assert KEY not in shown and WEBHOOK_SECRET not in shown and ":pw@" not in shown
+    again = parse_config(tomllib.loads(_filled(shown)), source=SHOWN_BASE.with_name("x.toml"),
+                         env=env, need_key=False)
+    assert again == config.__class__(**{**config.__dict__, "source": again.source})
+
+
+def test_config_show_speaks_the_files_language(tmp_path: Path) -> None:
+    """Sections and keys of config.example.toml; nothing of the internal model."""
+    from watcherd.configfile import effective_toml
+
+    shown = effective_toml(load(EXAMPLE))
+    for line in ("[retry]\nbase_seconds = 2.0", '[engine]\nname = "auto"',
+                 '[http]\nlisten = "127.0.0.1:8765"', 'workers = "auto"', "[journal]\npath = "):
+        assert line in shown
+    example = tomllib.loads(EXAMPLE.read_text("utf-8"))
+    parsed = tomllib.loads(shown)
+    assert set(parsed) <= set(example) | {"callback", "webhook", "node", "journal", "metrics"}
+    for table, keys in parsed.items():
+        if isinstance(keys, dict) and table != "defaults":
+            known = set(example.get(table, {})) | {
+                "journal": {"path", "url", "lease_seconds"}, "node": {"name"},
+                "hooks": {"on_done", "on_failed"}}.get(table, set())
+            assert set(keys) <= known, table
+    for internal in ("retry_base", "journal_path", "local_model", "address", "api_key_origin",
+                     "read_attempts", "scan_interval_seconds", "node_name"):
+        assert internal not in shown

@@ -76,11 +76,15 @@ class Daemon:
         self.api_requests = ApiRequests()
 
     def request_stop(self, signum: int) -> None:
-        """Signal handler: the first signal drains, the second exits at once."""
+        """Signal handler: the first signal drains, the second exits at once.
+
+        At once is 128 + the signal's number (130 for Ctrl-C), as shells report a process
+        the signal ended; the journal is consistent at every commit, so nothing is lost.
+        """
         self._signals += 1
         if self._signals > 1:
             log.warning("exit_now", signal=signal.Signals(signum).name)
-            os._exit(1)
+            os._exit(128 + signum)
         log.info("stopping", signal=signal.Signals(signum).name)
         self.notifier.stopping()
         self._stop.set()
@@ -219,7 +223,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, watcher.wait_ready, 30.0)
         self.notifier.ready(_status_line(journal, worker))
-        log.info("ready", problems={str(k): v for k, v in watcher.root_problems().items()})
+        problems = {str(k): v for k, v in watcher.root_problems().items()}
+        # Problems only when there are some: "problems={}" on every start reads like one.
+        log.info("ready", **({"problems": problems} if problems else {}))
         # The start-up scan and the integrity check run side by side: files already present
         # need not wait seconds for a check of a big journal.
         scan = loop.run_in_executor(None, self._scan, worker)

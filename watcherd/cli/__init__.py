@@ -45,6 +45,7 @@ from watcherd.progress import ProgressBoard
 from watcherd.watcher import watch_for
 from watcherd.web.health import journal_problem
 from watcherd.web.state import read_state
+from watcherd.web.transcripts import existing_outputs
 
 
 def _load(config_path: Path | None, *, need_key: bool = True) -> Config:
@@ -139,8 +140,10 @@ def transcribe(files: tuple[Path, ...], config_path: Path | None) -> None:
         for path, state in states.items():
             source = journal.by_path(path)
             detail = ""
-            if source is not None and source.state == "done" and source.output_base:
-                detail = f" -> {printable(source.output_base)}.*"
+            written = [] if source is None else existing_outputs(journal, source)
+            if source is not None and source.state == "done" and written:
+                # The files themselves: a pattern (NAME.*) would match the source too.
+                detail = " -> " + ", ".join(printable(str(o.path)) for o in written)
             elif source is not None and source.last_error:
                 detail = f": {printable(source.last_error)}"
             click.echo(f"{state:8} {printable(path)}{detail}")
@@ -312,7 +315,8 @@ def _histories(config: Config, paths: tuple[Path, ...], *, as_json: bool) -> int
             if as_json:
                 found.append(history_json(source, events))
             else:
-                click.echo("\n".join(history_lines(source, events)))
+                written = [o.path for o in existing_outputs(journal, source)]
+                click.echo("\n".join(history_lines(source, events, written)))
     if as_json:
         click.echo(json_safe(json.dumps(found, ensure_ascii=False, indent=2)))
     for given in missing:
@@ -322,7 +326,8 @@ def _histories(config: Config, paths: tuple[Path, ...], *, as_json: bool) -> int
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--all-failed", is_flag=True, help="Retry every failed file.")
+@click.option("--all-failed", is_flag=True,
+              help="Retry every failed file (what no PATH does too).")
 @click.option("--reprocess", is_flag=True,
               help="Transcribe these files again with their folder's current options "
               "(also done ones); unchanged options reuse the stored result.")
@@ -330,11 +335,15 @@ def _histories(config: Config, paths: tuple[Path, ...], *, as_json: bool) -> int
 @handles_errors
 def retry(paths: tuple[Path, ...], all_failed: bool, reprocess: bool,
           config_path: Path | None) -> None:
-    """Put failed files back in the queue (a running daemon picks them up)."""
-    if not paths and not all_failed:
-        raise click.UsageError("name the files to retry, or pass --all-failed")
-    if reprocess and all_failed:
-        raise click.UsageError("--reprocess takes file names, not --all-failed")
+    """Put failed files back in the queue (a running daemon picks them up).
+
+    Without PATH, every failed file goes back.
+    """
+    if reprocess and (all_failed or not paths):
+        raise click.UsageError("--reprocess takes the names of the files to transcribe again")
+    if paths and all_failed:
+        raise click.UsageError("name the files to retry, or pass --all-failed, not both")
+    all_failed = all_failed or not paths
     config = _with_service_journal(_load(config_path, need_key=False))
     if not journal_exists(config):
         raise JournalError(f"no journal at {config.journal_path}: nothing to retry")
@@ -351,10 +360,14 @@ def retry(paths: tuple[Path, ...], all_failed: bool, reprocess: bool,
         else:
             moved = journal.retry(wanted, all_failed=all_failed)
     for source in moved:
-        click.echo(f"queued again: {source.path}")
+        click.echo(f"queued again: {printable(source.path)}")
     for path in unknown:
-        click.echo(f"not in the journal: {path}", err=True)
-    if not moved:
+        click.echo(f"not in the journal: {printable(path)}", err=True)
+    if all_failed:
+        count = len(moved)
+        click.echo(f"queued {count} failed file{'' if count == 1 else 's'} again"
+                   if moved else "nothing to retry: no file has failed")
+    elif not moved:
         click.echo("nothing to retry (only failed or waiting files can be retried; "
                    "--reprocess also takes done ones)")
     sys.exit(1 if unknown else 0)

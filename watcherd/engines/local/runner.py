@@ -303,6 +303,18 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="watcherd-parent-watch", daemon=True).start()
 
 
+def _thread_lock_for_tqdm() -> None:
+    """Give tqdm (faster-whisper's batched pipeline makes a bar) a thread lock.
+
+    Its default is a multiprocessing lock: a named semaphore registered with the resource
+    tracker, which a worker that is killed (stop, a second Ctrl-C, the daemon gone) never
+    unregisters, so the tracker warns "leaked semaphore objects" on the user's terminal.
+    The worker has one thread that draws nothing: a thread lock is all it needs.
+    """
+    with contextlib.suppress(ImportError):
+        importlib.import_module("tqdm").tqdm.set_lock(threading.RLock())
+
+
 def _r(value: Any) -> float:
     number = float(value)
     return round(number, 3) if math.isfinite(number) else 0.0
@@ -463,6 +475,7 @@ def worker_main(
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
     _exit_with_parent()
+    _thread_lock_for_tqdm()
     started = time.monotonic()
     try:
         spec = model_path if isinstance(model_path, ModelSpec) else ModelSpec(
