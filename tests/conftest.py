@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.daemon_harness import DaemonProcess
 from tests.sim import GladiaSimulator
 from tests.test_web_harness import RunningWeb, WebFiles, populate_web_journal
 from watcherd.config import HttpConfig
@@ -38,6 +39,15 @@ def sim(request: pytest.FixtureRequest) -> Iterator[GladiaSimulator]:
     options.setdefault("api_key", getattr(request.module, "KEY", "test-key"))
     with GladiaSimulator(**options) as simulator:
         yield simulator
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[DaemonProcess]]:
+    """Daemons started by a test; any still running afterwards are killed."""
+    started: list[DaemonProcess] = []
+    yield started
+    for daemon in started:
+        daemon.stop()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,6 @@ KEY = "sk-daemon-test-secret-987654"
 
 #: How this module's simulator runs (the shared ``sim`` fixture in conftest.py reads it).
 SIM_OPTIONS = {"job_seconds": 0.2}
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    """Daemons started by a test; any still running afterwards are killed."""
-    started: list[DaemonProcess] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
 
 
 def _transcribed(path: Path, data: bytes) -> bool:

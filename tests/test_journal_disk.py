@@ -14,7 +14,6 @@ import contextlib
 import errno
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.daemon_harness import DaemonProcess, wait_until, watcherd, write_config
+from tests.daemon_harness import DaemonProcess, free_port, wait_until, watcherd, write_config
 from tests.sim import GladiaSimulator, expected_transcript
 from tests.sim.media import make_wav
 from watcherd.journal import FileStat, JournalUnavailable, SQLiteJournal
@@ -173,13 +172,6 @@ def fill(folder: Path) -> Path:
         os.close(fd)
     assert os.statvfs(folder).f_bavail == 0
     return filler
-
-
-def free_port() -> int:
-    """A port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def healthz(port: int) -> httpx.Response | None:

@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -200,15 +199,6 @@ def transcribed(path: Path, data: bytes) -> bool:
     except (FileNotFoundError, json.JSONDecodeError):
         return False
     return bool(job["status"] == "done" and text == expected_transcript(data))
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    """Daemons a test started; every one is gone after it."""
-    started: list[DaemonProcess] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
 
 
 def test_node_name_clash_exits_2(tmp_path: Path, pg_url: str, sim: GladiaSimulator,

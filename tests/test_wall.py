@@ -9,33 +9,17 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.daemon_harness import DaemonProcess, wait_until, write_config
+from tests.daemon_harness import DaemonProcess, free_port, wait_until, write_config
 from tests.sim import GladiaSimulator, expected_transcript, make_wav
 
 KEY = "sk-wall-secret-0123456789abcdef"
 SIM_OPTIONS = {"job_seconds": 0.2, "concurrency": 3}
 OUTSIDE_REASON = "a link to a place outside the watched folders"
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _daemon(tmp_path: Path, sim: GladiaSimulator, inbox: Path, daemons: list[DaemonProcess],
@@ -156,7 +140,7 @@ def test_a_folder_swapped_for_a_link_mid_job_gets_no_outputs_there(
 def test_the_page_does_not_read_through_a_swapped_folder(
         tmp_path: Path, sim: GladiaSimulator, inbox: Path,
         daemons: list[DaemonProcess]) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     (inbox / "sub").mkdir()
     source = inbox / "sub" / "note.wav"

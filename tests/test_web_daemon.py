@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.daemon_harness import DaemonProcess, wait_until, watcherd, write_config
+from tests.daemon_harness import DaemonProcess, free_port, wait_until, watcherd, write_config
 from tests.sim import GladiaSimulator, expected_transcript
 from tests.sim.media import make_corrupt, make_wav
 from watcherd.connections import PER_ADDRESS
@@ -28,22 +28,6 @@ def sim() -> Iterator[GladiaSimulator]:
     """A running simulator with fast jobs."""
     with GladiaSimulator(api_key=KEY, job_seconds=0.2) as s:
         yield s
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    """Daemons started by a test; any still running afterwards are killed."""
-    started: list[DaemonProcess] = []
-    yield started
-    for daemon in started:
-        daemon.stop()
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (the kernel's pick)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_daemon(folder: Path, sim: GladiaSimulator, port: int,
