@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon_harness import DaemonProcess, wait_until, watcherd, write_config
+from tests.local_daemon import offline_env
 from tests.speech import speak, word_error_rate
 
 SENTENCE = ("The quick brown fox jumps over the lazy dog. "
@@ -23,18 +24,8 @@ SENTENCE = ("The quick brown fox jumps over the lazy dog. "
 @pytest.fixture
 def no_key_env(tmp_path: Path) -> dict[str, str]:
     """An environment with no key, no config, and every hub download poisoned."""
-    home = tmp_path / "home"
-    home.mkdir()
-    return {
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_STATE_HOME": str(home / ".state"),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        "HF_HUB_OFFLINE": "1",
-        "HF_ENDPOINT": "http://127.0.0.1:9",
-        "HTTPS_PROXY": "http://127.0.0.1:9",
-        "HTTP_PROXY": "http://127.0.0.1:9",
-    }
+    return {**offline_env(tmp_path), "HTTPS_PROXY": "http://127.0.0.1:9",
+            "HTTP_PROXY": "http://127.0.0.1:9"}
 
 
 @pytest.fixture
