@@ -21,6 +21,7 @@ from watcherd.config import Config, WatchConfig, watch_roots
 from watcherd.engines import Engines, engine_for, no_engine_reason, open_engines
 from watcherd.errors import ConfigError
 from watcherd.folders import Folders
+from watcherd.handoff import HandedOver
 from watcherd.health import ApiHealth
 from watcherd.journal import ACTIVE_STATES, Journal
 from watcherd.journal.configured import (
@@ -145,7 +146,8 @@ class Daemon:
         config = self.config
         journal.map_roots(watch_roots(config.watches))
         # Sources outside every watch were handed over by `watcherd transcribe`.
-        folders = Folders(config.watches, defaults=config.defaults)
+        folders = Folders(config.watches, defaults=config.defaults,
+                          handed_over=HandedOver(journal))
         health = ApiHealth(journal)
         engine = await open_engines(config, journal, outputs_for=folders.outputs_for,
                                     health=health, progress=self.progress,
@@ -272,7 +274,8 @@ async def transcribe(config: Config, files: Sequence[Path], watch: WatchConfig, 
     if engine_for(config) is None:
         raise ConfigError(no_engine_reason(config))
     journal = open_for_node(config, node=one_shot_node(config))
-    folders = Folders(config.watches)
+    # Only the named files: others pending in the journal wait for a daemon that watches them.
+    folders = Folders(())
     try:
         # No callback listener: the daemon may hold its address, and a one-shot run polls.
         engine = await open_engines(config, journal, outputs_for=folders.outputs_for,

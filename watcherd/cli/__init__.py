@@ -29,7 +29,13 @@ from watcherd.cli._common import (
 from watcherd.cli.configcmd import config_group
 from watcherd.cli.ops import doctor, logs, service
 from watcherd.cli.progressbar import TerminalBar
-from watcherd.config import Config, WatchConfig, load_config, with_extra_watches
+from watcherd.config import (
+    Config,
+    WatchConfig,
+    load_config,
+    reject_file_roots,
+    with_extra_watches,
+)
 from watcherd.display import json_safe, printable
 from watcherd.errors import ConfigError, JournalError
 from watcherd.history import UnknownState, check_state, history_json, history_lines
@@ -93,6 +99,7 @@ def run(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
 
     def load() -> Config:
         loaded = _load(config_path)
+        reject_file_roots(loaded)
         return with_extra_watches(loaded, extra) if extra else loaded
 
     config = load()
