@@ -241,9 +241,7 @@ def _hash_all(batch: Sequence[Source], unlimited: frozenset[int] = frozenset()
         except SourceError as exc:
             error = exc
         except OSError as exc:
-            problem = classify(exc)
-            error = SourceError(f"cannot read it: {problem.message}; {problem.hint}",
-                                transient=problem.retryable)
+            error = media.read_error(exc)  # the same words as every other read of a source
         except Exception as exc:
             error = SourceError(f"cannot be hashed: {_short(exc)}", transient=True)
         try:

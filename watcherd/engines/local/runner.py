@@ -345,24 +345,38 @@ def _channels(path: str) -> int:
         return 1  # only informative; decoding already proved the file is audio
 
 
+def _audio_streams(path: str) -> int | None:
+    """How many audio streams the container holds: 0 when it is no container at all (text,
+    an image), None when that cannot be told (the decoder then has the last word)."""
+    av = importlib.import_module("av")
+    try:
+        with av.open(path) as container:
+            return len(container.streams.audio)
+    except av.error.InvalidDataError:
+        return 0  # no format FFmpeg knows: not a recording at all
+    except Exception:
+        return None
+
+
 def _decode(path: str) -> Any:
     audio_module = importlib.import_module("faster_whisper.audio")
     try:
+        if _audio_streams(path) == 0:
+            raise _Refused(media.not_audio("no audio stream found"))
         audio = audio_module.decode_audio(path, sampling_rate=SAMPLE_RATE)
     except FileNotFoundError as exc:
         raise _Missing(str(exc)) from None
     except PermissionError:
-        raise _Refused("permission denied reading the file: give the watcherd user read "
-                       "access") from None
-    except MemoryError:
+        raise _Refused(media.PERMISSION_DENIED) from None
+    except (MemoryError, _Refused):
         raise
     except Exception as exc:
         detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise _Refused(f"it cannot be decoded as audio ({detail}); it is probably corrupt or "
-                       "not a recording; replace the file (a changed file is picked up again)"
-                       ) from None
+        raise _Refused(f"it cannot be decoded as audio ({detail}): the recording is probably "
+                       f"damaged; {media.REPLACE_IT}") from None
     if getattr(audio, "size", 0) == 0:
-        raise _Refused("it contains no audio to transcribe")
+        raise _Refused(f"it holds no audio to transcribe (an empty audio stream); "
+                       f"{media.REPLACE_IT}")
     return audio
 
 
@@ -766,7 +780,8 @@ class LocalEngine:
         finally:
             pool.put_nowait(worker)
         if kind == "refused":
-            raise LocalEngineError(f"cannot transcribe {path.name}: {value}", transient=False)
+            # The reason is about the file, shown beside its path: the name is not repeated.
+            raise LocalEngineError(str(value), transient=False)
         if kind == "missing":
             raise SourceError("disappeared before it was transcribed", transient=True)
         if kind != "done":
