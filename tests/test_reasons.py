@@ -46,6 +46,11 @@ def _text_file(tmp_path: Path) -> Path:
     return path
 
 
+def _wav(path: Path, seconds: float) -> Path:
+    make_wav(path, seconds=seconds)
+    return path
+
+
 def _recorded(tmp_path: Path, exc: OSError, doing: str) -> str:
     """The reason outcomes.file_problem records for ``exc`` in a real journal."""
     audio = tmp_path / "a.wav"
@@ -61,8 +66,9 @@ def _recorded(tmp_path: Path, exc: OSError, doing: str) -> str:
 
 def _status_error(status: int, body: dict[str, object]) -> str:
     client = GladiaClient("http://127.0.0.1:9", Secret("sk-x"))
-    response = httpx.Response(status, json=body)
-    return _permanent_reason(client._status_error(response, "POST", "job", None))
+    error = client._status_error(httpx.Response(status, json=body), "POST", "job", None)
+    assert isinstance(error, PermanentGladiaError)
+    return _permanent_reason(error)
 
 
 def _local_decode(path: Path) -> str:
@@ -85,8 +91,7 @@ TABLE: list[Row] = [
         lambda: media.check_before_hash(_text_file(t), 2000, max_bytes=1000)),
      ("over",), ("split it",), False),
     ("over the length limit", lambda t: _source_error(
-        lambda: (make_wav(t / "long.wav", seconds=3.0),
-                 media.check_before_hash(t / "long.wav", 10_000, max_seconds=1.0))),
+        lambda: media.check_before_hash(_wav(t / "long.wav", 3.0), 10_000, max_seconds=1.0)),
      ("lasts",), ("split it",), False),
     ("permission denied", lambda t: media.read_error(PermissionError(errno.EACCES, "x")).message,
      ("permission denied",), ("read access",), True),
