@@ -17,7 +17,7 @@ import fcntl
 import os
 import stat
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,12 +97,15 @@ class Handoff:
 def hand_to_daemon(
     journal_path: Path, files: Sequence[Path], watch: WatchConfig, *,
     still_running: Callable[[], bool] | None = None, poll: float = POLL_SECONDS,
+    on_wait: Callable[[Mapping[int, str]], None] | None = None,
 ) -> Handoff:
     """Record ``files`` for the running daemon and wait for each to end.
 
     Files that are not regular files are reported ``ignored`` without being recorded (the
     daemon never opens a FIFO or a device). When ``still_running`` turns false before every
     file ended, the rest are returned as ``unfinished`` for the caller to do itself.
+    ``on_wait`` gets, at each look, the journal id and state of every file not ended yet
+    (the command's progress bar).
     """
     running = still_running or (lambda: daemon_holds(journal_path))
     states: dict[str, str] = {}
@@ -134,6 +137,7 @@ def hand_to_daemon(
                  hint="the running watcherd transcribes them; this command waits")
     waiting = [item[0] for item in seen]
     while waiting:
+        working: dict[int, str] = {}
         with contextlib.suppress(JournalNotReady), \
                 Journal.open(journal_path, readonly=True) as journal:
             for named in list(waiting):
@@ -141,8 +145,12 @@ def hand_to_daemon(
                 if source is not None and source.state in FINAL_STATES:
                     states[named] = source.state
                     waiting.remove(named)
+                elif source is not None:
+                    working[source.id] = source.state
         if not waiting:
             break
+        if on_wait is not None:
+            on_wait(working)
         if not running():
             log.warning("daemon_stopped", files=len(waiting),
                         hint="the rest are transcribed by this command")

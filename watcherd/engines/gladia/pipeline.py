@@ -226,7 +226,7 @@ class GladiaPipeline:
         await run_on(source.watch_root, media.check_source, path, source.size)
         source = self.journal.transition(
             source, "uploading", actor="worker", reason="upload started", last_error=None,
-            note=None,
+            note=None, engine="gladia",
         )
         log.info("upload_started", source=source.path, bytes=source.size)
         self.progress.report(source.id, phase="uploading")
