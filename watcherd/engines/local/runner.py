@@ -475,11 +475,12 @@ def worker_main(
             return
         if message[0] != "transcribe":
             return
-        def report(fraction: float, last: list[float] = [0.0, 0.0]) -> None:  # noqa: B006
-            # At most a few messages a second, and only forward: the pipe stays quiet.
-            now = time.monotonic()
-            if fraction - last[0] >= 0.01 and now - last[1] >= 0.5:
-                last[0], last[1] = fraction, now
+        def report(fraction: float, last: list[float] = [0.0]) -> None:  # noqa: B006
+            # Only forward, in steps of 1%: at most a hundred small messages a file. Not
+            # throttled by time: Whisper yields a 30 s window's segments in one burst, and
+            # the burst's last (furthest) report is the one worth showing until the next.
+            if fraction - last[0] >= 0.01:
+                last[0] = fraction
                 with contextlib.suppress(OSError):
                     conn.send(("progress", fraction))
 
