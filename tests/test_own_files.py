@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.daemon_harness import DaemonProcess, wait_until, watcherd, write_config
 from tests.sim import GladiaSimulator
 from tests.sim.media import make_wav
-from watcherd.identity import options_json
+from watcherd.identity import content_key, hash_file, options_json
 from watcherd.journal import FileStat, Journal
 
 KEY = "sk-own-files-test-key-25"
@@ -99,3 +99,26 @@ def test_a_watch_root_that_is_a_file_is_refused_at_start(tmp_path: Path) -> None
     text = (tmp_path / "daemon.log").read_text()
     assert code == 2, text
     assert "watch[1].path" in text and "is a file, not a folder" in text
+
+
+def test_transcribe_does_a_copy_of_a_file_left_pending_elsewhere(
+        tmp_path: Path, sim: GladiaSimulator, inbox: Path) -> None:
+    """The named file is not held back by a same-content file that nobody here will do."""
+    journal = tmp_path / "journal.db"
+    config = write_config(tmp_path / "config.toml", api_url=sim.base_url, api_key=KEY,
+                          journal=journal, watches=[inbox])
+    left = inbox / "left.wav"
+    make_wav(left, seconds=0.5, salt="same")
+    _left_pending(journal, left, inbox)
+    with Journal.open(journal) as opened:
+        # Hashed by an earlier run, then left queued: it leads its content.
+        queued = opened.by_path(str(left))
+        assert queued is not None
+        sha256, stat = hash_file(left)
+        opened.settle_many([(queued, sha256, content_key(sha256, queued.options_json), stat)])
+    copy = tmp_path / "copy.wav"
+    copy.write_bytes(left.read_bytes())
+    result = watcherd("transcribe", str(copy), "--config", str(config), timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "copy.txt").exists()
+    assert not (inbox / "left.txt").exists()

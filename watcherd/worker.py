@@ -1087,6 +1087,10 @@ class Worker:
         leader = None
         for key in source_keys(source):
             leader = self.journal.leader_for(key)
+            if leader is not None and not self.shared and self._watch_of_source(leader) is None:
+                # Another config's file, left alone here: waiting for it would be for ever
+                # (the job lookup by content still finds any job it made).
+                leader = None
             if leader is not None and leader.id != source.id:
                 break
         if not cached and leader is not None and leader.id != source.id:
