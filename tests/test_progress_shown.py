@@ -28,7 +28,7 @@ from tests.speech import ENGLISH_TEXT, repeat_wav, speak
 from watcherd.engines.local import local_engine_installed
 from watcherd.log import fit
 from watcherd.progress import ProgressBoard
-from watcherd.web.remote import PageProgress
+from watcherd.web.remote import PageProgress, progress_of
 
 pytestmark = pytest.mark.skipif(not local_engine_installed(), reason="needs the local engine")
 
@@ -195,3 +195,34 @@ def test_a_report_newer_than_the_list_survives_retain() -> None:
     board.report(2, fraction=0.0, phase="transcribing")  # started at 105
     board.retain([], updated_before=104.0)  # a list read at 104 knows neither
     assert set(board.snapshot()) == {2}
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["working", "id", "progress", "fraction", "phase", "x"]), inner,
+        max_size=4),
+    max_leaves=20)
+
+
+@given(body=_JSON)
+def test_progress_of_any_page_body_never_raises(body: object) -> None:
+    """Whatever a page (or something else on its port) answers, the bar gets sane values."""
+    for source_id, (fraction, phase) in progress_of(body).items():
+        assert isinstance(source_id, int) and not isinstance(source_id, bool)
+        assert fraction is None or (isinstance(fraction, float) and fraction == fraction)
+        assert phase is None or isinstance(phase, str)
+
+
+def test_progress_of_reads_the_working_rows() -> None:
+    """The page's own shape gives each row's fraction and phase."""
+    body = {"working": [{"id": 3, "progress": {"fraction": 0.25, "phase": "transcribing"}},
+                        {"id": 4}, {"id": True, "progress": {"fraction": 1}}]}
+    assert progress_of(body) == {3: (0.25, "transcribing")}
+
+
+def test_progress_of_ignores_numbers_that_are_no_fraction() -> None:
+    """A huge integer or a string is not a fraction (and never raises)."""
+    body = {"working": [{"id": 1, "progress": {"fraction": 10 ** 400}},
+                        {"id": 2, "progress": {"fraction": "half", "phase": 3}}]}
+    assert progress_of(body) == {1: (None, None), 2: (None, None)}

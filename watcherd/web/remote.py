@@ -12,15 +12,14 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from watcherd.config import Secret
-from watcherd.progress import ProgressBoard
+from watcherd.progress import ProgressBoard, _finite
 from watcherd.web.state import read_state
 
-__all__ = ["PageProgress", "page_progress"]
+__all__ = ["PageProgress", "page_progress", "progress_of"]
 
 #: The page is read at most this often (each read renders a snapshot in the daemon).
 READ_EVERY_SECONDS = 1.0
@@ -43,24 +42,25 @@ def page_progress(journal_path: Path, token: Secret | None = None, *,
         body = response.json()
     except (httpx.HTTPError, ValueError):
         return {}
+    return progress_of(body)
+
+
+def progress_of(body: object) -> dict[int, tuple[float | None, str | None]]:
+    """The (fraction, phase) of each file in flight in an ``/api/status`` body; whatever the
+    body holds, what does not have the expected shape is skipped."""
     working = body.get("working") if isinstance(body, dict) else None
     found: dict[int, tuple[float | None, str | None]] = {}
     for row in working if isinstance(working, list) else []:
-        if not isinstance(row, dict) or not isinstance(row.get("id"), int):
+        source_id = row.get("id") if isinstance(row, dict) else None
+        if isinstance(source_id, bool) or not isinstance(source_id, int):
             continue
         progress = row.get("progress")
         if not isinstance(progress, dict):
             continue
-        found[row["id"]] = (_fraction(progress.get("fraction")),
+        found[source_id] = (_finite(progress.get("fraction")),
                             progress["phase"] if isinstance(progress.get("phase"), str)
                             else None)
     return found
-
-
-def _fraction(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 class PageProgress:
