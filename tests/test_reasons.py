@@ -99,6 +99,9 @@ TABLE: list[Row] = [
      ("Input/output error",), ("retrying later by itself",), False),
     ("a link loop", lambda t: media.read_error(OSError(errno.ELOOP, "x")).message,
      ("points back at itself",), ("fix or remove the link",), False),
+    ("a name the storage refuses, reading", lambda t: _recorded(
+        t, OSError(errno.ENAMETOOLONG, "x"), "cannot read the source"),
+     ("File name too long",), ("check it (and the storage it is on)",), True),
     ("a FIFO", lambda t: media.not_regular(stat.S_IFIFO | 0o644) or "",
      ("named pipe",), ("ignores it",), False),
     ("disk full writing outputs", lambda t: _recorded(

@@ -113,10 +113,7 @@ def read_error(exc: OSError) -> SourceError:
             f"cannot be read ({problem.message}): the link points back at itself; "
             "fix or remove the link"
         )
-    return SourceError(
-        f"cannot be read ({problem.message}); this file cannot be processed as it is: check "
-        "it (and the storage it is on), then replace it or run `watcherd retry` on it"
-    )
+    return SourceError(f"cannot be read ({problem.message}); {problem.hint}")
 
 
 @contextlib.contextmanager
