@@ -251,8 +251,9 @@ class Daemon:
         while True:
             await asyncio.sleep(self.config.scan_interval_seconds)
             for source in journal.in_states(list(ACTIVE_STATES)):
-                # Only this node's folders (a shared journal also holds other nodes' ones).
-                if not journal.shared or worker.folders.watch_of_source(source) is not None:
+                # Only this config's folders (and handed-over files): a journal also holds
+                # other nodes' or other configs' ones, left as they are.
+                if worker.folders.watch_of_source(source) is not None:
                     worker.hint(Path(source.path))
             await asyncio.get_running_loop().run_in_executor(None, self._scan, worker)
 
