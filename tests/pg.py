@@ -110,12 +110,7 @@ def start_cluster(bindir: Path) -> PgCluster:
                             "--locale=C", "--no-sync"),
             check=True, capture_output=True, timeout=120,
         )
-        subprocess.run(
-            _as_server_user(run_as, str(bindir / "pg_ctl"), "-D", str(cluster.datadir),
-                            "-l", str(root / "server.log"), "-w", "-t", "60",
-                            "-o", f"-k {cluster.sockdir} {_SERVER_OPTIONS}", "start"),
-            check=True, capture_output=True, timeout=90,
-        )
+        start_server(cluster)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         log = root / "server.log"
         detail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
@@ -125,6 +120,25 @@ def start_cluster(bindir: Path) -> PgCluster:
             f"the test PostgreSQL did not start: {output.decode(errors='replace')}{detail}"
         ) from exc
     return cluster
+
+
+def start_server(cluster: PgCluster) -> None:
+    """Start the cluster's server (again) and wait until it accepts connections."""
+    subprocess.run(
+        _as_server_user(cluster.run_as, str(cluster.bindir / "pg_ctl"), "-D",
+                        str(cluster.datadir), "-l", str(cluster.root / "server.log"), "-w",
+                        "-t", "60", "-o", f"-k {cluster.sockdir} {_SERVER_OPTIONS}", "start"),
+        check=True, capture_output=True, timeout=90,
+    )
+
+
+def stop_server(cluster: PgCluster) -> None:
+    """Stop the server the way an administrator does (fast: sessions are ended), data kept."""
+    subprocess.run(
+        _as_server_user(cluster.run_as, str(cluster.bindir / "pg_ctl"), "-D",
+                        str(cluster.datadir), "-m", "fast", "-w", "stop"),
+        check=True, capture_output=True, timeout=60,
+    )
 
 
 def stop_cluster(cluster: PgCluster) -> None:

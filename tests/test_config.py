@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from watcherd import config as config_module
 from watcherd.config import (
@@ -19,6 +22,7 @@ from watcherd.config import (
     with_extra_watches,
 )
 from watcherd.errors import ConfigError
+from watcherd.retry import RETRY_KEYS
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config.example.toml"
@@ -211,6 +215,81 @@ def test_toml_syntax_error_names_file_line_and_column(tmp_path: Path) -> None:
     """A TOML syntax error reports the file, the line and the column."""
     path, message = error_of(tmp_path, '[log]\nlevel = "info"\nformat = json\n')
     assert message.startswith(f"{path}: line 3, column 10: invalid TOML")
+
+
+@pytest.mark.parametrize(("text", "line", "column"), [
+    ('[log]\nlevel = "info"\n\n[defaults]\ninclude = ["*.mp3",\n', 5, 11),
+    ('[gladia]\napi_url = "https://api.gladia.io', 2, 11),
+    ('[defaults.options]\nlanguage_config = { languages = ["en"]', 2, 19),
+    ("[log]\nlevel = 'debug'\nlevel = 'info'", 3, 1),
+])
+def test_every_toml_syntax_error_has_a_line_and_column(
+    tmp_path: Path, text: str, line: int, column: int
+) -> None:
+    """Also what tomllib reports only "at end of document" (an unclosed array) has a place."""
+    path, message = error_of(tmp_path, text)
+    assert message.startswith(f"{path}: line {line}, column {column}: invalid TOML: "), message
+    assert "end of document" not in message
+
+
+@given(st.text(st.characters(blacklist_categories=["Cs"]), max_size=80))
+def test_any_toml_syntax_error_gets_a_line_within_the_file(text: str) -> None:
+    """Whatever text tomllib refuses, the message names a line and column inside it."""
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = config_module.toml_error(text, str(exc))
+    else:
+        return
+    found = re.match(r"line (\d+), column (\d+): invalid TOML: ", message)
+    assert found, message
+    assert 1 <= int(found[1]) <= text.count("\n") + 1
+    assert int(found[2]) >= 1
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    """Problems in several sections, and in several watches, come in one error."""
+    path, message = error_of(tmp_path, """
+        [gladia]
+        max_concurrent_jobs = 0
+        [log]
+        level = "loud"
+        colour = true
+        [scan]
+        interval_seconds = 1
+        [[watch]]
+        path = "a"
+        outputs = ["pdf"]
+        [[watch]]
+        path = "b"
+        recursive = "yes"
+        """)
+    assert message.startswith(f"{path}: 6 problems:\n"), message
+    for part in ("gladia.max_concurrent_jobs", "log.level", "[log] colour: unknown key",
+                 "scan.interval_seconds", "watch[1].outputs[1]", "watch[2].recursive"):
+        assert part in message
+    assert message.count(str(path)) == 1
+
+
+def test_a_single_problem_keeps_its_one_line_message(tmp_path: Path) -> None:
+    """One problem reads as before: file, key, what is expected."""
+    path, message = error_of(tmp_path, "[scan]\ninterval_seconds = 1\n")
+    assert message == f"{path}: scan.interval_seconds: expected a number >= 5, got 1"
+
+
+@pytest.mark.parametrize(("text", "hint"), [
+    ("[retry]\nretry_base = 2.0\n", 'did you mean base_seconds?'),
+    ("[retry]\nread_attempts = 3\n", "not a setting"),
+    ('journal_path = "/tmp/j.db"\n', "did you mean [journal] path?"),
+    ('local_model = "base"\n', "did you mean [local] model?"),
+    ('[http]\naddress = ["127.0.0.1", 8765]\n', "did you mean listen?"),
+    ('[gladia]\napi_key_origin = "x"\n', "did you mean api_key or api_key_file?"),
+    ('engine = "auto"\n', '[engine] name = "..."'),
+])
+def test_internal_names_get_the_file_key_as_hint(tmp_path: Path, text: str, hint: str) -> None:
+    """Names of the internal model (what an old `config show` printed) say the file's key."""
+    _, message = error_of(tmp_path, text)
+    assert hint in message
 
 
 def test_non_utf8_file_is_an_error(tmp_path: Path) -> None:
@@ -437,6 +516,119 @@ def test_api_key_file_with_extra_words_does_not_leak_content(tmp_path: Path) -> 
     path, message = error_of(tmp_path, f'[gladia]\napi_key_file = "{key_file}"\n')
     assert message.startswith(f"{path}: gladia.api_key_file: ")
     assert KEY not in message
+
+
+# What editors and copy-paste make of a key file, and what the refusal must say.
+BAD_KEY_FILES = [
+    pytest.param(KEY.encode("utf-16"), "is saved as UTF-16: save it as plain text",
+                 id="utf16-bom"),
+    pytest.param(KEY.encode("utf-16-be"), "is saved as UTF-16: save it as plain text",
+                 id="utf16be-no-bom"),
+    pytest.param((KEY + "\r\n").encode("utf-16-le"), "is saved as UTF-16: save it as plain text",
+                 id="utf16le-no-bom"),
+    pytest.param(KEY.encode("utf-32"), "is saved as UTF-32: save it as plain text",
+                 id="utf32-bom"),
+    pytest.param(KEY.encode("utf-8-sig"), 'byte-order mark (saved as "UTF-8 with BOM")',
+                 id="utf8-bom"),
+    pytest.param(KEY.encode() + b"\x00\n", "holds NUL bytes: save it as plain text",
+                 id="nul"),
+    pytest.param(KEY[:5].encode() + b"\x1b[2J" + KEY[5:].encode(),
+                 "holds a control character (U+001B", id="escape"),
+    pytest.param(KEY.encode() + b"\x7f\n", "holds a control character (U+007F", id="delete"),
+    pytest.param(KEY.encode() + b"\r\nX-Other: 1\r\n", "holds more than one word",
+                 id="header-injection"),
+    pytest.param(f"{KEY} {KEY}".encode(), "holds more than one word", id="space"),
+    pytest.param(f"{KEY}\u00a0".encode(), "holds more than one word", id="nbsp"),
+    pytest.param(f"{KEY}\u00e9".encode(), "not ASCII", id="non-ascii"),
+    pytest.param(f"{KEY}\u00e9".encode("latin-1"), "is not UTF-8 text", id="latin-1"),
+]
+
+
+@pytest.mark.parametrize(("content", "says"), BAD_KEY_FILES)
+def test_unusable_key_files_are_refused_saying_why(
+    tmp_path: Path, content: bytes, says: str
+) -> None:
+    """A key file that is not the key alone, as plain ASCII, is refused with what to do."""
+    key_file = tmp_path / "conf" / "gladia.key"
+    key_file.parent.mkdir()
+    key_file.write_bytes(content)
+    path, message = error_of(tmp_path, f'[gladia]\napi_key_file = "{key_file}"\n')
+    assert message.startswith(f"{path}: gladia.api_key_file: {key_file} ")
+    assert says in message
+    assert_no_key_in(message)
+
+
+def assert_no_key_in(text: str) -> None:
+    """Neither the key nor a piece of it shows, plainly or escaped as repr() would."""
+    for piece in (KEY, KEY[:12], KEY[-12:], repr(KEY.encode("utf-16"))[2:20]):
+        assert piece not in text
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "  \n\n", "\t"])
+def test_a_key_file_may_end_with_a_newline(tmp_path: Path, ending: str) -> None:
+    """The newline an editor adds (and spaces around the key) are stripped, nothing else."""
+    key_file = write(tmp_path / "conf", KEY + ending, name="gladia.key")
+    path = write(tmp_path / "conf", f'[gladia]\napi_key_file = "{key_file}"\n')
+    gladia = load(path).gladia
+    assert gladia.api_key is not None and gladia.api_key.reveal() == KEY
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.one_of(
+    st.binary(max_size=64),
+    st.text(max_size=40).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
+    .map(str.encode),
+    st.sampled_from(["utf-16", "utf-16-le", "utf-8-sig", "utf-32"]).map(KEY.encode),
+))
+def test_any_key_file_bytes_give_a_plain_key_or_a_config_error(
+    tmp_path: Path, raw: bytes
+) -> None:
+    """Whatever a key file holds: a printable-ASCII key without spaces, or a ConfigError."""
+    key_file = tmp_path / "any.key"
+    key_file.write_bytes(raw)
+    path = write(tmp_path, f'[gladia]\napi_key_file = "{key_file}"\n')
+    try:
+        key = load(path).gladia.api_key
+    except ConfigError as exc:
+        assert str(exc).startswith(f"{path}: gladia.api_key_file: {key_file} ")
+        return
+    assert key is not None
+    text = key.reveal()
+    assert text and all(0x21 <= ord(ch) <= 0x7E for ch in text)
+    # Only the spaces and line ends around the key were dropped.
+    assert raw.decode("ascii").strip(" \t\r\n") == text
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("gk-abc\\u0000def", "control character (U+0000"),
+    ("gk-abc\\r\\nX-Other: 1", "more than one word"),
+    ("gk-abc\\u001bdef", "control character (U+001B"),
+    ("\\ufeffgk-abcdef", "not ASCII"),
+])
+def test_inline_and_environment_keys_get_the_same_check(
+    tmp_path: Path, value: str, says: str
+) -> None:
+    """[gladia] api_key and $GLADIA_API_KEY are checked like a key file."""
+    path, message = error_of(tmp_path, f'[gladia]\napi_key = "{value}"\n')
+    assert message.startswith(f"{path}: gladia.api_key: the value ")
+    assert says in message and "abc" not in message
+    decoded = value.encode().decode("unicode_escape")
+    with pytest.raises(ConfigError) as caught:
+        load(write(tmp_path, ""), {"GLADIA_API_KEY": decoded})
+    assert str(caught.value).startswith("$GLADIA_API_KEY holds ")
+    assert says in str(caught.value) and "abc" not in str(caught.value)
+
+
+def test_a_webhook_secret_file_gets_the_same_check(tmp_path: Path) -> None:
+    """A signing secret saved with a BOM is refused as one, not as a missing "whsec_"."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "hook").write_bytes(WHSEC.encode("utf-8-sig"))
+    path, message = error_of(tmp_path, '[callback]\nlisten = "127.0.0.1:8787"\n'
+                                       '[webhook]\nsecret_file = "hook"\n')
+    assert message.startswith(f"{path}: webhook.secret_file: ")
+    assert "byte-order mark" in message and "MfKQ9r8" not in message
 
 
 def test_api_key_from_environment(tmp_path: Path) -> None:
@@ -999,7 +1191,8 @@ def test_webhook_secret_inline_and_from_file(tmp_path: Path) -> None:
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "hook").write_text(f"  {WHSEC}\n", encoding="utf-8")
     from_file = load(write(tmp_path / "b", base + 'secret_file = "hook"\n'))
-    assert from_file.webhook == inline.webhook
+    assert from_file.webhook is not None and from_file.webhook.secret == inline.webhook.secret
+    assert from_file.webhook.secret_file == (tmp_path / "b" / "hook").resolve()
     assert WHSEC not in repr(from_file)
 
 
@@ -1092,3 +1285,146 @@ def test_watch_engine_and_fallback(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=re.escape("watch[1].engine")):
         parse_config({"watch": [{"path": str(tmp_path), "engine": "whisper"}]},
                      source=None, env={})
+
+
+# -- config show: the effective configuration in the file's own terms ------------------------
+
+SHOWN_BASE = Path("/srv/watcherd-roundtrip/config.toml")
+WEBHOOK_SECRET = "whsec_aGlkZGVuLXNlY3JldC1yb3VuZHRyaXA="
+_names = st.text(st.characters(whitelist_categories=["L", "N"]), min_size=1, max_size=8)
+_words = st.text(st.characters(blacklist_categories=["Cs", "Cc"]), min_size=1,
+                 max_size=12).filter(str.strip)
+_seconds = st.floats(min_value=5, max_value=1e6, allow_nan=False, allow_infinity=False)
+_codes = st.lists(st.sampled_from(["en", "fr", "de", "haw"]), max_size=3, unique=True)
+_options = st.fixed_dictionaries({}, optional={
+    "diarization": st.booleans(),
+    "language_config": st.fixed_dictionaries({"languages": _codes},
+                                             optional={"code_switching": st.booleans()}),
+    "diarization_config": st.fixed_dictionaries({}, optional={
+        "min_speakers": st.integers(0, 3), "number_of_speakers": st.integers(1, 9)}),
+    "custom_metadata": st.dictionaries(_names.filter(lambda n: not n.startswith("wf_")),
+                                       _words | st.integers(-5, 5), max_size=3),
+    "custom_spelling_config": st.fixed_dictionaries(
+        {"spelling_dictionary": st.dictionaries(_words, st.lists(_words, min_size=1,
+                                                                 max_size=2),
+                                                min_size=1, max_size=2)}),
+})
+_watch_fields = {
+    "outputs": st.lists(st.sampled_from(["txt", "json", "srt", "vtt", "md"]), min_size=1,
+                        unique=True),
+    "settle_seconds": st.floats(0, 100, allow_nan=False),
+    "recursive": st.booleans(),
+    "include": st.lists(_words, max_size=2),
+    "exclude": st.lists(_words, max_size=2),
+    "poll": st.sampled_from(["auto", "always", "never"]),
+    "fallback": st.sampled_from(["none", "local"]),
+    "follow_links": st.sampled_from(["inside", "anywhere"]),
+}
+
+
+@st.composite
+def config_files(draw: st.DrawFn) -> dict[str, object]:
+    """Parsed TOML of a valid config file using (a random part of) every section."""
+    def some(table: dict[str, st.SearchStrategy[object]]) -> dict[str, object]:
+        return draw(st.fixed_dictionaries({}, optional=table))
+
+    data: dict[str, object] = {
+        "gladia": some({"api_url": st.sampled_from(["https://api.gladia.io",
+                                                    "http://127.0.0.1:9/v"]),
+                        "max_concurrent_jobs": st.integers(1, 25)}),
+        "engine": some({"name": st.sampled_from(["auto", "gladia", "local"]),
+                        "fallback_after_seconds": _seconds}),
+        "local": some({"device": st.sampled_from(["auto", "cpu", "cuda"]),
+                       "compute_type": st.sampled_from(["auto", "int8", "float32"]),
+                       "workers": st.sampled_from(["auto", 1, 3]),
+                       "cpu_threads": st.sampled_from(["auto", 0, 2]),
+                       "beam_size": st.integers(1, 9)}),
+        "journal": some({"lease_seconds": _seconds}),
+        "node": some({"name": _words.map(str.strip).filter(str.isprintable)}),
+        "log": some({"format": st.sampled_from(["auto", "json", "console"]),
+                     "level": st.sampled_from(["debug", "info", "warning", "error"])}),
+        "hooks": some({"on_done": st.lists(_words, max_size=3).filter(
+                           lambda argv: not argv or bool(argv[0].strip())),
+                       "timeout_seconds": _seconds}),
+        "retry": some(dict.fromkeys(RETRY_KEYS, _seconds)),
+        "http": some({"listen": st.sampled_from(["", "127.0.0.1:8765", "[::1]:9000"])}),
+        "scan": some({"interval_seconds": _seconds}),
+        "defaults": some({**_watch_fields, "options": _options}),
+    }
+    key = draw(st.sampled_from(["inline", "file", "none"]))
+    if key == "inline":
+        data["gladia"] = {**data["gladia"], "api_key": KEY}  # type: ignore[dict-item]
+    elif key == "file":
+        data["gladia"] = {**data["gladia"], "api_key_file": "key"}  # type: ignore[dict-item]
+    if draw(st.booleans()):
+        data["journal"] = {**data["journal"],  # type: ignore[dict-item]
+                           "url": "postgresql://w:pw@db.example:5432/w"}
+    elif draw(st.booleans()):
+        data["journal"] = {**data["journal"], "path": draw(_names)}  # type: ignore[dict-item]
+    if draw(st.booleans()):
+        data["callback"] = some({"public_url": st.just("https://example.com/w")})
+        data["callback"]["listen"] = "127.0.0.1:8787"  # type: ignore[index]
+        if draw(st.booleans()):
+            data["webhook"] = {"secret": WEBHOOK_SECRET}
+    else:
+        data["callback"] = {}
+    watches = []
+    defaults_options = data["defaults"].get("options", {})  # type: ignore[attr-defined]
+    for number in range(draw(st.integers(0, 3))):
+        watch = {"path": f"w{number}", **some(_watch_fields)}
+        ids = st.from_regex(r"[a-z][a-z0-9]{0,5}", fullmatch=True)
+        watch.update(some({"id": ids.map(f"{{}}-{number}".format),
+                           "engine": st.sampled_from(["auto", "local"])}))
+        options = dict(draw(_options))
+        unset = draw(st.lists(st.sampled_from(sorted(defaults_options) or ["-"]),
+                              unique=True, max_size=2))
+        if defaults_options and unset:
+            options["unset"] = unset
+        watch["options"] = options
+        watches.append(watch)
+    data["watch"] = watches
+    return data
+
+
+def _filled(text: str) -> str:
+    """The shown config with its inline secrets put back (what a user pastes by hand)."""
+    text = text.replace('api_key = "***"', f'api_key = "{KEY}"')
+    text = text.replace('secret = "***"', f'secret = "{WEBHOOK_SECRET}"')
+    return text.replace("w:***@", "w:pw@")
+
+
+@given(config_files())
+def test_config_show_loads_back_to_the_same_config(data: dict[str, object]) -> None:
+    """Whatever the file, what `config show` prints loads to the same configuration."""
+    from watcherd.cli.configcmd import redact
+    from watcherd.configfile import effective_toml
+
+    env = {"GLADIA_API_KEY": "from-the-environment"}
+    config = parse_config(data, source=SHOWN_BASE, env=env, need_key=False)
+    shown = redact(effective_toml(config), [KEY, WEBHOOK_SECRET])
+    assert KEY not in shown and WEBHOOK_SECRET not in shown and ":pw@" not in shown
+    again = parse_config(tomllib.loads(_filled(shown)), source=SHOWN_BASE.with_name("x.toml"),
+                         env=env, need_key=False)
+    assert again == config.__class__(**{**config.__dict__, "source": again.source})
+
+
+def test_config_show_speaks_the_files_language(tmp_path: Path) -> None:
+    """Sections and keys of config.example.toml; nothing of the internal model."""
+    from watcherd.configfile import effective_toml
+
+    shown = effective_toml(load(EXAMPLE))
+    for line in ("[retry]\nbase_seconds = 2.0", '[engine]\nname = "auto"',
+                 '[http]\nlisten = "127.0.0.1:8765"', 'workers = "auto"', "[journal]\npath = "):
+        assert line in shown
+    example = tomllib.loads(EXAMPLE.read_text("utf-8"))
+    parsed = tomllib.loads(shown)
+    assert set(parsed) <= set(example) | {"callback", "webhook", "node", "journal", "metrics"}
+    for table, keys in parsed.items():
+        if isinstance(keys, dict) and table != "defaults":
+            known = set(example.get(table, {})) | {
+                "journal": {"path", "url", "lease_seconds"}, "node": {"name"},
+                "hooks": {"on_done", "on_failed"}}.get(table, set())
+            assert set(keys) <= known, table
+    for internal in ("retry_base", "journal_path", "local_model", "address", "api_key_origin",
+                     "read_attempts", "scan_interval_seconds", "node_name"):
+        assert internal not in shown

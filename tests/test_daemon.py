@@ -176,6 +176,49 @@ class TestJournalLoss:
         assert again.terminate() == 0
 
 
+# What editors make of a key file, and what `watcherd run` must say about it.
+_BAD_KEY_FILES = [
+    pytest.param(KEY.encode("utf-16"), "saved as UTF-16", id="utf16-bom"),
+    pytest.param(KEY.encode("utf-16-le"), "saved as UTF-16", id="utf16-no-bom"),
+    pytest.param(KEY.encode("utf-8-sig") + b"\n", "byte-order mark", id="utf8-bom"),
+    pytest.param(KEY.encode() + b"\x00", "NUL bytes", id="nul"),
+    pytest.param(KEY.encode() + b"\x08\n", "control character", id="control"),
+    pytest.param(KEY.replace("-", " ", 1).encode(), "more than one word", id="space"),
+]
+
+
+def _with_key_file(tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess],
+                   content: bytes) -> DaemonProcess:
+    """A daemon (not started) whose [gladia] api_key_file holds ``content``."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir(exist_ok=True)
+    key_file = tmp_path / "gladia.key"
+    key_file.write_bytes(content)
+    config = write_config(tmp_path / "config.toml", api_url=sim.base_url, api_key=None,
+                          journal=tmp_path / "state" / "journal.db", watches=[inbox])
+    config.write_text(config.read_text().replace(
+        "[gladia]\n", f"[gladia]\napi_key_file = {json.dumps(str(key_file))}\n", 1))
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    daemons.append(daemon)
+    return daemon
+
+
+def _exit_code(daemon: DaemonProcess, timeout: float = 30.0) -> int:
+    """The daemon's exit code once it has exited; fails if it is still running at ``timeout``."""
+    assert daemon.proc is not None
+    proc = daemon.proc
+    wait_until(lambda: proc.poll() is not None, timeout=timeout, message="watcherd to exit")
+    return proc.returncode
+
+
+def _assert_no_form_of_key(text: str, content: bytes) -> None:
+    """Neither the key nor the key file's bytes show in ``text``, plainly or escaped."""
+    pieces = {KEY, KEY[:10], KEY[-10:], repr(content)[2:22], repr(content)[-22:-1],
+              json.dumps(content.decode("latin-1"))[1:21]}
+    for piece in pieces:
+        assert piece not in text, piece
+
+
 class TestStatusSecrets:
     """The API key never shows up where a person or a log collector can see it."""
 
@@ -198,6 +241,72 @@ class TestStatusSecrets:
         for path in tmp_path.rglob("*"):
             if path.is_file() and path.name != "config.toml":
                 assert KEY.encode() not in path.read_bytes(), path
+
+
+    @pytest.mark.parametrize(("content", "says"), _BAD_KEY_FILES)
+    def test_run_refuses_an_unusable_key_file_naming_it(
+        self, tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess],
+        content: bytes, says: str,
+    ) -> None:
+        """`watcherd run` with a key file it cannot send exits 2, says why, quotes no key."""
+        daemon = _with_key_file(tmp_path, sim, daemons, content)
+        daemon.start()
+        code = _exit_code(daemon)
+        output = daemon.log_path.read_text(errors="replace")
+        assert code == 2, output
+        assert "gladia.api_key_file" in output and says in output
+        _assert_no_form_of_key(output, content)
+
+    def test_a_header_breaking_key_never_shows_in_log_or_status(
+        self, tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess]
+    ) -> None:
+        """A key file saved as UTF-16 (NUL bytes that break the header) never reaches the
+        log or `status`, plainly or escaped: the daemon refuses it before sending anything."""
+        content = KEY.encode("utf-16-le")
+        daemon = _with_key_file(tmp_path, sim, daemons, content)
+        make_wav(tmp_path / "inbox" / "talk.wav", seconds=0.3, salt="utf16-key")
+        daemon.start()
+
+        def refused_or_reported() -> bool:
+            assert daemon.proc is not None
+            if daemon.proc.poll() is not None:
+                return True
+            status = watcherd("status", "--json", "--config", str(daemon.config))
+            return any(row.get("reason") or row.get("error") for row in
+                       (json.loads(status.stdout) if status.returncode == 0 else []))
+
+        wait_until(refused_or_reported, timeout=30, message="refusal or a reported failure")
+        status = watcherd("status", "--config", str(daemon.config))
+        status_json = watcherd("status", "--json", "--config", str(daemon.config))
+        daemon.stop()
+        for text in (daemon.log_path.read_text(errors="replace"), status.stdout + status.stderr,
+                     status_json.stdout + status_json.stderr):
+            _assert_no_form_of_key(text, content)
+        assert daemon.proc is not None and daemon.proc.returncode == 2
+        assert sim.uploads() == []
+
+    def test_a_key_brought_by_sighup_is_redacted_too(
+        self, tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess]
+    ) -> None:
+        """After a reload with a rotated key, neither the new key nor the old one is logged."""
+        daemon, inbox, config = _setup(tmp_path, sim, daemons)
+        daemon.start()
+        daemon.wait_for_event("ready")
+        new_key = "sk-rotated-after-sighup-13579"
+        config.write_text(config.read_text().replace(KEY, new_key))
+        sim.rotate_key(new_key)
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_for_event("reloaded")
+        # File names are logged as they are: named after the keys, they put both in the log.
+        files = {inbox / f"{name}.wav": name for name in (new_key, KEY)}
+        datas = {f: make_wav(f, seconds=0.3, salt=name) for f, name in files.items()}
+        wait_until(lambda: all(_transcribed(f, data) for f, data in datas.items()),
+                   timeout=30, message="transcripts of both files")
+        assert daemon.terminate() == 0
+        log_text = daemon.log_path.read_text()
+        assert new_key not in log_text and KEY not in log_text
+        assert "***.wav" in log_text
 
 
 class TestOperations:

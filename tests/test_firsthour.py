@@ -22,6 +22,7 @@ from tests.daemon_harness import DaemonProcess, wait_until, watcherd, write_conf
 from tests.sim import GladiaSimulator
 from watcherd.cli.configcmd import example_text, initial_config, redact
 from watcherd.config import WatchConfig, parse_config
+from watcherd.engines.local.model import local_engine_installed
 from watcherd.log import configure_logging, fit
 from watcherd.watcher import Watcher, scan
 
@@ -90,7 +91,7 @@ def test_run_watch_creates_the_folder_and_transcribes(
         created = daemon.wait_for_event("watch_root_created")
         assert created["root"] == str(folder)
         ready = daemon.wait_for_event("ready")
-        assert ready["problems"] == {}
+        assert "problems" not in ready  # said only when there are some
         (folder / "hello.mp3").write_bytes(b"ID3" + os.urandom(2048))
         wait_until(lambda: (folder / "hello.txt").exists(), timeout=60,
                    message="the transcript")
@@ -160,11 +161,72 @@ def test_config_init_writes_a_commented_config_that_loads(
     config = parse_config(tomllib.loads(text), source=target, env={})
     assert [w.path for w in config.watches] == [first, second]
     again = watcherd("config", "init", "--watch", str(first), env=home)
-    assert again.returncode == 2 and "--force" in again.stderr
+    assert again.returncode == 0 and "already watches" in again.stdout
     forced = watcherd("config", "init", "--force", env=home)
     assert forced.returncode == 0
     assert parse_config(tomllib.loads(target.read_text("utf-8")), source=target,
                         env={}).watches == ()
+
+
+def _on_a_terminal(args: list[str], env: dict[str, str], answer: bytes) -> tuple[int, str]:
+    """Run watcherd with a pseudo-terminal as stdin/stdout, typing ``answer``."""
+    import pty
+    import subprocess
+    import sys
+
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "watcherd", *args], stdin=terminal,
+                            stdout=terminal, stderr=subprocess.STDOUT,
+                            env={**os.environ, **env})
+    os.close(terminal)
+    os.write(controller, answer)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(controller)
+    return proc.wait(timeout=60), seen.decode("utf-8", "replace")
+
+
+def test_config_init_without_watch_says_how_to_add_a_folder_and_adds_it(
+    tmp_path: Path, home: dict[str, str]
+) -> None:
+    """init writes a config watching nothing and says so; init --watch DIR then adds DIR."""
+    target = Path(home["XDG_CONFIG_HOME"]) / "watcherd" / "config.toml"
+    first = watcherd("config", "init", env=home)
+    assert first.returncode == 0, first.stderr
+    assert "watches nothing" in first.stderr
+    assert "`watcherd config init --watch DIR`" in first.stderr
+    assert "adds the folder to this file" in first.stderr
+    before = target.read_text("utf-8")
+
+    folder = tmp_path / "Transcribe"
+    scripted = watcherd("config", "init", "--watch", str(folder), env=home)
+    assert scripted.returncode == 2
+    assert f'[[watch]]\n# The folder to watch (required).\npath = "{folder}"' \
+        in scripted.stderr
+    assert "add these lines" in scripted.stderr
+    assert target.read_text("utf-8") == before and not folder.exists()
+
+    code, shown = _on_a_terminal(["config", "init", "--watch", str(folder)], home, b"y\n")
+    assert code == 0, shown
+    assert f"added {folder} to {target}" in shown
+    assert folder.is_dir() and target.stat().st_mode & 0o077 == 0
+    text = target.read_text("utf-8")
+    assert text.startswith("# watcherd configuration example")
+    assert "# The local (offline) model" in text  # the comments stay
+    config = parse_config(tomllib.loads(text), source=target, env={})
+    assert [w.path for w in config.watches] == [folder]
+
+    other = tmp_path / "Podcasts"
+    code, shown = _on_a_terminal(["config", "init", "--watch", str(other)], home, b"n\n")
+    assert code == 1 and "nothing changed" in shown
+    assert target.read_text("utf-8") == text
 
 
 def test_initial_config_without_watch_loads_with_nothing_to_watch() -> None:
@@ -191,6 +253,45 @@ def test_config_show_prints_the_effective_config_without_secrets(
     from_env = watcherd("config", "show", env={**home, "GLADIA_API_KEY": KEY})
     assert from_env.returncode == 0 and KEY not in from_env.stdout
     assert "nothing to watch" in from_env.stdout
+
+
+def test_config_show_pasted_into_a_file_runs_the_same_config(
+    tmp_path: Path, sim: GladiaSimulator, home: dict[str, str]
+) -> None:
+    """show -> file -> run: the daemon starts on it, and showing that file prints the same."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    key_file = tmp_path / "gladia.key"
+    key_file.write_text(KEY + "\n", encoding="utf-8")
+    config = write_config(tmp_path / "config.toml", api_url=sim.base_url, api_key=None,
+                          journal=tmp_path / "journal.db", watches=[inbox],
+                          options={"diarization": True},
+                          extra='\n[watch.options]\nunset = ["diarization"]\n')
+    text = config.read_text("utf-8").replace(
+        "[gladia]\n", f"[gladia]\napi_key_file = {json.dumps(str(key_file))}\n", 1)
+    config.write_text(text.replace("[local]", "") + "[local]\nworkers = 1\n", "utf-8")
+    shown = watcherd("config", "show", "--config", str(config), env=home)
+    assert shown.returncode == 0, shown.stderr
+    for line in ("[retry]\nbase_seconds = 0.2", '[http]\nlisten = ""', "workers = 1",
+                 'cpu_threads = "auto"', '[engine]\nname = "auto"',
+                 f"api_key_file = {json.dumps(str(key_file))}", 'unset = ["diarization"]'):
+        assert line in shown.stdout
+    assert KEY not in shown.stdout and "retry_base" not in shown.stdout
+    pasted = tmp_path / "pasted.toml"
+    pasted.write_text(shown.stdout, encoding="utf-8")
+    again = watcherd("config", "show", "--config", str(pasted), env=home)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[1:] == shown.stdout.splitlines()[1:]
+    daemon = DaemonProcess(pasted, tmp_path / "daemon.log", env=home).start()
+    try:
+        daemon.wait_for_event("ready")
+        (inbox / "talk.mp3").write_bytes(b"ID3" + os.urandom(2048))
+        wait_until(lambda: (inbox / "talk.txt").exists(), timeout=60, message="the transcript")
+        assert daemon.terminate() == 0
+    finally:
+        daemon.stop()
+    (job,) = sim.jobs()
+    assert "diarization" not in job["request_params"]
 
 
 @given(secret=st.text(st.characters(blacklist_categories=("Cs", "Co")), min_size=4, max_size=30),
@@ -320,7 +421,8 @@ def test_transcribe_hands_files_to_a_running_daemon(
         daemon.wait_for_event("ready")
         result = watcherd("transcribe", str(good), "--config", str(config), env=home)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert result.stdout.startswith(f"done     {good} -> {elsewhere / 'talk'}.*")
+        assert result.stdout.startswith(
+            f"done     {good} -> {elsewhere / 'talk.txt'}, {elsewhere / 'talk.json'}\n")
         assert (elsewhere / "talk.txt").exists() and (elsewhere / "talk.json").exists()
         assert "handed_to_daemon" in result.stderr
         # The daemon did the work: its log says so.
@@ -375,3 +477,115 @@ def test_console_shows_a_root_whole_with_a_tilde(console: io.StringIO) -> None:
                                    other=str(home / "x" / "y.mp3"))
     line = console.getvalue()
     assert "root=~/Transcribe" in line and "other=~/x/y.mp3" in line
+
+
+# -- issue 25: what the README promises ----------------------------------------------------
+
+
+def test_status_of_a_file_lists_its_outputs_not_a_pattern(
+    tmp_path: Path, sim: GladiaSimulator, home: dict[str, str], inbox: Path
+) -> None:
+    """`status FILE` names the files written; `hello.*` would match the source too."""
+    config = write_config(tmp_path / "config.toml", api_url=sim.base_url, api_key=KEY,
+                          journal=tmp_path / "journal.db", watches=[inbox],
+                          outputs=["txt", "json", "srt"])
+    hello = inbox / "hello.mp3"
+    hello.write_bytes(b"ID3" + os.urandom(2048))
+    done = watcherd("transcribe", str(hello), "--config", str(config), env=home)
+    assert done.returncode == 0, done.stderr
+    result = watcherd("status", str(hello), "--config", str(config), env=home)
+    assert result.returncode == 0, result.stderr
+    (line,) = [x for x in result.stdout.splitlines() if x.strip().startswith("outputs:")]
+    assert line.strip() == (f"outputs: {inbox / 'hello.txt'}, {inbox / 'hello.json'}, "
+                            f"{inbox / 'hello.srt'}")
+    assert ".*" not in result.stdout
+
+
+def test_retry_without_a_path_retries_every_failed_file(
+    tmp_path: Path, home: dict[str, str]
+) -> None:
+    """As the README shows it, `retry` alone puts every failed file back and says how many."""
+    from watcherd.journal import FileStat, Journal
+
+    config = write_config(tmp_path / "config.toml", api_url=None, api_key=None,
+                          journal=tmp_path / "journal.db", watches=[tmp_path / "in"])
+    journal = Journal.open(tmp_path / "journal.db", exclusive=True)
+    stat = FileStat(size=10, mtime_ns=1, dev=1, inode=2)
+    rows = journal.observe_many([(str(tmp_path / "in" / name), str(tmp_path / "in"), stat, "{}")
+                                 for name in ("a.mp3", "b.mp3", "c.mp3")])
+    for row in rows[:2]:
+        journal.transition(row, "failed", actor="worker", last_error="bad")
+    journal.transition(rows[2], "done", actor="worker")
+    journal.close()
+    result = watcherd("retry", "--config", str(config), env=home)
+    assert result.returncode == 0, result.stderr
+    assert "queued 2 failed files again" in result.stdout
+    states = {row["path"]: row["state"] for row in json.loads(watcherd(
+        "status", "--json", "--config", str(config), env=home).stdout)}
+    assert sorted(states.values()) == ["done", "pending", "pending"]
+    again = watcherd("retry", "--config", str(config), env=home)
+    assert again.returncode == 0 and "nothing to retry: no file has failed" in again.stdout
+
+
+def _session_alive(session: int) -> bool:
+    """Whether any process of this session (the daemon, its workers, their tracker) is left."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getsid(int(entry)) == session:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+@pytest.mark.skipif(not local_engine_installed(), reason="the local extra is not installed")
+def test_two_quick_ctrl_c_exit_130_without_a_leaked_semaphore_warning(
+    tmp_path: Path, home: dict[str, str]
+) -> None:
+    """Ctrl-C twice (SIGINT to the whole process group): exit 130, nothing more printed.
+
+    After a recording long enough for the batched pipeline (whose progress bar made a
+    multiprocessing lock in the worker), the worker that dies with the daemon used to leave
+    the resource tracker to warn "leaked semaphore objects" on the terminal.
+    """
+    import signal
+    import subprocess
+    import sys
+
+    from tests.speech import ENGLISH_TEXT, repeat_wav, speak
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[engine]\nname = "local"\n[local]\nworkers = 1\n[journal]\n'
+                      f'path = {json.dumps(str(tmp_path / "journal.db"))}\n[log]\n'
+                      f'format = "json"\n[http]\nlisten = ""\n[[watch]]\n'
+                      f'path = {json.dumps(str(inbox))}\nsettle_seconds = 0.2\n', "utf-8")
+    output = tmp_path / "terminal.log"
+    with output.open("wb") as terminal:
+        proc = subprocess.Popen([sys.executable, "-m", "watcherd", "run", "--config",
+                                 str(config)], stdout=terminal, stderr=subprocess.STDOUT,
+                                env={**os.environ, **home}, start_new_session=True)
+    try:
+        def logged(event: str) -> bool:
+            assert proc.poll() is None, output.read_text("utf-8", "replace")
+            return f'"event": "{event}"' in output.read_text("utf-8", "replace")
+
+        wait_until(lambda: logged("ready"), timeout=120, message="the daemon to be ready")
+        # Over two minutes: the batched pipeline.
+        repeat_wav(speak(ENGLISH_TEXT, tmp_path / "one.wav"), inbox / "long.wav", 11)
+        wait_until(lambda: logged("transcribed"), timeout=300, message="the transcription")
+        os.killpg(proc.pid, signal.SIGINT)
+        wait_until(lambda: logged("stopping"), timeout=10, message="the first Ctrl-C")
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+        wait_until(lambda: not _session_alive(proc.pid), timeout=60,
+                   message="every process of the daemon to end")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    printed = output.read_text("utf-8", "replace")
+    assert "leaked" not in printed and "Traceback" not in printed, printed
+    assert [line for line in printed.splitlines() if not line.startswith("{")] == []

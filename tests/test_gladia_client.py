@@ -557,6 +557,27 @@ class TestClassification:
         assert "api_key / api_key_file / GLADIA_API_KEY" in exc.message
         assert not exc.transient
 
+    @pytest.mark.parametrize("key", [
+        "sk-\x00zqxv\x00wkjp", "sk-zqxv\r\nX-Injected: yes", "s\x00k\x00-\x00z\x00q\x00x\x00",
+        "sk-back\\slash\x00'quote\"",
+    ])
+    def test_a_key_the_header_refuses_is_never_quoted(
+        self, sim: GladiaSimulator, key: str
+    ) -> None:
+        """A key HTTP cannot carry (config refuses it; a Secret made in code need not) makes
+        the request fail as a broken connection whose text holds the key in no form."""
+        with pytest.raises(TransientGladiaError) as info:
+            with_client(sim.base_url, lambda c: c.list_jobs(), key=key)
+        exc = info.value
+        texts = [str(exc), repr(exc), exc.describe(), exc.message]
+        forms = {key, repr(key)[1:-1], repr(key.encode())[2:-1], json.dumps(key)[1:-1],
+                 "zqxv", "wkjp", "Injected", "slash", "quote"}
+        for text in texts:
+            for form in forms:
+                assert form not in text, (form, text)
+        assert "LocalProtocolError" in exc.message and "Illegal header value" in exc.message
+        assert sim.requests() == []
+
     def test_unknown_job_is_job_not_found(self, sim: GladiaSimulator) -> None:
         """404 on GET becomes JobNotFound, naming the job."""
         exc = failure(sim.base_url, lambda c: c.get("00000000-0000-4000-8000-000000000000"))

@@ -1,6 +1,7 @@
 """The callback listener's robustness by construction, example by example: one deadline for the
 whole request (a slow-loris is cut off however slowly it trickles), the inputs the hand-written
-parser crashed on, and the fault boundary that ends one connection, never the listener.
+parser crashed on, the fault boundary that ends one connection, never the listener, and the
+connection slots (per client address; idle clients make room; hang-ups are debug lines).
 
 Real listeners on 127.0.0.1 (started with tests/test_listener.py's helper), real journals.
 """
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +33,7 @@ from tests.test_listener import (
     status_of,
 )
 from watcherd.config import Secret
+from watcherd.connections import MAX_CONNECTIONS, PER_ADDRESS
 from watcherd.journal import FileStat, Journal
 
 
@@ -241,4 +245,122 @@ def test_closing_with_connections_in_progress_reports_nothing(journal: Journal) 
         for writer in writers:
             writer.close()
         assert errors == []
+    run(body)
+
+
+# -- connections: slots per address, idle clients, hang-ups ------------------------------------
+
+
+async def _open_idle(port: int, source: str, count: int) -> list[asyncio.StreamWriter]:
+    writers = []
+    for _ in range(count):
+        _, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+        writers.append(writer)
+    return writers
+
+
+def test_callbacks_get_through_while_idle_sockets_hold_every_slot(journal: Journal) -> None:
+    """More idle connections than the listener has slots, from this and other addresses: a
+    callback (from this very address, as behind a tunnel) is still accepted, the oldest idle
+    connection making room; no address ever holds more than its share."""
+    async def body() -> None:
+        errors = loop_errors_recorded()
+        async with running(journal) as (server, rec):
+            _, port = server.address
+            idle = []
+            for source in ("127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"):
+                idle += await _open_idle(port, source, PER_ADDRESS + 1)
+            request = json.dumps(callback_body()).encode()
+            head = (f"POST /callback/{TOKEN} HTTP/1.1\r\nHost: x\r\n"
+                    f"Content-Length: {len(request)}\r\n\r\n").encode()
+            assert status_of(await raw(server, head + request)) == 200
+            assert rec.calls == [JOB]
+            assert server.limiter.held() <= MAX_CONNECTIONS
+            assert all(server.limiter.held(f"127.0.0.{n}") <= PER_ADDRESS for n in range(1, 6))
+            assert server.stats["evicted"] >= 5 * (PER_ADDRESS + 1) - MAX_CONNECTIONS
+            for writer in idle:
+                writer.close()
+        assert errors == []
+    run(body)
+
+
+def test_one_address_holds_at_most_its_share_of_the_listener(journal: Journal) -> None:
+    """An address opening one idle connection more than its share: its oldest is closed
+    without an answer; another address's idle connection is left alone."""
+    async def body() -> None:
+        async with running(journal) as (server, _):
+            _, port = server.address
+            other = await _open_idle(port, "127.0.0.3", 1)
+            readers = []
+            for _ in range(PER_ADDRESS + 1):
+                reader, _writer = await asyncio.open_connection(
+                    "127.0.0.1", port, local_addr=("127.0.0.2", 0))
+                readers.append((reader, _writer))
+            async with asyncio.timeout(10):
+                assert await readers[0][0].read() == b""
+            async with asyncio.timeout(10):
+                while server.limiter.held("127.0.0.2") != PER_ADDRESS:
+                    await asyncio.sleep(0.01)
+            assert server.limiter.held("127.0.0.3") == 1 and server.stats["evicted"] == 1
+            for _, writer in readers:
+                writer.close()
+            other[0].close()
+    run(body)
+
+
+def test_clients_that_hang_up_on_the_listener_are_debug_lines(journal: Journal) -> None:
+    """Idle, reset, and half-head hang-ups (on main the last logged callback_connection_failed
+    at level error, from the answer written to a closed socket): debug lines only."""
+    async def body() -> None:
+        async with running(journal) as (server, _):
+            host, port = server.address
+            for half_head in (False, True):
+                for reset in (False, True):
+                    _, writer = await asyncio.open_connection(host, port)
+                    if half_head:
+                        writer.write(b"POST /callback/x HTTP/1.1\r\nHo")
+                        await writer.drain()
+                    if reset:
+                        writer.get_extra_info("socket").setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.close()
+            async with asyncio.timeout(10):
+                while server.stats["client_gone"] < 4 or server._handlers:
+                    await asyncio.sleep(0.01)
+
+    with structlog.testing.capture_logs() as logs:
+        run(body)
+    assert [e for e in logs if e["log_level"] in ("error", "critical")] == []
+    gone = [e for e in logs if e["event"] == "callback_client_gone"]
+    assert len(gone) >= 2 and all(e["log_level"] == "debug" for e in gone)
+
+
+def test_a_callback_with_the_token_is_never_evicted_mid_body(journal: Journal) -> None:
+    """A callback whose head carried the token and whose body is still arriving (a big result
+    on a slow link) keeps its slot while its address's share fills with idle connections:
+    the idle ones make room for each other, the callback completes and is accepted."""
+    async def body() -> None:
+        async with running(journal) as (server, rec):
+            _, port = server.address
+            request = json.dumps(callback_body()).encode()
+            head = (f"POST /callback/{TOKEN} HTTP/1.1\r\nHost: x\r\n"
+                    f"Content-Length: {len(request)}\r\n\r\n").encode()
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", port, local_addr=("127.0.0.2", 0))
+            writer.write(head + request[:10])
+            await writer.drain()
+            async with asyncio.timeout(10):
+                while not any(s.busy for s in server.limiter._slots.values()):
+                    await asyncio.sleep(0.01)
+            idle = await _open_idle(port, "127.0.0.2", PER_ADDRESS + 2)
+            async with asyncio.timeout(10):
+                while server.stats["evicted"] < 3:
+                    await asyncio.sleep(0.01)
+            writer.write(request[10:])
+            async with asyncio.timeout(10):
+                assert status_of(await reader.read()) == 200
+            assert rec.calls == [JOB]
+            writer.close()
+            for other in idle:
+                other.close()
     run(body)

@@ -16,7 +16,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from watcherd.display import printable
-from watcherd.log import SecretRedactor, configure_logging, journald_stream
+from watcherd.log import (
+    SecretRedactor,
+    configure_logging,
+    journald_stream,
+    redact,
+    redact_also,
+    secret_forms,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -72,6 +79,40 @@ class TestSecrets:
         logging.getLogger("lib").error("header was sk-SECRET")
         assert "sk-SECRET" not in out.getvalue()
         assert out.getvalue().count("***") == 3
+
+    def test_escaped_forms_are_redacted_too(self) -> None:
+        """A secret quoted by a library (repr of str or bytes, JSON) is redacted as well."""
+        secret = "sk-'odd\\key\"\x00"
+        out = io.StringIO()
+        configure_logging(fmt="json", stream=out, secrets=[secret])
+        log = structlog.get_logger("t")
+        log.error("a", error=f"Illegal header value {secret.encode()!r}")
+        log.error("b", error=repr(secret), nested={"json": json.dumps(secret)})
+        text = out.getvalue()
+        for form in ("odd", "key"):
+            assert form not in text
+        assert text.count("***") == 3
+
+    def test_secrets_added_later_are_redacted_from_then_on(self) -> None:
+        """A reload's new key: redact_also makes every later line hide it; old ones stay."""
+        out = io.StringIO()
+        configure_logging(fmt="json", stream=out, secrets=["sk-OLD-1234"])
+        redact_also(["sk-NEW-5678"])
+        structlog.get_logger("t").info("x", a="sk-OLD-1234 sk-NEW-5678")
+        logging.getLogger("lib").warning("lib says sk-NEW-5678")
+        assert "sk-OLD" not in out.getvalue() and "sk-NEW" not in out.getvalue()
+        assert out.getvalue().count("***") == 3
+
+    @given(st.text(min_size=1, max_size=20).filter(lambda t: "*" not in t),
+           st.text(max_size=20), st.data())
+    def test_redact_leaves_no_form_of_the_secret(
+        self, secret: str, around: str, data: st.DataObject
+    ) -> None:
+        """Whatever the secret (but "*", what it becomes) and its surroundings, none of its
+        plain or escaped forms survives redact()."""
+        form = data.draw(st.sampled_from(secret_forms(secret)))
+        cleaned = redact(f"{around}{form}{around}", [secret])
+        assert not any(f in cleaned for f in secret_forms(secret))
 
     def test_redactor_without_secrets_is_a_no_op(self) -> None:
         """No secrets configured: events pass unchanged."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -198,6 +199,61 @@ def test_newline_quote_and_colon_names_work(tmp_path: Path) -> None:
     # The Markdown title shows the undecodable bytes as U+FFFD, never a lone surrogate.
     md = write_outputs(base, ["md"], {**JOB, "file": {}})[0]
     assert md.read_text(encoding="utf-8").startswith('# a b "c" \'d\':e \ufffdt\ufffd\n')
+
+
+# -- language codes from the API ----------------------------------------------------------
+
+# What a hostile or broken job could put where a translation's language code goes: separators,
+# line ends, dots, NUL, and good codes with something after them ("en\n" passed a match()).
+_ODD_CODES = ["en\n", "en\n/../x", "en/../../x", "fr\r", "de\x00", "..", ".", "en.", "a\\b",
+              "en\u2028", "e\u0301n", "", "-en", "en" + "x" * 20]
+lang_codes = st.one_of(
+    st.sampled_from(_ODD_CODES),
+    st.text(max_size=24),
+    st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,15}", fullmatch=True),
+    st.tuples(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_-]{0,15}", fullmatch=True),
+              st.sampled_from(["\n", "\r\n", "/", "/../x", "\x00", ".", "\n/../x"]))
+    .map("".join),
+)
+_CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,15}")
+
+
+def _translated(codes: list[str]) -> dict[str, Any]:
+    results = [{"languages": [code], "full_transcript": "bonjour",
+                "utterances": [{"text": "bonjour", "start": 0.0, "end": 1.0}]} for code in codes]
+    return {**JOB, "result": {**JOB["result"], "translation": {"success": True,
+                                                              "results": results}}}
+
+
+@given(st.lists(lang_codes, max_size=4))
+def test_language_codes_never_bring_a_separator_into_an_output_name(codes: list[str]) -> None:
+    """Every output of a job with any language codes is one plain name beside the source."""
+    job = _translated(codes)
+    with folder() as where:
+        base = output_base(make_source(where, b"talk.wav"), taken=lambda b: False)
+        written = write_outputs(base, FORMATS, job)
+        assert written == output_paths(base, FORMATS, job)
+        assert sorted(p.name for p in written) == sorted(
+            n for n in os.listdir(where) if n != "talk.wav")
+        codes_used = set()
+        for path in written:
+            assert path.parent == where
+            assert not any(c in path.name for c in "/\\\n\r\x00")
+            suffix = path.name[len("talk."):]
+            if suffix.count(".") == 1 and suffix.endswith((".txt", ".srt", ".vtt")):
+                code = suffix.rsplit(".", 1)[0]
+                if code != "summary":
+                    assert _CODE_RE.fullmatch(code), code
+                    codes_used.add(code)
+        # Nothing is dropped that is a code: each whole, code-like value gets its outputs.
+        assert codes_used == {c for c in codes if _CODE_RE.fullmatch(c)}
+
+
+def test_a_code_with_a_newline_after_it_is_skipped(tmp_path: Path) -> None:
+    """"en\n" is not "en": no output is named after it (match() let it through)."""
+    base = output_base(make_source(tmp_path, b"talk.wav"), taken=lambda b: False)
+    written = write_outputs(base, ["txt"], _translated(["en\n", "fr"]))
+    assert [p.name for p in written] == ["talk.txt", "talk.fr.txt", "talk.summary.md"]
 
 
 # -- permissions -------------------------------------------------------------------------

@@ -677,16 +677,18 @@ def test_atomic_write_temp_name_is_hidden_and_marked(
     seen: list[str] = []
     real_replace = os.replace
 
-    def spy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
-        seen.append(str(src))
-        real_replace(src, dst)
+    def spy(src: str, dst: str, *, src_dir_fd: int, dst_dir_fd: int) -> None:
+        # Renamed inside the folder's descriptor, which is the target's folder.
+        assert os.path.samestat(os.fstat(src_dir_fd), os.stat(tmp_path))
+        assert src_dir_fd == dst_dir_fd and os.sep not in src
+        seen.append(src)
+        real_replace(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
 
     monkeypatch.setattr(os, "replace", spy)
     atomic_write(tmp_path / "talk.srt", b"x")
     (temp,) = seen
-    assert Path(temp).parent == tmp_path
-    assert Path(temp).name.startswith(f".talk.srt{TEMP_MARKER}-")
-    assert is_output_or_temp(Path(temp))
+    assert temp.startswith(f".talk.srt{TEMP_MARKER}-")
+    assert is_output_or_temp(tmp_path / temp)
 
 
 def test_reader_never_sees_a_partial_file(tmp_path: Path) -> None:

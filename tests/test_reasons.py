@@ -74,8 +74,8 @@ def _status_error(status: int, body: dict[str, object]) -> str:
 def _local_decode(path: Path) -> str:
     from watcherd.engines.local import runner
 
-    with pytest.raises(runner._Refused) as caught:
-        runner._decode(str(path))
+    with pytest.raises(runner._Refused) as caught, path.open("rb") as source:
+        runner._decode(source)
     return str(caught.value)
 
 

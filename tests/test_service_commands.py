@@ -80,3 +80,38 @@ def test_status_reads_nothing_from_a_missing_user_journal(tmp_path: Path) -> Non
     assert result.returncode == 0
     assert "nothing has been seen" in result.stdout or "no files" in result.stdout
     assert os.path.exists(env["HOME"])
+
+
+def test_logs_without_a_service_says_where_the_logs_are(tmp_path: Path) -> None:
+    """No unit installed: exit 1, saying `run` logs to its terminal and how to install one."""
+    env = _env(tmp_path)
+    result = watcherd("logs", "--target", "systemd", env=env)
+    assert result.returncode == 1
+    message = " ".join(result.stderr.split())
+    assert "no watcherd service is installed" in message
+    assert "`watcherd run` logs to the terminal it runs in" in message
+    assert "watcherd service install" in message
+    assert result.stdout == ""
+
+
+def test_logs_of_launchd_without_an_agent_says_the_same(tmp_path: Path) -> None:
+    """On macOS too: no agent, no log: where the logs are and how to install it."""
+    result = watcherd("logs", "--target", "launchd", env=_env(tmp_path))
+    assert result.returncode == 1
+    message = " ".join(result.stderr.split())
+    assert "no watcherd service is installed" in message and "service install" in message
+
+
+def test_service_install_dry_run_prints_the_commands_to_run(tmp_path: Path) -> None:
+    """--dry-run shows the unit and the systemctl commands a real install would print."""
+    env = _env(tmp_path)
+    inbox = tmp_path / "inbox"
+    result = watcherd("service", "install", "--dry-run", "--target", "systemd", "--watch",
+                      str(inbox), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "ExecStart=" in result.stdout
+    assert ("#   systemctl --user daemon-reload && systemctl --user enable --now watcherd"
+            in result.stdout)
+    assert "#   logs: journalctl --user -u watcherd -f" in result.stdout
+    unit_dir = Path(env["XDG_CONFIG_HOME"]) / "systemd" / "user"
+    assert not unit_dir.exists() and not inbox.exists()

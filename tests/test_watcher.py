@@ -597,9 +597,13 @@ def test_scan_does_not_follow_symlinked_folders(tmp_path: Path) -> None:
     (tmp_path / "broken.mp3").symlink_to(tmp_path / "nowhere.mp3")
     try:
         found = set(scan(WatchConfig(path=tmp_path)))
+        anywhere = set(scan(WatchConfig(path=tmp_path, follow_links="anywhere")))
     finally:
         shutil.rmtree(outside)
-    assert found == {tmp_path / "real" / "a.mp3", tmp_path / "link.mp3"}
+    # The link out is not walked into; it is listed itself, so that status says why its
+    # files are not transcribed (unless the watch follows links anywhere).
+    assert found == {tmp_path / "real" / "a.mp3", tmp_path / "link.mp3", tmp_path / "elsewhere"}
+    assert anywhere == {tmp_path / "real" / "a.mp3", tmp_path / "link.mp3"}
 
 
 def test_scan_survives_a_folder_vanishing_mid_walk(tmp_path: Path) -> None:

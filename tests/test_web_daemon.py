@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.daemon_harness import DaemonProcess, wait_until, watcherd, write_config
 from tests.sim import GladiaSimulator, expected_transcript
 from tests.sim.media import make_corrupt, make_wav
+from watcherd.connections import PER_ADDRESS
 
 KEY = "sk-web-daemon-secret-424242"
 
@@ -127,3 +128,37 @@ def test_page_served_retry_and_second_daemon_runs_on(
     assert page_counts(base)["done"] == 1
     assert second.terminate() == 0 and first.terminate() == 0
     assert not first.tracebacks() and not second.tracebacks()
+
+
+def test_healthz_answers_while_idle_sockets_hold_the_daemons_page(
+        tmp_path: Path, sim: GladiaSimulator, daemons: list[DaemonProcess]) -> None:
+    """The daemon's own page: 40 idle sockets (more than its 32 slots) and one closed half-way
+    through its head; /healthz still answers 200 (on main: 503 busy), the page still serves,
+    and the hang-ups are debug lines, not web_connection_failed errors."""
+    port = free_port()
+    daemon, _ = start_daemon(tmp_path / "d", sim, port, daemons)
+    daemon.wait_for_event("http_started")
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(40):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        half = socket.create_connection(("127.0.0.1", port), timeout=10)
+        half.sendall(b"GET / HTTP/1.1\r\nHo")
+        half.close()
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        assert health.status_code == 200 and health.text.strip() == "ok"
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
+    finally:
+        for sock in idle:
+            sock.close()
+    # The idle sockets still held when closed (PER_ADDRESS - 1: the rest were evicted to make
+    # room, the last by the half head), and the half head itself.
+    wait_until(lambda: sum(line.get("event") == "web_client_gone"
+                           for line in daemon.log_lines()) >= PER_ADDRESS,
+               message="the idle sockets' hang-ups logged")
+    assert daemon.terminate() == 0
+    lines = daemon.log_lines()
+    assert [line for line in lines if line.get("event") == "web_connection_failed"] == []
+    assert [line for line in lines if line.get("level") == "error"] == []
+    assert {line["level"] for line in lines if line.get("event") in (
+        "web_client_gone", "web_connection_evicted")} == {"debug"}

@@ -322,7 +322,9 @@ class TestHttpConfig:
 
     @pytest.mark.parametrize(("content", "expected"), [
         (b"short", "at least 16"), (b"two words here-and-more", "one word"),
-        (b"\xff\xfe" * 10, "not UTF-8"),
+        (b"\xe9t\xe9-0123456789abcdef", "not UTF-8"), (b"\xff\xfe" * 10, "UTF-16"),
+        ("abcdefghijklmnop-0123".encode("utf-16-le"), "UTF-16"),
+        (b"abcdefghij\x1bklmnop-0123", "control character"),
     ])
     def test_bad_token_files(self, tmp_path: Path, content: bytes, expected: str) -> None:
         """A token file that holds no usable token says what is wrong."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import dataclasses
 import difflib
 import hashlib
 import ipaddress
@@ -14,14 +15,16 @@ import os
 import re
 import socket
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal, NoReturn, cast
+from typing import Any, Literal, NoReturn, TypeVar, cast
 from urllib.parse import urlsplit
 
 import platformdirs
 
+from watcherd.credentials import SecretProblem, decode_secret_file, secret_problem, strip_secret
 from watcherd.errors import ConfigError
 from watcherd.outputs import FORMATS
 from watcherd.retry import RETRY_KEYS, RetryPolicy
@@ -30,8 +33,10 @@ from watcherd.retry import RETRY_KEYS, RetryPolicy
 EngineName = str
 LogFormat = Literal["auto", "json", "console"]
 PollMode = Literal["auto", "always", "never"]
+FollowLinks = Literal["inside", "anywhere"]
 # The formats [defaults] / [[watch]] outputs may list: whatever the outputs module writes.
 OUTPUT_FORMATS: tuple[str, ...] = FORMATS
+_T = TypeVar("_T")
 
 
 
@@ -43,6 +48,9 @@ def engine_names() -> tuple[EngineName, ...]:
 LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 POLL_MODES: tuple[PollMode, ...] = ("auto", "always", "never")
+#: Which symbolic links a watch follows: only those that stay beneath its root (Samba's
+#: ``wide links = no``), or any (a link in the inbox can then send any file the daemon can read).
+FOLLOW_LINKS: tuple[FollowLinks, ...] = ("inside", "anywhere")
 LOCAL_MODELS = ("base",)
 LOCAL_DEVICES = ("auto", "cpu", "cuda")
 LOCAL_COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32",
@@ -211,7 +219,7 @@ MIN_HTTP_TOKEN_CHARS = 16
 WEBHOOK_SECRET_PREFIX = "whsec_"
 _GLADIA_KEYS = ("api_key", "api_key_file", "api_url", "max_concurrent_jobs")
 _DEFAULTS_KEYS = ("outputs", "settle_seconds", "recursive", "include", "exclude", "poll", "options",
-                  "fallback")
+                  "fallback", "follow_links")
 _WATCH_KEYS = ("path", "id", "engine", *_DEFAULTS_KEYS)
 _JOURNAL_KEYS = ("path", "url", "lease_seconds")
 #: A watch id: what the shared journal stores paths relative to (letters, digits, . _ -).
@@ -254,6 +262,8 @@ class GladiaConfig:
     # Where the key came from ("[gladia] api_key", "[gladia] api_key_file (PATH)",
     # "$GLADIA_API_KEY"), for doctor; never the key itself.
     api_key_origin: str | None = None
+    # The file named by [gladia] api_key_file (None otherwise): `config show` prints it.
+    api_key_file: Path | None = None
 
 
 #: The outputs of a folder that does not choose (and of a file whose folder is gone).
@@ -277,6 +287,7 @@ class WatchDefaults:
     poll: PollMode = "auto"
     options: Mapping[str, Any] = field(default_factory=dict)
     fallback: str = "none"
+    follow_links: FollowLinks = "inside"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -327,6 +338,8 @@ class WebhookConfig:
     """The ``[webhook]`` table: the signing secret of Gladia's dashboard webhooks."""
 
     secret: Secret
+    # Where the secret was read from ([webhook] secret_file); None when given inline.
+    secret_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -414,6 +427,18 @@ class Config:
 
 
 # -- public API ------------------------------------------------------------------------------
+
+
+def secret_values(value: object) -> list[str]:
+    """Every secret inside ``value`` (a config or any part of one), for redaction."""
+    if isinstance(value, Secret):
+        return [value.reveal()] if value.reveal() else []
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [s for f in fields(value) for s in secret_values(getattr(value, f.name))]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in secret_values(v)]
+    return []
+
 
 
 def default_journal_path() -> Path:
@@ -528,14 +553,47 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        found = _TOML_POSITION.match(message)
-        if found:
-            raise ConfigError(
-                f"{path}: line {found['line']}, column {found['col']}: "
-                f"invalid TOML: {found['msg']}"
-            ) from None
-        raise ConfigError(f"{path}: invalid TOML: {message}") from None
+        raise ConfigError(f"{path}: {toml_error(text, str(exc))}") from None
+
+
+def _parses(text: str) -> bool:
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return False
+    return True
+
+
+def toml_error(text: str, message: str) -> str:
+    """tomllib's ``message`` about ``text`` as "line L, column C: invalid TOML: what".
+
+    tomllib says "(at end of document)" for whatever is still open at the end (an array, an
+    inline table, a string): the statement at fault is the one after the longest run of
+    lines that parses, so that is where the line and column point.
+    """
+    found = _TOML_POSITION.match(message)
+    if found:
+        return f"line {found['line']}, column {found['col']}: invalid TOML: {found['msg']}"
+    what = message.removesuffix(" (at end of document)")
+    # Lines as TOML counts them: ended by "\n" only (str.splitlines knows more breaks).
+    lines = [part for part in re.split(r"(?<=\n)", text) if part]
+    good = next(count for count in range(len(lines), -1, -1)
+                if _parses("".join(lines[:count])))
+    if good >= len(lines):
+        return f"invalid TOML: {message}"
+    line = lines[good]
+    column = len(line) - len(line.lstrip()) + 1
+    still = ""
+    if "=" in line and not _parses("".join(lines[good:])):
+        # Point at the bracket or quote that opened what the end of the file left open.
+        value = line.index("=")
+        starts = sorted((i, ch) for i, ch in ((line.find(ch, value), ch) for ch in "[{\"'")
+                        if i >= 0)
+        if starts:
+            column = starts[0][0] + 1
+            noun = {"[": "array", "{": "inline table"}.get(starts[0][1], "string")
+            still = f" (the file ends before the {noun} opened here is closed)"
+    return f"line {good + 1}, column {column}: invalid TOML: {what}{still}"
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -589,6 +647,49 @@ def _hint(name: str, choices: Sequence[str]) -> str:
     return f'; did you mean "{lowered[close[0]]}"?' if close else ""
 
 
+# Names of the internal model (printed by `config show` before it spoke the file's language)
+# that people paste back: each says which key of the file it is. (table, name) -> the key.
+_MODEL_NAMES: dict[tuple[str, str], str] = {
+    ("", "source"): "nothing: the file itself is the source",
+    ("", "local_model"): "[local] model",
+    ("", "journal_path"): "[journal] path",
+    ("", "journal_url"): "[journal] url",
+    ("", "lease_seconds"): "[journal] lease_seconds",
+    ("", "log_format"): "[log] format",
+    ("", "log_level"): "[log] level",
+    ("", "scan_interval_seconds"): "[scan] interval_seconds",
+    ("", "fallback_after_seconds"): "[engine] fallback_after_seconds",
+    ("", "metrics_textfile"): "[metrics] textfile",
+    ("", "node_name"): "[node] name",
+    ("", "watches"): "[[watch]] tables",
+    ("gladia", "api_key_origin"): "api_key or api_key_file",
+    ("http", "address"): "listen",
+    ("http", "token"): "token_file",
+    ("callback", "host"): "listen",
+    ("callback", "port"): "listen",
+    **{("retry", field_name): key for key, field_name in RETRY_KEYS.items()},
+}
+
+
+def _model_name_hint(table: str, name: str) -> str:
+    """A did-you-mean for an internal name (``retry_base``, ``journal_path``...), or ""."""
+    if (table, name) in _MODEL_NAMES:
+        return f"; did you mean {_MODEL_NAMES[table, name]}?"
+    if table == "retry" and name in {f.name for f in fields(RetryPolicy)}:
+        return ("; it is not a setting (watcherd's own budget): remove it; the [retry] keys "
+                "are " + ", ".join(RETRY_KEYS))
+    return ""
+
+
+def _all_problems(where: str, problems: Sequence[str]) -> str:
+    """One message for every problem, each on its own line when there are several."""
+    if len(problems) == 1:
+        return problems[0]
+    prefix = f"{where}: "
+    lines = [p[len(prefix):] if p.startswith(prefix) else p for p in problems]
+    return f"{where}: {len(problems)} problems:\n" + "\n".join(f"  - {line}" for line in lines)
+
+
 def _reject_nesting(
     label: str, path: Path, other_label: str, other: Path, *, where: str | None
 ) -> None:
@@ -629,10 +730,20 @@ class _Parser:
         self.env = env
         self.need_key = need_key
         self.where = str(source) if source is not None else "config"
+        # Every problem found so far ("WHERE: key: message"), raised together by parse().
+        self.problems: list[str] = []
         # Relative paths in a config file mean "next to the config file", as people expect.
         self.base = source.parent if source is not None else Path.cwd()
 
     # --- errors
+
+    def attempt(self, build: Callable[[], _T], fallback: _T) -> _T:
+        """``build()``, or ``fallback`` with its problem noted, so the next part is checked too."""
+        try:
+            return build()
+        except ConfigError as exc:
+            self.problems.append(str(exc))
+            return fallback
 
     def fail(self, key: str, message: str) -> NoReturn:
         raise ConfigError(f"{self.where}: {key}: {message}")
@@ -644,19 +755,23 @@ class _Parser:
         self.fail(key, f"expected {what}, got {got}{hint}")
 
     def check_keys(self, table: Mapping[str, Any], allowed: Sequence[str], path: str) -> None:
+        """Note every unknown key (the table's known keys are still checked)."""
         for name in table:
             if name not in allowed:
                 label = f"[{path}] {name}" if path else name
-                raise ConfigError(
-                    f"{self.where}: {label}: unknown key{_hint(name, allowed)}"
-                )
+                hint = _model_name_hint(path, name) or _hint(name, allowed)
+                self.problems.append(f"{self.where}: {label}: unknown key{hint}")
 
     # --- typed getters (``key`` is the full dotted path used in messages)
 
     def table(self, data: Mapping[str, Any], name: str, key: str) -> Mapping[str, Any]:
         value = data.get(name, {})
         if not isinstance(value, dict):
-            self.expected(key, "a table", value)
+            # `engine = "auto"` at the top is what the internal model's name looked like.
+            named = ' (the engine is [engine] name = "...")' if key == "engine" else ""
+            self.expected(key, "a table", value,
+                          hint=f"; write [{key}] on a line of its own and its keys below it"
+                          f"{named}")
         return value
 
     def string(self, value: Any, key: str, *, secret: bool = False) -> str:
@@ -732,105 +847,56 @@ class _Parser:
     # --- sections
 
     def parse(self, data: Mapping[str, Any]) -> Config:
+        """Every section, each checked even when another is wrong; all problems raised at once.
+
+        A section that fails is replaced by its defaults so the others can still be checked;
+        the caller gets one ConfigError listing every problem (people fix them in one go).
+        """
         self.check_keys(data, _TOP_KEYS, "")
-        gladia = self.gladia(self.table(data, "gladia", "gladia"))
-
-        engine_table = self.table(data, "engine", "engine")
-        self.check_keys(engine_table, ("name", "fallback_after_seconds"), "engine")
-        fallback_after = self.number(engine_table.get("fallback_after_seconds", 600.0),
-                                     "engine.fallback_after_seconds", minimum=0)
-        engine = self.choice(engine_table.get("name", "auto"), "engine.name", engine_names())
-
-        local = self.table(data, "local", "local")
-        self.check_keys(local, ("model", "device", "compute_type", "workers", "cpu_threads",
-                                "beam_size"), "local")
-        model = self.local_model(local.get("model", "base"))
-        local_config = LocalConfig(
-            model=model,
-            device=self.choice(local.get("device", "auto"), "local.device", LOCAL_DEVICES),
-            compute_type=self.choice(local.get("compute_type", "auto"), "local.compute_type",
-                                     LOCAL_COMPUTE_TYPES),
-            workers=self.count_or_auto(local.get("workers", "auto"), "local.workers",
-                                       minimum=1),
-            # 0 stays accepted: it meant "let the engine choose" before "auto" existed.
-            cpu_threads=self.count_or_auto(local.get("cpu_threads", "auto"),
-                                           "local.cpu_threads", minimum=0),
-            beam_size=self.integer(local.get("beam_size", 5), "local.beam_size", minimum=1),
-        )
-
-        hooks_table = self.table(data, "hooks", "hooks")
-        self.check_keys(hooks_table, ("on_done", "on_failed", "timeout_seconds"), "hooks")
-        hooks = HooksConfig(
-            on_done=self.command(hooks_table.get("on_done", []), "hooks.on_done"),
-            on_failed=self.command(hooks_table.get("on_failed", []), "hooks.on_failed"),
-            timeout_seconds=self.number(hooks_table.get("timeout_seconds", 60.0),
-                                        "hooks.timeout_seconds", minimum=0.1),
-        )
-        retry_table = self.table(data, "retry", "retry")
-        self.check_keys(retry_table, tuple(RETRY_KEYS), "retry")
-        retry = RetryPolicy.from_table({
-            key: self.number(value, f"retry.{key}", minimum=0.01)
-            for key, value in retry_table.items()
-        })
-        metrics = self.table(data, "metrics", "metrics")
-        self.check_keys(metrics, ("textfile",), "metrics")
-        textfile = self.path(metrics["textfile"], "metrics.textfile") if "textfile" in metrics \
-            else None
-
-        journal = self.table(data, "journal", "journal")
-        self.check_keys(journal, _JOURNAL_KEYS, "journal")
-        journal_url = self.journal_url(journal)
-        journal_path = (
-            self.path(journal["path"], "journal.path")
-            if "path" in journal
-            else default_journal_path()
-        )
-        lease_seconds = self.number(journal.get("lease_seconds", DEFAULT_LEASE_SECONDS),
-                                    "journal.lease_seconds", minimum=0)
-        if lease_seconds <= 0:
-            self.expected("journal.lease_seconds", "a number of seconds > 0 (default 30)",
-                          journal["lease_seconds"])
-        node_table = self.table(data, "node", "node")
-        self.check_keys(node_table, ("name",), "node")
-        node_name = self.node_name(node_table)
-
-        log = self.table(data, "log", "log")
-        self.check_keys(log, ("format", "level"), "log")
-        log_format = cast(
-            LogFormat, self.choice(log.get("format", "auto"), "log.format", LOG_FORMATS)
-        )
-        level = log.get("level", "info")
-        # "INFO" is what people copy from other tools; accept any case.
-        if isinstance(level, str) and level.lower() in LOG_LEVELS:
-            level = level.lower()
-        level = self.choice(level, "log.level", LOG_LEVELS)
-
-        scan = self.table(data, "scan", "scan")
-        self.check_keys(scan, ("interval_seconds",), "scan")
-        interval = self.number(
-            scan.get("interval_seconds", 300.0), "scan.interval_seconds",
-            minimum=MIN_SCAN_INTERVAL_SECONDS,
-        )
-
-        defaults = self.defaults(self.table(data, "defaults", "defaults"))
-        watches = self.watches(data.get("watch", []), defaults)
-        callback = self.callback(self.table(data, "callback", "callback"))
-        webhook = self.webhook(self.table(data, "webhook", "webhook"))
-        if webhook is not None and callback is None:
-            self.fail(
+        gladia = self.attempt(lambda: self.gladia(self.table(data, "gladia", "gladia")),
+                              GladiaConfig())
+        engine, fallback_after = self.attempt(lambda: self.engine(data), ("auto", 600.0))
+        local_config = self.attempt(lambda: self.local(data), LocalConfig())
+        hooks = self.attempt(lambda: self.hooks(data), HooksConfig())
+        retry = self.attempt(lambda: self.retry(data), RetryPolicy())
+        textfile = self.attempt(lambda: self.metrics(data), None)
+        no_journal: tuple[str | None, Path, float] = (None, default_journal_path(),
+                                                      DEFAULT_LEASE_SECONDS)
+        journal_url, journal_path, lease_seconds = self.attempt(lambda: self.journal(data),
+                                                                no_journal)
+        node_name = self.attempt(
+            lambda: self.node_name(self.table(data, "node", "node")), socket.gethostname())
+        default_log: tuple[LogFormat, str] = ("auto", "info")
+        log_format, level = self.attempt(lambda: self.log(data), default_log)
+        interval = self.attempt(lambda: self.scan(data), 300.0)
+        defaults = self.attempt(lambda: self.defaults(self.table(data, "defaults", "defaults")),
+                                WatchDefaults())
+        no_watches: tuple[WatchConfig, ...] = ()
+        watches = self.attempt(lambda: self.watches(data.get("watch", []), defaults),
+                               no_watches)
+        seen = len(self.problems)
+        callback = self.attempt(lambda: self.callback(self.table(data, "callback", "callback")),
+                                None)
+        callback_failed = len(self.problems) > seen
+        webhook = self.attempt(lambda: self.webhook(self.table(data, "webhook", "webhook")),
+                               None)
+        if webhook is not None and callback is None and not callback_failed:
+            self.attempt(lambda: self.fail(
                 "webhook",
                 "webhooks arrive on the callback listener: add [callback] listen = "
                 '"127.0.0.1:PORT" (and public_url, the address Gladia reaches)',
-            )
+            ), None)
         if callback is not None:
-            self.reject_own_callbacks(defaults, watches)
-        http = self.http(self.table(data, "http", "http"))
+            self.attempt(lambda: self.reject_own_callbacks(defaults, watches), None)
+        http = self.attempt(lambda: self.http(self.table(data, "http", "http")), HttpConfig())
+        if self.problems:
+            raise ConfigError(_all_problems(self.where, self.problems))
 
         return Config(
             source=self.source,
             gladia=gladia,
             engine=engine,
-            local_model=model,
+            local_model=local_config.model,
             journal_path=journal_path,
             log_format=log_format,
             log_level=level,
@@ -849,6 +915,90 @@ class _Parser:
             lease_seconds=lease_seconds,
             node_name=node_name,
         )
+
+    def engine(self, data: Mapping[str, Any]) -> tuple[EngineName, float]:
+        """``[engine]``: the engine's name and the fallback delay."""
+        table = self.table(data, "engine", "engine")
+        self.check_keys(table, ("name", "fallback_after_seconds"), "engine")
+        fallback_after = self.number(table.get("fallback_after_seconds", 600.0),
+                                     "engine.fallback_after_seconds", minimum=0)
+        return self.choice(table.get("name", "auto"), "engine.name", engine_names()), \
+            fallback_after
+
+    def local(self, data: Mapping[str, Any]) -> LocalConfig:
+        table = self.table(data, "local", "local")
+        self.check_keys(table, ("model", "device", "compute_type", "workers", "cpu_threads",
+                                "beam_size"), "local")
+        return LocalConfig(
+            model=self.local_model(table.get("model", "base")),
+            device=self.choice(table.get("device", "auto"), "local.device", LOCAL_DEVICES),
+            compute_type=self.choice(table.get("compute_type", "auto"), "local.compute_type",
+                                     LOCAL_COMPUTE_TYPES),
+            workers=self.count_or_auto(table.get("workers", "auto"), "local.workers",
+                                       minimum=1),
+            # 0 stays accepted: it meant "let the engine choose" before "auto" existed.
+            cpu_threads=self.count_or_auto(table.get("cpu_threads", "auto"),
+                                           "local.cpu_threads", minimum=0),
+            beam_size=self.integer(table.get("beam_size", 5), "local.beam_size", minimum=1),
+        )
+
+    def hooks(self, data: Mapping[str, Any]) -> HooksConfig:
+        table = self.table(data, "hooks", "hooks")
+        self.check_keys(table, ("on_done", "on_failed", "timeout_seconds"), "hooks")
+        return HooksConfig(
+            on_done=self.command(table.get("on_done", []), "hooks.on_done"),
+            on_failed=self.command(table.get("on_failed", []), "hooks.on_failed"),
+            timeout_seconds=self.number(table.get("timeout_seconds", 60.0),
+                                        "hooks.timeout_seconds", minimum=0.1),
+        )
+
+    def retry(self, data: Mapping[str, Any]) -> RetryPolicy:
+        table = self.table(data, "retry", "retry")
+        self.check_keys(table, tuple(RETRY_KEYS), "retry")
+        return RetryPolicy.from_table({
+            key: self.number(value, f"retry.{key}", minimum=0.01)
+            for key, value in table.items() if key in RETRY_KEYS
+        })
+
+    def metrics(self, data: Mapping[str, Any]) -> Path | None:
+        table = self.table(data, "metrics", "metrics")
+        self.check_keys(table, ("textfile",), "metrics")
+        return self.path(table["textfile"], "metrics.textfile") if "textfile" in table \
+            else None
+
+    def journal(self, data: Mapping[str, Any]) -> tuple[str | None, Path, float]:
+        """``[journal]``: the PostgreSQL URL (or None), the SQLite path and the lease."""
+        table = self.table(data, "journal", "journal")
+        self.check_keys(table, _JOURNAL_KEYS, "journal")
+        journal_url = self.journal_url(table)
+        journal_path = (
+            self.path(table["path"], "journal.path") if "path" in table
+            else default_journal_path()
+        )
+        lease_seconds = self.number(table.get("lease_seconds", DEFAULT_LEASE_SECONDS),
+                                    "journal.lease_seconds", minimum=0)
+        if lease_seconds <= 0:
+            self.expected("journal.lease_seconds", "a number of seconds > 0 (default 30)",
+                          table["lease_seconds"])
+        return journal_url, journal_path, lease_seconds
+
+    def log(self, data: Mapping[str, Any]) -> tuple[LogFormat, str]:
+        table = self.table(data, "log", "log")
+        self.check_keys(table, ("format", "level"), "log")
+        log_format = cast(
+            LogFormat, self.choice(table.get("format", "auto"), "log.format", LOG_FORMATS)
+        )
+        level = table.get("level", "info")
+        # "INFO" is what people copy from other tools; accept any case.
+        if isinstance(level, str) and level.lower() in LOG_LEVELS:
+            level = level.lower()
+        return log_format, self.choice(level, "log.level", LOG_LEVELS)
+
+    def scan(self, data: Mapping[str, Any]) -> float:
+        table = self.table(data, "scan", "scan")
+        self.check_keys(table, ("interval_seconds",), "scan")
+        return self.number(table.get("interval_seconds", 300.0), "scan.interval_seconds",
+                           minimum=MIN_SCAN_INTERVAL_SECONDS)
 
     def journal_url(self, journal: Mapping[str, Any]) -> str | None:
         """``[journal] url``: a PostgreSQL URL (libpq form), never together with ``path``."""
@@ -941,7 +1091,11 @@ class _Parser:
         if "token_file" in table:
             token_file = self.path(table["token_file"], "http.token_file")
             if self.need_key or os.access(token_file, os.R_OK):
-                token = Secret(self.read_http_token(token_file))
+                token = self.secret_file(token_file, "http.token_file", "the token")
+                if len(token.reveal()) < MIN_HTTP_TOKEN_CHARS:
+                    self.fail("http.token_file",
+                              f"{token_file} must hold one word of at least "
+                              f"{MIN_HTTP_TOKEN_CHARS} characters (the token), nothing else")
         elif not _loopback(address[0]):
             self.fail(
                 "http.token_file",
@@ -953,36 +1107,20 @@ class _Parser:
             )
         return HttpConfig(address=address, token_file=token_file, token=token)
 
-    def read_http_token(self, path: Path) -> str:
-        key = "http.token_file"
-        try:
-            text = path.read_bytes().decode("utf-8").strip()
-        except OSError as exc:
-            self.fail(key, f"cannot read {path}: {exc.strerror or type(exc).__name__}")
-        except UnicodeDecodeError:
-            self.fail(key, f"{path} is not UTF-8 text; expected a file holding only the token")
-        if len(text) < MIN_HTTP_TOKEN_CHARS or any(ch.isspace() for ch in text):
-            self.fail(key, f"{path} must hold one word of at least {MIN_HTTP_TOKEN_CHARS} "
-                           "characters (the token), nothing else")
-        return text
-
     def webhook(self, table: Mapping[str, Any]) -> WebhookConfig | None:
         self.check_keys(table, _WEBHOOK_KEYS, "webhook")
         if not table:
             return None
         if "secret" in table and "secret_file" in table:
             self.fail("webhook.secret", "set either secret or secret_file, not both")
+        path: Path | None = None
         if "secret" in table:
             key = "webhook.secret"
-            text = self.string(table["secret"], key, secret=True).strip()
+            text = strip_secret(self.string(table["secret"], key, secret=True))
         elif "secret_file" in table:
             key = "webhook.secret_file"
             path = self.path(table["secret_file"], key)
-            try:
-                text = path.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                self.fail(key, f"cannot read {path}: {reason or type(exc).__name__}")
+            text = self.secret_file(path, key, "the signing secret").reveal()
         else:
             self.fail("webhook.secret", 'missing; expected secret = "whsec_..." or secret_file')
         if not text.startswith(WEBHOOK_SECRET_PREFIX):
@@ -995,7 +1133,10 @@ class _Parser:
         if not decoded:
             self.fail(key, f'expected "{WEBHOOK_SECRET_PREFIX}" followed by base64 text; '
                            "copy the whole secret from the dashboard")
-        return WebhookConfig(secret=Secret(text))
+        # The prefix and base64 checks are stricter than the one every secret passes; it is
+        # run all the same so that no secret reaches a header or a log unchecked.
+        return WebhookConfig(secret=self.secret_text(text, key, "the signing secret"),
+                             secret_file=path)
 
     def reject_own_callbacks(
         self, defaults: WatchDefaults, watches: Sequence[WatchConfig]
@@ -1017,6 +1158,7 @@ class _Parser:
         self.check_keys(table, _GLADIA_KEYS, "gladia")
         key: Secret | None = None
         origin: str | None = None
+        key_file: Path | None = None
         if "api_key" in table and "api_key_file" in table:
             self.fail(
                 "gladia.api_key",
@@ -1024,16 +1166,22 @@ class _Parser:
             )
         if "api_key" in table:
             value = self.string(table["api_key"], "gladia.api_key", secret=True)
-            key, origin = Secret(value.strip()), "[gladia] api_key"
+            key = self.secret_text(value, "gladia.api_key", "the API key")
+            origin = "[gladia] api_key"
         elif "api_key_file" in table:
             key_file = self.path(table["api_key_file"], "gladia.api_key_file")
             origin = f"[gladia] api_key_file ({key_file})"
             if self.need_key or os.access(key_file, os.R_OK):
-                key = Secret(self.read_key_file(key_file))
+                key = self.secret_file(key_file, "gladia.api_key_file", "the API key")
             else:
                 origin += ", not readable here"
         elif self.env.get(API_KEY_ENV_VAR, "").strip():
-            key, origin = Secret(self.env[API_KEY_ENV_VAR].strip()), f"${API_KEY_ENV_VAR}"
+            text = strip_secret(self.env[API_KEY_ENV_VAR])
+            problem = secret_problem(text, "the API key")
+            if problem is not None:
+                # Not a key of the config file: the message names the variable alone.
+                raise ConfigError(f"${API_KEY_ENV_VAR} {problem}")
+            key, origin = Secret(text), f"${API_KEY_ENV_VAR}"
 
         url = self.string(table.get("api_url", "https://api.gladia.io"), "gladia.api_url")
         parts = urlsplit(url.strip())
@@ -1052,26 +1200,27 @@ class _Parser:
             api_url=url.strip().rstrip("/"),
             max_concurrent_jobs=jobs,
             api_key_origin=origin,
+            api_key_file=key_file,
         )
 
-    def read_key_file(self, path: Path) -> str:
-        key = "gladia.api_key_file"
+    def secret_text(self, value: str, key: str, what: str) -> Secret:
+        """A secret written in the config itself, checked like one read from a file."""
+        text = strip_secret(value)
+        problem = secret_problem(text, what)
+        if problem is not None:
+            self.fail(key, f"the value {problem}")
+        return Secret(text)
+
+    def secret_file(self, path: Path, key: str, what: str) -> Secret:
+        """The secret held by the file at ``path`` (see :mod:`watcherd.credentials`)."""
         try:
             raw = path.read_bytes()
         except OSError as exc:
             self.fail(key, f"cannot read {path}: {exc.strerror or type(exc).__name__}")
         try:
-            text = raw.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            self.fail(key, f"{path} is not UTF-8 text; expected a file holding only the API key")
-        if not text:
-            self.fail(key, f"{path} is empty; expected a file holding only the API key")
-        if any(ch.isspace() for ch in text):
-            self.fail(
-                key,
-                f"{path} holds more than one word; expected a file holding only the API key",
-            )
-        return text
+            return Secret(decode_secret_file(raw, what))
+        except SecretProblem as exc:
+            self.fail(key, f"{path} {exc}")
 
     def defaults(self, table: Mapping[str, Any]) -> WatchDefaults:
         self.check_keys(table, _DEFAULTS_KEYS, "defaults")
@@ -1121,6 +1270,10 @@ class _Parser:
             self.choice(table["fallback"], f"{prefix}.fallback", FALLBACKS)
             if "fallback" in table else base.fallback
         )
+        fields["follow_links"] = (
+            self.choice(table["follow_links"], f"{prefix}.follow_links", FOLLOW_LINKS)
+            if "follow_links" in table else base.follow_links
+        )
         return fields
 
     def watches(self, value: Any, defaults: WatchDefaults) -> tuple[WatchConfig, ...]:
@@ -1130,41 +1283,49 @@ class _Parser:
             self.expected("watch", "an array of tables, written [[watch]]", value)
         watches: list[WatchConfig] = []
         for number, table in enumerate(value, start=1):
-            prefix = f"watch[{number}]"
-            if not isinstance(table, dict):
-                self.expected(prefix, "a table", table)
-            self.check_keys(table, _WATCH_KEYS, prefix)
-            if "path" not in table:
-                self.fail(f"{prefix}.path", "missing; expected the folder to watch")
-            path = self.path(table["path"], f"{prefix}.path")
-            for index, other in enumerate(watches, start=1):
-                _reject_nesting(
-                    f"{prefix}.path", path, f"watch[{index}].path", other.path, where=self.where
-                )
-            try:
-                options = self.watch_options(table.get("options", {}), defaults, prefix)
-            except ConfigError as exc:
-                # Options errors can come from a merged value, so say which folder they hit.
-                raise ConfigError(f"{exc} (in the watch of {path})") from None
-            fields = self.watch_fields(table, prefix, defaults)
-            engine = (
-                self.choice(table["engine"], f"{prefix}.engine", engine_names())
-                if "engine" in table else None
-            )
-            watch_id = ""
-            if "id" in table:
-                watch_id = self.string(table["id"], f"{prefix}.id")
-                if not WATCH_ID_RE.fullmatch(watch_id):
-                    self.expected(f"{prefix}.id", "a name of letters, digits, '.', '_' or '-' "
-                                  "(at most 64, starting with a letter or digit), the same on "
-                                  "every node that watches this folder", watch_id)
-            watch = WatchConfig(path=path, **fields, options=options, engine=engine, id=watch_id)
-            for index, other in enumerate(watches, start=1):
-                if other.watch_id == watch.watch_id:
-                    self.fail(f"{prefix}.id", f"{watch.watch_id!r} is already the id of "
-                              f"watch[{index}] ({other.path}); give each [[watch]] its own id")
-            watches.append(watch)
+            # Each watch on its own: a problem in one does not hide those of the next.
+            watch = self.attempt(partial(self.watch, number, table, defaults, watches), None)
+            if watch is not None:
+                watches.append(watch)
         return tuple(watches)
+
+    def watch(self, number: int, table: Any, defaults: WatchDefaults,
+              watches: Sequence[WatchConfig]) -> WatchConfig:
+        """The ``number``-th ``[[watch]]``, checked against the ``watches`` before it."""
+        prefix = f"watch[{number}]"
+        if not isinstance(table, dict):
+            self.expected(prefix, "a table", table)
+        self.check_keys(table, _WATCH_KEYS, prefix)
+        if "path" not in table:
+            self.fail(f"{prefix}.path", "missing; expected the folder to watch")
+        path = self.path(table["path"], f"{prefix}.path")
+        for index, other in enumerate(watches, start=1):
+            _reject_nesting(
+                f"{prefix}.path", path, f"watch[{index}].path", other.path, where=self.where
+            )
+        try:
+            options = self.watch_options(table.get("options", {}), defaults, prefix)
+        except ConfigError as exc:
+            # Options errors can come from a merged value, so say which folder they hit.
+            raise ConfigError(f"{exc} (in the watch of {path})") from None
+        fields = self.watch_fields(table, prefix, defaults)
+        engine = (
+            self.choice(table["engine"], f"{prefix}.engine", engine_names())
+            if "engine" in table else None
+        )
+        watch_id = ""
+        if "id" in table:
+            watch_id = self.string(table["id"], f"{prefix}.id")
+            if not WATCH_ID_RE.fullmatch(watch_id):
+                self.expected(f"{prefix}.id", "a name of letters, digits, '.', '_' or '-' "
+                              "(at most 64, starting with a letter or digit), the same on "
+                              "every node that watches this folder", watch_id)
+        watch = WatchConfig(path=path, **fields, options=options, engine=engine, id=watch_id)
+        for index, other in enumerate(watches, start=1):
+            if other.watch_id == watch.watch_id:
+                self.fail(f"{prefix}.id", f"{watch.watch_id!r} is already the id of "
+                          f"watch[{index}] ({other.path}); give each [[watch]] its own id")
+        return watch
 
     # --- Gladia options
 

@@ -7,7 +7,9 @@ exits at once (the journal is consistent at every commit, so nothing is lost by 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import functools
 import os
 import signal
 import time
@@ -17,19 +19,21 @@ from pathlib import Path
 import structlog
 
 from watcherd.activity import Activity
-from watcherd.config import Config, WatchConfig, watch_roots
+from watcherd.config import Config, WatchConfig, secret_values, watch_roots
 from watcherd.engines import Engines, engine_for, no_engine_reason, open_engines
 from watcherd.errors import ConfigError
 from watcherd.folders import Folders
 from watcherd.handoff import HandedOver
 from watcherd.health import ApiHealth
-from watcherd.journal import ACTIVE_STATES, Journal
+from watcherd.journal import ACTIVE_STATES, Journal, JournalUnavailable
 from watcherd.journal.configured import (
     display_location,
     one_shot_node,
     open_for_command,
     open_for_node,
 )
+from watcherd.log import redact_also
+from watcherd.pause import JournalPause, clear_pause, write_pause
 from watcherd.progress import ProgressBoard
 from watcherd.service import Notifier, status_text
 from watcherd.watcher import Watcher, scan
@@ -73,11 +77,15 @@ class Daemon:
         self.api_requests = ApiRequests()
 
     def request_stop(self, signum: int) -> None:
-        """Signal handler: the first signal drains, the second exits at once."""
+        """Signal handler: the first signal drains, the second exits at once.
+
+        At once is 128 + the signal's number (130 for Ctrl-C), as shells report a process
+        the signal ended; the journal is consistent at every commit, so nothing is lost.
+        """
         self._signals += 1
         if self._signals > 1:
             log.warning("exit_now", signal=signal.Signals(signum).name)
-            os._exit(1)
+            os._exit(128 + signum)
         log.info("stopping", signal=signal.Signals(signum).name)
         self.notifier.stopping()
         self._stop.set()
@@ -121,6 +129,9 @@ class Daemon:
         self.notifier.reloading()
         try:
             config = self.reload_config()
+            # A new API key or token is redacted before anything can log it; the old ones stay
+            # redacted too, since requests made with them may still be reported.
+            redact_also(secret_values(config))
             engine_for(config)
         except ConfigError as exc:
             log.error("reload_rejected", error=str(exc), hint="still running the previous config")
@@ -153,6 +164,8 @@ class Daemon:
                                     health=health, progress=self.progress,
                                     on_request=self.api_requests.record)
         worker = _worker(config, journal, engine, folders)
+        if isinstance(journal.location, Path):
+            worker.on_pause_change(functools.partial(_show_pause, journal.location))
         watcher = Watcher(config.watches, worker.hint_threadsafe,
                           on_complete=worker.complete_threadsafe)
         activity = Activity(
@@ -165,7 +178,7 @@ class Daemon:
         try:
             web = await start_web(config.http, journal, progress=self.progress,
                                   activity=activity, api=self.api_requests,
-                                  on_retried=worker.hint,
+                                  on_retried=worker.hint, paused=lambda: worker.journal_pause,
                                   open_journal=lambda: open_for_command(config, readonly=True))
             if config.http.address is not None and isinstance(journal.location, Path):
                 # status and doctor are other processes: tell them whether the page is up.
@@ -197,6 +210,7 @@ class Daemon:
                 await web.close()
             if isinstance(journal.location, Path):
                 clear_state(journal.location)
+                clear_pause(journal.location)
             await activity.close()
             activity.write_metrics()
             await engine.close()
@@ -210,8 +224,10 @@ class Daemon:
         """
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, watcher.wait_ready, 30.0)
-        self.notifier.ready(status_text(journal.counts()))
-        log.info("ready", problems={str(k): v for k, v in watcher.root_problems().items()})
+        self.notifier.ready(_status_line(journal, worker))
+        problems = {str(k): v for k, v in watcher.root_problems().items()}
+        # Problems only when there are some: "problems={}" on every start reads like one.
+        log.info("ready", **({"problems": problems} if problems else {}))
         # The start-up scan and the integrity check run side by side: files already present
         # need not wait seconds for a check of a big journal.
         scan = loop.run_in_executor(None, self._scan, worker)
@@ -225,9 +241,10 @@ class Daemon:
                           "the outputs at the next start, nothing is paid twice")
         await scan
         while True:
-            activity.write_metrics()
+            with contextlib.suppress(JournalUnavailable):  # the worker says it, and pauses
+                activity.write_metrics()
             await asyncio.sleep(self.status_interval)
-            self.notifier.status(status_text(journal.counts()))
+            self.notifier.status(_status_line(journal, worker))
 
     def _scan(self, worker: Worker) -> None:
         """Walk every root and hint each file (runs in a thread)."""
@@ -250,12 +267,35 @@ class Daemon:
         """Catch what events missed: rescan the roots, and re-check unfinished sources."""
         while True:
             await asyncio.sleep(self.config.scan_interval_seconds)
-            for source in journal.in_states(list(ACTIVE_STATES)):
+            try:
+                active = journal.in_states(list(ACTIVE_STATES))
+            except JournalUnavailable:
+                active = []  # the database is away: the worker pauses; the scan still hints
+            for source in active:
                 # Only this config's folders (and handed-over files): a journal also holds
                 # other nodes' or other configs' ones, left as they are.
                 if worker.folders.watch_of_source(source) is not None:
                     worker.hint(Path(source.path))
             await asyncio.get_running_loop().run_in_executor(None, self._scan, worker)
+
+
+def _status_line(journal: Journal, worker: Worker) -> str:
+    """systemd's STATUS=: the counts, or that work is paused for the journal."""
+    pause = worker.journal_pause
+    if pause is None:
+        try:
+            return status_text(journal.counts())
+        except JournalUnavailable as exc:
+            return f"journal unavailable: {exc.reason}"
+    return pause.describe()
+
+
+def _show_pause(journal_path: Path, pause: JournalPause | None) -> None:
+    """Tell `watcherd status` (another process) that work pauses, or resumed."""
+    if pause is None:
+        clear_pause(journal_path)
+    else:
+        write_pause(journal_path, pause)
 
 
 def _worker(config: Config, journal: Journal, engines: Engines, folders: Folders) -> Worker:

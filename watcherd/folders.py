@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
 
+from watcherd import roots
 from watcherd.config import DEFAULT_OUTPUTS, WatchConfig, WatchDefaults
 from watcherd.journal import Source
 from watcherd.watcher import WatchIndex
@@ -33,6 +34,10 @@ class Folders:
         alone."""
         self.watches = tuple(watches)
         self.index = WatchIndex(self.watches)
+        # The wall every open, stat and write of this process goes through (watcherd.roots):
+        # installed with the watches, so a reload's new folders bring their own.
+        self.roots = roots.Roots.of(self.watches)
+        roots.install(self.roots)
         self._by_root = {str(w.path): w for w in self.watches}
         self._explicit: dict[Path, WatchConfig] = {}
         self._defaults = defaults

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from watcherd.display import printable
@@ -36,8 +37,13 @@ def _iso(ts: float | None) -> str:
         "+00:00", "Z")
 
 
-def history_lines(source: Source, events: Sequence[dict[str, Any]]) -> list[str]:
-    """The lines ``status PATH`` prints for one source: a summary, then each event."""
+def history_lines(source: Source, events: Sequence[dict[str, Any]],
+                  outputs: Sequence[Path] = ()) -> list[str]:
+    """The lines ``status PATH`` prints for one source: a summary, then each event.
+
+    ``outputs`` are the files it wrote that are on disk (a pattern such as ``NAME.*`` would
+    match the source itself too).
+    """
     lines = [printable(source.path), f"  state: {source.state}"]
     details = []
     if source.job_id:
@@ -54,8 +60,11 @@ def history_lines(source: Source, events: Sequence[dict[str, Any]]) -> list[str]
         lines.append(f"  reason: {printable(source.last_error)}")
     elif source.note and source.state != "done":
         lines.append(f"  note: {printable(source.note)}")
-    if source.output_base and source.state == "done":
-        lines.append(f"  outputs: {printable(source.output_base)}.*")
+    if outputs:
+        lines.append("  outputs: " + ", ".join(printable(str(p)) for p in outputs))
+    elif source.output_base and source.state == "done":
+        lines.append(f"  outputs: none on disk (they were written as "
+                     f"{printable(source.output_base)}.EXT)")
     lines.append(f"  first seen {_iso(source.created_at)}; history:")
     for event in events:
         before = event.get("from_state") or "(new)"

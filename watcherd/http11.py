@@ -3,25 +3,46 @@
 The Gladia engine's callback listener and the status page both accept requests from outside:
 h11 parses the syntax, and these checks add watcherd's stricter rules (one Host, ASCII-only
 Content-Length, bounded heads, paths only) so every server refuses the same things the same way.
+:class:`Wire` reads one connection's request with a deadline for its head (a client trickling
+its headers, a slow-loris, is answered 408 and closed), and :func:`finish` sends an answer
+out without a client that has already gone becoming an error.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import h11
 
-__all__ = ["MAX_HEADERS", "MAX_HEADER_BYTES", "HttpError", "Request", "body_length",
-           "check_request", "parse_head", "protocol_error"]
+from watcherd.connections import is_hangup
+
+__all__ = ["HEADER_TIMEOUT", "MAX_HEADERS", "MAX_HEADER_BYTES", "WRITE_TIMEOUT", "HttpError",
+           "Request", "Wire", "body_length", "check_request", "finish", "parse_head",
+           "protocol_error", "unquoted"]
 
 #: A request head (request line and headers) is at most this many bytes, with this many headers.
 MAX_HEADER_BYTES = 16 * 1024
 MAX_HEADERS = 64
+#: Seconds from a connection's start until its request head must be in: a client has no reason
+#: to be slow with it, and one trickling it (a slow-loris) holds a slot until then.
+HEADER_TIMEOUT = 10.0
+#: Seconds an answer may take to be read by the client.
+WRITE_TIMEOUT = 30.0
+# After answering, how much of what the client still sends to swallow before closing (closing
+# with unread data resets the connection, and the answer can be lost with it).
+LINGER_BYTES = 1024 * 1024
+LINGER_SECONDS = 1.0
+_READ_CHUNK = 64 * 1024
 _METHOD_RE = re.compile(rb"[A-Z]{1,16}")
 _TARGET_RE = re.compile(rb"/[\x21-\x7e]*")
 _LENGTH_RE = re.compile(r"[0-9]{1,15}")
+# Where h11 starts quoting bytes in a message: b'..', b"..", bytearray(b'..').
+_QUOTED_BYTES = re.compile(r"""bytearray\(|\bb['"]""")
 # Headers that may appear once: a repeat is how request smuggling starts.
 _SINGLE_HEADERS = frozenset({"content-length", "host", "transfer-encoding"})
 
@@ -41,12 +62,14 @@ class HttpError(Exception):
 
 @dataclass(frozen=True)
 class Request:
-    """One parsed request: method, path (query dropped), lower-case headers, body."""
+    """One parsed request: method, path (query dropped), lower-case headers, body, and the
+    client's address ("" where it is not known)."""
 
     method: str
     path: str
     headers: Mapping[str, str]
     body: bytes = b""
+    peer: str = ""
 
 
 def check_request(event: h11.Request) -> tuple[str, str, dict[str, str]]:
@@ -123,14 +146,117 @@ def body_length(headers: Mapping[str, str], max_body: int) -> int | None:
     return length
 
 
+def unquoted(message: str) -> str:
+    """An h11 (or httpcore) message cut before the bytes it quotes.
+
+    h11 quotes the offending line or header value in some messages ("Illegal header value
+    b'...'", "illegal request line: bytearray(b'...')"); that may be a token or an API key,
+    escaped so that redaction by plain replacement misses it. What comes before says enough.
+    """
+    return _QUOTED_BYTES.split(message, maxsplit=1)[0].rstrip(" :") or "unreadable bytes"
+
+
 def protocol_error(exc: h11.RemoteProtocolError) -> HttpError:
     """Our answer to what h11 refused, with a reason that never echoes the request's bytes."""
-    message = str(exc)
-    # h11 quotes the offending line in some messages (it may hold the token): keep only the
-    # part before the quote.
-    if any(marker in message for marker in ("b'", 'b"', "bytearray")):
-        message = message.split(":", 1)[0]
+    message = unquoted(str(exc))
     status = exc.error_status_hint if 400 <= exc.error_status_hint < 600 else 400
     return HttpError(status, f"malformed HTTP request: {message[:120]}")
 
 
+
+
+class Wire:
+    """One connection's incoming bytes, parsed by h11 into events; counts what it read."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.reader = reader
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        self.received = 0
+        self._eof = False
+
+    async def read_head(self, deadline: float) -> tuple[str, str, dict[str, str]] | None:
+        """Method, path and headers of the request (checked), or None when the client closed
+        before sending one; 408 when the head is not all in by ``deadline`` (loop time)."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                event = await self.next_event(head=True)
+        except TimeoutError:
+            raise HttpError(408, "the request head did not arrive in time") from None
+        if isinstance(event, h11.ConnectionClosed):
+            return None
+        if not isinstance(event, h11.Request):  # pragma: no cover - h11's state machine
+            raise HttpError(400, "expected a request")
+        if self.head_size() > MAX_HEADER_BYTES:
+            raise HttpError(431, f"the request head exceeds {MAX_HEADER_BYTES} bytes")
+        return check_request(event)
+
+    async def next_event(self, *, head: bool = False) -> Any:
+        """The next h11 event, reading as needed; HttpError for anything h11 refuses.
+
+        While reading the ``head``, no more than one byte past :data:`MAX_HEADER_BYTES` is
+        read, so a head that is too long is always refused as such (431) by h11's limit,
+        whatever else is wrong with it.
+        """
+        while True:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise protocol_error(exc) from None
+            if event is not h11.NEED_DATA:
+                return event
+            if self._eof:  # pragma: no cover - h11 answers an EOF with an event or an error
+                raise HttpError(400, "the request ended early")
+            size = _READ_CHUNK
+            if head:
+                size = max(1, min(size, MAX_HEADER_BYTES + 1 - self.received))
+            data = await self.reader.read(size)
+            self._eof = not data
+            self.received += len(data)
+            self.conn.receive_data(data)
+
+    def head_size(self) -> int:
+        """Bytes the request head took: what was read minus what h11 still holds."""
+        return self.received - len(self.conn.trailing_data[0])
+
+    def continue_if_asked(self, writer: asyncio.StreamWriter) -> None:
+        """Answer ``Expect: 100-continue`` once the head is accepted, so the body comes."""
+        if self.conn.they_are_waiting_for_100_continue:
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+
+async def finish(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: bytes,
+                 *, write_timeout: float = WRITE_TIMEOUT) -> bool:
+    """Send ``answer`` and end our side; False when the client had already gone.
+
+    The client may still be sending: what was refused (a body, a huge head), or bytes after
+    the request (a wrong Content-Length, a pipelined request). A little of it is swallowed
+    after our side is ended, so that closing with unread data does not reset the connection
+    and lose the answer. A client that hung up is no error: the caller logs it at debug.
+    """
+    try:
+        if writer.is_closing():
+            return False
+        writer.write(answer)
+        async with asyncio.timeout(write_timeout):
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except TimeoutError:
+        return False
+    except OSError as exc:
+        if is_hangup(exc):
+            return False
+        raise
+    with contextlib.suppress(TimeoutError, OSError):
+        await _discard(reader, LINGER_BYTES, LINGER_SECONDS)
+    return True
+
+
+async def _discard(reader: asyncio.StreamReader, limit: int, seconds: float) -> None:
+    left = limit
+    async with asyncio.timeout(seconds):
+        while left > 0:
+            chunk = await reader.read(min(_READ_CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)

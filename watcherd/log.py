@@ -8,6 +8,7 @@ through :func:`watcherd.display.printable`, JSON lines through :func:`watcherd.d
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
 import re
@@ -24,15 +25,51 @@ from watcherd.display import json_safe, printable
 REDACTED = "***"
 
 
+def secret_forms(secret: str) -> list[str]:
+    """The ways ``secret`` can appear in text, longest first.
+
+    As itself, and escaped the way library messages quote values: ``repr`` of the string or of
+    its bytes (h11 says "Illegal header value b'...'") and JSON. A secret that passed
+    :mod:`watcherd.credentials` has at most backslashes and quotes to escape; the forms make
+    the redaction hold for any string all the same.
+    """
+    if not secret:
+        return []
+    forms = {
+        secret,
+        repr(secret)[1:-1],
+        repr(secret.encode("utf-8", "surrogatepass"))[2:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+    }
+    return sorted((f for f in forms if f), key=len, reverse=True)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every form of every secret replaced by ``***``."""
+    for secret in secrets:
+        for form in secret_forms(secret):
+            text = text.replace(form, REDACTED)
+    return text
+
+
 class SecretRedactor:
     """A structlog processor that replaces every known secret string wherever it appears."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self._secrets = [s for s in secrets if s]
+        self._forms: list[str] = []
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Redact ``secrets`` too from now on (a reload brought a new key)."""
+        forms = set(self._forms)
+        forms.update(form for secret in secrets for form in secret_forms(secret))
+        # Longest first, so that a secret containing another is replaced whole.
+        self._forms = sorted(forms, key=len, reverse=True)
 
     def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]
                  ) -> MutableMapping[str, Any]:
-        if not self._secrets:
+        if not self._forms:
             return event
         for key, value in list(event.items()):
             event[key] = self._clean(value)
@@ -40,14 +77,23 @@ class SecretRedactor:
 
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
-            for secret in self._secrets:
-                value = value.replace(secret, REDACTED)
+            for form in self._forms:
+                value = value.replace(form, REDACTED)
             return value
         if isinstance(value, dict):
             return {k: self._clean(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self._clean(v) for v in value]
         return value
+
+
+# The redactor of the logging set up last, so that a reload can add the secrets it brings.
+_active = SecretRedactor(())
+
+
+def redact_also(secrets: Iterable[str]) -> None:
+    """Redact ``secrets`` from every later log line too, besides those given at set-up."""
+    _active.add(secrets)
 
 
 def configure_logging(
@@ -82,6 +128,8 @@ def configure_logging(
     # JSON escapes control characters itself; the console shows values as they are, so they
     # are made printable first (one line, no terminal escapes, no lone surrogates).
     readable: Any = _identity if use_json else ConsoleValues(roots)
+    global _active
+    redactor = _active = SecretRedactor(secrets)
     level_no = logging.getLevelName(level.upper())
     if not isinstance(level_no, int):
         level_no = logging.INFO
@@ -90,7 +138,7 @@ def configure_logging(
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True) if use_json
         else structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
-        SecretRedactor(secrets),
+        redactor,
     ]
     final: Any = renderer
     if journald_stream(stream):

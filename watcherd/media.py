@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from watcherd import fserrors
+from watcherd import fserrors, roots
 from watcherd.errors import SourceError
 
 MAX_BYTES = 1000 * 1024 * 1024
@@ -118,20 +118,25 @@ def read_error(exc: OSError) -> SourceError:
 
 @contextlib.contextmanager
 def open_source(path: Path) -> Iterator[int]:
-    """A read-only descriptor on ``path``, which is certainly a regular file.
+    """A read-only descriptor on ``path``, which is certainly a regular file beneath its root.
 
-    Anything else (a FIFO, a socket, a device, a folder, or a link to one) is refused before it
-    is opened, and again after (it may have been swapped in between); the open never blocks.
-    Every ``OSError`` becomes a :class:`SourceError` through :func:`read_error`.
+    The path goes through the watch roots' resolver (:mod:`watcherd.roots`): a link that leads
+    out of its watch folder is refused (:class:`~watcherd.roots.LinkOutside`), and no folder on
+    the way is followed if it became a link after the check (a transient error: the file is
+    looked at again). Anything else than a regular file (a FIFO, a socket, a device, a folder)
+    is refused before it is opened, and again after (it may have been swapped in between); the
+    open never blocks. Every ``OSError`` becomes a :class:`SourceError` through
+    :func:`read_error`.
     """
+    place = roots.current().locate(path)
     try:
-        why = not_regular(os.stat(path).st_mode)
-    except OSError as exc:
-        raise read_error(exc) from None
-    if why is not None:
-        raise SourceError(why)
-    try:
-        fd = os.open(path, _OPEN_FLAGS)
+        with place.folder() as folder:
+            why = not_regular(os.stat(place.name, dir_fd=folder, follow_symlinks=False).st_mode)
+            if why is not None:
+                raise SourceError(why)
+            fd = roots.open_in(folder, place.name, _OPEN_FLAGS)
+    except roots.LinkOnPath:
+        raise SourceError(roots.SWAPPED, transient=True) from None
     except OSError as exc:
         raise read_error(exc) from None
     try:

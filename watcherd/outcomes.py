@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -13,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from watcherd import outputs
+from watcherd import outputs, roots
 from watcherd.errors import SourceError
 from watcherd.fileops import run_on
 from watcherd.fserrors import classify
@@ -51,7 +50,9 @@ async def present(source: Source) -> bool:
     settled again, never declared gone because its storage hiccuped.
     """
     try:
-        await run_on(source.watch_root, os.stat, source.path)
+        await run_on(source.watch_root, lambda: roots.current().locate(source.path).stat())
+    except roots.LinkOutside:
+        return True
     except OSError as exc:
         return classify(exc).kind != "missing"
     return True
@@ -173,15 +174,8 @@ async def finish(
             reason="outputs named", output_base=str(base),
         )
     assert source.output_base is not None
-    try:
-        # Outputs take the source's permission bits: a private recording, a private transcript.
-        source_mode: int | None = (await run_on(source.watch_root, os.stat, source.path)).st_mode
-    except OSError:
-        source_mode = None
-    written = await run_on(source.watch_root,
-                           functools.partial(outputs.write_outputs, mode=source_mode),
-                           Path(source.output_base), formats, job)
-    await run_on(source.watch_root, _remove_stale_temps, written)
+    written = await run_on(source.watch_root, write_beside, source, Path(source.output_base),
+                           formats, job)
     journal.transition(
         source, "done", actor="worker", reason="transcript written",
         job_id=str(job.get("id")), done_at=time.time(), attempts=0, next_attempt_at=None,
@@ -191,25 +185,71 @@ async def finish(
              outputs=[str(p) for p in written])
 
 
-def _remove_stale_temps(written: Sequence[Path]) -> None:
+def write_beside(source: Source, base: Path, formats: Sequence[str], job: Mapping[str, Any]
+                 ) -> list[Path]:
+    """Write the outputs into the source's folder as it is now, never through a link (run it
+    in the source's storage threads).
+
+    The folder is opened from the watch root down without following links
+    (:mod:`watcherd.roots`); right before writing, the source is looked up in that very folder
+    and must be the file that was hashed (device, inode, size, mtime). A folder swapped for a
+    link, or moved, while the job ran fails that check, and the attempt settles again
+    (the move is tracked, and the outputs then go where the source is now): nothing is ever
+    written into another folder. Outputs take the source's permission bits: a private
+    recording, a private transcript.
+    """
+    wall = roots.current()
+    place, source_place = wall.locate_entry(base), wall.locate(source.path)
+    try:
+        with place.folder() as folder:
+            if (source_place.top, source_place.parts[:-1]) == (place.top, place.parts[:-1]):
+                st = os.stat(source_place.name, dir_fd=folder, follow_symlinks=False)
+            else:
+                st = source_place.stat()
+            if not same_file(source, st):
+                raise SourceError("moved or changed just before its transcript was written",
+                                  transient=True)
+            written = outputs.write_outputs(base, formats, job, mode=st.st_mode, folder=folder)
+            _remove_stale_temps(folder, written)
+    except roots.LinkOnPath:
+        raise SourceError(roots.SWAPPED, transient=True) from None
+    except FileNotFoundError:
+        raise SourceError("disappeared before its transcript was written",
+                          transient=True) from None
+    return written
+
+
+def _remove_stale_temps(folder: int, written: Sequence[Path]) -> None:
     """Delete temp files of these outputs left by a crash in the middle of an earlier write.
 
     The output base belongs to one source, whose outputs are written by one task at a time, so
-    once they are all in place any temp file named after them is a leftover.
+    once they are all in place any temp file named after them is a leftover. ``folder`` is
+    the descriptor they were written in.
     """
-    by_folder: dict[Path, set[str]] = {}
-    for path in written:
-        by_folder.setdefault(path.parent, set()).add(f".{path.name}{outputs.TEMP_MARKER}-")
-    for folder, prefixes in by_folder.items():
-        try:
-            names = os.listdir(folder)
-        except OSError:
-            continue
-        for name in names:
-            if any(name.startswith(prefix) for prefix in prefixes):
-                with contextlib.suppress(OSError):
-                    os.unlink(folder / name)
-                    log.info("stale_temp_removed", path=str(folder / name))
+    prefixes = {f".{path.name}{outputs.TEMP_MARKER}-" for path in written}
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if any(name.startswith(prefix) for prefix in prefixes):
+            with contextlib.suppress(OSError):
+                os.unlink(name, dir_fd=folder)
+                log.info("stale_temp_removed", path=name)
+
+
+def same_file(source: Source, st: os.stat_result) -> bool:
+    """Whether ``st`` is the file the journal hashed for this source.
+
+    Size and mtime always; device and inode where this node recorded them (UNKNOWN_ID is
+    another node's number, or a journal from before they were kept).
+    """
+    now = FileStat.of(st)
+    if (now.size, now.mtime_ns) != (source.size, source.mtime_ns):
+        return False
+    if source.inode not in (None, UNKNOWN_ID) and now.inode != source.inode:
+        return False
+    return source.dev in (None, UNKNOWN_ID) or now.dev == source.dev
 
 
 def check_unchanged(source: Source, when: str = "since it was hashed",
@@ -217,13 +257,12 @@ def check_unchanged(source: Source, when: str = "since it was hashed",
     """Raise a transient SourceError when the file is not the one that was hashed (run it in
     the source's storage threads: it stats the file)."""
     try:
-        st = FileStat.of(Path(source.path).stat())
+        st = roots.current().locate(source.path).stat()
+    except roots.LinkOnPath:
+        raise SourceError(roots.SWAPPED, transient=True) from None
     except FileNotFoundError:
         raise SourceError(gone or f"disappeared {when}", transient=True) from None
-    # The inode only when this node recorded it (UNKNOWN_ID: another node's number).
-    if (st.size, st.mtime_ns) != (source.size, source.mtime_ns) or (
-        source.inode not in (None, UNKNOWN_ID) and st.inode != source.inode
-    ):
+    if not same_file(source, st):
         raise SourceError(f"changed {when}", transient=True)
 
 
@@ -233,5 +272,10 @@ def check_present(source: Source) -> None:
     The result is already stored by content, so a source that comes back later gets its
     transcript without a new job or run; one that stays away is simply gone.
     """
-    if not os.path.exists(source.path):
-        raise SourceError("disappeared before its transcript was written", transient=True)
+    try:
+        roots.current().locate(source.path).stat()
+    except roots.LinkOnPath:
+        raise SourceError(roots.SWAPPED, transient=True) from None
+    except OSError:
+        raise SourceError("disappeared before its transcript was written",
+                          transient=True) from None

@@ -55,9 +55,10 @@ MAX_CUE_LINES: int = 2
 _MAX_MS = ((99 * 60 + 59) * 60 + 59) * 1000 + 999
 _MAX_CUE_MS = round(MAX_CUE_SECONDS * 1000)
 # Language codes come from the remote job and become part of a file name: accept only
-# code-like strings so a hostile or broken response cannot write outside the folder.
+# code-like strings so a hostile or broken response cannot write outside the folder. Always
+# matched whole (fullmatch): with match, "$" also matches before a final newline.
 _LANG_MAX = 16
-_LANG_RE = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9_-]{{0,{_LANG_MAX - 1}}}$")
+_LANG_RE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{_LANG_MAX - 1}}}")
 # Most filesystems cap one name at 255 bytes; the temp name adds a prefix and a suffix.
 _NAME_MAX = 255
 _TEMP_RANDOM_HEX = 12
@@ -898,7 +899,7 @@ def _translation_plan(
             continue
         languages = _list(entry.get("languages"))
         lang = languages[0] if languages else None
-        if not isinstance(lang, str) or not _LANG_RE.match(lang) or lang in seen:
+        if not isinstance(lang, str) or not _LANG_RE.fullmatch(lang) or lang in seen:
             continue
         seen.add(lang)
         plan.append((f"{lang}.txt", entry))
@@ -942,43 +943,54 @@ def file_mode(source_mode: int | None) -> int:
     return (stat.S_IMODE(source_mode) & 0o666) | stat.S_IRUSR
 
 
-def _fsync_folder(folder: Path) -> None:
+def _fsync_folder(folder: int) -> None:
     if os.name == "nt":  # pragma: no cover - Windows cannot open a folder for fsync
         return
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
-        os.fsync(fd)
+        os.fsync(folder)
     except OSError as exc:
         # Some filesystems cannot fsync a folder; the rename itself already happened.
         if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
             raise
-    finally:
-        os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
+def atomic_write(path: Path, data: bytes, *, mode: int | None = None,
+                 folder: int | None = None) -> None:
     """Replace ``path`` with ``data`` so that readers see the old file or the new, never half.
 
     ``mode`` is the source's ``st_mode``: the file gets its read/write bits (see
     :func:`file_mode`), so a private recording never gets a world-readable transcript.
+    ``folder`` is a descriptor of ``path``'s folder, opened beneath the watch root without
+    following links (:mod:`watcherd.roots`): the temp file is created, and renamed, inside that
+    folder, never through a link that replaced it meanwhile. Without one, ``path.parent`` is
+    opened (as it is, links and all: for callers that write where a person pointed them).
     On any error the temp file is removed and the error re-raised (ENOSPC included), leaving
     the previous content of ``path`` untouched.
     """
-    folder = path.parent
-    temp = folder / _temp_name(path.name)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    if folder is None:
+        own = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+                      | getattr(os, "O_CLOEXEC", 0))
+        try:
+            atomic_write(path, data, mode=mode, folder=own)
+        finally:
+            os.close(own)
+        return
+    name = path.name
+    temp = _temp_name(name)
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+             | getattr(os, "O_NOFOLLOW", 0))
     # Created with these bits (minus the umask) from the start: a reader never finds the
     # transcript more open than it ends up, not even for the moment between open and chmod.
-    fd = os.open(temp, flags, file_mode(mode))
+    fd = os.open(temp, flags, file_mode(mode), dir_fd=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(temp, path)
+        os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(temp)
+            os.unlink(temp, dir_fd=folder)
         raise
     _fsync_folder(folder)
 
@@ -990,11 +1002,13 @@ def _shown(value: Any) -> str:
 
 
 def write_outputs(
-    base: Path, formats: Sequence[str], job: Mapping[str, Any], *, mode: int | None = None
+    base: Path, formats: Sequence[str], job: Mapping[str, Any], *, mode: int | None = None,
+    folder: int | None = None,
 ) -> list[Path]:
     """Render every output of a done job, then write each atomically; returns the paths.
 
     ``mode`` is the source's ``st_mode``: outputs get its read/write bits (:func:`file_mode`).
+    ``folder``: a descriptor of ``base``'s folder to write in (see :func:`atomic_write`).
     Any JSON-shaped job either renders (text that cannot be encoded is replaced) or raises
     ValueError before anything is written; nothing here raises UnicodeEncodeError.
     """
@@ -1025,7 +1039,7 @@ def write_outputs(
                     error=failure.message, outputs=str(base),
                     note="the transcript is written without this add-on's result")
     for path, text in rendered:
-        atomic_write(path, text.encode("utf-8"), mode=mode)
+        atomic_write(path, text.encode("utf-8"), mode=mode, folder=folder)
     return [path for path, _ in rendered]
 
 

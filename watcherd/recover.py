@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
-from watcherd import outputs
+from watcherd import outputs, roots
+from watcherd.errors import SourceError
 from watcherd.identity import content_keys
 from watcherd.journal import Source
 
@@ -35,10 +38,8 @@ def job_from_outputs(source: Source) -> tuple[Path, dict[str, Any]] | None:
         return None
     for candidate in output_candidates(source):
         try:
-            if candidate.stat().st_size > _MAX_JSON:
-                continue
-            job = json.loads(candidate.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            job = json.loads(_read_beneath(candidate))
+        except (OSError, ValueError, SourceError):
             continue
         if not isinstance(job, dict) or job.get("status") != "done":
             continue
@@ -47,6 +48,17 @@ def job_from_outputs(source: Source) -> tuple[Path, dict[str, Any]] | None:
         if isinstance(key, str) and key in keys:
             return candidate.with_suffix(""), job
     return None
+
+
+def _read_beneath(path: Path) -> bytes:
+    """A NAME.json's bytes, read through the watch roots' resolver: never through a link out
+    of the folder, and only from a regular file of a sane size."""
+    fd = roots.current().locate_entry(path).open(os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_JSON:
+            raise ValueError("not a job object we wrote")
+        return f.read(_MAX_JSON + 1)
 
 
 def accepted_keys(source: Source) -> frozenset[str]:

@@ -38,6 +38,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserverVFS
 
+from watcherd import roots
 from watcherd.config import WatchConfig
 from watcherd.filters import SourceFilter
 
@@ -185,6 +186,13 @@ class WatchIndex:
             (SourceFilter(watch) for watch in watches), key=lambda rules: -len(str(rules.root))
         )
 
+    def owner(self, path: Path) -> WatchConfig | None:
+        """The watch whose root contains ``path`` (the innermost root wins), filters aside."""
+        for rules in self._rules:
+            if rules.relative(path) is not None:
+                return rules.watch
+        return None
+
     def watch_for(self, path: Path) -> WatchConfig | None:
         """The watch whose root contains ``path`` (the innermost root wins) if it accepts it."""
         for rules in self._rules:
@@ -285,6 +293,10 @@ def _walk(rules: SourceFilter, top: Path, top_rel: str) -> Iterator[Path]:
         subfolders: list[tuple[str, str]] = []
         for entry in entries:
             entry_rel = f"{rel}/{entry.name}" if rel else entry.name
+            if _folder_link_outside(rules, entry):
+                # Never followed; handed on so that status says why it is not transcribed.
+                yield Path(entry.path)
+                continue
             try:
                 if entry.is_dir(follow_symlinks=False):
                     if not rules.prunes(Path(entry.path)):
@@ -299,6 +311,19 @@ def _walk(rules: SourceFilter, top: Path, top_rel: str) -> Iterator[Path]:
             if (is_file or odd_link) and rules.file_reason(entry_rel, entry.name) is None:
                 yield Path(entry.path)
         stack.extend(reversed(subfolders))
+
+
+def _folder_link_outside(rules: SourceFilter, entry: os.DirEntry[str]) -> bool:
+    """Whether ``entry`` is a link to a folder that leads out of the watch root (and the watch
+    does not follow links anywhere): one stat and one resolution, for links only."""
+    try:
+        if not entry.is_symlink() or not entry.is_dir():
+            return False
+    except OSError:
+        return False
+    if rules.watch.follow_links == "anywhere" or rules.prunes(Path(entry.path)):
+        return False
+    return roots.Roots([(rules.root, "inside")]).leads_outside(entry.path)
 
 
 # --- watching --------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from watcherd import media, outcomes
+from watcherd import media, outcomes, roots
 from watcherd.config import Config, WatchConfig
 from watcherd.errors import SourceError
 from watcherd.fileops import StorageTimeout, run_on
@@ -37,7 +37,16 @@ from watcherd.identity import (
     source_keys,
     stored_result,
 )
-from watcherd.journal import ACTIVE_STATES, UNKNOWN_ID, FileStat, Journal, LeaseLost, Source
+from watcherd.journal import (
+    ACTIVE_STATES,
+    UNKNOWN_ID,
+    FileStat,
+    Journal,
+    JournalUnavailable,
+    LeaseLost,
+    Source,
+)
+from watcherd.pause import JournalPause
 from watcherd.recover import job_from_outputs
 from watcherd.retry import RetryPolicy
 from watcherd.watcher import StorageFacts, WatchIndex, storage_facts
@@ -88,6 +97,13 @@ FILE_TIMEOUT = 60.0
 #: The journal is asked for unsettled sources at least this often even when nothing here
 #: changed, since the pipeline may send a source back to settling.
 SETTLE_RECHECK_SECONDS = 1.0
+#: While the journal cannot be written, a probe write is tried after this long, the wait
+#: doubling up to JOURNAL_RETRY_MAX: a freed disk is noticed within half a minute.
+JOURNAL_RETRY_FIRST = 1.0
+JOURNAL_RETRY_MAX = 30.0
+#: A pause that starts this soon after the last one ended is the same trouble coming back
+#: (a disk with just enough room for the probe): no new warning, and the backoff goes on.
+JOURNAL_RELAPSE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -123,7 +139,14 @@ def special_kind(mode: int) -> str | None:
 
 def _look_one(path: Path, index: WatchIndex | None, root: Path | None) -> Seen | None:
     try:
-        st = path.stat()
+        # Through the watch roots' resolver: a link that leads out of its watch folder is
+        # never stat'ed as a source (nor read, hashed or uploaded later).
+        st = roots.current().locate(path).stat()
+    except roots.LinkOutside as exc:
+        # Recorded under its folder's watch even when its name is no recording's (a link to
+        # a folder): status says why it is not transcribed.
+        watch = index.owner(path) if index is not None else None
+        return Seen(path, None, exc.message, watch=watch)
     except OSError as exc:
         problem = classify(exc)
         if problem.kind == "missing":
@@ -141,6 +164,11 @@ def _look_one(path: Path, index: WatchIndex | None, root: Path | None) -> Seen |
         return None
     if stat.S_ISDIR(st.st_mode):
         return None
+    if stat.S_ISLNK(st.st_mode):
+        # Only a link that resolution could not get past (a loop) is still a link here.
+        watch = index.watch_for(path) if index is not None else None
+        return Seen(path, None, "cannot read it: too many levels of symbolic links (the link "
+                    "points back at itself); fix or remove the link", watch=watch)
     if not stat.S_ISREG(st.st_mode):
         # Never opened: reading a FIFO or a device blocks or never ends.
         what = special_kind(st.st_mode) or "not a regular file"
@@ -210,7 +238,7 @@ def _failure(source: Source, error: SourceError) -> HashFailure:
         return HashFailure(error)
     path = Path(source.path)
     try:
-        return HashFailure(error, stat_now=FileStat.of(path.stat()))
+        return HashFailure(error, stat_now=FileStat.of(roots.current().locate(path).stat()))
     except OSError as exc:
         if classify(exc).kind != "missing":
             return HashFailure(error)
@@ -356,6 +384,12 @@ class Worker:
         self._quarantine: dict[int, float] = {}
         # The source that probed the API last while it was down or the key rejected.
         self._last_probe: int | None = None
+        # While set, the journal cannot be written: all work is paused until a probe works.
+        self._pause: JournalPause | None = None
+        self._pause_delay = JOURNAL_RETRY_FIRST
+        self._pause_retry_at = 0.0
+        self._pause_ended_at = -math.inf
+        self._pause_listeners: list[Callable[[JournalPause | None], None]] = []
         # Engine name -> (pipeline, how many sources it may drive at once).
         if engines is None:
             engines = {} if pipeline is None else {"default": (pipeline, self.max_concurrent)}
@@ -422,6 +456,80 @@ class Worker:
         """The message of a rejected API key while remote work is paused."""
         return self.health.auth_problem
 
+    @property
+    def journal_pause(self) -> JournalPause | None:
+        """Why all work is paused (the journal cannot be written), or None while it runs."""
+        return self._pause
+
+    def on_pause_change(self, listener: Callable[[JournalPause | None], None]) -> None:
+        """Call ``listener`` (on the loop) with the pause when it starts or changes, and with
+        None when work resumes."""
+        self._pause_listeners.append(listener)
+
+    # -- the journal's storage -------------------------------------------------------------
+
+    def _journal_failed(self, exc: JournalUnavailable) -> None:
+        """A journal write failed for its storage: pause all work until a probe works.
+
+        Nothing is recorded about the file whose write hit it (it cannot be), and nothing is
+        needed: the journal still holds the last committed step of every file, which is where
+        each one goes on from once the journal takes writes again.
+        """
+        now = time.time()
+        if self._pause is not None:
+            if exc.reason != self._pause.reason:
+                log.debug("journal_unavailable_reason", reason=exc.reason)
+                self._set_pause(JournalPause(exc.reason, self._pause.since))
+            return
+        relapse = now - self._pause_ended_at < JOURNAL_RELAPSE_SECONDS
+        if not relapse:
+            self._pause_delay = JOURNAL_RETRY_FIRST
+        self._pause_retry_at = now + self._pause_delay
+        if relapse:
+            log.info("journal_unavailable_again", reason=exc.reason, detail=exc.detail,
+                     retry_in=round(self._pause_delay, 1))
+        else:
+            log.warning("journal_unavailable", reason=exc.reason, detail=exc.detail,
+                        hint="all work is paused, no file is failed or skipped; watcherd "
+                        f"tries the journal again every {JOURNAL_RETRY_FIRST:g} to "
+                        f"{JOURNAL_RETRY_MAX:g} s and resumes by itself")
+        self._set_pause(JournalPause(exc.reason, now))
+        self._wake.set()
+
+    def _try_resume(self) -> None:
+        """While paused: one probe write; resume on success, else wait longer (backoff)."""
+        pause = self._pause
+        assert pause is not None
+        try:
+            self.journal.probe_write()
+        except Exception as exc:
+            self._pause_delay = min(self._pause_delay * 2, JOURNAL_RETRY_MAX)
+            self._pause_retry_at = time.time() + self._pause_delay
+            if isinstance(exc, JournalUnavailable):
+                if exc.reason != pause.reason:
+                    self._set_pause(JournalPause(exc.reason, pause.since))
+            else:
+                # Not a storage failure (a bug, a node name taken meanwhile): say it, and
+                # stay paused, since it is not known whether writes work.
+                log.error("journal_probe_failed", error=_short(exc),
+                          retry_in=round(self._pause_delay, 1))
+            return
+        now = time.time()
+        log.info("journal_writable_again", paused_seconds=round(now - pause.since, 1),
+                 hint="work resumes where the journal says each file was")
+        self._pause_ended_at = now
+        self._set_pause(None)
+        self._book.dirty = True
+        self._wake.set()
+
+    def _set_pause(self, pause: JournalPause | None) -> None:
+        self._pause = pause
+        for listener in self._pause_listeners:
+            try:
+                listener(pause)
+            except Exception as exc:  # a display of the pause must never stop the worker
+                log.warning("pause_listener_failed", error=_short(exc))
+
     # -- the loop ------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -436,16 +544,23 @@ class Worker:
                 # Cleared before the tick, so a wake-up that arrives during it is not lost.
                 self._wake.clear()
                 try:
-                    await self.tick()
-                except LeaseLost as exc:
-                    # A note or state this node wanted to write on a source another node
-                    # holds: that node decides; the next tick goes on.
-                    log.info("source_held_elsewhere", source_id=exc.source_id,
-                             holder=exc.holder)
+                    if self._pause is not None and time.time() >= self._pause_retry_at:
+                        self._try_resume()
+                    try:
+                        await self.tick()
+                    except LeaseLost as exc:
+                        # A note or state this node wanted to write on a source another node
+                        # holds: that node decides; the next tick goes on.
+                        log.info("source_held_elsewhere", source_id=exc.source_id,
+                                 holder=exc.holder)
+                    timeout = self._sleep_for()
+                except JournalUnavailable as exc:
+                    self._journal_failed(exc)
+                    timeout = self._sleep_for()  # paused: it reads nothing from the journal
                 waiter = asyncio.ensure_future(self._wake.wait())
                 stopper = asyncio.ensure_future(stop.wait())
                 await asyncio.wait(
-                    {waiter, stopper}, timeout=self._sleep_for(),
+                    {waiter, stopper}, timeout=timeout,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 waiter.cancel()
@@ -472,8 +587,13 @@ class Worker:
                 await asyncio.wait_for(stop.wait(), timeout=interval)
             if stop.is_set():
                 return
+            if self._pause is not None:
+                continue  # the journal cannot take the renewal; the pause is said already
             try:
                 held = set(self.journal.renew(self.node, self.lease_seconds))
+            except JournalUnavailable as exc:
+                self._journal_failed(exc)
+                continue
             except Exception as exc:
                 # The database is away: the attempts go on, and their writes are fenced
                 # if the leases run out meanwhile.
@@ -497,8 +617,9 @@ class Worker:
             try:
                 changed = await loop.run_in_executor(None, self.journal.wait_for_change, wait)
             except Exception as exc:
-                log.warning("journal_changes_not_heard", error=_short(exc),
-                            hint="the loop still looks at the journal every lease period")
+                if self._pause is None and not isinstance(exc, JournalUnavailable):
+                    log.warning("journal_changes_not_heard", error=_short(exc),
+                                hint="the loop still looks at the journal every lease period")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self.lease_seconds)
                 continue
@@ -513,6 +634,8 @@ class Worker:
         changes made by another process (``watcherd retry``) are seen without a signal.
         """
         now = time.time()
+        if self._pause is not None:
+            return max(0.0, self._pause_retry_at - now)
         # Shared: other nodes' changes wake the loop (NOTIFY); a lease that runs out makes
         # no notification, so the journal is looked at again within a lease period.
         idle = max(self.idle_seconds, self.lease_seconds) if self.shared else self.idle_seconds
@@ -560,14 +683,22 @@ class Worker:
         return bool(check(source_id, self.finish_grace)) if callable(check) else False
 
     async def tick(self) -> None:
-        """One pass: record hints, settle what is ready, start what is due."""
+        """One pass: record hints, settle what is ready, start what is due.
+
+        Nothing while the journal cannot be written: hints are kept for the first pass after.
+        """
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
+        if self._pause is not None:
+            return
         if self._hints:
             hints, self._hints = self._hints, set()
             await self._intake(hints)
-        await self._settle()
-        self._dispatch()
+        # Each step awaits: a write that failed meanwhile (in a task) pauses the rest too.
+        if self._pause is None:
+            await self._settle()
+        if self._pause is None:
+            self._dispatch()
 
     def idle(self) -> bool:
         """True when nothing is running or waiting to be looked at."""
@@ -656,7 +787,13 @@ class Worker:
             for path in paths:
                 loop.call_later(self.retry.storage_retry, self.hint, path)
             return
-        self._record_seen(seen, complete)
+        try:
+            self._record_seen(seen, complete)
+        except JournalUnavailable as exc:
+            # Looked at again after the pause: recording a path twice is harmless.
+            self._hints.update(paths)
+            self._book.complete.update(complete & set(paths))
+            self._journal_failed(exc)
 
     def _record_seen(self, seen: list[Seen], complete: set[Path]) -> None:
         """Journal seen files in transactions of INTAKE_CHUNK; note vanished ones."""
@@ -686,6 +823,8 @@ class Worker:
         """Journal a batch of seen files; one that cannot be recorded never sinks the rest."""
         try:
             return self.journal.observe_many(batch)
+        except JournalUnavailable:
+            raise  # no file's fault: the worker pauses, and the batch is seen again after
         except Exception as exc:
             if len(batch) == 1:
                 path = batch[0][0]
@@ -900,12 +1039,16 @@ class Worker:
                                                       transient=True))
                     outcomes = [(s, failure) for s in batch]
             hashed = []
-            for source, outcome in outcomes:
-                if isinstance(outcome, HashFailure):
-                    self._settle_failed(source, outcome)
-                else:
-                    hashed.append((source, *outcome))
-            self._hashed(hashed)
+            try:
+                for source, outcome in outcomes:
+                    if isinstance(outcome, HashFailure):
+                        self._settle_failed(source, outcome)
+                    else:
+                        hashed.append((source, *outcome))
+                self._hashed(hashed)
+            except JournalUnavailable as exc:
+                # The sources stay unsettled in the journal: hashed again after the pause.
+                self._journal_failed(exc)
         finally:
             for source in batch:
                 self._hashing.pop(source.id, None)
@@ -1117,12 +1260,16 @@ class Worker:
             self._wake.set()
         if found is None:
             return
-        source = self.journal.get(source.id)
-        if source.content_key is None or source.job_id is not None:
-            return
-        base, job = found
-        with contextlib.suppress(LeaseLost):  # another node holds it: it finds the same
-            self._adopt_outputs(source, base, job)
+        try:
+            source = self.journal.get(source.id)
+            if source.content_key is None or source.job_id is not None:
+                return
+            base, job = found
+            with contextlib.suppress(LeaseLost):  # another node holds it: it finds the same
+                self._adopt_outputs(source, base, job)
+        except JournalUnavailable as exc:
+            self._outputs_checked.discard(source.id)  # read again after the pause
+            self._journal_failed(exc)
 
     def _adopt_outputs(self, source: Source, base: Path, job: dict[str, Any]) -> None:
         """Record a result found in existing outputs (its NAME.json) for this source."""
@@ -1140,6 +1287,11 @@ class Worker:
             await pipeline.drive(source_id)
         except asyncio.CancelledError:
             raise
+        except JournalUnavailable as exc:
+            # Not this file's fault, and nothing about it can be recorded: the journal still
+            # says its last committed step (an intent before each remote call), where it goes
+            # on from after the pause; a job created meanwhile is found by its content key.
+            self._journal_failed(exc)
         except LeaseLost as exc:
             # Another node took the source over (this one paused past its lease): that node
             # goes on from the journal; this attempt ends without writing anything.
@@ -1159,6 +1311,8 @@ class Worker:
         """Give up this node's lease once an attempt ends: any node may take the next one."""
         try:
             self.journal.release([source_id], self.node)
+        except JournalUnavailable:
+            pass  # the lease runs out by itself; the pause is said already
         except Exception as exc:
             # The lease then simply runs out.
             log.warning("lease_release_failed", source_id=source_id, error=_short(exc))
@@ -1188,9 +1342,11 @@ class Worker:
             delay = self.retry.delay(attempts)
             outcomes.wait(self.journal, source_id,
                           f"unexpected error: {error}; retrying later", delay, attempts=attempts)
+        except JournalUnavailable as again:
+            self._journal_failed(again)  # the journal's storage, not this file: pause all
         except Exception as again:
-            # Even the record failed: keep the source out of dispatch for a while, in memory,
-            # so it cannot spin; the journal still says where it was.
+            # Even the record failed (a bug): keep the source out of dispatch for a while, in
+            # memory, so it cannot spin; the journal still says where it was.
             self._quarantine[source_id] = time.time() + self.retry.retry_cap
             log.error("source_quarantined", source_id=source_id, error=_short(again),
                       retry_in=self.retry.retry_cap)
@@ -1200,6 +1356,9 @@ class Worker:
         try:
             source = self.journal.get(source_id)
         except KeyError:
+            return
+        except JournalUnavailable as exc:
+            self._journal_failed(exc)
             return
         if source.updated_at != before or source.state not in ACTIVE_STATES:
             return

@@ -217,6 +217,9 @@ class GladiaSimulator:
         self._peak_processing = 0
         self._seq = 0
         self._down = False
+        # While set and not released, a create makes its job and then holds the response back
+        # (a test does something, such as filling the client's disk, in that instant).
+        self._create_gate: threading.Event | None = None
         self._started = False
         self._stopped = False
 
@@ -287,6 +290,11 @@ class GladiaSimulator:
             self._concurrency = value
             self._cond.notify_all()
 
+    def rotate_key(self, new_key: str) -> None:
+        """Accept only ``new_key`` from now on, as after a key is rotated in the dashboard."""
+        with self._lock:
+            self._api_key = new_key
+
     def _bind(self) -> None:
         server = _Server((self.host, self.port), _Handler)
         server.sim = self
@@ -343,6 +351,20 @@ class GladiaSimulator:
             self._connections.discard(conn)
 
     # -- test controls and ledger ------------------------------------------------------------
+
+    def hold_create_responses(self) -> None:
+        """From now on, each create makes its job, then waits for release_create_responses()
+        before answering (at most 60 s): the instant between a job existing and its client
+        hearing of it."""
+        with self._lock:
+            self._create_gate = threading.Event()
+
+    def release_create_responses(self) -> None:
+        """Answer the held creates, and every later one at once."""
+        with self._lock:
+            gate, self._create_gate = self._create_gate, None
+        if gate is not None:
+            gate.set()
 
     def fail_next_jobs(self, count: int, error_code: int = 500) -> None:
         """The next `count` jobs created end with status "error" and this error_code."""
@@ -1022,6 +1044,9 @@ class _Handler(BaseHTTPRequestHandler):
         if job is None:
             self._error(429, "Too many queued transcriptions: wait for some to finish")
             return
+        gate = sim._create_gate
+        if gate is not None:
+            gate.wait(timeout=60)
         self._send_json(
             201, {"id": job.id, "result_url": f"{sim.base_url}/v2/pre-recorded/{job.id}"}
         )

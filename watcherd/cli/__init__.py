@@ -35,6 +35,7 @@ from watcherd.config import (
     WatchConfig,
     load_config,
     reject_file_roots,
+    secret_values,
     with_extra_watches,
 )
 from watcherd.display import json_safe, printable
@@ -47,9 +48,12 @@ from watcherd.journal.configured import (
     open_for_command,
 )
 from watcherd.log import configure_logging
+from watcherd.pause import read_pause
 from watcherd.progress import ProgressBoard
 from watcherd.watcher import watch_for
+from watcherd.web.health import journal_problem
 from watcherd.web.state import read_state
+from watcherd.web.transcripts import existing_outputs
 
 
 def _load(config_path: Path | None, *, need_key: bool = True) -> Config:
@@ -73,10 +77,6 @@ def _with_service_journal(config: Config) -> Config:
         click.echo(f"(reading the system service's journal {SYSTEM_JOURNAL})", err=True)
         return replace(config, journal_path=SYSTEM_JOURNAL)
     return config
-
-
-def _secrets(config: Config) -> list[str]:
-    return [config.gladia.api_key.reveal()] if config.gladia.api_key is not None else []
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -109,7 +109,7 @@ def run(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
             f"{config.source or 'no config file found'}: nothing to watch: add a [[watch]] "
             "table with a path, or pass --watch DIR"
         )
-    configure_logging(fmt=config.log_format, level=config.log_level, secrets=_secrets(config),
+    configure_logging(fmt=config.log_format, level=config.log_level, secrets=secret_values(config),
                       roots=[w.path for w in config.watches])
     for folder in create_watch_dirs(extra):
         structlog.get_logger("watcherd.cli").info("watch_root_created", root=str(folder))
@@ -133,7 +133,7 @@ def transcribe(files: tuple[Path, ...], config_path: Path | None) -> None:
     # Log lines and the bar share the terminal: each line erases the bar, the next draw
     # puts it back below.
     configure_logging(fmt=config.log_format, level=config.log_level, stream=sys.stderr,
-                      secrets=_secrets(config), before_line=bar.clear)
+                      secrets=secret_values(config), before_line=bar.clear)
     template = with_extra_watches(_without_watches(config), [resolved[0].parent]).watches[0]
     # Named files skip the settle wait: the user says they are complete.
     from dataclasses import replace
@@ -151,8 +151,10 @@ def transcribe(files: tuple[Path, ...], config_path: Path | None) -> None:
         for path, state in states.items():
             source = journal.by_path(path)
             detail = ""
-            if source is not None and source.state == "done" and source.output_base:
-                detail = f" -> {printable(source.output_base)}.*"
+            written = [] if source is None else existing_outputs(journal, source)
+            if source is not None and source.state == "done" and written:
+                # The files themselves: a pattern (NAME.*) would match the source too.
+                detail = " -> " + ", ".join(printable(str(o.path)) for o in written)
             elif source is not None and source.last_error:
                 detail = f": {printable(source.last_error)}"
             click.echo(f"{state:8} {printable(path)}{detail}")
@@ -250,11 +252,18 @@ def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None,
             return
         click.echo(f"no journal yet at {config.journal_path}: nothing has been seen")
         return
+    paused = journal_pause_line(config)
+    if paused is not None and as_json:
+        click.echo(paused, err=True)  # stdout stays the JSON array programs read
     try:
         journal = open_for_command(config, readonly=True)
     except JournalNotReady:
         click.echo("[]" if as_json else "no files yet")
         return
+    except JournalError:
+        if paused is not None and not as_json:
+            click.echo(paused, err=True)
+        raise
     with journal:
         sources = journal.all()
         counts = journal.counts()
@@ -291,6 +300,26 @@ def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None,
     page = read_state(config.journal_path)
     if page is not None:
         click.echo(page.describe())
+    if paused is not None:
+        click.echo(paused)
+
+
+def journal_pause_line(config: Config) -> str | None:
+    """What `status` says when the journal cannot be written, or None.
+
+    The daemon's pause file says it when the disk took that file; a full or read-only disk
+    takes none, so the journal's file system is looked at here too.
+    """
+    if config.journal_url is not None:
+        return None  # a database that is away: opening it says so
+    pause = read_pause(config.journal_path)
+    if pause is not None:
+        return pause.describe()
+    problem = journal_problem(config.journal_path)
+    if problem is None:
+        return None
+    return (f"the journal cannot be written: {problem}; a running watcherd pauses all work "
+            "until it can, and resumes by itself: free space or fix the disk")
 
 
 def _histories(config: Config, paths: tuple[Path, ...], *, as_json: bool) -> int:
@@ -310,7 +339,8 @@ def _histories(config: Config, paths: tuple[Path, ...], *, as_json: bool) -> int
             if as_json:
                 found.append(history_json(source, events))
             else:
-                click.echo("\n".join(history_lines(source, events)))
+                written = [o.path for o in existing_outputs(journal, source)]
+                click.echo("\n".join(history_lines(source, events, written)))
     if as_json:
         click.echo(json_safe(json.dumps(found, ensure_ascii=False, indent=2)))
     for given in missing:
@@ -320,7 +350,8 @@ def _histories(config: Config, paths: tuple[Path, ...], *, as_json: bool) -> int
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--all-failed", is_flag=True, help="Retry every failed file.")
+@click.option("--all-failed", is_flag=True,
+              help="Retry every failed file (what no PATH does too).")
 @click.option("--reprocess", is_flag=True,
               help="Transcribe these files again with their folder's current options "
               "(also done ones); unchanged options reuse the stored result.")
@@ -328,11 +359,15 @@ def _histories(config: Config, paths: tuple[Path, ...], *, as_json: bool) -> int
 @handles_errors
 def retry(paths: tuple[Path, ...], all_failed: bool, reprocess: bool,
           config_path: Path | None) -> None:
-    """Put failed files back in the queue (a running daemon picks them up)."""
-    if not paths and not all_failed:
-        raise click.UsageError("name the files to retry, or pass --all-failed")
-    if reprocess and all_failed:
-        raise click.UsageError("--reprocess takes file names, not --all-failed")
+    """Put failed files back in the queue (a running daemon picks them up).
+
+    Without PATH, every failed file goes back.
+    """
+    if reprocess and (all_failed or not paths):
+        raise click.UsageError("--reprocess takes the names of the files to transcribe again")
+    if paths and all_failed:
+        raise click.UsageError("name the files to retry, or pass --all-failed, not both")
+    all_failed = all_failed or not paths
     config = _with_service_journal(_load(config_path, need_key=False))
     if not journal_exists(config):
         raise JournalError(f"no journal at {config.journal_path}: nothing to retry")
@@ -349,10 +384,14 @@ def retry(paths: tuple[Path, ...], all_failed: bool, reprocess: bool,
         else:
             moved = journal.retry(wanted, all_failed=all_failed)
     for source in moved:
-        click.echo(f"queued again: {source.path}")
+        click.echo(f"queued again: {printable(source.path)}")
     for path in unknown:
-        click.echo(f"not in the journal: {path}", err=True)
-    if not moved:
+        click.echo(f"not in the journal: {printable(path)}", err=True)
+    if all_failed:
+        count = len(moved)
+        click.echo(f"queued {count} failed file{'' if count == 1 else 's'} again"
+                   if moved else "nothing to retry: no file has failed")
+    elif not moved:
         click.echo("nothing to retry (only failed or waiting files can be retried; "
                    "--reprocess also takes done ones)")
     sys.exit(1 if unknown else 0)

@@ -4,21 +4,19 @@ effective one.
 The commented config is the example that ships inside the package
 (``watcherd/config.example.toml``, also at the top of the repository), with its ``[[watch]]``
 table set to the folders given. ``show`` prints every setting watcherd would use, after the
-defaults, ``$GLADIA_API_KEY`` and ``--watch`` are applied, with every secret replaced by
-``***``.
+defaults, ``$GLADIA_API_KEY`` and ``--watch`` are applied, in the file's own terms
+(:mod:`watcherd.configfile`), with every secret replaced by ``***``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+import tomllib
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -31,16 +29,18 @@ from watcherd.cli._common import (
 )
 from watcherd.config import (
     CONFIG_ENV_VAR,
-    Config,
-    Secret,
     load_config,
+    parse_config,
+    secret_values,
     user_config_path,
     with_extra_watches,
 )
+from watcherd.configfile import effective_toml, toml_string
 from watcherd.errors import ConfigError
+from watcherd.log import REDACTED
+from watcherd.log import redact as redact_secrets
 from watcherd.outputs import atomic_write
 
-REDACTED = "***"
 # The example's own watch: replaced by the folders given to `config init`.
 _EXAMPLE_WATCH = '[[watch]]\n# The folder to watch (required).\npath = "/srv/inbox"\n'
 # A password inside a URL (postgresql://user:secret@host/db) is a secret too.
@@ -52,20 +52,39 @@ def example_text() -> str:
     return resources.files("watcherd").joinpath("config.example.toml").read_text("utf-8")
 
 
+# What `config init` without --watch writes instead: a later `config init --watch DIR`
+# puts the folder here.
+_NO_WATCH = ("# [[watch]]\n# The folder to watch (required); or pass --watch DIR to "
+             "`watcherd run`.\n# path = \"~/Transcribe\"\n")
+
+
+def watch_tables(watch_dirs: Sequence[Path]) -> str:
+    """One ``[[watch]]`` table per folder, as ``config init`` writes them."""
+    return "\n".join(
+        f"[[watch]]\n# The folder to watch (required).\npath = {toml_string(str(d))}\n"
+        for d in watch_dirs
+    )
+
+
 def initial_config(watch_dirs: Sequence[Path]) -> str:
     """The example config with its ``[[watch]]`` set to ``watch_dirs`` (commented out if none)."""
     text = example_text()
     if _EXAMPLE_WATCH not in text:
         raise AssertionError("config.example.toml lost its example [[watch]] table")
-    if watch_dirs:
-        tables = "\n".join(
-            f"[[watch]]\n# The folder to watch (required).\npath = {json.dumps(str(d))}\n"
-            for d in watch_dirs
-        )
-    else:
-        tables = ("# [[watch]]\n# The folder to watch (required); or pass --watch DIR to "
-                  "`watcherd run`.\n# path = \"~/Transcribe\"\n")
-    return text.replace(_EXAMPLE_WATCH, tables, 1)
+    return text.replace(_EXAMPLE_WATCH, watch_tables(watch_dirs) if watch_dirs else _NO_WATCH,
+                        1)
+
+
+def with_watches_added(text: str, watch_dirs: Sequence[Path]) -> str:
+    """``text`` (a config file) with a ``[[watch]]`` table for each folder, comments kept.
+
+    Where ``config init`` left its commented-out watch, the tables go there (as if --watch had
+    been given then); otherwise at the end, after whatever table the file ends with.
+    """
+    tables = watch_tables(watch_dirs)
+    if _NO_WATCH in text:
+        return text.replace(_NO_WATCH, tables, 1)
+    return text + ("" if text.endswith("\n") or not text else "\n") + "\n" + tables
 
 
 def default_config_target() -> Path:
@@ -88,79 +107,8 @@ def write_initial_config(path: Path, watch_dirs: Sequence[Path]) -> None:
 
 def redact(text: str, secrets: Sequence[str]) -> str:
     """``text`` with every secret and every password inside a URL replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
+    text = redact_secrets(text, secrets)
     return _URL_PASSWORD.sub(lambda m: m["head"] + REDACTED + m["at"], text)
-
-
-def plain(value: Any) -> Any:
-    """A config value as plain TOML-able data; a :class:`Secret` becomes ``***``."""
-    if isinstance(value, Secret):
-        return REDACTED
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | frozenset | set):
-        return [plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(v)}"
-                                for k, v in value.items()) + " }"
-    return json.dumps(str(value))
-
-
-def _table(name: str, data: Mapping[str, Any], *, array: bool = False) -> list[str]:
-    lines = [f"[[{name}]]" if array else f"[{name}]"]
-    for key, value in data.items():
-        if value is None:
-            lines.append(f"# {key}: not set")
-        else:
-            lines.append(f"{key} = {_toml_value(value)}")
-    return lines
-
-
-def effective_toml(config: Config) -> str:
-    """Every setting of ``config`` as TOML-like text, one table per part, secrets as ``***``.
-
-    Tables follow the configuration's own structure (``watcherd.config``); keys that are not
-    set show as comments.
-    """
-    top: dict[str, Any] = {}
-    tables: list[list[str]] = []
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if f.name == "watches":
-            continue
-        data = plain(value)
-        if isinstance(data, dict):
-            tables.append(_table(f.name, data))
-        else:
-            top[f.name] = data
-    lines = [f"# effective configuration (from {config.source or 'no config file: defaults'})"]
-    lines += [f"{k} = {_toml_value(v)}" if v is not None else f"# {k}: not set"
-              for k, v in top.items()]
-    for table in tables:
-        lines += ["", *table]
-    for watch in config.watches:
-        lines += ["", *_table("watch", plain(watch), array=True)]
-    if not config.watches:
-        lines += ["", "# nothing to watch: pass --watch DIR or add a [[watch]] table"]
-    return "\n".join(lines) + "\n"
 
 
 # -- the commands ---------------------------------------------------------------------------
@@ -182,17 +130,66 @@ def init(config_path: Path | None, watch_dirs: tuple[Path, ...], force: bool) ->
     It goes to --config PATH, else $WATCHERD_CONFIG, else ~/.config/watcherd/config.toml.
     """
     target = (config_path or default_config_target()).expanduser()
-    if target.exists() and not force:
-        raise ConfigError(f"{target} exists; edit it, or pass --force to replace it")
     dirs = resolved_dirs(watch_dirs)
+    if target.exists() and not force:
+        if not dirs:
+            raise ConfigError(f"{target} exists; edit it, add a folder with `watcherd config "
+                              "init --watch DIR`, or pass --force to replace it")
+        _add_watches(target, dirs)
+        return
     write_initial_config(target, dirs)
     click.echo(f"wrote {target}")
     # As `run --watch` does: the folder named is the folder meant, so it exists from now on.
     for folder in create_watch_dirs(dirs):
         click.echo(f"created {folder}")
-    if not watch_dirs:
-        click.echo("it watches nothing yet: set a [[watch]] path in it, or run it again with "
-                   "--watch DIR", err=True)
+    if not dirs:
+        click.echo(f"it watches nothing yet: add a folder with `watcherd config init --watch "
+                   f"DIR{_config_flag(config_path)}` (it adds the folder to this file), or set "
+                   "a [[watch]] path in it", err=True)
+
+
+def _config_flag(config_path: Path | None) -> str:
+    return f" --config {config_path}" if config_path is not None else ""
+
+
+def _add_watches(target: Path, dirs: Sequence[Path]) -> None:
+    """``config init --watch DIR`` on a file that exists: offer to add the folders to it.
+
+    On a terminal it asks; otherwise it prints the lines to add and changes nothing (a
+    script that meant to replace the file passes --force).
+    """
+    config = load_config(target, need_key=False)
+    watched = {w.path for w in config.watches}
+    new = [d for d in dirs if d not in watched]
+    for folder in dirs:
+        if folder in watched:
+            click.echo(f"{target} already watches {folder}")
+    if not new:
+        return
+    try:
+        text = target.read_text("utf-8")
+        mode = target.stat().st_mode
+    except OSError as exc:
+        raise ConfigError(f"cannot read {target}: {exc.strerror or exc}") from None
+    updated = with_watches_added(text, new)
+    # The file as it would be must load (a folder inside another watch is refused here).
+    parse_config(tomllib.loads(updated), source=target, env=os.environ, need_key=False)
+    listed = ", ".join(str(d) for d in new)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        click.echo(f"{target} exists; to watch {listed} too, add these lines to it (or run "
+                   "this command in a terminal, which offers to add them; --force replaces "
+                   f"the file):\n\n{watch_tables(new)}", err=True)
+        sys.exit(2)
+    if not click.confirm(f"{target} exists; add {listed} to it as [[watch]]?", default=True):
+        click.echo("nothing changed")
+        sys.exit(1)
+    try:
+        atomic_write(target, updated.encode("utf-8"), mode=mode)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from None
+    click.echo(f"added {listed} to {target}")
+    for folder in create_watch_dirs(list(new)):
+        click.echo(f"created {folder}")
 
 
 @config_group.command("show")
@@ -205,17 +202,7 @@ def show(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
     extra = resolved_dirs(watch_dirs)
     if extra:
         config = with_extra_watches(config, extra)
-    secrets = [s.reveal() for s in _secrets_of(config)]
-    click.echo(redact(effective_toml(config), secrets), nl=False)
+    click.echo(redact(effective_toml(config), secret_values(config)), nl=False)
     sys.stdout.flush()
 
 
-def _secrets_of(value: Any) -> list[Secret]:
-    """Every :class:`Secret` inside ``value`` (a config or any part of one)."""
-    if isinstance(value, Secret):
-        return [value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return [s for f in dataclasses.fields(value) for s in _secrets_of(getattr(value, f.name))]
-    if isinstance(value, list | tuple):
-        return [s for v in value for s in _secrets_of(v)]
-    return []

@@ -22,6 +22,7 @@ from watcherd.config import (
     Config,
     default_journal_path,
     load_config,
+    secret_values,
     with_extra_watches,
 )
 from watcherd.doctor import diagnose, exit_code, format_report
@@ -58,9 +59,9 @@ def doctor(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
     config = load_config(config_path)
     if extra:
         config = with_extra_watches(config, extra)
-    secrets = [config.gladia.api_key.reveal()] if config.gladia.api_key is not None else []
     # Only problems in the libraries' own logs are worth showing next to the report.
-    configure_logging(fmt="console", level="warning", stream=sys.stderr, secrets=secrets)
+    configure_logging(fmt="console", level="warning", stream=sys.stderr,
+                      secrets=secret_values(config))
     findings = diagnose(config, created=frozenset(extra))
     click.echo(format_report(findings))
     sys.exit(exit_code(findings))
@@ -233,6 +234,12 @@ def install(user: bool, dry_run: bool, run_as: str | None, key_file: Path | None
     if dry_run:
         click.echo(f"# would write {path}")
         click.echo(data.decode("utf-8"), nl=False)
+        # What to run after writing it. As '#' comments, so the output saved as the unit is
+        # still a valid unit; a plist has no such comments, so for launchd on stderr.
+        to_stderr = target == "launchd"
+        click.echo("# then run:", err=to_stderr)
+        for step in steps:
+            click.echo(f"#   {step.removeprefix('# ')}", err=to_stderr)
         return
     if target == "launchd":
         launchd_log_dir().mkdir(parents=True, exist_ok=True)
@@ -344,6 +351,20 @@ def _mentions(line: str, source: str) -> bool:
                                                     str(record.get("path", "")))
 
 
+def _no_service(path: Path, *, user: bool) -> str:
+    """Why ``watcherd logs`` has nothing to show without a service, and where logs are."""
+    other = _unit_path(not user)
+    elsewhere = ""
+    if _default_target() == "systemd" and other.exists():
+        flag = "--system" if user else "--user"
+        elsewhere = f" (there is a {flag[2:]} service: `watcherd logs {flag}`)"
+    return (f"no watcherd service is installed ({path} does not exist){elsewhere}, so there "
+            "is no service log to show. A daemon started with `watcherd run` logs to the "
+            "terminal it runs in (its stderr); to run it in the background with its logs kept, "
+            "install the service: `watcherd service install --watch DIR` (or --config PATH), "
+            "start it as that command says, then `watcherd logs`")
+
+
 @click.command()
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines as they come.")
 @click.option("--source", "source", type=click.Path(path_type=Path), default=None,
@@ -363,9 +384,16 @@ def logs(follow: bool, source: Path | None, user: bool, count: int,
     if target == "launchd":
         log_file = launchd_log_dir() / "watcherd.log"
         if not log_file.exists():
-            raise click.ClickException(f"no log yet at {log_file}: is the agent installed?")
+            if not launch_agent_path().exists():
+                raise click.ClickException(f"no log yet at {log_file}: "
+                                           + _no_service(launch_agent_path(), user=True))
+            raise click.ClickException(f"no log yet at {log_file}: the agent is installed "
+                                       "but has not written anything; `watcherd service "
+                                       "status` says whether it runs")
         command = ["tail", "-n", str(count), *(["-F"] if follow else []), str(log_file)]
     else:
+        if not _unit_path(user).exists():
+            raise click.ClickException(_no_service(_unit_path(user), user=user))
         if shutil.which("journalctl") is None:
             raise click.ClickException("journalctl is not available here; run `watcherd run` "
                                        "in a terminal to see its log")
@@ -379,4 +407,6 @@ def logs(follow: bool, source: Path | None, user: bool, count: int,
                     click.echo(line, nl=False)
         except KeyboardInterrupt:
             proc.terminate()
-    sys.exit(0)
+            sys.exit(0)
+    # journalctl's own failure (no access to the journal...) is this command's failure too.
+    sys.exit(1 if proc.returncode else 0)

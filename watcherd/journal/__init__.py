@@ -32,6 +32,7 @@ from watcherd.journal.sqlite import (
     log_corrupt,
     open_or_recover,
 )
+from watcherd.journal.unavailable import JournalUnavailable
 
 __all__ = [
     "ACTIVE_STATES",
@@ -44,6 +45,7 @@ __all__ = [
     "JournalCorrupt",
     "JournalLocked",
     "JournalNotReady",
+    "JournalUnavailable",
     "LeaseLost",
     "NodeNameTaken",
     "PlanFull",

@@ -12,6 +12,8 @@ backend (:mod:`watcherd.journal.sqlite`) is the default and the embedded one.
 from __future__ import annotations
 
 import abc
+import functools
+import inspect
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,6 +25,7 @@ from urllib.parse import quote, unquote_to_bytes
 import structlog
 
 from watcherd.errors import JournalError
+from watcherd.journal.unavailable import JournalUnavailable
 
 _log = structlog.get_logger("watcherd.journal")
 #: URL schemes of the PostgreSQL backend.
@@ -188,6 +191,42 @@ class Journal(abc.ABC):
 
     def __init__(self) -> None:
         self.listeners: list[Callable[[Source, str], None]] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Make every public method of a backend raise :class:`JournalUnavailable` for a
+        storage failure, so callers see one exception whatever the backend.
+
+        Wrapped here rather than at each method, so that a method added later cannot forget
+        it; the backend only says which of its errors are storage failures
+        (:meth:`_unavailable_reason`).
+        """
+        super().__init_subclass__(**kwargs)
+        for name, value in list(vars(cls).items()):
+            # Plain functions only: class and static methods, properties are left alone.
+            if not name.startswith("_") and name != "close" and inspect.isfunction(value):
+                setattr(cls, name, _guarded(value))
+
+    def _unavailable_reason(self, exc: BaseException) -> str | None:
+        """Why ``exc`` means the journal's storage cannot be written now, or None (a backend
+        decides with :mod:`watcherd.journal.unavailable`)."""
+        return None
+
+    def _error_detail(self, exc: BaseException) -> str:
+        """The storage's own message for the log (a backend cuts out what may be secret)."""
+        return " ".join(str(exc).split())[:300]
+
+    def _storage_failed(self, exc: BaseException) -> None:
+        """Called once per storage failure before it is raised (a backend may drop a broken
+        connection here, to open a new one at :meth:`probe_write`)."""
+        return None
+
+    def probe_write(self) -> None:
+        """Make one small durable write; raises :class:`JournalUnavailable` while writes fail.
+
+        The worker calls it, with backoff, while it pauses for the journal, and resumes when
+        it returns.
+        """
+        raise NotImplementedError
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -409,6 +448,25 @@ class Journal(abc.ABC):
             except Exception:
                 # A listener (metrics, hooks) must never undo or block a committed transition.
                 _log.exception("journal_listener_failed", listener=repr(listener))
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` with storage failures raised as :class:`JournalUnavailable`."""
+
+    @functools.wraps(method)
+    def call(self: Journal, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except JournalUnavailable:
+            raise
+        except Exception as exc:
+            reason = self._unavailable_reason(exc)
+            if reason is None:
+                raise
+            self._storage_failed(exc)
+            raise JournalUnavailable(reason, detail=self._error_detail(exc)) from exc
+
+    return call
 
 
 # -- how text is stored (shared by every backend) --------------------------------------------

@@ -54,6 +54,7 @@ from watcherd.journal._base import (
     State,
     safe_text,
 )
+from watcherd.journal.unavailable import PG_UNREACHABLE, JournalUnavailable, postgres_reason
 
 __all__ = [
     "NOTIFY_CHANNEL", "SCHEMA_VERSION", "CreateIntent", "CreateIntentHeld", "Lease", "LeaseLost",
@@ -462,6 +463,54 @@ class PostgresJournal(Journal):
         if version != SCHEMA_VERSION:
             return f"schema {version}, expected {SCHEMA_VERSION}"
         return None
+
+    def _unavailable_reason(self, exc: BaseException) -> str | None:
+        if self.readonly and getattr(exc, "sqlstate", None) == "25006":
+            return None  # this connection was opened read-only: a write through it is a bug
+        return postgres_reason(exc)
+
+    def _error_detail(self, exc: BaseException) -> str:
+        # The server's own words, without the URL's password: which host, what failed.
+        return f"{self.display_url}: {_scrub(str(exc), self.url)}"[:300]
+
+    def _storage_failed(self, exc: BaseException) -> None:
+        # A connection that broke stays broken: probe_write opens a new one.
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and (
+                self._conn.broken or self._conn.closed):
+            with contextlib.suppress(psycopg.Error):
+                self._conn.close()
+
+    def probe_write(self) -> None:
+        """Reconnect if the connection broke (taking this node's name again), then one
+        small durable write."""
+        if self._conn.closed or self._conn.broken:
+            self._reconnect()
+        with self._transaction():
+            self._set_meta(f"write_probe:{self.node or ''}", repr(time.time()))
+
+    def _reconnect(self) -> None:
+        """A new connection after the server went away; this node registers again on it."""
+        try:
+            conn = connect(self.url)
+        except JournalError as exc:
+            raise JournalUnavailable(PG_UNREACHABLE, detail=str(exc)) from None
+        if self.readonly:
+            conn.execute("SET default_transaction_read_only = on")
+        with contextlib.suppress(psycopg.Error):
+            self._conn.close()
+        self._conn = conn
+        if self._listen_conn is not None:
+            # Its session ended with the server too: wait_for_change listens again.
+            with contextlib.suppress(psycopg.Error):
+                self._listen_conn.close()
+            self._listen_conn = None
+        if self.node is not None:
+            # The node's name lock lived in the old session; the leases it held are checked
+            # by the worker's next renew, and the journal fences any that ran out.
+            clean = self.stopped_cleanly
+            self.register_node(self.node)
+            self.stopped_cleanly = clean
+        _log.info("journal_reconnected", journal=self.display_url)
 
     def close(self) -> None:
         """Release this node's leases, record a clean stop, close the connections."""

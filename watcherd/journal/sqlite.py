@@ -36,6 +36,7 @@ from watcherd.journal._base import (
     job_text,
     safe_text,
 )
+from watcherd.journal.unavailable import sqlite_reason
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -55,9 +56,11 @@ def _row_to_source(row: sqlite3.Row) -> Source:
 class SQLiteJournal(Journal):
     """The SQLite journal. Open it with :meth:`open`; close it with :meth:`close`."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int | None) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int | None, *,
+                 readonly: bool = False) -> None:
         super().__init__()
         self.path = path
+        self.readonly = readonly
         self._conn = conn
         self._lock_fd = lock_fd
 
@@ -121,7 +124,7 @@ class SQLiteJournal(Journal):
                 f"cannot open the journal {path}: {exc.strerror or exc}; check that its folder "
                 "is writable or set [journal] path"
             ) from exc
-        return cls(path, conn, lock_fd)
+        return cls(path, conn, lock_fd, readonly=readonly)
 
     def close(self) -> None:
         """Close the database and release the lock; a writer records that it stopped cleanly."""
@@ -142,6 +145,18 @@ class SQLiteJournal(Journal):
         """SQLite's quick_check on a read-only connection (see :func:`check_integrity`)."""
         return check_integrity(self.path)
 
+    def _unavailable_reason(self, exc: BaseException) -> str | None:
+        if self.readonly and isinstance(exc, sqlite3.Error) and (
+                getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_READONLY):
+            return None  # opened read-only on purpose: a write through it is a bug
+        return sqlite_reason(exc)
+
+    def probe_write(self) -> None:
+        """One small fsynced write (a row of ``meta``): it fails while the disk does."""
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('write_probe', ?)",
+                         (repr(time.time()),))
+
     @contextlib.contextmanager
     def _transaction(self, *, bulk: bool = False) -> Iterator[sqlite3.Connection]:
         # BEGIN IMMEDIATE takes the write lock up front, so a concurrent `watcherd retry` waits
@@ -157,10 +172,15 @@ class SQLiteJournal(Journal):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                # A failed COMMIT (disk full, I/O error) can leave the transaction open, and
+                # SQLite may already have rolled back after an error: roll back only what is
+                # still open, and never let the rollback hide the error that caused it.
+                if self._conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
         finally:
             if bulk:
                 self._conn.execute("PRAGMA synchronous = FULL")

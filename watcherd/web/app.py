@@ -2,7 +2,8 @@
 
 ``GET /`` the page, ``GET /api/status`` its live part as JSON, ``GET /metrics`` Prometheus,
 ``GET /healthz`` health (no token: load balancers cannot log in), ``POST /retry`` requeue a
-failed or waiting file, ``POST /login`` trade the token for a session cookie, and
+failed or waiting file, ``POST /login`` trade the token for a session cookie (a few wrong
+tokens a minute per client address, then 429: :mod:`watcherd.web.throttle`), and
 ``GET /transcript/ID/SUFFIX`` one output of a finished file. Reads go through a read-only
 snapshot off the loop; the one write (retry) goes through the daemon's own journal on its loop,
 exactly as ``watcherd retry`` does it.
@@ -26,12 +27,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from watcherd.display import json_safe, printable
 from watcherd.http11 import HttpError, Request
-from watcherd.journal import Journal
+from watcherd.journal import Journal, JournalUnavailable
+from watcherd.pause import JournalPause
 from watcherd.progress import ProgressBoard
 from watcherd.web import health, metrics, page, transcripts
-from watcherd.web.guard import COOKIE_NAME, Guard, Refused
+from watcherd.web.guard import Guard, Refused
 from watcherd.web.http import Response, text_response
 from watcherd.web.snapshot import Snapshot, SnapshotReader
+from watcherd.web.throttle import LoginThrottle
 
 log = structlog.get_logger("watcherd.web")
 
@@ -60,7 +63,10 @@ class WebApp:
     api: metrics.ApiRequests | None = None
     heartbeat: health.Heartbeat | None = None
     on_retried: Callable[[Path], None] | None = None
+    #: Why all work is paused (the journal cannot be written), or None: the daemon's worker.
+    paused: Callable[[], JournalPause | None] | None = None
     clock: Callable[[], float] = time.time
+    logins: LoginThrottle = field(default_factory=LoginThrottle)
     _outputs: dict[tuple[int, float | None], list[str]] = field(default_factory=dict)
 
     async def handle(self, request: Request) -> Response:
@@ -68,7 +74,8 @@ class WebApp:
         try:
             self.guard.check_host(request.headers.get("host"))
             route = self._route(request.path)
-            if route not in _NO_TOKEN_NEEDED and not self.guard.authorized(request.headers):
+            if route not in _NO_TOKEN_NEEDED and not self.guard.authorized(request.headers,
+                                                                           self.clock()):
                 return self._unauthorized(request, route)
             allowed = _ROUTES.get(route, ("GET", "HEAD"))
             if request.method not in allowed:
@@ -95,6 +102,9 @@ class WebApp:
         if route == "/metrics":
             return await self._metrics()
         if route == "/healthz":
+            pause = self._pause()
+            if pause is not None:
+                return text_response(503, pause.describe())
             verdict = await health.check(self.reader.path, self.heartbeat)
             return text_response(200 if verdict.ok else 503, verdict.reason)
         if route == "/retry":
@@ -102,6 +112,9 @@ class WebApp:
         if route == "/login":
             return self._login(request)
         return await self._transcript(request.path)
+
+    def _pause(self) -> JournalPause | None:
+        return self.paused() if self.paused is not None else None
 
     # -- token -----------------------------------------------------------------------------
 
@@ -117,12 +130,25 @@ class WebApp:
     def _login(self, request: Request) -> Response:
         if not self.guard.needs_token:
             return _see_other("/")
+        wait = self.logins.retry_after(request.peer)
+        if wait is not None:
+            # Not even compared: while the limit holds, a right guess must look like a wrong one.
+            # Said once at warning (below), when the limit is reached: a guesser gets no flood.
+            log.debug("web_login_throttled", peer=request.peer, retry_after=wait)
+            return text_response(429, f"too many wrong tokens from this address; wait {wait} s "
+                                      "and sign in again with the token from [http] token_file",
+                                 **{"Retry-After": str(wait)})
         given = _form(request).get("token", "")
         if self.guard.token is not None and self.guard.token_matches(given):
-            cookie = (f"{COOKIE_NAME}={self.guard.session_value()}; Path=/; HttpOnly; "
-                      "SameSite=Strict")
-            return _see_other("/", **{"Set-Cookie": cookie})
-        log.warning("web_login_refused")
+            self.logins.succeeded(request.peer)
+            return _see_other("/", **{"Set-Cookie": self.guard.session_cookie(self.clock())})
+        self.logins.failed(request.peer)
+        log.warning("web_login_refused", peer=request.peer)
+        wait = self.logins.retry_after(request.peer)
+        if wait is not None:
+            log.warning("web_login_throttled", peer=request.peer, retry_after=wait,
+                        hint="too many wrong tokens from this address; its logins are "
+                             "refused with 429 until then")
         nonce = secrets.token_urlsafe(16)
         return Response(401, page.login_html(nonce, wrong=True).encode(),
                         "text/html; charset=utf-8", _html_headers(nonce))
@@ -156,7 +182,9 @@ class WebApp:
 
     def _live(self, snapshot: Snapshot, outputs: Mapping[int, list[str]]) -> str:
         board = self.progress.snapshot() if self.progress is not None else {}
-        return page.live_html(snapshot, board, self.guard.csrf_token(), outputs, self.clock())
+        pause = self._pause()
+        return page.live_html(snapshot, board, self.guard.csrf_token(), outputs, self.clock(),
+                              paused=pause.describe() if pause is not None else None)
 
     async def _page(self) -> Response:
         snapshot, outputs = await self._snapshot()
@@ -232,9 +260,11 @@ class WebApp:
             raise HttpError(400, "the form names no file")
         try:
             source = self.journal.get(int(text))
+            moved = self.journal.retry([source.path])
         except KeyError:
             raise HttpError(404, "no such file in the journal") from None
-        moved = self.journal.retry([source.path])
+        except JournalUnavailable as exc:
+            raise HttpError(503, f"the journal cannot be written now: {exc.reason}") from None
         self.reader.invalidate()
         log.info("web_retry", source=source.path, queued=bool(moved))
         if moved and self.on_retried is not None:

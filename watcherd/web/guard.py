@@ -4,7 +4,9 @@ The page binds to one address and answers only requests that name it in ``Host``
 on another site that makes a name of its own resolve to 127.0.0.1 (DNS rebinding) sends its
 own name there, and is refused before any route runs. Beyond loopback, every request but the
 health check carries the token, as ``Authorization: Bearer TOKEN`` (Prometheus, scripts) or
-as the session cookie the login form sets (browsers). Every action (a POST) also carries the
+as the session cookie the login form sets (browsers), which expires after
+:data:`SESSION_SECONDS` (the browser is told so, and the server checks the time the cookie
+carries under its MAC, so a copied cookie stops working too). Every action (a POST) also carries the
 page's CSRF token, which only a page served by this server can read.
 """
 
@@ -15,12 +17,18 @@ import hmac
 import ipaddress
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from watcherd.config import Secret
 
 COOKIE_NAME = "watcherd_session"
+#: How long a session cookie lasts: sign in again after this many seconds.
+SESSION_SECONDS = 12 * 3600
+# A session made up to this many seconds "in the future" still counts: the clock stepped back.
+_CLOCK_SLACK = 60
+_SESSION_RE = re.compile(r"([0-9]{1,12})\.([0-9a-f]{64})")
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 # A Host header is a name or address and an optional port: nothing else is compared.
 _HOST_RE = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?")
@@ -65,11 +73,13 @@ class Guard:
     port: int
     token: Secret | None
     csrf_secret: bytes
+    session_seconds: int = SESSION_SECONDS
 
     @classmethod
-    def create(cls, host: str, port: int, token: Secret | None) -> Guard:
+    def create(cls, host: str, port: int, token: Secret | None, *,
+               session_seconds: int = SESSION_SECONDS) -> Guard:
         """A guard with a fresh CSRF secret (a restart invalidates pages left open: reload)."""
-        return cls(host, port, token, secrets.token_bytes(32))
+        return cls(host, port, token, secrets.token_bytes(32), session_seconds)
 
     @property
     def needs_token(self) -> bool:
@@ -116,11 +126,30 @@ class Guard:
 
     # -- token -----------------------------------------------------------------------------
 
-    def session_value(self) -> str:
-        """The cookie value that proves the token (derived, so the cookie is not the token)."""
+    def session_value(self, now: float | None = None) -> str:
+        """The cookie value that proves the token since ``now``: ISSUED.MAC (derived from the
+        token, so the cookie is not the token, and the time cannot be changed)."""
+        issued = str(int(time.time() if now is None else now))
+        return f"{issued}.{self._session_mac(issued)}"
+
+    def session_cookie(self, now: float | None = None) -> str:
+        """The Set-Cookie value of a new session."""
+        return (f"{COOKIE_NAME}={self.session_value(now)}; Path=/; Max-Age="
+                f"{self.session_seconds}; HttpOnly; SameSite=Strict")
+
+    def _session_mac(self, issued: str) -> str:
         assert self.token is not None
-        return hmac.new(self.token.reveal().encode(), b"watcherd-web-session",
+        return hmac.new(self.token.reveal().encode(), b"watcherd-web-session:" + issued.encode(),
                         hashlib.sha256).hexdigest()
+
+    def session_valid(self, value: str, now: float | None = None) -> bool:
+        """Whether ``value`` is a session this token made, less than session_seconds ago."""
+        found = _SESSION_RE.fullmatch(value)
+        if found is None or self.token is None:
+            return False
+        age = (time.time() if now is None else now) - int(found[1])
+        return -_CLOCK_SLACK <= age < self.session_seconds and hmac.compare_digest(
+            found[2].encode(), self._session_mac(found[1]).encode())
 
     def token_matches(self, given: str) -> bool:
         """Whether ``given`` is the token (constant time)."""
@@ -129,8 +158,8 @@ class Guard:
         return hmac.compare_digest(given.encode("utf-8", "replace"),
                                    self.token.reveal().encode())
 
-    def authorized(self, headers: Mapping[str, str]) -> bool:
-        """Whether the request carries the token (or no token is needed here)."""
+    def authorized(self, headers: Mapping[str, str], now: float | None = None) -> bool:
+        """Whether the request carries the token or a live session (or needs neither)."""
         if not self.needs_token:
             return True
         if self.token is None:
@@ -140,8 +169,7 @@ class Guard:
         if scheme.lower() == "bearer" and self.token_matches(value.strip()):
             return True
         cookie = cookies(headers.get("cookie", "")).get(COOKIE_NAME)
-        return cookie is not None and hmac.compare_digest(
-            cookie.encode("utf-8", "replace"), self.session_value().encode())
+        return cookie is not None and self.session_valid(cookie, now)
 
     # -- CSRF ------------------------------------------------------------------------------
 

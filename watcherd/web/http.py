@@ -1,8 +1,10 @@
 """The status page's HTTP server: small, strict HTTP/1.1 on the event loop, parsed by h11.
 
 The same rules as the callback listener (:mod:`watcherd.listener`, whose request checks it
-reuses): one request per connection, a bounded head and body, one deadline for the whole
-request, and a fault boundary per connection, so a bad request ends that connection only and
+reuses): one request per connection, a bounded head and body, a deadline for the head and one
+for the whole request, connection slots per client address (:mod:`watcherd.connections`: an
+idle or slow client is evicted to make room, so ``/healthz`` is answered while they hold every
+slot), and a fault boundary per connection, so a bad request ends that connection only and
 never the daemon. What to answer is the application's business (:mod:`watcherd.web.app`).
 """
 
@@ -16,21 +18,28 @@ from dataclasses import dataclass, field
 import h11
 import structlog
 
-from watcherd.http11 import HttpError, Request, body_length, check_request
+from watcherd.connections import ConnectionLimiter, ConnectionLimits, Slot, is_hangup, peer_address
+from watcherd.http11 import (
+    HEADER_TIMEOUT,
+    MAX_HEADER_BYTES,
+    HttpError,
+    Request,
+    Wire,
+    body_length,
+    finish,
+)
 
 log = structlog.get_logger("watcherd.web")
 
-MAX_HEADER_BYTES = 16 * 1024
 # Forms on the page carry an id and a token: a few KB is plenty.
 MAX_BODY = 16 * 1024
-MAX_CONNECTIONS = 32
+# The whole request (head and body) from the connection's start.
 REQUEST_TIMEOUT = 15.0
-WRITE_TIMEOUT = 30.0
-_READ_CHUNK = 16 * 1024
 _REASONS = {
     200: "OK", 303: "See Other", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
     404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
     411: "Length Required", 413: "Content Too Large", 421: "Misdirected Request",
+    429: "Too Many Requests",
     431: "Request Header Fields Too Large", 500: "Internal Server Error",
     501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
 }
@@ -74,11 +83,15 @@ class HttpServer:
     """Binds one address and hands each parsed request to ``handler``."""
 
     def __init__(self, host: str, port: int, handler: Handler, *,
-                 request_timeout: float = REQUEST_TIMEOUT) -> None:
+                 request_timeout: float = REQUEST_TIMEOUT,
+                 header_timeout: float = HEADER_TIMEOUT,
+                 limits: ConnectionLimits | None = None) -> None:
         self.host = host
         self.port = port
         self.handler = handler
         self.request_timeout = request_timeout
+        self.header_timeout = header_timeout
+        self.limiter = ConnectionLimiter(limits or ConnectionLimits())
         self._server: asyncio.Server | None = None
         self._bound: tuple[str, int] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -115,90 +128,81 @@ class HttpServer:
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
+        assert task is not None
+        self._tasks.add(task)
+        peer = peer_address(writer.get_extra_info("peername"))
+        slot = self.limiter.admit(peer, task.cancel)
         try:
-            await self._serve(reader, writer)
+            if slot is None:
+                # Every slot is working on a request: say so at once, read nothing.
+                log.debug("web_busy", peer=peer, held=self.limiter.held())
+                await finish(reader, writer, text_response(
+                    503, "busy, retry later", **{"Retry-After": "1"}).encode())
+            else:
+                await self._serve(reader, writer, slot)
         except asyncio.CancelledError:
-            # close() abandons requests in progress; ending normally keeps start_server quiet.
-            pass
+            # close() abandons requests in progress, and a connection only waiting on its
+            # client is evicted to make room; ending normally keeps start_server quiet.
+            if slot is not None and slot.evicted:
+                log.debug("web_connection_evicted", peer=peer,
+                          reason="its client was slow or idle and the slots were full")
         except Exception as exc:
-            # The fault boundary of one connection: logged once, the daemon goes on.
-            log.error("web_connection_failed", error=type(exc).__name__, detail=str(exc)[:200])
+            if is_hangup(exc):
+                log.debug("web_client_gone", peer=peer, error=type(exc).__name__)
+            else:
+                # The fault boundary of one connection: logged once, the daemon goes on.
+                log.error("web_connection_failed", peer=peer, error=type(exc).__name__,
+                          detail=str(exc)[:200])
         finally:
+            if slot is not None:
+                self.limiter.release(slot)
             with contextlib.suppress(Exception):
                 writer.close()
-            if task is not None:
-                self._tasks.discard(task)
+            self._tasks.discard(task)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     slot: Slot) -> None:
         head_only = False
+        started = asyncio.get_running_loop().time()
         try:
-            if len(self._tasks) > MAX_CONNECTIONS:
-                raise HttpError(503, "busy, retry later")
-            async with asyncio.timeout(self.request_timeout):
-                request = await _read_request(reader, writer)
+            async with asyncio.timeout_at(started + self.request_timeout):
+                request = await _read_request(
+                    Wire(reader), writer, slot.address,
+                    head_deadline=started + min(self.header_timeout, self.request_timeout))
             if request is None:
+                log.debug("web_client_gone", peer=slot.address, error="closed before a request")
                 return
             head_only = request.method == "HEAD"
-            response = await self.handler(request)
+            with self.limiter.working(slot):
+                response = await self.handler(request)
         except TimeoutError:
             response = text_response(408, "the request did not arrive in time")
         except HttpError as exc:
             response = text_response(exc.status, exc.reason, **exc.headers)
-        except ConnectionError:
-            return
         except Exception as exc:
+            if is_hangup(exc):
+                raise
             log.error("web_request_failed", error=type(exc).__name__, detail=str(exc)[:200])
             response = text_response(500, "internal error; see the watcherd log")
-        writer.write(response.encode(head_only=head_only))
-        with contextlib.suppress(ConnectionError, TimeoutError):
-            async with asyncio.timeout(WRITE_TIMEOUT):
-                await writer.drain()
-            if writer.can_write_eof():
-                writer.write_eof()
+        if not await finish(reader, writer, response.encode(head_only=head_only)):
+            log.debug("web_client_gone", peer=slot.address, error="left before the answer")
 
 
-async def _read_request(reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter) -> Request | None:
+async def _read_request(wire: Wire, writer: asyncio.StreamWriter, peer: str, *,
+                        head_deadline: float) -> Request | None:
     """The connection's one request; None when it closed before sending one."""
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
-    received = 0
-
-    async def next_event(*, head: bool) -> object:
-        nonlocal received
-        while True:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                status = exc.error_status_hint if 400 <= exc.error_status_hint < 600 else 400
-                # h11's messages may quote the request's bytes: say only what kind it was.
-                raise HttpError(status, "malformed HTTP request") from None
-            if event is not h11.NEED_DATA:
-                return event
-            size = _READ_CHUNK
-            if head:
-                # Never more than one byte past the limit: h11 then refuses it as too long.
-                size = max(1, min(size, MAX_HEADER_BYTES + 1 - received))
-            data = await reader.read(size)
-            received += len(data)
-            conn.receive_data(data)
-
-    event = await next_event(head=True)
-    if isinstance(event, h11.ConnectionClosed):
+    head = await wire.read_head(head_deadline)
+    if head is None:
         return None
-    if not isinstance(event, h11.Request):
-        raise HttpError(400, "expected a request")
-    method, path, headers = check_request(event)
+    method, path, headers = head
     if method in ("GET", "HEAD", "OPTIONS", "DELETE") and not (
             "content-length" in headers or "transfer-encoding" in headers):
-        return Request(method, path, headers)
+        return Request(method, path, headers, peer=peer)
     length = body_length(headers, MAX_BODY)  # 411/413/501 before any body is read
-    if conn.they_are_waiting_for_100_continue:
-        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    wire.continue_if_asked(writer)
     body = bytearray()
     while True:
-        chunk = await next_event(head=False)
+        chunk = await wire.next_event()
         if isinstance(chunk, h11.EndOfMessage):
             break
         if not isinstance(chunk, h11.Data):
@@ -208,4 +212,4 @@ async def _read_request(reader: asyncio.StreamReader,
             raise HttpError(413, f"the body is larger than {MAX_BODY} bytes")
     if length is not None and len(body) != length:  # pragma: no cover - h11 enforces it
         raise HttpError(400, "the body does not match its Content-Length")
-    return Request(method, path, headers, bytes(body))
+    return Request(method, path, headers, bytes(body), peer=peer)

@@ -160,9 +160,15 @@ def _more(shown: int, total: int) -> str:
 
 
 def live_html(snapshot: Snapshot, progress: Mapping[int, Progress], csrf: str,
-              outputs: Mapping[int, Sequence[str]], now: float) -> str:
-    """The part of the page that updates: counts, the lists and the charts."""
+              outputs: Mapping[int, Sequence[str]], now: float, *,
+              paused: str | None = None) -> str:
+    """The part of the page that updates: counts, the lists and the charts.
+
+    ``paused`` says why all work is paused (the journal cannot be written), shown first.
+    """
     parts = []
+    if paused:
+        parts.append(f'<section class="error" id="paused"><b>{_e(paused)}</b></section>')
     if snapshot.error:
         parts.append(f'<section class="error"><b>{_e(snapshot.error)}</b></section>')
     parts.append(_counts(snapshot))

@@ -17,6 +17,7 @@ import structlog
 
 from watcherd.config import HttpConfig
 from watcherd.journal import Journal
+from watcherd.pause import JournalPause
 from watcherd.progress import ProgressBoard
 from watcherd.web import health, metrics
 from watcherd.web.app import WebApp
@@ -78,6 +79,7 @@ def build(
     on_retried: Callable[[Path], None] | None = None,
     port: int | None = None,
     open_journal: Callable[[], Journal] | None = None,
+    paused: Callable[[], JournalPause | None] | None = None,
 ) -> WebServer:
     """A web server for this config, not started (``port`` overrides, e.g. 0 in tests)."""
     assert http_config.address is not None
@@ -88,7 +90,7 @@ def build(
         reader=SnapshotReader(journal_path, opener=open_journal), journal=journal,
         progress=progress,
         activity=activity, transitions=metrics.TransitionCounter(), api=api,
-        heartbeat=health.Heartbeat(), on_retried=on_retried,
+        heartbeat=health.Heartbeat(), on_retried=on_retried, paused=paused,
     )
     return WebServer(app, HttpServer(host, bound_port, app.handle))
 
@@ -102,6 +104,7 @@ async def start_web(
     api: metrics.ApiRequests | None = None,
     on_retried: Callable[[Path], None] | None = None,
     open_journal: Callable[[], Journal] | None = None,
+    paused: Callable[[], JournalPause | None] | None = None,
 ) -> WebServer | None:
     """Start the page ``[http]`` asks for; None when it is off or its address is taken.
 
@@ -112,7 +115,7 @@ async def start_web(
         return None
     server = build(http_config, journal.location, journal=journal, progress=progress,
                    activity=activity, api=api, on_retried=on_retried,
-                   open_journal=open_journal)
+                   open_journal=open_journal, paused=paused)
     try:
         await server.start()
     except OSError as exc:

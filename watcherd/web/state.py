@@ -6,13 +6,10 @@ that the page is up (and where) or that its address was taken, without probing p
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from watcherd.outputs import atomic_write
+from watcherd import statefile
 
 __all__ = ["PageState", "clear_state", "read_state", "state_path", "write_state"]
 
@@ -45,28 +42,20 @@ def state_path(journal_path: Path) -> Path:
 
 def write_state(journal_path: Path, listen: str, serving: bool) -> None:
     """Record the page state (best effort: a read-only folder only loses this hint)."""
-    data = json.dumps({"listen": listen, "serving": serving, "pid": os.getpid()}).encode()
-    with contextlib.suppress(OSError):
-        atomic_write(state_path(journal_path), data + b"\n")
+    statefile.write(state_path(journal_path), {"listen": listen, "serving": serving})
 
 
 def clear_state(journal_path: Path) -> None:
     """Forget the page state when the daemon stops."""
-    with contextlib.suppress(OSError):
-        state_path(journal_path).unlink()
+    statefile.clear(state_path(journal_path))
 
 
 def read_state(journal_path: Path) -> PageState | None:
     """The page state of a daemon that is still running, or None."""
-    try:
-        raw = json.loads(state_path(journal_path).read_text(encoding="utf-8"))
-        state = PageState(str(raw["listen"]), bool(raw["serving"]), int(raw["pid"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    raw = statefile.read_live(state_path(journal_path))
+    if raw is None:
         return None
     try:
-        os.kill(state.pid, 0)
-    except ProcessLookupError:
-        return None  # left by a daemon that was killed
-    except PermissionError:
-        pass  # alive, another user's
-    return state
+        return PageState(str(raw["listen"]), bool(raw["serving"]), int(raw["pid"]))
+    except (ValueError, KeyError, TypeError):
+        return None

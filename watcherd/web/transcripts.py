@@ -3,7 +3,8 @@
 A link names a source id and an output suffix (``txt``, ``srt``, ``fr.txt``...); the path is
 never taken from the request. It is the source's recorded output base plus a suffix that the
 outputs module would write for its stored result, opened without following a symlink, as a
-regular file, up to a size cap.
+regular file, up to a size cap; it is opened through the watch roots' resolver, like every
+source and output.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from watcherd import outputs
+from watcherd import outputs, roots
+from watcherd.errors import SourceError
 from watcherd.journal import Journal, Source
 
 MAX_BYTES = 32 * 1024 * 1024
@@ -68,9 +70,9 @@ def existing_outputs(journal: Journal, source: Source) -> list[Output]:
     existing = []
     for output in outputs_of(journal, source):
         try:
-            if stat.S_ISREG(os.lstat(output.path).st_mode):
+            if stat.S_ISREG(roots.current().locate_entry(output.path).stat().st_mode):
                 existing.append(output)
-        except OSError:
+        except (OSError, SourceError):
             continue
     return existing
 
@@ -89,8 +91,11 @@ def read_output(journal: Journal, source_id: int, suffix: str) -> tuple[Output, 
 
 def _read(path: Path) -> bytes:
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-                     | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        # Beneath its watch root with no link in any component (watcherd.roots): a folder
+        # swapped for a link since the transcript was written gives 404, not another file.
+        fd = roots.current().locate_entry(path).open(os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except SourceError as exc:
+        raise NoSuchOutput(exc.message) from None
     except OSError as exc:
         raise NoSuchOutput(f"the output cannot be opened ({exc.strerror or exc})") from None
     with os.fdopen(fd, "rb") as f:

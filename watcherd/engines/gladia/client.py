@@ -28,7 +28,7 @@ from urllib.parse import quote
 import httpx
 import structlog
 
-from watcherd import __version__
+from watcherd import __version__, roots
 from watcherd.config import Secret
 from watcherd.errors import (
     AuthError,
@@ -39,6 +39,8 @@ from watcherd.errors import (
     SourceError,
     TransientGladiaError,
 )
+from watcherd.http11 import unquoted
+from watcherd.log import redact
 
 log = structlog.get_logger(__name__)
 
@@ -487,9 +489,9 @@ class GladiaClient:
                 self._on_request(op, status)
 
     def _scrub(self, text: str) -> str:
-        # A server or proxy might echo the key back; it must not travel on in our messages.
-        key = self._key.reveal()
-        return text.replace(key, "***") if key else text
+        # A server or proxy might echo the key back, or a library quote it escaped; it must
+        # not travel on in our messages in any form.
+        return redact(text, [self._key.reveal()])
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -498,7 +500,11 @@ class GladiaClient:
 def _open_source(path: Path) -> tuple[IO[bytes], int]:
     """Open the source for reading and return it with its size (runs on a worker thread)."""
     try:
-        file = open(path, "rb")  # noqa: SIM115 - closed by the caller once the upload ends
+        # Through the watch roots' resolver: never a link out of the folder, never a folder
+        # swapped for a link since the file was hashed (watcherd.roots).
+        file = os.fdopen(roots.current().locate(path).open(os.O_RDONLY), "rb")
+    except roots.LinkOnPath as exc:
+        raise SourceError(roots.SWAPPED, transient=True) from exc
     except FileNotFoundError as exc:
         raise SourceError(f"the file disappeared before upload: {path}", transient=True) from exc
     except PermissionError as exc:
@@ -547,7 +553,12 @@ def _contains(metadata: Any, wanted: Mapping[str, Any]) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
+    """An HTTP library error as one line that names its class and never quotes header bytes."""
     text = str(exc).strip()
+    if isinstance(exc, httpx.ProtocolError):
+        # h11 quotes the header it refused ("Illegal header value b'...'"), escaped so that
+        # redacting the key by replacement would miss it: only the words before the quote.
+        text = unquoted(text)
     name = type(exc).__name__
     return _one_line(f"{name}: {text}" if text else name)
 

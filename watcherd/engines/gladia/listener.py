@@ -4,9 +4,11 @@ A small, strict HTTP/1.1 server on the event loop (``asyncio.start_server``), it
 parsed by h11: one request per connection, a request line and headers within
 :data:`MAX_HEADER_BYTES` and :data:`MAX_HEADERS`, a body by ``Content-Length`` (beyond the
 route's cap refused with 413 before it is read) or chunked (refused with 413 as soon as it
-passes the cap), and one deadline for the whole request (head and body), answered 408. Whatever
-goes wrong while serving one connection ends that connection only. It binds only to the
-configured address.
+passes the cap), a deadline for the head and one for the whole request (head and body), answered
+408, and connection slots per client address (:mod:`watcherd.connections`: an idle or slow
+client is evicted to make room; a client that hangs up is a debug line). Whatever goes wrong
+while serving one connection ends that connection only. It binds only to the configured
+address.
 
 Two routes, under the path of ``[callback] public_url`` (none without it):
 ``/callback/TOKEN`` receives the per-job callbacks that every job carries (``POST`` or ``PUT``),
@@ -42,6 +44,7 @@ import h11
 import structlog
 
 from watcherd.config import Config, Secret
+from watcherd.connections import ConnectionLimiter, ConnectionLimits, Slot, is_hangup, peer_address
 from watcherd.engines.gladia.pipeline import JobHints
 from watcherd.engines.gladia.webhooks import (
     SeenMessages,
@@ -51,12 +54,13 @@ from watcherd.engines.gladia.webhooks import (
 )
 from watcherd.errors import ConfigError
 from watcherd.http11 import (
+    HEADER_TIMEOUT,
     MAX_HEADER_BYTES,
     HttpError,
     Request,
+    Wire,
     body_length,
-    check_request,
-    protocol_error,
+    finish,
 )
 from watcherd.journal import Journal, Source
 from watcherd.retry import RetryPolicy
@@ -70,17 +74,10 @@ MAX_WEBHOOK_BODY = 1024 * 1024
 # Bodies above this size are parsed off the loop, and only a few are held at once.
 BIG_BODY = 1024 * 1024
 BIG_BODY_SLOTS = 2
-MAX_CONNECTIONS = 32
 # Deadlines from the moment a connection is accepted, not per read, so a client trickling a
 # byte at a time (a slow-loris) is cut off all the same. The body's allowance is generous for
-# a 64 MiB callback on a slow link; the head has no reason to be slow.
-HEADER_TIMEOUT = 10.0
+# a 64 MiB callback on a slow link; the head has no reason to be slow (HEADER_TIMEOUT).
 REQUEST_TIMEOUT = 120.0
-WRITE_TIMEOUT = 30.0
-_READ_CHUNK = 64 * 1024
-# After refusing a body as too large, how much of it to swallow before closing.
-LINGER_BYTES = 1024 * 1024
-LINGER_SECONDS = 1.0
 # A hint can arrive between the pipeline's GET and its next wait, and would be lost: repeat it
 # a few times while the job is still awaited (each repeat costs a GET only if it is waiting).
 NUDGE_DELAYS = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -171,47 +168,6 @@ def _read_token(path: Path) -> str:
     return raw.decode("ascii", errors="replace").strip()
 
 
-# -- HTTP parsing (h11) ------------------------------------------------------------------------
-
-
-class _Wire:
-    """One connection's incoming bytes, parsed by h11 into events; counts what it read."""
-
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        self.reader = reader
-        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
-        self.received = 0
-        self._eof = False
-
-    async def next_event(self, *, head: bool = False) -> Any:
-        """The next h11 event, reading as needed; HttpError for anything h11 refuses.
-
-        While reading the ``head``, no more than one byte past :data:`MAX_HEADER_BYTES` is
-        read, so a head that is too long is always refused as such (431) by h11's limit,
-        whatever else is wrong with it.
-        """
-        while True:
-            try:
-                event = self.conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise protocol_error(exc) from None
-            if event is not h11.NEED_DATA:
-                return event
-            if self._eof:  # pragma: no cover - h11 answers an EOF with an event or an error
-                raise HttpError(400, "the request ended early")
-            size = _READ_CHUNK
-            if head:
-                size = max(1, min(size, MAX_HEADER_BYTES + 1 - self.received))
-            data = await self.reader.read(size)
-            self._eof = not data
-            self.received += len(data)
-            self.conn.receive_data(data)
-
-    def head_size(self) -> int:
-        """Bytes the request head took: what was read minus what h11 still holds."""
-        return self.received - len(self.conn.trailing_data[0])
-
-
 # -- the listener ------------------------------------------------------------------------------
 
 
@@ -233,6 +189,7 @@ class Listener:
         nudge_delays: tuple[float, ...] = NUDGE_DELAYS,
         header_timeout: float | None = None,
         request_timeout: float | None = None,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -253,6 +210,10 @@ class Listener:
         self._server: asyncio.Server | None = None
         self._bound: tuple[str, int] | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
+        # Behind a proxy or tunnel every callback comes from its one address: the per-address
+        # share is then the listener's concurrency for callbacks (Gladia's retries and the
+        # polling safety net cover one refused with 503).
+        self.limiter = ConnectionLimiter(limits or ConnectionLimits())
         self._nudges: dict[str, asyncio.Task[None]] = {}
         self._big_bodies = asyncio.Semaphore(BIG_BODY_SLOTS)
         # What happened to requests, by outcome ("accepted", "bad_token", ...), for tests
@@ -327,100 +288,94 @@ class Listener:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        if task is not None:
-            self._handlers.add(task)
+        assert task is not None
+        self._handlers.add(task)
+        peer = peer_address(writer.get_extra_info("peername"))
+        slot = self.limiter.admit(peer, task.cancel)
         try:
             try:
-                await self._serve_one(reader, writer)
+                if slot is None:
+                    # Every slot is working on a request: say so at once, read nothing.
+                    self.stats["busy"] += 1
+                    log.debug("callback_busy", peer=peer, held=self.limiter.held())
+                    await finish(reader, writer, _reply_bytes(
+                        503, {"error": "busy, retry later"}, {"Retry-After": "1"}))
+                else:
+                    await self._serve_one(reader, writer, slot)
             finally:
+                if slot is not None:
+                    self.limiter.release(slot)
                 with contextlib.suppress(Exception):
                     writer.close()
                     async with asyncio.timeout(1):
                         await writer.wait_closed()
         except asyncio.CancelledError:
-            # close() abandons the connections in progress. Ending normally, not cancelled:
-            # Python 3.11's start_server reports a cancelled handler as an error.
-            self.stats["abandoned"] += 1
+            # close() abandons the connections in progress, and one only waiting on its
+            # client is evicted to make room. Ending normally, not cancelled: Python 3.11's
+            # start_server reports a cancelled handler as an error.
+            if slot is not None and slot.evicted:
+                self.stats["evicted"] += 1
+                log.debug("callback_connection_evicted", peer=peer,
+                          reason="its client was slow or idle and the slots were full")
+            else:
+                self.stats["abandoned"] += 1
         finally:
-            if task is not None:
-                self._handlers.discard(task)
+            self._handlers.discard(task)
 
-    async def _serve_one(self, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
-        peer_text = "?"
+    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                         slot: Slot) -> None:
         replied = False
         try:
-            peer = writer.get_extra_info("peername")
-            peer_text = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
-            if len(self._handlers) > MAX_CONNECTIONS:
-                replied = True
-                _reply(writer, 503, {"error": "busy, retry later"})
-                self.stats["busy"] += 1
-                return
-            answer = await self._answer(reader, writer, peer_text)
+            answer = await self._answer(reader, writer, slot)
             if answer is None:
-                self.stats["client_gone"] += 1
+                self._client_gone(slot.address, "closed before a request")
                 return
             status, payload, extra = answer
             replied = True
-            _reply(writer, status, payload, extra)
-            await self._finish(reader, writer)
-        except ConnectionError:
-            self.stats["client_gone"] += 1
+            if not await finish(reader, writer, _reply_bytes(status, payload, extra)):
+                self._client_gone(slot.address, "left before the answer")
         except Exception as exc:
+            if is_hangup(exc):
+                self._client_gone(slot.address, type(exc).__name__)
+                return
             # The fault boundary of one connection: whatever went wrong ends this connection
             # only, logged once (type and a redacted message, never a traceback with locals).
             self.stats["internal_error"] += 1
-            log.error("callback_connection_failed", peer=peer_text, error=type(exc).__name__,
+            log.error("callback_connection_failed", peer=slot.address, error=type(exc).__name__,
                       detail=self._redact(str(exc))[:200])
             if not replied:
                 with contextlib.suppress(Exception):
-                    _reply(writer, 500, {"error": "internal error; see the watcherd log"})
-                    await self._finish(reader, writer)
+                    await finish(reader, writer, _reply_bytes(
+                        500, {"error": "internal error; see the watcherd log"}, {}))
 
-    async def _finish(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """Send the answer out, then linger so that closing does not reset it away."""
-        with contextlib.suppress(ConnectionError, TimeoutError):
-            async with asyncio.timeout(WRITE_TIMEOUT):
-                await writer.drain()
-            # The client may still be sending: what we refused (a body, a huge head), or bytes
-            # after the request (a wrong Content-Length, a pipelined request), whatever the
-            # status. End our side, then swallow a little of it, so that closing with unread
-            # data does not reset the connection and lose the answer.
-            if writer.can_write_eof():
-                writer.write_eof()
-            await _discard(reader, LINGER_BYTES, LINGER_SECONDS)
+    def _client_gone(self, peer: str, how: str) -> None:
+        # A client that hangs up is its own business, not the listener's trouble.
+        self.stats["client_gone"] += 1
+        log.debug("callback_client_gone", peer=peer, error=how)
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      peer: str) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+                      slot: Slot) -> tuple[int, dict[str, Any], dict[str, str]] | None:
         """The answer to this connection's one request; None when it closed without one."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        wire = _Wire(reader)
+        started = asyncio.get_running_loop().time()
+        wire = Wire(reader)
         route_name = "?"
         try:
-            try:
-                deadline = started + min(self.header_timeout, self.request_timeout)
-                async with asyncio.timeout_at(deadline):
-                    event = await wire.next_event(head=True)
-            except TimeoutError:
-                raise HttpError(408, "the request head did not arrive in time") from None
-            if isinstance(event, h11.ConnectionClosed):
+            head = await wire.read_head(started + min(self.header_timeout, self.request_timeout))
+            if head is None:
                 return None
-            if not isinstance(event, h11.Request):  # pragma: no cover - h11's state machine
-                raise HttpError(400, "expected a request")
-            if wire.head_size() > MAX_HEADER_BYTES:
-                raise HttpError(431, f"the request head exceeds {MAX_HEADER_BYTES} bytes")
-            method, path, headers = check_request(event)
+            method, path, headers = head
             route = self._route(path)
             route_name = route.name
             if method not in route.methods:
                 raise HttpError(405, f"use {' or '.join(route.methods)}",
                                 headers={"Allow": ", ".join(route.methods)})
             length = body_length(headers, route.max_body)
-            if wire.conn.they_are_waiting_for_100_continue:
-                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            wire.continue_if_asked(writer)
             async with contextlib.AsyncExitStack() as big:
+                if route.name == "callback":
+                    # Its path carried the token: Gladia's own, however long its body takes
+                    # (a big result on a slow link), never evicted for a newcomer.
+                    big.enter_context(self.limiter.working(slot))
                 if length is not None and length > BIG_BODY:
                     await big.enter_async_context(self._big_bodies)
                 try:
@@ -430,17 +385,20 @@ class Listener:
                                                      and length > BIG_BODY)
                 except TimeoutError:
                     raise HttpError(408, "the request did not arrive in time") from None
-                status, payload = await route.handler(Request(method, path, headers, body))
+                if not slot.busy:
+                    big.enter_context(self.limiter.working(slot))
+                status, payload = await route.handler(
+                    Request(method, path, headers, body, peer=slot.address))
             return status, payload, {}
         except HttpError as exc:
             self.stats[_stat_name(exc)] += 1
             (log.debug if exc.quiet else log.warning)(
                 "callback_rejected", route=route_name, status=exc.status,
-                reason=self._redact(exc.reason), peer=peer,
+                reason=self._redact(exc.reason), peer=slot.address,
             )
             return exc.status, {"error": self._redact(exc.reason)}, exc.headers
 
-    async def _read_body(self, wire: _Wire, max_body: int, big: contextlib.AsyncExitStack,
+    async def _read_body(self, wire: Wire, max_body: int, big: contextlib.AsyncExitStack,
                          *, holding: bool) -> bytes:
         """The body, by whichever framing h11 found; 413 as soon as it passes ``max_body``."""
         body = bytearray()
@@ -545,17 +503,6 @@ class Listener:
             self._nudges.pop(job_id, None)
 
 
-async def _discard(reader: asyncio.StreamReader, limit: int, seconds: float) -> None:
-    left = limit
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            while left > 0:
-                chunk = await reader.read(min(_READ_CHUNK, left))
-                if not chunk:
-                    return
-                left -= len(chunk)
-
-
 async def _json_body(body: bytes) -> Any:
     # A success callback can be tens of MB: parse it off the loop so nothing else stalls.
     try:
@@ -595,12 +542,6 @@ def _reply_bytes(status: int, payload: Mapping[str, Any], extra: Mapping[str, st
              "Connection: close", "Cache-Control: no-store",
              *(f"{k}: {v}" for k, v in extra.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def _reply(writer: asyncio.StreamWriter, status: int, payload: Mapping[str, Any],
-           extra: Mapping[str, str] | None = None) -> None:
-    if not writer.is_closing():
-        writer.write(_reply_bytes(status, payload, extra or {}))
 
 
 # -- wiring ------------------------------------------------------------------------------------

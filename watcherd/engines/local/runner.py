@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.context import SpawnContext, SpawnProcess
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import structlog
 
-from watcherd import media
+from watcherd import media, roots
 from watcherd.engines.local import model as local_model
 from watcherd.engines.local.model import ModelError, ModelSpec
 from watcherd.errors import SourceError, WatcherdError
@@ -303,6 +303,18 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="watcherd-parent-watch", daemon=True).start()
 
 
+def _thread_lock_for_tqdm() -> None:
+    """Give tqdm (faster-whisper's batched pipeline makes a bar) a thread lock.
+
+    Its default is a multiprocessing lock: a named semaphore registered with the resource
+    tracker, which a worker that is killed (stop, a second Ctrl-C, the daemon gone) never
+    unregisters, so the tracker warns "leaked semaphore objects" on the user's terminal.
+    The worker has one thread that draws nothing: a thread lock is all it needs.
+    """
+    with contextlib.suppress(ImportError):
+        importlib.import_module("tqdm").tqdm.set_lock(threading.RLock())
+
+
 def _r(value: Any) -> float:
     number = float(value)
     return round(number, 3) if math.isfinite(number) else 0.0
@@ -335,35 +347,59 @@ def _segments(segments: Any, report: Callable[[float], None] | None = None,
     return out
 
 
-def _channels(path: str) -> int:
+def _open_place(request: Mapping[str, Any]) -> BinaryIO:
+    """The source as a file object, opened beneath its watch root without following a link.
+
+    The parent resolved the path (:mod:`watcherd.roots`) and sends its components; this
+    process opens them again with ``O_NOFOLLOW`` on every folder, so a folder swapped for a
+    link in between is refused, not followed.
+    """
+    top, *parts = request["place"]
+    try:
+        fd = roots.Place(str(top), tuple(str(p) for p in parts)).open(os.O_RDONLY)
+    except roots.LinkOnPath:
+        raise _Missing(roots.SWAPPED) from None
+    except FileNotFoundError as exc:
+        raise _Missing(str(exc)) from None
+    except PermissionError:
+        raise _Refused(media.PERMISSION_DENIED) from None
+    return os.fdopen(fd, "rb")
+
+
+def _channels(source: BinaryIO) -> int:
     try:
         av = importlib.import_module("av")
-        with av.open(path) as container:
+        source.seek(0)
+        with av.open(source) as container:
             streams = container.streams.audio
             return int(streams[0].channels) if streams else 1
     except Exception:
         return 1  # only informative; decoding already proved the file is audio
 
 
-def _audio_streams(path: str) -> int | None:
+def _audio_streams(source: BinaryIO) -> int | None:
     """How many audio streams the container holds: 0 when it is no container at all (text,
     an image), None when that cannot be told (the decoder then has the last word)."""
     av = importlib.import_module("av")
     try:
-        with av.open(path) as container:
+        source.seek(0)
+        with av.open(source) as container:
             return len(container.streams.audio)
     except av.error.InvalidDataError:
         return 0  # no format FFmpeg knows: not a recording at all
     except Exception:
         return None
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            source.seek(0)
 
 
-def _decode(path: str) -> Any:
+def _decode(source: BinaryIO) -> Any:
     audio_module = importlib.import_module("faster_whisper.audio")
     try:
-        if _audio_streams(path) == 0:
+        if _audio_streams(source) == 0:
             raise _Refused(media.not_audio("no audio stream found"))
-        audio = audio_module.decode_audio(path, sampling_rate=SAMPLE_RATE)
+        audio = audio_module.decode_audio(source, sampling_rate=SAMPLE_RATE)
     except FileNotFoundError as exc:
         raise _Missing(str(exc)) from None
     except PermissionError:
@@ -391,8 +427,9 @@ class _Settings:
 
 def _run(model: Any, request: Mapping[str, Any], settings: _Settings,
          batched: Any = None, report: Callable[[float], None] | None = None) -> dict[str, Any]:
-    path = str(request["path"])
-    audio = _decode(path)
+    with _open_place(request) as source:
+        audio = _decode(source)
+        channels = _channels(source)
     ignored: list[str] = []
     supported = set(model.supported_languages)
     language = request.get("language")
@@ -432,7 +469,7 @@ def _run(model: Any, request: Mapping[str, Any], settings: _Settings,
         "language": str(info.language),
         "language_probability": _r(info.language_probability),
         "duration": _r(info.duration),
-        "channels": _channels(path),
+        "channels": channels,
         "segments": transcribed,
         "translation": translation,
         "ignored": ignored,
@@ -455,6 +492,7 @@ def worker_main(
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
     _exit_with_parent()
+    _thread_lock_for_tqdm()
     started = time.monotonic()
     try:
         spec = model_path if isinstance(model_path, ModelSpec) else ModelSpec(
@@ -763,6 +801,9 @@ class LocalEngine:
         if self._closed:
             raise LocalEngineError("the local engine is shut down", transient=True)
         plan = plan_for(options)
+        # Resolved here, against this process's watch roots (a link out is refused); the
+        # worker process opens the components again without following links.
+        place = await asyncio.to_thread(roots.current().locate, path)
         await self._verify()
         pool = self._pool()
         worker = await pool.get()
@@ -774,6 +815,7 @@ class LocalEngine:
             started = time.monotonic()
             kind, value = await worker.call({
                 "path": str(path),
+                "place": [place.top, *place.parts],
                 "language": plan.language,
                 "languages": list(plan.languages),
                 "translate": plan.translate_to_english,
