@@ -139,13 +139,13 @@ class TestRefusedLocally:
 
     def test_text_with_audio_extension(self, start: Any, inbox: Path,
                                        sim: GladiaSimulator) -> None:
-        """Text saved as .mp3 fails locally as "not audio or video (it holds text)"."""
+        """Text saved as .mp3 fails locally as "not an audio or video file (it holds text...)"."""
         daemon = start()
         bad = inbox / "notes.mp3"
         bad.write_text("Meeting notes\n- budget\n- schedule\n" * 40, encoding="utf-8")
         row = daemon.wait_row(bad, "failed")
-        assert "not audio or video" in row["error"] and "text" in row["error"]
-        _logged(daemon, bad, "not audio or video")
+        assert "not an audio or video file" in row["error"] and "text" in row["error"]
+        _logged(daemon, bad, "not an audio or video file")
         assert sim.uploads() == []
         _good_file_still_works(daemon, inbox)
 
@@ -242,7 +242,7 @@ class TestRefusedByGladia:
         bad = inbox / "noise.ogg"
         make_corrupt(bad, size=8192, salt="noise")
         row = daemon.wait_row(bad, "failed")
-        assert "not audio or video" in row["error"]
+        assert "not an audio or video file" in row["error"]
         assert sim.uploads() == []
         _good_file_still_works(daemon, inbox)
 

@@ -199,7 +199,9 @@ class TestFailures:
             lambda: next((r for r in daemon.status()
                           if r["path"] == str(bad.resolve()) and r["state"] == "failed"), None),
             timeout=60, message="bad file failed")
-        assert "corrupt" in row["error"] and "watcherd retry" in row["error"]
+        # Refused before upload, and the reason asks for the recording, not for a retry.
+        assert "not an audio or video file" in row["error"]
+        assert "watcherd retry" not in row["error"]
         good, good_data = _drop(inbox, "after.wav", salt="after-bad")
         wait_until(lambda: _outputs_ok(good, good_data), timeout=30, message="good after bad")
         daemon.terminate()

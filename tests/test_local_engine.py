@@ -485,7 +485,8 @@ def test_undecodable_file_is_permanent_and_the_worker_survives(
 
     error, pids_before, job, pids_after = asyncio.run(with_engine(model, work))
     assert error.transient is False
-    assert "broken.wav" in error.message and "cannot be decoded" in error.message
+    assert "not an audio or video file" in error.message and "replace it" in error.message
+    assert "watcherd retry" not in error.message
     assert pids_before == pids_after
     assert job["result"]["transcription"]["full_transcript"]
 
@@ -856,7 +857,7 @@ def test_pipeline_fails_an_undecodable_source_with_the_reason(
     asyncio.run(with_engine(model, work))
     failed = journal.get(source.id)
     assert failed.state == "failed"
-    assert failed.last_error is not None and "cannot be decoded" in failed.last_error
+    assert failed.last_error is not None and "not an audio or video file" in failed.last_error
 
 
 def test_pipeline_marks_a_vanished_source_gone(journal: Journal, tmp_path: Path) -> None:

@@ -86,7 +86,7 @@ def test_wild_folder(tmp_path: Path, sim: GladiaSimulator) -> None:
             inbox / "link-to-pipe.wav": "named pipe",
             inbox / "loop.wav": "link",
             inbox / "empty.wav": "empty",
-            inbox / "notes.mp3": "not audio",
+            inbox / "notes.mp3": "not an audio or video file",
             inbox / "huge.wav": "1000 MB",
             fancy / "diarize-me.wav": "plan does not include diarization",
         }

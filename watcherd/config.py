@@ -509,6 +509,23 @@ def with_extra_watches(config: Config, paths: Sequence[Path]) -> Config:
     return replace(config, watches=tuple(watches))
 
 
+def reject_file_roots(config: Config) -> None:
+    """Refuse a configured watch root that is a file, as ``run --watch FILE`` is refused.
+
+    A missing folder is fine (the watcher waits for it to appear: a mount not up yet); a file
+    never becomes a folder, so waiting for it would only hide the mistake. Asked by ``run``
+    (and on reload) rather than by every command that reads the config: ``status`` must not
+    stat the watch roots.
+    """
+    in_file = f" in {config.source}" if config.source is not None else ""
+    for number, watch in enumerate(config.watches, start=1):
+        if watch.path.is_file():
+            raise ConfigError(
+                f"watch[{number}].path{in_file}: {watch.path} is a file, not a folder; "
+                "expected the folder to watch (the file's folder, or another one)"
+            )
+
+
 # -- reading ---------------------------------------------------------------------------------
 
 

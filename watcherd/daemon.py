@@ -24,6 +24,7 @@ from watcherd.engines import Engines, engine_for, no_engine_reason, open_engines
 from watcherd.errors import ConfigError
 from watcherd.folders import Folders
 from watcherd.generations import Carry, HandOver, hand_over, retire
+from watcherd.handoff import HandedOver
 from watcherd.health import ApiHealth
 from watcherd.journal import ACTIVE_STATES, Journal, JournalUnavailable, Source
 from watcherd.journal.configured import (
@@ -183,7 +184,8 @@ class Daemon:
         config = self.config
         journal.map_roots(watch_roots(config.watches))
         # Sources outside every watch were handed over by `watcherd transcribe`.
-        folders = Folders(config.watches, defaults=config.defaults)
+        folders = Folders(config.watches, defaults=config.defaults,
+                          handed_over=HandedOver(journal))
         self._folders = folders
         carry, self._carry = self._carry, Carry()
         health = carry.health or ApiHealth(journal)
@@ -325,8 +327,9 @@ class Daemon:
             except JournalUnavailable:
                 active = []  # the database is away: the worker pauses; the scan still hints
             for source in active:
-                # Only this node's folders (a shared journal also holds other nodes' ones).
-                if not journal.shared or worker.folders.watch_of_source(source) is not None:
+                # Only this config's folders (and handed-over files): a journal also holds
+                # other nodes' or other configs' ones, left as they are.
+                if worker.folders.watch_of_source(source) is not None:
                     worker.hint(Path(source.path))
             await asyncio.get_running_loop().run_in_executor(None, self._scan, worker)
 
@@ -367,7 +370,8 @@ async def transcribe(config: Config, files: Sequence[Path], watch: WatchConfig, 
     if engine_for(config) is None:
         raise ConfigError(no_engine_reason(config))
     journal = open_for_node(config, node=one_shot_node(config))
-    folders = Folders(config.watches)
+    # Only the named files: others pending in the journal wait for a daemon that watches them.
+    folders = Folders(())
     try:
         # No callback listener: the daemon may hold its address, and a one-shot run polls.
         engine = await open_engines(config, journal, outputs_for=folders.outputs_for,

@@ -6,7 +6,7 @@ by the worker and the engines, which get :meth:`Folders.outputs_for` at construc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
 
@@ -15,16 +15,23 @@ from watcherd.config import DEFAULT_OUTPUTS, WatchConfig, WatchDefaults
 from watcherd.journal import Source
 from watcherd.watcher import WatchIndex
 
-__all__ = ["Folders"]
+__all__ = ["NOT_WATCHED", "Folders"]
+
+#: The note of a journaled source that no watch of this config covers (another config's).
+NOT_WATCHED = ("its folder is not watched by this config ({root}); run watcherd with the "
+               "config that watches it, or `watcherd transcribe` the file")
 
 
 class Folders:
     """The watches, with lookups by path (filters applied) and by a source's recorded root."""
 
     def __init__(self, watches: Sequence[WatchConfig], *,
-                 defaults: WatchDefaults | None = None) -> None:
-        """``defaults``: the settings of a source outside every watch (a file that
-        ``watcherd transcribe`` handed to the daemon), with no settle wait."""
+                 defaults: WatchDefaults | None = None,
+                 handed_over: Callable[[Source], bool] | None = None) -> None:
+        """``defaults``: the settings of a source outside every watch that ``handed_over``
+        says `watcherd transcribe` handed to the daemon, with no settle wait. Any other source
+        outside every watch belongs to another config: it has no watch here, and is left
+        alone."""
         self.watches = tuple(watches)
         self.index = WatchIndex(self.watches)
         # The wall every open, stat and write of this process goes through (watcherd.roots):
@@ -35,6 +42,7 @@ class Folders:
         self._explicit: dict[Path, WatchConfig] = {}
         self._defaults = defaults
         self._outside: dict[str, WatchConfig] = {}
+        self._handed_over = handed_over or (lambda source: True)
 
     def add_explicit(self, path: Path, watch: WatchConfig) -> None:
         """A file named on the command line: it uses ``watch``'s settings."""
@@ -59,9 +67,19 @@ class Folders:
         if explicit is not None:
             return explicit
         found = self._by_root.get(source.watch_root) or self.index.watch_for(path)
-        if found is None and self._defaults is not None:
+        if found is None and self._defaults is not None and self._handed_over(source):
             found = self._outside_watch(source.watch_root)
         return found
+
+    def unwatched_note(self, source: Source) -> str | None:
+        """What ``status`` says of a source no watch covers, or None to say nothing.
+
+        Only a daemon (which has ``defaults`` for handed-over files) says it: a one-shot
+        ``watcherd transcribe`` leaves every file but its own alone without comment.
+        """
+        if self._defaults is None:
+            return None
+        return NOT_WATCHED.format(root=source.watch_root)
 
     def _outside_watch(self, root: str) -> WatchConfig:
         """[defaults] for a folder no watch covers; named files are complete: no settling."""

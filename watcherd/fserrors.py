@@ -55,7 +55,8 @@ _WHAT_TO_DO: dict[FsErrorKind, str] = {
     "space": "free some space (or raise the quota); writing is retried later",
     "readonly": "the folder is on a read-only file system: remount it read-write",
     "permission": "give the watcherd user access to it",
-    "permanent": "this file cannot be processed as it is",
+    "permanent": ("this file cannot be processed as it is: check it (and the storage it is "
+                  "on), then replace it or run `watcherd retry` on it"),
 }
 
 

@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -104,12 +104,14 @@ def configure_logging(
     secrets: Iterable[str] = (),
     roots: Sequence[Path] = (),
     width: int | None = None,
+    before_line: Callable[[], None] | None = None,
 ) -> None:
     """Set up structlog (and the stdlib loggers of httpx and watchdog) for this process.
 
     On the console, paths inside one of ``roots`` are shown relative to it, times as
     HH:MM:SS, and on a terminal (or with ``width``) each event's line is cut to fit; JSON keeps
-    every value whole.
+    every value whole. ``before_line`` is called before each line is written (a progress bar
+    on the same terminal erases itself).
     """
     stream = stream or sys.stdout
     tty = stream.isatty()
@@ -141,6 +143,9 @@ def configure_logging(
     final: Any = renderer
     if journald_stream(stream):
         final = JournaldPrefix(renderer)
+    if before_line is not None:
+        final = BeforeLine(final, before_line)
+        renderer = BeforeLine(renderer, before_line)
     structlog.configure(
         processors=[
             *shared,
@@ -272,22 +277,32 @@ class FitLine:
 
 
 def fit(line: str, width: int) -> str:
-    """``line`` cut to ``width`` visible characters, ending in "…" when cut."""
+    """``line`` cut to ``width`` visible characters, ending in "…" when cut.
+
+    The cut falls after a word, not inside one, unless that would lose more than half the
+    width (a long path or value is then cut where the width ends).
+    """
     visible = len(_SGR.sub("", line))
     if visible <= width:
         return line
     out: list[str] = []
     shown = 0
     pos = 0
+    last_space: int | None = None  # index in out of the last space kept
     while pos < len(line) and shown < width - 1:
         match = _SGR.match(line, pos)
         if match is not None:
             out.append(match.group())
             pos = match.end()
             continue
+        if line[pos] == " " and shown >= width // 2:
+            last_space = len(out)
         out.append(line[pos])
         shown += 1
         pos += 1
+    if last_space is not None and pos < len(line) and line[pos] != " ":
+        # Mid-word: drop the word's start (colour codes after it are closed by the reset).
+        out = out[:last_space]
     colored = "\x1b[" in line
     return "".join(out).rstrip() + "…" + ("\x1b[0m" if colored else "")
 
@@ -331,6 +346,19 @@ class JournaldPrefix:
         level = str(event.get("level", name)).lower()
         line = self._renderer(logger, name, event)
         return f"<{_PRIORITY.get(level, 6)}>{line}"
+
+
+class BeforeLine:
+    """Renderer wrapper that calls ``hook`` just before its line is written."""
+
+    def __init__(self, renderer: Any, hook: Callable[[], None]) -> None:
+        self._renderer = renderer
+        self._hook = hook
+
+    def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
+        line = str(self._renderer(logger, name, event))
+        self._hook()
+        return line
 
 
 def _identity(_logger: Any, _name: str, event: MutableMapping[str, Any]

@@ -61,6 +61,20 @@ _NOT_MEDIA_SIGNATURES: tuple[tuple[bytes, str], ...] = (
 )
 
 
+#: What helps a file that is fine on disk but holds no recording: a changed file is settled and
+#: tried again by itself, so `watcherd retry` (the same bytes again) would not help.
+REPLACE_IT = "replace it with the recording (a changed file is picked up again)"
+#: After a person fixes the file's permissions (no content change, so nothing is noticed).
+THEN_RETRY = "then run `watcherd retry` on it"
+PERMISSION_DENIED = ("permission denied reading the file: give the watcherd user read access, "
+                     + THEN_RETRY)
+
+
+def not_audio(detail: str) -> str:
+    """The reason for a file that is not a recording at all (``detail``: what it holds)."""
+    return f"not an audio or video file ({detail}); {REPLACE_IT}"
+
+
 # -- reading a source safely ------------------------------------------------------------------
 
 
@@ -86,9 +100,7 @@ def read_error(exc: OSError) -> SourceError:
     if problem.kind == "missing":
         return SourceError("disappeared while being read", transient=True)
     if problem.kind == "permission":
-        return SourceError(
-            "permission denied reading the file: give the watcherd user read access"
-        )
+        return SourceError(PERMISSION_DENIED)
     if problem.retryable:  # transient, space
         return SourceError(
             f"cannot be read for now ({problem.message}); retrying later by itself",
@@ -101,10 +113,7 @@ def read_error(exc: OSError) -> SourceError:
             f"cannot be read ({problem.message}): the link points back at itself; "
             "fix or remove the link"
         )
-    return SourceError(
-        f"cannot be read ({problem.message}); this file cannot be processed as it is: check "
-        "it (and the storage it is on), then replace it or run `watcherd retry` on it"
-    )
+    return SourceError(f"cannot be read ({problem.message}); {problem.hint}")
 
 
 @contextlib.contextmanager
@@ -209,7 +218,10 @@ class _SourceReader(io.RawIOBase):
         try:
             return os.lseek(self._fd, offset, whence)
         except OSError as exc:
-            self.failure = exc
+            # EINVAL here is the parser's own bad offset (mutagen looks for a tag 128 bytes
+            # before the end of a 40-byte file): odd content, not a failing disk.
+            if exc.errno != errno.EINVAL:
+                self.failure = exc
             raise
 
     def tell(self) -> int:
@@ -376,11 +388,7 @@ def check_source(path: Path, size: int) -> None:
     if seconds is None:
         what = not_media(_head(path))
         if what is not None:
-            raise SourceError(
-                f"the file is not audio or video (it holds {what}): it is probably corrupt or "
-                "misnamed; replace it with the recording (a changed file is picked up again; "
-                "`watcherd retry` checks it again)"
-            )
+            raise SourceError(not_audio(f"it holds {what}; misnamed?"))
 
 
 def _head(path: Path) -> bytes:

@@ -71,12 +71,17 @@ class ProgressBoard:
         with self._lock:
             self._entries.pop(source_id, None)
 
-    def retain(self, source_ids: Iterable[int]) -> None:
-        """Forget every source not in ``source_ids``: a report whose clear was missed."""
+    def retain(self, source_ids: Iterable[int], *, updated_before: float | None = None) -> None:
+        """Forget every source not in ``source_ids``: a report whose clear was missed.
+
+        With ``updated_before`` (when the list was read), a source reported since is kept:
+        a list read a moment ago cannot know a file that has just started.
+        """
         keep = set(source_ids)
         with self._lock:
             for source_id in [s for s in self._entries if s not in keep]:
-                del self._entries[source_id]
+                if updated_before is None or self._entries[source_id].updated_at < updated_before:
+                    del self._entries[source_id]
 
     def snapshot(self) -> dict[int, Progress]:
         """A copy of the board: source id -> its latest progress."""

@@ -278,9 +278,7 @@ def _hash_all(batch: Sequence[Source], unlimited: frozenset[int] = frozenset()
         except SourceError as exc:
             error = exc
         except OSError as exc:
-            problem = classify(exc)
-            error = SourceError(f"cannot read it: {problem.message}; {problem.hint}",
-                                transient=problem.retryable)
+            error = media.read_error(exc)  # the same words as every other read of a source
         except Exception as exc:
             error = SourceError(f"cannot be hashed: {_short(exc)}", transient=True)
         try:
@@ -768,6 +766,20 @@ class Worker:
     def _watch_of_source(self, source: Source) -> WatchConfig | None:
         return self.folders.watch_of_source(source)
 
+    def _ours(self, source: Source) -> bool:
+        """Whether a watch of this worker covers ``source``; if not, say why in its note.
+
+        A journal outlives configs: files another config watched stay as they are, neither
+        hashed nor dispatched, until a daemon watching their folder runs.
+        """
+        if self._watch_of_source(source) is not None:
+            return True
+        note = None if self.shared else self.folders.unwatched_note(source)
+        if note is not None and source.note != note:
+            self.journal.annotate(source, actor="worker", reason="folder not watched",
+                                  note=note)
+        return False
+
     def _options_text(self, watch: WatchConfig) -> str:
         cached = self._book.options.get(id(watch))
         if cached is None or cached[0] is not watch:
@@ -985,7 +997,7 @@ class Worker:
         next_at = math.inf
         ready: list[Source] = []
         for source in unsettled:
-            if source.id in self._hashing:
+            if source.id in self._hashing or not self._ours(source):
                 continue
             entry = book.sources.get(source.path)
             if entry is None:
@@ -1212,8 +1224,8 @@ class Worker:
         for source in due:
             if source.id in self._running:
                 continue
-            if self.shared and self._watch_of_source(source) is None:
-                continue  # a folder this node does not watch: another node's work
+            if not self._ours(source):
+                continue  # a folder this node does not watch: another node's or config's
             name = self._engine_name(source, now)
             if name is None or name not in self.engines:
                 if not self.shared:
@@ -1285,6 +1297,10 @@ class Worker:
         leader = None
         for key in source_keys(source):
             leader = self.journal.leader_for(key)
+            if leader is not None and not self.shared and self._watch_of_source(leader) is None:
+                # Another config's file, left alone here: waiting for it would be for ever
+                # (the job lookup by content still finds any job it made).
+                leader = None
             if leader is not None and leader.id != source.id:
                 break
         if not cached and leader is not None and leader.id != source.id:

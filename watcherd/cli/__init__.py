@@ -11,6 +11,7 @@ import asyncio
 import json
 import signal
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,14 @@ from watcherd.cli._common import (
 from watcherd.cli.configcmd import config_group
 from watcherd.cli.ops import doctor, logs, service
 from watcherd.cli.progressbar import TerminalBar
-from watcherd.config import Config, WatchConfig, load_config, secret_values, with_extra_watches
+from watcherd.config import (
+    Config,
+    WatchConfig,
+    load_config,
+    reject_file_roots,
+    secret_values,
+    with_extra_watches,
+)
 from watcherd.display import json_safe, printable
 from watcherd.errors import ConfigError, JournalError
 from watcherd.history import UnknownState, check_state, history_json, history_lines
@@ -92,6 +100,7 @@ def run(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
 
     def load() -> Config:
         loaded = _load(config_path)
+        reject_file_roots(loaded)
         return with_extra_watches(loaded, extra) if extra else loaded
 
     config = load()
@@ -117,23 +126,25 @@ def transcribe(files: tuple[Path, ...], config_path: Path | None) -> None:
     from watcherd.daemon import transcribe as run_transcribe
 
     config = _load(config_path)
-    configure_logging(fmt=config.log_format, level=config.log_level, stream=sys.stderr,
-                      secrets=secret_values(config))
     resolved = [f.expanduser().resolve() for f in files]
+    board = ProgressBoard()
+    bar = TerminalBar(board, sys.stderr,
+                      resolved[0].name if len(resolved) == 1 else f"{len(resolved)} files")
+    # Log lines and the bar share the terminal: each line erases the bar, the next draw
+    # puts it back below.
+    configure_logging(fmt=config.log_format, level=config.log_level, stream=sys.stderr,
+                      secrets=secret_values(config), before_line=bar.clear)
     template = with_extra_watches(_without_watches(config), [resolved[0].parent]).watches[0]
     # Named files skip the settle wait: the user says they are complete.
     from dataclasses import replace
 
     template = replace(template, settle_seconds=0.0)
-    board = ProgressBoard()
-    bar = TerminalBar(board, sys.stderr,
-                      resolved[0].name if len(resolved) == 1 else f"{len(resolved)} files")
     try:
         states = asyncio.run(run_transcribe(config, resolved, template, progress=board,
                                             on_wait=bar.draw))
     except JournalLocked:
         # A daemon drives this journal: it does the work, this command waits for it.
-        states = _through_daemon(config, resolved, template)
+        states = _through_daemon(config, resolved, template, bar)
     finally:
         bar.clear()
     with open_for_command(config, readonly=True) as journal:
@@ -150,16 +161,29 @@ def transcribe(files: tuple[Path, ...], config_path: Path | None) -> None:
     sys.exit(0 if all(s == "done" for s in states.values()) else 1)
 
 
-def _through_daemon(config: Config, files: list[Path], template: WatchConfig
-                    ) -> dict[str, str]:
-    """Hand ``files`` to the running daemon; finish them here if it stops meanwhile."""
+def _through_daemon(config: Config, files: list[Path], template: WatchConfig,
+                    bar: TerminalBar) -> dict[str, str]:
+    """Hand ``files`` to the running daemon; finish them here if it stops meanwhile.
+
+    The bar shows each file's state in the journal, and the daemon's progress when its
+    status page is up.
+    """
     from watcherd.daemon import transcribe as run_transcribe
     from watcherd.handoff import hand_to_daemon
+    from watcherd.web.remote import PageProgress
 
-    result = hand_to_daemon(config.journal_path, files, template)
+    feed = PageProgress(bar.board, config.journal_path, config.http.token)
+
+    def waited(working: Mapping[int, str]) -> None:
+        feed(working)
+        bar.draw()
+
+    result = hand_to_daemon(config.journal_path, files, template, on_wait=waited)
     states = dict(result.states)
     if result.unfinished:
-        states.update(asyncio.run(run_transcribe(config, list(result.unfinished), template)))
+        bar.board.retain(())
+        states.update(asyncio.run(run_transcribe(config, list(result.unfinished), template,
+                                                 progress=bar.board, on_wait=bar.draw)))
     return {str(f): states.get(str(f), "ignored") for f in files}
 
 

@@ -33,24 +33,30 @@ class TerminalBar:
         self._drawn = False
 
     def draw(self) -> None:
-        """Show the furthest file in progress (called a few times a second)."""
+        """Show the furthest file in progress (called a few times a second).
+
+        A file with only a phase so far (queued at the daemon, uploading) shows at 0% with
+        that phase, so the bar is there from the start.
+        """
         if not self.enabled:
             return
         snapshot = self.board.snapshot()
-        shown = [(p.fraction, sid) for sid, p in snapshot.items() if p.fraction is not None]
-        if not shown:
+        if not snapshot:
             return
-        fraction, _ = max(shown)
+        fraction, phase = max((p.fraction or 0.0, p.phase or "") for p in snapshot.values())
         label = printable(self.label)
-        if len(shown) > 1:
-            label += f" (+{len(shown) - 1} more)"
+        if phase:
+            label += f" · {printable(phase)}"
+        if len(snapshot) > 1:
+            label += f" (+{len(snapshot) - 1} more)"
         width = shutil.get_terminal_size((80, 24)).columns
         self.stream.write("\r" + bar_line(fraction, label, width - 1) + "\x1b[K")
         self.stream.flush()
         self._drawn = True
 
     def clear(self) -> None:
-        """Erase the bar so the results print on a clean line."""
+        """Erase the bar so the results (or a log line) print on a clean line; the next
+        :meth:`draw` puts it back."""
         if self._drawn:
             self.stream.write("\r\x1b[K")
             self.stream.flush()

@@ -159,7 +159,9 @@ class WebApp:
         snapshot = await self.reader.get()
         if self.progress is not None:
             # Reports whose clear was missed (a crash in an engine) go with their file's work.
-            self.progress.retain(s.id for s in snapshot.working)
+            # The snapshot may be a few seconds old (cached): a file started since is kept.
+            self.progress.retain((s.id for s in snapshot.working),
+                                 updated_before=snapshot.taken_at)
         outputs = await asyncio.to_thread(self._outputs_of_recent, snapshot)
         return snapshot, outputs
 

@@ -471,13 +471,14 @@ class GladiaClient:
             )
         if status == 413:
             return PermanentGladiaError(
-                f"file is larger than Gladia accepts ({_MAX_UPLOAD_MB} MB)", **details
+                f"file is larger than Gladia accepts ({_MAX_UPLOAD_MB} MB); split it or compress "
+                "it (e.g. to mono MP3) and drop the parts in", **details
             )
         if 300 <= status <= 399:
             location = self._scrub(response.headers.get("location", "nowhere"))
             return PermanentGladiaError(
                 f"the Gladia API answered {op} with a redirect to {_one_line(location)}; "
-                "check [gladia] api_url",
+                "check [gladia] api_url, then run `watcherd retry`",
                 **details,
             )
         return PermanentGladiaError(f"Gladia refused the {op} request: {server_text}", **details)
@@ -508,7 +509,8 @@ def _open_source(path: Path) -> tuple[IO[bytes], int]:
         raise SourceError(f"the file disappeared before upload: {path}", transient=True) from exc
     except PermissionError as exc:
         raise SourceError(
-            f"permission denied: watcherd cannot read {path}; give its user read access",
+            f"permission denied: watcherd cannot read {path}; give its user read access, "
+            "then run `watcherd retry` on it",
             transient=False,
         ) from exc
     except IsADirectoryError as exc:

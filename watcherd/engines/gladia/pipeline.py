@@ -226,7 +226,7 @@ class GladiaPipeline:
         await run_on(source.watch_root, media.check_source, path, source.size)
         source = self.journal.transition(
             source, "uploading", actor="worker", reason="upload started", last_error=None,
-            note=None,
+            note=None, engine="gladia",
         )
         log.info("upload_started", source=source.path, bytes=source.size)
         self.progress.report(source.id, phase="uploading")
@@ -472,7 +472,7 @@ class GladiaPipeline:
         else:
             reason = (f"Gladia could not transcribe this file (job {source.job_id}, error "
                       f"{code}): it is probably corrupt, not audio, or too long; replace the "
-                      "file (a changed file is picked up again) or run `watcherd retry`")
+                      "file with a good recording (a changed file is picked up again)")
         raise PermanentGladiaError(reason, status=code)
 
     async def _finish(self, source: Source, job: Mapping[str, Any]) -> None:
@@ -508,11 +508,20 @@ def _newest(jobs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     return max(jobs, key=lambda j: str(j.get("created_at", "")))
 
 
+#: Words by which a reason already says what to do.
+_ACTIONS = ("watcherd retry", "replace", "split it", "check [gladia]")
+
+
 def _permanent_reason(exc: PermanentGladiaError) -> str:
     if exc.status in (400, 422) and exc.validation_errors:
         return (f"Gladia refused the request: {exc.describe()}; fix the options in the config "
                 "([defaults.options] / [watch.options]) and run `watcherd retry`")
-    return exc.describe()
+    text = exc.describe()
+    if not any(action in text for action in _ACTIONS):
+        # A refusal the client had no specific words for: say what can help.
+        text += ("; fix what Gladia names (the folder's options in [watch.options], or the "
+                 "file), then run `watcherd retry`")
+    return text
 
 
 def _json(value: Any) -> str:

@@ -106,9 +106,11 @@ class LocalPipeline:
             raise SourceError("the file is empty; replace it with the full recording")
         source = self.journal.transition(
             source, "transcribing", actor="worker", reason="local transcription started",
-            last_error=None, note=None, next_attempt_at=None,
+            last_error=None, note=None, next_attempt_at=None, engine="local",
         )
         log.info("transcription_started", source=source.path, engine="local")
+        # Shown at once: Whisper's first report comes only after its first 30 s window.
+        self.progress.report(source.id, fraction=0.0, phase="transcribing")
 
         def started(audio_seconds: float | None) -> None:
             self._running[source.id] = Run(time.monotonic(), audio_seconds)

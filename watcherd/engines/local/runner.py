@@ -362,8 +362,7 @@ def _open_place(request: Mapping[str, Any]) -> BinaryIO:
     except FileNotFoundError as exc:
         raise _Missing(str(exc)) from None
     except PermissionError:
-        raise _Refused("permission denied reading the file: give the watcherd user read "
-                       "access") from None
+        raise _Refused(media.PERMISSION_DENIED) from None
     return os.fdopen(fd, "rb")
 
 
@@ -378,24 +377,42 @@ def _channels(source: BinaryIO) -> int:
         return 1  # only informative; decoding already proved the file is audio
 
 
+def _audio_streams(source: BinaryIO) -> int | None:
+    """How many audio streams the container holds: 0 when it is no container at all (text,
+    an image), None when that cannot be told (the decoder then has the last word)."""
+    av = importlib.import_module("av")
+    try:
+        source.seek(0)
+        with av.open(source) as container:
+            return len(container.streams.audio)
+    except av.error.InvalidDataError:
+        return 0  # no format FFmpeg knows: not a recording at all
+    except Exception:
+        return None
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            source.seek(0)
+
+
 def _decode(source: BinaryIO) -> Any:
     audio_module = importlib.import_module("faster_whisper.audio")
     try:
+        if _audio_streams(source) == 0:
+            raise _Refused(media.not_audio("no audio stream found"))
         audio = audio_module.decode_audio(source, sampling_rate=SAMPLE_RATE)
     except FileNotFoundError as exc:
         raise _Missing(str(exc)) from None
     except PermissionError:
-        raise _Refused("permission denied reading the file: give the watcherd user read "
-                       "access") from None
-    except MemoryError:
+        raise _Refused(media.PERMISSION_DENIED) from None
+    except (MemoryError, _Refused):
         raise
     except Exception as exc:
         detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        raise _Refused(f"it cannot be decoded as audio ({detail}); it is probably corrupt or "
-                       "not a recording; replace the file (a changed file is picked up again)"
-                       ) from None
+        raise _Refused(f"it cannot be decoded as audio ({detail}): the recording is probably "
+                       f"damaged; {media.REPLACE_IT}") from None
     if getattr(audio, "size", 0) == 0:
-        raise _Refused("it contains no audio to transcribe")
+        raise _Refused(f"it holds no audio to transcribe (an empty audio stream); "
+                       f"{media.REPLACE_IT}")
     return audio
 
 
@@ -496,11 +513,12 @@ def worker_main(
             return
         if message[0] != "transcribe":
             return
-        def report(fraction: float, last: list[float] = [0.0, 0.0]) -> None:  # noqa: B006
-            # At most a few messages a second, and only forward: the pipe stays quiet.
-            now = time.monotonic()
-            if fraction - last[0] >= 0.01 and now - last[1] >= 0.5:
-                last[0], last[1] = fraction, now
+        def report(fraction: float, last: list[float] = [0.0]) -> None:  # noqa: B006
+            # Only forward, in steps of 1%: at most a hundred small messages a file. Not
+            # throttled by time: Whisper yields a 30 s window's segments in one burst, and
+            # the burst's last (furthest) report is the one worth showing until the next.
+            if fraction - last[0] >= 0.01:
+                last[0] = fraction
                 with contextlib.suppress(OSError):
                     conn.send(("progress", fraction))
 
@@ -811,7 +829,8 @@ class LocalEngine:
         finally:
             pool.put_nowait(worker)
         if kind == "refused":
-            raise LocalEngineError(f"cannot transcribe {path.name}: {value}", transient=False)
+            # The reason is about the file, shown beside its path: the name is not repeated.
+            raise LocalEngineError(str(value), transient=False)
         if kind == "missing":
             raise SourceError("disappeared before it was transcribed", transient=True)
         if kind != "done":
