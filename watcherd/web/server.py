@@ -19,6 +19,7 @@ from watcherd.config import HttpConfig
 from watcherd.journal import Journal
 from watcherd.pause import JournalPause
 from watcherd.progress import ProgressBoard
+from watcherd.service.metrics import ActivityFigures
 from watcherd.web import health, metrics
 from watcherd.web.app import WebApp
 from watcherd.web.guard import Guard
@@ -74,7 +75,7 @@ def build(
     *,
     journal: Journal | None = None,
     progress: ProgressBoard | None = None,
-    activity: metrics.ActivityFigures | None = None,
+    activity: ActivityFigures | None = None,
     api: metrics.ApiRequests | None = None,
     on_retried: Callable[[Path], None] | None = None,
     port: int | None = None,
@@ -100,7 +101,7 @@ async def start_web(
     journal: Journal,
     *,
     progress: ProgressBoard | None = None,
-    activity: metrics.ActivityFigures | None = None,
+    activity: ActivityFigures | None = None,
     api: metrics.ApiRequests | None = None,
     on_retried: Callable[[Path], None] | None = None,
     open_journal: Callable[[], Journal] | None = None,
