@@ -16,6 +16,7 @@ from pathlib import Path
 import structlog
 
 from watcherd.config import HttpConfig
+from watcherd.httpserver import HttpServer
 from watcherd.journal import Journal
 from watcherd.pause import JournalPause
 from watcherd.progress import ProgressBoard
@@ -23,7 +24,7 @@ from watcherd.service.metrics import ActivityFigures
 from watcherd.web import health, metrics
 from watcherd.web.app import WebApp
 from watcherd.web.guard import Guard
-from watcherd.web.http import HttpServer
+from watcherd.web.http import page_server
 from watcherd.web.snapshot import SnapshotReader
 
 log = structlog.get_logger("watcherd.web")
@@ -93,7 +94,7 @@ def build(
         activity=activity, transitions=metrics.TransitionCounter(), api=api,
         heartbeat=health.Heartbeat(), on_retried=on_retried, paused=paused,
     )
-    return WebServer(app, HttpServer(host, bound_port, app.handle))
+    return WebServer(app, page_server(host, bound_port, app.handle))
 
 
 async def start_web(
