@@ -125,9 +125,9 @@ class ServerRules:
     an unknown path, a wrong method); by default a request of a :data:`BODILESS_METHODS`
     method may come without a body and any body is at most ``max_body``. ``refusal`` renders
     an error answer from status, reason and headers; ``on_refused`` hears of each refused
-    request (the head, None when there was none yet), ``redact`` cleans any text that may
-    reach a log or a client, and ``failed_event`` names the log event of a handler that
-    raised. ``headers`` go on every answer.
+    request (the client's address, the head or None when there was none yet, the error);
+    ``redact`` cleans any text that may reach a log or a client; ``failed_event`` names the
+    log event of a handler that raised. ``headers`` go on every answer.
     """
 
     name: str
@@ -142,7 +142,7 @@ class ServerRules:
     big_body_slots: int = 2
     body_rule: Callable[[Request], BodyRule] | None = None
     refusal: Callable[[int, str, Mapping[str, str]], Response] = _text_refusal
-    on_refused: Callable[[Request | None, HttpError], None] | None = None
+    on_refused: Callable[[str, Request | None, HttpError], None] | None = None
     redact: Callable[[str], str] = _unchanged
     failed_event: str | None = None
 
@@ -305,7 +305,7 @@ class HttpServer:
                 return await self._handle(request), request.method == "HEAD"
         except HttpError as exc:
             if self.rules.on_refused is not None:
-                self.rules.on_refused(head, exc)
+                self.rules.on_refused(slot.address, head, exc)
             return self.rules.refusal(exc.status, exc.reason, exc.headers), False
 
     async def _read_body(self, wire: Wire, writer: asyncio.StreamWriter, slot: Slot,
