@@ -9,6 +9,7 @@ exposition text is always prometheus_client's; nothing here writes it by hand.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -73,15 +74,14 @@ def activity_families(figures: ActivityFigures) -> Iterator[Metric]:
                                 value=figures.last_success)
 
 
+@dataclass(frozen=True)
 class _Figures:
     """The figures of one moment, as :class:`ActivityFigures`."""
 
-    def __init__(self, upload_bytes: int, audio_seconds: float, errors: Mapping[str, int],
-                 last_success: float | None) -> None:
-        self.upload_bytes = upload_bytes
-        self.audio_seconds = audio_seconds
-        self.errors = errors
-        self.last_success = last_success
+    upload_bytes: int
+    audio_seconds: float
+    errors: Mapping[str, int]
+    last_success: float | None
 
 
 class _Families(Collector):
