@@ -17,13 +17,24 @@ from typing import Any
 
 from watcherd.errors import JournalError
 from watcherd.journal import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
-from watcherd.journal import Journal, Source, decode_path, encode_path, safe_text
+from watcherd.journal import Journal, Source
+from watcherd.journal.backends import is_postgres_url
+from watcherd.journal.stored import (
+    PATH_COLUMNS,
+    decode_path,
+    encode_path,
+    from_stored,
+    pg_decode_path,
+    pg_encode_path,
+    pg_text,
+    safe_text,
+    to_stored,
+)
 
 SOURCE_COLUMNS = tuple(f.name for f in fields(Source))
 EVENT_COLUMNS = ("id", "source_id", "at", "from_state", "to_state", "actor", "reason")
 RESULT_COLUMNS = ("content_key", "job_id", "job_json", "created_at")
 JOB_TIME_COLUMNS = ("id", "at", "options_class", "audio_seconds", "seconds")
-_PATH_COLUMNS = frozenset({"path", "watch_root", "output_base"})
 
 
 @dataclass(frozen=True)
@@ -44,11 +55,6 @@ class CopyReport:
     events: int
     results: int
     job_times: int
-
-
-def is_postgres_url(target: str) -> bool:
-    """Whether a journal location is a PostgreSQL URL (else it is a SQLite file path)."""
-    return target.startswith(("postgresql://", "postgres://"))
 
 
 def copy_journal(src: str | Path, dst: str | Path, *,
@@ -95,7 +101,7 @@ def write_rows(target: str, rows: JournalRows, *, source_label: str,
 
 
 def _decoded(row: dict[str, Any], decode: Any) -> dict[str, Any]:
-    return {k: (decode(v) if k in _PATH_COLUMNS and v is not None else v)
+    return {k: (decode(v) if k in PATH_COLUMNS and v is not None else v)
             for k, v in row.items()}
 
 
@@ -155,7 +161,7 @@ def _read_sqlite(path: Path) -> JournalRows:
 def _sqlite_value(name: str, value: Any) -> Any:
     if not isinstance(value, str):
         return value
-    return encode_path(value) if name in _PATH_COLUMNS else safe_text(value)
+    return encode_path(value) if name in PATH_COLUMNS else safe_text(value)
 
 
 def _write_sqlite(path: Path, rows: JournalRows, source_label: str) -> None:
@@ -203,13 +209,7 @@ def _write_sqlite(path: Path, rows: JournalRows, source_label: str) -> None:
 
 
 def _read_pg(url: str, roots: Mapping[str, str]) -> JournalRows:
-    from watcherd.journal.postgres import (
-        check_version,
-        connect,
-        from_stored,
-        pg_decode_path,
-        redact_url,
-    )
+    from watcherd.journal.postgres import check_version, connect, redact_url
 
     def decode(stored: str) -> str:
         return from_stored(pg_decode_path(stored), roots)
@@ -236,21 +236,12 @@ def _write_pg(url: str, rows: JournalRows, source_label: str,
               roots: Mapping[str, str]) -> None:
     import psycopg
 
-    from watcherd.journal.postgres import (
-        connect,
-        from_stored,
-        migrate,
-        pg_decode_path,
-        pg_encode_path,
-        pg_text,
-        redact_url,
-        to_stored,
-    )
+    from watcherd.journal.postgres import connect, migrate, redact_url
 
     def value(name: str, item: Any) -> Any:
         if not isinstance(item, str):
             return item
-        if name in _PATH_COLUMNS:
+        if name in PATH_COLUMNS:
             return pg_encode_path(to_stored(item, roots))
         return pg_text(item)
 

@@ -1,0 +1,165 @@
+-- The journal's statements, by name, for both databases (read by watcherd/journal/queries.py).
+--
+-- `-- name: NAME` is one statement for SQLite and PostgreSQL alike; `-- name: NAME (sqlite)` and
+-- `-- name: NAME (postgres)` are variants, kept only where the databases really differ (arrays,
+-- index hints, leases). Parameters are :name; {ACTIVE_STATES} and the other {..._STATES} are
+-- filled from the state tuples in watcherd/journal/_base.py. Comments go on their own lines.
+
+-- name: get_source
+SELECT * FROM sources WHERE id = :id;
+
+-- name: source_by_path
+SELECT * FROM sources WHERE path = :path;
+
+-- name: all_sources
+SELECT * FROM sources ORDER BY id;
+
+-- name: sources_by_ids (sqlite)
+-- A list parameter reaches SQLite as JSON text (see SQLiteJournal._params).
+SELECT * FROM sources WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: sources_by_ids (postgres)
+SELECT * FROM sources WHERE id = ANY(:ids);
+
+-- name: sources_in_states (sqlite)
+SELECT * FROM sources WHERE state IN (SELECT value FROM json_each(:states)) ORDER BY id;
+
+-- name: sources_in_states (postgres)
+SELECT * FROM sources WHERE state = ANY(:states) ORDER BY id;
+
+-- name: state_since
+-- When each source entered its current state: its last event into that state from another.
+SELECT e.source_id AS id, MAX(e.at) AS at FROM events e JOIN sources s
+    ON s.id = e.source_id AND e.to_state = s.state
+    AND (e.from_state IS NULL OR e.from_state != s.state) GROUP BY e.source_id;
+
+-- name: counts
+SELECT state, count(*) AS n FROM sources GROUP BY state;
+
+-- name: events
+SELECT id, source_id, at, from_state, to_state, actor, reason FROM events
+    WHERE source_id = :source_id ORDER BY id;
+
+-- name: result_for
+SELECT job_json FROM results WHERE content_key = :content_key;
+
+-- name: store_result
+INSERT INTO results (content_key, job_id, job_json, created_at)
+    VALUES (:content_key, :job_id, :job_json, :created_at)
+    ON CONFLICT (content_key) DO UPDATE SET job_id = excluded.job_id,
+    job_json = excluded.job_json, created_at = excluded.created_at;
+
+-- name: output_base_taken
+-- A gone source that never finished owns no outputs.
+SELECT 1 AS taken FROM sources WHERE output_base = :base AND path != :path
+    AND NOT (state = 'gone' AND done_at IS NULL) LIMIT 1;
+
+-- name: leader_for
+-- Jobs already created (or being created, or uploaded) lead; then the oldest.
+SELECT * FROM sources WHERE content_key = :content_key AND state IN {ACTIVE_STATES}
+    ORDER BY (job_id IS NULL), (submit_started_at IS NULL), (audio_url IS NULL), id LIMIT 1;
+
+-- name: unsettled (sqlite)
+-- SQLite sorts NULL first already, and reads sources_unsettled in this order.
+SELECT * FROM sources WHERE state = 'pending' AND content_key IS NULL
+    ORDER BY changed_at LIMIT :limit;
+
+-- name: unsettled (postgres)
+SELECT * FROM sources WHERE state = 'pending' AND content_key IS NULL
+    ORDER BY changed_at NULLS FIRST, id LIMIT :limit;
+
+-- The worker's queue (`due`): four reads on partial indexes instead of one sort of every
+-- queued row. SQLite is told the index to use; PostgreSQL leaves out what another node leases.
+
+-- name: due_remote (sqlite)
+SELECT * FROM sources WHERE content_key IS NOT NULL AND state IN {REMOTE_STATES} LIMIT :limit;
+
+-- name: due_remote (postgres)
+SELECT * FROM sources WHERE content_key IS NOT NULL AND state IN {REMOTE_STATES}
+    AND (node IS NULL OR lease_until IS NULL
+         OR lease_until <= extract(epoch from clock_timestamp())::float8 OR node = :me)
+    LIMIT :limit;
+
+-- name: due_waiting (sqlite)
+SELECT * FROM sources WHERE state = 'waiting' AND content_key IS NOT NULL
+    AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
+    ORDER BY next_attempt_at LIMIT :limit;
+
+-- name: due_waiting (postgres)
+SELECT * FROM sources WHERE state = 'waiting' AND content_key IS NOT NULL
+    AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
+    AND (node IS NULL OR lease_until IS NULL
+         OR lease_until <= extract(epoch from clock_timestamp())::float8 OR node = :me)
+    ORDER BY next_attempt_at NULLS FIRST LIMIT :limit;
+
+-- name: due_started (sqlite)
+SELECT * FROM sources INDEXED BY sources_started WHERE
+    (job_id IS NOT NULL OR submit_started_at IS NOT NULL OR audio_url IS NOT NULL)
+    AND state = 'pending' AND content_key IS NOT NULL LIMIT :limit;
+
+-- name: due_started (postgres)
+SELECT * FROM sources WHERE
+    (job_id IS NOT NULL OR submit_started_at IS NOT NULL OR audio_url IS NOT NULL)
+    AND state = 'pending' AND content_key IS NOT NULL
+    AND (node IS NULL OR lease_until IS NULL
+         OR lease_until <= extract(epoch from clock_timestamp())::float8 OR node = :me)
+    LIMIT :limit;
+
+-- name: due_queued (sqlite)
+SELECT * FROM sources INDEXED BY sources_queue WHERE state = 'pending'
+    AND content_key IS NOT NULL ORDER BY id LIMIT :limit;
+
+-- name: due_queued (postgres)
+SELECT * FROM sources WHERE state = 'pending' AND content_key IS NOT NULL
+    AND (node IS NULL OR lease_until IS NULL
+         OR lease_until <= extract(epoch from clock_timestamp())::float8 OR node = :me)
+    ORDER BY id LIMIT :limit;
+
+-- name: next_attempt_at
+SELECT MIN(next_attempt_at) AS t FROM sources WHERE state IN {WAKE_STATES}
+    AND next_attempt_at > :after;
+
+-- name: count_in_flight (sqlite)
+SELECT count(*) AS n FROM sources INDEXED BY sources_inflight
+    WHERE (job_id IS NOT NULL OR submit_started_at IS NOT NULL)
+    AND state IN {IN_FLIGHT_STATES} AND id NOT IN (SELECT value FROM json_each(:exclude));
+
+-- name: count_in_flight (postgres)
+SELECT count(*) AS n FROM sources
+    WHERE (job_id IS NOT NULL OR submit_started_at IS NOT NULL)
+    AND state IN {IN_FLIGHT_STATES} AND NOT (id = ANY(:exclude));
+
+-- name: reschedule_waiting
+UPDATE sources SET next_attempt_at = :now WHERE state = 'waiting' AND next_attempt_at > :now;
+
+-- name: insert_job_time
+INSERT INTO job_times (at, options_class, audio_seconds, seconds)
+    VALUES (:at, :kind, :audio_seconds, :seconds);
+
+-- name: trim_job_times
+-- The newest :keep of a kind are kept.
+DELETE FROM job_times WHERE options_class = :kind AND id NOT IN
+    (SELECT id FROM job_times WHERE options_class = :kind ORDER BY id DESC LIMIT :keep);
+
+-- name: job_times
+SELECT options_class, audio_seconds, seconds FROM job_times ORDER BY id;
+
+-- name: get_meta
+SELECT value FROM meta WHERE key = :key;
+
+-- name: set_meta
+INSERT INTO meta (key, value) VALUES (:key, :value)
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- Only PostgreSQL has several nodes: what they share beyond the statements above stays in
+-- watcherd/journal/postgres.py, except this, which needs the active states.
+
+-- name: take_create_intent (postgres)
+-- Taken, or taken again by the same source, or taken over from a source no longer active.
+INSERT INTO create_intents (content_key, node, source_id, at)
+    VALUES (:content_key, :node, :source_id, :at) ON CONFLICT (content_key) DO UPDATE SET
+    node = EXCLUDED.node, source_id = EXCLUDED.source_id, at = EXCLUDED.at
+    WHERE create_intents.source_id = EXCLUDED.source_id OR NOT EXISTS (
+    SELECT 1 FROM sources s WHERE s.id = create_intents.source_id
+    AND s.content_key = create_intents.content_key AND s.state IN {ACTIVE_STATES})
+    RETURNING source_id;
