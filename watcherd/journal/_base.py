@@ -63,6 +63,8 @@ IN_FLIGHT_STATES: tuple[State, ...] = tuple(s for s in ACTIVE_STATES if s != "tr
 WAKE_STATES: tuple[State, ...] = ("waiting", "pending")
 #: How a source can end (the worker has nothing left to do).
 ENDED_STATES: tuple[State, ...] = ("done", "failed", "gone")
+#: What ``watcherd retry`` puts back in the queue.
+RETRY_STATES: tuple[State, ...] = ("failed", "waiting")
 
 
 @dataclass(frozen=True)

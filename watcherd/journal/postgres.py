@@ -28,7 +28,7 @@ import os
 import select
 import socket
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -49,6 +49,7 @@ from watcherd.journal._base import (
     PlanFull,
     Source,
 )
+from watcherd.journal.queries import PG_NOW
 from watcherd.journal.sqljournal import SQLJournal, _check_columns
 from watcherd.journal.stored import (
     PATH_COLUMNS,
@@ -71,9 +72,8 @@ _log = structlog.get_logger("watcherd.journal")
 
 # The channel every write that may make work for another node is announced on.
 NOTIFY_CHANNEL = "watcherd_journal"
-# The server's clock in epoch seconds: leases and heartbeats use it, so that nodes whose own
-# clocks disagree still agree on when a lease ran out.
-_NOW = "extract(epoch from clock_timestamp())::float8"
+# The server's clock (epoch seconds), for leases and heartbeats.
+_NOW = PG_NOW
 
 DbConn = psycopg.Connection[dict[str, Any]]
 
@@ -852,37 +852,6 @@ class PostgresJournal(SQLJournal):
             return True, True
         return False, False
 
-    def settle_many(self, items: Iterable[tuple[Source, str, str, FileStat]]) -> list[int]:
-        """Record hashed sources ``(source, sha256, content key, stat)`` in one transaction.
-
-        Only a source still ``pending`` and unchanged since it was read (same ``changed_at``)
-        is recorded; one that changed meanwhile is settled again later. Returns the ids
-        recorded.
-        """
-        batch = list(items)
-        recorded = []
-        with self._transaction(bulk=True, notify=True) as conn:
-            current = {
-                int(r["id"]): self._row(r) for r in conn.execute(
-                    "SELECT * FROM sources WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
-                    (sorted({s.id for s, _, _, _ in batch}),),
-                )
-            }
-            for source, digest, key, st in batch:
-                row = current.get(source.id)
-                if row is None or row.state != "pending" or (
-                    row.changed_at != source.changed_at
-                ) or row.options_json != source.options_json:
-                    continue
-                self._move(
-                    row, "pending", actor="worker", reason="settled and hashed",
-                    sha256=digest, content_key=key, note="queued",
-                    size=st.size, mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode,
-                )
-                current[source.id] = self.get(source.id)
-                recorded.append(source.id)
-        return recorded
-
     def record_unreadable(self, path: str, root: str, options_json: str, reason: str
                           ) -> Source:
         """A path where a source should be but that cannot be read: a failed row with why."""
@@ -906,30 +875,5 @@ class PostgresJournal(SQLJournal):
                 source_id = source.id
                 self._move(source, "failed", actor="worker", reason=reason, last_error=reason)
         return self.get(source_id)
-
-    def retry(self, paths: Sequence[str] = (), *, all_failed: bool = False) -> list[Source]:
-        """Put failed (or waiting) sources back in the queue now; returns those moved."""
-        moved = []
-        with self._transaction(notify=True) as conn:
-            if all_failed:
-                targets = [self._row(r) for r in conn.execute(
-                    "SELECT * FROM sources WHERE state = 'failed' ORDER BY id FOR UPDATE")]
-            else:
-                encoded = [self._enc(p) for p in dict.fromkeys(paths)]
-                rows = {r["path"]: self._row(r) for r in conn.execute(
-                    "SELECT * FROM sources WHERE path = ANY(%s) ORDER BY id FOR UPDATE",
-                    (encoded,))}
-                targets = [rows[p] for p in encoded if p in rows]
-            for source in targets:
-                if source.state not in ("failed", "waiting"):
-                    continue
-                # A job that ended in error is not reused: forget it so a new one is created.
-                self._move(
-                    source, "pending", actor="user", reason="watcherd retry",
-                    attempts=0, job_errors=0, next_attempt_at=None, last_error=None,
-                    note=None, job_id=None if source.state == "failed" else source.job_id,
-                )
-                moved.append(source.id)
-        return self._get_many(moved)
 
 

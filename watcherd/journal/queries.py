@@ -1,11 +1,11 @@
 """The journal's SQL, by name: ``sql/queries.sql`` read once, fitted to each database.
 
-Every statement the journal runs on both databases is written once there (procrastinate's
-``sql/queries.sql`` is the model). A block starts with ``-- name: NAME`` (for both databases)
-or ``-- name: NAME (sqlite)`` / ``(postgres)`` (a variant, only where the two really differ).
-Parameters are ``:name`` (SQLite's own style; turned into psycopg's ``%(name)s`` here), and
-``{STATE_SET}`` is filled with a state tuple of :mod:`watcherd.journal._base`, so no state
-list is written in SQL.
+Every statement the journal runs is written once there (procrastinate's ``sql/queries.sql``
+is the model). A block starts with ``-- name: NAME`` (for both databases) or ``-- name: NAME
+(postgres)`` (what only that database has). Parameters are ``:name`` (SQLite's own style;
+turned into psycopg's ``%(name)s`` here). ``{ACTIVE_STATES}`` and the other state sets are
+filled from :mod:`watcherd.journal._base`, so no state list is written in SQL; the few places
+where the databases really differ are named fragments (:data:`FRAGMENTS`), filled per dialect.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Literal
 
 from watcherd.journal._base import ACTIVE_STATES, IN_FLIGHT_STATES, REMOTE_STATES, WAKE_STATES
 
-__all__ = ["QUERIES", "Dialect", "Queries", "parse"]
+__all__ = ["FRAGMENTS", "PG_NOW", "QUERIES", "Dialect", "Queries", "parse"]
 
 Dialect = Literal["sqlite", "postgres"]
 _DIALECTS: tuple[Dialect, ...] = ("sqlite", "postgres")
@@ -25,7 +25,7 @@ _DIALECTS: tuple[Dialect, ...] = ("sqlite", "postgres")
 _HEADER = re.compile(r"^-- name: (\w+)(?: \((\w+)\))?\s*$", re.MULTILINE)
 # A parameter, never PostgreSQL's ``::type`` cast.
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
-_STATE_SET = re.compile(r"\{([A-Z_]+)\}")
+_TOKEN = re.compile(r"\{([A-Z_]+)(?::(\w+))?\}")
 _STATE_SETS: dict[str, tuple[str, ...]] = {
     "ACTIVE_STATES": ACTIVE_STATES,
     "REMOTE_STATES": REMOTE_STATES,
@@ -34,12 +34,43 @@ _STATE_SETS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _states(match: re.Match[str]) -> str:
-    return "(" + ",".join(f"'{state}'" for state in _STATE_SETS[match.group(1)]) + ")"
+# The server's clock in epoch seconds: leases use it, so nodes whose clocks disagree still
+# agree on when a lease ran out.
+PG_NOW = "extract(epoch from clock_timestamp())::float8"
+
+#: Where the databases really differ, by fragment name: ``{NAME}`` or ``{NAME:ARG}``.
+FRAGMENTS: dict[Dialect, dict[str, str]] = {
+    "sqlite": {
+        # SQLite has no arrays: a list parameter arrives as JSON text (SQLiteJournal._params).
+        "ANY": "IN (SELECT value FROM json_each(:{arg}))",
+        # BEGIN IMMEDIATE already holds the whole file's write lock.
+        "FOR_UPDATE": "",
+        # The planner is told which partial index answers the worker's queue.
+        "INDEXED_BY": "INDEXED BY {arg}",
+        # One writer: nobody else holds leases.
+        "LEASE_FREE": "",
+    },
+    "postgres": {
+        "ANY": "= ANY(:{arg})",
+        "FOR_UPDATE": "FOR UPDATE",
+        "INDEXED_BY": "",
+        # A source another node holds a live lease on is not this node's to do.
+        "LEASE_FREE": f"AND (node IS NULL OR lease_until IS NULL OR lease_until <= {PG_NOW}"
+                      " OR node = :me)",
+    },
+}
+
+
+def _fill(dialect: Dialect, match: re.Match[str]) -> str:
+    name, arg = match.group(1), match.group(2)
+    states = _STATE_SETS.get(name)
+    if states is not None:
+        return "(" + ",".join(f"'{state}'" for state in states) + ")"
+    return FRAGMENTS[dialect][name].format(arg=arg)
 
 
 def _for(dialect: Dialect, text: str) -> str:
-    text = _STATE_SET.sub(_states, text)
+    text = _TOKEN.sub(lambda m: _fill(dialect, m), text)
     if dialect == "postgres":
         text = _PARAM.sub(r"%(\1)s", text.replace("%", "%%"))
     return text

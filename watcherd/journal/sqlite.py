@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -281,29 +281,6 @@ class SQLiteJournal(SQLJournal):
                     touched.append(source.id)
         return [self.get(i) for i in touched]
 
-    def settle_many(self, items: Iterable[tuple[Source, str, str, FileStat]]) -> list[int]:
-        """Record hashed sources ``(source, sha256, content key, stat)`` in one transaction.
-
-        Only a source still ``pending`` and unchanged since it was read (same ``changed_at``)
-        is recorded; one that changed meanwhile is settled again later. Returns the ids
-        recorded.
-        """
-        recorded = []
-        with self._transaction(bulk=True):
-            for source, digest, key, st in items:
-                row = self._run("get_source", id=source.id).fetchone()
-                if row is None or row["state"] != "pending" or (
-                    row["changed_at"] != source.changed_at
-                ) or row["options_json"] != source.options_json:
-                    continue
-                self._move(
-                    self._row(row), "pending", actor="worker",
-                    reason="settled and hashed", sha256=digest, content_key=key, note="queued",
-                    size=st.size, mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode,
-                )
-                recorded.append(source.id)
-        return recorded
-
     def record_unreadable(self, path: str, root: str, options_json: str, reason: str
                           ) -> Source:
         """A path where a source should be but that cannot be read: a failed row with why."""
@@ -330,26 +307,6 @@ class SQLiteJournal(SQLJournal):
                 self._move(self._row(row), "failed", actor="worker", reason=reason,
                            last_error=reason)
         return self.get(source_id)
-
-    def retry(self, paths: Sequence[str] = (), *, all_failed: bool = False) -> list[Source]:
-        """Put failed (or waiting) sources back in the queue now; returns those moved."""
-        if all_failed:
-            targets = self.in_states(["failed"])
-        else:
-            targets = [s for p in paths if (s := self.by_path(p)) is not None]
-        moved = []
-        with self._transaction():
-            for source in targets:
-                if source.state not in ("failed", "waiting"):
-                    continue
-                # A job that ended in error is not reused: forget it so a new one is created.
-                self._move(
-                    source, "pending", actor="user", reason="watcherd retry",
-                    attempts=0, job_errors=0, next_attempt_at=None, last_error=None,
-                    note=None, job_id=None if source.state == "failed" else source.job_id,
-                )
-                moved.append(source.id)
-        return [self.get(i) for i in moved]
 
 
 def open_or_recover(path: Path) -> SQLiteJournal:

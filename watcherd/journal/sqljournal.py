@@ -13,10 +13,18 @@ import abc
 import contextlib
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from watcherd.journal._base import ENDED_STATES, STATES, Journal, Source, State
+from watcherd.journal._base import (
+    ENDED_STATES,
+    RETRY_STATES,
+    STATES,
+    FileStat,
+    Journal,
+    Source,
+    State,
+)
 from watcherd.journal.queries import QUERIES, Dialect
 from watcherd.journal.stored import SOURCE_FIELDS, job_text
 
@@ -202,6 +210,57 @@ class SQLJournal(Journal):
         moved = self.get(before.id)
         self._notify(moved, before.state)
         return moved
+
+    def settle_many(self, items: Iterable[tuple[Source, str, str, FileStat]]) -> list[int]:
+        """Record hashed sources ``(source, sha256, content key, stat)`` in one transaction.
+
+        Only a source still ``pending`` and unchanged since it was read (same ``changed_at``)
+        is recorded; one that changed meanwhile is settled again later. Returns the ids
+        recorded.
+        """
+        batch = list(items)
+        recorded = []
+        with self._transaction(bulk=True, notify=True):
+            # Read and locked at once, in id order: two nodes never deadlock on a batch.
+            current = {s.id: s for s in self._rows(
+                "lock_sources_by_ids", ids=sorted({s.id for s, _, _, _ in batch}))}
+            for source, digest, key, st in batch:
+                row = current.get(source.id)
+                if row is None or row.state != "pending" or (
+                    row.changed_at != source.changed_at
+                ) or row.options_json != source.options_json:
+                    continue
+                self._move(
+                    row, "pending", actor="worker", reason="settled and hashed",
+                    sha256=digest, content_key=key, note="queued",
+                    size=st.size, mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode,
+                )
+                current[source.id] = self.get(source.id)  # a repeat in the batch sees it
+                recorded.append(source.id)
+        return recorded
+
+    def retry(self, paths: Sequence[str] = (), *, all_failed: bool = False) -> list[Source]:
+        """Put failed (or waiting) sources back in the queue now; returns those moved."""
+        moved = []
+        with self._transaction(notify=True):
+            if all_failed:
+                targets = list(self._rows("sources_failed"))
+            else:
+                encoded = [self._enc(p) for p in dict.fromkeys(paths)]
+                found = {r["path"]: self._row(r)
+                         for r in self._run("sources_by_paths", paths=encoded)}
+                targets = [found[p] for p in encoded if p in found]
+            for source in targets:
+                if source.state not in RETRY_STATES:
+                    continue
+                # A job that ended in error is not reused: forget it so a new one is created.
+                self._move(
+                    source, "pending", actor="user", reason="watcherd retry",
+                    attempts=0, job_errors=0, next_attempt_at=None, last_error=None,
+                    note=None, job_id=None if source.state == "failed" else source.job_id,
+                )
+                moved.append(source.id)
+        return self._get_many(moved)
 
     def reprocess(self, path: str, options_json: str) -> Source | None:
         """Transcribe a finished source again with these options (``retry --reprocess``).

@@ -1,9 +1,10 @@
--- The journal's statements, by name, for both databases (read by watcherd/journal/queries.py).
+-- The journal's statements, by name (read by watcherd/journal/queries.py), each written once.
 --
--- `-- name: NAME` is one statement for SQLite and PostgreSQL alike; `-- name: NAME (sqlite)` and
--- `-- name: NAME (postgres)` are variants, kept only where the databases really differ (arrays,
--- index hints, leases). Parameters are :name; {ACTIVE_STATES} and the other {..._STATES} are
--- filled from the state tuples in watcherd/journal/_base.py. Comments go on their own lines.
+-- `-- name: NAME` is one statement for SQLite and PostgreSQL alike; `-- name: NAME (postgres)`
+-- is one only PostgreSQL runs (several nodes). Parameters are :name. {ACTIVE_STATES} and the
+-- other {..._STATES} are filled from the state tuples in watcherd/journal/_base.py; {ANY:p},
+-- {FOR_UPDATE}, {INDEXED_BY:index} and {LEASE_FREE} are where the databases really differ
+-- (queries.FRAGMENTS). Comments go on their own lines.
 
 -- name: get_source
 SELECT * FROM sources WHERE id = :id;
@@ -11,21 +12,23 @@ SELECT * FROM sources WHERE id = :id;
 -- name: source_by_path
 SELECT * FROM sources WHERE path = :path;
 
+-- name: sources_by_paths
+SELECT * FROM sources WHERE path {ANY:paths} ORDER BY id {FOR_UPDATE};
+
+-- name: sources_failed
+SELECT * FROM sources WHERE state = 'failed' ORDER BY id {FOR_UPDATE};
+
 -- name: all_sources
 SELECT * FROM sources ORDER BY id;
 
--- name: sources_by_ids (sqlite)
--- A list parameter reaches SQLite as JSON text (see SQLiteJournal._params).
-SELECT * FROM sources WHERE id IN (SELECT value FROM json_each(:ids));
+-- name: sources_by_ids
+SELECT * FROM sources WHERE id {ANY:ids};
 
--- name: sources_by_ids (postgres)
-SELECT * FROM sources WHERE id = ANY(:ids);
+-- name: lock_sources_by_ids
+SELECT * FROM sources WHERE id {ANY:ids} ORDER BY id {FOR_UPDATE};
 
--- name: sources_in_states (sqlite)
-SELECT * FROM sources WHERE state IN (SELECT value FROM json_each(:states)) ORDER BY id;
-
--- name: sources_in_states (postgres)
-SELECT * FROM sources WHERE state = ANY(:states) ORDER BY id;
+-- name: sources_in_states
+SELECT * FROM sources WHERE state {ANY:states} ORDER BY id;
 
 -- name: state_since
 -- When each source entered its current state: its last event into that state from another.
@@ -59,75 +62,39 @@ SELECT 1 AS taken FROM sources WHERE output_base = :base AND path != :path
 SELECT * FROM sources WHERE content_key = :content_key AND state IN {ACTIVE_STATES}
     ORDER BY (job_id IS NULL), (submit_started_at IS NULL), (audio_url IS NULL), id LIMIT 1;
 
--- name: unsettled (sqlite)
--- SQLite sorts NULL first already, and reads sources_unsettled in this order.
-SELECT * FROM sources WHERE state = 'pending' AND content_key IS NULL
-    ORDER BY changed_at LIMIT :limit;
-
--- name: unsettled (postgres)
+-- name: unsettled
 SELECT * FROM sources WHERE state = 'pending' AND content_key IS NULL
     ORDER BY changed_at NULLS FIRST, id LIMIT :limit;
 
 -- The worker's queue (`due`): four reads on partial indexes instead of one sort of every
--- queued row. SQLite is told the index to use; PostgreSQL leaves out what another node leases.
+-- queued row.
 
--- name: due_remote (sqlite)
-SELECT * FROM sources WHERE content_key IS NOT NULL AND state IN {REMOTE_STATES} LIMIT :limit;
-
--- name: due_remote (postgres)
-SELECT * FROM sources WHERE content_key IS NOT NULL AND state IN {REMOTE_STATES}
-    AND (node IS NULL OR lease_until IS NULL
-         OR lease_until <= extract(epoch from clock_timestamp())::float8 OR node = :me)
+-- name: due_remote
+SELECT * FROM sources WHERE content_key IS NOT NULL AND state IN {REMOTE_STATES} {LEASE_FREE}
     LIMIT :limit;
 
--- name: due_waiting (sqlite)
+-- name: due_waiting
 SELECT * FROM sources WHERE state = 'waiting' AND content_key IS NOT NULL
-    AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
-    ORDER BY next_attempt_at LIMIT :limit;
-
--- name: due_waiting (postgres)
-SELECT * FROM sources WHERE state = 'waiting' AND content_key IS NOT NULL
-    AND (next_attempt_at IS NULL OR next_attempt_at <= :now)
-    AND (node IS NULL OR lease_until IS NULL
-         OR lease_until <= extract(epoch from clock_timestamp())::float8 OR node = :me)
+    AND (next_attempt_at IS NULL OR next_attempt_at <= :now) {LEASE_FREE}
     ORDER BY next_attempt_at NULLS FIRST LIMIT :limit;
 
--- name: due_started (sqlite)
-SELECT * FROM sources INDEXED BY sources_started WHERE
+-- name: due_started
+SELECT * FROM sources {INDEXED_BY:sources_started} WHERE
     (job_id IS NOT NULL OR submit_started_at IS NOT NULL OR audio_url IS NOT NULL)
-    AND state = 'pending' AND content_key IS NOT NULL LIMIT :limit;
+    AND state = 'pending' AND content_key IS NOT NULL {LEASE_FREE} LIMIT :limit;
 
--- name: due_started (postgres)
-SELECT * FROM sources WHERE
-    (job_id IS NOT NULL OR submit_started_at IS NOT NULL OR audio_url IS NOT NULL)
-    AND state = 'pending' AND content_key IS NOT NULL
-    AND (node IS NULL OR lease_until IS NULL
-         OR lease_until <= extract(epoch from clock_timestamp())::float8 OR node = :me)
-    LIMIT :limit;
-
--- name: due_queued (sqlite)
-SELECT * FROM sources INDEXED BY sources_queue WHERE state = 'pending'
-    AND content_key IS NOT NULL ORDER BY id LIMIT :limit;
-
--- name: due_queued (postgres)
-SELECT * FROM sources WHERE state = 'pending' AND content_key IS NOT NULL
-    AND (node IS NULL OR lease_until IS NULL
-         OR lease_until <= extract(epoch from clock_timestamp())::float8 OR node = :me)
-    ORDER BY id LIMIT :limit;
+-- name: due_queued
+SELECT * FROM sources {INDEXED_BY:sources_queue} WHERE state = 'pending'
+    AND content_key IS NOT NULL {LEASE_FREE} ORDER BY id LIMIT :limit;
 
 -- name: next_attempt_at
 SELECT MIN(next_attempt_at) AS t FROM sources WHERE state IN {WAKE_STATES}
     AND next_attempt_at > :after;
 
--- name: count_in_flight (sqlite)
-SELECT count(*) AS n FROM sources INDEXED BY sources_inflight
+-- name: count_in_flight
+SELECT count(*) AS n FROM sources {INDEXED_BY:sources_inflight}
     WHERE (job_id IS NOT NULL OR submit_started_at IS NOT NULL)
-    AND state IN {IN_FLIGHT_STATES} AND id NOT IN (SELECT value FROM json_each(:exclude));
-
--- name: count_in_flight (postgres)
-SELECT count(*) AS n FROM sources
-    WHERE (job_id IS NOT NULL OR submit_started_at IS NOT NULL)
-    AND state IN {IN_FLIGHT_STATES} AND NOT (id = ANY(:exclude));
+    AND state IN {IN_FLIGHT_STATES} AND NOT (id {ANY:exclude});
 
 -- name: reschedule_waiting
 UPDATE sources SET next_attempt_at = :now WHERE state = 'waiting' AND next_attempt_at > :now;
