@@ -40,17 +40,15 @@ from psycopg.rows import dict_row
 
 from watcherd.errors import JournalError
 from watcherd.journal._base import (
-    ENDED_STATES,
     UNKNOWN_ID,
     CreateIntentHeld,
-    FileStat,
     LeaseLost,
     NodeNameTaken,
     PlanFull,
     Source,
 )
 from watcherd.journal.queries import PG_NOW
-from watcherd.journal.sqljournal import SQLJournal, _check_columns
+from watcherd.journal.sqljournal import SQLJournal, _check_columns, assignments, insert_source
 from watcherd.journal.stored import (
     PATH_COLUMNS,
     SOURCE_FIELDS,
@@ -714,6 +712,22 @@ class PostgresJournal(SQLJournal):
 
     # -- transitions ---------------------------------------------------------------------
 
+    def _create(self, path: str, root: str, state: str, *, now: float, actor: str,
+                reason: str, **columns: Any) -> int | None:
+        # The row and its first event in one statement; nothing when another node (or an
+        # earlier item of the batch) inserted the path since it was read.
+        if "dev" in columns:
+            columns["stat_node"] = self.node
+        text, values = insert_source(path, root, state, now, columns)
+        row = self._run_text(
+            f"WITH made AS ({text} RETURNING id) INSERT INTO events (source_id, at,"
+            " from_state, to_state, actor, reason, node) SELECT id, :created_at, NULL,"
+            " :state, :event_actor, :event_reason, :me FROM made RETURNING source_id",
+            {**values, "event_actor": pg_text(actor), "event_reason": reason,
+             "me": self.node},
+        ).fetchone()
+        return None if row is None else int(row["source_id"])
+
     def _move(self, source: Source, state: str, *, actor: str, reason: str | None,
               fence: bool = False, **changes: Any) -> None:
         """Update the row and append its event in one statement (inside a transaction).
@@ -729,21 +743,18 @@ class PostgresJournal(SQLJournal):
             changes.pop("inode", None)
         elif "dev" in changes or "inode" in changes:
             changes["stat_node"] = self.node  # whose device/inode numbers these are
-        assignments = ", ".join(f"{name} = %s" for name in changes)
-        values = [self._column_value(name, value) for name, value in changes.items()]
-        guard = ""
-        if fence:
-            guard = (f" AND (node IS NULL OR lease_until IS NULL OR lease_until <= {_NOW}"
-                     " OR node = %s)")
-            values_tail: list[Any] = [source.id, self.node]
-        else:
-            values_tail = [source.id]
-        row = self._conn.execute(
-            f"WITH moved AS (UPDATE sources SET {assignments} WHERE id = %s{guard}"
+        guard = "{LEASE_FREE}" if fence else ""
+        row = self._run_text(
+            f"WITH moved AS (UPDATE sources SET {assignments(changes)} WHERE id = :id {guard}"
             " RETURNING id) INSERT INTO events (source_id, at, from_state, to_state, actor,"
-            " reason, node) SELECT id, %s, %s, %s, %s, %s, %s FROM moved RETURNING source_id",
-            (*values, *values_tail, now, source.state, state, pg_text(actor),
-             None if reason is None else pg_text(reason), self.node),
+            " reason, node) SELECT id, :at, :from_state, :to_state, :actor, :reason, :me"
+            " FROM moved RETURNING source_id", {
+                **{f"set_{name}": self._column_value(name, value)
+                   for name, value in changes.items()},
+                "id": source.id, "at": now, "from_state": source.state, "to_state": state,
+                "actor": pg_text(actor), "reason": None if reason is None else pg_text(reason),
+                "me": self.node,
+            },
         ).fetchone()
         if row is not None:
             return
@@ -757,123 +768,5 @@ class PostgresJournal(SQLJournal):
             source_id=source.id, holder=holder["node"],
         )
 
-
-    def observe_many(
-        self,
-        seen: Iterable[tuple[str, str, FileStat, str]],
-        *,
-        actor: str = "watcher",
-    ) -> list[Source]:
-        """Record files seen on disk: ``(path, watch_root, stat, options_json)`` each.
-
-        New paths become ``pending``. A known path whose stat changed is settled again: a
-        ``pending`` one restarts its settle clock, a finished or gone one becomes a new version
-        (``pending``), and one in the middle of remote work is left alone. Returns the sources
-        that now need settling. Several nodes seeing one file merge into its one row.
-        """
-        now = time.time()
-        items = [(self._enc(p), self._enc(r), st, pg_text(o)) for p, r, st, o in seen]
-        touched: list[int] = []
-        with self._transaction(bulk=True, notify=True) as conn:
-            # Known rows read and locked at once, in path order: two nodes scanning
-            # overlapping folders lock in the same order and never deadlock.
-            known: dict[str, Source] = {
-                r["path"]: self._row(r) for r in conn.execute(
-                    "SELECT * FROM sources WHERE path = ANY(%s) ORDER BY path FOR UPDATE",
-                    (sorted({i[0] for i in items}),),
-                )
-            }
-            for path, root, st, options_json in items:
-                source = known.get(path)
-                if source is None:
-                    row = conn.execute(
-                        "WITH made AS (INSERT INTO sources (path, watch_root, state, size,"
-                        " mtime_ns, dev, inode, stat_node, changed_at, options_json, attempts,"
-                        " job_errors, created_at, updated_at) VALUES (%s, %s, 'pending', %s, %s,"
-                        " %s, %s, %s, %s, %s, 0, 0, %s, %s) ON CONFLICT (path) DO NOTHING"
-                        " RETURNING id) INSERT INTO events (source_id, at, from_state, to_state,"
-                        " actor, reason, node) SELECT id, %s, NULL, 'pending', %s, 'seen', %s"
-                        " FROM made RETURNING source_id",
-                        (path, root, st.size, st.mtime_ns, st.dev, st.inode, self.node, now,
-                         options_json, now, now, now, pg_text(actor), self.node),
-                    ).fetchone()
-                    if row is not None:
-                        touched.append(int(row["source_id"]))
-                        continue
-                    # Inserted since the read (by another node, or earlier in this batch):
-                    # a known row now.
-                    source = self._get_locked(path)
-                needs_settling, wrote = self._observe_known(source, st, now, options_json,
-                                                            actor)
-                if needs_settling:
-                    touched.append(source.id)
-                if wrote:
-                    known.pop(path, None)  # a repeat later in the batch reads it again
-                else:
-                    known[path] = source
-        return self._get_many(touched)
-
-    def _get_locked(self, encoded_path: str) -> Source:
-        row = self._conn.execute("SELECT * FROM sources WHERE path = %s FOR UPDATE",
-                                 (encoded_path,)).fetchone()
-        assert row is not None
-        return self._row(row)
-
-
-    def _observe_known(self, source: Source, st: FileStat, now: float, options_json: str,
-                       actor: str) -> tuple[bool, bool]:
-        """Apply one observation to a known row: (needs settling, row written)."""
-        # Size and mtime, plus device and inode only where this node recorded them: another
-        # machine sees one file on the share with other numbers, and its scan must never make
-        # this node's finished files look changed (nor the other way round).
-        same = source.size is not None and source.mtime_ns is not None and FileStat(
-            source.size, source.mtime_ns,
-            UNKNOWN_ID if source.dev is None else source.dev,
-            UNKNOWN_ID if source.inode is None else source.inode,
-        ).agrees(st)
-        if source.state == "pending":
-            if not same:
-                self._conn.execute(
-                    "UPDATE sources SET size=%s, mtime_ns=%s, dev=%s, inode=%s, stat_node=%s,"
-                    " changed_at=%s, sha256=NULL, content_key=NULL, updated_at=%s WHERE id=%s",
-                    (st.size, st.mtime_ns, st.dev, st.inode, self.node, now, now, source.id),
-                )
-            # As in the SQLite journal: only a row not settled before is handed back.
-            return not source.settled, not same
-        if source.state in ENDED_STATES and (not same or source.state == "gone"):
-            reason = "reappeared" if source.state == "gone" else "changed on disk"
-            self._move(
-                source, "pending", actor=actor, reason=reason,
-                sha256=None, content_key=None, audio_url=None, job_id=None,
-                submit_started_at=None, attempts=0, job_errors=0, next_attempt_at=None,
-                last_error=None, note=None, options_json=options_json, size=st.size,
-                mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode, changed_at=now,
-            )
-            return True, True
-        return False, False
-
-    def record_unreadable(self, path: str, root: str, options_json: str, reason: str
-                          ) -> Source:
-        """A path where a source should be but that cannot be read: a failed row with why."""
-        now = time.time()
-        reason = pg_text(reason)
-        with self._transaction(notify=True) as conn:
-            row = conn.execute(
-                "WITH made AS (INSERT INTO sources (path, watch_root, state, options_json,"
-                " attempts, job_errors, last_error, created_at, updated_at)"
-                " VALUES (%s, %s, 'failed', %s, 0, 0, %s, %s, %s)"
-                " ON CONFLICT (path) DO NOTHING RETURNING id)"
-                " INSERT INTO events (source_id, at, from_state, to_state, actor, reason, node)"
-                " SELECT id, %s, NULL, 'failed', 'worker', %s, %s FROM made RETURNING source_id",
-                (self._enc(path), self._enc(root), pg_text(options_json), reason,
-                 now, now, now, reason, self.node),
-            ).fetchone()
-            if row is not None:
-                source_id = int(row["source_id"])
-            else:
-                source = self._get_locked(self._enc(path))
-                source_id = source.id
-                self._move(source, "failed", actor="worker", reason=reason, last_error=reason)
-        return self.get(source_id)
 
 

@@ -17,7 +17,7 @@ from typing import Literal
 
 from watcherd.journal._base import ACTIVE_STATES, IN_FLIGHT_STATES, REMOTE_STATES, WAKE_STATES
 
-__all__ = ["FRAGMENTS", "PG_NOW", "QUERIES", "Dialect", "Queries", "parse"]
+__all__ = ["FRAGMENTS", "PG_NOW", "QUERIES", "Dialect", "Queries", "adapt", "parse"]
 
 Dialect = Literal["sqlite", "postgres"]
 _DIALECTS: tuple[Dialect, ...] = ("sqlite", "postgres")
@@ -49,6 +49,8 @@ FRAGMENTS: dict[Dialect, dict[str, str]] = {
         "INDEXED_BY": "INDEXED BY {arg}",
         # One writer: nobody else holds leases.
         "LEASE_FREE": "",
+        # One machine: every device and inode number is this one's.
+        "STAT_NODE": "",
     },
     "postgres": {
         "ANY": "= ANY(:{arg})",
@@ -57,6 +59,8 @@ FRAGMENTS: dict[Dialect, dict[str, str]] = {
         # A source another node holds a live lease on is not this node's to do.
         "LEASE_FREE": f"AND (node IS NULL OR lease_until IS NULL OR lease_until <= {PG_NOW}"
                       " OR node = :me)",
+        # Whose device and inode numbers these are (another node's mean nothing here).
+        "STAT_NODE": "stat_node = :node,",
     },
 }
 
@@ -69,7 +73,8 @@ def _fill(dialect: Dialect, match: re.Match[str]) -> str:
     return FRAGMENTS[dialect][name].format(arg=arg)
 
 
-def _for(dialect: Dialect, text: str) -> str:
+def adapt(dialect: Dialect, text: str) -> str:
+    """A statement written for both (``:name``, ``{FRAGMENT}``) as ``dialect`` runs it."""
     text = _TOKEN.sub(lambda m: _fill(dialect, m), text)
     if dialect == "postgres":
         text = _PARAM.sub(r"%(\1)s", text.replace("%", "%%"))
@@ -103,7 +108,7 @@ def parse(text: str) -> dict[Dialect, Queries]:
             variants[dialect][name] = sql
         else:
             raise ValueError(f"queries.sql: unknown dialect {dialect!r} for {name}")
-    return {d: Queries(d, {n: _for(d, s) for n, s in (shared | variants[d]).items()})
+    return {d: Queries(d, {n: adapt(d, s) for n, s in (shared | variants[d]).items()})
             for d in _DIALECTS}
 
 

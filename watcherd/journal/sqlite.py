@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,15 +20,13 @@ import structlog
 
 from watcherd.errors import JournalError
 from watcherd.journal._base import (
-    ENDED_STATES,
-    FileStat,
     JournalCorrupt,
     JournalLocked,
     JournalNotReady,
     Source,
 )
 from watcherd.journal.queries import QUERIES
-from watcherd.journal.sqljournal import SQLJournal
+from watcherd.journal.sqljournal import SQLJournal, assignments, insert_source
 from watcherd.journal.stored import (
     PATH_COLUMNS,
     SOURCE_FIELDS,
@@ -207,106 +205,25 @@ class SQLiteJournal(SQLJournal):
         # ``fence`` guards leases, which a journal with one writer does not have.
         now = time.time()
         changes = {"state": state, "updated_at": now, **changes}
-        assignments = ", ".join(f"{name} = ?" for name in changes)
-        values = tuple(column_value(name, value) for name, value in changes.items())
-        conn = self._conn
-        conn.execute(f"UPDATE sources SET {assignments} WHERE id = ?", (*values, source.id))
-        conn.execute(
-            "INSERT INTO events (source_id, at, from_state, to_state, actor, reason) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (source.id, now, source.state, state, actor,
-             None if reason is None else safe_text(reason)),
-        )
+        self._run_text(f"UPDATE sources SET {assignments(changes)} WHERE id = :id", {
+            "id": source.id,
+            **{f"set_{name}": column_value(name, value) for name, value in changes.items()},
+        })
+        self._run("insert_event", source_id=source.id, at=now, from_state=source.state,
+                  to_state=state, actor=safe_text(actor),
+                  reason=None if reason is None else safe_text(reason))
 
-    def observe_many(
-        self,
-        seen: Iterable[tuple[str, str, FileStat, str]],
-        *,
-        actor: str = "watcher",
-    ) -> list[Source]:
-        """Record files seen on disk: ``(path, watch_root, stat, options_json)`` each.
-
-        New paths become ``pending``. A known path whose stat changed is settled again: a
-        ``pending`` one restarts its settle clock, a finished or gone one becomes a new version
-        (``pending``), and one in the middle of remote work is left alone (the worker notices
-        the change when it re-checks the content before upload). Returns the sources that now
-        need settling.
-        """
-        now = time.time()
-        touched: list[int] = []
-        with self._transaction(bulk=True) as conn:
-            for raw_path, raw_root, st, options_json in seen:
-                path, root = encode_path(raw_path), encode_path(raw_root)
-                row = self._run("source_by_path", path=path).fetchone()
-                if row is None:
-                    cur = conn.execute(
-                        "INSERT INTO sources (path, watch_root, state, size, mtime_ns, dev, inode,"
-                        " changed_at, options_json, attempts, job_errors, created_at, updated_at)"
-                        " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)",
-                        (path, root, st.size, st.mtime_ns, st.dev, st.inode, now,
-                         options_json, now, now),
-                    )
-                    source_id = cur.lastrowid
-                    assert source_id is not None
-                    conn.execute(
-                        "INSERT INTO events (source_id, at, from_state, to_state, actor, reason)"
-                        " VALUES (?, ?, NULL, 'pending', ?, 'seen')",
-                        (source_id, now, actor),
-                    )
-                    touched.append(source_id)
-                    continue
-                source = self._row(row)
-                same = (source.size, source.mtime_ns, source.dev, source.inode) == (
-                    st.size, st.mtime_ns, st.dev, st.inode
-                )
-                stat_cols: dict[str, Any] = {"size": st.size, "mtime_ns": st.mtime_ns,
-                                             "dev": st.dev, "inode": st.inode, "changed_at": now}
-                if source.state == "pending":
-                    if not same:
-                        conn.execute(
-                            "UPDATE sources SET size=?, mtime_ns=?, dev=?, inode=?, changed_at=?,"
-                            " sha256=NULL, content_key=NULL, updated_at=? WHERE id=?",
-                            (st.size, st.mtime_ns, st.dev, st.inode, now, now, source.id),
-                        )
-                    if not source.settled:
-                        touched.append(source.id)
-                elif source.state in ENDED_STATES and (not same or source.state == "gone"):
-                    reason = "reappeared" if source.state == "gone" else "changed on disk"
-                    self._move(
-                        source, "pending", actor=actor, reason=reason,
-                        sha256=None, content_key=None, audio_url=None, job_id=None,
-                        submit_started_at=None, attempts=0, job_errors=0, next_attempt_at=None,
-                        last_error=None, note=None, options_json=options_json, **stat_cols,
-                    )
-                    touched.append(source.id)
-        return [self.get(i) for i in touched]
-
-    def record_unreadable(self, path: str, root: str, options_json: str, reason: str
-                          ) -> Source:
-        """A path where a source should be but that cannot be read: a failed row with why."""
-        now = time.time()
-        reason = safe_text(reason)
-        with self._transaction() as conn:
-            row = self._run("source_by_path", path=encode_path(path)).fetchone()
-            if row is None:
-                cur = conn.execute(
-                    "INSERT INTO sources (path, watch_root, state, options_json, attempts,"
-                    " job_errors, last_error, created_at, updated_at)"
-                    " VALUES (?, ?, 'failed', ?, 0, 0, ?, ?, ?)",
-                    (encode_path(path), encode_path(root), options_json, reason, now, now),
-                )
-                source_id = cur.lastrowid
-                assert source_id is not None
-                conn.execute(
-                    "INSERT INTO events (source_id, at, from_state, to_state, actor, reason)"
-                    " VALUES (?, ?, NULL, 'failed', 'worker', ?)",
-                    (source_id, now, reason),
-                )
-            else:
-                source_id = row["id"]
-                self._move(self._row(row), "failed", actor="worker", reason=reason,
-                           last_error=reason)
-        return self.get(source_id)
+    def _create(self, path: str, root: str, state: str, *, now: float, actor: str,
+                reason: str, **columns: Any) -> int | None:
+        text, values = insert_source(path, root, state, now, columns)
+        cur = self._run_text(text, values)
+        if cur.rowcount == 0:
+            return None
+        source_id: int | None = cur.lastrowid
+        assert source_id is not None
+        self._run("insert_event", source_id=source_id, at=now, from_state=None,
+                  to_state=state, actor=safe_text(actor), reason=reason)
+        return source_id
 
 
 def open_or_recover(path: Path) -> SQLiteJournal:

@@ -20,15 +20,16 @@ from watcherd.journal._base import (
     ENDED_STATES,
     RETRY_STATES,
     STATES,
+    UNKNOWN_ID,
     FileStat,
     Journal,
     Source,
     State,
 )
-from watcherd.journal.queries import QUERIES, Dialect
+from watcherd.journal.queries import QUERIES, Dialect, adapt
 from watcherd.journal.stored import SOURCE_FIELDS, job_text
 
-__all__ = ["SQLJournal"]
+__all__ = ["SQLJournal", "assignments", "insert_source"]
 
 
 class SQLJournal(Journal):
@@ -63,6 +64,12 @@ class SQLJournal(Journal):
               fence: bool = False, **changes: Any) -> None:
         """Update the row and append its event, inside the current transaction."""
 
+    @abc.abstractmethod
+    def _create(self, path: str, root: str, state: str, *, now: float, actor: str,
+                reason: str, **columns: Any) -> int | None:
+        """Insert a new source (stored path and root) with its first event; its id, or None
+        when the path has a row already (inside the current transaction)."""
+
     def _params(self, params: dict[str, Any]) -> Any:
         """Parameters as the driver takes them (SQLite has no arrays: see its connector)."""
         return params
@@ -70,6 +77,10 @@ class SQLJournal(Journal):
     def _run(self, name: str, **params: Any) -> Any:
         """Run the named query of this dialect; the driver's cursor."""
         return self._conn.execute(QUERIES[self.dialect][name], self._params(params))
+
+    def _run_text(self, text: str, params: dict[str, Any]) -> Any:
+        """Run a statement built at run time (written for both, see :func:`adapt`)."""
+        return self._conn.execute(adapt(self.dialect, text), self._params(params))
 
     def _rows(self, name: str, **params: Any) -> Iterator[Source]:
         return (self._row(r) for r in self._run(name, **params))
@@ -211,6 +222,97 @@ class SQLJournal(Journal):
         self._notify(moved, before.state)
         return moved
 
+    def observe_many(
+        self, seen: Iterable[tuple[str, str, FileStat, str]], *, actor: str = "watcher",
+    ) -> list[Source]:
+        """Record files seen on disk: ``(path, watch_root, stat, options_json)`` each.
+
+        New paths become ``pending``. A known path whose stat changed is settled again: a
+        ``pending`` one restarts its settle clock, a finished or gone one becomes a new version
+        (``pending``), and one in the middle of remote work is left alone (the worker notices
+        the change when it re-checks the content before upload). Returns the sources that now
+        need settling. Several nodes seeing one file merge into its one row.
+        """
+        now = time.time()
+        items = [(self._enc(p), self._enc(r), st, self._text(o)) for p, r, st, o in seen]
+        touched: list[int] = []
+        with self._transaction(bulk=True, notify=True):
+            # Known rows read and locked at once, in path order: two nodes scanning
+            # overlapping folders lock in the same order and never deadlock.
+            known: dict[str, Source] = {r["path"]: self._row(r) for r in self._run(
+                "lock_sources_by_paths", paths=sorted({i[0] for i in items}))}
+            for path, root, st, options_json in items:
+                source = known.get(path)
+                if source is None:
+                    made = self._create(
+                        path, root, "pending", now=now, actor=actor, reason="seen",
+                        size=st.size, mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode,
+                        changed_at=now, options_json=options_json,
+                    )
+                    if made is not None:
+                        touched.append(made)
+                        continue
+                    # Inserted since the read (by another node, or earlier in this batch).
+                    source = self._locked_by_path(path)
+                needs_settling, wrote = self._observe_known(source, st, now, options_json,
+                                                            actor)
+                if needs_settling:
+                    touched.append(source.id)
+                if wrote:
+                    known.pop(path, None)  # a repeat later in the batch reads it again
+                else:
+                    known[path] = source
+        return self._get_many(touched)
+
+    def _locked_by_path(self, stored_path: str) -> Source:
+        row = self._run("lock_source_by_path", path=stored_path).fetchone()
+        assert row is not None
+        return self._row(row)
+
+    def _observe_known(self, source: Source, st: FileStat, now: float, options_json: str,
+                       actor: str) -> tuple[bool, bool]:
+        """Apply one observation to a known row: (needs settling, row written)."""
+        # Size and mtime, plus device and inode only where this node recorded them: another
+        # machine sees one file on the share with other numbers, and its scan must never make
+        # this node's finished files look changed (nor the other way round).
+        same = source.size is not None and source.mtime_ns is not None and FileStat(
+            source.size, source.mtime_ns,
+            UNKNOWN_ID if source.dev is None else source.dev,
+            UNKNOWN_ID if source.inode is None else source.inode,
+        ).agrees(st)
+        if source.state == "pending":
+            if not same:
+                self._run("restart_settling", size=st.size, mtime_ns=st.mtime_ns, dev=st.dev,
+                          inode=st.inode, node=self.node, now=now, id=source.id)
+            # Only a row not settled before is handed back.
+            return not source.settled, not same
+        if source.state in ENDED_STATES and (not same or source.state == "gone"):
+            reason = "reappeared" if source.state == "gone" else "changed on disk"
+            self._move(
+                source, "pending", actor=actor, reason=reason,
+                sha256=None, content_key=None, audio_url=None, job_id=None,
+                submit_started_at=None, attempts=0, job_errors=0, next_attempt_at=None,
+                last_error=None, note=None, options_json=options_json, size=st.size,
+                mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode, changed_at=now,
+            )
+            return True, True
+        return False, False
+
+    def record_unreadable(self, path: str, root: str, options_json: str, reason: str
+                          ) -> Source:
+        """A path where a source should be but that cannot be read: a failed row with why."""
+        now = time.time()
+        reason = self._text(reason)
+        with self._transaction(notify=True):
+            made = self._create(self._enc(path), self._enc(root), "failed", now=now,
+                                actor="worker", reason=reason, last_error=reason,
+                                options_json=self._text(options_json))
+            if made is None:
+                source = self._locked_by_path(self._enc(path))
+                made = source.id
+                self._move(source, "failed", actor="worker", reason=reason, last_error=reason)
+        return self.get(made)
+
     def settle_many(self, items: Iterable[tuple[Source, str, str, FileStat]]) -> list[int]:
         """Record hashed sources ``(source, sha256, content key, stat)`` in one transaction.
 
@@ -298,6 +400,22 @@ class SQLJournal(Journal):
 
     def _set_meta(self, key: str, value: str) -> None:
         self._run("set_meta", key=key, value=value)
+
+
+def insert_source(path: str, root: str, state: str, now: float, columns: Mapping[str, Any]
+                  ) -> tuple[str, dict[str, Any]]:
+    """The statement (for :func:`adapt`) and parameters that add a new source row, nothing
+    when its path has one already; ``columns`` hold stored values."""
+    values = {"path": path, "watch_root": root, "state": state, **columns, "attempts": 0,
+              "job_errors": 0, "created_at": now, "updated_at": now}
+    text = (f"INSERT INTO sources ({', '.join(values)})"
+            f" VALUES ({', '.join(':' + name for name in values)}) ON CONFLICT (path) DO NOTHING")
+    return text, values
+
+
+def assignments(changes: Mapping[str, Any]) -> str:
+    """``SET`` assignments for these columns, as named parameters (prefixed ``set_``)."""
+    return ", ".join(f"{name} = :set_{name}" for name in changes)
 
 
 def _check_columns(changes: Mapping[str, Any]) -> None:

@@ -15,6 +15,24 @@ SELECT * FROM sources WHERE path = :path;
 -- name: sources_by_paths
 SELECT * FROM sources WHERE path {ANY:paths} ORDER BY id {FOR_UPDATE};
 
+-- name: lock_source_by_path
+SELECT * FROM sources WHERE path = :path {FOR_UPDATE};
+
+-- name: lock_sources_by_paths
+-- In path order: two nodes scanning overlapping folders lock in the same order.
+SELECT * FROM sources WHERE path {ANY:paths} ORDER BY path {FOR_UPDATE};
+
+-- name: restart_settling
+-- A pending file changed: its settle clock starts again, and its hash is forgotten.
+UPDATE sources SET size = :size, mtime_ns = :mtime_ns, dev = :dev, inode = :inode,
+    {STAT_NODE} changed_at = :now, sha256 = NULL, content_key = NULL, updated_at = :now
+    WHERE id = :id;
+
+-- name: insert_event
+-- SQLite's: PostgreSQL writes the event in the statement that moves the row (see postgres.py).
+INSERT INTO events (source_id, at, from_state, to_state, actor, reason)
+    VALUES (:source_id, :at, :from_state, :to_state, :actor, :reason);
+
 -- name: sources_failed
 SELECT * FROM sources WHERE state = 'failed' ORDER BY id {FOR_UPDATE};
 
