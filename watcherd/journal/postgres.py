@@ -47,7 +47,6 @@ from watcherd.journal._base import (
     PlanFull,
     Source,
 )
-from watcherd.journal.queries import PG_NOW
 from watcherd.journal.sqljournal import SQLJournal, _check_columns, assignments, insert_source
 from watcherd.journal.stored import (
     PATH_COLUMNS,
@@ -70,8 +69,6 @@ _log = structlog.get_logger("watcherd.journal")
 
 # The channel every write that may make work for another node is announced on.
 NOTIFY_CHANNEL = "watcherd_journal"
-# The server's clock (epoch seconds), for leases and heartbeats.
-_NOW = PG_NOW
 
 DbConn = psycopg.Connection[dict[str, Any]]
 
@@ -431,10 +428,9 @@ class PostgresJournal(SQLJournal):
         if self._conn.closed:
             return
         if self.node is not None and not self.readonly:
-            with contextlib.suppress(psycopg.Error), self._transaction(notify=True) as conn:
+            with contextlib.suppress(psycopg.Error), self._transaction(notify=True):
                 # Its files move on now rather than after the lease runs out.
-                conn.execute("UPDATE sources SET node = NULL, lease_until = NULL"
-                             " WHERE node = %s", (self.node,))
+                self._run("release_node_leases", node=self.node)
                 self._set_meta(f"clean_stop:{self.node}", "1")
         self._conn.close()
 
@@ -451,8 +447,7 @@ class PostgresJournal(SQLJournal):
             if notify:
                 # Delivered at commit, once per transaction; the payload names the writer so
                 # a node can ignore its own changes.
-                self._conn.execute("SELECT pg_notify(%s, %s)",
-                                   (NOTIFY_CHANNEL, self.node or ""))
+                self._run("notify", channel=NOTIFY_CHANNEL, writer=self.node or "")
 
 
     # -- nodes ---------------------------------------------------------------------------
@@ -468,10 +463,7 @@ class PostgresJournal(SQLJournal):
         _check_node_name(name)
         key = _lock_key(f"node:{name}")
         if not self._try_lock(key):
-            holder = self._conn.execute(
-                f"SELECT host, pid, {_NOW} - heartbeat_at AS age FROM nodes WHERE name = %s",
-                (name,),
-            ).fetchone()
+            holder = self._run("node_holder", name=name).fetchone()
             age = float(holder["age"]) if holder else None
             if not (age is not None and age > 3 * self.lease_seconds
                     and self._evict_lock_holder(key)):
@@ -488,28 +480,17 @@ class PostgresJournal(SQLJournal):
             row = self._run("get_meta", key=f"clean_stop:{name}").fetchone()
             self.stopped_cleanly = row is None or row["value"] == "1"
             self._set_meta(f"clean_stop:{name}", "0")
-            self._conn.execute(
-                f"INSERT INTO nodes (name, host, pid, started_at, heartbeat_at)"
-                f" VALUES (%s, %s, %s, {_NOW}, {_NOW}) ON CONFLICT (name) DO UPDATE SET"
-                " host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,"
-                " heartbeat_at = EXCLUDED.heartbeat_at",
-                (name, socket.gethostname(), os.getpid()),
-            )
+            self._run("register_node", name=name, host=socket.gethostname(), pid=os.getpid())
         self.node = name
 
     def _try_lock(self, key: int) -> bool:
-        row = self._conn.execute("SELECT pg_try_advisory_lock(%s) AS got", (key,)).fetchone()
+        row = self._run("try_lock", key=key).fetchone()
         return bool(row and row["got"])
 
     def _evict_lock_holder(self, key: int) -> bool:
         """Disconnect the session holding this advisory lock; True once the lock is ours."""
         classid, objid = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
-        self._conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
-            " AND granted AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            (classid, objid),
-        )
+        self._run("evict_lock_holder", classid=classid, objid=objid)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self._try_lock(key):
@@ -522,12 +503,11 @@ class PostgresJournal(SQLJournal):
     def heartbeat(self) -> None:
         """Say this node is alive (``renew`` does it too)."""
         if self.node is not None:
-            self._conn.execute(f"UPDATE nodes SET heartbeat_at = {_NOW} WHERE name = %s",
-                               (self.node,))
+            self._run("heartbeat", name=self.node)
 
     def server_time(self) -> float:
         """The database server's clock, in epoch seconds (leases are on this clock)."""
-        row = self._conn.execute(f"SELECT {_NOW} AS now").fetchone()
+        row = self._run("server_time").fetchone()
         assert row is not None
         return float(row["now"])
 
@@ -553,14 +533,7 @@ class PostgresJournal(SQLJournal):
         ids = sorted(set(source_ids))
         if not ids:
             return []
-        rows = self._conn.execute(
-            "WITH free AS (SELECT id FROM sources WHERE id = ANY(%(ids)s) AND (node IS NULL"
-            f" OR node = %(node)s OR lease_until IS NULL OR lease_until <= {_NOW})"
-            " ORDER BY id FOR UPDATE SKIP LOCKED)"
-            f" UPDATE sources s SET node = %(node)s, lease_until = {_NOW} + %(secs)s"
-            " FROM free WHERE s.id = free.id RETURNING s.id",
-            {"ids": ids, "node": node, "secs": float(lease_seconds)},
-        ).fetchall()
+        rows = self._run("claim", ids=ids, node=node, secs=float(lease_seconds)).fetchall()
         return sorted(int(r["id"]) for r in rows)
 
     def renew(self, node: str, lease_seconds: float) -> list[int]:
@@ -570,12 +543,8 @@ class PostgresJournal(SQLJournal):
         lease ran out: stop working on it.
         """
         with self._transaction():
-            rows = self._conn.execute(
-                f"UPDATE sources SET lease_until = {_NOW} + %s WHERE node = %s RETURNING id",
-                (float(lease_seconds), node),
-            ).fetchall()
-            self._conn.execute(f"UPDATE nodes SET heartbeat_at = {_NOW} WHERE name = %s",
-                               (node,))
+            rows = self._run("renew", node=node, secs=float(lease_seconds)).fetchall()
+            self._run("heartbeat", name=node)
         return sorted(int(r["id"]) for r in rows)
 
     def release(self, source_ids: Iterable[int], node: str) -> None:
@@ -583,18 +552,12 @@ class PostgresJournal(SQLJournal):
         ids = sorted(set(source_ids))
         if not ids:
             return
-        with self._transaction(notify=True) as conn:
-            conn.execute(
-                "UPDATE sources SET node = NULL, lease_until = NULL"
-                " WHERE id = ANY(%s) AND node = %s", (ids, node),
-            )
+        with self._transaction(notify=True):
+            self._run("release", ids=ids, node=node)
 
     def leases(self) -> dict[int, Lease]:
         """The live leases, by source id (for ``status``: which node holds what)."""
-        rows = self._conn.execute(
-            "SELECT id, node, lease_until FROM sources WHERE node IS NOT NULL"
-            f" AND lease_until > {_NOW}"
-        )
+        rows = self._run("leases")
         return {int(r["id"]): Lease(int(r["id"]), r["node"], float(r["lease_until"]))
                 for r in rows}
 
@@ -622,9 +585,9 @@ class PostgresJournal(SQLJournal):
         if key is None:
             raise ValueError(f"source {source.id} has no content key yet; settle it first")
         _check_columns(changes)
-        with self._transaction(notify=True) as conn:
+        with self._transaction(notify=True):
             if max_in_flight is not None:
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PLAN_LOCK,))
+                self._run("lock_for_transaction", key=_PLAN_LOCK)
                 in_flight = self.count_in_flight(exclude={source.id})
                 if in_flight >= max_in_flight:
                     raise PlanFull(
@@ -647,20 +610,15 @@ class PostgresJournal(SQLJournal):
 
     def create_intent(self, content_key: str) -> CreateIntent | None:
         """The intent row for this content key, if one is recorded."""
-        row = self._conn.execute(
-            "SELECT content_key, node, source_id, at FROM create_intents WHERE content_key = %s",
-            (content_key,),
-        ).fetchone()
+        row = self._run("create_intent", content_key=content_key).fetchone()
         return None if row is None else CreateIntent(row["content_key"], row["node"],
                                                      int(row["source_id"]), float(row["at"]))
 
     def release_create_intent(self, source: Source) -> None:
         """Drop the intent this source holds (its job exists, or it gave up creating one)."""
         if source.content_key is not None:
-            self._conn.execute(
-                "DELETE FROM create_intents WHERE content_key = %s AND source_id = %s",
-                (source.content_key, source.id),
-            )
+            self._run("release_create_intent", content_key=source.content_key,
+                      source_id=source.id)
 
     # -- waiting for other nodes ---------------------------------------------------------
 
@@ -758,8 +716,7 @@ class PostgresJournal(SQLJournal):
         ).fetchone()
         if row is not None:
             return
-        holder = self._conn.execute("SELECT node FROM sources WHERE id = %s",
-                                    (source.id,)).fetchone()
+        holder = self._run("lease_holder", id=source.id).fetchone()
         if holder is None:
             raise KeyError(source.id)
         raise LeaseLost(

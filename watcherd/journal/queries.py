@@ -59,6 +59,7 @@ FRAGMENTS: dict[Dialect, dict[str, str]] = {
         # A source another node holds a live lease on is not this node's to do.
         "LEASE_FREE": f"AND (node IS NULL OR lease_until IS NULL OR lease_until <= {PG_NOW}"
                       " OR node = :me)",
+        "SERVER_NOW": PG_NOW,
         # Whose device and inode numbers these are (another node's mean nothing here).
         "STAT_NODE": "stat_node = :node,",
     },

@@ -74,16 +74,16 @@ class SQLJournal(Journal):
         """Parameters as the driver takes them (SQLite has no arrays: see its connector)."""
         return params
 
-    def _run(self, name: str, **params: Any) -> Any:
+    def _run(self, query: str, /, **params: Any) -> Any:
         """Run the named query of this dialect; the driver's cursor."""
-        return self._conn.execute(QUERIES[self.dialect][name], self._params(params))
+        return self._conn.execute(QUERIES[self.dialect][query], self._params(params))
 
     def _run_text(self, text: str, params: dict[str, Any]) -> Any:
         """Run a statement built at run time (written for both, see :func:`adapt`)."""
         return self._conn.execute(adapt(self.dialect, text), self._params(params))
 
-    def _rows(self, name: str, **params: Any) -> Iterator[Source]:
-        return (self._row(r) for r in self._run(name, **params))
+    def _rows(self, query: str, /, **params: Any) -> Iterator[Source]:
+        return (self._row(r) for r in self._run(query, **params))
 
     # -- reading -------------------------------------------------------------------------
 

@@ -136,8 +136,72 @@ SELECT value FROM meta WHERE key = :key;
 INSERT INTO meta (key, value) VALUES (:key, :value)
     ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 
--- Only PostgreSQL has several nodes: what they share beyond the statements above stays in
--- watcherd/journal/postgres.py, except this, which needs the active states.
+-- Only PostgreSQL has several nodes: leases, node names, create intents, notifications.
+-- {SERVER_NOW} is the server's clock in epoch seconds: nodes whose clocks disagree still agree
+-- on when a lease ran out.
+
+-- name: notify (postgres)
+-- Delivered at commit, once per transaction; the payload names the writer, so a node can
+-- ignore its own changes.
+SELECT pg_notify(:channel, :writer);
+
+-- name: server_time (postgres)
+SELECT {SERVER_NOW} AS now;
+
+-- name: try_lock (postgres)
+SELECT pg_try_advisory_lock(:key) AS got;
+
+-- name: lock_for_transaction (postgres)
+SELECT pg_advisory_xact_lock(:key);
+
+-- name: evict_lock_holder (postgres)
+-- Disconnect the session that holds this advisory lock (a node whose heartbeat stopped).
+SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'
+    AND granted AND classid::bigint = :classid AND objid::bigint = :objid AND objsubid = 1
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
+
+-- name: node_holder (postgres)
+SELECT host, pid, {SERVER_NOW} - heartbeat_at AS age FROM nodes WHERE name = :name;
+
+-- name: register_node (postgres)
+INSERT INTO nodes (name, host, pid, started_at, heartbeat_at)
+    VALUES (:name, :host, :pid, {SERVER_NOW}, {SERVER_NOW}) ON CONFLICT (name) DO UPDATE SET
+    host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,
+    heartbeat_at = EXCLUDED.heartbeat_at;
+
+-- name: heartbeat (postgres)
+UPDATE nodes SET heartbeat_at = {SERVER_NOW} WHERE name = :name;
+
+-- name: claim (postgres)
+-- Rows nobody holds, whose lease ran out, or that this node holds; rows another node is
+-- claiming this instant are skipped, not waited for.
+WITH free AS (SELECT id FROM sources WHERE id = ANY(:ids) AND (node IS NULL
+    OR node = :node OR lease_until IS NULL OR lease_until <= {SERVER_NOW})
+    ORDER BY id FOR UPDATE SKIP LOCKED)
+    UPDATE sources s SET node = :node, lease_until = {SERVER_NOW} + :secs
+    FROM free WHERE s.id = free.id RETURNING s.id;
+
+-- name: renew (postgres)
+UPDATE sources SET lease_until = {SERVER_NOW} + :secs WHERE node = :node RETURNING id;
+
+-- name: release (postgres)
+UPDATE sources SET node = NULL, lease_until = NULL WHERE id = ANY(:ids) AND node = :node;
+
+-- name: release_node_leases (postgres)
+UPDATE sources SET node = NULL, lease_until = NULL WHERE node = :node;
+
+-- name: leases (postgres)
+SELECT id, node, lease_until FROM sources WHERE node IS NOT NULL
+    AND lease_until > {SERVER_NOW};
+
+-- name: lease_holder (postgres)
+SELECT node FROM sources WHERE id = :id;
+
+-- name: create_intent (postgres)
+SELECT content_key, node, source_id, at FROM create_intents WHERE content_key = :content_key;
+
+-- name: release_create_intent (postgres)
+DELETE FROM create_intents WHERE content_key = :content_key AND source_id = :source_id;
 
 -- name: take_create_intent (postgres)
 -- Taken, or taken again by the same source, or taken over from a source no longer active.
