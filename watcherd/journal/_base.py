@@ -190,8 +190,6 @@ class PlanFull(JournalError):
         self.in_flight, self.limit = in_flight, limit
 
 
-
-
 class Journal(abc.ABC):
     """The journal every part of watcherd reads and the worker writes (one writer).
 

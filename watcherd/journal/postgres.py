@@ -1,8 +1,8 @@
 """The PostgreSQL journal: the SQLite journal's interface, shared by several watcherd nodes.
 
-Every public method of :class:`watcherd.journal.Journal` is here with the same signature and
-the same meaning (each transition one transaction that updates the row and appends an event,
-listeners called after the commit). What several nodes need on top of it:
+A connector: the journal's logic is :class:`~watcherd.journal.sqljournal.SQLJournal`'s, its
+statements are in ``sql/queries.sql``; here are the connection, its session settings, the
+migrations (``sql/postgres/NNNN_*.sql``) and what several nodes need on top of it:
 
 - leases: a node ``claim``\\s the sources it works on (``SELECT … FOR UPDATE SKIP LOCKED``,
   only rows nobody holds or whose lease expired), ``renew``\\s them while it works and
@@ -434,7 +434,6 @@ class PostgresJournal(SQLJournal):
                 self._set_meta(f"clean_stop:{self.node}", "1")
         self._conn.close()
 
-
     @contextlib.contextmanager
     def _transaction(self, *, bulk: bool = False, notify: bool = False) -> Iterator[DbConn]:
         # A bulk transaction (files seen, files hashed) does not wait for its WAL flush, as
@@ -448,7 +447,6 @@ class PostgresJournal(SQLJournal):
                 # Delivered at commit, once per transaction; the payload names the writer so
                 # a node can ignore its own changes.
                 self._run("notify", channel=NOTIFY_CHANNEL, writer=self.node or "")
-
 
     # -- nodes ---------------------------------------------------------------------------
 
@@ -665,9 +663,6 @@ class PostgresJournal(SQLJournal):
                 changed = True
         return changed
 
-    # -- reading -------------------------------------------------------------------------
-
-
     # -- transitions ---------------------------------------------------------------------
 
     def _create(self, path: str, root: str, state: str, *, now: float, actor: str,
@@ -724,6 +719,3 @@ class PostgresJournal(SQLJournal):
             "this node leaves it alone",
             source_id=source.id, holder=holder["node"],
         )
-
-
-

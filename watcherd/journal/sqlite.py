@@ -2,6 +2,8 @@
 
 The default backend, embedded, with one writer process (a lock file beside the journal).
 WAL mode; intents and results are fsynced, bulk bookkeeping is not (see ``_transaction``).
+A connector: the logic is :class:`~watcherd.journal.sqljournal.SQLJournal`'s, the statements
+are in ``sql/queries.sql``; here are the file, its lock, pragmas and sqlite-utils migrations.
 """
 
 from __future__ import annotations
