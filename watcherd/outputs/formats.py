@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from watcherd.outputs import jsondoc, md, srt, txt, vtt
+# Imported as submodules by full name: the package __init__ imports this module.
+import watcherd.outputs.jsondoc as jsondoc
+import watcherd.outputs.md as md
+import watcherd.outputs.srt as srt
+import watcherd.outputs.txt as txt
+import watcherd.outputs.vtt as vtt
 from watcherd.outputs.job import Job, Transcription
 
 # A renderer takes the job and the output base's name (for a heading) and returns the text.

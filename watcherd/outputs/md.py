@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import watcherd.outputs.markdown as md
 from watcherd.display import utf8_text
-from watcherd.outputs import markdown as md
 from watcherd.outputs.job import (
     AddonResults,
     Answer,

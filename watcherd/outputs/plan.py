@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from watcherd.outputs import summary
+import watcherd.outputs.summary as summary
 from watcherd.outputs.formats import ALWAYS_TRANSLATED, RENDERERS, TRANSLATED, checked_formats
 from watcherd.outputs.job import Job, read_job
 from watcherd.outputs.naming import with_suffix

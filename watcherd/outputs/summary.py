@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import watcherd.outputs.markdown as md
 from watcherd.display import utf8_text
-from watcherd.outputs import markdown as md
 from watcherd.outputs.job import Job, read_job
 
 SUMMARY_SUFFIX: str = "summary.md"
