@@ -35,17 +35,17 @@ _NOT_ADDONS = frozenset({"metadata", "transcription"})
 # -- reading one value --------------------------------------------------------------------
 
 
-def mapping(value: object) -> Mapping[str, Any]:
+def _mapping(value: object) -> Mapping[str, Any]:
     """``value`` when it is a JSON object, else an empty one."""
     return value if isinstance(value, Mapping) else {}
 
 
-def items(value: object) -> list[object]:
+def _items(value: object) -> list[object]:
     """``value``'s elements when it is a JSON array, else none."""
     return list(value) if isinstance(value, list | tuple) else []
 
 
-def number(value: object, default: float = 0.0) -> float:
+def _number(value: object, default: float = 0.0) -> float:
     """``value`` as a finite float within ±1e9 when it is a JSON number, else ``default``."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return default
@@ -56,12 +56,12 @@ def number(value: object, default: float = 0.0) -> float:
     return max(-_TIME_LIMIT, min(_TIME_LIMIT, float(value)))
 
 
-def text(value: object) -> str:
+def _text(value: object) -> str:
     """``value`` when it is a string, else ""."""
     return value if isinstance(value, str) else ""
 
 
-def speaker_number(value: object) -> int | None:
+def _speaker_number(value: object) -> int | None:
     """``value`` as a speaker number (0-based), or None when it is not one."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _MAX_SPEAKER:
         return None
@@ -240,23 +240,23 @@ def job_object(job: object) -> Mapping[str, Any]:
 def read_job(job: object) -> Job:
     """The job read leniently; ValueError when it is not a JSON object."""
     job = job_object(job)
-    result = mapping(job.get("result"))
-    file = mapping(job.get("file"))
-    params = mapping(job.get("request_params"))
+    result = _mapping(job.get("result"))
+    file = _mapping(job.get("file"))
+    params = _mapping(job.get("request_params"))
     # Gladia echoes whatever multipart filename was sent, which may carry folders.
-    filename = text(file.get("filename")).replace("\\", "/").rsplit("/", 1)[-1]
+    filename = _text(file.get("filename")).replace("\\", "/").rsplit("/", 1)[-1]
     enabled = frozenset(k for k, v in params.items() if isinstance(k, str) and v is True)
     return Job(
         raw=job,
-        id=text(job.get("id")),
-        request_id=text(job.get("request_id")),
-        completed_at=text(job.get("completed_at")),
+        id=_text(job.get("id")),
+        request_id=_text(job.get("request_id")),
+        completed_at=_text(job.get("completed_at")),
         done=job.get("status") == "done",
         has_result=isinstance(job.get("result"), Mapping),
         filename=filename,
-        duration=number(mapping(result.get("metadata")).get("audio_duration"),
-                        number(file.get("audio_duration"))),
-        transcription=read_transcription(result.get("transcription")),
+        duration=_number(_mapping(result.get("metadata")).get("audio_duration"),
+                        _number(file.get("audio_duration"))),
+        transcription=_transcription(result.get("transcription")),
         translations=_translations(result.get("translation")),
         enabled=enabled,
         redaction=(_redaction(params.get("pii_redaction_config"))
@@ -269,73 +269,73 @@ def read_job(job: object) -> Job:
     )
 
 
-def read_transcription(value: object) -> Transcription:
+def _transcription(value: object) -> Transcription:
     """A transcription object (the job's, or a translation entry) read leniently."""
-    transcription = mapping(value)
-    found = [_utterance(u) for u in items(transcription.get("utterances"))
+    transcription = _mapping(value)
+    found = [_utterance(u) for u in _items(transcription.get("utterances"))
              if isinstance(u, Mapping)]
     subtitles: dict[str, str] = {}
-    for entry in items(transcription.get("subtitles")):
-        entry = mapping(entry)
+    for entry in _items(transcription.get("subtitles")):
+        entry = _mapping(entry)
         fmt, given = entry.get("format"), entry.get("subtitles")
         if isinstance(fmt, str) and isinstance(given, str) and given.strip():
             subtitles.setdefault(fmt, given)
     return Transcription(
         # Multichannel results may list each channel in turn; readers want one timeline.
         utterances=tuple(sorted(found, key=lambda u: u.start)),
-        full_transcript=text(transcription.get("full_transcript")),
-        languages=tuple(x for x in items(transcription.get("languages")) if isinstance(x, str)),
+        full_transcript=_text(transcription.get("full_transcript")),
+        languages=tuple(x for x in _items(transcription.get("languages")) if isinstance(x, str)),
         subtitles=tuple(subtitles.items()),
     )
 
 
 def _utterance(utterance: Mapping[str, Any]) -> Utterance:
-    start = number(utterance.get("start"))
+    start = _number(utterance.get("start"))
     words: list[Word] = []
-    for raw in items(utterance.get("words")):
+    for raw in _items(utterance.get("words")):
         if not isinstance(raw, Mapping):
             continue
-        word = " ".join(text(raw.get("word")).split())
+        word = " ".join(_text(raw.get("word")).split())
         if not word:
             continue
-        w_start = number(raw.get("start"), start)
-        words.append(Word(word, w_start, max(w_start, number(raw.get("end"), w_start))))
+        w_start = _number(raw.get("start"), start)
+        words.append(Word(word, w_start, max(w_start, _number(raw.get("end"), w_start))))
     return Utterance(
-        text=text(utterance.get("text")),
+        text=_text(utterance.get("text")),
         start=start,
-        end=max(start, number(utterance.get("end"), start)),
-        speaker=speaker_number(utterance.get("speaker")),
+        end=max(start, _number(utterance.get("end"), start)),
+        speaker=_speaker_number(utterance.get("speaker")),
         words=tuple(words),
     )
 
 
 def _translations(value: object) -> tuple[Translation, ...]:
-    block = mapping(value)
+    block = _mapping(value)
     if block.get("success") is False:
         return ()
     found: dict[str, Translation] = {}
-    for entry in items(block.get("results")):
+    for entry in _items(block.get("results")):
         if not isinstance(entry, Mapping) or entry.get("error"):
             continue
-        languages = items(entry.get("languages"))
+        languages = _items(entry.get("languages"))
         lang = languages[0] if languages else None
         if isinstance(lang, str) and _LANGUAGE_CODE.fullmatch(lang) and lang not in found:
-            found[lang] = Translation(lang, read_transcription(entry))
+            found[lang] = Translation(lang, _transcription(entry))
     return tuple(found.values())
 
 
 def _redaction(value: object) -> Redaction:
-    config = mapping(value)
+    config = _mapping(value)
     kinds = config.get("entity_types")
     return Redaction(
         kinds=(", ".join(k for k in kinds if isinstance(k, str)) if isinstance(kinds, list)
-               else text(kinds)),
-        shown=text(config.get("processed_text_type")) or "MARKER",
+               else _text(kinds)),
+        shown=_text(config.get("processed_text_type")) or "MARKER",
     )
 
 
 def _summary(value: object) -> object | None:
-    block = mapping(value)
+    block = _mapping(value)
     if block.get("success") is False:
         return None
     results: object = block.get("results")
@@ -347,7 +347,7 @@ def _summary(value: object) -> object | None:
 
 
 def _addon_results(value: object) -> object | None:
-    block = mapping(value)
+    block = _mapping(value)
     if block.get("success") is False:
         return None
     results = block.get("results")
@@ -355,7 +355,7 @@ def _addon_results(value: object) -> object | None:
 
 
 def _rows(results: object) -> list[Mapping[str, Any]] | None:
-    rows = [mapping(x) for x in items(results)]
+    rows = [_mapping(x) for x in _items(results)]
     return rows if rows and all(rows) else None
 
 
@@ -364,7 +364,7 @@ def _sentiment(results: object | None) -> AddonResults[Sentiment] | None:
         return None
     rows = _rows(results)
     return AddonResults(results, None if rows is None else tuple(
-        Sentiment(start=number(row.get("start")), speaker=speaker_number(row.get("speaker")),
+        Sentiment(start=_number(row.get("start")), speaker=_speaker_number(row.get("speaker")),
                   sentiment=row.get("sentiment", ""), emotion=row.get("emotion", ""),
                   text=row.get("text", ""))
         for row in rows
@@ -377,7 +377,7 @@ def _entities(results: object | None) -> AddonResults[Entity] | None:
     rows = _rows(results)
     return AddonResults(results, None if rows is None else tuple(
         Entity(entity_type=row.get("entity_type", ""), text=row.get("text", ""),
-               start=number(row.get("start")))
+               start=_number(row.get("start")))
         for row in rows
     ))
 
@@ -386,20 +386,20 @@ def _answers(results: object | None) -> AddonResults[Answer] | None:
     if results is None:
         return None
     answers: list[Answer] = []
-    for index, entry in enumerate(items(results), start=1):
-        entry = mapping(entry)
+    for index, entry in enumerate(_items(results), start=1):
+        entry = _mapping(entry)
         if entry.get("success") is False:
             continue  # a failure, listed with the others
-        answer = mapping(entry.get("results"))
-        answers.append(Answer(text(answer.get("prompt")) or f"Prompt {index}",
+        answer = _mapping(entry.get("results"))
+        answers.append(Answer(_text(answer.get("prompt")) or f"Prompt {index}",
                               answer.get("response")))
     return AddonResults(results, tuple(answers))
 
 
 def _addon_error(error: object) -> str:
-    error = mapping(error)
-    message = " ".join(text(error.get("message")).split())
-    extras = [x for x in (text(error.get("exception")).strip(),) if x]
+    error = _mapping(error)
+    message = " ".join(_text(error.get("message")).split())
+    extras = [x for x in (_text(error.get("exception")).strip(),) if x]
     status = error.get("status_code")
     if isinstance(status, int) and not isinstance(status, bool):
         extras.append(f"status {status}")
@@ -409,24 +409,24 @@ def _addon_error(error: object) -> str:
 
 def _failures(result: Mapping[str, Any], params: Mapping[str, Any]) -> list[AddonFailure]:
     """Every add-on of a done job that failed, whole (``success: false``) or in part."""
-    targets = items(mapping(params.get("translation_config")).get("target_languages"))
+    targets = _items(_mapping(params.get("translation_config")).get("target_languages"))
     failures: list[AddonFailure] = []
     for name, raw in result.items():
-        block = mapping(raw)
+        block = _mapping(raw)
         if name in _NOT_ADDONS or not block:
             continue
         if block.get("success") is False:
             failures.append(AddonFailure(str(name), _addon_error(block.get("error"))))
             continue
-        for index, entry in enumerate(items(block.get("results"))):
-            entry = mapping(entry)
+        for index, entry in enumerate(_items(block.get("results"))):
+            entry = _mapping(entry)
             if name == "translation" and entry.get("error"):
-                languages = items(entry.get("languages")) or targets[index : index + 1]
+                languages = _items(entry.get("languages")) or targets[index : index + 1]
                 lang = languages[0] if languages and isinstance(languages[0], str) else "?"
                 failures.append(AddonFailure(
                     "translation", f"to {lang}: {_addon_error(entry.get('error'))}"))
             elif name == "audio_to_llm" and entry.get("success") is False:
-                prompt = text(mapping(entry.get("results")).get("prompt"))
+                prompt = _text(_mapping(entry.get("results")).get("prompt"))
                 label = f'prompt "{prompt}"' if prompt else f"prompt {index + 1}"
                 failures.append(AddonFailure(
                     "audio_to_llm", f"{label}: {_addon_error(entry.get('error'))}"))
