@@ -15,7 +15,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watcherd import outputs
 from watcherd.outputs import (
     BASE_MAX_BYTES,
     FORMATS,
@@ -28,6 +27,7 @@ from watcherd.outputs import (
     output_paths,
     write_outputs,
 )
+from watcherd.outputs.writing import temp_name
 
 # The longest language code a translation may carry: its outputs have the longest suffix.
 LONG_LANG = "abcdefghijklmnop"
@@ -170,7 +170,7 @@ def test_longest_outputs_and_their_temp_files_fit_exactly() -> None:
         len(f".{suffix}")
         for suffix in (*FORMATS, SUMMARY_SUFFIX, f"{LONG_LANG}.txt", f"{LONG_LANG}.srt")
     )
-    temp = len(outputs._temp_name("x")) - 1
+    temp = len(temp_name("x")) - 1
     assert BASE_MAX_BYTES + longest + temp == 255
 
 

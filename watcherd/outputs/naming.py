@@ -1,0 +1,143 @@
+"""Output names: the base a source's outputs are named after, and what is ours in a folder.
+
+Any source name works: outputs keep the raw stem (bytes that are not UTF-8 included), and a
+stem too long for ``NAME.<lang>.txt`` plus the temp file to fit 255 bytes is shortened
+deterministically (:func:`output_base`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from watcherd.display import printable
+from watcherd.outputs.formats import FORMATS, TRANSLATED_FORMATS
+from watcherd.outputs.job import LANGUAGE_MAX
+from watcherd.outputs.summary import SUMMARY_SUFFIX
+
+TEMP_MARKER: str = ".watcherd-tmp"
+OUTPUT_SUFFIXES: frozenset[str] = frozenset(f".{fmt}" for fmt in FORMATS)
+
+# Most filesystems cap one name at 255 bytes; the temp name adds a prefix and a suffix.
+NAME_MAX: int = 255
+TEMP_RANDOM_HEX: int = 12
+# What atomic_write adds around an output's name for its temp file: "." NAME ".watcherd-tmp-" HEX.
+_TEMP_OVERHEAD = len(f".{TEMP_MARKER}-") + TEMP_RANDOM_HEX
+# The longest suffix any job can add to a base: a translation such as ".<16-char lang>.txt".
+_LONGEST_SUFFIX = max(
+    *(len(f".{'x' * LANGUAGE_MAX}.{fmt}") for fmt in TRANSLATED_FORMATS),
+    *(len(f".{suffix}") for suffix in (*FORMATS, SUMMARY_SUFFIX)),
+)
+# The longest base name (in bytes) for which every output AND its temp file fit in 255 bytes,
+# whatever the job holds: 255 - 21 - 27 = 207. Longer bases are shortened (see _fit_name).
+BASE_MAX_BYTES: int = NAME_MAX - _LONGEST_SUFFIX - _TEMP_OVERHEAD
+# A shortened base ends in "~" and this many hex digits of the SHA-256 of the full name.
+_HASH_CHARS = 12
+
+
+def is_output_or_temp(path: Path) -> bool:
+    """True for our temp files and for any file whose suffix marks it as a transcript output."""
+    name = path.name
+    return TEMP_MARKER in name or path.suffix.lower() in OUTPUT_SUFFIXES
+
+
+def is_our_temp(name: str) -> bool:
+    """True for a file name :func:`watcherd.outputs.writing.atomic_write` gives its temp files."""
+    return name.startswith(".") and f"{TEMP_MARKER}-" in name
+
+
+def with_suffix(base: Path, suffix: str) -> Path:
+    """``base`` with ".``suffix``" appended (an output such as NAME.fr.srt)."""
+    # base may itself contain dots (talk.wav), so append rather than use Path.with_suffix.
+    return base.with_name(f"{base.name}.{suffix}")
+
+
+def _fs_bytes(name: str) -> bytes:
+    """The bytes the filesystem sees for ``name``; ValueError when no file can have it."""
+    try:
+        return os.fsencode(name)
+    except UnicodeEncodeError as exc:
+        # A lone surrogate that surrogateescape did not produce: no file name decodes to it.
+        raise ValueError(
+            f"{printable(name)} cannot be a file name (it holds characters that do not encode "
+            "to bytes); rename the source"
+        ) from exc
+
+
+def cut(name: str, room: int) -> str:
+    """The longest prefix of ``name`` whose bytes fit in ``room``, cut between characters.
+
+    A character is a whole UTF-8 sequence or one undecodable byte (a surrogate escape), so
+    the prefix's bytes are a prefix of the original bytes and decode back to the same text.
+    """
+    used = 0
+    for index, char in enumerate(name):
+        used += len(_fs_bytes(char))
+        if used > room:
+            return name[:index]
+    return name
+
+
+def _fit_name(name: str) -> str:
+    """``name`` itself when its outputs fit the filesystem, else a deterministic short form.
+
+    The short form is the longest prefix of ``name`` that fits (cut between characters), "~",
+    and the first 12 hex digits of the SHA-256 of the whole name's bytes: the same name gives
+    the same short form, and distinct long names stay distinct.
+    """
+    raw = _fs_bytes(name)
+    if len(raw) <= BASE_MAX_BYTES:
+        return name
+    tail = "~" + hashlib.sha256(raw).hexdigest()[:_HASH_CHARS]
+    return cut(name, BASE_MAX_BYTES - len(tail)) + tail
+
+
+def output_base_candidates(source: Path) -> list[Path]:
+    """The bases outputs of ``source`` take unless another source owns them: stem, then name.
+
+    Each is shortened by :func:`_fit_name` when needed, so this also tells where outputs of a
+    long name are found after the journal is lost.
+    """
+    # "..wav" has the stem "." and "...wav" the stem "..": names of folders, not files.
+    by_stem = source.suffix and source.stem not in (".", "..")
+    found = [source.with_name(_fit_name(source.stem))] if by_stem else []
+    found.append(source.with_name(_fit_name(source.name)))
+    return found
+
+
+def output_base(source: Path, *, taken: Callable[[Path], bool]) -> Path:
+    """The path outputs are named after: DIR/STEM, or DIR/NAME when another source owns DIR/STEM.
+
+    Any name works: raw bytes that are not UTF-8, newlines, quotes, ':'. A base longer than
+    :data:`BASE_MAX_BYTES` bytes is shortened deterministically (see :func:`_fit_name`), so
+    every output (the longest suffix a job can produce, ".<lang>.txt") and its temp file fit
+    the 255-byte name limit whatever the job holds; the formats are not needed. The caller
+    records the result (the journal's ``output_base``) and passes it to
+    :func:`watcherd.outputs.writing.write_outputs`. In the rare case that both are owned (a
+    suffix-less "talk" after "talk.wav" took "talk"), "NAME~1", "NAME~2", ... are tried, so
+    two sources never share outputs.
+    """
+    candidates = output_base_candidates(source)
+    for candidate in candidates:
+        if not taken(candidate):
+            return candidate
+    for n in range(1, 100):
+        candidate = source.with_name(_fit_name(f"{source.name}~{n}"))
+        if not taken(candidate):
+            return candidate
+    raise ValueError(
+        f"every output name for {printable(source)} is used by another source; rename it"
+    )
+
+
+def base_fits(base: Path) -> bool:
+    """True when every output of ``base`` (and its temp file) fits the 255-byte name limit.
+
+    A base recorded before long names were shortened may not; compute a new one for it.
+    """
+    try:
+        return len(_fs_bytes(base.name)) <= BASE_MAX_BYTES
+    except ValueError:
+        return False
