@@ -18,7 +18,7 @@ from watcherd.engines.local.pipeline import LocalPipeline
 from watcherd.engines.local.runner import LocalEngine
 from watcherd.folders import Folders
 from watcherd.journal import Journal
-from watcherd.worker import Worker
+from watcherd.worker import EngineRoutes, Worker
 
 needs_local = pytest.mark.skipif(not local_engine_installed(),
                                  reason="the local extra is not installed")
@@ -95,8 +95,7 @@ def test_a_vanished_watch_folder_stops_nothing(tmp_path: Path, inbox: Path) -> N
         await engine.start()
         folders = Folders(config.watches)
         pipeline = LocalPipeline(journal, engine, outputs_for=folders.outputs_for)
-        worker = Worker(config, journal, None, engines={"local": (pipeline, 1)},
-                        engine_of=lambda w: "local", folders=folders)
+        worker = Worker(config, journal, EngineRoutes.single(pipeline, 1), folders=folders)
         stop = asyncio.Event()
         runner = asyncio.ensure_future(worker.run(stop))
         worker.hint(audio)

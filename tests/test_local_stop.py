@@ -20,7 +20,7 @@ from watcherd.engines.local.runner import LocalEngine
 from watcherd.folders import Folders
 from watcherd.journal import Journal
 from watcherd.progress import ProgressBoard
-from watcherd.worker import Worker
+from watcherd.worker import EngineRoutes, Worker
 
 pytestmark = pytest.mark.skipif(not local_engine_installed(),
                                 reason="the local extra is not installed")
@@ -56,8 +56,8 @@ def _stop_midway(tmp_path: Path, inbox: Path, grace: float) -> tuple[str, str | 
         folders = Folders(config.watches)
         pipeline = LocalPipeline(journal, engine, outputs_for=folders.outputs_for,
                                  progress=board)
-        worker = Worker(config, journal, None, engines={"local": (pipeline, 1)},
-                        engine_of=lambda w: "local", folders=folders, finish_grace=grace)
+        worker = Worker(config, journal, EngineRoutes.single(pipeline, 1), folders=folders,
+                        finish_grace=grace)
         stop = asyncio.Event()
         runner = asyncio.ensure_future(worker.run(stop))
         worker.hint(audio)
