@@ -15,7 +15,7 @@ from tests.speech import ENGLISH_TEXT, repeat_wav, speak
 from watcherd.config import Config, GladiaConfig, WatchConfig
 from watcherd.engines.local.model import bundled_model, local_engine_installed
 from watcherd.engines.local.pipeline import LocalPipeline
-from watcherd.engines.local.runner import LocalEngine
+from watcherd.engines.local.runner import TranscriberPool
 from watcherd.folders import Folders
 from watcherd.journal import Journal
 from watcherd.worker import EngineRoutes, Worker
@@ -91,7 +91,7 @@ def test_a_vanished_watch_folder_stops_nothing(tmp_path: Path, inbox: Path) -> N
 
     async def go() -> str:
         journal = Journal.open(config.journal_path, exclusive=True)
-        engine = LocalEngine(bundled_model(), workers=1)
+        engine = TranscriberPool(bundled_model(), workers=1)
         await engine.start()
         folders = Folders(config.watches)
         pipeline = LocalPipeline(journal, engine, outputs_for=folders.outputs_for)

@@ -16,7 +16,7 @@ from watcherd.config import Config, GladiaConfig, WatchConfig
 from watcherd.engines.local.estimate import PRIOR_SPEED, Run, Speed
 from watcherd.engines.local.model import bundled_model, local_engine_installed
 from watcherd.engines.local.pipeline import LocalPipeline
-from watcherd.engines.local.runner import LocalEngine
+from watcherd.engines.local.runner import TranscriberPool
 from watcherd.folders import Folders
 from watcherd.journal import Journal
 from watcherd.progress import ProgressBoard
@@ -51,7 +51,7 @@ def _stop_midway(tmp_path: Path, inbox: Path, grace: float) -> tuple[str, str | 
 
     async def go() -> tuple[str, str | None]:
         journal = Journal.open(config.journal_path, exclusive=True)
-        engine = LocalEngine(bundled_model(), workers=1)
+        engine = TranscriberPool(bundled_model(), workers=1)
         await engine.start()
         folders = Folders(config.watches)
         pipeline = LocalPipeline(journal, engine, outputs_for=folders.outputs_for,

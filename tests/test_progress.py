@@ -13,7 +13,7 @@ from watcherd.config import Config, GladiaConfig, Secret, WatchConfig
 from watcherd.engines.gladia.client import GladiaClient
 from watcherd.engines.gladia.pipeline import GladiaPipeline
 from watcherd.engines.local.model import bundled_model, local_engine_installed
-from watcherd.engines.local.runner import LocalEngine
+from watcherd.engines.local.runner import TranscriberPool
 from watcherd.folders import Folders
 from watcherd.journal import Journal
 from watcherd.progress import ProgressBoard
@@ -83,7 +83,7 @@ def test_local_engine_reports_growing_fractions(tmp_path: Path) -> None:
     audio = repeat_wav(sentence, tmp_path / "long.wav", 3)
 
     async def go() -> None:
-        engine = LocalEngine(bundled_model(), workers=1)
+        engine = TranscriberPool(bundled_model(), workers=1)
         await engine.start()
         try:
             await engine.transcribe(audio, {}, on_progress=seen.append)
