@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from hypothesis import HealthCheck, settings
 
 from tests.daemon_harness import DaemonProcess
@@ -39,6 +40,16 @@ def sim(request: pytest.FixtureRequest) -> Iterator[GladiaSimulator]:
     options.setdefault("api_key", getattr(request.module, "KEY", "test-key"))
     with GladiaSimulator(**options) as simulator:
         yield simulator
+
+
+@pytest.fixture(autouse=True)
+def structlog_restored() -> Iterator[None]:
+    """Put structlog's configuration back after each test: a command run in-process
+    configures logging at info, and structlog.testing.capture_logs cannot see a debug line
+    through the level filter it leaves behind."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from watcherd.config import HttpConfig, Secret
 from watcherd.connections import MAX_CONNECTIONS, PER_ADDRESS, ConnectionLimiter, ConnectionLimits
 from watcherd.http11 import Request
 from watcherd.web.guard import SESSION_SECONDS
-from watcherd.web.http import HttpServer, Response, text_response
+from watcherd.web.http import Response, page_server, text_response
 from watcherd.web.throttle import MAX_FAILURES, WINDOW_SECONDS, LoginThrottle
 
 StartWeb = Callable[..., RunningWeb]
@@ -138,7 +138,7 @@ def test_busy_slots_refuse_with_503_and_other_addresses_go_on() -> None:
         return text_response(200, "ok")
 
     async def body() -> None:
-        server = HttpServer("127.0.0.1", 0, handler, limits=ConnectionLimits(4, 2))
+        server = page_server("127.0.0.1", 0, handler, limits=ConnectionLimits(4, 2))
         await server.start()
         port = server.address[1]
         head = f"GET /slow HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
@@ -430,7 +430,7 @@ def test_healthz_answers_after_any_interleaving_of_idle_clients(
         return text_response(200, "ok")
 
     async def body() -> None:
-        server = HttpServer("127.0.0.1", 0, handler, limits=ConnectionLimits(6, 3))
+        server = page_server("127.0.0.1", 0, handler, limits=ConnectionLimits(6, 3))
         await server.start()
         port = server.address[1]
         clients: list[asyncio.StreamWriter] = []

@@ -1,8 +1,9 @@
-"""Who may hold a connection to watcherd's two small servers, and what a hang-up is.
+"""Who may hold a connection to watcherd's HTTP server, and what a hang-up is.
 
-The status page and the Gladia callback listener both accept connections from outside. Each
-connection takes a slot from a :class:`ConnectionLimiter`: at most ``per_address`` from one
-client address and ``total`` in all. A connection that is only waiting on its client (its
+The HTTP server (:mod:`watcherd.httpserver`: the status page, the Gladia callback listener)
+accepts connections from outside. Each connection takes a slot from a
+:class:`ConnectionLimiter`: at most ``per_address`` from one client address and ``total`` in
+all. A connection that is only waiting on its client (its
 request head or body has not all arrived, or its answer is not read) can be *evicted*: when a
 new connection finds its client's share or the whole server full, the longest-held such
 connection is closed to make room. Idle or slow clients (a slow-loris) therefore never keep

@@ -1,8 +1,8 @@
-"""Strict HTTP/1.1 request reading on top of h11, shared by watcherd's two small servers.
+"""Strict HTTP/1.1 request reading on top of h11, for watcherd's HTTP server.
 
-The Gladia engine's callback listener and the status page both accept requests from outside:
-h11 parses the syntax, and these checks add watcherd's stricter rules (one Host, ASCII-only
-Content-Length, bounded heads, paths only) so every server refuses the same things the same way.
+The server (:mod:`watcherd.httpserver`, behind the status page and the Gladia engine's
+callback listener) accepts requests from outside: h11 parses the syntax, and these checks add
+watcherd's stricter rules (one Host, ASCII-only Content-Length, bounded heads, paths only).
 :class:`Wire` reads one connection's request with a deadline for its head (a client trickling
 its headers, a slow-loris, is answered 408 and closed), and :func:`finish` sends an answer
 out without a client that has already gone becoming an error.

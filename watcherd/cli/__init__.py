@@ -419,8 +419,8 @@ def journal_copy(src: str, dst: str, config_path: Path | None) -> None:
     store them). Stop every daemon using either journal first.
     """
     from watcherd.config import watch_roots
-    from watcherd.journal.configured import postgres_journal_class
-    from watcherd.journal.copy import copy_journal, is_postgres_url
+    from watcherd.journal.backends import is_postgres_url, postgres_journal_class
+    from watcherd.journal.copy import copy_journal
 
     if is_postgres_url(src) or is_postgres_url(dst):
         postgres_journal_class()  # psycopg missing: a config error that says what to install

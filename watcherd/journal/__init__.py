@@ -1,7 +1,9 @@
 """The journal: every source's state and every transition (design.md, invariant 1).
 
-:class:`Journal` is the interface every backend implements; :func:`Journal.open` opens the
-default SQLite backend. A new backend is one module here implementing :class:`Journal`.
+:class:`Journal` is the interface every backend implements; :func:`Journal.open` opens a SQLite
+file or a PostgreSQL URL (chosen in :mod:`watcherd.journal.backends`). The logic is written
+once in :mod:`watcherd.journal.sqljournal` against the named queries of ``sql/queries.sql``;
+``sqlite.py`` and ``postgres.py`` are the connectors.
 """
 
 from __future__ import annotations
@@ -21,10 +23,8 @@ from watcherd.journal._base import (
     PlanFull,
     Source,
     State,
-    decode_path,
-    encode_path,
-    safe_text,
 )
+from watcherd.journal.backends import open_journal
 from watcherd.journal.sqlite import (
     SCHEMA_VERSION,
     SQLiteJournal,
@@ -32,6 +32,7 @@ from watcherd.journal.sqlite import (
     log_corrupt,
     open_or_recover,
 )
+from watcherd.journal.stored import decode_path, encode_path, safe_text
 from watcherd.journal.unavailable import JournalUnavailable
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "decode_path",
     "encode_path",
     "log_corrupt",
+    "open_journal",
     "open_or_recover",
     "safe_text",
 ]

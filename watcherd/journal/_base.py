@@ -17,10 +17,9 @@ import inspect
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
-from urllib.parse import quote, unquote_to_bytes
+from typing import Any, Literal, Protocol, Self, get_args
 
 import structlog
 
@@ -28,8 +27,6 @@ from watcherd.errors import JournalError
 from watcherd.journal.unavailable import JournalUnavailable
 
 _log = structlog.get_logger("watcherd.journal")
-#: URL schemes of the PostgreSQL backend.
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 # In the order `status` lists them: the pipeline's steps, then how a source can end.
 State = Literal[
@@ -55,6 +52,21 @@ ACTIVE_STATES: tuple[State, ...] = (
     "transcribing",
     "waiting",
 )
+# The sets of states the journal's queries ask for (written into the SQL from here, never by
+# hand; see watcherd/journal/queries.py).
+#: In the middle of remote work (uploading to transcribing).
+REMOTE_STATES: tuple[State, ...] = ("uploading", "uploaded", "submitting", "submitted",
+                                    "transcribing")
+#: Active states in which a Gladia job counts against the plan once it exists or may exist.
+IN_FLIGHT_STATES: tuple[State, ...] = tuple(s for s in ACTIVE_STATES if s != "transcribing")
+#: States whose ``next_attempt_at`` wakes the worker.
+WAKE_STATES: tuple[State, ...] = ("waiting", "pending")
+#: How a source can end (the worker has nothing left to do).
+ENDED_STATES: tuple[State, ...] = ("done", "failed", "gone")
+#: What ``watcherd retry`` puts back in the queue.
+RETRY_STATES: tuple[State, ...] = ("failed", "waiting")
+
+
 @dataclass(frozen=True)
 class Source:
     """One row of the journal: what watcherd knows about one source file."""
@@ -178,8 +190,6 @@ class PlanFull(JournalError):
         self.in_flight, self.limit = in_flight, limit
 
 
-
-
 class Journal(abc.ABC):
     """The journal every part of watcherd reads and the worker writes (one writer).
 
@@ -238,21 +248,19 @@ class Journal(abc.ABC):
         A ``postgresql://`` URL opens the PostgreSQL backend, anything else a SQLite file.
         ``exclusive`` makes this process the journal's one writer (a second one gets
         :class:`JournalLocked`; PostgreSQL journals are shared by design and ignore it);
-        ``readonly`` opens an existing journal for inspection.
+        ``readonly`` opens an existing journal for inspection. The backend is chosen in
+        :func:`watcherd.journal.backends.open_journal`, which registers itself here so that
+        this interface imports no backend.
         """
-        if isinstance(path, str) and path.startswith(POSTGRES_SCHEMES):
-            from watcherd.journal.postgres import PostgresJournal
-
-            return PostgresJournal.open(path, readonly=readonly)
-        from watcherd.journal.sqlite import SQLiteJournal
-
-        return SQLiteJournal.open(Path(path), exclusive=exclusive, readonly=readonly)
+        if _opener is None:
+            raise RuntimeError("no journal backends registered: import watcherd.journal")
+        return _opener(path, exclusive=exclusive, readonly=readonly)
 
     @abc.abstractmethod
     def close(self) -> None:
         """Close the journal; a writer records that it stopped cleanly."""
 
-    def __enter__(self) -> Journal:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -450,6 +458,21 @@ class Journal(abc.ABC):
                 _log.exception("journal_listener_failed", listener=repr(listener))
 
 
+class Opener(Protocol):
+    """What :meth:`Journal.open` calls: the one place that chooses a backend."""
+
+    def __call__(self, path: Path | str, *, exclusive: bool, readonly: bool) -> Journal: ...
+
+
+_opener: Opener | None = None
+
+
+def register_opener(opener: Opener) -> None:
+    """Make ``opener`` the function behind :meth:`Journal.open` (watcherd.journal.backends)."""
+    global _opener
+    _opener = opener
+
+
 def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     """``method`` with storage failures raised as :class:`JournalUnavailable`."""
 
@@ -467,72 +490,3 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
             raise JournalUnavailable(reason, detail=self._error_detail(exc)) from exc
 
     return call
-
-
-# -- how text is stored (shared by every backend) --------------------------------------------
-
-SOURCE_FIELDS = tuple(f.name for f in fields(Source))
-
-# Columns that hold file system paths: stored losslessly (see encode_path).
-PATH_COLUMNS = frozenset({"path", "watch_root", "output_base"})
-# No path can contain NUL, so a stored value starting with it is never a real path's text.
-_BYTES_MARK = "\x00"
-
-
-def encode_path(path: str) -> str:
-    """The journal's text for a path: itself when it is UTF-8, else its exact bytes, quoted.
-
-    Python hands a name that is not valid UTF-8 (a Latin-1 name from an old share or a zip
-    archive) over as text with lone surrogates, which SQLite cannot store. Such a path is kept
-    as a NUL mark followed by its percent-quoted bytes, so it round-trips byte for byte and
-    every UTF-8 path (all paths of journals written before) stays as it was.
-    """
-    try:
-        path.encode("utf-8")
-        return path
-    except UnicodeEncodeError:
-        pass
-    try:
-        raw = os.fsencode(path)
-    except UnicodeEncodeError:
-        # Surrogates that no file system name produces: keep a readable, lossy form.
-        return safe_text(path)
-    return _BYTES_MARK + quote(raw, safe="/")
-
-
-def decode_path(stored: str) -> str:
-    """The path (as Python's os functions take it) from its journal text."""
-    if stored.startswith(_BYTES_MARK):
-        return os.fsdecode(unquote_to_bytes(stored[len(_BYTES_MARK):]))
-    return stored
-
-
-def safe_text(text: str) -> str:
-    """Human text (reasons, errors, notes) that SQLite can store: lone surrogates escaped."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def column_value(name: str, value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    return encode_path(value) if name in PATH_COLUMNS else safe_text(value)
-
-
-def job_text(job: Mapping[str, Any]) -> str:
-    """A job object as JSON text SQLite can store, losslessly.
-
-    A backend that cuts a string mid-emoji leaves a lone surrogate escape in its JSON; it is
-    kept as its ``\\uXXXX`` escape (ASCII JSON) instead of failing the store.
-    """
-    text = json.dumps(job, ensure_ascii=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(job, ensure_ascii=True)
-    return text
-
-

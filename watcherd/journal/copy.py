@@ -10,20 +10,32 @@ there are brought up to date, none is doubled. A destination that holds a differ
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from watcherd.errors import JournalError
 from watcherd.journal import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
-from watcherd.journal import Journal, Source, decode_path, encode_path, safe_text
+from watcherd.journal import Journal
+from watcherd.journal.backends import is_postgres_url
+from watcherd.journal.queries import QUERIES, Dialect, adapt
+from watcherd.journal.stored import (
+    PATH_COLUMNS,
+    SOURCE_FIELDS,
+    column_value,
+    decode_path,
+    from_stored,
+    pg_decode_path,
+    pg_encode_path,
+    pg_text,
+    to_stored,
+)
 
-SOURCE_COLUMNS = tuple(f.name for f in fields(Source))
+SOURCE_COLUMNS = SOURCE_FIELDS
 EVENT_COLUMNS = ("id", "source_id", "at", "from_state", "to_state", "actor", "reason")
 RESULT_COLUMNS = ("content_key", "job_id", "job_json", "created_at")
 JOB_TIME_COLUMNS = ("id", "at", "options_class", "audio_seconds", "seconds")
-_PATH_COLUMNS = frozenset({"path", "watch_root", "output_base"})
 
 
 @dataclass(frozen=True)
@@ -44,11 +56,6 @@ class CopyReport:
     events: int
     results: int
     job_times: int
-
-
-def is_postgres_url(target: str) -> bool:
-    """Whether a journal location is a PostgreSQL URL (else it is a SQLite file path)."""
-    return target.startswith(("postgresql://", "postgres://"))
 
 
 def copy_journal(src: str | Path, dst: str | Path, *,
@@ -95,7 +102,7 @@ def write_rows(target: str, rows: JournalRows, *, source_label: str,
 
 
 def _decoded(row: dict[str, Any], decode: Any) -> dict[str, Any]:
-    return {k: (decode(v) if k in _PATH_COLUMNS and v is not None else v)
+    return {k: (decode(v) if k in PATH_COLUMNS and v is not None else v)
             for k, v in row.items()}
 
 
@@ -119,6 +126,58 @@ def _check_fits(dst_label: str, source_label: str, rows: JournalRows,
         )
 
 
+# -- both databases: the same statements on a sqlite3 or a psycopg connection ---------------
+
+
+def _read_tables(conn: Any, dialect: Dialect, decode: Callable[[str], str]) -> JournalRows:
+    """Every row of every table, in the caller's one snapshot, paths decoded."""
+    sources = tuple(_decoded({k: r[k] for k in SOURCE_COLUMNS}, decode)
+                    for r in conn.execute(QUERIES[dialect]["all_sources"]))
+    events, results, job_times = (
+        tuple(dict(r) for r in conn.execute(
+            f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}"))
+        for table, columns, order in (("events", EVENT_COLUMNS, "id"),
+                                      ("results", RESULT_COLUMNS, "content_key"),
+                                      ("job_times", JOB_TIME_COLUMNS, "id"))
+    )
+    return JournalRows(sources, events, results, job_times)
+
+
+def _check_destination(conn: Any, label: str, source_label: str, rows: JournalRows,
+                       decode: Callable[[str], str]) -> None:
+    _check_fits(
+        label, source_label, rows,
+        {int(r["id"]): decode(r["path"]) for r in conn.execute("SELECT id, path FROM sources")},
+        {int(r["id"]) for r in conn.execute("SELECT id FROM events")},
+        {int(r["id"]) for r in conn.execute("SELECT id FROM job_times")},
+    )
+
+
+def _upsert(table: str, columns: tuple[str, ...], conflict: str) -> str:
+    return (f"INSERT INTO {table} ({', '.join(columns)})"
+            f" VALUES ({', '.join(':' + c for c in columns)}) ON CONFLICT {conflict}")
+
+
+_SOURCE_UPDATES = ", ".join(f"{c} = excluded.{c}" for c in SOURCE_COLUMNS if c != "id")
+#: What a copy writes, in order, each row brought up to date or left as it is.
+_WRITES = (
+    ("sources", SOURCE_COLUMNS, _upsert("sources", SOURCE_COLUMNS,
+                                         f"(id) DO UPDATE SET {_SOURCE_UPDATES}")),
+    ("events", EVENT_COLUMNS, _upsert("events", EVENT_COLUMNS, "(id) DO NOTHING")),
+    ("job_times", JOB_TIME_COLUMNS, _upsert("job_times", JOB_TIME_COLUMNS, "(id) DO NOTHING")),
+    ("results", RESULT_COLUMNS, _upsert(
+        "results", RESULT_COLUMNS, "(content_key) DO UPDATE SET job_id = excluded.job_id,"
+        " job_json = excluded.job_json, created_at = excluded.created_at")),
+)
+
+
+def _write_tables(executemany: Callable[[str, list[dict[str, Any]]], Any], dialect: Dialect,
+                  rows: JournalRows, value: Callable[[str, Any], Any]) -> None:
+    for table, columns, statement in _WRITES:
+        executemany(adapt(dialect, statement),
+                    [{c: value(c, r[c]) for c in columns} for r in getattr(rows, table)])
+
+
 # -- SQLite ----------------------------------------------------------------------------------
 
 
@@ -135,60 +194,25 @@ def _read_sqlite(path: Path) -> JournalRows:
     conn.row_factory = sqlite3.Row
     try:
         conn.execute("BEGIN")  # one snapshot for every table, even while a daemon writes
-        sources = tuple(_decoded(dict(r), decode_path)
-                        for r in conn.execute("SELECT * FROM sources ORDER BY id"))
-        events = tuple(dict(r) for r in conn.execute(
-            f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY id"))
-        results = tuple(dict(r) for r in conn.execute(
-            f"SELECT {', '.join(RESULT_COLUMNS)} FROM results ORDER BY content_key"))
-        job_times = tuple(dict(r) for r in conn.execute(
-            f"SELECT {', '.join(JOB_TIME_COLUMNS)} FROM job_times ORDER BY id"))
+        rows = _read_tables(conn, "sqlite", decode_path)
         conn.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
         raise JournalError(f"cannot read the journal {path}: {exc}") from exc
     finally:
         conn.close()
-    return JournalRows(tuple({k: s[k] for k in SOURCE_COLUMNS} for s in sources),
-                       events, results, job_times)
-
-
-def _sqlite_value(name: str, value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    return encode_path(value) if name in _PATH_COLUMNS else safe_text(value)
+    return rows
 
 
 def _write_sqlite(path: Path, rows: JournalRows, source_label: str) -> None:
     # The exclusive open creates and migrates the file and keeps a daemon out while copying.
     with Journal.open(path, exclusive=True):
         conn = sqlite3.connect(str(path), isolation_level=None, timeout=10)
+        conn.row_factory = sqlite3.Row
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                _check_fits(
-                    str(path), source_label, rows,
-                    {r[0]: decode_path(r[1]) for r in conn.execute("SELECT id, path FROM sources")},
-                    {r[0] for r in conn.execute("SELECT id FROM events")},
-                    {r[0] for r in conn.execute("SELECT id FROM job_times")},
-                )
-                cols = ", ".join(SOURCE_COLUMNS)
-                marks = ", ".join("?" * len(SOURCE_COLUMNS))
-                updates = ", ".join(f"{c} = excluded.{c}" for c in SOURCE_COLUMNS if c != "id")
-                conn.executemany(
-                    f"INSERT INTO sources ({cols}) VALUES ({marks})"
-                    f" ON CONFLICT(id) DO UPDATE SET {updates}",
-                    [tuple(_sqlite_value(c, r[c]) for c in SOURCE_COLUMNS) for r in rows.sources],
-                )
-                for table, columns, data, verb in (
-                    ("events", EVENT_COLUMNS, rows.events, "INSERT OR IGNORE"),
-                    ("job_times", JOB_TIME_COLUMNS, rows.job_times, "INSERT OR IGNORE"),
-                    ("results", RESULT_COLUMNS, rows.results, "INSERT OR REPLACE"),
-                ):
-                    conn.executemany(
-                        f"{verb} INTO {table} ({', '.join(columns)})"
-                        f" VALUES ({', '.join('?' * len(columns))})",
-                        [tuple(_sqlite_value(c, r[c]) for c in columns) for r in data],
-                    )
+                _check_destination(conn, str(path), source_label, rows, decode_path)
+                _write_tables(conn.executemany, "sqlite", rows, column_value)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -203,13 +227,7 @@ def _write_sqlite(path: Path, rows: JournalRows, source_label: str) -> None:
 
 
 def _read_pg(url: str, roots: Mapping[str, str]) -> JournalRows:
-    from watcherd.journal.postgres import (
-        check_version,
-        connect,
-        from_stored,
-        pg_decode_path,
-        redact_url,
-    )
+    from watcherd.journal.postgres import check_version, connect, redact_url
 
     def decode(stored: str) -> str:
         return from_stored(pg_decode_path(stored), roots)
@@ -219,38 +237,24 @@ def _read_pg(url: str, roots: Mapping[str, str]) -> JournalRows:
         check_version(conn, redact_url(url))
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            sources = tuple(_decoded({k: r[k] for k in SOURCE_COLUMNS}, decode)
-                            for r in conn.execute("SELECT * FROM sources ORDER BY id"))
-            events = tuple(dict(r) for r in conn.execute(
-                f"SELECT {', '.join(EVENT_COLUMNS)} FROM events ORDER BY id"))
-            results = tuple(dict(r) for r in conn.execute(
-                f"SELECT {', '.join(RESULT_COLUMNS)} FROM results ORDER BY content_key"))
-            job_times = tuple(dict(r) for r in conn.execute(
-                f"SELECT {', '.join(JOB_TIME_COLUMNS)} FROM job_times ORDER BY id"))
+            return _read_tables(conn, "postgres", decode)
     finally:
         conn.close()
-    return JournalRows(sources, events, results, job_times)
 
 
 def _write_pg(url: str, rows: JournalRows, source_label: str,
               roots: Mapping[str, str]) -> None:
     import psycopg
 
-    from watcherd.journal.postgres import (
-        connect,
-        from_stored,
-        migrate,
-        pg_decode_path,
-        pg_encode_path,
-        pg_text,
-        redact_url,
-        to_stored,
-    )
+    from watcherd.journal.postgres import connect, migrate, redact_url
+
+    def decode(stored: str) -> str:
+        return from_stored(pg_decode_path(stored), roots)
 
     def value(name: str, item: Any) -> Any:
         if not isinstance(item, str):
             return item
-        if name in _PATH_COLUMNS:
+        if name in PATH_COLUMNS:
             return pg_encode_path(to_stored(item, roots))
         return pg_text(item)
 
@@ -262,33 +266,9 @@ def _write_pg(url: str, rows: JournalRows, source_label: str,
             # Nodes wait while the copy runs: they see none of it or all of it.
             conn.execute("LOCK TABLE sources, events, results, job_times"
                          " IN SHARE ROW EXCLUSIVE MODE")
-            _check_fits(
-                label, source_label, rows,
-                {int(r["id"]): from_stored(pg_decode_path(r["path"]), roots)
-                 for r in conn.execute("SELECT id, path FROM sources")},
-                {int(r["id"]) for r in conn.execute("SELECT id FROM events")},
-                {int(r["id"]) for r in conn.execute("SELECT id FROM job_times")},
-            )
-            updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in SOURCE_COLUMNS if c != "id")
+            _check_destination(conn, label, source_label, rows, decode)
             with conn.cursor() as cur:
-                cur.executemany(
-                    f"INSERT INTO sources ({', '.join(SOURCE_COLUMNS)})"
-                    f" VALUES ({', '.join(['%s'] * len(SOURCE_COLUMNS))})"
-                    f" ON CONFLICT (id) DO UPDATE SET {updates}",
-                    [tuple(value(c, r[c]) for c in SOURCE_COLUMNS) for r in rows.sources],
-                )
-                for table, columns, data, conflict in (
-                    ("events", EVENT_COLUMNS, rows.events, "(id) DO NOTHING"),
-                    ("job_times", JOB_TIME_COLUMNS, rows.job_times, "(id) DO NOTHING"),
-                    ("results", RESULT_COLUMNS, rows.results,
-                     "(content_key) DO UPDATE SET job_id = EXCLUDED.job_id, job_json ="
-                     " EXCLUDED.job_json, created_at = EXCLUDED.created_at"),
-                ):
-                    cur.executemany(
-                        f"INSERT INTO {table} ({', '.join(columns)})"
-                        f" VALUES ({', '.join(['%s'] * len(columns))}) ON CONFLICT {conflict}",
-                        [tuple(value(c, r[c]) for c in columns) for r in data],
-                    )
+                _write_tables(cur.executemany, "postgres", rows, value)
                 # Ids were given explicitly: new rows continue after the highest one.
                 for table in ("sources", "events", "job_times"):
                     cur.execute(

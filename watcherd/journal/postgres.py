@@ -1,8 +1,8 @@
 """The PostgreSQL journal: the SQLite journal's interface, shared by several watcherd nodes.
 
-Every public method of :class:`watcherd.journal.Journal` is here with the same signature and
-the same meaning (each transition one transaction that updates the row and appends an event,
-listeners called after the commit). What several nodes need on top of it:
+A connector: the journal's logic is :class:`~watcherd.journal.sqljournal.SQLJournal`'s, its
+statements are in ``sql/queries.sql``; here are the connection, its session settings, the
+migrations (``sql/postgres/NNNN_*.sql``) and what several nodes need on top of it:
 
 - leases: a node ``claim``\\s the sources it works on (``SELECT … FOR UPDATE SKIP LOCKED``,
   only rows nobody holds or whose lease expired), ``renew``\\s them while it works and
@@ -23,18 +23,16 @@ listeners called after the commit). What several nodes need on top of it:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
-import json
 import os
 import select
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import structlog
@@ -42,17 +40,22 @@ from psycopg.rows import dict_row
 
 from watcherd.errors import JournalError
 from watcherd.journal._base import (
-    STATES,
     UNKNOWN_ID,
     CreateIntentHeld,
-    FileStat,
-    Journal,
     LeaseLost,
     NodeNameTaken,
     PlanFull,
     Source,
-    State,
-    safe_text,
+)
+from watcherd.journal.sqljournal import SQLJournal, _check_columns, assignments, insert_source
+from watcherd.journal.stored import (
+    PATH_COLUMNS,
+    SOURCE_FIELDS,
+    from_stored,
+    pg_decode_path,
+    pg_encode_path,
+    pg_text,
+    to_stored,
 )
 from watcherd.journal.unavailable import PG_UNREACHABLE, JournalUnavailable, postgres_reason
 
@@ -66,18 +69,6 @@ _log = structlog.get_logger("watcherd.journal")
 
 # The channel every write that may make work for another node is announced on.
 NOTIFY_CHANNEL = "watcherd_journal"
-_SOURCE_FIELDS = tuple(f.name for f in dataclasses.fields(Source))
-_PATH_COLUMNS = frozenset({"path", "watch_root", "output_base"})
-_ACTIVE_SQL = ("('pending','uploading','uploaded','submitting','submitted','transcribing',"
-               "'waiting')")
-# The server's clock in epoch seconds: leases and heartbeats use it, so that nodes whose own
-# clocks disagree still agree on when a lease ran out.
-_NOW = "extract(epoch from clock_timestamp())::float8"
-# PostgreSQL text holds neither NUL nor lone surrogates (SQLite's NUL mark is not storable):
-# a path that is not plain UTF-8 text is kept as this mark and its percent-quoted bytes.
-# U+FFFF is a noncharacter, so no sane name starts with it; one that does is quoted too,
-# which keeps the encoding one-to-one.
-PATH_MARK = "\uffff"
 
 DbConn = psycopg.Connection[dict[str, Any]]
 
@@ -112,93 +103,6 @@ _PLAN_LOCK = _lock_key("plan-concurrency")
 
 
 # -- values ------------------------------------------------------------------------------
-
-
-def pg_text(text: str) -> str:
-    """Human text PostgreSQL can store: lone surrogates and NUL characters escaped."""
-    return safe_text(text).replace("\x00", "\\x00")
-
-
-def pg_encode_path(path: str) -> str:
-    """The PostgreSQL journal's text for a path: itself when plain UTF-8, else marked bytes.
-
-    Lossless for every name a file system gives (``os.fsdecode`` text with lone surrogates);
-    one-to-one, so the unique index on paths and look-ups by path stay exact.
-    """
-    if not path.startswith(PATH_MARK) and "\x00" not in path:
-        try:
-            path.encode("utf-8")
-            return path
-        except UnicodeEncodeError:
-            pass
-    try:
-        raw = os.fsencode(path)
-    except UnicodeEncodeError:
-        # Surrogates that no file system name produces: keep a readable, lossy form.
-        raw = pg_text(path).encode("utf-8")
-    return PATH_MARK + quote(raw, safe="/")
-
-
-def pg_decode_path(stored: str) -> str:
-    """The path (as Python's os functions take it) from its PostgreSQL journal text."""
-    if stored.startswith(PATH_MARK):
-        return os.fsdecode(unquote_to_bytes(stored[len(PATH_MARK):]))
-    return stored
-
-
-#: A stored path relative to a watch id: ``@ID/RELATIVE`` (``@ID`` for the watch's root).
-#: No absolute path starts with "@" (POSIX "/", Windows a drive letter or "\\"), so the forms
-#: cannot be confused, and a path under no configured watch is stored absolute.
-WATCH_MARK = "@"
-
-
-def to_stored(path: str, roots: Mapping[str, str]) -> str:
-    """A node's absolute path as the shared journal holds it: relative to its watch's id.
-
-    Nodes mount the share at different places; the watch id (``[[watch]] id``) names the same
-    folder on every node, so ``@id/rel`` is one file for all of them. The innermost root that
-    holds the path wins (nested watches).
-    """
-    best: tuple[int, str, str] | None = None
-    for watch_id, root in roots.items():
-        root = root.rstrip("/") or "/"
-        if path == root:
-            rel = ""
-        elif path.startswith(root if root.endswith("/") else root + "/"):
-            rel = path[len(root):].lstrip("/")
-        else:
-            continue
-        if best is None or len(root) > best[0]:
-            best = (len(root), watch_id, rel)
-    if best is None:
-        return path
-    _, watch_id, rel = best
-    return f"{WATCH_MARK}{watch_id}/{rel}" if rel else f"{WATCH_MARK}{watch_id}"
-
-
-def from_stored(stored: str, roots: Mapping[str, str]) -> str:
-    """This node's absolute path for a stored one (``@id/rel`` mapped through ``roots``).
-
-    A watch id this node does not have stays in its stored form: it names another node's
-    folder, which this node never touches (the worker skips sources outside its watches).
-    """
-    if not stored.startswith(WATCH_MARK):
-        return stored
-    watch_id, _, rel = stored[len(WATCH_MARK):].partition("/")
-    root = roots.get(watch_id)
-    if root is None:
-        return stored
-    return os.path.join(root, rel) if rel else root
-
-
-def _job_text(job: Mapping[str, Any]) -> str:
-    """A job object as JSON text, losslessly (lone surrogates kept as ``\\uXXXX``)."""
-    text = json.dumps(job, ensure_ascii=False)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(job, ensure_ascii=True)
-    return text
 
 
 def redact_url(url: str) -> str:
@@ -355,15 +259,17 @@ def _check_node_name(name: str) -> None:
 # -- the journal ---------------------------------------------------------------------------
 
 
-class PostgresJournal(Journal):
+class PostgresJournal(SQLJournal):
     """The PostgreSQL journal. Open it with :meth:`open`; close it with :meth:`close`."""
 
+    dialect = "postgres"
     notify_channel = NOTIFY_CHANNEL
     #: Several nodes work this journal together: the worker leases what it drives.
     shared = True
 
     def __init__(self, url: str, conn: DbConn, *, readonly: bool,
                  lease_seconds: float, roots: Mapping[str, str] | None = None) -> None:
+        super().__init__()
         self.url = url  # may hold a password: show display_url instead
         self.display_url = redact_url(url)
         self.readonly = readonly
@@ -372,12 +278,10 @@ class PostgresJournal(Journal):
         self.node: str | None = None
         # Whether this node's previous run closed the journal (a crash leaves it False).
         self.stopped_cleanly = True
-        self._conn = conn
+        self._conn: DbConn = conn
         self._listen_conn: psycopg.Connection[Any] | None = None
         # This node's {watch id: local root}: paths are stored relative to watch ids.
         self.roots: dict[str, str] = dict(roots or {})
-        # Called after each committed transition with (source as it is now, previous state).
-        self.listeners: list[Callable[[Source, str], None]] = []
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -429,10 +333,13 @@ class PostgresJournal(Journal):
         """A stored path as this node's local path."""
         return from_stored(pg_decode_path(stored), self.roots)
 
+    def _text(self, text: str) -> str:
+        return pg_text(text)
+
     def _column_value(self, name: str, value: Any) -> Any:
         if not isinstance(value, str):
             return value
-        return self._enc(value) if name in _PATH_COLUMNS else pg_text(value)
+        return self._enc(value) if name in PATH_COLUMNS else pg_text(value)
 
     def _row(self, row: Mapping[str, Any]) -> Source:
         """A source row as this node sees it: local paths, and its own stat only.
@@ -440,8 +347,8 @@ class PostgresJournal(Journal):
         Device and inode numbers recorded by another node mean nothing here (one file on a
         share has different ones on each machine): they read as UNKNOWN_ID.
         """
-        values = {name: row[name] for name in _SOURCE_FIELDS}
-        for name in _PATH_COLUMNS:
+        values = {name: row[name] for name in SOURCE_FIELDS}
+        for name in PATH_COLUMNS:
             if values[name] is not None:
                 values[name] = self._dec(values[name])
         stat_node = row.get("stat_node")
@@ -521,18 +428,11 @@ class PostgresJournal(Journal):
         if self._conn.closed:
             return
         if self.node is not None and not self.readonly:
-            with contextlib.suppress(psycopg.Error), self._transaction(notify=True) as conn:
+            with contextlib.suppress(psycopg.Error), self._transaction(notify=True):
                 # Its files move on now rather than after the lease runs out.
-                conn.execute("UPDATE sources SET node = NULL, lease_until = NULL"
-                             " WHERE node = %s", (self.node,))
+                self._run("release_node_leases", node=self.node)
                 self._set_meta(f"clean_stop:{self.node}", "1")
         self._conn.close()
-
-    def __enter__(self) -> PostgresJournal:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @contextlib.contextmanager
     def _transaction(self, *, bulk: bool = False, notify: bool = False) -> Iterator[DbConn]:
@@ -546,14 +446,7 @@ class PostgresJournal(Journal):
             if notify:
                 # Delivered at commit, once per transaction; the payload names the writer so
                 # a node can ignore its own changes.
-                self._conn.execute("SELECT pg_notify(%s, %s)",
-                                   (NOTIFY_CHANNEL, self.node or ""))
-
-    def _set_meta(self, key: str, value: str) -> None:
-        self._conn.execute(
-            "INSERT INTO meta (key, value) VALUES (%s, %s)"
-            " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, value),
-        )
+                self._run("notify", channel=NOTIFY_CHANNEL, writer=self.node or "")
 
     # -- nodes ---------------------------------------------------------------------------
 
@@ -568,10 +461,7 @@ class PostgresJournal(Journal):
         _check_node_name(name)
         key = _lock_key(f"node:{name}")
         if not self._try_lock(key):
-            holder = self._conn.execute(
-                f"SELECT host, pid, {_NOW} - heartbeat_at AS age FROM nodes WHERE name = %s",
-                (name,),
-            ).fetchone()
+            holder = self._run("node_holder", name=name).fetchone()
             age = float(holder["age"]) if holder else None
             if not (age is not None and age > 3 * self.lease_seconds
                     and self._evict_lock_holder(key)):
@@ -585,32 +475,20 @@ class PostgresJournal(Journal):
                     pid=int(holder["pid"]) if holder else None,
                 )
         with self._transaction():
-            row = self._conn.execute("SELECT value FROM meta WHERE key = %s",
-                                     (f"clean_stop:{name}",)).fetchone()
+            row = self._run("get_meta", key=f"clean_stop:{name}").fetchone()
             self.stopped_cleanly = row is None or row["value"] == "1"
             self._set_meta(f"clean_stop:{name}", "0")
-            self._conn.execute(
-                f"INSERT INTO nodes (name, host, pid, started_at, heartbeat_at)"
-                f" VALUES (%s, %s, %s, {_NOW}, {_NOW}) ON CONFLICT (name) DO UPDATE SET"
-                " host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,"
-                " heartbeat_at = EXCLUDED.heartbeat_at",
-                (name, socket.gethostname(), os.getpid()),
-            )
+            self._run("register_node", name=name, host=socket.gethostname(), pid=os.getpid())
         self.node = name
 
     def _try_lock(self, key: int) -> bool:
-        row = self._conn.execute("SELECT pg_try_advisory_lock(%s) AS got", (key,)).fetchone()
+        row = self._run("try_lock", key=key).fetchone()
         return bool(row and row["got"])
 
     def _evict_lock_holder(self, key: int) -> bool:
         """Disconnect the session holding this advisory lock; True once the lock is ours."""
         classid, objid = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
-        self._conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
-            " AND granted AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            (classid, objid),
-        )
+        self._run("evict_lock_holder", classid=classid, objid=objid)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self._try_lock(key):
@@ -623,12 +501,11 @@ class PostgresJournal(Journal):
     def heartbeat(self) -> None:
         """Say this node is alive (``renew`` does it too)."""
         if self.node is not None:
-            self._conn.execute(f"UPDATE nodes SET heartbeat_at = {_NOW} WHERE name = %s",
-                               (self.node,))
+            self._run("heartbeat", name=self.node)
 
     def server_time(self) -> float:
         """The database server's clock, in epoch seconds (leases are on this clock)."""
-        row = self._conn.execute(f"SELECT {_NOW} AS now").fetchone()
+        row = self._run("server_time").fetchone()
         assert row is not None
         return float(row["now"])
 
@@ -654,14 +531,7 @@ class PostgresJournal(Journal):
         ids = sorted(set(source_ids))
         if not ids:
             return []
-        rows = self._conn.execute(
-            "WITH free AS (SELECT id FROM sources WHERE id = ANY(%(ids)s) AND (node IS NULL"
-            f" OR node = %(node)s OR lease_until IS NULL OR lease_until <= {_NOW})"
-            " ORDER BY id FOR UPDATE SKIP LOCKED)"
-            f" UPDATE sources s SET node = %(node)s, lease_until = {_NOW} + %(secs)s"
-            " FROM free WHERE s.id = free.id RETURNING s.id",
-            {"ids": ids, "node": node, "secs": float(lease_seconds)},
-        ).fetchall()
+        rows = self._run("claim", ids=ids, node=node, secs=float(lease_seconds)).fetchall()
         return sorted(int(r["id"]) for r in rows)
 
     def renew(self, node: str, lease_seconds: float) -> list[int]:
@@ -671,12 +541,8 @@ class PostgresJournal(Journal):
         lease ran out: stop working on it.
         """
         with self._transaction():
-            rows = self._conn.execute(
-                f"UPDATE sources SET lease_until = {_NOW} + %s WHERE node = %s RETURNING id",
-                (float(lease_seconds), node),
-            ).fetchall()
-            self._conn.execute(f"UPDATE nodes SET heartbeat_at = {_NOW} WHERE name = %s",
-                               (node,))
+            rows = self._run("renew", node=node, secs=float(lease_seconds)).fetchall()
+            self._run("heartbeat", name=node)
         return sorted(int(r["id"]) for r in rows)
 
     def release(self, source_ids: Iterable[int], node: str) -> None:
@@ -684,18 +550,12 @@ class PostgresJournal(Journal):
         ids = sorted(set(source_ids))
         if not ids:
             return
-        with self._transaction(notify=True) as conn:
-            conn.execute(
-                "UPDATE sources SET node = NULL, lease_until = NULL"
-                " WHERE id = ANY(%s) AND node = %s", (ids, node),
-            )
+        with self._transaction(notify=True):
+            self._run("release", ids=ids, node=node)
 
     def leases(self) -> dict[int, Lease]:
         """The live leases, by source id (for ``status``: which node holds what)."""
-        rows = self._conn.execute(
-            "SELECT id, node, lease_until FROM sources WHERE node IS NOT NULL"
-            f" AND lease_until > {_NOW}"
-        )
+        rows = self._run("leases")
         return {int(r["id"]): Lease(int(r["id"]), r["node"], float(r["lease_until"]))
                 for r in rows}
 
@@ -722,28 +582,18 @@ class PostgresJournal(Journal):
         key = source.content_key
         if key is None:
             raise ValueError(f"source {source.id} has no content key yet; settle it first")
-        unknown = set(changes) - set(_SOURCE_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown journal columns: {sorted(unknown)}")
-        with self._transaction(notify=True) as conn:
+        _check_columns(changes)
+        with self._transaction(notify=True):
             if max_in_flight is not None:
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PLAN_LOCK,))
+                self._run("lock_for_transaction", key=_PLAN_LOCK)
                 in_flight = self.count_in_flight(exclude={source.id})
                 if in_flight >= max_in_flight:
                     raise PlanFull(
                         f"{in_flight} jobs are in flight over all nodes, the plan allows "
                         f"{max_in_flight}", in_flight=in_flight, limit=max_in_flight,
                     )
-            row = conn.execute(
-                "INSERT INTO create_intents (content_key, node, source_id, at)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (content_key) DO UPDATE SET"
-                " node = EXCLUDED.node, source_id = EXCLUDED.source_id, at = EXCLUDED.at"
-                " WHERE create_intents.source_id = EXCLUDED.source_id OR NOT EXISTS ("
-                "SELECT 1 FROM sources s WHERE s.id = create_intents.source_id"
-                " AND s.content_key = create_intents.content_key"
-                f" AND s.state IN {_ACTIVE_SQL}) RETURNING source_id",
-                (key, self.node, source.id, time.time()),
-            ).fetchone()
+            row = self._run("take_create_intent", content_key=key, node=self.node,
+                            source_id=source.id, at=time.time()).fetchone()
             if row is None:
                 holder = self.create_intent(key)
                 raise CreateIntentHeld(
@@ -758,20 +608,15 @@ class PostgresJournal(Journal):
 
     def create_intent(self, content_key: str) -> CreateIntent | None:
         """The intent row for this content key, if one is recorded."""
-        row = self._conn.execute(
-            "SELECT content_key, node, source_id, at FROM create_intents WHERE content_key = %s",
-            (content_key,),
-        ).fetchone()
+        row = self._run("create_intent", content_key=content_key).fetchone()
         return None if row is None else CreateIntent(row["content_key"], row["node"],
                                                      int(row["source_id"]), float(row["at"]))
 
     def release_create_intent(self, source: Source) -> None:
         """Drop the intent this source holds (its job exists, or it gave up creating one)."""
         if source.content_key is not None:
-            self._conn.execute(
-                "DELETE FROM create_intents WHERE content_key = %s AND source_id = %s",
-                (source.content_key, source.id),
-            )
+            self._run("release_create_intent", content_key=source.content_key,
+                      source_id=source.id)
 
     # -- waiting for other nodes ---------------------------------------------------------
 
@@ -818,159 +663,23 @@ class PostgresJournal(Journal):
                 changed = True
         return changed
 
-    # -- reading -------------------------------------------------------------------------
-
-    def get(self, source_id: int) -> Source:
-        """The source with this id."""
-        row = self._conn.execute("SELECT * FROM sources WHERE id = %s", (source_id,)).fetchone()
-        if row is None:
-            raise KeyError(source_id)
-        return self._row(row)
-
-    def by_path(self, path: str) -> Source | None:
-        """The source recorded at this path, if any."""
-        row = self._conn.execute(
-            "SELECT * FROM sources WHERE path = %s", (self._enc(path),)
-        ).fetchone()
-        return None if row is None else self._row(row)
-
-    def all(self) -> list[Source]:
-        """Every source, oldest first."""
-        rows = self._conn.execute("SELECT * FROM sources ORDER BY id")
-        return [self._row(r) for r in rows]
-
-    def in_states(self, states: Sequence[str]) -> list[Source]:
-        """Sources in any of these states, oldest first."""
-        rows = self._conn.execute(
-            "SELECT * FROM sources WHERE state = ANY(%s) ORDER BY id", (list(states),)
-        )
-        return [self._row(r) for r in rows]
-
-    def state_since(self) -> dict[int, float]:
-        """For each source, when it entered its current state."""
-        rows = self._conn.execute(
-            "SELECT e.source_id AS id, MAX(e.at) AS at FROM events e JOIN sources s"
-            " ON s.id = e.source_id AND e.to_state = s.state"
-            " AND (e.from_state IS NULL OR e.from_state != s.state) GROUP BY e.source_id"
-        )
-        return {int(r["id"]): float(r["at"]) for r in rows}
-
-    def counts(self) -> dict[str, int]:
-        """Number of sources per state (every state present, zero included)."""
-        counts: dict[str, int] = dict.fromkeys(STATES, 0)
-        for row in self._conn.execute("SELECT state, count(*) AS n FROM sources GROUP BY state"):
-            counts[row["state"]] = int(row["n"])
-        return counts
-
-    def events(self, source_id: int) -> list[dict[str, Any]]:
-        """The transitions of one source, oldest first."""
-        rows = self._conn.execute(
-            "SELECT id, source_id, at, from_state, to_state, actor, reason FROM events"
-            " WHERE source_id = %s ORDER BY id", (source_id,),
-        )
-        return [dict(r) for r in rows]
-
-    def result_for(self, content_key: str) -> dict[str, Any] | None:
-        """The finished job object stored for this content key, if one was received."""
-        row = self._conn.execute(
-            "SELECT job_json FROM results WHERE content_key = %s", (content_key,)
-        ).fetchone()
-        if row is None:
-            return None
-        value: dict[str, Any] = json.loads(row["job_json"])
-        return value
-
-    def output_base_taken(self, base: str, *, by_other_than: str) -> bool:
-        """Whether another source already owns this output base (``DIR/STEM``)."""
-        row = self._conn.execute(
-            "SELECT 1 FROM sources WHERE output_base = %s AND path != %s "
-            "AND NOT (state = 'gone' AND done_at IS NULL) LIMIT 1",
-            (self._enc(base), self._enc(by_other_than)),
-        ).fetchone()
-        return row is not None
-
-    def leader_for(self, content_key: str) -> Source | None:
-        """The oldest active source with this content, which alone may create its job."""
-        row = self._conn.execute(
-            f"SELECT * FROM sources WHERE content_key = %s AND state IN {_ACTIVE_SQL} "
-            "ORDER BY (job_id IS NULL), (submit_started_at IS NULL), (audio_url IS NULL), id "
-            "LIMIT 1",
-            (content_key,),
-        ).fetchone()
-        return None if row is None else self._row(row)
-
-    def unsettled(self, *, limit: int = 500) -> list[Source]:
-        """Pending sources not hashed yet, longest-quiet first."""
-        rows = self._conn.execute(
-            "SELECT * FROM sources WHERE state = 'pending' AND content_key IS NULL "
-            "ORDER BY changed_at NULLS FIRST, id LIMIT %s",
-            (limit,),
-        )
-        return [self._row(r) for r in rows]
-
-    def due(self, now: float, *, limit: int = 1000) -> list[Source]:
-        """Settled sources with remote work to do now; jobs already created come first.
-
-        Four reads on partial indexes instead of one sort of every queued row. A source that
-        another node holds a live lease on is not this node's to do and is left out.
-        """
-        free = (f" AND (node IS NULL OR lease_until IS NULL OR lease_until <= {_NOW}"
-                " OR node = %(me)s)")
-        params = {"now": now, "limit": limit, "me": self.node}
-        queries = (
-            "SELECT * FROM sources WHERE content_key IS NOT NULL AND state IN"
-            " ('uploading','uploaded','submitting','submitted','transcribing')"
-            f"{free} LIMIT %(limit)s",
-            "SELECT * FROM sources WHERE state = 'waiting' AND content_key IS NOT NULL"
-            f" AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s){free}"
-            " ORDER BY next_attempt_at NULLS FIRST LIMIT %(limit)s",
-            "SELECT * FROM sources WHERE"
-            " (job_id IS NOT NULL OR submit_started_at IS NOT NULL OR audio_url IS NOT NULL)"
-            f" AND state = 'pending' AND content_key IS NOT NULL{free} LIMIT %(limit)s",
-            "SELECT * FROM sources WHERE state = 'pending'"
-            f" AND content_key IS NOT NULL{free} ORDER BY id LIMIT %(limit)s",
-        )
-        found: dict[int, Source] = {}
-        for query in queries:
-            for row in self._conn.execute(query, params):
-                found.setdefault(int(row["id"]), self._row(row))
-        ordered = sorted(found.values(), key=lambda s: (
-            s.job_id is None, s.submit_started_at is None, s.audio_url is None, s.id))
-        return ordered[:limit]
-
-    def next_attempt_at(self, after: float) -> float | None:
-        """The earliest time after ``after`` that a waiting (or backing-off) source is due."""
-        row = self._conn.execute(
-            "SELECT MIN(next_attempt_at) AS t FROM sources WHERE state IN ('waiting','pending')"
-            " AND next_attempt_at > %s", (after,),
-        ).fetchone()
-        value = row["t"] if row is not None else None
-        return float(value) if value is not None else None
-
-    def count_in_flight(self, *, exclude: set[int]) -> int:
-        """Active sources whose Gladia job exists or may exist, except those in ``exclude``.
-
-        Counted over every node: the plan's concurrency is the whole account's.
-        """
-        row = self._conn.execute(
-            "SELECT count(*) AS n FROM sources"
-            " WHERE (job_id IS NOT NULL OR submit_started_at IS NOT NULL)"
-            " AND state IN ('uploading','uploaded','submitting','submitted','waiting','pending')"
-            " AND NOT (id = ANY(%s))", (sorted(exclude),),
-        ).fetchone()
-        return int(row["n"]) if row else 0
-
-    def reschedule_waiting(self, now: float) -> int:
-        """Make every waiting source due now (the API came back); returns how many."""
-        with self._transaction(notify=True) as conn:
-            cur = conn.execute(
-                "UPDATE sources SET next_attempt_at = %s WHERE state = 'waiting'"
-                " AND next_attempt_at > %s",
-                (now, now),
-            )
-        return cur.rowcount
-
     # -- transitions ---------------------------------------------------------------------
+
+    def _create(self, path: str, root: str, state: str, *, now: float, actor: str,
+                reason: str, **columns: Any) -> int | None:
+        # The row and its first event in one statement; nothing when another node (or an
+        # earlier item of the batch) inserted the path since it was read.
+        if "dev" in columns:
+            columns["stat_node"] = self.node
+        text, values = insert_source(path, root, state, now, columns)
+        row = self._run_text(
+            f"WITH made AS ({text} RETURNING id) INSERT INTO events (source_id, at,"
+            " from_state, to_state, actor, reason, node) SELECT id, :created_at, NULL,"
+            " :state, :event_actor, :event_reason, :me FROM made RETURNING source_id",
+            {**values, "event_actor": pg_text(actor), "event_reason": reason,
+             "me": self.node},
+        ).fetchone()
+        return None if row is None else int(row["source_id"])
 
     def _move(self, source: Source, state: str, *, actor: str, reason: str | None,
               fence: bool = False, **changes: Any) -> None:
@@ -987,26 +696,22 @@ class PostgresJournal(Journal):
             changes.pop("inode", None)
         elif "dev" in changes or "inode" in changes:
             changes["stat_node"] = self.node  # whose device/inode numbers these are
-        assignments = ", ".join(f"{name} = %s" for name in changes)
-        values = [self._column_value(name, value) for name, value in changes.items()]
-        guard = ""
-        if fence:
-            guard = (f" AND (node IS NULL OR lease_until IS NULL OR lease_until <= {_NOW}"
-                     " OR node = %s)")
-            values_tail: list[Any] = [source.id, self.node]
-        else:
-            values_tail = [source.id]
-        row = self._conn.execute(
-            f"WITH moved AS (UPDATE sources SET {assignments} WHERE id = %s{guard}"
+        guard = "{LEASE_FREE}" if fence else ""
+        row = self._run_text(
+            f"WITH moved AS (UPDATE sources SET {assignments(changes)} WHERE id = :id {guard}"
             " RETURNING id) INSERT INTO events (source_id, at, from_state, to_state, actor,"
-            " reason, node) SELECT id, %s, %s, %s, %s, %s, %s FROM moved RETURNING source_id",
-            (*values, *values_tail, now, source.state, state, pg_text(actor),
-             None if reason is None else pg_text(reason), self.node),
+            " reason, node) SELECT id, :at, :from_state, :to_state, :actor, :reason, :me"
+            " FROM moved RETURNING source_id", {
+                **{f"set_{name}": self._column_value(name, value)
+                   for name, value in changes.items()},
+                "id": source.id, "at": now, "from_state": source.state, "to_state": state,
+                "actor": pg_text(actor), "reason": None if reason is None else pg_text(reason),
+                "me": self.node,
+            },
         ).fetchone()
         if row is not None:
             return
-        holder = self._conn.execute("SELECT node FROM sources WHERE id = %s",
-                                    (source.id,)).fetchone()
+        holder = self._run("lease_holder", id=source.id).fetchone()
         if holder is None:
             raise KeyError(source.id)
         raise LeaseLost(
@@ -1014,267 +719,3 @@ class PostgresJournal(Journal):
             "this node leaves it alone",
             source_id=source.id, holder=holder["node"],
         )
-
-    def _after_transition(self, before: Source) -> Source:
-        moved = self.get(before.id)
-        for listener in self.listeners:
-            try:
-                listener(moved, before.state)
-            except Exception:
-                # A listener (metrics, hooks) must never undo or block a committed transition.
-                _log.exception("journal_listener_failed", listener=repr(listener))
-        return moved
-
-    def transition(
-        self, source: Source, state: State, *, actor: str, reason: str | None = None,
-        **changes: Any,
-    ) -> Source:
-        """Move one source to ``state`` (with column changes) in one transaction."""
-        return self._transition(source, state, actor=actor, reason=reason, fence=True,
-                                **changes)
-
-    def _transition(self, source: Source, state: str, *, actor: str, reason: str | None,
-                    fence: bool, **changes: Any) -> Source:
-        unknown = set(changes) - set(_SOURCE_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown journal columns: {sorted(unknown)}")
-        with self._transaction(notify=True):
-            self._move(source, state, actor=actor, reason=reason, fence=fence, **changes)
-        return self._after_transition(source)
-
-    def annotate(self, source: Source, *, actor: str, reason: str, **changes: Any) -> Source:
-        """Change columns of a source without changing its state (still one logged event)."""
-        return self.transition(source, source.state, actor=actor,  # type: ignore[arg-type]
-                               reason=reason, **changes)
-
-    def observe_many(
-        self,
-        seen: Iterable[tuple[str, str, FileStat, str]],
-        *,
-        actor: str = "watcher",
-    ) -> list[Source]:
-        """Record files seen on disk: ``(path, watch_root, stat, options_json)`` each.
-
-        New paths become ``pending``. A known path whose stat changed is settled again: a
-        ``pending`` one restarts its settle clock, a finished or gone one becomes a new version
-        (``pending``), and one in the middle of remote work is left alone. Returns the sources
-        that now need settling. Several nodes seeing one file merge into its one row.
-        """
-        now = time.time()
-        items = [(self._enc(p), self._enc(r), st, pg_text(o)) for p, r, st, o in seen]
-        touched: list[int] = []
-        with self._transaction(bulk=True, notify=True) as conn:
-            # Known rows read and locked at once, in path order: two nodes scanning
-            # overlapping folders lock in the same order and never deadlock.
-            known: dict[str, Source] = {
-                r["path"]: self._row(r) for r in conn.execute(
-                    "SELECT * FROM sources WHERE path = ANY(%s) ORDER BY path FOR UPDATE",
-                    (sorted({i[0] for i in items}),),
-                )
-            }
-            for path, root, st, options_json in items:
-                source = known.get(path)
-                if source is None:
-                    row = conn.execute(
-                        "WITH made AS (INSERT INTO sources (path, watch_root, state, size,"
-                        " mtime_ns, dev, inode, stat_node, changed_at, options_json, attempts,"
-                        " job_errors, created_at, updated_at) VALUES (%s, %s, 'pending', %s, %s,"
-                        " %s, %s, %s, %s, %s, 0, 0, %s, %s) ON CONFLICT (path) DO NOTHING"
-                        " RETURNING id) INSERT INTO events (source_id, at, from_state, to_state,"
-                        " actor, reason, node) SELECT id, %s, NULL, 'pending', %s, 'seen', %s"
-                        " FROM made RETURNING source_id",
-                        (path, root, st.size, st.mtime_ns, st.dev, st.inode, self.node, now,
-                         options_json, now, now, now, pg_text(actor), self.node),
-                    ).fetchone()
-                    if row is not None:
-                        touched.append(int(row["source_id"]))
-                        continue
-                    # Inserted since the read (by another node, or earlier in this batch):
-                    # a known row now.
-                    source = self._get_locked(path)
-                needs_settling, wrote = self._observe_known(source, st, now, options_json,
-                                                            actor)
-                if needs_settling:
-                    touched.append(source.id)
-                if wrote:
-                    known.pop(path, None)  # a repeat later in the batch reads it again
-                else:
-                    known[path] = source
-        return self._get_many(touched)
-
-    def _get_locked(self, encoded_path: str) -> Source:
-        row = self._conn.execute("SELECT * FROM sources WHERE path = %s FOR UPDATE",
-                                 (encoded_path,)).fetchone()
-        assert row is not None
-        return self._row(row)
-
-    def _get_many(self, ids: Sequence[int]) -> list[Source]:
-        if not ids:
-            return []
-        rows = self._conn.execute("SELECT * FROM sources WHERE id = ANY(%s)", (list(ids),))
-        by_id = {int(r["id"]): self._row(r) for r in rows}
-        return [by_id[i] for i in ids]
-
-    def _observe_known(self, source: Source, st: FileStat, now: float, options_json: str,
-                       actor: str) -> tuple[bool, bool]:
-        """Apply one observation to a known row: (needs settling, row written)."""
-        # Size and mtime, plus device and inode only where this node recorded them: another
-        # machine sees one file on the share with other numbers, and its scan must never make
-        # this node's finished files look changed (nor the other way round).
-        same = source.size is not None and source.mtime_ns is not None and FileStat(
-            source.size, source.mtime_ns,
-            UNKNOWN_ID if source.dev is None else source.dev,
-            UNKNOWN_ID if source.inode is None else source.inode,
-        ).agrees(st)
-        if source.state == "pending":
-            if not same:
-                self._conn.execute(
-                    "UPDATE sources SET size=%s, mtime_ns=%s, dev=%s, inode=%s, stat_node=%s,"
-                    " changed_at=%s, sha256=NULL, content_key=NULL, updated_at=%s WHERE id=%s",
-                    (st.size, st.mtime_ns, st.dev, st.inode, self.node, now, now, source.id),
-                )
-            # As in the SQLite journal: only a row not settled before is handed back.
-            return not source.settled, not same
-        if source.state in ("done", "failed", "gone") and (not same or source.state == "gone"):
-            reason = "reappeared" if source.state == "gone" else "changed on disk"
-            self._move(
-                source, "pending", actor=actor, reason=reason,
-                sha256=None, content_key=None, audio_url=None, job_id=None,
-                submit_started_at=None, attempts=0, job_errors=0, next_attempt_at=None,
-                last_error=None, note=None, options_json=options_json, size=st.size,
-                mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode, changed_at=now,
-            )
-            return True, True
-        return False, False
-
-    def settle_many(self, items: Iterable[tuple[Source, str, str, FileStat]]) -> list[int]:
-        """Record hashed sources ``(source, sha256, content key, stat)`` in one transaction.
-
-        Only a source still ``pending`` and unchanged since it was read (same ``changed_at``)
-        is recorded; one that changed meanwhile is settled again later. Returns the ids
-        recorded.
-        """
-        batch = list(items)
-        recorded = []
-        with self._transaction(bulk=True, notify=True) as conn:
-            current = {
-                int(r["id"]): self._row(r) for r in conn.execute(
-                    "SELECT * FROM sources WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
-                    (sorted({s.id for s, _, _, _ in batch}),),
-                )
-            }
-            for source, digest, key, st in batch:
-                row = current.get(source.id)
-                if row is None or row.state != "pending" or (
-                    row.changed_at != source.changed_at
-                ) or row.options_json != source.options_json:
-                    continue
-                self._move(
-                    row, "pending", actor="worker", reason="settled and hashed",
-                    sha256=digest, content_key=key, note="queued",
-                    size=st.size, mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode,
-                )
-                current[source.id] = self.get(source.id)
-                recorded.append(source.id)
-        return recorded
-
-    def record_unreadable(self, path: str, root: str, options_json: str, reason: str
-                          ) -> Source:
-        """A path where a source should be but that cannot be read: a failed row with why."""
-        now = time.time()
-        reason = pg_text(reason)
-        with self._transaction(notify=True) as conn:
-            row = conn.execute(
-                "WITH made AS (INSERT INTO sources (path, watch_root, state, options_json,"
-                " attempts, job_errors, last_error, created_at, updated_at)"
-                " VALUES (%s, %s, 'failed', %s, 0, 0, %s, %s, %s)"
-                " ON CONFLICT (path) DO NOTHING RETURNING id)"
-                " INSERT INTO events (source_id, at, from_state, to_state, actor, reason, node)"
-                " SELECT id, %s, NULL, 'failed', 'worker', %s, %s FROM made RETURNING source_id",
-                (self._enc(path), self._enc(root), pg_text(options_json), reason,
-                 now, now, now, reason, self.node),
-            ).fetchone()
-            if row is not None:
-                source_id = int(row["source_id"])
-            else:
-                source = self._get_locked(self._enc(path))
-                source_id = source.id
-                self._move(source, "failed", actor="worker", reason=reason, last_error=reason)
-        return self.get(source_id)
-
-    def retry(self, paths: Sequence[str] = (), *, all_failed: bool = False) -> list[Source]:
-        """Put failed (or waiting) sources back in the queue now; returns those moved."""
-        moved = []
-        with self._transaction(notify=True) as conn:
-            if all_failed:
-                targets = [self._row(r) for r in conn.execute(
-                    "SELECT * FROM sources WHERE state = 'failed' ORDER BY id FOR UPDATE")]
-            else:
-                encoded = [self._enc(p) for p in dict.fromkeys(paths)]
-                rows = {r["path"]: self._row(r) for r in conn.execute(
-                    "SELECT * FROM sources WHERE path = ANY(%s) ORDER BY id FOR UPDATE",
-                    (encoded,))}
-                targets = [rows[p] for p in encoded if p in rows]
-            for source in targets:
-                if source.state not in ("failed", "waiting"):
-                    continue
-                # A job that ended in error is not reused: forget it so a new one is created.
-                self._move(
-                    source, "pending", actor="user", reason="watcherd retry",
-                    attempts=0, job_errors=0, next_attempt_at=None, last_error=None,
-                    note=None, job_id=None if source.state == "failed" else source.job_id,
-                )
-                moved.append(source.id)
-        return self._get_many(moved)
-
-    def reprocess(self, path: str, options_json: str) -> Source | None:
-        """Transcribe a finished source again with these options (``retry --reprocess``).
-
-        Same options and content: the stored result is reused and only the outputs are
-        rewritten, so nothing is paid twice; new options make a new job.
-        """
-        source = self.by_path(path)
-        if source is None or source.state not in ("done", "failed", "gone"):
-            return None
-        # A person's decision: not fenced by a lease a node may still hold on a failed row.
-        return self._transition(
-            source, "pending", actor="user", reason="watcherd retry --reprocess", fence=False,
-            options_json=options_json, sha256=None, content_key=None, audio_url=None,
-            job_id=None, submit_started_at=None, attempts=0, job_errors=0,
-            next_attempt_at=None, last_error=None, note=None, changed_at=0.0,
-        )
-
-    def record_job_time(self, options_class: str, audio_seconds: float | None,
-                        seconds: float, *, keep: int = 100) -> None:
-        """Remember how long one finished job took (the newest ``keep`` per kind are kept)."""
-        with self._transaction() as conn:
-            conn.execute(
-                "INSERT INTO job_times (at, options_class, audio_seconds, seconds)"
-                " VALUES (%s, %s, %s, %s)",
-                (time.time(), pg_text(options_class), audio_seconds, seconds),
-            )
-            conn.execute(
-                "DELETE FROM job_times WHERE options_class = %(c)s AND id NOT IN (SELECT id"
-                " FROM job_times WHERE options_class = %(c)s ORDER BY id DESC LIMIT %(k)s)",
-                {"c": pg_text(options_class), "k": keep},
-            )
-
-    def job_times(self) -> list[tuple[str, float | None, float]]:
-        """Every remembered job time, oldest first: (kind, audio seconds, seconds)."""
-        rows = self._conn.execute(
-            "SELECT options_class, audio_seconds, seconds FROM job_times ORDER BY id"
-        )
-        return [(r["options_class"], r["audio_seconds"], r["seconds"]) for r in rows]
-
-    def store_result(self, source: Source, job: Mapping[str, Any]) -> None:
-        """Keep a finished job object, keyed by content, before any output is written."""
-        assert source.content_key is not None
-        with self._transaction() as conn:
-            conn.execute(
-                "INSERT INTO results (content_key, job_id, job_json, created_at)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (content_key) DO UPDATE SET"
-                " job_id = EXCLUDED.job_id, job_json = EXCLUDED.job_json,"
-                " created_at = EXCLUDED.created_at",
-                (source.content_key, pg_text(str(job.get("id", ""))), _job_text(job),
-                 time.time()),
-            )

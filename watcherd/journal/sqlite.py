@@ -2,6 +2,8 @@
 
 The default backend, embedded, with one writer process (a lock file beside the journal).
 WAL mode; intents and results are fsynced, bulk bookkeeping is not (see ``_transaction``).
+A connector: the logic is :class:`~watcherd.journal.sqljournal.SQLJournal`'s, the statements
+are in ``sql/queries.sql``; here are the file, its lock, pragmas and sqlite-utils migrations.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,20 +22,19 @@ import structlog
 
 from watcherd.errors import JournalError
 from watcherd.journal._base import (
-    PATH_COLUMNS,
-    SOURCE_FIELDS,
-    STATES,
-    FileStat,
-    Journal,
     JournalCorrupt,
     JournalLocked,
     JournalNotReady,
     Source,
-    State,
+)
+from watcherd.journal.queries import QUERIES
+from watcherd.journal.sqljournal import SQLJournal, assignments, insert_source
+from watcherd.journal.stored import (
+    PATH_COLUMNS,
+    SOURCE_FIELDS,
     column_value,
     decode_path,
     encode_path,
-    job_text,
     safe_text,
 )
 from watcherd.journal.unavailable import sqlite_reason
@@ -45,23 +46,17 @@ SCHEMA_VERSION = 3
 _log = structlog.get_logger("watcherd.journal")
 
 
-def _row_to_source(row: sqlite3.Row) -> Source:
-    values = {name: row[name] for name in SOURCE_FIELDS}
-    for name in PATH_COLUMNS:
-        if values[name] is not None:
-            values[name] = decode_path(values[name])
-    return Source(**values)
-
-
-class SQLiteJournal(Journal):
+class SQLiteJournal(SQLJournal):
     """The SQLite journal. Open it with :meth:`open`; close it with :meth:`close`."""
+
+    dialect = "sqlite"
 
     def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int | None, *,
                  readonly: bool = False) -> None:
         super().__init__()
         self.path = path
         self.readonly = readonly
-        self._conn = conn
+        self._conn: sqlite3.Connection = conn
         self._lock_fd = lock_fd
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -153,14 +148,14 @@ class SQLiteJournal(Journal):
 
     def probe_write(self) -> None:
         """One small fsynced write (a row of ``meta``): it fails while the disk does."""
-        with self._transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('write_probe', ?)",
-                         (repr(time.time()),))
+        with self._transaction():
+            self._set_meta("write_probe", repr(time.time()))
 
     @contextlib.contextmanager
-    def _transaction(self, *, bulk: bool = False) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, bulk: bool = False, notify: bool = False
+                     ) -> Iterator[sqlite3.Connection]:
         # BEGIN IMMEDIATE takes the write lock up front, so a concurrent `watcherd retry` waits
-        # instead of failing half way through.
+        # instead of failing half way through. One process writes: nobody to notify.
         #
         # A bulk transaction (files seen, files hashed) is committed without its own fsync:
         # after a power cut it may be lost, which costs only a re-scan or a re-hash. Every
@@ -185,383 +180,52 @@ class SQLiteJournal(Journal):
             if bulk:
                 self._conn.execute("PRAGMA synchronous = FULL")
 
-    # -- reading -------------------------------------------------------------------------
+    # -- how values are stored -------------------------------------------------------------
 
-    def get(self, source_id: int) -> Source:
-        """The source with this id."""
-        row = self._conn.execute("SELECT * FROM sources WHERE id = ?", (source_id,)).fetchone()
-        if row is None:
-            raise KeyError(source_id)
-        return _row_to_source(row)
+    def _row(self, row: sqlite3.Row) -> Source:
+        values = {name: row[name] for name in SOURCE_FIELDS}
+        for name in PATH_COLUMNS:
+            if values[name] is not None:
+                values[name] = decode_path(values[name])
+        return Source(**values)
 
-    def by_path(self, path: str) -> Source | None:
-        """The source recorded at this path, if any."""
-        row = self._conn.execute(
-            "SELECT * FROM sources WHERE path = ?", (encode_path(path),)
-        ).fetchone()
-        return None if row is None else _row_to_source(row)
+    def _enc(self, path: str) -> str:
+        return encode_path(path)
 
-    def all(self) -> list[Source]:
-        """Every source, oldest first."""
-        return [_row_to_source(r) for r in self._conn.execute("SELECT * FROM sources ORDER BY id")]
+    def _text(self, text: str) -> str:
+        return safe_text(text)
 
-    def in_states(self, states: Sequence[str]) -> list[Source]:
-        """Sources in any of these states, oldest first."""
-        marks = ",".join("?" * len(states))
-        rows = self._conn.execute(
-            f"SELECT * FROM sources WHERE state IN ({marks}) ORDER BY id", tuple(states)
-        )
-        return [_row_to_source(r) for r in rows]
-
-    def state_since(self) -> dict[int, float]:
-        """For each source, when it entered its current state."""
-        rows = self._conn.execute(
-            "SELECT e.source_id AS id, MAX(e.at) AS at FROM events e JOIN sources s"
-            " ON s.id = e.source_id AND e.to_state = s.state"
-            " AND (e.from_state IS NULL OR e.from_state != s.state) GROUP BY e.source_id"
-        )
-        return {r["id"]: r["at"] for r in rows}
-
-    def counts(self) -> dict[str, int]:
-        """Number of sources per state (every state present, zero included)."""
-        counts: dict[str, int] = dict.fromkeys(STATES, 0)
-        for row in self._conn.execute("SELECT state, count(*) AS n FROM sources GROUP BY state"):
-            counts[row["state"]] = row["n"]
-        return counts
-
-    def events(self, source_id: int) -> list[dict[str, Any]]:
-        """The transitions of one source, oldest first."""
-        rows = self._conn.execute(
-            "SELECT * FROM events WHERE source_id = ? ORDER BY id", (source_id,)
-        )
-        return [dict(r) for r in rows]
-
-    def result_for(self, content_key: str) -> dict[str, Any] | None:
-        """The finished job object stored for this content key, if one was received."""
-        row = self._conn.execute(
-            "SELECT job_json FROM results WHERE content_key = ?", (content_key,)
-        ).fetchone()
-        if row is None:
-            return None
-        value: dict[str, Any] = json.loads(row["job_json"])
-        return value
-
-    def output_base_taken(self, base: str, *, by_other_than: str) -> bool:
-        """Whether another source already owns this output base (``DIR/STEM``)."""
-        row = self._conn.execute(
-            "SELECT 1 FROM sources WHERE output_base = ? AND path != ? "
-            "AND NOT (state = 'gone' AND done_at IS NULL) LIMIT 1",
-            (encode_path(base), encode_path(by_other_than)),
-        ).fetchone()
-        return row is not None
-
-    def leader_for(self, content_key: str) -> Source | None:
-        """The oldest active source with this content, which alone may create its job."""
-        row = self._conn.execute(
-            "SELECT * FROM sources WHERE content_key = ? AND state IN "
-            "('uploading','uploaded','submitting','submitted','transcribing','waiting','pending') "
-            "ORDER BY (job_id IS NULL), (submit_started_at IS NULL), (audio_url IS NULL), id "
-            "LIMIT 1",
-            (content_key,),
-        ).fetchone()
-        return None if row is None else _row_to_source(row)
-
-    def unsettled(self, *, limit: int = 500) -> list[Source]:
-        """Pending sources not hashed yet, longest-quiet first."""
-        rows = self._conn.execute(
-            "SELECT * FROM sources WHERE state = 'pending' AND content_key IS NULL "
-            "ORDER BY changed_at LIMIT ?",
-            (limit,),
-        )
-        return [_row_to_source(r) for r in rows]
-
-    def due(self, now: float, *, limit: int = 1000) -> list[Source]:
-        """Settled sources with remote work to do now; jobs already created come first.
-
-        Three indexed reads instead of one sort of every queued row: with 100,000 files
-        queued, each pass of the worker reads a few dozen rows, not the whole queue.
-        """
-        conn = self._conn
-        rows = list(conn.execute(
-            "SELECT * FROM sources WHERE content_key IS NOT NULL AND state IN"
-            " ('uploading','uploaded','submitting','submitted','transcribing') LIMIT ?",
-            (limit,),
-        ))
-        rows += conn.execute(
-            "SELECT * FROM sources WHERE state = 'waiting' AND content_key IS NOT NULL"
-            " AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
-            " ORDER BY next_attempt_at LIMIT ?", (now, limit),
-        ).fetchall()
-        rows += conn.execute(
-            "SELECT * FROM sources INDEXED BY sources_started WHERE"
-            " (job_id IS NOT NULL OR submit_started_at IS NOT NULL OR audio_url IS NOT NULL)"
-            " AND state = 'pending' AND content_key IS NOT NULL LIMIT ?", (limit,),
-        ).fetchall()
-        rows += conn.execute(
-            "SELECT * FROM sources INDEXED BY sources_queue WHERE state = 'pending'"
-            " AND content_key IS NOT NULL ORDER BY id LIMIT ?", (limit,),
-        ).fetchall()
-        found: dict[int, Source] = {}
-        for row in rows:
-            found.setdefault(row["id"], _row_to_source(row))
-        ordered = sorted(found.values(), key=lambda s: (
-            s.job_id is None, s.submit_started_at is None, s.audio_url is None, s.id))
-        return ordered[:limit]
-
-    def next_attempt_at(self, after: float) -> float | None:
-        """The earliest time after ``after`` that a waiting (or backing-off) source is due.
-
-        Times already past are not returned: such a source is due now, and if it could not be
-        started, what blocks it (a full plan, a leader) wakes the loop when it clears.
-        """
-        row = self._conn.execute(
-            "SELECT MIN(next_attempt_at) FROM sources WHERE state IN ('waiting','pending')"
-            " AND next_attempt_at > ?", (after,),
-        ).fetchone()
-        value = row[0] if row is not None else None
-        return float(value) if value is not None else None
-
-    def count_in_flight(self, *, exclude: set[int]) -> int:
-        """Active sources whose Gladia job exists or may exist, except those in ``exclude``."""
-        rows = self._conn.execute(
-            "SELECT id FROM sources INDEXED BY sources_inflight"
-            " WHERE (job_id IS NOT NULL OR submit_started_at IS NOT NULL)"
-            " AND state IN ('uploading','uploaded','submitting','submitted','waiting','pending')"
-        )
-        return sum(1 for r in rows if r["id"] not in exclude)
-
-    def reschedule_waiting(self, now: float) -> int:
-        """Make every waiting source due now (the API came back); returns how many."""
-        with self._transaction() as conn:
-            cur = conn.execute(
-                "UPDATE sources SET next_attempt_at = ? WHERE state = 'waiting'"
-                " AND next_attempt_at > ?",
-                (now, now),
-            )
-        return cur.rowcount
+    def _params(self, params: dict[str, Any]) -> dict[str, Any]:
+        # SQLite has no arrays: a list goes in as JSON text, which the query reads back with
+        # json_each (see sql/queries.sql).
+        return {k: json.dumps(v) if isinstance(v, list) else v for k, v in params.items()}
 
     # -- transitions ---------------------------------------------------------------------
 
-    def _move(
-        self,
-        conn: sqlite3.Connection,
-        source: Source,
-        state: str,
-        *,
-        actor: str,
-        reason: str | None,
-        **changes: Any,
-    ) -> None:
+    def _move(self, source: Source, state: str, *, actor: str, reason: str | None,
+              fence: bool = False, **changes: Any) -> None:
+        # ``fence`` guards leases, which a journal with one writer does not have.
         now = time.time()
         changes = {"state": state, "updated_at": now, **changes}
-        assignments = ", ".join(f"{name} = ?" for name in changes)
-        values = tuple(column_value(name, value) for name, value in changes.items())
-        conn.execute(f"UPDATE sources SET {assignments} WHERE id = ?", (*values, source.id))
-        conn.execute(
-            "INSERT INTO events (source_id, at, from_state, to_state, actor, reason) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (source.id, now, source.state, state, actor,
-             None if reason is None else safe_text(reason)),
-        )
+        self._run_text(f"UPDATE sources SET {assignments(changes)} WHERE id = :id", {
+            "id": source.id,
+            **{f"set_{name}": column_value(name, value) for name, value in changes.items()},
+        })
+        self._run("insert_event", source_id=source.id, at=now, from_state=source.state,
+                  to_state=state, actor=safe_text(actor),
+                  reason=None if reason is None else safe_text(reason))
 
-    def transition(
-        self, source: Source, state: State, *, actor: str, reason: str | None = None,
-        **changes: Any,
-    ) -> Source:
-        """Move one source to ``state`` (with column changes) in one transaction."""
-        unknown = set(changes) - set(SOURCE_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown journal columns: {sorted(unknown)}")
-        with self._transaction() as conn:
-            self._move(conn, source, state, actor=actor, reason=reason, **changes)
-        moved = self.get(source.id)
-        self._notify(moved, source.state)
-        return moved
-
-    def observe_many(
-        self,
-        seen: Iterable[tuple[str, str, FileStat, str]],
-        *,
-        actor: str = "watcher",
-    ) -> list[Source]:
-        """Record files seen on disk: ``(path, watch_root, stat, options_json)`` each.
-
-        New paths become ``pending``. A known path whose stat changed is settled again: a
-        ``pending`` one restarts its settle clock, a finished or gone one becomes a new version
-        (``pending``), and one in the middle of remote work is left alone (the worker notices
-        the change when it re-checks the content before upload). Returns the sources that now
-        need settling.
-        """
-        now = time.time()
-        touched: list[int] = []
-        with self._transaction(bulk=True) as conn:
-            for raw_path, raw_root, st, options_json in seen:
-                path, root = encode_path(raw_path), encode_path(raw_root)
-                row = conn.execute("SELECT * FROM sources WHERE path = ?", (path,)).fetchone()
-                if row is None:
-                    cur = conn.execute(
-                        "INSERT INTO sources (path, watch_root, state, size, mtime_ns, dev, inode,"
-                        " changed_at, options_json, attempts, job_errors, created_at, updated_at)"
-                        " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)",
-                        (path, root, st.size, st.mtime_ns, st.dev, st.inode, now,
-                         options_json, now, now),
-                    )
-                    source_id = cur.lastrowid
-                    assert source_id is not None
-                    conn.execute(
-                        "INSERT INTO events (source_id, at, from_state, to_state, actor, reason)"
-                        " VALUES (?, ?, NULL, 'pending', ?, 'seen')",
-                        (source_id, now, actor),
-                    )
-                    touched.append(source_id)
-                    continue
-                source = _row_to_source(row)
-                same = (source.size, source.mtime_ns, source.dev, source.inode) == (
-                    st.size, st.mtime_ns, st.dev, st.inode
-                )
-                stat_cols = {"size": st.size, "mtime_ns": st.mtime_ns, "dev": st.dev,
-                             "inode": st.inode, "changed_at": now}
-                if source.state == "pending":
-                    if not same:
-                        conn.execute(
-                            "UPDATE sources SET size=?, mtime_ns=?, dev=?, inode=?, changed_at=?,"
-                            " sha256=NULL, content_key=NULL, updated_at=? WHERE id=?",
-                            (st.size, st.mtime_ns, st.dev, st.inode, now, now, source.id),
-                        )
-                    if not source.settled:
-                        touched.append(source.id)
-                elif source.state in ("done", "failed", "gone") and (
-                    not same or source.state == "gone"
-                ):
-                    reason = "reappeared" if source.state == "gone" else "changed on disk"
-                    self._move(
-                        conn, source, "pending", actor=actor, reason=reason,
-                        sha256=None, content_key=None, audio_url=None, job_id=None,
-                        submit_started_at=None, attempts=0, job_errors=0, next_attempt_at=None,
-                        last_error=None, note=None, options_json=options_json, **stat_cols,
-                    )
-                    touched.append(source.id)
-        return [self.get(i) for i in touched]
-
-    def settle_many(self, items: Iterable[tuple[Source, str, str, FileStat]]) -> list[int]:
-        """Record hashed sources ``(source, sha256, content key, stat)`` in one transaction.
-
-        Only a source still ``pending`` and unchanged since it was read (same ``changed_at``)
-        is recorded; one that changed meanwhile is settled again later. Returns the ids
-        recorded.
-        """
-        recorded = []
-        with self._transaction(bulk=True) as conn:
-            for source, digest, key, st in items:
-                row = conn.execute("SELECT * FROM sources WHERE id = ?", (source.id,)).fetchone()
-                if row is None or row["state"] != "pending" or (
-                    row["changed_at"] != source.changed_at
-                ) or row["options_json"] != source.options_json:
-                    continue
-                self._move(
-                    conn, _row_to_source(row), "pending", actor="worker",
-                    reason="settled and hashed", sha256=digest, content_key=key, note="queued",
-                    size=st.size, mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode,
-                )
-                recorded.append(source.id)
-        return recorded
-
-    def record_unreadable(self, path: str, root: str, options_json: str, reason: str
-                          ) -> Source:
-        """A path where a source should be but that cannot be read: a failed row with why."""
-        now = time.time()
-        reason = safe_text(reason)
-        with self._transaction() as conn:
-            row = conn.execute(
-                "SELECT * FROM sources WHERE path = ?", (encode_path(path),)
-            ).fetchone()
-            if row is None:
-                cur = conn.execute(
-                    "INSERT INTO sources (path, watch_root, state, options_json, attempts,"
-                    " job_errors, last_error, created_at, updated_at)"
-                    " VALUES (?, ?, 'failed', ?, 0, 0, ?, ?, ?)",
-                    (encode_path(path), encode_path(root), options_json, reason, now, now),
-                )
-                source_id = cur.lastrowid
-                assert source_id is not None
-                conn.execute(
-                    "INSERT INTO events (source_id, at, from_state, to_state, actor, reason)"
-                    " VALUES (?, ?, NULL, 'failed', 'worker', ?)",
-                    (source_id, now, reason),
-                )
-            else:
-                source_id = row["id"]
-                self._move(conn, _row_to_source(row), "failed", actor="worker", reason=reason,
-                           last_error=reason)
-        return self.get(source_id)
-
-    def retry(self, paths: Sequence[str] = (), *, all_failed: bool = False) -> list[Source]:
-        """Put failed (or waiting) sources back in the queue now; returns those moved."""
-        if all_failed:
-            targets = self.in_states(["failed"])
-        else:
-            targets = [s for p in paths if (s := self.by_path(p)) is not None]
-        moved = []
-        with self._transaction() as conn:
-            for source in targets:
-                if source.state not in ("failed", "waiting"):
-                    continue
-                # A job that ended in error is not reused: forget it so a new one is created.
-                self._move(
-                    conn, source, "pending", actor="user", reason="watcherd retry",
-                    attempts=0, job_errors=0, next_attempt_at=None, last_error=None,
-                    note=None, job_id=None if source.state == "failed" else source.job_id,
-                )
-                moved.append(source.id)
-        return [self.get(i) for i in moved]
-
-    def reprocess(self, path: str, options_json: str) -> Source | None:
-        """Transcribe a finished source again with these options (``retry --reprocess``).
-
-        Same options and content: the stored result is reused and only the outputs are
-        rewritten, so nothing is paid twice; new options make a new job.
-        """
-        source = self.by_path(path)
-        if source is None or source.state not in ("done", "failed", "gone"):
+    def _create(self, path: str, root: str, state: str, *, now: float, actor: str,
+                reason: str, **columns: Any) -> int | None:
+        text, values = insert_source(path, root, state, now, columns)
+        cur = self._run_text(text, values)
+        if cur.rowcount == 0:
             return None
-        return self.transition(
-            source, "pending", actor="user", reason="watcherd retry --reprocess",
-            options_json=options_json, sha256=None, content_key=None, audio_url=None,
-            job_id=None, submit_started_at=None, attempts=0, job_errors=0,
-            next_attempt_at=None, last_error=None, note=None, changed_at=0.0,
-        )
-
-    def record_job_time(self, options_class: str, audio_seconds: float | None,
-                        seconds: float, *, keep: int = 100) -> None:
-        """Remember how long one finished job took (the newest ``keep`` per kind are kept)."""
-        with self._transaction() as conn:
-            conn.execute(
-                "INSERT INTO job_times (at, options_class, audio_seconds, seconds)"
-                " VALUES (?, ?, ?, ?)", (time.time(), options_class, audio_seconds, seconds),
-            )
-            conn.execute(
-                "DELETE FROM job_times WHERE options_class = ? AND id NOT IN (SELECT id FROM"
-                " job_times WHERE options_class = ? ORDER BY id DESC LIMIT ?)",
-                (options_class, options_class, keep),
-            )
-
-    def job_times(self) -> list[tuple[str, float | None, float]]:
-        """Every remembered job time, oldest first: (kind, audio seconds, seconds)."""
-        rows = self._conn.execute(
-            "SELECT options_class, audio_seconds, seconds FROM job_times ORDER BY id"
-        )
-        return [(r[0], r[1], r[2]) for r in rows]
-
-    def store_result(self, source: Source, job: Mapping[str, Any]) -> None:
-        """Keep a finished job object, keyed by content, before any output is written."""
-        assert source.content_key is not None
-        with self._transaction() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO results (content_key, job_id, job_json, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                (source.content_key, safe_text(str(job.get("id", ""))),
-                 job_text(job), time.time()),
-            )
+        source_id: int | None = cur.lastrowid
+        assert source_id is not None
+        self._run("insert_event", source_id=source_id, at=now, from_state=None,
+                  to_state=state, actor=safe_text(actor), reason=reason)
+        return source_id
 
 
 def open_or_recover(path: Path) -> SQLiteJournal:
@@ -595,15 +259,15 @@ def log_corrupt(message: str, aside: Path) -> None:
 def _stopped_cleanly(conn: sqlite3.Connection) -> bool:
     """Whether the last writer closed the journal (a crash leaves the mark unset)."""
     try:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'clean_stop'").fetchone()
+        row = conn.execute(QUERIES["sqlite"]["get_meta"], {"key": "clean_stop"}).fetchone()
     except sqlite3.OperationalError:
         return False  # no meta table yet: a new or older journal
     return row is not None and row[0] == "1"
 
 
 def _mark_clean(conn: sqlite3.Connection, clean: bool) -> None:
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('clean_stop', ?)",
-                 ("1" if clean else "0",))
+    conn.execute(QUERIES["sqlite"]["set_meta"],
+                 {"key": "clean_stop", "value": "1" if clean else "0"})
 
 
 def check_integrity(path: Path) -> str | None:

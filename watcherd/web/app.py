@@ -30,6 +30,7 @@ from watcherd.http11 import HttpError, Request
 from watcherd.journal import Journal, JournalUnavailable
 from watcherd.pause import JournalPause
 from watcherd.progress import ProgressBoard
+from watcherd.service.metrics import ActivityFigures
 from watcherd.web import health, metrics, page, transcripts
 from watcherd.web.guard import Guard, Refused
 from watcherd.web.http import Response, text_response
@@ -58,7 +59,7 @@ class WebApp:
     reader: SnapshotReader
     journal: Journal | None = None  # the writer, for retry; None: read-only page
     progress: ProgressBoard | None = None
-    activity: metrics.ActivityFigures | None = None
+    activity: ActivityFigures | None = None
     transitions: metrics.TransitionCounter | None = None
     api: metrics.ApiRequests | None = None
     heartbeat: health.Heartbeat | None = None

@@ -5,7 +5,8 @@ flight, drop-to-transcript latency and job duration histograms, the local engine
 factor), the daemon's :class:`~watcherd.activity.Activity` counters (upload bytes, audio
 seconds, errors by class, last success), the transitions counted since start, and the Gladia
 requests by endpoint and status class. The process collector adds CPU, memory and open files.
-The node_exporter textfile (``[metrics] textfile``) is still written by Activity as before.
+The families the node_exporter textfile (``[metrics] textfile``) also carries are made by
+:mod:`watcherd.service.metrics`, so both say the same thing the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Protocol
 
 import httpx
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -26,7 +26,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from watcherd.journal import STATES, Journal, Source
+from watcherd.journal import Journal, Source
+from watcherd.service.metrics import (
+    ActivityFigures,
+    activity_families,
+    in_flight_family,
+    sources_family,
+)
 from watcherd.web.snapshot import Snapshot
 
 # Latency spans seconds (a short local file) to a day (a long queue, an outage).
@@ -41,15 +47,6 @@ _ENDPOINTS = (
     ("GET", re.compile(r"/v2/pre-recorded/[^/]+/?"), "get"),
     ("DELETE", re.compile(r"/v2/pre-recorded/[^/]+/?"), "delete"),
 )
-
-
-class ActivityFigures(Protocol):
-    """What the collector reads from :class:`watcherd.activity.Activity`."""
-
-    upload_bytes: int
-    audio_seconds: float
-    errors: Counter[str]
-    last_success: float | None
 
 
 class TransitionCounter:
@@ -150,17 +147,11 @@ class WatcherdCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """The families, in a stable order."""
         snap = self.snapshot
-        sources = GaugeMetricFamily("watcherd_sources", "Sources in the journal, by state.",
-                                    labels=["state"])
-        for state in STATES:
-            sources.add_metric([state], snap.counts.get(state, 0))
-        yield sources
+        yield sources_family(snap.counts)
         yield GaugeMetricFamily("watcherd_journal_readable",
                                 "1 when the journal could be read for this scrape.",
                                 value=0 if snap.error else 1)
-        yield GaugeMetricFamily("watcherd_jobs_in_flight",
-                                "Remote jobs created and not yet finished.",
-                                value=snap.jobs_in_flight)
+        yield in_flight_family(snap.jobs_in_flight)
         yield GaugeMetricFamily("watcherd_files_working",
                                 "Files an engine is working on (upload to result).",
                                 value=len(snap.working))
@@ -178,20 +169,7 @@ class WatcherdCollector(Collector):
             api.add_metric([endpoint, klass], count)
         yield api
         if self.activity is not None:
-            yield CounterMetricFamily("watcherd_upload_bytes", "Bytes uploaded since start.",
-                                      value=self.activity.upload_bytes)
-            yield CounterMetricFamily("watcherd_audio_seconds",
-                                      "Seconds of audio transcribed since start.",
-                                      value=self.activity.audio_seconds)
-            errors = CounterMetricFamily("watcherd_errors", "Errors since start, by class.",
-                                         labels=["class"])
-            for name, count in sorted(self.activity.errors.items()):
-                errors.add_metric([name], count)
-            yield errors
-            if self.activity.last_success is not None:
-                yield GaugeMetricFamily("watcherd_last_success_timestamp_seconds",
-                                        "Unix time of the last source transcribed.",
-                                        value=self.activity.last_success)
+            yield from activity_families(self.activity)
         finished = list(snap.finished.values())
         yield _histogram("watcherd_latency_seconds",
                          "Drop to transcript: a file first seen to its outputs written, for "

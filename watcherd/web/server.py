@@ -16,13 +16,15 @@ from pathlib import Path
 import structlog
 
 from watcherd.config import HttpConfig
+from watcherd.httpserver import HttpServer
 from watcherd.journal import Journal
 from watcherd.pause import JournalPause
 from watcherd.progress import ProgressBoard
+from watcherd.service.metrics import ActivityFigures
 from watcherd.web import health, metrics
 from watcherd.web.app import WebApp
 from watcherd.web.guard import Guard
-from watcherd.web.http import HttpServer
+from watcherd.web.http import page_server
 from watcherd.web.snapshot import SnapshotReader
 
 log = structlog.get_logger("watcherd.web")
@@ -74,7 +76,7 @@ def build(
     *,
     journal: Journal | None = None,
     progress: ProgressBoard | None = None,
-    activity: metrics.ActivityFigures | None = None,
+    activity: ActivityFigures | None = None,
     api: metrics.ApiRequests | None = None,
     on_retried: Callable[[Path], None] | None = None,
     port: int | None = None,
@@ -92,7 +94,7 @@ def build(
         activity=activity, transitions=metrics.TransitionCounter(), api=api,
         heartbeat=health.Heartbeat(), on_retried=on_retried, paused=paused,
     )
-    return WebServer(app, HttpServer(host, bound_port, app.handle))
+    return WebServer(app, page_server(host, bound_port, app.handle))
 
 
 async def start_web(
@@ -100,7 +102,7 @@ async def start_web(
     journal: Journal,
     *,
     progress: ProgressBoard | None = None,
-    activity: metrics.ActivityFigures | None = None,
+    activity: ActivityFigures | None = None,
     api: metrics.ApiRequests | None = None,
     on_retried: Callable[[Path], None] | None = None,
     open_journal: Callable[[], Journal] | None = None,

@@ -1,13 +1,11 @@
 """The embedded callback listener: Gladia tells us a job ended, we poll that job at once.
 
-A small, strict HTTP/1.1 server on the event loop (``asyncio.start_server``), its requests
-parsed by h11: one request per connection, a request line and headers within
-:data:`MAX_HEADER_BYTES` and :data:`MAX_HEADERS`, a body by ``Content-Length`` (beyond the
-route's cap refused with 413 before it is read) or chunked (refused with 413 as soon as it
-passes the cap), a deadline for the head and one for the whole request (head and body), answered
-408, and connection slots per client address (:mod:`watcherd.connections`: an idle or slow
-client is evicted to make room; a client that hangs up is a debug line). Whatever goes wrong
-while serving one connection ends that connection only. It binds only to the configured
+It is watcherd's one HTTP server (:mod:`watcherd.httpserver`: one request per connection,
+bounded heads and bodies, deadlines for the head and the whole request, connection slots per
+client address, hang-ups as debug lines, a fault boundary per connection) with the listener's
+rules: a body cap per route (64 MiB for a callback, which carries the whole result), two
+minutes per request, bodies over 1 MiB read two at a time, JSON answers, and a callback whose
+path carried the token never evicted while its body arrives. It binds only to the configured
 address.
 
 Two routes, under the path of ``[callback] public_url`` (none without it):
@@ -40,11 +38,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import h11
 import structlog
 
 from watcherd.config import Config, Secret
-from watcherd.connections import ConnectionLimiter, ConnectionLimits, Slot, is_hangup, peer_address
+from watcherd.connections import ConnectionLimiter, ConnectionLimits
 from watcherd.engines.gladia.pipeline import JobHints
 from watcherd.engines.gladia.webhooks import (
     SeenMessages,
@@ -53,15 +50,8 @@ from watcherd.engines.gladia.webhooks import (
     parse_event,
 )
 from watcherd.errors import ConfigError
-from watcherd.http11 import (
-    HEADER_TIMEOUT,
-    MAX_HEADER_BYTES,
-    HttpError,
-    Request,
-    Wire,
-    body_length,
-    finish,
-)
+from watcherd.http11 import HEADER_TIMEOUT, HttpError, Request
+from watcherd.httpserver import BodyRule, HttpServer, Response, ServerRules
 from watcherd.journal import Journal, Source
 from watcherd.retry import RetryPolicy
 
@@ -89,13 +79,6 @@ TOKEN_SUFFIX = ".callback-token"
 # and $ accepts a trailing newline.
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{32,128}")
 _JOB_ID_RE = re.compile(r"[0-9A-Za-z-]{1,64}")
-# Headers that must appear once: a second one is an attempt to confuse, not a list.
-_REASONS = {
-    200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-    408: "Request Timeout", 411: "Length Required", 413: "Content Too Large",
-    431: "Request Header Fields Too Large", 500: "Internal Server Error",
-    501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
-}
 AWAITED_STATES = ("submitted", "waiting")
 
 
@@ -198,27 +181,40 @@ class Listener:
         self.on_finished = on_finished
         self.max_callback_body = max_callback_body
         self.nudge_delays = nudge_delays
-        # Both are deadlines counted from the connection's start, not per read: the head
-        # must be in by the first, everything (head and body) by the second.
-        self.header_timeout = HEADER_TIMEOUT if header_timeout is None else header_timeout
-        self.request_timeout = REQUEST_TIMEOUT if request_timeout is None else request_timeout
         self._token = token
         self._verifier = (WebhookVerifier(webhook_secret, clock=clock)
                           if webhook_secret is not None else None)
         self._seen = SeenMessages()
         self._prefix = urlsplit(self.public_url).path.rstrip("/") if self.public_url else ""
-        self._server: asyncio.Server | None = None
-        self._bound: tuple[str, int] | None = None
-        self._handlers: set[asyncio.Task[Any]] = set()
         # Behind a proxy or tunnel every callback comes from its one address: the per-address
         # share is then the listener's concurrency for callbacks (Gladia's retries and the
         # polling safety net cover one refused with 503).
-        self.limiter = ConnectionLimiter(limits or ConnectionLimits())
+        self._http = HttpServer(host, port, self._respond, ServerRules(
+            name="callback", logger="watcherd.engines.gladia.listener",
+            max_body=max_callback_body,
+            request_timeout=REQUEST_TIMEOUT if request_timeout is None else request_timeout,
+            header_timeout=HEADER_TIMEOUT if header_timeout is None else header_timeout,
+            limits=limits or ConnectionLimits(), headers={"Cache-Control": "no-store"},
+            big_body=BIG_BODY, big_body_slots=BIG_BODY_SLOTS, body_rule=self._body_rule,
+            refusal=self._refusal, on_refused=self._refused, redact=self._redact,
+            failed_event="callback_connection_failed"))
         self._nudges: dict[str, asyncio.Task[None]] = {}
-        self._big_bodies = asyncio.Semaphore(BIG_BODY_SLOTS)
-        # What happened to requests, by outcome ("accepted", "bad_token", ...), for tests
-        # and metrics.
-        self.stats: Counter[str] = Counter()
+
+    @property
+    def stats(self) -> Counter[str]:
+        """What happened to requests, by outcome ("accepted", "bad_token", ...), for tests
+        and metrics."""
+        return self._http.stats
+
+    @property
+    def limiter(self) -> ConnectionLimiter:
+        """The listener's connection slots."""
+        return self._http.limiter
+
+    @property
+    def _handlers(self) -> set[asyncio.Task[None]]:
+        # The connections being served (tests wait on them).
+        return self._http.tasks
 
     def __repr__(self) -> str:
         return f"Listener(host={self.host!r}, port={self.port}, public_url={self.public_url!r})"
@@ -228,39 +224,26 @@ class Listener:
     async def start(self) -> None:
         """Bind the configured address (only it) and start answering."""
         try:
-            self._server = await asyncio.start_server(
-                self._serve, host=self.host, port=self.port, limit=MAX_HEADER_BYTES,
-                reuse_address=True,
-            )
+            await self._http.start()
         except OSError as exc:
             raise ConfigError(
                 f"[callback] listen = \"{_host_port(self.host, self.port)}\": cannot listen "
                 f"there ({exc.strerror or exc}); pick a free port and an address of this machine"
             ) from None
-        sockname = self._server.sockets[0].getsockname()
-        self._bound = (self.host, int(sockname[1]))
 
     async def close(self) -> None:
         """Stop listening, abandon requests in progress and pending nudges."""
-        if self._server is not None:
-            self._server.close()
-        for task in [*self._handlers, *self._nudges.values()]:
+        await self._http.close()
+        pending = list(self._nudges.values())
+        for task in pending:
             task.cancel()
-        pending = [*self._handlers, *self._nudges.values()]
         if pending:
             await asyncio.wait(pending, timeout=5)
-        if self._server is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5):
-                    await self._server.wait_closed()
-            self._server = None
 
     @property
     def address(self) -> tuple[str, int]:
         """The bound (host, port); the port is the real one when 0 was asked."""
-        if self._bound is None:
-            raise RuntimeError("the listener is not started")
-        return self._bound
+        return self._http.address
 
     @property
     def base_url(self) -> str:
@@ -284,137 +267,35 @@ class Listener:
         """The create-body fields that ask Gladia to call this listener when the job ends."""
         return {"callback": True, "callback_config": {"url": self.callback_url, "method": "POST"}}
 
-    # -- one connection ----------------------------------------------------------------------
+    # -- the listener's rules for the server ------------------------------------------------
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        peer = peer_address(writer.get_extra_info("peername"))
-        slot = self.limiter.admit(peer, task.cancel)
-        try:
-            try:
-                if slot is None:
-                    # Every slot is working on a request: say so at once, read nothing.
-                    self.stats["busy"] += 1
-                    log.debug("callback_busy", peer=peer, held=self.limiter.held())
-                    await finish(reader, writer, _reply_bytes(
-                        503, {"error": "busy, retry later"}, {"Retry-After": "1"}))
-                else:
-                    await self._serve_one(reader, writer, slot)
-            finally:
-                if slot is not None:
-                    self.limiter.release(slot)
-                with contextlib.suppress(Exception):
-                    writer.close()
-                    async with asyncio.timeout(1):
-                        await writer.wait_closed()
-        except asyncio.CancelledError:
-            # close() abandons the connections in progress, and one only waiting on its
-            # client is evicted to make room. Ending normally, not cancelled: Python 3.11's
-            # start_server reports a cancelled handler as an error.
-            if slot is not None and slot.evicted:
-                self.stats["evicted"] += 1
-                log.debug("callback_connection_evicted", peer=peer,
-                          reason="its client was slow or idle and the slots were full")
-            else:
-                self.stats["abandoned"] += 1
-        finally:
-            self._handlers.discard(task)
+    def _body_rule(self, head: Request) -> BodyRule:
+        # Route and method are checked on the head, before any body is read.
+        route = self._route(head.path)
+        if head.method not in route.methods:
+            raise HttpError(405, f"use {' or '.join(route.methods)}",
+                            headers={"Allow": ", ".join(route.methods)})
+        # A callback's path carried the token: Gladia's own, however long its body takes
+        # (a big result on a slow link), never evicted for a newcomer.
+        return BodyRule(route.max_body, busy=route.name == "callback")
 
-    async def _serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                         slot: Slot) -> None:
-        replied = False
-        try:
-            answer = await self._answer(reader, writer, slot)
-            if answer is None:
-                self._client_gone(slot.address, "closed before a request")
-                return
-            status, payload, extra = answer
-            replied = True
-            if not await finish(reader, writer, _reply_bytes(status, payload, extra)):
-                self._client_gone(slot.address, "left before the answer")
-        except Exception as exc:
-            if is_hangup(exc):
-                self._client_gone(slot.address, type(exc).__name__)
-                return
-            # The fault boundary of one connection: whatever went wrong ends this connection
-            # only, logged once (type and a redacted message, never a traceback with locals).
-            self.stats["internal_error"] += 1
-            log.error("callback_connection_failed", peer=slot.address, error=type(exc).__name__,
-                      detail=self._redact(str(exc))[:200])
-            if not replied:
-                with contextlib.suppress(Exception):
-                    await finish(reader, writer, _reply_bytes(
-                        500, {"error": "internal error; see the watcherd log"}, {}))
+    async def _respond(self, request: Request) -> Response:
+        status, payload = await self._route(request.path).handler(request)
+        return _json_response(status, payload)
 
-    def _client_gone(self, peer: str, how: str) -> None:
-        # A client that hangs up is its own business, not the listener's trouble.
-        self.stats["client_gone"] += 1
-        log.debug("callback_client_gone", peer=peer, error=how)
+    def _refusal(self, status: int, reason: str, headers: Mapping[str, str]) -> Response:
+        return _json_response(status, {"error": self._redact(reason)}, headers)
 
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      slot: Slot) -> tuple[int, dict[str, Any], dict[str, str]] | None:
-        """The answer to this connection's one request; None when it closed without one."""
-        started = asyncio.get_running_loop().time()
-        wire = Wire(reader)
+    def _refused(self, peer: str, head: Request | None, exc: HttpError) -> None:
+        self.stats[_stat_name(exc)] += 1
         route_name = "?"
-        try:
-            head = await wire.read_head(started + min(self.header_timeout, self.request_timeout))
-            if head is None:
-                return None
-            method, path, headers = head
-            route = self._route(path)
-            route_name = route.name
-            if method not in route.methods:
-                raise HttpError(405, f"use {' or '.join(route.methods)}",
-                                headers={"Allow": ", ".join(route.methods)})
-            length = body_length(headers, route.max_body)
-            wire.continue_if_asked(writer)
-            async with contextlib.AsyncExitStack() as big:
-                if route.name == "callback":
-                    # Its path carried the token: Gladia's own, however long its body takes
-                    # (a big result on a slow link), never evicted for a newcomer.
-                    big.enter_context(self.limiter.working(slot))
-                if length is not None and length > BIG_BODY:
-                    await big.enter_async_context(self._big_bodies)
-                try:
-                    async with asyncio.timeout_at(started + self.request_timeout):
-                        body = await self._read_body(wire, route.max_body, big,
-                                                     holding=length is not None
-                                                     and length > BIG_BODY)
-                except TimeoutError:
-                    raise HttpError(408, "the request did not arrive in time") from None
-                if not slot.busy:
-                    big.enter_context(self.limiter.working(slot))
-                status, payload = await route.handler(
-                    Request(method, path, headers, body, peer=slot.address))
-            return status, payload, {}
-        except HttpError as exc:
-            self.stats[_stat_name(exc)] += 1
-            (log.debug if exc.quiet else log.warning)(
-                "callback_rejected", route=route_name, status=exc.status,
-                reason=self._redact(exc.reason), peer=slot.address,
-            )
-            return exc.status, {"error": self._redact(exc.reason)}, exc.headers
-
-    async def _read_body(self, wire: Wire, max_body: int, big: contextlib.AsyncExitStack,
-                         *, holding: bool) -> bytes:
-        """The body, by whichever framing h11 found; 413 as soon as it passes ``max_body``."""
-        body = bytearray()
-        while True:
-            event = await wire.next_event()
-            if isinstance(event, h11.EndOfMessage):
-                return bytes(body)
-            if not isinstance(event, h11.Data):  # pragma: no cover - h11's state machine
-                raise HttpError(400, "the request body ended early")
-            body += event.data
-            if len(body) > max_body:
-                raise HttpError(413, f"the body is larger than {max_body} bytes")
-            if not holding and len(body) > BIG_BODY:
-                # A chunked body grew big: from now on it counts against the big-body slots.
-                await big.enter_async_context(self._big_bodies)
-                holding = True
+        if head is not None:
+            with contextlib.suppress(HttpError):
+                route_name = self._route(head.path).name
+        (log.debug if exc.quiet else log.warning)(
+            "callback_rejected", route=route_name, status=exc.status,
+            reason=self._redact(exc.reason), peer=peer,
+        )
 
     def _redact(self, text: str) -> str:
         """``text`` with the token replaced, for anything that may reach a log or a client."""
@@ -533,15 +414,10 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if is_v6 else f"{host}:{port}"
 
 
-def _reply_bytes(status: int, payload: Mapping[str, Any], extra: Mapping[str, str]) -> bytes:
-    # Our own answers are a fixed shape (JSON body, a known header or two): written directly,
-    # since h11 cannot answer a request it never saw (a timeout before the request line).
-    body = json.dumps(payload).encode() + b"\n"
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
-             "Content-Type: application/json", f"Content-Length: {len(body)}",
-             "Connection: close", "Cache-Control: no-store",
-             *(f"{k}: {v}" for k, v in extra.items())]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+def _json_response(status: int, payload: Mapping[str, Any],
+                   headers: Mapping[str, str] | None = None) -> Response:
+    return Response(status, json.dumps(payload).encode() + b"\n", "application/json",
+                    dict(headers or {}))
 
 
 # -- wiring ------------------------------------------------------------------------------------

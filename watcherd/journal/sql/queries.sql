@@ -1,0 +1,214 @@
+-- The journal's statements, by name (read by watcherd/journal/queries.py), each written once.
+--
+-- `-- name: NAME` is one statement for SQLite and PostgreSQL alike; `-- name: NAME (postgres)`
+-- is one only PostgreSQL runs (several nodes). Parameters are :name. {ACTIVE_STATES} and the
+-- other {..._STATES} are filled from the state tuples in watcherd/journal/_base.py; {ANY:p},
+-- {FOR_UPDATE}, {INDEXED_BY:index} and {LEASE_FREE} are where the databases really differ
+-- (queries.FRAGMENTS). Comments go on their own lines.
+
+-- name: get_source
+SELECT * FROM sources WHERE id = :id;
+
+-- name: source_by_path
+SELECT * FROM sources WHERE path = :path;
+
+-- name: sources_by_paths
+SELECT * FROM sources WHERE path {ANY:paths} ORDER BY id {FOR_UPDATE};
+
+-- name: lock_source_by_path
+SELECT * FROM sources WHERE path = :path {FOR_UPDATE};
+
+-- name: lock_sources_by_paths
+-- In path order: two nodes scanning overlapping folders lock in the same order.
+SELECT * FROM sources WHERE path {ANY:paths} ORDER BY path {FOR_UPDATE};
+
+-- name: restart_settling
+-- A pending file changed: its settle clock starts again, and its hash is forgotten.
+UPDATE sources SET size = :size, mtime_ns = :mtime_ns, dev = :dev, inode = :inode,
+    {STAT_NODE} changed_at = :now, sha256 = NULL, content_key = NULL, updated_at = :now
+    WHERE id = :id;
+
+-- name: insert_event
+-- SQLite's: PostgreSQL writes the event in the statement that moves the row (see postgres.py).
+INSERT INTO events (source_id, at, from_state, to_state, actor, reason)
+    VALUES (:source_id, :at, :from_state, :to_state, :actor, :reason);
+
+-- name: sources_failed
+SELECT * FROM sources WHERE state = 'failed' ORDER BY id {FOR_UPDATE};
+
+-- name: all_sources
+SELECT * FROM sources ORDER BY id;
+
+-- name: sources_by_ids
+SELECT * FROM sources WHERE id {ANY:ids};
+
+-- name: lock_sources_by_ids
+SELECT * FROM sources WHERE id {ANY:ids} ORDER BY id {FOR_UPDATE};
+
+-- name: sources_in_states
+SELECT * FROM sources WHERE state {ANY:states} ORDER BY id;
+
+-- name: state_since
+-- When each source entered its current state: its last event into that state from another.
+SELECT e.source_id AS id, MAX(e.at) AS at FROM events e JOIN sources s
+    ON s.id = e.source_id AND e.to_state = s.state
+    AND (e.from_state IS NULL OR e.from_state != s.state) GROUP BY e.source_id;
+
+-- name: counts
+SELECT state, count(*) AS n FROM sources GROUP BY state;
+
+-- name: events
+SELECT id, source_id, at, from_state, to_state, actor, reason FROM events
+    WHERE source_id = :source_id ORDER BY id;
+
+-- name: result_for
+SELECT job_json FROM results WHERE content_key = :content_key;
+
+-- name: store_result
+INSERT INTO results (content_key, job_id, job_json, created_at)
+    VALUES (:content_key, :job_id, :job_json, :created_at)
+    ON CONFLICT (content_key) DO UPDATE SET job_id = excluded.job_id,
+    job_json = excluded.job_json, created_at = excluded.created_at;
+
+-- name: output_base_taken
+-- A gone source that never finished owns no outputs.
+SELECT 1 AS taken FROM sources WHERE output_base = :base AND path != :path
+    AND NOT (state = 'gone' AND done_at IS NULL) LIMIT 1;
+
+-- name: leader_for
+-- Jobs already created (or being created, or uploaded) lead; then the oldest.
+SELECT * FROM sources WHERE content_key = :content_key AND state IN {ACTIVE_STATES}
+    ORDER BY (job_id IS NULL), (submit_started_at IS NULL), (audio_url IS NULL), id LIMIT 1;
+
+-- name: unsettled
+SELECT * FROM sources WHERE state = 'pending' AND content_key IS NULL
+    ORDER BY changed_at NULLS FIRST, id LIMIT :limit;
+
+-- The worker's queue (`due`): four reads on partial indexes instead of one sort of every
+-- queued row.
+
+-- name: due_remote
+SELECT * FROM sources WHERE content_key IS NOT NULL AND state IN {REMOTE_STATES} {LEASE_FREE}
+    LIMIT :limit;
+
+-- name: due_waiting
+SELECT * FROM sources WHERE state = 'waiting' AND content_key IS NOT NULL
+    AND (next_attempt_at IS NULL OR next_attempt_at <= :now) {LEASE_FREE}
+    ORDER BY next_attempt_at NULLS FIRST LIMIT :limit;
+
+-- name: due_started
+SELECT * FROM sources {INDEXED_BY:sources_started} WHERE
+    (job_id IS NOT NULL OR submit_started_at IS NOT NULL OR audio_url IS NOT NULL)
+    AND state = 'pending' AND content_key IS NOT NULL {LEASE_FREE} LIMIT :limit;
+
+-- name: due_queued
+SELECT * FROM sources {INDEXED_BY:sources_queue} WHERE state = 'pending'
+    AND content_key IS NOT NULL {LEASE_FREE} ORDER BY id LIMIT :limit;
+
+-- name: next_attempt_at
+SELECT MIN(next_attempt_at) AS t FROM sources WHERE state IN {WAKE_STATES}
+    AND next_attempt_at > :after;
+
+-- name: count_in_flight
+SELECT count(*) AS n FROM sources {INDEXED_BY:sources_inflight}
+    WHERE (job_id IS NOT NULL OR submit_started_at IS NOT NULL)
+    AND state IN {IN_FLIGHT_STATES} AND NOT (id {ANY:exclude});
+
+-- name: reschedule_waiting
+UPDATE sources SET next_attempt_at = :now WHERE state = 'waiting' AND next_attempt_at > :now;
+
+-- name: insert_job_time
+INSERT INTO job_times (at, options_class, audio_seconds, seconds)
+    VALUES (:at, :kind, :audio_seconds, :seconds);
+
+-- name: trim_job_times
+-- The newest :keep of a kind are kept.
+DELETE FROM job_times WHERE options_class = :kind AND id NOT IN
+    (SELECT id FROM job_times WHERE options_class = :kind ORDER BY id DESC LIMIT :keep);
+
+-- name: job_times
+SELECT options_class, audio_seconds, seconds FROM job_times ORDER BY id;
+
+-- name: get_meta
+SELECT value FROM meta WHERE key = :key;
+
+-- name: set_meta
+INSERT INTO meta (key, value) VALUES (:key, :value)
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- Only PostgreSQL has several nodes: leases, node names, create intents, notifications.
+-- {SERVER_NOW} is the server's clock in epoch seconds: nodes whose clocks disagree still agree
+-- on when a lease ran out.
+
+-- name: notify (postgres)
+-- Delivered at commit, once per transaction; the payload names the writer, so a node can
+-- ignore its own changes.
+SELECT pg_notify(:channel, :writer);
+
+-- name: server_time (postgres)
+SELECT {SERVER_NOW} AS now;
+
+-- name: try_lock (postgres)
+SELECT pg_try_advisory_lock(:key) AS got;
+
+-- name: lock_for_transaction (postgres)
+SELECT pg_advisory_xact_lock(:key);
+
+-- name: evict_lock_holder (postgres)
+-- Disconnect the session that holds this advisory lock (a node whose heartbeat stopped).
+SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'
+    AND granted AND classid::bigint = :classid AND objid::bigint = :objid AND objsubid = 1
+    AND database = (SELECT oid FROM pg_database WHERE datname = current_database());
+
+-- name: node_holder (postgres)
+SELECT host, pid, {SERVER_NOW} - heartbeat_at AS age FROM nodes WHERE name = :name;
+
+-- name: register_node (postgres)
+INSERT INTO nodes (name, host, pid, started_at, heartbeat_at)
+    VALUES (:name, :host, :pid, {SERVER_NOW}, {SERVER_NOW}) ON CONFLICT (name) DO UPDATE SET
+    host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,
+    heartbeat_at = EXCLUDED.heartbeat_at;
+
+-- name: heartbeat (postgres)
+UPDATE nodes SET heartbeat_at = {SERVER_NOW} WHERE name = :name;
+
+-- name: claim (postgres)
+-- Rows nobody holds, whose lease ran out, or that this node holds; rows another node is
+-- claiming this instant are skipped, not waited for.
+WITH free AS (SELECT id FROM sources WHERE id = ANY(:ids) AND (node IS NULL
+    OR node = :node OR lease_until IS NULL OR lease_until <= {SERVER_NOW})
+    ORDER BY id FOR UPDATE SKIP LOCKED)
+    UPDATE sources s SET node = :node, lease_until = {SERVER_NOW} + :secs
+    FROM free WHERE s.id = free.id RETURNING s.id;
+
+-- name: renew (postgres)
+UPDATE sources SET lease_until = {SERVER_NOW} + :secs WHERE node = :node RETURNING id;
+
+-- name: release (postgres)
+UPDATE sources SET node = NULL, lease_until = NULL WHERE id = ANY(:ids) AND node = :node;
+
+-- name: release_node_leases (postgres)
+UPDATE sources SET node = NULL, lease_until = NULL WHERE node = :node;
+
+-- name: leases (postgres)
+SELECT id, node, lease_until FROM sources WHERE node IS NOT NULL
+    AND lease_until > {SERVER_NOW};
+
+-- name: lease_holder (postgres)
+SELECT node FROM sources WHERE id = :id;
+
+-- name: create_intent (postgres)
+SELECT content_key, node, source_id, at FROM create_intents WHERE content_key = :content_key;
+
+-- name: release_create_intent (postgres)
+DELETE FROM create_intents WHERE content_key = :content_key AND source_id = :source_id;
+
+-- name: take_create_intent (postgres)
+-- Taken, or taken again by the same source, or taken over from a source no longer active.
+INSERT INTO create_intents (content_key, node, source_id, at)
+    VALUES (:content_key, :node, :source_id, :at) ON CONFLICT (content_key) DO UPDATE SET
+    node = EXCLUDED.node, source_id = EXCLUDED.source_id, at = EXCLUDED.at
+    WHERE create_intents.source_id = EXCLUDED.source_id OR NOT EXISTS (
+    SELECT 1 FROM sources s WHERE s.id = create_intents.source_id
+    AND s.content_key = create_intents.content_key AND s.state IN {ACTIVE_STATES})
+    RETURNING source_id;

@@ -1,0 +1,424 @@
+"""The journal's logic, written once for both databases, against the named queries.
+
+:class:`SQLJournal` implements every method whose meaning does not depend on the database;
+a connector (:mod:`~watcherd.journal.sqlite`, :mod:`~watcherd.journal.postgres`) supplies
+the connection, transactions, how a row and a value are stored (:mod:`watcherd.journal.stored`)
+and what only it has: locking and pragmas (SQLite), leases, node names and LISTEN/NOTIFY
+(PostgreSQL). The statements live in ``sql/queries.sql`` (:mod:`watcherd.journal.queries`).
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import json
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from watcherd.journal._base import (
+    ENDED_STATES,
+    RETRY_STATES,
+    STATES,
+    UNKNOWN_ID,
+    FileStat,
+    Journal,
+    Source,
+    State,
+)
+from watcherd.journal.queries import QUERIES, Dialect, adapt
+from watcherd.journal.stored import SOURCE_FIELDS, job_text
+
+__all__ = ["SQLJournal", "assignments", "insert_source"]
+
+
+class SQLJournal(Journal):
+    """What both SQL backends share; a connector sets :attr:`dialect` and the hooks below."""
+
+    #: Which variant of each query in ``sql/queries.sql`` this connector runs.
+    dialect: Dialect
+    # The database connection (sqlite3 or psycopg; both have ``execute`` and cursors).
+    _conn: Any
+
+    # -- what a connector provides ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def _row(self, row: Any) -> Source:
+        """A database row as a :class:`Source` (paths decoded)."""
+
+    @abc.abstractmethod
+    def _enc(self, path: str) -> str:
+        """A path as this database stores it."""
+
+    @abc.abstractmethod
+    def _text(self, text: str) -> str:
+        """Human text as this database can store it."""
+
+    @abc.abstractmethod
+    def _transaction(self, *, bulk: bool = False, notify: bool = False
+                     ) -> contextlib.AbstractContextManager[Any]:
+        """One transaction (``bulk``: may skip its flush; ``notify``: tell other nodes)."""
+
+    @abc.abstractmethod
+    def _move(self, source: Source, state: str, *, actor: str, reason: str | None,
+              fence: bool = False, **changes: Any) -> None:
+        """Update the row and append its event, inside the current transaction."""
+
+    @abc.abstractmethod
+    def _create(self, path: str, root: str, state: str, *, now: float, actor: str,
+                reason: str, **columns: Any) -> int | None:
+        """Insert a new source (stored path and root) with its first event; its id, or None
+        when the path has a row already (inside the current transaction)."""
+
+    def _params(self, params: dict[str, Any]) -> Any:
+        """Parameters as the driver takes them (SQLite has no arrays: see its connector)."""
+        return params
+
+    def _run(self, query: str, /, **params: Any) -> Any:
+        """Run the named query of this dialect; the driver's cursor."""
+        return self._conn.execute(QUERIES[self.dialect][query], self._params(params))
+
+    def _run_text(self, text: str, params: dict[str, Any]) -> Any:
+        """Run a statement built at run time (written for both, see :func:`adapt`)."""
+        return self._conn.execute(adapt(self.dialect, text), self._params(params))
+
+    def _rows(self, query: str, /, **params: Any) -> Iterator[Source]:
+        return (self._row(r) for r in self._run(query, **params))
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get(self, source_id: int) -> Source:
+        """The source with this id."""
+        row = self._run("get_source", id=source_id).fetchone()
+        if row is None:
+            raise KeyError(source_id)
+        return self._row(row)
+
+    def _get_many(self, ids: Sequence[int]) -> list[Source]:
+        """These sources, in this order."""
+        if not ids:
+            return []
+        by_id = {s.id: s for s in self._rows("sources_by_ids", ids=sorted(set(ids)))}
+        return [by_id[i] for i in ids]
+
+    def by_path(self, path: str) -> Source | None:
+        """The source recorded at this path, if any."""
+        row = self._run("source_by_path", path=self._enc(path)).fetchone()
+        return None if row is None else self._row(row)
+
+    def all(self) -> list[Source]:
+        """Every source, oldest first."""
+        return list(self._rows("all_sources"))
+
+    def in_states(self, states: Sequence[str]) -> list[Source]:
+        """Sources in any of these states, oldest first."""
+        return list(self._rows("sources_in_states", states=list(states)))
+
+    def state_since(self) -> dict[int, float]:
+        """For each source, when it entered its current state."""
+        return {int(r["id"]): float(r["at"]) for r in self._run("state_since")}
+
+    def counts(self) -> dict[str, int]:
+        """Number of sources per state (every state present, zero included)."""
+        counts: dict[str, int] = dict.fromkeys(STATES, 0)
+        for row in self._run("counts"):
+            counts[row["state"]] = int(row["n"])
+        return counts
+
+    def events(self, source_id: int) -> list[dict[str, Any]]:
+        """The transitions of one source, oldest first."""
+        return [dict(r) for r in self._run("events", source_id=source_id)]
+
+    def result_for(self, content_key: str) -> dict[str, Any] | None:
+        """The finished job object stored for this content key, if one was received."""
+        row = self._run("result_for", content_key=content_key).fetchone()
+        if row is None:
+            return None
+        value: dict[str, Any] = json.loads(row["job_json"])
+        return value
+
+    def output_base_taken(self, base: str, *, by_other_than: str) -> bool:
+        """Whether another source already owns this output base (``DIR/STEM``)."""
+        return self._run("output_base_taken", base=self._enc(base),
+                         path=self._enc(by_other_than)).fetchone() is not None
+
+    def leader_for(self, content_key: str) -> Source | None:
+        """The oldest active source with this content, which alone may create its job."""
+        row = self._run("leader_for", content_key=content_key).fetchone()
+        return None if row is None else self._row(row)
+
+    def unsettled(self, *, limit: int = 500) -> list[Source]:
+        """Pending sources not hashed yet, longest-quiet first."""
+        return list(self._rows("unsettled", limit=limit))
+
+    def due(self, now: float, *, limit: int = 1000) -> list[Source]:
+        """Settled sources with remote work to do now; jobs already created come first.
+
+        Four indexed reads instead of one sort of every queued row: with 100,000 files
+        queued, each pass of the worker reads a few dozen rows, not the whole queue. In a
+        shared journal a source another node holds a live lease on is left out.
+        """
+        found: dict[int, Source] = {}
+        for name in ("due_remote", "due_waiting", "due_started", "due_queued"):
+            for source in self._rows(name, now=now, limit=limit, me=self.node):
+                found.setdefault(source.id, source)
+        ordered = sorted(found.values(), key=lambda s: (
+            s.job_id is None, s.submit_started_at is None, s.audio_url is None, s.id))
+        return ordered[:limit]
+
+    def next_attempt_at(self, after: float) -> float | None:
+        """The earliest time after ``after`` that a waiting (or backing-off) source is due.
+
+        Times already past are not returned: such a source is due now, and if it could not be
+        started, what blocks it (a full plan, a leader) wakes the loop when it clears.
+        """
+        row = self._run("next_attempt_at", after=after).fetchone()
+        value = row["t"] if row is not None else None
+        return float(value) if value is not None else None
+
+    def count_in_flight(self, *, exclude: set[int]) -> int:
+        """Active sources whose Gladia job exists or may exist, except those in ``exclude``.
+
+        In a shared journal, counted over every node: the plan's concurrency is the account's.
+        """
+        row = self._run("count_in_flight", exclude=sorted(exclude)).fetchone()
+        return int(row["n"]) if row else 0
+
+    def job_times(self) -> list[tuple[str, float | None, float]]:
+        """Every remembered job time, oldest first: (kind, audio seconds, seconds)."""
+        return [(r["options_class"], r["audio_seconds"], r["seconds"])
+                for r in self._run("job_times")]
+
+    # -- writing -------------------------------------------------------------------------
+
+    def reschedule_waiting(self, now: float) -> int:
+        """Make every waiting source due now (the API came back); returns how many."""
+        with self._transaction(notify=True):
+            cur = self._run("reschedule_waiting", now=now)
+        return int(cur.rowcount)
+
+    def transition(
+        self, source: Source, state: State, *, actor: str, reason: str | None = None,
+        **changes: Any,
+    ) -> Source:
+        """Move one source to ``state`` (with column changes) in one transaction.
+
+        In a shared journal, refused (:class:`~watcherd.journal.LeaseLost`) while another
+        node holds a live lease on the source.
+        """
+        return self._transition(source, state, actor=actor, reason=reason, fence=True,
+                                **changes)
+
+    def _transition(self, source: Source, state: str, *, actor: str, reason: str | None,
+                    fence: bool, **changes: Any) -> Source:
+        _check_columns(changes)
+        with self._transaction(notify=True):
+            self._move(source, state, actor=actor, reason=reason, fence=fence, **changes)
+        return self._after_transition(source)
+
+    def _after_transition(self, before: Source) -> Source:
+        """The source as committed, once every listener heard of it."""
+        moved = self.get(before.id)
+        self._notify(moved, before.state)
+        return moved
+
+    def observe_many(
+        self, seen: Iterable[tuple[str, str, FileStat, str]], *, actor: str = "watcher",
+    ) -> list[Source]:
+        """Record files seen on disk: ``(path, watch_root, stat, options_json)`` each.
+
+        New paths become ``pending``. A known path whose stat changed is settled again: a
+        ``pending`` one restarts its settle clock, a finished or gone one becomes a new version
+        (``pending``), and one in the middle of remote work is left alone (the worker notices
+        the change when it re-checks the content before upload). Returns the sources that now
+        need settling. Several nodes seeing one file merge into its one row.
+        """
+        now = time.time()
+        items = [(self._enc(p), self._enc(r), st, self._text(o)) for p, r, st, o in seen]
+        touched: list[int] = []
+        with self._transaction(bulk=True, notify=True):
+            # Known rows read and locked at once, in path order: two nodes scanning
+            # overlapping folders lock in the same order and never deadlock.
+            known: dict[str, Source] = {r["path"]: self._row(r) for r in self._run(
+                "lock_sources_by_paths", paths=sorted({i[0] for i in items}))}
+            for path, root, st, options_json in items:
+                source = known.get(path)
+                if source is None:
+                    made = self._create(
+                        path, root, "pending", now=now, actor=actor, reason="seen",
+                        size=st.size, mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode,
+                        changed_at=now, options_json=options_json,
+                    )
+                    if made is not None:
+                        touched.append(made)
+                        continue
+                    # Inserted since the read (by another node, or earlier in this batch).
+                    source = self._locked_by_path(path)
+                needs_settling, wrote = self._observe_known(source, st, now, options_json,
+                                                            actor)
+                if needs_settling:
+                    touched.append(source.id)
+                if wrote:
+                    known.pop(path, None)  # a repeat later in the batch reads it again
+                else:
+                    known[path] = source
+        return self._get_many(touched)
+
+    def _locked_by_path(self, stored_path: str) -> Source:
+        row = self._run("lock_source_by_path", path=stored_path).fetchone()
+        assert row is not None
+        return self._row(row)
+
+    def _observe_known(self, source: Source, st: FileStat, now: float, options_json: str,
+                       actor: str) -> tuple[bool, bool]:
+        """Apply one observation to a known row: (needs settling, row written)."""
+        # Size and mtime, plus device and inode only where this node recorded them: another
+        # machine sees one file on the share with other numbers, and its scan must never make
+        # this node's finished files look changed (nor the other way round).
+        same = source.size is not None and source.mtime_ns is not None and FileStat(
+            source.size, source.mtime_ns,
+            UNKNOWN_ID if source.dev is None else source.dev,
+            UNKNOWN_ID if source.inode is None else source.inode,
+        ).agrees(st)
+        if source.state == "pending":
+            if not same:
+                self._run("restart_settling", size=st.size, mtime_ns=st.mtime_ns, dev=st.dev,
+                          inode=st.inode, node=self.node, now=now, id=source.id)
+            # Only a row not settled before is handed back.
+            return not source.settled, not same
+        if source.state in ENDED_STATES and (not same or source.state == "gone"):
+            reason = "reappeared" if source.state == "gone" else "changed on disk"
+            self._move(
+                source, "pending", actor=actor, reason=reason,
+                sha256=None, content_key=None, audio_url=None, job_id=None,
+                submit_started_at=None, attempts=0, job_errors=0, next_attempt_at=None,
+                last_error=None, note=None, options_json=options_json, size=st.size,
+                mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode, changed_at=now,
+            )
+            return True, True
+        return False, False
+
+    def record_unreadable(self, path: str, root: str, options_json: str, reason: str
+                          ) -> Source:
+        """A path where a source should be but that cannot be read: a failed row with why."""
+        now = time.time()
+        reason = self._text(reason)
+        with self._transaction(notify=True):
+            made = self._create(self._enc(path), self._enc(root), "failed", now=now,
+                                actor="worker", reason=reason, last_error=reason,
+                                options_json=self._text(options_json))
+            if made is None:
+                source = self._locked_by_path(self._enc(path))
+                made = source.id
+                self._move(source, "failed", actor="worker", reason=reason, last_error=reason)
+        return self.get(made)
+
+    def settle_many(self, items: Iterable[tuple[Source, str, str, FileStat]]) -> list[int]:
+        """Record hashed sources ``(source, sha256, content key, stat)`` in one transaction.
+
+        Only a source still ``pending`` and unchanged since it was read (same ``changed_at``)
+        is recorded; one that changed meanwhile is settled again later. Returns the ids
+        recorded.
+        """
+        batch = list(items)
+        recorded = []
+        with self._transaction(bulk=True, notify=True):
+            # Read and locked at once, in id order: two nodes never deadlock on a batch.
+            current = {s.id: s for s in self._rows(
+                "lock_sources_by_ids", ids=sorted({s.id for s, _, _, _ in batch}))}
+            for source, digest, key, st in batch:
+                row = current.get(source.id)
+                if row is None or row.state != "pending" or (
+                    row.changed_at != source.changed_at
+                ) or row.options_json != source.options_json:
+                    continue
+                self._move(
+                    row, "pending", actor="worker", reason="settled and hashed",
+                    sha256=digest, content_key=key, note="queued",
+                    size=st.size, mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode,
+                )
+                current[source.id] = self.get(source.id)  # a repeat in the batch sees it
+                recorded.append(source.id)
+        return recorded
+
+    def retry(self, paths: Sequence[str] = (), *, all_failed: bool = False) -> list[Source]:
+        """Put failed (or waiting) sources back in the queue now; returns those moved."""
+        moved = []
+        with self._transaction(notify=True):
+            if all_failed:
+                targets = list(self._rows("sources_failed"))
+            else:
+                encoded = [self._enc(p) for p in dict.fromkeys(paths)]
+                found = {r["path"]: self._row(r)
+                         for r in self._run("sources_by_paths", paths=encoded)}
+                targets = [found[p] for p in encoded if p in found]
+            for source in targets:
+                if source.state not in RETRY_STATES:
+                    continue
+                # A job that ended in error is not reused: forget it so a new one is created.
+                self._move(
+                    source, "pending", actor="user", reason="watcherd retry",
+                    attempts=0, job_errors=0, next_attempt_at=None, last_error=None,
+                    note=None, job_id=None if source.state == "failed" else source.job_id,
+                )
+                moved.append(source.id)
+        return self._get_many(moved)
+
+    def reprocess(self, path: str, options_json: str) -> Source | None:
+        """Transcribe a finished source again with these options (``retry --reprocess``).
+
+        Same options and content: the stored result is reused and only the outputs are
+        rewritten, so nothing is paid twice; new options make a new job.
+        """
+        source = self.by_path(path)
+        if source is None or source.state not in ENDED_STATES:
+            return None
+        # A person's decision: not fenced by a lease a node may still hold on a failed row.
+        return self._transition(
+            source, "pending", actor="user", reason="watcherd retry --reprocess", fence=False,
+            options_json=options_json, sha256=None, content_key=None, audio_url=None,
+            job_id=None, submit_started_at=None, attempts=0, job_errors=0,
+            next_attempt_at=None, last_error=None, note=None, changed_at=0.0,
+        )
+
+    def record_job_time(self, options_class: str, audio_seconds: float | None,
+                        seconds: float, *, keep: int = 100) -> None:
+        """Remember how long one finished job took (the newest ``keep`` per kind are kept)."""
+        kind = self._text(options_class)
+        with self._transaction():
+            self._run("insert_job_time", at=time.time(), kind=kind,
+                      audio_seconds=audio_seconds, seconds=seconds)
+            self._run("trim_job_times", kind=kind, keep=keep)
+
+    def store_result(self, source: Source, job: Mapping[str, Any]) -> None:
+        """Keep a finished job object, keyed by content, before any output is written."""
+        assert source.content_key is not None
+        with self._transaction():
+            self._run("store_result", content_key=source.content_key,
+                      job_id=self._text(str(job.get("id", ""))), job_json=job_text(job),
+                      created_at=time.time())
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._run("set_meta", key=key, value=value)
+
+
+def insert_source(path: str, root: str, state: str, now: float, columns: Mapping[str, Any]
+                  ) -> tuple[str, dict[str, Any]]:
+    """The statement (for :func:`adapt`) and parameters that add a new source row, nothing
+    when its path has one already; ``columns`` hold stored values."""
+    values = {"path": path, "watch_root": root, "state": state, **columns, "attempts": 0,
+              "job_errors": 0, "created_at": now, "updated_at": now}
+    text = (f"INSERT INTO sources ({', '.join(values)})"
+            f" VALUES ({', '.join(':' + name for name in values)}) ON CONFLICT (path) DO NOTHING")
+    return text, values
+
+
+def assignments(changes: Mapping[str, Any]) -> str:
+    """``SET`` assignments for these columns, as named parameters (prefixed ``set_``)."""
+    return ", ".join(f"{name} = :set_{name}" for name in changes)
+
+
+def _check_columns(changes: Mapping[str, Any]) -> None:
+    unknown = set(changes) - set(SOURCE_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown journal columns: {sorted(unknown)}")

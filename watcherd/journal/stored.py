@@ -1,0 +1,176 @@
+"""How values are stored in the journal: paths, human text and job objects, per backend.
+
+The one module that owns the journal's encodings. The two backends store non-UTF-8 paths
+differently (SQLite behind a NUL mark, PostgreSQL, whose text holds no NUL, behind U+FFFF);
+both encodings stay as they are, so every existing journal opens unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any
+from urllib.parse import quote, unquote_to_bytes
+
+from watcherd.journal._base import Source
+
+__all__ = [
+    "PATH_COLUMNS", "PATH_MARK", "SOURCE_FIELDS", "WATCH_MARK", "column_value", "decode_path",
+    "encode_path", "from_stored", "job_text", "pg_decode_path", "pg_encode_path", "pg_text",
+    "safe_text", "to_stored",
+]
+
+SOURCE_FIELDS = tuple(f.name for f in fields(Source))
+
+# Columns that hold file system paths: stored losslessly (see encode_path).
+PATH_COLUMNS = frozenset({"path", "watch_root", "output_base"})
+
+# -- SQLite ----------------------------------------------------------------------------------
+
+# No path can contain NUL, so a stored value starting with it is never a real path's text.
+_BYTES_MARK = "\x00"
+
+
+def encode_path(path: str) -> str:
+    """The journal's text for a path: itself when it is UTF-8, else its exact bytes, quoted.
+
+    Python hands a name that is not valid UTF-8 (a Latin-1 name from an old share or a zip
+    archive) over as text with lone surrogates, which SQLite cannot store. Such a path is kept
+    as a NUL mark followed by its percent-quoted bytes, so it round-trips byte for byte and
+    every UTF-8 path (all paths of journals written before) stays as it was.
+    """
+    if _is_utf8(path):
+        return path
+    try:
+        raw = os.fsencode(path)
+    except UnicodeEncodeError:
+        # Surrogates that no file system name produces: keep a readable, lossy form.
+        return safe_text(path)
+    return _BYTES_MARK + quote(raw, safe="/")
+
+
+def decode_path(stored: str) -> str:
+    """The path (as Python's os functions take it) from its journal text."""
+    if stored.startswith(_BYTES_MARK):
+        return os.fsdecode(unquote_to_bytes(stored[len(_BYTES_MARK):]))
+    return stored
+
+
+def safe_text(text: str) -> str:
+    """Human text (reasons, errors, notes) that SQLite can store: lone surrogates escaped."""
+    if _is_utf8(text):
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def column_value(name: str, value: Any) -> Any:
+    """A column's value as the SQLite journal stores it."""
+    if not isinstance(value, str):
+        return value
+    return encode_path(value) if name in PATH_COLUMNS else safe_text(value)
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+# PostgreSQL text holds neither NUL nor lone surrogates (SQLite's NUL mark is not storable):
+# a path that is not plain UTF-8 text is kept as this mark and its percent-quoted bytes.
+# U+FFFF is a noncharacter, so no sane name starts with it; one that does is quoted too,
+# which keeps the encoding one-to-one.
+PATH_MARK = "\uffff"
+
+
+def pg_text(text: str) -> str:
+    """Human text PostgreSQL can store: lone surrogates and NUL characters escaped."""
+    return safe_text(text).replace("\x00", "\\x00")
+
+
+def pg_encode_path(path: str) -> str:
+    """The PostgreSQL journal's text for a path: itself when plain UTF-8, else marked bytes.
+
+    Lossless for every name a file system gives (``os.fsdecode`` text with lone surrogates);
+    one-to-one, so the unique index on paths and look-ups by path stay exact.
+    """
+    if not path.startswith(PATH_MARK) and "\x00" not in path and _is_utf8(path):
+        return path
+    try:
+        raw = os.fsencode(path)
+    except UnicodeEncodeError:
+        # Surrogates that no file system name produces: keep a readable, lossy form.
+        raw = pg_text(path).encode("utf-8")
+    return PATH_MARK + quote(raw, safe="/")
+
+
+def pg_decode_path(stored: str) -> str:
+    """The path (as Python's os functions take it) from its PostgreSQL journal text."""
+    if stored.startswith(PATH_MARK):
+        return os.fsdecode(unquote_to_bytes(stored[len(PATH_MARK):]))
+    return stored
+
+
+#: A stored path relative to a watch id: ``@ID/RELATIVE`` (``@ID`` for the watch's root).
+#: No absolute path starts with "@" (POSIX "/", Windows a drive letter or "\\"), so the forms
+#: cannot be confused, and a path under no configured watch is stored absolute.
+WATCH_MARK = "@"
+
+
+def to_stored(path: str, roots: Mapping[str, str]) -> str:
+    """A node's absolute path as the shared journal holds it: relative to its watch's id.
+
+    Nodes mount the share at different places; the watch id (``[[watch]] id``) names the same
+    folder on every node, so ``@id/rel`` is one file for all of them. The innermost root that
+    holds the path wins (nested watches).
+    """
+    best: tuple[int, str, str] | None = None
+    for watch_id, root in roots.items():
+        root = root.rstrip("/") or "/"
+        if path == root:
+            rel = ""
+        elif path.startswith(root if root.endswith("/") else root + "/"):
+            rel = path[len(root):].lstrip("/")
+        else:
+            continue
+        if best is None or len(root) > best[0]:
+            best = (len(root), watch_id, rel)
+    if best is None:
+        return path
+    _, watch_id, rel = best
+    return f"{WATCH_MARK}{watch_id}/{rel}" if rel else f"{WATCH_MARK}{watch_id}"
+
+
+def from_stored(stored: str, roots: Mapping[str, str]) -> str:
+    """This node's absolute path for a stored one (``@id/rel`` mapped through ``roots``).
+
+    A watch id this node does not have stays in its stored form: it names another node's
+    folder, which this node never touches (the worker skips sources outside its watches).
+    """
+    if not stored.startswith(WATCH_MARK):
+        return stored
+    watch_id, _, rel = stored[len(WATCH_MARK):].partition("/")
+    root = roots.get(watch_id)
+    if root is None:
+        return stored
+    return os.path.join(root, rel) if rel else root
+
+
+# -- both ------------------------------------------------------------------------------------
+
+
+def job_text(job: Mapping[str, Any]) -> str:
+    """A job object as JSON text either database can store, losslessly.
+
+    A backend that cuts a string mid-emoji leaves a lone surrogate escape in its JSON; it is
+    kept as its ``\\uXXXX`` escape (ASCII JSON) instead of failing the store.
+    """
+    text = json.dumps(job, ensure_ascii=False)
+    return text if _is_utf8(text) else json.dumps(job, ensure_ascii=True)
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8 (Python text may hold lone surrogates, which not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
