@@ -10,7 +10,7 @@ word timestamps, the language detected. Each scenario is measured for
 
 - plain: ``WhisperModel(path).transcribe()`` in a process pool of W processes with T threads
   each (W=1 is the sequential baseline), the segments consumed as text;
-- engine: watcherd's :class:`LocalEngine` with the same W workers and T threads (what
+- engine: watcherd's :class:`TranscriberPool` with the same W workers and T threads (what
   ``[local] workers`` / ``cpu_threads`` give), including its IPC and job building;
 - cli: the real ``watcherd transcribe`` subprocess with ``[engine] name = "local"``, cold
   (interpreter, journal, model load, hashing and outputs included), against the plain pool's
@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from watcherd.engines.local.model import ensure_model, local_engine_installed
-from watcherd.engines.local.runner import BATCH_SECONDS, BATCH_SIZE, LocalEngine, auto_layout
+from watcherd.engines.local.runner import BATCH_SECONDS, BATCH_SIZE, TranscriberPool, auto_layout
 
 # Distinct paragraphs, so no file is a loop of one sentence (Whisper treats repeats oddly).
 PARAGRAPHS = (
@@ -242,7 +242,7 @@ async def _engine(model: Path, files: Sequence[Path], workers: int, threads: int
     created = time.monotonic()
     # None keeps the engine's own rule; True batches every file; False never batches.
     batch_seconds = BATCH_SECONDS if batched is None else (0.0 if batched else None)
-    engine = LocalEngine(model, workers=workers, cpu_threads=threads, beam_size=5,
+    engine = TranscriberPool(model, workers=workers, cpu_threads=threads, beam_size=5,
                          batch_seconds=batch_seconds)
     try:
         await engine.start()
@@ -265,7 +265,7 @@ async def _engine(model: Path, files: Sequence[Path], workers: int, threads: int
 
 def run_engine(model: Path, files: Sequence[Path], workers: int, threads: int,
                batched: bool | None = None) -> Run:
-    """watcherd's LocalEngine over ``files`` with ``workers`` x ``threads`` (0: automatic)."""
+    """watcherd's TranscriberPool over ``files`` with ``workers`` x ``threads`` (0: automatic)."""
     return asyncio.run(_engine(model, files, workers, threads, batched))
 
 

@@ -44,7 +44,7 @@ from watcherd.folders import Folders  # noqa: E402
 from watcherd.health import ApiHealth  # noqa: E402
 from watcherd.journal import Journal  # noqa: E402
 from watcherd.retry import RetryPolicy  # noqa: E402
-from watcherd.worker import Worker  # noqa: E402
+from watcherd.worker import EngineRoutes, Worker  # noqa: E402
 
 API_KEY = "bench-requests-key"
 TIMEOUT_SECONDS = 600.0
@@ -88,7 +88,9 @@ async def one_mode(folder: Path, *, callbacks: bool, files: int, job_seconds: fl
             config=config, journal=journal, health=ApiHealth(journal), retry=RetryPolicy(),
             outputs_for=folders.outputs_for))
         pipeline, listener = engine.gladia_pipeline, engine.listener
-        worker = Worker(config, journal, pipeline, folders=folders)
+        worker = Worker(config, journal,
+                        EngineRoutes.single(pipeline, config.gladia.max_concurrent_jobs),
+                        folders=folders)
         stop = asyncio.Event()
         started = time.monotonic()
         runner = asyncio.ensure_future(worker.run(stop))

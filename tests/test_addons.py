@@ -53,7 +53,7 @@ from watcherd.folders import Folders
 from watcherd.health import ApiHealth
 from watcherd.journal import Journal
 from watcherd.retry import RetryPolicy
-from watcherd.worker import Worker
+from watcherd.worker import EngineRoutes, Worker
 
 KEY = "sk-addons-test-key-1234"
 FAST = RetryPolicy(list_lag_grace=1.0, poll_start=0.05, poll_cap=0.3, retry_base=0.1, retry_cap=1.0)
@@ -108,7 +108,9 @@ async def session(config: Config, *, retry: RetryPolicy = FAST) -> AsyncIterator
         config=config, journal=journal, health=ApiHealth(journal), retry=retry,
         outputs_for=folders.outputs_for))
     pipeline, listener = engine.gladia_pipeline, engine.listener
-    worker = Worker(config, journal, pipeline, folders=folders)
+    worker = Worker(config, journal,
+                    EngineRoutes.single(pipeline, config.gladia.max_concurrent_jobs),
+                    folders=folders)
     stop = asyncio.Event()
     runner = asyncio.ensure_future(worker.run(stop))
     try:

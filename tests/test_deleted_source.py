@@ -15,10 +15,10 @@ from tests.speech import ENGLISH_TEXT, repeat_wav, speak
 from watcherd.config import Config, GladiaConfig, WatchConfig
 from watcherd.engines.local.model import bundled_model, local_engine_installed
 from watcherd.engines.local.pipeline import LocalPipeline
-from watcherd.engines.local.runner import LocalEngine
+from watcherd.engines.local.runner import TranscriberPool
 from watcherd.folders import Folders
 from watcherd.journal import Journal
-from watcherd.worker import Worker
+from watcherd.worker import EngineRoutes, Worker
 
 needs_local = pytest.mark.skipif(not local_engine_installed(),
                                  reason="the local extra is not installed")
@@ -91,12 +91,11 @@ def test_a_vanished_watch_folder_stops_nothing(tmp_path: Path, inbox: Path) -> N
 
     async def go() -> str:
         journal = Journal.open(config.journal_path, exclusive=True)
-        engine = LocalEngine(bundled_model(), workers=1)
+        engine = TranscriberPool(bundled_model(), workers=1)
         await engine.start()
         folders = Folders(config.watches)
         pipeline = LocalPipeline(journal, engine, outputs_for=folders.outputs_for)
-        worker = Worker(config, journal, None, engines={"local": (pipeline, 1)},
-                        engine_of=lambda w: "local", folders=folders)
+        worker = Worker(config, journal, EngineRoutes.single(pipeline, 1), folders=folders)
         stop = asyncio.Event()
         runner = asyncio.ensure_future(worker.run(stop))
         worker.hint(audio)

@@ -381,7 +381,7 @@ def test_the_pause_backs_off_from_one_to_thirty_seconds_and_resumes(tmp_path: Pa
     import structlog
 
     from watcherd.config import Config, GladiaConfig, WatchConfig
-    from watcherd.worker import JOURNAL_RETRY_MAX, Worker
+    from watcherd.worker import JOURNAL_RETRY_MAX, EngineRoutes, Worker
 
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -393,7 +393,7 @@ def test_the_pause_backs_off_from_one_to_thirty_seconds_and_resumes(tmp_path: Pa
 
     async def scenario() -> tuple[list[float], list[str]]:
         journal = SQLiteJournal.open(config.journal_path, exclusive=True)
-        worker = Worker(config, journal, None)
+        worker = Worker(config, journal, EngineRoutes())
         seen: list[str] = []
         worker.on_pause_change(lambda p: seen.append("paused" if p else "resumed"))
         journal._conn.execute("PRAGMA query_only = ON")
@@ -407,14 +407,14 @@ def test_the_pause_backs_off_from_one_to_thirty_seconds_and_resumes(tmp_path: Pa
                 await asyncio.sleep(0.1)
             pause = worker.journal_pause
             assert pause is not None and "read-only" in pause.reason
-            delays = [worker._pause_delay]
+            delays = [worker.guard.delay]
             for _ in range(7):
-                worker._try_resume()
-                delays.append(worker._pause_delay)
+                worker.guard.try_resume()
+                delays.append(worker.guard.delay)
             await worker.tick()  # paused: records nothing
             assert journal.by_path(str(source)) is None
             journal._conn.execute("PRAGMA query_only = OFF")
-            worker._try_resume()
+            worker.guard.try_resume()
             assert worker.journal_pause is None
             await worker.tick()
             for _ in range(20):

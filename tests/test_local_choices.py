@@ -28,7 +28,7 @@ from watcherd.engines.local.model import (
     local_engine_installed,
     model_dir,
 )
-from watcherd.engines.local.runner import LocalEngine
+from watcherd.engines.local.runner import TranscriberPool
 from watcherd.errors import ConfigError
 
 needs_model = pytest.mark.skipif(not local_engine_installed(),
@@ -156,7 +156,7 @@ def test_model_for_a_folder_and_for_base(model_folder: Path, tmp_path: Path) -> 
 
 
 async def _transcribe(spec: ModelSpec | Path, audio: Path) -> str:
-    engine = LocalEngine(spec, workers=1, cpu_threads=1)
+    engine = TranscriberPool(spec, workers=1, cpu_threads=1)
     try:
         await engine.start()
         job = await engine.transcribe(audio, {})

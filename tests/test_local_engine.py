@@ -38,8 +38,8 @@ from watcherd.engines.local.runner import (
     BATCH_SIZE,
     MAX_AUTO_THREADS,
     DecodePlan,
-    LocalEngine,
     LocalEngineError,
+    TranscriberPool,
     auto_layout,
     available_cpus,
     build_job,
@@ -82,10 +82,10 @@ def process_gone(pid: int) -> bool:
     return False
 
 
-async def with_engine(model: Path, work: Callable[[LocalEngine], Awaitable[T]]) -> T:
+async def with_engine(model: Path, work: Callable[[TranscriberPool], Awaitable[T]]) -> T:
     """Run ``work`` with a started one-worker engine, always closing it."""
     # One worker whatever the machine: these tests follow a single worker process.
-    engine = LocalEngine(model, workers=1)
+    engine = TranscriberPool(model, workers=1)
     try:
         await engine.start()
         return await work(engine)
@@ -119,7 +119,7 @@ def english_job(model: Path, speech_dir: Path) -> dict[str, Any]:
     """The local engine's job for the English recording, with custom metadata to echo."""
     options = {"custom_metadata": {"wf_key": "k1", "team": "qa"}}
 
-    async def work(engine: LocalEngine) -> dict[str, Any]:
+    async def work(engine: TranscriberPool) -> dict[str, Any]:
         return await engine.transcribe(speech_dir / "english.wav", options)
 
     return asyncio.run(with_engine(model, work))
@@ -204,16 +204,16 @@ def test_available_cpus_property_quota(tmp_path_factory: pytest.TempPathFactory,
 
 
 def test_engine_resolves_its_layout_without_starting(tmp_path: Path) -> None:
-    """LocalEngine's 0 = automatic is resolved at construction: workers is what the daemon
+    """TranscriberPool's 0 = automatic is resolved at construction: workers is what the daemon
     uses as its concurrency; nothing is spawned until start."""
-    engine = LocalEngine(tmp_path, cpus=8)
+    engine = TranscriberPool(tmp_path, cpus=8)
     assert (engine.workers, engine.cpu_threads) == (4, 2)
     assert engine.worker_pids() == []
-    assert (LocalEngine(tmp_path, workers=1, cpus=8).cpu_threads) == 8
-    default = LocalEngine(tmp_path)
+    assert (TranscriberPool(tmp_path, workers=1, cpus=8).cpu_threads) == 8
+    default = TranscriberPool(tmp_path)
     assert (default.workers, default.cpu_threads) == auto_layout(available_cpus())
     with pytest.raises(ValueError, match="automatic"):
-        LocalEngine(tmp_path, workers=-1)
+        TranscriberPool(tmp_path, workers=-1)
 
 
 def test_local_config_is_automatic_by_default_and_overridable() -> None:
@@ -402,7 +402,7 @@ def test_unavailable_options_are_listed_and_the_transcript_still_written(
     options = {"diarization": True, "pii_redaction": True, "translation": True,
                "translation_config": {"target_languages": ["de"]}}
 
-    async def work(engine: LocalEngine) -> dict[str, Any]:
+    async def work(engine: TranscriberPool) -> dict[str, Any]:
         return await engine.transcribe(speech_dir / "english.wav", options)
 
     job = asyncio.run(with_engine(model, work))
@@ -422,11 +422,11 @@ def test_long_recording_goes_through_the_batched_pipeline(model: Path, speech_di
     assert BATCH_SECONDS is not None and BATCH_SECONDS >= BATCH_SIZE * 30.0
     long = speech_dir / "long.wav"
 
-    async def work(engine: LocalEngine) -> tuple[dict[str, Any], dict[str, Any]]:
+    async def work(engine: TranscriberPool) -> tuple[dict[str, Any], dict[str, Any]]:
         return (await engine.transcribe(long, {}),
                 await engine.transcribe(speech_dir / "english.wav", {}))
 
-    engine = LocalEngine(model, workers=1, batch_seconds=wav_seconds(long) - 1.0)
+    engine = TranscriberPool(model, workers=1, batch_seconds=wav_seconds(long) - 1.0)
     try:
         batched, short = asyncio.run(_started(engine, work))
     finally:
@@ -440,7 +440,7 @@ def test_long_recording_goes_through_the_batched_pipeline(model: Path, speech_di
     assert starts[0] >= 0.0 and starts[-1] <= wav_seconds(long)
 
 
-async def _started(engine: LocalEngine, work: Callable[[LocalEngine], Awaitable[T]]) -> T:
+async def _started(engine: TranscriberPool, work: Callable[[TranscriberPool], Awaitable[T]]) -> T:
     """Start ``engine`` and run ``work`` with it (the caller closes it)."""
     await engine.start()
     return await work(engine)
@@ -451,7 +451,7 @@ def test_pinned_language_and_english_translation(model: Path, speech_dir: Path) 
     options = {"language_config": {"languages": ["fr"]}, "translation": True,
                "translation_config": {"target_languages": ["en"]}}
 
-    async def work(engine: LocalEngine) -> dict[str, Any]:
+    async def work(engine: TranscriberPool) -> dict[str, Any]:
         return await engine.transcribe(speech_dir / "french.wav", options)
 
     job = asyncio.run(with_engine(model, work))
@@ -475,7 +475,7 @@ def test_undecodable_file_is_permanent_and_the_worker_survives(
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF" + os.urandom(4000))
 
-    async def work(engine: LocalEngine) -> tuple[LocalEngineError, list[int], dict[str, Any],
+    async def work(engine: TranscriberPool) -> tuple[LocalEngineError, list[int], dict[str, Any],
                                                  list[int]]:
         pids = engine.worker_pids()
         with pytest.raises(LocalEngineError) as caught:
@@ -495,7 +495,7 @@ def test_undecodable_file_is_permanent_and_the_worker_survives(
 def test_missing_file_is_a_transient_source_error(model: Path, tmp_path: Path) -> None:
     """A source that vanished before the worker read it is a SourceError, to settle again."""
 
-    async def work(engine: LocalEngine) -> None:
+    async def work(engine: TranscriberPool) -> None:
         await engine.transcribe(tmp_path / "vanished.wav", {})
 
     with pytest.raises(SourceError) as caught:
@@ -507,7 +507,7 @@ def test_missing_file_is_a_transient_source_error(model: Path, tmp_path: Path) -
 def test_killed_worker_is_transient_and_restarted(model: Path, speech_dir: Path) -> None:
     """SIGKILL on the worker mid-file gives a transient error; the next call gets a new worker."""
 
-    async def work(engine: LocalEngine) -> tuple[LocalEngineError, int, dict[str, Any], int]:
+    async def work(engine: TranscriberPool) -> tuple[LocalEngineError, int, dict[str, Any], int]:
         [pid] = engine.worker_pids()
         task = asyncio.ensure_future(engine.transcribe(speech_dir / "long.wav", {}))
         await async_wait_for(lambda: engine.busy() == 1)
@@ -531,7 +531,7 @@ def test_worker_over_its_time_limit_is_stopped_and_replaced(model: Path, speech_
                                                            ) -> None:
     """A worker still busy past the file's time limit counts as hung: ended, error, restart."""
 
-    async def work(engine: LocalEngine) -> tuple[LocalEngineError, int, dict[str, Any], int]:
+    async def work(engine: TranscriberPool) -> tuple[LocalEngineError, int, dict[str, Any], int]:
         [pid] = engine.worker_pids()
         # Far below what any machine needs for a 68 s recording, so the limit always trips.
         engine.min_time_limit, engine.time_limit_factor = 0.0, 0.001
@@ -554,7 +554,7 @@ def test_close_ends_a_worker_that_is_mid_file(model: Path, speech_dir: Path) -> 
     """close() does not wait for a long file: the worker is ended and its caller told."""
 
     async def work() -> tuple[int, BaseException | None]:
-        engine = LocalEngine(model, workers=1)
+        engine = TranscriberPool(model, workers=1)
         await engine.start()
         [pid] = engine.worker_pids()
         task = asyncio.ensure_future(engine.transcribe(speech_dir / "long.wav", {}))
@@ -584,7 +584,7 @@ def test_engine_refuses_an_altered_model_before_loading(model: Path, tmp_path: P
     data = bytearray((copy / "config.json").read_bytes())
     data[10] ^= 0xFF
     (copy / "config.json").write_bytes(bytes(data))
-    engine = LocalEngine(copy)
+    engine = TranscriberPool(copy)
     with pytest.raises(ModelError, match="does not match its pinned SHA-256"):
         asyncio.run(engine.start())
     assert engine.worker_pids() == []
@@ -630,12 +630,12 @@ import socket
 import sys
 from pathlib import Path
 
-from watcherd.engines.local.runner import LocalEngine
+from watcherd.engines.local.runner import TranscriberPool
 from watcherd.engines.local.model import ensure_model
 
 
 async def main(cache, audio):
-    engine = LocalEngine(ensure_model(Path(cache)))
+    engine = TranscriberPool(ensure_model(Path(cache)))
     try:
         await engine.start()
         job = await engine.transcribe(Path(audio), {})
@@ -738,7 +738,7 @@ def inbox(tmp_path: Path, speech_dir: Path) -> Path:
     return folder
 
 
-class BrokenEngine(LocalEngine):
+class BrokenEngine(TranscriberPool):
     """An engine whose worker always dies: every call is a transient failure."""
 
     def __init__(self) -> None:
@@ -762,7 +762,7 @@ def test_pipeline_drives_a_source_to_done_with_outputs(
     """transcribing is committed first, then the result is stored and the outputs written."""
     source = settled_source(journal, inbox / "talk.wav", {"diarization": True})
 
-    async def work(engine: LocalEngine) -> None:
+    async def work(engine: TranscriberPool) -> None:
         pipeline = LocalPipeline(journal, engine)
         pipeline.outputs_for = lambda s: ("txt", "srt", "json")
         await pipeline.drive(source.id)
@@ -792,7 +792,7 @@ def test_pipeline_reruns_a_source_left_transcribing_by_a_crash(
     journal.transition(source, "transcribing", actor="worker", reason="before the crash")
     assert [s.id for s in journal.due(time.time())] == [source.id]
 
-    async def work(engine: LocalEngine) -> None:
+    async def work(engine: TranscriberPool) -> None:
         await LocalPipeline(journal, engine).drive(source.id)
 
     asyncio.run(with_engine(model, work))
@@ -851,7 +851,7 @@ def test_pipeline_fails_an_undecodable_source_with_the_reason(
     path.write_bytes(b"RIFF" + os.urandom(2000))
     source = settled_source(journal, path)
 
-    async def work(engine: LocalEngine) -> None:
+    async def work(engine: TranscriberPool) -> None:
         await LocalPipeline(journal, engine).drive(source.id)
 
     asyncio.run(with_engine(model, work))
@@ -881,7 +881,7 @@ def test_pipeline_interrupted_by_shutdown_is_left_resumable(
     path.write_bytes((speech_dir / "long.wav").read_bytes())
     source = settled_source(journal, path)
 
-    async def work(engine: LocalEngine) -> int:
+    async def work(engine: TranscriberPool) -> int:
         [pid] = engine.worker_pids()
         task = asyncio.ensure_future(LocalPipeline(journal, engine).drive(source.id))
         await async_wait_for(lambda: engine.busy() == 1)
@@ -928,7 +928,7 @@ def test_pipeline_waits_when_outputs_cannot_be_written(journal: Journal, tmp_pat
     assert engine.calls == 0
 
 
-class ChangingEngine(LocalEngine):
+class ChangingEngine(TranscriberPool):
     """An engine during whose run the source file is rewritten."""
 
     def __init__(self) -> None:

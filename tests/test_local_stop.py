@@ -16,11 +16,11 @@ from watcherd.config import Config, GladiaConfig, WatchConfig
 from watcherd.engines.local.estimate import PRIOR_SPEED, Run, Speed
 from watcherd.engines.local.model import bundled_model, local_engine_installed
 from watcherd.engines.local.pipeline import LocalPipeline
-from watcherd.engines.local.runner import LocalEngine
+from watcherd.engines.local.runner import TranscriberPool
 from watcherd.folders import Folders
 from watcherd.journal import Journal
 from watcherd.progress import ProgressBoard
-from watcherd.worker import Worker
+from watcherd.worker import EngineRoutes, Worker
 
 pytestmark = pytest.mark.skipif(not local_engine_installed(),
                                 reason="the local extra is not installed")
@@ -51,13 +51,13 @@ def _stop_midway(tmp_path: Path, inbox: Path, grace: float) -> tuple[str, str | 
 
     async def go() -> tuple[str, str | None]:
         journal = Journal.open(config.journal_path, exclusive=True)
-        engine = LocalEngine(bundled_model(), workers=1)
+        engine = TranscriberPool(bundled_model(), workers=1)
         await engine.start()
         folders = Folders(config.watches)
         pipeline = LocalPipeline(journal, engine, outputs_for=folders.outputs_for,
                                  progress=board)
-        worker = Worker(config, journal, None, engines={"local": (pipeline, 1)},
-                        engine_of=lambda w: "local", folders=folders, finish_grace=grace)
+        worker = Worker(config, journal, EngineRoutes.single(pipeline, 1), folders=folders,
+                        finish_grace=grace)
         stop = asyncio.Event()
         runner = asyncio.ensure_future(worker.run(stop))
         worker.hint(audio)

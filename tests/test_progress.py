@@ -13,12 +13,12 @@ from watcherd.config import Config, GladiaConfig, Secret, WatchConfig
 from watcherd.engines.gladia.client import GladiaClient
 from watcherd.engines.gladia.pipeline import GladiaPipeline
 from watcherd.engines.local.model import bundled_model, local_engine_installed
-from watcherd.engines.local.runner import LocalEngine
+from watcherd.engines.local.runner import TranscriberPool
 from watcherd.folders import Folders
 from watcherd.journal import Journal
 from watcherd.progress import ProgressBoard
 from watcherd.retry import RetryPolicy
-from watcherd.worker import Worker
+from watcherd.worker import EngineRoutes, Worker
 
 KEY = "sk-progress-test-key-3"
 SIM_OPTIONS = {"job_seconds": 1.5, "concurrency": 3}
@@ -48,7 +48,9 @@ def test_gladia_phases_reach_the_board_and_requests_are_counted(
         folders = Folders(config.watches)
         pipeline = GladiaPipeline(journal, client, retry=FAST, outputs_for=folders.outputs_for,
                                   progress=board)
-        worker = Worker(config, journal, pipeline, folders=folders, retry=FAST)
+        worker = Worker(config, journal,
+                        EngineRoutes.single(pipeline, config.gladia.max_concurrent_jobs),
+                        folders=folders, retry=FAST)
         stop = asyncio.Event()
         runner = asyncio.ensure_future(worker.run(stop))
         path = inbox / "memo.wav"
@@ -81,7 +83,7 @@ def test_local_engine_reports_growing_fractions(tmp_path: Path) -> None:
     audio = repeat_wav(sentence, tmp_path / "long.wav", 3)
 
     async def go() -> None:
-        engine = LocalEngine(bundled_model(), workers=1)
+        engine = TranscriberPool(bundled_model(), workers=1)
         await engine.start()
         try:
             await engine.transcribe(audio, {}, on_progress=seen.append)

@@ -17,7 +17,6 @@ import pytest
 from tests.faultfs import STEPS, FaultFS, Step
 from tests.sim import GladiaSimulator, make_wav
 from watcherd import identity
-from watcherd import worker as worker_module
 from watcherd.config import Config, GladiaConfig, Secret, WatchConfig
 from watcherd.engines.gladia.client import GladiaClient
 from watcherd.engines.gladia.pipeline import GladiaPipeline
@@ -25,7 +24,8 @@ from watcherd.folders import Folders
 from watcherd.fserrors import classify
 from watcherd.journal import Journal, Source
 from watcherd.retry import RetryPolicy
-from watcherd.worker import Worker
+from watcherd.worker import EngineRoutes, Worker
+from watcherd.worker import settling as settling_module
 
 KEY = "sk-robustness-test-key-7"
 FAST = RetryPolicy(list_lag_grace=1.0, poll_start=0.05, poll_cap=0.3, retry_base=0.05,
@@ -90,8 +90,9 @@ async def _start(config: Config, *, pipeline_wrap: Callable[[GladiaPipeline], An
     folders = Folders(config.watches)
     pipeline = GladiaPipeline(journal, client, retry=FAST, outputs_for=folders.outputs_for)
     driven = pipeline_wrap(pipeline) if pipeline_wrap is not None else pipeline
-    worker = Worker(config, journal, driven, retry=FAST, file_timeout=file_timeout,
-                    folders=folders)
+    worker = Worker(config, journal,
+                    EngineRoutes.single(driven, config.gladia.max_concurrent_jobs), retry=FAST,
+                    file_timeout=file_timeout, folders=folders)
     rig = Rig(config, journal, worker, pipeline, client)
     rig.runner = asyncio.ensure_future(worker.run(rig.stop))
     return rig
@@ -443,7 +444,7 @@ def test_hash_batch_survives_an_unforeseen_error(tmp_path: Path, sim: GladiaSimu
             raise MemoryError("pretend the reader blew up")
         return real(path, expected)
 
-    monkeypatch.setattr(worker_module, "hash_file", hash_file)
+    monkeypatch.setattr(settling_module, "hash_file", hash_file)
     config = _config(tmp_path, sim)
     inbox = config.watches[0].path
 

@@ -32,7 +32,7 @@ from watcherd.errors import JournalError
 from watcherd.filters import SourceFilter
 from watcherd.journal import Journal, Source
 from watcherd.watcher import Watcher, storage_missing
-from watcherd.worker import Worker
+from watcherd.worker import EngineRoutes, Worker
 
 KEY = "sk-test-watching-0123456789"
 DEADLINE = 10.0
@@ -301,7 +301,8 @@ class Rig:
 
     async def _main(self) -> None:
         journal = Journal.open(self.journal_path, exclusive=True)
-        worker = Worker(self.config, journal, None, no_engine_reason="no engine in this test")
+        worker = Worker(self.config, journal,
+                        EngineRoutes(no_engine_reason="no engine in this test"))
         if self._still_writing_after is not None:
             worker.still_writing_after = self._still_writing_after
         watcher = Watcher(self.config.watches, worker.hint_threadsafe,
@@ -426,7 +427,7 @@ class TestSettling:
 
         async def scenario() -> tuple[Source | None, Source | None]:
             with Journal.open(config.journal_path, exclusive=True) as journal:
-                worker = Worker(config, journal, None, no_engine_reason="none here")
+                worker = Worker(config, journal, EngineRoutes(no_engine_reason="none here"))
                 late.write_bytes(b"RIFF" + b"\1" * 1000)
                 worker.hint(late, complete=True)
                 await worker.tick()

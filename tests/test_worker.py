@@ -15,7 +15,7 @@ from watcherd.engines.gladia.pipeline import GladiaPipeline
 from watcherd.folders import Folders
 from watcherd.journal import Journal
 from watcherd.retry import RetryPolicy
-from watcherd.worker import Worker
+from watcherd.worker import EngineRoutes, Worker
 
 KEY = "sk-worker-test-key-42"
 FAST = RetryPolicy(list_lag_grace=1.0, poll_start=0.05, poll_cap=0.3, retry_base=0.1, retry_cap=1.0)
@@ -48,7 +48,9 @@ async def _run(config: Config, files: list[Path],
     client = GladiaClient(config.gladia.api_url, config.gladia.api_key)
     folders = Folders(config.watches)
     pipeline = GladiaPipeline(journal, client, retry=FAST, outputs_for=folders.outputs_for)
-    worker = Worker(config, journal, pipeline, folders=folders)
+    worker = Worker(config, journal,
+                    EngineRoutes.single(pipeline, config.gladia.max_concurrent_jobs),
+                    folders=folders)
     stop = asyncio.Event()
     if before is not None:
         before(journal)
@@ -239,7 +241,8 @@ class TestErrors:
             journal = Journal.open(config.journal_path, exclusive=True)
             assert config.gladia.api_key is not None
             client = GladiaClient(config.gladia.api_url, config.gladia.api_key)
-            worker = Worker(config, journal, GladiaPipeline(journal, client, retry=FAST))
+            worker = Worker(config, journal, EngineRoutes.single(
+                GladiaPipeline(journal, client, retry=FAST), config.gladia.max_concurrent_jobs))
             worker.hint(f)
             await worker.tick()
             f.unlink()

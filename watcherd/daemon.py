@@ -41,7 +41,7 @@ from watcherd.watcher import Watcher, scan
 from watcherd.web import WebServer, start_web
 from watcherd.web.metrics import ApiRequests
 from watcherd.web.state import clear_state, write_state
-from watcherd.worker import Worker, unfinished
+from watcherd.worker import EngineRoutes, Worker, unfinished
 
 __all__ = ["Daemon", "engine_for", "transcribe"]
 
@@ -354,9 +354,7 @@ def _show_pause(journal_path: Path, pause: JournalPause | None) -> None:
 
 
 def _worker(config: Config, journal: Journal, engines: Engines, folders: Folders) -> Worker:
-    return Worker(config, journal, None, engines=engines.for_worker(),
-                  engine_of=engines.engine_of, no_engine_reason=engines.problem(),
-                  health=engines.health, folders=folders)
+    return Worker(config, journal, EngineRoutes.of(engines), folders=folders)
 
 
 async def transcribe(config: Config, files: Sequence[Path], watch: WatchConfig, *,

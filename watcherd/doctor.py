@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import cast
 
 from watcherd.config import Config, WatchConfig
-from watcherd.engines import engine_class, engine_for, engines_needed
+from watcherd.engines import ENGINES, computes_here, engine_class, engine_for, engines_needed
 from watcherd.errors import ConfigError
 from watcherd.findings import Finding, ok
 from watcherd.journal import SCHEMA_VERSION
@@ -84,6 +84,8 @@ _LOCAL_FIX = "install it with: pip install 'watcherd[local]'"
 def check_engine(config: Config, *, local_installed: bool | None) -> list[Finding]:
     """The engine the daemon would choose, and whether the optional local engine is there."""
     found: list[Finding] = []
+    # An engine named in [engine] that runs here (the offline one) must be installed.
+    offline_chosen = config.engine in ENGINES and computes_here(config.engine)
     try:
         # The daemon's own choice, so doctor can never disagree with what `run` would do.
         engine = engine_for(config, local_installed=local_installed)
@@ -95,17 +97,14 @@ def check_engine(config: Config, *, local_installed: bool | None) -> list[Findin
             found.append(Finding(
                 "FAIL", "engine",
                 "none available: files are recorded but wait in the journal",
-                _NO_KEY_FIX if local_installed or config.engine != "local"
+                _NO_KEY_FIX if local_installed or not offline_chosen
                 else f"{_LOCAL_FIX}, or {_NO_KEY_FIX}",
             ))
-        elif engine == "gladia":
-            origin = config.gladia.api_key_origin or "the config"
-            found.append(_ok("engine", f"gladia, with the API key from {origin}"))
         else:
-            found.append(_ok("engine", engine))
+            found.append(_ok("engine", engine_class(engine).describe(config)))
     if local_installed:
         found.append(_ok("local engine", "installed"))
-    elif config.engine == "local":
+    elif offline_chosen:
         found.append(Finding("FAIL", "local engine", "not installed", _LOCAL_FIX))
     elif local_installed is not None:
         found.append(_ok("local engine", "not installed (optional, for offline use)"))

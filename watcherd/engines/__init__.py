@@ -31,6 +31,7 @@ __all__ = [
     "EngineContext",
     "Engines",
     "Pipeline",
+    "computes_here",
     "engine_class",
     "engine_for",
     "engines_needed",
@@ -43,6 +44,16 @@ __all__ = [
 INSTALL_LOCAL = "pip install 'watcherd[local]'"
 #: Which engine ``auto`` picks, in order: the first usable one.
 AUTO_ORDER: tuple[str, ...] = ("gladia", "local")
+
+
+def computes_here(name: str | None) -> bool:
+    """Whether engine ``name`` runs on this machine's CPU or GPU (False for an unknown one)."""
+    if name is None or name not in ENGINES:
+        return False
+    try:
+        return engine_class(name).capabilities.local_compute
+    except ImportError:  # its optional parts are not installed: no speed of its to show
+        return False
 
 
 def no_engine_reason(config: Config) -> str:

@@ -97,6 +97,11 @@ class Engine(abc.ABC):
                 config.callback, config.webhook, config.retry)
 
     @classmethod
+    def describe(cls, config: Config) -> str:
+        """The engine as `watcherd doctor` names it once chosen (its name by default)."""
+        return cls.name
+
+    @classmethod
     async def doctor(cls, config: Config) -> list[Finding]:
         """What `watcherd doctor` should say about this engine with ``config`` (nothing by
         default); a check, so it reports instead of raising."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from watcherd.engines import computes_here
 from watcherd.journal import STATES, Journal, Source
 
 # States in which an engine is working on a file right now.
@@ -162,7 +163,7 @@ class SnapshotReader:
     def _local_rtf(self, journal: Journal, done: Sequence[Source], now: float
                    ) -> tuple[float | None, int]:
         """Processing time over audio time of the recent local transcriptions (<1 is faster)."""
-        recent = sorted((s for s in done if s.engine == "local" and s.content_key
+        recent = sorted((s for s in done if computes_here(s.engine) and s.content_key
                          and (s.done_at or 0.0) >= now - DAY),
                         key=lambda s: -(s.done_at or 0.0))[:LOCAL_RTF_SAMPLES]
         spent = audio = 0.0

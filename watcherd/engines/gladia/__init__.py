@@ -56,6 +56,11 @@ class GladiaEngine(Engine):
         return None
 
     @classmethod
+    def describe(cls, config: Config) -> str:
+        """Which API key a chosen Gladia engine uses, by where it comes from."""
+        return f"gladia, with the API key from {config.gladia.api_key_origin or 'the config'}"
+
+    @classmethod
     async def doctor(cls, config: Config) -> list[Finding]:
         """One cheap authenticated call: the key is accepted and the API answers."""
         key = config.gladia.api_key

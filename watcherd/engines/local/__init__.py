@@ -26,7 +26,7 @@ from watcherd.engines.local.model import (
     local_engine_installed,
 )
 from watcherd.engines.local.pipeline import LocalPipeline
-from watcherd.engines.local.runner import LocalEngine
+from watcherd.engines.local.runner import TranscriberPool
 
 log = structlog.get_logger("watcherd.engines.local")
 
@@ -50,7 +50,7 @@ class LocalWhisperEngine(Engine):
     capabilities = Capabilities(remote_jobs=False, callbacks=False, local_compute=True)
 
     def __init__(self, pipeline: LocalPipeline | None, max_concurrent: int, *,
-                 runner: LocalEngine | None = None, problem: str | None = None) -> None:
+                 runner: TranscriberPool | None = None, problem: str | None = None) -> None:
         super().__init__(pipeline, max_concurrent, problem=problem)
         self.runner = runner
 
@@ -80,7 +80,7 @@ class LocalWhisperEngine(Engine):
             model = await asyncio.to_thread(model_for, config)
             log.info("local_model", model=model.label, device=model.device,
                      compute_type=model.compute_type)
-            runner = LocalEngine(model, workers=config.local.workers,
+            runner = TranscriberPool(model, workers=config.local.workers,
                                  cpu_threads=config.local.cpu_threads,
                                  beam_size=config.local.beam_size)
             await runner.start()

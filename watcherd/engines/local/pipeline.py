@@ -23,7 +23,7 @@ from watcherd import outcomes
 from watcherd.config import default_outputs
 from watcherd.engines.local.estimate import Run, Speed
 from watcherd.engines.local.model import ModelError
-from watcherd.engines.local.runner import LocalEngine, LocalEngineError
+from watcherd.engines.local.runner import LocalEngineError, TranscriberPool
 from watcherd.errors import SourceError
 from watcherd.fileops import run_on
 from watcherd.identity import stored_result
@@ -46,7 +46,7 @@ class LocalPipeline:
     def __init__(
         self,
         journal: Journal,
-        engine: LocalEngine,
+        engine: TranscriberPool,
         *,
         retry_budget: int = 3,
         outputs_for: Callable[[Source], Sequence[str]] = default_outputs,

@@ -571,7 +571,7 @@ def _describe_exit(code: int | None) -> str:
     return f"exited with code {code}"
 
 
-class _Worker:
+class _TranscriberProcess:
     """One worker process and its pipe, as seen from the daemon."""
 
     def __init__(self, ctx: SpawnContext, model: ModelSpec, cpu_threads: int,
@@ -725,8 +725,9 @@ async def _reap_process(process: SpawnProcess, timeout: float) -> None:
         await asyncio.sleep(0.01)
 
 
-class LocalEngine:
-    """Transcribes files with Whisper base in worker processes, one file per worker at a time."""
+class TranscriberPool:
+    """The local engine's process pool: transcribes files with Whisper in worker processes,
+    one file per process at a time."""
 
     def __init__(self, model: Path | ModelSpec, *, workers: int = 0, cpu_threads: int = 0,
                  beam_size: int = 5, cpus: int | None = None,
@@ -749,9 +750,11 @@ class LocalEngine:
         self.beam_size = beam_size
         ctx = multiprocessing.get_context("spawn")
         self.batch_seconds = batch_seconds
-        self._workers = [_Worker(ctx, spec, self.cpu_threads, beam_size, batch_seconds)
-                         for _ in range(self.workers)]
-        self._idle: asyncio.Queue[_Worker] | None = None
+        self._processes = [
+            _TranscriberProcess(ctx, spec, self.cpu_threads, beam_size, batch_seconds)
+            for _ in range(self.workers)
+        ]
+        self._idle: asyncio.Queue[_TranscriberProcess] | None = None
         self._verified = False
         self._closed = False
         self.min_time_limit = MIN_TIME_LIMIT
@@ -760,23 +763,23 @@ class LocalEngine:
     @property
     def load_seconds(self) -> float | None:
         """How long the slowest worker took to load the model the last time it started."""
-        times = [w.load_seconds for w in self._workers if w.load_seconds is not None]
+        times = [w.load_seconds for w in self._processes if w.load_seconds is not None]
         return max(times) if times else None
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live workers (for diagnostics, benchmarks and tests)."""
-        return [w.process.pid for w in self._workers
+        return [w.process.pid for w in self._processes
                 if w.alive and w.process is not None and w.process.pid is not None]
 
     def busy(self) -> int:
         """How many workers are transcribing a file right now."""
-        return sum(1 for w in self._workers if w.busy)
+        return sum(1 for w in self._processes if w.busy)
 
-    def _pool(self) -> asyncio.Queue[_Worker]:
+    def _pool(self) -> asyncio.Queue[_TranscriberProcess]:
         if self._idle is None:
             self._idle = asyncio.Queue()
-            for worker in self._workers:
-                self._idle.put_nowait(worker)
+            for process in self._processes:
+                self._idle.put_nowait(process)
         return self._idle
 
     async def _verify(self) -> None:
@@ -790,7 +793,7 @@ class LocalEngine:
             raise LocalEngineError("the local engine is shut down", transient=True)
         await self._verify()
         self._pool()
-        await asyncio.gather(*(w.spawn() for w in self._workers if not w.alive))
+        await asyncio.gather(*(w.spawn() for w in self._processes if not w.alive))
 
     async def transcribe(self, path: Path, options: Mapping[str, Any], *,
                          on_progress: Callable[[float], None] | None = None,
@@ -809,17 +812,17 @@ class LocalEngine:
         place = await asyncio.to_thread(roots.current().locate, path)
         await self._verify()
         pool = self._pool()
-        worker = await pool.get()
+        process = await pool.get()
         try:
-            if not worker.alive:
-                await worker.spawn()
+            if not process.alive:
+                await process.spawn()
             seconds = await asyncio.to_thread(media.audio_duration, path)
             time_limit = self._time_limit(seconds)
             created_at = _iso_now()
             started = time.monotonic()
             if on_start is not None:
                 on_start(seconds)
-            kind, value = await worker.call({
+            kind, value = await process.call({
                 "path": str(path),
                 "place": [place.top, *place.parts],
                 "language": plan.language,
@@ -827,7 +830,7 @@ class LocalEngine:
                 "translate": plan.translate_to_english,
             }, time_limit=time_limit, on_progress=on_progress)
         finally:
-            pool.put_nowait(worker)
+            pool.put_nowait(process)
         if kind == "refused":
             # The reason is about the file, shown beside its path: the name is not repeated.
             raise LocalEngineError(str(value), transient=False)
@@ -852,4 +855,4 @@ class LocalEngine:
     async def close(self) -> None:
         """Stop every worker: a short grace to exit, then terminate, then kill."""
         self._closed = True
-        await asyncio.gather(*(w.stop(STOP_GRACE) for w in self._workers))
+        await asyncio.gather(*(w.stop(STOP_GRACE) for w in self._processes))
