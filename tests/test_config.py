@@ -21,6 +21,9 @@ from watcherd.config import (
     parse_config,
     with_extra_watches,
 )
+from watcherd.engines.gladia import config as gladia_config
+from watcherd.engines.gladia import options as gladia_options
+from watcherd.engines.local import config as local_config
 from watcherd.errors import ConfigError
 from watcherd.retry import RETRY_KEYS
 
@@ -186,7 +189,9 @@ def test_example_file_documents_every_key() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     keys = [
         *config_module._TOP_KEYS,
-        *config_module._GLADIA_KEYS,
+        *(section.name for section in config_module.engine_sections()),
+        *gladia_config.KEYS,
+        *local_config.KEYS,
         *config_module._WATCH_KEYS,
         *config_module._JOURNAL_KEYS,
         "name",
@@ -196,12 +201,12 @@ def test_example_file_documents_every_key() -> None:
         "interval_seconds",
         "workers", "cpu_threads", "beam_size", "fallback_after_seconds",
         "on_done", "on_failed", "timeout_seconds", "textfile",
-        *config_module.KNOWN_OPTIONS,
-        *config_module.REFUSED_OPTIONS,
+        *gladia_options.KNOWN_OPTIONS,
+        *gladia_options.REFUSED_OPTIONS,
         *config_module._CALLBACK_KEYS,
         *config_module._WEBHOOK_KEYS,
-        config_module.UNSET_KEY,
-        *(f for schema in config_module.OPTION_SCHEMAS.values() for f in schema),
+        gladia_options.UNSET_KEY,
+        *(f for schema in gladia_options.OPTION_SCHEMAS.values() for f in schema),
         *config_module.OUTPUT_FORMATS,
     ]
     missing = [key for key in keys if not re.search(rf"\b{key}\b", text)]

@@ -6,28 +6,36 @@ import base64
 import binascii
 import copy
 import dataclasses
-import difflib
 import hashlib
+import importlib
 import ipaddress
-import json
-import math
 import os
 import re
 import socket
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit
 
 import platformdirs
 
-from watcherd.credentials import SecretProblem, decode_secret_file, secret_problem, strip_secret
+from watcherd.configkit import EngineOptions, EngineSection, SectionParser
+from watcherd.credentials import Secret as Secret
+from watcherd.credentials import strip_secret
 from watcherd.errors import ConfigError
 from watcherd.outputs import FORMATS
 from watcherd.retry import RETRY_KEYS, RetryPolicy
+
+if TYPE_CHECKING:
+    # Types only: at run time the engines' sections are found through the engine registry
+    # (engines import this module, so importing them here would make a cycle).
+    from watcherd.engines.gladia.config import API_KEY_ENV_VAR as API_KEY_ENV_VAR
+    from watcherd.engines.gladia.config import GladiaConfig as GladiaConfig
+    from watcherd.engines.local.config import LOCAL_COMPUTE_TYPES as LOCAL_COMPUTE_TYPES
+    from watcherd.engines.local.config import LocalConfig as LocalConfig
 
 # "auto" or a name from the engine registry (watcherd/engines/registry.py).
 EngineName = str
@@ -36,7 +44,6 @@ PollMode = Literal["auto", "always", "never"]
 FollowLinks = Literal["inside", "anywhere"]
 # The formats [defaults] / [[watch]] outputs may list: whatever the outputs module writes.
 OUTPUT_FORMATS: tuple[str, ...] = FORMATS
-_T = TypeVar("_T")
 
 
 
@@ -45,168 +52,50 @@ def engine_names() -> tuple[EngineName, ...]:
     from watcherd.engines.registry import ENGINES
 
     return ("auto", *ENGINES)
+
+
+def engine_sections() -> tuple[EngineSection[Any], ...]:
+    """Each engine's own table, declared by the engine (read when needed, not at import)."""
+    from watcherd.engines.registry import config_sections
+
+    return config_sections()
+
+
+def engine_options() -> EngineOptions:
+    """How the options of [defaults.options] / [watch.options] are checked: by their engine."""
+    return next(s.options for s in engine_sections() if s.options is not None)
+
+
+# Names that moved into the engines' packages, still importable from here.
+_MOVED = {
+    "API_KEY_ENV_VAR": "watcherd.engines.gladia.config",
+    "GladiaConfig": "watcherd.engines.gladia.config",
+    "LOCAL_COMPUTE_TYPES": "watcherd.engines.local.config",
+    "LocalConfig": "watcherd.engines.local.config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 POLL_MODES: tuple[PollMode, ...] = ("auto", "always", "never")
 #: Which symbolic links a watch follows: only those that stay beneath its root (Samba's
 #: ``wide links = no``), or any (a link in the inbox can then send any file the daemon can read).
 FOLLOW_LINKS: tuple[FollowLinks, ...] = ("inside", "anywhere")
-LOCAL_MODELS = ("base",)
-LOCAL_DEVICES = ("auto", "cpu", "cuda")
-LOCAL_COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32",
-                       "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
-
 CONFIG_ENV_VAR = "WATCHERD_CONFIG"
-API_KEY_ENV_VAR = "GLADIA_API_KEY"
 # A module attribute (not a literal inside find_config) so tests can point it at tmp_path.
 SYSTEM_CONFIG_PATH = Path("/etc/watcherd/config.toml")
 
 MIN_SCAN_INTERVAL_SECONDS = 5.0
-# Gladia allows 2000 characters of custom_metadata; watcherd keeps 500 for its own keys.
-USER_METADATA_LIMIT = 1500
-# Keys watcherd writes into custom_metadata itself (see pipeline); a user value would be lost.
-RESERVED_METADATA_PREFIX = "wf_"
 
-# Gladia's documented create-body fields (docs/gladia-contract.md), minus the two we refuse.
-FLAG_OPTIONS = (
-    "diarization",
-    "translation",
-    "subtitles",
-    "summarization",
-    "pii_redaction",
-    "sentiment_analysis",
-    "named_entity_recognition",
-    "sentences",
-    "punctuation_enhanced",
-    "custom_vocabulary",
-    "custom_spelling",
-    "audio_to_llm",
-    "callback",
-)
-TABLE_OPTIONS = (
-    "language_config",
-    "diarization_config",
-    "translation_config",
-    "subtitles_config",
-    "summarization_config",
-    "pii_redaction_config",
-    "custom_vocabulary_config",
-    "custom_spelling_config",
-    "audio_to_llm_config",
-    "callback_config",
-    "custom_metadata",
-)
-KNOWN_OPTIONS = FLAG_OPTIONS + TABLE_OPTIONS
-REFUSED_OPTIONS = {
-    "audio_url": "watcherd uploads each source and sets audio_url itself",
-    "callback_url": (
-        "Gladia deprecated it; use callback = true with callback_config = { url = \"...\" }"
-    ),
-}
-SUBTITLE_FORMATS = ("srt", "vtt")
-# In [watch.options] only: option names (or dotted paths into them) inherited from
-# [defaults.options] that this watch drops before its own options are merged in.
-UNSET_KEY = "unset"
-
-# Gladia's transcription language codes (docs/gladia-contract.md); translation adds "wo".
-LANGUAGE_CODES: frozenset[str] = frozenset({
-    "af", "am", "ar", "as", "az", "ba", "be", "bg", "bn", "bo", "br", "bs", "ca", "cs", "cy",
-    "da", "de", "el", "en", "es", "et", "eu", "fa", "fi", "fo", "fr", "gl", "gu", "ha", "haw",
-    "he", "hi", "hr", "ht", "hu", "hy", "id", "is", "it", "ja", "jw", "ka", "kk", "km", "kn",
-    "ko", "la", "lb", "ln", "lo", "lt", "lv", "mg", "mi", "mk", "ml", "mn", "mr", "ms", "mt",
-    "my", "ne", "nl", "nn", "no", "oc", "pa", "pl", "ps", "pt", "ro", "ru", "sa", "sd", "si",
-    "sk", "sl", "sn", "so", "sq", "sr", "su", "sv", "sw", "ta", "te", "tg", "th", "tk", "tl",
-    "tr", "tt", "uk", "ur", "uz", "vi", "yi", "yo", "zh",
-})
-TRANSLATION_CODES: frozenset[str] = LANGUAGE_CODES | {"wo"}
-
-
-@dataclass(frozen=True)
-class _Field:
-    """The documented type of one field inside a ``*_config`` option (docs/gladia-contract.md)."""
-
-    kind: Literal[
-        "bool", "int", "number", "string", "uri", "enum", "enum_list", "codes", "strings",
-        "entity_types", "vocabulary", "spelling",
-    ]
-    minimum: float | None = None
-    maximum: float | None = None
-    choices: tuple[str, ...] | frozenset[str] = ()
-    min_items: int = 0
-
-
-_BOOL = _Field("bool")
-OPTION_SCHEMAS: dict[str, dict[str, _Field]] = {
-    "language_config": {
-        "languages": _Field("codes", choices=LANGUAGE_CODES),
-        "code_switching": _BOOL,
-    },
-    "diarization_config": {
-        "number_of_speakers": _Field("int", minimum=1),
-        "min_speakers": _Field("int", minimum=0),
-        "max_speakers": _Field("int", minimum=0),
-    },
-    "translation_config": {
-        "target_languages": _Field("codes", choices=TRANSLATION_CODES, min_items=1),
-        "model": _Field("enum", choices=("base", "enhanced")),
-        "match_original_utterances": _BOOL,
-        "lipsync": _BOOL,
-        "context_adaptation": _BOOL,
-        "context": _Field("string"),
-        "informal": _BOOL,
-    },
-    "subtitles_config": {
-        "formats": _Field("enum_list", choices=SUBTITLE_FORMATS, min_items=1),
-        "minimum_duration": _Field("number", minimum=0),
-        "maximum_duration": _Field("number", minimum=1, maximum=30),
-        "maximum_characters_per_row": _Field("int", minimum=1),
-        "maximum_rows_per_caption": _Field("int", minimum=1, maximum=5),
-        "style": _Field("enum", choices=("default", "compliance")),
-    },
-    "summarization_config": {
-        "type": _Field("enum", choices=("general", "bullet_points", "concise")),
-    },
-    "pii_redaction_config": {
-        "entity_types": _Field("entity_types"),
-        "processed_text_type": _Field("enum", choices=("MARKER", "MASK")),
-    },
-    "custom_vocabulary_config": {
-        "vocabulary": _Field("vocabulary", min_items=1),
-        "default_intensity": _Field("number", minimum=0, maximum=1),
-    },
-    "custom_spelling_config": {"spelling_dictionary": _Field("spelling")},
-    "audio_to_llm_config": {
-        "prompts": _Field("strings", min_items=1),
-        "model": _Field("string"),
-    },
-    "callback_config": {
-        "url": _Field("uri"),
-        "method": _Field("enum", choices=("POST", "PUT")),
-    },
-}
-# Fields Gladia requires whenever their *_config object is sent.
-REQUIRED_FIELDS: dict[str, str] = {
-    "translation_config": "target_languages",
-    "custom_vocabulary_config": "vocabulary",
-    "custom_spelling_config": "spelling_dictionary",
-    "audio_to_llm_config": "prompts",
-    "callback_config": "url",
-}
-# Flags that do nothing useful (or are refused) without these config fields.
-FLAG_NEEDS: dict[str, tuple[str, str, str]] = {
-    "translation": ("translation_config", "target_languages",
-                    'a non-empty array of language codes such as ["fr"]'),
-    "custom_vocabulary": ("custom_vocabulary_config", "vocabulary",
-                          'the words to favour, e.g. ["Gladia", "watcherd"]'),
-    "custom_spelling": ("custom_spelling_config", "spelling_dictionary",
-                        'a table such as { "Gladia" = ["gladya", "gladiah"] }'),
-    "audio_to_llm": ("audio_to_llm_config", "prompts",
-                     'a non-empty array of prompts such as ["List the action items"]'),
-    "callback": ("callback_config", "url", "the URL Gladia calls when done"),
-}
-
+# The core tables; each engine's own table ([gladia], [local]) is allowed as well.
 _TOP_KEYS = (
-    "gladia", "engine", "local", "journal", "log", "scan", "callback", "webhook", "defaults",
+    "engine", "journal", "log", "scan", "callback", "webhook", "defaults",
     "hooks", "metrics", "retry", "http", "node",
     "watch",
 )
@@ -217,7 +106,6 @@ DEFAULT_HTTP_LISTEN = "127.0.0.1:8765"
 # A token shorter than this is guessable by a patient script on the network.
 MIN_HTTP_TOKEN_CHARS = 16
 WEBHOOK_SECRET_PREFIX = "whsec_"
-_GLADIA_KEYS = ("api_key", "api_key_file", "api_url", "max_concurrent_jobs")
 _DEFAULTS_KEYS = ("outputs", "settle_seconds", "recursive", "include", "exclude", "poll", "options",
                   "fallback", "follow_links")
 _WATCH_KEYS = ("path", "id", "engine", *_DEFAULTS_KEYS)
@@ -226,44 +114,6 @@ _JOURNAL_KEYS = ("path", "url", "lease_seconds")
 WATCH_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_LEASE_SECONDS = 30.0
 FALLBACKS = ("none", "local")
-
-
-class Secret:
-    """A string that never shows itself in repr, str, logs or exceptions."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The secret value, for the one place that must send it (the HTTP header)."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-@dataclass(frozen=True)
-class GladiaConfig:
-    """The ``[gladia]`` table: how to reach the API and how much of it we may use at once."""
-
-    api_key: Secret | None = None
-    api_url: str = "https://api.gladia.io"
-    max_concurrent_jobs: int = 3
-    # Where the key came from ("[gladia] api_key", "[gladia] api_key_file (PATH)",
-    # "$GLADIA_API_KEY"), for doctor; never the key itself.
-    api_key_origin: str | None = None
-    # The file named by [gladia] api_key_file (None otherwise): `config show` prints it.
-    api_key_file: Path | None = None
 
 
 #: The outputs of a folder that does not choose (and of a file whose folder is gone).
@@ -362,20 +212,10 @@ class HttpConfig:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-@dataclass(frozen=True)
-class LocalConfig:
-    """The ``[local]`` table: the offline Whisper engine's settings."""
-
-    # "base" (bundled) or the absolute path of a CTranslate2 Whisper model folder.
-    model: str = "base"
-    # "auto" (CUDA when CTranslate2 sees a GPU, else the CPU), "cpu" or "cuda".
-    device: str = "auto"
-    # "auto" is int8 on the CPU, float16 on CUDA; else a CTranslate2 compute type.
-    compute_type: str = "auto"
-    # 0 means "auto": chosen from the CPUs at start (watcherd.engines.local.runner.auto_layout).
-    workers: int = 0
-    cpu_threads: int = 0
-    beam_size: int = 5
+def _default_local() -> LocalConfig:
+    section = next(s for s in engine_sections() if s.name == "local")
+    local: LocalConfig = section.default()
+    return local
 
 
 @dataclass(frozen=True)
@@ -403,7 +243,7 @@ class Config:
     defaults: WatchDefaults = field(default_factory=WatchDefaults)
     callback: CallbackConfig | None = None
     webhook: WebhookConfig | None = None
-    local: LocalConfig = field(default_factory=LocalConfig)
+    local: LocalConfig = field(default_factory=_default_local)
     # With fallback = "local", how long Gladia must be unreachable before a file goes local.
     fallback_after_seconds: float = 600.0
     hooks: HooksConfig = field(default_factory=HooksConfig)
@@ -599,39 +439,6 @@ def toml_error(text: str, message: str) -> str:
 # -- validation ------------------------------------------------------------------------------
 
 
-def _show(value: Any) -> str:
-    """A short, TOML-looking rendering of a bad value for an error message."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        text = json.dumps(value, ensure_ascii=False)
-        return text if len(text) <= 60 else text[:56] + '..."'
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return f"a {type(value).__name__}"
-
-
-def _kind(value: Any) -> str:
-    """The TOML type of ``value`` in words, for messages that must not echo it."""
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a float"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    return "a date/time"
-
-
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -641,17 +448,10 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _hint(name: str, choices: Sequence[str]) -> str:
-    lowered = {choice.lower(): choice for choice in choices}
-    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
-    return f'; did you mean "{lowered[close[0]]}"?' if close else ""
-
-
 # Names of the internal model (printed by `config show` before it spoke the file's language)
 # that people paste back: each says which key of the file it is. (table, name) -> the key.
 _MODEL_NAMES: dict[tuple[str, str], str] = {
     ("", "source"): "nothing: the file itself is the source",
-    ("", "local_model"): "[local] model",
     ("", "journal_path"): "[journal] path",
     ("", "journal_url"): "[journal] url",
     ("", "lease_seconds"): "[journal] lease_seconds",
@@ -662,7 +462,6 @@ _MODEL_NAMES: dict[tuple[str, str], str] = {
     ("", "metrics_textfile"): "[metrics] textfile",
     ("", "node_name"): "[node] name",
     ("", "watches"): "[[watch]] tables",
-    ("gladia", "api_key_origin"): "api_key or api_key_file",
     ("http", "address"): "listen",
     ("http", "token"): "token_file",
     ("callback", "host"): "listen",
@@ -710,139 +509,17 @@ def _reject_nesting(
         )
 
 
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``over`` deep-merged onto ``base``: tables merge key by key, anything else replaces."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+class _Parser(SectionParser):
+    """Walks the TOML data once, noting every problem; the engines' tables are theirs."""
 
-
-class _Parser:
-    """Walks the TOML data once, raising ConfigError at the first problem."""
-
-    def __init__(self, source: Path | None, env: Mapping[str, str], *,
-                 need_key: bool = True) -> None:
-        self.source = source
-        self.env = env
-        self.need_key = need_key
-        self.where = str(source) if source is not None else "config"
-        # Every problem found so far ("WHERE: key: message"), raised together by parse().
-        self.problems: list[str] = []
-        # Relative paths in a config file mean "next to the config file", as people expect.
-        self.base = source.parent if source is not None else Path.cwd()
-
-    # --- errors
-
-    def attempt(self, build: Callable[[], _T], fallback: _T) -> _T:
-        """``build()``, or ``fallback`` with its problem noted, so the next part is checked too."""
-        try:
-            return build()
-        except ConfigError as exc:
-            self.problems.append(str(exc))
-            return fallback
-
-    def fail(self, key: str, message: str) -> NoReturn:
-        raise ConfigError(f"{self.where}: {key}: {message}")
-
-    def expected(
-        self, key: str, what: str, value: Any, *, secret: bool = False, hint: str = ""
-    ) -> NoReturn:
-        got = _kind(value) if secret else _show(value)
-        self.fail(key, f"expected {what}, got {got}{hint}")
-
-    def check_keys(self, table: Mapping[str, Any], allowed: Sequence[str], path: str) -> None:
-        """Note every unknown key (the table's known keys are still checked)."""
-        for name in table:
-            if name not in allowed:
-                label = f"[{path}] {name}" if path else name
-                hint = _model_name_hint(path, name) or _hint(name, allowed)
-                self.problems.append(f"{self.where}: {label}: unknown key{hint}")
-
-    # --- typed getters (``key`` is the full dotted path used in messages)
-
-    def table(self, data: Mapping[str, Any], name: str, key: str) -> Mapping[str, Any]:
-        value = data.get(name, {})
-        if not isinstance(value, dict):
-            # `engine = "auto"` at the top is what the internal model's name looked like.
-            named = ' (the engine is [engine] name = "...")' if key == "engine" else ""
-            self.expected(key, "a table", value,
-                          hint=f"; write [{key}] on a line of its own and its keys below it"
-                          f"{named}")
-        return value
-
-    def string(self, value: Any, key: str, *, secret: bool = False) -> str:
-        if not isinstance(value, str) or not value.strip():
-            self.expected(key, "a non-empty string", value, secret=secret)
-        return value
-
-    def boolean(self, value: Any, key: str) -> bool:
-        if not isinstance(value, bool):
-            self.expected(key, "true or false", value)
-        return value
-
-    def integer(self, value: Any, key: str, *, minimum: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.expected(key, f"an integer >= {minimum}", value)
-        return value
-
-    def count_or_auto(self, value: Any, key: str, *, minimum: int) -> int:
-        """``"auto"`` (returned as 0) or an integer >= ``minimum``."""
-        if value == "auto":
-            return 0
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.expected(key, f'"auto" or an integer >= {minimum}', value)
-        return value
-
-    def number(self, value: Any, key: str, *, minimum: float) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-            self.expected(key, f"a number >= {minimum:g}", value)
-        if value != value or value in (float("inf"), float("-inf")):
-            self.expected(key, f"a finite number >= {minimum:g}", value)
-        return float(value)
-
-    def choice(self, value: Any, key: str, choices: Sequence[str]) -> str:
-        if not isinstance(value, str) or value not in choices:
-            listed = ", ".join(f'"{c}"' for c in choices)
-            hint = _hint(value, choices) if isinstance(value, str) else ""
-            self.expected(key, f"one of {listed}", value, hint=hint)
-        return value
-
-    def strings(self, value: Any, key: str) -> tuple[str, ...]:
-        if not isinstance(value, list):
-            self.expected(key, "an array of strings", value)
-        for index, item in enumerate(value):
-            if not isinstance(item, str) or not item:
-                self.expected(f"{key}[{index + 1}]", "a non-empty string", item)
-        return tuple(value)
-
-    def path(self, value: Any, key: str) -> Path:
-        text = self.string(value, key)
-        try:
-            return (self.base / os.path.expanduser(text)).resolve()
-        except (OSError, ValueError):
-            # e.g. an embedded NUL byte, or a symlink loop
-            self.expected(key, "a usable file system path", value)
-
-    def local_model(self, value: Any) -> str:
-        """``[local] model``: "base", or a CTranslate2 Whisper model folder (checked here)."""
-        text = self.string(value, "local.model")
-        if text in LOCAL_MODELS:
-            return text
-        folder = self.path(text, "local.model")
-        from watcherd.engines.local.model import folder_problem
-
-        problem = folder_problem(folder)
-        if problem is not None:
-            if not folder.exists():
-                problem = (f'"{text}" is neither "base" (the bundled model) nor a folder: '
-                           f"{folder} does not exist. watcherd never downloads a model: give "
-                           "the path of a CTranslate2 Whisper model folder")
-            self.fail("local.model", problem)
-        return str(folder)
+    def model_name_hint(self, table: str, name: str) -> str:
+        hint = _model_name_hint(table, name)
+        if hint:
+            return hint
+        for section in engine_sections():
+            if (table, name) in section.internal_names:
+                return f"; did you mean {section.internal_names[table, name]}?"
+        return ""
 
     # --- sections
 
@@ -852,11 +529,16 @@ class _Parser:
         A section that fails is replaced by its defaults so the others can still be checked;
         the caller gets one ConfigError listing every problem (people fix them in one go).
         """
-        self.check_keys(data, _TOP_KEYS, "")
-        gladia = self.attempt(lambda: self.gladia(self.table(data, "gladia", "gladia")),
-                              GladiaConfig())
+        sections = engine_sections()
+        self.check_keys(data, (*(s.name for s in sections), *_TOP_KEYS), "")
+        # Each engine's own table, checked by the engine (see watcherd.engines.registry).
+        engine_fields: dict[str, Any] = {}
+        for section in sections:
+            value = self.attempt(partial(self.engine_section, data, section), section.default())
+            engine_fields[section.name] = value
+            if section.config_fields is not None:
+                engine_fields.update(section.config_fields(value))
         engine, fallback_after = self.attempt(lambda: self.engine(data), ("auto", 600.0))
-        local_config = self.attempt(lambda: self.local(data), LocalConfig())
         hooks = self.attempt(lambda: self.hooks(data), HooksConfig())
         retry = self.attempt(lambda: self.retry(data), RetryPolicy())
         textfile = self.attempt(lambda: self.metrics(data), None)
@@ -887,16 +569,17 @@ class _Parser:
                 '"127.0.0.1:PORT" (and public_url, the address Gladia reaches)',
             ), None)
         if callback is not None:
-            self.attempt(lambda: self.reject_own_callbacks(defaults, watches), None)
+            self.attempt(lambda: engine_options().reject_listener(self, [
+                ("defaults.options", defaults.options),
+                *((f"watch[{i}].options", w.options) for i, w in enumerate(watches, start=1)),
+            ]), None)
         http = self.attempt(lambda: self.http(self.table(data, "http", "http")), HttpConfig())
         if self.problems:
             raise ConfigError(_all_problems(self.where, self.problems))
 
         return Config(
             source=self.source,
-            gladia=gladia,
             engine=engine,
-            local_model=local_config.model,
             journal_path=journal_path,
             log_format=log_format,
             log_level=level,
@@ -905,7 +588,6 @@ class _Parser:
             defaults=defaults,
             callback=callback,
             webhook=webhook,
-            local=local_config,
             fallback_after_seconds=fallback_after,
             hooks=hooks,
             metrics_textfile=textfile,
@@ -914,7 +596,12 @@ class _Parser:
             journal_url=journal_url,
             lease_seconds=lease_seconds,
             node_name=node_name,
+            **engine_fields,
         )
+
+    def engine_section(self, data: Mapping[str, Any], section: EngineSection[Any]) -> Any:
+        """An engine's own table (``[gladia]``, ``[local]``), checked by its declaration."""
+        return section.parse(self, self.table(data, section.name, section.name))
 
     def engine(self, data: Mapping[str, Any]) -> tuple[EngineName, float]:
         """``[engine]``: the engine's name and the fallback delay."""
@@ -924,23 +611,6 @@ class _Parser:
                                      "engine.fallback_after_seconds", minimum=0)
         return self.choice(table.get("name", "auto"), "engine.name", engine_names()), \
             fallback_after
-
-    def local(self, data: Mapping[str, Any]) -> LocalConfig:
-        table = self.table(data, "local", "local")
-        self.check_keys(table, ("model", "device", "compute_type", "workers", "cpu_threads",
-                                "beam_size"), "local")
-        return LocalConfig(
-            model=self.local_model(table.get("model", "base")),
-            device=self.choice(table.get("device", "auto"), "local.device", LOCAL_DEVICES),
-            compute_type=self.choice(table.get("compute_type", "auto"), "local.compute_type",
-                                     LOCAL_COMPUTE_TYPES),
-            workers=self.count_or_auto(table.get("workers", "auto"), "local.workers",
-                                       minimum=1),
-            # 0 stays accepted: it meant "let the engine choose" before "auto" existed.
-            cpu_threads=self.count_or_auto(table.get("cpu_threads", "auto"),
-                                           "local.cpu_threads", minimum=0),
-            beam_size=self.integer(table.get("beam_size", 5), "local.beam_size", minimum=1),
-        )
 
     def hooks(self, data: Mapping[str, Any]) -> HooksConfig:
         table = self.table(data, "hooks", "hooks")
@@ -1138,95 +808,10 @@ class _Parser:
         return WebhookConfig(secret=self.secret_text(text, key, "the signing secret"),
                              secret_file=path)
 
-    def reject_own_callbacks(
-        self, defaults: WatchDefaults, watches: Sequence[WatchConfig]
-    ) -> None:
-        """With the listener on, watcherd sets callback itself: a user callback would be lost."""
-        tables = [("defaults.options", defaults.options)] + [
-            (f"watch[{i}].options", w.options) for i, w in enumerate(watches, start=1)
-        ]
-        for prefix, options in tables:
-            for name in ("callback", "callback_config"):
-                if name in options:
-                    self.fail(
-                        f"{prefix}.{name}",
-                        "not allowed with [callback] listen: watcherd sets callback and "
-                        "callback_config on every job itself; remove one of the two",
-                    )
-
-    def gladia(self, table: Mapping[str, Any]) -> GladiaConfig:
-        self.check_keys(table, _GLADIA_KEYS, "gladia")
-        key: Secret | None = None
-        origin: str | None = None
-        key_file: Path | None = None
-        if "api_key" in table and "api_key_file" in table:
-            self.fail(
-                "gladia.api_key",
-                "set either api_key or api_key_file, not both",
-            )
-        if "api_key" in table:
-            value = self.string(table["api_key"], "gladia.api_key", secret=True)
-            key = self.secret_text(value, "gladia.api_key", "the API key")
-            origin = "[gladia] api_key"
-        elif "api_key_file" in table:
-            key_file = self.path(table["api_key_file"], "gladia.api_key_file")
-            origin = f"[gladia] api_key_file ({key_file})"
-            if self.need_key or os.access(key_file, os.R_OK):
-                key = self.secret_file(key_file, "gladia.api_key_file", "the API key")
-            else:
-                origin += ", not readable here"
-        elif self.env.get(API_KEY_ENV_VAR, "").strip():
-            text = strip_secret(self.env[API_KEY_ENV_VAR])
-            problem = secret_problem(text, "the API key")
-            if problem is not None:
-                # Not a key of the config file: the message names the variable alone.
-                raise ConfigError(f"${API_KEY_ENV_VAR} {problem}")
-            key, origin = Secret(text), f"${API_KEY_ENV_VAR}"
-
-        url = self.string(table.get("api_url", "https://api.gladia.io"), "gladia.api_url")
-        parts = urlsplit(url.strip())
-        if (
-            parts.scheme not in ("http", "https")
-            or not parts.hostname
-            or parts.query
-            or parts.fragment
-        ):
-            self.expected("gladia.api_url", "an http(s) URL such as \"https://api.gladia.io\"", url)
-        jobs = self.integer(
-            table.get("max_concurrent_jobs", 3), "gladia.max_concurrent_jobs", minimum=1
-        )
-        return GladiaConfig(
-            api_key=key,
-            api_url=url.strip().rstrip("/"),
-            max_concurrent_jobs=jobs,
-            api_key_origin=origin,
-            api_key_file=key_file,
-        )
-
-    def secret_text(self, value: str, key: str, what: str) -> Secret:
-        """A secret written in the config itself, checked like one read from a file."""
-        text = strip_secret(value)
-        problem = secret_problem(text, what)
-        if problem is not None:
-            self.fail(key, f"the value {problem}")
-        return Secret(text)
-
-    def secret_file(self, path: Path, key: str, what: str) -> Secret:
-        """The secret held by the file at ``path`` (see :mod:`watcherd.credentials`)."""
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            self.fail(key, f"cannot read {path}: {exc.strerror or type(exc).__name__}")
-        try:
-            return Secret(decode_secret_file(raw, what))
-        except SecretProblem as exc:
-            self.fail(key, f"{path} {exc}")
-
     def defaults(self, table: Mapping[str, Any]) -> WatchDefaults:
         self.check_keys(table, _DEFAULTS_KEYS, "defaults")
         base = WatchDefaults()
-        options = self.options(table.get("options", {}), "defaults.options")
-        self.check_option_rules(options, "defaults.options")
+        options = engine_options().defaults(self, table.get("options", {}), "defaults.options")
         return WatchDefaults(**self.watch_fields(table, "defaults", base), options=options)
 
     def watch_fields(
@@ -1304,7 +889,8 @@ class _Parser:
                 f"{prefix}.path", path, f"watch[{index}].path", other.path, where=self.where
             )
         try:
-            options = self.watch_options(table.get("options", {}), defaults, prefix)
+            options = engine_options().watch(self, table.get("options", {}), defaults.options,
+                                             f"{prefix}.options")
         except ConfigError as exc:
             # Options errors can come from a merged value, so say which folder they hit.
             raise ConfigError(f"{exc} (in the watch of {path})") from None
@@ -1326,243 +912,3 @@ class _Parser:
                 self.fail(f"{prefix}.id", f"{watch.watch_id!r} is already the id of "
                           f"watch[{index}] ({other.path}); give each [[watch]] its own id")
         return watch
-
-    # --- Gladia options
-
-    def watch_options(
-        self, value: Any, defaults: WatchDefaults, prefix: str
-    ) -> dict[str, Any]:
-        """A watch's own options over the defaults: first ``unset``, then a deep merge."""
-        key = f"{prefix}.options"
-        if not isinstance(value, dict):
-            self.expected(key, "a table of Gladia options", value)
-        own = {name: item for name, item in value.items() if name != UNSET_KEY}
-        base = dict(defaults.options)
-        if UNSET_KEY in value:
-            base = self.unset(base, value[UNSET_KEY], f"{key}.{UNSET_KEY}")
-        options = _merge(base, self.options(own, key))
-        self.check_option_rules(options, key)
-        return options
-
-    def unset(self, base: dict[str, Any], value: Any, key: str) -> dict[str, Any]:
-        """``base`` without the options (or dotted fields of them) named in ``value``."""
-        names = self.strings(value, key)
-        result = copy.deepcopy(base)
-        for index, name in enumerate(names, start=1):
-            item_key = f"{key}[{index}]"
-            parts = name.split(".")
-            if parts[0] not in KNOWN_OPTIONS or not all(parts):
-                self.expected(item_key, "the name of a Gladia option, or a dotted path into one "
-                              'such as "diarization_config.max_speakers"', name,
-                              hint=_hint(parts[0], KNOWN_OPTIONS))
-            table: Any = result
-            for part in parts[:-1]:
-                table = table.get(part) if isinstance(table, dict) else None
-            if not isinstance(table, dict) or parts[-1] not in table:
-                self.fail(item_key, f'"{name}" is not set in [defaults.options], so there is '
-                          "nothing to unset; remove it from the list")
-            del table[parts[-1]]
-        return result
-
-    def options(self, value: Any, prefix: str) -> dict[str, Any]:
-        """Type-check one options table on its own; returns a deep copy."""
-        if not isinstance(value, dict):
-            self.expected(prefix, "a table of Gladia options", value)
-        for name, item in value.items():
-            key = f"{prefix}.{name}"
-            if name == UNSET_KEY:
-                self.fail(key, "only allowed in [watch.options], where it removes options "
-                          "inherited from [defaults.options]")
-            if name in REFUSED_OPTIONS:
-                self.fail(key, f"not allowed: {REFUSED_OPTIONS[name]}")
-            if name not in KNOWN_OPTIONS:
-                raise ConfigError(
-                    f"{self.where}: [{prefix}] {name}: unknown Gladia option"
-                    f"{_hint(name, KNOWN_OPTIONS)}"
-                )
-            if name in FLAG_OPTIONS:
-                self.boolean(item, key)
-            elif not isinstance(item, dict):
-                self.expected(key, "a table", item)
-            else:
-                self.json_only(item, key)
-                if name in OPTION_SCHEMAS:
-                    self.config_table(item, OPTION_SCHEMAS[name], key)
-        self.check_metadata_keys(value, prefix)
-        return copy.deepcopy(value)
-
-    def json_only(self, value: Any, key: str) -> None:
-        """Refuse TOML values JSON cannot carry (dates and times): options are sent as JSON."""
-        if isinstance(value, dict):
-            for name, item in value.items():
-                self.json_only(item, f"{key}.{name}")
-        elif isinstance(value, list):
-            for index, item in enumerate(value, start=1):
-                self.json_only(item, f"{key}[{index}]")
-        elif not isinstance(value, str | int | float | bool):
-            self.expected(key, "a string, number, boolean, array or table (JSON has no dates)",
-                          value)
-        elif isinstance(value, float) and not math.isfinite(value):
-            self.expected(key, "a finite number (JSON has no inf or nan)", value)
-
-    def config_table(self, table: Mapping[str, Any], schema: Mapping[str, _Field],
-                     prefix: str) -> None:
-        """Each field of one ``*_config`` table against its documented type."""
-        for name, value in table.items():
-            spec = schema.get(name)
-            if spec is None:
-                raise ConfigError(
-                    f"{self.where}: [{prefix}] {name}: unknown field of "
-                    f"{prefix.rsplit('.', 1)[-1]}{_hint(name, list(schema))}"
-                )
-            self.config_field(value, spec, f"{prefix}.{name}")
-
-    def config_field(self, value: Any, spec: _Field, key: str) -> None:
-        kind = spec.kind
-        if kind == "bool":
-            self.boolean(value, key)
-        elif kind == "int":
-            self.bounded(value, key, spec, integer=True)
-        elif kind == "number":
-            self.bounded(value, key, spec, integer=False)
-        elif kind == "string":
-            self.string(value, key)
-        elif kind == "uri":
-            parts = urlsplit(value.strip()) if isinstance(value, str) else None
-            if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-                self.expected(key, "an http(s) URL", value)
-        elif kind == "enum":
-            self.choice(value, key, sorted(spec.choices) if isinstance(
-                spec.choices, frozenset) else spec.choices)
-        elif kind in ("enum_list", "codes", "strings"):
-            items = self.strings(value, key)
-            if len(items) < spec.min_items:
-                self.fail(key, _at_least(spec.min_items, kind))
-            if kind == "enum_list":
-                for index, item in enumerate(items, start=1):
-                    self.choice(item, f"{key}[{index}]", tuple(spec.choices))
-            elif kind == "codes":
-                for index, item in enumerate(items, start=1):
-                    self.language_code(item, f"{key}[{index}]", spec.choices)
-        elif kind == "entity_types":
-            # The OAS says one value, the docs an array (docs/gladia-contract.md): accept both.
-            if not isinstance(value, str):
-                items = self.strings(value, key)
-                if not items:
-                    self.fail(key, _at_least(1, "strings"))
-            else:
-                self.string(value, key)
-        elif kind == "vocabulary":
-            self.vocabulary(value, key, spec)
-        elif kind == "spelling":
-            self.spelling(value, key)
-
-    def bounded(self, value: Any, key: str, spec: _Field, *, integer: bool) -> None:
-        low, high = spec.minimum, spec.maximum
-        noun = "an integer" if integer else "a number"
-        if low is not None and high is not None:
-            what = f"{noun} from {low:g} to {high:g}"
-        elif low is not None:
-            what = f"{noun} >= {low:g}"
-        else:
-            what = noun
-        ok = not isinstance(value, bool) and (
-            isinstance(value, int) if integer else isinstance(value, int | float)
-        )
-        if not ok or (low is not None and value < low) or (high is not None and value > high):
-            self.expected(key, what, value)
-
-    def language_code(self, value: str, key: str, codes: tuple[str, ...] | frozenset[str]
-                      ) -> None:
-        if value not in codes:
-            lowered = value.lower()
-            hint = f'; did you mean "{lowered}"?' if lowered in codes else ""
-            self.expected(key, 'one of Gladia\'s language codes such as "en", "fr" or "de"',
-                          value, hint=hint)
-
-    def vocabulary(self, value: Any, key: str, spec: _Field) -> None:
-        if not isinstance(value, list):
-            self.expected(key, "an array of words (strings or { value = ... } tables)", value)
-        if len(value) < spec.min_items:
-            self.fail(key, 'expected at least one word, e.g. ["Gladia"]')
-        schema = {
-            "value": _Field("string"),
-            "intensity": _Field("number", minimum=0, maximum=1),
-            "pronunciations": _Field("strings"),
-            "language": _Field("codes"),
-        }
-        for index, item in enumerate(value, start=1):
-            item_key = f"{key}[{index}]"
-            if isinstance(item, str):
-                self.string(item, item_key)
-                continue
-            if not isinstance(item, dict):
-                self.expected(item_key, "a string or a { value = ... } table", item)
-            if "value" not in item:
-                self.fail(f"{item_key}.value", "missing; expected the word itself")
-            for name, field_value in item.items():
-                if name not in schema:
-                    raise ConfigError(f"{self.where}: [{item_key}] {name}: unknown field of a "
-                                      f"vocabulary entry{_hint(name, list(schema))}")
-                if name == "language":
-                    self.string(field_value, f"{item_key}.language")
-                    self.language_code(field_value, f"{item_key}.language", LANGUAGE_CODES)
-                else:
-                    self.config_field(field_value, schema[name], f"{item_key}.{name}")
-
-    def spelling(self, value: Any, key: str) -> None:
-        if not isinstance(value, dict) or not value:
-            self.expected(key, 'a table such as { "Gladia" = ["gladya", "gladiah"] }', value)
-        for name, variants in value.items():
-            items = self.strings(variants, f"{key}.{name}")
-            if not items:
-                self.fail(f"{key}.{name}", "expected at least one spelling variant")
-
-    def check_metadata_keys(self, options: Mapping[str, Any], prefix: str) -> None:
-        metadata = options.get("custom_metadata", {})
-        for name in metadata:
-            if name.startswith(RESERVED_METADATA_PREFIX):
-                self.fail(
-                    f"{prefix}.custom_metadata.{name}",
-                    f'keys starting with "{RESERVED_METADATA_PREFIX}" are reserved for watcherd',
-                )
-
-    def check_option_rules(self, options: Mapping[str, Any], prefix: str) -> None:
-        """Checks on the options that will actually be sent (after merging)."""
-        for flag, (config_name, needed, example) in FLAG_NEEDS.items():
-            if options.get(flag) and not options.get(config_name, {}).get(needed):
-                self.fail(
-                    f"{prefix}.{flag}",
-                    f"{flag} = true needs {config_name}.{needed}, {example}",
-                )
-        for config_name, needed in REQUIRED_FIELDS.items():
-            if config_name in options and needed not in options[config_name]:
-                self.fail(
-                    f"{prefix}.{config_name}",
-                    f"missing {needed}: Gladia requires it whenever {config_name} is sent "
-                    f"(or unset {config_name} in this watch)",
-                )
-        speakers = options.get("diarization_config", {})
-        low, high = speakers.get("min_speakers"), speakers.get("max_speakers")
-        if isinstance(low, int) and isinstance(high, int) and low > high:
-            self.fail(
-                f"{prefix}.diarization_config",
-                f"min_speakers ({low}) is greater than max_speakers ({high})",
-            )
-        metadata = options.get("custom_metadata")
-        if metadata is not None:
-            size = len(json.dumps(metadata, ensure_ascii=False))
-            if size > USER_METADATA_LIMIT:
-                self.fail(
-                    f"{prefix}.custom_metadata",
-                    f"expected at most {USER_METADATA_LIMIT} characters once written as JSON, "
-                    f"got {size} (Gladia allows 2000 and watcherd adds its own keys)",
-                )
-
-
-def _at_least(count: int, kind: str) -> str:
-    if kind == "codes":
-        return 'expected at least one language code, e.g. ["fr"]'
-    if kind == "enum_list":
-        return 'expected at least one of "srt", "vtt"'
-    return f"expected at least {count} item{'s' if count > 1 else ''}"

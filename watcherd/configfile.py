@@ -16,21 +16,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from watcherd.config import API_KEY_ENV_VAR, Config, WatchConfig, WatchDefaults
+from watcherd.config import Config, WatchConfig, WatchDefaults, engine_sections
+from watcherd.configkit import Note as Note
+from watcherd.configkit import Row as Row
 from watcherd.log import REDACTED
 from watcherd.retry import RETRY_KEYS
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-#: One line of a table: ``(key, value)``, written ``key = value``.
-Row = tuple[str, Any]
-
-
-class Note:
-    """A comment line in a table: a key that is not set, and why."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
 
 
 def toml_string(text: str) -> str:
@@ -71,27 +63,6 @@ def _table(header: str, rows: Sequence[Row | Note]) -> list[str]:
         else:
             lines.append(f"{toml_key(row[0])} = {toml_value(row[1])}")
     return lines
-
-
-def _gladia(config: Config) -> list[Row | Note]:
-    gladia = config.gladia
-    rows: list[Row | Note] = []
-    if gladia.api_key_file is not None:
-        rows.append(("api_key_file", gladia.api_key_file))
-    elif gladia.api_key_origin == f"${API_KEY_ENV_VAR}":
-        rows.append(Note(f"api_key: from ${API_KEY_ENV_VAR} (not shown)"))
-    elif gladia.api_key is not None:
-        rows.append(("api_key", REDACTED))
-    else:
-        rows.append(Note("api_key: not set (nor api_key_file, nor $GLADIA_API_KEY): the "
-                         "gladia engine is off"))
-    return [*rows, ("api_url", gladia.api_url),
-            ("max_concurrent_jobs", gladia.max_concurrent_jobs)]
-
-
-def _auto(count: int) -> int | str:
-    """``[local] workers`` / ``cpu_threads``: 0 is how the model keeps "auto"."""
-    return count or "auto"
 
 
 def _journal(config: Config) -> list[Row | Note]:
@@ -168,14 +139,12 @@ def _watch(watch: WatchConfig, defaults: WatchDefaults) -> list[str]:
 
 def effective_toml(config: Config) -> str:
     """``config`` as a config file: every section of config.example.toml, defaults applied."""
-    local, hooks, retry, http = config.local, config.hooks, config.retry, config.http
+    hooks, retry, http = config.hooks, config.retry, config.http
+    # Each engine writes its own table (watcherd.engines.<name>.config), [engine] after them.
     sections: list[tuple[str, list[Row | Note]]] = [
-        ("gladia", _gladia(config)),
+        *((s.name, s.rows(getattr(config, s.name))) for s in engine_sections()),
         ("engine", [("name", config.engine),
                     ("fallback_after_seconds", config.fallback_after_seconds)]),
-        ("local", [("model", local.model), ("device", local.device),
-                   ("compute_type", local.compute_type), ("workers", _auto(local.workers)),
-                   ("cpu_threads", _auto(local.cpu_threads)), ("beam_size", local.beam_size)]),
         ("journal", _journal(config)),
         ("node", [("name", config.node_name)]),
         ("log", [("format", config.log_format), ("level", config.log_level)]),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import codecs
 
-__all__ = ["SecretProblem", "decode_secret_file", "secret_problem", "strip_secret"]
+__all__ = ["Secret", "SecretProblem", "decode_secret_file", "secret_problem", "strip_secret"]
 
 # What is trimmed around a secret: spaces and the line end an editor adds. Nothing else, so a
 # stray control character at either end is reported rather than silently dropped.
@@ -90,3 +90,27 @@ def decode_secret_file(raw: bytes, what: str) -> str:
 def _looks_utf16(raw: bytes) -> bool:
     """ASCII saved as UTF-16 without a byte-order mark: every other byte is NUL."""
     return len(raw) >= 2 and (not any(raw[1::2]) or not any(raw[0::2]))
+
+
+class Secret:
+    """A string that never shows itself in repr, str, logs or exceptions."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret value, for the one place that must send it (the HTTP header)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)

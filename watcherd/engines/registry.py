@@ -3,17 +3,22 @@
 Names map to ``module:Class`` and are imported only when used, so a heavy engine (the local
 Whisper model) costs nothing to a daemon that does not use it. The config accepts exactly
 these names (plus ``auto``) for ``[engine] name`` and a folder's ``engine``.
+
+Each engine's package also has a ``config`` module whose ``SECTION`` declares its own table
+(``[gladia]``, ``[local]``) and, for Gladia, the options folders send: the config asks
+:func:`config_sections` for them and knows none of their keys.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from watcherd.configkit import EngineSection
     from watcherd.engines._base import Engine
 
-__all__ = ["ENGINES", "engine_class"]
+__all__ = ["ENGINES", "config_sections", "engine_class"]
 
 ENGINES: dict[str, str] = {
     "gladia": "watcherd.engines.gladia:GladiaEngine",
@@ -26,3 +31,16 @@ def engine_class(name: str) -> type[Engine]:
     module_name, _, class_name = ENGINES[name].partition(":")
     cls: type[Engine] = getattr(importlib.import_module(module_name), class_name)
     return cls
+
+
+def config_sections() -> tuple[EngineSection[Any], ...]:
+    """Every engine's own config table, in registry order (``<engine package>.config:SECTION``).
+
+    Light on purpose: an engine's config module imports no more than its settings need, so
+    reading a config never loads a model or a client.
+    """
+    sections: list[EngineSection[Any]] = []
+    for target in ENGINES.values():
+        package = target.partition(":")[0]
+        sections.append(importlib.import_module(f"{package}.config").SECTION)
+    return tuple(sections)
