@@ -1433,3 +1433,37 @@ def test_config_show_speaks_the_files_language(tmp_path: Path) -> None:
     for internal in ("retry_base", "journal_path", "local_model", "address", "api_key_origin",
                      "read_attempts", "scan_interval_seconds", "node_name"):
         assert internal not in shown
+
+
+# -- engine tables ---------------------------------------------------------------------------
+
+
+def test_engine_tables_are_declared_by_the_engines() -> None:
+    """[gladia] and [local] come from the engines' packages, found through the registry."""
+    from watcherd.engines.registry import ENGINES, config_sections
+
+    sections = config_sections()
+    assert [s.name for s in sections] == list(ENGINES)
+    for section in sections:
+        package = ENGINES[section.name].partition(":")[0]
+        assert section.parse.__module__.startswith(package + ".")
+        with pytest.raises(ConfigError) as caught:
+            parse_config({section.name: {"no_such_key": 1}}, source=None, env={})
+        assert str(caught.value).startswith(f"config: [{section.name}] no_such_key: unknown key")
+
+
+@pytest.mark.parametrize(("module", "must_not_load"), [
+    ("watcherd.config", "watcherd.engines"),
+    ("watcherd.engines", "watcherd.config"),
+])
+def test_config_and_engines_do_not_import_each_other(module: str, must_not_load: str) -> None:
+    """The config reaches the engines' tables only through the registry, when parsing."""
+    import subprocess
+    import sys
+
+    probe = (f"import sys, {module}\n"
+             f"print(sorted(m for m in sys.modules if m == {must_not_load!r} "
+             f"or m.startswith({must_not_load + '.'!r})))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True, timeout=60).stdout.strip()
+    assert loaded == "[]"

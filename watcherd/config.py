@@ -27,6 +27,8 @@ from watcherd.credentials import Secret as Secret
 from watcherd.credentials import strip_secret
 from watcherd.errors import ConfigError
 from watcherd.outputs import FORMATS
+from watcherd.outputs.formats import DEFAULT_OUTPUTS as DEFAULT_OUTPUTS
+from watcherd.outputs.formats import default_outputs as default_outputs
 from watcherd.retry import RETRY_KEYS, RetryPolicy
 
 if TYPE_CHECKING:
@@ -114,15 +116,6 @@ _JOURNAL_KEYS = ("path", "url", "lease_seconds")
 WATCH_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_LEASE_SECONDS = 30.0
 FALLBACKS = ("none", "local")
-
-
-#: The outputs of a folder that does not choose (and of a file whose folder is gone).
-DEFAULT_OUTPUTS: tuple[str, ...] = ("txt", "json")
-
-
-def default_outputs(source: object) -> tuple[str, ...]:
-    """The default outputs, for components built without a folder lookup (tests, tools)."""
-    return DEFAULT_OUTPUTS
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,16 +11,22 @@ get an engine).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 
-from watcherd.config import Config, WatchConfig, default_outputs
 from watcherd.engines._base import Capabilities, Engine, EngineContext, Pipeline
 from watcherd.engines.registry import ENGINES, engine_class
 from watcherd.errors import ConfigError
 from watcherd.health import ApiHealth
 from watcherd.journal import Journal, Source
+from watcherd.outputs.formats import default_outputs
 from watcherd.progress import ProgressBoard
+
+if TYPE_CHECKING:
+    # Types only: watcherd.config finds the engines' tables through the registry, so an
+    # import here would make the two import each other.
+    from watcherd.config import Config, WatchConfig
 
 log = structlog.get_logger("watcherd.engines")
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from watcherd.config import Config
 from watcherd.findings import Finding
 from watcherd.health import ApiHealth
 from watcherd.journal import Journal, Source
 from watcherd.progress import ProgressBoard
 from watcherd.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    # Types only: watcherd.config finds the engines' tables through the registry, so an
+    # import here would make the two import each other.
+    from watcherd.config import Config
 
 __all__ = ["Capabilities", "Engine", "EngineContext", "Pipeline"]
 

@@ -27,6 +27,14 @@ RENDERERS: dict[str, Renderer] = {
     "md": md.render,
 }
 FORMATS: tuple[str, ...] = tuple(RENDERERS)
+#: The outputs of a folder that does not choose (and of a file whose folder is gone).
+DEFAULT_OUTPUTS: tuple[str, ...] = ("txt", "json")
+
+
+def default_outputs(source: object) -> tuple[str, ...]:
+    """The default outputs, for components built without a folder lookup (tests, tools)."""
+    return DEFAULT_OUTPUTS
+
 
 # The formats each translation is written in (NAME.<lang>.txt always, the others when the
 # format is asked for), from a translated transcription.
