@@ -82,7 +82,9 @@ class TestCharts:
 
     def test_buckets_count_the_last_24_hours(self) -> None:
         """Files land in their hour; older or future ones are left out."""
-        now = time.time()
+        # Half past an hour: "10 and 20 s ago" must be this hour whatever the clock says (at
+        # hh:00:15 the second file fell into the hour before).
+        now = time.time() // 3600 * 3600 + 1800
         items = [Finished(now - 10, 30.0, 5.0), Finished(now - 20, 90.0, None),
                  Finished(now - 30 * 3600, 1.0, 1.0), Finished(now + 7200, 1.0, 1.0)]
         hours = charts.buckets(items, now)
