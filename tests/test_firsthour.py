@@ -579,7 +579,9 @@ def test_two_quick_ctrl_c_exit_130_without_a_leaked_semaphore_warning(
         os.killpg(proc.pid, signal.SIGINT)
         wait_until(lambda: logged("stopping"), timeout=10, message="the first Ctrl-C")
         os.killpg(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=30) == 130
+        # 130 from the second signal's handler; or, when the first stop had already ended and
+        # Python's own handlers were back, death by SIGINT, which a shell also reports as 130.
+        assert proc.wait(timeout=30) in (130, -signal.SIGINT)
         wait_until(lambda: not _session_alive(proc.pid), timeout=60,
                    message="every process of the daemon to end")
     finally:
