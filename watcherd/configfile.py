@@ -19,6 +19,7 @@ from typing import Any
 from watcherd.config import Config, WatchConfig, WatchDefaults, engine_sections
 from watcherd.configkit import Note as Note
 from watcherd.configkit import Row as Row
+from watcherd.configkit import deep_merge
 from watcherd.log import REDACTED
 from watcherd.retry import RETRY_KEYS
 
@@ -105,13 +106,6 @@ def _options(options: Mapping[str, Any]) -> list[Row | Note]:
     return [(name, value) for name, value in options.items()] or [Note("none")]
 
 
-def _merged(base: Any, over: Any) -> Any:
-    """``over`` deep-merged onto ``base``, as the config merges a watch's options."""
-    if isinstance(base, Mapping) and isinstance(over, Mapping):
-        return {**base, **{k: _merged(base.get(k), v) for k, v in over.items()}}
-    return over
-
-
 def _unset(defaults: Mapping[str, Any], options: Mapping[str, Any]) -> list[str]:
     """The inherited options a watch must drop so its own options load back unchanged.
 
@@ -120,7 +114,7 @@ def _unset(defaults: Mapping[str, Any], options: Mapping[str, Any]) -> list[str]
     else, is unset first (and the watch's whole table given instead).
     """
     return [name for name, value in defaults.items()
-            if name not in options or _merged(value, options[name]) != options[name]]
+            if name not in options or deep_merge(value, options[name]) != options[name]]
 
 
 def _watch(watch: WatchConfig, defaults: WatchDefaults) -> list[str]:

@@ -9,6 +9,7 @@ nothing of watcherd but the secret rules, so engines can use it without importin
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import os
@@ -92,6 +93,17 @@ def show(value: Any) -> str:
     if isinstance(value, dict):
         return "a table"
     return f"a {type(value).__name__}"
+
+
+def deep_merge(base: Any, over: Any) -> Any:
+    """``over`` deep-merged onto ``base``, as a watch's options merge onto the defaults: tables
+    merge key by key, anything else replaces. A copy: neither input is changed."""
+    if isinstance(base, Mapping) and isinstance(over, Mapping):
+        merged = copy.deepcopy(dict(base))
+        for key, value in over.items():
+            merged[key] = deep_merge(merged.get(key), value)
+        return merged
+    return copy.deepcopy(over)
 
 
 def kind_of(value: Any) -> str:

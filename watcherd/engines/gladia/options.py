@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from watcherd.configkit import EngineOptions, SectionParser, did_you_mean
+from watcherd.configkit import EngineOptions, SectionParser, deep_merge, did_you_mean
 from watcherd.errors import ConfigError
 
 __all__ = [
@@ -167,17 +167,6 @@ FLAG_NEEDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``over`` deep-merged onto ``base``: tables merge key by key, anything else replaces."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
 def watch_options(
     p: SectionParser, value: Any, inherited: Mapping[str, Any], prefix: str
 ) -> dict[str, Any]:
@@ -189,7 +178,7 @@ def watch_options(
     base = dict(inherited)
     if UNSET_KEY in value:
         base = unset(p, base, value[UNSET_KEY], f"{key}.{UNSET_KEY}")
-    merged = _merge(base, options(p, own, key))
+    merged: dict[str, Any] = deep_merge(base, options(p, own, key))
     check_option_rules(p, merged, key)
     return merged
 
