@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -30,6 +30,7 @@ from watcherd.outputs import FORMATS
 from watcherd.outputs.formats import DEFAULT_OUTPUTS as DEFAULT_OUTPUTS
 from watcherd.outputs.formats import default_outputs as default_outputs
 from watcherd.retry import RETRY_KEYS, RetryPolicy
+from watcherd.roots import FollowLinks as FollowLinks
 
 if TYPE_CHECKING:
     # Types only: at run time the engines' sections are found through the engine registry
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 EngineName = str
 LogFormat = Literal["auto", "json", "console"]
 PollMode = Literal["auto", "always", "never"]
-FollowLinks = Literal["inside", "anywhere"]
 # The formats [defaults] / [[watch]] outputs may list: whatever the outputs module writes.
 OUTPUT_FORMATS: tuple[str, ...] = FORMATS
 
@@ -88,7 +88,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 POLL_MODES: tuple[PollMode, ...] = ("auto", "always", "never")
 #: Which symbolic links a watch follows: only those that stay beneath its root (Samba's
 #: ``wide links = no``), or any (a link in the inbox can then send any file the daemon can read).
-FOLLOW_LINKS: tuple[FollowLinks, ...] = ("inside", "anywhere")
+FOLLOW_LINKS: tuple[FollowLinks, ...] = get_args(FollowLinks)
 CONFIG_ENV_VAR = "WATCHERD_CONFIG"
 # A module attribute (not a literal inside find_config) so tests can point it at tmp_path.
 SYSTEM_CONFIG_PATH = Path("/etc/watcherd/config.toml")

@@ -31,7 +31,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from watcherd.errors import SourceError
 
@@ -190,6 +190,16 @@ def _absolute(path: Path | str) -> str:
     return text if os.path.isabs(text) else os.path.join(os.getcwd(), text)
 
 
+class Watched(Protocol):
+    """What the roots need of a watch config (watcherd.config.WatchConfig has it)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def follow_links(self) -> FollowLinks: ...
+
+
 @dataclass(frozen=True)
 class _Root:
     path: str
@@ -213,10 +223,9 @@ class Roots:
         self._roots = sorted(entries, key=lambda root: -len(root.path))
 
     @classmethod
-    def of(cls, watches: Sequence[object]) -> Roots:
+    def of(cls, watches: Sequence[Watched]) -> Roots:
         """From watch configs (anything with ``path`` and ``follow_links``)."""
-        return cls([(getattr(w, "path"), getattr(w, "follow_links", "inside"))  # noqa: B009
-                    for w in watches])
+        return cls([(w.path, w.follow_links) for w in watches])
 
     def root_of(self, path: Path | str) -> str | None:
         """The configured root that holds ``path`` as written (before links), if any."""
