@@ -252,6 +252,8 @@ class Config:
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     # This daemon's name in a shared journal ([node] name; default the host name).
     node_name: str = field(default_factory=socket.gethostname)
+    # What loads but is probably a mistake (an option watcherd does not know): logged at start.
+    warnings: tuple[str, ...] = ()
 
     @property
     def journal_location(self) -> Path | str:
@@ -589,6 +591,7 @@ class _Parser(SectionParser):
             journal_url=journal_url,
             lease_seconds=lease_seconds,
             node_name=node_name,
+            warnings=tuple(self.warnings),
             **engine_fields,
         )
 
@@ -881,12 +884,16 @@ class _Parser(SectionParser):
             _reject_nesting(
                 f"{prefix}.path", path, f"watch[{index}].path", other.path, where=self.where
             )
+        warned = len(self.warnings)
         try:
             options = engine_options().watch(self, table.get("options", {}), defaults.options,
                                              f"{prefix}.options")
         except ConfigError as exc:
             # Options errors can come from a merged value, so say which folder they hit.
             raise ConfigError(f"{exc} (in the watch of {path})") from None
+        finally:
+            self.warnings[warned:] = [f"{w} (in the watch of {path})"
+                                      for w in self.warnings[warned:]]
         fields = self.watch_fields(table, prefix, defaults)
         engine = (
             self.choice(table["engine"], f"{prefix}.engine", engine_names())

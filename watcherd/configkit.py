@@ -141,6 +141,9 @@ class SectionParser:
         self.where = str(source) if source is not None else "config"
         # Every problem found so far ("WHERE: key: message"), raised together by parse().
         self.problems: list[str] = []
+        # What is allowed but probably a mistake (an option watcherd does not know): logged
+        # at start, never fatal.
+        self.warnings: list[str] = []
         # Relative paths in a config file mean "next to the config file", as people expect.
         self.base = source.parent if source is not None else Path.cwd()
 
@@ -157,6 +160,11 @@ class SectionParser:
         except ConfigError as exc:
             self.problems.append(str(exc))
             return fallback
+
+    def warn(self, message: str) -> None:
+        """Note something allowed that may be a mistake (the daemon logs it at start)."""
+        if message not in self.warnings:
+            self.warnings.append(message)
 
     def fail(self, key: str, message: str) -> NoReturn:
         raise ConfigError(f"{self.where}: {key}: {message}")

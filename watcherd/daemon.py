@@ -217,6 +217,8 @@ class Daemon:
             log.info("starting", journal=display_location(config),
                      watches=[str(w.path) for w in config.watches],
                      engine=engine.default or "none", engines=sorted(engine.opened))
+            for warning in config.warnings:
+                log.warning("config_warning", warning=warning)
             if not engine.for_worker():
                 log.warning("no_engine", hint=engine.problem())
             for name, opened in engine.opened.items():

@@ -48,6 +48,10 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "pii_redaction_config": {"processed_text_type": "MARKER"},
 }
 
+# Documented defaults of plain options: `model = "solaria-1"` is the job Gladia runs without
+# one, so it keys the same as no model (a switch to solaria-3 is a new key: a new job).
+_TOP_DEFAULTS: dict[str, Any] = {"model": "solaria-1"}
+
 # Lists whose order and repeats mean nothing: a set of languages, formats or entity types.
 # (audio_to_llm prompts keep their order: the answers come back in it.)
 _SET_FIELDS: dict[str, frozenset[str]] = {
@@ -78,6 +82,8 @@ def canonical_options(options: Mapping[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for name, value in options.items():
         if name in _NOT_CONTENT or value is None or value is False:
+            continue
+        if name in _TOP_DEFAULTS and value == _TOP_DEFAULTS[name]:
             continue
         flag = _FLAGGED_CONFIGS.get(name)
         if flag is not None and options.get(flag) is not True:

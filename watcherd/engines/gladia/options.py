@@ -19,8 +19,9 @@ from watcherd.configkit import EngineOptions, SectionParser, deep_merge, did_you
 from watcherd.errors import ConfigError
 
 __all__ = [
-    "FLAG_OPTIONS", "KNOWN_OPTIONS", "LANGUAGE_CODES", "OPTIONS", "OPTION_SCHEMAS",
-    "REFUSED_OPTIONS", "TABLE_OPTIONS", "TRANSLATION_CODES", "UNSET_KEY", "OptionField",
+    "FLAG_OPTIONS", "KNOWN_OPTIONS", "LANGUAGE_CODES", "MODELS", "OPTIONS", "OPTION_SCHEMAS",
+    "REFUSED_OPTIONS", "REMOVED_FIELDS", "REMOVED_OPTIONS", "SOLARIA_3_LANGUAGES",
+    "TABLE_OPTIONS", "TRANSLATION_CODES", "UNSET_KEY", "OptionField", "model_problem",
 ]
 
 # Gladia allows 2000 characters of custom_metadata; watcherd keeps 500 for its own keys.
@@ -57,7 +58,45 @@ TABLE_OPTIONS = (
     "callback_config",
     "custom_metadata",
 )
-KNOWN_OPTIONS = FLAG_OPTIONS + TABLE_OPTIONS
+# Options with a plain value: which model transcribes (docs/gladia-contract.md, 2026).
+VALUE_OPTIONS = ("model",)
+KNOWN_OPTIONS = FLAG_OPTIONS + TABLE_OPTIONS + VALUE_OPTIONS
+#: Gladia's models in 2026: solaria-1 is the default; solaria-3 is pre-recorded only.
+MODELS = ("solaria-1", "solaria-3")
+DEFAULT_MODEL = "solaria-1"
+#: solaria-3 takes exactly one of these languages, without code switching.
+SOLARIA_3_LANGUAGES = ("en", "fr", "de", "es", "it")
+_LANGUAGE_INSTEAD = 'use language_config = { languages = ["en"] }'
+#: Fields Gladia dropped from the request in March 2026: a create sending one gets a 400.
+REMOVED_OPTIONS: dict[str, str] = {
+    "chapterization": "Gladia removed it in March 2026; remove it (no replacement)",
+    "name_consistency": "Gladia removed it in March 2026; remove it (no replacement)",
+    "structured_data_extraction": (
+        "Gladia removed it in March 2026; ask for the data with audio_to_llm = true and "
+        "audio_to_llm_config = { prompts = [\"...\"] }"),
+    "structured_data_extraction_config": (
+        "Gladia removed it in March 2026; ask for the data with audio_to_llm_config = "
+        "{ prompts = [\"...\"] }"),
+    "display_mode": "Gladia removed it in March 2026; remove it (no replacement)",
+    "moderation": "Gladia removed it in March 2026; remove it (no replacement)",
+    "context_prompt": (
+        "Gladia removed it in March 2026; favour words with custom_vocabulary = true and "
+        "custom_vocabulary_config = { vocabulary = [\"...\"] }"),
+    "detect_language": (
+        "Gladia removed it in March 2026; leave language_config.languages empty to detect "
+        "the language, or pin one with language_config = { languages = [\"en\"] }"),
+    "enable_code_switching": (
+        "Gladia removed it in March 2026; use language_config = { code_switching = true }"),
+    "code_switching_config": (
+        "Gladia removed it in March 2026; list the languages in language_config = "
+        "{ languages = [\"en\", \"fr\"], code_switching = true }"),
+    "language": f"Gladia removed it in March 2026; {_LANGUAGE_INSTEAD}",
+}
+#: Fields of *_config tables Gladia dropped: (table, field) -> what to do.
+REMOVED_FIELDS: dict[tuple[str, str], str] = {
+    ("summarization_config", "model"): (
+        "Gladia removed it in April 2026 (only type remains); remove it"),
+}
 REFUSED_OPTIONS = {
     "audio_url": "watcherd uploads each source and sets audio_url itself",
     "callback_url": (
@@ -190,7 +229,7 @@ def unset(p: SectionParser, base: dict[str, Any], value: Any, key: str) -> dict[
     for index, name in enumerate(names, start=1):
         item_key = f"{key}[{index}]"
         parts = name.split(".")
-        if parts[0] not in KNOWN_OPTIONS or not all(parts):
+        if not all(parts) or (parts[0] not in KNOWN_OPTIONS and parts[0] not in result):
             p.expected(item_key, "the name of a Gladia option, or a dotted path into one "
                           'such as "diarization_config.max_speakers"', name,
                           hint=did_you_mean(parts[0], KNOWN_OPTIONS))
@@ -215,12 +254,22 @@ def options(
                       "inherited from [defaults.options]")
         if name in REFUSED_OPTIONS:
             p.fail(key, f"not allowed: {REFUSED_OPTIONS[name]}")
+        if name in REMOVED_OPTIONS:
+            p.fail(key, REMOVED_OPTIONS[name])
         if name not in KNOWN_OPTIONS:
-            raise ConfigError(
-                f"{p.where}: [{prefix}] {name}: unknown Gladia option"
-                f"{did_you_mean(name, KNOWN_OPTIONS)}"
-            )
-        if name in FLAG_OPTIONS:
+            # Gladia adds fields faster than watcherd is released: say so, send it as written
+            # (Gladia's own 400 then names it if it does not know it either).
+            json_only(p, item, key)
+            p.warn(f"{p.where}: [{prefix}] {name}: not a Gladia option watcherd knows"
+                   f"{did_you_mean(name, KNOWN_OPTIONS)}; it is sent to Gladia as written")
+            continue
+        if name == "model":
+            chosen = p.string(item, key)
+            if chosen not in MODELS:
+                p.warn(f"{p.where}: {key}: {chosen!r} is not a model watcherd knows (it "
+                       f"knows {', '.join(MODELS)}){did_you_mean(chosen, MODELS)}; it is "
+                       "sent to Gladia as written")
+        elif name in FLAG_OPTIONS:
             p.boolean(item, key)
         elif not isinstance(item, dict):
             p.expected(key, "a table", item)
@@ -250,13 +299,16 @@ def config_table(
     p: SectionParser, table: Mapping[str, Any], schema: Mapping[str, OptionField],
                  prefix: str) -> None:
     """Each field of one ``*_config`` table against its documented type."""
+    option = prefix.rsplit('.', 1)[-1]
     for name, value in table.items():
+        removed = REMOVED_FIELDS.get((option, name))
+        if removed is not None:
+            p.fail(f"{prefix}.{name}", removed)
         spec = schema.get(name)
         if spec is None:
-            raise ConfigError(
-                f"{p.where}: [{prefix}] {name}: unknown field of "
-                f"{prefix.rsplit('.', 1)[-1]}{did_you_mean(name, list(schema))}"
-            )
+            p.warn(f"{p.where}: [{prefix}] {name}: not a field of {option} watcherd knows"
+                   f"{did_you_mean(name, list(schema))}; it is sent to Gladia as written")
+            continue
         config_field(p, value, spec, f"{prefix}.{name}")
 
 def config_field(
@@ -391,6 +443,9 @@ def check_option_rules(
                 f"missing {needed}: Gladia requires it whenever {config_name} is sent "
                 f"(or unset {config_name} in this watch)",
             )
+    problem = model_problem(options)
+    if problem is not None:
+        p.fail(f"{prefix}.model", problem)
     speakers = options.get("diarization_config", {})
     low, high = speakers.get("min_speakers"), speakers.get("max_speakers")
     if isinstance(low, int) and isinstance(high, int) and low > high:
@@ -407,6 +462,29 @@ def check_option_rules(
                 f"expected at most {USER_METADATA_LIMIT} characters once written as JSON, "
                 f"got {size} (Gladia allows 2000 and watcherd adds its own keys)",
             )
+
+
+def model_problem(options: Mapping[str, Any]) -> str | None:
+    """What breaks solaria-3's rule in these (merged) options, or None.
+
+    solaria-3 needs exactly one language of :data:`SOLARIA_3_LANGUAGES` and no code switching
+    (docs/gladia-contract.md); Gladia refuses the job otherwise, so it is said at load time.
+    """
+    if options.get("model") != "solaria-3":
+        return None
+    config = options.get("language_config")
+    languages = config.get("languages", []) if isinstance(config, Mapping) else []
+    rule = (f"solaria-3 needs exactly one language in language_config.languages, one of "
+            f"{', '.join(SOLARIA_3_LANGUAGES)}, and no code switching")
+    if not isinstance(languages, list) or len(languages) != 1:
+        count = len(languages) if isinstance(languages, list) else 0
+        return (f"{rule}; this folder has {count}: add language_config = "
+                '{ languages = ["en"] } (or use model = "solaria-1")')
+    if languages[0] not in SOLARIA_3_LANGUAGES:
+        return f"{rule}; {languages[0]!r} is not one of them: use model = \"solaria-1\""
+    if isinstance(config, Mapping) and config.get("code_switching") is True:
+        return f"{rule}; remove language_config.code_switching"
+    return None
 
 
 def _at_least(count: int, kind: str) -> str:
