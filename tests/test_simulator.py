@@ -632,7 +632,8 @@ class TestJob:
         job_id, data = new_job(client, tmp_path, **options)
         sim.wait_idle(5)
         job = get_job(client, job_id)
-        assert job["request_params"] == {"audio_url": job["request_params"]["audio_url"], **options}
+        assert job["request_params"] == {"audio_url": job["request_params"]["audio_url"],
+                                         "model": "solaria-1", **options}
         result = job["result"]
         for block in ("summarization", "translation", "sentiment_analysis",
                       "named_entity_recognition", "sentences", "audio_to_llm"):  # fmt: skip

@@ -213,6 +213,8 @@ def build_result(
     duration: float,
     options: Mapping[str, Any],
     transcription_time: float,
+    *,
+    distinct_channels: int = 1,
 ) -> dict[str, Any]:
     """The `result` object of a done job (docs/gladia-contract.md), add-ons as requested."""
     rng = random.Random(f"watcherd-sim-result:{sha256_hex}")
@@ -238,8 +240,9 @@ def build_result(
     result: dict[str, Any] = {
         "metadata": {
             "audio_duration": duration,
-            "number_of_distinct_channels": 1,
-            "billing_time": duration,
+            "number_of_distinct_channels": distinct_channels,
+            # Channels that differ are each transcribed, and each billed.
+            "billing_time": duration * distinct_channels,
             "transcription_time": round(transcription_time, 3),
         },
         "transcription": transcription,

@@ -141,6 +141,8 @@ class MediaInfo:
     extension: str | None  # None: not recognised (corrupt)
     audio_duration: float
     number_of_channels: int
+    # Channels whose content differs: Gladia bills each of them (docs/gladia-contract.md).
+    distinct_channels: int = 1
 
 
 def wav_info(path: Path) -> MediaInfo | None:
@@ -161,7 +163,7 @@ def wav_info(path: Path) -> MediaInfo | None:
                 fmt = f.read(16)
                 if len(fmt) < 16:
                     return None
-                _tag, channels, _rate, byte_rate, _align, _bits = struct.unpack("<HHIIHH", fmt)
+                _tag, channels, _rate, byte_rate, _align, bits = struct.unpack("<HHIIHH", fmt)
             elif chunk_id == b"data":
                 if not byte_rate or not channels:
                     return None
@@ -169,9 +171,25 @@ def wav_info(path: Path) -> MediaInfo | None:
                 available = size - pos - 8
                 if chunk_size in (0, 0xFFFFFFFF) or chunk_size > available:
                     chunk_size = available
-                return MediaInfo("wav", chunk_size / byte_rate, channels)
+                f.seek(pos + 8)
+                distinct = _distinct_channels(f.read(chunk_size), channels, bits)
+                return MediaInfo("wav", chunk_size / byte_rate, channels, distinct)
             pos += 8 + chunk_size + (chunk_size & 1)
     return None
+
+
+def _distinct_channels(data: bytes, channels: int, bits: int) -> int:
+    """How many of the interleaved channels carry different samples (a copied mono is one)."""
+    if channels <= 1:
+        return 1
+    width = bits // 8
+    if width <= 0:
+        return channels
+    frame = width * channels
+    usable = len(data) - len(data) % frame
+    tracks = {b"".join(data[i + c * width:i + (c + 1) * width] for i in range(0, usable, frame))
+              for c in range(channels)}
+    return len(tracks)
 
 
 def probe_media(path: Path, head: bytes) -> MediaInfo:

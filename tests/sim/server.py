@@ -59,6 +59,7 @@ from tests.sim.requests import (
     parse_multipart_upload,
 )
 from tests.sim.validation import (
+    DEFAULT_MODEL,
     _FLAG_DEFAULTS,
     _v_uri,
     validate_create_body,
@@ -96,6 +97,7 @@ class _Upload:
     extension: str
     audio_duration: float
     number_of_channels: int
+    distinct_channels: int
     corrupt: bool
     too_long: bool
     source: str | None
@@ -220,6 +222,9 @@ class GladiaSimulator:
         # While set and not released, a create makes its job and then holds the response back
         # (a test does something, such as filling the client's disk, in that instant).
         self._create_gate: threading.Event | None = None
+        # The same for DELETE (a test kills the client between its intent and the delete).
+        self._delete_gate: threading.Event | None = None
+        self._delete_count = 0
         self._started = False
         self._stopped = False
 
@@ -455,6 +460,7 @@ class GladiaSimulator:
             extension=extension,
             audio_duration=duration,
             number_of_channels=info.number_of_channels,
+            distinct_channels=info.distinct_channels,
             corrupt=corrupt,
             too_long=not corrupt and duration > self.max_audio_seconds,
             source=source,
@@ -502,7 +508,33 @@ class GladiaSimulator:
             job = self._jobs.get(job_id)
             return None if job is None or job.deleted else job
 
+    def hold_deletes(self) -> None:
+        """DELETE requests wait (before acting) until :meth:`release_deletes`."""
+        with self._lock:
+            self._delete_gate = threading.Event()
+
+    def release_deletes(self) -> None:
+        with self._lock:
+            gate, self._delete_gate = self._delete_gate, None
+        if gate is not None:
+            gate.set()
+
+    def delete_requests(self) -> int:
+        """How many DELETE /v2/pre-recorded/{id} requests arrived (held ones included)."""
+        with self._lock:
+            return self._delete_count
+
+    def is_deleted(self, job_id: str) -> bool:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return job is not None and job.deleted
+
     def _delete_job(self, job_id: str) -> int:
+        with self._lock:
+            self._delete_count += 1
+            gate = self._delete_gate
+        if gate is not None:
+            gate.wait(timeout=60)
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None or job.deleted:
@@ -549,6 +581,9 @@ class GladiaSimulator:
         params: dict[str, Any] | None = {
             k: copy.deepcopy(v) for k, v in job.body.items() if k != "custom_metadata"
         }
+        if params is not None:
+            # Which model ran (Gladia's default when the body named none).
+            params.setdefault("model", DEFAULT_MODEL)
         if self.echo_all_params and params is not None:
             for flag in _FLAG_DEFAULTS:
                 params.setdefault(flag, False)
@@ -610,7 +645,8 @@ class GladiaSimulator:
         else:
             job.status = "done"
             job.result = build_result(
-                job.upload.sha256, job.upload.audio_duration, job.body, now - job.started_mono
+                job.upload.sha256, job.upload.audio_duration, job.body, now - job.started_mono,
+                distinct_channels=job.upload.distinct_channels,
             )
         self._queue_callbacks(job)
 

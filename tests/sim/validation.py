@@ -145,8 +145,14 @@ def _v_custom_metadata(path: str, value: Any, errors: list[str]) -> None:
         errors.append(f"{path} must be shorter than or equal to 2000 characters once stringified")
 
 
+#: Gladia's models (2026); solaria-3 takes exactly one of SOLARIA_3_LANGUAGES.
+MODELS = ("solaria-1", "solaria-3")
+DEFAULT_MODEL = "solaria-1"
+SOLARIA_3_LANGUAGES = ("en", "fr", "de", "es", "it")
+
 _CREATE_FIELDS: dict[str, _Validator] = {
     "audio_url": _v_uri,
+    "model": _v_enum(MODELS),
     "language_config": _v_object(
         {"languages": _v_codes(LANGUAGE_CODES), "code_switching": _v_bool}
     ),
@@ -246,4 +252,21 @@ def validate_create_body(body: Any, *, reject_unknown_fields: bool = True) -> li
     for flag, config in _NEEDS_CONFIG.items():
         if body.get(flag) is True and config not in body:
             errors.append(f"{config} should not be empty when {flag} is true")
+    if body.get("model") == "solaria-3":
+        errors.extend(_solaria_3_errors(body.get("language_config")))
+    return errors
+
+
+def _solaria_3_errors(config: Any) -> list[str]:
+    """solaria-3: exactly one language of SOLARIA_3_LANGUAGES, no code switching (2026)."""
+    config = config if isinstance(config, dict) else {}
+    languages = config.get("languages")
+    errors = []
+    if not isinstance(languages, list) or len(languages) != 1 or (
+        languages[0] not in SOLARIA_3_LANGUAGES
+    ):
+        errors.append("language_config.languages must contain exactly one of the following "
+                      f"values when model is solaria-3: {', '.join(SOLARIA_3_LANGUAGES)}")
+    if config.get("code_switching") is True:
+        errors.append("language_config.code_switching must be false when model is solaria-3")
     return errors
