@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
-from watcherd.configkit import EngineOptions, EngineSection, SectionParser
+from watcherd.configkit import DELETE_AFTER, EngineOptions, EngineSection, SectionParser
 from watcherd.credentials import Secret as Secret
 from watcherd.credentials import strip_secret
 from watcherd.errors import ConfigError
@@ -109,7 +109,7 @@ DEFAULT_HTTP_LISTEN = "127.0.0.1:8765"
 MIN_HTTP_TOKEN_CHARS = 16
 WEBHOOK_SECRET_PREFIX = "whsec_"
 _DEFAULTS_KEYS = ("outputs", "settle_seconds", "recursive", "include", "exclude", "poll", "options",
-                  "fallback", "follow_links")
+                  "fallback", "follow_links", "delete_after")
 _WATCH_KEYS = ("path", "id", "engine", *_DEFAULTS_KEYS)
 _JOURNAL_KEYS = ("path", "url", "lease_seconds")
 #: A watch id: what the shared journal stores paths relative to (letters, digits, . _ -).
@@ -131,6 +131,8 @@ class WatchDefaults:
     options: Mapping[str, Any] = field(default_factory=dict)
     fallback: str = "none"
     follow_links: FollowLinks = "inside"
+    # Whether this folder's Gladia jobs are deleted once done; None: [gladia] delete_after.
+    delete_after: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -850,6 +852,10 @@ class _Parser(SectionParser):
         fields["fallback"] = (
             self.choice(table["fallback"], f"{prefix}.fallback", FALLBACKS)
             if "fallback" in table else base.fallback
+        )
+        fields["delete_after"] = (
+            self.choice(table["delete_after"], f"{prefix}.delete_after", DELETE_AFTER)
+            if "delete_after" in table else base.delete_after
         )
         fields["follow_links"] = (
             self.choice(table["follow_links"], f"{prefix}.follow_links", FOLLOW_LINKS)

@@ -99,7 +99,9 @@ def _watch_fields(watch: WatchDefaults) -> list[Row | Note]:
     return [("outputs", list(watch.outputs)), ("settle_seconds", watch.settle_seconds),
             ("recursive", watch.recursive), ("include", list(watch.include)),
             ("exclude", list(watch.exclude)), ("poll", watch.poll),
-            ("fallback", watch.fallback), ("follow_links", watch.follow_links)]
+            ("fallback", watch.fallback), ("follow_links", watch.follow_links),
+            *([("delete_after", watch.delete_after)] if watch.delete_after is not None
+              else [Note("delete_after: not set ([gladia] delete_after decides)")])]
 
 
 def _options(options: Mapping[str, Any]) -> list[Row | Note]:

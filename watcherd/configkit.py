@@ -28,12 +28,16 @@ from watcherd.credentials import (
 from watcherd.errors import ConfigError
 
 __all__ = [
-    "EngineOptions", "EngineSection", "Note", "Row", "SectionParser", "did_you_mean", "kind_of",
+    "DELETE_AFTER", "EngineOptions", "EngineSection", "Note", "Row", "SectionParser", "did_you_mean", "kind_of",
     "show",
 ]
 
 _T = TypeVar("_T")
 _S = TypeVar("_S")
+
+#: ``delete_after`` ([gladia] and each watch): keep Gladia's copy, or delete it once done.
+#: Here because both the core config (per watch) and the Gladia engine's table take it.
+DELETE_AFTER = ("never", "done")
 
 #: One line of a table in ``config show``: ``(key, value)``, written ``key = value``.
 Row = tuple[str, Any]

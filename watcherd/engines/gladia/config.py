@@ -10,19 +10,28 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from watcherd.configkit import EngineSection, Note, Row, SectionParser
+from watcherd.configkit import DELETE_AFTER, EngineSection, Note, Row, SectionParser
 from watcherd.credentials import Secret, secret_problem, strip_secret
 from watcherd.engines.gladia.options import OPTIONS
 from watcherd.errors import ConfigError
 from watcherd.log import REDACTED
 
-__all__ = ["API_KEY_ENV_VAR", "KEYS", "SECTION", "GladiaConfig"]
+__all__ = ["API_KEY_ENV_VAR", "DELETE_AFTER", "KEYS", "OVER_LIMIT", "SECTION", "GladiaConfig"]
 
 API_KEY_ENV_VAR = "GLADIA_API_KEY"
-KEYS = ("api_key", "api_key_file", "api_url", "max_concurrent_jobs")
+# When a job is deleted at Gladia: never (Gladia keeps it 12 months), or once it is done.
+DeleteAfter = Literal["never", "done"]
+#: What a file does when it would pass monthly_hours_limit: wait, or go to the local engine.
+OVER_LIMIT = ("pause", "local")
+OverLimit = Literal["pause", "local"]
+# How much may be used: the usage keys (docs/gladia-contract.md, "Plans").
+USAGE_KEYS = ("monthly_hours", "monthly_hours_limit", "price_per_hour", "over_limit",
+              "billing_day")
+KEYS = ("api_key", "api_key_file", "api_url", "max_concurrent_jobs", "delete_after",
+        *USAGE_KEYS)
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,18 @@ class GladiaConfig:
     api_key_origin: str | None = None
     # The file named by [gladia] api_key_file (None otherwise): `config show` prints it.
     api_key_file: Path | None = None
+    # Delete each job at Gladia once its outputs are written ("done"); a watch may override.
+    delete_after: DeleteAfter = "never"
+    # The plan's hours a month (the free plan's 10), shown against the hours used.
+    monthly_hours: float = 10.0
+    # Remote work stops before passing this many hours in a billing month (None: no limit).
+    monthly_hours_limit: float | None = None
+    # What an hour costs, for the estimate in `status --usage` (0: no estimate).
+    price_per_hour: float = 0.0
+    over_limit: OverLimit = "pause"
+    # The day of the month (UTC) on which the plan's month starts (1 to 31; a shorter month
+    # starts on its last day).
+    billing_day: int = 1
 
 
 def parse(p: SectionParser, table: Mapping[str, Any]) -> GladiaConfig:
@@ -81,12 +102,24 @@ def parse(p: SectionParser, table: Mapping[str, Any]) -> GladiaConfig:
     jobs = p.integer(
         table.get("max_concurrent_jobs", 3), "gladia.max_concurrent_jobs", minimum=1
     )
+    delete_after: Any = p.choice(table.get("delete_after", "never"), "gladia.delete_after",
+                                 DELETE_AFTER)
+    hours = p.number(table.get("monthly_hours", 10.0), "gladia.monthly_hours", minimum=0)
+    limit = (p.number(table["monthly_hours_limit"], "gladia.monthly_hours_limit", minimum=0)
+             if "monthly_hours_limit" in table else None)
+    price = p.number(table.get("price_per_hour", 0.0), "gladia.price_per_hour", minimum=0)
+    over: Any = p.choice(table.get("over_limit", "pause"), "gladia.over_limit", OVER_LIMIT)
+    day = p.integer(table.get("billing_day", 1), "gladia.billing_day", minimum=1)
+    if day > 31:
+        p.expected("gladia.billing_day", "a day of the month from 1 to 31", day)
     return GladiaConfig(
         api_key=key,
         api_url=url.strip().rstrip("/"),
         max_concurrent_jobs=jobs,
         api_key_origin=origin,
         api_key_file=key_file,
+        delete_after=delete_after, monthly_hours=hours, monthly_hours_limit=limit,
+        price_per_hour=price, over_limit=over, billing_day=day,
     )
 
 
@@ -102,8 +135,15 @@ def rows(gladia: GladiaConfig) -> list[Row | Note]:
     else:
         shown.append(Note("api_key: not set (nor api_key_file, nor $GLADIA_API_KEY): the "
                           "gladia engine is off"))
+    limit: list[Row | Note] = (
+        [("monthly_hours_limit", gladia.monthly_hours_limit)]
+        if gladia.monthly_hours_limit is not None
+        else [Note("monthly_hours_limit: not set (remote work is never paused for hours)")])
     return [*shown, ("api_url", gladia.api_url),
-            ("max_concurrent_jobs", gladia.max_concurrent_jobs)]
+            ("max_concurrent_jobs", gladia.max_concurrent_jobs),
+            ("delete_after", gladia.delete_after), ("monthly_hours", gladia.monthly_hours),
+            *limit, ("price_per_hour", gladia.price_per_hour),
+            ("over_limit", gladia.over_limit), ("billing_day", gladia.billing_day)]
 
 
 SECTION: EngineSection[GladiaConfig] = EngineSection(
