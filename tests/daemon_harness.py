@@ -80,6 +80,7 @@ def write_config(
     node: str | None = None,
     lease_seconds: float | None = None,
     watch_ids: Iterable[str] | None = None,
+    gladia: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a watcherd config file for a test and return its path.
 
@@ -92,6 +93,7 @@ def write_config(
     if api_url is not None:
         lines.append(f"api_url = {toml_value(api_url)}")
     lines.append(f"max_concurrent_jobs = {max_concurrent_jobs}")
+    lines += [f"{k} = {toml_value(v)}" for k, v in (gladia or {}).items()]
     # A shared PostgreSQL journal (several nodes) replaces the SQLite file: the same keys as
     # the README's "Several machines" example.
     lines += ["", "[journal]"]

@@ -25,6 +25,7 @@ import structlog
 
 from watcherd.errors import JournalError
 from watcherd.journal.unavailable import JournalUnavailable
+from watcherd.usage import UsageRow
 
 _log = structlog.get_logger("watcherd.journal")
 
@@ -393,8 +394,38 @@ class Journal(abc.ABC):
         """Remember how long one finished job took (the newest ``keep`` per kind are kept)."""
 
     @abc.abstractmethod
-    def store_result(self, source: Source, job: Mapping[str, Any]) -> None:
-        """Keep a finished job object, keyed by content, before any output is written."""
+    def store_result(self, source: Source, job: Mapping[str, Any], *,
+                     delete: bool = False) -> None:
+        """Keep a finished job object, keyed by content, before any output is written; with
+        its hours, and (``delete``) the intent to delete it at Gladia once done."""
+
+    @abc.abstractmethod
+    def usage(self, since: float) -> list[UsageRow]:
+        """Hours used since ``since``, by folder, engine and model."""
+
+    @abc.abstractmethod
+    def billed_since(self, since: float, engine: str = "gladia") -> float:
+        """Seconds ``engine`` billed since ``since``."""
+
+    @abc.abstractmethod
+    def due_deletes(self, now: float, *, limit: int = 50) -> list[str]:
+        """Jobs to delete at Gladia now."""
+
+    @abc.abstractmethod
+    def next_delete_at(self, now: float) -> float | None:
+        """When the next deferred delete is due."""
+
+    @abc.abstractmethod
+    def deletes_pending(self) -> int:
+        """Jobs whose delete is wanted and not yet confirmed."""
+
+    @abc.abstractmethod
+    def delete_deferred(self, job_id: str, at: float) -> None:
+        """The delete was refused for now: try again ``at``."""
+
+    @abc.abstractmethod
+    def delete_done(self, job_id: str) -> None:
+        """The job is gone at Gladia."""
 
     # -- several nodes (a shared journal); one process owns a SQLite journal, so there the
     # -- defaults below keep the one-machine behaviour.

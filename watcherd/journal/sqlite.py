@@ -192,6 +192,9 @@ class SQLiteJournal(SQLJournal):
     def _enc(self, path: str) -> str:
         return encode_path(path)
 
+    def _dec(self, stored: str) -> str:
+        return decode_path(stored)
+
     def _text(self, text: str) -> str:
         return safe_text(text)
 

@@ -28,6 +28,7 @@ from watcherd.journal._base import (
 )
 from watcherd.journal.queries import QUERIES, Dialect, adapt
 from watcherd.journal.stored import SOURCE_FIELDS, job_text
+from watcherd.usage import UsageRow, job_usage
 
 __all__ = ["SQLJournal", "assignments", "insert_source"]
 
@@ -49,6 +50,10 @@ class SQLJournal(Journal):
     @abc.abstractmethod
     def _enc(self, path: str) -> str:
         """A path as this database stores it."""
+
+    @abc.abstractmethod
+    def _dec(self, stored: str) -> str:
+        """A stored path as this node's local path."""
 
     @abc.abstractmethod
     def _text(self, text: str) -> str:
@@ -390,13 +395,64 @@ class SQLJournal(Journal):
                       audio_seconds=audio_seconds, seconds=seconds)
             self._run("trim_job_times", kind=kind, keep=keep)
 
-    def store_result(self, source: Source, job: Mapping[str, Any]) -> None:
-        """Keep a finished job object, keyed by content, before any output is written."""
+    def store_result(self, source: Source, job: Mapping[str, Any], *,
+                     delete: bool = False) -> None:
+        """Keep a finished job object, keyed by content, before any output is written; and,
+        in the same transaction, its hours and (``delete``) the intent to delete it at
+        Gladia once a source of this content is done."""
         assert source.content_key is not None
+        now = time.time()
+        job_id = self._text(str(job.get("id", "")))
+        used = job_usage(job, now=now)
         with self._transaction():
             self._run("store_result", content_key=source.content_key,
-                      job_id=self._text(str(job.get("id", ""))), job_json=job_text(job),
-                      created_at=time.time())
+                      job_id=job_id, job_json=job_text(job), created_at=now)
+            if job_id:
+                self._run("record_remote_job", job_id=job_id, engine=self._text(used.engine),
+                          watch_root=self._enc(source.watch_root),
+                          content_key=source.content_key,
+                          model=None if used.model is None else self._text(used.model),
+                          billing_seconds=used.billing_seconds,
+                          audio_seconds=used.audio_seconds, finished_at=used.finished_at,
+                          delete_wanted_at=now if delete else None)
+
+    # -- hours used and deletes at Gladia (watcherd/usage.py) -------------------------------
+
+    def usage(self, since: float) -> list[UsageRow]:
+        """Hours used since ``since``, by folder, engine and model."""
+        return [UsageRow(watch_root=self._dec(r["watch_root"]), engine=r["engine"],
+                         model=r["model"], jobs=int(r["jobs"]),
+                         billing_seconds=float(r["billing_seconds"] or 0.0),
+                         audio_seconds=float(r["audio_seconds"] or 0.0))
+                for r in self._run("usage_since", since=since)]
+
+    def billed_since(self, since: float, engine: str = "gladia") -> float:
+        """Seconds ``engine`` billed since ``since`` (over every node of a shared journal)."""
+        row = self._run("billed_since", since=since, engine=engine).fetchone()
+        return float(row["seconds"] or 0.0)
+
+    def due_deletes(self, now: float, *, limit: int = 50) -> list[str]:
+        """Jobs to delete at Gladia now: wanted, not done yet, their outputs written."""
+        return [r["job_id"] for r in self._run("due_deletes", now=now, limit=limit)]
+
+    def next_delete_at(self, now: float) -> float | None:
+        """When the next deferred delete is due (None: none is)."""
+        row = self._run("next_delete_at", now=now).fetchone()
+        return None if row is None or row["t"] is None else float(row["t"])
+
+    def deletes_pending(self) -> int:
+        """Jobs whose delete at Gladia is wanted and not yet confirmed."""
+        return int(self._run("delete_pending").fetchone()["n"])
+
+    def delete_deferred(self, job_id: str, at: float) -> None:
+        """Gladia refused the delete for now (403 while not deletable): try again ``at``."""
+        with self._transaction():
+            self._run("delete_deferred", job_id=job_id, at=at)
+
+    def delete_done(self, job_id: str) -> None:
+        """Gladia deleted the job (or had no such job any more)."""
+        with self._transaction():
+            self._run("delete_done", job_id=job_id, at=time.time())
 
     def _set_meta(self, key: str, value: str) -> None:
         self._run("set_meta", key=key, value=value)

@@ -136,6 +136,49 @@ SELECT value FROM meta WHERE key = :key;
 INSERT INTO meta (key, value) VALUES (:key, :value)
     ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 
+-- Finished jobs: hours used (status --usage, the monthly limit) and deletes at Gladia.
+
+-- name: record_remote_job
+-- Once per job: a result stored again (a duplicate, a recovered NAME.json) is not billed again.
+INSERT INTO remote_jobs (job_id, engine, watch_root, content_key, model, billing_seconds,
+    audio_seconds, finished_at, delete_wanted_at)
+    VALUES (:job_id, :engine, :watch_root, :content_key, :model, :billing_seconds,
+    :audio_seconds, :finished_at, :delete_wanted_at)
+    ON CONFLICT (job_id) DO NOTHING;
+
+-- name: usage_since
+SELECT watch_root, engine, model, count(*) AS jobs, sum(billing_seconds) AS billing_seconds,
+    sum(coalesce(audio_seconds, 0)) AS audio_seconds FROM remote_jobs
+    WHERE finished_at >= :since GROUP BY watch_root, engine, model
+    ORDER BY watch_root, engine, model;
+
+-- name: billed_since
+SELECT coalesce(sum(billing_seconds), 0) AS seconds FROM remote_jobs
+    WHERE finished_at >= :since AND engine = :engine;
+
+-- name: due_deletes
+-- Deleted only once a source of its content is done: its outputs are written.
+SELECT job_id FROM remote_jobs r WHERE delete_wanted_at IS NOT NULL AND deleted_at IS NULL
+    AND (next_delete_at IS NULL OR next_delete_at <= :now)
+    AND EXISTS (SELECT 1 FROM sources s WHERE s.content_key = r.content_key
+                AND s.state = 'done')
+    ORDER BY finished_at LIMIT :limit;
+
+-- name: next_delete_at
+SELECT min(next_delete_at) AS t FROM remote_jobs
+    WHERE delete_wanted_at IS NOT NULL AND deleted_at IS NULL AND next_delete_at > :now;
+
+-- name: delete_deferred
+UPDATE remote_jobs SET delete_attempts = delete_attempts + 1, next_delete_at = :at
+    WHERE job_id = :job_id;
+
+-- name: delete_done
+UPDATE remote_jobs SET deleted_at = :at WHERE job_id = :job_id;
+
+-- name: delete_pending
+SELECT count(*) AS n FROM remote_jobs WHERE delete_wanted_at IS NOT NULL
+    AND deleted_at IS NULL;
+
 -- Only PostgreSQL has several nodes: leases, node names, create intents, notifications.
 -- {SERVER_NOW} is the server's clock in epoch seconds: nodes whose clocks disagree still agree
 -- on when a lease ran out.
