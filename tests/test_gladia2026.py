@@ -236,11 +236,11 @@ def test_delete_is_due_once_a_source_is_done(journal: Journal) -> None:
     journal.store_result(a, _done_job("j1", 60), delete=True)
     assert journal.due_deletes(time.time()) == []  # outputs not written yet
     journal.transition(journal.get(a.id), "done", actor="test", done_at=time.time())
-    assert journal.due_deletes(time.time()) == ["j1"]
+    assert journal.due_deletes(time.time()) == [("j1", 0)]
     journal.delete_deferred("j1", time.time() + 60)
     assert journal.due_deletes(time.time()) == []
     assert journal.next_delete_at(time.time()) is not None
-    assert journal.due_deletes(time.time() + 61) == ["j1"]
+    assert journal.due_deletes(time.time() + 61) == [("j1", 1)]
     assert journal.deletes_pending() == 1
     journal.delete_done("j1")
     assert journal.due_deletes(time.time() + 61) == [] and journal.deletes_pending() == 0

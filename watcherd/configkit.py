@@ -28,8 +28,8 @@ from watcherd.credentials import (
 from watcherd.errors import ConfigError
 
 __all__ = [
-    "DELETE_AFTER", "EngineOptions", "EngineSection", "Note", "Row", "SectionParser", "did_you_mean", "kind_of",
-    "show",
+    "DELETE_AFTER", "EngineOptions", "EngineSection", "Note", "Row", "SectionParser",
+    "did_you_mean", "kind_of", "show",
 ]
 
 _T = TypeVar("_T")

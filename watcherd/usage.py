@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["JobUsage", "Period", "UsageRow", "billing_period", "hours", "job_usage",
-           "limit_reason"]
+__all__ = ["JobUsage", "MonthlyLimit", "Period", "UsageRow", "billed_seconds",
+           "billing_period", "hours", "job_usage", "limit_reason"]
 
 #: The model a Gladia job runs when its request names none.
 DEFAULT_MODEL = "solaria-1"
@@ -131,3 +131,23 @@ def limit_reason(used_seconds: float, limit_hours: float, period: Period) -> str
     """What a file waiting for the month to turn says."""
     return (f"monthly limit: {hours(used_seconds)} of {limit_hours:g} h used; resumes on "
             f"{period.resumes_on}")
+
+
+@dataclass(frozen=True)
+class MonthlyLimit:
+    """``[gladia] monthly_hours_limit``: remote work stops before the month passes it."""
+
+    hours: float
+    billing_day: int = 1
+    #: "pause" (files wait for the month to turn) or "local" (they go to the local engine).
+    over_limit: str = "pause"
+
+    def refusal(self, billed_seconds: float, next_seconds: float, now: float
+                ) -> tuple[str, Period] | None:
+        """Why a file of ``next_seconds`` may not be sent now, or None when it may."""
+        if billed_seconds + next_seconds <= self.hours * 3600 and (
+            billed_seconds < self.hours * 3600
+        ):
+            return None
+        period = billing_period(now, self.billing_day)
+        return limit_reason(billed_seconds, self.hours, period), period

@@ -59,8 +59,8 @@ from tests.sim.requests import (
     parse_multipart_upload,
 )
 from tests.sim.validation import (
-    DEFAULT_MODEL,
     _FLAG_DEFAULTS,
+    DEFAULT_MODEL,
     _v_uri,
     validate_create_body,
 )

@@ -123,6 +123,11 @@ def engines_needed(config: Config) -> set[str]:
         names.add(resolve_engine(config, watch.engine or config.engine))
         if watch.fallback == "local":
             names.add("local")
+    gladia = config.gladia
+    if "gladia" in names and gladia.monthly_hours_limit is not None and (
+        gladia.over_limit == "local"
+    ):
+        names.add("local")  # where files go once the month's hours are used
     return {name for name in names if name is not None}
 
 

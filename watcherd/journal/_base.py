@@ -408,7 +408,7 @@ class Journal(abc.ABC):
         """Seconds ``engine`` billed since ``since``."""
 
     @abc.abstractmethod
-    def due_deletes(self, now: float, *, limit: int = 50) -> list[str]:
+    def due_deletes(self, now: float, *, limit: int = 50) -> list[tuple[str, int]]:
         """Jobs to delete at Gladia now."""
 
     @abc.abstractmethod

@@ -431,9 +431,11 @@ class SQLJournal(Journal):
         row = self._run("billed_since", since=since, engine=engine).fetchone()
         return float(row["seconds"] or 0.0)
 
-    def due_deletes(self, now: float, *, limit: int = 50) -> list[str]:
-        """Jobs to delete at Gladia now: wanted, not done yet, their outputs written."""
-        return [r["job_id"] for r in self._run("due_deletes", now=now, limit=limit)]
+    def due_deletes(self, now: float, *, limit: int = 50) -> list[tuple[str, int]]:
+        """Jobs to delete at Gladia now (with the attempts so far): wanted, not confirmed,
+        their outputs written."""
+        return [(r["job_id"], int(r["delete_attempts"]))
+                for r in self._run("due_deletes", now=now, limit=limit)]
 
     def next_delete_at(self, now: float) -> float | None:
         """When the next deferred delete is due (None: none is)."""

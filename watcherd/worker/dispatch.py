@@ -33,6 +33,8 @@ DUE_BATCH = 64
 FINISH_GRACE_SECONDS = 10.0
 #: What a source's note says once its folder's fallback engine takes it.
 FALLBACK_NOTE = "Gladia unreachable too long: transcribed by the local engine (fallback)"
+#: What a source's note says once the monthly limit sends it to another engine.
+DIVERTED_NOTE = "monthly limit reached: transcribed by the {engine} engine (over_limit)"
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,24 @@ class Dispatch:
                                       note=FALLBACK_NOTE)
                 log.warning("fallback_to_local", source=source.path)
             return fallback, spare
+        diverted = self._diverted(source, slot)
+        if diverted is not None:
+            return diverted
         return name, slot
+
+    def _diverted(self, source: Source, slot: EngineSlot | None
+                  ) -> tuple[str, EngineSlot] | None:
+        """The engine a pipeline sends this source to instead (its monthly limit), if any."""
+        ask = getattr(slot.pipeline, "diverted_to", None) if slot is not None else None
+        other = ask(source) if callable(ask) else None
+        spare = self.routes.slots.get(other) if isinstance(other, str) else None
+        if other is None or spare is None or spare.pipeline is None:
+            return None
+        note = DIVERTED_NOTE.format(engine=other)
+        if source.note != note:
+            self.journal.annotate(source, actor="worker", reason="monthly limit", note=note)
+            log.warning("over_limit_to_local", source=source.path, engine=other)
+        return other, spare
 
     def _may_start(self, source: Source) -> bool:
         """False while another copy of the same content is the one creating its job."""

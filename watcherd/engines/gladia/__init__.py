@@ -8,6 +8,7 @@ Gladia is in docs/gladia-contract.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -15,10 +16,13 @@ import structlog
 from watcherd.config import Config
 from watcherd.engines._base import Capabilities, Engine, EngineContext
 from watcherd.engines.gladia.client import GladiaClient
+from watcherd.engines.gladia.deletes import RemoteDeletes
 from watcherd.engines.gladia.listener import Listener, safety_net, start_listener
 from watcherd.engines.gladia.pipeline import GladiaPipeline, JobHints
 from watcherd.errors import AuthError, GladiaError, TransientGladiaError
 from watcherd.findings import Finding, ok
+from watcherd.journal import Source
+from watcherd.usage import MonthlyLimit
 
 log = structlog.get_logger("watcherd.engines.gladia")
 
@@ -36,11 +40,13 @@ class GladiaEngine(Engine):
     capabilities = Capabilities(remote_jobs=True, callbacks=True, local_compute=False)
 
     def __init__(self, pipeline: GladiaPipeline, max_concurrent: int, *,
-                 client: GladiaClient, listener: Listener | None) -> None:
+                 client: GladiaClient, listener: Listener | None,
+                 deletes: RemoteDeletes | None = None) -> None:
         super().__init__(pipeline, max_concurrent)
         self.client = client
         self.listener = listener
         self.gladia_pipeline = pipeline
+        self.deletes = deletes
 
     @classmethod
     def installed(cls) -> bool:
@@ -91,7 +97,9 @@ class GladiaEngine(Engine):
     @classmethod
     def settings(cls, config: Config) -> tuple[object, ...]:
         """The API (key, address, plan), the callback listener and webhooks, the retries."""
-        return (config.gladia, config.callback, config.webhook, config.retry)
+        return (config.gladia, config.callback, config.webhook, config.retry,
+                config.defaults.delete_after,
+                tuple((str(w.path), w.delete_after) for w in config.watches))
 
     @classmethod
     async def open(cls, context: EngineContext) -> GladiaEngine:
@@ -101,6 +109,8 @@ class GladiaEngine(Engine):
         client = GladiaClient(config.gladia.api_url, config.gladia.api_key,
                               on_request=context.on_request)
         hints = JobHints()
+        gladia = config.gladia
+        deletes = RemoteDeletes(context.journal, client, context.retry)
         try:
             listener = (await start_listener(config, context.journal, hints)
                         if context.listen else None)
@@ -113,13 +123,18 @@ class GladiaEngine(Engine):
             hints=hints, create_extras=listener.create_extras if listener is not None else None,
             progress=context.progress,
             max_in_flight=config.gladia.max_concurrent_jobs,
+            delete_for=delete_policy(config), deletes=deletes,
+            limit=None if gladia.monthly_hours_limit is None else MonthlyLimit(
+                gladia.monthly_hours_limit, gladia.billing_day, gladia.over_limit),
         )
         return cls(pipeline, config.gladia.max_concurrent_jobs, client=client,
-                   listener=listener)
+                   listener=listener, deletes=deletes)
 
     async def start(self) -> None:
         """One cheap call, so a bad key or a dead network is said once, up front."""
         health = self.gladia_pipeline.health
+        if self.deletes is not None:
+            self.deletes.start()  # resumes the deletes an earlier run wanted
         try:
             await self.client.check_key()
         except AuthError as exc:
@@ -133,6 +148,8 @@ class GladiaEngine(Engine):
 
     async def close(self) -> None:
         """Stop the listener and close the HTTP client."""
+        if self.deletes is not None:
+            await self.deletes.close()
         if self.listener is not None:
             await self.listener.close()
         await self.client.aclose()
@@ -140,3 +157,16 @@ class GladiaEngine(Engine):
     def status_fields(self) -> dict[str, Any]:
         """Whether callbacks are on."""
         return {"callbacks": self.listener is not None}
+
+
+def delete_policy(config: Config) -> Callable[[Source], bool]:
+    """Whether a source's job is deleted at Gladia once done: its watch's delete_after, else
+    [defaults] delete_after, else [gladia] delete_after."""
+    fallback = config.defaults.delete_after or config.gladia.delete_after
+    by_root = {str(w.path): w.delete_after or config.gladia.delete_after
+               for w in config.watches}
+
+    def wanted(source: Source) -> bool:
+        return by_root.get(source.watch_root, fallback) == "done"
+
+    return wanted

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ import structlog
 from watcherd import media, outcomes, outputs
 from watcherd.config import default_outputs
 from watcherd.engines.gladia.client import GladiaClient
+from watcherd.engines.gladia.deletes import RemoteDeletes
 from watcherd.engines.gladia.jobtime import (
     JobTimeModel,
     Observation,
@@ -43,6 +45,7 @@ from watcherd.journal import CreateIntentHeld, Journal, PlanFull, Source
 from watcherd.outcomes import OutputsNotWritten, finish
 from watcherd.progress import ProgressBoard
 from watcherd.retry import RetryPolicy, poll_delays
+from watcherd.usage import MonthlyLimit, billing_period
 
 log = structlog.get_logger("watcherd.engines.gladia.pipeline")
 T = TypeVar("T")
@@ -66,6 +69,11 @@ INTENT_HELD_WAIT = 5.0
 # Short: a slot freed on another node stays empty until this runs out (bench_nodes measured
 # 2 s costing a fifth of the throughput); each look is one small query.
 PLAN_FULL_WAIT = 0.5
+# A file held back by the monthly limit looks again this often (the limit may be raised by a
+# reload, or the month turn), at most until the month turns.
+LIMIT_WAIT = 300.0
+# How long the hours billed are reused before the journal is read again (every node's jobs).
+USAGE_CACHE_SECONDS = 2.0
 
 
 class Later(Exception):
@@ -127,6 +135,9 @@ class GladiaPipeline:
         create_extras: Callable[[Source], Mapping[str, Any]] | None = None,
         progress: ProgressBoard | None = None,
         max_in_flight: int | None = None,
+        delete_for: Callable[[Source], bool] | None = None,
+        deletes: RemoteDeletes | None = None,
+        limit: MonthlyLimit | None = None,
     ) -> None:
         self.journal = journal
         # The plan's concurrent jobs, enforced at the create intent over every node sharing
@@ -149,6 +160,14 @@ class GladiaPipeline:
         # When each job this process created was created (memory: a restart polls at once).
         self._created: dict[str, float] = {}
         self._jobtimes: JobTimeModel | None = None
+        # Whether a source's job is deleted at Gladia once done (its folder's delete_after).
+        self.delete_for = delete_for or (lambda s: False)
+        self.deletes = deletes
+        self.limit = limit
+        # Sources the monthly limit sends to another engine (over_limit = "local"); the
+        # dispatch reads it through diverted_to. Memory only: the check is made again.
+        self._diverted: set[int] = set()
+        self._billed: tuple[float, float, float] | None = None  # (read at, since, seconds)
 
     # -- the one entry point ---------------------------------------------------------------
 
@@ -210,6 +229,7 @@ class GladiaPipeline:
                 if adopted is not None:
                     source = adopted
                 else:
+                    await self._check_limit(source)
                     if source.audio_url is None:
                         source = await self._upload(source)
                     source = await self._create(source)
@@ -218,6 +238,48 @@ class GladiaPipeline:
         source = self.journal.get(source.id)
         await run_on(source.watch_root, outcomes.check_present, source)
         await self._finish(source, job)
+        if self.deletes is not None and self.delete_for(source):
+            self.deletes.wake()  # its outputs are written: the job may go at Gladia
+
+    # -- the monthly limit -------------------------------------------------------------------
+
+    def billed(self, now: float) -> float:
+        """Seconds Gladia billed this billing month, over every node (briefly cached)."""
+        assert self.limit is not None
+        since = billing_period(now, self.limit.billing_day).start
+        cached = self._billed
+        if cached is not None and cached[1] == since and now - cached[0] < USAGE_CACHE_SECONDS:
+            return cached[2]
+        seconds = self.journal.billed_since(since)
+        self._billed = (now, since, seconds)
+        return seconds
+
+    async def _check_limit(self, source: Source) -> None:
+        """Before anything billed is sent: would this file take the month past the limit?"""
+        if self.limit is None:
+            return
+        audio = await run_on(source.watch_root, media.audio_duration, Path(source.path))
+        now = time.time()
+        refused = self.limit.refusal(self.billed(now), audio or 0.0, now)
+        if refused is None:
+            self._diverted.discard(source.id)
+            return
+        reason, period = refused
+        if self.limit.over_limit == "local":
+            self._diverted.add(source.id)
+            raise Later(f"{reason}; going to the local engine", 0.0)
+        raise Later(reason, max(0.0, min(LIMIT_WAIT, period.end - now)))
+
+    def diverted_to(self, source: Source) -> str | None:
+        """The engine this source goes to instead (the monthly limit's over_limit), or None."""
+        if self.limit is None or self.limit.over_limit != "local":
+            return None
+        if source.job_id is not None or source.submit_started_at is not None:
+            return None  # a job exists (or may): it is finished here
+        if source.id in self._diverted:
+            return "local"
+        now = time.time()
+        return "local" if self.limit.refusal(self.billed(now), 0.0, now) else None
 
     async def _upload(self, source: Source) -> Source:
         path = Path(source.path)
@@ -391,7 +453,8 @@ class GladiaPipeline:
                 self.progress.report(source.id, phase=str(status))
             if status == "done":
                 # The journal keeps the job without the callback URL, which carries a token.
-                self.journal.store_result(source, outputs.scrub_job(job))
+                self.journal.store_result(source, outputs.scrub_job(job),
+                                          delete=self.delete_for(source))
                 self._learn(source, job)
                 return job
             if status == "error":
@@ -512,10 +575,31 @@ def _newest(jobs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
 _ACTIONS = ("watcherd retry", "replace", "split it", "check [gladia]")
 
 
+# How Gladia's (class-validator) messages name a field: "property x should not exist", or
+# the field's path first ("language_config.languages must ...").
+_UNKNOWN_FIELD = re.compile(r"property (\S+) should not exist")
+_FIELD_FIRST = re.compile(r"([A-Za-z_][\w]*(?:\.[\w]+)*) (?:must|should)\b")
+
+
+def options_named(errors: Sequence[str]) -> list[str]:
+    """The options Gladia's validation errors are about, in order, each once."""
+    names: list[str] = []
+    for error in errors:
+        found = _UNKNOWN_FIELD.search(error) or _FIELD_FIRST.match(error)
+        if found is not None and found.group(1) not in names:
+            names.append(found.group(1))
+    return names
+
+
 def _permanent_reason(exc: PermanentGladiaError) -> str:
     if exc.status in (400, 422) and exc.validation_errors:
-        return (f"Gladia refused the request: {exc.describe()}; fix the options in the config "
-                "([defaults.options] / [watch.options]) and run `watcherd retry`")
+        named = [n for n in options_named(exc.validation_errors)
+                 if n.split(".")[0] not in ("audio_url", "custom_metadata")]
+        which = (f" about the option{'s' if len(named) > 1 else ''} {', '.join(named)}"
+                 if named else "")
+        return (f"Gladia refused the request{which}: {exc.describe()}; fix the folder's "
+                "options in the config ([defaults.options] / [watch.options]; an option Gladia "
+                "does not know is removed or renamed) and run `watcherd retry`")
     text = exc.describe()
     if not any(action in text for action in _ACTIONS):
         # A refusal the client had no specific words for: say what can help.

@@ -158,7 +158,7 @@ SELECT coalesce(sum(billing_seconds), 0) AS seconds FROM remote_jobs
 
 -- name: due_deletes
 -- Deleted only once a source of its content is done: its outputs are written.
-SELECT job_id FROM remote_jobs r WHERE delete_wanted_at IS NOT NULL AND deleted_at IS NULL
+SELECT job_id, delete_attempts FROM remote_jobs r WHERE delete_wanted_at IS NOT NULL AND deleted_at IS NULL
     AND (next_delete_at IS NULL OR next_delete_at <= :now)
     AND EXISTS (SELECT 1 FROM sources s WHERE s.content_key = r.content_key
                 AND s.state = 'done')
