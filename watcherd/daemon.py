@@ -37,6 +37,7 @@ from watcherd.log import redact_also
 from watcherd.pause import JournalPause, clear_pause, write_pause
 from watcherd.progress import ProgressBoard
 from watcherd.service import Notifier, status_text
+from watcherd.usage import plan_of
 from watcherd.watcher import Watcher, scan
 from watcherd.web import WebServer, start_web
 from watcherd.web.metrics import ApiRequests
@@ -210,7 +211,8 @@ class Daemon:
             web = await start_web(config.http, journal, progress=self.progress,
                                   activity=activity, api=self.api_requests,
                                   on_retried=worker.hint, paused=lambda: worker.journal_pause,
-                                  open_journal=lambda: open_for_command(config, readonly=True))
+                                  open_journal=lambda: open_for_command(config, readonly=True),
+                                  plan=plan_of(config.gladia))
             if config.http.address is not None and isinstance(journal.location, Path):
                 # status and doctor are other processes: tell them whether the page is up.
                 write_state(journal.location, config.http.listen, web is not None)

@@ -12,10 +12,11 @@ import calendar
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["JobUsage", "MonthlyLimit", "Period", "UsageRow", "billed_seconds",
-           "billing_period", "hours", "job_usage", "limit_reason"]
+__all__ = ["JobUsage", "MonthlyLimit", "Period", "Plan", "UsageReport", "UsageRow",
+           "billed_seconds", "billing_period", "hours", "job_usage", "limit_reason",
+           "model_of", "plan_of", "read_report"]
 
 #: The model a Gladia job runs when its request names none.
 DEFAULT_MODEL = "solaria-1"
@@ -55,6 +56,15 @@ class Period:
     def resumes_on(self) -> str:
         """The day the next month starts, as people write it (2027-01-01)."""
         return datetime.fromtimestamp(self.end, tz=UTC).date().isoformat()
+
+
+def model_of(options: Mapping[str, Any], engine: str | None) -> str | None:
+    """The Gladia model a file is (or was) transcribed with: its folder's option, else
+    Gladia's default; None for a file another engine took."""
+    model = options.get("model")
+    if isinstance(model, str):
+        return model
+    return DEFAULT_MODEL if engine in (None, "gladia") else None
 
 
 def _number(value: Any) -> float | None:
@@ -151,3 +161,106 @@ class MonthlyLimit:
             return None
         period = billing_period(now, self.billing_day)
         return limit_reason(billed_seconds, self.hours, period), period
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the month allows, from ``[gladia]``: the plan's hours, the limit, the price."""
+
+    monthly_hours: float = 10.0
+    limit_hours: float | None = None
+    price_per_hour: float = 0.0
+    billing_day: int = 1
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """This billing month's hours by folder and engine, against the plan."""
+
+    period: Period
+    plan: Plan
+    rows: tuple[UsageRow, ...]
+    deletes_pending: int = 0
+
+    @property
+    def gladia_seconds(self) -> float:
+        return billed_seconds(self.rows, "gladia")
+
+    @property
+    def estimate(self) -> float | None:
+        """What the month's Gladia hours cost at ``price_per_hour`` (None: no price set)."""
+        if self.plan.price_per_hour <= 0:
+            return None
+        return self.gladia_seconds / 3600 * self.plan.price_per_hour
+
+    def lines(self) -> list[str]:
+        """The report as `status --usage` prints it (the page shows the same lines)."""
+        start = datetime.fromtimestamp(self.period.start, tz=UTC).date().isoformat()
+        used = self.gladia_seconds
+        share = (f" ({used / 36 / self.plan.monthly_hours:.0f}%)"
+                 if self.plan.monthly_hours > 0 else "")
+        head = (f"this month ({start} to {self.period.resumes_on}, UTC): Gladia "
+                f"{hours(used)} of {self.plan.monthly_hours:g} h{share}")
+        if self.estimate is not None:
+            head += f", about {self.estimate:.2f} at {self.plan.price_per_hour:g} an hour"
+        out = [head]
+        for row in self.rows:
+            model = f" {row.model}" if row.model else ""
+            out.append(f"  {row.engine}{model}: {hours(row.billing_seconds)} h billed, "
+                       f"{hours(row.audio_seconds)} h of audio, {row.jobs} "
+                       f"job{'s' if row.jobs != 1 else ''}  {row.watch_root}")
+        if self.plan.limit_hours is not None:
+            out.append(f"monthly limit: {self.plan.limit_hours:g} h (remote work pauses "
+                       "before passing it)")
+        if self.deletes_pending:
+            out.append(f"deletes at Gladia not yet confirmed: {self.deletes_pending}")
+        return out
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "period": {"start": self.period.start, "end": self.period.end,
+                       "resumes_on": self.period.resumes_on},
+            "monthly_hours": self.plan.monthly_hours,
+            "monthly_hours_limit": self.plan.limit_hours,
+            "price_per_hour": self.plan.price_per_hour,
+            "gladia_hours": self.gladia_seconds / 3600,
+            "estimate": self.estimate,
+            "deletes_pending": self.deletes_pending,
+            "rows": [{"watch": r.watch_root, "engine": r.engine, "model": r.model,
+                      "jobs": r.jobs, "billed_hours": r.billing_seconds / 3600,
+                      "audio_hours": r.audio_seconds / 3600} for r in self.rows],
+        }
+
+
+class PlanSettings(Protocol):
+    """The ``[gladia]`` keys a plan is read from."""
+
+    @property
+    def monthly_hours(self) -> float: ...
+    @property
+    def monthly_hours_limit(self) -> float | None: ...
+    @property
+    def price_per_hour(self) -> float: ...
+    @property
+    def billing_day(self) -> int: ...
+
+
+def plan_of(gladia: PlanSettings) -> Plan:
+    """The month's allowance from ``[gladia]`` (monthly_hours, the limit, the price)."""
+    return Plan(monthly_hours=gladia.monthly_hours, limit_hours=gladia.monthly_hours_limit,
+                price_per_hour=gladia.price_per_hour, billing_day=gladia.billing_day)
+
+
+class UsageJournal(Protocol):
+    """The journal's part a report reads."""
+
+    def usage(self, since: float) -> list[UsageRow]: ...
+
+    def deletes_pending(self) -> int: ...
+
+
+def read_report(journal: UsageJournal, plan: Plan, now: float) -> UsageReport:
+    """This month's report, read from the journal (every node's jobs, in a shared one)."""
+    period = billing_period(now, plan.billing_day)
+    return UsageReport(period=period, plan=plan, rows=tuple(journal.usage(period.start)),
+                       deletes_pending=journal.deletes_pending())

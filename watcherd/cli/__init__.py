@@ -30,6 +30,7 @@ from watcherd.cli._common import (
 from watcherd.cli.configcmd import config_group
 from watcherd.cli.ops import doctor, logs, service
 from watcherd.cli.progressbar import TerminalBar
+from watcherd.cli.usagecmd import purge_remote_command, show_usage
 from watcherd.config import (
     Config,
     WatchConfig,
@@ -50,6 +51,7 @@ from watcherd.journal.configured import (
 from watcherd.log import configure_logging
 from watcherd.pause import read_pause
 from watcherd.progress import ProgressBoard
+from watcherd.usage import DEFAULT_MODEL, model_of
 from watcherd.watcher import watch_for
 from watcherd.web.health import journal_problem
 from watcherd.web.state import read_state
@@ -213,6 +215,7 @@ def _status_row(source: Source, since: float | None, node: str | None = None
         "since": _iso(since),
         "sha256": source.sha256,
         "engine": source.engine,
+        "model": model_of(source.options, source.engine),
         "outputs": source.output_base,
         # The node holding a file in flight (a shared journal); None when nobody does.
         "node": node,
@@ -233,9 +236,12 @@ def _state_option(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array, one object per file.")
 @click.option("--state", "only_state", callback=_state_option, metavar="STATE",
               help="List only the files in this state (pending, failed, done, ...).")
+@click.option("--usage", "usage", is_flag=True,
+              help="Show the hours used this billing month, by folder and engine, against "
+              "[gladia] monthly_hours.")
 @config_option
 @handles_errors
-def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None,
+def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None, usage: bool,
            config_path: Path | None) -> None:
     """Show what the journal knows: counts by state, then one row per file.
 
@@ -243,7 +249,12 @@ def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None,
     """
     if paths and only_state:
         raise click.UsageError("--state filters the table; leave it out when naming files")
+    if usage and (paths or only_state):
+        raise click.UsageError("--usage shows the month's hours; leave out PATH and --state")
     config = _with_service_journal(_load(config_path, need_key=False))
+    if usage:
+        show_usage(config, as_json=as_json)
+        return
     if paths:
         sys.exit(_histories(config, paths, as_json=as_json))
     if not journal_exists(config):
@@ -291,6 +302,8 @@ def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None,
             extra.append(f"next {row['next_attempt_at']}")
         if row["node"]:
             extra.append(f"on node {printable(row['node'])}")
+        if row["model"] and row["model"] != DEFAULT_MODEL:
+            extra.append(f"model {printable(row['model'])}")
         reason = row["error"] or row["note"]
         if reason and row["state"] != "done":
             extra.append(printable(reason))
@@ -431,6 +444,7 @@ def journal_copy(src: str, dst: str, config_path: Path | None) -> None:
 
 
 main.add_command(doctor)
+main.add_command(purge_remote_command)
 main.add_command(config_group)
 main.add_command(service)
 main.add_command(logs)

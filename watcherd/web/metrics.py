@@ -33,6 +33,7 @@ from watcherd.service.metrics import (
     in_flight_family,
     sources_family,
 )
+from watcherd.usage import UsageReport
 from watcherd.web.snapshot import Snapshot
 
 # Latency spans seconds (a short local file) to a day (a long queue, an outage).
@@ -185,9 +186,38 @@ class WatcherdCollector(Collector):
                 "watcherd_local_real_time_factor",
                 "Local engine: transcription time over audio time, last 24 h (0.13 = 7.5x "
                 "faster than real time).", value=snap.local_rtf)
+        if snap.usage is not None:
+            yield from usage_families(snap.usage)
         yield GaugeMetricFamily("watcherd_journal_read_seconds",
                                 "How long reading the journal for this scrape took.",
                                 value=snap.read_seconds)
+
+
+def usage_families(report: UsageReport) -> Iterator[Metric]:
+    """This billing month's hours by folder, engine and model, and the plan's figures."""
+    billed = GaugeMetricFamily("watcherd_usage_billed_hours",
+                               "Hours billed this billing month (Gladia's billing_time; 0 for "
+                               "the local engine), by folder, engine and model.",
+                               labels=["watch", "engine", "model"])
+    audio = GaugeMetricFamily("watcherd_usage_audio_hours",
+                              "Hours of audio transcribed this billing month, by folder, "
+                              "engine and model.", labels=["watch", "engine", "model"])
+    for row in report.rows:
+        labels = [row.watch_root, row.engine, row.model or ""]
+        billed.add_metric(labels, row.billing_seconds / 3600)
+        audio.add_metric(labels, row.audio_seconds / 3600)
+    yield billed
+    yield audio
+    yield GaugeMetricFamily("watcherd_plan_monthly_hours",
+                            "[gladia] monthly_hours: the hours the plan includes a month.",
+                            value=report.plan.monthly_hours)
+    if report.plan.limit_hours is not None:
+        yield GaugeMetricFamily("watcherd_plan_limit_hours",
+                                "[gladia] monthly_hours_limit: remote work pauses before it.",
+                                value=report.plan.limit_hours)
+    yield GaugeMetricFamily("watcherd_gladia_deletes_pending",
+                            "Jobs to delete at Gladia whose delete is not yet confirmed.",
+                            value=report.deletes_pending)
 
 
 def render(snapshot: Snapshot, *, activity: ActivityFigures | None,

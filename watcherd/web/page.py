@@ -18,6 +18,7 @@ from watcherd import __version__
 from watcherd.display import printable
 from watcherd.journal import STATES, Source
 from watcherd.progress import Progress
+from watcherd.usage import model_of
 from watcherd.web import charts
 from watcherd.web.snapshot import Snapshot
 
@@ -103,6 +104,12 @@ def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
+def _engine(source: Source) -> str:
+    """The engine, with the Gladia model it runs ("gladia, solaria-3")."""
+    model = model_of(source.options, source.engine)
+    return f"{source.engine or ''}, {model}" if model and source.engine else source.engine or ""
+
+
 def _state(state: str) -> str:
     # A class per state, not a style attribute: the page's CSP allows no inline styles.
     klass = f"s-{state}" if state in _STATE_COLOURS else "s-other"
@@ -176,7 +183,7 @@ def live_html(snapshot: Snapshot, progress: Mapping[int, Progress], csrf: str,
     rows = []
     for s in snapshot.working:
         rows.append(f'<tr data-id="{s.id}">{_name_cell(s)}<td>{_state(s.state)}</td>'
-                    f"<td>{_e(s.engine or '')}</td>"
+                    f"<td>{_e(_engine(s))}</td>"
                     f"{_progress_cell(s, progress.get(s.id), now)}"
                     f"<td>{_when(snapshot.since.get(s.id), now)}</td></tr>")
     parts.append('<section id="working"><h2>In flight</h2>'
@@ -208,6 +215,13 @@ def live_html(snapshot: Snapshot, progress: Mapping[int, Progress], csrf: str,
                           "Nothing is waiting for a retry.")
                  + _more(len(snapshot.waiting), snapshot.counts.get("waiting", 0))
                  + "</section>")
+
+    if snapshot.usage is not None:
+        lines = snapshot.usage.lines()
+        parts.append('<section id="usage"><h2>Hours this month</h2><p>'
+                     + _e(lines[0]) + "</p>"
+                     + "".join(f"<p class=\"muted\">{_e(line.strip())}</p>"
+                               for line in lines[1:]) + "</section>")
 
     hours = charts.buckets(snapshot.finished_within(charts.HOURS * 3600), now)
     parts.append('<section id="charts"><h2>Last 24 hours</h2><div class="charts">'

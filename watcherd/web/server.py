@@ -21,6 +21,7 @@ from watcherd.journal import Journal
 from watcherd.pause import JournalPause
 from watcherd.progress import ProgressBoard
 from watcherd.service.metrics import ActivityFigures
+from watcherd.usage import Plan
 from watcherd.web import health, metrics
 from watcherd.web.app import WebApp
 from watcherd.web.guard import Guard
@@ -82,6 +83,7 @@ def build(
     port: int | None = None,
     open_journal: Callable[[], Journal] | None = None,
     paused: Callable[[], JournalPause | None] | None = None,
+    plan: Plan | None = None,
 ) -> WebServer:
     """A web server for this config, not started (``port`` overrides, e.g. 0 in tests)."""
     assert http_config.address is not None
@@ -89,7 +91,7 @@ def build(
     bound_port = configured_port if port is None else port
     app = WebApp(
         guard=Guard.create(host, bound_port, http_config.token),
-        reader=SnapshotReader(journal_path, opener=open_journal), journal=journal,
+        reader=SnapshotReader(journal_path, opener=open_journal, plan=plan), journal=journal,
         progress=progress,
         activity=activity, transitions=metrics.TransitionCounter(), api=api,
         heartbeat=health.Heartbeat(), on_retried=on_retried, paused=paused,
@@ -107,6 +109,7 @@ async def start_web(
     on_retried: Callable[[Path], None] | None = None,
     open_journal: Callable[[], Journal] | None = None,
     paused: Callable[[], JournalPause | None] | None = None,
+    plan: Plan | None = None,
 ) -> WebServer | None:
     """Start the page ``[http]`` asks for; None when it is off or its address is taken.
 
@@ -117,7 +120,7 @@ async def start_web(
         return None
     server = build(http_config, journal.location, journal=journal, progress=progress,
                    activity=activity, api=api, on_retried=on_retried,
-                   open_journal=open_journal, paused=paused)
+                   open_journal=open_journal, paused=paused, plan=plan)
     try:
         await server.start()
     except OSError as exc:

@@ -20,6 +20,7 @@ from typing import Any
 
 from watcherd.engines import computes_here
 from watcherd.journal import STATES, Journal, Source
+from watcherd.usage import Plan, UsageReport, read_report
 
 # States in which an engine is working on a file right now.
 WORKING_STATES = ("uploading", "uploaded", "submitting", "submitted", "transcribing")
@@ -64,6 +65,8 @@ class Snapshot:
     local_rtf_samples: int = 0
     error: str | None = None
     read_seconds: float = 0.0
+    #: This billing month's hours against the plan (None: no Gladia plan to show).
+    usage: UsageReport | None = None
 
     def finished_within(self, seconds: float) -> list[Finished]:
         """Sources finished in the last ``seconds`` before the snapshot, oldest first."""
@@ -84,8 +87,10 @@ class SnapshotReader:
 
     def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time,
                  min_reuse: float = MIN_REUSE_SECONDS,
-                 opener: Callable[[], Journal] | None = None) -> None:
+                 opener: Callable[[], Journal] | None = None, plan: Plan | None = None
+                 ) -> None:
         self.path = path
+        self.plan = plan
         # How to open a read-only journal; a shared one needs this node's watch roots so the
         # page shows local paths, not the database's "@id/relative" form.
         self.opener = opener or (lambda: Journal.open(self.path, readonly=True))
@@ -158,6 +163,7 @@ class SnapshotReader:
                    if s.id in since},
             finished=finished, local_rtf=rtf, local_rtf_samples=samples,
             jobs_in_flight=journal.count_in_flight(exclude=set()),
+            usage=read_report(journal, self.plan, now) if self.plan is not None else None,
         )
 
     def _local_rtf(self, journal: Journal, done: Sequence[Source], now: float

@@ -19,6 +19,7 @@ from watcherd.engines.gladia.client import GladiaClient
 from watcherd.engines.gladia.deletes import RemoteDeletes
 from watcherd.engines.gladia.listener import Listener, safety_net, start_listener
 from watcherd.engines.gladia.pipeline import GladiaPipeline, JobHints
+from watcherd.engines.gladia.purge import PurgeResult, purge_remote
 from watcherd.errors import AuthError, GladiaError, TransientGladiaError
 from watcherd.findings import Finding, ok
 from watcherd.journal import Source
@@ -26,7 +27,7 @@ from watcherd.usage import MonthlyLimit
 
 log = structlog.get_logger("watcherd.engines.gladia")
 
-__all__ = ["GladiaClient", "GladiaEngine", "GladiaPipeline"]
+__all__ = ["GladiaClient", "GladiaEngine", "GladiaPipeline", "PurgeResult", "purge_remote"]
 
 #: `watcherd doctor` waits this long for Gladia (it should answer quickly or not at all).
 DOCTOR_CONNECT_TIMEOUT = 5.0

@@ -295,6 +295,7 @@ class GladiaClient:
         custom_metadata: Mapping[str, str] | None = None,
         statuses: Sequence[str] = (),
         after_date: datetime | None = None,
+        before_date: datetime | None = None,
         limit: int = 20,
         max_pages: int = 5,
     ) -> list[dict[str, Any]]:
@@ -311,6 +312,8 @@ class GladiaClient:
         filters.extend(("status", status) for status in statuses)
         if after_date is not None:
             filters.append(("after_date", _iso_utc(after_date)))
+        if before_date is not None:
+            filters.append(("before_date", _iso_utc(before_date)))
         items: list[dict[str, Any]] = []
         offset = 0
         for _ in range(max_pages):
