@@ -243,12 +243,15 @@ class GladiaPipeline:
 
     # -- the monthly limit -------------------------------------------------------------------
 
-    def billed(self, now: float) -> float:
-        """Seconds Gladia billed this billing month, over every node (briefly cached)."""
+    def billed(self, now: float, *, fresh: bool = False) -> float:
+        """Seconds Gladia billed this billing month, over every node (briefly cached for the
+        dispatch's look at every due file; ``fresh`` before anything is sent)."""
         assert self.limit is not None
         since = billing_period(now, self.limit.billing_day).start
         cached = self._billed
-        if cached is not None and cached[1] == since and now - cached[0] < USAGE_CACHE_SECONDS:
+        if not fresh and cached is not None and cached[1] == since and (
+            now - cached[0] < USAGE_CACHE_SECONDS
+        ):
             return cached[2]
         seconds = self.journal.billed_since(since)
         self._billed = (now, since, seconds)
@@ -260,7 +263,7 @@ class GladiaPipeline:
             return
         audio = await run_on(source.watch_root, media.audio_duration, Path(source.path))
         now = time.time()
-        refused = self.limit.refusal(self.billed(now), audio or 0.0, now)
+        refused = self.limit.refusal(self.billed(now, fresh=True), audio or 0.0, now)
         if refused is None:
             self._diverted.discard(source.id)
             return
