@@ -53,9 +53,10 @@ def remote_jobs(db: Path) -> list[dict[str, Any]]:
 
 def done(path: Path) -> bool:
     try:
-        return json.loads(path.with_suffix(".json").read_text("utf-8"))["status"] == "done"
+        job: dict[str, Any] = json.loads(path.with_suffix(".json").read_text("utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return False
+    return job.get("status") == "done"
 
 
 def row_of(daemon: DaemonProcess, path: Path) -> dict[str, Any] | None:
@@ -335,3 +336,31 @@ def test_channels_that_differ_are_billed_each(tmp_path: Path, sim: GladiaSimulat
         assert client.delete(f"/v2/pre-recorded/{job_id}").status_code == 202
         assert client.get(f"/v2/pre-recorded/{job_id}").status_code == 404
         assert client.delete(f"/v2/pre-recorded/{job_id}").status_code == 404
+
+
+def test_over_limit_local_sends_files_to_the_local_engine(tmp_path: Path,
+                                                          sim: GladiaSimulator) -> None:
+    """over_limit = "local": with the month's hours used, a file is transcribed locally and
+    no Gladia job is made."""
+    from tests.local_daemon import offline_env
+    from tests.speech import speak
+    from watcherd.engines.local.model import local_engine_installed
+
+    if not local_engine_installed():
+        pytest.skip("the local extra is not installed: pip install -e '.[local]'")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = _config(tmp_path, sim, inbox, monthly_hours_limit=0, over_limit="local")
+    env = offline_env(tmp_path) | {"NO_PROXY": "127.0.0.1,localhost"}
+    daemon = DaemonProcess(config, tmp_path / "d.log", env=env).start()
+    try:
+        daemon.wait_for_event("ready", timeout=120)
+        speech = speak("Please send me the figures before Friday.", tmp_path / "s.wav")
+        (inbox / "memo.wav").write_bytes(speech.read_bytes())
+        wait_until((inbox / "memo.txt").exists, timeout=180, message="a local transcript")
+        assert json.loads((inbox / "memo.json").read_text())["engine"] == "local"
+        assert any(line.get("event") == "over_limit_to_local" for line in daemon.log_lines())
+        assert sim.jobs() == []
+        assert daemon.terminate() == 0
+    finally:
+        daemon.stop()
