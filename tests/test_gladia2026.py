@@ -244,3 +244,12 @@ def test_delete_is_due_once_a_source_is_done(journal: Journal) -> None:
     assert journal.deletes_pending() == 1
     journal.delete_done("j1")
     assert journal.due_deletes(time.time() + 61) == [] and journal.deletes_pending() == 0
+
+
+def test_doctor_warns_of_options_watcherd_does_not_know(tmp_path: Path) -> None:
+    from watcherd.doctor import check_config
+
+    config = load(f'[defaults.options]\ndiarizaton = true\n[[watch]]\npath = "{tmp_path}"\n',
+                  tmp_path)
+    (warned,) = [f for f in check_config(config) if f.level == "WARN"]
+    assert warned.topic == "options" and 'did you mean "diarization"?' in warned.detail

@@ -53,6 +53,11 @@ def check_config(config: Config) -> list[Finding]:
         found = [Finding("WARN", "config", "no config file found; using the defaults",
                          "write one with `watcherd config init --watch DIR`, or pass "
                          "--config PATH")]
+    for warning in config.warnings:
+        # Loads, but probably a mistake (an option watcherd does not know is passed through).
+        found.append(Finding("WARN", "options", warning,
+                             "check the name against Gladia's current API reference; if "
+                             "Gladia does not know it either, its files fail with a 400"))
     if not config.watches:
         found.append(Finding(
             "FAIL", "watches", "nothing to watch: `watcherd run` would refuse to start",
