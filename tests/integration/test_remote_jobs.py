@@ -1,0 +1,73 @@
+"""The journal's remote_jobs on both backends: hours counted once per job, delete intents."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from watcherd.journal import FileStat, Journal, SQLiteJournal
+from watcherd.journal.postgres import PostgresJournal
+from watcherd.usage import billing_period
+
+pytest_plugins = ("tests.pg",)
+
+
+# -- the journal: hours and delete intents, both backends --------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]:
+    if request.param == "sqlite":
+        opened: Journal = SQLiteJournal.open(tmp_path / "j.db")
+    else:
+        opened = PostgresJournal.open(request.getfixturevalue("pg_url"), node="n1",
+                                      roots={"inbox": "/in"})
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _done_job(job_id: str, seconds: float, model: str = "solaria-1") -> dict[str, Any]:
+    return {"id": job_id, "status": "done", "completed_at": "2026-12-03T10:00:00Z",
+            "request_params": {"model": model},
+            "result": {"metadata": {"audio_duration": seconds / 2, "billing_time": seconds}}}
+
+
+def _settled(journal: Journal, name: str, key: str) -> Any:
+    (source,) = journal.observe_many([(f"/in/{name}", "/in", FileStat(1, 1, 1, 1), "{}")])
+    return journal.transition(source, "submitted", actor="test", sha256="0" * 64,
+                              content_key=key)
+
+
+def test_hours_are_counted_once_per_job(journal: Journal) -> None:
+    a = _settled(journal, "a.wav", "wf2-a")
+    b = _settled(journal, "b.wav", "wf2-b")
+    journal.store_result(a, _done_job("j1", 60))
+    journal.store_result(a, _done_job("j1", 60))  # stored again: not billed again
+    journal.store_result(b, _done_job("j2", 30, "solaria-3"))
+    since = billing_period(time.mktime((2026, 12, 3, 0, 0, 0, 0, 0, 0)) - time.timezone).start
+    rows = journal.usage(since)
+    assert [(r.watch_root, r.engine, r.model, r.jobs, r.billing_seconds) for r in rows] == [
+        ("/in", "gladia", "solaria-1", 1, 60.0), ("/in", "gladia", "solaria-3", 1, 30.0)]
+    assert journal.billed_since(since) == 90.0
+    assert journal.billed_since(since + 40 * 86400) == 0.0
+
+
+def test_delete_is_due_once_a_source_is_done(journal: Journal) -> None:
+    a = _settled(journal, "a.wav", "wf2-a")
+    journal.store_result(a, _done_job("j1", 60), delete=True)
+    assert journal.due_deletes(time.time()) == []  # outputs not written yet
+    journal.transition(journal.get(a.id), "done", actor="test", done_at=time.time())
+    assert journal.due_deletes(time.time()) == [("j1", 0)]
+    journal.delete_deferred("j1", time.time() + 60)
+    assert journal.due_deletes(time.time()) == []
+    assert journal.next_delete_at(time.time()) is not None
+    assert journal.due_deletes(time.time() + 61) == [("j1", 1)]
+    assert journal.deletes_pending() == 1
+    journal.delete_done("j1")
+    assert journal.due_deletes(time.time() + 61) == [] and journal.deletes_pending() == 0

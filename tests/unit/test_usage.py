@@ -1,0 +1,50 @@
+"""Hours used: one job's billing (any answer), the billing month, the limit's words."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from watcherd.usage import billing_period, job_usage, limit_reason
+
+# -- usage -----------------------------------------------------------------------------------
+
+
+def test_billing_period_starts_on_the_billing_day() -> None:
+    at = time.mktime((2026, 12, 7, 12, 0, 0, 0, 0, 0)) - time.timezone
+    period = billing_period(at, 1)
+    assert period.resumes_on == "2027-01-01"
+    assert billing_period(at, 15).resumes_on == "2026-12-15"
+    # A billing day past a short month's end is that month's last day.
+    feb = time.mktime((2027, 2, 10, 0, 0, 0, 0, 0, 0)) - time.timezone
+    assert billing_period(feb, 31).resumes_on == "2027-02-28"
+    assert limit_reason(9.8 * 3600, 10, period) == (
+        "monthly limit: 9.8 of 10 h used; resumes on 2027-01-01")
+
+
+@settings(max_examples=300)
+@given(now=st.floats(min_value=0, max_value=4e9), day=st.integers(min_value=1, max_value=31))
+def test_billing_period_holds_now(now: float, day: int) -> None:
+    period = billing_period(now, day)
+    assert period.start <= now < period.end
+    assert 27 * 86400 <= period.end - period.start <= 31 * 86400
+
+
+@given(job=st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=5),
+                        lambda inner: st.dictionaries(st.sampled_from(
+                            ["result", "metadata", "billing_time", "audio_duration",
+                             "request_params", "model", "completed_at", "engine",
+                             "number_of_distinct_channels"]), inner, max_size=4),
+                        max_leaves=12))
+def test_job_usage_of_any_answer_is_a_number(job: Any) -> None:
+    """Whatever Gladia's job object holds, its usage is non-negative numbers (never raises)."""
+    used = job_usage(job if isinstance(job, dict) else {}, now=5.0)
+    assert used.billing_seconds >= 0 and (used.audio_seconds is None or used.audio_seconds >= 0)
+
+
+def test_channels_billed_when_billing_time_is_missing() -> None:
+    job = {"result": {"metadata": {"audio_duration": 10, "number_of_distinct_channels": 2}}}
+    assert job_usage(job, now=0).billing_seconds == 20
