@@ -71,3 +71,25 @@ def test_delete_is_due_once_a_source_is_done(journal: Journal) -> None:
     assert journal.deletes_pending() == 1
     journal.delete_done("j1")
     assert journal.due_deletes(time.time() + 61) == [] and journal.deletes_pending() == 0
+
+
+def test_journal_copy_keeps_hours_and_delete_intents(tmp_path: Path, pg_url: str) -> None:
+    """SQLite → PostgreSQL → SQLite: the month's hours and a wanted delete travel along."""
+    from watcherd.journal.copy import copy_journal
+
+    first = tmp_path / "first.db"
+    with SQLiteJournal.open(first) as journal:
+        a = _settled(journal, "a.wav", "wf2-a")
+        journal.store_result(a, _done_job("j1", 60), delete=True)
+        journal.transition(journal.get(a.id), "done", actor="test", done_at=time.time())
+    roots = {"inbox": "/in"}
+    report = copy_journal(first, pg_url, roots=roots)
+    assert report.remote_jobs == 1
+    back = tmp_path / "back.db"
+    copy_journal(pg_url, back, roots=roots)
+    for opened in (PostgresJournal.open(pg_url, node="n1", roots=roots),
+                   SQLiteJournal.open(back)):
+        with opened as journal:
+            (row,) = journal.usage(0.0)
+            assert (row.watch_root, row.billing_seconds) == ("/in", 60.0)
+            assert journal.due_deletes(time.time()) == [("j1", 0)]

@@ -444,7 +444,8 @@ def journal_copy(src: str, dst: str, config_path: Path | None) -> None:
     config = _load(config_path, need_key=False)
     report = copy_journal(src, dst, roots=watch_roots(config.watches))
     click.echo(f"copied {report.sources} sources, {report.events} events, "
-               f"{report.results} results, {report.job_times} job times")
+               f"{report.results} results, {report.job_times} job times, "
+               f"{report.remote_jobs} finished jobs (hours, deletes)")
 
 
 main.add_command(doctor)

@@ -1,6 +1,7 @@
 """Copy a journal between backends (SQLite file to PostgreSQL and back) without re-paying.
 
-Sources keep their ids, events, stored results and job times, so the installation that moves
+Sources keep their ids, events, stored results, job times and finished jobs (hours used,
+deletes wanted at Gladia), so the installation that moves
 finds every finished file finished and every job in flight still known (a job id to poll, or
 a maybe-created job to look up by its content key). Copying again is harmless: rows already
 there are brought up to date, none is doubled. A destination that holds a different journal
@@ -36,6 +37,9 @@ SOURCE_COLUMNS = SOURCE_FIELDS
 EVENT_COLUMNS = ("id", "source_id", "at", "from_state", "to_state", "actor", "reason")
 RESULT_COLUMNS = ("content_key", "job_id", "job_json", "created_at")
 JOB_TIME_COLUMNS = ("id", "at", "options_class", "audio_seconds", "seconds")
+REMOTE_JOB_COLUMNS = ("job_id", "engine", "watch_root", "content_key", "model",
+                      "billing_seconds", "audio_seconds", "finished_at", "delete_wanted_at",
+                      "delete_attempts", "next_delete_at", "deleted_at")
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class JournalRows:
     events: tuple[dict[str, Any], ...]
     results: tuple[dict[str, Any], ...]
     job_times: tuple[dict[str, Any], ...]
+    remote_jobs: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class CopyReport:
     events: int
     results: int
     job_times: int
+    remote_jobs: int = 0
 
 
 def copy_journal(src: str | Path, dst: str | Path, *,
@@ -75,7 +81,7 @@ def copy_journal(src: str | Path, dst: str | Path, *,
     rows = read_rows(src_text, roots=roots)
     write_rows(dst_text, rows, source_label=_label(src_text), roots=roots)
     return CopyReport(len(rows.sources), len(rows.events), len(rows.results),
-                      len(rows.job_times))
+                      len(rows.job_times), len(rows.remote_jobs))
 
 
 def _label(target: str) -> str:
@@ -140,7 +146,9 @@ def _read_tables(conn: Any, dialect: Dialect, decode: Callable[[str], str]) -> J
                                       ("results", RESULT_COLUMNS, "content_key"),
                                       ("job_times", JOB_TIME_COLUMNS, "id"))
     )
-    return JournalRows(sources, events, results, job_times)
+    remote_jobs = tuple(_decoded(dict(r), decode) for r in conn.execute(
+        f"SELECT {', '.join(REMOTE_JOB_COLUMNS)} FROM remote_jobs ORDER BY job_id"))
+    return JournalRows(sources, events, results, job_times, remote_jobs)
 
 
 def _check_destination(conn: Any, label: str, source_label: str, rows: JournalRows,
@@ -168,6 +176,10 @@ _WRITES = (
     ("results", RESULT_COLUMNS, _upsert(
         "results", RESULT_COLUMNS, "(content_key) DO UPDATE SET job_id = excluded.job_id,"
         " job_json = excluded.job_json, created_at = excluded.created_at")),
+    # A delete confirmed on either side stays confirmed.
+    ("remote_jobs", REMOTE_JOB_COLUMNS, _upsert(
+        "remote_jobs", REMOTE_JOB_COLUMNS, "(job_id) DO UPDATE SET deleted_at ="
+        " COALESCE(remote_jobs.deleted_at, excluded.deleted_at)")),
 )
 
 
@@ -264,7 +276,7 @@ def _write_pg(url: str, rows: JournalRows, source_label: str,
         migrate(conn, label)
         with conn.transaction():
             # Nodes wait while the copy runs: they see none of it or all of it.
-            conn.execute("LOCK TABLE sources, events, results, job_times"
+            conn.execute("LOCK TABLE sources, events, results, job_times, remote_jobs"
                          " IN SHARE ROW EXCLUSIVE MODE")
             _check_destination(conn, label, source_label, rows, decode)
             with conn.cursor() as cur:
