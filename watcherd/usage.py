@@ -9,6 +9,7 @@ journal and survive restarts; ``status --usage``, the page and ``/metrics`` read
 from __future__ import annotations
 
 import calendar
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,9 +69,14 @@ def model_of(options: Mapping[str, Any], engine: str | None) -> str | None:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    return None
+    """A duration from Gladia's answer: a finite number >= 0, else None (never raises)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def _moment(value: Any) -> float | None:
@@ -97,7 +103,7 @@ def job_usage(job: Mapping[str, Any], *, now: float) -> JobUsage:
     if billing is None:
         # Not reported: Gladia bills each distinct channel for the audio's length.
         channels = _number(metadata.get("number_of_distinct_channels")) or 1.0
-        billing = (audio or 0.0) * channels
+        billing = _number((audio or 0.0) * channels) or 0.0
     engine = job.get("engine")
     params = job.get("request_params")
     model = params.get("model") if isinstance(params, Mapping) else None

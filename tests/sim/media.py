@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 WAV_RATE = 16_000
 WAV_BYTES_PER_SECOND = WAV_RATE * 2  # mono, 16-bit
@@ -172,24 +173,32 @@ def wav_info(path: Path) -> MediaInfo | None:
                 if chunk_size in (0, 0xFFFFFFFF) or chunk_size > available:
                     chunk_size = available
                 f.seek(pos + 8)
-                distinct = _distinct_channels(f.read(chunk_size), channels, bits)
+                distinct = _distinct_channels(f, chunk_size, channels, bits)
                 return MediaInfo("wav", chunk_size / byte_rate, channels, distinct)
             pos += 8 + chunk_size + (chunk_size & 1)
     return None
 
 
-def _distinct_channels(data: bytes, channels: int, bits: int) -> int:
-    """How many of the interleaved channels carry different samples (a copied mono is one)."""
-    if channels <= 1:
-        return 1
+def _distinct_channels(f: BinaryIO, size: int, channels: int, bits: int) -> int:
+    """How many of the interleaved channels carry different samples (a copied mono is one),
+    streamed: a hash per channel, never the whole file in memory."""
     width = bits // 8
-    if width <= 0:
-        return channels
+    if channels <= 1 or width <= 0:
+        return max(1, channels)
     frame = width * channels
-    usable = len(data) - len(data) % frame
-    tracks = {b"".join(data[i + c * width:i + (c + 1) * width] for i in range(0, usable, frame))
-              for c in range(channels)}
-    return len(tracks)
+    digests = [hashlib.sha256() for _ in range(channels)]
+    left = size - size % frame
+    step = frame * 65536
+    while left > 0:
+        block = f.read(min(step, left))
+        block = block[:len(block) - len(block) % frame]
+        if not block:
+            break
+        left -= len(block)
+        for c, digest in enumerate(digests):
+            digest.update(b"".join(block[i + c * width:i + (c + 1) * width]
+                                   for i in range(0, len(block), frame)))
+    return len({d.digest() for d in digests})
 
 
 def probe_media(path: Path, head: bytes) -> MediaInfo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -33,7 +34,8 @@ def test_billing_period_holds_now(now: float, day: int) -> None:
     assert 27 * 86400 <= period.end - period.start <= 31 * 86400
 
 
-@given(job=st.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=5),
+@given(job=st.recursive(st.none() | st.booleans() | st.floats() | st.integers()
+                        | st.just(10**400) | st.text(max_size=5),
                         lambda inner: st.dictionaries(st.sampled_from(
                             ["result", "metadata", "billing_time", "audio_duration",
                              "request_params", "model", "completed_at", "engine",
@@ -42,9 +44,27 @@ def test_billing_period_holds_now(now: float, day: int) -> None:
 def test_job_usage_of_any_answer_is_a_number(job: Any) -> None:
     """Whatever Gladia's job object holds, its usage is non-negative numbers (never raises)."""
     used = job_usage(job if isinstance(job, dict) else {}, now=5.0)
-    assert used.billing_seconds >= 0 and (used.audio_seconds is None or used.audio_seconds >= 0)
+    assert math.isfinite(used.billing_seconds) and used.billing_seconds >= 0
+    assert used.audio_seconds is None or math.isfinite(used.audio_seconds)
 
 
 def test_channels_billed_when_billing_time_is_missing() -> None:
     job = {"result": {"metadata": {"audio_duration": 10, "number_of_distinct_channels": 2}}}
     assert job_usage(job, now=0).billing_seconds == 20
+
+
+_ANY = (st.none() | st.booleans() | st.floats() | st.integers() | st.just(10**400)
+        | st.text(max_size=5) | st.lists(st.integers(), max_size=2))
+
+
+@given(billing=_ANY, audio=_ANY, channels=_ANY, model=_ANY, completed=_ANY, engine=_ANY)
+def test_job_usage_of_any_metadata_values(billing: Any, audio: Any, channels: Any, model: Any,
+                                          completed: Any, engine: Any) -> None:
+    """Odd values where Gladia's numbers should be: finite, non-negative, never raising."""
+    job = {"engine": engine, "completed_at": completed, "request_params": {"model": model},
+           "result": {"metadata": {"billing_time": billing, "audio_duration": audio,
+                                   "number_of_distinct_channels": channels}}}
+    used = job_usage(job, now=5.0)
+    assert math.isfinite(used.billing_seconds) and used.billing_seconds >= 0
+    assert math.isfinite(used.finished_at)
+    assert used.model is None or isinstance(used.model, str)

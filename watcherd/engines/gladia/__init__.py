@@ -99,8 +99,7 @@ class GladiaEngine(Engine):
     def settings(cls, config: Config) -> tuple[object, ...]:
         """The API (key, address, plan), the callback listener and webhooks, the retries."""
         return (config.gladia, config.callback, config.webhook, config.retry,
-                config.defaults.delete_after,
-                tuple((str(w.path), w.delete_after) for w in config.watches))
+                config.defaults.delete_after, _delete_exceptions(config))
 
     @classmethod
     async def open(cls, context: EngineContext) -> GladiaEngine:
@@ -160,12 +159,19 @@ class GladiaEngine(Engine):
         return {"callbacks": self.listener is not None}
 
 
+def _delete_exceptions(config: Config) -> tuple[tuple[str, str], ...]:
+    """The watches whose delete_after differs from the one every other folder gets (a new
+    watch like the rest does not make a reload open the engine again)."""
+    fallback = config.defaults.delete_after or config.gladia.delete_after
+    return tuple(sorted((str(w.path), w.delete_after) for w in config.watches
+                        if w.delete_after is not None and w.delete_after != fallback))
+
+
 def delete_policy(config: Config) -> Callable[[Source], bool]:
     """Whether a source's job is deleted at Gladia once done: its watch's delete_after, else
     [defaults] delete_after, else [gladia] delete_after."""
     fallback = config.defaults.delete_after or config.gladia.delete_after
-    by_root = {str(w.path): w.delete_after or config.gladia.delete_after
-               for w in config.watches}
+    by_root = dict(_delete_exceptions(config))
 
     def wanted(source: Source) -> bool:
         return by_root.get(source.watch_root, fallback) == "done"
