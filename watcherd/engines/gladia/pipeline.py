@@ -600,9 +600,9 @@ def _permanent_reason(exc: PermanentGladiaError) -> str:
                  if n.split(".")[0] not in ("audio_url", "custom_metadata")]
         which = (f" about the option{'s' if len(named) > 1 else ''} {', '.join(named)}"
                  if named else "")
-        return (f"Gladia refused the request{which}: {exc.describe()}; fix the folder's "
-                "options in the config ([defaults.options] / [watch.options]; an option Gladia "
-                "does not know is removed or renamed) and run `watcherd retry`")
+        return (f"Gladia refused the request{which}: {exc.describe()}; fix the options of "
+                "this folder in the config ([defaults.options] / [watch.options]; an option "
+                "Gladia does not know is removed or renamed) and run `watcherd retry`")
     text = exc.describe()
     if not any(action in text for action in _ACTIONS):
         # A refusal the client had no specific words for: say what can help.
