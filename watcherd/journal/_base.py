@@ -96,6 +96,18 @@ class Source:
     done_at: float | None
     created_at: float
     updated_at: float
+    #: The outputs last written for this source: a JSON list of their suffixes after
+    #: ``output_base`` ("txt", "en.srt"), so it reads the same on every node of a shared
+    #: journal; None before any was recorded.
+    outputs_json: str | None = None
+
+    @property
+    def output_suffixes(self) -> tuple[str, ...]:
+        """The suffixes of the outputs last written (``output_base`` + "." + each)."""
+        if not self.outputs_json:
+            return ()
+        value = json.loads(self.outputs_json)
+        return tuple(p for p in value if isinstance(p, str)) if isinstance(value, list) else ()
 
     @property
     def options(self) -> dict[str, Any]:

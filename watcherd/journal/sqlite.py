@@ -42,7 +42,7 @@ from watcherd.journal.unavailable import sqlite_reason
 if TYPE_CHECKING:
     import sqlite_utils
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _log = structlog.get_logger("watcherd.journal")
 
 
@@ -332,7 +332,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     import sqlite_utils
 
     db = sqlite_utils.Database(conn, execute_plugins=False)
-    steps = {1: _schema_v1, 2: _schema_v2, 3: _schema_v3}
+    steps = {1: _schema_v1, 2: _schema_v2, 3: _schema_v3, 4: _schema_v4}
     for target in range(version + 1, SCHEMA_VERSION + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -403,4 +403,11 @@ def _schema_v3(db: sqlite_utils.Database) -> None:
                " OR submit_started_at IS NOT NULL OR audio_url IS NOT NULL")
     # Small facts about the journal itself (whether the last writer stopped cleanly).
     db["meta"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
+
+
+def _schema_v4(db: sqlite_utils.Database) -> None:
+    """The outputs written for a source (a JSON list of suffixes after output_base): a
+    re-render with other names or another output folder removes exactly those, and never a
+    file watcherd did not write."""
+    db.execute("ALTER TABLE sources ADD COLUMN outputs_json TEXT")
 
