@@ -98,16 +98,22 @@ class Source:
     updated_at: float
     #: The outputs last written for this source: a JSON list of their suffixes after
     #: ``output_base`` ("txt", "en.srt"), so it reads the same on every node of a shared
-    #: journal; None before any was recorded.
+    #: journal; while a re-render moves them to a new base, {"base": OLD, "suffixes": [...]}
+    #: (what is still to be removed there). None before any was recorded.
     outputs_json: str | None = None
 
     @property
-    def output_suffixes(self) -> tuple[str, ...]:
-        """The suffixes of the outputs last written (``output_base`` + "." + each)."""
+    def written_outputs(self) -> tuple[str, ...]:
+        """The paths of the outputs last written for this source (the journal's record)."""
         if not self.outputs_json:
             return ()
         value = json.loads(self.outputs_json)
-        return tuple(p for p in value if isinstance(p, str)) if isinstance(value, list) else ()
+        base = self.output_base
+        if isinstance(value, dict):
+            base, value = value.get("base"), value.get("suffixes")
+        if not isinstance(base, str) or not isinstance(value, list):
+            return ()
+        return tuple(f"{base}.{suffix}" for suffix in value if isinstance(suffix, str))
 
     @property
     def options(self) -> dict[str, Any]:

@@ -17,8 +17,8 @@ import yaml
 import watcherd.outputs.markdown as markdown
 import watcherd.outputs.md as md
 from watcherd.display import utf8_text
-from watcherd.outputs.job import Job
 from watcherd.outputs.facts import Facts, MdTemplate
+from watcherd.outputs.job import Job
 from watcherd.outputs.templates import fill
 
 #: The front matter's keys, in the order written; each is a placeholder of md_template too.
@@ -42,8 +42,8 @@ def front_matter(job: Job, title: str | None, facts: Facts) -> dict[str, Any]:
     """The front matter's values (plain YAML types) of this job."""
     params = job.raw.get("request_params")
     model = params.get("model") if isinstance(params, dict) else None
-    engine = facts.engine or (job.raw.get("engine") if isinstance(job.raw.get("engine"), str)
-                              else "")
+    given = job.raw.get("engine")
+    engine = facts.engine or (given if isinstance(given, str) else "")
     transcription = job.transcription
     return {
         # One line, as the heading shows it (a file name may hold a newline).

@@ -17,10 +17,10 @@ from typing import Any
 
 import watcherd.outputs.note as note
 import watcherd.outputs.summary as summary
+from watcherd.outputs.facts import Facts
 from watcherd.outputs.formats import ALWAYS_TRANSLATED, RENDERERS, TRANSLATED, checked_formats
 from watcherd.outputs.job import Job, read_job
 from watcherd.outputs.naming import with_suffix
-from watcherd.outputs.facts import Facts
 from watcherd.outputs.settings import OutputSettings
 
 # The formats named after the language with subtitle_names = "media".
