@@ -211,9 +211,11 @@ async def render_outputs(
         )
     before = source.written_outputs
     written = await run_on(source.watch_root, write_beside, source, base, settings, job, facts)
-    gone = [p for p in before if Path(p) not in set(written)]
+    gone: list[str] = [p for p in before if Path(p) not in set(written)]
     if gone:
         await run_on(source.watch_root, remove_outputs, gone)
+    if settings.output_dir is not None:
+        gone += await _carry_along(journal, source, settings.output_dir, written)
     recorded = json.dumps([p.name[len(base.name) + 1:] for p in written])
     if record:
         source = journal.annotate(source, actor="user", reason="outputs written again",
@@ -221,6 +223,32 @@ async def render_outputs(
     log.info("transcript_written", source=source.path, job_id=job.get("id"), engine=engine,
              outputs=[str(p) for p in written], removed=gone)
     return source, recorded
+
+
+async def _carry_along(journal: Journal, source: Source, output_dir: Path,
+                       written: Sequence[Path]) -> list[str]:
+    """Remove the output-folder outputs of this content's sources that are no longer there.
+
+    A file moved or renamed within the root is a new path with the same content; beside it,
+    its outputs moved with it, but in an output folder they stay at the old mirrored place.
+    Once the new place has its outputs, the old ones (only those watcherd wrote beneath the
+    output folder, and only for a source whose file is gone) are removed. A copy still there
+    keeps its own.
+    """
+    if source.content_key is None:
+        return []
+    removed: list[str] = []
+    for other in journal.outputs_of_content(source.content_key, other_than=source.path):
+        if await present(other):
+            continue
+        left = [p for p in other.written_outputs
+                if Path(p).is_relative_to(output_dir) and Path(p) not in set(written)]
+        if left:
+            await run_on(other.watch_root, remove_outputs, left)
+            removed += left
+        journal.annotate(other, actor="worker", outputs_json=None,
+                         reason=f"outputs moved with the file to {source.path}")
+    return removed
 
 
 def _stale_json(source: Source, stale: Sequence[str]) -> str | None:

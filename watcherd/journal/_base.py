@@ -332,6 +332,10 @@ class Journal(abc.ABC):
         """Whether another source already owns this output base (``DIR/STEM``)."""
 
     @abc.abstractmethod
+    def outputs_of_content(self, content_key: str, *, other_than: str) -> list[Source]:
+        """Sources with this content but another path whose written outputs are on record."""
+
+    @abc.abstractmethod
     def leader_for(self, content_key: str) -> Source | None:
         """The oldest active source with this content, which alone may create its job."""
 
