@@ -332,3 +332,31 @@ def test_render_moves_outputs_to_a_new_output_dir_and_removes_the_old(
                      "--config", str(config))
     assert again.returncode == 1 and "nope.wav: not in the journal" in again.stderr
     shutil.rmtree(out / "sub")
+
+
+def test_retry_reprocess_renames_through_the_daemon_without_a_new_job(
+        tmp_path: Path, start: Start, sim: GladiaSimulator) -> None:
+    """`retry --reprocess` after a new output_name: the daemon rewrites the outputs from the
+    stored result (no job created) and removes the ones it wrote under the old name."""
+    root = tmp_path / "inbox"
+    root.mkdir()
+    _wav(root / "memo.wav", "reprocess")
+    daemon, config = start(root)
+    wait_until(lambda: (root / "memo.json").exists(), timeout=60, message="outputs")
+    daemon.terminate()
+    creates = _creates(sim)
+    config.write_text(config.read_text(encoding="utf-8") + 'output_name = "{stem}.notes"\n',
+                      encoding="utf-8")
+    daemon = DaemonProcess(config, tmp_path / "daemon2.log").start()
+    try:
+        daemon.wait_for_event("starting")
+        queued = watcherd("retry", "--reprocess", str(root / "memo.wav"), "--config",
+                          str(config))
+        assert queued.returncode == 0, queued.stderr
+        wait_until(lambda: {p.name for p in root.iterdir()} == {
+            "memo.wav", "memo.notes.txt", "memo.notes.json"}, timeout=60,
+            message="renamed outputs, old ones removed")
+        assert _creates(sim) == creates
+        assert daemon.terminate() == 0
+    finally:
+        daemon.stop()
