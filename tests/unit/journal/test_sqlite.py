@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import journal_release01
 from watcherd.errors import JournalError
 from watcherd.journal import SCHEMA_VERSION, FileStat, Journal, JournalLocked
 
@@ -224,14 +225,9 @@ class TestMigrations:
 
     def test_v1_journal_migrates_to_current(self, tmp_path: Path) -> None:
         """A journal at schema 1 with a row opens at the current schema with the row intact."""
-        from watcherd.journal import sqlite as journal_module
-
         path = tmp_path / "old.db"
         conn = sqlite3.connect(path)
-        import sqlite_utils
-
-        journal_module._schema_v1(sqlite_utils.Database(conn, execute_plugins=False))
-        conn.execute("PRAGMA user_version = 1")
+        journal_release01.build(conn, 1)
         conn.execute(
             "INSERT INTO sources (path, watch_root, state, options_json, attempts, job_errors,"
             " created_at, updated_at) VALUES ('/in/a.wav', '/in', 'done', '{}', 0, 0, 1, 1)")
@@ -244,6 +240,72 @@ class TestMigrations:
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         conn.close()
         assert "sources_unsettled" in names
+
+    @staticmethod
+    def _schema(conn: sqlite3.Connection) -> dict[str, object]:
+        """Tables with their columns, indexes with their table, columns and uniqueness."""
+        shape: dict[str, object] = {}
+        for kind, name, table in conn.execute(
+            "SELECT type, name, tbl_name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+        ):
+            if kind == "table":
+                shape[name] = [tuple(r) for r in conn.execute(f'PRAGMA table_info("{name}")')]
+            else:
+                cols = [r[2] for r in conn.execute(f'PRAGMA index_info("{name}")')]
+                unique = [r[2] for r in conn.execute(f'PRAGMA index_list("{table}")')
+                          if r[1] == name]
+                shape[name] = (table, cols, unique)
+        return shape
+
+    def test_sql_files_build_the_schema_release_01_built(self) -> None:
+        """Files 1..3 give the tables, columns and indexes, name for name, that 0.1's
+        sqlite-utils steps gave at schema 3, so old and new journals are the same."""
+        from watcherd.journal import migrations
+        from watcherd.journal.sqlite import MIGRATIONS
+
+        reference = sqlite3.connect(":memory:")
+        journal_release01.build(reference, 3)
+        fresh = sqlite3.connect(":memory:")
+        for step in MIGRATIONS[:3]:
+            for statement in migrations.statements(step.text):
+                fresh.execute(statement)
+        assert self._schema(fresh) == self._schema(reference)
+
+    @pytest.mark.parametrize("made_at", [1, 2, 3])
+    def test_a_release_01_journal_migrates_to_a_new_journals_schema(
+        self, tmp_path: Path, made_at: int
+    ) -> None:
+        """A journal 0.1 made at any version opens at the current one with a new one's schema."""
+        old = tmp_path / "old.db"
+        conn = sqlite3.connect(old)
+        journal_release01.build(conn, made_at)
+        conn.close()
+        for path in (old, tmp_path / "new.db"):
+            with Journal.open(path, exclusive=True):
+                pass
+        shapes = []
+        for path in (old, tmp_path / "new.db"):
+            conn = sqlite3.connect(path)
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+            shapes.append(self._schema(conn))
+            conn.close()
+        assert shapes[0] == shapes[1]
+
+    def test_a_failed_step_leaves_the_version_before(self, tmp_path: Path) -> None:
+        """A step that fails half-way is rolled back whole: no table of it, the old version."""
+        path = tmp_path / "old.db"
+        conn = sqlite3.connect(path)
+        journal_release01.build(conn, 2)
+        conn.execute('CREATE TABLE "meta" ("clash" TEXT)')  # step 3 creates meta: it fails
+        conn.commit()
+        conn.close()
+        with pytest.raises(JournalError):
+            Journal.open(path, exclusive=True)
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        conn.close()
+        assert "job_times" not in tables
 
 
 class TestSettleMany:
