@@ -30,7 +30,7 @@ from watcherd.outputs import FORMATS
 from watcherd.outputs.facts import MdTemplate
 from watcherd.outputs.formats import DEFAULT_OUTPUTS as DEFAULT_OUTPUTS
 from watcherd.outputs.formats import default_outputs as default_outputs
-from watcherd.outputs.job import SPEAKER_NAME_MAX, speaker_name
+from watcherd.outputs.job import SPEAKER_NAME_MAX, speaker_name, speaker_number
 from watcherd.outputs.note import TEMPLATE_FIELDS
 from watcherd.outputs.settings import SUBTITLE_NAMES, OutputSettings, SubtitleNames
 from watcherd.outputs.templates import DEFAULT_NAME, check_fields, check_name
@@ -956,14 +956,15 @@ class _Parser(SectionParser):
             self.expected(key, 'a table such as { 1 = "Alice", 2 = "Bob" }', value)
         found: dict[int, str] = {}
         for label, name in value.items():
-            if not (label.isdigit() and 1 <= int(label) <= 10_000):
+            number = speaker_number(label)
+            if number is None:
                 self.fail(f"{key}.{label}", "expected a speaker's number (1 for \"Speaker 1\", "
                           "2 for \"Speaker 2\"...) as the key")
             clean = speaker_name(name)
             if clean is None:
                 self.expected(f"{key}.{label}", "a name: one line of printable text of at most "
                               f"{SPEAKER_NAME_MAX} characters", name)
-            found[int(label) - 1] = clean
+            found[number] = clean
         return tuple(sorted(found.items()))
 
     def watches(self, value: Any, defaults: WatchDefaults) -> tuple[WatchConfig, ...]:

@@ -20,7 +20,13 @@ from watcherd.display import printable
 from watcherd.errors import SourceError
 from watcherd.folders import Folders
 from watcherd.journal import Journal, Source
-from watcherd.outputs.job import SPEAKER_NAME_MAX, speaker_name, stored_names, with_names
+from watcherd.outputs.job import (
+    SPEAKER_NAME_MAX,
+    speaker_name,
+    speaker_number,
+    stored_names,
+    with_names,
+)
 
 __all__ = ["Rendered", "parse_names", "rename_speakers", "render_sources", "shown_outputs"]
 
@@ -79,18 +85,18 @@ def parse_names(pairs: Sequence[str]) -> dict[int, str | None]:
     found: dict[int, str | None] = {}
     for pair in pairs:
         label, sep, name = pair.partition("=")
-        label = label.strip()
-        if not sep or not label.isdigit() or not 1 <= int(label) <= 10_000:
+        number = speaker_number(label.strip())
+        if not sep or number is None:
             raise ValueError(f"{printable(pair)}: expected NUMBER=NAME, such as 1=Alice (the "
                              "number of \"Speaker 1\"; NUMBER= forgets a name)")
         if not name.strip():
-            found[int(label) - 1] = None
+            found[number] = None
             continue
         clean = speaker_name(name)
         if clean is None:
             raise ValueError(f"{printable(pair)}: a name is one line of printable text of at "
                              f"most {SPEAKER_NAME_MAX} characters")
-        found[int(label) - 1] = clean
+        found[number] = clean
     return found
 
 

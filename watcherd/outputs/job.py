@@ -280,16 +280,24 @@ def speaker_name(value: object) -> str | None:
     return name
 
 
+def speaker_number(label: object) -> int | None:
+    """A speaker's label number as people write it ("1" for "Speaker 1"), 0-based; None for
+    anything else (only ASCII digits: str.isdigit also takes "¹" and other digits)."""
+    if not isinstance(label, str) or not re.fullmatch(r"[0-9]{1,5}", label):
+        return None
+    number = int(label)
+    return number - 1 if 1 <= number <= _MAX_SPEAKER else None
+
+
 def stored_names(job: Mapping[str, Any]) -> dict[int, str]:
     """The names kept in a job's ``watcherd`` block: {"speakers": {"1": "Alice"}} (labels
     1-based, as people see them) -> {0: "Alice"}; anything unusable is left out."""
     block = _mapping(_mapping(job.get(WATCHERD_BLOCK)).get("speakers"))
     found: dict[int, str] = {}
     for key, value in block.items():
-        number = int(key) if isinstance(key, str) and key.isdigit() and len(key) < 6 else 0
-        name = speaker_name(value)
-        if 1 <= number <= _MAX_SPEAKER and name is not None:
-            found[number - 1] = name
+        number, name = speaker_number(key), speaker_name(value)
+        if number is not None and name is not None:
+            found[number] = name
     return found
 
 

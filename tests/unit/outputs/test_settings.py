@@ -149,6 +149,7 @@ def test_names_mirror_the_root_and_fill_every_token() -> None:
 
 @pytest.mark.parametrize(("table", "says"), [
     ({"speakers": {"one": "A"}}, "expected a speaker's number"),
+    ({"speakers": {"\u00b9": "A"}}, "expected a speaker's number"),  # a digit, not ASCII
     ({"speakers": {"1": "A\x07B"}}, "expected a name"),
     ({"speakers": {"1": ""}}, "expected a name"),
     ({"speakers": ["A"]}, "expected a table"),
