@@ -405,6 +405,12 @@ def _defaults_watch(config: Config, path: str) -> WatchConfig:
     return with_extra_watches(_without_watches(config), [Path(path).parent]).watches[0]
 
 
+def _quiet_logging(config: Config) -> None:
+    """Warnings only, on stderr: the command says itself what it wrote."""
+    configure_logging(fmt=config.log_format, level="warning", stream=sys.stderr,
+                      secrets=secret_values(config))
+
+
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @config_option
@@ -420,6 +426,7 @@ def render(paths: tuple[Path, ...], config_path: Path | None) -> None:
     from watcherd.rerender import render_sources, shown_outputs
 
     config = _with_service_journal(_load(config_path, need_key=False))
+    _quiet_logging(config)
     if not journal_exists(config):
         raise JournalError(f"no journal at {config.journal_path}: nothing to render")
     wanted = [str(p.expanduser().resolve()) for p in paths]
@@ -454,6 +461,7 @@ def speakers(file: Path, names: tuple[str, ...], config_path: Path | None) -> No
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     config = _with_service_journal(_load(config_path, need_key=False))
+    _quiet_logging(config)
     if not journal_exists(config):
         raise JournalError(f"no journal at {config.journal_path}: no file is done yet")
     with open_for_command(config, readonly=False) as journal:
