@@ -1,4 +1,4 @@
--- watcherd journal, PostgreSQL schema 3. One row per finished job whose result was stored: the
+-- watcherd journal, SQLite schema 5. One row per finished job whose result was stored: the
 -- hours it was billed (Gladia's billing_time) and its audio's length, by folder, engine and
 -- model, for `status --usage` and the monthly limit; and whether it is to be deleted at Gladia
 -- (the intent, committed with the result, before any DELETE) and whether it was.
@@ -9,13 +9,13 @@ CREATE TABLE remote_jobs (
    watch_root TEXT NOT NULL,
    content_key TEXT NOT NULL,
    model TEXT,
-   billing_seconds DOUBLE PRECISION NOT NULL,
-   audio_seconds DOUBLE PRECISION,
-   finished_at DOUBLE PRECISION NOT NULL,
-   delete_wanted_at DOUBLE PRECISION,
-   delete_attempts BIGINT NOT NULL DEFAULT 0,
-   next_delete_at DOUBLE PRECISION,
-   deleted_at DOUBLE PRECISION
+   billing_seconds REAL NOT NULL,
+   audio_seconds REAL,
+   finished_at REAL NOT NULL,
+   delete_wanted_at REAL,
+   delete_attempts INTEGER NOT NULL DEFAULT 0,
+   next_delete_at REAL,
+   deleted_at REAL
 );
 CREATE INDEX remote_jobs_finished ON remote_jobs(finished_at);
 CREATE INDEX remote_jobs_deletes ON remote_jobs(next_delete_at)
