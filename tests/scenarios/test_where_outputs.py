@@ -239,7 +239,8 @@ def test_markdown_front_matter_reads_back_and_a_template_fills_in(
         "title": wav.name, "date": job["created_at"][:10],
         "duration": round(job["result"]["metadata"]["audio_duration"], 1),
         "language": "en", "speakers": ["Speaker 1", "Speaker 2"], "engine": "gladia",
-        "model": None, "job_id": job["id"], "source": str(wav.resolve()),
+        # The job's request_params.model says which model ran (the simulator echoes it).
+        "model": "solaria-1", "job_id": job["id"], "source": str(wav.resolve()),
     }
     assert "\n---\n\n# Réunion" in md.read_text(encoding="utf-8")
     creates = len(sim.requests())
@@ -256,7 +257,7 @@ def test_markdown_front_matter_reads_back_and_a_template_fills_in(
     text = md.read_text(encoding="utf-8")
     assert _front_matter(text)["job_id"] == job["id"]
     assert f"\n# {wav.name}\n\nOn {job['created_at'][:10]}, 00:0" in text
-    assert f"; Speaker 1, Speaker 2 (gladia , {job['id']}) from {wav.resolve()}." in text
+    assert f"; Speaker 1, Speaker 2 (gladia solaria-1, {job['id']}) from {wav.resolve()}." in text
     assert "**[00:00] Speaker 1:**" in text and text.endswith("{not a field}\n")
     assert len(sim.requests()) == creates
 
