@@ -136,6 +136,54 @@ SELECT value FROM meta WHERE key = :key;
 INSERT INTO meta (key, value) VALUES (:key, :value)
     ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 
+-- Full-text search (sql/*/…_search.sql): one row per utterance of a stored result.
+
+-- name: search_forget
+DELETE FROM search_utterances WHERE content_key = :content_key;
+
+-- name: search_add
+INSERT INTO search_utterances (content_key, start_s, end_s, text)
+    VALUES (:content_key, :start_s, :end_s, :text);
+
+-- name: search_mark
+INSERT INTO search_docs (content_key, indexed_at) VALUES (:content_key, :at)
+    ON CONFLICT (content_key) DO UPDATE SET indexed_at = excluded.indexed_at;
+
+-- name: search_backlog
+-- Stored results not indexed yet (journals from before the index, or a copy's).
+SELECT r.content_key, r.job_json FROM results r
+    WHERE NOT EXISTS (SELECT 1 FROM search_docs d WHERE d.content_key = r.content_key)
+    ORDER BY r.created_at DESC LIMIT :limit;
+
+-- name: search_state
+SELECT (SELECT count(*) FROM results) AS results,
+    (SELECT count(*) FROM search_docs d WHERE EXISTS
+        (SELECT 1 FROM results r WHERE r.content_key = d.content_key)) AS indexed,
+    (SELECT count(*) FROM search_utterances) AS utterances;
+
+-- name: search (sqlite)
+-- The best-ranked matching utterances of done files (bm25: lower is better); :folder is a
+-- stored path prefix ending in '/', or NULL; :since a time, or NULL.
+SELECT s.*, u.start_s, u.end_s,
+    snippet(search_fts, 0, char(2), char(3), '…', 16) AS snippet
+    FROM search_fts JOIN search_utterances u ON u.id = search_fts.rowid
+    JOIN sources s ON s.content_key = u.content_key AND s.state = 'done'
+    WHERE search_fts MATCH :query
+    AND (:folder IS NULL OR substr(s.path, 1, length(:folder)) = :folder)
+    AND (:since IS NULL OR s.done_at >= :since)
+    ORDER BY bm25(search_fts), s.id, u.start_s LIMIT :limit;
+
+-- name: search (postgres)
+SELECT s.*, u.start_s, u.end_s,
+    ts_headline('simple', u.text, q, 'StartSel=' || chr(2) || ', StopSel=' || chr(3)
+        || ', MaxWords=24, MinWords=8, MaxFragments=1, FragmentDelimiter=…') AS snippet
+    FROM (SELECT u.*, ts_rank(u.tsv, q) AS rank, q FROM search_utterances u,
+        to_tsquery('simple', :query) q WHERE u.tsv @@ q) u
+    JOIN sources s ON s.content_key = u.content_key AND s.state = 'done'
+    WHERE (CAST(:folder AS TEXT) IS NULL OR substr(s.path, 1, length(:folder)) = :folder)
+    AND (CAST(:since AS DOUBLE PRECISION) IS NULL OR s.done_at >= :since)
+    ORDER BY u.rank DESC, s.id, u.start_s LIMIT :limit;
+
 -- Only PostgreSQL has several nodes: leases, node names, create intents, notifications.
 -- {SERVER_NOW} is the server's clock in epoch seconds: nodes whose clocks disagree still agree
 -- on when a lease ran out.
