@@ -9,13 +9,21 @@ A query is what a person types: words, ``"a phrase"``, ``prefix*``, ``-word`` to
 It is never handed to the database as syntax: every term becomes a quoted string of the
 index's own query language (FTS5 in SQLite, ``tsquery`` in PostgreSQL), so ``NEAR``, ``OR``,
 a lone ``-``, stray quotes or parentheses are words or nothing, never an error.
+
+Words are cut here, not by the databases (:func:`words`): the index holds each utterance's
+words folded (case, accents, compatibility forms) and separated by single spaces, and a
+query's terms are folded alike, so both backends find exactly the same things whatever the
+text holds (emoji, direction marks, lone surrogates, scripts a server's locale does not know),
+and the snippet's highlight is computed from the same words.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from watcherd.journal._base import Source
@@ -23,7 +31,7 @@ from watcherd.outputs.job import read_job
 
 __all__ = [
     "HIGHLIGHT_END", "HIGHLIGHT_START", "Hit", "IndexState", "QueryError", "Term",
-    "fts5_query", "parse_query", "tsquery", "utterance_rows",
+    "fts5_query", "index_words", "parse_query", "snippet", "tsquery", "utterance_rows", "words",
 ]
 
 #: Around each matched word of a snippet (control characters no transcript keeps: see
@@ -31,11 +39,12 @@ __all__ = [
 HIGHLIGHT_START = "\x02"
 HIGHLIGHT_END = "\x03"
 
-# A term finds something only if it holds a letter or a digit (what both indexes keep).
-_WORDISH = re.compile(r"[^\W_]")
-# The last word of a prefix term, which gets the prefix mark in PostgreSQL.
-_LAST_WORD = re.compile(r"[^\W_]+$")
+# A word is a run of letters and digits (any script); everything else separates words.
+_RUN = re.compile(r"[^\W_]+")
+_NOT_WORD = re.compile(r"[\W_]+")
 _MAX_TERMS = 32
+# A snippet shows this many words before the first match and in all.
+_SNIPPET_BEFORE, _SNIPPET_WORDS = 8, 28
 
 
 class QueryError(ValueError):
@@ -44,9 +53,10 @@ class QueryError(ValueError):
 
 @dataclass(frozen=True)
 class Term:
-    """One thing to find: a word or a phrase (``text``), maybe a prefix, maybe left out."""
+    """One thing to find: folded words in a row (one word, or a phrase), maybe ending in a
+    prefix, maybe left out."""
 
-    text: str
+    words: tuple[str, ...]
     prefix: bool = False
     negated: bool = False
 
@@ -76,17 +86,48 @@ class IndexState:
         return max(0, self.results - self.indexed)
 
 
+# -- words ---------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=65536)
+def _fold(run: str) -> tuple[str, ...]:
+    """The index's words for one run of letters and digits (folding may split it)."""
+    if run.isascii():
+        return (run.lower(),)
+    decomposed = unicodedata.normalize("NFKD", run)
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    return tuple(_NOT_WORD.sub(" ", bare).split())
+
+
+def words(text: str) -> list[tuple[str, int, int]]:
+    """The words of ``text``: (folded word, start, end) with offsets into ``text``."""
+    found = []
+    for match in _RUN.finditer(text):
+        for word in _fold(match.group(0)):
+            found.append((word, match.start(), match.end()))
+    return found
+
+
+def index_words(text: str) -> str:
+    """What the index holds for ``text``: its folded words, one space between."""
+    if text.isascii():
+        return " ".join(_RUN.findall(text.lower()))
+    return " ".join(w for w, _, _ in words(text))
+
+
+# -- queries -------------------------------------------------------------------------------
+
+
 def parse_query(text: str) -> tuple[Term, ...]:
     """The terms of a typed query; QueryError when nothing in it can be looked for."""
     terms: list[Term] = []
     i, n = 0, len(text)
     while i < n:
-        ch = text[i]
-        if ch.isspace():
+        if text[i].isspace():
             i += 1
             continue
         negated = False
-        if ch == "-" and i + 1 < n and not text[i + 1].isspace():
+        if text[i] == "-" and i + 1 < n and not text[i + 1].isspace():
             negated, i = True, i + 1
         if text[i] == '"':
             close = text.find('"', i + 1)
@@ -102,9 +143,9 @@ def parse_query(text: str) -> tuple[Term, ...]:
                 i += 1
             body = text[start:i]
             prefix = body.endswith("*")
-        body = " ".join(body.replace("*", " ").split())
-        if _WORDISH.search(body):
-            terms.append(Term(body, prefix=prefix, negated=negated))
+        found = tuple(w for w, _, _ in words(body))
+        if found:
+            terms.append(Term(found, prefix=prefix, negated=negated))
     if not terms:
         raise QueryError("the search has no word to look for: type a word, a \"phrase\" "
                          "or the start of a word followed by *")
@@ -117,49 +158,92 @@ def parse_query(text: str) -> tuple[Term, ...]:
 
 
 def fts5_query(terms: tuple[Term, ...]) -> str:
-    """SQLite FTS5 query text: each term a quoted string (its own syntax is never used)."""
-    parts = []
+    """SQLite FTS5 query text: each term a quoted string (words hold no quote)."""
+    parts: list[str] = []
     for term in terms:
-        quoted = '"' + term.text.replace('"', '""') + '"' + (" *" if term.prefix else "")
+        quoted = '"' + " ".join(term.words) + '"' + (" *" if term.prefix else "")
         parts.append(("NOT " if term.negated else ("AND " if parts else "")) + quoted)
     return " ".join(parts)
 
 
 def tsquery(terms: tuple[Term, ...]) -> str:
-    """PostgreSQL ``to_tsquery`` text: each term a quoted phrase, parsed by the index's own
-    configuration (so it splits words exactly as the indexed text was split)."""
-    parts = []
+    """PostgreSQL ``to_tsquery`` text: each word quoted, a phrase's joined by ``<->``."""
+    parts: list[str] = []
     for term in terms:
-        text = term.text.replace("\\", " ").replace("'", "''")
-        quoted = f"'{text}'"
+        quoted = [f"'{w}'" for w in term.words]
         if term.prefix:
-            last = _LAST_WORD.search(term.text)
-            head = term.text[:last.start()].strip() if last else term.text
-            if last is not None:
-                tail = f"'{last.group(0)}':*"
-                quoted = tail if not _WORDISH.search(head) else (
-                    "'" + head.replace("\\", " ").replace("'", "''") + "' <-> " + tail)
-        parts.append(("!" if term.negated else "") + f"({quoted})")
+            quoted[-1] += ":*"
+        parts.append(("!" if term.negated else "") + "(" + " <-> ".join(quoted) + ")")
     return " & ".join(parts)
 
 
-def utterance_rows(job: Mapping[str, Any]) -> list[tuple[float, float, str]]:
-    """What one stored result puts in the index: ``(start, end, text)`` per utterance.
+# -- what is stored and shown --------------------------------------------------------------
+
+
+def utterance_rows(job: Mapping[str, Any]) -> list[tuple[float, float, str, str]]:
+    """What one stored result puts in the index: ``(start, end, text, words)`` per utterance.
 
     The job's utterances (its timeline); a job with none but a full transcript is one row at
     0 s. Read leniently (:func:`watcherd.outputs.job.read_job`): odd JSON indexes what it can.
-    The highlight marks are taken out of the text, so only a match can hold them.
     """
     try:
         transcription = read_job(job).transcription
     except ValueError:
         return []
-    rows = [(u.start, u.end, _clean(u.text)) for u in transcription.utterances]
-    rows = [r for r in rows if r[2].strip()]
-    if not rows and transcription.full_transcript.strip():
-        rows = [(0.0, 0.0, _clean(transcription.full_transcript))]
+    said = [(u.start, u.end, u.text) for u in transcription.utterances]
+    if not any(index_words(t) for _, _, t in said) and transcription.full_transcript:
+        said = [(0.0, 0.0, transcription.full_transcript)]
+    rows = []
+    for start, end, text in said:
+        folded = index_words(text)
+        if folded:
+            # The marks are taken out of the shown text, so only a match holds them.
+            shown = text.replace(HIGHLIGHT_START, " ").replace(HIGHLIGHT_END, " ")
+            rows.append((start, end, shown, folded))
     return rows
 
 
-def _clean(text: str) -> str:
-    return text.replace(HIGHLIGHT_START, " ").replace(HIGHLIGHT_END, " ")
+def snippet(text: str, terms: tuple[Term, ...]) -> str:
+    """``text`` around its first match, each matched word between the HIGHLIGHT marks."""
+    found = words(text)
+    folded = [w for w, _, _ in found]
+    marked: set[int] = set()
+    for term in terms:
+        if term.negated:
+            continue
+        size = len(term.words)
+        for i in range(len(folded) - size + 1):
+            if _matches(folded[i:i + size], term):
+                marked.update(range(i, i + size))
+    if not marked:
+        return text
+    first = min(marked)
+    lo = max(0, first - _SNIPPET_BEFORE)
+    hi = min(len(found), lo + _SNIPPET_WORDS)
+    out = ["…"] if lo > 0 else []
+    pos = found[lo][1] if lo > 0 else 0
+    end = found[hi - 1][2] if hi < len(found) else len(text)
+    i = lo
+    while i < hi:
+        if i not in marked:
+            i += 1
+            continue
+        j = i  # a phrase's words are marked as one
+        while j + 1 < hi and j + 1 in marked:
+            j += 1
+        a, b = found[i][1], found[j][2]
+        if a >= pos:
+            out += [text[pos:a], HIGHLIGHT_START, text[a:b], HIGHLIGHT_END]
+            pos = b
+        i = j + 1
+    out.append(text[pos:end])
+    if hi < len(found):
+        out.append("…")
+    return "".join(out).strip()
+
+
+def _matches(window: list[str], term: Term) -> bool:
+    *whole, last = term.words
+    if window[:-1] != whole:
+        return False
+    return window[-1].startswith(last) if term.prefix else window[-1] == last

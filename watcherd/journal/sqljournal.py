@@ -34,6 +34,7 @@ from watcherd.journal.search import (
     QueryError,
     fts5_query,
     parse_query,
+    snippet,
     tsquery,
     utterance_rows,
 )
@@ -431,7 +432,7 @@ class SQLJournal(Journal):
         text = fts5_query(terms) if self.dialect == "sqlite" else tsquery(terms)
         prefix = None if folder is None else self._enc(folder.rstrip("/")) + "/"
         try:
-            rows = list(self._run("search", query=self._text(text), folder=prefix,
+            rows = list(self._run("search", query=text, folder=prefix,
                                   since=since, limit=max(1, limit) * _HITS_READ_PER_FILE))
         except Exception as exc:
             if not self._query_refused(exc):
@@ -448,7 +449,7 @@ class SQLJournal(Journal):
                 found[source.id] = dataclasses.replace(hit, hits=hit.hits + 1)
             elif len(found) < limit:
                 found[source.id] = Hit(source, float(row["start_s"]), float(row["end_s"]),
-                                       str(row["snippet"] or ""), 1)
+                                       snippet(str(row["text"]), terms), 1)
         return list(found.values())
 
     def _query_refused(self, exc: BaseException) -> bool:
@@ -499,9 +500,9 @@ def index_result(execute: Callable[..., Any], dialect: Dialect, content_key: str
     """
     queries = QUERIES[dialect]
     execute(queries["search_forget"], {"content_key": content_key})
-    for start, end, said in utterance_rows(job):
+    for start, end, said, folded in utterance_rows(job):
         execute(queries["search_add"], {"content_key": content_key, "start_s": start,
-                                         "end_s": end, "text": text(said)})
+                                         "end_s": end, "text": text(said), "words": folded})
     execute(queries["search_mark"], {"content_key": content_key, "at": time.time()})
 
 

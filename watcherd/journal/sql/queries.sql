@@ -142,8 +142,8 @@ INSERT INTO meta (key, value) VALUES (:key, :value)
 DELETE FROM search_utterances WHERE content_key = :content_key;
 
 -- name: search_add
-INSERT INTO search_utterances (content_key, start_s, end_s, text)
-    VALUES (:content_key, :start_s, :end_s, :text);
+INSERT INTO search_utterances (content_key, start_s, end_s, text, words)
+    VALUES (:content_key, :start_s, :end_s, :text, :words);
 
 -- name: search_mark
 INSERT INTO search_docs (content_key, indexed_at) VALUES (:content_key, :at)
@@ -164,9 +164,8 @@ SELECT (SELECT count(*) FROM results) AS results,
 -- name: search (sqlite)
 -- The best-ranked matching utterances of done files (bm25: lower is better); :folder is a
 -- stored path prefix ending in '/', or NULL; :since a time, or NULL.
-SELECT s.*, u.start_s, u.end_s,
-    snippet(search_fts, 0, char(2), char(3), '…', 16) AS snippet
-    FROM search_fts JOIN search_utterances u ON u.id = search_fts.rowid
+SELECT s.*, u.start_s, u.end_s, u.text FROM search_fts
+    JOIN search_utterances u ON u.id = search_fts.rowid
     JOIN sources s ON s.content_key = u.content_key AND s.state = 'done'
     WHERE search_fts MATCH :query
     AND (:folder IS NULL OR substr(s.path, 1, length(:folder)) = :folder)
@@ -174,10 +173,8 @@ SELECT s.*, u.start_s, u.end_s,
     ORDER BY bm25(search_fts), s.id, u.start_s LIMIT :limit;
 
 -- name: search (postgres)
-SELECT s.*, u.start_s, u.end_s,
-    ts_headline('simple', u.text, q, 'StartSel=' || chr(2) || ', StopSel=' || chr(3)
-        || ', MaxWords=24, MinWords=8, MaxFragments=1, FragmentDelimiter=…') AS snippet
-    FROM (SELECT u.*, ts_rank(u.tsv, q) AS rank, q FROM search_utterances u,
+SELECT s.*, u.start_s, u.end_s, u.text
+    FROM (SELECT u.*, ts_rank(u.tsv, q) AS rank FROM search_utterances u,
         to_tsquery('simple', :query) q WHERE u.tsv @@ q) u
     JOIN sources s ON s.content_key = u.content_key AND s.state = 'done'
     WHERE (CAST(:folder AS TEXT) IS NULL OR substr(s.path, 1, length(:folder)) = :folder)

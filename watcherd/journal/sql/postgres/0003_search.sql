@@ -1,8 +1,9 @@
 -- watcherd journal, PostgreSQL schema 3: full-text search of stored transcripts.
 -- One row per utterance of each stored result (so a hit knows its time in the recording),
--- keyed by content key like the results, with its tsvector and a GIN index on it. The
--- 'simple' configuration: no stemming or stop words, so a journal of mixed languages is
--- searched alike in every one. Which results are indexed is search_docs: results stored
+-- keyed by content key like the results: its text as said, its words as watcherd cuts and
+-- folds them (journal/search.py: the same for both databases), their tsvector and a GIN
+-- index on it. The 'simple' configuration: no stemming or stop words, so a journal of mixed
+-- languages is searched alike in every one. Which results are indexed is search_docs: results stored
 -- before this version are indexed in the background after the upgrade.
 
 CREATE TABLE search_utterances (
@@ -11,7 +12,8 @@ CREATE TABLE search_utterances (
     start_s     DOUBLE PRECISION NOT NULL,
     end_s       DOUBLE PRECISION NOT NULL,
     text        TEXT NOT NULL,
-    tsv         TSVECTOR GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED
+    words       TEXT NOT NULL,
+    tsv         TSVECTOR GENERATED ALWAYS AS (to_tsvector('simple', words)) STORED
 );
 CREATE INDEX search_utterances_key ON search_utterances (content_key);
 CREATE INDEX search_utterances_tsv ON search_utterances USING GIN (tsv);
