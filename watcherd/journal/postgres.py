@@ -357,6 +357,9 @@ class PostgresJournal(SQLJournal):
             return f"schema {version}, expected {SCHEMA_VERSION}"
         return None
 
+    def _table_missing(self, exc: BaseException) -> bool:
+        return getattr(exc, "sqlstate", None) == "42P01"  # undefined_table
+
     def _query_refused(self, exc: BaseException) -> bool:
         # 42601 syntax_error: to_tsquery's words for "this is no tsquery".
         return getattr(exc, "sqlstate", None) == "42601"

@@ -26,12 +26,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from watcherd.errors import JournalError
 from watcherd.journal._base import Source
 from watcherd.outputs.job import read_job
 
 __all__ = [
-    "HIGHLIGHT_END", "HIGHLIGHT_START", "Hit", "IndexState", "QueryError", "Term",
-    "fts5_query", "index_words", "parse_query", "snippet", "tsquery", "utterance_rows", "words",
+    "HIGHLIGHT_END", "HIGHLIGHT_START", "Hit", "IndexState", "NoSearchIndex", "QueryError",
+    "Term", "format_time", "fts5_query", "index_words", "marked_spans", "parse_query",
+    "snippet", "tsquery", "utterance_rows", "words",
 ]
 
 #: Around each matched word of a snippet (control characters no transcript keeps: see
@@ -49,6 +51,10 @@ _SNIPPET_BEFORE, _SNIPPET_WORDS = 8, 28
 
 class QueryError(ValueError):
     """A query that finds nothing by its form (empty, only left-out words); says what to do."""
+
+
+class NoSearchIndex(JournalError):
+    """The journal predates the index and was opened read-only, so it has none yet."""
 
 
 @dataclass(frozen=True)
@@ -240,6 +246,32 @@ def snippet(text: str, terms: tuple[Term, ...]) -> str:
     if hi < len(found):
         out.append("…")
     return "".join(out).strip()
+
+
+def format_time(seconds: float) -> str:
+    """A time in the recording as people read it: ``M:SS`` or ``H:MM:SS``."""
+    whole = max(0, int(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
+
+
+def marked_spans(snippet_text: str) -> tuple[str, list[tuple[int, int]]]:
+    """A snippet without its marks, and where the marked parts are in that plain text."""
+    plain: list[str] = []
+    spans: list[tuple[int, int]] = []
+    length, opened = 0, None
+    for part in re.split(f"([{HIGHLIGHT_START}{HIGHLIGHT_END}])", snippet_text):
+        if part == HIGHLIGHT_START:
+            opened = length
+        elif part == HIGHLIGHT_END:
+            if opened is not None:
+                spans.append((opened, length))
+            opened = None
+        else:
+            plain.append(part)
+            length += len(part)
+    return "".join(plain), spans
 
 
 def _matches(window: list[str], term: Term) -> bool:

@@ -31,6 +31,7 @@ from watcherd.journal.queries import QUERIES, Dialect, adapt
 from watcherd.journal.search import (
     Hit,
     IndexState,
+    NoSearchIndex,
     QueryError,
     fts5_query,
     parse_query,
@@ -435,6 +436,7 @@ class SQLJournal(Journal):
             rows = list(self._run("search", query=text, folder=prefix,
                                   since=since, limit=max(1, limit) * _HITS_READ_PER_FILE))
         except Exception as exc:
+            self._check_index(exc)
             if not self._query_refused(exc):
                 raise
             raise QueryError(f"the search index cannot read {query!r}; search for plain "
@@ -451,6 +453,19 @@ class SQLJournal(Journal):
                 found[source.id] = Hit(source, float(row["start_s"]), float(row["end_s"]),
                                        snippet(str(row["text"]), terms), 1)
         return list(found.values())
+
+    def _check_index(self, exc: BaseException) -> None:
+        """Raise NoSearchIndex when ``exc`` says the index's tables are missing."""
+        if self._table_missing(exc):
+            raise NoSearchIndex(
+                f"the journal {self.location} has no search index yet (it was made by an "
+                "older watcherd): start the daemon once (`watcherd run` or the service), "
+                "which adds it and indexes the stored transcripts in the background"
+            ) from None
+
+    def _table_missing(self, exc: BaseException) -> bool:
+        """Whether the database says a table does not exist (a connector knows how)."""
+        return False
 
     def _query_refused(self, exc: BaseException) -> bool:
         """Whether the database refused the query text itself (never expected: terms are
@@ -483,7 +498,11 @@ class SQLJournal(Journal):
 
     def search_state(self) -> IndexState:
         """Results stored, results indexed and utterance rows (``doctor`` compares them)."""
-        row = self._run("search_state").fetchone()
+        try:
+            row = self._run("search_state").fetchone()
+        except Exception as exc:
+            self._check_index(exc)
+            raise
         return IndexState(int(row["results"]), int(row["indexed"]), int(row["utterances"]))
 
     def _set_meta(self, key: str, value: str) -> None:
