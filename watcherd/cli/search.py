@@ -10,7 +10,6 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -23,6 +22,7 @@ from watcherd.journal.search import (
     Hit,
     QueryError,
     format_time,
+    hit_json,
     marked_spans,
 )
 
@@ -38,24 +38,6 @@ def parse_since(text: str) -> float:
             f"{text!r} is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM (local time)"
         ) from None
     return when.timestamp()
-
-
-def hit_json(hit: Hit) -> dict[str, Any]:
-    """One hit as ``--json`` prints it (and the status page serves it)."""
-    plain, spans = marked_spans(hit.snippet)
-    done = hit.source.done_at
-    return {
-        "id": hit.source.id,
-        "path": hit.source.path,
-        "start": hit.start,
-        "end": hit.end,
-        "time": format_time(hit.start),
-        "snippet": plain,
-        "matches": [list(span) for span in spans],
-        "hits": hit.hits,
-        "done_at": None if done is None else datetime.fromtimestamp(done).astimezone()
-        .isoformat(timespec="seconds"),
-    }
 
 
 def hit_line(hit: Hit, *, color: bool) -> str:

@@ -23,6 +23,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -32,7 +33,7 @@ from watcherd.outputs.job import read_job
 
 __all__ = [
     "HIGHLIGHT_END", "HIGHLIGHT_START", "Hit", "IndexState", "NoSearchIndex", "QueryError",
-    "Term", "format_time", "fts5_query", "index_words", "marked_spans", "parse_query",
+    "Term", "format_time", "fts5_query", "hit_json", "index_words", "marked_spans", "parse_query",
     "snippet", "tsquery", "utterance_rows", "words",
 ]
 
@@ -272,6 +273,24 @@ def marked_spans(snippet_text: str) -> tuple[str, list[tuple[int, int]]]:
             plain.append(part)
             length += len(part)
     return "".join(plain), spans
+
+
+def hit_json(hit: Hit) -> dict[str, Any]:
+    """One hit as ``--json`` prints it (and the status page serves it)."""
+    plain, spans = marked_spans(hit.snippet)
+    done = hit.source.done_at
+    return {
+        "id": hit.source.id,
+        "path": hit.source.path,
+        "start": hit.start,
+        "end": hit.end,
+        "time": format_time(hit.start),
+        "snippet": plain,
+        "matches": [list(span) for span in spans],
+        "hits": hit.hits,
+        "done_at": None if done is None else datetime.fromtimestamp(done).astimezone()
+        .isoformat(timespec="seconds"),
+    }
 
 
 def _matches(window: list[str], term: Term) -> bool:
