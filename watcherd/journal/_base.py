@@ -404,7 +404,7 @@ class Journal(abc.ABC):
     @abc.abstractmethod
     def search(self, query: str, *, folder: str | None = None, since: float | None = None,
                limit: int = 20) -> list[Hit]:
-        """Done files whose transcript matches ``query``, best first, one hit per file."""
+        """Done files whose transcript matches ``query``, newest first, one hit per file."""
 
     @abc.abstractmethod
     def index_backlog(self, *, limit: int = 50) -> int:

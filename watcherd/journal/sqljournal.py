@@ -43,7 +43,7 @@ from watcherd.journal.stored import SOURCE_FIELDS, job_text
 
 __all__ = ["SQLJournal", "assignments", "index_result", "insert_source"]
 
-# Matching utterances read per file asked for: the hits are grouped by file, best first.
+# Matching utterances read per page, per file asked for (hits are grouped by file).
 _HITS_READ_PER_FILE = 10
 
 
@@ -423,7 +423,7 @@ class SQLJournal(Journal):
 
     def search(self, query: str, *, folder: str | None = None, since: float | None = None,
                limit: int = 20) -> list[Hit]:
-        """Done files whose transcript matches ``query``, best first, one hit per file.
+        """Done files whose transcript matches ``query``, newest first, one hit per file.
 
         ``folder`` keeps files under that folder, ``since`` those finished since then (epoch
         seconds). A query that cannot find anything by its form raises
@@ -432,27 +432,39 @@ class SQLJournal(Journal):
         terms = parse_query(query)
         text = fts5_query(terms) if self.dialect == "sqlite" else tsquery(terms)
         prefix = None if folder is None else self._enc(folder.rstrip("/")) + "/"
+        found: dict[int, Hit] = {}
+        page = max(1, limit) * _HITS_READ_PER_FILE
+        before: int | None = None
+        # Pages of matching utterances, newest first, until ``limit`` files have one (a word
+        # said often in each file would fill a single page with a few files).
+        while len(found) < limit:
+            rows = self._search_page(query, text, prefix, since, before, page)
+            for row in rows:
+                source = self._row(row)
+                if folder is not None and not _under(source.path, folder):
+                    continue
+                hit = found.get(source.id)
+                if hit is not None:
+                    found[source.id] = dataclasses.replace(hit, hits=hit.hits + 1)
+                elif len(found) < limit:
+                    found[source.id] = Hit(source, float(row["start_s"]), float(row["end_s"]),
+                                           snippet(str(row["text"]), terms), 1)
+            if len(rows) < page:
+                break
+            before = int(rows[-1]["utterance_id"])
+        return list(found.values())
+
+    def _search_page(self, query: str, text: str, prefix: str | None, since: float | None,
+                     before: int | None, page: int) -> list[Any]:
         try:
-            rows = list(self._run("search", query=text, folder=prefix,
-                                  since=since, limit=max(1, limit) * _HITS_READ_PER_FILE))
+            return list(self._run("search", query=text, folder=prefix, since=since,
+                                  before=before, limit=page))
         except Exception as exc:
             self._check_index(exc)
             if not self._query_refused(exc):
                 raise
             raise QueryError(f"the search index cannot read {query!r}; search for plain "
                              "words, a \"phrase\" or a prefix*") from None
-        found: dict[int, Hit] = {}
-        for row in rows:
-            source = self._row(row)
-            if folder is not None and not _under(source.path, folder):
-                continue
-            hit = found.get(source.id)
-            if hit is not None:
-                found[source.id] = dataclasses.replace(hit, hits=hit.hits + 1)
-            elif len(found) < limit:
-                found[source.id] = Hit(source, float(row["start_s"]), float(row["end_s"]),
-                                       snippet(str(row["text"]), terms), 1)
-        return list(found.values())
 
     def _check_index(self, exc: BaseException) -> None:
         """Raise NoSearchIndex when ``exc`` says the index's tables are missing."""

@@ -162,24 +162,28 @@ SELECT (SELECT count(*) FROM results) AS results,
     (SELECT count(*) FROM search_utterances) AS utterances;
 
 -- name: search (sqlite)
--- The best-ranked matching utterances of done files (bm25: lower is better); :folder is a
--- stored path prefix ending in '/', or NULL; :since a time, or NULL.
-SELECT s.*, u.start_s, u.end_s, u.text FROM search_fts
+-- The matching utterances of done files, the newest indexed first: FTS5 walks its index
+-- backwards and stops at the limit, so a word said in every transcript costs no more than a
+-- rare one (a rank, bm25, would score every match first). :folder is a stored path prefix
+-- ending in '/', or NULL; :since a time, or NULL; :before the utterance the last page ended
+-- at, or NULL.
+SELECT s.*, u.id AS utterance_id, u.start_s, u.end_s, u.text FROM search_fts
     JOIN search_utterances u ON u.id = search_fts.rowid
     JOIN sources s ON s.content_key = u.content_key AND s.state = 'done'
-    WHERE search_fts MATCH :query
+    WHERE search_fts MATCH :query AND (:before IS NULL OR search_fts.rowid < :before)
     AND (:folder IS NULL OR substr(s.path, 1, length(:folder)) = :folder)
     AND (:since IS NULL OR s.done_at >= :since)
-    ORDER BY bm25(search_fts), s.id, u.start_s LIMIT :limit;
+    ORDER BY search_fts.rowid DESC LIMIT :limit;
 
 -- name: search (postgres)
-SELECT s.*, u.start_s, u.end_s, u.text
-    FROM (SELECT u.*, ts_rank(u.tsv, q) AS rank FROM search_utterances u,
-        to_tsquery('simple', :query) q WHERE u.tsv @@ q) u
+-- As SQLite's: the newest indexed first.
+SELECT s.*, u.id AS utterance_id, u.start_s, u.end_s, u.text FROM search_utterances u
     JOIN sources s ON s.content_key = u.content_key AND s.state = 'done'
-    WHERE (CAST(:folder AS TEXT) IS NULL OR substr(s.path, 1, length(:folder)) = :folder)
+    WHERE u.tsv @@ to_tsquery('simple', :query)
+    AND (CAST(:before AS BIGINT) IS NULL OR u.id < :before)
+    AND (CAST(:folder AS TEXT) IS NULL OR substr(s.path, 1, length(:folder)) = :folder)
     AND (CAST(:since AS DOUBLE PRECISION) IS NULL OR s.done_at >= :since)
-    ORDER BY u.rank DESC, s.id, u.start_s LIMIT :limit;
+    ORDER BY u.id DESC LIMIT :limit;
 
 -- Only PostgreSQL has several nodes: leases, node names, create intents, notifications.
 -- {SERVER_NOW} is the server's clock in epoch seconds: nodes whose clocks disagree still agree
