@@ -34,6 +34,7 @@ from watcherd.journal.configured import (
     open_for_node,
 )
 from watcherd.log import redact_also
+from watcherd.notify import Notifications
 from watcherd.pause import JournalPause, clear_pause, write_pause
 from watcherd.progress import ProgressBoard
 from watcherd.service import Notifier, status_text
@@ -208,6 +209,7 @@ class Daemon:
         )
         helpers: list[asyncio.Future[None]] = []
         web: WebServer | None = None
+        notices: Notifications | None = None
         try:
             web = await start_web(config.http, journal, progress=self.progress,
                                   activity=activity, api=self.api_requests,
@@ -230,6 +232,9 @@ class Daemon:
                 asyncio.ensure_future(self._startup(watcher, worker, journal, activity)),
                 asyncio.ensure_future(self._reconcile(worker, journal)),
             ]
+            if config.notify.enabled:
+                notices = _notifications(config, journal, worker, health, engine)
+                helpers.append(asyncio.ensure_future(notices.run()))
             stop = asyncio.Event()
             waiter = loop.create_task(self._generation_done.wait())
             runner = loop.create_task(worker.run(stop))
@@ -248,6 +253,9 @@ class Daemon:
         finally:
             for helper in helpers:
                 helper.cancel()
+            if notices is not None:
+                journal.listeners.remove(notices.transition)
+                health.on_paused.remove(notices.paused)
             watcher.stop()
             if web is not None:
                 await web.close()
@@ -373,6 +381,24 @@ def _show_pause(journal_path: Path, pause: JournalPause | None) -> None:
         clear_pause(journal_path)
     else:
         write_pause(journal_path, pause)
+
+
+def _notifications(config: Config, journal: Journal, worker: Worker, health: ApiHealth,
+              engine: Engines) -> Notifications:
+    """Notifications for this generation: files done or failed, and each pause."""
+    notices = Notifications(config.notify)
+    journal.listeners.append(notices.transition)
+    health.on_paused.append(notices.paused)
+
+    def journal_paused(pause: JournalPause | None) -> None:
+        if pause is not None:
+            notices.paused(pause.describe() + "; free space or fix the disk, work resumes "
+                            "by itself")
+
+    worker.on_pause_change(journal_paused)
+    if not engine.for_worker():
+        notices.paused(f"no engine can transcribe: {engine.problem()}")
+    return notices
 
 
 def _worker(config: Config, journal: Journal, engines: Engines, folders: Folders) -> Worker:
