@@ -21,12 +21,14 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import structlog
 
 from watcherd.config import NotifyConfig, NotifyRoute
 from watcherd.display import printable
 from watcherd.journal import Source
+from watcherd.log import redact_also
 
 log = structlog.get_logger("watcherd.notify")
 
@@ -81,8 +83,10 @@ class Notifications:
         self._last_sent: dict[NotifyRoute, float] = {}
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Apprise names its targets in its own log lines: only its errors, and redacted.
+        # Apprise names its targets in its own log lines: only its errors, and redacted,
+        # the parts of each URL too (a token is often its path or its password).
         logging.getLogger("apprise").setLevel(logging.ERROR)
+        redact_also(url_parts(config))
 
     # -- events in ---------------------------------------------------------------------------
 
@@ -167,6 +171,19 @@ class Notifications:
         log.warning("notify_failed", title=title, attempts=ATTEMPTS, targets=len(urls),
                     hint="check [notify] urls (watcherd doctor --notify sends a test); the "
                          "files themselves are not affected")
+
+
+def url_parts(config: NotifyConfig) -> list[str]:
+    """Every URL of ``config`` and the parts of each that may be a secret."""
+    parts: list[str] = []
+    routes = [config.urls, *(route.urls for _, route in config.watches)]
+    for url in (u.reveal() for urls in routes for u in urls):
+        parts.append(url)
+        with contextlib.suppress(ValueError):
+            split = urlsplit(url)
+            parts += [p for p in (split.password, split.username, split.path.strip("/"),
+                                  split.query, *split.path.split("/")) if p and len(p) >= 4]
+    return parts
 
 
 def message(batch: _Batch) -> tuple[str, str]:
