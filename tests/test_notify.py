@@ -221,3 +221,15 @@ def test_the_daemon_tells_when_a_file_is_done(tmp_path: Path, sim: GladiaSimulat
         assert str(receiver.port) not in (tmp_path / "daemon.log").read_text()
     finally:
         assert daemon.terminate() == 0
+
+
+def test_doctor_notify_reports_each_route(tmp_path: Path, receiver: Receiver) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(f'[notify]\nurls = ["json://127.0.0.1:{receiver.port}/doc"]\n'
+                      f'[[watch]]\npath = "{tmp_path}"\n', encoding="utf-8")
+    plain = watcherd("doctor", "--config", str(config)).stdout
+    assert "doctor --notify` sends a test" in plain and not receiver.received
+    sent = watcherd("doctor", "--notify", "--config", str(config)).stdout
+    assert "test sent through [notify]" in sent
+    assert "test notification" in json.dumps(receiver.received[0][2])
+    assert str(receiver.port) not in sent

@@ -108,3 +108,33 @@ def test_an_upgraded_journal_is_indexed_after_ready(
         assert code == 0 and str((inbox / "a.wav").resolve()) in {h["path"] for h in hits}
     finally:
         assert again.terminate() == 0
+
+
+def test_doctor_checks_the_search_index(tmp_path: Path) -> None:
+    """In step, behind (a backlog), or missing (a journal from before the index)."""
+    from watcherd.journal import FileStat, Journal
+
+    config = write_config(tmp_path / "config.toml", api_url="http://127.0.0.1:9",
+                          api_key=KEY, journal=tmp_path / "journal.db", watches=[tmp_path])
+    with Journal.open(tmp_path / "journal.db", exclusive=True) as j:
+        [s] = j.observe_many([(str(tmp_path / "a.wav"), str(tmp_path), FileStat(1, 1, 1, 1),
+                               "{}")])
+        s = j.transition(s, "pending", actor="t", content_key="k", sha256="k")
+        j.store_result(s, {"result": {"transcription": {"utterances": [
+            {"start": 1.0, "end": 2.0, "text": "budget"}]}}})
+
+    def line() -> str:
+        out = watcherd("doctor", "--config", str(config)).stdout
+        return next(x for x in out.splitlines() if "search index" in x)
+
+    assert "in step with the journal: 1 transcripts" in line()
+    db = sqlite3.connect(tmp_path / "journal.db")
+    db.execute("DELETE FROM search_docs")
+    db.commit()
+    assert "1 of 1 stored transcripts are not indexed yet" in line()
+    for statement in ("DROP TABLE search_fts", "DROP TABLE search_utterances",
+                      "DROP TABLE search_docs", "PRAGMA user_version = 3"):
+        db.execute(statement)
+    db.commit()
+    db.close()
+    assert "none yet" in line()
