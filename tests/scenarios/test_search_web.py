@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests import test_web_browser as web_browser
 from tests.daemon_harness import wait_until
-from tests.test_web_harness import RunningWeb
+from tests.scenarios import test_web_browser as web_browser
+from tests.unit.web.test_harness import RunningWeb
 from watcherd.journal import FileStat, Journal
 
 StartWeb = Callable[..., RunningWeb]

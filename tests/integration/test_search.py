@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import journal_release01
-from tests import test_journal_backends as backends
-from tests.test_journal_backends import AnyJournal, on_fixture
+from tests.integration import test_journal_backends as backends
+from tests.integration.test_journal_backends import AnyJournal, on_fixture
 from watcherd.journal import FileStat, Journal, Source
 from watcherd.journal.copy import copy_journal
 from watcherd.journal.postgres import PostgresJournal
