@@ -219,7 +219,8 @@ def test_diarized_translated_summarised_outputs(tmp_path: Path, sim: GladiaSimul
         f"# Summary of meeting.wav\n\n{summary}\n")
 
     report = (folder / "meeting.md").read_text(encoding="utf-8")
-    assert report.startswith("# meeting.wav\n")
+    assert report.startswith("---\ntitle: meeting.wav\n")  # front matter, then the report
+    assert "\n---\n\n# meeting.wav\n" in report
     assert f"## Summary\n\n{summary}\n" in report
     assert f"**[00:00] Speaker 1:** {' '.join(utterances[0])}\n" in report
     assert f"### fr\n\n**[00:00] Speaker 1:** {' '.join(translate_words(utterances[0], 'fr'))}" \

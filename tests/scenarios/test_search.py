@@ -133,7 +133,7 @@ def test_doctor_checks_the_search_index(tmp_path: Path) -> None:
     db.commit()
     assert "1 of 1 stored transcripts are not indexed yet" in line()
     for statement in ("DROP TABLE search_fts", "DROP TABLE search_utterances",
-                      "DROP TABLE search_docs", "PRAGMA user_version = 3"):
+                      "DROP TABLE search_docs", "PRAGMA user_version = 4"):
         db.execute(statement)
     db.commit()
     db.close()

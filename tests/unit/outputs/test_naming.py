@@ -198,7 +198,8 @@ def test_newline_quote_and_colon_names_work(tmp_path: Path) -> None:
         b'a\nb "c" \'d\':e \xe9t\xe9.summary.md']
     # The Markdown title shows the undecodable bytes as U+FFFD, never a lone surrogate.
     md = write_outputs(base, ["md"], {**JOB, "file": {}})[0]
-    assert md.read_text(encoding="utf-8").startswith('# a b "c" \'d\':e \ufffdt\ufffd\n')
+    body = md.read_text(encoding="utf-8").split("---\n", 2)[2]  # after the front matter
+    assert body.startswith('\n# a b "c" \'d\':e \ufffdt\ufffd\n')
 
 
 # -- language codes from the API ----------------------------------------------------------

@@ -808,7 +808,7 @@ def md_section(text: str, heading: str) -> str:
 
 def test_md_report_has_details_summary_speakers_and_timestamped_transcript() -> None:
     """The md report names the source, shows duration and job, and each utterance with its time."""
-    text = render("md", DONE_JOB)
+    text = render("md", DONE_JOB).split("---\n", 2)[2].lstrip("\n")  # after the front matter
     assert text.startswith("# meeting-0504.mp3\n\n")
     assert "- **Duration:** 00:12\n" in text
     assert "- **Speakers:** 2\n" in text

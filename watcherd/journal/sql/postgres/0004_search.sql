@@ -1,4 +1,4 @@
--- watcherd journal, PostgreSQL schema 3: full-text search of stored transcripts.
+-- watcherd journal, PostgreSQL schema 4: full-text search of stored transcripts.
 -- One row per utterance of each stored result (so a hit knows its time in the recording),
 -- keyed by content key like the results: its text as said, its words as watcherd cuts and
 -- folds them (journal/search.py: the same for both databases), their tsvector and a GIN
