@@ -8,6 +8,7 @@ import copy
 import dataclasses
 import hashlib
 import importlib
+import importlib.util
 import ipaddress
 import os
 import re
@@ -103,7 +104,7 @@ MIN_SCAN_INTERVAL_SECONDS = 5.0
 # The core tables; each engine's own table ([gladia], [local]) is allowed as well.
 _TOP_KEYS = (
     "engine", "journal", "log", "scan", "callback", "webhook", "defaults",
-    "hooks", "metrics", "retry", "http", "node",
+    "hooks", "notify", "metrics", "retry", "http", "node",
     "watch",
 )
 _CALLBACK_KEYS = ("listen", "public_url")
@@ -116,7 +117,7 @@ WEBHOOK_SECRET_PREFIX = "whsec_"
 _DEFAULTS_KEYS = ("outputs", "settle_seconds", "recursive", "include", "exclude", "poll", "options",
                   "fallback", "follow_links", "output_dir", "output_name", "subtitle_names",
                   "md_template", "speakers", "delete_after")
-_WATCH_KEYS = ("path", "id", "engine", *_DEFAULTS_KEYS)
+_WATCH_KEYS = ("path", "id", "engine", "notify", *_DEFAULTS_KEYS)
 _JOURNAL_KEYS = ("path", "url", "lease_seconds")
 #: A watch id: what the shared journal stores paths relative to (letters, digits, . _ -).
 WATCH_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -243,6 +244,35 @@ class HooksConfig:
     timeout_seconds: float = 60.0
 
 
+#: What ``[notify] on`` may name: a file done, a file failed, work paused for a person.
+NOTIFY_EVENTS = ("done", "failed", "paused")
+NOTIFY_EXTRA_HINT = "install the extra: pip install 'watcherd[notify]' (it brings Apprise)"
+
+
+@dataclass(frozen=True)
+class NotifyRoute:
+    """Where one watch's notifications go: Apprise URLs (secrets) and the events sent."""
+
+    urls: tuple[Secret, ...] = ()
+    on: tuple[str, ...] = NOTIFY_EVENTS
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """The ``[notify]`` table (watcherd.notify): URLs, events, batching, per-watch routes."""
+
+    urls: tuple[Secret, ...] = ()
+    on: tuple[str, ...] = NOTIFY_EVENTS
+    batch_seconds: float = 60.0
+    #: ``[[watch]] notify = {...}`` by watch root: that folder's own URLs and events.
+    watches: tuple[tuple[Path, NotifyRoute], ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any notification can be sent at all."""
+        return bool(self.urls) or any(route.urls for _, route in self.watches)
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
@@ -263,6 +293,7 @@ class Config:
     # With fallback = "local", how long Gladia must be unreachable before a file goes local.
     fallback_after_seconds: float = 600.0
     hooks: HooksConfig = field(default_factory=HooksConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
     # A Prometheus textfile (node_exporter's textfile collector) refreshed while running.
     metrics_textfile: Path | None = None
     # Every retry wait and budget ([retry]; the defaults suit production).
@@ -590,6 +621,7 @@ class _Parser(SectionParser):
                 engine_fields.update(section.config_fields(value))
         engine, fallback_after = self.attempt(lambda: self.engine(data), ("auto", 600.0))
         hooks = self.attempt(lambda: self.hooks(data), HooksConfig())
+        notify = self.attempt(lambda: self.notify(data), NotifyConfig())
         retry = self.attempt(lambda: self.retry(data), RetryPolicy())
         textfile = self.attempt(lambda: self.metrics(data), None)
         no_journal: tuple[str | None, Path, float] = (None, default_journal_path(),
@@ -640,6 +672,7 @@ class _Parser(SectionParser):
             webhook=webhook,
             fallback_after_seconds=fallback_after,
             hooks=hooks,
+            notify=notify,
             metrics_textfile=textfile,
             retry=retry,
             http=http,
@@ -672,6 +705,47 @@ class _Parser(SectionParser):
             timeout_seconds=self.number(table.get("timeout_seconds", 60.0),
                                         "hooks.timeout_seconds", minimum=0.1),
         )
+
+    def notify_route(self, table: Any, key: str, *, default: NotifyRoute) -> NotifyRoute:
+        """``urls`` and ``on`` of a notify table (a missing key keeps ``default``'s)."""
+        if not isinstance(table, dict):
+            self.expected(key, "a table", table)
+        self.check_keys(table, ("urls", "on", "batch_seconds") if key == "notify"
+                        else ("urls", "on"), key)
+        urls = default.urls
+        if "urls" in table:
+            if not isinstance(table["urls"], list):
+                self.expected(f"{key}.urls", "an array of Apprise URLs", table["urls"],
+                              secret=True)
+            for index, url in enumerate(table["urls"], start=1):
+                # Secret: a URL holds a token or a password; only its kind is ever shown.
+                self.string(url, f"{key}.urls[{index}]", secret=True)
+                if "://" not in url:
+                    self.fail(f"{key}.urls[{index}]", "expected an Apprise URL such as "
+                              "ntfy://ntfy.sh/TOPIC or json://host/path (see "
+                              "https://github.com/caronc/apprise/wiki)")
+            urls = tuple(Secret(u.strip()) for u in table["urls"])
+        on = default.on
+        if "on" in table:
+            on = tuple(self.choice(v, f"{key}.on", NOTIFY_EVENTS)
+                       for v in self.strings(table["on"], f"{key}.on"))
+        return NotifyRoute(urls, on)
+
+    def notify(self, data: Mapping[str, Any]) -> NotifyConfig:
+        table = self.table(data, "notify", "notify")
+        route = self.notify_route(table, "notify", default=NotifyRoute())
+        batch = self.number(table.get("batch_seconds", 60.0), "notify.batch_seconds",
+                            minimum=0)
+        watches = []
+        for number, watch in enumerate(data.get("watch", []) or [], start=1):
+            if isinstance(watch, dict) and "notify" in watch and "path" in watch:
+                own = self.notify_route(watch["notify"], f"watch[{number}].notify",
+                                        default=route)
+                watches.append((self.path(watch["path"], f"watch[{number}].path"), own))
+        config = NotifyConfig(route.urls, route.on, batch, tuple(watches))
+        if config.enabled and importlib.util.find_spec("apprise") is None:
+            self.fail("notify", f"sending notifications needs Apprise: {NOTIFY_EXTRA_HINT}")
+        return config
 
     def retry(self, data: Mapping[str, Any]) -> RetryPolicy:
         table = self.table(data, "retry", "retry")

@@ -20,6 +20,7 @@ from watcherd.config import Config, WatchConfig, WatchDefaults, engine_sections
 from watcherd.configkit import Note as Note
 from watcherd.configkit import Row as Row
 from watcherd.configkit import deep_merge
+from watcherd.credentials import Secret
 from watcherd.log import REDACTED
 from watcherd.retry import RETRY_KEYS
 
@@ -137,6 +138,12 @@ def _watch(watch: WatchConfig, defaults: WatchDefaults) -> list[str]:
     return lines
 
 
+def _notify_rows(urls: Sequence[Secret], on: Sequence[str]) -> list[Row | Note]:
+    # The URLs as given: `config show` replaces each (a secret) by *** when it prints.
+    return [("urls", [u.reveal() for u in urls]) if urls
+            else Note("urls: not set (no notifications)"), ("on", list(on))]
+
+
 def effective_toml(config: Config) -> str:
     """``config`` as a config file: every section of config.example.toml, defaults applied."""
     hooks, retry, http = config.hooks, config.retry, config.http
@@ -151,6 +158,8 @@ def effective_toml(config: Config) -> str:
         ("hooks", [_optional("on_done", list(hooks.on_done) or None, "no command"),
                    _optional("on_failed", list(hooks.on_failed) or None, "no command"),
                    ("timeout_seconds", hooks.timeout_seconds)]),
+        ("notify", [*_notify_rows(config.notify.urls, config.notify.on),
+                    ("batch_seconds", config.notify.batch_seconds)]),
         ("metrics", [_optional("textfile", config.metrics_textfile, "no metrics file")]),
         ("retry", [(key, getattr(retry, name)) for key, name in RETRY_KEYS.items()]),
         ("http", [("listen", http.listen),
@@ -166,8 +175,12 @@ def effective_toml(config: Config) -> str:
              "# as ***. Saved as a file (with any *** written back), it loads to the same."]
     for name, rows in sections:
         lines += _table(f"[{name}]", rows)
+    routes = dict(config.notify.watches)
     for watch in config.watches:
         lines += _watch(watch, config.defaults)
+        if watch.path in routes:
+            lines += _table("[watch.notify]", _notify_rows(routes[watch.path].urls,
+                                                           routes[watch.path].on))
     if not config.watches:
         lines += ["", "# nothing to watch: pass --watch DIR or add a [[watch]] table"]
     return "\n".join(lines) + "\n"

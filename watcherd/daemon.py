@@ -34,6 +34,7 @@ from watcherd.journal.configured import (
     open_for_node,
 )
 from watcherd.log import redact_also
+from watcherd.notify import Notifications
 from watcherd.outputs.settings import OutputSettings
 from watcherd.pause import JournalPause, clear_pause, write_pause
 from watcherd.progress import ProgressBoard
@@ -52,6 +53,8 @@ log = structlog.get_logger("watcherd.daemon")
 
 #: The start-up and reconcile scans hand paths to the worker this many at a time.
 SCAN_BATCH = 1000
+# Stored transcripts indexed per transaction when an upgraded journal fills its search index.
+BACKLOG_BATCH = 20
 
 
 class Daemon:
@@ -208,6 +211,7 @@ class Daemon:
         )
         helpers: list[asyncio.Future[None]] = []
         web: WebServer | None = None
+        notices: Notifications | None = None
         try:
             web = await start_web(config.http, journal, progress=self.progress,
                                   activity=activity, api=self.api_requests,
@@ -233,6 +237,9 @@ class Daemon:
                 asyncio.ensure_future(self._startup(watcher, worker, journal, activity)),
                 asyncio.ensure_future(self._reconcile(worker, journal)),
             ]
+            if config.notify.enabled:
+                notices = _notifications(config, journal, worker, health, engine)
+                helpers.append(asyncio.ensure_future(notices.run()))
             stop = asyncio.Event()
             waiter = loop.create_task(self._generation_done.wait())
             runner = loop.create_task(worker.run(stop))
@@ -251,6 +258,9 @@ class Daemon:
         finally:
             for helper in helpers:
                 helper.cancel()
+            if notices is not None:
+                journal.listeners.remove(notices.transition)
+                health.on_paused.remove(notices.paused)
             watcher.stop()
             if web is not None:
                 await web.close()
@@ -299,12 +309,32 @@ class Daemon:
                 log.error("journal_damaged", journal=display_location(self.config), error=damage,
                           hint="stop watcherd and move the journal aside: it is rebuilt from "
                           "the outputs at the next start, nothing is paid twice")
+        await self._index_backlog(journal)
         await scan
         while True:
             with contextlib.suppress(JournalUnavailable):  # the worker says it, and pauses
                 activity.write_metrics()
             await asyncio.sleep(self.status_interval)
             self.notifier.status(_status_line(journal, worker))
+
+    async def _index_backlog(self, journal: Journal) -> None:
+        """Index stored transcripts the search index lacks (a journal from before it).
+
+        After READY=1 and in small batches on the loop, so the worker's transactions go
+        between them: an upgrade never delays the start, and a big journal fills over time.
+        """
+        indexed = 0
+        while True:
+            try:
+                count = journal.index_backlog(limit=BACKLOG_BATCH)
+            except JournalUnavailable:
+                return  # the worker says it and pauses; the next start goes on
+            if not count:
+                break
+            indexed += count
+            await asyncio.sleep(0.01)
+        if indexed:
+            log.info("search_index_filled", transcripts=indexed)
 
     def _scan(self, worker: Worker) -> None:
         """Walk every root and hint each file (runs in a thread)."""
@@ -356,6 +386,24 @@ def _show_pause(journal_path: Path, pause: JournalPause | None) -> None:
         clear_pause(journal_path)
     else:
         write_pause(journal_path, pause)
+
+
+def _notifications(config: Config, journal: Journal, worker: Worker, health: ApiHealth,
+              engine: Engines) -> Notifications:
+    """Notifications for this generation: files done or failed, and each pause."""
+    notices = Notifications(config.notify)
+    journal.listeners.append(notices.transition)
+    health.on_paused.append(notices.paused)
+
+    def journal_paused(pause: JournalPause | None) -> None:
+        if pause is not None:
+            notices.paused(pause.describe() + "; free space or fix the disk, work resumes "
+                            "by itself")
+
+    worker.on_pause_change(journal_paused)
+    if not engine.for_worker():
+        notices.paused(f"no engine can transcribe: {engine.problem()}")
+    return notices
 
 
 def _worker(config: Config, journal: Journal, engines: Engines, folders: Folders) -> Worker:

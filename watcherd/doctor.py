@@ -366,8 +366,10 @@ def diagnose(
     limits_dir: Path = INOTIFY_DIR,
     walk_seconds: float = WALK_SECONDS,
     created: frozenset[Path] = frozenset(),
+    notify_test: bool = False,
 ) -> list[Finding]:
-    """Every check, in the order a person would fix things (``created``: --watch roots)."""
+    """Every check, in the order a person would fix things (``created``: --watch roots;
+    ``notify_test``: send a test notification to each route)."""
     found = check_config(config)
     found += check_engine(config, local_installed=local_engine_installed())
     api = asyncio.run(check_api(config))
@@ -381,8 +383,55 @@ def diagnose(
         found += check_database(config)
     else:
         found += check_journal(config.journal_path)
+    found += check_search(config)
+    found += check_notify(config, send=notify_test)
     found.append(check_page(config))
     return found
+
+
+def check_search(config: Config) -> list[Finding]:
+    """The search index is there and in step with the stored transcripts."""
+    from watcherd.journal.configured import journal_exists, open_for_command
+    from watcherd.journal.search import NoSearchIndex
+
+    topic = "search index"
+    if not journal_exists(config):
+        return []
+    fill = ("start the daemon (`watcherd run` or the service): it adds the index and "
+            "indexes stored transcripts in the background")
+    try:
+        with open_for_command(config, readonly=True) as journal:
+            state = journal.search_state()
+            journal.search("watcherd", limit=1)  # the index answers a query
+    except NoSearchIndex:
+        return [Finding("WARN", topic, "none yet: the journal was made by an older watcherd",
+                        fill)]
+    except Exception as exc:  # the journal check above already says why it cannot be read
+        return [Finding("WARN", topic, f"cannot be read: {type(exc).__name__}: {exc}")]
+    if state.backlog:
+        return [Finding("WARN", topic, f"{state.backlog} of {state.results} stored "
+                        "transcripts are not indexed yet", "a running daemon indexes them in "
+                        "the background; " + fill)]
+    return [_ok(topic, f"in step with the journal: {state.results} transcripts, "
+                       f"{state.utterances} utterances")]
+
+
+def check_notify(config: Config, *, send: bool) -> list[Finding]:
+    """The notification routes; with ``send``, a test message to each one."""
+    topic = "notifications"
+    notify = config.notify
+    if not notify.enabled:
+        return [_ok(topic, "off (no [notify] urls)")] if send else []
+    if not send:
+        return [_ok(topic, f"on for {', '.join(notify.on) or 'nothing'}; "
+                           "`watcherd doctor --notify` sends a test")]
+    from watcherd.notify import send_test
+
+    return [_ok(topic, f"test sent through {label}") if delivered else
+            Finding("FAIL", topic, f"the test through {label} was not delivered",
+                    "check the URL (https://github.com/caronc/apprise/wiki) and that its "
+                    "service is reachable from this machine")
+            for label, delivered in send_test(notify)]
 
 
 #: Clock skew with the database server that doctor warns about. Leases use the server's

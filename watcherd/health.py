@@ -30,6 +30,9 @@ class ApiHealth:
         self.auth_problem: str | None = None
         self.auth_problem_at = 0.0
         self._on_recovered: list[Callable[[], None]] = []
+        #: Called with what to do when remote work pauses for a person (a key refused, a
+        #: plan's limit reached): notifications hear it here.
+        self.on_paused: list[Callable[[str], None]] = []
 
     def subscribe(self, on_recovered: Callable[[], None]) -> None:
         """Call ``on_recovered`` (on the loop) when the API answers again after an outage."""
@@ -55,10 +58,20 @@ class ApiHealth:
             log.info("gladia_key_accepted")
             self.auth_problem = None
 
+    def paused(self, what: str) -> None:
+        """Remote work waits for a person: tell whoever listens (never raises)."""
+        for listener in self.on_paused:
+            try:
+                listener(what)
+            except Exception:
+                log.exception("pause_listener_failed")
+
     def key_rejected(self, exc: AuthError) -> None:
         """The key was rejected: pause remote work and re-check it now and then."""
         if self.auth_problem is None:
             log.error("gladia_key_rejected", error=exc.describe(),
                       hint="remote work is paused; fix the key and restart or send SIGHUP")
+            self.paused(f"the Gladia API key was refused ({exc.describe()}); remote work "
+                        "is paused: fix [gladia] api_key and restart or send SIGHUP")
         self.auth_problem = exc.describe()
         self.auth_problem_at = time.time()

@@ -62,14 +62,15 @@ class HttpError(Exception):
 
 @dataclass(frozen=True)
 class Request:
-    """One parsed request: method, path (query dropped), lower-case headers, body, and the
-    client's address ("" where it is not known)."""
+    """One parsed request: method, path (query apart), lower-case headers, body, the
+    client's address ("" where it is not known) and the query string (after "?", raw)."""
 
     method: str
     path: str
     headers: Mapping[str, str]
     body: bytes = b""
     peer: str = ""
+    query: str = ""
 
 
 def check_request(event: h11.Request) -> tuple[str, str, dict[str, str]]:
@@ -173,6 +174,8 @@ class Wire:
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
         self.received = 0
         self._eof = False
+        #: The query string of the last request head read ("" when it had none).
+        self.query = ""
 
     async def read_head(self, deadline: float) -> tuple[str, str, dict[str, str]] | None:
         """Method, path and headers of the request (checked), or None when the client closed
@@ -188,7 +191,10 @@ class Wire:
             raise HttpError(400, "expected a request")
         if self.head_size() > MAX_HEADER_BYTES:
             raise HttpError(431, f"the request head exceeds {MAX_HEADER_BYTES} bytes")
-        return check_request(event)
+        parsed = check_request(event)
+        # The target is ASCII by then (checked); the search page reads its query.
+        self.query = event.target.decode("ascii").partition("?")[2]
+        return parsed
 
     async def next_event(self, *, head: bool = False) -> Any:
         """The next h11 event, reading as needed; HttpError for anything h11 refuses.

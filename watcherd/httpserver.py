@@ -296,7 +296,7 @@ class HttpServer:
                             started + min(self.header_timeout, self.request_timeout))
                         if parsed is None:
                             return None
-                        head = Request(*parsed, peer=slot.address)
+                        head = Request(*parsed, peer=slot.address, query=wire.query)
                         request = await self._read_body(wire, writer, slot, head, held)
                 except TimeoutError:
                     raise HttpError(408, "the request did not arrive in time") from None

@@ -172,6 +172,10 @@ def configure_logging(
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("watchdog").setLevel(logging.WARNING)
+    # Apprise's HTTP (requests/urllib3) names each request's host and path, and a
+    # notification URL's path often is its token: only their warnings, redacted like all.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    logging.getLogger("apprise").setLevel(logging.ERROR)
 
 
 class SafeJsonRenderer:

@@ -30,6 +30,7 @@ from watcherd.cli._common import (
 from watcherd.cli.configcmd import config_group
 from watcherd.cli.ops import doctor, logs, service
 from watcherd.cli.progressbar import TerminalBar
+from watcherd.cli.search import search
 from watcherd.cli.usagecmd import purge_remote_command, show_usage
 from watcherd.config import (
     Config,
@@ -520,3 +521,4 @@ main.add_command(purge_remote_command)
 main.add_command(config_group)
 main.add_command(service)
 main.add_command(logs)
+main.add_command(search)

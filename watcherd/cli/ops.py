@@ -49,11 +49,14 @@ SYSTEM_USER = "watcherd"
 @click.command()
 @config_option
 @watch_option
+@click.option("--notify", "notify_test", is_flag=True,
+              help="Send a test notification to each [notify] route.")
 @handles_errors
-def doctor(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
+def doctor(config_path: Path | None, watch_dirs: tuple[Path, ...], notify_test: bool) -> None:
     """Check what `watcherd run` with the same --config/--watch would meet.
 
-    The config, API key, Gladia API, watch roots, inotify limits, journal and local engine.
+    The config, API key, Gladia API, watch roots, inotify limits, journal, search index,
+    notifications and local engine.
     """
     extra = resolved_dirs(watch_dirs)
     config = load_config(config_path)
@@ -62,7 +65,7 @@ def doctor(config_path: Path | None, watch_dirs: tuple[Path, ...]) -> None:
     # Only problems in the libraries' own logs are worth showing next to the report.
     configure_logging(fmt="console", level="warning", stream=sys.stderr,
                       secrets=secret_values(config))
-    findings = diagnose(config, created=frozenset(extra))
+    findings = diagnose(config, created=frozenset(extra), notify_test=notify_test)
     click.echo(format_report(findings))
     sys.exit(exit_code(findings))
 

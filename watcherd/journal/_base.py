@@ -19,13 +19,16 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol, Self, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, get_args
 
 import structlog
 
 from watcherd.errors import JournalError
 from watcherd.journal.unavailable import JournalUnavailable
 from watcherd.usage import UsageRow
+
+if TYPE_CHECKING:
+    from watcherd.journal.search import Hit, IndexState
 
 _log = structlog.get_logger("watcherd.journal")
 
@@ -448,6 +451,21 @@ class Journal(abc.ABC):
     @abc.abstractmethod
     def delete_done(self, job_id: str) -> None:
         """The job is gone at Gladia."""
+
+    # -- search (watcherd.journal.search) ----------------------------------------------------
+
+    @abc.abstractmethod
+    def search(self, query: str, *, folder: str | None = None, since: float | None = None,
+               limit: int = 20) -> list[Hit]:
+        """Done files whose transcript matches ``query``, newest first, one hit per file."""
+
+    @abc.abstractmethod
+    def index_backlog(self, *, limit: int = 50) -> int:
+        """Index up to ``limit`` stored results the search index lacks; how many."""
+
+    @abc.abstractmethod
+    def search_state(self) -> IndexState:
+        """Results stored, results indexed and utterance rows."""
 
     # -- several nodes (a shared journal); one process owns a SQLite journal, so there the
     # -- defaults below keep the one-machine behaviour.

@@ -10,6 +10,7 @@ there are brought up to date, none is doubled. A destination that holds a differ
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from watcherd.journal import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from watcherd.journal import Journal
 from watcherd.journal.backends import is_postgres_url
 from watcherd.journal.queries import QUERIES, Dialect, adapt
+from watcherd.journal.sqljournal import index_result
 from watcherd.journal.stored import (
     PATH_COLUMNS,
     SOURCE_FIELDS,
@@ -30,6 +32,7 @@ from watcherd.journal.stored import (
     pg_decode_path,
     pg_encode_path,
     pg_text,
+    safe_text,
     to_stored,
 )
 
@@ -190,6 +193,19 @@ def _write_tables(executemany: Callable[[str, list[dict[str, Any]]], Any], diale
                     [{c: value(c, r[c]) for c in columns} for r in getattr(rows, table)])
 
 
+def _index_results(execute: Callable[..., Any], dialect: Dialect, rows: JournalRows,
+                   text: Callable[[str], str]) -> None:
+    """Index the copied results for search in the copy's transaction, as the journal does
+    when it stores one: the destination is searchable at once, in step with its results."""
+    for row in rows.results:
+        try:
+            job = json.loads(row["job_json"])
+        except ValueError:
+            job = {}
+        index_result(execute, dialect, row["content_key"],
+                     job if isinstance(job, dict) else {}, text)
+
+
 # -- SQLite ----------------------------------------------------------------------------------
 
 
@@ -225,6 +241,7 @@ def _write_sqlite(path: Path, rows: JournalRows, source_label: str) -> None:
             try:
                 _check_destination(conn, str(path), source_label, rows, decode_path)
                 _write_tables(conn.executemany, "sqlite", rows, column_value)
+                _index_results(conn.execute, "sqlite", rows, safe_text)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -276,11 +293,13 @@ def _write_pg(url: str, rows: JournalRows, source_label: str,
         migrate(conn, label)
         with conn.transaction():
             # Nodes wait while the copy runs: they see none of it or all of it.
-            conn.execute("LOCK TABLE sources, events, results, job_times, remote_jobs"
+            conn.execute("LOCK TABLE sources, events, results, job_times, remote_jobs,"
+                         " search_docs"
                          " IN SHARE ROW EXCLUSIVE MODE")
             _check_destination(conn, label, source_label, rows, decode)
             with conn.cursor() as cur:
                 _write_tables(cur.executemany, "postgres", rows, value)
+                _index_results(cur.execute, "postgres", rows, pg_text)
                 # Ids were given explicitly: new rows continue after the highest one.
                 for table in ("sources", "events", "job_times"):
                     cur.execute(

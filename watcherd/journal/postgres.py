@@ -85,6 +85,7 @@ def _lock_key(text: str) -> int:
 
 _MIGRATION_LOCK = _lock_key("migrate")
 _PLAN_LOCK = _lock_key("plan-concurrency")
+_SEARCH_LOCK = _lock_key("search-backlog")
 
 
 # -- values ------------------------------------------------------------------------------
@@ -355,6 +356,17 @@ class PostgresJournal(SQLJournal):
         if version != SCHEMA_VERSION:
             return f"schema {version}, expected {SCHEMA_VERSION}"
         return None
+
+    def _table_missing(self, exc: BaseException) -> bool:
+        return getattr(exc, "sqlstate", None) == "42P01"  # undefined_table
+
+    def _query_refused(self, exc: BaseException) -> bool:
+        # 42601 syntax_error: to_tsquery's words for "this is no tsquery".
+        return getattr(exc, "sqlstate", None) == "42601"
+
+    def _backlog_lock(self) -> None:
+        # Nodes index the backlog one at a time, so none indexes a result twice.
+        self._run("lock_for_transaction", key=_SEARCH_LOCK)
 
     def _unavailable_reason(self, exc: BaseException) -> str | None:
         if self.readonly and getattr(exc, "sqlstate", None) == "25006":

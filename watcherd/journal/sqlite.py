@@ -146,6 +146,13 @@ class SQLiteJournal(SQLJournal):
             return None  # opened read-only on purpose: a write through it is a bug
         return sqlite_reason(exc)
 
+    def _table_missing(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc)
+
+    def _query_refused(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.OperationalError) and (
+            "fts5" in str(exc) or "syntax error" in str(exc))
+
     def probe_write(self) -> None:
         """One small fsynced write (a row of ``meta``): it fails while the disk does."""
         with self._transaction():

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from watcherd.journal._base import (
@@ -27,10 +28,24 @@ from watcherd.journal._base import (
     State,
 )
 from watcherd.journal.queries import QUERIES, Dialect, adapt
+from watcherd.journal.search import (
+    Hit,
+    IndexState,
+    NoSearchIndex,
+    QueryError,
+    fts5_query,
+    parse_query,
+    snippet,
+    tsquery,
+    utterance_rows,
+)
 from watcherd.journal.stored import SOURCE_FIELDS, job_text
 from watcherd.usage import UsageRow, job_usage
 
-__all__ = ["SQLJournal", "assignments", "insert_source"]
+__all__ = ["SQLJournal", "assignments", "index_result", "insert_source"]
+
+# Matching utterances read per page, per file asked for (hits are grouped by file).
+_HITS_READ_PER_FILE = 10
 
 
 class SQLJournal(Journal):
@@ -402,9 +417,12 @@ class SQLJournal(Journal):
 
     def store_result(self, source: Source, job: Mapping[str, Any], *,
                      delete: bool = False) -> None:
-        """Keep a finished job object, keyed by content, before any output is written; and,
-        in the same transaction, its hours and (``delete``) the intent to delete it at
-        Gladia once a source of this content is done."""
+        """Keep a finished job object, keyed by content, before any output is written.
+
+        In the same transaction: its hours, (``delete``) the intent to delete it at Gladia
+        once a source of this content is done, and its transcript in the search index (a
+        stored result is always found; a result stored again replaces its rows).
+        """
         assert source.content_key is not None
         now = time.time()
         job_id = self._text(str(job.get("id", "")))
@@ -420,6 +438,8 @@ class SQLJournal(Journal):
                           billing_seconds=used.billing_seconds,
                           audio_seconds=used.audio_seconds, finished_at=used.finished_at,
                           delete_wanted_at=now if delete else None)
+            index_result(self._conn.execute, self.dialect, source.content_key, job,
+                         self._text)
 
     # -- hours used and deletes at Gladia (watcherd/usage.py) -------------------------------
 
@@ -461,8 +481,127 @@ class SQLJournal(Journal):
         with self._transaction():
             self._run("delete_done", job_id=job_id, at=time.time())
 
+    # -- search --------------------------------------------------------------------------
+
+    def search(self, query: str, *, folder: str | None = None, since: float | None = None,
+               limit: int = 20) -> list[Hit]:
+        """Done files whose transcript matches ``query``, newest first, one hit per file.
+
+        ``folder`` keeps files under that folder, ``since`` those finished since then (epoch
+        seconds). A query that cannot find anything by its form raises
+        :class:`~watcherd.journal.search.QueryError` with what to type instead.
+        """
+        terms = parse_query(query)
+        text = fts5_query(terms) if self.dialect == "sqlite" else tsquery(terms)
+        prefix = None if folder is None else self._enc(folder.rstrip("/")) + "/"
+        found: dict[int, Hit] = {}
+        page = max(1, limit) * _HITS_READ_PER_FILE
+        before: int | None = None
+        # Pages of matching utterances, newest first, until ``limit`` files have one (a word
+        # said often in each file would fill a single page with a few files).
+        while len(found) < limit:
+            rows = self._search_page(query, text, prefix, since, before, page)
+            for row in rows:
+                source = self._row(row)
+                if folder is not None and not _under(source.path, folder):
+                    continue
+                hit = found.get(source.id)
+                if hit is not None:
+                    found[source.id] = dataclasses.replace(hit, hits=hit.hits + 1)
+                elif len(found) < limit:
+                    found[source.id] = Hit(source, float(row["start_s"]), float(row["end_s"]),
+                                           snippet(str(row["text"]), terms), 1)
+            if len(rows) < page:
+                break
+            before = int(rows[-1]["utterance_id"])
+        return list(found.values())
+
+    def _search_page(self, query: str, text: str, prefix: str | None, since: float | None,
+                     before: int | None, page: int) -> list[Any]:
+        try:
+            return list(self._run("search", query=text, folder=prefix, since=since,
+                                  before=before, limit=page))
+        except Exception as exc:
+            self._check_index(exc)
+            if not self._query_refused(exc):
+                raise
+            raise QueryError(f"the search index cannot read {query!r}; search for plain "
+                             "words, a \"phrase\" or a prefix*") from None
+
+    def _check_index(self, exc: BaseException) -> None:
+        """Raise NoSearchIndex when ``exc`` says the index's tables are missing."""
+        if self._table_missing(exc):
+            raise NoSearchIndex(
+                f"the journal {self.location} has no search index yet (it was made by an "
+                "older watcherd): start the daemon once (`watcherd run` or the service), "
+                "which adds it and indexes the stored transcripts in the background"
+            ) from None
+
+    def _table_missing(self, exc: BaseException) -> bool:
+        """Whether the database says a table does not exist (a connector knows how)."""
+        return False
+
+    def _query_refused(self, exc: BaseException) -> bool:
+        """Whether the database refused the query text itself (never expected: terms are
+        quoted; a connector says which of its errors that is)."""
+        return False
+
+    def _backlog_lock(self) -> None:
+        """Keep other writers from indexing the backlog meanwhile (one writer: nothing)."""
+        return None
+
+    def index_backlog(self, *, limit: int = 50) -> int:
+        """Index up to ``limit`` stored results the index lacks; how many were indexed.
+
+        Results stored before the index existed (an upgraded journal) are indexed this way,
+        a batch per call, by the daemon in the background after it is ready. Each batch is
+        one short transaction; a result another node indexed meanwhile is skipped.
+        """
+        with self._transaction():
+            self._backlog_lock()
+            backlog = [(r["content_key"], r["job_json"])
+                       for r in self._run("search_backlog", limit=limit)]
+            for key, text in backlog:
+                try:
+                    job = json.loads(text)
+                except ValueError:
+                    job = {}
+                index_result(self._conn.execute, self.dialect, key,
+                             job if isinstance(job, Mapping) else {}, self._text)
+        return len(backlog)
+
+    def search_state(self) -> IndexState:
+        """Results stored, results indexed and utterance rows (``doctor`` compares them)."""
+        try:
+            row = self._run("search_state").fetchone()
+        except Exception as exc:
+            self._check_index(exc)
+            raise
+        return IndexState(int(row["results"]), int(row["indexed"]), int(row["utterances"]))
+
     def _set_meta(self, key: str, value: str) -> None:
         self._run("set_meta", key=key, value=value)
+
+
+def index_result(execute: Callable[..., Any], dialect: Dialect, content_key: str,
+                 job: Mapping[str, Any], text: Callable[[str], str]) -> None:
+    """Put one stored result's utterances in the search index, replacing what it had.
+
+    Runs inside the caller's transaction on any connection (``execute`` is its method):
+    the journal's own when a result is stored, a copy's when results arrive in bulk.
+    ``text`` makes human text storable in this database.
+    """
+    queries = QUERIES[dialect]
+    execute(queries["search_forget"], {"content_key": content_key})
+    for start, end, said, folded in utterance_rows(job):
+        execute(queries["search_add"], {"content_key": content_key, "start_s": start,
+                                         "end_s": end, "text": text(said), "words": folded})
+    execute(queries["search_mark"], {"content_key": content_key, "at": time.time()})
+
+
+def _under(path: str, folder: str) -> bool:
+    folder = folder.rstrip("/")
+    return path.startswith(folder + "/") or not folder
 
 
 def insert_source(path: str, root: str, state: str, now: float, columns: Mapping[str, Any]

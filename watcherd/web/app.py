@@ -4,7 +4,9 @@
 ``GET /healthz`` health (no token: load balancers cannot log in), ``POST /retry`` requeue a
 failed or waiting file, ``POST /login`` trade the token for a session cookie (a few wrong
 tokens a minute per client address, then 429: :mod:`watcherd.web.throttle`), and
-``GET /transcript/ID/SUFFIX`` one output of a finished file. Reads go through a read-only
+``GET /transcript/ID/SUFFIX`` one output of a finished file, ``GET /search?q=`` (and
+``/api/search?q=``, JSON) the transcripts that say something, ``GET /view/ID`` a finished
+file's transcript by time (:mod:`watcherd.web.searchpage`). Reads go through a read-only
 snapshot off the loop; the one write (retry) goes through the daemon's own journal on its loop,
 exactly as ``watcherd retry`` does it.
 """
@@ -26,12 +28,14 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from watcherd.display import json_safe, printable
+from watcherd.errors import JournalError
 from watcherd.http11 import HttpError, Request
-from watcherd.journal import Journal, JournalUnavailable
+from watcherd.journal import Journal, JournalUnavailable, Source
+from watcherd.journal.search import Hit, QueryError, hit_json
 from watcherd.pause import JournalPause
 from watcherd.progress import ProgressBoard
 from watcherd.service.metrics import ActivityFigures
-from watcherd.web import health, metrics, page, transcripts
+from watcherd.web import health, metrics, page, searchpage, transcripts
 from watcherd.web.guard import Guard, Refused
 from watcherd.web.http import Response, text_response
 from watcherd.web.snapshot import Snapshot, SnapshotReader
@@ -40,8 +44,12 @@ from watcherd.web.throttle import LoginThrottle
 log = structlog.get_logger("watcherd.web")
 
 _TRANSCRIPT_RE = re.compile(r"/transcript/([0-9]{1,18})/([A-Za-z0-9_.-]{1,40})")
+_VIEW_RE = re.compile(r"/view/([0-9]{1,18})")
+_MAX_QUERY = 500
 _ROUTES: dict[str, tuple[str, ...]] = {
     "/": ("GET", "HEAD"),
+    "/search": ("GET", "HEAD"),
+    "/api/search": ("GET", "HEAD"),
     "/api/status": ("GET", "HEAD"),
     "/metrics": ("GET", "HEAD"),
     "/healthz": ("GET", "HEAD"),
@@ -93,6 +101,8 @@ class WebApp:
             return path
         if _TRANSCRIPT_RE.fullmatch(path):
             return "/transcript"
+        if _VIEW_RE.fullmatch(path):
+            return "/view"
         raise HttpError(404, "not found")
 
     async def _dispatch(self, route: str, request: Request) -> Response:
@@ -112,6 +122,10 @@ class WebApp:
             return await self._retry(request)
         if route == "/login":
             return self._login(request)
+        if route in ("/search", "/api/search"):
+            return await self._search(request, as_json=route == "/api/search")
+        if route == "/view":
+            return await self._view(request.path)
         return await self._transcript(request.path)
 
     def _pause(self) -> JournalPause | None:
@@ -247,6 +261,57 @@ class WebApp:
             return text_response(404, str(exc))
         return Response(200, data, output.media_type,
                         {"Content-Security-Policy": "default-src 'none'; sandbox"})
+
+    async def _search(self, request: Request, *, as_json: bool) -> Response:
+        fields = parse_qs(request.query, keep_blank_values=True, max_num_fields=10)
+        query = " ".join((fields.get("q") or [""])[0].split())[:_MAX_QUERY]
+
+        def run() -> tuple[list[Hit], str | None, int]:
+            if not query:
+                return [], None, 0
+            with self.reader.opener() as journal:
+                try:
+                    hits = journal.search(query, limit=50)
+                except QueryError as exc:
+                    return [], str(exc), 0
+                return hits, None, journal.search_state().backlog
+
+        try:
+            hits, error, backlog = await asyncio.to_thread(run)
+        except JournalError as exc:
+            hits, error, backlog = [], str(exc), 0
+        if as_json:
+            body = {"query": query, "error": error, "backlog": backlog,
+                    "hits": [hit_json(h) for h in hits]}
+            text = json_safe(json.dumps(body, ensure_ascii=False))
+            return Response(400 if error else 200, text.encode("utf-8"), "application/json")
+        nonce = secrets.token_urlsafe(16)
+        html = searchpage.results_html(query, hits, error, nonce, backlog=backlog)
+        return Response(200, html.encode("utf-8"), "text/html; charset=utf-8",
+                        _html_headers(nonce))
+
+    async def _view(self, path: str) -> Response:
+        found = _VIEW_RE.fullmatch(path)
+        assert found is not None
+        source_id = int(found[1])
+
+        def read() -> tuple[Source, object] | None:
+            with self.reader.opener() as journal:
+                try:
+                    source = journal.get(source_id)
+                except KeyError:
+                    return None
+                job = journal.result_for(source.content_key) if (
+                    source.state == "done" and source.content_key) else None
+                return None if job is None else (source, job)
+
+        got = await asyncio.to_thread(read)
+        if got is None:
+            return text_response(404, "no finished transcript for that file")
+        nonce = secrets.token_urlsafe(16)
+        html = searchpage.transcript_html(got[0], got[1], nonce)
+        return Response(200, html.encode("utf-8"), "text/html; charset=utf-8",
+                        _html_headers(nonce))
 
     # -- the action ------------------------------------------------------------------------
 

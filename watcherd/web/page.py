@@ -58,6 +58,10 @@ figcaption{color:#475569;font-size:13px}
 #conn{font-size:12px}
 a{color:#1d4ed8}
 td time{white-space:nowrap}
+form.search{margin:0;display:flex;gap:8px}.searchbar{padding:12px 20px 0;max-width:1100px}
+form.search input{font:inherit;flex:1;max-width:520px;padding:4px 8px;border:1px solid #cbd5e1;
+border-radius:6px}
+main form.search{margin:0 0 14px}
 """
 STYLE += "".join(f".s-{state}{{background:{colour}}}"
                  for state, colour in _STATE_COLOURS.items())
@@ -249,6 +253,14 @@ def live_html(snapshot: Snapshot, progress: Mapping[int, Progress], csrf: str,
     return "".join(parts)
 
 
+def search_form(query: str = "") -> str:
+    """The search box: on the status page and atop its results."""
+    return ('<form class="search" method="get" action="/search" role="search">'
+            f'<input type="search" name="q" value="{_e(query)}" '
+            'placeholder="Search transcripts: words, &quot;a phrase&quot;, prefix*" '
+            'aria-label="Search transcripts"> <button type="submit">Search</button></form>')
+
+
 def page_html(live: str, nonce: str, *, title: str = "watcherd") -> str:
     """The whole page around the live part, with its style and update script."""
     return (
@@ -257,6 +269,7 @@ def page_html(live: str, nonce: str, *, title: str = "watcherd") -> str:
         f"<title>{_e(title)}</title><style nonce=\"{nonce}\">{STYLE}</style></head><body>"
         f'<header><h1>watcherd</h1><span class="muted">status · v{_e(__version__)}</span>'
         '<span class="muted" id="conn">live</span></header>'
+        f'<div class="searchbar">{search_form()}</div>'
         f'<main id="live">{live}</main>'
         f'<script nonce="{nonce}">{SCRIPT}</script></body></html>'
     )

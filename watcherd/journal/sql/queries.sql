@@ -184,6 +184,55 @@ UPDATE remote_jobs SET deleted_at = :at WHERE job_id = :job_id;
 SELECT count(*) AS n FROM remote_jobs WHERE delete_wanted_at IS NOT NULL
     AND deleted_at IS NULL;
 
+-- Full-text search (sql/*/…_search.sql): one row per utterance of a stored result.
+
+-- name: search_forget
+DELETE FROM search_utterances WHERE content_key = :content_key;
+
+-- name: search_add
+INSERT INTO search_utterances (content_key, start_s, end_s, text, words)
+    VALUES (:content_key, :start_s, :end_s, :text, :words);
+
+-- name: search_mark
+INSERT INTO search_docs (content_key, indexed_at) VALUES (:content_key, :at)
+    ON CONFLICT (content_key) DO UPDATE SET indexed_at = excluded.indexed_at;
+
+-- name: search_backlog
+-- Stored results not indexed yet (journals from before the index, or a copy's).
+SELECT r.content_key, r.job_json FROM results r
+    WHERE NOT EXISTS (SELECT 1 FROM search_docs d WHERE d.content_key = r.content_key)
+    ORDER BY r.created_at DESC LIMIT :limit;
+
+-- name: search_state
+SELECT (SELECT count(*) FROM results) AS results,
+    (SELECT count(*) FROM search_docs d WHERE EXISTS
+        (SELECT 1 FROM results r WHERE r.content_key = d.content_key)) AS indexed,
+    (SELECT count(*) FROM search_utterances) AS utterances;
+
+-- name: search (sqlite)
+-- The matching utterances of done files, the newest indexed first: FTS5 walks its index
+-- backwards and stops at the limit, so a word said in every transcript costs no more than a
+-- rare one (a rank, bm25, would score every match first). :folder is a stored path prefix
+-- ending in '/', or NULL; :since a time, or NULL; :before the utterance the last page ended
+-- at, or NULL.
+SELECT s.*, u.id AS utterance_id, u.start_s, u.end_s, u.text FROM search_fts
+    JOIN search_utterances u ON u.id = search_fts.rowid
+    JOIN sources s ON s.content_key = u.content_key AND s.state = 'done'
+    WHERE search_fts MATCH :query AND (:before IS NULL OR search_fts.rowid < :before)
+    AND (:folder IS NULL OR substr(s.path, 1, length(:folder)) = :folder)
+    AND (:since IS NULL OR s.done_at >= :since)
+    ORDER BY search_fts.rowid DESC LIMIT :limit;
+
+-- name: search (postgres)
+-- As SQLite's: the newest indexed first.
+SELECT s.*, u.id AS utterance_id, u.start_s, u.end_s, u.text FROM search_utterances u
+    JOIN sources s ON s.content_key = u.content_key AND s.state = 'done'
+    WHERE u.tsv @@ to_tsquery('simple', :query)
+    AND (CAST(:before AS BIGINT) IS NULL OR u.id < :before)
+    AND (CAST(:folder AS TEXT) IS NULL OR substr(s.path, 1, length(:folder)) = :folder)
+    AND (CAST(:since AS DOUBLE PRECISION) IS NULL OR s.done_at >= :since)
+    ORDER BY u.id DESC LIMIT :limit;
+
 -- Only PostgreSQL has several nodes: leases, node names, create intents, notifications.
 -- {SERVER_NOW} is the server's clock in epoch seconds: nodes whose clocks disagree still agree
 -- on when a lease ran out.
