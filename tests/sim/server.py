@@ -215,6 +215,8 @@ class GladiaSimulator:
         self._creates: collections.Counter[str] = collections.Counter()
         self._fail_next: collections.deque[int] = collections.deque()
         self._peak_processing = 0
+        self._peak_queued = 0
+        self._started_jobs = 0
         self._seq = 0
         self._down = False
         # While set and not released, a create makes its job and then holds the response back
@@ -418,6 +420,24 @@ class GladiaSimulator:
         with self._lock:
             return self._peak_processing
 
+    @property
+    def peak_queued(self) -> int:
+        """The most jobs ever waiting in the queue at once (accepted beyond the concurrency)."""
+        with self._lock:
+            return self._peak_queued
+
+    @property
+    def started_jobs(self) -> int:
+        """How many jobs have started processing (each job starts once, in creation order)."""
+        with self._lock:
+            return self._started_jobs
+
+    @property
+    def queued_now(self) -> int:
+        """How many jobs are waiting in the queue right now."""
+        with self._lock:
+            return len(self._queue)
+
     def wait_idle(self, timeout: float) -> None:
         """Block until no job is queued or processing; TimeoutError after `timeout` seconds."""
         with self._cond:
@@ -493,6 +513,7 @@ class GladiaSimulator:
             self._jobs[job.id] = job
             self._job_order.append(job)
             self._queue.append(job)
+            self._peak_queued = max(self._peak_queued, len(self._queue))
             self._creates[upload.sha256] += 1
             self._cond.notify_all()
             return job
@@ -593,6 +614,7 @@ class GladiaSimulator:
                 job.started_mono = now
                 job.due_mono = now + self.job_seconds
                 self._processing.append(job)
+                self._started_jobs += 1
                 self._peak_processing = max(self._peak_processing, len(self._processing))
                 progressed = True
             if not progressed:

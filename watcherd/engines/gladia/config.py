@@ -22,7 +22,7 @@ from watcherd.log import REDACTED
 __all__ = ["API_KEY_ENV_VAR", "KEYS", "SECTION", "GladiaConfig"]
 
 API_KEY_ENV_VAR = "GLADIA_API_KEY"
-KEYS = ("api_key", "api_key_file", "api_url", "max_concurrent_jobs")
+KEYS = ("api_key", "api_key_file", "api_url", "max_concurrent_jobs", "queue_ahead")
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,19 @@ class GladiaConfig:
     api_key: Secret | None = None
     api_url: str = "https://api.gladia.io"
     max_concurrent_jobs: int = 3
+    # Jobs created beyond the plan's concurrency, queued at Gladia so a slot that frees starts
+    # the next one at once (None: as many as max_concurrent_jobs; 0: create only into a free slot).
+    queue_ahead: int | None = None
     # Where the key came from ("[gladia] api_key", "[gladia] api_key_file (PATH)",
     # "$GLADIA_API_KEY"), for doctor; never the key itself.
     api_key_origin: str | None = None
     # The file named by [gladia] api_key_file (None otherwise): `config show` prints it.
     api_key_file: Path | None = None
+
+    @property
+    def jobs_ahead(self) -> int:
+        """How many jobs may wait in Gladia's queue beyond the plan's concurrency."""
+        return self.max_concurrent_jobs if self.queue_ahead is None else self.queue_ahead
 
 
 def parse(p: SectionParser, table: Mapping[str, Any]) -> GladiaConfig:
@@ -81,10 +89,13 @@ def parse(p: SectionParser, table: Mapping[str, Any]) -> GladiaConfig:
     jobs = p.integer(
         table.get("max_concurrent_jobs", 3), "gladia.max_concurrent_jobs", minimum=1
     )
+    ahead = (p.integer(table["queue_ahead"], "gladia.queue_ahead", minimum=0)
+             if "queue_ahead" in table else None)
     return GladiaConfig(
         api_key=key,
         api_url=url.strip().rstrip("/"),
         max_concurrent_jobs=jobs,
+        queue_ahead=ahead,
         api_key_origin=origin,
         api_key_file=key_file,
     )
@@ -103,7 +114,8 @@ def rows(gladia: GladiaConfig) -> list[Row | Note]:
         shown.append(Note("api_key: not set (nor api_key_file, nor $GLADIA_API_KEY): the "
                           "gladia engine is off"))
     return [*shown, ("api_url", gladia.api_url),
-            ("max_concurrent_jobs", gladia.max_concurrent_jobs)]
+            ("max_concurrent_jobs", gladia.max_concurrent_jobs),
+            ("queue_ahead", gladia.jobs_ahead)]
 
 
 SECTION: EngineSection[GladiaConfig] = EngineSection(

@@ -9,6 +9,8 @@ again after a crash at any instant and continues from where the journal says it 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -27,7 +29,9 @@ from watcherd.engines.gladia.jobtime import (
     job_seconds,
     options_class,
     poll_schedule,
+    queued_schedule,
 )
+from watcherd.engines.gladia.queueahead import QueueBudget, QueueModel
 from watcherd.errors import (
     AuthError,
     GladiaError,
@@ -49,6 +53,11 @@ T = TypeVar("T")
 
 # Gladia's list may lag behind a create for a few seconds (docs/gladia-contract.md).
 LIST_LAG_GRACE = 15.0
+# While a lost create's grace runs, how often the list is looked at again for evidence that
+# it has caught up (a job of ours created after the lost one listed already).
+EVIDENCE_RELOOK = 1.0
+# How many of this process's latest creates are remembered as such evidence.
+RECENT_CREATES = 64
 # How far before our own clock's create attempt a found job may be dated (clock skew).
 ADOPT_WINDOW = 24 * 3600.0
 # How far back the look-up before every create searches. A job for the same content and options
@@ -64,7 +73,8 @@ METADATA_LIMIT = 2000
 # Both clear by themselves; these are the waits before looking again.
 INTENT_HELD_WAIT = 5.0
 # Short: a slot freed on another node stays empty until this runs out (bench_nodes measured
-# 2 s costing a fifth of the throughput); each look is one small query.
+# 2 s costing a fifth of the throughput); each look is one small query. A job of this
+# process that ends wakes the wait at once.
 PLAN_FULL_WAIT = 0.5
 
 
@@ -127,11 +137,22 @@ class GladiaPipeline:
         create_extras: Callable[[Source], Mapping[str, Any]] | None = None,
         progress: ProgressBoard | None = None,
         max_in_flight: int | None = None,
+        queue_ahead: int = 0,
     ) -> None:
         self.journal = journal
-        # The plan's concurrent jobs, enforced at the create intent over every node sharing
-        # the journal (the worker's dispatch counting is per pass and may race other nodes).
-        self.max_in_flight = max_in_flight
+        # The plan's concurrent jobs plus the queue ahead, enforced at the create intent (over
+        # every node sharing the journal: the worker's dispatch counting is per pass and may
+        # race other nodes), halved on a 429 to a create and grown back slowly.
+        self.budget = (QueueBudget(max_in_flight, queue_ahead) if max_in_flight is not None
+                       else None)
+        # This process's live jobs: when a job created into Gladia's queue should end.
+        self._queue = QueueModel(max_in_flight if max_in_flight is not None else 1 << 30)
+        # Set (and replaced) whenever an attempt ends: a create waiting for the budget looks.
+        self._freed = asyncio.Event()
+        # This process's latest creates (time, content key, job id): once one made after a
+        # lost create is listed, the list has caught up and the lost one made no job.
+        self._recent: collections.deque[tuple[float, str, str]] = collections.deque(
+            maxlen=RECENT_CREATES)
         self.client = client
         self.outputs_for = outputs_for
         self.health = health or ApiHealth(journal)
@@ -190,8 +211,16 @@ class GladiaPipeline:
             # The file, or where its transcript goes, is the trouble: the same for every engine.
             await outcomes.file_trouble(self.journal, source_id, exc, self.retry)
         finally:
-            # Whatever happened, this attempt is over: the page stops showing it in flight.
+            # Whatever happened, this attempt is over: the page stops showing it in flight,
+            # and a create waiting for the budget looks again (a job may have ended).
             self.progress.clear(source_id)
+            freed, self._freed = self._freed, asyncio.Event()
+            freed.set()
+
+    @property
+    def max_in_flight(self) -> int | None:
+        """The jobs that may be in flight now, queued ones included (None: no limit)."""
+        return self.budget.limit if self.budget is not None else None
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -255,25 +284,40 @@ class GladiaPipeline:
         return {**options, **self.create_extras(source), "audio_url": source.audio_url,
                 "custom_metadata": metadata}
 
+    async def _take_intent(self, source: Source) -> Source:
+        """The create intent, once the budget (plan + queue ahead, every node) has room.
+
+        The wait is here, uploaded and ready: the moment a job ends, the next is created.
+        """
+        while True:
+            try:
+                return self.journal.take_create_intent(
+                    source, actor="worker", reason="creating job",
+                    max_in_flight=self.max_in_flight, submit_started_at=time.time(),
+                )
+            except CreateIntentHeld as exc:
+                # A duplicate whose leader (maybe on another node) creates the job: its
+                # stored result finishes this source too, without a second job.
+                raise Later(f"same content is being created by node {exc.node or '?'}; "
+                            "waiting for its result", INTENT_HELD_WAIT) from None
+            except PlanFull as exc:
+                self.progress.report(source.id, phase=f"waiting for one of {exc.limit} jobs "
+                                     "(the plan's and the queue ahead) to end")
+                freed = self._freed
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(freed.wait(), timeout=PLAN_FULL_WAIT)
+
     async def _create(self, source: Source) -> Source:
         """Create the job (the look-up for an existing one was made just before)."""
         body = self._create_body(source)
-        try:
-            source = self.journal.take_create_intent(
-                source, actor="worker", reason="creating job",
-                max_in_flight=self.max_in_flight, submit_started_at=time.time(),
-            )
-        except CreateIntentHeld as exc:
-            # A duplicate whose leader (maybe on another node) creates the job: its stored
-            # result finishes this source too, without a second job.
-            raise Later(f"same content is being created by node {exc.node or '?'}; waiting "
-                        "for its result", INTENT_HELD_WAIT) from None
-        except PlanFull as exc:
-            raise Later(f"the plan's {exc.limit} concurrent jobs are in use (over every "
-                        "node); waiting for a free one", PLAN_FULL_WAIT) from None
+        source = await self._take_intent(source)
         try:
             created = await self.client.create(body)
         except GladiaError as exc:
+            if exc.status == 429 and self.budget is not None and self.budget.most_ahead:
+                # Gladia's queue is full (or the account rate limited): queue fewer ahead.
+                ahead = self.budget.refused()
+                log.info("queue_ahead_shrunk", queue_ahead=ahead, source=source.path)
             if not exc.maybe_sent or not exc.transient or exc.status in NOT_PROCESSED:
                 # Refused or never sent: certainly no job exists, so no lookup is needed.
                 self.journal.transition(
@@ -282,7 +326,10 @@ class GladiaPipeline:
                 )
             raise
         self.health.ok()
-        self._created[created.id] = time.time()
+        now = time.time()
+        self._created[created.id] = now
+        assert source.content_key is not None
+        self._recent.append((now, source.content_key, created.id))
         source = self.journal.transition(
             source, "submitted", actor="worker", reason="job created", job_id=created.id,
             submit_started_at=None, attempts=0,
@@ -335,15 +382,30 @@ class GladiaPipeline:
                 reason="found the job created before the interruption; not creating another",
             )
         # Gladia's list may lag behind a create: only a job missing for the whole grace, counted
-        # from both the intent and this process's first look, was certainly not created.
+        # from both the intent and this process's first look, was certainly not created,
+        # unless the list shows it has caught up past the lost create.
         left = max(source.submit_started_at, first_look) + self.retry.list_lag_grace - time.time()
-        if left > 0:
-            raise Later("checking whether Gladia created the job", left)
+        if left > 0 and not await self._list_caught_up(source.submit_started_at):
+            raise Later("checking whether Gladia created the job", min(left, EVIDENCE_RELOOK))
         self._first_lookup.pop(source.id, None)
         return self.journal.transition(
             source, "uploaded" if source.audio_url else "pending", actor="worker",
             submit_started_at=None, reason="no job was created before the interruption",
         )
+
+    async def _list_caught_up(self, attempt: float) -> bool:
+        """Whether a job this process created after ``attempt`` is listed already.
+
+        The list shows jobs in creation order, late by its lag: once a later job of ours is
+        in it, a job made by the earlier attempt would be too, so its absence is final.
+        """
+        later = [(key, job_id) for at, key, job_id in self._recent if at > attempt]
+        if not later:
+            return False
+        key, job_id = later[0]  # the earliest after the attempt: the first to be listed
+        since = datetime.fromtimestamp(attempt - ADOPT_WINDOW, tz=UTC)
+        jobs = await self._read(lambda: self.client.find_jobs({"wf_key": key}, after_date=since))
+        return any(j.get("id") == job_id for j in jobs)
 
     async def _await_result(self, source: Source, *, fresh: bool = False) -> dict[str, Any]:
         job_id = source.job_id
@@ -366,17 +428,25 @@ class GladiaPipeline:
             since = 0.0 if created is None else max(0.0, time.time() - created)
             cap = poll_cap_for(audio, self.retry)
             if fresh:
-                delays = poll_schedule(prediction, since_created=since,
-                                       start=self.retry.poll_start, cap=cap)
+                queued = self._queue.created(job_id, prediction, now=created)
+                # Before anything is learnt the queue wait is a guess as well: the schedule
+                # from the create, growing to the cap, finds the end soon enough.
+                queue_wait = queued.queue_wait if prediction.learnt_from else 0.0
+                expected = queue_wait + prediction.seconds
+                delays = queued_schedule(prediction, queue_wait=queue_wait, since_created=since,
+                                         start=self.retry.poll_start, cap=cap)
                 await self._pause(job_id, next(delays))
             else:
                 # Resumed (restart, adopted job): look now; the schedule starts from the
                 # job's own age once its created_at is known.
+                self._queue.resumed(job_id, time.time() + prediction.seconds)
+                expected = prediction.seconds
                 delays = iter(())
         while True:
             try:
                 job = await self._read(lambda: self.client.get(job_id))
             except JobNotFound:
+                self._queue.forget(job_id)
                 raise PermanentGladiaError(
                     f"the job {job_id} no longer exists at Gladia (deleted or expired); "
                     "`watcherd retry` creates a new one, billed again",
@@ -386,7 +456,7 @@ class GladiaPipeline:
             status = job.get("status")
             if status in ("queued", "processing") and not self.expect_callbacks:
                 self.progress.report(source.id, phase=str(status),
-                                     expected_end=time.time() - _age(job) + prediction.seconds)
+                                     expected_end=time.time() - _age(job) + expected)
             elif status in ("queued", "processing"):
                 self.progress.report(source.id, phase=str(status))
             if status == "done":
@@ -395,6 +465,7 @@ class GladiaPipeline:
                 self._learn(source, job)
                 return job
             if status == "error":
+                self._queue.ended(job_id, _timestamp(job.get("completed_at")))
                 self._job_error(source, job)
             wait = next(delays, None)
             if wait is None:
@@ -414,10 +485,22 @@ class GladiaPipeline:
         return self._jobtimes
 
     def _learn(self, source: Source, job: Mapping[str, Any]) -> None:
-        """Remember how long this job took, for the next predictions (never fails a job)."""
+        """Remember how long this job ran, for the next predictions (never fails a job).
+
+        Its run time, not its time in Gladia's queue: from its creation, or from the end of
+        ours that freed its slot. A job whose start is unknown (created into the queue before
+        a restart) teaches nothing while jobs are queued ahead.
+        """
         seconds = job_seconds(job)
+        created = _timestamp(job.get("created_at"))
+        completed = _timestamp(job.get("completed_at"))
+        known, start = self._queue.ended(str(job.get("id")), completed)
+        if not known and self.budget is not None and self.budget.most_ahead:
+            return
         if seconds is None:
             return
+        if start is not None and created is not None and completed is not None:
+            seconds = max(0.0, completed - max(created, start))
         audio = _audio_seconds(job)
         kind = options_class(source.options)
         try:
@@ -530,18 +613,23 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _age(job: Mapping[str, Any]) -> float:
-    """Seconds since the job was created by its own timestamp (0 when it does not say)."""
-    created = job.get("created_at")
-    if not isinstance(created, str):
-        return 0.0
+def _timestamp(value: Any) -> float | None:
+    """A job's ISO-8601 time (Gladia's clock) as seconds since the epoch, None if unreadable."""
+    if not isinstance(value, str):
+        return None
     try:
-        moment = datetime.fromisoformat(created.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        return 0.0
+        return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (datetime.now(UTC) - moment).total_seconds())
+    return moment.timestamp()
+
+
+def _age(job: Mapping[str, Any]) -> float:
+    """Seconds since the job was created by its own timestamp (0 when it does not say)."""
+    created = _timestamp(job.get("created_at"))
+    return 0.0 if created is None else max(0.0, time.time() - created)
 
 
 def _audio_seconds(job: Mapping[str, Any]) -> float | None:
