@@ -217,6 +217,7 @@ class GladiaSimulator:
         self._peak_processing = 0
         self._peak_queued = 0
         self._started_jobs = 0
+        self._waited: set[str] = set()
         self._seq = 0
         self._down = False
         # While set and not released, a create makes its job and then holds the response back
@@ -427,6 +428,12 @@ class GladiaSimulator:
             return self._peak_queued
 
     @property
+    def waited_jobs(self) -> int:
+        """How many jobs had to wait in the queue for a slot (created beyond the concurrency)."""
+        with self._lock:
+            return len(self._waited)
+
+    @property
     def started_jobs(self) -> int:
         """How many jobs have started processing (each job starts once, in creation order)."""
         with self._lock:
@@ -513,7 +520,6 @@ class GladiaSimulator:
             self._jobs[job.id] = job
             self._job_order.append(job)
             self._queue.append(job)
-            self._peak_queued = max(self._peak_queued, len(self._queue))
             self._creates[upload.sha256] += 1
             self._cond.notify_all()
             return job
@@ -620,6 +626,9 @@ class GladiaSimulator:
             if not progressed:
                 break
             changed = True
+        # What is still queued now waits for a slot: accepted beyond the concurrency.
+        self._peak_queued = max(self._peak_queued, len(self._queue))
+        self._waited.update(job.id for job in self._queue)
         if changed:
             self._cond.notify_all()
 

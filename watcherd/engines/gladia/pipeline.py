@@ -149,8 +149,8 @@ class GladiaPipeline:
         self._queue = QueueModel(max_in_flight if max_in_flight is not None else 1 << 30)
         # Set (and replaced) whenever an attempt ends: a create waiting for the budget looks.
         self._freed = asyncio.Event()
-        # This process's latest creates (time, content key, job id): once one made after a
-        # lost create is listed, the list has caught up and the lost one made no job.
+        # This process's latest creates (when sent, content key, job id): once one sent after
+        # a lost create's outcome was settled is listed, the list has caught up past it.
         self._recent: collections.deque[tuple[float, str, str]] = collections.deque(
             maxlen=RECENT_CREATES)
         self.client = client
@@ -167,6 +167,8 @@ class GladiaPipeline:
         # lag is allowed for from then too: after a crash the request may have reached Gladia
         # long after the intent was committed. Memory only: a restart just waits once more.
         self._first_lookup: dict[int, float] = {}
+        # When this process saw a create fail with an unknown outcome, by source id.
+        self._lost_at: dict[int, float] = {}
         # When each job this process created was created (memory: a restart polls at once).
         self._created: dict[str, float] = {}
         self._jobtimes: JobTimeModel | None = None
@@ -311,6 +313,7 @@ class GladiaPipeline:
         """Create the job (the look-up for an existing one was made just before)."""
         body = self._create_body(source)
         source = await self._take_intent(source)
+        sent = time.time()
         try:
             created = await self.client.create(body)
         except GladiaError as exc:
@@ -324,12 +327,15 @@ class GladiaPipeline:
                     source, "uploaded", actor="worker", reason="job not created",
                     submit_started_at=None,
                 )
+            else:
+                # Whether it made a job is unknown: from now on, Gladia has either made it or
+                # never will, so a job of ours sent after this and listed proves the answer.
+                self._lost_at[source.id] = time.time()
             raise
         self.health.ok()
-        now = time.time()
-        self._created[created.id] = now
+        self._created[created.id] = time.time()
         assert source.content_key is not None
-        self._recent.append((now, source.content_key, created.id))
+        self._recent.append((sent, source.content_key, created.id))
         source = self.journal.transition(
             source, "submitted", actor="worker", reason="job created", job_id=created.id,
             submit_started_at=None, attempts=0,
@@ -376,6 +382,7 @@ class GladiaPipeline:
             job = _newest(pick)
             log.info("job_adopted", source=source.path, job_id=job["id"])
             self._first_lookup.pop(source.id, None)
+            self._lost_at.pop(source.id, None)
             return self.journal.transition(
                 source, "submitted", actor="worker", job_id=str(job["id"]),
                 submit_started_at=None,
@@ -385,25 +392,34 @@ class GladiaPipeline:
         # from both the intent and this process's first look, was certainly not created,
         # unless the list shows it has caught up past the lost create.
         left = max(source.submit_started_at, first_look) + self.retry.list_lag_grace - time.time()
-        if left > 0 and not await self._list_caught_up(source.submit_started_at):
-            raise Later("checking whether Gladia created the job", min(left, EVIDENCE_RELOOK))
+        # Since when the lost request is settled: its failure seen here, or (after a restart,
+        # which closed its connection) this process's first look.
+        settled = self._lost_at.get(source.id, first_look)
+        if left > 0:
+            if not await self._list_caught_up(settled):
+                raise Later("checking whether Gladia created the job",
+                            min(left, EVIDENCE_RELOOK))
+            log.info("lost_create_settled", source=source.path, grace_left=round(left, 1),
+                     evidence="a job of ours created after it is listed, this one is not")
         self._first_lookup.pop(source.id, None)
+        self._lost_at.pop(source.id, None)
         return self.journal.transition(
             source, "uploaded" if source.audio_url else "pending", actor="worker",
             submit_started_at=None, reason="no job was created before the interruption",
         )
 
-    async def _list_caught_up(self, attempt: float) -> bool:
-        """Whether a job this process created after ``attempt`` is listed already.
+    async def _list_caught_up(self, settled: float) -> bool:
+        """Whether a job this process sent after ``settled`` is listed already.
 
-        The list shows jobs in creation order, late by its lag: once a later job of ours is
-        in it, a job made by the earlier attempt would be too, so its absence is final.
+        The list shows jobs in creation order, late by its lag: once a job of ours created
+        after the lost request was settled is in it, a job that request made would be too,
+        so its absence is final.
         """
-        later = [(key, job_id) for at, key, job_id in self._recent if at > attempt]
+        later = [(key, job_id) for at, key, job_id in self._recent if at > settled]
         if not later:
             return False
         key, job_id = later[0]  # the earliest after the attempt: the first to be listed
-        since = datetime.fromtimestamp(attempt - ADOPT_WINDOW, tz=UTC)
+        since = datetime.fromtimestamp(settled - ADOPT_WINDOW, tz=UTC)
         jobs = await self._read(lambda: self.client.find_jobs({"wf_key": key}, after_date=since))
         return any(j.get("id") == job_id for j in jobs)
 
