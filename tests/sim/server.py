@@ -439,6 +439,13 @@ class GladiaSimulator:
         with self._lock:
             return self._started_jobs
 
+    def schedule(self) -> list[tuple[float, float, float]]:
+        """(created, started, finished) of every finished job on the monotonic clock, in
+        creation order: how long each waited for a slot, and the slots' idle gaps."""
+        with self._lock:
+            return [(j.created_mono, j.started_mono, j.due_mono) for j in self._job_order
+                    if j.status in ("done", "error")]
+
     @property
     def queued_now(self) -> int:
         """How many jobs are waiting in the queue right now."""

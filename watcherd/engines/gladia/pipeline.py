@@ -455,7 +455,7 @@ class GladiaPipeline:
             else:
                 # Resumed (restart, adopted job): look now; the schedule starts from the
                 # job's own age once its created_at is known.
-                self._queue.resumed(job_id, time.time() + prediction.seconds)
+                self._queue.resumed(job_id, prediction)
                 expected = prediction.seconds
                 delays = iter(())
         while True:

@@ -15,6 +15,7 @@ a slot, plus its own run time), and the run time learnt from it leaves the queue
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,65 +74,90 @@ class QueuedPrediction:
     run: Prediction
 
 
+@dataclass
+class _Live:
+    """One live job as the model follows it."""
+
+    created: float
+    run: Prediction
+    #: Gladia's time it started: its creation (not queued) or the end that freed its slot.
+    start: float | None
+    queued: bool
+
+
 class QueueModel:
     """This process's live jobs, in create order, with a predicted end for each.
 
-    Times are this machine's clock for predictions, and Gladia's (the jobs' ``created_at``
-    and ``completed_at``) for what is learnt. Jobs this process did not create (resumed after
-    a restart, adopted) are counted with an estimated end, but their start stays unknown.
+    Every prediction replays the queue as Gladia runs it (first in, first out over the
+    plan's slots) with what is known now: when a job started if an end of ours was seen to
+    start it, and the run times the job time model gives today (a guess made before anything
+    was learnt gives way to the first learnt one). A job predicted to have ended already is
+    taken to end now: it has not been seen to. Times are this machine's clock for predictions
+    and Gladia's (``created_at``, ``completed_at``) for what is learnt.
     """
 
     def __init__(self, concurrency: int) -> None:
         self.concurrency = concurrency
-        self._ends: dict[str, float] = {}
-        # Jobs created into the queue, oldest first, that no ended job was seen to start yet.
+        self._live: dict[str, _Live] = {}  # in create order (dicts keep insertion order)
+        # Queued jobs, oldest first, that no ended job of ours was seen to start yet.
         self._waiting: list[str] = []
-        # Gladia's time each tracked job started: its creation, or the end that freed a slot.
-        self._starts: dict[str, float | None] = {}
 
     def __len__(self) -> int:
-        return len(self._ends)
+        return len(self._live)
+
+    def _replay(self, now: float) -> list[float]:
+        """When each slot frees after the live jobs, replayed in create order (a heap)."""
+        slots: list[float] = []
+        for job in self._live.values():
+            free = heapq.heappop(slots) if len(slots) >= self.concurrency else float("-inf")
+            start = job.start if job.start is not None else max(job.created, free)
+            heapq.heappush(slots, max(now, start + job.run.seconds))
+        return slots
 
     def created(self, job_id: str, run: Prediction, *, now: float | None = None
                 ) -> QueuedPrediction:
         """A job was just created: when it should start (after the jobs ahead) and end."""
         now = time.time() if now is None else now
-        ends = sorted(self._ends.values())
-        ahead = len(ends) - self.concurrency + 1
-        # It starts once enough of the jobs before it have ended to leave it a slot.
-        start = now if ahead <= 0 else max(now, ends[ahead - 1])
-        self._ends[job_id] = start + run.seconds
-        if ahead <= 0:
-            self._starts[job_id] = None  # started at once: its own created_at
-        else:
+        if run.learnt_from:
+            for job in self._live.values():
+                if not job.run.learnt_from:
+                    job.run = run  # the guess made before anything was learnt gives way
+        slots = self._replay(now)
+        queued = len(slots) >= self.concurrency
+        start = max(now, heapq.heappop(slots)) if queued else now
+        self._live[job_id] = _Live(created=now, run=run, start=None if queued else now,
+                                   queued=queued)
+        if queued:
             self._waiting.append(job_id)
         return QueuedPrediction(queue_wait=start - now, run=run)
 
-    def resumed(self, job_id: str, end: float) -> None:
+    def resumed(self, job_id: str, run: Prediction, *, now: float | None = None) -> None:
         """A job this process did not create (restart, adoption): count it until it ends."""
-        self._ends.setdefault(job_id, end)
+        if job_id not in self._live:
+            now = time.time() if now is None else now
+            self._live[job_id] = _Live(created=now, run=run, start=None, queued=True)
 
     def ended(self, job_id: str, completed_at: float | None) -> tuple[bool, float | None]:
         """A job ended at Gladia's ``completed_at`` (None: unknown); forget it.
 
         Its end freed a slot: the oldest queued job not yet seen starting started then.
-        Returns whether this job's start is known, and that start (None: its own creation).
+        Returns whether this job's start is known, and that start in Gladia's time (None:
+        its own ``created_at``).
         """
-        self._ends.pop(job_id, None)
+        job = self._live.pop(job_id, None)
+        known, start = False, None
         if job_id in self._waiting:
             self._waiting.remove(job_id)  # ended before an end of ours was seen to start it
-            known, start = False, None
-        elif job_id in self._starts:
-            known, start = True, self._starts.pop(job_id)
-        else:
-            known, start = False, None
+        elif job is not None and job.queued:
+            known, start = job.start is not None, job.start
+        elif job is not None:
+            known = True  # created into a free slot: it started at its creation
         if completed_at is not None and self._waiting:
-            self._starts[self._waiting.pop(0)] = completed_at
+            self._live[self._waiting.pop(0)].start = completed_at
         return known, start
 
     def forget(self, job_id: str) -> None:
         """The job is no longer followed here (it failed, or another job replaces it)."""
-        self._ends.pop(job_id, None)
-        self._starts.pop(job_id, None)
+        self._live.pop(job_id, None)
         if job_id in self._waiting:
             self._waiting.remove(job_id)
