@@ -175,8 +175,10 @@ def test_budget_halves_on_refusal_and_grows_back_one_job_at_a_time() -> None:
     clock = _Clock()
     budget = QueueBudget(3, 8, grow_seconds=10.0, clock=clock)
     assert budget.limit == 11
-    assert budget.refused() == 4 and budget.limit == 7
-    assert budget.refused() == 2
+    assert budget.refused(None) == 4 and budget.limit == 7  # no Retry-After: a full queue
+    assert budget.refused(1.0) == 2  # with one, but the second refusal in a row
+    budget.accepted()
+    assert budget.refused(1.0) is None and budget.limit == 5  # a rate limit, once
     clock.now = 9.9
     assert budget.ahead == 2
     clock.now = 30.0
@@ -192,7 +194,7 @@ def test_budget_stays_between_the_plan_and_the_configured_queue(ahead: int,
     budget = QueueBudget(25, ahead, grow_seconds=10.0, clock=clock)
     for step in steps:
         if step == "refuse":
-            budget.refused()
+            budget.refused(None)
         else:
             clock.now += 7.0
         assert 25 <= budget.limit <= 25 + ahead

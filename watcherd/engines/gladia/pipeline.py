@@ -318,9 +318,10 @@ class GladiaPipeline:
             created = await self.client.create(body)
         except GladiaError as exc:
             if exc.status == 429 and self.budget is not None and self.budget.most_ahead:
-                # Gladia's queue is full (or the account rate limited): queue fewer ahead.
-                ahead = self.budget.refused()
-                log.info("queue_ahead_shrunk", queue_ahead=ahead, source=source.path)
+                # Gladia's queue may be full: queue fewer ahead.
+                ahead = self.budget.refused(exc.retry_after)
+                if ahead is not None:
+                    log.info("queue_ahead_shrunk", queue_ahead=ahead, source=source.path)
             if not exc.maybe_sent or not exc.transient or exc.status in NOT_PROCESSED:
                 # Refused or never sent: certainly no job exists, so no lookup is needed.
                 self.journal.transition(
@@ -333,6 +334,8 @@ class GladiaPipeline:
                 self._lost_at[source.id] = time.time()
             raise
         self.health.ok()
+        if self.budget is not None:
+            self.budget.accepted()
         self._created[created.id] = time.time()
         assert source.content_key is not None
         self._recent.append((sent, source.content_key, created.id))

@@ -5,8 +5,8 @@ frees (docs/gladia-contract.md). Creating a few jobs ahead keeps every slot busy
 between one job ending and the next starting is Gladia's, not a poll plus a create of ours.
 
 :class:`QueueBudget` is how many jobs may be in flight (running or queued) at once: the
-plan's concurrency plus the queue ahead, halved when Gladia refuses a create with 429 (its
-queue is full, or the account is rate limited) and grown back by one job at a time.
+plan's concurrency plus the queue ahead, halved when Gladia refuses a create with 429
+because its queue is full, and grown back by one job at a time.
 
 :class:`QueueModel` follows this process's live jobs in create order, so a job created into
 the queue is polled when it should end (its predicted start, when the jobs ahead of it free
@@ -39,6 +39,7 @@ class QueueBudget:
         self._clock = clock
         self._ahead = ahead
         self._changed_at = clock()
+        self._refused_in_row = 0
 
     @property
     def ahead(self) -> int:
@@ -55,15 +56,24 @@ class QueueBudget:
         """How many jobs may be in flight now, queued ones included."""
         return self.concurrency + self.ahead
 
-    def refused(self) -> int:
-        """Gladia answered a create with 429: queue half as many ahead; the new queue ahead.
+    def refused(self, retry_after: float | None) -> int | None:
+        """Gladia answered a create with 429; the queue ahead if it shrank, else None.
 
-        A full queue and a rate limit look alike; halving copes with both, and growing back
-        one job at a time finds the queue's room again without a burst of refusals.
+        A 429 that says when to come back (Retry-After) reads as a rate limit: the create
+        waits that long, and the queue ahead stays, unless creates keep being refused (two
+        in a row). One without reads as a full queue. Either way the queue ahead halves, and
+        grows back one job at a time, finding the queue's room without a burst of refusals.
         """
+        self._refused_in_row += 1
+        if retry_after is not None and self._refused_in_row < 2:
+            return None
         self._ahead = self.ahead // 2
         self._changed_at = self._clock()
         return self._ahead
+
+    def accepted(self) -> None:
+        """A create succeeded: the refusals are no longer in a row."""
+        self._refused_in_row = 0
 
 
 @dataclass(frozen=True)
