@@ -115,7 +115,8 @@ def rows(gladia: GladiaConfig) -> list[Row | Note]:
                           "gladia engine is off"))
     return [*shown, ("api_url", gladia.api_url),
             ("max_concurrent_jobs", gladia.max_concurrent_jobs),
-            ("queue_ahead", gladia.jobs_ahead)]
+            ("queue_ahead", gladia.queue_ahead) if gladia.queue_ahead is not None else
+            Note(f"queue_ahead: as many as max_concurrent_jobs ({gladia.jobs_ahead})")]
 
 
 SECTION: EngineSection[GladiaConfig] = EngineSection(
