@@ -2,7 +2,7 @@
 
 Usage: python bench/bench_throughput.py [--files 12] [--concurrency 3] [--job-seconds 5]
        [--settle 2.0] [--audio-seconds 5] [--repeat 1] [--poll-cap S] [--callback]
-       [--profile FILE]
+       [--profile FILE] [--queue-ahead Q]
 The simulator runs C jobs at once, each for exactly T seconds, so no client can finish N files
 in less than N*T/C: efficiency = (N*T/C) / makespan, where 1.0 is that ceiling. The daemon runs
 with max_concurrent_jobs = C and watcherd's production timings (settle, poll schedule).
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import time
 from pathlib import Path
 
 import common
@@ -39,6 +40,9 @@ def main() -> None:
     parser.add_argument("--callback", action="store_true",
                         help="turn on watcherd's [callback] listener: the simulator calls it "
                              "when a job ends, so the result is fetched at once")
+    parser.add_argument("--queue-ahead", type=int, default=None,
+                        help="[gladia] queue_ahead (default: watcherd's, = C; 0 creates a job "
+                             "only into a free slot, the behaviour before issue 22)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="run the daemon under cProfile and write the profile here")
     args = parser.parse_args()
@@ -68,13 +72,17 @@ def main() -> None:
                                                 seconds=args.audio_seconds,
                                                 salt=f"throughput{i}")
             sim.wait_idle(timeout=600)
+            since = time.monotonic()
             run = common.run_watcherd_batch(sim, recordings, Path(tmp) / f"watcherd{i}",
                                             concurrency=c, settle_seconds=args.settle,
-                                            profile=args.profile,
+                                            profile=args.profile, queue_ahead=args.queue_ahead,
                                             extra_config=extra)
             runs.append(run)
+            busy, queued = common.slot_use(sim, since, c)
             print(f"watcherd makespan {run.makespan:.1f} s, efficiency "
-                  f"{run.efficiency(n, t, c):.2f} (1.0 is the plan's ceiling)", flush=True)
+                  f"{run.efficiency(n, t, c):.2f} (1.0 is the plan's ceiling); from the first "
+                  f"upload {n * t / c / run.settled:.2f}; slots busy {busy:.2f} of the "
+                  f"simulator's span, mean queue wait {queued:.2f} s", flush=True)
         peak = sim.peak_processing
     if len(runs) > 1:
         spans = [r.makespan for r in runs]

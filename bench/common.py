@@ -236,6 +236,7 @@ def write_config(
     journal: Path,
     watches: Iterable[Path],
     max_concurrent_jobs: int = 3,
+    queue_ahead: int | None = None,
     settle_seconds: float = 2.0,
     log_level: str = "info",
     extra: str = "",
@@ -246,6 +247,7 @@ def write_config(
         f"api_key = {json.dumps(API_KEY)}",
         f"api_url = {json.dumps(api_url)}",
         f"max_concurrent_jobs = {max_concurrent_jobs}",
+        *([f"queue_ahead = {queue_ahead}"] if queue_ahead is not None else []),
         "",
         "[journal]",
         f"path = {json.dumps(str(journal))}",
@@ -803,6 +805,7 @@ def run_watcherd_batch(
     settle_seconds: float = 2.0, timeout: float = 1800.0, profile: Path | None = None,
     env: dict[str, str] | None = None, extra_config: str = "",
     seed_times: tuple[float, float] | None = None, tolerate_timeout: bool = False,
+    queue_ahead: int | None = None,
 ) -> BatchRun:
     """Start the daemon on an empty folder, drop every recording in at once, time the batch.
 
@@ -821,7 +824,7 @@ def run_watcherd_batch(
     config = write_config(workdir / "config.toml", api_url=sim.base_url,
                           journal=workdir / "journal.db", watches=[inbox],
                           max_concurrent_jobs=concurrency, settle_seconds=settle_seconds,
-                          extra=extra_config)
+                          queue_ahead=queue_ahead, extra=extra_config)
     before = len(sim.requests())
     with Daemon(config, workdir, profile=profile, env=dict(env or {})) as daemon:
         daemon.wait_ready()
@@ -863,6 +866,17 @@ def run_watcherd_batch(
         # once (the SDK is handed finished files), the rest is the pipeline's own.
         run.settled = max(ends.values()) - min(uploads)
     return run
+
+
+def slot_use(sim: GladiaSimulator, since: float, concurrency: int) -> tuple[float, float]:
+    """The simulator's side of a batch: from its first job's start to its last one's end,
+    the share of slot time spent processing, and the mean wait of a job in the queue."""
+    jobs = [j for j in sim.schedule() if j[0] >= since]
+    if not jobs:
+        return float("nan"), float("nan")
+    span = max(end for _, _, end in jobs) - min(start for _, start, _ in jobs)
+    busy = sum(end - start for _, start, end in jobs)
+    return busy / (concurrency * span), sum(start - made for made, start, _ in jobs) / len(jobs)
 
 
 def batch_phases(log: LogTail, closed: dict[Path, float]) -> dict[str, float]:

@@ -73,6 +73,8 @@ def write_config(
     settle_seconds: float = 0.3,
     outputs: Iterable[str] = ("txt", "json"),
     max_concurrent_jobs: int = 3,
+    queue_ahead: int | None = None,
+    retry: Mapping[str, float] | None = None,
     options: Mapping[str, Any] | None = None,
     extra: str = "",
     http_listen: str = "",
@@ -85,7 +87,7 @@ def write_config(
     """Write a watcherd config file for a test and return its path.
 
     The status page is off unless ``http_listen`` names an address: test daemons run side by
-    side and must not compete for the default port.
+    side and must not compete for the default port. ``retry`` overrides FAST_RETRY's keys.
     """
     lines = ["[gladia]"]
     if api_key is not None:
@@ -94,6 +96,8 @@ def write_config(
         lines.append(f"api_url = {toml_value(api_url)}")
     lines.append(f"max_concurrent_jobs = {max_concurrent_jobs}")
     lines += [f"{k} = {toml_value(v)}" for k, v in (gladia or {}).items()]
+    if queue_ahead is not None:
+        lines.append(f"queue_ahead = {queue_ahead}")
     # A shared PostgreSQL journal (several nodes) replaces the SQLite file: the same keys as
     # the README's "Several machines" example.
     lines += ["", "[journal]"]
@@ -108,7 +112,7 @@ def write_config(
     lines += ["", "[log]",
               'format = "json"', 'level = "debug"', "", "[http]",
               f"listen = {toml_value(http_listen)}", "", "[retry]"]
-    lines += [f"{k} = {toml_value(v)}" for k, v in FAST_RETRY.items()]
+    lines += [f"{k} = {toml_value(v)}" for k, v in {**FAST_RETRY, **(retry or {})}.items()]
     lines += ["", "[defaults]",
               f"settle_seconds = {settle_seconds}", f"outputs = {toml_value(list(outputs))}"]
     if options:

@@ -27,7 +27,7 @@ from tests.daemon_harness import DaemonProcess, wait_until, watcherd, write_conf
 from tests.sim import GladiaSimulator, expected_transcript, make_wav
 from watcherd.config import default_watch_id, parse_config
 from watcherd.errors import ConfigError
-from watcherd.journal import UNKNOWN_ID, FileStat, Journal, SQLiteJournal
+from watcherd.journal import UNKNOWN_ID, FileStat, Journal, PlanFull, SQLiteJournal
 from watcherd.journal.postgres import PostgresJournal, from_stored, to_stored
 
 pytest_plugins = ("tests.pg",)
@@ -130,7 +130,9 @@ def test_sqlite_keeps_one_machine_behaviour(tmp_path: Path) -> None:
         assert journal.renew("n", 5) == [] and journal.holders() == {}
         assert journal.wait_for_change(0.0) is False
         journal.settle_many([(source, "0" * 64, "k" * 64, FileStat(1, 1, 1, 1))])
-        moved = journal.take_create_intent(journal.get(source.id), max_in_flight=0,
+        with pytest.raises(PlanFull):  # the budget is checked on one machine too
+            journal.take_create_intent(journal.get(source.id), max_in_flight=0)
+        moved = journal.take_create_intent(journal.get(source.id), max_in_flight=1,
                                            submit_started_at=5.0)
         assert moved.state == "submitting" and moved.submit_started_at == 5.0
 

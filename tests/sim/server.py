@@ -217,6 +217,9 @@ class GladiaSimulator:
         self._creates: collections.Counter[str] = collections.Counter()
         self._fail_next: collections.deque[int] = collections.deque()
         self._peak_processing = 0
+        self._peak_queued = 0
+        self._started_jobs = 0
+        self._waited: set[str] = set()
         self._seq = 0
         self._down = False
         # While set and not released, a create makes its job and then holds the response back
@@ -423,6 +426,37 @@ class GladiaSimulator:
         with self._lock:
             return self._peak_processing
 
+    @property
+    def peak_queued(self) -> int:
+        """The most jobs ever waiting in the queue at once (accepted beyond the concurrency)."""
+        with self._lock:
+            return self._peak_queued
+
+    @property
+    def waited_jobs(self) -> int:
+        """How many jobs had to wait in the queue for a slot (created beyond the concurrency)."""
+        with self._lock:
+            return len(self._waited)
+
+    @property
+    def started_jobs(self) -> int:
+        """How many jobs have started processing (each job starts once, in creation order)."""
+        with self._lock:
+            return self._started_jobs
+
+    def schedule(self) -> list[tuple[float, float, float]]:
+        """(created, started, finished) of every finished job on the monotonic clock, in
+        creation order: how long each waited for a slot, and the slots' idle gaps."""
+        with self._lock:
+            return [(j.created_mono, j.started_mono, j.due_mono) for j in self._job_order
+                    if j.status in ("done", "error")]
+
+    @property
+    def queued_now(self) -> int:
+        """How many jobs are waiting in the queue right now."""
+        with self._lock:
+            return len(self._queue)
+
     def wait_idle(self, timeout: float) -> None:
         """Block until no job is queued or processing; TimeoutError after `timeout` seconds."""
         with self._cond:
@@ -628,11 +662,15 @@ class GladiaSimulator:
                 job.started_mono = now
                 job.due_mono = now + self.job_seconds
                 self._processing.append(job)
+                self._started_jobs += 1
                 self._peak_processing = max(self._peak_processing, len(self._processing))
                 progressed = True
             if not progressed:
                 break
             changed = True
+        # What is still queued now waits for a slot: accepted beyond the concurrency.
+        self._peak_queued = max(self._peak_queued, len(self._queue))
+        self._waited.update(job.id for job in self._queue)
         if changed:
             self._cond.notify_all()
 

@@ -205,7 +205,7 @@ class CreateIntentHeld(JournalError):
 
 
 class PlanFull(JournalError):
-    """The account's concurrent jobs, counted over every node, already reach the limit."""
+    """The jobs in flight (running or queued at Gladia, over every node) reach the budget."""
 
     def __init__(self, message: str, *, in_flight: int, limit: int) -> None:
         super().__init__(message)
@@ -513,9 +513,16 @@ class Journal(abc.ABC):
         """Move ``source`` to ``submitting``: the intent to create its job (design.md, inv. 2).
 
         A shared journal makes the intent unique per content key over every node
-        (:class:`CreateIntentHeld`) and counts the plan's jobs over every node
-        (:class:`PlanFull`); here the worker's own counting already did both.
+        (:class:`CreateIntentHeld`) and counts the plan's jobs over every node; here the
+        worker's own dispatch keeps copies apart. With ``max_in_flight``, :class:`PlanFull`
+        when that many jobs (running or queued at Gladia) are in flight already: the same
+        budget query as a shared journal's, over this process's sources (the only writer).
         """
+        if max_in_flight is not None:
+            in_flight = self.count_in_flight(exclude={source.id})
+            if in_flight >= max_in_flight:
+                raise PlanFull(f"{in_flight} jobs are in flight, the budget is {max_in_flight}",
+                               in_flight=in_flight, limit=max_in_flight)
         return self.transition(source, "submitting", actor=actor, reason=reason, **changes)
 
     # -- for subclasses ------------------------------------------------------------------

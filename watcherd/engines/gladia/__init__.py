@@ -2,6 +2,7 @@
 
 Its modules: ``client`` (the HTTP client and error classification), ``pipeline`` (one source
 through upload, create and result, resumable from the journal), ``jobtime`` (when to poll),
+``queueahead`` (how many jobs to queue at Gladia beyond the plan, and when each ends),
 ``listener`` and ``webhooks`` (the optional callback receiver). What the code relies on from
 Gladia is in docs/gladia-contract.md.
 """
@@ -16,6 +17,7 @@ import structlog
 from watcherd.config import Config
 from watcherd.engines._base import Capabilities, Engine, EngineContext
 from watcherd.engines.gladia.client import GladiaClient
+from watcherd.engines.gladia.config import GladiaConfig
 from watcherd.engines.gladia.deletes import RemoteDeletes
 from watcherd.engines.gladia.listener import Listener, safety_net, start_listener
 from watcherd.engines.gladia.pipeline import GladiaPipeline, JobHints
@@ -32,6 +34,15 @@ __all__ = ["GladiaClient", "GladiaEngine", "GladiaPipeline", "PurgeResult", "pur
 #: `watcherd doctor` waits this long for Gladia (it should answer quickly or not at all).
 DOCTOR_CONNECT_TIMEOUT = 5.0
 DOCTOR_REQUEST_TIMEOUT = 15.0
+
+
+def attempts_at_once(gladia: GladiaConfig) -> int:
+    """How many sources the worker drives at once: a job for each of the plan's slots and
+    each queued one, and, with a queue ahead, as many more uploading ahead of their create
+    (they wait, uploaded, for the first job to end)."""
+    ahead = gladia.jobs_ahead
+    return gladia.max_concurrent_jobs + ahead + (min(ahead, gladia.max_concurrent_jobs)
+                                                  if ahead else 0)
 
 
 class GladiaEngine(Engine):
@@ -126,8 +137,9 @@ class GladiaEngine(Engine):
             delete_for=delete_policy(config), deletes=deletes,
             limit=None if gladia.monthly_hours_limit is None else MonthlyLimit(
                 gladia.monthly_hours_limit, gladia.billing_day, gladia.over_limit),
+            queue_ahead=config.gladia.jobs_ahead,
         )
-        return cls(pipeline, config.gladia.max_concurrent_jobs, client=client,
+        return cls(pipeline, attempts_at_once(config.gladia), client=client,
                    listener=listener, deletes=deletes)
 
     async def start(self) -> None:

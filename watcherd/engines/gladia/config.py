@@ -30,7 +30,8 @@ OverLimit = Literal["pause", "local"]
 # How much may be used: the usage keys (docs/gladia-contract.md, "Plans").
 USAGE_KEYS = ("monthly_hours", "monthly_hours_limit", "price_per_hour", "over_limit",
               "billing_day")
-KEYS = ("api_key", "api_key_file", "api_url", "max_concurrent_jobs", "delete_after",
+KEYS = ("api_key", "api_key_file", "api_url", "max_concurrent_jobs", "queue_ahead",
+        "delete_after",
         *USAGE_KEYS)
 
 
@@ -41,6 +42,9 @@ class GladiaConfig:
     api_key: Secret | None = None
     api_url: str = "https://api.gladia.io"
     max_concurrent_jobs: int = 3
+    # Jobs created beyond the plan's concurrency, queued at Gladia so a slot that frees starts
+    # the next one at once (None: as many as max_concurrent_jobs; 0: create only into a free slot).
+    queue_ahead: int | None = None
     # Where the key came from ("[gladia] api_key", "[gladia] api_key_file (PATH)",
     # "$GLADIA_API_KEY"), for doctor; never the key itself.
     api_key_origin: str | None = None
@@ -58,6 +62,11 @@ class GladiaConfig:
     # The day of the month (UTC) on which the plan's month starts (1 to 31; a shorter month
     # starts on its last day).
     billing_day: int = 1
+
+    @property
+    def jobs_ahead(self) -> int:
+        """How many jobs may wait in Gladia's queue beyond the plan's concurrency."""
+        return self.max_concurrent_jobs if self.queue_ahead is None else self.queue_ahead
 
 
 def parse(p: SectionParser, table: Mapping[str, Any]) -> GladiaConfig:
@@ -112,10 +121,13 @@ def parse(p: SectionParser, table: Mapping[str, Any]) -> GladiaConfig:
     day = p.integer(table.get("billing_day", 1), "gladia.billing_day", minimum=1)
     if day > 31:
         p.expected("gladia.billing_day", "a day of the month from 1 to 31", day)
+    ahead = (p.integer(table["queue_ahead"], "gladia.queue_ahead", minimum=0)
+             if "queue_ahead" in table else None)
     return GladiaConfig(
         api_key=key,
         api_url=url.strip().rstrip("/"),
         max_concurrent_jobs=jobs,
+        queue_ahead=ahead,
         api_key_origin=origin,
         api_key_file=key_file,
         delete_after=delete_after, monthly_hours=hours, monthly_hours_limit=limit,
@@ -141,6 +153,8 @@ def rows(gladia: GladiaConfig) -> list[Row | Note]:
         else [Note("monthly_hours_limit: not set (remote work is never paused for hours)")])
     return [*shown, ("api_url", gladia.api_url),
             ("max_concurrent_jobs", gladia.max_concurrent_jobs),
+            ("queue_ahead", gladia.queue_ahead) if gladia.queue_ahead is not None else
+            Note(f"queue_ahead: as many as max_concurrent_jobs ({gladia.jobs_ahead})"),
             ("delete_after", gladia.delete_after), ("monthly_hours", gladia.monthly_hours),
             *limit, ("price_per_hour", gladia.price_per_hour),
             ("over_limit", gladia.over_limit), ("billing_day", gladia.billing_day)]

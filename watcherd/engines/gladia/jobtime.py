@@ -2,7 +2,8 @@
 
 Gladia says nothing about when a job will be done; polling on a fixed schedule is either late
 (the transcript waits) or wasteful (GETs for nothing). Finished jobs say how long they took
-(``completed_at - created_at``, both Gladia's clock, queue wait included), and that time
+(``completed_at - created_at``, both Gladia's clock; for a job created into Gladia's queue,
+from the end that freed its slot: see queueahead.py), and that time
 depends mostly on the audio's length and on the add-ons that cost time. The model fits
 ``seconds = base + per_audio_second * audio_seconds`` over the recent jobs of the same kind
 (the same costly add-ons), falls back to all recent jobs, and before any job has finished uses
@@ -14,6 +15,7 @@ A job is then polled at its predicted end, densely just after it, then less and 
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 __all__ = ["COSTLY_OPTIONS", "JobTimeModel", "Prediction", "job_seconds", "options_class",
-           "poll_schedule"]
+           "poll_schedule", "queued_schedule"]
 
 #: Create fields whose add-on makes a job take longer (docs/gladia-contract.md).
 COSTLY_OPTIONS: tuple[str, ...] = (
@@ -181,3 +183,16 @@ def poll_schedule(prediction: Prediction, *, since_created: float, start: float,
     while True:
         wait = min(cap, wait * 1.5)
         yield wait if math.isfinite(wait) else cap
+
+
+def queued_schedule(prediction: Prediction, *, queue_wait: float, since_created: float,
+                    start: float, cap: float) -> Iterator[float]:
+    """:func:`poll_schedule` for a job that waits ``queue_wait`` seconds in Gladia's queue.
+
+    Nothing is looked at while the jobs ahead still hold every slot: the first wait is the
+    queue wait plus the schedule's first wait of a job that starts then.
+    """
+    if queue_wait <= 0:
+        return poll_schedule(prediction, since_created=since_created, start=start, cap=cap)
+    waits = poll_schedule(prediction, since_created=0.0, start=start, cap=cap)
+    return itertools.chain([max(0.0, queue_wait - since_created) + next(waits)], waits)

@@ -9,6 +9,8 @@ again after a crash at any instant and continues from where the journal says it 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import os
 import re
 import time
@@ -29,7 +31,9 @@ from watcherd.engines.gladia.jobtime import (
     job_seconds,
     options_class,
     poll_schedule,
+    queued_schedule,
 )
+from watcherd.engines.gladia.queueahead import QueueBudget, QueueModel
 from watcherd.errors import (
     AuthError,
     GladiaError,
@@ -53,6 +57,11 @@ T = TypeVar("T")
 
 # Gladia's list may lag behind a create for a few seconds (docs/gladia-contract.md).
 LIST_LAG_GRACE = 15.0
+# While a lost create's grace runs, how often the list is looked at again for evidence that
+# it has caught up (a job of ours created after the lost one listed already).
+EVIDENCE_RELOOK = 1.0
+# How many of this process's latest creates are remembered as such evidence.
+RECENT_CREATES = 64
 # How far before our own clock's create attempt a found job may be dated (clock skew).
 ADOPT_WINDOW = 24 * 3600.0
 # How far back the look-up before every create searches. A job for the same content and options
@@ -68,7 +77,8 @@ METADATA_LIMIT = 2000
 # Both clear by themselves; these are the waits before looking again.
 INTENT_HELD_WAIT = 5.0
 # Short: a slot freed on another node stays empty until this runs out (bench_nodes measured
-# 2 s costing a fifth of the throughput); each look is one small query.
+# 2 s costing a fifth of the throughput); each look is one small query. A job of this
+# process that ends wakes the wait at once.
 PLAN_FULL_WAIT = 0.5
 # A file held back by the monthly limit looks again this often (the limit may be raised by a
 # reload, or the month turn), at most until the month turns.
@@ -139,11 +149,22 @@ class GladiaPipeline:
         delete_for: Callable[[Source], bool] | None = None,
         deletes: RemoteDeletes | None = None,
         limit: MonthlyLimit | None = None,
+        queue_ahead: int = 0,
     ) -> None:
         self.journal = journal
-        # The plan's concurrent jobs, enforced at the create intent over every node sharing
-        # the journal (the worker's dispatch counting is per pass and may race other nodes).
-        self.max_in_flight = max_in_flight
+        # The plan's concurrent jobs plus the queue ahead, enforced at the create intent (over
+        # every node sharing the journal: the worker's dispatch counting is per pass and may
+        # race other nodes), halved on a 429 to a create and grown back slowly.
+        self.budget = (QueueBudget(max_in_flight, queue_ahead) if max_in_flight is not None
+                       else None)
+        # This process's live jobs: when a job created into Gladia's queue should end.
+        self._queue = QueueModel(max_in_flight if max_in_flight is not None else 1 << 30)
+        # Set (and replaced) whenever an attempt ends: a create waiting for the budget looks.
+        self._freed = asyncio.Event()
+        # This process's latest creates (when sent, content key, job id): once one sent after
+        # a lost create's outcome was settled is listed, the list has caught up past it.
+        self._recent: collections.deque[tuple[float, str, str]] = collections.deque(
+            maxlen=RECENT_CREATES)
         self.client = client
         self.outputs_for = outputs_for
         self.health = health or ApiHealth(journal)
@@ -158,6 +179,8 @@ class GladiaPipeline:
         # lag is allowed for from then too: after a crash the request may have reached Gladia
         # long after the intent was committed. Memory only: a restart just waits once more.
         self._first_lookup: dict[int, float] = {}
+        # When this process saw a create fail with an unknown outcome, by source id.
+        self._lost_at: dict[int, float] = {}
         # When each job this process created was created (memory: a restart polls at once).
         self._created: dict[str, float] = {}
         self._jobtimes: JobTimeModel | None = None
@@ -210,8 +233,16 @@ class GladiaPipeline:
             # The file, or where its transcript goes, is the trouble: the same for every engine.
             await outcomes.file_trouble(self.journal, source_id, exc, self.retry)
         finally:
-            # Whatever happened, this attempt is over: the page stops showing it in flight.
+            # Whatever happened, this attempt is over: the page stops showing it in flight,
+            # and a create waiting for the budget looks again (a job may have ended).
             self.progress.clear(source_id)
+            freed, self._freed = self._freed, asyncio.Event()
+            freed.set()
+
+    @property
+    def max_in_flight(self) -> int | None:
+        """The jobs that may be in flight now, queued ones included (None: no limit)."""
+        return self.budget.limit if self.budget is not None else None
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -321,34 +352,59 @@ class GladiaPipeline:
         return {**options, **self.create_extras(source), "audio_url": source.audio_url,
                 "custom_metadata": metadata}
 
+    async def _take_intent(self, source: Source) -> Source:
+        """The create intent, once the budget (plan + queue ahead, every node) has room.
+
+        The wait is here, uploaded and ready: the moment a job ends, the next is created.
+        """
+        while True:
+            try:
+                return self.journal.take_create_intent(
+                    source, actor="worker", reason="creating job",
+                    max_in_flight=self.max_in_flight, submit_started_at=time.time(),
+                )
+            except CreateIntentHeld as exc:
+                # A duplicate whose leader (maybe on another node) creates the job: its
+                # stored result finishes this source too, without a second job.
+                raise Later(f"same content is being created by node {exc.node or '?'}; "
+                            "waiting for its result", INTENT_HELD_WAIT) from None
+            except PlanFull as exc:
+                self.progress.report(source.id, phase=f"waiting for one of {exc.limit} jobs "
+                                     "(the plan's and the queue ahead) to end")
+                freed = self._freed
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(freed.wait(), timeout=PLAN_FULL_WAIT)
+
     async def _create(self, source: Source) -> Source:
         """Create the job (the look-up for an existing one was made just before)."""
         body = self._create_body(source)
-        try:
-            source = self.journal.take_create_intent(
-                source, actor="worker", reason="creating job",
-                max_in_flight=self.max_in_flight, submit_started_at=time.time(),
-            )
-        except CreateIntentHeld as exc:
-            # A duplicate whose leader (maybe on another node) creates the job: its stored
-            # result finishes this source too, without a second job.
-            raise Later(f"same content is being created by node {exc.node or '?'}; waiting "
-                        "for its result", INTENT_HELD_WAIT) from None
-        except PlanFull as exc:
-            raise Later(f"the plan's {exc.limit} concurrent jobs are in use (over every "
-                        "node); waiting for a free one", PLAN_FULL_WAIT) from None
+        source = await self._take_intent(source)
+        sent = time.time()
         try:
             created = await self.client.create(body)
         except GladiaError as exc:
+            if exc.status == 429 and self.budget is not None and self.budget.most_ahead:
+                # Gladia's queue may be full: queue fewer ahead.
+                ahead = self.budget.refused(exc.retry_after)
+                if ahead is not None:
+                    log.info("queue_ahead_shrunk", queue_ahead=ahead, source=source.path)
             if not exc.maybe_sent or not exc.transient or exc.status in NOT_PROCESSED:
                 # Refused or never sent: certainly no job exists, so no lookup is needed.
                 self.journal.transition(
                     source, "uploaded", actor="worker", reason="job not created",
                     submit_started_at=None,
                 )
+            else:
+                # Whether it made a job is unknown: from now on, Gladia has either made it or
+                # never will, so a job of ours sent after this and listed proves the answer.
+                self._lost_at[source.id] = time.time()
             raise
         self.health.ok()
+        if self.budget is not None:
+            self.budget.accepted()
         self._created[created.id] = time.time()
+        assert source.content_key is not None
+        self._recent.append((sent, source.content_key, created.id))
         source = self.journal.transition(
             source, "submitted", actor="worker", reason="job created", job_id=created.id,
             submit_started_at=None, attempts=0,
@@ -395,21 +451,46 @@ class GladiaPipeline:
             job = _newest(pick)
             log.info("job_adopted", source=source.path, job_id=job["id"])
             self._first_lookup.pop(source.id, None)
+            self._lost_at.pop(source.id, None)
             return self.journal.transition(
                 source, "submitted", actor="worker", job_id=str(job["id"]),
                 submit_started_at=None,
                 reason="found the job created before the interruption; not creating another",
             )
         # Gladia's list may lag behind a create: only a job missing for the whole grace, counted
-        # from both the intent and this process's first look, was certainly not created.
+        # from both the intent and this process's first look, was certainly not created,
+        # unless the list shows it has caught up past the lost create.
         left = max(source.submit_started_at, first_look) + self.retry.list_lag_grace - time.time()
+        # Since when the lost request is settled: its failure seen here, or (after a restart,
+        # which closed its connection) this process's first look.
+        settled = self._lost_at.get(source.id, first_look)
         if left > 0:
-            raise Later("checking whether Gladia created the job", left)
+            if not await self._list_caught_up(settled):
+                raise Later("checking whether Gladia created the job",
+                            min(left, EVIDENCE_RELOOK))
+            log.info("lost_create_settled", source=source.path, grace_left=round(left, 1),
+                     evidence="a job of ours created after it is listed, this one is not")
         self._first_lookup.pop(source.id, None)
+        self._lost_at.pop(source.id, None)
         return self.journal.transition(
             source, "uploaded" if source.audio_url else "pending", actor="worker",
             submit_started_at=None, reason="no job was created before the interruption",
         )
+
+    async def _list_caught_up(self, settled: float) -> bool:
+        """Whether a job this process sent after ``settled`` is listed already.
+
+        The list shows jobs in creation order, late by its lag: once a job of ours created
+        after the lost request was settled is in it, a job that request made would be too,
+        so its absence is final.
+        """
+        later = [(key, job_id) for at, key, job_id in self._recent if at > settled]
+        if not later:
+            return False
+        key, job_id = later[0]  # the earliest after the attempt: the first to be listed
+        since = datetime.fromtimestamp(settled - ADOPT_WINDOW, tz=UTC)
+        jobs = await self._read(lambda: self.client.find_jobs({"wf_key": key}, after_date=since))
+        return any(j.get("id") == job_id for j in jobs)
 
     async def _await_result(self, source: Source, *, fresh: bool = False) -> dict[str, Any]:
         job_id = source.job_id
@@ -432,17 +513,25 @@ class GladiaPipeline:
             since = 0.0 if created is None else max(0.0, time.time() - created)
             cap = poll_cap_for(audio, self.retry)
             if fresh:
-                delays = poll_schedule(prediction, since_created=since,
-                                       start=self.retry.poll_start, cap=cap)
+                queued = self._queue.created(job_id, prediction, now=created)
+                # Before anything is learnt the queue wait is a guess as well: the schedule
+                # from the create, growing to the cap, finds the end soon enough.
+                queue_wait = queued.queue_wait if prediction.learnt_from else 0.0
+                expected = queue_wait + prediction.seconds
+                delays = queued_schedule(prediction, queue_wait=queue_wait, since_created=since,
+                                         start=self.retry.poll_start, cap=cap)
                 await self._pause(job_id, next(delays))
             else:
                 # Resumed (restart, adopted job): look now; the schedule starts from the
                 # job's own age once its created_at is known.
+                self._queue.resumed(job_id, prediction)
+                expected = prediction.seconds
                 delays = iter(())
         while True:
             try:
                 job = await self._read(lambda: self.client.get(job_id))
             except JobNotFound:
+                self._queue.forget(job_id)
                 raise PermanentGladiaError(
                     f"the job {job_id} no longer exists at Gladia (deleted or expired); "
                     "`watcherd retry` creates a new one, billed again",
@@ -452,7 +541,7 @@ class GladiaPipeline:
             status = job.get("status")
             if status in ("queued", "processing") and not self.expect_callbacks:
                 self.progress.report(source.id, phase=str(status),
-                                     expected_end=time.time() - _age(job) + prediction.seconds)
+                                     expected_end=time.time() - _age(job) + expected)
             elif status in ("queued", "processing"):
                 self.progress.report(source.id, phase=str(status))
             if status == "done":
@@ -462,6 +551,7 @@ class GladiaPipeline:
                 self._learn(source, job)
                 return job
             if status == "error":
+                self._queue.ended(job_id, _timestamp(job.get("completed_at")))
                 self._job_error(source, job)
             wait = next(delays, None)
             if wait is None:
@@ -481,10 +571,22 @@ class GladiaPipeline:
         return self._jobtimes
 
     def _learn(self, source: Source, job: Mapping[str, Any]) -> None:
-        """Remember how long this job took, for the next predictions (never fails a job)."""
+        """Remember how long this job ran, for the next predictions (never fails a job).
+
+        Its run time, not its time in Gladia's queue: from its creation, or from the end of
+        ours that freed its slot. A job whose start is unknown (created into the queue before
+        a restart) teaches nothing while jobs are queued ahead.
+        """
         seconds = job_seconds(job)
+        created = _timestamp(job.get("created_at"))
+        completed = _timestamp(job.get("completed_at"))
+        known, start = self._queue.ended(str(job.get("id")), completed)
+        if not known and self.budget is not None and self.budget.most_ahead:
+            return
         if seconds is None:
             return
+        if start is not None and created is not None and completed is not None:
+            seconds = max(0.0, completed - max(created, start))
         audio = _audio_seconds(job)
         kind = options_class(source.options)
         try:
@@ -618,18 +720,23 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _age(job: Mapping[str, Any]) -> float:
-    """Seconds since the job was created by its own timestamp (0 when it does not say)."""
-    created = job.get("created_at")
-    if not isinstance(created, str):
-        return 0.0
+def _timestamp(value: Any) -> float | None:
+    """A job's ISO-8601 time (Gladia's clock) as seconds since the epoch, None if unreadable."""
+    if not isinstance(value, str):
+        return None
     try:
-        moment = datetime.fromisoformat(created.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        return 0.0
+        return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (datetime.now(UTC) - moment).total_seconds())
+    return moment.timestamp()
+
+
+def _age(job: Mapping[str, Any]) -> float:
+    """Seconds since the job was created by its own timestamp (0 when it does not say)."""
+    created = _timestamp(job.get("created_at"))
+    return 0.0 if created is None else max(0.0, time.time() - created)
 
 
 def _audio_seconds(job: Mapping[str, Any]) -> float | None:
