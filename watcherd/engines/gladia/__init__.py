@@ -8,12 +8,14 @@ Gladia is in docs/gladia-contract.md.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import structlog
 
 from watcherd.config import Config
 from watcherd.engines._base import Capabilities, Engine, EngineContext
+from watcherd.engines.gladia import audioonly
 from watcherd.engines.gladia.client import GladiaClient
 from watcherd.engines.gladia.listener import Listener, safety_net, start_listener
 from watcherd.engines.gladia.pipeline import GladiaPipeline, JobHints
@@ -101,6 +103,10 @@ class GladiaEngine(Engine):
         client = GladiaClient(config.gladia.api_url, config.gladia.api_key,
                               on_request=context.on_request)
         hints = JobHints()
+        # Audio tracks are written beside the journal (this node's state folder); a crash's
+        # leftovers go now, before any new one is written.
+        spool = config.journal_path.parent
+        await asyncio.to_thread(audioonly.sweep, spool)
         try:
             listener = (await start_listener(config, context.journal, hints)
                         if context.listen else None)
@@ -113,6 +119,7 @@ class GladiaEngine(Engine):
             hints=hints, create_extras=listener.create_extras if listener is not None else None,
             progress=context.progress,
             max_in_flight=config.gladia.max_concurrent_jobs,
+            upload=config.gladia.upload, spool=spool,
         )
         return cls(pipeline, config.gladia.max_concurrent_jobs, client=client,
                    listener=listener)

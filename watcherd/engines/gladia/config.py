@@ -22,7 +22,10 @@ from watcherd.log import REDACTED
 __all__ = ["API_KEY_ENV_VAR", "KEYS", "SECTION", "GladiaConfig"]
 
 API_KEY_ENV_VAR = "GLADIA_API_KEY"
-KEYS = ("api_key", "api_key_file", "api_url", "max_concurrent_jobs")
+KEYS = ("api_key", "api_key_file", "api_url", "max_concurrent_jobs", "upload")
+#: ``upload``: "audio" sends a video's (or an over-size file's) audio stream alone when PyAV
+#: is installed; "original" always sends the file as it is.
+UPLOAD_MODES = ("audio", "original")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class GladiaConfig:
     api_key_origin: str | None = None
     # The file named by [gladia] api_key_file (None otherwise): `config show` prints it.
     api_key_file: Path | None = None
+    # What is uploaded: "audio" (a video's audio stream alone) or "original" (the file).
+    upload: str = "audio"
 
 
 def parse(p: SectionParser, table: Mapping[str, Any]) -> GladiaConfig:
@@ -81,7 +86,9 @@ def parse(p: SectionParser, table: Mapping[str, Any]) -> GladiaConfig:
     jobs = p.integer(
         table.get("max_concurrent_jobs", 3), "gladia.max_concurrent_jobs", minimum=1
     )
+    upload = p.choice(table.get("upload", "audio"), "gladia.upload", UPLOAD_MODES)
     return GladiaConfig(
+        upload=upload,
         api_key=key,
         api_url=url.strip().rstrip("/"),
         max_concurrent_jobs=jobs,
@@ -103,7 +110,7 @@ def rows(gladia: GladiaConfig) -> list[Row | Note]:
         shown.append(Note("api_key: not set (nor api_key_file, nor $GLADIA_API_KEY): the "
                           "gladia engine is off"))
     return [*shown, ("api_url", gladia.api_url),
-            ("max_concurrent_jobs", gladia.max_concurrent_jobs)]
+            ("max_concurrent_jobs", gladia.max_concurrent_jobs), ("upload", gladia.upload)]
 
 
 SECTION: EngineSection[GladiaConfig] = EngineSection(
