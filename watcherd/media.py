@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import io
 import math
 import os
@@ -12,12 +13,15 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from watcherd import fserrors, roots
 from watcherd.errors import SourceError
 
 MAX_BYTES = 1000 * 1024 * 1024
+#: Set to 1 to behave as if PyAV were not installed: a video is then sent whole.
+NO_AV_ENV = "WATCHERD_NO_AV"
 MAX_SECONDS = 135 * 60
 _HEAD_BYTES = 4096
 
@@ -277,6 +281,16 @@ def _mutagen_duration(reader: SourceReader) -> float | None:
     return float(length) if isinstance(length, int | float) else None
 
 
+def load_av() -> ModuleType | None:
+    """PyAV, or None when it is not installed (or :data:`NO_AV_ENV` says to do without)."""
+    if os.environ.get(NO_AV_ENV, "").strip() not in ("", "0"):
+        return None
+    try:
+        return importlib.import_module("av")
+    except ImportError:
+        return None
+
+
 def _av_duration(reader: SourceReader) -> float | None:
     try:
         import av
@@ -342,15 +356,29 @@ def check_before_hash(
     read at all; the duration comes from the container's headers only. Raises a permanent
     :class:`SourceError` with the reason and what to do (a transient one when the file cannot
     be read for now).
+
+    With PyAV importable, a file over Gladia's size limit whose duration is known and within
+    the limit is let through: it may still be sent as its audio stream alone
+    (:mod:`watcherd.engines.gladia.audioonly`), which the upload step decides (only it knows
+    ``[gladia] upload``). One of unknown or excessive length is refused for its size, as
+    without PyAV.
     """
-    _check_limits(path, size, max_seconds=max_seconds, max_bytes=max_bytes)
+    _check_limits(path, size, max_seconds=max_seconds, max_bytes=max_bytes,
+                  audio_alone=max_bytes == MAX_BYTES and load_av() is not None)
 
 
-def _check_limits(path: Path, size: int, *, max_seconds: float, max_bytes: int) -> float | None:
-    """:func:`check_before_hash`, returning the duration it read (None if unknown)."""
+def _check_limits(path: Path, size: int, *, max_seconds: float, max_bytes: int,
+                  audio_alone: bool = False) -> float | None:
+    """:func:`check_before_hash`, returning the duration it read (None if unknown).
+
+    ``audio_alone``: a file over ``max_bytes`` passes when its duration is within the limit.
+    """
     if size == 0:
         raise SourceError("the file is empty; replace it with the full recording")
     if size > max_bytes:
+        seconds = _known_duration(path) if audio_alone else None
+        if seconds is not None and seconds <= max_seconds:
+            return seconds
         limit = "Gladia's 1000 MB limit" if max_bytes == MAX_BYTES else (
             f"the {max_bytes / 1024 / 1024:.0f} MB limit")
         raise SourceError(
@@ -365,6 +393,14 @@ def _check_limits(path: Path, size: int, *, max_seconds: float, max_bytes: int) 
             f"{_limit(max_seconds)}; split it into parts of about 60 minutes"
         )
     return seconds
+
+
+def _known_duration(path: Path) -> float | None:
+    try:
+        with open_source(path) as fd:
+            return _duration(fd, str(path))
+    except SourceError:
+        return None  # unreadable now: the size is reason enough to refuse
 
 
 def _limit(max_seconds: float) -> str:

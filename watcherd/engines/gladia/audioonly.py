@@ -19,7 +19,6 @@ upload goes on reading its open descriptor.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import secrets
 from collections.abc import Mapping
@@ -39,8 +38,8 @@ __all__ = ["NO_AV_ENV", "Track", "TrackPlan", "extract", "load_av", "plan",
 
 log = structlog.get_logger("watcherd.engines.gladia.audioonly")
 
-#: Set to 1 to behave as if PyAV were not installed (the file is then sent as it is).
-NO_AV_ENV = "WATCHERD_NO_AV"
+NO_AV_ENV = media.NO_AV_ENV
+load_av = media.load_av
 #: The temp files' name: hidden, marked as ours, random ("." TEMP_PREFIX HEX SUFFIX).
 TEMP_PREFIX = f"upload{TEMP_MARKER}-"
 
@@ -63,16 +62,6 @@ COPY_FORMATS: Mapping[str, tuple[str, str]] = {
 OPUS_RATE = 16_000
 OPUS_OPTIONS = {"b": "24000", "vbr": "constrained", "application": "voip"}
 OPUS_SUFFIX = ".opus"
-
-
-def load_av() -> ModuleType | None:
-    """PyAV, or None when it is not installed (or :data:`NO_AV_ENV` says to do without)."""
-    if os.environ.get(NO_AV_ENV, "").strip() not in ("", "0"):
-        return None
-    try:
-        return importlib.import_module("av")
-    except ImportError:
-        return None
 
 
 @dataclass(frozen=True)
