@@ -20,6 +20,7 @@ import structlog
 from watcherd import outputs
 from watcherd.config import default_outputs
 from watcherd.journal import Journal, Source
+from watcherd.outputs.settings import OutputSettings
 from watcherd.service import hook_env, render_metrics, run_hook, write_textfile
 
 log = structlog.get_logger("watcherd.activity")
@@ -32,7 +33,7 @@ class Activity:
         self,
         journal: Journal,
         *,
-        outputs_for: Callable[[Source], Sequence[str]] = default_outputs,
+        outputs_for: Callable[[Source], Sequence[str] | OutputSettings] = default_outputs,
         on_done: Sequence[str] = (),
         on_failed: Sequence[str] = (),
         hook_timeout: float = 60.0,
@@ -106,9 +107,11 @@ class Activity:
         if source.state == "done" and source.output_base and source.content_key:
             job = self.journal.result_for(source.content_key)
             if job is not None:
+                base = Path(source.output_base)
                 try:
-                    written = outputs.output_paths(Path(source.output_base),
-                                                   self.outputs_for(source), job)
+                    # What the journal recorded as written; older rows: what would be.
+                    written = ([Path(p) for p in source.written_outputs]
+                               or outputs.output_paths(base, self.outputs_for(source), job))
                 except ValueError as exc:
                     log.warning("hook_outputs_unknown", source=source.path, error=str(exc))
         env = hook_env(Path(source.path), source.state, written, source.job_id,

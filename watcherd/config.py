@@ -27,8 +27,13 @@ from watcherd.credentials import Secret as Secret
 from watcherd.credentials import strip_secret
 from watcherd.errors import ConfigError
 from watcherd.outputs import FORMATS
+from watcherd.outputs.facts import MdTemplate
 from watcherd.outputs.formats import DEFAULT_OUTPUTS as DEFAULT_OUTPUTS
 from watcherd.outputs.formats import default_outputs as default_outputs
+from watcherd.outputs.job import SPEAKER_NAME_MAX, speaker_name, speaker_number
+from watcherd.outputs.note import TEMPLATE_FIELDS
+from watcherd.outputs.settings import SUBTITLE_NAMES, OutputSettings, SubtitleNames
+from watcherd.outputs.templates import DEFAULT_NAME, check_fields, check_name
 from watcherd.retry import RETRY_KEYS, RetryPolicy
 from watcherd.roots import FollowLinks as FollowLinks
 
@@ -109,7 +114,8 @@ DEFAULT_HTTP_LISTEN = "127.0.0.1:8765"
 MIN_HTTP_TOKEN_CHARS = 16
 WEBHOOK_SECRET_PREFIX = "whsec_"
 _DEFAULTS_KEYS = ("outputs", "settle_seconds", "recursive", "include", "exclude", "poll", "options",
-                  "fallback", "follow_links")
+                  "fallback", "follow_links", "output_dir", "output_name", "subtitle_names",
+                  "md_template", "speakers")
 _WATCH_KEYS = ("path", "id", "engine", *_DEFAULTS_KEYS)
 _JOURNAL_KEYS = ("path", "url", "lease_seconds")
 #: A watch id: what the shared journal stores paths relative to (letters, digits, . _ -).
@@ -131,6 +137,13 @@ class WatchDefaults:
     options: Mapping[str, Any] = field(default_factory=dict)
     fallback: str = "none"
     follow_links: FollowLinks = "inside"
+    # Where outputs go, mirroring the source's path below its root; None: beside the source.
+    output_dir: Path | None = None
+    output_name: str = DEFAULT_NAME
+    subtitle_names: SubtitleNames = "plain"
+    md_template: MdTemplate | None = None
+    # [watch.speakers]: (speaker number, 0-based; name).
+    speakers: tuple[tuple[int, str], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,6 +160,14 @@ class WatchConfig(WatchDefaults):
     def watch_id(self) -> str:
         """The watch's id: its ``id``, or one derived from its path (:func:`default_watch_id`)."""
         return self.id or default_watch_id(self.path)
+
+    @property
+    def output_settings(self) -> OutputSettings:
+        """What this watch asks of its outputs, as the outputs module takes it."""
+        return OutputSettings(formats=tuple(self.outputs), output_dir=self.output_dir,
+                              name=self.output_name, subtitle_names=self.subtitle_names,
+                              md_template=self.md_template, speakers=self.speakers,
+                              watch_id=self.watch_id)
 
 
 def default_watch_id(path: Path) -> str:
@@ -502,6 +523,38 @@ def _reject_nesting(
         )
 
 
+def _reject_outputs_as_inputs(watches: Sequence[WatchConfig], where: str) -> None:
+    """Refuse an output folder that watching would read: outputs must never become inputs.
+
+    An ``output_dir`` may lie inside a watch root only when that watch's ``exclude`` skips
+    it; it may not be a root, nor hold one (outputs mirrored beneath it could land there).
+    """
+    # Imported here: the filters module reads this one's WatchConfig.
+    from watcherd.filters import SourceFilter
+
+    for number, watch in enumerate(watches, start=1):
+        out = watch.output_dir
+        if out is None:
+            continue
+        key = f"{where}: watch[{number}].output_dir"
+        for other_number, other in enumerate(watches, start=1):
+            if out == other.path or other.path.is_relative_to(out):
+                raise ConfigError(
+                    f"{key}: {out} {'is' if out == other.path else 'contains'} the watched "
+                    f"folder of watch[{other_number}] ({other.path}); outputs must never "
+                    "become inputs: choose an output folder outside every watched folder")
+            rules = SourceFilter(other)
+            # Pruned itself, or below a pruned folder: the walk never reaches it.
+            skipped = any(rules.prunes(folder) for folder in (out, *out.parents)
+                          if folder.is_relative_to(other.path) and folder != other.path)
+            if out.is_relative_to(other.path) and not skipped:
+                rel = out.relative_to(other.path).as_posix()
+                raise ConfigError(
+                    f"{key}: {out} is inside the watched folder of watch[{other_number}] "
+                    f"({other.path}) and would be watched: outputs must never become inputs; "
+                    f'add exclude = ["{rel}"] to that watch, or choose a folder outside it')
+
+
 class _Parser(SectionParser):
     """Walks the TOML data once, noting every problem; the engines' tables are theirs."""
 
@@ -852,7 +905,67 @@ class _Parser(SectionParser):
             self.choice(table["follow_links"], f"{prefix}.follow_links", FOLLOW_LINKS)
             if "follow_links" in table else base.follow_links
         )
+        fields |= self.output_fields(table, prefix, base)
         return fields
+
+    def output_fields(self, table: Mapping[str, Any], prefix: str, base: WatchDefaults
+                      ) -> dict[str, Any]:
+        """Where outputs go and how they are named and rendered (see "Where transcripts go")."""
+        fields: dict[str, Any] = {}
+        fields["output_dir"] = (self.path(table["output_dir"], f"{prefix}.output_dir")
+                                if "output_dir" in table else base.output_dir)
+        fields["output_name"] = (self.output_name(table["output_name"], f"{prefix}.output_name")
+                                 if "output_name" in table else base.output_name)
+        fields["subtitle_names"] = (
+            self.choice(table["subtitle_names"], f"{prefix}.subtitle_names", SUBTITLE_NAMES)
+            if "subtitle_names" in table else base.subtitle_names)
+        fields["md_template"] = (self.md_template(table["md_template"], f"{prefix}.md_template")
+                                 if "md_template" in table else base.md_template)
+        fields["speakers"] = (self.speakers(table["speakers"], f"{prefix}.speakers")
+                              if "speakers" in table else base.speakers)
+        return fields
+
+    def output_name(self, value: Any, key: str) -> str:
+        """``output_name``: a file name template (tokens {stem} {ext} {lang} {date} {watch})."""
+        text = self.string(value, key)
+        try:
+            return check_name(text)
+        except ValueError as exc:
+            self.fail(key, f"{text!r} {exc}" if str(exc).startswith(("must", "may", "is "))
+                      else f"{text!r}: {exc}")
+
+    def md_template(self, value: Any, key: str) -> MdTemplate:
+        """``md_template``: a Markdown file whose {fields} are checked now, not at run time."""
+        path = self.path(value, key)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            self.fail(key, f"{path} is not UTF-8 text; save it as UTF-8")
+        except OSError as exc:
+            self.fail(key, f"cannot read {path}: {exc.strerror or exc}; give the path of a "
+                      "Markdown template readable by watcherd")
+        try:
+            check_fields(text, TEMPLATE_FIELDS)
+        except ValueError as exc:
+            self.fail(key, f"{path}: {exc}")
+        return MdTemplate(path=path, text=text)
+
+    def speakers(self, value: Any, key: str) -> tuple[tuple[int, str], ...]:
+        """``[watch.speakers]``: speaker labels (1 = "Alice": "Speaker 1") to names."""
+        if not isinstance(value, dict):
+            self.expected(key, 'a table such as { 1 = "Alice", 2 = "Bob" }', value)
+        found: dict[int, str] = {}
+        for label, name in value.items():
+            number = speaker_number(label)
+            if number is None:
+                self.fail(f"{key}.{label}", "expected a speaker's number (1 for \"Speaker 1\", "
+                          "2 for \"Speaker 2\"...) as the key")
+            clean = speaker_name(name)
+            if clean is None:
+                self.expected(f"{key}.{label}", "a name: one line of printable text of at most "
+                              f"{SPEAKER_NAME_MAX} characters", name)
+            found[number] = clean
+        return tuple(sorted(found.items()))
 
     def watches(self, value: Any, defaults: WatchDefaults) -> tuple[WatchConfig, ...]:
         if isinstance(value, dict):
@@ -865,6 +978,7 @@ class _Parser(SectionParser):
             watch = self.attempt(partial(self.watch, number, table, defaults, watches), None)
             if watch is not None:
                 watches.append(watch)
+        self.attempt(lambda: _reject_outputs_as_inputs(watches, self.where), None)
         return tuple(watches)
 
     def watch(self, number: int, table: Any, defaults: WatchDefaults,

@@ -99,7 +99,12 @@ def _watch_fields(watch: WatchDefaults) -> list[Row | Note]:
     return [("outputs", list(watch.outputs)), ("settle_seconds", watch.settle_seconds),
             ("recursive", watch.recursive), ("include", list(watch.include)),
             ("exclude", list(watch.exclude)), ("poll", watch.poll),
-            ("fallback", watch.fallback), ("follow_links", watch.follow_links)]
+            ("fallback", watch.fallback), ("follow_links", watch.follow_links),
+            _optional("output_dir", watch.output_dir, "outputs go beside each source"),
+            ("output_name", watch.output_name), ("subtitle_names", watch.subtitle_names),
+            _optional("md_template", None if watch.md_template is None
+                      else watch.md_template.path, "NAME.md is watcherd's report"),
+            ("speakers", {str(n + 1): name for n, name in watch.speakers})]
 
 
 def _options(options: Mapping[str, Any]) -> list[Row | Note]:

@@ -34,6 +34,7 @@ from watcherd.journal.configured import (
     open_for_node,
 )
 from watcherd.log import redact_also
+from watcherd.outputs.settings import OutputSettings
 from watcherd.pause import JournalPause, clear_pause, write_pause
 from watcherd.progress import ProgressBoard
 from watcherd.service import Notifier, status_text
@@ -171,8 +172,8 @@ class Daemon:
             )
         return config
 
-    def _outputs_for(self, source: Source) -> tuple[str, ...]:
-        """The output formats of the current config (engines kept by a reload ask it too)."""
+    def _outputs_for(self, source: Source) -> OutputSettings:
+        """The output settings of the current config (engines kept by a reload ask it too)."""
         assert self._folders is not None
         return self._folders.outputs_for(source)
 

@@ -173,10 +173,13 @@ def check_root(watch: WatchConfig, *, created: bool = False) -> list[Finding]:
         found.append(Finding("FAIL", topic, "cannot be read by this user",
                              f"give this user read access: chmod u+rx {root} (or run watcherd "
                              "as its owner)"))
-    if not os.access(root, os.W_OK | os.X_OK):
+    if watch.output_dir is not None:
+        found += check_output_dir(watch.output_dir, topic)
+    elif not os.access(root, os.W_OK | os.X_OK):
         found.append(Finding("FAIL", topic,
                              "is not writable: transcripts are written next to the sources",
-                             f"give this user write access to {root} and its subfolders"))
+                             f"give this user write access to {root} and its subfolders, or "
+                             "set output_dir to a folder it can write"))
     probe = _network_probe()
     if probe is not None:
         network, fstype = probe(root)
@@ -194,8 +197,21 @@ def check_root(watch: WatchConfig, *, created: bool = False) -> list[Finding]:
     if space is not None:
         found.append(space)
     if not any(f.level != "OK" for f in found):
-        found.insert(0, _ok(topic, "exists, readable and writable"))
+        found.insert(0, _ok(topic, "exists and readable; it is only read: transcripts go to "
+                            f"{watch.output_dir}" if watch.output_dir is not None
+                            else "exists, readable and writable"))
     return found
+
+
+def check_output_dir(output_dir: Path, topic: str) -> list[Finding]:
+    """The output folder of a watch: it must exist and be writable (the root need not be)."""
+    if not output_dir.is_dir():
+        return [Finding("FAIL", topic, f"its output_dir {output_dir} does not exist",
+                        f"create it (mkdir -p {output_dir}) or fix output_dir")]
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        return [Finding("FAIL", topic, f"its output_dir {output_dir} is not writable",
+                        f"give this user write access to {output_dir}")]
+    return []
 
 
 # -- inotify ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 from watcherd import roots
 from watcherd.config import DEFAULT_OUTPUTS, WatchConfig, WatchDefaults
 from watcherd.journal import Source
+from watcherd.outputs.settings import OutputSettings
 from watcherd.watcher import WatchIndex
 
 __all__ = ["NOT_WATCHED", "Folders"]
@@ -91,7 +92,8 @@ class Folders:
             watch = self._outside[root] = WatchConfig(path=Path(root), **inherited)
         return watch
 
-    def outputs_for(self, source: Source) -> tuple[str, ...]:
-        """The output formats configured for this source's folder."""
+    def outputs_for(self, source: Source) -> OutputSettings:
+        """What this source's folder asks of its outputs (formats, folder, names...)."""
         watch = self.watch_of_source(source)
-        return tuple(watch.outputs) if watch is not None else DEFAULT_OUTPUTS
+        return (watch.output_settings if watch is not None
+                else OutputSettings(formats=DEFAULT_OUTPUTS))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
+import re
+import stat
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -156,67 +159,193 @@ class OutputsNotWritten(Exception):
 
 
 async def finish(
-    journal: Journal, source: Source, job: Mapping[str, Any], formats: Sequence[str], *,
-    engine: str,
+    journal: Journal, source: Source, job: Mapping[str, Any],
+    formats: Sequence[str] | outputs.OutputSettings, *, engine: str,
 ) -> None:
-    """Write a finished job's outputs next to the source, then mark the source done.
+    """Write a finished job's outputs (beside the source, or in its output_dir), then mark
+    the source done.
 
     The output base is committed before any file is written, so a crash between the two
-    rewrites the same files instead of claiming another name.
+    rewrites the same files instead of claiming another name. A base that changed (another
+    output_dir or output_name) keeps the old outputs on record until they are removed.
     """
-    if source.output_base is None or not outputs.base_fits(Path(source.output_base)):
-        base = outputs.output_base(
-            Path(source.path),
-            taken=lambda b: journal.output_base_taken(str(b), by_other_than=source.path),
-        )
-        source = journal.transition(
-            source, source.state, actor="worker",  # type: ignore[arg-type]
-            reason="outputs named", output_base=str(base),
-        )
-    assert source.output_base is not None
-    written = await run_on(source.watch_root, write_beside, source, Path(source.output_base),
-                           formats, job)
+    source, written = await render_outputs(journal, source, job, formats, engine=engine,
+                                           record=False)
     journal.transition(
         source, "done", actor="worker", reason="transcript written",
         job_id=str(job.get("id")), done_at=time.time(), attempts=0, next_attempt_at=None,
-        last_error=None, note=None, engine=engine,
+        last_error=None, note=None, engine=engine, outputs_json=written,
     )
+
+
+async def render_outputs(
+    journal: Journal, source: Source, job: Mapping[str, Any],
+    formats: Sequence[str] | outputs.OutputSettings, *, engine: str, record: bool = True,
+) -> tuple[Source, str]:
+    """Write the outputs of ``job`` for ``source`` as its watch now asks, remove the ones
+    watcherd wrote before that are no longer among them, and record what was written
+    (``record=False``: the caller records the returned ``outputs_json`` with its own change).
+
+    Used by every engine's finish and by ``watcherd render`` / ``watcherd speakers``: the same
+    names, the same walk beneath the roots, nothing sent anywhere.
+    """
+    settings = outputs.OutputSettings.of(formats)
+    facts = outputs.Facts(source=source.path, engine=engine, date=job_date(job))
+    naming = outputs.naming_for(Path(source.path), Path(source.watch_root), settings,
+                                lang=outputs.read_job(job).language, date=facts.date)
+    kept = None if source.output_base is None else Path(source.output_base)
+    if kept is not None and outputs.base_fits(kept) and naming.owns(Path(source.path), kept):
+        base = kept  # still a name of this naming: kept, even if a better one freed up
+    else:
+        base = outputs.output_base(
+            Path(source.path), naming=naming,
+            taken=lambda b: journal.output_base_taken(str(b), by_other_than=source.path))
+    if str(base) != source.output_base:
+        # The intent first: the new name is ours before anything is written under it, and
+        # the outputs still at the old one stay on record until they are removed.
+        stale = list(source.written_outputs)
+        source = journal.transition(
+            source, source.state, actor="worker",  # type: ignore[arg-type]
+            reason="outputs named", output_base=str(base),
+            outputs_json=_stale_json(source, stale),
+        )
+    before = source.written_outputs
+    written = await run_on(source.watch_root, write_beside, source, base, settings, job, facts)
+    gone: list[str] = [p for p in before if Path(p) not in set(written)]
+    if gone:
+        await run_on(source.watch_root, remove_outputs, gone)
+    if settings.output_dir is not None:
+        gone += await _carry_along(journal, source, settings.output_dir, written)
+    recorded = json.dumps([p.name[len(base.name) + 1:] for p in written])
+    if record:
+        source = journal.annotate(source, actor="user", reason="outputs written again",
+                                  outputs_json=recorded)
     log.info("transcript_written", source=source.path, job_id=job.get("id"), engine=engine,
-             outputs=[str(p) for p in written])
+             outputs=[str(p) for p in written], removed=gone)
+    return source, recorded
 
 
-def write_beside(source: Source, base: Path, formats: Sequence[str], job: Mapping[str, Any]
-                 ) -> list[Path]:
-    """Write the outputs into the source's folder as it is now, never through a link (run it
-    in the source's storage threads).
+async def _carry_along(journal: Journal, source: Source, output_dir: Path,
+                       written: Sequence[Path]) -> list[str]:
+    """Remove the output-folder outputs of this content's sources that are no longer there.
 
-    The folder is opened from the watch root down without following links
-    (:mod:`watcherd.roots`); right before writing, the source is looked up in that very folder
-    and must be the file that was hashed (device, inode, size, mtime). A folder swapped for a
-    link, or moved, while the job ran fails that check, and the attempt settles again
-    (the move is tracked, and the outputs then go where the source is now): nothing is ever
-    written into another folder. Outputs take the source's permission bits: a private
-    recording, a private transcript.
+    A file moved or renamed within the root is a new path with the same content; beside it,
+    its outputs moved with it, but in an output folder they stay at the old mirrored place.
+    Once the new place has its outputs, the old ones (only those watcherd wrote beneath the
+    output folder, and only for a source whose file is gone) are removed. A copy still there
+    keeps its own.
+    """
+    if source.content_key is None:
+        return []
+    removed: list[str] = []
+    for other in journal.outputs_of_content(source.content_key, other_than=source.path):
+        if await present(other):
+            continue
+        left = [p for p in other.written_outputs
+                if Path(p).is_relative_to(output_dir) and Path(p) not in set(written)]
+        if left:
+            await run_on(other.watch_root, remove_outputs, left)
+            removed += left
+        journal.annotate(other, actor="worker", outputs_json=None,
+                         reason=f"outputs moved with the file to {source.path}")
+    return removed
+
+
+def _stale_json(source: Source, stale: Sequence[str]) -> str | None:
+    """What is still written under the old base, as outputs_json records it."""
+    if not stale or source.output_base is None:
+        return None
+    prefix = source.output_base + "."
+    return json.dumps({"base": source.output_base,
+                       "suffixes": [p[len(prefix):] for p in stale if p.startswith(prefix)]})
+
+
+def job_date(job: Mapping[str, Any]) -> str:
+    """The job's date, YYYY-MM-DD (when it was created; today when it does not say)."""
+    for key in ("created_at", "completed_at"):
+        value = job.get(key)
+        if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value[:10]):
+            return value[:10]
+    return time.strftime("%Y-%m-%d", time.gmtime())
+
+
+def remove_outputs(paths: Sequence[str]) -> None:
+    """Remove outputs watcherd wrote that a re-render no longer writes (run it in the source's
+    storage threads).
+
+    Only files the journal recorded as written, only regular files with an output's suffix,
+    and each through its folder opened beneath its root without following links: a link or
+    folder now in an output's place is left alone, and so is anything already gone.
+    """
+    wall = roots.current()
+    for text in paths:
+        path = Path(text)
+        if not outputs.is_output_or_temp(path):
+            continue
+        try:
+            place = wall.locate_entry(path)
+            with place.folder() as folder:
+                st = os.stat(place.name, dir_fd=folder, follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode):
+                    os.unlink(place.name, dir_fd=folder)
+                    log.info("old_output_removed", path=text)
+        except (OSError, ValueError, roots.LinkOutside) as exc:
+            if not isinstance(exc, FileNotFoundError):
+                log.warning("old_output_not_removed", path=text, error=str(exc))
+
+
+def write_beside(source: Source, base: Path, settings: outputs.OutputSettings,
+                 job: Mapping[str, Any], facts: outputs.Facts | None = None) -> list[Path]:
+    """Write the outputs into the source's folder as it is now, or beneath its output_dir,
+    never through a link (run it in the source's storage threads).
+
+    The folder is opened from its root (the watch root, or the output folder) down without
+    following links (:mod:`watcherd.roots`); folders missing beneath an output folder are
+    made, with its permissions. Right before writing, the source is looked up and must be the
+    file that was hashed (device, inode, size, mtime). A folder swapped for a link, or moved,
+    while the job ran fails that check, and the attempt settles again (the move is tracked,
+    and the outputs then go where the source is now): nothing is ever written into another
+    folder. Outputs take the source's permission bits: a private recording, a private
+    transcript.
     """
     wall = roots.current()
     place, source_place = wall.locate_entry(base), wall.locate(source.path)
+    beside = (source_place.top, source_place.parts[:-1]) == (place.top, place.parts[:-1])
+    create = None if beside else _folder_mode(settings.output_dir)
     try:
-        with place.folder() as folder:
-            if (source_place.top, source_place.parts[:-1]) == (place.top, place.parts[:-1]):
+        with place.folder(create=create) as folder:
+            if beside:
                 st = os.stat(source_place.name, dir_fd=folder, follow_symlinks=False)
             else:
                 st = source_place.stat()
             if not same_file(source, st):
                 raise SourceError("moved or changed just before its transcript was written",
                                   transient=True)
-            written = outputs.write_outputs(base, formats, job, mode=st.st_mode, folder=folder)
+            written = outputs.write_outputs(base, settings, job, mode=st.st_mode,
+                                            folder=folder, facts=facts)
             _remove_stale_temps(folder, written)
     except roots.LinkOnPath:
         raise SourceError(roots.SWAPPED, transient=True) from None
     except FileNotFoundError:
+        if create is not None and not source_place.path.exists():
+            raise SourceError("disappeared before its transcript was written",
+                              transient=True) from None
+        if create is not None:
+            raise OSError(errno.ENOENT, "the output folder does not exist; create it (or "
+                          "fix output_dir)", str(settings.output_dir)) from None
         raise SourceError("disappeared before its transcript was written",
                           transient=True) from None
     return written
+
+
+def _folder_mode(output_dir: Path | None) -> int:
+    """The permission bits of folders made beneath an output folder: the folder's own."""
+    if output_dir is None:
+        return 0o777
+    try:
+        return stat.S_IMODE(os.stat(output_dir).st_mode)
+    except OSError:
+        return 0o777
 
 
 def _remove_stale_temps(folder: int, written: Sequence[Path]) -> None:

@@ -17,15 +17,23 @@ from watcherd.journal import Source
 _MAX_JSON = 256 * 1024 * 1024
 
 
-def output_candidates(source: Source) -> list[Path]:
-    """Where this source's NAME.json may be: its recorded base, else both naming rules."""
+def output_candidates(source: Source, settings: outputs.OutputSettings | None = None
+                      ) -> list[Path]:
+    """Where this source's NAME.json may be: its recorded base, else both naming rules (in
+    the watch's output folder when it has one; a name template needing the job's language or
+    date cannot be foreseen, so only {stem}, {ext} and {watch} names are found)."""
     path = Path(source.path)
     if source.output_base is not None:
         return [Path(source.output_base + ".json")]
-    return [b.with_name(b.name + ".json") for b in outputs.output_base_candidates(path)]
+    naming = None
+    if settings is not None:
+        naming = outputs.naming_for(path, Path(source.watch_root), settings)
+    return [b.with_name(b.name + ".json")
+            for b in outputs.output_base_candidates(path, naming)]
 
 
-def job_from_outputs(source: Source) -> tuple[Path, dict[str, Any]] | None:
+def job_from_outputs(source: Source, settings: outputs.OutputSettings | None = None
+                     ) -> tuple[Path, dict[str, Any]] | None:
     """The finished job in an existing NAME.json made for exactly this content and options.
 
     The job's ``custom_metadata.wf_key`` must be a key of this content and options (the
@@ -36,7 +44,7 @@ def job_from_outputs(source: Source) -> tuple[Path, dict[str, Any]] | None:
     keys = accepted_keys(source)
     if not keys:
         return None
-    for candidate in output_candidates(source):
+    for candidate in output_candidates(source, settings):
         try:
             job = json.loads(_read_beneath(candidate))
         except (OSError, ValueError, SourceError):

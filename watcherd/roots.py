@@ -103,9 +103,10 @@ class Place:
         return self.parts[-1] if self.parts else ""
 
     @contextlib.contextmanager
-    def folder(self) -> Iterator[int]:
-        """A descriptor of the folder that holds the last component, opened without links."""
-        fd = open_folder(self.top, self.parts[:-1])
+    def folder(self, *, create: int | None = None) -> Iterator[int]:
+        """A descriptor of the folder that holds the last component, opened without links;
+        ``create``: make missing folders with these permission bits (see :func:`open_folder`)."""
+        fd = open_folder(self.top, self.parts[:-1], create=create)
         try:
             yield fd
         finally:
@@ -147,12 +148,15 @@ def _is_link(folder: int, name: str) -> bool:
         return False
 
 
-def open_folder(top: str | Path, parts: Sequence[str]) -> int:
+def open_folder(top: str | Path, parts: Sequence[str], *, create: int | None = None) -> int:
     """Open ``top`` (which a person configured, links and all), then each of ``parts`` beneath
     it without following a link; returns the last folder's descriptor.
 
-    Raises :class:`LinkOnPath` when a component is a link or not a folder, and ``ValueError``
-    for a component that is not a plain name (empty, ``.``, ``..``, or holding a separator).
+    ``create``: the permission bits a missing folder is made with (``mkdirat`` in the folder
+    just opened, then opened like the others, so a link raced into its place is refused too);
+    None: a missing folder is FileNotFoundError. Raises :class:`LinkOnPath` when a component is
+    a link or not a folder, and ``ValueError`` for a component that is not a plain name
+    (empty, ``.``, ``..``, or holding a separator).
     """
     for name in parts:
         if name in ("", ".", "..") or "/" in name or "\0" in name:
@@ -160,6 +164,9 @@ def open_folder(top: str | Path, parts: Sequence[str]) -> int:
     fd = os.open(top, os.O_RDONLY | _DIRECTORY | _CLOEXEC)
     try:
         for name in parts:
+            if create is not None:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, create, dir_fd=fd)
             try:
                 child = os.open(name, _FOLDER_FLAGS, dir_fd=fd)
             except OSError as exc:
@@ -199,6 +206,9 @@ class Watched(Protocol):
     @property
     def follow_links(self) -> FollowLinks: ...
 
+    @property
+    def output_dir(self) -> Path | None: ...
+
 
 @dataclass(frozen=True)
 class _Root:
@@ -211,21 +221,26 @@ class Roots:
     """The watch roots of one config and what each allows; resolves every path against them.
 
     ``roots``: ``(root folder, follow_links)`` pairs. The innermost root containing a path is
-    its root, as for the watches' filters.
+    its root, as for the watches' filters. ``outputs``: the output folders (``output_dir``), a
+    root of their own kind: only watcherd writes there, so a link in one is never followed
+    (``"inside"``), and every write beneath one is walked down from it like a source's.
     """
 
-    def __init__(self, roots: Sequence[tuple[Path | str, FollowLinks]] = ()) -> None:
+    def __init__(self, roots: Sequence[tuple[Path | str, FollowLinks]] = (),
+                 outputs: Sequence[Path | str] = ()) -> None:
+        pairs: list[tuple[Path | str, FollowLinks]] = [*roots, *((o, "inside") for o in outputs)]
         entries = [
             _Root(os.path.abspath(os.fspath(path)), os.path.realpath(os.fspath(path)), follow)
-            for path, follow in roots
+            for path, follow in dict(pairs).items()
         ]
         # Longest first: a root nested in another owns its own files.
         self._roots = sorted(entries, key=lambda root: -len(root.path))
 
     @classmethod
     def of(cls, watches: Sequence[Watched]) -> Roots:
-        """From watch configs (anything with ``path`` and ``follow_links``)."""
-        return cls([(w.path, w.follow_links) for w in watches])
+        """From watch configs (``path``, ``follow_links`` and ``output_dir``)."""
+        return cls([(w.path, w.follow_links) for w in watches],
+                   [w.output_dir for w in watches if w.output_dir is not None])
 
     def root_of(self, path: Path | str) -> str | None:
         """The configured root that holds ``path`` as written (before links), if any."""

@@ -79,6 +79,10 @@ def _with_service_journal(config: Config) -> Config:
     return config
 
 
+#: The entry point (``watcherd = "watcherd.cli:main"``); the commands are its subcommands.
+__all__ = ["main"]
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="watcherd")
 def main() -> None:
@@ -399,6 +403,73 @@ def retry(paths: tuple[Path, ...], all_failed: bool, reprocess: bool,
 
 def _defaults_watch(config: Config, path: str) -> WatchConfig:
     return with_extra_watches(_without_watches(config), [Path(path).parent]).watches[0]
+
+
+def _quiet_logging(config: Config) -> None:
+    """Warnings only, on stderr: the command says itself what it wrote."""
+    configure_logging(fmt=config.log_format, level="warning", stream=sys.stderr,
+                      secrets=secret_values(config))
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@config_option
+@handles_errors
+def render(paths: tuple[Path, ...], config_path: Path | None) -> None:
+    """Write the outputs of done files again from their stored results (no new job).
+
+    After changing output_dir, output_name, subtitle_names, md_template, outputs or
+    [watch.speakers]: each file's outputs are written as its watch now says, and the ones
+    watcherd wrote before that are no longer among them are removed. Without PATH, every
+    done file of this config's watches.
+    """
+    from watcherd.rerender import render_sources, shown_outputs
+
+    config = _with_service_journal(_load(config_path, need_key=False))
+    _quiet_logging(config)
+    if not journal_exists(config):
+        raise JournalError(f"no journal at {config.journal_path}: nothing to render")
+    wanted = [str(p.expanduser().resolve()) for p in paths]
+    with open_for_command(config, readonly=False) as journal:
+        results = render_sources(config, journal, wanted)
+    for result in results:
+        if result.problem is None:
+            click.echo(f"rendered {shown_outputs(result)}")
+        else:
+            click.echo(f"not rendered: {printable(result.path)}: {result.problem}", err=True)
+    if not results:
+        click.echo("nothing to render: no file is done yet")
+    sys.exit(1 if any(r.problem for r in results) else 0)
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("names", nargs=-1, required=True)
+@config_option
+@handles_errors
+def speakers(file: Path, names: tuple[str, ...], config_path: Path | None) -> None:
+    """Name the speakers of a done FILE (1=Alice 2=Bob) and rewrite its outputs.
+
+    The numbers are those of "Speaker 1", "Speaker 2"... in its transcript; NUMBER= forgets
+    a name. The outputs are written again from the stored result: nothing is sent, nothing
+    is paid for again.
+    """
+    from watcherd.rerender import parse_names, rename_speakers, shown_outputs
+
+    try:
+        given = parse_names(names)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    config = _with_service_journal(_load(config_path, need_key=False))
+    _quiet_logging(config)
+    if not journal_exists(config):
+        raise JournalError(f"no journal at {config.journal_path}: no file is done yet")
+    with open_for_command(config, readonly=False) as journal:
+        result = rename_speakers(config, journal, str(file.expanduser().resolve()), given)
+    if result.problem is not None:
+        click.echo(f"not renamed: {printable(result.path)}: {result.problem}", err=True)
+        sys.exit(1)
+    click.echo(f"renamed the speakers of {shown_outputs(result)}")
 
 
 @main.group()

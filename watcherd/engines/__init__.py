@@ -21,6 +21,7 @@ from watcherd.errors import ConfigError
 from watcherd.health import ApiHealth
 from watcherd.journal import Journal, Source
 from watcherd.outputs.formats import default_outputs
+from watcherd.outputs.settings import OutputSettings
 from watcherd.progress import ProgressBoard
 
 if TYPE_CHECKING:
@@ -185,7 +186,7 @@ def reusable(engines: Engines, config: Config) -> dict[str, Engine]:
 
 async def open_engines(
     config: Config, journal: Journal, *,
-    outputs_for: Callable[[Source], Sequence[str]] = default_outputs,
+    outputs_for: Callable[[Source], Sequence[str] | OutputSettings] = default_outputs,
     health: ApiHealth | None = None,
     listen: bool = True,
     progress: ProgressBoard | None = None,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from watcherd.findings import Finding
 from watcherd.health import ApiHealth
 from watcherd.journal import Journal, Source
+from watcherd.outputs.settings import OutputSettings
 from watcherd.progress import ProgressBoard
 from watcherd.retry import RetryPolicy
 
@@ -52,7 +53,7 @@ class EngineContext:
     journal: Journal
     health: ApiHealth
     retry: RetryPolicy
-    outputs_for: Callable[[Source], Sequence[str]]
+    outputs_for: Callable[[Source], Sequence[str] | OutputSettings]
     #: Whether the engine may start what receives calls from outside (a callback listener).
     listen: bool = True
     #: Where engines report how far a file has come (the status page reads it).

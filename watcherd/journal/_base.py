@@ -96,6 +96,24 @@ class Source:
     done_at: float | None
     created_at: float
     updated_at: float
+    #: The outputs last written for this source: a JSON list of their suffixes after
+    #: ``output_base`` ("txt", "en.srt"), so it reads the same on every node of a shared
+    #: journal; while a re-render moves them to a new base, {"base": OLD, "suffixes": [...]}
+    #: (what is still to be removed there). None before any was recorded.
+    outputs_json: str | None = None
+
+    @property
+    def written_outputs(self) -> tuple[str, ...]:
+        """The paths of the outputs last written for this source (the journal's record)."""
+        if not self.outputs_json:
+            return ()
+        value = json.loads(self.outputs_json)
+        base = self.output_base
+        if isinstance(value, dict):
+            base, value = value.get("base"), value.get("suffixes")
+        if not isinstance(base, str) or not isinstance(value, list):
+            return ()
+        return tuple(f"{base}.{suffix}" for suffix in value if isinstance(suffix, str))
 
     @property
     def options(self) -> dict[str, Any]:
@@ -312,6 +330,10 @@ class Journal(abc.ABC):
     @abc.abstractmethod
     def output_base_taken(self, base: str, *, by_other_than: str) -> bool:
         """Whether another source already owns this output base (``DIR/STEM``)."""
+
+    @abc.abstractmethod
+    def outputs_of_content(self, content_key: str, *, other_than: str) -> list[Source]:
+        """Sources with this content but another path whose written outputs are on record."""
 
     @abc.abstractmethod
     def leader_for(self, content_key: str) -> Source | None:

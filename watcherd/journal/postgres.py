@@ -30,7 +30,6 @@ import socket
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -39,6 +38,7 @@ import structlog
 from psycopg.rows import dict_row
 
 from watcherd.errors import JournalError
+from watcherd.journal import migrations
 from watcherd.journal._base import (
     UNKNOWN_ID,
     CreateIntentHeld,
@@ -73,22 +73,7 @@ NOTIFY_CHANNEL = "watcherd_journal"
 DbConn = psycopg.Connection[dict[str, Any]]
 
 
-def _migrations() -> tuple[tuple[int, str, bytes], ...]:
-    """The numbered SQL files of watcherd/journal/sql/postgres, in order: (version, name, text)."""
-    folder = resources.files("watcherd.journal") / "sql" / "postgres"
-    found = []
-    for entry in folder.iterdir():
-        name = entry.name
-        if name.endswith(".sql") and name[:4].isdigit():
-            found.append((int(name[:4]), name, entry.read_bytes()))
-    found.sort()
-    versions = [v for v, _, _ in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"PostgreSQL migrations are not numbered 1..n: {versions}")
-    return tuple(found)
-
-
-MIGRATIONS = _migrations()
+MIGRATIONS = migrations.load("postgres")
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -216,13 +201,13 @@ def migrate(conn: DbConn, display_url: str) -> None:
                     f"the journal {display_url} was written by a newer watcherd (schema "
                     f"{current}, this one knows {SCHEMA_VERSION}); upgrade watcherd"
                 )
-            for version, name, text in MIGRATIONS:
-                if version <= current:
+            for step in MIGRATIONS:
+                if step.version <= current:
                     continue
-                conn.execute(text)
+                conn.execute(step.text.encode())
                 conn.execute(
                     "INSERT INTO schema_version (version, name, applied_at) VALUES (%s, %s, %s)",
-                    (version, name, time.time()),
+                    (step.version, step.name, time.time()),
                 )
     except psycopg.Error as exc:
         raise JournalError(

@@ -3,7 +3,8 @@
 The default backend, embedded, with one writer process (a lock file beside the journal).
 WAL mode; intents and results are fsynced, bulk bookkeeping is not (see ``_transaction``).
 A connector: the logic is :class:`~watcherd.journal.sqljournal.SQLJournal`'s, the statements
-are in ``sql/queries.sql``; here are the file, its lock, pragmas and sqlite-utils migrations.
+are in ``sql/queries.sql``; here are the file, its lock, pragmas and how a numbered migration
+(``sql/sqlite/NNNN_*.sql``, see :mod:`watcherd.journal.migrations`) is applied.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from watcherd.errors import JournalError
+from watcherd.journal import migrations
 from watcherd.journal._base import (
     JournalCorrupt,
     JournalLocked,
@@ -39,10 +41,8 @@ from watcherd.journal.stored import (
 )
 from watcherd.journal.unavailable import sqlite_reason
 
-if TYPE_CHECKING:
-    import sqlite_utils
-
-SCHEMA_VERSION = 3
+MIGRATIONS = migrations.load("sqlite")
+SCHEMA_VERSION = len(MIGRATIONS)
 _log = structlog.get_logger("watcherd.journal")
 
 
@@ -321,86 +321,21 @@ def _check_version(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring the schema to SCHEMA_VERSION, one numbered step at a time."""
+    """Bring the schema to SCHEMA_VERSION, one numbered SQL file at a time.
+
+    Each file runs in its own immediate transaction with its version number, so a crash in
+    a step leaves the journal at the step before, and the next open runs it again.
+    """
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise sqlite3.DatabaseError(f"schema {version} is newer than this watcherd knows")
-    if version == SCHEMA_VERSION:
-        return  # the usual start: nothing to migrate, and no sqlite_utils (numpy) to import
-    # Imported here: only migrations need it, and it pulls in numpy when that is installed,
-    # which every command's start-up would otherwise pay for.
-    import sqlite_utils
-
-    db = sqlite_utils.Database(conn, execute_plugins=False)
-    steps = {1: _schema_v1, 2: _schema_v2, 3: _schema_v3}
-    for target in range(version + 1, SCHEMA_VERSION + 1):
+    for step in MIGRATIONS[version:]:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            steps[target](db)
-            conn.execute(f"PRAGMA user_version = {target}")
+            for statement in migrations.statements(step.text):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {step.version}")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-
-
-def _schema_v1(db: sqlite_utils.Database) -> None:
-    db["sources"].create(  # type: ignore[union-attr]
-        {
-            "id": int, "path": str, "watch_root": str, "state": str,
-            "size": int, "mtime_ns": int, "dev": int, "inode": int, "changed_at": float,
-            "sha256": str, "options_json": str, "content_key": str,
-            "audio_url": str, "job_id": str, "submit_started_at": float,
-            "attempts": int, "job_errors": int, "next_attempt_at": float,
-            "last_error": str, "note": str, "output_base": str, "engine": str,
-            "done_at": float, "created_at": float, "updated_at": float,
-        },
-        pk="id",
-        not_null={"path", "watch_root", "state", "options_json", "attempts", "job_errors",
-                  "created_at", "updated_at"},
-    )
-    db["sources"].create_index(["path"], unique=True)  # type: ignore[union-attr]
-    db["sources"].create_index(["state", "next_attempt_at"])  # type: ignore[union-attr]
-    db["sources"].create_index(["content_key"])  # type: ignore[union-attr]
-    db["sources"].create_index(["output_base"])  # type: ignore[union-attr]
-    db["events"].create(  # type: ignore[union-attr]
-        {"id": int, "source_id": int, "at": float, "from_state": str, "to_state": str,
-         "actor": str, "reason": str},
-        pk="id",
-        not_null={"source_id", "at", "to_state", "actor"},
-    )
-    db["events"].create_index(["source_id"])  # type: ignore[union-attr]
-    db["results"].create(  # type: ignore[union-attr]
-        {"content_key": str, "job_id": str, "job_json": str, "created_at": float},
-        pk="content_key",
-        not_null={"job_id", "job_json", "created_at"},
-    )
-
-
-def _schema_v2(db: sqlite_utils.Database) -> None:
-    """Settling asks for unsettled pending sources oldest-change first: index that order."""
-    db["sources"].create_index(  # type: ignore[union-attr]
-        ["state", "content_key", "changed_at"], index_name="sources_unsettled"
-    )
-    db["sources"].create_index(["job_id"])  # type: ignore[union-attr]
-
-
-def _schema_v3(db: sqlite_utils.Database) -> None:
-    """How long finished Gladia jobs took, by kind: the poll schedule learns from it."""
-    db["job_times"].create(  # type: ignore[union-attr]
-        {"id": int, "at": float, "options_class": str, "audio_seconds": float,
-         "seconds": float},
-        pk="id",
-        not_null={"at", "options_class", "seconds"},
-    )
-    db["job_times"].create_index(["options_class", "id"])  # type: ignore[union-attr]
-    # The worker's queue in order, and the jobs that count against the plan: both read on
-    # every pass, so both are partial indexes that hold only the rows they are about.
-    db.execute("CREATE INDEX sources_queue ON sources(state, id) WHERE content_key IS NOT NULL")
-    db.execute("CREATE INDEX sources_inflight ON sources(state)"
-               " WHERE job_id IS NOT NULL OR submit_started_at IS NOT NULL")
-    db.execute("CREATE INDEX sources_started ON sources(state) WHERE job_id IS NOT NULL"
-               " OR submit_started_at IS NOT NULL OR audio_url IS NOT NULL")
-    # Small facts about the journal itself (whether the last writer stopped cleanly).
-    db["meta"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
-

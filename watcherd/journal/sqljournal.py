@@ -142,6 +142,11 @@ class SQLJournal(Journal):
         return self._run("output_base_taken", base=self._enc(base),
                          path=self._enc(by_other_than)).fetchone() is not None
 
+    def outputs_of_content(self, content_key: str, *, other_than: str) -> list[Source]:
+        """Sources with this content but another path whose written outputs are on record."""
+        return list(self._rows("outputs_of_content", content_key=content_key,
+                               path=self._enc(other_than)))
+
     def leader_for(self, content_key: str) -> Source | None:
         """The oldest active source with this content, which alone may create its job."""
         row = self._run("leader_for", content_key=content_key).fetchone()

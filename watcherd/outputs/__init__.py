@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from watcherd.outputs.facts import Facts, MdTemplate
 from watcherd.outputs.formats import FORMATS, RENDERERS, checked_formats
 from watcherd.outputs.job import AddonFailure, addon_failures, read_job
 from watcherd.outputs.jsondoc import render_json, scrub_job
@@ -33,12 +34,16 @@ from watcherd.outputs.naming import (
     BASE_MAX_BYTES,
     OUTPUT_SUFFIXES,
     TEMP_MARKER,
+    Naming,
     base_fits,
     is_output_or_temp,
+    naming_for,
     output_base,
     output_base_candidates,
+    with_suffix,
 )
 from watcherd.outputs.plan import output_paths, render_translations
+from watcherd.outputs.settings import OutputSettings
 from watcherd.outputs.srt import render_srt
 from watcherd.outputs.summary import SUMMARY_SUFFIX, render_summary
 from watcherd.outputs.txt import render_txt
@@ -59,14 +64,20 @@ __all__ = [
     "SUMMARY_SUFFIX",
     "TEMP_MARKER",
     "AddonFailure",
+    "Facts",
+    "MdTemplate",
+    "Naming",
+    "OutputSettings",
     "addon_failures",
     "atomic_write",
     "base_fits",
     "file_mode",
     "is_output_or_temp",
+    "naming_for",
     "output_base",
     "output_base_candidates",
     "output_paths",
+    "read_job",
     "render",
     "render_json",
     "render_md",
@@ -77,5 +88,6 @@ __all__ = [
     "render_vtt",
     "scrub_job",
     "sweep_temp_files",
+    "with_suffix",
     "write_outputs",
 ]

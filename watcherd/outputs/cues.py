@@ -44,7 +44,7 @@ def cues(transcription: Transcription) -> list[Cue]:
     raw: list[Cue] = []
     for utterance in transcription.utterances:
         speaker = utterance.speaker
-        prefix = f"[Speaker {speaker + 1}] " if diarized and speaker is not None else ""
+        prefix = f"[{transcription.label(speaker)}] " if diarized and speaker is not None else ""
         raw.extend(_cues_of_utterance(_words_of(utterance), prefix))
     raw.sort(key=lambda c: c.start_ms)
     # Make every cue visible (start < end), never longer than the limit, and never

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 # Imported as submodules by full name: the package __init__ imports this module.
 import watcherd.outputs.jsondoc as jsondoc
-import watcherd.outputs.md as md
+import watcherd.outputs.note as note
 import watcherd.outputs.srt as srt
 import watcherd.outputs.txt as txt
 import watcherd.outputs.vtt as vtt
@@ -24,7 +24,7 @@ RENDERERS: dict[str, Renderer] = {
     "json": jsondoc.render,
     "srt": srt.render,
     "vtt": vtt.render,
-    "md": md.render,
+    "md": note.render_default,
 }
 FORMATS: tuple[str, ...] = tuple(RENDERERS)
 #: The outputs of a folder that does not choose (and of a file whose folder is gone).

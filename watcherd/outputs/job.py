@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from watcherd.display import utf8_text
@@ -30,6 +30,10 @@ LANGUAGE_MAX: int = 16
 _LANGUAGE_CODE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{LANGUAGE_MAX - 1}}}")
 # result keys that are not add-on blocks.
 _NOT_ADDONS = frozenset({"metadata", "transcription"})
+#: The key of watcherd's own block in a stored job (and NAME.json): the speakers' names.
+WATCHERD_BLOCK = "watcherd"
+#: The longest speaker name kept (a name is a label, not a paragraph).
+SPEAKER_NAME_MAX = 100
 
 
 # -- reading one value --------------------------------------------------------------------
@@ -114,6 +118,9 @@ class Transcription:
     languages: tuple[str, ...]
     # (format, text) of the subtitles Gladia generated, first of each format, non-blank.
     subtitles: tuple[tuple[str, str], ...]
+    # (speaker number, name) for the speakers a person named ([watch.speakers], `watcherd
+    # speakers`); the others are "Speaker N".
+    names: tuple[tuple[int, str], ...] = ()
 
     @property
     def diarized(self) -> bool:
@@ -126,8 +133,20 @@ class Transcription:
         return sorted({u.speaker for u in self.utterances if u.speaker is not None})
 
     def subtitle(self, fmt: str) -> str | None:
-        """Gladia's own subtitles in ``fmt`` ("srt", "vtt"), or None when it sent none."""
+        """Gladia's own subtitles in ``fmt`` ("srt", "vtt"), or None when it sent none.
+
+        None too once speakers are named: Gladia's subtitles carry no speaker labels, so the
+        cues are made from the utterances, where the names show.
+        """
+        if self.names and self.diarized:
+            return None
         return next((given for name, given in self.subtitles if name == fmt), None)
+
+    def label(self, speaker: int | None) -> str:
+        """A speaker's name when one was given, else "Speaker N" (1-based); "" for none."""
+        if speaker is None:
+            return ""
+        return dict(self.names).get(speaker, f"Speaker {speaker + 1}")
 
 
 @dataclass(frozen=True)
@@ -224,6 +243,79 @@ class Job:
     answers: AddonResults[Answer] | None
     failures: tuple[AddonFailure, ...]
 
+    @property
+    def language(self) -> str | None:
+        """The detected language (the first code-like one, lower case), None when unknown."""
+        return next((lang.lower() for lang in self.transcription.languages
+                     if _LANGUAGE_CODE.fullmatch(lang)), None)
+
+    @property
+    def speaker_names(self) -> dict[int, str]:
+        """The names given to speakers (number, 0-based -> name)."""
+        return dict(self.transcription.names)
+
+    def named(self, names: Mapping[int, str]) -> Job:
+        """This job with ``names`` for its speakers (0-based numbers) in every transcription;
+        names already in the job's own ``watcherd`` block win (`watcherd speakers`)."""
+        merged = tuple(sorted({**names, **dict(self.transcription.names)}.items()))
+        if not merged:
+            return self
+        return replace(
+            self,
+            transcription=replace(self.transcription, names=merged),
+            translations=tuple(
+                replace(t, transcription=replace(t.transcription, names=merged))
+                for t in self.translations),
+        )
+
+
+def speaker_name(value: object) -> str | None:
+    """A speaker's name as kept: one line of printable text, at most SPEAKER_NAME_MAX
+    characters; None when ``value`` is not a usable name."""
+    if not isinstance(value, str):
+        return None
+    name = " ".join(utf8_text(value).split())
+    if not name or len(name) > SPEAKER_NAME_MAX or not name.isprintable():
+        return None
+    return name
+
+
+def speaker_number(label: object) -> int | None:
+    """A speaker's label number as people write it ("1" for "Speaker 1"), 0-based; None for
+    anything else (only ASCII digits: str.isdigit also takes "¹" and other digits)."""
+    if not isinstance(label, str) or not re.fullmatch(r"[0-9]{1,5}", label):
+        return None
+    number = int(label)
+    return number - 1 if 1 <= number <= _MAX_SPEAKER else None
+
+
+def stored_names(job: Mapping[str, Any]) -> dict[int, str]:
+    """The names kept in a job's ``watcherd`` block: {"speakers": {"1": "Alice"}} (labels
+    1-based, as people see them) -> {0: "Alice"}; anything unusable is left out."""
+    block = _mapping(_mapping(job.get(WATCHERD_BLOCK)).get("speakers"))
+    found: dict[int, str] = {}
+    for key, value in block.items():
+        number, name = speaker_number(key), speaker_name(value)
+        if number is not None and name is not None:
+            found[number] = name
+    return found
+
+
+def with_names(job: Mapping[str, Any], names: Mapping[int, str]) -> dict[str, Any]:
+    """A copy of the job object whose ``watcherd`` block holds ``names`` (0-based numbers;
+    an empty mapping removes the block's speakers)."""
+    copied = dict(job)
+    block = dict(_mapping(copied.get(WATCHERD_BLOCK)))
+    if names:
+        block["speakers"] = {str(n + 1): name for n, name in sorted(names.items())}
+    else:
+        block.pop("speakers", None)
+    if block:
+        copied[WATCHERD_BLOCK] = block
+    else:
+        copied.pop(WATCHERD_BLOCK, None)
+    return copied
+
 
 # -- reading ------------------------------------------------------------------------------
 
@@ -246,7 +338,7 @@ def read_job(job: object) -> Job:
     # Gladia echoes whatever multipart filename was sent, which may carry folders.
     filename = _text(file.get("filename")).replace("\\", "/").rsplit("/", 1)[-1]
     enabled = frozenset(k for k, v in params.items() if isinstance(k, str) and v is True)
-    return Job(
+    read = Job(
         raw=job,
         id=_text(job.get("id")),
         request_id=_text(job.get("request_id")),
@@ -267,6 +359,7 @@ def read_job(job: object) -> Job:
         answers=_answers(_addon_results(result.get("audio_to_llm"))),
         failures=tuple(_failures(result, params)),
     )
+    return read.named(stored_names(job))
 
 
 def _transcription(value: object) -> Transcription:

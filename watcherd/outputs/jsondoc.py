@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from watcherd.display import json_safe
-from watcherd.outputs.job import Job, job_object, read_job
+from watcherd.outputs.job import Job, job_object, read_job, with_names
 
 
 def json_text(value: object, *, indent: int | None = None) -> str:
@@ -26,9 +26,10 @@ def render(job: Job, title: str | None = None) -> str:
     transcripts get shared: its path and query are replaced by "[redacted]". Lossless
     otherwise: a lone surrogate (a string cut mid-emoji) is written as its ``\\uXXXX`` escape,
     so the file is valid UTF-8 and ``json.loads`` gives the same job back. ``title`` is not
-    used.
+    used. Names given to speakers are in its ``watcherd`` block (``"speakers": {"1": ...}``).
     """
-    return json_safe(json_text(scrub_job(job.raw), indent=2)) + "\n"
+    raw = with_names(job.raw, job.speaker_names) if job.speaker_names else job.raw
+    return json_safe(json_text(scrub_job(raw), indent=2)) + "\n"
 
 
 def render_json(job: Mapping[str, Any]) -> str:

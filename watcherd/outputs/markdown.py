@@ -68,11 +68,6 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
-def speaker_label(number: int | None) -> str:
-    """"Speaker N" (1-based) for a speaker number, "" for none."""
-    return "" if number is None else f"Speaker {number + 1}"
-
-
 def source_name(job: Job, fallback: str | None) -> str:
     """The recording's name for a heading: the uploaded file's, else ``fallback``'s."""
     return job.filename or (_readable_name(fallback) if fallback else "") or "Transcript"

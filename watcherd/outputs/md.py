@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import watcherd.outputs.markdown as md
@@ -14,7 +15,6 @@ from watcherd.outputs.job import (
     Job,
     Sentiment,
     Transcription,
-    Utterance,
     read_job,
 )
 
@@ -38,15 +38,15 @@ def render(job: Job, title: str | None = None) -> str:
     if job.summary is not None:
         lines += ["## Summary", "", *md.value(job.summary, bullets=True), ""]
     if speakers:
-        lines += ["## Speakers", "", *_speakers(job.transcription.utterances), ""]
-    lines += ["## Transcript", "", *_transcript(job.transcription), ""]
+        lines += ["## Speakers", "", *_speakers(job.transcription), ""]
+    lines += ["## Transcript", "", *transcript_lines(job.transcription), ""]
     if job.translations:
         lines += ["## Translations", ""]
         for translation in job.translations:
             lines += [f"### {md.inline(translation.lang)}", "",
-                      *_transcript(translation.transcription), ""]
+                      *transcript_lines(translation.transcription), ""]
     addons: list[tuple[str, AddonResults[Any] | None, Callable[[Any], list[str]]]] = [
-        ("Sentiment", job.sentiment, _sentiment),
+        ("Sentiment", job.sentiment, partial(_sentiment, job.transcription)),
         ("Named entities", job.entities, _entities),
         ("Answers", job.answers, _answers),
     ]
@@ -87,10 +87,10 @@ def _details(job: Job, speakers: Sequence[int]) -> list[str]:
     return [f"- **{label}:** {value}" for label, value in rows]
 
 
-def _speakers(utterances: Sequence[Utterance]) -> list[str]:
+def _speakers(transcription: Transcription) -> list[str]:
     talk: dict[int, float] = {}
     turns: dict[int, int] = {}
-    for utterance in utterances:
+    for utterance in transcription.utterances:
         speaker = utterance.speaker
         if speaker is None:
             continue
@@ -99,19 +99,19 @@ def _speakers(utterances: Sequence[Utterance]) -> list[str]:
     total = sum(talk.values()) or 1.0
     lines = ["| Speaker | Speaking time | Share | Turns |", "|---|---|---|---|"]
     for speaker in sorted(talk):
-        lines.append(f"| {md.speaker_label(speaker)} | {md.clock(talk[speaker])} | "
+        lines.append(f"| {md.cell(transcription.label(speaker))} | {md.clock(talk[speaker])} | "
                      f"{round(100 * talk[speaker] / total)}% | {turns[speaker]} |")
     return lines
 
 
-def _transcript(transcription: Transcription) -> list[str]:
+def transcript_lines(transcription: Transcription) -> list[str]:
     lines: list[str] = []
     diarized = transcription.diarized
     for utterance in transcription.utterances:
         text = md.inline(utterance.text)
         if not text:
             continue
-        label = md.speaker_label(utterance.speaker) if diarized else ""
+        label = md.inline(transcription.label(utterance.speaker)) if diarized else ""
         stamp = f"[{md.clock(utterance.start)}]"
         lines += [f"**{stamp} {label}:** {text}" if label else f"**{stamp}** {text}", ""]
     if not lines:
@@ -120,13 +120,13 @@ def _transcript(transcription: Transcription) -> list[str]:
     return lines[:-1]
 
 
-def _sentiment(block: AddonResults[Sentiment]) -> list[str]:
+def _sentiment(transcription: Transcription, block: AddonResults[Sentiment]) -> list[str]:
     if block.rows is None:
         return md.value(block.results)
     lines = ["| Time | Speaker | Sentiment | Emotion | Text |", "|---|---|---|---|---|"]
     for row in block.rows:
         lines.append(
-            f"| {md.clock(row.start)} | {md.speaker_label(row.speaker)} | "
+            f"| {md.clock(row.start)} | {md.cell(transcription.label(row.speaker))} | "
             f"{md.cell(row.sentiment)} | {md.cell(row.emotion)} | {md.cell(row.text)} |"
         )
     return lines

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from watcherd.display import printable
 from watcherd.outputs.formats import FORMATS, TRANSLATED_FORMATS
 from watcherd.outputs.job import LANGUAGE_MAX
+from watcherd.outputs.settings import OutputSettings
 from watcherd.outputs.summary import SUMMARY_SUFFIX
+from watcherd.outputs.templates import DEFAULT_NAME, UNKNOWN_LANGUAGE, fill
 
 TEMP_MARKER: str = ".watcherd-tmp"
 OUTPUT_SUFFIXES: frozenset[str] = frozenset(f".{fmt}" for fmt in FORMATS)
@@ -94,20 +97,71 @@ def _fit_name(name: str) -> str:
     return cut(name, BASE_MAX_BYTES - len(tail)) + tail
 
 
-def output_base_candidates(source: Path) -> list[Path]:
+@dataclass(frozen=True)
+class Naming:
+    """Where a source's outputs go and what they are called (``output_dir``, ``output_name``).
+
+    ``folder``: the folder the outputs go to (the source's own when None). ``template``: the
+    base's name from tokens (:mod:`watcherd.outputs.templates`), ``tokens`` the values of all
+    but ``{stem}``, which each candidate fills in.
+    """
+
+    folder: Path | None = None
+    template: str = DEFAULT_NAME
+    tokens: Mapping[str, str] = field(default_factory=dict)
+
+    def name(self, stem: str) -> str:
+        """The base's name for this stem (shortened to fit, see :func:`_fit_name`)."""
+        if self.template == DEFAULT_NAME:
+            return _fit_name(stem)
+        return _fit_name(fill(self.template, {**self.tokens, "stem": stem}))
+
+    def base(self, source: Path, stem: str) -> Path:
+        """The base for ``source`` under this naming, with ``stem``."""
+        return (self.folder or source.parent) / self.name(stem)
+
+    def owns(self, source: Path, base: Path) -> bool:
+        """Whether ``base`` is one of the names :func:`output_base` can give ``source``
+        under this naming (so a base recorded earlier is kept while the naming holds)."""
+        if base in output_base_candidates(source, self):
+            return True
+        return any(base == self.base(source, f"{source.name}~{n}") for n in range(1, 100))
+
+
+def naming_for(source: Path, root: Path | None, settings: OutputSettings, *,
+               lang: str | None = None, date: str = "") -> Naming:
+    """The naming of ``source`` (beneath the watch ``root``) under a watch's settings.
+
+    With ``output_dir``, the source's folder below its root is mirrored beneath it
+    (ROOT/a/b/x.mp3 -> OUT/a/b/x.*); a source outside its root (a named file) goes to the top.
+    """
+    folder: Path | None = None
+    if settings.output_dir is not None:
+        rel: tuple[str, ...] = ()
+        if root is not None and source.parent.is_relative_to(root):
+            rel = source.parent.relative_to(root).parts
+        folder = settings.output_dir.joinpath(*rel)
+    tokens = {"ext": source.suffix[1:], "lang": lang or UNKNOWN_LANGUAGE, "date": date,
+              "watch": settings.watch_id}
+    return Naming(folder, settings.name, tokens)
+
+
+def output_base_candidates(source: Path, naming: Naming | None = None) -> list[Path]:
     """The bases outputs of ``source`` take unless another source owns them: stem, then name.
 
     Each is shortened by :func:`_fit_name` when needed, so this also tells where outputs of a
     long name are found after the journal is lost.
     """
+    naming = naming or Naming()
     # "..wav" has the stem "." and "...wav" the stem "..": names of folders, not files.
     by_stem = source.suffix and source.stem not in (".", "..")
-    found = [source.with_name(_fit_name(source.stem))] if by_stem else []
-    found.append(source.with_name(_fit_name(source.name)))
+    found = [naming.base(source, source.stem)] if by_stem else []
+    found.append(naming.base(source, source.name))
     return found
 
 
-def output_base(source: Path, *, taken: Callable[[Path], bool]) -> Path:
+def output_base(source: Path, *, taken: Callable[[Path], bool],
+                naming: Naming | None = None) -> Path:
     """The path outputs are named after: DIR/STEM, or DIR/NAME when another source owns DIR/STEM.
 
     Any name works: raw bytes that are not UTF-8, newlines, quotes, ':'. A base longer than
@@ -117,14 +171,16 @@ def output_base(source: Path, *, taken: Callable[[Path], bool]) -> Path:
     records the result (the journal's ``output_base``) and passes it to
     :func:`watcherd.outputs.writing.write_outputs`. In the rare case that both are owned (a
     suffix-less "talk" after "talk.wav" took "talk"), "NAME~1", "NAME~2", ... are tried, so
-    two sources never share outputs.
+    two sources never share outputs. ``naming``: the output folder and name template of the
+    source's watch (beside it, named after it, when None).
     """
-    candidates = output_base_candidates(source)
+    naming = naming or Naming()
+    candidates = output_base_candidates(source, naming)
     for candidate in candidates:
         if not taken(candidate):
             return candidate
     for n in range(1, 100):
-        candidate = source.with_name(_fit_name(f"{source.name}~{n}"))
+        candidate = naming.base(source, f"{source.name}~{n}")
         if not taken(candidate):
             return candidate
     raise ValueError(

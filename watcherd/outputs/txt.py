@@ -1,4 +1,5 @@
-"""NAME.txt (and NAME.<lang>.txt): one utterance per line, with "Speaker N: " when diarized."""
+"""NAME.txt (and NAME.<lang>.txt): one utterance per line, with "Speaker N: " (or the
+speaker's name) when diarized."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def of_transcription(transcription: Transcription) -> str:
         if not text:
             continue
         if diarized and utterance.speaker is not None:
-            text = f"Speaker {utterance.speaker + 1}: {text}"
+            text = f"{transcription.label(utterance.speaker)}: {text}"
         lines.append(text)
     return utf8_text("".join(f"{line}\n" for line in lines))
 

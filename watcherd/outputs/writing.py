@@ -31,6 +31,7 @@ from watcherd.outputs.naming import (
     with_suffix,
 )
 from watcherd.outputs.plan import plan
+from watcherd.outputs.settings import Facts, OutputSettings
 
 log = structlog.get_logger("watcherd.outputs")
 
@@ -118,11 +119,13 @@ def _shown(value: object) -> str:
 
 
 def write_outputs(
-    base: Path, formats: Sequence[str], job: Mapping[str, Any], *, mode: int | None = None,
-    folder: int | None = None,
+    base: Path, formats: Sequence[str] | OutputSettings, job: Mapping[str, Any], *,
+    mode: int | None = None, folder: int | None = None, facts: Facts | None = None,
 ) -> list[Path]:
     """Render every output of a done job, then write each atomically; returns the paths.
 
+    ``formats``: the formats, or a watch's whole :class:`OutputSettings` (subtitle names,
+    note template, speakers). ``facts``: what NAME.md's front matter says of the source.
     ``mode`` is the source's ``st_mode``: outputs get its read/write bits (:func:`file_mode`).
     ``folder``: a descriptor of ``base``'s folder to write in (see :func:`atomic_write`).
     Any JSON-shaped job either renders (text that cannot be encoded is replaced) or raises
@@ -135,9 +138,11 @@ def write_outputs(
     if not read.has_result:
         raise ValueError(
             f"job {_shown(read.raw.get('id'))} is done but has no result: nothing to write")
-    wanted = checked_formats(formats)
+    settings = OutputSettings.of(formats)
+    wanted = checked_formats(settings.formats)
     # Render everything before touching the disk, so a rendering bug writes nothing at all.
-    rendered = [(with_suffix(base, p.suffix), p.render()) for p in plan(read, wanted, base.name)]
+    rendered = [(with_suffix(base, p.suffix), p.render())
+                for p in plan(read, wanted, base.name, settings, facts)]
     for failure in read.failures:
         log.warning("addon_failed", job_id=read.raw.get("id"), addon=failure.addon,
                     error=failure.message, outputs=str(base),

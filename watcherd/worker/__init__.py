@@ -24,6 +24,7 @@ from watcherd.config import Config, WatchConfig
 from watcherd.folders import Folders
 from watcherd.health import ApiHealth
 from watcherd.journal import Journal, JournalUnavailable, LeaseLost, Source
+from watcherd.outputs.settings import OutputSettings
 from watcherd.pause import JournalPause
 from watcherd.retry import RetryPolicy
 from watcherd.worker.common import WorkContext, log, one_line
@@ -340,8 +341,8 @@ class Worker:
 
     # -- for ``transcribe`` --------------------------------------------------------------
 
-    def outputs_for(self, source: Source) -> tuple[str, ...]:
-        """The output formats configured for this source's watch."""
+    def outputs_for(self, source: Source) -> OutputSettings:
+        """What this source's watch asks of its outputs (formats, folder, names...)."""
         return self.folders.outputs_for(source)
 
 

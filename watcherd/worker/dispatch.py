@@ -245,6 +245,7 @@ class Dispatch:
         """Take the result from an existing NAME.json made for this content (journal lost)."""
         try:
             found = await run_on(Path(source.watch_root), job_from_outputs, source,
+                                 self.ctx.folders.outputs_for(source),
                                  timeout=self.ctx.file_timeout)
         except Exception as exc:
             # Unreadable outputs are no result: the source goes on to the engine.

@@ -43,6 +43,7 @@ from watcherd.health import ApiHealth
 from watcherd.identity import stored_result
 from watcherd.journal import CreateIntentHeld, Journal, PlanFull, Source
 from watcherd.outcomes import OutputsNotWritten, finish
+from watcherd.outputs.settings import OutputSettings
 from watcherd.progress import ProgressBoard
 from watcherd.retry import RetryPolicy, poll_delays
 
@@ -122,7 +123,7 @@ class GladiaPipeline:
         journal: Journal,
         client: GladiaClient,
         *,
-        outputs_for: Callable[[Source], Sequence[str]] = default_outputs,
+        outputs_for: Callable[[Source], Sequence[str] | OutputSettings] = default_outputs,
         health: ApiHealth | None = None,
         retry: RetryPolicy | None = None,
         hints: JobHints | None = None,

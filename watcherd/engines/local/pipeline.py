@@ -29,6 +29,7 @@ from watcherd.fileops import run_on
 from watcherd.identity import stored_result
 from watcherd.journal import Journal, Source
 from watcherd.outcomes import OutputsNotWritten, finish
+from watcherd.outputs.settings import OutputSettings
 from watcherd.progress import ProgressBoard
 from watcherd.retry import RetryPolicy
 
@@ -49,7 +50,7 @@ class LocalPipeline:
         engine: TranscriberPool,
         *,
         retry_budget: int = 3,
-        outputs_for: Callable[[Source], Sequence[str]] = default_outputs,
+        outputs_for: Callable[[Source], Sequence[str] | OutputSettings] = default_outputs,
         retry: RetryPolicy | None = None,
         progress: ProgressBoard | None = None,
     ) -> None:

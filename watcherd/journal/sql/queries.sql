@@ -75,6 +75,11 @@ INSERT INTO results (content_key, job_id, job_json, created_at)
 SELECT 1 AS taken FROM sources WHERE output_base = :base AND path != :path
     AND NOT (state = 'gone' AND done_at IS NULL) LIMIT 1;
 
+-- name: outputs_of_content
+-- Other sources of one content whose outputs are on record: a moved file's old outputs.
+SELECT * FROM sources WHERE content_key = :content_key AND path != :path
+    AND outputs_json IS NOT NULL ORDER BY id;
+
 -- name: leader_for
 -- Jobs already created (or being created, or uploaded) lead; then the oldest.
 SELECT * FROM sources WHERE content_key = :content_key AND state IN {ACTIVE_STATES}
