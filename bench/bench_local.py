@@ -6,6 +6,7 @@ Usage: python bench/bench_local.py [--long-seconds 400] [--shorts 8] [--repeat 1
 It speaks known English text with espeak-ng: one long recording (the paragraphs below, read
 in turn until it lasts --long-seconds) and --shorts short ones (one paragraph each, 15-30 s).
 Every scenario uses the same model folder and the same settings: int8 on the CPU, beam 5,
+the VAD filter as --vad says (on: watcherd's default), workers at niceness --nice,
 word timestamps, the language detected. Each scenario is measured for
 
 - plain: ``WhisperModel(path).transcribe()`` in a process pool of W processes with T threads
@@ -46,7 +47,14 @@ from pathlib import Path
 from typing import Any
 
 from watcherd.engines.local.model import ensure_model, local_engine_installed
-from watcherd.engines.local.runner import BATCH_SECONDS, BATCH_SIZE, TranscriberPool, auto_layout
+from watcherd.engines.local.runner import (
+    BATCH_SECONDS,
+    BATCH_SIZE,
+    TranscriberPool,
+    Tuning,
+    auto_layout,
+    lower_priority,
+)
 
 # Distinct paragraphs, so no file is a loop of one sentence (Whisper treats repeats oddly).
 PARAGRAPHS = (
@@ -188,8 +196,12 @@ def cores() -> int:
 _PLAIN: dict[str, Any] = {}
 
 
-def _plain_init(model_path: str, threads: int, batched: bool) -> None:
-    """Pool initializer: load the model once per process, as any faster-whisper user would."""
+def _plain_init(model_path: str, threads: int, batched: bool, vad: bool = True,
+                nice: int = 0) -> None:
+    """Pool initializer: load the model once per process, as any faster-whisper user would
+    (at the same niceness as watcherd's workers, before any thread starts)."""
+    lower_priority(nice)
+    _PLAIN["vad"] = vad
     faster_whisper = importlib.import_module("faster_whisper")
     model = faster_whisper.WhisperModel(model_path, device="cpu", compute_type="int8",
                                         cpu_threads=threads)
@@ -201,7 +213,8 @@ def _plain_transcribe(path: str, batch_size: int) -> dict[str, Any]:
     model = _PLAIN["model"]
     started, cpu = time.monotonic(), time.process_time()
     extra = {"batch_size": batch_size} if batch_size else {}
-    segments, info = model.transcribe(path, beam_size=5, word_timestamps=True, **extra)
+    segments, info = model.transcribe(path, beam_size=5, word_timestamps=True,
+                                      vad_filter=_PLAIN["vad"], **extra)
     text = " ".join(s.text.strip() for s in segments)
     return {"text": text, "audio": info.duration, "start": started, "end": time.monotonic(),
             "cpu": time.process_time() - cpu}
@@ -220,11 +233,13 @@ class Run:
 
 
 def run_plain(model: Path, files: Sequence[Path], workers: int, threads: int,
-              batch_size: int = 0) -> Run:
+              batch_size: int = 0, tuning: Tuning | None = None) -> Run:
     """Plain faster-whisper over ``files`` in ``workers`` processes of ``threads`` threads."""
     created = time.monotonic()
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_plain_init,
-                             initargs=(str(model), threads, batch_size > 0)) as pool:
+                             initargs=(str(model), threads, batch_size > 0,
+                                       (tuning or Tuning()).vad,
+                                       (tuning or Tuning()).nice)) as pool:
         results = list(pool.map(_plain_transcribe, [str(f) for f in files],
                                 [batch_size] * len(files)))
     done = time.monotonic()
@@ -238,12 +253,12 @@ def run_plain(model: Path, files: Sequence[Path], workers: int, threads: int,
 
 
 async def _engine(model: Path, files: Sequence[Path], workers: int, threads: int,
-                  batched: bool | None) -> Run:
+                  batched: bool | None, tuning: Tuning | None = None) -> Run:
     created = time.monotonic()
     # None keeps the engine's own rule; True batches every file; False never batches.
     batch_seconds = BATCH_SECONDS if batched is None else (0.0 if batched else None)
     engine = TranscriberPool(model, workers=workers, cpu_threads=threads, beam_size=5,
-                         batch_seconds=batch_seconds)
+                             batch_seconds=batch_seconds, tuning=tuning)
     try:
         await engine.start()
         pids = engine.worker_pids()
@@ -264,13 +279,13 @@ async def _engine(model: Path, files: Sequence[Path], workers: int, threads: int
 
 
 def run_engine(model: Path, files: Sequence[Path], workers: int, threads: int,
-               batched: bool | None = None) -> Run:
+               batched: bool | None = None, tuning: Tuning | None = None) -> Run:
     """watcherd's TranscriberPool over ``files`` with ``workers`` x ``threads`` (0: automatic)."""
-    return asyncio.run(_engine(model, files, workers, threads, batched))
+    return asyncio.run(_engine(model, files, workers, threads, batched, tuning))
 
 
 def run_cli(files: Sequence[Path], workers: int, threads: int, cache: Path | None,
-            folder: Path) -> Run:
+            folder: Path, tuning: Tuning | None = None) -> Run:
     """The real ``watcherd transcribe`` subprocess on copies of ``files``; cold wall time."""
     inbox = folder / f"cli-{time.monotonic_ns()}"
     inbox.mkdir()
@@ -281,6 +296,7 @@ def run_cli(files: Sequence[Path], workers: int, threads: int, cache: Path | Non
     config.write_text(
         f'[engine]\nname = "local"\n[local]\nworkers = {layout["workers"]}\n'
         f'cpu_threads = {layout["cpu_threads"]}\n'
+        f"vad = {str((tuning or Tuning()).vad).lower()}\nnice = {(tuning or Tuning()).nice}\n"
         f'[journal]\npath = "{inbox / "journal.db"}"\n[log]\nformat = "json"\n'
     )
     env = dict(os.environ, GLADIA_API_KEY="")
@@ -361,8 +377,9 @@ def scenarios(n: int, batch_size: int, cli: bool, batched: bool) -> list[Scenari
     add(Scenario(f"short engine auto ({auto})", "engine", "shorts", 0, 0,
                  baseline=short_auto))
     if cli:
+        # The same pipeline as the engine's own choice for this file: batched when it is.
         add(Scenario(f"long  cli auto ({auto}, cold)", "cli", "long", 0, 0,
-                     baseline=long_auto))
+                     baseline=long_batched if batched else long_auto))
         add(Scenario(f"short cli auto ({auto}, cold)", "cli", "shorts", 0, 0,
                      baseline=short_auto))
     return out
@@ -372,12 +389,14 @@ def measure(scenario: Scenario, model: Path, corpus: Corpus, args: argparse.Name
             folder: Path) -> Run:
     """Run one scenario once."""
     files = [corpus.long] if scenario.files == "long" else list(corpus.shorts)
+    tuning = Tuning(vad=args.vad == "on", nice=args.nice)
     if scenario.kind == "plain":
-        return run_plain(model, files, scenario.workers, scenario.threads, scenario.batch)
+        return run_plain(model, files, scenario.workers, scenario.threads, scenario.batch,
+                         tuning)
     if scenario.kind == "engine":
         return run_engine(model, files, scenario.workers, scenario.threads,
-                          scenario.batched)
-    return run_cli(files, scenario.workers, scenario.threads, args.cache, folder)
+                          scenario.batched, tuning)
+    return run_cli(files, scenario.workers, scenario.threads, args.cache, folder, tuning)
 
 
 def main() -> None:
@@ -391,7 +410,15 @@ def main() -> None:
     parser.add_argument("--no-batched", action="store_true")
     parser.add_argument("--only", default="", help="run only scenarios whose name has this")
     parser.add_argument("--cache", type=Path, default=None)
+    parser.add_argument("--vad", choices=("on", "off"), default="on",
+                        help="faster-whisper's VAD filter, on both sides (watcherd's default: on)")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="niceness of every worker, on both sides (watcherd's default 10; 0 "
+                        "here so that neither side yields to other programs)")
     args = parser.parse_args()
+    if args.vad == "off" and not args.no_batched:
+        # The batched pipeline cuts the audio where the VAD finds pauses: it needs it.
+        args.no_batched = True
     if not local_engine_installed():
         sys.exit("the local engine is not installed: pip install 'watcherd[local]'")
     n = cores()

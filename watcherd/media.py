@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import io
 import math
 import os
@@ -12,12 +13,15 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from watcherd import fserrors, roots
 from watcherd.errors import SourceError
 
 MAX_BYTES = 1000 * 1024 * 1024
+#: Set to 1 to behave as if PyAV were not installed: a video is then sent whole.
+NO_AV_ENV = "WATCHERD_NO_AV"
 MAX_SECONDS = 135 * 60
 _HEAD_BYTES = 4096
 
@@ -27,8 +31,8 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 # PyAV reads container headers only: at most this many bytes and this much stream time are
 # probed, and no open or read may take longer than the timeout.
-_AV_PROBE = {"probesize": str(1024 * 1024), "analyzeduration": str(2_000_000)}
-_AV_TIMEOUT = (10.0, 10.0)
+AV_PROBE = {"probesize": str(1024 * 1024), "analyzeduration": str(2_000_000)}
+AV_TIMEOUT = (10.0, 10.0)
 # Some demuxers read on past probesize when they find no stream (an MPEG-TS of garbage is read
 # to its end), so each duration probe is also given at most this many bytes and seconds: past
 # either, the file reads as ended and its duration is unknown. Real headers, and the tail a
@@ -169,27 +173,30 @@ def read_some(fd: int, size: int) -> bytes:
     return b"".join(parts)
 
 
-class _SourceReader(io.RawIOBase):
+class SourceReader(io.RawIOBase):
     """A raw file object over a descriptor from :func:`open_source` that remembers its failure.
 
     mutagen and PyAV wrap or swallow the errors of the file objects they read; the failure kept
     here lets the caller still classify an I/O error instead of taking it for odd content.
     """
 
-    def __init__(self, fd: int, name: str) -> None:
+    def __init__(self, fd: int, name: str, *, budget: bool = True) -> None:
         super().__init__()
         self._fd = fd
         self.name = name  # mutagen scores formats partly by the file name's extension
         self.failure: OSError | None = None
-        self._left = 0
-        self._deadline = 0.0
+        # Probes read headers only, within a budget; a reader for the whole file has none.
+        self._budget = budget
+        self._left = math.inf
+        self._deadline = math.inf
         self.start_probe()
 
     def start_probe(self) -> None:
         """Forget the last failure and give the next probe its byte and time budget."""
         self.failure = None
-        self._left = _PROBE_BYTES
-        self._deadline = time.monotonic() + _PROBE_SECONDS
+        if self._budget:
+            self._left = _PROBE_BYTES
+            self._deadline = time.monotonic() + _PROBE_SECONDS
 
     def readable(self) -> bool:
         """Always readable."""
@@ -205,7 +212,7 @@ class _SourceReader(io.RawIOBase):
         if self._left <= 0 or time.monotonic() > self._deadline:
             return 0  # the probe's budget is spent: the file reads as ended
         try:
-            data = os.read(self._fd, min(len(view), self._left))
+            data = os.read(self._fd, int(min(len(view), self._left)))
         except OSError as exc:
             self.failure = exc
             raise
@@ -249,7 +256,7 @@ def _duration(fd: int, name: str) -> float | None:
     """
     # Unbuffered on purpose: io.BufferedReader retries a raw read that raised EINTR, for ever
     # if it keeps failing; mutagen and PyAV read headers in pieces large enough as it is.
-    reader = _SourceReader(fd, name)
+    reader = SourceReader(fd, name)
     for probe in (_mutagen_duration, _av_duration):
         reader.start_probe()
         try:
@@ -266,7 +273,7 @@ def _duration(fd: int, name: str) -> float | None:
     return None
 
 
-def _mutagen_duration(reader: _SourceReader) -> float | None:
+def _mutagen_duration(reader: SourceReader) -> float | None:
     import mutagen
 
     info = mutagen.File(reader)
@@ -274,13 +281,23 @@ def _mutagen_duration(reader: _SourceReader) -> float | None:
     return float(length) if isinstance(length, int | float) else None
 
 
-def _av_duration(reader: _SourceReader) -> float | None:
+def load_av() -> ModuleType | None:
+    """PyAV, or None when it is not installed (or :data:`NO_AV_ENV` says to do without)."""
+    if os.environ.get(NO_AV_ENV, "").strip() not in ("", "0"):
+        return None
+    try:
+        return importlib.import_module("av")
+    except ImportError:
+        return None
+
+
+def _av_duration(reader: SourceReader) -> float | None:
     try:
         import av
     except ImportError:  # the local extra is not installed: mutagen's answer is all we have
         return None
     with av.open(
-        reader, "r", container_options=_AV_PROBE, timeout=_AV_TIMEOUT, io_open=_no_nested_files,
+        reader, "r", container_options=AV_PROBE, timeout=AV_TIMEOUT, io_open=no_nested_files,
     ) as container:
         if container.duration is not None and container.duration > 0:
             return float(container.duration) / av.time_base
@@ -292,7 +309,7 @@ def _av_duration(reader: _SourceReader) -> float | None:
         return max(lengths, default=None)
 
 
-def _no_nested_files(url: str, flags: int, options: dict[str, Any]) -> io.BytesIO:
+def no_nested_files(url: str, flags: int, options: dict[str, Any]) -> io.BytesIO:
     # Playlists and concat lists name other files or URLs: a dropped file must never make
     # watcherd open those, so every nested file reads as empty and only the file itself is
     # read. (Raising instead makes PyAV print a traceback to stderr.)
@@ -339,15 +356,29 @@ def check_before_hash(
     read at all; the duration comes from the container's headers only. Raises a permanent
     :class:`SourceError` with the reason and what to do (a transient one when the file cannot
     be read for now).
+
+    With PyAV importable, a file over Gladia's size limit whose duration is known and within
+    the limit is let through: it may still be sent as its audio stream alone
+    (:mod:`watcherd.engines.gladia.audioonly`), which the upload step decides (only it knows
+    ``[gladia] upload``). One of unknown or excessive length is refused for its size, as
+    without PyAV.
     """
-    _check_limits(path, size, max_seconds=max_seconds, max_bytes=max_bytes)
+    _check_limits(path, size, max_seconds=max_seconds, max_bytes=max_bytes,
+                  audio_alone=max_bytes == MAX_BYTES and load_av() is not None)
 
 
-def _check_limits(path: Path, size: int, *, max_seconds: float, max_bytes: int) -> float | None:
-    """:func:`check_before_hash`, returning the duration it read (None if unknown)."""
+def _check_limits(path: Path, size: int, *, max_seconds: float, max_bytes: int,
+                  audio_alone: bool = False) -> float | None:
+    """:func:`check_before_hash`, returning the duration it read (None if unknown).
+
+    ``audio_alone``: a file over ``max_bytes`` passes when its duration is within the limit.
+    """
     if size == 0:
         raise SourceError("the file is empty; replace it with the full recording")
     if size > max_bytes:
+        seconds = _known_duration(path) if audio_alone else None
+        if seconds is not None and seconds <= max_seconds:
+            return seconds
         limit = "Gladia's 1000 MB limit" if max_bytes == MAX_BYTES else (
             f"the {max_bytes / 1024 / 1024:.0f} MB limit")
         raise SourceError(
@@ -362,6 +393,14 @@ def _check_limits(path: Path, size: int, *, max_seconds: float, max_bytes: int) 
             f"{_limit(max_seconds)}; split it into parts of about 60 minutes"
         )
     return seconds
+
+
+def _known_duration(path: Path) -> float | None:
+    try:
+        with open_source(path) as fd:
+            return _duration(fd, str(path))
+    except SourceError:
+        return None  # unreadable now: the size is reason enough to refuse
 
 
 def _limit(max_seconds: float) -> str:
@@ -382,9 +421,12 @@ def _length(seconds: float, limit: float) -> str:
     return f"{text} {unit}"
 
 
-def check_source(path: Path, size: int) -> None:
-    """Refuse, before any upload, a file Gladia would refuse anyway."""
-    seconds = _check_limits(path, size, max_seconds=MAX_SECONDS, max_bytes=MAX_BYTES)
+def check_source(path: Path, size: int, *, max_bytes: int = MAX_BYTES) -> None:
+    """Refuse, before any upload, a file Gladia would refuse anyway.
+
+    ``max_bytes``: the size limit on the file itself (larger when only its audio is sent).
+    """
+    seconds = _check_limits(path, size, max_seconds=MAX_SECONDS, max_bytes=max_bytes)
     if seconds is None:
         what = not_media(_head(path))
         if what is not None:

@@ -229,3 +229,20 @@ def probe_media(path: Path, head: bytes) -> MediaInfo:
         # About 128 kbit/s: a plausible figure for compressed audio we cannot parse.
         duration = size / 16_000
     return MediaInfo(extension, duration, channels)
+
+
+def stream_kinds(path: Path) -> tuple[str, ...] | None:
+    """The kinds of stream an uploaded container holds ("audio", "video", cover art not
+    counted), or None when PyAV is not installed or cannot read the file."""
+    try:
+        import av
+    except ImportError:
+        return None
+    try:
+        with av.open(str(path)) as container:
+            return tuple(
+                s.type for s in container.streams
+                if s.type != "video" or not int(s.disposition) & 0x400  # attached picture
+            )
+    except Exception:
+        return None

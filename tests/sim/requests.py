@@ -97,6 +97,7 @@ class _SpooledAudio:
     size: int
     sha256: str
     head: bytes
+    content_type: str = ""  # the part's Content-Type header
 
 
 class _AudioSink:
@@ -212,7 +213,8 @@ def parse_multipart_upload(reader: BodyReader, boundary: bytes, spool_dir: Path)
             if isinstance(sink, _AudioSink):
                 digest = sink.close()
                 filename = _part_filename(params) or "audio"
-                audio = _SpooledAudio(sink.path, filename, sink.size, digest, bytes(sink.head))
+                audio = _SpooledAudio(sink.path, filename, sink.size, digest, bytes(sink.head),
+                                      headers.get("content-type", ""))
     except BaseException:
         if audio is not None:
             audio.path.unlink(missing_ok=True)

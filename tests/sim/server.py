@@ -44,6 +44,7 @@ from tests.sim.jobs import (
 from tests.sim.media import (
     MediaInfo,
     probe_media,
+    stream_kinds,
 )
 from tests.sim.requests import (
     BadMultipart,
@@ -102,6 +103,9 @@ class _Upload:
     too_long: bool
     source: str | None
     audio_url: str
+    content_type: str = ""
+    # The kinds of stream the container holds ("audio", "video"), when PyAV can tell.
+    streams: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -396,6 +400,8 @@ class GladiaSimulator:
                     "audio_url": u.audio_url,
                     "extension": u.extension,
                     "audio_duration": u.audio_duration,
+                    "content_type": u.content_type,
+                    "streams": u.streams,
                 }
                 for u in self._upload_order
             ]
@@ -499,6 +505,8 @@ class GladiaSimulator:
             too_long=not corrupt and duration > self.max_audio_seconds,
             source=source,
             audio_url=f"{self.base_url}/file/{upload_id}",
+            content_type=spooled.content_type,
+            streams=stream_kinds(spooled.path),
         )
         with self._lock:
             self._uploads[upload_id] = upload

@@ -153,9 +153,13 @@ def write_outputs(
 
 
 def sweep_temp_files(
-    folder: Path, *, older_than_seconds: float = 3600, recursive: bool = False
+    folder: Path, *, older_than_seconds: float = 3600, recursive: bool = False,
+    prefix: str = "",
 ) -> int:
-    """Remove our own temp files left by a crash mid-write; returns how many were removed."""
+    """Remove our own temp files left by a crash mid-write; returns how many were removed.
+
+    ``prefix``: only temp files whose name starts with it (one kind of temp file).
+    """
     cutoff = time.time() - older_than_seconds
     if recursive:
         folders: Iterator[Path] = (Path(d) for d, _, _ in os.walk(folder))
@@ -168,7 +172,7 @@ def sweep_temp_files(
         except OSError:
             continue  # gone or unreadable: nothing of ours to clean there
         for entry in entries:
-            if not is_our_temp(entry.name):
+            if not is_our_temp(entry.name) or not entry.name.startswith(prefix):
                 continue
             try:
                 if entry.is_file(follow_symlinks=False) and entry.stat(

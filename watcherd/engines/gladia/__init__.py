@@ -9,6 +9,7 @@ Gladia is in docs/gladia-contract.md.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ import structlog
 
 from watcherd.config import Config
 from watcherd.engines._base import Capabilities, Engine, EngineContext
+from watcherd.engines.gladia import audioonly
 from watcherd.engines.gladia.client import GladiaClient
 from watcherd.engines.gladia.config import GladiaConfig
 from watcherd.engines.gladia.deletes import RemoteDeletes
@@ -122,6 +124,10 @@ class GladiaEngine(Engine):
         hints = JobHints()
         gladia = config.gladia
         deletes = RemoteDeletes(context.journal, client, context.retry)
+        # Audio tracks are written beside the journal (this node's state folder); a crash's
+        # leftovers go now, before any new one is written.
+        spool = config.journal_path.parent
+        await asyncio.to_thread(audioonly.sweep, spool)
         try:
             listener = (await start_listener(config, context.journal, hints)
                         if context.listen else None)
@@ -138,6 +144,7 @@ class GladiaEngine(Engine):
             limit=None if gladia.monthly_hours_limit is None else MonthlyLimit(
                 gladia.monthly_hours_limit, gladia.billing_day, gladia.over_limit),
             queue_ahead=config.gladia.jobs_ahead,
+            upload=config.gladia.upload, spool=spool,
         )
         return cls(pipeline, attempts_at_once(config.gladia), client=client,
                    listener=listener, deletes=deletes)

@@ -233,33 +233,46 @@ class GladiaClient:
                     "when it settled; it will be uploaded again once it settles",
                     transient=True,
                 )
-            body = _UploadBody(file, size, _filename_param(path), chunk_size)
-            write_budget = max(self._request_timeout, size / self._min_upload_rate)
-            timeout = httpx.Timeout(
-                self._request_timeout, connect=self._connect_timeout, write=write_budget
-            )
-            headers = {
-                "Content-Type": body.content_type,
-                "Content-Length": str(body.content_length),
-            }
-            # httpx's write timeout bounds each socket write; this bounds the whole upload, so
-            # a connection that trickles a few bytes at a time cannot hold a slot forever.
-            deadline = write_budget + self._request_timeout + self._connect_timeout
-            try:
-                async with asyncio.timeout(deadline):
-                    response = await self._send(
-                        "POST", _UPLOAD, "upload", content=body, headers=headers, timeout=timeout
-                    )
-            except TimeoutError:
-                raise TransientGladiaError(
-                    f"the upload to Gladia did not finish within {deadline:.0f} s "
-                    f"({size} bytes); it may have reached Gladia",
-                    maybe_sent=True,
-                ) from None
+            return await self.upload_file(file, size, filename=path.name,
+                                          chunk_size=chunk_size)
         finally:
             # Closing a file opened for reading does not block; doing it inline keeps it
             # closed even when the upload is cancelled.
             file.close()
+
+    async def upload_file(
+        self, file: IO[bytes], size: int, *, filename: str, chunk_size: int = 1024 * 1024
+    ) -> UploadResult:
+        """Stream ``size`` bytes of an open ``file`` (from its offset) as ``filename``.
+
+        The caller owns the file (it is not closed here): the audio track of a video
+        (:mod:`watcherd.engines.gladia.audioonly`) is sent this way.
+        """
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be positive")
+        body = _UploadBody(file, size, _filename_param(filename), chunk_size)
+        write_budget = max(self._request_timeout, size / self._min_upload_rate)
+        timeout = httpx.Timeout(
+            self._request_timeout, connect=self._connect_timeout, write=write_budget
+        )
+        headers = {
+            "Content-Type": body.content_type,
+            "Content-Length": str(body.content_length),
+        }
+        # httpx's write timeout bounds each socket write; this bounds the whole upload, so
+        # a connection that trickles a few bytes at a time cannot hold a slot forever.
+        deadline = write_budget + self._request_timeout + self._connect_timeout
+        try:
+            async with asyncio.timeout(deadline):
+                response = await self._send(
+                    "POST", _UPLOAD, "upload", content=body, headers=headers, timeout=timeout
+                )
+        except TimeoutError:
+            raise TransientGladiaError(
+                f"the upload to Gladia did not finish within {deadline:.0f} s "
+                f"({size} bytes); it may have reached Gladia",
+                maybe_sent=True,
+            ) from None
         if not body.finished:
             _unexpected(response, "upload", "Gladia answered before receiving the whole file")
         data = _json_object(response, "upload")
@@ -530,10 +543,10 @@ def _open_source(path: Path) -> tuple[IO[bytes], int]:
     return file, size
 
 
-def _filename_param(path: Path) -> str:
-    """The basename, escaped for a multipart ``filename="..."`` parameter as HTML5 does it."""
+def _filename_param(name: str) -> str:
+    """A basename, escaped for a multipart ``filename="..."`` parameter as HTML5 does it."""
     # Undecodable bytes in a POSIX name become U+FFFD: the server gets valid UTF-8.
-    name = path.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return _FILENAME_RE.sub(lambda m: _FILENAME_ESCAPES[m.group(0)], name)
 
 

@@ -31,8 +31,11 @@ OverLimit = Literal["pause", "local"]
 USAGE_KEYS = ("monthly_hours", "monthly_hours_limit", "price_per_hour", "over_limit",
               "billing_day")
 KEYS = ("api_key", "api_key_file", "api_url", "max_concurrent_jobs", "queue_ahead",
-        "delete_after",
+        "upload", "delete_after",
         *USAGE_KEYS)
+#: ``upload``: "audio" sends a video's (or an over-size file's) audio stream alone when PyAV
+#: is installed; "original" always sends the file as it is.
+UPLOAD_MODES = ("audio", "original")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class GladiaConfig:
     api_key_origin: str | None = None
     # The file named by [gladia] api_key_file (None otherwise): `config show` prints it.
     api_key_file: Path | None = None
+    # What is uploaded: "audio" (a video's audio stream alone) or "original" (the file).
+    upload: str = "audio"
     # Delete each job at Gladia once its outputs are written ("done"); a watch may override.
     delete_after: DeleteAfter = "never"
     # The plan's hours a month (the free plan's 10), shown against the hours used.
@@ -123,7 +128,9 @@ def parse(p: SectionParser, table: Mapping[str, Any]) -> GladiaConfig:
         p.expected("gladia.billing_day", "a day of the month from 1 to 31", day)
     ahead = (p.integer(table["queue_ahead"], "gladia.queue_ahead", minimum=0)
              if "queue_ahead" in table else None)
+    upload = p.choice(table.get("upload", "audio"), "gladia.upload", UPLOAD_MODES)
     return GladiaConfig(
+        upload=upload,
         api_key=key,
         api_url=url.strip().rstrip("/"),
         max_concurrent_jobs=jobs,
@@ -152,7 +159,7 @@ def rows(gladia: GladiaConfig) -> list[Row | Note]:
         if gladia.monthly_hours_limit is not None
         else [Note("monthly_hours_limit: not set (remote work is never paused for hours)")])
     return [*shown, ("api_url", gladia.api_url),
-            ("max_concurrent_jobs", gladia.max_concurrent_jobs),
+            ("max_concurrent_jobs", gladia.max_concurrent_jobs), ("upload", gladia.upload),
             ("queue_ahead", gladia.queue_ahead) if gladia.queue_ahead is not None else
             Note(f"queue_ahead: as many as max_concurrent_jobs ({gladia.jobs_ahead})"),
             ("delete_after", gladia.delete_after), ("monthly_hours", gladia.monthly_hours),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import os
 import re
 import time
@@ -23,7 +24,8 @@ import structlog
 
 from watcherd import media, outcomes, outputs
 from watcherd.config import default_outputs
-from watcherd.engines.gladia.client import GladiaClient
+from watcherd.engines.gladia import audioonly
+from watcherd.engines.gladia.client import GladiaClient, UploadResult
 from watcherd.engines.gladia.deletes import RemoteDeletes
 from watcherd.engines.gladia.jobtime import (
     JobTimeModel,
@@ -150,8 +152,14 @@ class GladiaPipeline:
         deletes: RemoteDeletes | None = None,
         limit: MonthlyLimit | None = None,
         queue_ahead: int = 0,
+        upload: str = "audio",
+        spool: Path | None = None,
     ) -> None:
         self.journal = journal
+        # [gladia] upload, and the folder (beside the journal) where a video's audio track is
+        # written before it is sent; without a folder the file is always sent as it is.
+        self.upload_mode = upload
+        self.spool = spool
         # The plan's concurrent jobs plus the queue ahead, enforced at the create intent (over
         # every node sharing the journal: the worker's dispatch counting is per pass and may
         # race other nodes), halved on a 429 to a create and grown back slowly.
@@ -320,17 +328,27 @@ class GladiaPipeline:
         path = Path(source.path)
         await run_on(source.watch_root, outcomes.check_unchanged, source)
         assert source.size is not None
-        await run_on(source.watch_root, media.check_source, path, source.size)
+        track = None
+        if self.upload_mode == "audio" and self.spool is not None:
+            track = await run_on(source.watch_root, audioonly.plan, path, source.size)
+        # Sent alone, the audio must be within Gladia's limit, not the whole file (checked
+        # once it is written); the 135-minute limit holds either way.
+        limit = media.MAX_BYTES if track is None else _NO_LIMIT
+        await run_on(source.watch_root, functools.partial(media.check_source, max_bytes=limit),
+                     path, source.size)
         source = self.journal.transition(
             source, "uploading", actor="worker", reason="upload started", last_error=None,
             note=None, engine="gladia",
         )
-        log.info("upload_started", source=source.path, bytes=source.size)
         self.progress.report(source.id, phase="uploading")
-        result = await self.client.upload(path, expected_size=source.size)
+        if track is None:
+            log.info("upload_started", source=source.path, bytes=source.size)
+            result = await self.client.upload(path, expected_size=source.size)
+            if result.sha256 != source.sha256:
+                raise SourceError("changed while it was uploading", transient=True)
+        else:
+            result = await self._upload_audio(source, track)
         self.health.ok()
-        if result.sha256 != source.sha256:
-            raise SourceError("changed while it was uploading", transient=True)
         # The open file was read to the end even if it was deleted or replaced meanwhile.
         await run_on(source.watch_root, outcomes.check_unchanged, source,
                      "while it was uploading")
@@ -340,6 +358,32 @@ class GladiaPipeline:
         )
         log.info("uploaded", source=source.path, audio_url_id=result.audio_url.rsplit("/", 1)[-1])
         return source
+
+    async def _upload_audio(self, source: Source, plan: audioonly.TrackPlan) -> UploadResult:
+        """Write the source's audio track beside the journal, send it, remove it.
+
+        The content key stays the source's: the track is checked against the hashed file
+        by its identity (size, times, inode) before and after it is written, as the local
+        engine checks what it transcribed.
+        """
+        assert self.spool is not None and source.size is not None
+        path = Path(source.path)
+        track = await run_on(source.watch_root, audioonly.extract, path, plan, self.spool,
+                             timeout=_extract_timeout(source.size))
+        try:
+            await run_on(source.watch_root, outcomes.check_unchanged, source,
+                         "while its audio was extracted")
+            if track.size > media.MAX_BYTES:
+                raise SourceError(
+                    f"its audio alone is {track.size / 1024 / 1024:.0f} MB, over Gladia's "
+                    "1000 MB limit; split the recording and drop the parts in")
+            log.info("upload_started", source=source.path, bytes=track.size,
+                     source_bytes=source.size, audio_only=plan.reason, codec=plan.codec,
+                     copied=plan.copy)
+            return await self.client.upload_file(
+                track.file, track.size, filename=f"{path.stem}{plan.suffix}")
+        finally:
+            track.close()
 
     def _create_body(self, source: Source) -> dict[str, Any]:
         options = source.options
@@ -659,6 +703,16 @@ class GladiaPipeline:
     # -- outcomes ------------------------------------------------------------------------
 
 
+
+
+#: No size limit on a source whose audio alone is sent (the track is checked instead).
+_NO_LIMIT = 1 << 62
+
+
+def _extract_timeout(size: int) -> float:
+    """How long writing the audio track of a ``size``-byte source may take: generous (a
+    slow disk reads 20 MB/s; encoding an hour takes about a minute of one core)."""
+    return 600.0 + size / (20 * 1024 * 1024)
 
 
 def poll_cap_for(audio_seconds: float | None, policy: RetryPolicy) -> float:

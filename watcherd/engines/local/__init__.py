@@ -26,7 +26,7 @@ from watcherd.engines.local.model import (
     local_engine_installed,
 )
 from watcherd.engines.local.pipeline import LocalPipeline
-from watcherd.engines.local.runner import TranscriberPool
+from watcherd.engines.local.runner import TranscriberPool, Tuning
 
 log = structlog.get_logger("watcherd.engines.local")
 
@@ -80,9 +80,11 @@ class LocalWhisperEngine(Engine):
             model = await asyncio.to_thread(model_for, config)
             log.info("local_model", model=model.label, device=model.device,
                      compute_type=model.compute_type)
-            runner = TranscriberPool(model, workers=config.local.workers,
-                                 cpu_threads=config.local.cpu_threads,
-                                 beam_size=config.local.beam_size)
+            local = config.local
+            runner = TranscriberPool(model, workers=local.workers, cpu_threads=local.cpu_threads,
+                                     beam_size=local.beam_size,
+                                     tuning=Tuning(vad=local.vad, hotwords=local.hotwords,
+                                                   language=local.language, nice=local.nice))
             await runner.start()
         except ModelError as exc:
             log.error("local_model_unusable", error=exc.message)

@@ -7,6 +7,7 @@ of :func:`parse` and of :func:`rows` (and a line of config.example.toml).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,13 @@ LOCAL_MODELS = ("base",)
 LOCAL_DEVICES = ("auto", "cpu", "cuda")
 LOCAL_COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32",
                        "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
-KEYS = ("model", "device", "compute_type", "workers", "cpu_threads", "beam_size")
+KEYS = ("model", "device", "compute_type", "workers", "cpu_threads", "beam_size", "vad",
+        "hotwords", "language", "nice")
+# A language code as Whisper names them ("en", "fr", "haw"); one Whisper does not know is
+# reported on the transcript's job (detected instead), as for a folder's language_config.
+_LANGUAGE = re.compile(r"[a-z]{2,3}|yue")
+# Unix niceness: 0 (normal) to 19 (only what no one else wants).
+MAX_NICE = 19
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,15 @@ class LocalConfig:
     workers: int = 0
     cpu_threads: int = 0
     beam_size: int = 5
+    # faster-whisper's Silero voice-activity filter: silence and music are cut before Whisper,
+    # which otherwise invents words on them.
+    vad: bool = True
+    # Words Whisper should favour (names, jargon), added to a folder's custom_vocabulary.
+    hotwords: tuple[str, ...] = ()
+    # The language every file is in when its folder does not say (None: detected).
+    language: str | None = None
+    # The worker processes' niceness: transcribing never slows the rest of the machine.
+    nice: int = 10
 
 
 def model_setting(p: SectionParser, value: Any) -> str:
@@ -69,7 +85,38 @@ def parse(p: SectionParser, table: Mapping[str, Any]) -> LocalConfig:
         cpu_threads=p.count_or_auto(table.get("cpu_threads", "auto"), "local.cpu_threads",
                                     minimum=0),
         beam_size=p.integer(table.get("beam_size", 5), "local.beam_size", minimum=1),
+        vad=p.boolean(table.get("vad", True), "local.vad"),
+        hotwords=_hotwords(p, table.get("hotwords", [])),
+        language=_language(p, table.get("language", "auto")),
+        nice=_nice(p, table.get("nice", 10)),
     )
+
+
+def _hotwords(p: SectionParser, value: Any) -> tuple[str, ...]:
+    words = p.strings(value, "local.hotwords")
+    for index, word in enumerate(words):
+        if not word.strip() or not word.isprintable():
+            p.expected(f"local.hotwords[{index + 1}]", "a word or phrase in printable text",
+                       word)
+    return tuple(word.strip() for word in words)
+
+
+def _language(p: SectionParser, value: Any) -> str | None:
+    """``"auto"`` (detected: None) or a language code."""
+    text = p.string(value, "local.language")
+    if text == "auto":
+        return None
+    code = text.strip().lower()
+    if not _LANGUAGE.fullmatch(code):
+        p.expected("local.language", '"auto" or a language code such as "en" or "fr"', value)
+    return code
+
+
+def _nice(p: SectionParser, value: Any) -> int:
+    nice = p.integer(value, "local.nice", minimum=0)
+    if nice > MAX_NICE:
+        p.expected("local.nice", f"an integer from 0 to {MAX_NICE}", value)
+    return nice
 
 
 def _auto(count: int) -> int | str:
@@ -81,7 +128,9 @@ def rows(local: LocalConfig) -> list[Row | Note]:
     """``[local]`` as `config show` writes it."""
     return [("model", local.model), ("device", local.device),
             ("compute_type", local.compute_type), ("workers", _auto(local.workers)),
-            ("cpu_threads", _auto(local.cpu_threads)), ("beam_size", local.beam_size)]
+            ("cpu_threads", _auto(local.cpu_threads)), ("beam_size", local.beam_size),
+            ("vad", local.vad), ("hotwords", list(local.hotwords)),
+            ("language", local.language or "auto"), ("nice", local.nice)]
 
 
 SECTION: EngineSection[LocalConfig] = EngineSection(

@@ -76,7 +76,6 @@ GLADIA_ONLY_FLAGS: Mapping[str, str] = {
     "named_entity_recognition": "named_entity_recognition",
     "sentences": "sentences",
     "punctuation_enhanced": "punctuation_enhanced",
-    "custom_vocabulary": "custom_vocabulary",
     "custom_spelling": "custom_spelling",
     "audio_to_llm": "audio_to_llm",
     "callback": "callback",
@@ -144,6 +143,18 @@ def auto_layout(cpus: int, *, workers: int = 0, cpu_threads: int = 0) -> tuple[i
 
 
 @dataclass(frozen=True)
+class Tuning:
+    """What ``[local]`` adds to every file: the VAD filter, hotwords, a language, niceness."""
+
+    vad: bool = True
+    hotwords: tuple[str, ...] = ()
+    # Used when a file's folder names no single language (None: detected).
+    language: str | None = None
+    # The worker processes' niceness (never below the daemon's own).
+    nice: int = 0
+
+
+@dataclass(frozen=True)
 class DecodePlan:
     """How one file is transcribed locally, derived from its Gladia-style options."""
 
@@ -151,10 +162,31 @@ class DecodePlan:
     languages: tuple[str, ...]
     translate_to_english: bool
     unavailable: tuple[str, ...]
+    # Whisper's hotwords: [local] hotwords, then the folder's custom_vocabulary.
+    hotwords: tuple[str, ...] = ()
 
 
-def plan_for(options: Mapping[str, Any]) -> DecodePlan:
-    """Map Gladia options onto Whisper: pinned language, English translation, what is missing."""
+def _vocabulary(options: Mapping[str, Any]) -> list[str]:
+    """The words of a folder's ``custom_vocabulary`` (plain strings or ``{value: ...}``)."""
+    if not options.get("custom_vocabulary"):
+        return []
+    config = options.get("custom_vocabulary_config")
+    entries = config.get("vocabulary") if isinstance(config, Mapping) else None
+    if not isinstance(entries, list | tuple):
+        return []
+    words = [entry.get("value") if isinstance(entry, Mapping) else entry for entry in entries]
+    return [word.strip() for word in words if isinstance(word, str) and word.strip()]
+
+
+def plan_for(options: Mapping[str, Any], tuning: Tuning | None = None) -> DecodePlan:
+    """Map Gladia options onto Whisper: pinned language, English translation, hotwords, what
+    is missing.
+
+    The folder's ``language_config.languages`` comes first: one code pins it; several leave
+    it to detection among them, unless ``[local] language`` is one of them. Without any,
+    ``[local] language`` pins it.
+    """
+    tuning = tuning or Tuning()
     config = options.get("language_config")
     config = config if isinstance(config, Mapping) else {}
     raw_languages = config.get("languages")
@@ -181,11 +213,18 @@ def plan_for(options: Mapping[str, Any]) -> DecodePlan:
             unavailable.append("translation to " + ", ".join(others))
         elif not targets:
             unavailable.append("translation (no target_languages given)")
+    if len(languages) == 1:
+        language: str | None = languages[0]
+    elif tuning.language is not None and (not languages or tuning.language in languages):
+        language = tuning.language
+    else:
+        language = None
     return DecodePlan(
-        language=languages[0] if len(languages) == 1 else None,
+        language=language,
         languages=languages,
         translate_to_english=translate,
         unavailable=tuple(unavailable),
+        hotwords=tuple(dict.fromkeys([*tuning.hotwords, *_vocabulary(options)])),
     )
 
 
@@ -275,7 +314,9 @@ def build_job(
         "engine": "local",
         # Which faster-whisper pipeline made it: the batched one for long recordings.
         "watcherd": {"unavailable_options": unavailable,
-                     "batched": bool(reply.get("batched"))},
+                     "batched": bool(reply.get("batched")),
+                     # What the worker passed to faster-whisper (doctor, tests, support).
+                     "decode": dict(reply.get("decode") or {})},
     }
 
 
@@ -423,6 +464,7 @@ class _Settings:
     beam_size: int
     batch_seconds: float | None
     batch_size: int
+    vad: bool = True
 
 
 def _run(model: Any, request: Mapping[str, Any], settings: _Settings,
@@ -438,18 +480,25 @@ def _run(model: Any, request: Mapping[str, Any], settings: _Settings,
         f"language_config.languages {code} (not a Whisper language; detected instead)"
         for code in request.get("languages", ()) if code not in supported
     ]
-    if language not in supported:
+    if language is not None and language not in supported:
+        if language not in request.get("languages", ()):
+            # [local] language (a folder's own codes were reported just above).
+            ignored.append(f"[local] language {language} (not a Whisper language; "
+                           "detected instead)")
         language = None
     if language is None and len(allowed) > 1:
         # Whisper cannot be told "one of these": detect, then keep the likeliest allowed one.
-        _, _, probabilities = model.detect_language(audio)
+        _, _, probabilities = model.detect_language(audio, vad_filter=settings.vad)
         ranked = [code for code, _ in sorted(probabilities, key=lambda p: -p[1])]
         language = next((code for code in ranked if code in allowed), allowed[0])
     elif language is None and len(allowed) == 1:
         language = allowed[0]
-    common: dict[str, Any] = {"beam_size": settings.beam_size, "word_timestamps": True}
+    hotwords = ", ".join(request.get("hotwords") or ()) or None
+    common: dict[str, Any] = {"beam_size": settings.beam_size, "word_timestamps": True,
+                              "vad_filter": settings.vad, "hotwords": hotwords}
     runner = model
-    if (batched is not None and settings.batch_seconds is not None
+    # The batched pipeline cuts the audio where the VAD finds pauses: without it, it cannot.
+    if (batched is not None and settings.vad and settings.batch_seconds is not None
             and audio.size >= settings.batch_seconds * SAMPLE_RATE):
         runner = batched
         common["batch_size"] = settings.batch_size
@@ -474,18 +523,35 @@ def _run(model: Any, request: Mapping[str, Any], settings: _Settings,
         "translation": translation,
         "ignored": ignored,
         "batched": runner is batched,
+        "decode": {"language": language, **common,
+                   "pipeline": "batched" if runner is batched else "sequential"},
     }
+
+
+def lower_priority(nice: int) -> None:
+    """Run this process at niceness ``nice``, never above the priority it already has.
+
+    Called first thing in a worker, before any thread exists: on Linux niceness belongs to
+    each thread, and threads (CTranslate2's, onnxruntime's) inherit it when they start.
+    """
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if nice > current:
+        with contextlib.suppress(OSError):  # a sandbox may forbid it: run at normal priority
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
 
 
 def worker_main(
     conn: multiprocessing.connection.Connection, model_path: str | ModelSpec, cpu_threads: int,
     beam_size: int, batch_seconds: float | None = None, batch_size: int = BATCH_SIZE,
+    tuning: Tuning | None = None,
 ) -> None:
     """The worker process: load the model once, then answer transcribe requests.
 
     ``model_path``: a model folder, or a :class:`ModelSpec` (the bundled model is read from
-    its package files; a device and compute type).
+    its package files; a device and compute type). ``tuning``: the VAD filter and niceness.
     """
+    tuning = tuning or Tuning()
+    lower_priority(tuning.nice)
     # Ctrl-C reaches the whole process group; the daemon decides when its workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Belt and braces: the model is loaded by path, but no library may ever reach a hub.
@@ -505,7 +571,7 @@ def worker_main(
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
         return
     conn.send(("ready", time.monotonic() - started))
-    settings = _Settings(beam_size, batch_seconds, batch_size)
+    settings = _Settings(beam_size, batch_seconds, batch_size, vad=tuning.vad)
     while True:
         try:
             message = conn.recv()
@@ -575,10 +641,10 @@ class _TranscriberProcess:
     """One worker process and its pipe, as seen from the daemon."""
 
     def __init__(self, ctx: SpawnContext, model: ModelSpec, cpu_threads: int,
-                 beam_size: int, batch_seconds: float | None) -> None:
+                 beam_size: int, batch_seconds: float | None, tuning: Tuning) -> None:
         self._ctx = ctx
         self._label = model.label
-        self._args = (model, cpu_threads, beam_size, batch_seconds)
+        self._args = (model, cpu_threads, beam_size, batch_seconds, BATCH_SIZE, tuning)
         self.process: SpawnProcess | None = None
         self.conn: multiprocessing.connection.Connection | None = None
         self.load_seconds: float | None = None
@@ -731,7 +797,8 @@ class TranscriberPool:
 
     def __init__(self, model: Path | ModelSpec, *, workers: int = 0, cpu_threads: int = 0,
                  beam_size: int = 5, cpus: int | None = None,
-                 batch_seconds: float | None = BATCH_SECONDS) -> None:
+                 batch_seconds: float | None = BATCH_SECONDS,
+                 tuning: Tuning | None = None) -> None:
         """``workers`` / ``cpu_threads`` 0 means chosen from ``cpus`` (default: this machine's).
 
         ``model``: a :class:`ModelSpec` (checked by whoever made it), or the folder of the
@@ -750,8 +817,10 @@ class TranscriberPool:
         self.beam_size = beam_size
         ctx = multiprocessing.get_context("spawn")
         self.batch_seconds = batch_seconds
+        self.tuning = tuning or Tuning()
         self._processes = [
-            _TranscriberProcess(ctx, spec, self.cpu_threads, beam_size, batch_seconds)
+            _TranscriberProcess(ctx, spec, self.cpu_threads, beam_size, batch_seconds,
+                                self.tuning)
             for _ in range(self.workers)
         ]
         self._idle: asyncio.Queue[_TranscriberProcess] | None = None
@@ -806,7 +875,7 @@ class TranscriberPool:
         """
         if self._closed:
             raise LocalEngineError("the local engine is shut down", transient=True)
-        plan = plan_for(options)
+        plan = plan_for(options, self.tuning)
         # Resolved here, against this process's watch roots (a link out is refused); the
         # worker process opens the components again without following links.
         place = await asyncio.to_thread(roots.current().locate, path)
@@ -828,6 +897,7 @@ class TranscriberPool:
                 "language": plan.language,
                 "languages": list(plan.languages),
                 "translate": plan.translate_to_english,
+                "hotwords": list(plan.hotwords),
             }, time_limit=time_limit, on_progress=on_progress)
         finally:
             pool.put_nowait(process)
