@@ -26,6 +26,7 @@ psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed: pip i
 
 from watcherd.journal import postgres as journal_pg  # noqa: E402  (needs psycopg)
 from watcherd.journal.copy import copy_journal, read_rows  # noqa: E402
+from watcherd.journal.stored import unpack_job  # noqa: E402
 from watcherd.journal.postgres import (  # noqa: E402
     CreateIntentHeld,
     LeaseLost,
@@ -859,4 +860,7 @@ class TestCopy:
         src = tmp_path / "journal.db"
         self._sqlite_journal(src)
         [result] = read_rows(str(src)).results
-        assert json.loads(result["job_json"])["id"] == "job-d"
+        job = unpack_job(result["job_json"], result["job_z"])
+        assert job["id"] == "job-d"
+        with Journal.open(src, readonly=True) as journal:
+            assert json.dumps(job) == json.dumps(journal.result_for("kd"))

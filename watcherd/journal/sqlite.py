@@ -27,6 +27,7 @@ from watcherd.journal._base import (
     JournalCorrupt,
     JournalLocked,
     JournalNotReady,
+    JournalSpace,
     Source,
 )
 from watcherd.journal.queries import QUERIES
@@ -43,6 +44,15 @@ from watcherd.journal.unavailable import sqlite_reason
 
 MIGRATIONS = migrations.load("sqlite")
 SCHEMA_VERSION = len(MIGRATIONS)
+# The WAL is checkpointed every 1,000 pages (SQLite's default, said here on purpose) and cut
+# back to this size after a checkpoint, so a burst of writes never leaves a huge file behind.
+WAL_LIMIT_BYTES = 64 << 20
+# Free pages returned to the file system per upkeep step (incremental auto-vacuum), and how
+# many may stay free for new rows to reuse.
+VACUUM_PAGES = 512
+KEEP_FREE_PAGES = 1024
+# status measures per table (dbstat reads every page) only below this file size.
+DETAIL_UP_TO = 512 << 20
 _log = structlog.get_logger("watcherd.journal")
 
 
@@ -91,7 +101,14 @@ class SQLiteJournal(SQLJournal):
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 10000")
             if not readonly:
+                if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                    # A new file: free pages go back to the file system bit by bit (reclaim).
+                    # Only possible before the first table; older journals switch through
+                    # `watcherd journal compact` (a full VACUUM).
+                    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA wal_autocheckpoint = 1000")
+                conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
                 conn.execute("PRAGMA synchronous = FULL")
                 if exclusive and not _stopped_cleanly(conn):
                     # Only after a crash: a full check is linear in the journal's size, and a
@@ -150,6 +167,33 @@ class SQLiteJournal(SQLJournal):
         """One small fsynced write (a row of ``meta``): it fails while the disk does."""
         with self._transaction():
             self._set_meta("write_probe", repr(time.time()))
+
+    def reclaim(self) -> None:
+        """Checkpoint the WAL (and cut it back once it grew past its limit) and return a few
+        free pages to the file system; cheap, so the daemon calls it every minute.
+
+        Under steady load the automatic checkpoints can fall behind readers (the page,
+        `watcherd status`); a PASSIVE one never waits for them, and a TRUNCATE one waits a
+        moment at most, so the worker is never held up.
+        """
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        wal = self.path.with_name(self.path.name + "-wal")
+        with contextlib.suppress(OSError):
+            if wal.stat().st_size > WAL_LIMIT_BYTES:
+                self._conn.execute("PRAGMA busy_timeout = 200")
+                try:
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                finally:
+                    self._conn.execute("PRAGMA busy_timeout = 10000")
+        auto = self._conn.execute("PRAGMA auto_vacuum").fetchone()[0]
+        free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+        if auto == 2 and free > KEEP_FREE_PAGES:
+            self._conn.execute(f"PRAGMA incremental_vacuum({min(VACUUM_PAGES, free)})")
+
+    def space(self, *, detail: bool = True) -> JournalSpace:
+        """The file, its WAL and free pages; per table and all indexes with ``detail`` (from
+        SQLite's dbstat table when this SQLite has it, else the page counts only)."""
+        return measure_space(self._conn, self.path, detail=detail)
 
     @contextlib.contextmanager
     def _transaction(self, *, bulk: bool = False, notify: bool = False
@@ -226,6 +270,36 @@ class SQLiteJournal(SQLJournal):
         self._run("insert_event", source_id=source_id, at=now, from_state=None,
                   to_state=state, actor=safe_text(actor), reason=reason)
         return source_id
+
+
+def measure_space(conn: sqlite3.Connection, path: Path, *, detail: bool = True
+                  ) -> JournalSpace:
+    """What a SQLite journal takes: tables, their indexes together, free pages and the WAL."""
+    page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+    free = int(conn.execute("PRAGMA freelist_count").fetchone()[0]) * page
+    wal_path = path.with_name(path.name + "-wal")
+    wal = wal_path.stat().st_size if wal_path.exists() else 0
+    parts: dict[str, int] = {}
+    how = "page counts"
+    if detail and pages * page <= DETAIL_UP_TO:
+        try:
+            rows = conn.execute(
+                "SELECT s.name AS name, s.tbl_name AS tbl, s.type AS type, SUM(d.pgsize) AS size"
+                " FROM dbstat d JOIN sqlite_schema s ON s.name = d.name GROUP BY d.name"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            rows = []  # this SQLite was built without the dbstat table
+        for row in rows:
+            key = "indexes" if row[2] == "index" else str(row[0])
+            parts[key] = parts.get(key, 0) + int(row[3])
+        how = "dbstat" if rows else how
+    if not parts:
+        parts["tables and indexes"] = pages * page - free
+    parts["free pages"] = free
+    parts["WAL"] = wal
+    ordered = tuple(sorted(parts.items(), key=lambda kv: -kv[1]))
+    return JournalSpace(pages * page + wal, ordered, how)
 
 
 def open_or_recover(path: Path) -> SQLiteJournal:
