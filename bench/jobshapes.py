@@ -25,20 +25,26 @@ from tests.sim import build_result  # noqa: E402
 from tests.sim.jobs import subtitles  # noqa: E402
 
 _COMMON = (
-    "the be to of and a in that have I it for not on with he as you do at this but his by "
-    "from they we say her she or an will my one all would there their what so up out if "
-    "about who get which go me when make can like time no just him know take people into "
-    "year your good some could them see other than then now look only come its over think "
-    "also back after use two how our work first well way even new want because any these "
-    "give day most us is was are been has had were said did going really right yeah okay "
-    "so um uh actually basically meeting budget project team schedule quarter report "
-    "numbers plan next week call client draft final version update notes share everyone "
-    "should check results before friday morning office question answer data model launch "
-    "market sales growth risk cost customer product design review release feature issue "
-    "support contract deadline invoice payment server database deploy testing feedback "
-    "marketing campaign revenue forecast hiring interview training policy security "
-    "compliance Anna David Paris Berlin Monday June London Sarah Michael Thomas Europe"
-).split()
+    "the", "be", "to", "of", "and", "a", "in", "that", "have", "I", "it", "for", "not", "on",
+    "with", "he", "as", "you", "do", "at", "this", "but", "his", "by", "from", "they", "we",
+    "say", "her", "she", "or", "an", "will", "my", "one", "all", "would", "there", "their",
+    "what", "so", "up", "out", "if", "about", "who", "get", "which", "go", "me", "when", "make",
+    "can", "like", "time", "no", "just", "him", "know", "take", "people", "into", "year", "your",
+    "good", "some", "could", "them", "see", "other", "than", "then", "now", "look", "only",
+    "come", "its", "over", "think", "also", "back", "after", "use", "two", "how", "our", "work",
+    "first", "well", "way", "even", "new", "want", "because", "any", "these", "give", "day",
+    "most", "us", "is", "was", "are", "been", "has", "had", "were", "said", "did", "going",
+    "really", "right", "yeah", "okay", "so", "um", "uh", "actually", "basically", "meeting",
+    "budget", "project", "team", "schedule", "quarter", "report", "numbers", "plan", "next",
+    "week", "call", "client", "draft", "final", "version", "update", "notes", "share", "everyone",
+    "should", "check", "results", "before", "friday", "morning", "office", "question", "answer",
+    "data", "model", "launch", "market", "sales", "growth", "risk", "cost", "customer", "product",
+    "design", "review", "release", "feature", "issue", "support", "contract", "deadline",
+    "invoice", "payment", "server", "database", "deploy", "testing", "feedback", "marketing",
+    "campaign", "revenue", "forecast", "hiring", "interview", "training", "policy", "security",
+    "compliance", "Anna", "David", "Paris", "Berlin", "Monday", "June", "London", "Sarah",
+    "Michael", "Thomas", "Europe"
+)  # fmt: skip
 
 
 def _words(rng: random.Random, count: int) -> list[str]:
@@ -73,7 +79,7 @@ def hour_job(seed: int = 1, seconds: float = 3600.0) -> dict[str, Any]:
         words = _words(rng, rng.randint(4, 40))
         words[0] = words[0][:1].upper() + words[0][1:]
         words[-1] += rng.choice((".", ".", ".", "?", "!", ","))
-        objs = []
+        objs: list[dict[str, Any]] = []
         for i, word in enumerate(words):
             length = rng.uniform(0.12, 0.25) + 0.04 * len(word)
             objs.append({"word": word if i == 0 else " " + word, "start": round(t, 3),
@@ -82,7 +88,7 @@ def hour_job(seed: int = 1, seconds: float = 3600.0) -> dict[str, Any]:
             t += length + rng.choice((0.0, 0.02, 0.04, 0.08, 0.16))
         utterances.append({
             "start": objs[0]["start"], "end": objs[-1]["end"],
-            "confidence": round(sum(w["confidence"] for w in objs) / len(objs), 3),
+            "confidence": round(sum(float(w["confidence"]) for w in objs) / len(objs), 3),
             "channel": 0, "speaker": speaker, "words": objs, "text": " ".join(words),
             "language": "en",
         })

@@ -26,7 +26,6 @@ psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed: pip i
 
 from watcherd.journal import postgres as journal_pg  # noqa: E402  (needs psycopg)
 from watcherd.journal.copy import copy_journal, read_rows  # noqa: E402
-from watcherd.journal.stored import unpack_job  # noqa: E402
 from watcherd.journal.postgres import (  # noqa: E402
     CreateIntentHeld,
     LeaseLost,
@@ -37,6 +36,7 @@ from watcherd.journal.postgres import (  # noqa: E402
     pg_encode_path,
     redact_url,
 )
+from watcherd.journal.stored import unpack_job  # noqa: E402
 
 # The private PostgreSQL cluster's fixtures (pg_cluster, pg_url).
 pytest_plugins = ("tests.pg",)

@@ -269,6 +269,7 @@ def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None,
         counts = journal.counts()
         since = journal.state_since()
         holders = journal.holders()
+        space = journal.space(detail=False) if not as_json else None
     rows = [_status_row(s, since.get(s.id), holders.get(s.id)) for s in sources
             if only_state is None or s.state == only_state]
     if as_json:
@@ -297,6 +298,8 @@ def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None,
         suffix = f"  ({'; '.join(extra)})" if extra else ""
         # One line per file whatever its name holds (newlines, escape sequences, bytes).
         click.echo(f"{row['state']:10} {printable(row['path'])}{suffix}")
+    if space is not None:
+        click.echo(f"journal: {space.describe(len(sources))}")
     page = read_state(config.journal_path)
     if page is not None:
         click.echo(page.describe())
@@ -336,11 +339,12 @@ def _histories(config: Config, paths: tuple[Path, ...], *, as_json: bool) -> int
                 missing.append(given)
                 continue
             events = journal.events(source.id)
+            folded = journal.folded_history(source.id)
             if as_json:
-                found.append(history_json(source, events))
+                found.append(history_json(source, events, folded))
             else:
                 written = [o.path for o in existing_outputs(journal, source)]
-                click.echo("\n".join(history_lines(source, events, written)))
+                click.echo("\n".join(history_lines(source, events, written, folded)))
     if as_json:
         click.echo(json_safe(json.dumps(found, ensure_ascii=False, indent=2)))
     for given in missing:

@@ -51,7 +51,7 @@ WAL_LIMIT_BYTES = 64 << 20
 # many may stay free for new rows to reuse.
 VACUUM_PAGES = 512
 KEEP_FREE_PAGES = 1024
-# status measures per table (dbstat reads every page) only below this file size.
+# Per table (dbstat reads every page) without being asked to (status) only below this size.
 DETAIL_UP_TO = 512 << 20
 _log = structlog.get_logger("watcherd.journal")
 
@@ -191,8 +191,9 @@ class SQLiteJournal(SQLJournal):
             self._conn.execute(f"PRAGMA incremental_vacuum({min(VACUUM_PAGES, free)})")
 
     def space(self, *, detail: bool = True) -> JournalSpace:
-        """The file, its WAL and free pages; per table and all indexes with ``detail`` (from
-        SQLite's dbstat table when this SQLite has it, else the page counts only)."""
+        """The file, its WAL and free pages; per table and all indexes (from SQLite's dbstat
+        table when this SQLite has it, else the page counts only) when ``detail`` or the file
+        is small enough to read quickly."""
         return measure_space(self._conn, self.path, detail=detail)
 
     @contextlib.contextmanager
@@ -282,7 +283,7 @@ def measure_space(conn: sqlite3.Connection, path: Path, *, detail: bool = True
     wal = wal_path.stat().st_size if wal_path.exists() else 0
     parts: dict[str, int] = {}
     how = "page counts"
-    if detail and pages * page <= DETAIL_UP_TO:
+    if detail or pages * page <= DETAIL_UP_TO:
         try:
             rows = conn.execute(
                 "SELECT s.name AS name, s.tbl_name AS tbl, s.type AS type, SUM(d.pgsize) AS size"

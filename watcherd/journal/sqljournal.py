@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import itertools
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -455,8 +456,10 @@ class SQLJournal(Journal):
         """
         with self._transaction(bulk=True):
             after = int(self._get_meta(_FOLDED_AFTER) or 0)
-            rows = [r for r in self._run("events_after", after=after, limit=limit).fetchall()
-                    if float(r["at"]) < before]
+            # Ids follow time: the batch ends at the first event young enough to keep.
+            rows = list(itertools.takewhile(
+                lambda r: float(r["at"]) < before,
+                self._run("events_after", after=after, limit=limit).fetchall()))
             if not rows:
                 return 0
             ids = sorted({int(r["source_id"]) for r in rows})

@@ -22,8 +22,8 @@ from watcherd.journal._base import Source
 
 __all__ = [
     "PATH_COLUMNS", "PATH_MARK", "SOURCE_FIELDS", "WATCH_MARK", "column_value", "decode_path",
-    "encode_path", "from_stored", "job_text", "pack_job", "unpack_job", "pg_decode_path", "pg_encode_path", "pg_text",
-    "safe_text", "to_stored",
+    "encode_path", "from_stored", "job_text", "pack_job", "pg_decode_path", "pg_encode_path",
+    "pg_text", "safe_text", "to_stored", "unpack_job",
 ]
 
 SOURCE_FIELDS = tuple(f.name for f in fields(Source))
