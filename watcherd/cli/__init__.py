@@ -42,7 +42,7 @@ from watcherd.display import json_safe, printable
 from watcherd.errors import ConfigError, JournalError
 from watcherd.history import UnknownState, check_state, history_json, history_lines
 from watcherd.identity import options_json
-from watcherd.journal import STATES, JournalLocked, JournalNotReady, Source
+from watcherd.journal import STATES, JournalLocked, JournalNotReady, Source, human_bytes
 from watcherd.journal.configured import (
     journal_exists,
     open_for_command,
@@ -407,7 +407,7 @@ def _defaults_watch(config: Config, path: str) -> WatchConfig:
 
 @main.group()
 def journal() -> None:
-    """Journal tools: copy a journal between SQLite and PostgreSQL."""
+    """Journal tools: copy a journal between SQLite and PostgreSQL, compact it."""
 
 
 @journal.command("copy")
@@ -432,6 +432,42 @@ def journal_copy(src: str, dst: str, config_path: Path | None) -> None:
     report = copy_journal(src, dst, roots=watch_roots(config.watches))
     click.echo(f"copied {report.sources} sources, {report.events} events, "
                f"{report.results} results, {report.job_times} job times")
+
+
+@journal.command("compact")
+@config_option
+@handles_errors
+def journal_compact(config_path: Path | None) -> None:
+    """Give the SQLite journal's free space back to the disk (a full VACUUM).
+
+    Stop the daemon first. Needs free disk space about the size of the compacted journal.
+    Journals made before 0.2 also switch to giving free pages back by themselves.
+    """
+    from watcherd.journal.sqlite import SQLiteJournal
+
+    config = _with_service_journal(_load(config_path, need_key=False))
+    if config.journal_url is not None:
+        raise click.UsageError(
+            "compact is for a SQLite journal: PostgreSQL's autovacuum reuses the space (a "
+            "VACUUM FULL by the database's owner gives it back to the disk)")
+    if not journal_exists(config):
+        raise JournalError(f"no journal at {config.journal_path}: nothing to compact")
+    journal = SQLiteJournal.open(config.journal_path, exclusive=True)
+    shown = [-1]
+
+    def progress(done: float) -> None:
+        percent = int(done * 100)
+        if percent != shown[0]:
+            shown[0] = percent
+            click.echo(f"\rcompacting {config.journal_path}: {percent:3d}%", nl=False, err=True)
+
+    try:
+        before, after = journal.compact(progress)
+    finally:
+        journal.close()
+    click.echo("", err=True)
+    click.echo(f"compacted {config.journal_path}: {human_bytes(before)} -> "
+               f"{human_bytes(after)}")
 
 
 main.add_command(doctor)

@@ -24,6 +24,7 @@ from watcherd.journal._base import (
     PlanFull,
     Source,
     State,
+    human_bytes,
 )
 from watcherd.journal.backends import open_journal
 from watcherd.journal.sqlite import (
@@ -58,6 +59,7 @@ __all__ = [
     "check_integrity",
     "decode_path",
     "encode_path",
+    "human_bytes",
     "log_corrupt",
     "open_journal",
     "open_or_recover",

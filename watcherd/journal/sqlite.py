@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +189,57 @@ class SQLiteJournal(SQLJournal):
         free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
         if auto == 2 and free > KEEP_FREE_PAGES:
             self._conn.execute(f"PRAGMA incremental_vacuum({min(VACUUM_PAGES, free)})")
+
+    def compact(self, progress: Callable[[float], None] = lambda done: None) -> tuple[int, int]:
+        """A full VACUUM (``watcherd journal compact``): every free page given back, and
+        incremental auto-vacuum switched on for a journal made before it existed. Closes the
+        journal; returns (bytes before, bytes after). ``progress`` gets 0..1 as it goes.
+
+        The compacted copy is written beside the journal (VACUUM INTO, so it needs only the
+        compacted size free, not twice the journal in the temp folder) and renamed over it
+        while this process holds the journal's lock. The journal leaves WAL mode first, so
+        no WAL file is left that could be replayed into the new file.
+        """
+        if self._lock_fd is None:
+            raise JournalError("compact needs the journal opened exclusively")
+        conn, wal = self._conn, self.path.with_name(self.path.name + "-wal")
+        before = self.path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+        target = self.path.with_name(self.path.name + ".compacting")
+        target.unlink(missing_ok=True)
+        _mark_clean(conn, True)  # the copy is a cleanly stopped journal
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0] != "delete":
+            raise JournalError(
+                f"another program is reading the journal {self.path} (`watcherd status`, the "
+                "page of a daemon on another config?); close it and run compact again")
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # the copy gets it
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        used = (conn.execute("PRAGMA page_count").fetchone()[0]
+                - conn.execute("PRAGMA freelist_count").fetchone()[0]) * page
+
+        def report() -> int:
+            with contextlib.suppress(OSError):
+                progress(min(1.0, target.stat().st_size / max(used, 1)))
+            return 0  # go on
+
+        conn.set_progress_handler(report, 2000)
+        try:
+            conn.execute("VACUUM INTO ?", (str(target),))
+            with open(target, "rb") as copied:
+                os.fsync(copied.fileno())
+            conn.set_progress_handler(None, 0)
+            conn.close()
+            os.replace(target, self.path)
+            _fsync_dir(self.path.parent)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+        progress(1.0)
+        return before, self.path.stat().st_size
 
     def space(self, *, detail: bool = True) -> JournalSpace:
         """The file, its WAL and free pages; per table and all indexes (from SQLite's dbstat
@@ -368,6 +419,15 @@ def _check_integrity(conn: sqlite3.Connection) -> None:
     row = conn.execute("PRAGMA quick_check").fetchone()
     if row is None or row[0] != "ok":
         raise sqlite3.DatabaseError(f"integrity check failed: {row[0] if row else 'no answer'}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _take_lock(path: Path) -> int:
