@@ -36,6 +36,7 @@ from watcherd.journal.postgres import (  # noqa: E402
     pg_encode_path,
     redact_url,
 )
+from watcherd.journal.sqljournal import SQLJournal  # noqa: E402
 from watcherd.journal.stored import unpack_job  # noqa: E402
 
 # The private PostgreSQL cluster's fixtures (pg_cluster, pg_url).
@@ -866,9 +867,14 @@ class TestCopy:
             assert json.dumps(job) == json.dumps(journal.result_for("kd"))
 
 
+def _sql(journal: Journal) -> SQLJournal:
+    assert isinstance(journal, SQLJournal)
+    return journal
+
+
 def _stored_result(journal: AnyJournal, key: str) -> tuple[str, bytes | None]:
     """The raw results row: (job_json, job_z) as the database holds it."""
-    row = journal._run("result_for", content_key=key).fetchone()
+    row = _sql(journal)._run("result_for", content_key=key).fetchone()
     return row["job_json"], None if row["job_z"] is None else bytes(row["job_z"])
 
 
@@ -894,7 +900,7 @@ class TestSmallJournal:
         pack_results in batches, and read back identically."""
         jobs = {f"k{i:02d}": {"id": f"j{i}", "n": i, "text": "é" * i} for i in range(25)}
         for key, job in jobs.items():
-            journal._run_text(
+            _sql(journal)._run_text(
                 "INSERT INTO results (content_key, job_id, job_json, created_at)"
                 " VALUES (:k, :j, :t, 1)", {"k": key, "j": job["id"], "t": json.dumps(job)})
         assert journal.result_for("k07") == jobs["k07"]
@@ -1001,8 +1007,9 @@ class TestCopyPacked:
             journal.transition(a, "done", actor="worker")
             journal.fold_history(max(e["at"] for e in journal.events(a.id)) + 1)
             folded = journal.folded_history(a.id)
-            journal._run_text("INSERT INTO results (content_key, job_id, job_json, created_at)"
-                              " VALUES ('plain', 'p', '{\"id\": \"p\"}', 1)", {})
+            _sql(journal)._run_text(
+                "INSERT INTO results (content_key, job_id, job_json, created_at)"
+                " VALUES ('plain', 'p', '{\"id\": \"p\"}', 1)", {})
         copy_journal(src, pg_url)
         back = tmp_path / "back.db"
         copy_journal(pg_url, back)

@@ -311,7 +311,8 @@ def check_journal(path: Path) -> list[Finding]:
         sources = 0
         if version >= 1:
             sources = conn.execute("SELECT count(*) FROM sources").fetchone()[0]
-        size = measure_space(conn, path)
+        # Measured only on a sound file (dbstat reads every page).
+        size = measure_space(conn, path) if rows == ["ok"] else None
         auto_vacuum = conn.execute("PRAGMA auto_vacuum").fetchone()[0]
     except sqlite3.OperationalError as exc:
         # Locked, unreadable, or its folder forbids the shared-memory file: not damage.
@@ -332,6 +333,7 @@ def check_journal(path: Path) -> list[Finding]:
         return [Finding("FAIL", topic,
                         f"{path} was written by a newer watcherd (schema {version})",
                         "upgrade watcherd")]
+    assert size is not None
     found = [_ok(topic, f"{path} is sound ({sources} files known)"),
              journal_size(size, sources, compactable=auto_vacuum != 2)]
     space = _free_space(path.parent, topic)
