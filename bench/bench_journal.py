@@ -1,30 +1,37 @@
 """Journal size: bytes per short file after a batch through the daemon, stored job objects.
 
 Usage: python bench/bench_journal.py [--files 1500] [--concurrency 20] [--skip-daemon]
-       [--ready-rows 1000000]
 1. ``--files`` half-second recordings go through the real daemon against the simulator with a
    few faults (503s, 429s, resets, lost creates), the issue's measurement; the journal is then
    measured per table and index (SQLite's dbstat): bytes per file as the daemon left it, and
    in the steady state (old rows' results compressed, history past ``history_days`` folded,
    free pages returned).
-2. A short and a one-hour job object (bench/jobshapes.py): JSON size and stored size.
-3. ``--ready-rows``: start-up to READY=1 with that many finished rows in an old-format journal
-   (uncompressed results), which must not wait for their compression.
+2. A short and a one-hour job object (bench/jobshapes.py): JSON size and stored size, by
+   watcherd's pack_job and by zlib, bz2 and zstd (when the zstandard package is installed).
+READY=1 with a million old rows is bench_scale.py's (``--rows 1000000 --build sql``: its rows
+hold plain JSON results, as a journal written before packing).
 Figures are printed, never asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import sqlite3
 import tempfile
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import common
 import jobshapes
+
+from watcherd.journal import Journal, SQLiteJournal
+from watcherd.journal.sqlite import KEEP_FREE_PAGES
+from watcherd.journal.stored import pack_job
 
 
 def space(journal: Path) -> dict[str, int]:
@@ -61,12 +68,60 @@ def daemon_batch(tmp: Path, files: int, concurrency: int) -> Path:
     return tmp / "watcherd" / "journal.db"
 
 
+def steady_state(journal: Path) -> None:
+    """The journal once its files are older than history_days: what the daemon's upkeep
+    leaves (results packed, history folded, free pages returned)."""
+    with Journal.open(journal, exclusive=True) as opened:
+        while opened.pack_results():
+            pass
+        while opened.fold_history(time.time() + 1):
+            pass
+        assert isinstance(opened, SQLiteJournal)
+        for _ in range(10_000):
+            free = opened._conn.execute("PRAGMA freelist_count").fetchone()[0]
+            if free <= KEEP_FREE_PAGES:
+                break
+            opened.reclaim()
+        opened._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def stored_sizes() -> None:
+    """JSON and stored size of a short and a one-hour job object, by method."""
+    import bz2
+    import zlib
+
+    try:
+        import zstandard
+    except ImportError:  # optional: only for the comparison
+        zstandard = None  # type: ignore[assignment]
+    short = jobshapes.short_job(hashlib.sha256(b"x").hexdigest(), str(uuid.uuid4()))
+    hour = jobshapes.hour_job()
+    print("job objects: JSON -> stored (share of the JSON), time to pack")
+    for name, job in (("short (0.5 s)", short), ("one hour", hour)):
+        raw = json.dumps(job, ensure_ascii=False).encode()
+        methods: list[tuple[str, Callable[[], bytes]]] = [
+            ("watcherd (pack_job)", functools.partial(pack_job, job)),
+            ("zlib 9", functools.partial(zlib.compress, raw, 9)),
+            ("bz2 9", functools.partial(bz2.compress, raw, 9)),
+        ]
+        if zstandard is not None:
+            for level in (3, 19):
+                packer = zstandard.ZstdCompressor(level=level)
+                methods.append((f"zstd {level}", functools.partial(packer.compress, raw)))
+        words = raw.count(b'"word"')
+        print(f"  {name}: JSON {len(raw)} B, {words} words")
+        for label, pack in methods:
+            started = time.perf_counter()
+            size = len(pack())
+            took = (time.perf_counter() - started) * 1000
+            print(f"    {label:20} {size:8d} B  {size / len(raw) * 100:5.1f}%  {took:7.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--files", type=int, default=1500)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--skip-daemon", action="store_true")
-    parser.add_argument("--ready-rows", type=int, default=0)
     args = parser.parse_args()
     common.stop_on_signals()
     common.print_machine()
@@ -74,13 +129,11 @@ def main() -> None:
         tmp = Path(tmp_name)
         if not args.skip_daemon:
             journal = daemon_batch(tmp, args.files, args.concurrency)
-            print_space("as the daemon left it", space(journal), args.files)
-        short = jobshapes.short_job(hashlib.sha256(b"x").hexdigest(), "j" * 36)
-        hour = jobshapes.hour_job()
-        for name, job in (("short", short), ("one-hour", hour)):
-            text = json.dumps(job, ensure_ascii=False).encode()
-            print(f"{name} job object: JSON {len(text)} B")
-    _ = time
+            print_space("as the daemon left it (history kept)", space(journal), args.files)
+            steady_state(journal)
+            print_space("steady state (older than history_days: folded)", space(journal),
+                        args.files)
+        stored_sizes()
 
 
 if __name__ == "__main__":
