@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 
 from tests.daemon_harness import DaemonProcess
 from tests.sim import GladiaSimulator
-from tests.test_web_harness import RunningWeb, WebFiles, populate_web_journal
+from tests.unit.web.test_harness import RunningWeb, WebFiles, populate_web_journal
 from watcherd.config import HttpConfig
 from watcherd.journal import Journal
 

@@ -79,6 +79,10 @@ def _with_service_journal(config: Config) -> Config:
     return config
 
 
+#: The entry point (``watcherd = "watcherd.cli:main"``); the commands are its subcommands.
+__all__ = ["main"]
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="watcherd")
 def main() -> None:

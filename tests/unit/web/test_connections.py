@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from tests.daemon_harness import wait_until
-from tests.test_web_harness import RunningWeb
+from tests.unit.web.test_harness import RunningWeb
 from watcherd.config import HttpConfig, Secret
 from watcherd.connections import MAX_CONNECTIONS, PER_ADDRESS, ConnectionLimiter, ConnectionLimits
 from watcherd.http11 import Request

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.paths import REPO as ROOT
 from tests.speech import (
     ENGLISH_TEXT,
     FRENCH_TEXT,
@@ -52,7 +53,6 @@ from watcherd.journal import FileStat, Journal, Source
 T = TypeVar("T")
 NOT_INSTALLED = "the local extra is not installed: pip install -e '.[local]'"
 needs_model = pytest.mark.skipif(not local_engine_installed(), reason=NOT_INSTALLED)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon_harness import wait_until
-from tests.test_web_harness import (
+from tests.unit.web.test_harness import (
     RunningWeb,
     WebFiles,
     populate_web_journal,

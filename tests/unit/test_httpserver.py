@@ -20,7 +20,7 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.test_listener import TOKEN, run, running, status_of
+from tests.unit.engines.gladia.test_listener import TOKEN, run, running, status_of
 from watcherd.http11 import HttpError, Request
 from watcherd.httpserver import BodyRule, HttpServer, Response, ServerRules, reason_phrase
 from watcherd.journal import Journal

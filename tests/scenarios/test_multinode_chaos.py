@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from tests.daemon_harness import DaemonProcess, wait_until
+from tests.scenarios.test_chaos import FAULTS
+from tests.scenarios.test_multinode import KEY, node_config, transcribed
 from tests.sim import GladiaSimulator, make_wav
-from tests.test_chaos import FAULTS
-from tests.test_multinode import KEY, node_config, transcribed
 
 pytest_plugins = ("tests.pg",)
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.test_web_harness import RunningWeb, WebFiles, source_state
+from tests.unit.web.test_harness import RunningWeb, WebFiles, source_state
 from watcherd.config import HttpConfig, Secret
 from watcherd.display import printable
 from watcherd.journal import Journal

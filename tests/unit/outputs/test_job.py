@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 
-from tests.test_outputs import DONE_JOB, jobs
+from tests.unit.outputs.test_outputs import DONE_JOB, jobs
 from watcherd.outputs.job import Job, Transcription, read_job
 
 LANGUAGE_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")

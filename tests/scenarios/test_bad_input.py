@@ -27,7 +27,7 @@ from tests.sim import (
     make_sparse_wav,
     make_wav,
 )
-from tests.test_media import claim_duration, write_audio
+from tests.unit.test_media import claim_duration, write_audio
 from watcherd.journal import Journal
 
 KEY = "sk-test-bad-input-0123456789"

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.paths import REPO
 from watcherd import config as config_module
 from watcherd.config import (
     Config,
@@ -27,7 +28,6 @@ from watcherd.engines.local import config as local_config
 from watcherd.errors import ConfigError
 from watcherd.retry import RETRY_KEYS
 
-REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config.example.toml"
 KEY = "gk-5f3c9a1e-THIS-IS-THE-SECRET-7d2b"
 

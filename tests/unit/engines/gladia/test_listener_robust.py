@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import structlog
 
-from tests.test_listener import (
+from tests.unit.engines.gladia.test_listener import (
     DONE,
     JOB,
     TOKEN,

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.paths import REPO as ROOT
 from tests.sim import (
     GladiaSimulator,
     expected_transcript,
@@ -40,8 +41,6 @@ JOB_KEYS = {
     "custom_metadata", "error_code", "post_session_metadata", "file", "request_params", "result",
 }  # fmt: skip
 ENVELOPE_KEYS = {"success", "is_empty", "exec_time", "error", "results"}
-ROOT = Path(__file__).resolve().parent.parent
-
 
 # ---------------------------------------------------------------------------------------------
 # Helpers and fixtures

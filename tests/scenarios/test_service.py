@@ -22,6 +22,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from tests.daemon_harness import wait_until, write_config
+from tests.paths import REPO
 from watcherd import service
 from watcherd.cli.ops import service as service_group
 from watcherd.journal import FileStat, Journal
@@ -39,7 +40,6 @@ from watcherd.service import (
     write_textfile,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 RECV_TIMEOUT = 5.0
 
 

@@ -19,6 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.daemon_harness import DaemonProcess, wait_until, watcherd, write_config
+from tests.paths import REPO
 from tests.sim import GladiaSimulator
 from watcherd.cli.configcmd import example_text, initial_config, redact
 from watcherd.config import WatchConfig, parse_config
@@ -26,7 +27,6 @@ from watcherd.engines.local.model import local_engine_installed
 from watcherd.log import configure_logging, fit
 from watcherd.watcher import Watcher, scan
 
-REPO = Path(__file__).resolve().parent.parent
 KEY = "sk-firsthour-secret-24680"
 SIM_OPTIONS = {"job_seconds": 0.2}
 DEADLINE = 20.0

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from tests.test_web_harness import RunningWeb, WebFiles, populate_web_journal
+from tests.unit.web.test_harness import RunningWeb, WebFiles, populate_web_journal
 from watcherd.config import HttpConfig, Secret
 from watcherd.http11 import Request
 from watcherd.journal import Journal
