@@ -13,15 +13,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from tests import journal_release01
 from watcherd import upkeep
 from watcherd.cli import main
 from watcherd.journal import FileStat, Journal, SQLiteJournal
 from watcherd.journal import sqlite as journal_sqlite
-from watcherd.journal.stored import job_text, pack_job, unpack_job
 
 # A job object shaped like Gladia's: many words with their timings.
 JOB = {"id": "job-1", "status": "done", "result": {"transcription": {
@@ -113,30 +110,6 @@ class TestReaders:
         for target in (path, copied):
             with Journal.open(target, readonly=True) as journal:
                 assert json.dumps(journal.result_for("ka")) == json.dumps(JOB)
-
-
-@settings(max_examples=150, deadline=None)
-@given(job=st.dictionaries(st.text(max_size=10), st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
-    | st.text(st.characters(codec=None)),
-    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=6),
-    max_leaves=40), max_size=6), repeat=st.integers(1, 400))
-def test_any_job_object_round_trips_through_its_packed_form(job: dict[str, Any],
-                                                            repeat: int) -> None:
-    """Whatever JSON the API returns (lone surrogates, big numbers, any size: both the zlib
-    and the bz2 forms) comes back equal, with its key order."""
-    big = {"items": [job] * repeat, **job}
-    for value in (job, big):
-        packed = pack_job(value)
-        back = unpack_job("", packed)
-        assert back == value
-        assert job_text(back) == job_text(value)
-
-
-def test_an_unknown_packed_form_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown format"):
-        unpack_job("", b"?garbage")
 
 
 class TestSpaceComesBack:
