@@ -273,7 +273,8 @@ def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None,
         counts = journal.counts()
         since = journal.state_since()
         holders = journal.holders()
-        space = journal.space(detail=False) if not as_json else None
+        # What the journal takes: with the whole table only (--state lists files alone).
+        space = journal.space(detail=False) if not as_json and only_state is None else None
     rows = [_status_row(s, since.get(s.id), holders.get(s.id)) for s in sources
             if only_state is None or s.state == only_state]
     if as_json:
