@@ -118,10 +118,12 @@ _DEFAULTS_KEYS = ("outputs", "settle_seconds", "recursive", "include", "exclude"
                   "fallback", "follow_links", "output_dir", "output_name", "subtitle_names",
                   "md_template", "speakers", "delete_after")
 _WATCH_KEYS = ("path", "id", "engine", "notify", *_DEFAULTS_KEYS)
-_JOURNAL_KEYS = ("path", "url", "lease_seconds")
+_JOURNAL_KEYS = ("path", "url", "lease_seconds", "history_days")
 #: A watch id: what the shared journal stores paths relative to (letters, digits, . _ -).
 WATCH_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_LEASE_SECONDS = 30.0
+# Events older than this many days are folded into a summary per file ([journal] history_days).
+DEFAULT_HISTORY_DAYS = 365.0
 FALLBACKS = ("none", "local")
 
 
@@ -304,6 +306,8 @@ class Config:
     journal_url: str | None = None
     # How long a node's claim on a source outlives its last renewal ([journal] lease_seconds).
     lease_seconds: float = DEFAULT_LEASE_SECONDS
+    # Events older than this are folded into a per-file summary ([journal] history_days).
+    history_days: float = DEFAULT_HISTORY_DAYS
     # This daemon's name in a shared journal ([node] name; default the host name).
     node_name: str = field(default_factory=socket.gethostname)
     # What loads but is probably a mistake (an option watcherd does not know): logged at start.
@@ -504,6 +508,7 @@ _MODEL_NAMES: dict[tuple[str, str], str] = {
     ("", "journal_path"): "[journal] path",
     ("", "journal_url"): "[journal] url",
     ("", "lease_seconds"): "[journal] lease_seconds",
+    ("", "history_days"): "[journal] history_days",
     ("", "log_format"): "[log] format",
     ("", "log_level"): "[log] level",
     ("", "scan_interval_seconds"): "[scan] interval_seconds",
@@ -624,10 +629,10 @@ class _Parser(SectionParser):
         notify = self.attempt(lambda: self.notify(data), NotifyConfig())
         retry = self.attempt(lambda: self.retry(data), RetryPolicy())
         textfile = self.attempt(lambda: self.metrics(data), None)
-        no_journal: tuple[str | None, Path, float] = (None, default_journal_path(),
-                                                      DEFAULT_LEASE_SECONDS)
-        journal_url, journal_path, lease_seconds = self.attempt(lambda: self.journal(data),
-                                                                no_journal)
+        no_journal: tuple[str | None, Path, float, float] = (
+            None, default_journal_path(), DEFAULT_LEASE_SECONDS, DEFAULT_HISTORY_DAYS)
+        journal_url, journal_path, lease_seconds, history_days = self.attempt(
+            lambda: self.journal(data), no_journal)
         node_name = self.attempt(
             lambda: self.node_name(self.table(data, "node", "node")), socket.gethostname())
         default_log: tuple[LogFormat, str] = ("auto", "info")
@@ -678,6 +683,7 @@ class _Parser(SectionParser):
             http=http,
             journal_url=journal_url,
             lease_seconds=lease_seconds,
+            history_days=history_days,
             node_name=node_name,
             warnings=tuple(self.warnings),
             **engine_fields,
@@ -761,8 +767,9 @@ class _Parser(SectionParser):
         return self.path(table["textfile"], "metrics.textfile") if "textfile" in table \
             else None
 
-    def journal(self, data: Mapping[str, Any]) -> tuple[str | None, Path, float]:
-        """``[journal]``: the PostgreSQL URL (or None), the SQLite path and the lease."""
+    def journal(self, data: Mapping[str, Any]) -> tuple[str | None, Path, float, float]:
+        """``[journal]``: the PostgreSQL URL (or None), the SQLite path, the lease and how
+        many days of history are kept event by event."""
         table = self.table(data, "journal", "journal")
         self.check_keys(table, _JOURNAL_KEYS, "journal")
         journal_url = self.journal_url(table)
@@ -775,7 +782,9 @@ class _Parser(SectionParser):
         if lease_seconds <= 0:
             self.expected("journal.lease_seconds", "a number of seconds > 0 (default 30)",
                           table["lease_seconds"])
-        return journal_url, journal_path, lease_seconds
+        history_days = self.number(table.get("history_days", DEFAULT_HISTORY_DAYS),
+                                   "journal.history_days", minimum=1)
+        return journal_url, journal_path, lease_seconds, history_days
 
     def log(self, data: Mapping[str, Any]) -> tuple[LogFormat, str]:
         table = self.table(data, "log", "log")

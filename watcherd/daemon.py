@@ -39,6 +39,7 @@ from watcherd.outputs.settings import OutputSettings
 from watcherd.pause import JournalPause, clear_pause, write_pause
 from watcherd.progress import ProgressBoard
 from watcherd.service import Notifier, status_text
+from watcherd.upkeep import keep_small
 from watcherd.usage import plan_of
 from watcherd.watcher import Watcher, scan
 from watcherd.web import WebServer, start_web
@@ -233,9 +234,12 @@ class Daemon:
                     await opened.start()  # a kept engine said what was wrong already
             watcher.start()
             loop = asyncio.get_running_loop()
+            ready = asyncio.Event()
             helpers = [
-                asyncio.ensure_future(self._startup(watcher, worker, journal, activity)),
+                asyncio.ensure_future(self._startup(watcher, worker, journal, activity,
+                                                    ready)),
                 asyncio.ensure_future(self._reconcile(worker, journal)),
+                asyncio.ensure_future(self._upkeep(journal, ready)),
             ]
             if config.notify.enabled:
                 notices = _notifications(config, journal, worker, health, engine)
@@ -285,8 +289,13 @@ class Daemon:
             else:
                 await engine.close()
 
+    async def _upkeep(self, journal: Journal, ready: asyncio.Event) -> None:
+        """Keep the journal small (watcherd.upkeep), only once READY=1 was said."""
+        await ready.wait()
+        await keep_small(journal, self.config.history_days)
+
     async def _startup(self, watcher: Watcher, worker: Worker, journal: Journal,
-                       activity: Activity) -> None:
+                       activity: Activity, ready: asyncio.Event) -> None:
         """Wait for the observers, say READY=1, scan, then keep STATUS= fresh.
 
         READY comes before the scan so a huge tree cannot outlast systemd's start timeout;
@@ -295,6 +304,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, watcher.wait_ready, 30.0)
         self.notifier.ready(_status_line(journal, worker))
+        ready.set()
         problems = {str(k): v for k, v in watcher.root_problems().items()}
         # Problems only when there are some: "problems={}" on every start reads like one.
         log.info("ready", **({"problems": problems} if problems else {}))

@@ -21,7 +21,8 @@ from watcherd.config import Config, WatchConfig
 from watcherd.engines import ENGINES, computes_here, engine_class, engine_for, engines_needed
 from watcherd.errors import ConfigError
 from watcherd.findings import Finding, ok
-from watcherd.journal import SCHEMA_VERSION
+from watcherd.journal import SCHEMA_VERSION, JournalSpace
+from watcherd.journal.sqlite import measure_space
 from watcherd.web.state import read_state
 
 # Below this much free space a root (or the journal's folder) is worth a warning: outputs are
@@ -331,6 +332,9 @@ def check_journal(path: Path) -> list[Finding]:
         sources = 0
         if version >= 1:
             sources = conn.execute("SELECT count(*) FROM sources").fetchone()[0]
+        # Measured only on a sound file (dbstat reads every page).
+        size = measure_space(conn, path) if rows == ["ok"] else None
+        auto_vacuum = conn.execute("PRAGMA auto_vacuum").fetchone()[0]
     except sqlite3.OperationalError as exc:
         # Locked, unreadable, or its folder forbids the shared-memory file: not damage.
         return [Finding("FAIL", topic, f"{path} cannot be read: {exc}", unreadable_fix)]
@@ -350,11 +354,30 @@ def check_journal(path: Path) -> list[Finding]:
         return [Finding("FAIL", topic,
                         f"{path} was written by a newer watcherd (schema {version})",
                         "upgrade watcherd")]
-    found = [_ok(topic, f"{path} is sound ({sources} files known)")]
+    assert size is not None
+    found = [_ok(topic, f"{path} is sound ({sources} files known)"),
+             journal_size(size, sources, compactable=auto_vacuum != 2)]
     space = _free_space(path.parent, topic)
     if space is not None:
         found.append(space)
     return found
+
+
+#: Free pages worth a `journal compact`, as a share of the file.
+COMPACT_WORTH = 0.25
+
+
+def journal_size(size: JournalSpace, files: int, *, compactable: bool = False) -> Finding:
+    """How big the journal is and what takes the space; a warning when much of it is free
+    pages that only a compaction gives back (``compactable``: the file has no incremental
+    auto-vacuum yet, as journals made before 0.2)."""
+    free = dict(size.parts).get("free pages", 0)
+    detail = f"{size.describe(files or None)}; measured by {size.how}"
+    if size.total and free / size.total > COMPACT_WORTH and compactable:
+        return Finding("WARN", "journal size", detail + f", {free * 100 // size.total}% free",
+                       "stop watcherd and run `watcherd journal compact` to give the free "
+                       "pages back (new free pages are then returned as they appear)")
+    return _ok("journal size", detail)
 
 
 # -- the whole report ------------------------------------------------------------------------
@@ -463,6 +486,8 @@ def check_database(config: Config) -> list[Finding]:
         version = journal.schema_version()
         skew = journal.clock_skew()
         nodes = len(journal.leases())
+        size = journal.space() if version >= PG_SCHEMA_VERSION else None
+        files = sum(journal.counts().values()) if size is not None else 0
     except Exception as exc:  # a check: report, never raise
         return [Finding("FAIL", topic, f"the database {where} does not answer: {exc}",
                         "check the database server and the network")]
@@ -478,6 +503,8 @@ def check_database(config: Config) -> list[Finding]:
     else:
         found.append(_ok(topic, f"{where} reachable, schema {version} ({nodes} files leased "
                                 f"now), node name {config.node_name!r}"))
+    if size is not None:
+        found.append(journal_size(size, files))
     if abs(skew) > SKEW_WARN_SECONDS:
         found.append(Finding(
             "WARN", "clock", f"this machine's clock is {abs(skew):.1f}s "

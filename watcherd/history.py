@@ -7,7 +7,7 @@ whatever the name holds); the JSON form keeps them lossless for programs.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,11 +38,13 @@ def _iso(ts: float | None) -> str:
 
 
 def history_lines(source: Source, events: Sequence[dict[str, Any]],
-                  outputs: Sequence[Path] = ()) -> list[str]:
+                  outputs: Sequence[Path] = (), folded: Mapping[str, Any] | None = None
+                  ) -> list[str]:
     """The lines ``status PATH`` prints for one source: a summary, then each event.
 
     ``outputs`` are the files it wrote that are on disk (a pattern such as ``NAME.*`` would
-    match the source itself too).
+    match the source itself too); ``folded`` is the summary of its events older than
+    ``[journal] history_days`` (Journal.folded_history), said before the events kept.
     """
     lines = [printable(source.path), f"  state: {source.state}"]
     details = []
@@ -66,6 +68,8 @@ def history_lines(source: Source, events: Sequence[dict[str, Any]],
         lines.append(f"  outputs: none on disk (they were written as "
                      f"{printable(source.output_base)}.EXT)")
     lines.append(f"  first seen {_iso(source.created_at)}; history:")
+    if folded is not None:
+        lines.append(folded_line(folded))
     for event in events:
         before = event.get("from_state") or "(new)"
         after = event.get("to_state") or "?"
@@ -79,8 +83,28 @@ def history_lines(source: Source, events: Sequence[dict[str, Any]],
     return lines
 
 
-def history_json(source: Source, events: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The same history for programs (``status PATH --json``), lossless."""
+def folded_line(folded: Mapping[str, Any]) -> str:
+    """The line that stands for a source's events folded away (older than history_days)."""
+    count = int(folded["folded_events"])
+    text = (f"    (until {_iso(folded['folded_until'])}: {count} older event"
+            f"{'' if count == 1 else 's'} folded; first seen {_iso(folded['first_seen'])}")
+    if folded.get("done_at"):
+        text += f", done {_iso(folded['done_at'])}"
+    text += f", attempts {int(folded['attempts'])}"
+    if folded.get("last_error"):
+        text += f", last error: {printable(str(folded['last_error']))}"
+    return text + ")"
+
+
+def history_json(source: Source, events: Sequence[dict[str, Any]],
+                 folded: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The same history for programs (``status PATH --json``), lossless; ``folded`` (the
+    summary of events older than history_days) under "folded", only when there is one."""
+    extra: dict[str, Any] = {} if folded is None else {"folded": {
+        "until": _iso(folded["folded_until"]), "events": int(folded["folded_events"]),
+        "first_seen": _iso(folded["first_seen"]),
+        "done_at": _iso(folded["done_at"]) if folded.get("done_at") else None,
+        "attempts": int(folded["attempts"]), "last_error": folded.get("last_error")}}
     return {
         "path": source.path, "state": source.state, "job_id": source.job_id,
         "engine": source.engine, "attempts": source.attempts, "error": source.last_error,
@@ -90,4 +114,4 @@ def history_json(source: Source, events: Sequence[dict[str, Any]]) -> dict[str, 
         "events": [{"at": _iso(e.get("at")), "from_state": e.get("from_state"),
                     "to_state": e.get("to_state"), "actor": e.get("actor"),
                     "reason": e.get("reason")} for e in events],
-    }
+    } | extra

@@ -36,6 +36,8 @@ from watcherd.journal.postgres import (  # noqa: E402
     pg_encode_path,
     redact_url,
 )
+from watcherd.journal.sqljournal import SQLJournal  # noqa: E402
+from watcherd.journal.stored import unpack_job  # noqa: E402
 
 # The private PostgreSQL cluster's fixtures (pg_cluster, pg_url).
 pytest_plugins = ("tests.pg",)
@@ -859,4 +861,163 @@ class TestCopy:
         src = tmp_path / "journal.db"
         self._sqlite_journal(src)
         [result] = read_rows(str(src)).results
-        assert json.loads(result["job_json"])["id"] == "job-d"
+        job = unpack_job(result["job_json"], result["job_z"])
+        assert job["id"] == "job-d"
+        with Journal.open(src, readonly=True) as journal:
+            assert json.dumps(job) == json.dumps(journal.result_for("kd"))
+
+
+def _sql(journal: Journal) -> SQLJournal:
+    assert isinstance(journal, SQLJournal)
+    return journal
+
+
+def _stored_result(journal: AnyJournal, key: str) -> tuple[str, bytes | None]:
+    """The raw results row: (job_json, job_z) as the database holds it."""
+    row = _sql(journal)._run("result_for", content_key=key).fetchone()
+    return row["job_json"], None if row["job_z"] is None else bytes(row["job_z"])
+
+
+class TestSmallJournal:
+    """Issue 26: results stored compressed, history folded, on both backends."""
+
+    def test_results_are_stored_packed(self, journal: AnyJournal) -> None:
+        """A stored job object takes its packed form (no JSON text) and reads back equal."""
+        a = _settled(journal, "/in/a.mp3", "k")
+        job = {"id": "j", "result": {"transcription": {"utterances": [
+            {"words": [{"word": " hello", "start": i / 10, "end": i / 10 + 0.08,
+                        "confidence": 0.9} for i in range(200)]}]}}}
+        journal.store_result(a, job)
+        text, packed = _stored_result(journal, "k")
+        assert text == "" and packed is not None
+        assert len(packed) < len(json.dumps(job)) / 3
+        assert journal.result_for("k") == job
+
+    def test_plain_rows_of_an_older_journal_are_packed_in_the_background(
+        self, journal: AnyJournal
+    ) -> None:
+        """Rows written before packing (plain JSON) are read as they are, then packed by
+        pack_results in batches, and read back identically."""
+        jobs = {f"k{i:02d}": {"id": f"j{i}", "n": i, "text": "é" * i} for i in range(25)}
+        for key, job in jobs.items():
+            _sql(journal)._run_text(
+                "INSERT INTO results (content_key, job_id, job_json, created_at)"
+                " VALUES (:k, :j, :t, 1)", {"k": key, "j": job["id"], "t": json.dumps(job)})
+        assert journal.result_for("k07") == jobs["k07"]
+        assert _stored_result(journal, "k07")[1] is None
+        batches = 0
+        while journal.pack_results(limit=10):
+            batches += 1
+        assert batches == 3
+        for key, job in jobs.items():
+            assert _stored_result(journal, key)[0] == ""
+            assert journal.result_for(key) == job
+        assert journal.pack_results() == 0  # done, and remembered
+
+    def test_folding_keeps_state_result_and_says_what_was_folded(
+        self, journal: AnyJournal
+    ) -> None:
+        """Events older than the cutoff fold into one summary; the source row, its result
+        and the event that entered its current state stay."""
+        a = _settled(journal, "/in/a.mp3", "k")
+        a = journal.transition(a, "uploading", actor="worker")
+        a = journal.transition(a, "waiting", actor="worker", reason="503 from the API")
+        a = journal.transition(a, "pending", actor="worker", reason="retry")
+        a = journal.transition(a, "uploading", actor="worker")
+        a = journal.transition(a, "uploaded", actor="worker")
+        a = journal.transition(a, "submitting", actor="worker")
+        a = journal.transition(a, "submitted", actor="worker", job_id="j1")
+        journal.store_result(a, {"id": "j1", "result": {}})
+        a = journal.transition(a, "done", actor="worker", reason="transcript written",
+                               done_at=123.0)
+        a = journal.annotate(a, actor="worker", reason="outputs named")
+        since = journal.state_since()[a.id]
+        total = len(journal.events(a.id))
+        cutoff = max(e["at"] for e in journal.events(a.id)) + 1
+        while journal.fold_history(cutoff, limit=3):
+            pass
+        kept = journal.events(a.id)
+        assert [(e["from_state"], e["to_state"]) for e in kept] == [
+            ("submitted", "done"), ("done", "done")]
+        assert journal.get(a.id) == a
+        assert journal.result_for("k") == {"id": "j1", "result": {}}
+        assert journal.state_since()[a.id] == since
+        folded = journal.folded_history(a.id)
+        assert folded is not None
+        assert folded["folded_events"] == total - 2
+        assert folded["attempts"] == 1
+        assert folded["last_error"] == "503 from the API"
+        assert folded["first_seen"] <= a.created_at + 1
+        assert journal.fold_history(cutoff) == 0
+
+    def test_young_events_are_not_folded(self, journal: AnyJournal) -> None:
+        """Nothing younger than the cutoff is folded."""
+        a = _settled(journal, "/in/a.mp3", "k")
+        journal.transition(a, "uploading", actor="worker")
+        assert journal.fold_history(0.0) == 0
+        assert len(journal.events(a.id)) == 3
+        assert journal.folded_history(a.id) is None
+
+    def test_space_names_what_takes_it(self, journal: AnyJournal) -> None:
+        """space() gives a total and its parts: results, events, sources, indexes."""
+        a = _settled(journal, "/in/a.mp3", "k")
+        journal.store_result(a, {"id": "j"})
+        space = journal.space()
+        names = dict(space.parts)
+        assert {"results", "events", "sources", "indexes"} <= set(names)
+        assert space.total >= sum(v for k, v in names.items() if k != "WAL") > 0
+        assert "KiB" in space.describe(1) or "MiB" in space.describe(1)
+
+
+class TestMigratedPostgres:
+    """A PostgreSQL journal made with only the older migration files opens, migrates and
+    reads its plain results back, then packs them."""
+
+    def test_older_schema_migrates_and_keeps_results(self, pg_url: str) -> None:
+        conn = journal_pg.connect(pg_url)
+        try:
+            conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY,"
+                         " name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
+            for step in journal_pg.MIGRATIONS[:2]:
+                conn.execute(step.text.encode())
+                conn.execute("INSERT INTO schema_version VALUES (%s, %s, 0)",
+                             (step.version, step.name))
+            job = {"id": "j-old", "result": {"x": ["é", 1.5, None]}}
+            conn.execute("INSERT INTO results (content_key, job_id, job_json, created_at)"
+                         " VALUES ('kold', 'j-old', %s, 1)", (json.dumps(job),))
+        finally:
+            conn.close()
+        with PostgresJournal.open(pg_url, node="node-a") as journal:
+            assert journal.schema_version() == journal_pg.SCHEMA_VERSION
+            assert journal.result_for("kold") == job
+            assert journal.pack_results() == 1
+            assert _stored_result(journal, "kold")[0] == ""
+            assert journal.result_for("kold") == job
+
+
+class TestCopyPacked:
+    """A copy carries packed results and folded history, and packs plain ones."""
+
+    def test_copy_round_trip_reads_identically(self, tmp_path: Path, pg_url: str) -> None:
+        src = tmp_path / "journal.db"
+        job = {"id": "job-c", "result": {"words": ["ü"] * 50}}
+        with Journal.open(src, exclusive=True) as journal:
+            a = _settled(journal, "/in/a.mp3", "kc")
+            journal.store_result(a, job)
+            journal.transition(a, "done", actor="worker")
+            journal.fold_history(max(e["at"] for e in journal.events(a.id)) + 1)
+            folded = journal.folded_history(a.id)
+            _sql(journal)._run_text(
+                "INSERT INTO results (content_key, job_id, job_json, created_at)"
+                " VALUES ('plain', 'p', '{\"id\": \"p\"}', 1)", {})
+        copy_journal(src, pg_url)
+        back = tmp_path / "back.db"
+        copy_journal(pg_url, back)
+        for target in (pg_url, back):
+            with Journal.open(target, readonly=True) as journal:
+                source = journal.by_path("/in/a.mp3")
+                assert source is not None
+                assert journal.result_for("kc") == job
+                assert journal.result_for("plain") == {"id": "p"}
+                assert journal.folded_history(source.id) == folded
+        assert all(r["job_json"] == "" for r in read_rows(str(back)).results)

@@ -206,7 +206,10 @@ def test_a_full_journal_disk_pauses_all_work_and_resumes(tmp_path: Path,
     is committed, while more files arrive. The daemon pauses (one warning; /healthz 503 with
     the reason; `status` says so), fails and sets aside nothing, and once the filler is gone
     finishes every file, adopting the job it had created instead of creating another."""
-    with small_tmpfs(tmp_path / "disk") as disk:
+    # 4 MiB: room for the journal and its WAL, which grows to ~1 MB over these three files
+    # (every commit appends its pages; SQLite reuses the file after a checkpoint but keeps its
+    # size) and must leave /healthz's 1 MB of free space once the filler is gone.
+    with small_tmpfs(tmp_path / "disk", size="4m") as disk:
         inbox = tmp_path / "inbox"
         inbox.mkdir()
         port = free_port()

@@ -156,9 +156,10 @@ def test_doctor_reports_a_corrupt_journal(tmp_path: Path, sim: GladiaSimulator, 
     fill_journal(journal, 300)
     data = bytearray(journal.read_bytes())
     page = 4096
-    assert len(data) > 6 * page
-    # Scribble over the b-tree pages after the schema page; the header stays valid.
-    for offset in range(2 * page, 5 * page, 97):
+    assert len(data) > 7 * page
+    # Scribble over b-tree pages after the schema page and the pointer-map page (page 2 of
+    # a journal with incremental auto-vacuum); the header stays valid.
+    for offset in range(3 * page, 6 * page, 97):
         data[offset] = 0xA5
     journal.write_bytes(bytes(data))
     result = run_doctor(config)
@@ -184,8 +185,11 @@ def test_sound_journal_is_ok_and_counted(tmp_path: Path) -> None:
     """A healthy journal passes quick_check and the report says how many files it knows."""
     path = tmp_path / "journal.db"
     fill_journal(path, 3)
-    [finding] = check_journal(path)
+    [finding, size] = check_journal(path)
     assert finding.level == "OK" and "3 files known" in finding.detail
+    # What takes the space (issue 26): per table, per file.
+    assert size.topic == "journal size" and size.level == "OK"
+    assert "sources" in size.detail and "per file" in size.detail
 
 
 def test_journal_that_is_not_a_database_fails(tmp_path: Path) -> None:

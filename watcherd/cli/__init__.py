@@ -44,7 +44,7 @@ from watcherd.display import json_safe, printable
 from watcherd.errors import ConfigError, JournalError
 from watcherd.history import UnknownState, check_state, history_json, history_lines
 from watcherd.identity import options_json
-from watcherd.journal import STATES, JournalLocked, JournalNotReady, Source
+from watcherd.journal import STATES, JournalLocked, JournalNotReady, Source, human_bytes
 from watcherd.journal.configured import (
     journal_exists,
     open_for_command,
@@ -285,6 +285,8 @@ def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None, usage
         counts = journal.counts()
         since = journal.state_since()
         holders = journal.holders()
+        # What the journal takes: with the whole table only (--state lists files alone).
+        space = journal.space(detail=False) if not as_json and only_state is None else None
     rows = [_status_row(s, since.get(s.id), holders.get(s.id)) for s in sources
             if only_state is None or s.state == only_state]
     if as_json:
@@ -315,6 +317,8 @@ def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None, usage
         suffix = f"  ({'; '.join(extra)})" if extra else ""
         # One line per file whatever its name holds (newlines, escape sequences, bytes).
         click.echo(f"{row['state']:10} {printable(row['path'])}{suffix}")
+    if space is not None:
+        click.echo(f"journal: {space.describe(len(sources))}")
     page = read_state(config.journal_path)
     if page is not None:
         click.echo(page.describe())
@@ -354,11 +358,12 @@ def _histories(config: Config, paths: tuple[Path, ...], *, as_json: bool) -> int
                 missing.append(given)
                 continue
             events = journal.events(source.id)
+            folded = journal.folded_history(source.id)
             if as_json:
-                found.append(history_json(source, events))
+                found.append(history_json(source, events, folded))
             else:
                 written = [o.path for o in existing_outputs(journal, source)]
-                click.echo("\n".join(history_lines(source, events, written)))
+                click.echo("\n".join(history_lines(source, events, written, folded)))
     if as_json:
         click.echo(json_safe(json.dumps(found, ensure_ascii=False, indent=2)))
     for given in missing:
@@ -488,7 +493,7 @@ def speakers(file: Path, names: tuple[str, ...], config_path: Path | None) -> No
 
 @main.group()
 def journal() -> None:
-    """Journal tools: copy a journal between SQLite and PostgreSQL."""
+    """Journal tools: copy a journal between SQLite and PostgreSQL, compact it."""
 
 
 @journal.command("copy")
@@ -514,6 +519,42 @@ def journal_copy(src: str, dst: str, config_path: Path | None) -> None:
     click.echo(f"copied {report.sources} sources, {report.events} events, "
                f"{report.results} results, {report.job_times} job times, "
                f"{report.remote_jobs} finished jobs (hours, deletes)")
+
+
+@journal.command("compact")
+@config_option
+@handles_errors
+def journal_compact(config_path: Path | None) -> None:
+    """Give the SQLite journal's free space back to the disk (a full VACUUM).
+
+    Stop the daemon first. Needs free disk space about the size of the compacted journal.
+    Journals made before 0.2 also switch to giving free pages back by themselves.
+    """
+    from watcherd.journal.sqlite import SQLiteJournal
+
+    config = _with_service_journal(_load(config_path, need_key=False))
+    if config.journal_url is not None:
+        raise click.UsageError(
+            "compact is for a SQLite journal: PostgreSQL's autovacuum reuses the space (a "
+            "VACUUM FULL by the database's owner gives it back to the disk)")
+    if not journal_exists(config):
+        raise JournalError(f"no journal at {config.journal_path}: nothing to compact")
+    journal = SQLiteJournal.open(config.journal_path, exclusive=True)
+    shown = [-1]
+
+    def progress(done: float) -> None:
+        percent = int(done * 100)
+        if percent != shown[0]:
+            shown[0] = percent
+            click.echo(f"\rcompacting {config.journal_path}: {percent:3d}%", nl=False, err=True)
+
+    try:
+        before, after = journal.compact(progress)
+    finally:
+        journal.close()
+    click.echo("", err=True)
+    click.echo(f"compacted {config.journal_path}: {human_bytes(before)} -> "
+               f"{human_bytes(after)}")
 
 
 main.add_command(doctor)

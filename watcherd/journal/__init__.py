@@ -18,11 +18,13 @@ from watcherd.journal._base import (
     JournalCorrupt,
     JournalLocked,
     JournalNotReady,
+    JournalSpace,
     LeaseLost,
     NodeNameTaken,
     PlanFull,
     Source,
     State,
+    human_bytes,
 )
 from watcherd.journal.backends import open_journal
 from watcherd.journal.sqlite import (
@@ -46,6 +48,7 @@ __all__ = [
     "JournalCorrupt",
     "JournalLocked",
     "JournalNotReady",
+    "JournalSpace",
     "JournalUnavailable",
     "LeaseLost",
     "NodeNameTaken",
@@ -56,6 +59,7 @@ __all__ = [
     "check_integrity",
     "decode_path",
     "encode_path",
+    "human_bytes",
     "log_corrupt",
     "open_journal",
     "open_or_recover",

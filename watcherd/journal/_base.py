@@ -159,6 +159,31 @@ class FileStat:
         return UNKNOWN_ID in (self.inode, other.inode) or self.inode == other.inode
 
 
+@dataclass(frozen=True)
+class JournalSpace:
+    """What a journal takes on disk: ``total`` bytes and its ``parts`` (name, bytes), the
+    biggest first (tables, "indexes", "free pages", "WAL"); ``how`` it was measured."""
+
+    total: int
+    parts: tuple[tuple[str, int], ...]
+    how: str
+
+    def describe(self, files: int | None = None) -> str:
+        """One line: the total and its biggest parts (per source file when ``files``)."""
+        each = f", {self.total / files / 1024:.1f} KiB per file" if files else ""
+        parts = ", ".join(f"{name} {human_bytes(size)}" for name, size in self.parts if size)
+        return f"{human_bytes(self.total)}{each}" + (f" ({parts})" if parts else "")
+
+
+def human_bytes(size: float) -> str:
+    """``size`` bytes the way a person reads it (1.2 MiB)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"  # pragma: no cover - the loop returns at GiB
+
+
 #: A device or inode number this node cannot know (recorded by another node).
 UNKNOWN_ID = -1
 
@@ -330,6 +355,34 @@ class Journal(abc.ABC):
     @abc.abstractmethod
     def result_for(self, content_key: str) -> dict[str, Any] | None:
         """The finished job object stored for this content key, if one was received."""
+
+    @abc.abstractmethod
+    def folded_history(self, source_id: int) -> dict[str, Any] | None:
+        """The summary of a source's events folded away (older than ``history_days``):
+        ``first_seen``, ``done_at``, ``attempts``, ``last_error``, ``folded_events`` and
+        ``folded_until``; None when none were."""
+
+    @abc.abstractmethod
+    def space(self, *, detail: bool = True) -> JournalSpace:
+        """How big the journal is and what takes the space (``detail``: per table, which
+        reads every page of a SQLite file; without it only what costs nothing)."""
+
+    # -- upkeep (the daemon runs it in the background, in small batches) -------------------
+
+    @abc.abstractmethod
+    def pack_results(self, *, limit: int = 100, max_bytes: int = 4 << 20) -> int:
+        """Compress one batch of results stored before results were packed; rows looked
+        at (0 when none are left)."""
+
+    @abc.abstractmethod
+    def fold_history(self, before: float, *, limit: int = 500) -> int:
+        """Fold one batch of events older than ``before`` into per-source summaries; events
+        looked at (0 when nothing older is left)."""
+
+    def reclaim(self) -> None:
+        """Give back space the database can return cheaply now (SQLite: checkpoint the WAL,
+        return a few free pages); nothing for a server database, whose autovacuum does it."""
+        return None
 
     @abc.abstractmethod
     def output_base_taken(self, base: str, *, by_other_than: str) -> bool:

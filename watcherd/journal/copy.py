@@ -10,7 +10,6 @@ there are brought up to date, none is doubled. A destination that holds a differ
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,20 +28,24 @@ from watcherd.journal.stored import (
     column_value,
     decode_path,
     from_stored,
+    pack_job,
     pg_decode_path,
     pg_encode_path,
     pg_text,
     safe_text,
     to_stored,
+    unpack_job,
 )
 
 SOURCE_COLUMNS = SOURCE_FIELDS
 EVENT_COLUMNS = ("id", "source_id", "at", "from_state", "to_state", "actor", "reason")
-RESULT_COLUMNS = ("content_key", "job_id", "job_json", "created_at")
+RESULT_COLUMNS = ("content_key", "job_id", "job_json", "job_z", "created_at")
 JOB_TIME_COLUMNS = ("id", "at", "options_class", "audio_seconds", "seconds")
 REMOTE_JOB_COLUMNS = ("job_id", "engine", "watch_root", "content_key", "model",
                       "billing_seconds", "audio_seconds", "finished_at", "delete_wanted_at",
                       "delete_attempts", "next_delete_at", "deleted_at")
+FOLDED_COLUMNS = ("source_id", "first_seen", "done_at", "attempts", "last_error",
+                  "folded_events", "folded_until")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class JournalRows:
     results: tuple[dict[str, Any], ...]
     job_times: tuple[dict[str, Any], ...]
     remote_jobs: tuple[dict[str, Any], ...] = ()
+    #: Summaries of events folded away (older than history_days).
+    folded_history: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,16 +147,25 @@ def _read_tables(conn: Any, dialect: Dialect, decode: Callable[[str], str]) -> J
     """Every row of every table, in the caller's one snapshot, paths decoded."""
     sources = tuple(_decoded({k: r[k] for k in SOURCE_COLUMNS}, decode)
                     for r in conn.execute(QUERIES[dialect]["all_sources"]))
-    events, results, job_times = (
+    events, results, job_times, folded = (
         tuple(dict(r) for r in conn.execute(
             f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}"))
         for table, columns, order in (("events", EVENT_COLUMNS, "id"),
                                       ("results", RESULT_COLUMNS, "content_key"),
-                                      ("job_times", JOB_TIME_COLUMNS, "id"))
+                                      ("job_times", JOB_TIME_COLUMNS, "id"),
+                                      ("folded_history", FOLDED_COLUMNS, "source_id"))
     )
     remote_jobs = tuple(_decoded(dict(r), decode) for r in conn.execute(
         f"SELECT {', '.join(REMOTE_JOB_COLUMNS)} FROM remote_jobs ORDER BY job_id"))
-    return JournalRows(sources, events, results, job_times, remote_jobs)
+    return JournalRows(sources, events, tuple(_packed(r) for r in results), job_times,
+                       remote_jobs, folded)
+
+
+def _packed(row: dict[str, Any]) -> dict[str, Any]:
+    """A results row with its job object packed: a copy of an older journal is compact too."""
+    if row["job_z"] is not None:
+        return {**row, "job_z": bytes(row["job_z"])}
+    return {**row, "job_json": "", "job_z": pack_job(unpack_job(row["job_json"], None))}
 
 
 def _check_destination(conn: Any, label: str, source_label: str, rows: JournalRows,
@@ -178,7 +192,11 @@ _WRITES = (
     ("job_times", JOB_TIME_COLUMNS, _upsert("job_times", JOB_TIME_COLUMNS, "(id) DO NOTHING")),
     ("results", RESULT_COLUMNS, _upsert(
         "results", RESULT_COLUMNS, "(content_key) DO UPDATE SET job_id = excluded.job_id,"
-        " job_json = excluded.job_json, created_at = excluded.created_at")),
+        " job_json = excluded.job_json, job_z = excluded.job_z,"
+        " created_at = excluded.created_at")),
+    ("folded_history", FOLDED_COLUMNS, _upsert(
+        "folded_history", FOLDED_COLUMNS, "(source_id) DO UPDATE SET " + ", ".join(
+            f"{c} = excluded.{c}" for c in FOLDED_COLUMNS if c != "source_id"))),
     # A delete confirmed on either side stays confirmed.
     ("remote_jobs", REMOTE_JOB_COLUMNS, _upsert(
         "remote_jobs", REMOTE_JOB_COLUMNS, "(job_id) DO UPDATE SET deleted_at ="
@@ -199,7 +217,7 @@ def _index_results(execute: Callable[..., Any], dialect: Dialect, rows: JournalR
     when it stores one: the destination is searchable at once, in step with its results."""
     for row in rows.results:
         try:
-            job = json.loads(row["job_json"])
+            job: Any = unpack_job(row["job_json"], row["job_z"])
         except ValueError:
             job = {}
         index_result(execute, dialect, row["content_key"],
@@ -294,7 +312,7 @@ def _write_pg(url: str, rows: JournalRows, source_label: str,
         with conn.transaction():
             # Nodes wait while the copy runs: they see none of it or all of it.
             conn.execute("LOCK TABLE sources, events, results, job_times, remote_jobs,"
-                         " search_docs"
+                         " search_docs, folded_history"
                          " IN SHARE ROW EXCLUSIVE MODE")
             _check_destination(conn, label, source_label, rows, decode)
             with conn.cursor() as cur:

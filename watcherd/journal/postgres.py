@@ -42,6 +42,7 @@ from watcherd.journal import migrations
 from watcherd.journal._base import (
     UNKNOWN_ID,
     CreateIntentHeld,
+    JournalSpace,
     LeaseLost,
     NodeNameTaken,
     PlanFull,
@@ -242,6 +243,10 @@ def _check_node_name(name: str) -> None:
         )
 
 
+#: The journal's tables, whose sizes ``status`` and ``doctor`` show.
+JOURNAL_TABLES = ("sources", "events", "results", "folded_history", "job_times", "meta",
+                  "nodes", "create_intents")
+
 # -- the journal ---------------------------------------------------------------------------
 
 
@@ -367,6 +372,15 @@ class PostgresJournal(SQLJournal):
     def _backlog_lock(self) -> None:
         # Nodes index the backlog one at a time, so none indexes a result twice.
         self._run("lock_for_transaction", key=_SEARCH_LOCK)
+    def space(self, *, detail: bool = True) -> JournalSpace:
+        """Each journal table (with its TOAST data) and their indexes together, as
+        pg_table_size and pg_indexes_size count them (cheap: no page is read)."""
+        parts: dict[str, int] = {"indexes": 0}
+        for row in self._run("table_sizes", tables=list(JOURNAL_TABLES)):
+            parts[row["name"]] = int(row["table_bytes"])
+            parts["indexes"] += int(row["index_bytes"])
+        ordered = tuple(sorted(parts.items(), key=lambda kv: -kv[1]))
+        return JournalSpace(sum(parts.values()), ordered, "pg_total_relation_size")
 
     def _unavailable_reason(self, exc: BaseException) -> str | None:
         if self.readonly and getattr(exc, "sqlstate", None) == "25006":

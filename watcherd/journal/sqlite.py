@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from watcherd.journal._base import (
     JournalCorrupt,
     JournalLocked,
     JournalNotReady,
+    JournalSpace,
     Source,
 )
 from watcherd.journal.queries import QUERIES
@@ -43,6 +44,15 @@ from watcherd.journal.unavailable import sqlite_reason
 
 MIGRATIONS = migrations.load("sqlite")
 SCHEMA_VERSION = len(MIGRATIONS)
+# The WAL is checkpointed every 1,000 pages (SQLite's default, said here on purpose) and cut
+# back to this size after a checkpoint, so a burst of writes never leaves a huge file behind.
+WAL_LIMIT_BYTES = 64 << 20
+# Free pages returned to the file system per upkeep step (incremental auto-vacuum), and how
+# many may stay free for new rows to reuse.
+VACUUM_PAGES = 512
+KEEP_FREE_PAGES = 1024
+# Per table (dbstat reads every page) without being asked to (status) only below this size.
+DETAIL_UP_TO = 512 << 20
 _log = structlog.get_logger("watcherd.journal")
 
 
@@ -91,7 +101,14 @@ class SQLiteJournal(SQLJournal):
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA busy_timeout = 10000")
             if not readonly:
+                if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                    # A new file: free pages go back to the file system bit by bit (reclaim).
+                    # Only possible before the first table; older journals switch through
+                    # `watcherd journal compact` (a full VACUUM).
+                    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA wal_autocheckpoint = 1000")
+                conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
                 conn.execute("PRAGMA synchronous = FULL")
                 if exclusive and not _stopped_cleanly(conn):
                     # Only after a crash: a full check is linear in the journal's size, and a
@@ -157,6 +174,85 @@ class SQLiteJournal(SQLJournal):
         """One small fsynced write (a row of ``meta``): it fails while the disk does."""
         with self._transaction():
             self._set_meta("write_probe", repr(time.time()))
+
+    def reclaim(self) -> None:
+        """Checkpoint the WAL (and cut it back once it grew past its limit) and return a few
+        free pages to the file system; cheap, so the daemon calls it every minute.
+
+        Under steady load the automatic checkpoints can fall behind readers (the page,
+        `watcherd status`); a PASSIVE one never waits for them, and a TRUNCATE one waits a
+        moment at most, so the worker is never held up.
+        """
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        wal = self.path.with_name(self.path.name + "-wal")
+        with contextlib.suppress(OSError):
+            if wal.stat().st_size > WAL_LIMIT_BYTES:
+                self._conn.execute("PRAGMA busy_timeout = 200")
+                try:
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                finally:
+                    self._conn.execute("PRAGMA busy_timeout = 10000")
+        auto = self._conn.execute("PRAGMA auto_vacuum").fetchone()[0]
+        free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+        if auto == 2 and free > KEEP_FREE_PAGES:
+            self._conn.execute(f"PRAGMA incremental_vacuum({min(VACUUM_PAGES, free)})")
+
+    def compact(self, progress: Callable[[float], None] = lambda done: None) -> tuple[int, int]:
+        """A full VACUUM (``watcherd journal compact``): every free page given back, and
+        incremental auto-vacuum switched on for a journal made before it existed. Closes the
+        journal; returns (bytes before, bytes after). ``progress`` gets 0..1 as it goes.
+
+        The compacted copy is written beside the journal (VACUUM INTO, so it needs only the
+        compacted size free, not twice the journal in the temp folder) and renamed over it
+        while this process holds the journal's lock. The journal leaves WAL mode first, so
+        no WAL file is left that could be replayed into the new file.
+        """
+        if self._lock_fd is None:
+            raise JournalError("compact needs the journal opened exclusively")
+        conn, wal = self._conn, self.path.with_name(self.path.name + "-wal")
+        before = self.path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+        target = self.path.with_name(self.path.name + ".compacting")
+        target.unlink(missing_ok=True)
+        _mark_clean(conn, True)  # the copy is a cleanly stopped journal
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if conn.execute("PRAGMA journal_mode = DELETE").fetchone()[0] != "delete":
+            raise JournalError(
+                f"another program is reading the journal {self.path} (`watcherd status`, the "
+                "page of a daemon on another config?); close it and run compact again")
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # the copy gets it
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        used = (conn.execute("PRAGMA page_count").fetchone()[0]
+                - conn.execute("PRAGMA freelist_count").fetchone()[0]) * page
+
+        def report() -> int:
+            with contextlib.suppress(OSError):
+                progress(min(1.0, target.stat().st_size / max(used, 1)))
+            return 0  # go on
+
+        conn.set_progress_handler(report, 2000)
+        try:
+            conn.execute("VACUUM INTO ?", (str(target),))
+            with open(target, "rb") as copied:
+                os.fsync(copied.fileno())
+            conn.set_progress_handler(None, 0)
+            conn.close()
+            os.replace(target, self.path)
+            _fsync_dir(self.path.parent)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+        progress(1.0)
+        return before, self.path.stat().st_size
+
+    def space(self, *, detail: bool = True) -> JournalSpace:
+        """The file, its WAL and free pages; per table and all indexes (from SQLite's dbstat
+        table when this SQLite has it, else the page counts only) when ``detail`` or the file
+        is small enough to read quickly."""
+        return measure_space(self._conn, self.path, detail=detail)
 
     @contextlib.contextmanager
     def _transaction(self, *, bulk: bool = False, notify: bool = False
@@ -238,6 +334,36 @@ class SQLiteJournal(SQLJournal):
         return source_id
 
 
+def measure_space(conn: sqlite3.Connection, path: Path, *, detail: bool = True
+                  ) -> JournalSpace:
+    """What a SQLite journal takes: tables, their indexes together, free pages and the WAL."""
+    page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+    free = int(conn.execute("PRAGMA freelist_count").fetchone()[0]) * page
+    wal_path = path.with_name(path.name + "-wal")
+    wal = wal_path.stat().st_size if wal_path.exists() else 0
+    parts: dict[str, int] = {}
+    how = "page counts"
+    if detail or pages * page <= DETAIL_UP_TO:
+        try:
+            rows = conn.execute(
+                "SELECT s.name AS name, s.tbl_name AS tbl, s.type AS type, SUM(d.pgsize) AS size"
+                " FROM dbstat d JOIN sqlite_schema s ON s.name = d.name GROUP BY d.name"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            rows = []  # this SQLite was built without the dbstat table
+        for row in rows:
+            key = "indexes" if row[2] == "index" else str(row[0])
+            parts[key] = parts.get(key, 0) + int(row[3])
+        how = "dbstat" if rows else how
+    if not parts:
+        parts["tables and indexes"] = pages * page - free
+    parts["free pages"] = free
+    parts["WAL"] = wal
+    ordered = tuple(sorted(parts.items(), key=lambda kv: -kv[1]))
+    return JournalSpace(pages * page + wal, ordered, how)
+
+
 def open_or_recover(path: Path) -> SQLiteJournal:
     """Open the journal exclusively; a damaged one is moved aside (never overwritten).
 
@@ -303,6 +429,15 @@ def _check_integrity(conn: sqlite3.Connection) -> None:
     row = conn.execute("PRAGMA quick_check").fetchone()
     if row is None or row[0] != "ok":
         raise sqlite3.DatabaseError(f"integrity check failed: {row[0] if row else 'no answer'}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _take_lock(path: Path) -> int:

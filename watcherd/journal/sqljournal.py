@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,13 +40,23 @@ from watcherd.journal.search import (
     tsquery,
     utterance_rows,
 )
-from watcherd.journal.stored import SOURCE_FIELDS, job_text
+from watcherd.journal.stored import SOURCE_FIELDS, pack_job, unpack_job
 from watcherd.usage import UsageRow, job_usage
 
-__all__ = ["SQLJournal", "assignments", "index_result", "insert_source"]
+__all__ = ["FOLDS_ATTEMPT", "SQLJournal", "assignments", "index_result", "insert_source"]
 
 # Matching utterances read per page, per file asked for (hits are grouped by file).
 _HITS_READ_PER_FILE = 10
+
+
+#: Folded transitions that count as an attempt: work on the file started (a Gladia job being
+#: created, or a local transcription starting).
+FOLDS_ATTEMPT = frozenset({("uploaded", "submitting"), ("pending", "submitting"),
+                           ("pending", "transcribing")})
+# Meta keys of the background passes: where each stopped (so a restart goes on from there).
+_PACKED_AFTER = "results_packed_after"
+_PACKED_ALL = "results_packed"
+_FOLDED_AFTER = "history_folded_after"
 
 
 class SQLJournal(Journal):
@@ -154,8 +165,12 @@ class SQLJournal(Journal):
         row = self._run("result_for", content_key=content_key).fetchone()
         if row is None:
             return None
-        value: dict[str, Any] = json.loads(row["job_json"])
-        return value
+        return unpack_job(row["job_json"], row["job_z"])
+
+    def folded_history(self, source_id: int) -> dict[str, Any] | None:
+        """The summary of a source's events folded away (older than ``history_days``)."""
+        row = self._run("folded_history", source_id=source_id).fetchone()
+        return None if row is None else dict(row)
 
     def output_base_taken(self, base: str, *, by_other_than: str) -> bool:
         """Whether another source already owns this output base (``DIR/STEM``)."""
@@ -429,7 +444,7 @@ class SQLJournal(Journal):
         used = job_usage(job, now=now)
         with self._transaction():
             self._run("store_result", content_key=source.content_key,
-                      job_id=job_id, job_json=job_text(job), created_at=now)
+                      job_id=job_id, job_z=pack_job(job), created_at=now)
             if job_id:
                 self._run("record_remote_job", job_id=job_id, engine=self._text(used.engine),
                           watch_root=self._enc(source.watch_root),
@@ -559,11 +574,11 @@ class SQLJournal(Journal):
         """
         with self._transaction():
             self._backlog_lock()
-            backlog = [(r["content_key"], r["job_json"])
+            backlog = [(r["content_key"], r["job_json"], r["job_z"])
                        for r in self._run("search_backlog", limit=limit)]
-            for key, text in backlog:
+            for key, text, packed in backlog:
                 try:
-                    job = json.loads(text)
+                    job: Any = unpack_job(text, packed)
                 except ValueError:
                     job = {}
                 index_result(self._conn.execute, self.dialect, key,
@@ -578,6 +593,94 @@ class SQLJournal(Journal):
             self._check_index(exc)
             raise
         return IndexState(int(row["results"]), int(row["indexed"]), int(row["utterances"]))
+
+    # -- upkeep: small batches the daemon runs in the background ---------------------------
+
+    def pack_results(self, *, limit: int = 100, max_bytes: int = 4 << 20) -> int:
+        """Compress one batch of results still stored as plain JSON (journals written before
+        results were packed); returns how many rows it looked at (0: none are left).
+
+        The pass walks the primary key from where it stopped (kept in ``meta``), so each
+        batch reads only its own rows, and READY=1 never waits for it.
+        """
+        if self._get_meta(_PACKED_ALL) == "1":
+            return 0
+        with self._transaction(bulk=True):
+            after = self._get_meta(_PACKED_AFTER) or ""
+            rows = self._run("results_after", after=after, limit=limit).fetchall()
+            budget = max_bytes
+            seen = 0
+            for row in rows:
+                seen += 1
+                after = row["content_key"]
+                if row["plain"]:
+                    text = row["job_json"]
+                    self._run("pack_result", content_key=after,
+                              job_z=pack_job(json.loads(text)))
+                    budget -= len(text)
+                    if budget <= 0:
+                        break  # an hour-long object is 1 MB of JSON: a batch stays short
+            if seen < limit and seen == len(rows):
+                self._set_meta(_PACKED_ALL, "1")  # rows stored from now on are packed
+            self._set_meta(_PACKED_AFTER, after)
+        return seen
+
+    def fold_history(self, before: float, *, limit: int = 500) -> int:
+        """Fold one batch of events older than ``before`` into ``folded_history``; returns how
+        many events it looked at (0: nothing older is left to look at).
+
+        Per source: first seen, last done, attempts (transitions that started work), the
+        last error and how many events were folded up to when. The event that brought a
+        source into its current state is never folded (it says since when it is in it), nor
+        is the source row or its result. The pass goes on in event id order from where it
+        stopped (``meta``); a source whose older events were kept is folded again with its
+        next batch.
+        """
+        with self._transaction(bulk=True):
+            after = int(self._get_meta(_FOLDED_AFTER) or 0)
+            # Ids follow time: the batch ends at the first event young enough to keep.
+            rows = list(itertools.takewhile(
+                lambda r: float(r["at"]) < before,
+                self._run("events_after", after=after, limit=limit).fetchall()))
+            if not rows:
+                return 0
+            ids = sorted({int(r["source_id"]) for r in rows})
+            list(self._run("lock_sources_by_ids", ids=ids))  # another node folds in turn
+            for source_id in ids:
+                self._fold_source(source_id, before)
+            self._set_meta(_FOLDED_AFTER, str(max(int(r["id"]) for r in rows)))
+        return len(rows)
+
+    def _fold_source(self, source_id: int, before: float) -> None:
+        entered = self._run("entered_state", source_id=source_id).fetchone()
+        keep = entered["id"] if entered is not None and entered["id"] is not None else None
+        if keep is None:
+            return  # no event says since when it is in its state: nothing is folded
+        events = self._run("foldable_events", source_id=source_id, before=before,
+                           keep=keep).fetchall()
+        if not events:
+            return
+        old = self._run("folded_history", source_id=source_id).fetchone()
+        first_seen = min(float(events[0]["at"]), float(old["first_seen"]) if old else 1e300)
+        done_at = old["done_at"] if old else None
+        attempts = int(old["attempts"]) if old else 0
+        last_error = old["last_error"] if old else None
+        for event in events:
+            if event["to_state"] == "done":
+                done_at = event["at"]
+            if (event["from_state"], event["to_state"]) in FOLDS_ATTEMPT:
+                attempts += 1
+            if event["to_state"] in ("failed", "waiting") and event["reason"]:
+                last_error = event["reason"]
+        self._run("store_folded_history", source_id=source_id, first_seen=first_seen,
+                  done_at=done_at, attempts=attempts, last_error=last_error,
+                  folded_events=(int(old["folded_events"]) if old else 0) + len(events),
+                  folded_until=float(events[-1]["at"]))
+        self._run("delete_events", source_id=source_id, before=before, keep=keep)
+
+    def _get_meta(self, key: str) -> str | None:
+        row = self._run("get_meta", key=key).fetchone()
+        return None if row is None else str(row["value"]) if row["value"] is not None else None
 
     def _set_meta(self, key: str, value: str) -> None:
         self._run("set_meta", key=key, value=value)

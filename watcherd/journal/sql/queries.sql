@@ -62,13 +62,57 @@ SELECT id, source_id, at, from_state, to_state, actor, reason FROM events
     WHERE source_id = :source_id ORDER BY id;
 
 -- name: result_for
-SELECT job_json FROM results WHERE content_key = :content_key;
+-- job_z when packed (stored.pack_job); job_json for a row written before results were packed.
+SELECT job_json, job_z FROM results WHERE content_key = :content_key;
 
 -- name: store_result
-INSERT INTO results (content_key, job_id, job_json, created_at)
-    VALUES (:content_key, :job_id, :job_json, :created_at)
+INSERT INTO results (content_key, job_id, job_json, job_z, created_at)
+    VALUES (:content_key, :job_id, '', :job_z, :created_at)
     ON CONFLICT (content_key) DO UPDATE SET job_id = excluded.job_id,
-    job_json = excluded.job_json, created_at = excluded.created_at;
+    job_json = excluded.job_json, job_z = excluded.job_z, created_at = excluded.created_at;
+
+-- name: results_after
+-- The background pass over results in key order (a range of the primary key, never a scan
+-- of what is already packed); whether each row still holds plain JSON.
+SELECT content_key, job_json, job_z IS NULL AS plain FROM results
+    WHERE content_key > :after ORDER BY content_key LIMIT :limit;
+
+-- name: pack_result
+UPDATE results SET job_z = :job_z, job_json = ''
+    WHERE content_key = :content_key AND job_z IS NULL;
+
+-- History folding (fold_history): events older than the cutoff, in id order from where the
+-- last pass stopped.
+
+-- name: events_after
+SELECT id, source_id, at FROM events WHERE id > :after ORDER BY id LIMIT :limit;
+
+-- name: entered_state
+-- The event that brought a source into its current state (the one state_since reads).
+SELECT MAX(e.id) AS id FROM events e JOIN sources s ON s.id = e.source_id
+    WHERE e.source_id = :source_id AND e.to_state = s.state
+    AND (e.from_state IS NULL OR e.from_state != s.state);
+
+-- name: foldable_events
+SELECT id, at, from_state, to_state, reason FROM events
+    WHERE source_id = :source_id AND at < :before AND id < :keep ORDER BY id;
+
+-- name: delete_events
+DELETE FROM events WHERE source_id = :source_id AND at < :before AND id < :keep;
+
+-- name: folded_history
+SELECT source_id, first_seen, done_at, attempts, last_error, folded_events, folded_until
+    FROM folded_history WHERE source_id = :source_id;
+
+-- name: store_folded_history
+INSERT INTO folded_history (source_id, first_seen, done_at, attempts, last_error,
+    folded_events, folded_until)
+    VALUES (:source_id, :first_seen, :done_at, :attempts, :last_error, :folded_events,
+    :folded_until)
+    ON CONFLICT (source_id) DO UPDATE SET first_seen = excluded.first_seen,
+    done_at = excluded.done_at, attempts = excluded.attempts,
+    last_error = excluded.last_error, folded_events = excluded.folded_events,
+    folded_until = excluded.folded_until;
 
 -- name: output_base_taken
 -- A gone source that never finished owns no outputs.
@@ -199,7 +243,7 @@ INSERT INTO search_docs (content_key, indexed_at) VALUES (:content_key, :at)
 
 -- name: search_backlog
 -- Stored results not indexed yet (journals from before the index, or a copy's).
-SELECT r.content_key, r.job_json FROM results r
+SELECT r.content_key, r.job_json, r.job_z FROM results r
     WHERE NOT EXISTS (SELECT 1 FROM search_docs d WHERE d.content_key = r.content_key)
     ORDER BY r.created_at DESC LIMIT :limit;
 
@@ -299,6 +343,12 @@ SELECT content_key, node, source_id, at FROM create_intents WHERE content_key = 
 
 -- name: release_create_intent (postgres)
 DELETE FROM create_intents WHERE content_key = :content_key AND source_id = :source_id;
+
+-- name: table_sizes (postgres)
+-- pg_total_relation_size = table_bytes (with TOAST) + index_bytes.
+SELECT c.relname AS name, pg_table_size(c.oid) AS table_bytes,
+    pg_indexes_size(c.oid) AS index_bytes FROM pg_class c
+    WHERE c.oid = ANY(SELECT to_regclass(t) FROM unnest(CAST(:tables AS text[])) AS t);
 
 -- name: take_create_intent (postgres)
 -- Taken, or taken again by the same source, or taken over from a source no longer active.

@@ -1,0 +1,57 @@
+"""Keeping the journal small while the daemon runs: small batches in the background.
+
+Results written before they were stored compressed are packed, events older than
+``[journal] history_days`` are folded into per-file summaries, and the space is given back
+(SQLite: the WAL checkpointed and kept bounded, free pages returned). Each batch is short
+(a few hundred rows, a few MB of JSON at most), so the worker sharing the journal's
+connection never waits long; none of it runs before READY=1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import structlog
+
+from watcherd.journal import Journal, JournalUnavailable
+
+__all__ = ["BATCH_PAUSE_SECONDS", "IDLE_SECONDS", "RECLAIM_SECONDS", "keep_small", "step"]
+
+# Between two batches while there is work: the worker gets the connection in between.
+BATCH_PAUSE_SECONDS = 0.05
+# How often to look again once nothing is left (new events age, the WAL grows again).
+IDLE_SECONDS = 60.0
+# How often the WAL is checkpointed and free pages are returned.
+RECLAIM_SECONDS = 60.0
+DAY_SECONDS = 86_400.0
+
+_log = structlog.get_logger("watcherd.upkeep")
+
+
+def step(journal: Journal, history_days: float, *, now: float) -> bool:
+    """One batch of each pass; whether either found work (so another batch follows soon)."""
+    packed = journal.pack_results()
+    folded = journal.fold_history(now - history_days * DAY_SECONDS)
+    return packed > 0 or folded > 0
+
+
+async def keep_small(journal: Journal, history_days: float, *,
+                     clock: Callable[[], float] = time.time) -> None:
+    """Run the upkeep passes until cancelled (the daemon starts it after READY=1)."""
+    last_reclaim = 0.0
+    while True:
+        busy = False
+        try:
+            busy = step(journal, history_days, now=clock())
+            if time.monotonic() - last_reclaim >= RECLAIM_SECONDS:
+                last_reclaim = time.monotonic()
+                journal.reclaim()
+        except JournalUnavailable:
+            pass  # the worker says so and pauses; the next round tries again
+        except Exception:
+            # Upkeep must never stop the daemon: the journal stays correct, only bigger.
+            _log.exception("journal_upkeep_failed")
+            busy = False
+        await asyncio.sleep(BATCH_PAUSE_SECONDS if busy else IDLE_SECONDS)
