@@ -180,7 +180,7 @@ def test_config_shared_journal_errors(data: dict[str, Any], message: str) -> Non
 
 
 def node_config(tmp_path: Path, name: str, url: str, inbox: Path, sim: GladiaSimulator, *,
-                max_concurrent_jobs: int = 3) -> Path:
+                max_concurrent_jobs: int = 3, queue_ahead: int | None = None) -> Path:
     """One node's config in the README example's shape: [journal] url + lease_seconds,
     [node] name, [[watch]] id."""
     state = tmp_path / f"state-{name}"
@@ -189,7 +189,7 @@ def node_config(tmp_path: Path, name: str, url: str, inbox: Path, sim: GladiaSim
         tmp_path / f"{name}.toml", api_url=sim.base_url, api_key=KEY,
         journal=state / "unused.db", watches=[inbox], watch_ids=["inbox"],
         journal_url=url, node=name, lease_seconds=LEASE, settle_seconds=0.2,
-        max_concurrent_jobs=max_concurrent_jobs,
+        max_concurrent_jobs=max_concurrent_jobs, queue_ahead=queue_ahead,
     )
 
 
