@@ -117,16 +117,16 @@ def check_engine(config: Config, *, local_installed: bool | None) -> list[Findin
     return found
 
 
-async def check_api(config: Config) -> Finding | None:
-    """What the engines that talk to a remote API say about it (None when nothing to check)."""
+async def check_api(config: Config) -> list[Finding]:
+    """What the engines that talk to a remote API say about it (nothing to check: [])."""
     try:
         names = sorted(engines_needed(config))
     except ConfigError:
-        return None  # check_engine already says why no engine can run
+        return []  # check_engine already says why no engine can run
     found: list[Finding] = []
     for name in names:
         found += await engine_class(name).doctor(config)
-    return found[0] if found else None
+    return found
 
 
 # -- watch roots -----------------------------------------------------------------------------
@@ -395,9 +395,7 @@ def diagnose(
     ``notify_test``: send a test notification to each route)."""
     found = check_config(config)
     found += check_engine(config, local_installed=local_engine_installed())
-    api = asyncio.run(check_api(config))
-    if api is not None:
-        found.append(api)
+    found += asyncio.run(check_api(config))
     for watch in config.watches:
         found += check_root(watch, created=watch.path in created)
     found.append(check_inotify(config.watches, limits_dir=limits_dir,

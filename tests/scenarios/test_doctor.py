@@ -404,3 +404,31 @@ def test_report_shows_fixes_and_exit_code_ignores_warnings() -> None:
     assert exit_code(findings) == 0
     assert exit_code([*findings, Finding("FAIL", "c", "broken")]) == 1
     assert format_report([Finding("OK", "a", "fine")]).endswith("all checks passed")
+
+
+def test_doctor_compares_options_with_gladias_published_definition(
+        tmp_path: Path, sim: GladiaSimulator, inbox: Path) -> None:
+    """An option neither watcherd nor Gladia's definition has is a WARN naming it (advice:
+    exit 0); known options give one OK line for the comparison."""
+    result = run_doctor(make_config(tmp_path, sim, watches=[inbox]))
+    assert line_for(result.stdout, "gladia options").startswith("OK")
+    assert "every option is in Gladia's definition" in result.stdout
+    config = write_config(
+        tmp_path / "odd.toml", api_url=sim.base_url, api_key=GOOD_KEY,
+        journal=tmp_path / "state" / "journal.db", watches=[inbox],
+        options={"diarisation": True, "diarization_config": {"speakers": 2}})
+    result = run_doctor(config)
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.stdout.splitlines() if "gladia options" in ln]
+    assert any(ln.startswith("WARN") and "'diarisation'" in ln and "diarization" in ln
+               for ln in lines), result.stdout
+    assert any("diarization_config.speakers" in ln for ln in lines), result.stdout
+
+
+def test_doctor_without_the_definition_only_notes_it(tmp_path: Path, sim: GladiaSimulator,
+                                                    inbox: Path) -> None:
+    sim.faults.add("definition", "status", status=503)
+    result = run_doctor(make_config(tmp_path, sim, watches=[inbox]))
+    line = line_for(result.stdout, "gladia options")
+    assert line.startswith("OK") and "advice only" in line
+    assert result.exit_code == 0, result.output

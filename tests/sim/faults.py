@@ -7,9 +7,9 @@ import threading
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-Endpoint = Literal["upload", "create", "get", "list", "delete", "file", "any"]
+Endpoint = Literal["upload", "create", "get", "list", "delete", "file", "definition", "any"]
 FaultKind = Literal["status", "reset", "lose_response", "delay"]
-_ENDPOINTS = ("upload", "create", "get", "list", "delete", "file", "any")
+_ENDPOINTS = ("upload", "create", "get", "list", "delete", "file", "definition", "any")
 _FAULT_KINDS = ("status", "reset", "lose_response", "delay")
 
 DEFAULT_MAX_UPLOAD_BYTES = 1000 * 1024 * 1024

@@ -63,6 +63,7 @@ from tests.sim.validation import (
     _FLAG_DEFAULTS,
     DEFAULT_MODEL,
     _v_uri,
+    openapi_definition,
     validate_create_body,
 )
 
@@ -760,6 +761,8 @@ def classify(method: str, path: str) -> tuple[str, str | None]:
     """The ledger endpoint name of a request and the job id in its path, if any."""
     if path.rstrip("/") == "/v2/upload" and method == "POST":
         return "upload", None
+    if path == "/openapi.json" and method == "GET":
+        return "definition", None
     if _COLLECTION_PATH.match(path):
         if method == "POST":
             return "create", None
@@ -881,6 +884,10 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(fault.delay)
             elif fault.kind == "lose_response":
                 self._lose = True
+        if endpoint == "definition":
+            # Public, as Gladia's own (https://api.gladia.io/openapi.json): no key needed.
+            self._send_json(200, openapi_definition())
+            return
         if not self._authorized(sim):
             self._error(401, "Unauthorized: missing or invalid x-gladia-key header")
             return

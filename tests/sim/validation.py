@@ -93,6 +93,10 @@ def _v_list(item: _Validator, *, min_items: int = 0) -> _Validator:
     return check
 
 
+#: The fields of each object validator (for the published definition, ``openapi_definition``).
+_OBJECT_FIELDS: dict[int, tuple[str, ...]] = {}
+
+
 def _v_object(fields: Mapping[str, _Validator], required: Sequence[str] = ()) -> _Validator:
     def check(path: str, value: Any, errors: list[str]) -> None:
         if not isinstance(value, dict):
@@ -107,6 +111,7 @@ def _v_object(fields: Mapping[str, _Validator], required: Sequence[str] = ()) ->
             else:
                 fields[key](f"{path}.{key}", v, errors)
 
+    _OBJECT_FIELDS[id(check)] = tuple(fields)
     return check
 
 
@@ -270,3 +275,30 @@ def _solaria_3_errors(config: Any) -> list[str]:
     if config.get("code_switching") is True:
         errors.append("language_config.code_switching must be false when model is solaria-3")
     return errors
+
+
+def openapi_definition() -> dict[str, Any]:
+    """What ``GET /openapi.json`` serves: the create request's schema in the shape of Gladia's
+    published OpenAPI (a ``$ref`` from the path to a component; each ``*_config`` object a
+    component of its own), with exactly the fields this simulator accepts."""
+    schemas: dict[str, Any] = {}
+    properties: dict[str, Any] = {}
+    for key, check in _CREATE_FIELDS.items():
+        nested = _OBJECT_FIELDS.get(id(check))
+        if nested is None:
+            properties[key] = {}
+            continue
+        name = "".join(part.title() for part in key.split("_")) + "DTO"
+        schemas[name] = {"type": "object", "properties": {k: {} for k in nested}}
+        properties[key] = {"$ref": f"#/components/schemas/{name}"}
+    schemas["InitTranscriptionRequest"] = {
+        "type": "object", "required": ["audio_url"], "properties": properties,
+    }
+    body = {"content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/InitTranscriptionRequest"}}}}
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Gladia Control API (simulator)", "version": "2"},
+        "paths": {"/v2/pre-recorded": {"post": {"requestBody": body}}},
+        "components": {"schemas": schemas},
+    }

@@ -17,7 +17,7 @@ import structlog
 
 from watcherd.config import Config
 from watcherd.engines._base import Capabilities, Engine, EngineContext
-from watcherd.engines.gladia import audioonly
+from watcherd.engines.gladia import audioonly, definition
 from watcherd.engines.gladia.client import GladiaClient
 from watcherd.engines.gladia.config import GladiaConfig
 from watcherd.engines.gladia.deletes import RemoteDeletes
@@ -106,7 +106,7 @@ class GladiaEngine(Engine):
             except GladiaError as exc:
                 return [Finding("FAIL", "gladia api", f"unexpected answer: {exc.describe()}",
                                 f"check [gladia] api_url ({url})")]
-        return [ok("gladia api", f"{url} accepted the key")]
+        return [ok("gladia api", f"{url} accepted the key"), *await _definition_advice(config)]
 
     @classmethod
     def settings(cls, config: Config) -> tuple[object, ...]:
@@ -196,3 +196,22 @@ def delete_policy(config: Config) -> Callable[[Source], bool]:
         return by_root.get(source.watch_root, fallback) == "done"
 
     return wanted
+
+
+async def _definition_advice(config: Config) -> list[Finding]:
+    """The folders' options against Gladia's published definition (advice: never a FAIL)."""
+    fields, said = await definition.fetch(config.gladia.api_url, timeout=DOCTOR_REQUEST_TIMEOUT)
+    if fields is None:
+        return [ok("gladia options", f"not compared with Gladia's definition: {said}; "
+                   "watcherd's own checks apply (this comparison is advice only)")]
+    # A watch's options have [defaults.options] merged in already.
+    tables = ([(f"[[watch]] {w.path}", w.options) for w in config.watches]
+              or [("[defaults.options]", config.defaults.options)])
+    lines = [line for where, options in tables
+             for line in definition.advice(options, fields, where)]
+    if not lines:
+        return [ok("gladia options", f"every option is in Gladia's definition ({said})")]
+    return [Finding("WARN", "gladia options", line,
+                    "check the name in Gladia's API reference: a field its definition lacks "
+                    "makes Gladia refuse the folder's files with a 400")
+            for line in dict.fromkeys(lines)]
