@@ -205,9 +205,18 @@ class TestErrors:
         files = [inbox / f"k{i}.wav" for i in range(3)]
         for i, f in enumerate(files):
             make_wav(f, seconds=0.2, salt=f"key{i}")
-        asyncio.run(_run(config, files, lambda j: _all_in(j, "waiting", 3)))
+        # Files that start before the 401 wait with its reason; one that would start after
+        # it stays pending (the pause holds it back: it is never sent with a refused key).
+        def settled(j: Journal) -> bool:
+            rows = j.all()
+            return (len(rows) == 3 and {s.state for s in rows} <= {"waiting", "pending"}
+                    and any(s.state == "waiting" for s in rows))
+
+        asyncio.run(_run(config, files, settled))
         with Journal.open(config.journal_path, readonly=True) as j:
-            waiting = j.all()
+            rows = j.all()
+        waiting = [s for s in rows if s.state == "waiting"]
+        assert waiting and all(s.last_error is None for s in rows if s.state == "pending")
         for source in waiting:
             assert "api_key" in (source.last_error or "")
             assert "wrong" not in (source.last_error or "")
