@@ -115,6 +115,10 @@ def test_speed_is_assumed_then_learned() -> None:
     # A progress report: the file's own pace wins (2 s for a quarter: 6 s more).
     assert speed.seconds_left(Run(100.0, 15.0, fraction=0.25), now=102.0) == pytest.approx(6.0)
     assert speed.seconds_left(Run(100.0, None), now=100.0) is None
+    # A first tiny fraction after a slow start (decoding, the VAD pass) is not the pace: the
+    # rest of the audio at the engine's speed caps it (not 10 s / 0.001 = 2.8 h).
+    assert speed.seconds_left(Run(100.0, 15.0, fraction=0.001), now=110.0) == pytest.approx(
+        15.0 * 0.999 / speed.value)
 
 
 @given(st.lists(st.tuples(st.floats(0.0, 1e5), st.floats(0.0, 1e5)), max_size=20))

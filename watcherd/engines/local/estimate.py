@@ -18,6 +18,8 @@ PRIOR_SPEED = 7.5
 #: Weight of the newest file in the learned speed: quick to follow a change of load, and one
 #: odd file cannot move the figure far.
 LEARN_WEIGHT = 0.5
+# From this share of a file done on, its own pace alone says how long the rest takes.
+OWN_PACE_FROM = 0.1
 #: A measured speed is kept within these bounds: a file that took no measurable time (or ages)
 #: is noise, not the engine's speed.
 SPEED_BOUNDS = (0.01, 1000.0)
@@ -61,7 +63,14 @@ class Speed:
         """
         elapsed = max(0.0, now - run.started)
         if run.fraction > 0.0:
-            return elapsed * (1.0 - run.fraction) / run.fraction
+            own = elapsed * (1.0 - run.fraction) / run.fraction
+            if run.fraction >= OWN_PACE_FROM or run.audio_seconds is None or self.value <= 0.0:
+                return own
+            # Early on, the time so far is mostly start-up (decoding, the VAD pass): a first
+            # small fraction over it overstates what is left (5 s for 0.1% reads as 80 min),
+            # so the engine's speed over the rest of the audio caps it. Optimism is safe: a
+            # stop waits at most its grace for the file either way.
+            return min(own, run.audio_seconds * (1.0 - run.fraction) / self.value)
         if run.audio_seconds is None or self.value <= 0.0:
             return None
         return max(0.0, run.audio_seconds / self.value - elapsed)
