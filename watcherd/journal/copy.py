@@ -21,7 +21,7 @@ from watcherd.journal import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from watcherd.journal import Journal
 from watcherd.journal.backends import is_postgres_url
 from watcherd.journal.queries import QUERIES, Dialect, adapt
-from watcherd.journal.sqljournal import index_result
+from watcherd.journal.sqljournal import index_stored
 from watcherd.journal.stored import (
     PATH_COLUMNS,
     SOURCE_FIELDS,
@@ -216,12 +216,7 @@ def _index_results(execute: Callable[..., Any], dialect: Dialect, rows: JournalR
     """Index the copied results for search in the copy's transaction, as the journal does
     when it stores one: the destination is searchable at once, in step with its results."""
     for row in rows.results:
-        try:
-            job: Any = unpack_job(row["job_json"], row["job_z"])
-        except ValueError:
-            job = {}
-        index_result(execute, dialect, row["content_key"],
-                     job if isinstance(job, dict) else {}, text)
+        index_stored(execute, dialect, row, text)
 
 
 # -- SQLite ----------------------------------------------------------------------------------

@@ -43,7 +43,8 @@ from watcherd.journal.search import (
 from watcherd.journal.stored import SOURCE_FIELDS, pack_job, unpack_job
 from watcherd.usage import UsageRow, job_usage
 
-__all__ = ["FOLDS_ATTEMPT", "SQLJournal", "assignments", "index_result", "insert_source"]
+__all__ = ["FOLDS_ATTEMPT", "SQLJournal", "assignments", "index_result", "index_stored",
+           "insert_source"]
 
 # Matching utterances read per page, per file asked for (hits are grouped by file).
 _HITS_READ_PER_FILE = 10
@@ -574,15 +575,9 @@ class SQLJournal(Journal):
         """
         with self._transaction():
             self._backlog_lock()
-            backlog = [(r["content_key"], r["job_json"], r["job_z"])
-                       for r in self._run("search_backlog", limit=limit)]
-            for key, text, packed in backlog:
-                try:
-                    job: Any = unpack_job(text, packed)
-                except ValueError:
-                    job = {}
-                index_result(self._conn.execute, self.dialect, key,
-                             job if isinstance(job, Mapping) else {}, self._text)
+            backlog = self._run("search_backlog", limit=limit).fetchall()
+            for row in backlog:
+                index_stored(self._conn.execute, self.dialect, row, self._text)
         return len(backlog)
 
     def search_state(self) -> IndexState:
@@ -700,6 +695,18 @@ def index_result(execute: Callable[..., Any], dialect: Dialect, content_key: str
         execute(queries["search_add"], {"content_key": content_key, "start_s": start,
                                          "end_s": end, "text": text(said), "words": folded})
     execute(queries["search_mark"], {"content_key": content_key, "at": time.time()})
+
+
+def index_stored(execute: Callable[..., Any], dialect: Dialect, row: Mapping[str, Any],
+                 text: Callable[[str], str]) -> None:
+    """:func:`index_result` for a results row as stored (``content_key``, ``job_json``,
+    ``job_z``): an object that cannot be read is indexed as having no utterances."""
+    try:
+        job: Any = unpack_job(row["job_json"], row["job_z"])
+    except ValueError:
+        job = {}
+    index_result(execute, dialect, row["content_key"],
+                 job if isinstance(job, Mapping) else {}, text)
 
 
 def _under(path: str, folder: str) -> bool:
