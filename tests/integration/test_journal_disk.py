@@ -254,13 +254,17 @@ def test_a_full_journal_disk_pauses_all_work_and_resumes(tmp_path: Path,
                        timeout=30, message="/healthz healthy again")
             rows = daemon.status()
             assert {row["state"] for row in rows} == {"done"}, rows
-            # Nothing paid twice: one job per content, and the first one's job was adopted.
+            # Nothing paid twice: one job per content. The first one's job is either adopted
+            # (its `submitted` row did not fit) or was recorded as created: SQLite writes a
+            # commit into WAL pages it already has, so a full disk does not always refuse it.
             assert sorted(sim.creates_per_content().values()) == [1, 1, 1]
             assert len(sim.jobs()) == 3
+            first = str(inbox / "first.wav")
             adopted = {line.get("source") for line in _events(daemon, "job_adopted")}
-            assert adopted == {str(inbox / "first.wav")}
-            assert not any(line.get("source") == str(inbox / "first.wav")
-                           for line in _events(daemon, "job_created"))
+            assert adopted <= {first}
+            created = [line for line in _events(daemon, "job_created")
+                       if line.get("source") == first]
+            assert len(created) + len(adopted) == 1, (created, adopted)
             # The probes while full stayed quiet: one warning for the whole pause.
             assert len(_events(daemon, "journal_unavailable")) == 1
             assert _events(daemon, "journal_writable_again")
