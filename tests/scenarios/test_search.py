@@ -92,8 +92,7 @@ def test_an_upgraded_journal_is_indexed_after_ready(
     config, daemon, jobs = _transcribed(tmp_path, sim, inbox, ["a.wav", "b.wav"])
     assert daemon.terminate() == 0
     db = sqlite3.connect(tmp_path / "state" / "journal.db")
-    db.execute("DELETE FROM search_utterances")  # as a journal from before the index
-    db.execute("DELETE FROM search_docs")
+    db.execute("DELETE FROM search_docs")  # as a journal from before the index
     db.commit()
     db.close()
     word = jobs["a.wav"]["result"]["transcription"]["utterances"][0]["text"].split()[0]
@@ -132,8 +131,8 @@ def test_doctor_checks_the_search_index(tmp_path: Path) -> None:
     db.execute("DELETE FROM search_docs")
     db.commit()
     assert "1 of 1 stored transcripts are not indexed yet" in line()
-    for statement in ("DROP TABLE search_fts", "DROP TABLE search_utterances",
-                      "DROP TABLE search_docs", "PRAGMA user_version = 4"):
+    for statement in ("DROP TABLE search_fts", "DROP TABLE search_docs",
+                      "PRAGMA user_version = 4"):
         db.execute(statement)
     db.commit()
     db.close()

@@ -21,7 +21,7 @@ from watcherd.journal import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from watcherd.journal import Journal
 from watcherd.journal.backends import is_postgres_url
 from watcherd.journal.queries import QUERIES, Dialect, adapt
-from watcherd.journal.sqljournal import index_stored
+from watcherd.journal.sqljournal import forget_indexed, index_stored
 from watcherd.journal.stored import (
     PATH_COLUMNS,
     SOURCE_FIELDS,
@@ -32,7 +32,6 @@ from watcherd.journal.stored import (
     pg_decode_path,
     pg_encode_path,
     pg_text,
-    safe_text,
     to_stored,
     unpack_job,
 )
@@ -211,12 +210,18 @@ def _write_tables(executemany: Callable[[str, list[dict[str, Any]]], Any], diale
                     [{c: value(c, r[c]) for c in columns} for r in getattr(rows, table)])
 
 
-def _index_results(execute: Callable[..., Any], dialect: Dialect, rows: JournalRows,
-                   text: Callable[[str], str]) -> None:
+def _forget_indexed(execute: Callable[..., Any], dialect: Dialect, rows: JournalRows) -> None:
+    """Before the copied results replace the destination's: take the destination's index of
+    them out (SQLite's index forgets words given again, from the result still stored)."""
+    for row in rows.results:
+        forget_indexed(execute, dialect, row["content_key"])
+
+
+def _index_results(execute: Callable[..., Any], dialect: Dialect, rows: JournalRows) -> None:
     """Index the copied results for search in the copy's transaction, as the journal does
     when it stores one: the destination is searchable at once, in step with its results."""
     for row in rows.results:
-        index_stored(execute, dialect, row, text)
+        index_stored(execute, dialect, row)
 
 
 # -- SQLite ----------------------------------------------------------------------------------
@@ -253,8 +258,9 @@ def _write_sqlite(path: Path, rows: JournalRows, source_label: str) -> None:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 _check_destination(conn, str(path), source_label, rows, decode_path)
+                _forget_indexed(conn.execute, "sqlite", rows)
                 _write_tables(conn.executemany, "sqlite", rows, column_value)
-                _index_results(conn.execute, "sqlite", rows, safe_text)
+                _index_results(conn.execute, "sqlite", rows)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -311,8 +317,9 @@ def _write_pg(url: str, rows: JournalRows, source_label: str,
                          " IN SHARE ROW EXCLUSIVE MODE")
             _check_destination(conn, label, source_label, rows, decode)
             with conn.cursor() as cur:
+                _forget_indexed(cur.execute, "postgres", rows)
                 _write_tables(cur.executemany, "postgres", rows, value)
-                _index_results(cur.execute, "postgres", rows, pg_text)
+                _index_results(cur.execute, "postgres", rows)
                 # Ids were given explicitly: new rows continue after the highest one.
                 for table in ("sources", "events", "job_times"):
                     cur.execute(

@@ -43,11 +43,15 @@ from watcherd.journal.search import (
 from watcherd.journal.stored import SOURCE_FIELDS, pack_job, unpack_job
 from watcherd.usage import UsageRow, job_usage
 
-__all__ = ["FOLDS_ATTEMPT", "SQLJournal", "assignments", "index_result", "index_stored",
-           "insert_source"]
+__all__ = ["FOLDS_ATTEMPT", "SQLJournal", "assignments", "forget_indexed", "index_result",
+           "index_stored", "insert_source"]
 
 # Matching utterances read per page, per file asked for (hits are grouped by file).
 _HITS_READ_PER_FILE = 10
+# An index row's id is (search_docs.id << _UTTERANCE_BITS) | the utterance's place among the
+# result's utterance_rows: a hit finds its text in the stored result, which alone keeps it.
+_UTTERANCE_BITS = 20
+_MAX_UTTERANCES = 1 << _UTTERANCE_BITS  # a million utterances: days of speech in one file
 
 
 #: Folded transitions that count as an attempt: work on the file started (a Gladia job being
@@ -444,6 +448,8 @@ class SQLJournal(Journal):
         job_id = self._text(str(job.get("id", "")))
         used = job_usage(job, now=now)
         with self._transaction():
+            # Before the result is replaced: SQLite's index forgets words given again.
+            forget_indexed(self._conn.execute, self.dialect, source.content_key)
             self._run("store_result", content_key=source.content_key,
                       job_id=job_id, job_z=pack_job(job), created_at=now)
             if job_id:
@@ -454,8 +460,7 @@ class SQLJournal(Journal):
                           billing_seconds=used.billing_seconds,
                           audio_seconds=used.audio_seconds, finished_at=used.finished_at,
                           delete_wanted_at=now if delete else None)
-            index_result(self._conn.execute, self.dialect, source.content_key, job,
-                         self._text)
+            index_result(self._conn.execute, self.dialect, source.content_key, job)
 
     # -- hours used and deletes at Gladia (watcherd/usage.py) -------------------------------
 
@@ -513,6 +518,7 @@ class SQLJournal(Journal):
         found: dict[int, Hit] = {}
         page = max(1, limit) * _HITS_READ_PER_FILE
         before: int | None = None
+        said: dict[str, list[tuple[float, float, str, str]]] = {}  # utterances by result
         # Pages of matching utterances, newest first, until ``limit`` files have one (a word
         # said often in each file would fill a single page with a few files).
         while len(found) < limit:
@@ -525,12 +531,29 @@ class SQLJournal(Journal):
                 if hit is not None:
                     found[source.id] = dataclasses.replace(hit, hits=hit.hits + 1)
                 elif len(found) < limit:
-                    found[source.id] = Hit(source, float(row["start_s"]), float(row["end_s"]),
-                                           snippet(str(row["text"]), terms), 1)
+                    utterance = self._utterance(said, row["indexed_key"],
+                                                int(row["utterance_id"]))
+                    if utterance is not None:
+                        start, end, text = utterance
+                        found[source.id] = Hit(source, start, end, snippet(text, terms), 1)
             if len(rows) < page:
                 break
             before = int(rows[-1]["utterance_id"])
         return list(found.values())
+
+    def _utterance(self, said: dict[str, list[tuple[float, float, str, str]]],
+                   content_key: str, utterance_id: int) -> tuple[float, float, str] | None:
+        """A hit's time and text, from its stored result (unpacked once per search); None
+        when the result no longer has that utterance (it was stored again meanwhile)."""
+        rows = said.get(content_key)
+        if rows is None:
+            stored = self._run("result_for", content_key=content_key).fetchone()
+            rows = said[content_key] = utterance_rows(_stored_job(stored))
+        place = utterance_id & (_MAX_UTTERANCES - 1)
+        if place >= len(rows):
+            return None
+        start, end, text, _ = rows[place]
+        return start, end, self._text(text)
 
     def _search_page(self, query: str, text: str, prefix: str | None, since: float | None,
                      before: int | None, page: int) -> list[Any]:
@@ -577,7 +600,7 @@ class SQLJournal(Journal):
             self._backlog_lock()
             backlog = self._run("search_backlog", limit=limit).fetchall()
             for row in backlog:
-                index_stored(self._conn.execute, self.dialect, row, self._text)
+                index_stored(self._conn.execute, self.dialect, row)
         return len(backlog)
 
     def search_state(self) -> IndexState:
@@ -682,31 +705,63 @@ class SQLJournal(Journal):
 
 
 def index_result(execute: Callable[..., Any], dialect: Dialect, content_key: str,
-                 job: Mapping[str, Any], text: Callable[[str], str]) -> None:
-    """Put one stored result's utterances in the search index, replacing what it had.
+                 job: Mapping[str, Any]) -> None:
+    """Put one stored result's utterances in the search index, under a new document id.
 
     Runs inside the caller's transaction on any connection (``execute`` is its method):
-    the journal's own when a result is stored, a copy's when results arrive in bulk.
-    ``text`` makes human text storable in this database.
+    the journal's own when a result is stored, a copy's when results arrive in bulk. What
+    the content key had indexed must be forgotten first (:func:`forget_indexed`, while the
+    result it was indexed from is still stored). Only the words are indexed: a hit reads its
+    time and text back from the stored result.
     """
     queries = QUERIES[dialect]
+    rows = utterance_rows(job)[:_MAX_UTTERANCES]
+    doc = int(execute(queries["search_mark"], {"content_key": content_key, "at": time.time(),
+                                               "utterances": len(rows)}).fetchone()["id"])
+    for place, (_, _, _, folded) in enumerate(rows):
+        execute(queries["search_add"], {"rowid": doc << _UTTERANCE_BITS | place,
+                                        "words": folded})
+
+
+def forget_indexed(execute: Callable[..., Any], dialect: Dialect, content_key: str) -> None:
+    """Take what a content key has in the search index out of it (nothing: a no-op).
+
+    PostgreSQL deletes the document's range of ids. SQLite's contentless FTS5 table (its
+    ``contentless_delete`` needs SQLite 3.43) deletes a row only when given its words again:
+    they are cut again from the result still stored. Words it cannot give again (a result
+    unreadable now) stay in the index under an id no document has any more, found by no
+    search (document ids are never given twice: AUTOINCREMENT).
+    """
+    queries = QUERIES[dialect]
+    doc = execute(queries["search_doc"], {"content_key": content_key}).fetchone()
+    if doc is None:
+        return
+    low = int(doc["id"]) << _UTTERANCE_BITS
+    if dialect == "sqlite":
+        rows = utterance_rows(_stored_job(doc))[:int(doc["utterances"])]
+        for place, (_, _, _, folded) in enumerate(rows):
+            execute(queries["search_forget_words"], {"rowid": low | place, "words": folded})
+    else:
+        execute(queries["search_forget_range"], {"lo": low, "hi": low + _MAX_UTTERANCES})
     execute(queries["search_forget"], {"content_key": content_key})
-    for start, end, said, folded in utterance_rows(job):
-        execute(queries["search_add"], {"content_key": content_key, "start_s": start,
-                                         "end_s": end, "text": text(said), "words": folded})
-    execute(queries["search_mark"], {"content_key": content_key, "at": time.time()})
 
 
-def index_stored(execute: Callable[..., Any], dialect: Dialect, row: Mapping[str, Any],
-                 text: Callable[[str], str]) -> None:
+def index_stored(execute: Callable[..., Any], dialect: Dialect, row: Mapping[str, Any]) -> None:
     """:func:`index_result` for a results row as stored (``content_key``, ``job_json``,
     ``job_z``): an object that cannot be read is indexed as having no utterances."""
+    index_result(execute, dialect, row["content_key"], _stored_job(row))
+
+
+def _stored_job(row: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The job object of a stored results row, read leniently: {} when there is none or it
+    cannot be read."""
+    if row is None or (row["job_json"] is None and row["job_z"] is None):
+        return {}
     try:
         job: Any = unpack_job(row["job_json"], row["job_z"])
     except ValueError:
-        job = {}
-    index_result(execute, dialect, row["content_key"],
-                 job if isinstance(job, Mapping) else {}, text)
+        return {}
+    return job if isinstance(job, Mapping) else {}
 
 
 def _under(path: str, folder: str) -> bool:

@@ -228,18 +228,36 @@ UPDATE remote_jobs SET deleted_at = :at WHERE job_id = :job_id;
 SELECT count(*) AS n FROM remote_jobs WHERE delete_wanted_at IS NOT NULL
     AND deleted_at IS NULL;
 
--- Full-text search (sql/*/…_search.sql): one row per utterance of a stored result.
+-- Full-text search (sql/*/…_search_once.sql): one row of search_docs per indexed result,
+-- one index row per utterance, whose id is (search_docs.id << 20) | its place among
+-- journal/search.py's utterance_rows of the result. The text itself is only in results.
+
+-- name: search_doc
+-- What is indexed for a content key, and its stored result (to forget its words).
+SELECT d.id, d.utterances, r.job_json, r.job_z FROM search_docs d
+    LEFT JOIN results r ON r.content_key = d.content_key
+    WHERE d.content_key = :content_key;
+
+-- name: search_forget_words (sqlite)
+-- A contentless FTS5 table deletes a row given its words again.
+INSERT INTO search_fts (search_fts, rowid, words) VALUES ('delete', :rowid, :words);
+
+-- name: search_forget_range (postgres)
+DELETE FROM search_fts WHERE id >= :lo AND id < :hi;
 
 -- name: search_forget
-DELETE FROM search_utterances WHERE content_key = :content_key;
-
--- name: search_add
-INSERT INTO search_utterances (content_key, start_s, end_s, text, words)
-    VALUES (:content_key, :start_s, :end_s, :text, :words);
+DELETE FROM search_docs WHERE content_key = :content_key;
 
 -- name: search_mark
-INSERT INTO search_docs (content_key, indexed_at) VALUES (:content_key, :at)
-    ON CONFLICT (content_key) DO UPDATE SET indexed_at = excluded.indexed_at;
+-- A new id each time: an utterance's index row never points at another result's text.
+INSERT INTO search_docs (content_key, indexed_at, utterances)
+    VALUES (:content_key, :at, :utterances) RETURNING id;
+
+-- name: search_add (sqlite)
+INSERT INTO search_fts (rowid, words) VALUES (:rowid, :words);
+
+-- name: search_add (postgres)
+INSERT INTO search_fts (id, tsv) VALUES (:rowid, to_tsvector('simple', :words));
 
 -- name: search_backlog
 -- Stored results not indexed yet (journals from before the index, or a copy's).
@@ -251,7 +269,7 @@ SELECT r.content_key, r.job_json, r.job_z FROM results r
 SELECT (SELECT count(*) FROM results) AS results,
     (SELECT count(*) FROM search_docs d WHERE EXISTS
         (SELECT 1 FROM results r WHERE r.content_key = d.content_key)) AS indexed,
-    (SELECT count(*) FROM search_utterances) AS utterances;
+    (SELECT coalesce(sum(utterances), 0) FROM search_docs) AS utterances;
 
 -- name: search (sqlite)
 -- The matching utterances of done files, the newest indexed first: FTS5 walks its index
@@ -259,9 +277,9 @@ SELECT (SELECT count(*) FROM results) AS results,
 -- rare one (a rank, bm25, would score every match first). :folder is a stored path prefix
 -- ending in '/', or NULL; :since a time, or NULL; :before the utterance the last page ended
 -- at, or NULL.
-SELECT s.*, u.id AS utterance_id, u.start_s, u.end_s, u.text FROM search_fts
-    JOIN search_utterances u ON u.id = search_fts.rowid
-    JOIN sources s ON s.content_key = u.content_key AND s.state = 'done'
+SELECT s.*, search_fts.rowid AS utterance_id, d.content_key AS indexed_key FROM search_fts
+    JOIN search_docs d ON d.id = (search_fts.rowid >> 20)
+    JOIN sources s ON s.content_key = d.content_key AND s.state = 'done'
     WHERE search_fts MATCH :query AND (:before IS NULL OR search_fts.rowid < :before)
     AND (:folder IS NULL OR substr(s.path, 1, length(:folder)) = :folder)
     AND (:since IS NULL OR s.done_at >= :since)
@@ -269,13 +287,14 @@ SELECT s.*, u.id AS utterance_id, u.start_s, u.end_s, u.text FROM search_fts
 
 -- name: search (postgres)
 -- As SQLite's: the newest indexed first.
-SELECT s.*, u.id AS utterance_id, u.start_s, u.end_s, u.text FROM search_utterances u
-    JOIN sources s ON s.content_key = u.content_key AND s.state = 'done'
-    WHERE u.tsv @@ to_tsquery('simple', :query)
-    AND (CAST(:before AS BIGINT) IS NULL OR u.id < :before)
+SELECT s.*, f.id AS utterance_id, d.content_key AS indexed_key FROM search_fts f
+    JOIN search_docs d ON d.id = (f.id >> 20)
+    JOIN sources s ON s.content_key = d.content_key AND s.state = 'done'
+    WHERE f.tsv @@ to_tsquery('simple', :query)
+    AND (CAST(:before AS BIGINT) IS NULL OR f.id < :before)
     AND (CAST(:folder AS TEXT) IS NULL OR substr(s.path, 1, length(:folder)) = :folder)
     AND (CAST(:since AS DOUBLE PRECISION) IS NULL OR s.done_at >= :since)
-    ORDER BY u.id DESC LIMIT :limit;
+    ORDER BY f.id DESC LIMIT :limit;
 
 -- Only PostgreSQL has several nodes: leases, node names, create intents, notifications.
 -- {SERVER_NOW} is the server's clock in epoch seconds: nodes whose clocks disagree still agree
