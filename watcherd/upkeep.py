@@ -1,7 +1,9 @@
 """Keeping the journal small while the daemon runs: small batches in the background.
 
 Results written before they were stored compressed are packed, events older than
-``[journal] history_days`` are folded into per-file summaries, and the space is given back
+``[journal] history_days`` are folded into per-file summaries, finished jobs' rows older than
+any billing month the hours report can show are dropped once nothing is left to delete at
+Gladia (:func:`watcherd.usage.earliest_shown`), and the space is given back
 (SQLite: the WAL checkpointed and kept bounded, free pages returned). Each batch is short
 (a few hundred rows, a few MB of JSON at most), so the worker sharing the journal's
 connection never waits long; none of it runs before READY=1.
@@ -16,6 +18,7 @@ from collections.abc import Callable
 import structlog
 
 from watcherd.journal import Journal, JournalUnavailable
+from watcherd.usage import earliest_shown
 
 __all__ = ["BATCH_PAUSE_SECONDS", "IDLE_SECONDS", "RECLAIM_SECONDS", "keep_small", "step"]
 
@@ -31,10 +34,11 @@ _log = structlog.get_logger("watcherd.upkeep")
 
 
 def step(journal: Journal, history_days: float, *, now: float) -> bool:
-    """One batch of each pass; whether either found work (so another batch follows soon)."""
+    """One batch of each pass; whether any found work (so another batch follows soon)."""
     packed = journal.pack_results()
     folded = journal.fold_history(now - history_days * DAY_SECONDS)
-    return packed > 0 or folded > 0
+    dropped = journal.drop_remote_jobs(earliest_shown(now))
+    return packed > 0 or folded > 0 or dropped > 0
 
 
 async def keep_small(journal: Journal, history_days: float, *,

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 __all__ = ["JobUsage", "MonthlyLimit", "Period", "Plan", "UsageReport", "UsageRow",
-           "billed_seconds", "billing_period", "hours", "job_usage", "limit_reason",
-           "model_of", "plan_of", "read_report"]
+           "billed_seconds", "billing_period", "earliest_shown", "hours", "job_usage",
+           "limit_reason", "model_of", "plan_of", "read_report"]
 
 #: The model a Gladia job runs when its request names none.
 DEFAULT_MODEL = "solaria-1"
@@ -130,6 +130,13 @@ def billing_period(now: float, billing_day: int = 1) -> Period:
         start = _month_start(year, month, billing_day)
     nyear, nmonth = (year + 1, 1) if month == 12 else (year, month + 1)
     return Period(start.timestamp(), _month_start(nyear, nmonth, billing_day).timestamp())
+
+
+def earliest_shown(now: float) -> float:
+    """The start of the earliest billing month holding ``now`` for any ``billing_day``: a job
+    finished before it counts in no month ``status --usage`` or the limit can look at, however
+    ``[gladia] billing_day`` is set (or changed)."""
+    return min(billing_period(now, day).start for day in range(1, 32))
 
 
 def hours(seconds: float) -> str:

@@ -11,7 +11,7 @@ import pytest
 
 from watcherd.journal import FileStat, Journal, SQLiteJournal
 from watcherd.journal.postgres import PostgresJournal
-from watcherd.usage import billing_period
+from watcherd.usage import billing_period, earliest_shown
 
 pytest_plugins = ("tests.pg",)
 
@@ -71,6 +71,49 @@ def test_delete_is_due_once_a_source_is_done(journal: Journal) -> None:
     assert journal.deletes_pending() == 1
     journal.delete_done("j1")
     assert journal.due_deletes(time.time() + 61) == [] and journal.deletes_pending() == 0
+
+
+def _finished(job_id: str, when: float) -> dict[str, Any]:
+    """A done job object that completed at ``when`` (UTC epoch seconds)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+    return {**_done_job(job_id, 60), "completed_at": stamp}
+
+
+def test_rows_that_no_longer_serve_are_dropped(journal: Journal) -> None:
+    """Issue 26: a finished job's row is dropped once no billing month the hours report can
+    show holds it and nothing is left to delete at Gladia; the month's rows and pending
+    deletes stay, and the month's hours read the same."""
+    now = time.time()
+    old = now - 70 * 86400
+    cases = {"old-kept-nothing": (old, False), "old-deleted": (old, True),
+             "old-pending": (old, True), "recent-deleted": (now - 60, True)}
+    for name, (when, delete) in cases.items():
+        source = _settled(journal, f"{name}.wav", f"key-{name}")
+        journal.store_result(source, _finished(name, when), delete=delete)
+        journal.transition(journal.get(source.id), "done", actor="test", done_at=now)
+    for job_id in ("old-deleted", "recent-deleted"):
+        journal.delete_done(job_id)
+    period = billing_period(now)
+    before = journal.usage(period.start)
+    assert journal.drop_remote_jobs(earliest_shown(now), limit=1) == 1  # a batch at a time
+    assert journal.drop_remote_jobs(earliest_shown(now)) == 1
+    assert journal.drop_remote_jobs(earliest_shown(now)) == 0
+    assert journal.usage(period.start) == before
+    assert [r.jobs for r in journal.usage(0)] == [2]  # the pending delete and this month's
+    assert journal.deletes_pending() == 1
+    assert journal.due_deletes(now) == [("old-pending", 0)]
+
+
+def test_upkeep_drops_them_in_its_rounds(journal: Journal) -> None:
+    """The daemon's upkeep step (both backends, the journal's one logic) does the dropping."""
+    from watcherd import upkeep
+
+    now = time.time()
+    source = _settled(journal, "old.wav", "key-old")
+    journal.store_result(source, _finished("old", now - 70 * 86400))
+    assert upkeep.step(journal, 365, now=now) is True
+    assert journal.usage(0) == []
+    assert upkeep.step(journal, 365, now=now) is False
 
 
 def test_journal_copy_keeps_hours_and_delete_intents(tmp_path: Path, pg_url: str) -> None:

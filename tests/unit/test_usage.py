@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watcherd.usage import billing_period, job_usage, limit_reason
+from watcherd.usage import billing_period, earliest_shown, job_usage, limit_reason
 
 # -- usage -----------------------------------------------------------------------------------
 
@@ -32,6 +32,16 @@ def test_billing_period_holds_now(now: float, day: int) -> None:
     period = billing_period(now, day)
     assert period.start <= now < period.end
     assert 27 * 86400 <= period.end - period.start <= 31 * 86400
+
+
+@given(now=st.floats(min_value=1e6, max_value=4e9), day=st.integers(min_value=1, max_value=31))
+def test_no_billing_month_shown_starts_before_earliest_shown(now: float, day: int) -> None:
+    """The upkeep drops finished jobs' rows before earliest_shown: whatever billing_day is
+    set to, the month the hours report shows starts at or after it, and it is at most about
+    two months back."""
+    earliest = earliest_shown(now)
+    assert earliest <= billing_period(now, day).start <= now
+    assert now - earliest <= 62 * 86400
 
 
 @given(job=st.recursive(st.none() | st.booleans() | st.floats() | st.integers()

@@ -379,6 +379,12 @@ class Journal(abc.ABC):
         """Fold one batch of events older than ``before`` into per-source summaries; events
         looked at (0 when nothing older is left)."""
 
+    @abc.abstractmethod
+    def drop_remote_jobs(self, before: float, *, limit: int = 500) -> int:
+        """Drop one batch of finished jobs' rows that no longer serve: finished before
+        ``before`` (no billing month ``status --usage`` can show holds them) with no delete
+        at Gladia still to do; rows dropped (0 when none are left)."""
+
     def reclaim(self) -> None:
         """Give back space the database can return cheaply now (SQLite: checkpoint the WAL,
         return a few free pages); nothing for a server database, whose autovacuum does it."""

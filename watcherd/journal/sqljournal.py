@@ -502,6 +502,11 @@ class SQLJournal(Journal):
         with self._transaction():
             self._run("delete_done", job_id=job_id, at=time.time())
 
+    def drop_remote_jobs(self, before: float, *, limit: int = 500) -> int:
+        """Drop one batch of finished jobs' rows that no longer serve (see :class:`Journal`)."""
+        with self._transaction(bulk=True):
+            return int(self._run("drop_remote_jobs", before=before, limit=limit).rowcount)
+
     # -- search --------------------------------------------------------------------------
 
     def search(self, query: str, *, folder: str | None = None, since: float | None = None,

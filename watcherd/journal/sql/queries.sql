@@ -224,6 +224,15 @@ UPDATE remote_jobs SET delete_attempts = delete_attempts + 1, next_delete_at = :
 -- name: delete_done
 UPDATE remote_jobs SET deleted_at = :at WHERE job_id = :job_id;
 
+-- name: drop_remote_jobs
+-- Rows that no longer serve (journal upkeep): finished before every billing month status
+-- can show, and no delete at Gladia left to do (never wanted, or done). Oldest first, a batch
+-- at a time, through remote_jobs_finished. A result stored again later (a recovered
+-- NAME.json) records its job again in the month it finished: never in the current one.
+DELETE FROM remote_jobs WHERE job_id IN (SELECT job_id FROM remote_jobs
+    WHERE finished_at < :before AND (delete_wanted_at IS NULL OR deleted_at IS NOT NULL)
+    ORDER BY finished_at LIMIT :limit);
+
 -- name: delete_pending
 SELECT count(*) AS n FROM remote_jobs WHERE delete_wanted_at IS NOT NULL
     AND deleted_at IS NULL;
