@@ -78,6 +78,9 @@ def steady_state(journal: Path) -> None:
             pass
         while opened.fold_history(time.time() + 1):
             pass
+        # Finished jobs' rows past every billing month shown (a year: 11 months of 12).
+        while opened.drop_remote_jobs(time.time() + 1):
+            pass
         assert isinstance(opened, SQLiteJournal)
         for _ in range(10_000):
             free = opened._conn.execute("PRAGMA freelist_count").fetchone()[0]

@@ -286,3 +286,48 @@ def test_snippets_mark_the_words_found_and_cut_long_text() -> None:
     assert shown.startswith("…") and "w0 " not in shown
     assert snippet("Ça coûte cher", parse_query("cout*")) == \
         f"Ça {HIGHLIGHT_START}coûte{HIGHLIGHT_END} cher"
+
+
+def test_a_journal_made_by_main_before_the_text_was_kept_once_migrates_and_searches(
+        tmp_path: Path) -> None:
+    """Issue 26: a journal at schema 7 (search_utterances holding each utterance's text)
+    opens at once at the current schema; its results are indexed again in the background
+    and found as before, with their text kept only in results (no table of the index holds
+    it)."""
+    from watcherd.journal import migrations
+    from watcherd.journal.sqlite import MIGRATIONS
+    from watcherd.journal.stored import pack_job
+
+    path = tmp_path / "journal.db"
+    conn = sqlite3.connect(path)
+    for step in MIGRATIONS[:7]:
+        for statement in migrations.statements(step.text):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 7")
+    conn.execute(
+        "INSERT INTO sources (path, watch_root, state, options_json, content_key, attempts,"
+        " job_errors, done_at, created_at, updated_at) VALUES"
+        " ('/in/a.wav', '/in', 'done', '{}', 'k', 0, 0, 1, 1, 1)")
+    conn.execute("INSERT INTO results (content_key, job_id, job_json, job_z, created_at)"
+                 " VALUES ('k', 'job', '', ?, 1)",
+                 (pack_job(_job((3.0, "the quarterly budget review"))),))
+    conn.execute("INSERT INTO search_utterances (content_key, start_s, end_s, text, words)"
+                 " VALUES ('k', 3.0, 5.0, 'the quarterly budget review',"
+                 " 'the quarterly budget review')")
+    conn.execute("INSERT INTO search_docs VALUES ('k', 1)")
+    conn.commit()
+    conn.close()
+    with Journal.open(path, exclusive=True) as journal:
+        assert journal.search_state().backlog == 1  # opening indexes nothing
+        assert journal.index_backlog() == 1
+        [hit] = journal.search("budget")
+        assert (hit.source.path, hit.start, hit.end) == ("/in/a.wav", 3.0, 5.0)
+        assert hit.snippet == f"the quarterly {HIGHLIGHT_START}budget{HIGHLIGHT_END} review"
+    conn = sqlite3.connect(path)
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    assert "search_utterances" not in tables
+    for table in tables:  # the index keeps its words' postings, never the text as said
+        if table not in ("results", "search_fts") and not table.startswith("sqlite_"):
+            dump = repr(conn.execute(f'SELECT * FROM "{table}"').fetchall())
+            assert "quarterly budget" not in dump, table
+    conn.close()
