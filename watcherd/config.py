@@ -232,8 +232,10 @@ class HttpConfig:
 
 
 def _default_local() -> LocalConfig:
-    section = next(s for s in engine_sections() if s.name == "local")
-    local: LocalConfig = section.default()
+    # Through the registry: importing the local engine's package here would be a cycle.
+    from watcherd.engines.registry import config_section
+
+    local: LocalConfig = config_section("local").default()
     return local
 
 
