@@ -46,12 +46,12 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from watcherd.engines.local.decoding import Tuning
 from watcherd.engines.local.model import ensure_model, local_engine_installed
 from watcherd.engines.local.runner import (
     BATCH_SECONDS,
     BATCH_SIZE,
     TranscriberPool,
-    Tuning,
     auto_layout,
     lower_priority,
 )

@@ -26,8 +26,9 @@ import common  # noqa: F401  (puts the checkout on sys.path for tests.speech)
 import numpy as np
 
 from tests.speech import ENGLISH_TEXT, speak, word_error_rate, words
+from watcherd.engines.local.decoding import Tuning
 from watcherd.engines.local.model import ensure_model, local_engine_installed
-from watcherd.engines.local.runner import TranscriberPool, Tuning
+from watcherd.engines.local.runner import TranscriberPool
 
 RATE = 16_000
 

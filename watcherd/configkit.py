@@ -69,6 +69,9 @@ class EngineSection(Generic[_S]):
     config_fields: Callable[[_S], Mapping[str, Any]] | None = None
     #: Names of the internal model people paste back: (table, name) -> the key they mean.
     internal_names: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    #: The model the engine's service bills a job under when the folder names none (the hours
+    #: report counts by it); None for an engine that bills nothing.
+    default_model: str | None = None
 
 
 @dataclass(frozen=True)

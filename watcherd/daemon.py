@@ -13,14 +13,14 @@ import functools
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import structlog
 
 from watcherd.activity import Activity
 from watcherd.config import Config, WatchConfig, secret_values, watch_roots
-from watcherd.engines import Engines, engine_for, no_engine_reason, open_engines
+from watcherd.engines import Engine, Engines, engine_for, no_engine_reason, open_engines
 from watcherd.errors import ConfigError
 from watcherd.folders import Folders
 from watcherd.generations import Carry, HandOver, hand_over, retire
@@ -222,18 +222,8 @@ class Daemon:
             if config.http.address is not None and isinstance(journal.location, Path):
                 # status and doctor are other processes: tell them whether the page is up.
                 write_state(journal.location, config.http.listen, web is not None)
-            log.info("starting", journal=display_location(config),
-                     watches=[str(w.path) for w in config.watches],
-                     engine=engine.default or "none", engines=sorted(engine.opened))
-            for warning in config.warnings:
-                log.warning("config_warning", warning=warning)
-            if not engine.for_worker():
-                log.warning("no_engine", hint=engine.problem())
-            for name, opened in engine.opened.items():
-                if name not in carry.engines:
-                    await opened.start()  # a kept engine said what was wrong already
+            await _start_engines(config, engine, kept=carry.engines)
             watcher.start()
-            loop = asyncio.get_running_loop()
             ready = asyncio.Event()
             helpers = [
                 asyncio.ensure_future(self._startup(watcher, worker, journal, activity,
@@ -244,21 +234,7 @@ class Daemon:
             if config.notify.enabled:
                 notices = _notifications(config, journal, worker, health, engine)
                 helpers.append(asyncio.ensure_future(notices.run()))
-            stop = asyncio.Event()
-            waiter = loop.create_task(self._generation_done.wait())
-            runner = loop.create_task(worker.run(stop))
-            await asyncio.wait({waiter, runner}, return_when=asyncio.FIRST_COMPLETED)
-            if self._next_config is not None and not self._stop.is_set():
-                # A reload: what runs goes on in the next generation instead of being stopped.
-                self._reload_to, self._next_config = self._next_config, None
-                handed = hand_over(worker, engine, self._reload_to)
-                if handed.stopped:
-                    await asyncio.wait(handed.stopped, timeout=5)
-            stop.set()
-            await runner
-            waiter.cancel()
-            if handed is not None:
-                self._carry = handed.carry
+            handed = await self._work_until_done(worker, engine)
         finally:
             for helper in helpers:
                 helper.cancel()
@@ -274,6 +250,27 @@ class Daemon:
             await activity.close()
             activity.write_metrics()
             await self._close_engines(engine, handed)
+
+    async def _work_until_done(self, worker: Worker, engines: Engines) -> HandOver | None:
+        """Run the worker until this generation ends; on a reload, hand over what runs."""
+        loop = asyncio.get_running_loop()
+        handed: HandOver | None = None
+        stop = asyncio.Event()
+        waiter = loop.create_task(self._generation_done.wait())
+        runner = loop.create_task(worker.run(stop))
+        await asyncio.wait({waiter, runner}, return_when=asyncio.FIRST_COMPLETED)
+        if self._next_config is not None and not self._stop.is_set():
+            # A reload: what runs goes on in the next generation instead of being stopped.
+            self._reload_to, self._next_config = self._next_config, None
+            handed = hand_over(worker, engines, self._reload_to)
+            if handed.stopped:
+                await asyncio.wait(handed.stopped, timeout=5)
+        stop.set()
+        await runner
+        waiter.cancel()
+        if handed is not None:
+            self._carry = handed.carry
+        return handed
 
     async def _close_engines(self, engines: Engines, handed: HandOver | None) -> None:
         """Close this generation's engines but those the next one keeps or that retire."""
@@ -414,6 +411,21 @@ def _notifications(config: Config, journal: Journal, worker: Worker, health: Api
     if not engine.for_worker():
         notices.paused(f"no engine can transcribe: {engine.problem()}")
     return notices
+
+
+async def _start_engines(config: Config, engines: Engines, *, kept: Mapping[str, Engine]) -> None:
+    """Say what this generation runs (and what is wrong with its config), then start the
+    engines it opened; those ``kept`` from the last generation run already."""
+    log.info("starting", journal=display_location(config),
+             watches=[str(w.path) for w in config.watches],
+             engine=engines.default or "none", engines=sorted(engines.opened))
+    for warning in config.warnings:
+        log.warning("config_warning", warning=warning)
+    if not engines.for_worker():
+        log.warning("no_engine", hint=engines.problem())
+    for name, opened in engines.opened.items():
+        if name not in kept:
+            await opened.start()  # a kept engine said what was wrong already
 
 
 def _worker(config: Config, journal: Journal, engines: Engines, folders: Folders) -> Worker:

@@ -19,9 +19,6 @@ __all__ = ["JobUsage", "MonthlyLimit", "Period", "Plan", "UsageReport", "UsageRo
            "billed_seconds", "billing_period", "hours", "job_usage", "limit_reason",
            "model_of", "plan_of", "read_report"]
 
-#: The model a Gladia job runs when its request names none.
-DEFAULT_MODEL = "solaria-1"
-
 
 @dataclass(frozen=True)
 class JobUsage:
@@ -65,7 +62,20 @@ def model_of(options: Mapping[str, Any], engine: str | None) -> str | None:
     model = options.get("model")
     if isinstance(model, str):
         return model
-    return DEFAULT_MODEL if engine in (None, "gladia") else None
+    return _default_model(engine)
+
+
+def _default_model(engine: str | None) -> str | None:
+    # Imported when used: the journal imports this module, and the engines import the journal.
+    from watcherd.engines.registry import default_model
+
+    return default_model(engine)
+
+
+def _first_engine() -> str:
+    from watcherd.engines.registry import ENGINES
+
+    return next(iter(ENGINES))
 
 
 def _number(value: Any) -> float | None:
@@ -108,10 +118,11 @@ def job_usage(job: Mapping[str, Any], *, now: float) -> JobUsage:
     params = job.get("request_params")
     model = params.get("model") if isinstance(params, Mapping) else None
     if not isinstance(engine, str):
-        engine = "gladia"
+        engine = None  # a job stored before job objects named their engine
     if not isinstance(model, str):
-        model = DEFAULT_MODEL if engine == "gladia" else None
-    return JobUsage(engine=engine, billing_seconds=billing, audio_seconds=audio, model=model,
+        model = _default_model(engine)
+    return JobUsage(engine=engine or _first_engine(), billing_seconds=billing,
+                    audio_seconds=audio, model=model,
                     finished_at=_moment(job.get("completed_at")) or now)
 
 

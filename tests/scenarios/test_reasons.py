@@ -23,7 +23,7 @@ from tests.sim.media import make_wav
 from watcherd import media, outcomes
 from watcherd.config import Secret
 from watcherd.engines.gladia.client import GladiaClient
-from watcherd.engines.gladia.pipeline import _permanent_reason
+from watcherd.engines.gladia.refusals import refusal_reason
 from watcherd.engines.local import local_engine_installed
 from watcherd.errors import PermanentGladiaError, SourceError
 from watcherd.identity import options_json
@@ -68,7 +68,7 @@ def _status_error(status: int, body: dict[str, object]) -> str:
     client = GladiaClient("http://127.0.0.1:9", Secret("sk-x"))
     error = client._status_error(httpx.Response(status, json=body), "POST", "job", None)
     assert isinstance(error, PermanentGladiaError)
-    return _permanent_reason(error)
+    return refusal_reason(error)
 
 
 def _local_decode(path: Path) -> str:
@@ -117,7 +117,7 @@ TABLE: list[Row] = [
     ("Gladia: invalid options", lambda t: _status_error(
         422, {"message": "bad", "validation_errors": ["language: unknown"]}),
      ("language: unknown",), ("fix the options",), True),
-    ("Gladia: a refusal with no known cause", lambda t: _permanent_reason(
+    ("Gladia: a refusal with no known cause", lambda t: refusal_reason(
         PermanentGladiaError("Gladia refused the job request: nope", status=400)),
      ("nope",), ("fix what Gladia names",), True),
 ]

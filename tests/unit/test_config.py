@@ -22,6 +22,7 @@ from watcherd.config import (
     parse_config,
     with_extra_watches,
 )
+from watcherd.config import model as config_model
 from watcherd.engines.gladia import config as gladia_config
 from watcherd.engines.gladia import options as gladia_options
 from watcherd.engines.local import config as local_config
@@ -188,12 +189,12 @@ def test_example_file_documents_every_key() -> None:
     """Every key the parser accepts appears in config.example.toml."""
     text = EXAMPLE.read_text(encoding="utf-8")
     keys = [
-        *config_module._TOP_KEYS,
+        *config_model._TOP_KEYS,
         *(section.name for section in config_module.engine_sections()),
         *gladia_config.KEYS,
         *local_config.KEYS,
-        *config_module._WATCH_KEYS,
-        *config_module._JOURNAL_KEYS,
+        *config_model._WATCH_KEYS,
+        *config_model._JOURNAL_KEYS,
         "name",
         "model",
         "format",
@@ -203,8 +204,8 @@ def test_example_file_documents_every_key() -> None:
         "on_done", "on_failed", "timeout_seconds", "textfile",
         *gladia_options.KNOWN_OPTIONS,
         *gladia_options.REFUSED_OPTIONS,
-        *config_module._CALLBACK_KEYS,
-        *config_module._WEBHOOK_KEYS,
+        *config_model._CALLBACK_KEYS,
+        *config_model._WEBHOOK_KEYS,
         gladia_options.UNSET_KEY,
         *(f for schema in gladia_options.OPTION_SCHEMAS.values() for f in schema),
         *config_module.OUTPUT_FORMATS,

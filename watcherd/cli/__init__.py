@@ -41,6 +41,7 @@ from watcherd.config import (
     with_extra_watches,
 )
 from watcherd.display import json_safe, printable
+from watcherd.engines.registry import default_model
 from watcherd.errors import ConfigError, JournalError
 from watcherd.history import UnknownState, check_state, history_json, history_lines
 from watcherd.identity import options_json
@@ -52,7 +53,7 @@ from watcherd.journal.configured import (
 from watcherd.log import configure_logging
 from watcherd.pause import read_pause
 from watcherd.progress import ProgressBoard
-from watcherd.usage import DEFAULT_MODEL, model_of
+from watcherd.usage import model_of
 from watcherd.watcher import watch_for
 from watcherd.web.health import journal_problem
 from watcherd.web.state import read_state
@@ -309,7 +310,7 @@ def status(paths: tuple[Path, ...], as_json: bool, only_state: str | None, usage
             extra.append(f"next {row['next_attempt_at']}")
         if row["node"]:
             extra.append(f"on node {printable(row['node'])}")
-        if row["model"] and row["model"] != DEFAULT_MODEL:
+        if row["model"] and row["model"] != default_model(row["engine"]):
             extra.append(f"model {printable(row['model'])}")
         reason = row["error"] or row["note"]
         if reason and row["state"] != "done":

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from watcherd.configkit import EngineSection
     from watcherd.engines._base import Engine
 
-__all__ = ["ENGINES", "config_sections", "engine_class"]
+__all__ = ["ENGINES", "config_section", "config_sections", "default_model", "engine_class"]
 
 ENGINES: dict[str, str] = {
     "gladia": "watcherd.engines.gladia:GladiaEngine",
@@ -39,8 +39,21 @@ def config_sections() -> tuple[EngineSection[Any], ...]:
     Light on purpose: an engine's config module imports no more than its settings need, so
     reading a config never loads a model or a client.
     """
-    sections: list[EngineSection[Any]] = []
-    for target in ENGINES.values():
-        package = target.partition(":")[0]
-        sections.append(importlib.import_module(f"{package}.config").SECTION)
-    return tuple(sections)
+    return tuple(config_section(name) for name in ENGINES)
+
+
+def config_section(name: str) -> EngineSection[Any]:
+    """The config table of the engine registered under ``name`` (KeyError for an unknown one)."""
+    package = ENGINES[name].partition(":")[0]
+    section: EngineSection[Any] = importlib.import_module(f"{package}.config").SECTION
+    return section
+
+
+def default_model(engine: str | None) -> str | None:
+    """The model a job of ``engine`` is billed under when it names none.
+
+    ``None`` is a source journaled before sources recorded their engine: watcherd then had
+    one engine, the first registered, so such a job was that engine's.
+    """
+    name = engine if engine is not None else next(iter(ENGINES))
+    return config_section(name).default_model if name in ENGINES else None

@@ -183,30 +183,49 @@ def live_html(snapshot: Snapshot, progress: Mapping[int, Progress], csrf: str,
     if snapshot.error:
         parts.append(f'<section class="error"><b>{_e(snapshot.error)}</b></section>')
     parts.append(_counts(snapshot))
+    parts.append(_working_section(snapshot, progress, now))
+    parts.append(_failed_section(snapshot, csrf, now))
+    parts.append(_waiting_section(snapshot, csrf, now))
+    if snapshot.usage is not None:
+        lines = snapshot.usage.lines()
+        parts.append('<section id="usage"><h2>Hours this month</h2><p>'
+                     + _e(lines[0]) + "</p>"
+                     + "".join(f"<p class=\"muted\">{_e(line.strip())}</p>"
+                               for line in lines[1:]) + "</section>")
+    parts.append(_charts_section(snapshot, now))
+    parts.append(_recent_section(snapshot, outputs, now))
+    parts.append(f'<p class="muted">Updated {_when(snapshot.taken_at, now)}</p>')
+    return "".join(parts)
 
+
+def _working_section(snapshot: Snapshot, progress: Mapping[int, Progress], now: float) -> str:
     rows = []
     for s in snapshot.working:
         rows.append(f'<tr data-id="{s.id}">{_name_cell(s)}<td>{_state(s.state)}</td>'
                     f"<td>{_e(_engine(s))}</td>"
                     f"{_progress_cell(s, progress.get(s.id), now)}"
                     f"<td>{_when(snapshot.since.get(s.id), now)}</td></tr>")
-    parts.append('<section id="working"><h2>In flight</h2>'
-                 + _table(("File", "State", "Engine", "Progress", "Since"), rows,
-                          "Nothing is being transcribed right now.")
-                 + (f'<p class="muted">{snapshot.queued_total} queued (settling or waiting '
-                    "for a free slot).</p>" if snapshot.queued_total else "")
-                 + "</section>")
+    return ('<section id="working"><h2>In flight</h2>'
+            + _table(("File", "State", "Engine", "Progress", "Since"), rows,
+                     "Nothing is being transcribed right now.")
+            + (f'<p class="muted">{snapshot.queued_total} queued (settling or waiting '
+               "for a free slot).</p>" if snapshot.queued_total else "")
+            + "</section>")
 
+
+def _failed_section(snapshot: Snapshot, csrf: str, now: float) -> str:
     rows = []
     for s in snapshot.failed:
         rows.append(f'<tr data-id="{s.id}">{_name_cell(s)}'
                     f'<td class="reason">{_e(printable(s.last_error or "no reason recorded"))}'
                     f"</td><td>{_when(snapshot.since.get(s.id), now)}</td>"
                     f"<td>{_retry_form(s, csrf, 'Retry')}</td></tr>")
-    parts.append('<section id="failed"><h2>Failed</h2>'
-                 + _table(("File", "Reason", "Since", ""), rows, "No failed files.")
-                 + _more(len(snapshot.failed), snapshot.failed_total) + "</section>")
+    return ('<section id="failed"><h2>Failed</h2>'
+            + _table(("File", "Reason", "Since", ""), rows, "No failed files.")
+            + _more(len(snapshot.failed), snapshot.failed_total) + "</section>")
 
+
+def _waiting_section(snapshot: Snapshot, csrf: str, now: float) -> str:
     rows = []
     for s in snapshot.waiting:
         why = s.last_error or s.note or "retry scheduled"
@@ -214,26 +233,24 @@ def live_html(snapshot: Snapshot, progress: Mapping[int, Progress], csrf: str,
                     f'<td class="why">{_e(printable(why))}</td>'
                     f"<td>{_when(s.next_attempt_at, now)}</td>"
                     f"<td>{s.attempts}</td><td>{_retry_form(s, csrf, 'Retry now')}</td></tr>")
-    parts.append('<section id="waiting"><h2>Waiting</h2>'
-                 + _table(("File", "Why", "Next attempt", "Attempts", ""), rows,
-                          "Nothing is waiting for a retry.")
-                 + _more(len(snapshot.waiting), snapshot.counts.get("waiting", 0))
-                 + "</section>")
+    return ('<section id="waiting"><h2>Waiting</h2>'
+            + _table(("File", "Why", "Next attempt", "Attempts", ""), rows,
+                     "Nothing is waiting for a retry.")
+            + _more(len(snapshot.waiting), snapshot.counts.get("waiting", 0))
+            + "</section>")
 
-    if snapshot.usage is not None:
-        lines = snapshot.usage.lines()
-        parts.append('<section id="usage"><h2>Hours this month</h2><p>'
-                     + _e(lines[0]) + "</p>"
-                     + "".join(f"<p class=\"muted\">{_e(line.strip())}</p>"
-                               for line in lines[1:]) + "</section>")
 
+def _charts_section(snapshot: Snapshot, now: float) -> str:
     hours = charts.buckets(snapshot.finished_within(charts.HOURS * 3600), now)
-    parts.append('<section id="charts"><h2>Last 24 hours</h2><div class="charts">'
-                 f"<figure>{charts.files_chart(hours)}"
-                 "<figcaption>Files finished per hour</figcaption></figure>"
-                 f"<figure>{charts.latency_chart(hours)}"
-                 "<figcaption>Drop → transcript latency, median per hour</figcaption></figure>"
-                 "</div></section>")
+    return ('<section id="charts"><h2>Last 24 hours</h2><div class="charts">'
+            f"<figure>{charts.files_chart(hours)}"
+            "<figcaption>Files finished per hour</figcaption></figure>"
+            f"<figure>{charts.latency_chart(hours)}"
+            "<figcaption>Drop → transcript latency, median per hour</figcaption></figure>"
+            "</div></section>")
+
+
+def _recent_section(snapshot: Snapshot, outputs: Mapping[int, Sequence[str]], now: float) -> str:
     rows = []
     for s in snapshot.recent:
         done = snapshot.finished.get(s.id)
@@ -245,12 +262,9 @@ def live_html(snapshot: Snapshot, progress: Mapping[int, Progress], csrf: str,
                     f"<td>{_e(s.engine or '')}</td>"
                     f'<td class="links">{links or "<span class=muted>not on disk</span>"}'
                     "</td></tr>")
-    parts.append('<section id="recent"><h2>Recently finished</h2>'
-                 + _table(("File", "Finished", "Drop → transcript", "Engine", "Transcript"),
-                          rows, "Nothing finished yet.") + "</section>")
-
-    parts.append(f'<p class="muted">Updated {_when(snapshot.taken_at, now)}</p>')
-    return "".join(parts)
+    return ('<section id="recent"><h2>Recently finished</h2>'
+            + _table(("File", "Finished", "Drop → transcript", "Engine", "Transcript"),
+                     rows, "Nothing finished yet.") + "</section>")
 
 
 def search_form(query: str = "") -> str:

@@ -89,6 +89,7 @@ def requests(draw: st.DrawFn, web_port: int, csrf: str, failed_id: int
         body = form.encode("utf-8", "surrogatepass")
     else:
         body = draw(BODIES)
+        good_csrf = False  # no form, so no token: even POST /retry must not act
     if "origin" in headers and good_host:
         headers["origin"] = draw(st.sampled_from(
             [f"http://127.0.0.1:{web_port}", "http://evil.example", headers["origin"]]))

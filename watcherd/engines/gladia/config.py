@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from watcherd.configkit import DELETE_AFTER, EngineSection, Note, Row, SectionParser
 from watcherd.credentials import Secret, secret_problem, strip_secret
-from watcherd.engines.gladia.options import OPTIONS
+from watcherd.engines.gladia.options import DEFAULT_MODEL, OPTIONS
 from watcherd.errors import ConfigError
 from watcherd.log import REDACTED
 
@@ -170,4 +170,5 @@ def rows(gladia: GladiaConfig) -> list[Row | Note]:
 SECTION: EngineSection[GladiaConfig] = EngineSection(
     name="gladia", parse=parse, default=GladiaConfig, rows=rows, options=OPTIONS,
     internal_names={("gladia", "api_key_origin"): "api_key or api_key_file"},
+    default_model=DEFAULT_MODEL,
 )

@@ -13,7 +13,6 @@ import collections
 import contextlib
 import functools
 import os
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -36,6 +35,7 @@ from watcherd.engines.gladia.jobtime import (
     queued_schedule,
 )
 from watcherd.engines.gladia.queueahead import QueueBudget, QueueModel
+from watcherd.engines.gladia.refusals import refusal_reason
 from watcherd.errors import (
     AuthError,
     GladiaError,
@@ -87,6 +87,16 @@ PLAN_FULL_WAIT = 0.5
 LIMIT_WAIT = 300.0
 # How long the hours billed are reused before the journal is read again (every node's jobs).
 USAGE_CACHE_SECONDS = 2.0
+
+
+#: No size limit on a source whose audio alone is sent (the track is checked instead).
+_NO_LIMIT = 1 << 62
+
+
+def _extract_timeout(size: int) -> float:
+    """How long writing the audio track of a ``size``-byte source may take: generous (a
+    slow disk reads 20 MB/s; encoding an hour takes about a minute of one core)."""
+    return 600.0 + size / (20 * 1024 * 1024)
 
 
 class Later(Exception):
@@ -236,7 +246,7 @@ class GladiaPipeline:
             if not exc.maybe_sent:
                 self.health.down(exc)
         except PermanentGladiaError as exc:
-            outcomes.fail(self.journal, source_id, _permanent_reason(exc))
+            outcomes.fail(self.journal, source_id, refusal_reason(exc))
         except (SourceError, OutputsNotWritten, OSError) as exc:
             # The file, or where its transcript goes, is the trouble: the same for every engine.
             await outcomes.file_trouble(self.journal, source_id, exc, self.retry)
@@ -705,16 +715,6 @@ class GladiaPipeline:
 
 
 
-#: No size limit on a source whose audio alone is sent (the track is checked instead).
-_NO_LIMIT = 1 << 62
-
-
-def _extract_timeout(size: int) -> float:
-    """How long writing the audio track of a ``size``-byte source may take: generous (a
-    slow disk reads 20 MB/s; encoding an hour takes about a minute of one core)."""
-    return 600.0 + size / (20 * 1024 * 1024)
-
-
 def poll_cap_for(audio_seconds: float | None, policy: RetryPolicy) -> float:
     """The longest wait between polls for a recording of this length.
 
@@ -729,43 +729,6 @@ def poll_cap_for(audio_seconds: float | None, policy: RetryPolicy) -> float:
 
 def _newest(jobs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     return max(jobs, key=lambda j: str(j.get("created_at", "")))
-
-
-#: Words by which a reason already says what to do.
-_ACTIONS = ("watcherd retry", "replace", "split it", "check [gladia]")
-
-
-# How Gladia's (class-validator) messages name a field: "property x should not exist", or
-# the field's path first ("language_config.languages must ...").
-_UNKNOWN_FIELD = re.compile(r"property (\S+) should not exist")
-_FIELD_FIRST = re.compile(r"([A-Za-z_][\w]*(?:\.[\w]+)*) (?:must|should)\b")
-
-
-def options_named(errors: Sequence[str]) -> list[str]:
-    """The options Gladia's validation errors are about, in order, each once."""
-    names: list[str] = []
-    for error in errors:
-        found = _UNKNOWN_FIELD.search(error) or _FIELD_FIRST.match(error)
-        if found is not None and found.group(1) not in names:
-            names.append(found.group(1))
-    return names
-
-
-def _permanent_reason(exc: PermanentGladiaError) -> str:
-    if exc.status in (400, 422) and exc.validation_errors:
-        named = [n for n in options_named(exc.validation_errors)
-                 if n.split(".")[0] not in ("audio_url", "custom_metadata")]
-        which = (f" about the option{'s' if len(named) > 1 else ''} {', '.join(named)}"
-                 if named else "")
-        return (f"Gladia refused the request{which}: {exc.describe()}; fix the options of "
-                "this folder in the config ([defaults.options] / [watch.options]; an option "
-                "Gladia does not know is removed or renamed) and run `watcherd retry`")
-    text = exc.describe()
-    if not any(action in text for action in _ACTIONS):
-        # A refusal the client had no specific words for: say what can help.
-        text += ("; fix what Gladia names (the folder's options in [watch.options], or the "
-                 "file), then run `watcherd retry`")
-    return text
 
 
 def _json(value: Any) -> str:

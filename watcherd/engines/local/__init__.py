@@ -16,6 +16,7 @@ import structlog
 
 from watcherd.config import Config
 from watcherd.engines._base import Capabilities, Engine, EngineContext
+from watcherd.engines.local.decoding import Tuning
 from watcherd.engines.local.model import (
     BUNDLED,
     ModelError,
@@ -26,7 +27,7 @@ from watcherd.engines.local.model import (
     local_engine_installed,
 )
 from watcherd.engines.local.pipeline import LocalPipeline
-from watcherd.engines.local.runner import TranscriberPool, Tuning
+from watcherd.engines.local.runner import TranscriberPool
 
 log = structlog.get_logger("watcherd.engines.local")
 

@@ -152,7 +152,7 @@ def test_doctor_warns_of_options_watcherd_does_not_know(tmp_path: Path) -> None:
 
 
 def test_gladias_validation_errors_name_the_option() -> None:
-    from watcherd.engines.gladia.pipeline import options_named
+    from watcherd.engines.gladia.refusals import options_named
 
     assert options_named([
         "property speaker_magic should not exist",
@@ -166,7 +166,7 @@ def test_gladias_validation_errors_name_the_option() -> None:
 @given(errors=st.lists(st.text(max_size=60), max_size=5))
 def test_options_named_of_any_answer(errors: list[str]) -> None:
     """Gladia's words are outside input: any text gives names found in it, never a crash."""
-    from watcherd.engines.gladia.pipeline import options_named
+    from watcherd.engines.gladia.refusals import options_named
 
     for name in options_named(errors):
         assert any(name in error for error in errors)

@@ -32,19 +32,17 @@ from tests.speech import (
 )
 from watcherd import outputs
 from watcherd.config import parse_config
+from watcherd.engines.local.decoding import DecodePlan, build_job, plan_for
 from watcherd.engines.local.model import ensure_model, local_engine_installed
 from watcherd.engines.local.pipeline import LocalPipeline
 from watcherd.engines.local.runner import (
     BATCH_SECONDS,
     BATCH_SIZE,
     MAX_AUTO_THREADS,
-    DecodePlan,
     LocalEngineError,
     TranscriberPool,
     auto_layout,
     available_cpus,
-    build_job,
-    plan_for,
 )
 from watcherd.errors import ConfigError, SourceError
 from watcherd.identity import content_key, hash_file, options_json

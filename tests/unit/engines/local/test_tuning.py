@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from watcherd.config import parse_config
-from watcherd.engines.local.runner import Tuning, plan_for
+from watcherd.engines.local.decoding import Tuning, plan_for
 from watcherd.errors import ConfigError
 
 # -- [local] keys (no model needed) ------------------------------------------------------

@@ -1,40 +1,34 @@
-"""Configuration: find the TOML file, validate every key, return frozen dataclasses."""
+"""Checking the TOML data: every key of every core table, each problem collected, all
+reported at once (the engines check their own tables through the same SectionParser)."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import copy
-import dataclasses
-import hashlib
 import importlib
 import importlib.util
 import ipaddress
 import os
 import re
 import socket
-import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import fields
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast, get_args
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-import platformdirs
-
-from watcherd.configkit import DELETE_AFTER, EngineOptions, EngineSection, SectionParser
+from watcherd.configkit import DELETE_AFTER, EngineSection, SectionParser
 from watcherd.credentials import Secret as Secret
 from watcherd.credentials import strip_secret
 from watcherd.errors import ConfigError
-from watcherd.outputs import FORMATS
 from watcherd.outputs.facts import MdTemplate
 from watcherd.outputs.formats import DEFAULT_OUTPUTS as DEFAULT_OUTPUTS
 from watcherd.outputs.formats import default_outputs as default_outputs
 from watcherd.outputs.job import SPEAKER_NAME_MAX, speaker_name, speaker_number
 from watcherd.outputs.note import TEMPLATE_FIELDS
-from watcherd.outputs.settings import SUBTITLE_NAMES, OutputSettings, SubtitleNames
-from watcherd.outputs.templates import DEFAULT_NAME, check_fields, check_name
+from watcherd.outputs.settings import SUBTITLE_NAMES
+from watcherd.outputs.templates import check_fields, check_name
 from watcherd.retry import RETRY_KEYS, RetryPolicy
 from watcherd.roots import FollowLinks as FollowLinks
 
@@ -45,448 +39,48 @@ if TYPE_CHECKING:
     from watcherd.engines.gladia.config import GladiaConfig as GladiaConfig
     from watcherd.engines.local.config import LOCAL_COMPUTE_TYPES as LOCAL_COMPUTE_TYPES
     from watcherd.engines.local.config import LocalConfig as LocalConfig
-
-# "auto" or a name from the engine registry (watcherd/engines/registry.py).
-EngineName = str
-LogFormat = Literal["auto", "json", "console"]
-PollMode = Literal["auto", "always", "never"]
-# The formats [defaults] / [[watch]] outputs may list: whatever the outputs module writes.
-OUTPUT_FORMATS: tuple[str, ...] = FORMATS
-
-
-
-def engine_names() -> tuple[EngineName, ...]:
-    """``auto`` and every registered engine (read when a config is parsed, not at import)."""
-    from watcherd.engines.registry import ENGINES
-
-    return ("auto", *ENGINES)
-
-
-def engine_sections() -> tuple[EngineSection[Any], ...]:
-    """Each engine's own table, declared by the engine (read when needed, not at import)."""
-    from watcherd.engines.registry import config_sections
-
-    return config_sections()
-
-
-def engine_options() -> EngineOptions:
-    """How the options of [defaults.options] / [watch.options] are checked: by their engine."""
-    return next(s.options for s in engine_sections() if s.options is not None)
-
-
-# Names that moved into the engines' packages, still importable from here.
-_MOVED = {
-    "API_KEY_ENV_VAR": "watcherd.engines.gladia.config",
-    "GladiaConfig": "watcherd.engines.gladia.config",
-    "LOCAL_COMPUTE_TYPES": "watcherd.engines.local.config",
-    "LocalConfig": "watcherd.engines.local.config",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
-LOG_LEVELS = ("debug", "info", "warning", "error")
-POLL_MODES: tuple[PollMode, ...] = ("auto", "always", "never")
-#: Which symbolic links a watch follows: only those that stay beneath its root (Samba's
-#: ``wide links = no``), or any (a link in the inbox can then send any file the daemon can read).
-FOLLOW_LINKS: tuple[FollowLinks, ...] = get_args(FollowLinks)
-CONFIG_ENV_VAR = "WATCHERD_CONFIG"
-# A module attribute (not a literal inside find_config) so tests can point it at tmp_path.
-SYSTEM_CONFIG_PATH = Path("/etc/watcherd/config.toml")
-
-MIN_SCAN_INTERVAL_SECONDS = 5.0
-
-# The core tables; each engine's own table ([gladia], [local]) is allowed as well.
-_TOP_KEYS = (
-    "engine", "journal", "log", "scan", "callback", "webhook", "defaults",
-    "hooks", "notify", "metrics", "retry", "http", "node",
-    "watch",
+from watcherd.config.model import (
+    _CALLBACK_KEYS,
+    _DEFAULTS_KEYS,
+    _HTTP_KEYS,
+    _JOURNAL_KEYS,
+    _TOP_KEYS,
+    _WATCH_KEYS,
+    _WEBHOOK_KEYS,
+    DEFAULT_HISTORY_DAYS,
+    DEFAULT_HTTP_LISTEN,
+    DEFAULT_LEASE_SECONDS,
+    FALLBACKS,
+    FOLLOW_LINKS,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    MIN_HTTP_TOKEN_CHARS,
+    MIN_SCAN_INTERVAL_SECONDS,
+    NOTIFY_EVENTS,
+    NOTIFY_EXTRA_HINT,
+    OUTPUT_FORMATS,
+    POLL_MODES,
+    WATCH_ID_RE,
+    WEBHOOK_SECRET_PREFIX,
+    CallbackConfig,
+    Config,
+    EngineName,
+    HooksConfig,
+    HttpConfig,
+    LogFormat,
+    NotifyConfig,
+    NotifyRoute,
+    WatchConfig,
+    WatchDefaults,
+    WebhookConfig,
+    default_journal_path,
+    engine_names,
+    engine_options,
+    engine_sections,
 )
-_CALLBACK_KEYS = ("listen", "public_url")
-_WEBHOOK_KEYS = ("secret", "secret_file")
-_HTTP_KEYS = ("listen", "token_file")
-DEFAULT_HTTP_LISTEN = "127.0.0.1:8765"
-# A token shorter than this is guessable by a patient script on the network.
-MIN_HTTP_TOKEN_CHARS = 16
-WEBHOOK_SECRET_PREFIX = "whsec_"
-_DEFAULTS_KEYS = ("outputs", "settle_seconds", "recursive", "include", "exclude", "poll", "options",
-                  "fallback", "follow_links", "output_dir", "output_name", "subtitle_names",
-                  "md_template", "speakers", "delete_after")
-_WATCH_KEYS = ("path", "id", "engine", "notify", *_DEFAULTS_KEYS)
-_JOURNAL_KEYS = ("path", "url", "lease_seconds", "history_days")
-#: A watch id: what the shared journal stores paths relative to (letters, digits, . _ -).
-WATCH_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-DEFAULT_LEASE_SECONDS = 30.0
-# Events older than this many days are folded into a summary per file ([journal] history_days).
-DEFAULT_HISTORY_DAYS = 365.0
-FALLBACKS = ("none", "local")
 
+__all__ = ["ConfigChecker", "reject_nesting"]
 
-@dataclass(frozen=True, kw_only=True)
-class WatchDefaults:
-    """The ``[defaults]`` table: what every ``[[watch]]`` (and ``run --watch DIR``) starts from."""
-
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = DEFAULT_OUTPUTS
-    settle_seconds: float = 2.0
-    recursive: bool = True
-    poll: PollMode = "auto"
-    options: Mapping[str, Any] = field(default_factory=dict)
-    fallback: str = "none"
-    follow_links: FollowLinks = "inside"
-    # Where outputs go, mirroring the source's path below its root; None: beside the source.
-    output_dir: Path | None = None
-    output_name: str = DEFAULT_NAME
-    subtitle_names: SubtitleNames = "plain"
-    md_template: MdTemplate | None = None
-    # [watch.speakers]: (speaker number, 0-based; name).
-    speakers: tuple[tuple[int, str], ...] = ()
-    # Whether this folder's Gladia jobs are deleted once done; None: [gladia] delete_after.
-    delete_after: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class WatchConfig(WatchDefaults):
-    """One ``[[watch]]`` table: a folder, with the ``[defaults]`` already applied."""
-
-    path: Path
-    # This folder's engine; None means the [engine] name of the whole config.
-    engine: EngineName | None = None
-    # The name the shared journal stores this folder's paths under ("" = derived from path).
-    id: str = ""
-
-    @property
-    def watch_id(self) -> str:
-        """The watch's id: its ``id``, or one derived from its path (:func:`default_watch_id`)."""
-        return self.id or default_watch_id(self.path)
-
-    @property
-    def output_settings(self) -> OutputSettings:
-        """What this watch asks of its outputs, as the outputs module takes it."""
-        return OutputSettings(formats=tuple(self.outputs), output_dir=self.output_dir,
-                              name=self.output_name, subtitle_names=self.subtitle_names,
-                              md_template=self.md_template, speakers=self.speakers,
-                              watch_id=self.watch_id)
-
-
-def default_watch_id(path: Path) -> str:
-    """A watch id from a folder's path: its last component and a short hash of the whole path.
-
-    Stable for one path; two nodes that mount the share at different places derive different
-    ids, so those must set ``[[watch]] id`` to the same name on every node.
-    """
-    digest = hashlib.blake2b(os.fsencode(str(path)), digest_size=3).hexdigest()
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.name).strip("._-")[:40] or "root"
-    return f"{stem}-{digest}"
-
-
-def watch_roots(watches: Sequence[WatchConfig]) -> dict[str, str]:
-    """``{watch id: local root}`` for a shared journal (paths stored relative to the ids)."""
-    return {w.watch_id: str(w.path) for w in watches}
-
-
-@dataclass(frozen=True)
-class CallbackConfig:
-    """The ``[callback]`` table: where the embedded listener binds and how Gladia reaches it."""
-
-    host: str
-    port: int
-    # The URL at which Gladia reaches the listener (a reverse proxy or tunnel), without the
-    # token; None means http://host:port itself.
-    public_url: str | None = None
-
-
-@dataclass(frozen=True)
-class WebhookConfig:
-    """The ``[webhook]`` table: the signing secret of Gladia's dashboard webhooks."""
-
-    secret: Secret
-    # Where the secret was read from ([webhook] secret_file); None when given inline.
-    secret_file: Path | None = None
-
-
-@dataclass(frozen=True)
-class HttpConfig:
-    """The ``[http]`` table: the local status page, /metrics and /healthz."""
-
-    # None when ``listen = ""`` turned the page off.
-    address: tuple[str, int] | None = ("127.0.0.1", 8765)
-    token_file: Path | None = None
-    # The token read from token_file (None without one, or where it is not readable by a
-    # command that does not serve the page).
-    token: Secret | None = None
-
-    @property
-    def listen(self) -> str:
-        """The address as ``[http] listen`` spells it ("" when off)."""
-        if self.address is None:
-            return ""
-        host, port = self.address
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _default_local() -> LocalConfig:
-    section = next(s for s in engine_sections() if s.name == "local")
-    local: LocalConfig = section.default()
-    return local
-
-
-@dataclass(frozen=True)
-class HooksConfig:
-    """The ``[hooks]`` table: commands (argv lists, no shell) run after a file ends."""
-
-    on_done: tuple[str, ...] = ()
-    on_failed: tuple[str, ...] = ()
-    timeout_seconds: float = 60.0
-
-
-#: What ``[notify] on`` may name: a file done, a file failed, work paused for a person.
-NOTIFY_EVENTS = ("done", "failed", "paused")
-NOTIFY_EXTRA_HINT = "install the extra: pip install 'watcherd[notify]' (it brings Apprise)"
-
-
-@dataclass(frozen=True)
-class NotifyRoute:
-    """Where one watch's notifications go: Apprise URLs (secrets) and the events sent."""
-
-    urls: tuple[Secret, ...] = ()
-    on: tuple[str, ...] = NOTIFY_EVENTS
-
-
-@dataclass(frozen=True)
-class NotifyConfig:
-    """The ``[notify]`` table (watcherd.notify): URLs, events, batching, per-watch routes."""
-
-    urls: tuple[Secret, ...] = ()
-    on: tuple[str, ...] = NOTIFY_EVENTS
-    batch_seconds: float = 60.0
-    #: ``[[watch]] notify = {...}`` by watch root: that folder's own URLs and events.
-    watches: tuple[tuple[Path, NotifyRoute], ...] = ()
-
-    @property
-    def enabled(self) -> bool:
-        """Whether any notification can be sent at all."""
-        return bool(self.urls) or any(route.urls for _, route in self.watches)
-
-
-@dataclass(frozen=True)
-class Config:
-    """The whole validated configuration."""
-
-    source: Path | None
-    gladia: GladiaConfig
-    engine: EngineName
-    local_model: str
-    journal_path: Path
-    log_format: LogFormat
-    log_level: str
-    watches: tuple[WatchConfig, ...]
-    scan_interval_seconds: float = 300.0
-    defaults: WatchDefaults = field(default_factory=WatchDefaults)
-    callback: CallbackConfig | None = None
-    webhook: WebhookConfig | None = None
-    local: LocalConfig = field(default_factory=_default_local)
-    # With fallback = "local", how long Gladia must be unreachable before a file goes local.
-    fallback_after_seconds: float = 600.0
-    hooks: HooksConfig = field(default_factory=HooksConfig)
-    notify: NotifyConfig = field(default_factory=NotifyConfig)
-    # A Prometheus textfile (node_exporter's textfile collector) refreshed while running.
-    metrics_textfile: Path | None = None
-    # Every retry wait and budget ([retry]; the defaults suit production).
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    http: HttpConfig = field(default_factory=HttpConfig)
-    # A PostgreSQL journal shared by several nodes ([journal] url); None: the SQLite file at
-    # journal_path (which then still names this node's state folder for its own files).
-    journal_url: str | None = None
-    # How long a node's claim on a source outlives its last renewal ([journal] lease_seconds).
-    lease_seconds: float = DEFAULT_LEASE_SECONDS
-    # Events older than this are folded into a per-file summary ([journal] history_days).
-    history_days: float = DEFAULT_HISTORY_DAYS
-    # This daemon's name in a shared journal ([node] name; default the host name).
-    node_name: str = field(default_factory=socket.gethostname)
-    # What loads but is probably a mistake (an option watcherd does not know): logged at start.
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def journal_location(self) -> Path | str:
-        """Where the journal is: the PostgreSQL URL when set, else the SQLite file."""
-        return self.journal_url if self.journal_url is not None else self.journal_path
-
-
-# -- public API ------------------------------------------------------------------------------
-
-
-def secret_values(value: object) -> list[str]:
-    """Every secret inside ``value`` (a config or any part of one), for redaction."""
-    if isinstance(value, Secret):
-        return [value.reveal()] if value.reveal() else []
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return [s for f in fields(value) for s in secret_values(getattr(value, f.name))]
-    if isinstance(value, list | tuple):
-        return [s for v in value for s in secret_values(v)]
-    return []
-
-
-
-def default_journal_path() -> Path:
-    """Where the journal lives when ``[journal] path`` is not set: the user state dir."""
-    return Path(platformdirs.user_state_dir("watcherd")) / "journal.db"
-
-
-def user_config_path() -> Path:
-    """The per-user config file (``~/.config/watcherd/config.toml`` on Linux)."""
-    return Path(platformdirs.user_config_dir("watcherd")) / "config.toml"
-
-
-def find_config(explicit: Path | None, env: Mapping[str, str]) -> Path | None:
-    """The config file to use: --config, $WATCHERD_CONFIG, the user dir, /etc; None if none."""
-    if explicit is not None:
-        _require_file(explicit, "given with --config")
-        return explicit
-    named = env.get(CONFIG_ENV_VAR, "")
-    if named:
-        path = Path(os.path.expanduser(named))
-        _require_file(path, f"named by ${CONFIG_ENV_VAR}")
-        return path
-    for candidate in (user_config_path(), SYSTEM_CONFIG_PATH):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def load_config(explicit: Path | None = None, *, env: Mapping[str, str] | None = None,
-                need_key: bool = True) -> Config:
-    """Find, read and validate the config; with no file, the defaults and no watches.
-
-    ``need_key=False`` (status, retry, service install) tolerates an api_key_file that cannot
-    be read here, such as a systemd credential that exists only while the service runs.
-    """
-    env = os.environ if env is None else env
-    path = find_config(explicit, env)
-    if path is None:
-        return parse_config({}, source=None, env=env)
-    return parse_config(_read_toml(path), source=path, env=env, need_key=need_key)
-
-
-def parse_config(data: Mapping[str, Any], *, source: Path | None, env: Mapping[str, str],
-                 need_key: bool = True) -> Config:
-    """Validate parsed TOML ``data`` read from ``source`` into a :class:`Config`."""
-    return _Parser(source, env, need_key=need_key).parse(data)
-
-
-def with_extra_watches(config: Config, paths: Sequence[Path]) -> Config:
-    """``config`` plus one watch per path (``run --watch DIR``), built from ``[defaults]``.
-
-    A path already watched is skipped; one nested inside (or around) another watch is an error.
-    """
-    watches = list(config.watches)
-    in_file = f" in {config.source}" if config.source is not None else ""
-    labels = [f"watch[{i}].path{in_file}" for i in range(1, len(watches) + 1)]
-    for raw in paths:
-        path = Path(os.path.expanduser(str(raw))).resolve()
-        if any(w.path == path for w in watches):
-            continue
-        label = f"--watch {path}"
-        for other, other_label in zip(watches, labels, strict=True):
-            _reject_nesting(label, path, other_label, other.path, where=None)
-        inherited = {f.name: getattr(config.defaults, f.name) for f in fields(WatchDefaults)}
-        inherited["options"] = copy.deepcopy(dict(config.defaults.options))
-        watches.append(WatchConfig(path=path, **inherited))
-        labels.append(label)
-    return replace(config, watches=tuple(watches))
-
-
-def reject_file_roots(config: Config) -> None:
-    """Refuse a configured watch root that is a file, as ``run --watch FILE`` is refused.
-
-    A missing folder is fine (the watcher waits for it to appear: a mount not up yet); a file
-    never becomes a folder, so waiting for it would only hide the mistake. Asked by ``run``
-    (and on reload) rather than by every command that reads the config: ``status`` must not
-    stat the watch roots.
-    """
-    in_file = f" in {config.source}" if config.source is not None else ""
-    for number, watch in enumerate(config.watches, start=1):
-        if watch.path.is_file():
-            raise ConfigError(
-                f"watch[{number}].path{in_file}: {watch.path} is a file, not a folder; "
-                "expected the folder to watch (the file's folder, or another one)"
-            )
-
-
-# -- reading ---------------------------------------------------------------------------------
-
-
-def _require_file(path: Path, how: str) -> None:
-    if not path.exists():
-        raise ConfigError(f"{path}: no such config file ({how})")
-    if not path.is_file():
-        raise ConfigError(f"{path}: not a file ({how}); expected a TOML config file")
-
-
-_TOML_POSITION = re.compile(r"^(?P<msg>.*?)\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)$")
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{path}: not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8"
-        ) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {toml_error(text, str(exc))}") from None
-
-
-def _parses(text: str) -> bool:
-    try:
-        tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
-        return False
-    return True
-
-
-def toml_error(text: str, message: str) -> str:
-    """tomllib's ``message`` about ``text`` as "line L, column C: invalid TOML: what".
-
-    tomllib says "(at end of document)" for whatever is still open at the end (an array, an
-    inline table, a string): the statement at fault is the one after the longest run of
-    lines that parses, so that is where the line and column point.
-    """
-    found = _TOML_POSITION.match(message)
-    if found:
-        return f"line {found['line']}, column {found['col']}: invalid TOML: {found['msg']}"
-    what = message.removesuffix(" (at end of document)")
-    # Lines as TOML counts them: ended by "\n" only (str.splitlines knows more breaks).
-    lines = [part for part in re.split(r"(?<=\n)", text) if part]
-    good = next(count for count in range(len(lines), -1, -1)
-                if _parses("".join(lines[:count])))
-    if good >= len(lines):
-        return f"invalid TOML: {message}"
-    line = lines[good]
-    column = len(line) - len(line.lstrip()) + 1
-    still = ""
-    if "=" in line and not _parses("".join(lines[good:])):
-        # Point at the bracket or quote that opened what the end of the file left open.
-        value = line.index("=")
-        starts = sorted((i, ch) for i, ch in ((line.find(ch, value), ch) for ch in "[{\"'")
-                        if i >= 0)
-        if starts:
-            column = starts[0][0] + 1
-            noun = {"[": "array", "{": "inline table"}.get(starts[0][1], "string")
-            still = f" (the file ends before the {noun} opened here is closed)"
-    return f"line {good + 1}, column {column}: invalid TOML: {what}{still}"
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -543,7 +137,7 @@ def _all_problems(where: str, problems: Sequence[str]) -> str:
     return f"{where}: {len(problems)} problems:\n" + "\n".join(f"  - {line}" for line in lines)
 
 
-def _reject_nesting(
+def reject_nesting(
     label: str, path: Path, other_label: str, other: Path, *, where: str | None
 ) -> None:
     prefix = f"{where}: " if where else ""
@@ -595,7 +189,7 @@ def _reject_outputs_as_inputs(watches: Sequence[WatchConfig], where: str) -> Non
                     f'add exclude = ["{rel}"] to that watch, or choose a folder outside it')
 
 
-class _Parser(SectionParser):
+class ConfigChecker(SectionParser):
     """Walks the TOML data once, noting every problem; the engines' tables are theirs."""
 
     def model_name_hint(self, table: str, name: str) -> str:
@@ -1084,7 +678,7 @@ class _Parser(SectionParser):
             self.fail(f"{prefix}.path", "missing; expected the folder to watch")
         path = self.path(table["path"], f"{prefix}.path")
         for index, other in enumerate(watches, start=1):
-            _reject_nesting(
+            reject_nesting(
                 f"{prefix}.path", path, f"watch[{index}].path", other.path, where=self.where
             )
         warned = len(self.warnings)
