@@ -18,6 +18,7 @@ from typing import Any
 
 from watcherd import fserrors, roots
 from watcherd.errors import SourceError
+from watcherd.wavehead import HEAD_BYTES, wave_duration
 
 MAX_BYTES = 1000 * 1024 * 1024
 #: Set to 1 to behave as if PyAV were not installed: a video is then sent whole.
@@ -250,10 +251,20 @@ def audio_duration(path: Path) -> float | None:
 
 
 def _duration(fd: int, name: str) -> float | None:
-    """The duration from the headers of the open source: mutagen first, then PyAV.
+    """The duration from the headers of the open source: a plain WAV's from its first bytes,
+    else mutagen's, then PyAV's.
 
     Raises :class:`SourceError` when reading failed (an I/O error, not odd content).
     """
+    # One read, no mutagen, for the commonest recording format; what this cannot answer for
+    # certain is probed below exactly as before (see watcherd.wavehead).
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+    except OSError as exc:
+        raise read_error(exc) from None
+    seconds = wave_duration(read_some(fd, HEAD_BYTES), name)
+    if seconds is not None and math.isfinite(seconds):
+        return seconds
     # Unbuffered on purpose: io.BufferedReader retries a raw read that raised EINTR, for ever
     # if it keeps failing; mutagen and PyAV read headers in pieces large enough as it is.
     reader = SourceReader(fd, name)

@@ -10,6 +10,7 @@ where the databases really differ are named fragments (:data:`FRAGMENTS`), fille
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -74,8 +75,13 @@ def _fill(dialect: Dialect, match: re.Match[str]) -> str:
     return FRAGMENTS[dialect][name].format(arg=arg)
 
 
+@functools.lru_cache(maxsize=1024)
 def adapt(dialect: Dialect, text: str) -> str:
-    """A statement written for both (``:name``, ``{FRAGMENT}``) as ``dialect`` runs it."""
+    """A statement written for both (``:name``, ``{FRAGMENT}``) as ``dialect`` runs it.
+
+    Cached: statements built at run time repeat (one ``UPDATE`` per set of columns changed),
+    and each file on its way to the queue runs several.
+    """
     text = _TOKEN.sub(lambda m: _fill(dialect, m), text)
     if dialect == "postgres":
         text = _PARAM.sub(r"%(\1)s", text.replace("%", "%%"))

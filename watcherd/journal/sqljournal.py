@@ -377,12 +377,13 @@ class SQLJournal(Journal):
                     row.changed_at != source.changed_at
                 ) or row.options_json != source.options_json:
                     continue
+                # Settling leaves the row's state, changed_at and options as they are, so a
+                # repeat later in the batch is checked against the row as read (no re-read).
                 self._move(
                     row, "pending", actor="worker", reason="settled and hashed",
                     sha256=digest, content_key=key, note="queued",
                     size=st.size, mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode,
                 )
-                current[source.id] = self.get(source.id)  # a repeat in the batch sees it
                 recorded.append(source.id)
         return recorded
 

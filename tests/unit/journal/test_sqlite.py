@@ -320,3 +320,29 @@ class TestSettleMany:
         assert recorded == [a.id]
         assert journal.get(a.id).content_key == "ka"
         assert journal.get(b.id).content_key is None
+
+
+class TestRows:
+    """Rows become sources by column name, whatever order a journal's history left them in."""
+
+    def test_columns_in_another_order_read_the_same(self, journal: Journal,
+                                                    tmp_path: Path) -> None:
+        """A sources table whose columns are in reverse order (as migrations that append
+        columns can leave an old journal) reads as the same sources, paths decoded."""
+        latin1 = "/in/caf\udce9.wav"  # a name that is not UTF-8, stored behind its mark
+        a, b = journal.observe_many([(latin1, "/in", _stat(), "{}"),
+                                     ("/in/b.wav", "/in", _stat(), "{}")])
+        journal.transition(b, "done", actor="w", sha256="s", content_key="k",
+                           output_base="/in/b", done_at=1.0)
+        before = journal.all()
+        assert [s.path for s in before] == [latin1, "/in/b.wav"]
+        conn = sqlite3.connect(tmp_path / "state" / "journal.db")
+        names = [r[1] for r in conn.execute("PRAGMA table_info(sources)")]
+        with conn:
+            conn.execute("ALTER TABLE sources RENAME TO sources_old")
+            conn.execute("CREATE TABLE sources AS SELECT "
+                         + ", ".join(reversed(names)) + " FROM sources_old")
+        conn.close()
+        assert journal.all() == before
+        assert journal.get(a.id) == before[0]
+        assert journal.by_path("/in/b.wav") == before[1]
