@@ -19,11 +19,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-__all__ = ["MAX_CONNECTIONS", "PER_ADDRESS", "ConnectionLimiter", "ConnectionLimits", "Slot",
-           "is_hangup", "peer_address"]
+__all__ = [
+    "MAX_CONNECTIONS",
+    "PER_ADDRESS",
+    "ConnectionLimiter",
+    "ConnectionLimits",
+    "Slot",
+    "is_hangup",
+    "is_loopback",
+    "peer_address",
+]
 
 #: Connections held at once, in all and from one client address.
 MAX_CONNECTIONS = 32
@@ -113,6 +122,17 @@ class ConnectionLimiter:
         if address is None:
             return len(self._slots)
         return sum(1 for s in self._slots.values() if s.address == address)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine: ``localhost`` or a loopback
+    address. Anything else, a name included, may be reached from elsewhere."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def peer_address(peername: object) -> str:

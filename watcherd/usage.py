@@ -72,10 +72,10 @@ def _default_model(engine: str | None) -> str | None:
     return default_model(engine)
 
 
-def _first_engine() -> str:
-    from watcherd.engines.registry import ENGINES
+def _recorded_engine(engine: str | None) -> str:
+    from watcherd.engines.registry import recorded_engine
 
-    return next(iter(ENGINES))
+    return recorded_engine(engine)
 
 
 def _number(value: Any) -> float | None:
@@ -117,11 +117,10 @@ def job_usage(job: Mapping[str, Any], *, now: float) -> JobUsage:
     engine = job.get("engine")
     params = job.get("request_params")
     model = params.get("model") if isinstance(params, Mapping) else None
-    if not isinstance(engine, str):
-        engine = None  # a job stored before job objects named their engine
+    engine = _recorded_engine(engine if isinstance(engine, str) else None)
     if not isinstance(model, str):
         model = _default_model(engine)
-    return JobUsage(engine=engine or _first_engine(), billing_seconds=billing,
+    return JobUsage(engine=engine, billing_seconds=billing,
                     audio_seconds=audio, model=model,
                     finished_at=_moment(job.get("completed_at")) or now)
 

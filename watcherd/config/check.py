@@ -15,30 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-from watcherd.configkit import DELETE_AFTER, EngineSection, SectionParser
-from watcherd.credentials import Secret as Secret
-from watcherd.credentials import strip_secret
-from watcherd.errors import ConfigError
-from watcherd.outputs.facts import MdTemplate
-from watcherd.outputs.formats import DEFAULT_OUTPUTS as DEFAULT_OUTPUTS
-from watcherd.outputs.formats import default_outputs as default_outputs
-from watcherd.outputs.job import SPEAKER_NAME_MAX, speaker_name, speaker_number
-from watcherd.outputs.note import TEMPLATE_FIELDS
-from watcherd.outputs.settings import SUBTITLE_NAMES
-from watcherd.outputs.templates import check_fields, check_name
-from watcherd.retry import RETRY_KEYS, RetryPolicy
-from watcherd.roots import FollowLinks as FollowLinks
-
-if TYPE_CHECKING:
-    # Types only: at run time the engines' sections are found through the engine registry
-    # (engines import this module, so importing them here would make a cycle).
-    from watcherd.engines.gladia.config import API_KEY_ENV_VAR as API_KEY_ENV_VAR
-    from watcherd.engines.gladia.config import GladiaConfig as GladiaConfig
-    from watcherd.engines.local.config import LOCAL_COMPUTE_TYPES as LOCAL_COMPUTE_TYPES
-    from watcherd.engines.local.config import LocalConfig as LocalConfig
 from watcherd.config.model import (
     _CALLBACK_KEYS,
     _DEFAULTS_KEYS,
@@ -78,21 +57,21 @@ from watcherd.config.model import (
     engine_options,
     engine_sections,
 )
+from watcherd.configkit import DELETE_AFTER, EngineSection, SectionParser
+from watcherd.connections import is_loopback
+from watcherd.credentials import Secret, strip_secret
+from watcherd.errors import ConfigError
+from watcherd.outputs.facts import MdTemplate
+from watcherd.outputs.job import SPEAKER_NAME_MAX, speaker_name, speaker_number
+from watcherd.outputs.note import TEMPLATE_FIELDS
+from watcherd.outputs.settings import SUBTITLE_NAMES
+from watcherd.outputs.templates import check_fields, check_name
+from watcherd.retry import RETRY_KEYS, RetryPolicy
 
 __all__ = ["ConfigChecker", "reject_nesting"]
 
 
-
 # -- validation ------------------------------------------------------------------------------
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # Names of the internal model (printed by `config show` before it spoke the file's language)
@@ -494,7 +473,7 @@ class ConfigChecker(SectionParser):
                     self.fail("http.token_file",
                               f"{token_file} must hold one word of at least "
                               f"{MIN_HTTP_TOKEN_CHARS} characters (the token), nothing else")
-        elif not _loopback(address[0]):
+        elif not is_loopback(address[0]):
             self.fail(
                 "http.token_file",
                 f'required when [http] listen is not a loopback address (got "{listen}"): '

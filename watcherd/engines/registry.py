@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from watcherd.configkit import EngineSection
     from watcherd.engines._base import Engine
 
-__all__ = ["ENGINES", "config_section", "config_sections", "default_model", "engine_class"]
+__all__ = ["ENGINES", "config_section", "config_sections", "default_model", "engine_class",
+           "recorded_engine"]
 
 ENGINES: dict[str, str] = {
     "gladia": "watcherd.engines.gladia:GladiaEngine",
@@ -49,11 +50,17 @@ def config_section(name: str) -> EngineSection[Any]:
     return section
 
 
-def default_model(engine: str | None) -> str | None:
-    """The model a job of ``engine`` is billed under when it names none.
+def recorded_engine(engine: str | None) -> str:
+    """The engine a job or source was run by: the one it names, else the first registered.
 
-    ``None`` is a source journaled before sources recorded their engine: watcherd then had
-    one engine, the first registered, so such a job was that engine's.
+    ``None`` is a source or job stored before they recorded their engine: watcherd then had
+    one engine, the first registered, so it was that engine's.
     """
-    name = engine if engine is not None else next(iter(ENGINES))
+    return engine if engine is not None else next(iter(ENGINES))
+
+
+def default_model(engine: str | None) -> str | None:
+    """The model a job of ``engine`` (see :func:`recorded_engine`) is billed under when it
+    names none; None for an engine that is not registered or bills nothing."""
+    name = recorded_engine(engine)
     return config_section(name).default_model if name in ENGINES else None

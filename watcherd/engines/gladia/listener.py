@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from watcherd.config import Config, Secret
-from watcherd.connections import ConnectionLimiter, ConnectionLimits
+from watcherd.connections import ConnectionLimiter, ConnectionLimits, is_loopback
 from watcherd.engines.gladia.pipeline import JobHints
 from watcherd.engines.gladia.webhooks import (
     SeenMessages,
@@ -460,17 +460,10 @@ async def start_listener(config: Config, journal: Journal, hints: JobHints
     log.info("callback_listener_started", listen=_host_port(host, port),
              callback_base=f"{listener.base_url}/callback/...", webhook_url=listener.webhook_url)
     api_host = urlsplit(config.gladia.api_url).hostname or ""
-    if listener.public_url is None and not _is_local(api_host):
+    if listener.public_url is None and not is_loopback(api_host):
         log.warning("callbacks_may_not_arrive", listen=_host_port(host, port),
                     hint="Gladia cannot reach this address; set [callback] public_url to the "
                          "https URL of a proxy or tunnel that forwards to it (polling goes on)")
     return listener
 
 
-def _is_local(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
