@@ -125,12 +125,13 @@ class ConnectionLimiter:
 
 
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or an address) is this machine: ``localhost`` or a loopback
-    address. Anything else, a name included, may be reached from elsewhere."""
+    """Whether ``host`` (a name or an address, IPv6 with or without its brackets) is this
+    machine: ``localhost`` or a loopback address. Anything else, a name included, may be
+    reached from elsewhere."""
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from watcherd.config import Secret
+from watcherd.connections import is_loopback
 
 COOKIE_NAME = "watcherd_session"
 #: How long a session cookie lasts: sign in again after this many seconds.
@@ -42,16 +43,6 @@ class Refused(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an address or "localhost") is only reachable from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _is_wildcard(host: str) -> bool:
