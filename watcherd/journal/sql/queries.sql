@@ -130,7 +130,9 @@ SELECT * FROM sources WHERE content_key = :content_key AND state IN {ACTIVE_STAT
     ORDER BY (job_id IS NULL), (submit_started_at IS NULL), (audio_url IS NULL), id LIMIT 1;
 
 -- name: unsettled
-SELECT * FROM sources WHERE state = 'pending' AND content_key IS NULL
+-- sources_unsettled holds exactly these rows, in this order (the planner, told nothing, would
+-- sort every pending row instead).
+SELECT * FROM sources {INDEXED_BY:sources_unsettled} WHERE state = 'pending' AND content_key IS NULL
     ORDER BY changed_at NULLS FIRST, id LIMIT :limit;
 
 -- The worker's queue (`due`): four reads on partial indexes instead of one sort of every
@@ -146,9 +148,9 @@ SELECT * FROM sources WHERE state = 'waiting' AND content_key IS NOT NULL
     ORDER BY next_attempt_at NULLS FIRST LIMIT :limit;
 
 -- name: due_started
-SELECT * FROM sources {INDEXED_BY:sources_started} WHERE
-    (job_id IS NOT NULL OR submit_started_at IS NOT NULL OR audio_url IS NOT NULL)
-    AND state = 'pending' AND content_key IS NOT NULL {LEASE_FREE} LIMIT :limit;
+SELECT * FROM sources {INDEXED_BY:sources_started} WHERE state = 'pending'
+    AND (job_id IS NOT NULL OR submit_started_at IS NOT NULL OR audio_url IS NOT NULL)
+    AND content_key IS NOT NULL {LEASE_FREE} LIMIT :limit;
 
 -- name: due_queued
 SELECT * FROM sources {INDEXED_BY:sources_queue} WHERE state = 'pending'
