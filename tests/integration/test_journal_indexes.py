@@ -42,8 +42,8 @@ def _index_cells(path: Path) -> dict[str, int]:
 
 
 def test_done_files_are_only_in_the_indexes_every_row_needs(tmp_path: Path) -> None:
-    """Done files (job id, upload URL and content key kept) are in none of the worker's
-    partial indexes, and no index by job id is kept."""
+    """Done files (job id and content key kept) are in none of the worker's partial
+    indexes, no index by job id is kept, and a done row keeps no upload URL."""
     path = tmp_path / "journal.db"
     with Journal.open(path, exclusive=True) as journal:
         for i in range(40):
@@ -53,6 +53,9 @@ def test_done_files_are_only_in_the_indexes_every_row_needs(tmp_path: Path) -> N
             journal.store_result(s, {"id": f"job-{i}"})
             journal.transition(s, "done", actor="w", done_at=time.time(),
                                output_base=f"/in/f{i}")
+        # Nor is its upload's URL kept: it served only to create the job.
+        assert {s.audio_url for s in journal.all()} == {None}
+        assert {s.job_id for s in journal.all()} == {f"job-{i}" for i in range(40)}
     cells = _index_cells(path)
     assert {name for name, n in cells.items() if n} == FOR_EVERY_ROW
     assert all(cells[name] == 40 for name in FOR_EVERY_ROW)
