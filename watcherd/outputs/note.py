@@ -42,6 +42,9 @@ def front_matter(job: Job, title: str | None, facts: Facts) -> dict[str, Any]:
     """The front matter's values (plain YAML types) of this job."""
     params = job.raw.get("request_params")
     model = params.get("model") if isinstance(params, dict) else None
+    if not model:  # the local engine says which Whisper model in its own part of the job
+        own = job.raw.get("watcherd")
+        model = own.get("model") if isinstance(own, dict) else None
     given = job.raw.get("engine")
     engine = facts.engine or (given if isinstance(given, str) else "")
     transcription = job.transcription

@@ -164,7 +164,7 @@ def _transcription(utterances: list[dict[str, Any]], language: str) -> dict[str,
 
 def build_job(
     *, options: Mapping[str, Any], filename: str, reply: Mapping[str, Any], plan: DecodePlan,
-    created_at: str, completed_at: str, transcription_time: float,
+    created_at: str, completed_at: str, transcription_time: float, model: str | None = None,
 ) -> dict[str, Any]:
     """The job-shaped dict (``GET /v2/pre-recorded/{id}``, status done) for a worker's reply."""
     language = str(reply["language"])
@@ -214,7 +214,9 @@ def build_job(
         "result": result,
         "engine": "local",
         # Which faster-whisper pipeline made it: the batched one for long recordings.
-        "watcherd": {"unavailable_options": unavailable,
+        # Which Whisper model made it ("model" in NAME.md's front matter).
+        "watcherd": {"model": model,
+                     "unavailable_options": unavailable,
                      "batched": bool(reply.get("batched")),
                      # What the worker passed to faster-whisper (doctor, tests, support).
                      "decode": dict(reply.get("decode") or {})},

@@ -369,6 +369,15 @@ class ModelSpec:
     parts: tuple[tuple[str, tuple[str, ...]], ...] = ()
     device: str = "cpu"
     compute_type: str = "int8"
+    #: The model as a transcript names it (NAME.md's front matter): ``whisper-base`` or the
+    #: user's model folder's name when not given.
+    name: str = ""
+
+    @property
+    def shown_name(self) -> str:
+        if self.name:
+            return self.name
+        return Path(self.folder).name if self.folder else self.label
 
 
 def folder_problem(folder: Path) -> str | None:
@@ -467,7 +476,7 @@ def bundled_model(cache_dir: Path | None = None, *, full: bool = False,
         log.info("local_model_copy_removed", path=str(old),
                  reason="the model is now loaded from its packages")
     return ModelSpec(
-        label=f"whisper-base-{MODEL_REVISION}",
+        label=f"whisper-base-{MODEL_REVISION}", name="whisper-base",
         parts=tuple((name, tuple(str(p) for p in found[name])) for name in MODEL_FILES),
         device=device, compute_type=compute_type,
     )

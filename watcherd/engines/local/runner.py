@@ -710,7 +710,7 @@ class TranscriberPool:
         return build_job(
             options=options, filename=path.name, reply=value, plan=plan,
             created_at=created_at, completed_at=iso_now(),
-            transcription_time=time.monotonic() - started,
+            transcription_time=time.monotonic() - started, model=self.model.shown_name,
         )
 
     def _time_limit(self, seconds: float | None) -> float | None:

@@ -308,8 +308,9 @@ def test_local_job_has_the_gladia_job_shape(english_job: dict[str, Any], speech_
     assert job["file"]["filename"] == "english.wav" and job["file"]["source"] is None
     assert abs(job["file"]["audio_duration"] - duration) < 0.1
     assert job["result"]["metadata"]["billing_time"] == 0
-    assert {k: v for k, v in job["watcherd"].items() if k != "decode"} == {
+    assert {k: v for k, v in job["watcherd"].items() if k not in ("decode", "model")} == {
         "unavailable_options": [], "batched": False}
+    assert isinstance(job["watcherd"]["model"], str) and job["watcherd"]["model"]
     assert job["watcherd"]["decode"]["pipeline"] == "sequential"
     for utterance in job["result"]["transcription"]["utterances"]:
         assert utterance["channel"] == 0 and utterance["language"] == "en"
