@@ -22,16 +22,15 @@ import structlog
 from watcherd.journal import Journal, JournalUnavailable
 from watcherd.usage import earliest_shown
 
-__all__ = ["BATCH_PAUSE_SECONDS", "IDLE_SECONDS", "INDEX_BATCH", "RECLAIM_SECONDS", "keep_small",
-           "step"]
+__all__ = ["INDEX_BATCH", "keep_small", "step"]
 
 # Between two batches while there is work: the worker gets the connection in between.
-BATCH_PAUSE_SECONDS = 0.05
+_BATCH_PAUSE_SECONDS = 0.05
 # How often to look again once nothing is left (new events age, the WAL grows again).
-IDLE_SECONDS = 60.0
+_IDLE_SECONDS = 60.0
 # How often the WAL is checkpointed and free pages are returned.
-RECLAIM_SECONDS = 60.0
-DAY_SECONDS = 86_400.0
+_RECLAIM_SECONDS = 60.0
+_DAY_SECONDS = 86_400.0
 # Transcripts indexed per batch: each is a few ms of FTS work, so a batch stays short.
 INDEX_BATCH = 20
 
@@ -47,7 +46,7 @@ def _step(journal: Journal, history_days: float, *, now: float) -> tuple[int, bo
     """Transcripts indexed by this batch, and whether any pass found work."""
     indexed = journal.index_backlog(limit=INDEX_BATCH)
     packed = journal.pack_results()
-    folded = journal.fold_history(now - history_days * DAY_SECONDS)
+    folded = journal.fold_history(now - history_days * _DAY_SECONDS)
     dropped = journal.drop_remote_jobs(earliest_shown(now))
     return indexed, indexed > 0 or packed > 0 or folded > 0 or dropped > 0
 
@@ -65,7 +64,7 @@ async def keep_small(journal: Journal, history_days: float, *,
             if indexed and not count:
                 _log.info("search_index_filled", transcripts=indexed)
                 indexed = 0
-            if time.monotonic() - last_reclaim >= RECLAIM_SECONDS:
+            if time.monotonic() - last_reclaim >= _RECLAIM_SECONDS:
                 last_reclaim = time.monotonic()
                 journal.reclaim()
         except JournalUnavailable:
@@ -74,4 +73,4 @@ async def keep_small(journal: Journal, history_days: float, *,
             # Upkeep must never stop the daemon: the journal stays correct, only bigger.
             _log.exception("journal_upkeep_failed")
             busy = False
-        await asyncio.sleep(BATCH_PAUSE_SECONDS if busy else IDLE_SECONDS)
+        await asyncio.sleep(_BATCH_PAUSE_SECONDS if busy else _IDLE_SECONDS)

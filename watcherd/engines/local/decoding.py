@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["GLADIA_ONLY_FLAGS", "DecodePlan", "Tuning", "build_job", "iso_now", "plan_for"]
+__all__ = ["DecodePlan", "Tuning", "build_job", "iso_now", "plan_for"]
 
 # Gladia options the local engine cannot honour, by the label reported to the user.
-GLADIA_ONLY_FLAGS: Mapping[str, str] = {
+_GLADIA_ONLY_FLAGS: Mapping[str, str] = {
     "diarization": "diarization",
     "summarization": "summarization",
     "pii_redaction": "pii_redaction",
@@ -96,7 +96,7 @@ def plan_for(options: Mapping[str, Any], tuning: Tuning | None = None) -> Decode
             if isinstance(code, str) and code.strip()
         )
     ) if isinstance(raw_languages, list | tuple) else ()
-    unavailable = [label for flag, label in GLADIA_ONLY_FLAGS.items() if options.get(flag)]
+    unavailable = [label for flag, label in _GLADIA_ONLY_FLAGS.items() if options.get(flag)]
     if config.get("code_switching") and len(languages) != 1:
         unavailable.append("language_config.code_switching")
     translate = False
