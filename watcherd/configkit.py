@@ -316,6 +316,9 @@ class SectionParser:
     def value(self, raw: Any, key: str, kind: Any, *, secret: bool = False) -> Any:
         """``raw`` as the type ``kind`` (a field's type, with its msgspec limits), or the
         problem in today's words: "KEY: expected WHAT, got VALUE[; did you mean ...]"."""
+        if raw is not None:
+            # TOML has no null: an optional key set is checked (and described) as its type.
+            kind = _settable(kind)
         info = mi.type_info(kind)
         extra = (info.extra or {}) if isinstance(info, mi.Metadata) else {}
         if "auto" in extra and raw == "auto":
