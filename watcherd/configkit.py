@@ -313,6 +313,14 @@ class SectionParser:
             values = {**msgspec.structs.asdict(base), **values}
         return schema(**values)
 
+    def declared(self, data: Mapping[str, Any], name: str, schema: type[_S], *,
+                 custom: Mapping[str, Callable[[Any, str], Any]] | None = None,
+                 one_of: tuple[str, str, str] | None = None) -> _S:
+        """The top-level table ``[name]`` of ``data`` checked against ``schema`` (see
+        :meth:`section`); not set, it is the declared defaults."""
+        return self.section(self.table(data, name, name), schema, name, custom=custom,
+                            one_of=one_of)
+
     def value(self, raw: Any, key: str, kind: Any, *, secret: bool = False) -> Any:
         """``raw`` as the type ``kind`` (a field's type, with its msgspec limits), or the
         problem in today's words: "KEY: expected WHAT, got VALUE[; did you mean ...]"."""

@@ -15,40 +15,40 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 from watcherd.config.model import (
     _CALLBACK_KEYS,
     _DEFAULTS_KEYS,
     _HTTP_KEYS,
-    _JOURNAL_KEYS,
     _TOP_KEYS,
     _WATCH_KEYS,
     _WEBHOOK_KEYS,
-    DEFAULT_HISTORY_DAYS,
     DEFAULT_HTTP_LISTEN,
-    DEFAULT_LEASE_SECONDS,
     FALLBACKS,
     FOLLOW_LINKS,
-    LOG_FORMATS,
     LOG_LEVELS,
     MIN_HTTP_TOKEN_CHARS,
-    MIN_SCAN_INTERVAL_SECONDS,
     NOTIFY_EVENTS,
     NOTIFY_EXTRA_HINT,
     OUTPUT_FORMATS,
     POLL_MODES,
+    RETRY_TABLE,
     WATCH_ID_RE,
     WEBHOOK_SECRET_PREFIX,
     CallbackConfig,
     Config,
-    EngineName,
+    EngineTable,
     HooksConfig,
     HttpConfig,
-    LogFormat,
+    JournalTable,
+    LogTable,
+    MetricsTable,
+    NodeTable,
     NotifyConfig,
     NotifyRoute,
+    ScanTable,
     WatchConfig,
     WatchDefaults,
     WebhookConfig,
@@ -197,20 +197,21 @@ class ConfigChecker(SectionParser):
             engine_fields[section.name] = value
             if section.config_fields is not None:
                 engine_fields.update(section.config_fields(value))
-        engine, fallback_after = self.attempt(lambda: self.engine(data), ("auto", 600.0))
-        hooks = self.attempt(lambda: self.hooks(data), HooksConfig())
+        engine = self.attempt(lambda: self.declared(data, "engine", EngineTable, custom={
+            "name": partial(self.choice, choices=engine_names())}), EngineTable())
+        hooks = self.attempt(lambda: self.declared(data, "hooks", HooksConfig, custom={
+            "on_done": self.command, "on_failed": self.command}), HooksConfig())
         notify = self.attempt(lambda: self.notify(data), NotifyConfig())
         retry = self.attempt(lambda: self.retry(data), RetryPolicy())
-        textfile = self.attempt(lambda: self.metrics(data), None)
-        no_journal: tuple[str | None, Path, float, float] = (
-            None, default_journal_path(), DEFAULT_LEASE_SECONDS, DEFAULT_HISTORY_DAYS)
-        journal_url, journal_path, lease_seconds, history_days = self.attempt(
-            lambda: self.journal(data), no_journal)
-        node_name = self.attempt(
-            lambda: self.node_name(self.table(data, "node", "node")), socket.gethostname())
-        default_log: tuple[LogFormat, str] = ("auto", "info")
-        log_format, level = self.attempt(lambda: self.log(data), default_log)
-        interval = self.attempt(lambda: self.scan(data), 300.0)
+        metrics = self.attempt(lambda: self.declared(data, "metrics", MetricsTable,
+                                                     custom={"textfile": self.path}),
+                               MetricsTable())
+        journal = self.attempt(lambda: self.journal(data), JournalTable())
+        node = self.attempt(lambda: self.declared(data, "node", NodeTable,
+                                                  custom={"name": self.node_name}), NodeTable())
+        log = self.attempt(lambda: self.declared(data, "log", LogTable,
+                                                 custom={"level": self.log_level}), LogTable())
+        scan = self.attempt(lambda: self.declared(data, "scan", ScanTable), ScanTable())
         defaults = self.attempt(lambda: self.defaults(self.table(data, "defaults", "defaults")),
                                 WatchDefaults())
         no_watches: tuple[WatchConfig, ...] = ()
@@ -239,25 +240,25 @@ class ConfigChecker(SectionParser):
 
         return Config(
             source=self.source,
-            engine=engine,
-            journal_path=journal_path,
-            log_format=log_format,
-            log_level=level,
+            engine=engine.name,
+            journal_path=journal.path or default_journal_path(),
+            log_format=log.format,
+            log_level=log.level,
             watches=watches,
-            scan_interval_seconds=interval,
+            scan_interval_seconds=scan.interval_seconds,
             defaults=defaults,
             callback=callback,
             webhook=webhook,
-            fallback_after_seconds=fallback_after,
+            fallback_after_seconds=engine.fallback_after_seconds,
             hooks=hooks,
             notify=notify,
-            metrics_textfile=textfile,
+            metrics_textfile=metrics.textfile,
             retry=retry,
             http=http,
-            journal_url=journal_url,
-            lease_seconds=lease_seconds,
-            history_days=history_days,
-            node_name=node_name,
+            journal_url=journal.url,
+            lease_seconds=journal.lease_seconds,
+            history_days=journal.history_days,
+            node_name=node.name or socket.gethostname(),
             warnings=tuple(self.warnings),
             **engine_fields,
         )
@@ -265,25 +266,6 @@ class ConfigChecker(SectionParser):
     def engine_section(self, data: Mapping[str, Any], section: EngineSection[Any]) -> Any:
         """An engine's own table (``[gladia]``, ``[local]``), checked by its declaration."""
         return section.parse(self, self.table(data, section.name, section.name))
-
-    def engine(self, data: Mapping[str, Any]) -> tuple[EngineName, float]:
-        """``[engine]``: the engine's name and the fallback delay."""
-        table = self.table(data, "engine", "engine")
-        self.check_keys(table, ("name", "fallback_after_seconds"), "engine")
-        fallback_after = self.number(table.get("fallback_after_seconds", 600.0),
-                                     "engine.fallback_after_seconds", minimum=0)
-        return self.choice(table.get("name", "auto"), "engine.name", engine_names()), \
-            fallback_after
-
-    def hooks(self, data: Mapping[str, Any]) -> HooksConfig:
-        table = self.table(data, "hooks", "hooks")
-        self.check_keys(table, ("on_done", "on_failed", "timeout_seconds"), "hooks")
-        return HooksConfig(
-            on_done=self.command(table.get("on_done", []), "hooks.on_done"),
-            on_failed=self.command(table.get("on_failed", []), "hooks.on_failed"),
-            timeout_seconds=self.number(table.get("timeout_seconds", 60.0),
-                                        "hooks.timeout_seconds", minimum=0.1),
-        )
 
     def notify_route(self, table: Any, key: str, *, default: NotifyRoute) -> NotifyRoute:
         """``urls`` and ``on`` of a notify table (a missing key keeps ``default``'s)."""
@@ -327,64 +309,29 @@ class ConfigChecker(SectionParser):
         return config
 
     def retry(self, data: Mapping[str, Any]) -> RetryPolicy:
-        table = self.table(data, "retry", "retry")
-        self.check_keys(table, tuple(RETRY_KEYS), "retry")
-        return RetryPolicy.from_table({
-            key: self.number(value, f"retry.{key}", minimum=0.01)
-            for key, value in table.items() if key in RETRY_KEYS
-        })
+        """``[retry]``: the waits and budgets of retries, in the file's key names."""
+        table = self.declared(data, "retry", RETRY_TABLE)
+        return RetryPolicy.from_table({key: getattr(table, key) for key in RETRY_KEYS})
 
-    def metrics(self, data: Mapping[str, Any]) -> Path | None:
-        table = self.table(data, "metrics", "metrics")
-        self.check_keys(table, ("textfile",), "metrics")
-        return self.path(table["textfile"], "metrics.textfile") if "textfile" in table \
-            else None
-
-    def journal(self, data: Mapping[str, Any]) -> tuple[str | None, Path, float, float]:
-        """``[journal]``: the PostgreSQL URL (or None), the SQLite path, the lease and how
-        many days of history are kept event by event."""
+    def journal(self, data: Mapping[str, Any]) -> JournalTable:
+        """``[journal]``: the SQLite path or the PostgreSQL URL (never both), the lease and
+        how many days of history are kept event by event."""
         table = self.table(data, "journal", "journal")
-        self.check_keys(table, _JOURNAL_KEYS, "journal")
-        journal_url = self.journal_url(table)
-        journal_path = (
-            self.path(table["path"], "journal.path") if "path" in table
-            else default_journal_path()
-        )
-        lease_seconds = self.number(table.get("lease_seconds", DEFAULT_LEASE_SECONDS),
-                                    "journal.lease_seconds", minimum=0)
-        if lease_seconds <= 0:
-            self.expected("journal.lease_seconds", "a number of seconds > 0 (default 30)",
-                          table["lease_seconds"])
-        history_days = self.number(table.get("history_days", DEFAULT_HISTORY_DAYS),
-                                   "journal.history_days", minimum=1)
-        return journal_url, journal_path, lease_seconds, history_days
-
-    def log(self, data: Mapping[str, Any]) -> tuple[LogFormat, str]:
-        table = self.table(data, "log", "log")
-        self.check_keys(table, ("format", "level"), "log")
-        log_format = cast(
-            LogFormat, self.choice(table.get("format", "auto"), "log.format", LOG_FORMATS)
-        )
-        level = table.get("level", "info")
-        # "INFO" is what people copy from other tools; accept any case.
-        if isinstance(level, str) and level.lower() in LOG_LEVELS:
-            level = level.lower()
-        return log_format, self.choice(level, "log.level", LOG_LEVELS)
-
-    def scan(self, data: Mapping[str, Any]) -> float:
-        table = self.table(data, "scan", "scan")
-        self.check_keys(table, ("interval_seconds",), "scan")
-        return self.number(table.get("interval_seconds", 300.0), "scan.interval_seconds",
-                           minimum=MIN_SCAN_INTERVAL_SECONDS)
-
-    def journal_url(self, journal: Mapping[str, Any]) -> str | None:
-        """``[journal] url``: a PostgreSQL URL (libpq form), never together with ``path``."""
-        if "url" not in journal:
-            return None
-        if "path" in journal:
+        if "url" in table and "path" in table:
             self.fail("journal", "both path and url are set: url (PostgreSQL, shared by "
                       "several nodes) replaces path (a SQLite file); keep one of them")
-        url = self.string(journal["url"], "journal.url", secret=True).strip()
+        return self.section(table, JournalTable, "journal",
+                            custom={"path": self.path, "url": self.journal_url})
+
+    def log_level(self, value: Any, key: str) -> str:
+        """``[log] level``: "INFO" is what people copy from other tools; any case is taken."""
+        if isinstance(value, str) and value.lower() in LOG_LEVELS:
+            value = value.lower()
+        return self.choice(value, key, LOG_LEVELS)
+
+    def journal_url(self, value: Any, key: str) -> str:
+        """``[journal] url``: a PostgreSQL URL (libpq form)."""
+        url = self.string(value, key, secret=True).strip()
         try:
             parts = urlsplit(url)
         except ValueError:
@@ -393,18 +340,16 @@ class ConfigChecker(SectionParser):
             parts.netloc or "host=" in parts.query
         ):
             # Never echoed: the URL may hold a password.
-            self.fail("journal.url", "expected a PostgreSQL URL such as "
+            self.fail(key, "expected a PostgreSQL URL such as "
                       '"postgresql://watcherd@db.example.com:5432/watcherd" or, over a Unix '
                       'socket, "postgresql:///watcherd?host=/run/postgresql"')
         return url
 
-    def node_name(self, table: Mapping[str, Any]) -> str:
+    def node_name(self, value: Any, key: str) -> str:
         """``[node] name``: this daemon's name in a shared journal (default the host name)."""
-        if "name" not in table:
-            return socket.gethostname()
-        name = self.string(table["name"], "node.name")
+        name = self.string(value, key)
         if len(name) > 200 or not name.isprintable() or name != name.strip():
-            self.expected("node.name", "a short printable name without leading or trailing "
+            self.expected(key, "a short printable name without leading or trailing "
                           "spaces (one per running node)", name)
         return name
 

@@ -9,18 +9,20 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
+import msgspec
 import platformdirs
+from msgspec import Meta
 
-from watcherd.configkit import EngineOptions, EngineSection
+from watcherd.configkit import EngineOptions, EngineSection, Table, table_keys
 from watcherd.credentials import Secret
 from watcherd.outputs import FORMATS
 from watcherd.outputs.facts import MdTemplate
 from watcherd.outputs.formats import DEFAULT_OUTPUTS
 from watcherd.outputs.settings import OutputSettings, SubtitleNames
 from watcherd.outputs.templates import DEFAULT_NAME
-from watcherd.retry import RetryPolicy
+from watcherd.retry import RETRY_KEYS, RetryPolicy
 from watcherd.roots import FollowLinks
 
 if TYPE_CHECKING:
@@ -43,17 +45,25 @@ __all__ = [
     "NOTIFY_EXTRA_HINT",
     "OUTPUT_FORMATS",
     "POLL_MODES",
+    "RETRY_TABLE",
     "WATCH_ID_RE",
     "WEBHOOK_SECRET_PREFIX",
     "CallbackConfig",
     "Config",
     "EngineName",
+    "EngineTable",
     "HooksConfig",
     "HttpConfig",
+    "JournalTable",
     "LogFormat",
+    "LogLevel",
+    "LogTable",
+    "MetricsTable",
+    "NodeTable",
     "NotifyConfig",
     "NotifyRoute",
     "PollMode",
+    "ScanTable",
     "WatchConfig",
     "WatchDefaults",
     "WebhookConfig",
@@ -68,6 +78,7 @@ __all__ = [
 # "auto" or a name from the engine registry (watcherd/engines/registry.py).
 EngineName = str
 LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error"]
 PollMode = Literal["auto", "always", "never"]
 # The formats [defaults] / [[watch]] outputs may list: whatever the outputs module writes.
 OUTPUT_FORMATS: tuple[str, ...] = FORMATS
@@ -93,8 +104,8 @@ def engine_options() -> EngineOptions:
     return next(s.options for s in engine_sections() if s.options is not None)
 
 
-LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
-LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
+LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 POLL_MODES: tuple[PollMode, ...] = ("auto", "always", "never")
 #: Which symbolic links a watch follows: only those that stay beneath its root (Samba's
 #: ``wide links = no``), or any (a link in the inbox can then send any file the daemon can read).
@@ -119,7 +130,6 @@ _DEFAULTS_KEYS = ("outputs", "settle_seconds", "recursive", "include", "exclude"
                   "fallback", "follow_links", "output_dir", "output_name", "subtitle_names",
                   "md_template", "speakers", "delete_after")
 _WATCH_KEYS = ("path", "id", "engine", "notify", *_DEFAULTS_KEYS)
-_JOURNAL_KEYS = ("path", "url", "lease_seconds", "history_days")
 #: A watch id: what the shared journal stores paths relative to (letters, digits, . _ -).
 WATCH_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_LEASE_SECONDS = 30.0
@@ -240,13 +250,73 @@ def _default_local() -> LocalConfig:
     return local
 
 
-@dataclass(frozen=True)
-class HooksConfig:
+class HooksConfig(Table, frozen=True):
     """The ``[hooks]`` table: commands (argv lists, no shell) run after a file ends."""
 
     on_done: tuple[str, ...] = ()
     on_failed: tuple[str, ...] = ()
-    timeout_seconds: float = 60.0
+    timeout_seconds: Annotated[float, Meta(ge=0.1)] = 60.0
+
+
+# -- the core tables whose keys are checked against a declaration (configkit.Table); what a
+# -- type cannot say (an engine's name, paths, URLs, a host name) is a custom check in check.py
+
+
+class EngineTable(Table, frozen=True):
+    """``[engine]``: which engine transcribes ("auto" or a registered engine's name)."""
+
+    name: EngineName = "auto"
+    # With fallback = "local", how long Gladia must be unreachable before a file goes local.
+    fallback_after_seconds: Annotated[float, Meta(ge=0)] = 600.0
+
+
+class ScanTable(Table, frozen=True):
+    """``[scan]``: how often every watch is walked again, whatever the events said."""
+
+    interval_seconds: Annotated[float, Meta(ge=MIN_SCAN_INTERVAL_SECONDS)] = 300.0
+
+
+class LogTable(Table, frozen=True):
+    """``[log]``: the log's form and level."""
+
+    format: LogFormat = "auto"
+    level: LogLevel = "info"
+
+
+class MetricsTable(Table, frozen=True):
+    """``[metrics]``: a Prometheus textfile (node_exporter's textfile collector)."""
+
+    textfile: Path | None = None
+
+
+class NodeTable(Table, frozen=True):
+    """``[node]``: this daemon's name in a shared journal (None: the host name)."""
+
+    name: str | None = None
+
+
+class JournalTable(Table, frozen=True):
+    """``[journal]``: the SQLite file, or the PostgreSQL URL shared by several nodes."""
+
+    path: Path | None = None
+    url: str | None = None
+    # How long a node's claim on a source outlives its last renewal.
+    lease_seconds: Annotated[float, Meta(gt=0, extra={
+        "expected": "a number of seconds > 0 (default 30)"})] = DEFAULT_LEASE_SECONDS
+    # Events older than this many days are folded into a summary per file.
+    history_days: Annotated[float, Meta(ge=1)] = DEFAULT_HISTORY_DAYS
+
+
+_JOURNAL_KEYS = table_keys(JournalTable)
+
+
+#: ``[retry]``: its keys are RETRY_KEYS, each a number of seconds >= 0.01 whose default is
+#: RetryPolicy's (stated there once).
+RETRY_TABLE: type[msgspec.Struct] = msgspec.defstruct(
+    "RetryTable",
+    [(key, Annotated[float, Meta(ge=0.01)], getattr(RetryPolicy(), field_name))
+     for key, field_name in RETRY_KEYS.items()],
+    bases=(Table,), frozen=True)
 
 
 #: What ``[notify] on`` may name: a file done, a file failed, work paused for a person.
@@ -290,13 +360,13 @@ class Config:
     log_format: LogFormat
     log_level: str
     watches: tuple[WatchConfig, ...]
-    scan_interval_seconds: float = 300.0
+    scan_interval_seconds: float = ScanTable().interval_seconds
     defaults: WatchDefaults = field(default_factory=WatchDefaults)
     callback: CallbackConfig | None = None
     webhook: WebhookConfig | None = None
     local: LocalConfig = field(default_factory=_default_local)
     # With fallback = "local", how long Gladia must be unreachable before a file goes local.
-    fallback_after_seconds: float = 600.0
+    fallback_after_seconds: float = EngineTable().fallback_after_seconds
     hooks: HooksConfig = field(default_factory=HooksConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     # A Prometheus textfile (node_exporter's textfile collector) refreshed while running.
