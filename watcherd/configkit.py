@@ -10,6 +10,7 @@ nothing of watcherd but the secret rules, so engines can use it without importin
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import json
 import math
@@ -19,7 +20,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, Generic, Literal, NoReturn, TypeVar, Union, get_args, get_origin
+from typing import (
+    Annotated,
+    Any,
+    Generic,
+    Literal,
+    NoReturn,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 import msgspec
 import msgspec.inspect as mi
@@ -35,8 +47,8 @@ from watcherd.errors import ConfigError
 
 __all__ = [
     "AUTO", "DELETE_AFTER", "EngineOptions", "EngineSection", "Note", "Row", "SectionParser",
-    "Table", "Text", "Word", "describe", "did_you_mean", "kind_of", "show", "table_keys",
-    "table_rows",
+    "Table", "Text", "Word", "declared_fields", "describe", "did_you_mean", "kind_of", "show",
+    "table_keys", "table_rows",
 ]
 
 _T = TypeVar("_T")
@@ -192,9 +204,19 @@ def describe(info: Any) -> str:
     return "a table" if isinstance(info, mi.DictType | mi.StructType) else "a value"
 
 
-def table_keys(schema: type[Table]) -> tuple[str, ...]:
+def declared_fields(schema: Any) -> list[tuple[str, str, Any]]:
+    """``(attribute, key, type)`` of each key a table declared by ``schema`` accepts, in
+    declaration order: the fields of a :class:`Table` (msgspec Struct) or of a dataclass
+    (types with their ``Annotated`` limits)."""
+    if dataclasses.is_dataclass(schema):
+        hints = get_type_hints(schema, include_extras=True)
+        return [(f.name, f.name, hints[f.name]) for f in dataclasses.fields(schema)]
+    return [(f.name, f.encode_name, f.type) for f in msgspec.structs.fields(schema)]
+
+
+def table_keys(schema: Any) -> tuple[str, ...]:
     """The keys a table declared by ``schema`` accepts, in declaration order."""
-    return tuple(f.encode_name for f in msgspec.structs.fields(schema))
+    return tuple(key for _, key, _ in declared_fields(schema))
 
 
 def table_rows(table: Table) -> list[Row | Note]:
@@ -284,33 +306,36 @@ class SectionParser:
 
     def section(self, table: Any, schema: type[_S], prefix: str, *,
                 custom: Mapping[str, Callable[[Any, str], Any]] | None = None,
-                one_of: tuple[str, str, str] | None = None, base: Any = None) -> _S:
-        """``table`` checked against its declaration ``schema`` (a :class:`Table`).
+                one_of: tuple[str, str, str] | None = None, base: Any = None,
+                elsewhere: Sequence[str] = ()) -> _S:
+        """``table`` checked against its declaration ``schema`` (a :class:`Table`, or a
+        frozen dataclass whose fields' types carry their limits).
 
         Every unknown key and every bad value is noted (a whole table is reported at once);
-        keys not set take the Struct's defaults (or ``base``'s: a watch's come from
+        keys not set take the declared defaults (or ``base``'s: a watch's come from
         ``[defaults]``). ``custom[key](value, dotted key)`` checks a key whose rules a type
         cannot say (paths, URLs, secrets) and returns its value. ``one_of``: two keys that
-        must not both be set, and the end of the message saying why (or "").
+        must not both be set, and the end of the message saying why (or ""). ``elsewhere``:
+        keys allowed here but checked and kept by someone else.
         """
         if not isinstance(table, dict):
             self.expected(prefix, "a table", table)
         if one_of is not None and one_of[0] in table and one_of[1] in table:
             first, second, why = one_of
             self.fail(f"{prefix}.{first}", f"set either {first} or {second}, not both{why}")
-        declared = msgspec.structs.fields(schema)  # type: ignore[arg-type]
+        declared = declared_fields(schema)
         seen = len(self.problems)
-        self.check_keys(table, [f.encode_name for f in declared], prefix)
+        self.check_keys(table, [key for _, key, _ in declared] + list(elsewhere), prefix)
         values: dict[str, Any] = {}
-        for f in declared:
-            if f.encode_name in table:
-                check = (custom or {}).get(f.encode_name) or partial(self.value, kind=f.type)
-                key = f"{prefix}.{f.encode_name}"
-                values[f.name] = self.attempt(partial(check, table[f.encode_name], key), None)
+        for name, key, kind in declared:
+            if key in table:
+                check = (custom or {}).get(key) or partial(self.value, kind=kind)
+                values[name] = self.attempt(partial(check, table[key], f"{prefix}.{key}"), None)
         if len(self.problems) > seen:
             raise ConfigError(_ALREADY_NOTED)
         if base is not None:
-            values = {**msgspec.structs.asdict(base), **values}
+            values = {**{name: getattr(base, name) for name, _, _ in declared_fields(type(base))},
+                      **values}
         return schema(**values)
 
     def declared(self, data: Mapping[str, Any], name: str, schema: type[_S], *,

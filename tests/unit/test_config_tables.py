@@ -94,3 +94,54 @@ def test_any_value_at_any_core_key_is_kept_or_refused_naming_that_key(
         assert re.match(rf"config: {table}\.{key}(\[\d+\])?: ", str(exc)), str(exc)
         if key == "url" and isinstance(value, str) and len(value) > 3:
             assert value not in str(exc)  # the URL may hold a password
+
+
+def test_defaults_and_watches_keys_are_their_fields() -> None:
+    """[defaults] keys are WatchDefaults' fields; a watch's are WatchConfig's and notify."""
+    from watcherd.config.model import _DEFAULTS_KEYS, _WATCH_KEYS, WatchConfig, WatchDefaults
+
+    assert table_keys(WatchDefaults) == _DEFAULTS_KEYS
+    assert set(_WATCH_KEYS) == {*table_keys(WatchConfig), "notify"} == {
+        *_DEFAULTS_KEYS, "path", "engine", "id", "notify"}
+    assert parse_config({}, source=None, env={}).defaults == WatchDefaults()
+
+
+def test_every_problem_of_a_watch_is_reported_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"defaults": {"settle_seconds": -1, "poll": "sometimes"},
+                      "watch": [{"path": str(tmp_path), "recursive": "yes", "id": "a b",
+                                 "include": ["*.mp3", ""], "colour": 1}]},
+                     source=None, env={})
+    assert str(caught.value).splitlines() == [
+        "config: 6 problems:",
+        "  - defaults.settle_seconds: expected a number >= 0, got -1",
+        '  - defaults.poll: expected one of "auto", "always", "never", got "sometimes"',
+        "  - [watch[1]] colour: unknown key",
+        '  - watch[1].include[2]: expected a non-empty string, got ""',
+        '  - watch[1].recursive: expected true or false, got "yes"',
+        "  - watch[1].id: expected a name of letters, digits, '.', '_' or '-' (at most 64, "
+        'starting with a letter or digit), the same on every node that watches this folder, '
+        'got "a b"',
+    ]
+
+
+def test_a_watch_takes_what_it_does_not_set_from_the_defaults(tmp_path: Path) -> None:
+    config = parse_config({"defaults": {"settle_seconds": 7, "outputs": ["srt"]},
+                           "watch": [{"path": str(tmp_path), "recursive": False}]},
+                          source=None, env={})
+    watch = config.watches[0]
+    assert (watch.settle_seconds, watch.outputs, watch.recursive) == (7.0, ("srt",), False)
+
+
+_DEFAULTS_SCALAR_KEYS = ("include", "exclude", "outputs", "settle_seconds", "recursive", "poll",
+                         "fallback", "follow_links", "output_name", "subtitle_names",
+                         "speakers", "delete_after")
+
+
+@given(key=st.sampled_from(_DEFAULTS_SCALAR_KEYS), value=_VALUES)
+def test_any_value_at_any_defaults_key_is_kept_or_refused_naming_that_key(
+        key: str, value: Any) -> None:
+    try:
+        parse_config({"defaults": {key: value}}, source=None, env={})
+    except ConfigError as exc:
+        assert re.match(rf"config: defaults\.{key}(\[\d+\]|\.\S+)?: ", str(exc)), str(exc)

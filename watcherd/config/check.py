@@ -11,8 +11,8 @@ import ipaddress
 import os
 import re
 import socket
-from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,13 +27,11 @@ from watcherd.config.model import (
     _WEBHOOK_KEYS,
     DEFAULT_HTTP_LISTEN,
     FALLBACKS,
-    FOLLOW_LINKS,
     LOG_LEVELS,
     MIN_HTTP_TOKEN_CHARS,
     NOTIFY_EVENTS,
     NOTIFY_EXTRA_HINT,
     OUTPUT_FORMATS,
-    POLL_MODES,
     RETRY_TABLE,
     WATCH_ID_RE,
     WEBHOOK_SECRET_PREFIX,
@@ -64,7 +62,6 @@ from watcherd.errors import ConfigError
 from watcherd.outputs.facts import MdTemplate
 from watcherd.outputs.job import SPEAKER_NAME_MAX, speaker_name, speaker_number
 from watcherd.outputs.note import TEMPLATE_FIELDS
-from watcherd.outputs.settings import SUBTITLE_NAMES
 from watcherd.outputs.templates import check_fields, check_name
 from watcherd.retry import RETRY_KEYS, RetryPolicy
 
@@ -461,79 +458,38 @@ class ConfigChecker(SectionParser):
                              secret_file=path)
 
     def defaults(self, table: Mapping[str, Any]) -> WatchDefaults:
-        self.check_keys(table, _DEFAULTS_KEYS, "defaults")
-        base = WatchDefaults()
+        known = self.known_keys(table, _DEFAULTS_KEYS, "defaults")
         options = engine_options().defaults(self, table.get("options", {}), "defaults.options")
-        return WatchDefaults(**self.watch_fields(table, "defaults", base), options=options)
+        return self.section(known, WatchDefaults, "defaults", base=WatchDefaults(options=options),
+                            custom={**self.watch_checks(), "options": lambda _v, _k: options})
 
-    def watch_fields(
-        self, table: Mapping[str, Any], prefix: str, base: WatchDefaults
-    ) -> dict[str, Any]:
-        """The non-option fields of a defaults or watch table, falling back to ``base``."""
-        fields: dict[str, Any] = {}
-        if "outputs" in table:
-            outputs = self.strings(table["outputs"], f"{prefix}.outputs")
-            for index, name in enumerate(outputs):
-                if name not in OUTPUT_FORMATS:
-                    listed = ", ".join(f'"{f}"' for f in OUTPUT_FORMATS)
-                    self.expected(f"{prefix}.outputs[{index + 1}]", f"one of {listed}", name)
-            if not outputs:
-                self.fail(f"{prefix}.outputs",
-                          f"expected at least one of {', '.join(OUTPUT_FORMATS)}")
-            if len(set(outputs)) != len(outputs):
-                twice = next(o for o in outputs if outputs.count(o) > 1)
-                self.fail(f"{prefix}.outputs", f'"{twice}" is listed twice; list each format once')
-        fields["outputs"] = outputs if "outputs" in table else base.outputs
-        fields["settle_seconds"] = (
-            self.number(table["settle_seconds"], f"{prefix}.settle_seconds", minimum=0)
-            if "settle_seconds" in table
-            else base.settle_seconds
-        )
-        fields["recursive"] = (
-            self.boolean(table["recursive"], f"{prefix}.recursive")
-            if "recursive" in table
-            else base.recursive
-        )
-        for name in ("include", "exclude"):
-            fields[name] = (
-                self.strings(table[name], f"{prefix}.{name}") if name in table
-                else getattr(base, name)
-            )
-        fields["poll"] = (
-            self.choice(table["poll"], f"{prefix}.poll", POLL_MODES) if "poll" in table
-            else base.poll
-        )
-        fields["fallback"] = (
-            self.choice(table["fallback"], f"{prefix}.fallback", FALLBACKS)
-            if "fallback" in table else base.fallback
-        )
-        fields["delete_after"] = (
-            self.choice(table["delete_after"], f"{prefix}.delete_after", DELETE_AFTER)
-            if "delete_after" in table else base.delete_after
-        )
-        fields["follow_links"] = (
-            self.choice(table["follow_links"], f"{prefix}.follow_links", FOLLOW_LINKS)
-            if "follow_links" in table else base.follow_links
-        )
-        fields |= self.output_fields(table, prefix, base)
-        return fields
+    def known_keys(self, table: Mapping[str, Any], keys: Sequence[str], prefix: str
+                   ) -> dict[str, Any]:
+        """``table``'s known keys, its unknown ones noted first (before a problem that stops
+        the table, such as a watch's missing path or its options, hides them)."""
+        self.check_keys(table, keys, prefix)
+        return {key: value for key, value in table.items() if key in keys}
 
-    def output_fields(self, table: Mapping[str, Any], prefix: str, base: WatchDefaults
-                      ) -> dict[str, Any]:
-        """Where outputs go and how they are named and rendered (see "Where transcripts go")."""
-        fields: dict[str, Any] = {}
-        fields["output_dir"] = (self.path(table["output_dir"], f"{prefix}.output_dir")
-                                if "output_dir" in table else base.output_dir)
-        fields["output_name"] = (self.output_name(table["output_name"], f"{prefix}.output_name")
-                                 if "output_name" in table else base.output_name)
-        fields["subtitle_names"] = (
-            self.choice(table["subtitle_names"], f"{prefix}.subtitle_names", SUBTITLE_NAMES)
-            if "subtitle_names" in table else base.subtitle_names)
-        fields["md_template"] = (self.md_template(table["md_template"], f"{prefix}.md_template")
-                                 if "md_template" in table else base.md_template)
-        fields["speakers"] = (self.speakers(table["speakers"], f"{prefix}.speakers")
-                              if "speakers" in table else base.speakers)
-        return fields
+    def watch_checks(self) -> dict[str, Callable[[Any, str], Any]]:
+        """The keys of a defaults or watch table whose rules a type cannot say."""
+        return {"outputs": self.outputs, "fallback": partial(self.choice, choices=FALLBACKS),
+                "delete_after": partial(self.choice, choices=DELETE_AFTER),
+                "output_dir": self.path, "output_name": self.output_name,
+                "md_template": self.md_template, "speakers": self.speakers}
+
+    def outputs(self, value: Any, key: str) -> tuple[str, ...]:
+        """``outputs``: formats the outputs module writes, at least one, each once."""
+        outputs = self.strings(value, key)
+        for index, name in enumerate(outputs):
+            if name not in OUTPUT_FORMATS:
+                listed = ", ".join(f'"{f}"' for f in OUTPUT_FORMATS)
+                self.expected(f"{key}[{index + 1}]", f"one of {listed}", name)
+        if not outputs:
+            self.fail(key, f"expected at least one of {', '.join(OUTPUT_FORMATS)}")
+        if len(set(outputs)) != len(outputs):
+            twice = next(o for o in outputs if outputs.count(o) > 1)
+            self.fail(key, f'"{twice}" is listed twice; list each format once')
+        return outputs
 
     def output_name(self, value: Any, key: str) -> str:
         """``output_name``: a file name template (tokens {stem} {ext} {lang} {date} {watch})."""
@@ -559,6 +515,15 @@ class ConfigChecker(SectionParser):
         except ValueError as exc:
             self.fail(key, f"{path}: {exc}")
         return MdTemplate(path=path, text=text)
+
+    def watch_id(self, value: Any, key: str) -> str:
+        """``[[watch]] id``: the name the shared journal stores this folder's paths under."""
+        watch_id = self.string(value, key)
+        if not WATCH_ID_RE.fullmatch(watch_id):
+            self.expected(key, "a name of letters, digits, '.', '_' or '-' (at most 64, "
+                          "starting with a letter or digit), the same on every node that "
+                          "watches this folder", watch_id)
+        return watch_id
 
     def speakers(self, value: Any, key: str) -> tuple[tuple[int, str], ...]:
         """``[watch.speakers]``: speaker labels (1 = "Alice": "Speaker 1") to names."""
@@ -597,9 +562,10 @@ class ConfigChecker(SectionParser):
         prefix = f"watch[{number}]"
         if not isinstance(table, dict):
             self.expected(prefix, "a table", table)
-        self.check_keys(table, _WATCH_KEYS, prefix)
+        known = self.known_keys(table, _WATCH_KEYS, prefix)
         if "path" not in table:
             self.fail(f"{prefix}.path", "missing; expected the folder to watch")
+        # The path first: the nesting check and the options' messages name the folder.
         path = self.path(table["path"], f"{prefix}.path")
         for index, other in enumerate(watches, start=1):
             reject_nesting(
@@ -615,19 +581,10 @@ class ConfigChecker(SectionParser):
         finally:
             self.warnings[warned:] = [f"{w} (in the watch of {path})"
                                       for w in self.warnings[warned:]]
-        fields = self.watch_fields(table, prefix, defaults)
-        engine = (
-            self.choice(table["engine"], f"{prefix}.engine", engine_names())
-            if "engine" in table else None
-        )
-        watch_id = ""
-        if "id" in table:
-            watch_id = self.string(table["id"], f"{prefix}.id")
-            if not WATCH_ID_RE.fullmatch(watch_id):
-                self.expected(f"{prefix}.id", "a name of letters, digits, '.', '_' or '-' "
-                              "(at most 64, starting with a letter or digit), the same on "
-                              "every node that watches this folder", watch_id)
-        watch = WatchConfig(path=path, **fields, options=options, engine=engine, id=watch_id)
+        watch = self.section(known, WatchConfig, prefix, base=replace(defaults, options=options),
+                             elsewhere=("notify",), custom={
+            **self.watch_checks(), "path": lambda _v, _k: path, "options": lambda _v, _k: options,
+            "engine": partial(self.choice, choices=engine_names()), "id": self.watch_id})
         for index, other in enumerate(watches, start=1):
             if other.watch_id == watch.watch_id:
                 self.fail(f"{prefix}.id", f"{watch.watch_id!r} is already the id of "

@@ -15,7 +15,7 @@ import msgspec
 import platformdirs
 from msgspec import Meta
 
-from watcherd.configkit import EngineOptions, EngineSection, Table, table_keys
+from watcherd.configkit import EngineOptions, EngineSection, Table, Word, table_keys
 from watcherd.credentials import Secret
 from watcherd.outputs import FORMATS
 from watcherd.outputs.facts import MdTemplate
@@ -126,10 +126,6 @@ DEFAULT_HTTP_LISTEN = "127.0.0.1:8765"
 # A token shorter than this is guessable by a patient script on the network.
 MIN_HTTP_TOKEN_CHARS = 16
 WEBHOOK_SECRET_PREFIX = "whsec_"
-_DEFAULTS_KEYS = ("outputs", "settle_seconds", "recursive", "include", "exclude", "poll", "options",
-                  "fallback", "follow_links", "output_dir", "output_name", "subtitle_names",
-                  "md_template", "speakers", "delete_after")
-_WATCH_KEYS = ("path", "id", "engine", "notify", *_DEFAULTS_KEYS)
 #: A watch id: what the shared journal stores paths relative to (letters, digits, . _ -).
 WATCH_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_LEASE_SECONDS = 30.0
@@ -140,12 +136,16 @@ FALLBACKS = ("none", "local")
 
 @dataclass(frozen=True, kw_only=True)
 class WatchDefaults:
-    """The ``[defaults]`` table: what every ``[[watch]]`` (and ``run --watch DIR``) starts from."""
+    """The ``[defaults]`` table: what every ``[[watch]]`` (and ``run --watch DIR``) starts from.
 
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
+    Its fields are the table's keys (configkit.SectionParser.section checks a table against
+    their types and limits; what a type cannot say is a custom check in check.py).
+    """
+
+    include: tuple[Word, ...] = ()
+    exclude: tuple[Word, ...] = ()
     outputs: tuple[str, ...] = DEFAULT_OUTPUTS
-    settle_seconds: float = 2.0
+    settle_seconds: Annotated[float, Meta(ge=0)] = 2.0
     recursive: bool = True
     poll: PollMode = "auto"
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -184,6 +184,11 @@ class WatchConfig(WatchDefaults):
                               name=self.output_name, subtitle_names=self.subtitle_names,
                               md_template=self.md_template, speakers=self.speakers,
                               watch_id=self.watch_id)
+
+
+_DEFAULTS_KEYS = table_keys(WatchDefaults)
+# "notify" is checked with [notify] (config.check.ConfigChecker.notify), kept there.
+_WATCH_KEYS = (*table_keys(WatchConfig), "notify")
 
 
 def default_watch_id(path: Path) -> str:
