@@ -16,13 +16,16 @@ from hypothesis import strategies as st
 from watcherd.config import parse_config
 from watcherd.config.model import (
     RETRY_TABLE,
+    CallbackTable,
     EngineTable,
     HooksConfig,
+    HttpTable,
     JournalTable,
     LogTable,
     MetricsTable,
     NodeTable,
     ScanTable,
+    WebhookTable,
     default_journal_path,
 )
 from watcherd.configkit import table_keys
@@ -33,6 +36,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 TABLES: dict[str, type[Any]] = {
     "engine": EngineTable, "scan": ScanTable, "log": LogTable, "hooks": HooksConfig,
     "metrics": MetricsTable, "node": NodeTable, "journal": JournalTable, "retry": RETRY_TABLE,
+    "http": HttpTable,
 }
 
 
@@ -72,7 +76,8 @@ def test_every_problem_of_a_core_table_is_reported_at_once() -> None:
 
 def test_the_example_documents_every_key_of_every_declared_table() -> None:
     text = EXAMPLE.read_text("utf-8")
-    missing = [f"{name}.{key}" for name, schema in TABLES.items()
+    tables = {**TABLES, "callback": CallbackTable, "webhook": WebhookTable}
+    missing = [f"{name}.{key}" for name, schema in tables.items()
                for key in table_keys(schema) if not re.search(rf"\b{key}\b", text)]
     assert missing == []
 
@@ -145,3 +150,21 @@ def test_any_value_at_any_defaults_key_is_kept_or_refused_naming_that_key(
         parse_config({"defaults": {key: value}}, source=None, env={})
     except ConfigError as exc:
         assert re.match(rf"config: defaults\.{key}(\[\d+\]|\.\S+)?: ", str(exc)), str(exc)
+
+
+def test_a_webhook_and_a_callback_problem_come_together(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"callback": {"listen": "127.0.0.1:8787", "public_url": "http://x"},
+                      "webhook": {"secret": "whsec_AAAA", "secret_file": str(tmp_path)},
+                      "http": {"listen": "nowhere", "tokn_file": "x"}},
+                     source=None, env={})
+    assert str(caught.value).splitlines() == [
+        "config: 4 problems:",
+        '  - callback.public_url: expected an https URL without query, such as '
+        '"https://watcherd.example.com" (the callback token travels in it, so plain http is '
+        'refused), got "http://x"',
+        "  - webhook.secret: set either secret or secret_file, not both",
+        '  - [http] tokn_file: unknown key; did you mean "token_file"?',
+        '  - http.listen: expected "HOST:PORT" with an IP address (or localhost) and a port '
+        '1-65535, got "nowhere"',
+    ]

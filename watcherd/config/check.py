@@ -21,11 +21,9 @@ from urllib.parse import urlsplit
 from watcherd.config.model import (
     _CALLBACK_KEYS,
     _DEFAULTS_KEYS,
-    _HTTP_KEYS,
     _TOP_KEYS,
     _WATCH_KEYS,
     _WEBHOOK_KEYS,
-    DEFAULT_HTTP_LISTEN,
     FALLBACKS,
     LOG_LEVELS,
     MIN_HTTP_TOKEN_CHARS,
@@ -36,10 +34,12 @@ from watcherd.config.model import (
     WATCH_ID_RE,
     WEBHOOK_SECRET_PREFIX,
     CallbackConfig,
+    CallbackTable,
     Config,
     EngineTable,
     HooksConfig,
     HttpConfig,
+    HttpTable,
     JournalTable,
     LogTable,
     MetricsTable,
@@ -50,6 +50,7 @@ from watcherd.config.model import (
     WatchConfig,
     WatchDefaults,
     WebhookConfig,
+    WebhookTable,
     default_journal_path,
     engine_names,
     engine_options,
@@ -360,26 +361,30 @@ class ConfigChecker(SectionParser):
             self.fail(f"{key}[1]", "expected the program to run, got an empty string")
         return argv
 
-    def callback(self, table: Mapping[str, Any]) -> CallbackConfig | None:
-        self.check_keys(table, _CALLBACK_KEYS, "callback")
-        if not table:
+    def callback(self, raw: Mapping[str, Any]) -> CallbackConfig | None:
+        known = self.known_keys(raw, _CALLBACK_KEYS, "callback")
+        if not raw:
             return None
-        if "listen" not in table:
+        if "listen" not in raw:
             self.fail("callback.listen", 'missing; expected "HOST:PORT" such as "127.0.0.1:8787"')
-        host, port = self.listen_address(table["listen"], "callback.listen")
-        public_url: str | None = None
-        if "public_url" in table:
-            url = self.string(table["public_url"], "callback.public_url").strip()
-            parts = urlsplit(url)
-            if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
-                self.expected(
-                    "callback.public_url",
-                    'an https URL without query, such as "https://watcherd.example.com" '
-                    "(the callback token travels in it, so plain http is refused)",
-                    url,
-                )
-            public_url = url.rstrip("/")
-        return CallbackConfig(host=host, port=port, public_url=public_url)
+        table = self.section(known, CallbackTable, "callback", custom={
+            "listen": self.listen_address, "public_url": self.public_url})
+        assert table.listen is not None  # checked as present above
+        host, port = table.listen
+        return CallbackConfig(host=host, port=port, public_url=table.public_url)
+
+    def public_url(self, value: Any, key: str) -> str:
+        """``[callback] public_url``: where Gladia reaches the listener (https only)."""
+        url = self.string(value, key).strip()
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+            self.expected(
+                key,
+                'an https URL without query, such as "https://watcherd.example.com" '
+                "(the callback token travels in it, so plain http is refused)",
+                url,
+            )
+        return url.rstrip("/")
 
     def listen_address(self, value: Any, key: str) -> tuple[str, int]:
         what = '"HOST:PORT" with an IP address (or localhost) and a port 1-65535'
@@ -399,16 +404,16 @@ class ConfigChecker(SectionParser):
             self.expected(key, what, value)
         return host, port
 
-    def http(self, table: Mapping[str, Any]) -> HttpConfig:
-        self.check_keys(table, _HTTP_KEYS, "http")
-        listen = table.get("listen", DEFAULT_HTTP_LISTEN)
-        if isinstance(listen, str) and not listen.strip():
+    def http(self, raw: Mapping[str, Any]) -> HttpConfig:
+        table = self.section(raw, HttpTable, "http", custom={
+            "listen": self.listen_or_off, "token_file": self.path})
+        listen = table.listen
+        if not listen.strip():
             return HttpConfig(address=None)  # listen = "" turns the page off
         address = self.listen_address(listen, "http.listen")
-        token_file: Path | None = None
+        token_file = table.token_file
         token: Secret | None = None
-        if "token_file" in table:
-            token_file = self.path(table["token_file"], "http.token_file")
+        if token_file is not None:
             if self.need_key or os.access(token_file, os.R_OK):
                 token = self.secret_file(token_file, "http.token_file", "the token")
                 if len(token.reveal()) < MIN_HTTP_TOKEN_CHARS:
@@ -426,19 +431,26 @@ class ConfigChecker(SectionParser):
             )
         return HttpConfig(address=address, token_file=token_file, token=token)
 
-    def webhook(self, table: Mapping[str, Any]) -> WebhookConfig | None:
-        self.check_keys(table, _WEBHOOK_KEYS, "webhook")
-        if not table:
+    def listen_or_off(self, value: Any, key: str) -> str:
+        """``[http] listen``: "HOST:PORT", or "" (the page is off)."""
+        if not (isinstance(value, str) and not value.strip()):
+            self.listen_address(value, key)
+        text: str = value
+        return text
+
+    def webhook(self, raw: Mapping[str, Any]) -> WebhookConfig | None:
+        known = self.known_keys(raw, _WEBHOOK_KEYS, "webhook")
+        if not raw:
             return None
-        if "secret" in table and "secret_file" in table:
-            self.fail("webhook.secret", "set either secret or secret_file, not both")
-        path: Path | None = None
-        if "secret" in table:
+        table = self.section(known, WebhookTable, "webhook", one_of=("secret", "secret_file", ""),
+                             custom={"secret": partial(self.string, secret=True),
+                                     "secret_file": self.path})
+        path = table.secret_file
+        if table.secret is not None:
             key = "webhook.secret"
-            text = strip_secret(self.string(table["secret"], key, secret=True))
-        elif "secret_file" in table:
+            text = strip_secret(table.secret)
+        elif path is not None:
             key = "webhook.secret_file"
-            path = self.path(table["secret_file"], key)
             text = self.secret_file(path, key, "the signing secret").reveal()
         else:
             self.fail("webhook.secret", 'missing; expected secret = "whsec_..." or secret_file')

@@ -49,11 +49,13 @@ __all__ = [
     "WATCH_ID_RE",
     "WEBHOOK_SECRET_PREFIX",
     "CallbackConfig",
+    "CallbackTable",
     "Config",
     "EngineName",
     "EngineTable",
     "HooksConfig",
     "HttpConfig",
+    "HttpTable",
     "JournalTable",
     "LogFormat",
     "LogLevel",
@@ -67,6 +69,7 @@ __all__ = [
     "WatchConfig",
     "WatchDefaults",
     "WebhookConfig",
+    "WebhookTable",
     "default_journal_path",
     "default_watch_id",
     "engine_names",
@@ -119,9 +122,6 @@ _TOP_KEYS = (
     "hooks", "notify", "metrics", "retry", "http", "node",
     "watch",
 )
-_CALLBACK_KEYS = ("listen", "public_url")
-_WEBHOOK_KEYS = ("secret", "secret_file")
-_HTTP_KEYS = ("listen", "token_file")
 DEFAULT_HTTP_LISTEN = "127.0.0.1:8765"
 # A token shorter than this is guessable by a patient script on the network.
 MIN_HTTP_TOKEN_CHARS = 16
@@ -245,6 +245,32 @@ class HttpConfig:
             return ""
         host, port = self.address
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class CallbackTable(Table, frozen=True):
+    """``[callback]`` as the file writes it (listen checked into ``(host, port)``)."""
+
+    listen: tuple[str, int] | None = None
+    public_url: str | None = None
+
+
+class WebhookTable(Table, frozen=True):
+    """``[webhook]`` as the file writes it: the signing secret, inline or in a file."""
+
+    secret: str | None = None
+    secret_file: Path | None = None
+
+
+class HttpTable(Table, frozen=True):
+    """``[http]`` as the file writes it (``listen = ""`` turns the page off)."""
+
+    listen: str = DEFAULT_HTTP_LISTEN
+    token_file: Path | None = None
+
+
+_CALLBACK_KEYS = table_keys(CallbackTable)
+_WEBHOOK_KEYS = table_keys(WebhookTable)
+_HTTP_KEYS = table_keys(HttpTable)
 
 
 def _default_local() -> LocalConfig:
