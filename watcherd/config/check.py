@@ -293,8 +293,8 @@ class ConfigChecker(SectionParser):
     def notify(self, data: Mapping[str, Any]) -> NotifyConfig:
         table = self.table(data, "notify", "notify")
         route = self.notify_route(table, "notify", default=NotifyRoute())
-        batch = self.number(table.get("batch_seconds", 60.0), "notify.batch_seconds",
-                            minimum=0)
+        batch = self.number(table.get("batch_seconds", NotifyConfig.batch_seconds),
+                            "notify.batch_seconds", minimum=0)
         watches = []
         for number, watch in enumerate(data.get("watch", []) or [], start=1):
             if isinstance(watch, dict) and "notify" in watch and "path" in watch:

@@ -123,6 +123,7 @@ _TOP_KEYS = (
     "watch",
 )
 DEFAULT_HTTP_LISTEN = "127.0.0.1:8765"
+_HTTP_HOST, _, _HTTP_PORT = DEFAULT_HTTP_LISTEN.rpartition(":")
 # A token shorter than this is guessable by a patient script on the network.
 MIN_HTTP_TOKEN_CHARS = 16
 WEBHOOK_SECRET_PREFIX = "whsec_"
@@ -232,7 +233,7 @@ class HttpConfig:
     """The ``[http]`` table: the local status page, /metrics and /healthz."""
 
     # None when ``listen = ""`` turned the page off.
-    address: tuple[str, int] | None = ("127.0.0.1", 8765)
+    address: tuple[str, int] | None = (_HTTP_HOST, int(_HTTP_PORT))
     token_file: Path | None = None
     # The token read from token_file (None without one, or where it is not readable by a
     # command that does not serve the page).
