@@ -45,11 +45,8 @@ from watcherd.credentials import (
 )
 from watcherd.errors import ConfigError
 
-__all__ = [
-    "AUTO", "DELETE_AFTER", "EngineOptions", "EngineSection", "Note", "Row", "SectionParser",
-    "Table", "Text", "Word", "declared_fields", "describe", "did_you_mean", "kind_of", "show",
-    "table_keys", "table_rows",
-]
+__all__ = ["AUTO", "DELETE_AFTER", "EngineOptions", "EngineSection", "Note", "Row", "SectionParser",
+           "Table", "Text", "Word", "describe", "did_you_mean", "show", "table_keys", "table_rows"]
 
 _T = TypeVar("_T")
 _S = TypeVar("_S")
@@ -132,7 +129,7 @@ def deep_merge(base: Any, over: Any) -> Any:
     return copy.deepcopy(over)
 
 
-def kind_of(value: Any) -> str:
+def _kind_of(value: Any) -> str:
     """The TOML type of ``value`` in words, for messages that must not echo it."""
     if isinstance(value, bool):
         return "a boolean"
@@ -204,7 +201,7 @@ def describe(info: Any) -> str:
     return "a table" if isinstance(info, mi.DictType | mi.StructType) else "a value"
 
 
-def declared_fields(schema: Any) -> list[tuple[str, str, Any]]:
+def _declared_fields(schema: Any) -> list[tuple[str, str, Any]]:
     """``(attribute, key, type)`` of each key a table declared by ``schema`` accepts, in
     declaration order: the fields of a :class:`Table` (msgspec Struct) or of a dataclass
     (types with their ``Annotated`` limits)."""
@@ -216,7 +213,7 @@ def declared_fields(schema: Any) -> list[tuple[str, str, Any]]:
 
 def table_keys(schema: Any) -> tuple[str, ...]:
     """The keys a table declared by ``schema`` accepts, in declaration order."""
-    return tuple(key for _, key, _ in declared_fields(schema))
+    return tuple(key for _, key, _ in _declared_fields(schema))
 
 
 def table_rows(table: Table) -> list[Row | Note]:
@@ -291,7 +288,7 @@ class SectionParser:
     def expected(
         self, key: str, what: str, value: Any, *, secret: bool = False, hint: str = ""
     ) -> NoReturn:
-        got = kind_of(value) if secret else show(value)
+        got = _kind_of(value) if secret else show(value)
         self.fail(key, f"expected {what}, got {got}{hint}")
 
     def check_keys(self, table: Mapping[str, Any], allowed: Sequence[str], path: str) -> None:
@@ -323,7 +320,7 @@ class SectionParser:
         if one_of is not None and one_of[0] in table and one_of[1] in table:
             first, second, why = one_of
             self.fail(f"{prefix}.{first}", f"set either {first} or {second}, not both{why}")
-        declared = declared_fields(schema)
+        declared = _declared_fields(schema)
         seen = len(self.problems)
         self.check_keys(table, [key for _, key, _ in declared] + list(elsewhere), prefix)
         values: dict[str, Any] = {}
@@ -334,7 +331,7 @@ class SectionParser:
         if len(self.problems) > seen:
             raise ConfigError(_ALREADY_NOTED)
         if base is not None:
-            values = {**{name: getattr(base, name) for name, _, _ in declared_fields(type(base))},
+            values = {**{name: getattr(base, name) for name, _, _ in _declared_fields(type(base))},
                       **values}
         return schema(**values)
 

@@ -53,7 +53,7 @@ log = structlog.get_logger("watcherd.daemon")
 
 
 #: The start-up and reconcile scans hand paths to the worker this many at a time.
-SCAN_BATCH = 1000
+_SCAN_BATCH = 1000
 
 
 class Daemon:
@@ -331,7 +331,7 @@ class Daemon:
                 # Handed over in batches: one wake-up of the loop per thousand files.
                 batch.append(path)
                 count += 1
-                if len(batch) >= SCAN_BATCH:
+                if len(batch) >= _SCAN_BATCH:
                     worker.hints_threadsafe(batch)
                     batch = []
         if batch:

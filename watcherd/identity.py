@@ -170,7 +170,7 @@ def _text(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def canonical_options_json(options_text: str) -> str:
+def _canonical_options_json(options_text: str) -> str:
     """The canonical JSON of options stored as ``options_text`` (the journal's text).
 
     Text that is not a JSON object cannot be interpreted: it stands for itself (it can never
@@ -190,7 +190,7 @@ def content_key(sha256: str, options_text: str) -> str:
 
     ``options_text`` is the journal's ``options_json`` text; it is canonicalised here.
     """
-    canonical = canonical_options_json(options_text)
+    canonical = _canonical_options_json(options_text)
     digest = hashlib.sha256(f"{sha256}\n{canonical}".encode("utf-8", "surrogatepass")
                             ).hexdigest()
     return KEY_PREFIX + digest[:40]

@@ -35,22 +35,13 @@ from typing import Literal, Protocol
 
 from watcherd.errors import SourceError
 
-__all__ = [
-    "LINK_OUTSIDE",
-    "LinkOnPath",
-    "LinkOutside",
-    "Place",
-    "Roots",
-    "current",
-    "install",
-    "open_folder",
-    "open_in",
-]
+__all__ = ["LinkOnPath", "LinkOutside", "Place", "Roots", "current", "install", "open_folder",
+           "open_in"]
 
 FollowLinks = Literal["inside", "anywhere"]
 
 #: What ``status`` says of a link that leads out of its watch folder.
-LINK_OUTSIDE = (
+_LINK_OUTSIDE = (
     "ignored: a link to a place outside the watched folders; nothing is read from it (move "
     'or copy the file into the folder, or set follow_links = "anywhere" on this watch)'
 )
@@ -71,7 +62,7 @@ class LinkOutside(SourceError):
     """The path leads out of its watch root through a link; it is never read."""
 
     def __init__(self) -> None:
-        super().__init__(LINK_OUTSIDE, transient=False)
+        super().__init__(_LINK_OUTSIDE, transient=False)
 
 
 class LinkOnPath(OSError):

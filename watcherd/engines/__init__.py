@@ -31,26 +31,13 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("watcherd.engines")
 
-__all__ = [
-    "ENGINES",
-    "Capabilities",
-    "Engine",
-    "EngineContext",
-    "Engines",
-    "Pipeline",
-    "computes_here",
-    "engine_class",
-    "engine_for",
-    "engines_needed",
-    "no_engine_reason",
-    "open_engines",
-    "resolve_engine",
-    "reusable",
-]
+__all__ = ["ENGINES", "Capabilities", "Engine", "EngineContext", "Engines", "Pipeline",
+           "computes_here", "engine_class", "engine_for", "engines_needed", "no_engine_reason",
+           "open_engines", "reusable"]
 
 INSTALL_LOCAL = "pip install 'watcherd[local]'"
 #: Which engine ``auto`` picks, in order: the first usable one.
-AUTO_ORDER: tuple[str, ...] = ("gladia", "local")
+_AUTO_ORDER: tuple[str, ...] = ("gladia", "local")
 
 
 def computes_here(name: str | None) -> bool:
@@ -79,7 +66,7 @@ def _problem(config: Config, name: str, local_installed: bool | None) -> str | N
     return engine_class(name).unusable(config)
 
 
-def resolve_engine(config: Config, name: str, *, local_installed: bool | None = None
+def _resolve_engine(config: Config, name: str, *, local_installed: bool | None = None
                    ) -> str | None:
     """What an engine setting (``auto`` or a registered name) means with this config.
 
@@ -93,7 +80,7 @@ def resolve_engine(config: Config, name: str, *, local_installed: bool | None = 
         if problem is not None:
             raise ConfigError(f"{where}: the engine \"{name}\" is chosen but {problem}")
         return name
-    for candidate in AUTO_ORDER:
+    for candidate in _AUTO_ORDER:
         if _problem(config, candidate, local_installed) is None:
             return candidate
     return None
@@ -105,13 +92,13 @@ def engine_for(config: Config, *, local_installed: bool | None = None) -> str | 
     Also checks every folder's own engine and fallback, so a config naming an engine that
     cannot run fails at start with the folder named.
     """
-    default = resolve_engine(config, config.engine, local_installed=local_installed)
+    default = _resolve_engine(config, config.engine, local_installed=local_installed)
     for watch in config.watches:
         try:
             if watch.engine is not None:
-                resolve_engine(config, watch.engine, local_installed=local_installed)
+                _resolve_engine(config, watch.engine, local_installed=local_installed)
             if watch.fallback == "local":
-                resolve_engine(config, "local", local_installed=local_installed)
+                _resolve_engine(config, "local", local_installed=local_installed)
         except ConfigError as exc:
             raise ConfigError(f"{exc} (in the watch of {watch.path})") from None
     return default
@@ -121,7 +108,7 @@ def engines_needed(config: Config) -> set[str]:
     """Every engine some folder (or a fallback, or ``transcribe``) may use."""
     names = {engine_for(config)}
     for watch in config.watches:
-        names.add(resolve_engine(config, watch.engine or config.engine))
+        names.add(_resolve_engine(config, watch.engine or config.engine))
         if watch.fallback == "local":
             names.add("local")
     gladia = config.gladia
@@ -154,7 +141,7 @@ class Engines:
         """The engine name a folder's files use."""
         if watch is None or watch.engine is None:
             return self.default
-        return resolve_engine(self.config, watch.engine)
+        return _resolve_engine(self.config, watch.engine)
 
     def problem(self) -> str:
         """Why files wait when their engine is missing."""

@@ -18,18 +18,17 @@ from watcherd.journal.sqlite import SQLiteJournal, open_or_recover
 if TYPE_CHECKING:
     from watcherd.journal.postgres import PostgresJournal
 
-__all__ = ["INSTALL_HINT", "POSTGRES_SCHEMES", "is_postgres_url", "open_journal",
-           "postgres_journal_class"]
+__all__ = ["INSTALL_HINT", "is_postgres_url", "open_journal", "postgres_journal_class"]
 
 #: URL schemes of the PostgreSQL backend.
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 #: What to tell a user whose [journal] url cannot be used for want of the driver.
 INSTALL_HINT = "pip install 'watcherd[postgres]'"
 
 
 def is_postgres_url(target: Path | str) -> bool:
     """Whether ``target`` names a PostgreSQL journal (else it is a SQLite file)."""
-    return isinstance(target, str) and target.startswith(POSTGRES_SCHEMES)
+    return isinstance(target, str) and target.startswith(_POSTGRES_SCHEMES)
 
 
 def postgres_journal_class() -> type[PostgresJournal]:

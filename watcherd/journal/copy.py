@@ -36,14 +36,14 @@ from watcherd.journal.stored import (
     unpack_job,
 )
 
-SOURCE_COLUMNS = SOURCE_FIELDS
-EVENT_COLUMNS = ("id", "source_id", "at", "from_state", "to_state", "actor", "reason")
-RESULT_COLUMNS = ("content_key", "job_id", "job_json", "job_z", "created_at")
-JOB_TIME_COLUMNS = ("id", "at", "options_class", "audio_seconds", "seconds")
-REMOTE_JOB_COLUMNS = ("job_id", "engine", "watch_root", "content_key", "model",
+_SOURCE_COLUMNS = SOURCE_FIELDS
+_EVENT_COLUMNS = ("id", "source_id", "at", "from_state", "to_state", "actor", "reason")
+_RESULT_COLUMNS = ("content_key", "job_id", "job_json", "job_z", "created_at")
+_JOB_TIME_COLUMNS = ("id", "at", "options_class", "audio_seconds", "seconds")
+_REMOTE_JOB_COLUMNS = ("job_id", "engine", "watch_root", "content_key", "model",
                       "billing_seconds", "audio_seconds", "finished_at", "delete_wanted_at",
                       "delete_attempts", "next_delete_at", "deleted_at")
-FOLDED_COLUMNS = ("source_id", "first_seen", "done_at", "attempts", "last_error",
+_FOLDED_COLUMNS = ("source_id", "first_seen", "done_at", "attempts", "last_error",
                   "folded_events", "folded_until")
 
 
@@ -86,7 +86,7 @@ def copy_journal(src: str | Path, dst: str | Path, *,
     ):
         raise JournalError("the source and the destination of the copy are the same journal")
     rows = read_rows(src_text, roots=roots)
-    write_rows(dst_text, rows, source_label=_label(src_text), roots=roots)
+    _write_rows(dst_text, rows, source_label=_label(src_text), roots=roots)
     return CopyReport(len(rows.sources), len(rows.events), len(rows.results),
                       len(rows.job_times), len(rows.remote_jobs))
 
@@ -105,7 +105,7 @@ def read_rows(target: str, *, roots: Mapping[str, str] | None = None) -> Journal
             else _read_sqlite(Path(target)))
 
 
-def write_rows(target: str, rows: JournalRows, *, source_label: str,
+def _write_rows(target: str, rows: JournalRows, *, source_label: str,
                roots: Mapping[str, str] | None = None) -> None:
     """Write rows into a journal (created if needed) in one transaction."""
     if is_postgres_url(target):
@@ -144,18 +144,18 @@ def _check_fits(dst_label: str, source_label: str, rows: JournalRows,
 
 def _read_tables(conn: Any, dialect: Dialect, decode: Callable[[str], str]) -> JournalRows:
     """Every row of every table, in the caller's one snapshot, paths decoded."""
-    sources = tuple(_decoded({k: r[k] for k in SOURCE_COLUMNS}, decode)
+    sources = tuple(_decoded({k: r[k] for k in _SOURCE_COLUMNS}, decode)
                     for r in conn.execute(QUERIES[dialect]["all_sources"]))
     events, results, job_times, folded = (
         tuple(dict(r) for r in conn.execute(
             f"SELECT {', '.join(columns)} FROM {table} ORDER BY {order}"))
-        for table, columns, order in (("events", EVENT_COLUMNS, "id"),
-                                      ("results", RESULT_COLUMNS, "content_key"),
-                                      ("job_times", JOB_TIME_COLUMNS, "id"),
-                                      ("folded_history", FOLDED_COLUMNS, "source_id"))
+        for table, columns, order in (("events", _EVENT_COLUMNS, "id"),
+                                      ("results", _RESULT_COLUMNS, "content_key"),
+                                      ("job_times", _JOB_TIME_COLUMNS, "id"),
+                                      ("folded_history", _FOLDED_COLUMNS, "source_id"))
     )
     remote_jobs = tuple(_decoded(dict(r), decode) for r in conn.execute(
-        f"SELECT {', '.join(REMOTE_JOB_COLUMNS)} FROM remote_jobs ORDER BY job_id"))
+        f"SELECT {', '.join(_REMOTE_JOB_COLUMNS)} FROM remote_jobs ORDER BY job_id"))
     return JournalRows(sources, events, tuple(_packed(r) for r in results), job_times,
                        remote_jobs, folded)
 
@@ -182,23 +182,23 @@ def _upsert(table: str, columns: tuple[str, ...], conflict: str) -> str:
             f" VALUES ({', '.join(':' + c for c in columns)}) ON CONFLICT {conflict}")
 
 
-_SOURCE_UPDATES = ", ".join(f"{c} = excluded.{c}" for c in SOURCE_COLUMNS if c != "id")
+_SOURCE_UPDATES = ", ".join(f"{c} = excluded.{c}" for c in _SOURCE_COLUMNS if c != "id")
 #: What a copy writes, in order, each row brought up to date or left as it is.
 _WRITES = (
-    ("sources", SOURCE_COLUMNS, _upsert("sources", SOURCE_COLUMNS,
+    ("sources", _SOURCE_COLUMNS, _upsert("sources", _SOURCE_COLUMNS,
                                          f"(id) DO UPDATE SET {_SOURCE_UPDATES}")),
-    ("events", EVENT_COLUMNS, _upsert("events", EVENT_COLUMNS, "(id) DO NOTHING")),
-    ("job_times", JOB_TIME_COLUMNS, _upsert("job_times", JOB_TIME_COLUMNS, "(id) DO NOTHING")),
-    ("results", RESULT_COLUMNS, _upsert(
-        "results", RESULT_COLUMNS, "(content_key) DO UPDATE SET job_id = excluded.job_id,"
+    ("events", _EVENT_COLUMNS, _upsert("events", _EVENT_COLUMNS, "(id) DO NOTHING")),
+    ("job_times", _JOB_TIME_COLUMNS, _upsert("job_times", _JOB_TIME_COLUMNS, "(id) DO NOTHING")),
+    ("results", _RESULT_COLUMNS, _upsert(
+        "results", _RESULT_COLUMNS, "(content_key) DO UPDATE SET job_id = excluded.job_id,"
         " job_json = excluded.job_json, job_z = excluded.job_z,"
         " created_at = excluded.created_at")),
-    ("folded_history", FOLDED_COLUMNS, _upsert(
-        "folded_history", FOLDED_COLUMNS, "(source_id) DO UPDATE SET " + ", ".join(
-            f"{c} = excluded.{c}" for c in FOLDED_COLUMNS if c != "source_id"))),
+    ("folded_history", _FOLDED_COLUMNS, _upsert(
+        "folded_history", _FOLDED_COLUMNS, "(source_id) DO UPDATE SET " + ", ".join(
+            f"{c} = excluded.{c}" for c in _FOLDED_COLUMNS if c != "source_id"))),
     # A delete confirmed on either side stays confirmed.
-    ("remote_jobs", REMOTE_JOB_COLUMNS, _upsert(
-        "remote_jobs", REMOTE_JOB_COLUMNS, "(job_id) DO UPDATE SET deleted_at ="
+    ("remote_jobs", _REMOTE_JOB_COLUMNS, _upsert(
+        "remote_jobs", _REMOTE_JOB_COLUMNS, "(job_id) DO UPDATE SET deleted_at ="
         " COALESCE(remote_jobs.deleted_at, excluded.deleted_at)")),
 )
 

@@ -60,11 +60,9 @@ from watcherd.journal.stored import (
 )
 from watcherd.journal.unavailable import PG_UNREACHABLE, JournalUnavailable, postgres_reason
 
-__all__ = [
-    "NOTIFY_CHANNEL", "SCHEMA_VERSION", "CreateIntent", "CreateIntentHeld", "Lease", "LeaseLost",
-    "NodeNameTaken", "PlanFull", "PostgresJournal", "from_stored", "pg_decode_path",
-    "pg_encode_path", "redact_url", "to_stored",
-]
+__all__ = ["NOTIFY_CHANNEL", "SCHEMA_VERSION", "CreateIntent", "CreateIntentHeld", "Lease",
+           "LeaseLost", "NodeNameTaken", "PlanFull", "PostgresJournal", "from_stored",
+           "pg_decode_path", "pg_encode_path", "redact_url", "to_stored"]
 
 _log = structlog.get_logger("watcherd.journal")
 
@@ -244,7 +242,7 @@ def _check_node_name(name: str) -> None:
 
 
 #: The journal's tables, whose sizes ``status`` and ``doctor`` show.
-JOURNAL_TABLES = ("sources", "events", "results", "folded_history", "job_times", "meta",
+_JOURNAL_TABLES = ("sources", "events", "results", "folded_history", "job_times", "meta",
                   "nodes", "create_intents")
 
 # -- the journal ---------------------------------------------------------------------------
@@ -377,7 +375,7 @@ class PostgresJournal(SQLJournal):
         """Each journal table (with its TOAST data) and their indexes together, as
         pg_table_size and pg_indexes_size count them (cheap: no page is read)."""
         parts: dict[str, int] = {"indexes": 0}
-        for row in self._run("table_sizes", tables=list(JOURNAL_TABLES)):
+        for row in self._run("table_sizes", tables=list(_JOURNAL_TABLES)):
             parts[row["name"]] = int(row["table_bytes"])
             parts["indexes"] += int(row["index_bytes"])
         ordered = tuple(sorted(parts.items(), key=lambda kv: -kv[1]))

@@ -31,11 +31,9 @@ from watcherd.errors import JournalError
 from watcherd.journal._base import Source
 from watcherd.outputs.job import read_job
 
-__all__ = [
-    "HIGHLIGHT_END", "HIGHLIGHT_START", "Hit", "IndexState", "NoSearchIndex", "QueryError",
-    "Term", "format_time", "fts5_query", "hit_json", "index_words", "marked_spans", "parse_query",
-    "snippet", "tsquery", "utterance_rows", "words",
-]
+__all__ = ["HIGHLIGHT_END", "HIGHLIGHT_START", "Hit", "IndexState", "NoSearchIndex", "QueryError",
+           "Term", "format_time", "fts5_query", "hit_json", "marked_spans", "parse_query",
+           "snippet", "tsquery", "utterance_rows", "words"]
 
 #: Around each matched word of a snippet (control characters no transcript keeps: see
 #: :func:`utterance_rows`); the CLI and the page turn them into their own highlight.
@@ -115,7 +113,7 @@ def words(text: str) -> list[tuple[str, int, int]]:
     return found
 
 
-def index_words(text: str) -> str:
+def _index_words(text: str) -> str:
     """What the index holds for ``text``: its folded words, one space between."""
     if text.isascii():
         return " ".join(_RUN.findall(text.lower()))
@@ -198,11 +196,11 @@ def utterance_rows(job: Mapping[str, Any]) -> list[tuple[float, float, str, str]
     except ValueError:
         return []
     said = [(u.start, u.end, u.text) for u in transcription.utterances]
-    if not any(index_words(t) for _, _, t in said) and transcription.full_transcript:
+    if not any(_index_words(t) for _, _, t in said) and transcription.full_transcript:
         said = [(0.0, 0.0, transcription.full_transcript)]
     rows = []
     for start, end, text in said:
-        folded = index_words(text)
+        folded = _index_words(text)
         if folded:
             # The marks are taken out of the shown text, so only a match holds them.
             shown = text.replace(HIGHLIGHT_START, " ").replace(HIGHLIGHT_END, " ")

@@ -20,11 +20,9 @@ from urllib.parse import quote, unquote_to_bytes
 
 from watcherd.journal._base import Source
 
-__all__ = [
-    "PATH_COLUMNS", "PATH_MARK", "SOURCE_FIELDS", "WATCH_MARK", "column_value", "decode_path",
-    "encode_path", "from_stored", "job_text", "pack_job", "pg_decode_path", "pg_encode_path",
-    "pg_text", "safe_text", "to_stored", "unpack_job",
-]
+__all__ = ["PATH_COLUMNS", "SOURCE_FIELDS", "column_value", "decode_path", "encode_path",
+           "from_stored", "job_text", "pack_job", "pg_decode_path", "pg_encode_path", "pg_text",
+           "safe_text", "to_stored", "unpack_job"]
 
 SOURCE_FIELDS = tuple(f.name for f in fields(Source))
 
@@ -82,7 +80,7 @@ def column_value(name: str, value: Any) -> Any:
 # a path that is not plain UTF-8 text is kept as this mark and its percent-quoted bytes.
 # U+FFFF is a noncharacter, so no sane name starts with it; one that does is quoted too,
 # which keeps the encoding one-to-one.
-PATH_MARK = "\uffff"
+_PATH_MARK = "\uffff"
 
 
 def pg_text(text: str) -> str:
@@ -96,27 +94,27 @@ def pg_encode_path(path: str) -> str:
     Lossless for every name a file system gives (``os.fsdecode`` text with lone surrogates);
     one-to-one, so the unique index on paths and look-ups by path stay exact.
     """
-    if not path.startswith(PATH_MARK) and "\x00" not in path and _is_utf8(path):
+    if not path.startswith(_PATH_MARK) and "\x00" not in path and _is_utf8(path):
         return path
     try:
         raw = os.fsencode(path)
     except UnicodeEncodeError:
         # Surrogates that no file system name produces: keep a readable, lossy form.
         raw = pg_text(path).encode("utf-8")
-    return PATH_MARK + quote(raw, safe="/")
+    return _PATH_MARK + quote(raw, safe="/")
 
 
 def pg_decode_path(stored: str) -> str:
     """The path (as Python's os functions take it) from its PostgreSQL journal text."""
-    if stored.startswith(PATH_MARK):
-        return os.fsdecode(unquote_to_bytes(stored[len(PATH_MARK):]))
+    if stored.startswith(_PATH_MARK):
+        return os.fsdecode(unquote_to_bytes(stored[len(_PATH_MARK):]))
     return stored
 
 
 #: A stored path relative to a watch id: ``@ID/RELATIVE`` (``@ID`` for the watch's root).
 #: No absolute path starts with "@" (POSIX "/", Windows a drive letter or "\\"), so the forms
 #: cannot be confused, and a path under no configured watch is stored absolute.
-WATCH_MARK = "@"
+_WATCH_MARK = "@"
 
 
 def to_stored(path: str, roots: Mapping[str, str]) -> str:
@@ -140,7 +138,7 @@ def to_stored(path: str, roots: Mapping[str, str]) -> str:
     if best is None:
         return path
     _, watch_id, rel = best
-    return f"{WATCH_MARK}{watch_id}/{rel}" if rel else f"{WATCH_MARK}{watch_id}"
+    return f"{_WATCH_MARK}{watch_id}/{rel}" if rel else f"{_WATCH_MARK}{watch_id}"
 
 
 def from_stored(stored: str, roots: Mapping[str, str]) -> str:
@@ -149,9 +147,9 @@ def from_stored(stored: str, roots: Mapping[str, str]) -> str:
     A watch id this node does not have stays in its stored form: it names another node's
     folder, which this node never touches (the worker skips sources outside its watches).
     """
-    if not stored.startswith(WATCH_MARK):
+    if not stored.startswith(_WATCH_MARK):
         return stored
-    watch_id, _, rel = stored[len(WATCH_MARK):].partition("/")
+    watch_id, _, rel = stored[len(_WATCH_MARK):].partition("/")
     root = roots.get(watch_id)
     if root is None:
         return stored

@@ -33,8 +33,7 @@ from watcherd import media
 from watcherd.errors import SourceError
 from watcherd.outputs import TEMP_MARKER, sweep_temp_files
 
-__all__ = ["NO_AV_ENV", "Track", "TrackPlan", "extract", "load_av", "plan",
-           "sweep"]
+__all__ = ["NO_AV_ENV", "Track", "TrackPlan", "extract", "load_av", "plan", "sweep"]
 
 log = structlog.get_logger("watcherd.engines.gladia.audioonly")
 
@@ -46,7 +45,7 @@ TEMP_PREFIX = f"upload{TEMP_MARKER}-"
 # Codecs Gladia takes (docs/gladia-contract.md: aac, ac3, eac3, flac, m4a, mp2, mp3, ogg,
 # opus) and the container each is copied into. PCM is not among them on purpose: copied, it
 # would be 10-30 times the size of the same speech in Opus.
-COPY_FORMATS: Mapping[str, tuple[str, str]] = {
+_COPY_FORMATS: Mapping[str, tuple[str, str]] = {
     "aac": ("ipod", ".m4a"),  # the MP4 muxer with the M4A brand
     "mp3": ("mp3", ".mp3"),
     "mp2": ("mp2", ".mp2"),
@@ -59,9 +58,9 @@ COPY_FORMATS: Mapping[str, tuple[str, str]] = {
 # Anything else becomes Opus at what speech recognition needs: Gladia converts every upload
 # to 16 kHz mono anyway. Constrained VBR keeps music and tones under the target as well
 # (plain VBR went to 46 kb/s on a pure tone); 24 kb/s is transparent for speech.
-OPUS_RATE = 16_000
-OPUS_OPTIONS = {"b": "24000", "vbr": "constrained", "application": "voip"}
-OPUS_SUFFIX = ".opus"
+_OPUS_RATE = 16_000
+_OPUS_OPTIONS = {"b": "24000", "vbr": "constrained", "application": "voip"}
+_OPUS_SUFFIX = ".opus"
 
 
 @dataclass(frozen=True)
@@ -138,11 +137,11 @@ def plan(path: Path, size: int, *, limit: int = media.MAX_BYTES) -> TrackPlan | 
         return None
     index, codec = found
     reason = "a video track" if videos else "over Gladia's size limit"
-    copied = COPY_FORMATS.get(codec)
+    copied = _COPY_FORMATS.get(codec)
     # A file over the limit with no video is all audio already: copying it would not shrink it.
     if copied is not None and videos:
         return TrackPlan(index, codec, copied[0], copied[1], copy=True, reason=reason)
-    return TrackPlan(index, codec, "ogg", OPUS_SUFFIX, copy=False, reason=reason)
+    return TrackPlan(index, codec, "ogg", _OPUS_SUFFIX, copy=False, reason=reason)
 
 
 def _temp_file(folder: Path, suffix: str) -> tuple[IO[bytes], Path]:
@@ -205,9 +204,9 @@ def _copy(source: Any, stream: Any, target: Any) -> None:
 
 def _encode(av: ModuleType, source: Any, stream: Any, target: Any) -> None:
     """Decode the stream and encode it as Opus, 16 kHz mono."""
-    encoded = target.add_stream("libopus", rate=OPUS_RATE, options=dict(OPUS_OPTIONS))
+    encoded = target.add_stream("libopus", rate=_OPUS_RATE, options=dict(_OPUS_OPTIONS))
     encoded.layout = "mono"
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=OPUS_RATE)
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=_OPUS_RATE)
     for frame in source.decode(stream):
         for mono in resampler.resample(frame):
             target.mux(encoded.encode(mono))

@@ -32,19 +32,18 @@ from watcherd.engines.gladia.options import DEFAULT_MODEL, OPTIONS
 from watcherd.errors import ConfigError
 from watcherd.log import REDACTED
 
-__all__ = ["API_KEY_ENV_VAR", "DELETE_AFTER", "KEYS", "OVER_LIMIT", "SECTION", "GladiaConfig",
-           "GladiaTable"]
+__all__ = ["API_KEY_ENV_VAR", "DELETE_AFTER", "KEYS", "SECTION", "GladiaConfig", "GladiaTable"]
 
 API_KEY_ENV_VAR = "GLADIA_API_KEY"
 # When a job is deleted at Gladia: never (Gladia keeps it 12 months), or once it is done.
 DeleteAfter = Literal["never", "done"]
 #: What a file does when it would pass monthly_hours_limit: wait, or go to the local engine.
 OverLimit = Literal["pause", "local"]
-OVER_LIMIT: tuple[str, ...] = get_args(OverLimit)
+_OVER_LIMIT: tuple[str, ...] = get_args(OverLimit)
 #: ``upload``: "audio" sends a video's (or an over-size file's) audio stream alone when PyAV
 #: is installed; "original" always sends the file as it is.
 UploadMode = Literal["audio", "original"]
-UPLOAD_MODES: tuple[str, ...] = get_args(UploadMode)
+_UPLOAD_MODES: tuple[str, ...] = get_args(UploadMode)
 _Hours = Annotated[float, Meta(ge=0)]
 
 

@@ -18,11 +18,11 @@ import httpx
 
 from watcherd.configkit import did_you_mean
 
-__all__ = ["CREATE_PATH", "DEFINITION_PATH", "RequestFields", "advice", "fetch", "request_fields"]
+__all__ = ["RequestFields", "advice", "fetch", "request_fields"]
 
-DEFINITION_PATH = "/openapi.json"
+_DEFINITION_PATH = "/openapi.json"
 #: The create call whose request body holds the options.
-CREATE_PATH = "/v2/pre-recorded"
+_CREATE_PATH = "/v2/pre-recorded"
 # The definition is a few hundred kilobytes; more is not a definition.
 MAX_BYTES = 8 << 20
 
@@ -37,7 +37,7 @@ class RequestFields:
 
 async def fetch(api_url: str, *, timeout: float) -> tuple[RequestFields | None, str]:
     """The request fields of the definition at ``api_url``, or None and why not (one line)."""
-    url = api_url.rstrip("/") + DEFINITION_PATH
+    url = api_url.rstrip("/") + _DEFINITION_PATH
     try:
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
             answer = await client.get(url)
@@ -53,7 +53,7 @@ async def fetch(api_url: str, *, timeout: float) -> tuple[RequestFields | None, 
         return None, f"{url} is not JSON"
     fields = request_fields(document)
     if fields is None:
-        return None, f"{url} has no request schema for POST {CREATE_PATH}"
+        return None, f"{url} has no request schema for POST {_CREATE_PATH}"
     return fields, url
 
 
@@ -62,7 +62,7 @@ def request_fields(document: Any) -> RequestFields | None:
 
     Any JSON is accepted: a part of unexpected shape reads as absent, never as an error.
     """
-    operation = _at(document, "paths", CREATE_PATH, "post")
+    operation = _at(document, "paths", _CREATE_PATH, "post")
     schema = _resolve(document, _at(operation, "requestBody", "content", "application/json",
                                     "schema"))
     properties = _at(schema, "properties")

@@ -26,7 +26,7 @@ __all__ = ["RemoteDeletes"]
 log = structlog.get_logger("watcherd.engines.gladia.deletes")
 
 #: How often the loop looks anyway (another node's sources may have become done).
-IDLE_LOOK = 30.0
+_IDLE_LOOK = 30.0
 
 
 class RemoteDeletes:
@@ -84,15 +84,15 @@ class RemoteDeletes:
         while True:
             try:
                 await self.run_due()
-                wait = IDLE_LOOK
+                wait = _IDLE_LOOK
                 due = self.journal.next_delete_at(time.time())
                 if due is not None:
                     wait = min(wait, max(0.0, due - time.time()))
             except JournalUnavailable:
-                wait = IDLE_LOOK  # the worker says the pause; the intents are still there
+                wait = _IDLE_LOOK  # the worker says the pause; the intents are still there
             except Exception as exc:  # never let deletes take the daemon down
                 log.warning("gladia_deletes_failed", error=str(exc))
-                wait = IDLE_LOOK
+                wait = _IDLE_LOOK
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=wait)

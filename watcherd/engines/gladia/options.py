@@ -18,19 +18,17 @@ from urllib.parse import urlsplit
 from watcherd.configkit import EngineOptions, SectionParser, deep_merge, did_you_mean
 from watcherd.errors import ConfigError
 
-__all__ = [
-    "FLAG_OPTIONS", "KNOWN_OPTIONS", "LANGUAGE_CODES", "MODELS", "OPTIONS", "OPTION_SCHEMAS",
-    "REFUSED_OPTIONS", "REMOVED_FIELDS", "REMOVED_OPTIONS", "SOLARIA_3_LANGUAGES",
-    "TABLE_OPTIONS", "TRANSLATION_CODES", "UNSET_KEY", "OptionField", "model_problem",
-]
+__all__ = ["KNOWN_OPTIONS", "LANGUAGE_CODES", "MODELS", "OPTIONS", "OPTION_SCHEMAS",
+           "REFUSED_OPTIONS", "SOLARIA_3_LANGUAGES", "TRANSLATION_CODES", "UNSET_KEY",
+           "OptionField", "model_problem"]
 
 # Gladia allows 2000 characters of custom_metadata; watcherd keeps 500 for its own keys.
-USER_METADATA_LIMIT = 1500
+_USER_METADATA_LIMIT = 1500
 # Keys watcherd writes into custom_metadata itself (see pipeline); a user value would be lost.
-RESERVED_METADATA_PREFIX = "wf_"
+_RESERVED_METADATA_PREFIX = "wf_"
 
 # Gladia's documented create-body fields (docs/gladia-contract.md), minus the two we refuse.
-FLAG_OPTIONS = (
+_FLAG_OPTIONS = (
     "diarization",
     "translation",
     "subtitles",
@@ -45,7 +43,7 @@ FLAG_OPTIONS = (
     "audio_to_llm",
     "callback",
 )
-TABLE_OPTIONS = (
+_TABLE_OPTIONS = (
     "language_config",
     "diarization_config",
     "translation_config",
@@ -59,8 +57,8 @@ TABLE_OPTIONS = (
     "custom_metadata",
 )
 # Options with a plain value: which model transcribes (docs/gladia-contract.md, 2026).
-VALUE_OPTIONS = ("model",)
-KNOWN_OPTIONS = FLAG_OPTIONS + TABLE_OPTIONS + VALUE_OPTIONS
+_VALUE_OPTIONS = ("model",)
+KNOWN_OPTIONS = _FLAG_OPTIONS + _TABLE_OPTIONS + _VALUE_OPTIONS
 #: Gladia's models in 2026: solaria-1 is the default; solaria-3 is pre-recorded only.
 MODELS = ("solaria-1", "solaria-3")
 DEFAULT_MODEL = "solaria-1"
@@ -68,7 +66,7 @@ DEFAULT_MODEL = "solaria-1"
 SOLARIA_3_LANGUAGES = ("en", "fr", "de", "es", "it")
 _LANGUAGE_INSTEAD = 'use language_config = { languages = ["en"] }'
 #: Fields Gladia dropped from the request in March 2026: a create sending one gets a 400.
-REMOVED_OPTIONS: dict[str, str] = {
+_REMOVED_OPTIONS: dict[str, str] = {
     "chapterization": "Gladia removed it in March 2026; remove it (no replacement)",
     "name_consistency": "Gladia removed it in March 2026; remove it (no replacement)",
     "structured_data_extraction": (
@@ -93,7 +91,7 @@ REMOVED_OPTIONS: dict[str, str] = {
     "language": f"Gladia removed it in March 2026; {_LANGUAGE_INSTEAD}",
 }
 #: Fields of *_config tables Gladia dropped: (table, field) -> what to do.
-REMOVED_FIELDS: dict[tuple[str, str], str] = {
+_REMOVED_FIELDS: dict[tuple[str, str], str] = {
     ("summarization_config", "model"): (
         "Gladia removed it in April 2026 (only type remains); remove it"),
 }
@@ -103,7 +101,7 @@ REFUSED_OPTIONS = {
         "Gladia deprecated it; use callback = true with callback_config = { url = \"...\" }"
     ),
 }
-SUBTITLE_FORMATS = ("srt", "vtt")
+_SUBTITLE_FORMATS = ("srt", "vtt")
 # In [watch.options] only: option names (or dotted paths into them) inherited from
 # [defaults.options] that this watch drops before its own options are merged in.
 UNSET_KEY = "unset"
@@ -156,7 +154,7 @@ OPTION_SCHEMAS: dict[str, dict[str, OptionField]] = {
         "informal": _BOOL,
     },
     "subtitles_config": {
-        "formats": OptionField("enum_list", choices=SUBTITLE_FORMATS, min_items=1),
+        "formats": OptionField("enum_list", choices=_SUBTITLE_FORMATS, min_items=1),
         "minimum_duration": OptionField("number", minimum=0),
         "maximum_duration": OptionField("number", minimum=1, maximum=30),
         "maximum_characters_per_row": OptionField("int", minimum=1),
@@ -185,7 +183,7 @@ OPTION_SCHEMAS: dict[str, dict[str, OptionField]] = {
     },
 }
 # Fields Gladia requires whenever their *_config object is sent.
-REQUIRED_FIELDS: dict[str, str] = {
+_REQUIRED_FIELDS: dict[str, str] = {
     "translation_config": "target_languages",
     "custom_vocabulary_config": "vocabulary",
     "custom_spelling_config": "spelling_dictionary",
@@ -193,7 +191,7 @@ REQUIRED_FIELDS: dict[str, str] = {
     "callback_config": "url",
 }
 # Flags that do nothing useful (or are refused) without these config fields.
-FLAG_NEEDS: dict[str, tuple[str, str, str]] = {
+_FLAG_NEEDS: dict[str, tuple[str, str, str]] = {
     "translation": ("translation_config", "target_languages",
                     'a non-empty array of language codes such as ["fr"]'),
     "custom_vocabulary": ("custom_vocabulary_config", "vocabulary",
@@ -206,7 +204,7 @@ FLAG_NEEDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def watch_options(
+def _watch_options(
     p: SectionParser, value: Any, inherited: Mapping[str, Any], prefix: str
 ) -> dict[str, Any]:
     """A watch's own options over the defaults: first ``unset``, then a deep merge."""
@@ -218,7 +216,7 @@ def watch_options(
     if UNSET_KEY in value:
         base = unset(p, base, value[UNSET_KEY], f"{key}.{UNSET_KEY}")
     merged: dict[str, Any] = deep_merge(base, options(p, own, key))
-    check_option_rules(p, merged, key)
+    _check_option_rules(p, merged, key)
     return merged
 
 
@@ -254,12 +252,12 @@ def options(
                       "inherited from [defaults.options]")
         if name in REFUSED_OPTIONS:
             p.fail(key, f"not allowed: {REFUSED_OPTIONS[name]}")
-        if name in REMOVED_OPTIONS:
-            p.fail(key, REMOVED_OPTIONS[name])
+        if name in _REMOVED_OPTIONS:
+            p.fail(key, _REMOVED_OPTIONS[name])
         if name not in KNOWN_OPTIONS:
             # Gladia adds fields faster than watcherd is released: say so, send it as written
             # (Gladia's own 400 then names it if it does not know it either).
-            json_only(p, item, key)
+            _json_only(p, item, key)
             p.warn(f"{p.where}: [{prefix}] {name}: not a Gladia option watcherd knows"
                    f"{did_you_mean(name, KNOWN_OPTIONS)}; it is sent to Gladia as written")
             continue
@@ -269,39 +267,39 @@ def options(
                 p.warn(f"{p.where}: {key}: {chosen!r} is not a model watcherd knows (it "
                        f"knows {', '.join(MODELS)}){did_you_mean(chosen, MODELS)}; it is "
                        "sent to Gladia as written")
-        elif name in FLAG_OPTIONS:
+        elif name in _FLAG_OPTIONS:
             p.boolean(item, key)
         elif not isinstance(item, dict):
             p.expected(key, "a table", item)
         else:
-            json_only(p, item, key)
+            _json_only(p, item, key)
             if name in OPTION_SCHEMAS:
-                config_table(p, item, OPTION_SCHEMAS[name], key)
-    check_metadata_keys(p, value, prefix)
+                _config_table(p, item, OPTION_SCHEMAS[name], key)
+    _check_metadata_keys(p, value, prefix)
     return copy.deepcopy(value)
 
-def json_only(
+def _json_only(
     p: SectionParser, value: Any, key: str) -> None:
     """Refuse TOML values JSON cannot carry (dates and times): options are sent as JSON."""
     if isinstance(value, dict):
         for name, item in value.items():
-            json_only(p, item, f"{key}.{name}")
+            _json_only(p, item, f"{key}.{name}")
     elif isinstance(value, list):
         for index, item in enumerate(value, start=1):
-            json_only(p, item, f"{key}[{index}]")
+            _json_only(p, item, f"{key}[{index}]")
     elif not isinstance(value, str | int | float | bool):
         p.expected(key, "a string, number, boolean, array or table (JSON has no dates)",
                       value)
     elif isinstance(value, float) and not math.isfinite(value):
         p.expected(key, "a finite number (JSON has no inf or nan)", value)
 
-def config_table(
+def _config_table(
     p: SectionParser, table: Mapping[str, Any], schema: Mapping[str, OptionField],
                  prefix: str) -> None:
     """Each field of one ``*_config`` table against its documented type."""
     option = prefix.rsplit('.', 1)[-1]
     for name, value in table.items():
-        removed = REMOVED_FIELDS.get((option, name))
+        removed = _REMOVED_FIELDS.get((option, name))
         if removed is not None:
             p.fail(f"{prefix}.{name}", removed)
         spec = schema.get(name)
@@ -309,9 +307,9 @@ def config_table(
             p.warn(f"{p.where}: [{prefix}] {name}: not a field of {option} watcherd knows"
                    f"{did_you_mean(name, list(schema))}; it is sent to Gladia as written")
             continue
-        config_field(p, value, spec, f"{prefix}.{name}")
+        _config_field(p, value, spec, f"{prefix}.{name}")
 
-def config_field(
+def _config_field(
     p: SectionParser, value: Any, spec: OptionField, key: str) -> None:
     kind = spec.kind
     if kind == "bool":
@@ -338,7 +336,7 @@ def config_field(
                 p.choice(item, f"{key}[{index}]", tuple(spec.choices))
         elif kind == "codes":
             for index, item in enumerate(items, start=1):
-                language_code(p, item, f"{key}[{index}]", spec.choices)
+                _language_code(p, item, f"{key}[{index}]", spec.choices)
     elif kind == "entity_types":
         # The OAS says one value, the docs an array (docs/gladia-contract.md): accept both.
         if not isinstance(value, str):
@@ -368,7 +366,7 @@ def bounded(
     if not ok or (low is not None and value < low) or (high is not None and value > high):
         p.expected(key, what, value)
 
-def language_code(
+def _language_code(
     p: SectionParser, value: str, key: str, codes: tuple[str, ...] | frozenset[str]
                   ) -> None:
     if value not in codes:
@@ -404,9 +402,9 @@ def vocabulary(
                                   f"vocabulary entry{did_you_mean(name, list(schema))}")
             if name == "language":
                 p.string(field_value, f"{item_key}.language")
-                language_code(p, field_value, f"{item_key}.language", LANGUAGE_CODES)
+                _language_code(p, field_value, f"{item_key}.language", LANGUAGE_CODES)
             else:
-                config_field(p, field_value, schema[name], f"{item_key}.{name}")
+                _config_field(p, field_value, schema[name], f"{item_key}.{name}")
 
 def spelling(
     p: SectionParser, value: Any, key: str) -> None:
@@ -417,26 +415,26 @@ def spelling(
         if not items:
             p.fail(f"{key}.{name}", "expected at least one spelling variant")
 
-def check_metadata_keys(
+def _check_metadata_keys(
     p: SectionParser, options: Mapping[str, Any], prefix: str) -> None:
     metadata = options.get("custom_metadata", {})
     for name in metadata:
-        if name.startswith(RESERVED_METADATA_PREFIX):
+        if name.startswith(_RESERVED_METADATA_PREFIX):
             p.fail(
                 f"{prefix}.custom_metadata.{name}",
-                f'keys starting with "{RESERVED_METADATA_PREFIX}" are reserved for watcherd',
+                f'keys starting with "{_RESERVED_METADATA_PREFIX}" are reserved for watcherd',
             )
 
-def check_option_rules(
+def _check_option_rules(
     p: SectionParser, options: Mapping[str, Any], prefix: str) -> None:
     """Checks on the options that will actually be sent (after merging)."""
-    for flag, (config_name, needed, example) in FLAG_NEEDS.items():
+    for flag, (config_name, needed, example) in _FLAG_NEEDS.items():
         if options.get(flag) and not options.get(config_name, {}).get(needed):
             p.fail(
                 f"{prefix}.{flag}",
                 f"{flag} = true needs {config_name}.{needed}, {example}",
             )
-    for config_name, needed in REQUIRED_FIELDS.items():
+    for config_name, needed in _REQUIRED_FIELDS.items():
         if config_name in options and needed not in options[config_name]:
             p.fail(
                 f"{prefix}.{config_name}",
@@ -456,10 +454,10 @@ def check_option_rules(
     metadata = options.get("custom_metadata")
     if metadata is not None:
         size = len(json.dumps(metadata, ensure_ascii=False))
-        if size > USER_METADATA_LIMIT:
+        if size > _USER_METADATA_LIMIT:
             p.fail(
                 f"{prefix}.custom_metadata",
-                f"expected at most {USER_METADATA_LIMIT} characters once written as JSON, "
+                f"expected at most {_USER_METADATA_LIMIT} characters once written as JSON, "
                 f"got {size} (Gladia allows 2000 and watcherd adds its own keys)",
             )
 
@@ -498,11 +496,11 @@ def _at_least(count: int, kind: str) -> str:
 def defaults_options(p: SectionParser, value: Any, prefix: str) -> dict[str, Any]:
     """``[defaults.options]``: checked alone and as it will be sent."""
     checked = options(p, value, prefix)
-    check_option_rules(p, checked, prefix)
+    _check_option_rules(p, checked, prefix)
     return checked
 
 
-def reject_listener_options(
+def _reject_listener_options(
     p: SectionParser, tables: Sequence[tuple[str, Mapping[str, Any]]]
 ) -> None:
     """With the listener on, watcherd sets callback itself: a user callback would be lost."""
@@ -516,5 +514,5 @@ def reject_listener_options(
                 )
 
 
-OPTIONS = EngineOptions(defaults=defaults_options, watch=watch_options,
-                        reject_listener=reject_listener_options)
+OPTIONS = EngineOptions(defaults=defaults_options, watch=_watch_options,
+                        reject_listener=_reject_listener_options)

@@ -19,14 +19,14 @@ from watcherd.engines.gladia.client import GladiaClient
 from watcherd.errors import GladiaError, JobNotFound
 from watcherd.journal import ACTIVE_STATES, Journal
 
-__all__ = ["PurgeResult", "is_ours", "purge_remote"]
+__all__ = ["PurgeResult", "purge_remote"]
 
 #: Key prefixes watcherd writes into custom_metadata.wf_key (identity.py).
 _KEY_PREFIXES = ("wf2-", "wf1-")
 #: Jobs per list page while purging, and at most this many pages (Gladia's own limit is not
 #: documented; 50 a page keeps each answer small).
-PAGE = 50
-MAX_PAGES = 2000
+_PAGE = 50
+_MAX_PAGES = 2000
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class PurgeResult:
     failed: int
 
 
-def is_ours(job: Mapping[str, Any]) -> bool:
+def _is_ours(job: Mapping[str, Any]) -> bool:
     """Whether a listed job was created by watcherd (its own custom_metadata keys)."""
     metadata = job.get("custom_metadata")
     if not isinstance(metadata, Mapping):
@@ -52,12 +52,12 @@ async def purge_remote(journal: Journal, client: GladiaClient, *, older_than_day
     """Delete (or list, with ``dry_run``) watcherd's jobs created over ``older_than_days``
     ago that are done or in error and that no file in the journal still waits on."""
     before = datetime.fromtimestamp(time.time() - older_than_days * 86400, tz=UTC)
-    jobs = await client.list_jobs(before_date=before, limit=PAGE, max_pages=MAX_PAGES)
+    jobs = await client.list_jobs(before_date=before, limit=_PAGE, max_pages=_MAX_PAGES)
     waited = {s.job_id for s in journal.in_states(ACTIVE_STATES) if s.job_id}
     deleted = skipped = failed = 0
     for job in jobs:
         job_id = job.get("id")
-        if not isinstance(job_id, str) or not is_ours(job):
+        if not isinstance(job_id, str) or not _is_ours(job):
             continue
         name = job["custom_metadata"].get("wf_file", "?")
         created = job.get("created_at", "?")

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from watcherd.config import WEBHOOK_SECRET_PREFIX, Secret
 
 # Svix's own tolerance: a signed request older (or newer) than this is a replay or a bad clock.
-TOLERANCE_SECONDS = 300.0
+_TOLERANCE_SECONDS = 300.0
 # Redeliveries keep their message id; remember this many handled ids.
-SEEN_CAPACITY = 10_000
-FINISHED_EVENTS = frozenset({"transcription.success", "transcription.error"})
+_SEEN_CAPACITY = 10_000
+_FINISHED_EVENTS = frozenset({"transcription.success", "transcription.error"})
 _HEADER_FAMILIES = ("webhook", "svix")
 # Used with fullmatch and explicit ASCII classes: \d and str.isdigit() accept digits such as
 # '²' that int() refuses, and $ accepts a trailing newline.
@@ -40,7 +40,7 @@ _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 # One entry of the signature list: a version (v1, v1a, ...) and a base64 value. Versions other
 # than v1 (asymmetric v1a during a migration) are allowed in the list but never match.
 _SIGNATURE_ENTRY = re.compile(r"(v[0-9]{1,3}[a-z]?),([A-Za-z0-9+/]{1,1024}={0,2})")
-MAX_SIGNATURES = 16
+_MAX_SIGNATURES = 16
 _JOB_ID = re.compile(r"[0-9A-Za-z-]{1,64}")
 
 
@@ -63,7 +63,7 @@ class WebhookEvent:
     @property
     def finished(self) -> bool:
         """True for the events that mean a job ended (success or error)."""
-        return self.event in FINISHED_EVENTS
+        return self.event in _FINISHED_EVENTS
 
 
 def decode_secret(secret: Secret) -> bytes:
@@ -87,7 +87,7 @@ def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
 class WebhookVerifier:
     """Checks one request's signature and timestamp; returns its message id when genuine."""
 
-    def __init__(self, secret: Secret, *, tolerance: float = TOLERANCE_SECONDS,
+    def __init__(self, secret: Secret, *, tolerance: float = _TOLERANCE_SECONDS,
                  clock: Callable[[], float] = time.time) -> None:
         self._key = decode_secret(secret)
         self.tolerance = tolerance
@@ -143,9 +143,9 @@ def parse_signatures(header: str, family: str = "webhook") -> list[str]:
     if not header:
         raise WebhookRejected(f"no {family}-signature header", 400)
     entries = header.split(" ")
-    if len(entries) > MAX_SIGNATURES:
+    if len(entries) > _MAX_SIGNATURES:
         raise WebhookRejected(
-            f"malformed {family}-signature header: more than {MAX_SIGNATURES} entries", 400)
+            f"malformed {family}-signature header: more than {_MAX_SIGNATURES} entries", 400)
     found: list[str] = []
     for entry in entries:
         match = _SIGNATURE_ENTRY.fullmatch(entry)
@@ -171,7 +171,7 @@ def parse_signatures(header: str, family: str = "webhook") -> list[str]:
 class SeenMessages:
     """A bounded memory of handled message ids, oldest forgotten first."""
 
-    def __init__(self, capacity: int = SEEN_CAPACITY) -> None:
+    def __init__(self, capacity: int = _SEEN_CAPACITY) -> None:
         self.capacity = capacity
         self._ids: OrderedDict[str, None] = OrderedDict()
 

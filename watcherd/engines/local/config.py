@@ -26,20 +26,19 @@ from watcherd.configkit import (
 )
 from watcherd.engines.local.model import folder_problem
 
-__all__ = ["KEYS", "LOCAL_COMPUTE_TYPES", "LOCAL_DEVICES", "LOCAL_MODELS", "SECTION",
-           "LocalConfig"]
+__all__ = ["KEYS", "LOCAL_COMPUTE_TYPES", "SECTION", "LocalConfig"]
 
-LOCAL_MODELS = ("base",)
+_LOCAL_MODELS = ("base",)
 Device = Literal["auto", "cpu", "cuda"]
 ComputeType = Literal["auto", "default", "int8", "int8_float16", "int8_float32",
                       "int8_bfloat16", "int16", "float16", "bfloat16", "float32"]
-LOCAL_DEVICES: tuple[str, ...] = get_args(Device)
+_LOCAL_DEVICES: tuple[str, ...] = get_args(Device)
 LOCAL_COMPUTE_TYPES: tuple[str, ...] = get_args(ComputeType)
 # A language code as Whisper names them ("en", "fr", "haw"); one Whisper does not know is
 # reported on the transcript's job (detected instead), as for a folder's language_config.
 _LANGUAGE = re.compile(r"[a-z]{2,3}|yue")
 # Unix niceness: 0 (normal) to 19 (only what no one else wants).
-MAX_NICE = 19
+_MAX_NICE = 19
 
 
 class LocalConfig(Table, frozen=True):
@@ -65,16 +64,16 @@ class LocalConfig(Table, frozen=True):
     # detected).
     language: Annotated[str | None, Meta(extra={"auto": None})] = None
     # The worker processes' niceness: transcribing never slows the rest of the machine.
-    nice: Annotated[int, Meta(ge=0, le=MAX_NICE)] = 10
+    nice: Annotated[int, Meta(ge=0, le=_MAX_NICE)] = 10
 
 
 KEYS = table_keys(LocalConfig)
 
 
-def model_setting(p: SectionParser, value: Any, key: str = "local.model") -> str:
+def _model_setting(p: SectionParser, value: Any, key: str = "local.model") -> str:
     """``[local] model``: "base", or a CTranslate2 Whisper model folder (checked here)."""
     text = p.string(value, key)
-    if text in LOCAL_MODELS:
+    if text in _LOCAL_MODELS:
         return text
     folder = p.path(text, key)
     problem = folder_problem(folder)
@@ -90,7 +89,7 @@ def model_setting(p: SectionParser, value: Any, key: str = "local.model") -> str
 def parse(p: SectionParser, table: Mapping[str, Any]) -> LocalConfig:
     """Check ``[local]`` against :class:`LocalConfig`; what a type cannot say is checked here."""
     return p.section(table, LocalConfig, "local", custom={
-        "model": lambda value, key: model_setting(p, value, key),
+        "model": lambda value, key: _model_setting(p, value, key),
         "hotwords": lambda value, key: _hotwords(p, value, key),
         "language": lambda value, key: _language(p, value, key)})
 
