@@ -33,6 +33,7 @@ from watcherd.filters import SourceFilter
 from watcherd.journal import Journal, Source
 from watcherd.watcher import Watcher, storage_missing
 from watcherd.worker import EngineRoutes, Worker
+from watcherd.worker.settling import UNSETTLED_BATCH
 
 KEY = "sk-test-watching-0123456789"
 DEADLINE = 10.0
@@ -453,6 +454,50 @@ class TestSettling:
         late_row, control_row = asyncio.run(scenario())
         assert control_row is not None and control_row.content_key is not None
         assert late_row is not None and late_row.content_key is None
+
+    def test_files_found_by_a_scan_keep_at_most_a_window_of_clocks(self, tmp_path: Path
+                                                                     ) -> None:
+        """Issue 22 item 3: 2,500 files hinted as a scan hints them are all journaled and
+        queued, each with its own digest, while the worker never holds more settle clocks
+        than the window of unsettled rows it reads (the rows are the state, not a clock per
+        file)."""
+        inbox = tmp_path / "inbox"
+        inbox.mkdir()
+        config = Config(
+            source=None, gladia=GladiaConfig(api_key=None), engine="auto", local_model="base",
+            journal_path=tmp_path / "journal.db", log_format="json", log_level="info",
+            watches=(WatchConfig(path=inbox, settle_seconds=0.3),),
+        )
+        total = 2_500
+        expected = {}
+        for i in range(total):
+            path = inbox / f"s{i:04d}.wav"
+            data = wav_header(8) + struct.pack("<Q", i)
+            path.write_bytes(data)
+            expected[str(path)] = sha256(data)
+
+        async def scenario() -> tuple[list[Source], int]:
+            with Journal.open(config.journal_path, exclusive=True) as journal:
+                worker = Worker(config, journal, EngineRoutes(no_engine_reason="none here"))
+                worker.hints_threadsafe(sorted(inbox.iterdir()))  # as the start-up scan does
+                most = 0
+                deadline = time.monotonic() + 60
+
+                def all_queued() -> list[Source] | None:
+                    rows = journal.all()
+                    done = len(rows) == total and all(s.content_key for s in rows)
+                    return rows if done else None
+
+                while (rows := all_queued()) is None:
+                    assert time.monotonic() < deadline, "the files were never all queued"
+                    await worker.tick()
+                    most = max(most, len(worker.settling.clocks))
+                    await asyncio.sleep(0.02)
+                return rows, most
+
+        rows, most = asyncio.run(scenario())
+        assert {s.path: s.sha256 for s in rows} == expected
+        assert 0 < most <= UNSETTLED_BATCH, f"{most} clocks for {total} files"
 
     def test_rename_into_place_skips_the_long_settle(self, rig: RigFactory) -> None:
         """x.wav.part renamed to x.wav is complete: hashed without the 60 s settle, and the
