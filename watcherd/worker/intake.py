@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -25,12 +26,17 @@ from watcherd.watcher import StorageFacts, WatchIndex, storage_facts
 from watcherd.worker.common import WorkContext, log, one_line
 from watcherd.worker.settling import Settling
 
-__all__ = ["INTAKE_CHUNK", "INTAKE_WAIT_SECONDS", "Intake", "Seen", "special_kind", "stat_paths"]
+__all__ = ["INTAKE_BACKLOG", "INTAKE_CHUNK", "INTAKE_WAIT_SECONDS", "Intake", "Seen",
+           "special_kind", "stat_paths"]
 
 #: Hinted files are journaled this many per transaction, letting the loop run in between.
 INTAKE_CHUNK = 5000
 #: How long a tick waits for the stat of hinted paths; slower storages finish in the background.
 INTAKE_WAIT_SECONDS = 1.0
+#: How many hinted paths (waiting, or being stat'ed and journaled) make a scan wait before it
+#: hands over more: a walk of 100,000 files outruns the journal, and each path waiting costs
+#: memory (its Path, later its stat and row) until it is journaled (issue 22 item 3).
+INTAKE_BACKLOG = 2 * INTAKE_CHUNK
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,14 @@ class Intake:
         self._options: dict[int, tuple[WatchConfig, str]] = {}
         # Paths the journal refused to record (a bug): logged once, not retried every scan.
         self._unrecordable: set[str] = set()
+        # The backlog: paths handed over by scans and not yet hinted (their hand-over still
+        # queued on the loop), and hinted paths taken by a tick and not journaled yet.
+        self._lock = threading.Lock()
+        self._posted = 0
+        self._in_flight = 0
+        #: Set while fewer than INTAKE_BACKLOG paths wait: scans wait on it (other threads).
+        self.room = threading.Event()
+        self.room.set()
 
     def hint(self, path: Path, *, complete: bool = False) -> None:
         """Look at ``path`` on the next tick; ``complete``: an event said it is finished."""
@@ -158,7 +172,30 @@ class Intake:
             self.complete.add(path)
         else:
             self.complete.discard(path)
+        self._update_room()
         self.ctx.wake.set()
+
+    def posting(self, count: int) -> None:
+        """A scan (in its thread) is handing ``count`` paths over to the loop."""
+        self._update_room(posted=count)
+
+    def hint_posted(self, paths: Sequence[Path]) -> None:
+        """On the loop: paths a scan handed over (see :meth:`posting`), hinted plainly."""
+        for path in paths:
+            self.hints.add(path)
+        self.complete.difference_update(paths)
+        self._update_room(posted=-len(paths))
+        self.ctx.wake.set()
+
+    def _update_room(self, *, posted: int = 0, taken: int = 0) -> None:
+        """Let scans hand over more paths only while the backlog is below INTAKE_BACKLOG."""
+        with self._lock:
+            self._posted += posted
+            self._in_flight += taken
+            if len(self.hints) + self._posted + self._in_flight >= INTAKE_BACKLOG:
+                self.room.clear()
+            else:
+                self.room.set()
 
     def _options_text(self, watch: WatchConfig) -> str:
         cached = self._options.get(id(watch))
@@ -176,6 +213,7 @@ class Intake:
         if not self.hints:
             return
         paths, self.hints = self.hints, set()
+        self._update_room(taken=len(paths))
         complete = paths & self.complete
         self.complete -= complete
         groups: dict[Path, list[Path]] = {}
@@ -199,6 +237,12 @@ class Intake:
         return best if best is not None else path.parent
 
     async def _stat_group(self, root: Path, paths: list[Path], complete: set[Path]) -> None:
+        try:
+            await self._take_group(root, paths, complete)
+        finally:
+            self._update_room(taken=-len(paths))
+
+    async def _take_group(self, root: Path, paths: list[Path], complete: set[Path]) -> None:
         try:
             seen = await run_on(root, stat_paths, sorted(paths), self.folders.index, root,
                                 timeout=self.ctx.file_timeout)
