@@ -500,6 +500,49 @@ class TestSettling:
         assert {s.path: s.sha256 for s in rows} == expected
         assert 0 < most <= UNSETTLED_BATCH, f"{most} clocks for {total} files"
 
+    def test_rows_left_pending_by_an_earlier_run_need_no_clock_each(self, tmp_path: Path
+                                                                     ) -> None:
+        """Issue 22 item 3: 2,500 files left pending (unchanged) by an earlier run, found
+        again by the next start's scan, are timed from their rows: the worker holds at most
+        a window of clocks, and every row is still there, pending."""
+        inbox = tmp_path / "inbox"
+        inbox.mkdir()
+        config = Config(
+            source=None, gladia=GladiaConfig(api_key=None), engine="auto", local_model="base",
+            journal_path=tmp_path / "journal.db", log_format="json", log_level="info",
+            watches=(WatchConfig(path=inbox, settle_seconds=600.0),),
+        )
+        total = 2_500
+        for i in range(total):
+            (inbox / f"p{i:04d}.wav").write_bytes(wav_header(8) + struct.pack("<Q", i))
+
+        async def scenario() -> tuple[int, list[Source]]:
+            with Journal.open(config.journal_path, exclusive=True) as journal:
+                earlier = Worker(config, journal, EngineRoutes(no_engine_reason="none here"))
+                earlier.hints_threadsafe(sorted(inbox.iterdir()))
+                deadline = time.monotonic() + 60
+                while len(journal.all()) < total:
+                    assert time.monotonic() < deadline, "the first run never journaled all"
+                    await earlier.tick()
+                    await asyncio.sleep(0.01)
+                worker = Worker(config, journal, EngineRoutes(no_engine_reason="none here"))
+                worker.hints_threadsafe(sorted(inbox.iterdir()))  # the next start's scan
+                await asyncio.sleep(0)
+                most = 0
+                while True:
+                    assert time.monotonic() < deadline, "the scan's hints were never taken"
+                    await worker.tick()
+                    most = max(most, len(worker.settling.clocks))
+                    if worker.idle():
+                        break
+                    await asyncio.sleep(0.01)
+                return most, journal.all()
+
+        most, rows = asyncio.run(scenario())
+        assert len(rows) == total and all(
+            s.state == "pending" and s.content_key is None for s in rows)
+        assert most <= UNSETTLED_BATCH, f"{most} clocks for {total} rows"
+
     def test_a_scan_waits_while_the_worker_has_a_backlog_and_loses_no_file(
         self, tmp_path: Path
     ) -> None:

@@ -152,6 +152,9 @@ class Intake:
         self.hints: set[Path] = set()
         #: Hinted paths an event reported finished (closed after writing, renamed into place).
         self.complete: set[Path] = set()
+        #: Hinted paths only a scan handed over (no event since): finding one unchanged says
+        #: nothing new, so its quiet time is not restarted (nor a clock made for it).
+        self.scanned: set[Path] = set()
         # Each watch's options as the journal stores them, computed once per watch object.
         self._options: dict[int, tuple[WatchConfig, str]] = {}
         # Paths the journal refused to record (a bug): logged once, not retried every scan.
@@ -172,6 +175,7 @@ class Intake:
             self.complete.add(path)
         else:
             self.complete.discard(path)
+        self.scanned.discard(path)
         self._update_room()
         self.ctx.wake.set()
 
@@ -182,6 +186,8 @@ class Intake:
     def hint_posted(self, paths: Sequence[Path]) -> None:
         """On the loop: paths a scan handed over (see :meth:`posting`), hinted plainly."""
         for path in paths:
+            if path not in self.hints:
+                self.scanned.add(path)  # an event's hint already waiting keeps its meaning
             self.hints.add(path)
         self.complete.difference_update(paths)
         self._update_room(posted=-len(paths))
@@ -216,11 +222,12 @@ class Intake:
         self._update_room(taken=len(paths))
         complete = paths & self.complete
         self.complete -= complete
+        scanned, self.scanned = self.scanned, set()
         groups: dict[Path, list[Path]] = {}
         for path in paths:
             groups.setdefault(self._root_of(path), []).append(path)
         tasks = [self.ctx.in_background(asyncio.ensure_future(
-                     self._stat_group(root, group, complete)))
+                     self._stat_group(root, group, complete, scanned)))
                  for root, group in groups.items()]
         await asyncio.wait(tasks, timeout=INTAKE_WAIT_SECONDS)
 
@@ -236,13 +243,15 @@ class Intake:
                 best = watch.path
         return best if best is not None else path.parent
 
-    async def _stat_group(self, root: Path, paths: list[Path], complete: set[Path]) -> None:
+    async def _stat_group(self, root: Path, paths: list[Path], complete: set[Path],
+                          scanned: set[Path]) -> None:
         try:
-            await self._take_group(root, paths, complete)
+            await self._take_group(root, paths, complete, scanned)
         finally:
             self._update_room(taken=-len(paths))
 
-    async def _take_group(self, root: Path, paths: list[Path], complete: set[Path]) -> None:
+    async def _take_group(self, root: Path, paths: list[Path], complete: set[Path],
+                          scanned: set[Path]) -> None:
         try:
             seen = await run_on(root, stat_paths, sorted(paths), self.folders.index, root,
                                 timeout=self.ctx.file_timeout)
@@ -255,14 +264,16 @@ class Intake:
                 loop.call_later(retry_in, self.hint, path)
             return
         try:
-            self._record_seen(seen, complete)
+            self._record_seen(seen, complete, scanned)
         except JournalUnavailable as exc:
             # Looked at again after the pause: recording a path twice is harmless.
             self.hints.update(paths)
             self.complete.update(complete & set(paths))
+            self.scanned.update(scanned & set(paths))
             self.ctx.journal_failed(exc)
 
-    def _record_seen(self, seen: list[Seen], complete: set[Path]) -> None:
+    def _record_seen(self, seen: list[Seen], complete: set[Path],
+                     scanned: frozenset[Path] | set[Path] = frozenset()) -> None:
         """Journal seen files in transactions of INTAKE_CHUNK; note vanished ones."""
         batch = []
         settle: dict[str, float] = {}
@@ -280,7 +291,9 @@ class Intake:
         for start in range(0, len(batch), INTAKE_CHUNK):
             now = time.time()
             for source in self._observe(batch[start:start + INTAKE_CHUNK]):
-                self.settling.restart_clock(source, now, complete=Path(source.path) in complete,
+                path = Path(source.path)
+                self.settling.restart_clock(source, now, complete=path in complete,
+                                            scanned=path in scanned,
                                             settle_seconds=settle.get(source.path))
         self.settling.recheck()
         self.ctx.wake.set()

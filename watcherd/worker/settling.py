@@ -141,12 +141,18 @@ class SettleClock:
     settle_seconds: float | None = None
 
 
-def _hint_knows_more(source: Source, heard_at: float) -> bool:
-    """Whether a plain hint heard at ``heard_at`` tells more than the row it journaled: it came
-    after the row's last change (the quiet time restarts from it), or the row had changed
-    before (a file that keeps changing, whose changes are counted for its note)."""
+def _hint_knows_more(source: Source, heard_at: float, *, scanned: bool = False) -> bool:
+    """Whether a plain hint heard at ``heard_at`` tells more than the row it journaled: an
+    event after the row's last change (the quiet time restarts from it; a scan finding the
+    file unchanged is no such event, as for rows left pending by an earlier run), or this
+    observation changed a row seen before (a file that keeps changing, whose changes are
+    counted for its note)."""
     changed_at = source.changed_at
-    return changed_at is None or changed_at < heard_at or changed_at > source.created_at
+    if changed_at is None:
+        return True
+    if changed_at < heard_at:
+        return not scanned
+    return changed_at > source.created_at  # changed by this very observation
 
 
 def _span(seconds: float) -> str:
@@ -206,14 +212,15 @@ class Settling:
         self.clocks.pop(path, None)
 
     def restart_clock(self, source: Source, now: float, *, complete: bool,
-                      settle_seconds: float | None) -> None:
+                      settle_seconds: float | None, scanned: bool = False) -> None:
         """Note a hint for a settling source: restart its quiet time, count a change.
 
         ``source`` is its row as journaled by this hint, ``now`` a time taken before that.
+        ``scanned``: only a scan saw it (no event), which restarts nothing when unchanged.
         """
         entry = self.clocks.get(source.path)
         if entry is None:
-            if not complete and not _hint_knows_more(source, now):
+            if not complete and not _hint_knows_more(source, now, scanned=scanned):
                 # A file first seen (or seen changed) just now: the row's changed_at is this
                 # hint's time, so a clock would only repeat the row. settle() makes one when
                 # the row comes into its window; 100,000 files found by a scan need none.
