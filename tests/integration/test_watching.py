@@ -33,6 +33,8 @@ from watcherd.filters import SourceFilter
 from watcherd.journal import Journal, Source
 from watcherd.watcher import Watcher, storage_missing
 from watcherd.worker import EngineRoutes, Worker
+from watcherd.worker.intake import INTAKE_BACKLOG
+from watcherd.worker.settling import UNSETTLED_BATCH
 
 KEY = "sk-test-watching-0123456789"
 DEADLINE = 10.0
@@ -453,6 +455,156 @@ class TestSettling:
         late_row, control_row = asyncio.run(scenario())
         assert control_row is not None and control_row.content_key is not None
         assert late_row is not None and late_row.content_key is None
+
+    def test_files_found_by_a_scan_keep_at_most_a_window_of_clocks(self, tmp_path: Path
+                                                                     ) -> None:
+        """Issue 22 item 3: 2,500 files hinted as a scan hints them are all journaled and
+        queued, each with its own digest, while the worker never holds more settle clocks
+        than the window of unsettled rows it reads (the rows are the state, not a clock per
+        file)."""
+        inbox = tmp_path / "inbox"
+        inbox.mkdir()
+        config = Config(
+            source=None, gladia=GladiaConfig(api_key=None), engine="auto", local_model="base",
+            journal_path=tmp_path / "journal.db", log_format="json", log_level="info",
+            watches=(WatchConfig(path=inbox, settle_seconds=0.3),),
+        )
+        total = 2_500
+        expected = {}
+        for i in range(total):
+            path = inbox / f"s{i:04d}.wav"
+            data = wav_header(8) + struct.pack("<Q", i)
+            path.write_bytes(data)
+            expected[str(path)] = sha256(data)
+
+        async def scenario() -> tuple[list[Source], int]:
+            with Journal.open(config.journal_path, exclusive=True) as journal:
+                worker = Worker(config, journal, EngineRoutes(no_engine_reason="none here"))
+                worker.hints_threadsafe(sorted(inbox.iterdir()))  # as the start-up scan does
+                most = 0
+                deadline = time.monotonic() + 60
+
+                def all_queued() -> list[Source] | None:
+                    rows = journal.all()
+                    done = len(rows) == total and all(s.content_key for s in rows)
+                    return rows if done else None
+
+                while (rows := all_queued()) is None:
+                    assert time.monotonic() < deadline, "the files were never all queued"
+                    await worker.tick()
+                    most = max(most, len(worker.settling.clocks))
+                    await asyncio.sleep(0.02)
+                return rows, most
+
+        rows, most = asyncio.run(scenario())
+        assert {s.path: s.sha256 for s in rows} == expected
+        assert 0 < most <= UNSETTLED_BATCH, f"{most} clocks for {total} files"
+
+    def test_rows_left_pending_by_an_earlier_run_need_no_clock_each(self, tmp_path: Path
+                                                                     ) -> None:
+        """Issue 22 item 3: 2,500 files left pending (unchanged) by an earlier run, found
+        again by the next start's scan, are timed from their rows: the worker holds at most
+        a window of clocks, and every row is still there, pending."""
+        inbox = tmp_path / "inbox"
+        inbox.mkdir()
+        config = Config(
+            source=None, gladia=GladiaConfig(api_key=None), engine="auto", local_model="base",
+            journal_path=tmp_path / "journal.db", log_format="json", log_level="info",
+            watches=(WatchConfig(path=inbox, settle_seconds=600.0),),
+        )
+        total = 2_500
+        for i in range(total):
+            (inbox / f"p{i:04d}.wav").write_bytes(wav_header(8) + struct.pack("<Q", i))
+
+        async def scenario() -> tuple[int, list[Source]]:
+            with Journal.open(config.journal_path, exclusive=True) as journal:
+                earlier = Worker(config, journal, EngineRoutes(no_engine_reason="none here"))
+                earlier.hints_threadsafe(sorted(inbox.iterdir()))
+                deadline = time.monotonic() + 60
+                while len(journal.all()) < total:
+                    assert time.monotonic() < deadline, "the first run never journaled all"
+                    await earlier.tick()
+                    await asyncio.sleep(0.01)
+                worker = Worker(config, journal, EngineRoutes(no_engine_reason="none here"))
+                worker.hints_threadsafe(sorted(inbox.iterdir()))  # the next start's scan
+                await asyncio.sleep(0)
+                most = 0
+                while True:
+                    assert time.monotonic() < deadline, "the scan's hints were never taken"
+                    await worker.tick()
+                    most = max(most, len(worker.settling.clocks))
+                    if worker.idle():
+                        break
+                    await asyncio.sleep(0.01)
+                return most, journal.all()
+
+        most, rows = asyncio.run(scenario())
+        assert len(rows) == total and all(
+            s.state == "pending" and s.content_key is None for s in rows)
+        assert most <= UNSETTLED_BATCH, f"{most} clocks for {total} rows"
+
+    def test_a_scan_waits_while_the_worker_has_a_backlog_and_loses_no_file(
+        self, tmp_path: Path
+    ) -> None:
+        """Issue 22 item 3: a scan thread handing over 12,000 paths, 1,000 at a time, to a
+        worker that is not taking them stops at a backlog of INTAKE_BACKLOG (each waiting
+        path costs memory); once the worker ticks, every file is journaled and queued; a
+        worker that stops releases a waiting scan."""
+        inbox = tmp_path / "inbox"
+        inbox.mkdir()
+        config = Config(
+            source=None, gladia=GladiaConfig(api_key=None), engine="auto", local_model="base",
+            journal_path=tmp_path / "journal.db", log_format="json", log_level="info",
+            watches=(WatchConfig(path=inbox, settle_seconds=0.2),),
+        )
+        total, batch = 12_000, 1_000
+        assert total > INTAKE_BACKLOG + batch
+        paths = [inbox / f"q{i:05d}.wav" for i in range(total)]
+        for i, path in enumerate(paths):
+            path.write_bytes(wav_header(8) + struct.pack("<Q", i))
+
+        async def scenario() -> tuple[int, int, list[Source], bool]:
+            with Journal.open(config.journal_path, exclusive=True) as journal:
+                worker = Worker(config, journal, EngineRoutes(no_engine_reason="none here"))
+
+                def scan(todo: list[Path]) -> None:
+                    for start in range(0, len(todo), batch):
+                        worker.hints_threadsafe(todo[start:start + batch])
+
+                scanner = threading.Thread(target=scan, args=(paths,), daemon=True)
+                scanner.start()
+                deadline = time.monotonic() + 60
+                # Not ticking: the scan fills the backlog, then must wait (on main it hands
+                # over all 12,000).
+                while scanner.is_alive() and len(worker.intake.hints) < INTAKE_BACKLOG:
+                    assert time.monotonic() < deadline, "the scan never handed paths over"
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0)  # run any hand-over already posted
+                held = len(worker.intake.hints)
+                while len(rows := journal.all()) < total or not all(
+                    s.content_key for s in rows
+                ):
+                    assert time.monotonic() < deadline, "the files were never all queued"
+                    await worker.tick()
+                    await asyncio.sleep(0.01)
+                await asyncio.to_thread(scanner.join, DEADLINE)
+                # A scan waiting on a worker that stops is let go.
+                more = [tmp_path / f"elsewhere{i}.wav" for i in range(INTAKE_BACKLOG + batch)]
+                late = threading.Thread(target=scan, args=(more,), daemon=True)
+                late.start()
+                while late.is_alive() and len(worker.intake.hints) < INTAKE_BACKLOG:
+                    assert time.monotonic() < deadline, "the late scan never handed over"
+                    await asyncio.sleep(0.01)
+                stop = asyncio.Event()
+                stop.set()
+                await worker.run(stop)
+                await asyncio.to_thread(late.join, DEADLINE)
+                return held, total, rows, late.is_alive()
+
+        held, total, rows, late_alive = asyncio.run(scenario())
+        assert held <= INTAKE_BACKLOG + batch, f"{held} paths waiting at once"
+        assert len(rows) == total and len({s.sha256 for s in rows}) == total
+        assert not late_alive, "the scan still waits after the worker stopped"
 
     def test_rename_into_place_skips_the_long_settle(self, rig: RigFactory) -> None:
         """x.wav.part renamed to x.wav is complete: hashed without the 60 s settle, and the

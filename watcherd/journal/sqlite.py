@@ -17,7 +17,7 @@ import operator
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from watcherd.journal._base import (
     JournalSpace,
     Source,
 )
-from watcherd.journal.queries import QUERIES
+from watcherd.journal.queries import QUERIES, adapt
 from watcherd.journal.sqljournal import SQLJournal, assignments, insert_source
 from watcherd.journal.stored import (
     PATH_COLUMNS,
@@ -340,6 +340,28 @@ class SQLiteJournal(SQLJournal):
         self._run("insert_event", source_id=source.id, at=now, from_state=source.state,
                   to_state=state, actor=safe_text(actor),
                   reason=None if reason is None else safe_text(reason))
+
+    def _move_many(self, moves: Sequence[tuple[Source, dict[str, Any]]], state: str, *,
+                   actor: str, reason: str) -> None:
+        # A batch settled at once: one executemany for the rows and one for their events,
+        # not two statements per row (issue 22 item 3).
+        if not moves:
+            return
+        now = time.time()
+        names = ["state", "updated_at", *moves[0][1]]
+        text = adapt(self.dialect, f"UPDATE sources SET {assignments(dict.fromkeys(names))}"
+                                   " WHERE id = :id")
+        self._conn.executemany(text, [
+            {"id": source.id, "set_state": state, "set_updated_at": now,
+             **{f"set_{name}": column_value(name, value) for name, value in changes.items()}}
+            for source, changes in moves
+        ])
+        actor, reason = safe_text(actor), safe_text(reason)
+        self._conn.executemany(QUERIES[self.dialect]["insert_event"], [
+            {"source_id": source.id, "at": now, "from_state": source.state, "to_state": state,
+             "actor": actor, "reason": reason}
+            for source, _ in moves
+        ])
 
     def _create(self, path: str, root: str, state: str, *, now: float, actor: str,
                 reason: str, **columns: Any) -> int | None:

@@ -100,6 +100,13 @@ class SQLJournal(Journal):
               fence: bool = False, **changes: Any) -> None:
         """Update the row and append its event, inside the current transaction."""
 
+    def _move_many(self, moves: Sequence[tuple[Source, dict[str, Any]]], state: str, *,
+                   actor: str, reason: str) -> None:
+        """:meth:`_move` for each ``(source, changes)``, all with the same columns changed
+        (inside the current transaction). A backend may do it in fewer statements."""
+        for source, changes in moves:
+            self._move(source, state, actor=actor, reason=reason, **changes)
+
     @abc.abstractmethod
     def _create(self, path: str, root: str, state: str, *, now: float, actor: str,
                 reason: str, **columns: Any) -> int | None:
@@ -371,6 +378,7 @@ class SQLJournal(Journal):
         """
         batch = list(items)
         recorded = []
+        moves: list[tuple[Source, dict[str, Any]]] = []
         with self._transaction(bulk=True, notify=True):
             # Read and locked at once, in id order: two nodes never deadlock on a batch.
             current = {s.id: s for s in self._rows(
@@ -383,12 +391,13 @@ class SQLJournal(Journal):
                     continue
                 # Settling leaves the row's state, changed_at and options as they are, so a
                 # repeat later in the batch is checked against the row as read (no re-read).
-                self._move(
-                    row, "pending", actor="worker", reason="settled and hashed",
-                    sha256=digest, content_key=key, note="queued",
-                    size=st.size, mtime_ns=st.mtime_ns, dev=st.dev, inode=st.inode,
-                )
+                moves.append((row, {
+                    "sha256": digest, "content_key": key, "note": "queued", "size": st.size,
+                    "mtime_ns": st.mtime_ns, "dev": st.dev, "inode": st.inode,
+                }))
                 recorded.append(source.id)
+            # One statement each for the rows and their events where the backend can.
+            self._move_many(moves, "pending", actor="worker", reason="settled and hashed")
         return recorded
 
     def retry(self, paths: Sequence[str] = (), *, all_failed: bool = False) -> list[Source]:

@@ -51,6 +51,8 @@ IDLE_CHECK_SECONDS = 5.0
 FILE_TIMEOUT = 60.0
 #: How many sources are hashed at once (each batch in its storage's threads).
 HASH_WORKERS = 2
+#: How often a scan waiting for the worker to take its paths checks that the worker still runs.
+ROOM_WAIT_SECONDS = 0.5
 
 
 class Worker:
@@ -80,6 +82,8 @@ class Worker:
         self.idle_seconds = IDLE_CHECK_SECONDS
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Set once run() ends: scans no longer wait for the worker to take their paths.
+        self._stopping = False
         with contextlib.suppress(RuntimeError):
             # Bound now, so watcher threads started before run() can already hand paths over.
             self._loop = asyncio.get_running_loop()
@@ -115,14 +119,22 @@ class Worker:
             loop.call_soon_threadsafe(functools.partial(self.hint, path, complete=complete))
 
     def hints_threadsafe(self, paths: Sequence[Path]) -> None:
-        """Called from scan threads: look at all of ``paths`` soon (one wake-up for all)."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._hint_many, list(paths))
+        """Called from scan threads: look at all of ``paths`` soon (one wake-up for all).
 
-    def _hint_many(self, paths: list[Path]) -> None:
-        for path in paths:
-            self.hint(path)
+        Waits first while the worker has INTAKE_BACKLOG paths still to journal (or a paused
+        journal keeps them): a scan of 100,000 files then holds a backlog's worth of paths in
+        memory, not all of them. The worker stopping ends the wait.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if not _on_loop(loop):
+            while not (self.intake.room.wait(ROOM_WAIT_SECONDS) or self._stopping
+                       or loop.is_closed()):
+                pass
+        if not loop.is_closed():
+            self.intake.posting(len(paths))
+            loop.call_soon_threadsafe(self.intake.hint_posted, list(paths))
 
     def complete_threadsafe(self, path: Path) -> None:
         """Called from watcher threads: ``path`` was closed after writing or renamed into place."""
@@ -196,6 +208,7 @@ class Worker:
                 waiter.cancel()
                 stopper.cancel()
         finally:
+            self._stopping = True  # a scan waiting for room stops waiting
             for helper in helpers:
                 helper.cancel()
             await self.shutdown()
@@ -344,6 +357,14 @@ class Worker:
     def outputs_for(self, source: Source) -> OutputSettings:
         """What this source's watch asks of its outputs (formats, folder, names...)."""
         return self.folders.outputs_for(source)
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether the caller runs on ``loop`` itself (where waiting for it would never end)."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def unfinished(journal: Journal, paths: Iterable[str]) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -25,12 +26,17 @@ from watcherd.watcher import StorageFacts, WatchIndex, storage_facts
 from watcherd.worker.common import WorkContext, log, one_line
 from watcherd.worker.settling import Settling
 
-__all__ = ["INTAKE_CHUNK", "INTAKE_WAIT_SECONDS", "Intake", "Seen", "special_kind", "stat_paths"]
+__all__ = ["INTAKE_BACKLOG", "INTAKE_CHUNK", "INTAKE_WAIT_SECONDS", "Intake", "Seen",
+           "special_kind", "stat_paths"]
 
 #: Hinted files are journaled this many per transaction, letting the loop run in between.
 INTAKE_CHUNK = 5000
 #: How long a tick waits for the stat of hinted paths; slower storages finish in the background.
 INTAKE_WAIT_SECONDS = 1.0
+#: How many hinted paths (waiting, or being stat'ed and journaled) make a scan wait before it
+#: hands over more: a walk of 100,000 files outruns the journal, and each path waiting costs
+#: memory (its Path, later its stat and row) until it is journaled (issue 22 item 3).
+INTAKE_BACKLOG = 2 * INTAKE_CHUNK
 
 
 @dataclass(frozen=True)
@@ -146,10 +152,21 @@ class Intake:
         self.hints: set[Path] = set()
         #: Hinted paths an event reported finished (closed after writing, renamed into place).
         self.complete: set[Path] = set()
+        #: Hinted paths only a scan handed over (no event since): finding one unchanged says
+        #: nothing new, so its quiet time is not restarted (nor a clock made for it).
+        self.scanned: set[Path] = set()
         # Each watch's options as the journal stores them, computed once per watch object.
         self._options: dict[int, tuple[WatchConfig, str]] = {}
         # Paths the journal refused to record (a bug): logged once, not retried every scan.
         self._unrecordable: set[str] = set()
+        # The backlog: paths handed over by scans and not yet hinted (their hand-over still
+        # queued on the loop), and hinted paths taken by a tick and not journaled yet.
+        self._lock = threading.Lock()
+        self._posted = 0
+        self._in_flight = 0
+        #: Set while fewer than INTAKE_BACKLOG paths wait: scans wait on it (other threads).
+        self.room = threading.Event()
+        self.room.set()
 
     def hint(self, path: Path, *, complete: bool = False) -> None:
         """Look at ``path`` on the next tick; ``complete``: an event said it is finished."""
@@ -158,7 +175,33 @@ class Intake:
             self.complete.add(path)
         else:
             self.complete.discard(path)
+        self.scanned.discard(path)
+        self._update_room()
         self.ctx.wake.set()
+
+    def posting(self, count: int) -> None:
+        """A scan (in its thread) is handing ``count`` paths over to the loop."""
+        self._update_room(posted=count)
+
+    def hint_posted(self, paths: Sequence[Path]) -> None:
+        """On the loop: paths a scan handed over (see :meth:`posting`), hinted plainly."""
+        for path in paths:
+            if path not in self.hints:
+                self.scanned.add(path)  # an event's hint already waiting keeps its meaning
+            self.hints.add(path)
+        self.complete.difference_update(paths)
+        self._update_room(posted=-len(paths))
+        self.ctx.wake.set()
+
+    def _update_room(self, *, posted: int = 0, taken: int = 0) -> None:
+        """Let scans hand over more paths only while the backlog is below INTAKE_BACKLOG."""
+        with self._lock:
+            self._posted += posted
+            self._in_flight += taken
+            if len(self.hints) + self._posted + self._in_flight >= INTAKE_BACKLOG:
+                self.room.clear()
+            else:
+                self.room.set()
 
     def _options_text(self, watch: WatchConfig) -> str:
         cached = self._options.get(id(watch))
@@ -176,13 +219,15 @@ class Intake:
         if not self.hints:
             return
         paths, self.hints = self.hints, set()
+        self._update_room(taken=len(paths))
         complete = paths & self.complete
         self.complete -= complete
+        scanned, self.scanned = self.scanned, set()
         groups: dict[Path, list[Path]] = {}
         for path in paths:
             groups.setdefault(self._root_of(path), []).append(path)
         tasks = [self.ctx.in_background(asyncio.ensure_future(
-                     self._stat_group(root, group, complete)))
+                     self._stat_group(root, group, complete, scanned)))
                  for root, group in groups.items()]
         await asyncio.wait(tasks, timeout=INTAKE_WAIT_SECONDS)
 
@@ -198,7 +243,15 @@ class Intake:
                 best = watch.path
         return best if best is not None else path.parent
 
-    async def _stat_group(self, root: Path, paths: list[Path], complete: set[Path]) -> None:
+    async def _stat_group(self, root: Path, paths: list[Path], complete: set[Path],
+                          scanned: set[Path]) -> None:
+        try:
+            await self._take_group(root, paths, complete, scanned)
+        finally:
+            self._update_room(taken=-len(paths))
+
+    async def _take_group(self, root: Path, paths: list[Path], complete: set[Path],
+                          scanned: set[Path]) -> None:
         try:
             seen = await run_on(root, stat_paths, sorted(paths), self.folders.index, root,
                                 timeout=self.ctx.file_timeout)
@@ -211,14 +264,16 @@ class Intake:
                 loop.call_later(retry_in, self.hint, path)
             return
         try:
-            self._record_seen(seen, complete)
+            self._record_seen(seen, complete, scanned)
         except JournalUnavailable as exc:
             # Looked at again after the pause: recording a path twice is harmless.
             self.hints.update(paths)
             self.complete.update(complete & set(paths))
+            self.scanned.update(scanned & set(paths))
             self.ctx.journal_failed(exc)
 
-    def _record_seen(self, seen: list[Seen], complete: set[Path]) -> None:
+    def _record_seen(self, seen: list[Seen], complete: set[Path],
+                     scanned: frozenset[Path] | set[Path] = frozenset()) -> None:
         """Journal seen files in transactions of INTAKE_CHUNK; note vanished ones."""
         batch = []
         settle: dict[str, float] = {}
@@ -236,7 +291,9 @@ class Intake:
         for start in range(0, len(batch), INTAKE_CHUNK):
             now = time.time()
             for source in self._observe(batch[start:start + INTAKE_CHUNK]):
-                self.settling.restart_clock(source, now, complete=Path(source.path) in complete,
+                path = Path(source.path)
+                self.settling.restart_clock(source, now, complete=path in complete,
+                                            scanned=path in scanned,
                                             settle_seconds=settle.get(source.path))
         self.settling.recheck()
         self.ctx.wake.set()

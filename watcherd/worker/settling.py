@@ -1,7 +1,11 @@
 """Settling: each source's quiet-time clock, then hashing in batches, then ``queued``.
 
 The clocks are the loop's memory only (hints and timing, never state): losing them costs time,
-not correctness, since the journal says which sources are still unsettled.
+not correctness, since the journal says which sources are still unsettled. A source has a clock
+only while it knows more than its journal row (a "file complete" event, a hint later than the
+row's last change, a storage backoff) or while :meth:`Settling.settle` is timing it in its window
+of UNSETTLED_BATCH rows: with 100,000 files found at start-up, the rows are the state, and the
+clocks stay as many as that window (issue 22: memory per queued file).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from watcherd import media, roots
@@ -117,19 +121,38 @@ def hash_batch(batch: Sequence[Source], unlimited: frozenset[int] = frozenset()
     return outcomes
 
 
-@dataclass
+@dataclass(slots=True)
 class SettleClock:
-    """What the loop remembers of one source while it settles; losing it only costs time."""
+    """What the loop remembers of one source while it settles; losing it only costs time.
+
+    Slotted, and its list of changes made only at the first change: a window's worth of
+    clocks is held at once, each as small as it can be.
+    """
 
     size: int | None
     mtime_ns: int | None
     since: float
     heard_at: float = 0.0
     complete: FileStat | None = None
-    changes: deque[tuple[float, bool]] = field(default_factory=deque)
+    #: (when, whether the size changed) of each change seen; None before the first.
+    changes: deque[tuple[float, bool]] | None = None
     noted_at: float | None = None
     retry_at: float = 0.0
     settle_seconds: float | None = None
+
+
+def _hint_knows_more(source: Source, heard_at: float, *, scanned: bool = False) -> bool:
+    """Whether a plain hint heard at ``heard_at`` tells more than the row it journaled: an
+    event after the row's last change (the quiet time restarts from it; a scan finding the
+    file unchanged is no such event, as for rows left pending by an earlier run), or this
+    observation changed a row seen before (a file that keeps changing, whose changes are
+    counted for its note)."""
+    changed_at = source.changed_at
+    if changed_at is None:
+        return True
+    if changed_at < heard_at:
+        return not scanned
+    return changed_at > source.created_at  # changed by this very observation
 
 
 def _span(seconds: float) -> str:
@@ -189,14 +212,25 @@ class Settling:
         self.clocks.pop(path, None)
 
     def restart_clock(self, source: Source, now: float, *, complete: bool,
-                      settle_seconds: float | None) -> None:
-        """Note a hint for a settling source: restart its quiet time, count a change."""
+                      settle_seconds: float | None, scanned: bool = False) -> None:
+        """Note a hint for a settling source: restart its quiet time, count a change.
+
+        ``source`` is its row as journaled by this hint, ``now`` a time taken before that.
+        ``scanned``: only a scan saw it (no event), which restarts nothing when unchanged.
+        """
         entry = self.clocks.get(source.path)
         if entry is None:
+            if not complete and not _hint_knows_more(source, now, scanned=scanned):
+                # A file first seen (or seen changed) just now: the row's changed_at is this
+                # hint's time, so a clock would only repeat the row. settle() makes one when
+                # the row comes into its window; 100,000 files found by a scan need none.
+                return
             entry = SettleClock(source.size, source.mtime_ns, since=now,
                                 settle_seconds=settle_seconds)
             self.clocks[source.path] = entry
         elif (source.size, source.mtime_ns) != (entry.size, entry.mtime_ns):
+            if entry.changes is None:
+                entry.changes = deque()
             entry.changes.append((now, source.size != entry.size))
             entry.size, entry.mtime_ns = source.size, source.mtime_ns
         entry.heard_at = now
@@ -239,14 +273,17 @@ class Settling:
             if source.id in self.hashing or not self.ctx.covers(source):
                 continue
             entry = self.clocks.get(source.path)
+            kept = entry is not None
             if entry is None:
-                # Sent back to settling by someone else, or left pending by an earlier run.
+                # First seen by a scan, sent back to settling by someone else, or left pending
+                # by an earlier run: the row is all there is to know.
                 entry = SettleClock(source.size, source.mtime_ns, since=now)
-                self.clocks[source.path] = entry
             ready_at = self._ready_at(source, entry)
             if now >= ready_at:
-                ready.append(source)
+                ready.append(source)  # hashed now: a clock made for it would be dropped
             else:
+                if not kept:
+                    self.clocks[source.path] = entry
                 next_at = min(next_at, ready_at)
                 self._note_still_writing(source, entry, now)
         if len(unsettled) < limit:
@@ -289,14 +326,17 @@ class Settling:
         """Say in ``status`` why a source that keeps changing is still pending."""
         if now - entry.since < self.still_writing_after:
             return
-        while entry.changes and now - entry.changes[0][0] > CHANGE_WINDOW_SECONDS:
-            entry.changes.popleft()
-        if len(entry.changes) < 2:
+        changes = entry.changes
+        if changes is None:
+            return
+        while changes and now - changes[0][0] > CHANGE_WINDOW_SECONDS:
+            changes.popleft()
+        if len(changes) < 2:
             return
         if entry.noted_at is not None and now - entry.noted_at < STILL_WRITING_REFRESH_SECONDS:
             return
         entry.noted_at = now
-        note = still_writing_note(entry.changes, min(now - entry.since, CHANGE_WINDOW_SECONDS))
+        note = still_writing_note(changes, min(now - entry.since, CHANGE_WINDOW_SECONDS))
         if note != source.note:
             self.journal.annotate(source, actor="worker", reason="not settled yet", note=note)
 

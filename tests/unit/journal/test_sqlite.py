@@ -321,6 +321,28 @@ class TestSettleMany:
         assert journal.get(a.id).content_key == "ka"
         assert journal.get(b.id).content_key is None
 
+    def test_a_batch_records_each_row_and_one_event_each(self, journal: Journal) -> None:
+        """Issue 22 item 3 (the batch written in one statement per table): every recorded
+        source has its own digest, key, note and stat, and exactly one "settled and hashed"
+        event; a source that changed meanwhile has neither."""
+        seen = journal.observe_many([(f"/in/{i}.wav", "/in", _stat(), "{}") for i in range(5)])
+        journal.observe_many([("/in/3.wav", "/in", _stat(size=99), "{}")])
+        recorded = journal.settle_many(
+            (s, f"s{i}", f"k{i}", _stat(size=10 + i, mtime=7)) for i, s in enumerate(seen))
+        assert recorded == [s.id for i, s in enumerate(seen) if i != 3]
+        for i, source in enumerate(seen):
+            row = journal.get(source.id)
+            settled = [e for e in journal.events(source.id)
+                       if e["reason"] == "settled and hashed"]
+            if i == 3:
+                assert (row.content_key, row.sha256, settled) == (None, None, [])
+                continue
+            assert (row.state, row.sha256, row.content_key, row.note) == (
+                "pending", f"s{i}", f"k{i}", "queued")
+            assert (row.size, row.mtime_ns) == (10 + i, 7)
+            assert [(e["from_state"], e["to_state"], e["actor"]) for e in settled] == [
+                ("pending", "pending", "worker")]
+
 
 class TestRows:
     """Rows become sources by column name, whatever order a journal's history left them in."""
