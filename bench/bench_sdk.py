@@ -203,7 +203,8 @@ def main() -> None:
         results.setdefault(run.name, []).append(run)
         done = run.done if run.done >= 0 else n
         print(f"  {run.name:<18} makespan {run.makespan:7.1f} s  done {done}/{n}"
-              f"  GET/job {run.gets / n:4.1f}  errors {run.errors}", flush=True)
+              f"  GET/job {run.gets / n:4.1f}  errors {run.errors}  duplicates {run.duplicates}",
+              flush=True)
         if args.json is not None:
             with args.json.open("a", encoding="utf-8") as out:
                 out.write(json.dumps({
@@ -212,6 +213,7 @@ def main() -> None:
                     "done": run.done, "errors": run.errors, "phases": run.phases,
                     "from_first_upload": run.settled, "read_waits": run.read_waits,
                     "per_file": run.per_file, "load": load, "cpu": run.cpu,
+                    "duplicates": run.duplicates,
                 }) + "\n")
 
     with contextlib.ExitStack() as stack:

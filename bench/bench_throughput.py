@@ -82,7 +82,8 @@ def main() -> None:
             print(f"watcherd makespan {run.makespan:.1f} s, efficiency "
                   f"{run.efficiency(n, t, c):.2f} (1.0 is the plan's ceiling); from the first "
                   f"upload {n * t / c / run.settled:.2f}; slots busy {busy:.2f} of the "
-                  f"simulator's span, mean queue wait {queued:.2f} s", flush=True)
+                  f"simulator's span, mean queue wait {queued:.2f} s; duplicate jobs "
+                  f"{run.duplicates}", flush=True)
         peak = sim.peak_processing
     if len(runs) > 1:
         spans = [r.makespan for r in runs]

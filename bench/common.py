@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -794,6 +794,9 @@ class BatchRun:
     started: float = 0.0
     settled: float = float("nan")
     read_waits: list[float] = field(default_factory=list)
+    #: Jobs created beyond one per content during the run (lost-response creates included):
+    #: a job paid twice. Must be 0.
+    duplicates: int = 0
 
     def efficiency(self, count: int, job_seconds: float, concurrency: int) -> float:
         """(N*T/C)/makespan: 1.0 is what the plan's concurrency allows at best."""
@@ -826,6 +829,7 @@ def run_watcherd_batch(
                           max_concurrent_jobs=concurrency, settle_seconds=settle_seconds,
                           queue_ahead=queue_ahead, extra=extra_config)
     before = len(sim.requests())
+    creates_before = sim.creates_per_content()
     with Daemon(config, workdir, profile=profile, env=dict(env or {})) as daemon:
         daemon.wait_ready()
         started = time.time()
@@ -851,6 +855,7 @@ def run_watcherd_batch(
         errors=len(problems), phases=phases, cpu=cpu if cpu is not None else float("nan"),
     )
     run.notes += [str(p.get("event", p))[:200] for p in problems[:3]]
+    run.duplicates = duplicate_jobs(creates_before, sim.creates_per_content())
     # The daemon's own planned waits after a failed read: a retry within the step
     # (gladia_read_retry) or the step's wait once the retries are spent.
     for line in daemon.log.lines:
@@ -866,6 +871,12 @@ def run_watcherd_batch(
         # once (the SDK is handed finished files), the rest is the pipeline's own.
         run.settled = max(ends.values()) - min(uploads)
     return run
+
+
+def duplicate_jobs(before: Mapping[str, int], after: Mapping[str, int]) -> int:
+    """Jobs created beyond one per content between two readings of the simulator's
+    ``creates_per_content()``: each is a job paid twice."""
+    return sum(max(0, (count - before.get(key, 0)) - 1) for key, count in after.items())
 
 
 def slot_use(sim: GladiaSimulator, since: float, concurrency: int) -> tuple[float, float]:
