@@ -290,6 +290,7 @@ def main() -> None:
                 folder.mkdir(parents=True)
                 copies = [Path(shutil.copyfile(r, folder / r.name)) for r in recordings]
                 before = len(sim.requests())
+                creates_before = sim.creates_per_content()
                 if faulty:
                     sim.faults = common.RandomFaults(seed=args.seed + round_)
                 try:
@@ -303,6 +304,7 @@ def main() -> None:
                     gets=sum(1 for r in requests if r.endpoint == "get"),
                     requests=len(requests), errors=len(figures["errors"]),
                     notes=figures["errors"][:3], done=len(figures["per_file"]),
+                    duplicates=common.duplicate_jobs(creates_before, sim.creates_per_content()),
                 ))
     ideal = n * t / c
     medians = {name: _median_run(runs) for name, runs in results.items()}
