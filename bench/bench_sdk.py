@@ -205,6 +205,10 @@ def main() -> None:
         print(f"  {run.name:<18} makespan {run.makespan:7.1f} s  done {done}/{n}"
               f"  GET/job {run.gets / n:4.1f}  errors {run.errors}  duplicates {run.duplicates}",
               flush=True)
+        polls = None
+        if run.started:  # a watcherd run: how soon its jobs were seen, its slots' hand-offs
+            polls = common.poll_figures(sim, run.started, c)
+            common.print_poll_figures(polls)
         if args.json is not None:
             with args.json.open("a", encoding="utf-8") as out:
                 out.write(json.dumps({
@@ -214,6 +218,9 @@ def main() -> None:
                     "from_first_upload": run.settled, "read_waits": run.read_waits,
                     "per_file": run.per_file, "load": load, "cpu": run.cpu,
                     "duplicates": run.duplicates,
+                    "late": polls.late if polls else None,
+                    "handoff": polls.handoff if polls else None,
+                    "starved": polls.starved if polls else None,
                 }) + "\n")
 
     with contextlib.ExitStack() as stack:

@@ -84,6 +84,7 @@ def main() -> None:
                   f"upload {n * t / c / run.settled:.2f}; slots busy {busy:.2f} of the "
                   f"simulator's span, mean queue wait {queued:.2f} s; duplicate jobs "
                   f"{run.duplicates}", flush=True)
+            common.print_poll_figures(common.poll_figures(sim, run.started, c))
         peak = sim.peak_processing
     if len(runs) > 1:
         spans = [r.makespan for r in runs]

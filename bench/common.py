@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -888,6 +889,56 @@ def slot_use(sim: GladiaSimulator, since: float, concurrency: int) -> tuple[floa
     span = max(end for _, _, end in jobs) - min(start for _, start, _ in jobs)
     busy = sum(end - start for _, start, end in jobs)
     return busy / (concurrency * span), sum(start - made for made, start, _ in jobs) / len(jobs)
+
+
+@dataclass(frozen=True)
+class PollFigures:
+    """How soon a batch's ended jobs were seen, and what their slots waited for.
+
+    ``late``: per job, its first GET at or after its end minus that end (a job done at
+    Gladia but not yet seen still holds one of the client's in-flight places). ``handoff``:
+    per slot hand-off (the k-th start after the first C), that start minus the end that
+    freed the slot; ``starved``: the share of hand-offs whose next job was not even created
+    when the slot freed (the queue ahead had run dry).
+    """
+
+    late: list[float]
+    handoff: list[float]
+    starved: float
+
+
+def poll_figures(sim: GladiaSimulator, since: float, concurrency: int) -> PollFigures:
+    """:class:`PollFigures` of the jobs the simulator created after ``since`` (wall clock)."""
+    jobs = [j for j in sim.timeline() if j[1] >= since]
+    gets: dict[str, list[float]] = {}
+    for r in sim.requests():
+        if r.endpoint == "get" and r.time >= since and r.status == 200:
+            gets.setdefault(r.path.rsplit("/", 1)[-1], []).append(r.time)
+    late = []
+    for job_id, _, _, end in jobs:
+        after = [t for t in gets.get(job_id, []) if t >= end]
+        if after:
+            late.append(min(after) - end)
+    starts = sorted((start, made) for _, made, start, _ in jobs)
+    ends = sorted(end for *_, end in jobs)
+    handoff, starved = [], 0
+    for k in range(concurrency, len(starts)):
+        start, made = starts[k]
+        freed = ends[k - concurrency]
+        handoff.append(max(0.0, start - freed))
+        starved += made > freed
+    return PollFigures(late, handoff, starved / len(handoff) if handoff else float("nan"))
+
+
+def print_poll_figures(figures: PollFigures) -> None:
+    """The lines bench_throughput and bench_sdk print for :func:`poll_figures`."""
+    if figures.late:
+        print(f"  job seen done   {statistics.fmean(figures.late):.2f} s after its end on "
+              f"average (p95 {percentile(figures.late, 95):.2f} s) over {len(figures.late)} jobs")
+    if figures.handoff:
+        print(f"  slot hand-off   {statistics.fmean(figures.handoff):.2f} s from a slot freeing "
+              f"to the next start on average (p95 {percentile(figures.handoff, 95):.2f} s); "
+              f"{figures.starved:.0%} with the next job not yet created", flush=True)
 
 
 def batch_phases(log: LogTail, closed: dict[Path, float]) -> dict[str, float]:

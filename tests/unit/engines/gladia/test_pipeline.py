@@ -408,7 +408,7 @@ class TestPollCap:
 
     def test_short_memo_is_polled_often_long_recording_rarely(self) -> None:
         """A 20 s memo caps at 3 s, an hour at the 30 s maximum, unknown length at the max."""
-        from watcherd.engines.gladia.pipeline import poll_cap_for
+        from watcherd.engines.gladia.polling import poll_cap_for
 
         timing = RetryPolicy(poll_start=1.0, poll_cap=30.0)
         assert poll_cap_for(20.0, timing) == 3.0

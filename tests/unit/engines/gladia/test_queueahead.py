@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import pytest
@@ -11,7 +10,7 @@ from hypothesis import strategies as st
 
 from watcherd.config import parse_config
 from watcherd.engines.gladia import attempts_at_once
-from watcherd.engines.gladia.jobtime import Prediction, poll_schedule, queued_schedule
+from watcherd.engines.gladia.jobtime import Prediction
 from watcherd.engines.gladia.queueahead import QueueBudget, QueueModel
 from watcherd.errors import ConfigError
 
@@ -72,17 +71,6 @@ def test_queue_model_predicts_the_start_after_the_jobs_ahead() -> None:
     model.forget("b")
     model.forget("e")
     assert len(model) == 0
-
-
-def test_queued_schedule_waits_for_the_slot_then_polls_at_the_run_end() -> None:
-    run = Prediction(5.0, 0.2, 10)
-    plain = list(itertools.islice(poll_schedule(run, since_created=0.0, start=1.0, cap=3.0), 3))
-    queued = list(itertools.islice(
-        queued_schedule(run, queue_wait=7.0, since_created=0.5, start=1.0, cap=3.0), 3))
-    assert queued[0] == pytest.approx(6.5 + plain[0])
-    assert queued[1:] == plain[1:]
-    assert list(itertools.islice(
-        queued_schedule(run, queue_wait=0.0, since_created=0.0, start=1.0, cap=3.0), 3)) == plain
 
 
 @pytest.mark.parametrize("value, ahead", [(None, 3), (0, 0), (300, 300)])
