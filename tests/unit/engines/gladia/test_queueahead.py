@@ -39,7 +39,31 @@ def test_budget_halves_on_refusal_and_grows_back_one_job_at_a_time() -> None:
     assert budget.ahead == 8 and budget.limit == 11  # never beyond the configured queue
 
 
-@given(st.integers(0, 400), st.lists(st.sampled_from(["refuse", "wait"]), max_size=40))
+def test_budget_grows_back_after_a_plans_worth_of_accepted_creates() -> None:
+    """A rate limit's occasional 429 halves the queue ahead; with no time passing, every 3
+    creates accepted in a row (the plan's 3 slots) give one job back; a refusal in between
+    starts the count again (main grew only by the clock: one job per 10 s)."""
+    clock = _Clock()
+    budget = QueueBudget(3, 4, grow_seconds=10.0, clock=clock)
+    assert budget.refused(None) == 2
+    for _ in range(2):
+        budget.accepted()
+    assert budget.ahead == 2
+    budget.accepted()
+    assert budget.ahead == 3
+    budget.accepted()
+    budget.accepted()
+    budget.refused(1.0)  # a rate limit, once: no shrink, but the run of accepts is broken
+    assert budget.ahead == 3
+    budget.accepted()
+    assert budget.ahead == 3
+    for _ in range(20):
+        budget.accepted()
+    assert budget.ahead == 4 and budget.limit == 7  # never beyond the configured queue
+
+
+@given(st.integers(0, 400),
+       st.lists(st.sampled_from(["refuse", "wait", "accept"]), max_size=40))
 def test_budget_stays_between_the_plan_and_the_configured_queue(ahead: int,
                                                                 steps: list[str]) -> None:
     clock = _Clock()
@@ -47,6 +71,8 @@ def test_budget_stays_between_the_plan_and_the_configured_queue(ahead: int,
     for step in steps:
         if step == "refuse":
             budget.refused(None)
+        elif step == "accept":
+            budget.accepted()
         else:
             clock.now += 7.0
         assert 25 <= budget.limit <= 25 + ahead
