@@ -978,15 +978,17 @@ def batch_phases(log: LogTail, closed: dict[Path, float]) -> dict[str, float]:
 
 
 def print_phases(phases: dict[str, float], job_seconds: float) -> None:
-    """Print a batch's phases, with the poll lateness (job_to_written minus T) called out."""
+    """Print a batch's phases. With jobs queued ahead, job created -> transcript holds the
+    wait in Gladia's queue as well: the poll lateness is :func:`poll_figures`' "job seen
+    done" (this line read it as lateness before queue ahead, and over-stated it)."""
     print("where the time went (means per file, from the daemon's log):")
     print(f"  drop -> upload started     {phases['drop_to_upload']:6.2f} s "
           "(settle + hash + waiting for a free job slot)")
     print(f"  upload                     {phases['upload']:6.2f} s")
     print(f"  uploaded -> job created    {phases['create']:6.2f} s (duplicate lookup + create)")
     print(f"  job created -> transcript  {phases['job_to_written']:6.2f} s "
-          f"(T = {job_seconds:g} s, so {phases['job_to_written'] - job_seconds:.2f} s of it is "
-          "the poll coming late)")
+          f"(T = {job_seconds:g} s; the other {phases['job_to_written'] - job_seconds:.2f} s are "
+          "the wait in Gladia's queue, the poll coming late and the writing)")
     gap = phases["slot_gap"]
     if math.isnan(gap):
         print("  freed slot -> next upload     n/a (no freed slot was used again)")
