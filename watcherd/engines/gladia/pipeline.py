@@ -452,7 +452,7 @@ class GladiaPipeline:
                 shrunk = False
                 if exc.status == 429 and self.budget is not None and self.budget.most_ahead:
                     # Gladia's queue may be full: queue fewer ahead.
-                    ahead = self.budget.refused(exc.retry_after)
+                    ahead = self.budget.refused(exc.retry_after, again=attempt > 1)
                     shrunk = ahead is not None
                     if shrunk:
                         log.info("queue_ahead_shrunk", queue_ahead=ahead, source=source.path)

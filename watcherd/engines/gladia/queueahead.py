@@ -41,7 +41,6 @@ class QueueBudget:
         self._clock = clock
         self._ahead = ahead
         self._changed_at = clock()
-        self._refused_in_row = 0
         self._accepted_in_row = 0
 
     @property
@@ -59,28 +58,27 @@ class QueueBudget:
         """How many jobs may be in flight now, queued ones included."""
         return self.concurrency + self.ahead
 
-    def refused(self, retry_after: float | None) -> int | None:
+    def refused(self, retry_after: float | None, *, again: bool = False) -> int | None:
         """Gladia answered a create with 429; the queue ahead if it shrank, else None.
 
         A 429 that says when to come back (Retry-After) reads as a rate limit: the create
-        waits that long, and the queue ahead stays, unless creates keep being refused (two
-        in a row). One without reads as a full queue. Either way the queue ahead halves, and
-        grows back one job at a time, finding the queue's room without a burst of refusals.
+        waits that long, and the queue ahead stays, unless that same create is refused
+        ``again`` once it waited (a rate limit's 429s fall on creates at random; counting
+        them over every source shrank the queue under the fault mix, issue 22). One without
+        reads as a full queue. Either way the queue ahead halves, and grows back one job at
+        a time, finding the queue's room without a burst of refusals.
         """
-        self._refused_in_row += 1
         self._accepted_in_row = 0
-        if retry_after is not None and self._refused_in_row < 2:
+        if retry_after is not None and not again:
             return None
         self._ahead = self.ahead // 2
         self._changed_at = self._clock()
         return self._ahead
 
     def accepted(self) -> None:
-        """A create succeeded: the refusals are no longer in a row, and after a plan's worth
-        of accepted creates in a row the queue ahead grows back by one job (a rate limit's
-        occasional 429 would otherwise keep it small for a long time: GROW_SECONDS per job
-        is hundreds of short jobs)."""
-        self._refused_in_row = 0
+        """A create succeeded: after a plan's worth of accepted creates in a row the queue
+        ahead grows back by one job (a rate limit's occasional 429 would otherwise keep it
+        small for a long time: GROW_SECONDS per job is hundreds of short jobs)."""
         self._accepted_in_row += 1
         if self._accepted_in_row >= max(1, self.concurrency) and self.ahead < self.most_ahead:
             self._ahead += 1

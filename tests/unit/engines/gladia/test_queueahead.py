@@ -28,7 +28,9 @@ def test_budget_halves_on_refusal_and_grows_back_one_job_at_a_time() -> None:
     budget = QueueBudget(3, 8, grow_seconds=10.0, clock=clock)
     assert budget.limit == 11
     assert budget.refused(None) == 4 and budget.limit == 7  # no Retry-After: a full queue
-    assert budget.refused(1.0) == 2  # with one, but the second refusal in a row
+    assert budget.refused(1.0) is None and budget.limit == 7  # with one: a rate limit
+    assert budget.refused(1.0) is None  # another create's: rate limits fall at random
+    assert budget.refused(1.0, again=True) == 2  # the same create, refused once it waited
     budget.accepted()
     assert budget.refused(1.0) is None and budget.limit == 5  # a rate limit, once
     clock.now = 9.9
@@ -53,7 +55,7 @@ def test_budget_grows_back_after_a_plans_worth_of_accepted_creates() -> None:
     assert budget.ahead == 3
     budget.accepted()
     budget.accepted()
-    budget.refused(1.0)  # a rate limit, once: no shrink, but the run of accepts is broken
+    budget.refused(1.0)  # a rate limit: no shrink, but the run of accepts is broken
     assert budget.ahead == 3
     budget.accepted()
     assert budget.ahead == 3
