@@ -54,8 +54,6 @@ log = structlog.get_logger("watcherd.daemon")
 
 #: The start-up and reconcile scans hand paths to the worker this many at a time.
 SCAN_BATCH = 1000
-# Stored transcripts indexed per transaction when an upgraded journal fills its search index.
-BACKLOG_BATCH = 20
 
 
 class Daemon:
@@ -287,7 +285,7 @@ class Daemon:
                 await engine.close()
 
     async def _upkeep(self, journal: Journal, ready: asyncio.Event) -> None:
-        """Keep the journal small (watcherd.upkeep), only once READY=1 was said."""
+        """The journal's background work (watcherd.upkeep), only once READY=1 was said."""
         await ready.wait()
         await keep_small(journal, self.config.history_days)
 
@@ -316,32 +314,12 @@ class Daemon:
                 log.error("journal_damaged", journal=display_location(self.config), error=damage,
                           hint="stop watcherd and move the journal aside: it is rebuilt from "
                           "the outputs at the next start, nothing is paid twice")
-        await self._index_backlog(journal)
         await scan
         while True:
             with contextlib.suppress(JournalUnavailable):  # the worker says it, and pauses
                 activity.write_metrics()
             await asyncio.sleep(self.status_interval)
             self.notifier.status(_status_line(journal, worker))
-
-    async def _index_backlog(self, journal: Journal) -> None:
-        """Index stored transcripts the search index lacks (a journal from before it).
-
-        After READY=1 and in small batches on the loop, so the worker's transactions go
-        between them: an upgrade never delays the start, and a big journal fills over time.
-        """
-        indexed = 0
-        while True:
-            try:
-                count = journal.index_backlog(limit=BACKLOG_BATCH)
-            except JournalUnavailable:
-                return  # the worker says it and pauses; the next start goes on
-            if not count:
-                break
-            indexed += count
-            await asyncio.sleep(0.01)
-        if indexed:
-            log.info("search_index_filled", transcripts=indexed)
 
     def _scan(self, worker: Worker) -> None:
         """Walk every root and hint each file (runs in a thread)."""

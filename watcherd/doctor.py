@@ -27,13 +27,13 @@ from watcherd.web.state import read_state
 
 # Below this much free space a root (or the journal's folder) is worth a warning: outputs are
 # small, but a full disk turns every transcript into a failure.
-LOW_SPACE_BYTES = 100 * 1024 * 1024
-INOTIFY_DIR = Path("/proc/sys/fs/inotify")
+_LOW_SPACE_BYTES = 100 * 1024 * 1024
+_INOTIFY_DIR = Path("/proc/sys/fs/inotify")
 # Counting folders under a huge tree (or a slow network mount) must not make doctor hang.
-WALK_SECONDS = 10.0
+_WALK_SECONDS = 10.0
 # The doctor's API call is one small request: a dead network should be said quickly.
-API_CONNECT_TIMEOUT = 5.0
-API_REQUEST_TIMEOUT = 15.0
+_API_CONNECT_TIMEOUT = 5.0
+_API_REQUEST_TIMEOUT = 15.0
 
 
 def _ok(topic: str, detail: str) -> Finding:
@@ -117,7 +117,7 @@ def check_engine(config: Config, *, local_installed: bool | None) -> list[Findin
     return found
 
 
-async def check_api(config: Config) -> list[Finding]:
+async def _check_api(config: Config) -> list[Finding]:
     """What the engines that talk to a remote API say about it (nothing to check: [])."""
     try:
         names = sorted(engines_needed(config))
@@ -146,7 +146,7 @@ def _free_space(path: Path, topic: str) -> Finding | None:
         free = shutil.disk_usage(path).free
     except OSError:
         return None
-    if free < LOW_SPACE_BYTES:
+    if free < _LOW_SPACE_BYTES:
         return Finding("WARN", topic, f"only {free // (1024 * 1024)} MiB free on {path}",
                        "free some space: outputs and the journal cannot be written on a full "
                        "disk")
@@ -180,7 +180,7 @@ def check_root(watch: WatchConfig, *, created: bool = False) -> list[Finding]:
                              f"give this user read access: chmod u+rx {root} (or run watcherd "
                              "as its owner)"))
     if watch.output_dir is not None:
-        found += check_output_dir(watch.output_dir, topic)
+        found += _check_output_dir(watch.output_dir, topic)
     elif not os.access(root, os.W_OK | os.X_OK):
         found.append(Finding("FAIL", topic,
                              "is not writable: transcripts are written next to the sources",
@@ -209,7 +209,7 @@ def check_root(watch: WatchConfig, *, created: bool = False) -> list[Finding]:
     return found
 
 
-def check_output_dir(output_dir: Path, topic: str) -> list[Finding]:
+def _check_output_dir(output_dir: Path, topic: str) -> list[Finding]:
     """The output folder of a watch: it must exist and be writable (the root need not be)."""
     if not output_dir.is_dir():
         return [Finding("FAIL", topic, f"its output_dir {output_dir} does not exist",
@@ -258,8 +258,8 @@ def _uses_inotify(watch: WatchConfig, probe: Callable[[Path], tuple[bool, str]] 
 def check_inotify(
     watches: Sequence[WatchConfig],
     *,
-    limits_dir: Path = INOTIFY_DIR,
-    walk_seconds: float = WALK_SECONDS,
+    limits_dir: Path = _INOTIFY_DIR,
+    walk_seconds: float = _WALK_SECONDS,
 ) -> Finding:
     """The per-user inotify watch limit covers every folder watched natively."""
     try:
@@ -356,7 +356,7 @@ def check_journal(path: Path) -> list[Finding]:
                         "upgrade watcherd")]
     assert size is not None
     found = [_ok(topic, f"{path} is sound ({sources} files known)"),
-             journal_size(size, sources, compactable=auto_vacuum != 2)]
+             _journal_size(size, sources, compactable=auto_vacuum != 2)]
     space = _free_space(path.parent, topic)
     if space is not None:
         found.append(space)
@@ -364,16 +364,16 @@ def check_journal(path: Path) -> list[Finding]:
 
 
 #: Free pages worth a `journal compact`, as a share of the file.
-COMPACT_WORTH = 0.25
+_COMPACT_WORTH = 0.25
 
 
-def journal_size(size: JournalSpace, files: int, *, compactable: bool = False) -> Finding:
+def _journal_size(size: JournalSpace, files: int, *, compactable: bool = False) -> Finding:
     """How big the journal is and what takes the space; a warning when much of it is free
     pages that only a compaction gives back (``compactable``: the file has no incremental
     auto-vacuum yet, as journals made before 0.2)."""
     free = dict(size.parts).get("free pages", 0)
     detail = f"{size.describe(files or None)}; measured by {size.how}"
-    if size.total and free / size.total > COMPACT_WORTH and compactable:
+    if size.total and free / size.total > _COMPACT_WORTH and compactable:
         return Finding("WARN", "journal size", detail + f", {free * 100 // size.total}% free",
                        "stop watcherd and run `watcherd journal compact` to give the free "
                        "pages back (new free pages are then returned as they appear)")
@@ -386,8 +386,8 @@ def journal_size(size: JournalSpace, files: int, *, compactable: bool = False) -
 def diagnose(
     config: Config,
     *,
-    limits_dir: Path = INOTIFY_DIR,
-    walk_seconds: float = WALK_SECONDS,
+    limits_dir: Path = _INOTIFY_DIR,
+    walk_seconds: float = _WALK_SECONDS,
     created: frozenset[Path] = frozenset(),
     notify_test: bool = False,
 ) -> list[Finding]:
@@ -395,22 +395,22 @@ def diagnose(
     ``notify_test``: send a test notification to each route)."""
     found = check_config(config)
     found += check_engine(config, local_installed=local_engine_installed())
-    found += asyncio.run(check_api(config))
+    found += asyncio.run(_check_api(config))
     for watch in config.watches:
         found += check_root(watch, created=watch.path in created)
     found.append(check_inotify(config.watches, limits_dir=limits_dir,
                                walk_seconds=walk_seconds))
     if config.journal_url is not None:
-        found += check_database(config)
+        found += _check_database(config)
     else:
         found += check_journal(config.journal_path)
-    found += check_search(config)
-    found += check_notify(config, send=notify_test)
+    found += _check_search(config)
+    found += _check_notify(config, send=notify_test)
     found.append(check_page(config))
     return found
 
 
-def check_search(config: Config) -> list[Finding]:
+def _check_search(config: Config) -> list[Finding]:
     """The search index is there and in step with the stored transcripts."""
     from watcherd.journal.configured import journal_exists, open_for_command
     from watcherd.journal.search import NoSearchIndex
@@ -437,7 +437,7 @@ def check_search(config: Config) -> list[Finding]:
                        f"{state.utterances} utterances")]
 
 
-def check_notify(config: Config, *, send: bool) -> list[Finding]:
+def _check_notify(config: Config, *, send: bool) -> list[Finding]:
     """The notification routes; with ``send``, a test message to each one."""
     topic = "notifications"
     notify = config.notify
@@ -457,10 +457,10 @@ def check_notify(config: Config, *, send: bool) -> list[Finding]:
 
 #: Clock skew with the database server that doctor warns about. Leases use the server's
 #: clock, so skew never breaks them; it only makes logs and ``status`` times disagree.
-SKEW_WARN_SECONDS = 5.0
+_SKEW_WARN_SECONDS = 5.0
 
 
-def check_database(config: Config) -> list[Finding]:
+def _check_database(config: Config) -> list[Finding]:
     """The shared journal: the database is reachable, its schema known, the clocks agree."""
     from watcherd.errors import JournalError
     from watcherd.journal.configured import display_location, postgres_journal_class
@@ -502,8 +502,8 @@ def check_database(config: Config) -> list[Finding]:
         found.append(_ok(topic, f"{where} reachable, schema {version} ({nodes} files leased "
                                 f"now), node name {config.node_name!r}"))
     if size is not None:
-        found.append(journal_size(size, files))
-    if abs(skew) > SKEW_WARN_SECONDS:
+        found.append(_journal_size(size, files))
+    if abs(skew) > _SKEW_WARN_SECONDS:
         found.append(Finding(
             "WARN", "clock", f"this machine's clock is {abs(skew):.1f}s "
             f"{'behind' if skew > 0 else 'ahead of'} the database server's",

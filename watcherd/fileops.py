@@ -19,14 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["DEFAULT_TIMEOUT", "StorageTimeout", "run_on"]
+__all__ = ["StorageTimeout", "run_on"]
 
 T = TypeVar("T")
 
 #: How long one stat/open/small read may take before the storage is taken as not answering.
-DEFAULT_TIMEOUT = 60.0
+_DEFAULT_TIMEOUT = 60.0
 #: Threads per storage: enough for hashing and a pipeline step side by side.
-THREADS_PER_ROOT = 4
+_THREADS_PER_ROOT = 4
 
 _pools: dict[str, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
@@ -45,14 +45,14 @@ def _pool_for(root: Path | str | None) -> ThreadPoolExecutor:
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
-            pool = ThreadPoolExecutor(max_workers=THREADS_PER_ROOT,
+            pool = ThreadPoolExecutor(max_workers=_THREADS_PER_ROOT,
                                       thread_name_prefix="watcherd-files")
             _pools[key] = pool
         return pool
 
 
 async def run_on(root: Path | str | None, fn: Callable[..., T], *args: object,
-                 timeout: float = DEFAULT_TIMEOUT) -> T:
+                 timeout: float = _DEFAULT_TIMEOUT) -> T:
     """Run ``fn(*args)`` in ``root``'s thread pool; :class:`StorageTimeout` past ``timeout``.
 
     A call that times out keeps its thread until the storage answers; the caller has moved on.

@@ -23,7 +23,7 @@ AUDIO_VIDEO_EXTENSIONS: frozenset[str] = frozenset(
 )  # fmt: skip
 
 #: Name globs (lower case) of files that other tools are still writing or that are not recordings.
-PARTIAL_FILE_GLOBS: tuple[str, ...] = (
+_PARTIAL_FILE_GLOBS: tuple[str, ...] = (
     "*.part",  # Firefox, curl, wget and many others
     "*.crdownload",  # Chrome
     "*.download",  # Safari (a folder, but some tools make a file)
@@ -51,7 +51,7 @@ PARTIAL_FILE_GLOBS: tuple[str, ...] = (
 
 #: Folder names (lower case; globs allowed) never descended into: NAS metadata, recycle bins,
 #: Syncthing's own folders, file system bookkeeping.
-PRUNED_FOLDER_GLOBS: tuple[str, ...] = (
+_PRUNED_FOLDER_GLOBS: tuple[str, ...] = (
     "@eadir",  # Synology thumbnails
     "#recycle",  # Synology recycle bin
     "@recycle",  # QNAP
@@ -139,7 +139,7 @@ class SourceFilter:
             return "a hidden file"
         if is_output_or_temp(Path(name)):
             return "a transcript output or a temp file of watcherd"
-        partial = _matches_any(name, PARTIAL_FILE_GLOBS)
+        partial = _matches_any(name, _PARTIAL_FILE_GLOBS)
         if partial is not None:
             return f"a partial, temporary or system file ({partial})"
         excluded = self._excluded(rel, name)
@@ -159,7 +159,7 @@ class SourceFilter:
             return "a subfolder, and this watch has recursive = false"
         if name.startswith("."):
             return "a hidden folder"
-        pruned = _matches_any(name, PRUNED_FOLDER_GLOBS)
+        pruned = _matches_any(name, _PRUNED_FOLDER_GLOBS)
         if pruned is not None:
             return "a system, recycle-bin or sync-tool folder"
         # "archive", "archive/*" and "*/old/*" all exclude a whole folder: a trailing "/" lets

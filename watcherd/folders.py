@@ -16,10 +16,10 @@ from watcherd.journal import Source
 from watcherd.outputs.settings import OutputSettings
 from watcherd.watcher import WatchIndex
 
-__all__ = ["NOT_WATCHED", "Folders"]
+__all__ = ["Folders"]
 
 #: The note of a journaled source that no watch of this config covers (another config's).
-NOT_WATCHED = ("its folder is not watched by this config ({root}); run watcherd with the "
+_NOT_WATCHED = ("its folder is not watched by this config ({root}); run watcherd with the "
                "config that watches it, or `watcherd transcribe` the file")
 
 
@@ -80,7 +80,7 @@ class Folders:
         """
         if self._defaults is None:
             return None
-        return NOT_WATCHED.format(root=source.watch_root)
+        return _NOT_WATCHED.format(root=source.watch_root)
 
     def _outside_watch(self, root: str) -> WatchConfig:
         """[defaults] for a folder no watch covers; named files are complete: no settling."""

@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["FsErrorKind", "FsProblem", "classify", "describe_errno"]
+__all__ = ["FsErrorKind", "FsProblem", "classify"]
 
 FsErrorKind = Literal["missing", "transient", "space", "readonly", "permission", "permanent"]
 
@@ -79,7 +79,7 @@ class FsProblem:
         return _WHAT_TO_DO[self.kind]
 
 
-def describe_errno(code: int | None) -> str:
+def _describe_errno(code: int | None) -> str:
     """``strerror`` with the symbolic name, e.g. ``Input/output error (EIO)``."""
     if code is None:
         return "unknown error"
@@ -108,4 +108,4 @@ def classify(exc: OSError) -> FsProblem:
     else:
         # _TRANSIENT and every errno we have never heard of: retry, within a budget.
         kind = "transient"
-    return FsProblem(kind, code, describe_errno(code) if code is not None else str(exc))
+    return FsProblem(kind, code, _describe_errno(code) if code is not None else str(exc))

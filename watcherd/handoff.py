@@ -30,12 +30,12 @@ from watcherd.journal import FileStat, Journal, JournalNotReady, Source
 log = structlog.get_logger("watcherd.handoff")
 
 #: States after which a named file needs nothing more.
-FINAL_STATES = frozenset({"done", "failed", "gone", "ignored"})
+_FINAL_STATES = frozenset({"done", "failed", "gone", "ignored"})
 #: How often the journal is read while waiting (a local SQLite read, cheap).
-POLL_SECONDS = 0.25
+_POLL_SECONDS = 0.25
 #: The actor of the journal events this command writes: how the daemon tells a file handed
 #: over (outside its watches on purpose) from one another config left in the journal.
-HANDOFF_ACTOR = "transcribe"
+_HANDOFF_ACTOR = "transcribe"
 #: Answers about sources not handed over kept at most (each costs one read to renew).
 _NOT_HANDED_CACHE = 10_000
 
@@ -76,7 +76,7 @@ class HandedOver:
             return True
         if self._not_handed.get(source.id) == source.updated_at:
             return False
-        if any(e.get("actor") == HANDOFF_ACTOR for e in self.journal.events(source.id)):
+        if any(e.get("actor") == _HANDOFF_ACTOR for e in self.journal.events(source.id)):
             self._handed.add(source.id)
             self._not_handed.pop(source.id, None)
             return True
@@ -96,7 +96,7 @@ class Handoff:
 
 def hand_to_daemon(
     journal_path: Path, files: Sequence[Path], watch: WatchConfig, *,
-    still_running: Callable[[], bool] | None = None, poll: float = POLL_SECONDS,
+    still_running: Callable[[], bool] | None = None, poll: float = _POLL_SECONDS,
     on_wait: Callable[[Mapping[int, str]], None] | None = None,
 ) -> Handoff:
     """Record ``files`` for the running daemon and wait for each to end.
@@ -124,14 +124,14 @@ def hand_to_daemon(
     if seen:
         with Journal.open(journal_path) as journal:
             known = {item[0]: journal.by_path(item[0]) for item in seen}
-            journal.observe_many(seen, actor=HANDOFF_ACTOR)
+            journal.observe_many(seen, actor=_HANDOFF_ACTOR)
             for named, before in known.items():
                 source = journal.by_path(named)
                 if before is not None and source is not None and (
-                        source.state not in FINAL_STATES):
+                        source.state not in _FINAL_STATES):
                     # Known before (another config's folder?): the event tells the daemon that
                     # this file is wanted now.
-                    journal.annotate(source, actor=HANDOFF_ACTOR, reason="handed over by "
+                    journal.annotate(source, actor=_HANDOFF_ACTOR, reason="handed over by "
                                      "`watcherd transcribe`", note=None)
         log.info("handed_to_daemon", files=len(seen), journal=str(journal_path),
                  hint="the running watcherd transcribes them; this command waits")
@@ -142,7 +142,7 @@ def hand_to_daemon(
                 Journal.open(journal_path, readonly=True) as journal:
             for named in list(waiting):
                 source = journal.by_path(named)
-                if source is not None and source.state in FINAL_STATES:
+                if source is not None and source.state in _FINAL_STATES:
                     states[named] = source.state
                     waiting.remove(named)
                 elif source is not None:

@@ -69,7 +69,7 @@ def history_lines(source: Source, events: Sequence[dict[str, Any]],
                      f"{printable(source.output_base)}.EXT)")
     lines.append(f"  first seen {_iso(source.created_at)}; history:")
     if folded is not None:
-        lines.append(folded_line(folded))
+        lines.append(_folded_line(folded))
     for event in events:
         before = event.get("from_state") or "(new)"
         after = event.get("to_state") or "?"
@@ -83,7 +83,7 @@ def history_lines(source: Source, events: Sequence[dict[str, Any]],
     return lines
 
 
-def folded_line(folded: Mapping[str, Any]) -> str:
+def _folded_line(folded: Mapping[str, Any]) -> str:
     """The line that stands for a source's events folded away (older than history_days)."""
     count = int(folded["folded_events"])
     text = (f"    (until {_iso(folded['folded_until'])}: {count} older event"

@@ -21,22 +21,21 @@ import h11
 
 from watcherd.connections import is_hangup
 
-__all__ = ["HEADER_TIMEOUT", "MAX_HEADERS", "MAX_HEADER_BYTES", "WRITE_TIMEOUT", "HttpError",
-           "Request", "Wire", "body_length", "check_request", "finish", "parse_head",
-           "protocol_error", "unquoted"]
+__all__ = ["HEADER_TIMEOUT", "MAX_HEADER_BYTES", "HttpError", "Request", "Wire", "body_length",
+           "finish", "parse_head", "unquoted"]
 
 #: A request head (request line and headers) is at most this many bytes, with this many headers.
 MAX_HEADER_BYTES = 16 * 1024
-MAX_HEADERS = 64
+_MAX_HEADERS = 64
 #: Seconds from a connection's start until its request head must be in: a client has no reason
 #: to be slow with it, and one trickling it (a slow-loris) holds a slot until then.
 HEADER_TIMEOUT = 10.0
 #: Seconds an answer may take to be read by the client.
-WRITE_TIMEOUT = 30.0
+_WRITE_TIMEOUT = 30.0
 # After answering, how much of what the client still sends to swallow before closing (closing
 # with unread data resets the connection, and the answer can be lost with it).
-LINGER_BYTES = 1024 * 1024
-LINGER_SECONDS = 1.0
+_LINGER_BYTES = 1024 * 1024
+_LINGER_SECONDS = 1.0
 _READ_CHUNK = 64 * 1024
 _METHOD_RE = re.compile(rb"[A-Z]{1,16}")
 _TARGET_RE = re.compile(rb"/[\x21-\x7e]*")
@@ -73,7 +72,7 @@ class Request:
     query: str = ""
 
 
-def check_request(event: h11.Request) -> tuple[str, str, dict[str, str]]:
+def _check_request(event: h11.Request) -> tuple[str, str, dict[str, str]]:
     """Method, path (query dropped) and lower-case headers of a request h11 has parsed.
 
     h11 has already checked the syntax (request line, header names and values, no bare
@@ -85,8 +84,8 @@ def check_request(event: h11.Request) -> tuple[str, str, dict[str, str]]:
         raise HttpError(400, "malformed method")
     if not _TARGET_RE.fullmatch(event.target):
         raise HttpError(400, "the request target must be a path")
-    if len(event.headers) > MAX_HEADERS:
-        raise HttpError(431, f"more than {MAX_HEADERS} headers")
+    if len(event.headers) > _MAX_HEADERS:
+        raise HttpError(431, f"more than {_MAX_HEADERS} headers")
     headers: dict[str, str] = {}
     for name, value in event.headers:
         # h11 lower-cases names and allows only token characters in them, so ASCII holds;
@@ -116,10 +115,10 @@ def parse_head(head: bytes) -> tuple[str, str, dict[str, str]]:
     try:
         event = conn.next_event()
     except h11.RemoteProtocolError as exc:
-        raise protocol_error(exc) from None
+        raise _protocol_error(exc) from None
     if not isinstance(event, h11.Request):
         raise HttpError(400, "no request head")
-    return check_request(event)
+    return _check_request(event)
 
 
 def body_length(headers: Mapping[str, str], max_body: int) -> int | None:
@@ -157,7 +156,7 @@ def unquoted(message: str) -> str:
     return _QUOTED_BYTES.split(message, maxsplit=1)[0].rstrip(" :") or "unreadable bytes"
 
 
-def protocol_error(exc: h11.RemoteProtocolError) -> HttpError:
+def _protocol_error(exc: h11.RemoteProtocolError) -> HttpError:
     """Our answer to what h11 refused, with a reason that never echoes the request's bytes."""
     message = unquoted(str(exc))
     status = exc.error_status_hint if 400 <= exc.error_status_hint < 600 else 400
@@ -191,7 +190,7 @@ class Wire:
             raise HttpError(400, "expected a request")
         if self.head_size() > MAX_HEADER_BYTES:
             raise HttpError(431, f"the request head exceeds {MAX_HEADER_BYTES} bytes")
-        parsed = check_request(event)
+        parsed = _check_request(event)
         # The target is ASCII by then (checked); the search page reads its query.
         self.query = event.target.decode("ascii").partition("?")[2]
         return parsed
@@ -207,7 +206,7 @@ class Wire:
             try:
                 event = self.conn.next_event()
             except h11.RemoteProtocolError as exc:
-                raise protocol_error(exc) from None
+                raise _protocol_error(exc) from None
             if event is not h11.NEED_DATA:
                 return event
             if self._eof:  # pragma: no cover - h11 answers an EOF with an event or an error
@@ -231,7 +230,7 @@ class Wire:
 
 
 async def finish(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, answer: bytes,
-                 *, write_timeout: float = WRITE_TIMEOUT) -> bool:
+                 *, write_timeout: float = _WRITE_TIMEOUT) -> bool:
     """Send ``answer`` and end our side; False when the client had already gone.
 
     The client may still be sending: what was refused (a body, a huge head), or bytes after
@@ -254,7 +253,7 @@ async def finish(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ans
             return False
         raise
     with contextlib.suppress(TimeoutError, OSError):
-        await _discard(reader, LINGER_BYTES, LINGER_SECONDS)
+        await _discard(reader, _LINGER_BYTES, _LINGER_SECONDS)
     return True
 
 

@@ -41,11 +41,11 @@ from watcherd.http11 import (
     finish,
 )
 
-__all__ = ["BODILESS_METHODS", "BodyRule", "Handler", "HttpServer", "Response", "ServerRules",
-           "reason_phrase", "text_response"]
+__all__ = ["BodyRule", "Handler", "HttpServer", "Response", "ServerRules", "reason_phrase",
+           "text_response"]
 
 #: Methods whose requests may come without any body framing (no Content-Length, not chunked).
-BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+_BODILESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 # How long a closed connection may take to be gone; the task ends regardless.
 _CLOSE_TIMEOUT = 1.0
 # Requests in progress when the server closes get this long to end after being cancelled.
@@ -313,7 +313,7 @@ class HttpServer:
         """``head`` with its body, by whichever framing h11 found, within the handler's rule."""
         rule = (self.rules.body_rule(head) if self.rules.body_rule is not None
                 else BodyRule(self.rules.max_body,
-                              required=head.method not in BODILESS_METHODS))
+                              required=head.method not in _BODILESS_METHODS))
         if not rule.required and not ("content-length" in head.headers
                                       or "transfer-encoding" in head.headers):
             return head

@@ -246,7 +246,7 @@ class ConsoleValues:
         ordered.update((k, v) for k, v in event.items() if k not in ordered)
         event.clear()
         event.update(ordered)
-        return printable_values(logger, name, event)
+        return _printable_values(logger, name, event)
 
     def short(self, value: str | bytes, *, relative: bool = True) -> str | bytes:
         """``value`` relative to its watch root, or with ``~`` for the home folder."""
@@ -311,7 +311,7 @@ def fit(line: str, width: int) -> str:
     return "".join(out).rstrip() + "…" + ("\x1b[0m" if colored else "")
 
 
-def printable_values(_logger: Any, _name: str, event: MutableMapping[str, Any]
+def _printable_values(_logger: Any, _name: str, event: MutableMapping[str, Any]
                      ) -> MutableMapping[str, Any]:
     """Processor: every string or path value (the event too) as one printable line.
 

@@ -70,9 +70,9 @@ _NOT_MEDIA_SIGNATURES: tuple[tuple[bytes, str], ...] = (
 #: tried again by itself, so `watcherd retry` (the same bytes again) would not help.
 REPLACE_IT = "replace it with the recording (a changed file is picked up again)"
 #: After a person fixes the file's permissions (no content change, so nothing is noticed).
-THEN_RETRY = "then run `watcherd retry` on it"
+_THEN_RETRY = "then run `watcherd retry` on it"
 PERMISSION_DENIED = ("permission denied reading the file: give the watcherd user read access, "
-                     + THEN_RETRY)
+                     + _THEN_RETRY)
 
 
 def not_audio(detail: str) -> str:
@@ -158,7 +158,7 @@ def open_source(path: Path) -> Iterator[int]:
             os.close(fd)
 
 
-def read_some(fd: int, size: int) -> bytes:
+def _read_some(fd: int, size: int) -> bytes:
     """Up to ``size`` bytes from ``fd`` (fewer only at the end of the file)."""
     parts: list[bytes] = []
     left = size
@@ -262,7 +262,7 @@ def _duration(fd: int, name: str) -> float | None:
         os.lseek(fd, 0, os.SEEK_SET)
     except OSError as exc:
         raise read_error(exc) from None
-    seconds = wave_duration(read_some(fd, HEAD_BYTES), name)
+    seconds = wave_duration(_read_some(fd, HEAD_BYTES), name)
     if seconds is not None and math.isfinite(seconds):
         return seconds
     # Unbuffered on purpose: io.BufferedReader retries a raw read that raised EINTR, for ever
@@ -446,4 +446,4 @@ def check_source(path: Path, size: int, *, max_bytes: int = MAX_BYTES) -> None:
 
 def _head(path: Path) -> bytes:
     with open_source(path) as fd:
-        return read_some(fd, _HEAD_BYTES)
+        return _read_some(fd, _HEAD_BYTES)

@@ -33,18 +33,18 @@ from watcherd.log import redact_also
 log = structlog.get_logger("watcherd.notify")
 
 #: Names listed per kind in one message; the rest are counted.
-FIRST_NAMES = 5
+_FIRST_NAMES = 5
 #: Attempts per message, and the wait before the second (doubled each time).
-ATTEMPTS = 3
-FIRST_RETRY_SECONDS = 2.0
+_ATTEMPTS = 3
+_FIRST_RETRY_SECONDS = 2.0
 #: A batch's first event waits this long for company (capped by ``batch_seconds``).
-GATHER_SECONDS = 2.0
+_GATHER_SECONDS = 2.0
 
 #: What sends one message: (urls, title, body) -> delivered. Apprise's, unless a test's.
 Send = Callable[[Sequence[str], str, str], bool]
 
 
-def apprise_send(urls: Sequence[str], title: str, body: str) -> bool:
+def _apprise_send(urls: Sequence[str], title: str, body: str) -> bool:
     """Send one message to every URL through Apprise; True when all took it."""
     import apprise
 
@@ -72,9 +72,9 @@ class Notifications:
 
     def __init__(self, config: NotifyConfig, *, send: Send | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 retry_seconds: float = FIRST_RETRY_SECONDS) -> None:
+                 retry_seconds: float = _FIRST_RETRY_SECONDS) -> None:
         self.config = config
-        self.send = send or apprise_send
+        self.send = send or _apprise_send
         self.clock = clock
         self.retry_seconds = retry_seconds
         self._default = NotifyRoute(config.urls, config.on)
@@ -86,7 +86,7 @@ class Notifications:
         # Apprise names its targets in its own log lines: only its errors, and redacted,
         # the parts of each URL too (a token is often its path or its password).
         logging.getLogger("apprise").setLevel(logging.ERROR)
-        redact_also(url_parts(config))
+        redact_also(_url_parts(config))
 
     # -- events in ---------------------------------------------------------------------------
 
@@ -127,7 +127,7 @@ class Notifications:
     def due_at(self, route: NotifyRoute, batch: _Batch) -> float:
         """When this batch goes: after its gathering time, one batch_seconds after the last."""
         assert batch.first_at is not None
-        gather = min(GATHER_SECONDS, self.config.batch_seconds)
+        gather = min(_GATHER_SECONDS, self.config.batch_seconds)
         last = self._last_sent.get(route)
         return max(batch.first_at + gather,
                    (last + self.config.batch_seconds) if last is not None else 0.0)
@@ -156,7 +156,7 @@ class Notifications:
         title, body = message(batch)
         urls = [u.reveal() for u in route.urls]
         wait = self.retry_seconds
-        for attempt in range(1, ATTEMPTS + 1):
+        for attempt in range(1, _ATTEMPTS + 1):
             try:
                 sent = await asyncio.to_thread(self.send, urls, title, body)
             except Exception as exc:  # a broken URL or plugin must not stop the daemon
@@ -165,15 +165,15 @@ class Notifications:
             if sent:
                 log.info("notify_sent", title=title, targets=len(urls))
                 return
-            if attempt < ATTEMPTS:
+            if attempt < _ATTEMPTS:
                 await asyncio.sleep(wait)
                 wait *= 2
-        log.warning("notify_failed", title=title, attempts=ATTEMPTS, targets=len(urls),
+        log.warning("notify_failed", title=title, attempts=_ATTEMPTS, targets=len(urls),
                     hint="check [notify] urls (watcherd doctor --notify sends a test); the "
                          "files themselves are not affected")
 
 
-def url_parts(config: NotifyConfig) -> list[str]:
+def _url_parts(config: NotifyConfig) -> list[str]:
     """Every URL of ``config`` and the parts of each that may be a secret."""
     parts: list[str] = []
     routes = [config.urls, *(route.urls for _, route in config.watches)]
@@ -197,15 +197,15 @@ def message(batch: _Batch) -> tuple[str, str]:
         if not items:
             continue
         lines.append(f"{label}:")
-        lines += [f"- {item}" for item in dict.fromkeys(items[:FIRST_NAMES])]
-        if len(items) > FIRST_NAMES:
-            lines.append(f"- and {len(items) - FIRST_NAMES} more")
+        lines += [f"- {item}" for item in dict.fromkeys(items[:_FIRST_NAMES])]
+        if len(items) > _FIRST_NAMES:
+            lines.append(f"- and {len(items) - _FIRST_NAMES} more")
     return "watcherd: " + ", ".join(counts), "\n".join(lines)
 
 
 def send_test(config: NotifyConfig, *, send: Send | None = None) -> list[tuple[str, bool]]:
     """``doctor --notify``: one test message to each route; (route label, delivered)."""
-    sender = send or apprise_send
+    sender = send or _apprise_send
     routes: list[tuple[str, NotifyRoute]] = []
     if config.urls:
         routes.append(("[notify]", NotifyRoute(config.urls, config.on)))
@@ -222,4 +222,4 @@ def send_test(config: NotifyConfig, *, send: Send | None = None) -> list[tuple[s
     return results
 
 
-__all__ = ["Notifications", "apprise_send", "message", "send_test"]
+__all__ = ["Notifications", "message", "send_test"]

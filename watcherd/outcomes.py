@@ -61,7 +61,7 @@ async def present(source: Source) -> bool:
     return True
 
 
-def resettle(journal: Journal, source_id: int, reason: str, *, present: bool) -> None:
+def _resettle(journal: Journal, source_id: int, reason: str, *, present: bool) -> None:
     """The file vanished or changed under us: gone, or back to settling as a new version.
 
     ``present`` comes from :func:`present`, read off the loop by the caller.
@@ -100,7 +100,7 @@ async def file_trouble(journal: Journal, source_id: int,
     """
     if isinstance(exc, SourceError):
         if exc.transient:
-            resettle(journal, source_id, exc.message,
+            _resettle(journal, source_id, exc.message,
                      present=await present(journal.get(source_id)))
         else:
             fail(journal, source_id, exc.message)
@@ -127,7 +127,7 @@ def file_problem(journal: Journal, source_id: int, exc: OSError, *, doing: str,
     reading = doing.startswith("cannot read")
     if problem.kind == "missing" and reading:
         # The step already found the path missing; resettle checks nothing more.
-        resettle(journal, source_id, "disappeared", present=False)
+        _resettle(journal, source_id, "disappeared", present=False)
         return
     source = journal.get(source_id)
     attempts = source.attempts + 1
@@ -190,7 +190,7 @@ async def render_outputs(
     names, the same walk beneath the roots, nothing sent anywhere.
     """
     settings = outputs.OutputSettings.of(formats)
-    facts = outputs.Facts(source=source.path, engine=engine, date=job_date(job))
+    facts = outputs.Facts(source=source.path, engine=engine, date=_job_date(job))
     naming = outputs.naming_for(Path(source.path), Path(source.watch_root), settings,
                                 lang=outputs.read_job(job).language, date=facts.date)
     kept = None if source.output_base is None else Path(source.output_base)
@@ -210,10 +210,10 @@ async def render_outputs(
             outputs_json=_stale_json(source, stale),
         )
     before = source.written_outputs
-    written = await run_on(source.watch_root, write_beside, source, base, settings, job, facts)
+    written = await run_on(source.watch_root, _write_beside, source, base, settings, job, facts)
     gone: list[str] = [p for p in before if Path(p) not in set(written)]
     if gone:
-        await run_on(source.watch_root, remove_outputs, gone)
+        await run_on(source.watch_root, _remove_outputs, gone)
     if settings.output_dir is not None:
         gone += await _carry_along(journal, source, settings.output_dir, written)
     recorded = json.dumps([p.name[len(base.name) + 1:] for p in written])
@@ -244,7 +244,7 @@ async def _carry_along(journal: Journal, source: Source, output_dir: Path,
         left = [p for p in other.written_outputs
                 if Path(p).is_relative_to(output_dir) and Path(p) not in set(written)]
         if left:
-            await run_on(other.watch_root, remove_outputs, left)
+            await run_on(other.watch_root, _remove_outputs, left)
             removed += left
         journal.annotate(other, actor="worker", outputs_json=None,
                          reason=f"outputs moved with the file to {source.path}")
@@ -260,7 +260,7 @@ def _stale_json(source: Source, stale: Sequence[str]) -> str | None:
                        "suffixes": [p[len(prefix):] for p in stale if p.startswith(prefix)]})
 
 
-def job_date(job: Mapping[str, Any]) -> str:
+def _job_date(job: Mapping[str, Any]) -> str:
     """The job's date, YYYY-MM-DD (when it was created; today when it does not say)."""
     for key in ("created_at", "completed_at"):
         value = job.get(key)
@@ -269,7 +269,7 @@ def job_date(job: Mapping[str, Any]) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime())
 
 
-def remove_outputs(paths: Sequence[str]) -> None:
+def _remove_outputs(paths: Sequence[str]) -> None:
     """Remove outputs watcherd wrote that a re-render no longer writes (run it in the source's
     storage threads).
 
@@ -294,7 +294,7 @@ def remove_outputs(paths: Sequence[str]) -> None:
                 log.warning("old_output_not_removed", path=text, error=str(exc))
 
 
-def write_beside(source: Source, base: Path, settings: outputs.OutputSettings,
+def _write_beside(source: Source, base: Path, settings: outputs.OutputSettings,
                  job: Mapping[str, Any], facts: outputs.Facts | None = None) -> list[Path]:
     """Write the outputs into the source's folder as it is now, or beneath its output_dir,
     never through a link (run it in the source's storage threads).
@@ -318,7 +318,7 @@ def write_beside(source: Source, base: Path, settings: outputs.OutputSettings,
                 st = os.stat(source_place.name, dir_fd=folder, follow_symlinks=False)
             else:
                 st = source_place.stat()
-            if not same_file(source, st):
+            if not _same_file(source, st):
                 raise SourceError("moved or changed just before its transcript was written",
                                   transient=True)
             written = outputs.write_outputs(base, settings, job, mode=st.st_mode,
@@ -367,7 +367,7 @@ def _remove_stale_temps(folder: int, written: Sequence[Path]) -> None:
                 log.info("stale_temp_removed", path=name)
 
 
-def same_file(source: Source, st: os.stat_result) -> bool:
+def _same_file(source: Source, st: os.stat_result) -> bool:
     """Whether ``st`` is the file the journal hashed for this source.
 
     Size and mtime always; device and inode where this node recorded them (UNKNOWN_ID is
@@ -391,7 +391,7 @@ def check_unchanged(source: Source, when: str = "since it was hashed",
         raise SourceError(roots.SWAPPED, transient=True) from None
     except FileNotFoundError:
         raise SourceError(gone or f"disappeared {when}", transient=True) from None
-    if not same_file(source, st):
+    if not _same_file(source, st):
         raise SourceError(f"changed {when}", transient=True)
 
 

@@ -17,7 +17,7 @@ from watcherd.journal import Source
 _MAX_JSON = 256 * 1024 * 1024
 
 
-def output_candidates(source: Source, settings: outputs.OutputSettings | None = None
+def _output_candidates(source: Source, settings: outputs.OutputSettings | None = None
                       ) -> list[Path]:
     """Where this source's NAME.json may be: its recorded base, else both naming rules (in
     the watch's output folder when it has one; a name template needing the job's language or
@@ -41,10 +41,10 @@ def job_from_outputs(source: Source, settings: outputs.OutputSettings | None = N
     unrelated JSON file, or a transcript of an older version of the file, is never taken for
     this one. Returns the output base and the job.
     """
-    keys = accepted_keys(source)
+    keys = _accepted_keys(source)
     if not keys:
         return None
-    for candidate in output_candidates(source, settings):
+    for candidate in _output_candidates(source, settings):
         try:
             job = json.loads(_read_beneath(candidate))
         except (OSError, ValueError, SourceError):
@@ -69,7 +69,7 @@ def _read_beneath(path: Path) -> bytes:
         return f.read(_MAX_JSON + 1)
 
 
-def accepted_keys(source: Source) -> frozenset[str]:
+def _accepted_keys(source: Source) -> frozenset[str]:
     """The content keys that name finished work for this source: its own, and both schemes'
     keys of its content and options (outputs written before the canonical key carry wf1)."""
     keys: set[str] = set()

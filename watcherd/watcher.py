@@ -46,7 +46,7 @@ _log = structlog.get_logger("watcherd.watcher")
 
 #: File system types whose changes the kernel may not report (changes made by other hosts, or
 #: by a FUSE daemon), so their roots are polled when ``poll = "auto"``.
-NETWORK_FSTYPES: frozenset[str] = frozenset(
+_NETWORK_FSTYPES: frozenset[str] = frozenset(
     {
         "nfs", "nfs4", "cifs", "smb3", "smbfs", "smb", "9p", "virtiofs", "fuse", "sshfs",
         "davfs", "webdav", "afs", "afpfs", "ceph", "glusterfs", "lustre", "gpfs", "beegfs",
@@ -78,7 +78,7 @@ _INOTIFY_LIMIT_ERRNOS = (errno.ENOSPC, errno.EMFILE)
 def is_network_fstype(fstype: str) -> bool:
     """True for file system types where native change events cannot be trusted."""
     fstype = fstype.lower()
-    return fstype in NETWORK_FSTYPES or fstype.startswith("fuse.")
+    return fstype in _NETWORK_FSTYPES or fstype.startswith("fuse.")
 
 
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")

@@ -6,6 +6,7 @@ queries come from Hypothesis."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from tests import journal_release01
 from tests.integration import test_journal_backends as backends
 from tests.integration.test_journal_backends import AnyJournal, on_fixture
+from watcherd import upkeep
 from watcherd.journal import FileStat, Journal, Source
 from watcherd.journal.copy import copy_journal
 from watcherd.journal.postgres import PostgresJournal
@@ -162,6 +164,19 @@ class TestInStep:
         assert journal.index_backlog(limit=3) == 0
         assert journal.search_state().backlog == 0
         assert len(_paths(journal, "budget")) == 5
+
+    def test_the_upkeep_loop_fills_the_backlog(self, journal: AnyJournal) -> None:
+        """The one after-READY loop (watcherd.upkeep) indexes the backlog among its passes."""
+        for i in range(upkeep.INDEX_BATCH + 3):
+            _done(journal, f"/in/{i}.mp3", f"k{i}", _job((1.0, "budget")))
+        journal._run_text("DELETE FROM search_docs", {})  # type: ignore[union-attr]
+        assert journal.search_state().backlog == upkeep.INDEX_BATCH + 3
+        assert upkeep.step(journal, 365, now=time.time()) is True
+        assert journal.search_state().backlog == 3
+        while upkeep.step(journal, 365, now=time.time()):
+            pass
+        assert journal.search_state().backlog == 0
+        assert len(_paths(journal, "budget", limit=100)) == upkeep.INDEX_BATCH + 3
 
 
 def test_a_journal_from_before_the_index_opens_at_once_and_fills_later(tmp_path: Path) -> None:

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from watcherd.outputs.job import Transcription, Utterance, Word
 
 # Subtitle readability limits: two rows of 42 characters, at most 7 seconds on screen.
-MAX_CUE_SECONDS: float = 7.0
-MAX_LINE_CHARS: int = 42
-MAX_CUE_LINES: int = 2
+_MAX_CUE_SECONDS: float = 7.0
+_MAX_LINE_CHARS: int = 42
+_MAX_CUE_LINES: int = 2
 
 # 99:59:59.999, the largest time the HH:MM:SS.mmm stamp can show.
 _MAX_MS = ((99 * 60 + 59) * 60 + 59) * 1000 + 999
-_MAX_CUE_MS = round(MAX_CUE_SECONDS * 1000)
+_MAX_CUE_MS = round(_MAX_CUE_SECONDS * 1000)
 
 
 @dataclass(frozen=True)
@@ -95,34 +95,34 @@ def _split_long_word(word: Word) -> list[Word]:
         return [word]
     step = (word.end - word.start) / len(word.text)
     return [
-        Word(piece, word.start + step * i * MAX_LINE_CHARS,
-             word.start + step * (i * MAX_LINE_CHARS + len(piece)))
+        Word(piece, word.start + step * i * _MAX_LINE_CHARS,
+             word.start + step * (i * _MAX_LINE_CHARS + len(piece)))
         for i, piece in enumerate(pieces)
     ]
 
 
 def _hard_split(token: str) -> list[str]:
-    return [token[i : i + MAX_LINE_CHARS] for i in range(0, len(token), MAX_LINE_CHARS)] or [""]
+    return [token[i : i + _MAX_LINE_CHARS] for i in range(0, len(token), _MAX_LINE_CHARS)] or [""]
 
 
 def _lines(tokens: Sequence[str]) -> list[str]:
     """Break tokens into as few rows of <= 42 characters as possible, balancing two rows."""
     pieces = [piece for token in tokens for piece in _hard_split(token)]
     joined = " ".join(pieces)
-    if len(joined) <= MAX_LINE_CHARS:
+    if len(joined) <= _MAX_LINE_CHARS:
         return [joined]
     best: tuple[int, int] | None = None
     for cut in range(1, len(pieces)):
         first, second = " ".join(pieces[:cut]), " ".join(pieces[cut:])
         longest = max(len(first), len(second))
-        if longest <= MAX_LINE_CHARS and (best is None or longest < best[0]):
+        if longest <= _MAX_LINE_CHARS and (best is None or longest < best[0]):
             best = (longest, cut)
     if best is not None:
         cut = best[1]
         return [" ".join(pieces[:cut]), " ".join(pieces[cut:])]
     rows: list[str] = []
     for piece in pieces:
-        if rows and len(rows[-1]) + 1 + len(piece) <= MAX_LINE_CHARS:
+        if rows and len(rows[-1]) + 1 + len(piece) <= _MAX_LINE_CHARS:
             rows[-1] += " " + piece
         else:
             rows.append(piece)
@@ -140,7 +140,7 @@ def _cues_of_utterance(words: Sequence[Word], prefix: str) -> Iterator[Cue]:
     for word in words:
         if current:
             candidate = prefix_tokens + [w.text for w in current] + [word.text]
-            too_long = len(_lines(candidate)) > MAX_CUE_LINES
+            too_long = len(_lines(candidate)) > _MAX_CUE_LINES
             too_slow = _ms(word.end) - _ms(current[0].start) > _MAX_CUE_MS
             if too_long or too_slow:
                 yield cue_of(current)

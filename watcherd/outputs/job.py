@@ -31,7 +31,7 @@ _LANGUAGE_CODE = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_-]{{0,{LANGUAGE_MAX - 1}}}"
 # result keys that are not add-on blocks.
 _NOT_ADDONS = frozenset({"metadata", "transcription"})
 #: The key of watcherd's own block in a stored job (and NAME.json): the speakers' names.
-WATCHERD_BLOCK = "watcherd"
+_WATCHERD_BLOCK = "watcherd"
 #: The longest speaker name kept (a name is a label, not a paragraph).
 SPEAKER_NAME_MAX = 100
 
@@ -292,7 +292,7 @@ def speaker_number(label: object) -> int | None:
 def stored_names(job: Mapping[str, Any]) -> dict[int, str]:
     """The names kept in a job's ``watcherd`` block: {"speakers": {"1": "Alice"}} (labels
     1-based, as people see them) -> {0: "Alice"}; anything unusable is left out."""
-    block = _mapping(_mapping(job.get(WATCHERD_BLOCK)).get("speakers"))
+    block = _mapping(_mapping(job.get(_WATCHERD_BLOCK)).get("speakers"))
     found: dict[int, str] = {}
     for key, value in block.items():
         number, name = speaker_number(key), speaker_name(value)
@@ -305,15 +305,15 @@ def with_names(job: Mapping[str, Any], names: Mapping[int, str]) -> dict[str, An
     """A copy of the job object whose ``watcherd`` block holds ``names`` (0-based numbers;
     an empty mapping removes the block's speakers)."""
     copied = dict(job)
-    block = dict(_mapping(copied.get(WATCHERD_BLOCK)))
+    block = dict(_mapping(copied.get(_WATCHERD_BLOCK)))
     if names:
         block["speakers"] = {str(n + 1): name for n, name in sorted(names.items())}
     else:
         block.pop("speakers", None)
     if block:
-        copied[WATCHERD_BLOCK] = block
+        copied[_WATCHERD_BLOCK] = block
     else:
-        copied.pop(WATCHERD_BLOCK, None)
+        copied.pop(_WATCHERD_BLOCK, None)
     return copied
 
 

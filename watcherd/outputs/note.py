@@ -22,11 +22,11 @@ from watcherd.outputs.job import Job
 from watcherd.outputs.templates import fill
 
 #: The front matter's keys, in the order written; each is a placeholder of md_template too.
-FRONT_MATTER_FIELDS: tuple[str, ...] = (
+_FRONT_MATTER_FIELDS: tuple[str, ...] = (
     "title", "date", "duration", "language", "speakers", "engine", "model", "job_id", "source",
 )
 #: Every placeholder a md_template may use.
-TEMPLATE_FIELDS: tuple[str, ...] = (*FRONT_MATTER_FIELDS, "front_matter", "report",
+TEMPLATE_FIELDS: tuple[str, ...] = (*_FRONT_MATTER_FIELDS, "front_matter", "report",
                                     "transcript")
 
 
@@ -42,6 +42,9 @@ def front_matter(job: Job, title: str | None, facts: Facts) -> dict[str, Any]:
     """The front matter's values (plain YAML types) of this job."""
     params = job.raw.get("request_params")
     model = params.get("model") if isinstance(params, dict) else None
+    if not model:  # the local engine says which Whisper model in its own part of the job
+        own = job.raw.get("watcherd")
+        model = own.get("model") if isinstance(own, dict) else None
     given = job.raw.get("engine")
     engine = facts.engine or (given if isinstance(given, str) else "")
     transcription = job.transcription
@@ -59,7 +62,7 @@ def front_matter(job: Job, title: str | None, facts: Facts) -> dict[str, Any]:
     }
 
 
-def front_matter_block(values: dict[str, Any]) -> str:
+def _front_matter_block(values: dict[str, Any]) -> str:
     """The YAML block between ``---`` lines, as notes apps expect it at the top."""
     text = yaml.safe_dump(values, sort_keys=False, allow_unicode=True, default_flow_style=False,
                           width=1_000_000)
@@ -69,7 +72,7 @@ def front_matter_block(values: dict[str, Any]) -> str:
 def render(job: Job, title: str | None, facts: Facts, template: MdTemplate | None) -> str:
     """NAME.md: front matter then the report, or the user's template filled in."""
     values = front_matter(job, title, facts)
-    block = front_matter_block(values)
+    block = _front_matter_block(values)
     report = md.render(job, title)
     if template is None:
         return f"{block}\n{report}"

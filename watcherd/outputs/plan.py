@@ -50,13 +50,13 @@ def plan(job: Job, wanted: Sequence[str], title: str | None,
             render = partial(RENDERERS[fmt], job, title)
         planned.append(Planned(suffix, render))
     taken = {p.suffix for p in planned}
-    planned += [p for p in translation_plan(job, wanted) if p.suffix not in taken]
+    planned += [p for p in _translation_plan(job, wanted) if p.suffix not in taken]
     if job.summary is not None:
         planned.append(Planned(summary.SUMMARY_SUFFIX, partial(summary.render, job, title)))
     return planned
 
 
-def translation_plan(job: Job, formats: Sequence[str]) -> list[Planned]:
+def _translation_plan(job: Job, formats: Sequence[str]) -> list[Planned]:
     """The translation outputs: NAME.<lang>.txt for each, and srt/vtt when asked for."""
     planned: list[Planned] = []
     for translation in job.translations:
@@ -78,4 +78,4 @@ def output_paths(base: Path, formats: Sequence[str] | OutputSettings,
 
 def render_translations(job: Mapping[str, Any], formats: Sequence[str]) -> dict[str, str]:
     """Each usable translation rendered: suffix like "fr.txt" or "fr.srt" -> text."""
-    return {p.suffix: p.render() for p in translation_plan(read_job(job), formats)}
+    return {p.suffix: p.render() for p in _translation_plan(read_job(job), formats)}

@@ -15,13 +15,13 @@ from collections.abc import Mapping, Sequence
 #: detected language, the job's date (YYYY-MM-DD) and the watch id.
 NAME_TOKENS: tuple[str, ...] = ("stem", "ext", "lang", "date", "watch")
 #: The tokens that differ from one file to the next in a folder: a name needs one.
-PER_FILE_TOKENS: tuple[str, ...] = ("stem",)
+_PER_FILE_TOKENS: tuple[str, ...] = ("stem",)
 DEFAULT_NAME = "{stem}"
 #: {lang} of a job whose language is unknown (ISO 639-2 "undetermined").
 UNKNOWN_LANGUAGE = "und"
 
 
-def fields_of(template: str) -> list[str]:
+def _fields_of(template: str) -> list[str]:
     """The placeholders of ``template`` in order; ValueError for one that is not a plain name
     or for a stray brace (say ``{{`` for a literal one)."""
     try:
@@ -43,7 +43,7 @@ def fields_of(template: str) -> list[str]:
 
 def check_fields(template: str, known: Sequence[str]) -> list[str]:
     """The placeholders of ``template``; ValueError naming any that is not in ``known``."""
-    names = fields_of(template)
+    names = _fields_of(template)
     unknown = [name for name in dict.fromkeys(names) if name not in known]
     if unknown:
         listed = ", ".join("{" + name + "}" for name in unknown)
@@ -64,7 +64,7 @@ def check_name(template: str) -> str:
     """``output_name`` checked: known tokens, one per-file token, and a plain file name
     whatever the tokens hold (no separator, no "..", not hidden); ValueError says what."""
     names = check_fields(template, NAME_TOKENS)
-    if not any(name in PER_FILE_TOKENS for name in names):
+    if not any(name in _PER_FILE_TOKENS for name in names):
         raise ValueError("must contain {stem} (the source's name without its extension), or "
                          "every file of a folder would get the same outputs")
     literal = fill(template, dict.fromkeys(NAME_TOKENS, "x"))

@@ -17,12 +17,12 @@ from html import escape
 from watcherd.web.snapshot import Finished
 
 HOURS = 24
-WIDTH = 520
-HEIGHT = 170
+_WIDTH = 520
+_HEIGHT = 170
 _LEFT, _RIGHT, _TOP, _BOTTOM = 48, 12, 14, 26
 BAR = "#3b82f6"
-LINE = "#f59e0b"
-AXIS = "#94a3b8"
+_LINE = "#f59e0b"
+_AXIS = "#94a3b8"
 TEXT = "#475569"
 
 
@@ -82,14 +82,14 @@ def duration_text(seconds: float) -> str:
 
 
 def _frame(title: str, top_label: str, hours: Sequence[HourBucket]) -> list[str]:
-    plot_w, plot_h = WIDTH - _LEFT - _RIGHT, HEIGHT - _TOP - _BOTTOM
+    plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{escape(title)}">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_WIDTH} {_HEIGHT}" '
+        f'width="{_WIDTH}" height="{_HEIGHT}" role="img" aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
         f'<line x1="{_LEFT}" y1="{_TOP + plot_h}" x2="{_LEFT + plot_w}" y2="{_TOP + plot_h}" '
-        f'stroke="{AXIS}"/>',
-        f'<line x1="{_LEFT}" y1="{_TOP}" x2="{_LEFT + plot_w}" y2="{_TOP}" stroke="{AXIS}" '
+        f'stroke="{_AXIS}"/>',
+        f'<line x1="{_LEFT}" y1="{_TOP}" x2="{_LEFT + plot_w}" y2="{_TOP}" stroke="{_AXIS}" '
         'stroke-dasharray="3 3"/>',
         f'<text x="{_LEFT - 6}" y="{_TOP + 4}" text-anchor="end" font-size="11" '
         f'fill="{TEXT}">{escape(top_label)}</text>',
@@ -100,7 +100,7 @@ def _frame(title: str, top_label: str, hours: Sequence[HourBucket]) -> list[str]
     for i, hour in enumerate(hours):
         if i % 3 == 0:
             label = time.strftime("%H:00", time.localtime(hour.start))
-            parts.append(f'<text x="{_LEFT + i * slot + slot / 2:.1f}" y="{HEIGHT - 8}" '
+            parts.append(f'<text x="{_LEFT + i * slot + slot / 2:.1f}" y="{_HEIGHT - 8}" '
                          f'text-anchor="middle" font-size="11" fill="{TEXT}">{label}</text>')
     return parts
 
@@ -109,7 +109,7 @@ def files_chart(hours: Sequence[HourBucket]) -> str:
     """Bars: files finished in each of the last 24 hours."""
     peak = _nice_ceiling(max((h.files for h in hours), default=0))
     parts = _frame("Files finished per hour, last 24 hours", f"{peak:g}", hours)
-    plot_w, plot_h = WIDTH - _LEFT - _RIGHT, HEIGHT - _TOP - _BOTTOM
+    plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
     slot = plot_w / HOURS
     for i, hour in enumerate(hours):
         if not hour.files:
@@ -130,7 +130,7 @@ def latency_chart(hours: Sequence[HourBucket]) -> str:
     peak = _nice_duration(max((h.median_latency or 0.0 for h in hours), default=0.0))
     parts = _frame("Drop to transcript latency (median per hour), last 24 hours",
                    duration_text(peak), hours)
-    plot_w, plot_h = WIDTH - _LEFT - _RIGHT, HEIGHT - _TOP - _BOTTOM
+    plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
     slot = plot_w / HOURS
     points: list[tuple[float, float, HourBucket]] = []
     for i, hour in enumerate(hours):
@@ -139,12 +139,12 @@ def latency_chart(hours: Sequence[HourBucket]) -> str:
                            _TOP + plot_h - plot_h * hour.median_latency / peak, hour))
     if len(points) > 1:
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in points)
-        parts.append(f'<polyline points="{path}" fill="none" stroke="{LINE}" '
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{_LINE}" '
                      'stroke-width="2"/>')
     for x, y, hour in points:
         assert hour.median_latency is not None and hour.max_latency is not None
         label = time.strftime("%H:00", time.localtime(hour.start))
-        parts.append(f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{LINE}">'
+        parts.append(f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{_LINE}">'
                      f"<title>{label}: median {duration_text(hour.median_latency)}, "
                      f"longest {duration_text(hour.max_latency)}</title></circle>")
     parts.append("</svg>")

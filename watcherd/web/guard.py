@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from watcherd.config import Secret
 from watcherd.connections import is_loopback
 
-COOKIE_NAME = "watcherd_session"
+_COOKIE_NAME = "watcherd_session"
 #: How long a session cookie lasts: sign in again after this many seconds.
 SESSION_SECONDS = 12 * 3600
 # A session made up to this many seconds "in the future" still counts: the clock stepped back.
@@ -125,7 +125,7 @@ class Guard:
 
     def session_cookie(self, now: float | None = None) -> str:
         """The Set-Cookie value of a new session."""
-        return (f"{COOKIE_NAME}={self.session_value(now)}; Path=/; Max-Age="
+        return (f"{_COOKIE_NAME}={self.session_value(now)}; Path=/; Max-Age="
                 f"{self.session_seconds}; HttpOnly; SameSite=Strict")
 
     def _session_mac(self, issued: str) -> str:
@@ -159,7 +159,7 @@ class Guard:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer" and self.token_matches(value.strip()):
             return True
-        cookie = cookies(headers.get("cookie", "")).get(COOKIE_NAME)
+        cookie = cookies(headers.get("cookie", "")).get(_COOKIE_NAME)
         return cookie is not None and self.session_valid(cookie, now)
 
     # -- CSRF ------------------------------------------------------------------------------

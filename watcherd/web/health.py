@@ -17,12 +17,12 @@ from pathlib import Path
 
 # How often the page checks that the loop answers: rarely, so an idle daemon (a laptop, a NAS
 # disk) is not woken for it; a loop blocked longer than MAX_LAG_SECONDS is still caught.
-HEARTBEAT_SECONDS = 5.0
+_HEARTBEAT_SECONDS = 5.0
 # The loop is unhealthy when a heartbeat's sleep came back this much later than asked.
 MAX_LAG_SECONDS = 10.0
 # Below this much free space, the journal's next write may fail.
-MIN_FREE_BYTES = 1024 * 1024
-CHECK_TIMEOUT = 3.0
+_MIN_FREE_BYTES = 1024 * 1024
+_CHECK_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,9 @@ class Heartbeat:
         """Sleep HEARTBEAT_SECONDS at a time and record how late each wake-up was."""
         while True:
             asked = time.monotonic()
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+            await asyncio.sleep(_HEARTBEAT_SECONDS)
             self.last_beat = time.monotonic()
-            self.lag = max(0.0, self.last_beat - asked - HEARTBEAT_SECONDS)
+            self.lag = max(0.0, self.last_beat - asked - _HEARTBEAT_SECONDS)
 
 
 def journal_problem(path: Path) -> str | None:
@@ -64,7 +64,7 @@ def journal_problem(path: Path) -> str | None:
         return f"the journal's file system cannot be checked ({exc.strerror or exc})"
     if st.f_flag & os.ST_RDONLY:
         return "the journal's file system is read-only"
-    if st.f_bavail * st.f_frsize < MIN_FREE_BYTES:
+    if st.f_bavail * st.f_frsize < _MIN_FREE_BYTES:
         return "the journal's file system is full"
     return None
 
@@ -76,12 +76,12 @@ async def check(journal_path: Path | str, heartbeat: Heartbeat | None) -> Health
     """
     if heartbeat is not None:
         quiet = time.monotonic() - heartbeat.last_beat
-        if heartbeat.lag > MAX_LAG_SECONDS or quiet > MAX_LAG_SECONDS + HEARTBEAT_SECONDS:
-            lag = max(heartbeat.lag, quiet - HEARTBEAT_SECONDS)
+        if heartbeat.lag > MAX_LAG_SECONDS or quiet > MAX_LAG_SECONDS + _HEARTBEAT_SECONDS:
+            lag = max(heartbeat.lag, quiet - _HEARTBEAT_SECONDS)
             return Health(False, f"the event loop was blocked for {lag:.0f} s")
     problem: str | None = "the journal check did not finish in time (a hung file system?)"
     with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(CHECK_TIMEOUT):
+        async with asyncio.timeout(_CHECK_TIMEOUT):
             problem = (await asyncio.to_thread(journal_problem, journal_path)
                        if isinstance(journal_path, Path) else None)
     return Health(False, problem) if problem else Health(True)

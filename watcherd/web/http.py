@@ -13,11 +13,11 @@ from watcherd.connections import ConnectionLimits
 from watcherd.http11 import HEADER_TIMEOUT
 from watcherd.httpserver import Handler, HttpServer, Response, ServerRules, text_response
 
-__all__ = ["MAX_BODY", "PAGE_HEADERS", "REQUEST_TIMEOUT", "HttpServer", "Response",
-           "page_server", "text_response"]
+__all__ = ["PAGE_HEADERS", "REQUEST_TIMEOUT", "HttpServer", "Response", "page_server",
+           "text_response"]
 
 # Forms on the page carry an id and a token: a few KB is plenty.
-MAX_BODY = 16 * 1024
+_MAX_BODY = 16 * 1024
 # The whole request (head and body) from the connection's start.
 REQUEST_TIMEOUT = 15.0
 #: Every answer: nothing cached, nothing sniffed, never framed by another site.
@@ -35,6 +35,6 @@ def page_server(host: str, port: int, handler: Handler, *,
                 limits: ConnectionLimits | None = None) -> HttpServer:
     """The page's server on ``host``:``port`` (not started), answering with ``handler``."""
     return HttpServer(host, port, handler, ServerRules(
-        name="web", logger="watcherd.web", max_body=MAX_BODY, request_timeout=request_timeout,
+        name="web", logger="watcherd.web", max_body=_MAX_BODY, request_timeout=request_timeout,
         header_timeout=header_timeout, limits=limits or ConnectionLimits(),
         headers=PAGE_HEADERS))

@@ -37,9 +37,9 @@ from watcherd.usage import UsageReport
 from watcherd.web.snapshot import Snapshot
 
 # Latency spans seconds (a short local file) to a day (a long queue, an outage).
-LATENCY_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
+_LATENCY_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
                    21600.0, 86400.0)
-DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
+_DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
 # Gladia endpoints by (method, path shape): ids are dropped so labels stay few.
 _ENDPOINTS = (
     ("POST", re.compile(r"/v2/upload/?"), "upload"),
@@ -175,25 +175,25 @@ class WatcherdCollector(Collector):
         yield _histogram("watcherd_latency_seconds",
                          "Drop to transcript: a file first seen to its outputs written, for "
                          "the finished files in the journal.",
-                         (f.latency for f in finished), LATENCY_BUCKETS)
+                         (f.latency for f in finished), _LATENCY_BUCKETS)
         yield _histogram("watcherd_job_duration_seconds",
                          "Work on a file: upload (or local transcription) start to done, for "
                          "the finished files in the journal.",
                          (f.duration for f in finished if f.duration is not None),
-                         DURATION_BUCKETS)
+                         _DURATION_BUCKETS)
         if snap.local_rtf is not None:
             yield GaugeMetricFamily(
                 "watcherd_local_real_time_factor",
                 "Local engine: transcription time over audio time, last 24 h (0.13 = 7.5x "
                 "faster than real time).", value=snap.local_rtf)
         if snap.usage is not None:
-            yield from usage_families(snap.usage)
+            yield from _usage_families(snap.usage)
         yield GaugeMetricFamily("watcherd_journal_read_seconds",
                                 "How long reading the journal for this scrape took.",
                                 value=snap.read_seconds)
 
 
-def usage_families(report: UsageReport) -> Iterator[Metric]:
+def _usage_families(report: UsageReport) -> Iterator[Metric]:
     """This billing month's hours by folder, engine and model, and the plan's figures."""
     billed = GaugeMetricFamily("watcherd_usage_billed_hours",
                                "Hours billed this billing month (Gladia's billing_time; 0 for "

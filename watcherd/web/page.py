@@ -66,7 +66,7 @@ main form.search{margin:0 0 14px}
 STYLE += "".join(f".s-{state}{{background:{colour}}}"
                  for state, colour in _STATE_COLOURS.items())
 STYLE += ".s-other{background:#64748b}"
-SCRIPT = """
+_SCRIPT = """
 (function(){
   var live=document.getElementById('live'), conn=document.getElementById('conn');
   function tick(){
@@ -285,7 +285,7 @@ def page_html(live: str, nonce: str, *, title: str = "watcherd") -> str:
         '<span class="muted" id="conn">live</span></header>'
         f'<div class="searchbar">{search_form()}</div>'
         f'<main id="live">{live}</main>'
-        f'<script nonce="{nonce}">{SCRIPT}</script></body></html>'
+        f'<script nonce="{nonce}">{_SCRIPT}</script></body></html>'
     )
 
 

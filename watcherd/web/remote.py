@@ -19,15 +19,15 @@ from watcherd.config import Secret
 from watcherd.progress import ProgressBoard, _finite
 from watcherd.web.state import read_state
 
-__all__ = ["PageProgress", "page_progress", "progress_of"]
+__all__ = ["PageProgress", "progress_of"]
 
 #: The page is read at most this often (each read renders a snapshot in the daemon).
-READ_EVERY_SECONDS = 1.0
-READ_TIMEOUT = 1.0
+_READ_EVERY_SECONDS = 1.0
+_READ_TIMEOUT = 1.0
 
 
-def page_progress(journal_path: Path, token: Secret | None = None, *,
-                  timeout: float = READ_TIMEOUT) -> dict[int, tuple[float | None, str | None]]:
+def _page_progress(journal_path: Path, token: Secret | None = None, *,
+                  timeout: float = _READ_TIMEOUT) -> dict[int, tuple[float | None, str | None]]:
     """Source id -> (fraction, phase) of the files in flight at the daemon of this journal.
 
     Empty when no daemon serves a page for it or the page cannot be read.
@@ -70,7 +70,7 @@ class PageProgress:
     def __init__(self, board: ProgressBoard, journal_path: Path, token: Secret | None, *,
                  read: Callable[[Path, Secret | None], Mapping[int, tuple[float | None,
                                                                           str | None]]]
-                 = page_progress,
+                 = _page_progress,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.board = board
         self.journal_path = journal_path
@@ -83,7 +83,7 @@ class PageProgress:
     def __call__(self, waiting: Mapping[int, str]) -> None:
         """One look: ``waiting`` maps each unfinished file's id to its journal state."""
         now = self._clock()
-        if now - self._read_at >= READ_EVERY_SECONDS:
+        if now - self._read_at >= _READ_EVERY_SECONDS:
             self._read_at = now
             self._page = self._read(self.journal_path, self.token)
         self.board.retain(waiting)

@@ -36,7 +36,7 @@ def anchor(seconds: float) -> str:
     return f"t{max(0, int(seconds))}"
 
 
-def snippet_html(snippet: str) -> str:
+def _snippet_html(snippet: str) -> str:
     """A snippet escaped, each match in ``<mark>``."""
     plain, spans = marked_spans(snippet)
     out, pos = [], 0
@@ -61,7 +61,7 @@ def results_html(query: str, hits: Sequence[Hit], error: str | None, nonce: str,
             rows.append(
                 f'<li class="hit"><a class="at" href="{_e(link)}">{format_time(hit.start)}</a> '
                 f'<b title="{_e(printable(hit.source.path))}">{_e(page.name_of(hit.source))}'
-                f"</b>{more}<br><span class=\"snippet\">{snippet_html(hit.snippet)}</span></li>")
+                f"</b>{more}<br><span class=\"snippet\">{_snippet_html(hit.snippet)}</span></li>")
         parts.append(f'<ol class="hits">{"".join(rows)}</ol>' if rows else
                      f'<p class="empty">Nothing found for {_e(printable(query))}.</p>')
     if backlog:

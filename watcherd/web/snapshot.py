@@ -23,17 +23,17 @@ from watcherd.journal import STATES, Journal, Source
 from watcherd.usage import Plan, UsageReport, read_report
 
 # States in which an engine is working on a file right now.
-WORKING_STATES = ("uploading", "uploaded", "submitting", "submitted", "transcribing")
+_WORKING_STATES = ("uploading", "uploaded", "submitting", "submitted", "transcribing")
 # How a source starts a new version: the drop that the latency is counted from.
 _NEW_VERSION_REASONS = frozenset({"seen", "changed on disk", "reappeared"})
 _WORK_STATES = frozenset({"uploading", "transcribing", "submitting"})
-DAY = 24 * 3600.0
-RECENT_DONE = 10
-MAX_LISTED = 200
-LOCAL_RTF_SAMPLES = 200
-MIN_REUSE_SECONDS = 2.0
+_DAY = 24 * 3600.0
+_RECENT_DONE = 10
+_MAX_LISTED = 200
+_LOCAL_RTF_SAMPLES = 200
+_MIN_REUSE_SECONDS = 2.0
 # A refresh is reused for this many times as long as it took: at most ~1/6 of a core.
-REUSE_FACTOR = 5.0
+_REUSE_FACTOR = 5.0
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Snapshot:
                       key=lambda f: f.done_at)
 
 
-def empty_snapshot(now: float, error: str) -> Snapshot:
+def _empty_snapshot(now: float, error: str) -> Snapshot:
     """What is shown when the journal cannot be read: nothing, and why."""
     return Snapshot(taken_at=now, counts=dict.fromkeys(STATES, 0), working=[], queued=[],
                     queued_total=0, waiting=[], failed=[], failed_total=0, recent=[], since={},
@@ -86,7 +86,7 @@ class SnapshotReader:
     """Reads snapshots of the journal at ``path``; :meth:`get` caches and serialises them."""
 
     def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time,
-                 min_reuse: float = MIN_REUSE_SECONDS,
+                 min_reuse: float = _MIN_REUSE_SECONDS,
                  opener: Callable[[], Journal] | None = None, plan: Plan | None = None
                  ) -> None:
         self.path = path
@@ -109,7 +109,7 @@ class SnapshotReader:
                 started = time.monotonic()
                 self._latest = await asyncio.to_thread(self.read)
                 took = time.monotonic() - started
-                self._fresh_until = time.monotonic() + max(self.min_reuse, took * REUSE_FACTOR)
+                self._fresh_until = time.monotonic() + max(self.min_reuse, took * _REUSE_FACTOR)
             return self._latest
 
     def invalidate(self) -> None:
@@ -123,11 +123,11 @@ class SnapshotReader:
         try:
             journal = self.opener()
         except Exception as exc:
-            return empty_snapshot(now, f"the journal cannot be read: {exc}")
+            return _empty_snapshot(now, f"the journal cannot be read: {exc}")
         try:
             snapshot = self._read(journal, now)
         except Exception as exc:
-            return empty_snapshot(now, f"the journal cannot be read: {type(exc).__name__}: {exc}")
+            return _empty_snapshot(now, f"the journal cannot be read: {type(exc).__name__}: {exc}")
         finally:
             journal.close()
         return _with_read_time(snapshot, time.monotonic() - started)
@@ -135,8 +135,8 @@ class SnapshotReader:
     def _read(self, journal: Journal, now: float) -> Snapshot:
         counts = journal.counts()
         since = journal.state_since()
-        active = journal.in_states([*WORKING_STATES, "pending", "waiting", "failed"])
-        working = [s for s in active if s.state in WORKING_STATES]
+        active = journal.in_states([*_WORKING_STATES, "pending", "waiting", "failed"])
+        working = [s for s in active if s.state in _WORKING_STATES]
         queued = [s for s in active if s.state == "pending"]
         waiting = sorted((s for s in active if s.state == "waiting"),
                          key=lambda s: s.next_attempt_at or 0.0)
@@ -153,11 +153,11 @@ class SnapshotReader:
             finished[source.id] = known
         # Forget sources no longer done (reprocessed, changed): the cache follows the journal.
         self._finished = finished
-        recent = sorted(done, key=lambda s: -(s.done_at or 0.0))[:RECENT_DONE]
+        recent = sorted(done, key=lambda s: -(s.done_at or 0.0))[:_RECENT_DONE]
         rtf, samples = self._local_rtf(journal, done, now)
         return Snapshot(
-            taken_at=now, counts=counts, working=working, queued=queued[:MAX_LISTED],
-            queued_total=len(queued), waiting=waiting[:MAX_LISTED], failed=failed[:MAX_LISTED],
+            taken_at=now, counts=counts, working=working, queued=queued[:_MAX_LISTED],
+            queued_total=len(queued), waiting=waiting[:_MAX_LISTED], failed=failed[:_MAX_LISTED],
             failed_total=len(failed), recent=recent,
             since={s.id: since[s.id] for s in [*working, *queued, *waiting, *failed, *recent]
                    if s.id in since},
@@ -170,8 +170,8 @@ class SnapshotReader:
                    ) -> tuple[float | None, int]:
         """Processing time over audio time of the recent local transcriptions (<1 is faster)."""
         recent = sorted((s for s in done if computes_here(s.engine) and s.content_key
-                         and (s.done_at or 0.0) >= now - DAY),
-                        key=lambda s: -(s.done_at or 0.0))[:LOCAL_RTF_SAMPLES]
+                         and (s.done_at or 0.0) >= now - _DAY),
+                        key=lambda s: -(s.done_at or 0.0))[:_LOCAL_RTF_SAMPLES]
         spent = audio = 0.0
         samples = 0
         for source in recent:
@@ -183,7 +183,7 @@ class SnapshotReader:
                 spent += pair[0]
                 audio += pair[1]
                 samples += 1
-        if len(self._rtf) > 4 * LOCAL_RTF_SAMPLES:
+        if len(self._rtf) > 4 * _LOCAL_RTF_SAMPLES:
             keep = {s.content_key for s in recent}
             self._rtf = {k: v for k, v in self._rtf.items() if k in keep}
         return (spent / audio if audio > 0 else None), samples

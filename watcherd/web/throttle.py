@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 #: Wrong tokens one client address may send per window of this many seconds.
 MAX_FAILURES = 5
 WINDOW_SECONDS = 60.0
-MAX_CLIENTS = 4096
+_MAX_CLIENTS = 4096
 
 
 @dataclass(eq=False)
@@ -27,7 +27,7 @@ class LoginThrottle:
 
     max_failures: int = MAX_FAILURES
     window: float = WINDOW_SECONDS
-    max_clients: int = MAX_CLIENTS
+    max_clients: int = _MAX_CLIENTS
     clock: Callable[[], float] = time.monotonic
     _failures: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
 

@@ -41,7 +41,7 @@ class NoSuchOutput(Exception):
     """The link does not name an output of a finished source; the message says which part."""
 
 
-def outputs_of(journal: Journal, source: Source) -> list[Output]:
+def _outputs_of(journal: Journal, source: Source) -> list[Output]:
     """The outputs the journal records for a done source (whether or not still on disk)."""
     if source.state != "done" or not source.output_base or not source.content_key:
         return []
@@ -68,7 +68,7 @@ def outputs_of(journal: Journal, source: Source) -> list[Output]:
 def existing_outputs(journal: Journal, source: Source) -> list[Output]:
     """The recorded outputs that are regular files on disk now."""
     existing = []
-    for output in outputs_of(journal, source):
+    for output in _outputs_of(journal, source):
         try:
             if stat.S_ISREG(roots.current().locate_entry(output.path).stat().st_mode):
                 existing.append(output)
@@ -83,7 +83,7 @@ def read_output(journal: Journal, source_id: int, suffix: str) -> tuple[Output, 
         source = journal.get(source_id)
     except KeyError:
         raise NoSuchOutput("no such file in the journal") from None
-    for output in outputs_of(journal, source):
+    for output in _outputs_of(journal, source):
         if output.suffix == suffix:
             return output, _read(output.path)
     raise NoSuchOutput("that file has no such output")

@@ -184,3 +184,15 @@ def test_folders_made_beneath_an_output_folder_never_follow_a_link(tmp_path: Pat
             out / "a" / "d" / "x.txt").folder(create=0o750):
         pass
     assert list(elsewhere.iterdir()) == []
+
+
+def test_front_matter_names_the_model_of_either_engine() -> None:
+    """Gladia's model is in the request; the local engine's Whisper model in its own part."""
+    def model_of(job: dict[str, Any]) -> object:
+        return yaml.safe_load(render("md", job).split("---\n")[1])["model"]
+
+    assert model_of(JOB) == "solaria-1"
+    local = {**JOB, "engine": "local", "request_params": {"diarization": True},
+             "watcherd": {"model": "whisper-base", "unavailable_options": ["diarization"]}}
+    assert model_of(local) == "whisper-base"
+    assert model_of({**JOB, "request_params": {}}) is None

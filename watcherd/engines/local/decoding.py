@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["GLADIA_ONLY_FLAGS", "DecodePlan", "Tuning", "build_job", "iso_now", "plan_for"]
+__all__ = ["DecodePlan", "Tuning", "build_job", "iso_now", "plan_for"]
 
 # Gladia options the local engine cannot honour, by the label reported to the user.
-GLADIA_ONLY_FLAGS: Mapping[str, str] = {
+_GLADIA_ONLY_FLAGS: Mapping[str, str] = {
     "diarization": "diarization",
     "summarization": "summarization",
     "pii_redaction": "pii_redaction",
@@ -96,7 +96,7 @@ def plan_for(options: Mapping[str, Any], tuning: Tuning | None = None) -> Decode
             if isinstance(code, str) and code.strip()
         )
     ) if isinstance(raw_languages, list | tuple) else ()
-    unavailable = [label for flag, label in GLADIA_ONLY_FLAGS.items() if options.get(flag)]
+    unavailable = [label for flag, label in _GLADIA_ONLY_FLAGS.items() if options.get(flag)]
     if config.get("code_switching") and len(languages) != 1:
         unavailable.append("language_config.code_switching")
     translate = False
@@ -164,7 +164,7 @@ def _transcription(utterances: list[dict[str, Any]], language: str) -> dict[str,
 
 def build_job(
     *, options: Mapping[str, Any], filename: str, reply: Mapping[str, Any], plan: DecodePlan,
-    created_at: str, completed_at: str, transcription_time: float,
+    created_at: str, completed_at: str, transcription_time: float, model: str | None = None,
 ) -> dict[str, Any]:
     """The job-shaped dict (``GET /v2/pre-recorded/{id}``, status done) for a worker's reply."""
     language = str(reply["language"])
@@ -214,7 +214,9 @@ def build_job(
         "result": result,
         "engine": "local",
         # Which faster-whisper pipeline made it: the batched one for long recordings.
-        "watcherd": {"unavailable_options": unavailable,
+        # Which Whisper model made it ("model" in NAME.md's front matter).
+        "watcherd": {"model": model,
+                     "unavailable_options": unavailable,
                      "batched": bool(reply.get("batched")),
                      # What the worker passed to faster-whisper (doctor, tests, support).
                      "decode": dict(reply.get("decode") or {})},

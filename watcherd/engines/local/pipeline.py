@@ -35,7 +35,7 @@ from watcherd.retry import RetryPolicy
 
 log = structlog.get_logger("watcherd.engines.local.pipeline")
 
-METADATA_FILE_CHARS = 100
+_METADATA_FILE_CHARS = 100
 
 
 class LocalPipeline:
@@ -174,7 +174,7 @@ class LocalPipeline:
         metadata: dict[str, Any] = dict(user_metadata) if isinstance(user_metadata, Mapping) else {}
         # The same keys Gladia jobs carry, so a local JSON tells which content it belongs to.
         metadata["wf_key"] = source.content_key
-        metadata["wf_file"] = Path(source.path).name[:METADATA_FILE_CHARS]
+        metadata["wf_file"] = Path(source.path).name[:_METADATA_FILE_CHARS]
         return {**options, "custom_metadata": metadata}
 
     # -- outcomes ------------------------------------------------------------------------

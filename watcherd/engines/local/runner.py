@@ -41,22 +41,22 @@ from watcherd.errors import SourceError, WatcherdError
 
 log = structlog.get_logger("watcherd.engines.local.runner")
 
-SAMPLE_RATE = 16_000
+_SAMPLE_RATE = 16_000
 # Loading base takes about a second; a busy machine or a cold disk may need far longer.
-READY_TIMEOUT = 300.0
-STOP_GRACE = 1.0
+_READY_TIMEOUT = 300.0
+_STOP_GRACE = 1.0
 # A worker that takes this long is hung, not slow: base runs several times faster than real
 # time on two cores, so three times the recording's length leaves a wide margin.
-MIN_TIME_LIMIT = 900.0
-TIME_LIMIT_FACTOR = 3.0
+_MIN_TIME_LIMIT = 900.0
+_TIME_LIMIT_FACTOR = 3.0
 # Separate processes scale with the cores almost linearly; OpenMP threads inside one process
 # do not (base's beam-search steps are small, and a thread descheduled by any other program
 # stalls its siblings at every barrier: on a shared 2-core machine 2 threads ran no faster
 # than 1). So cores go to workers first, one thread each, up to this many workers; past it
 # (memory: ~350 MB per worker) the threads per worker grow, to at most MAX_AUTO_THREADS.
-AUTO_WORKERS = 4
+_AUTO_WORKERS = 4
 MAX_AUTO_THREADS = 4
-CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+_CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 # Long recordings go through faster-whisper's BatchedInferencePipeline: it cuts the audio at
 # pauses (VAD) into pieces of up to 30 s and decodes BATCH_SIZE of them together. On a 6 min
 # recording with one thread it took 19-20 s instead of 27 s, with the same words (the
@@ -84,7 +84,7 @@ class LocalEngineError(WatcherdError):
 # -- how many processes, how many threads ---------------------------------------------
 
 
-def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+def available_cpus(cpu_max: Path = _CGROUP_CPU_MAX) -> int:
     """The CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota."""
     try:
         cpus = len(os.sched_getaffinity(0))
@@ -114,7 +114,7 @@ def auto_layout(cpus: int, *, workers: int = 0, cpu_threads: int = 0) -> tuple[i
     if workers > 0:
         return workers, max(1, cpus // workers)
     threads = (cpu_threads if cpu_threads > 0
-               else min(MAX_AUTO_THREADS, max(1, cpus // AUTO_WORKERS)))
+               else min(MAX_AUTO_THREADS, max(1, cpus // _AUTO_WORKERS)))
     return max(1, cpus // threads), threads
 
 
@@ -238,7 +238,7 @@ def _decode(source: BinaryIO) -> Any:
     try:
         if _audio_streams(source) == 0:
             raise _Refused(media.not_audio("no audio stream found"))
-        audio = audio_module.decode_audio(source, sampling_rate=SAMPLE_RATE)
+        audio = audio_module.decode_audio(source, sampling_rate=_SAMPLE_RATE)
     except FileNotFoundError as exc:
         raise _Missing(str(exc)) from None
     except PermissionError:
@@ -297,7 +297,7 @@ def _run(model: Any, request: Mapping[str, Any], settings: _Settings,
     runner = model
     # The batched pipeline cuts the audio where the VAD finds pauses: without it, it cannot.
     if (batched is not None and settings.vad and settings.batch_seconds is not None
-            and audio.size >= settings.batch_seconds * SAMPLE_RATE):
+            and audio.size >= settings.batch_seconds * _SAMPLE_RATE):
         runner = batched
         common["batch_size"] = settings.batch_size
     segments, info = runner.transcribe(audio, language=language, task="transcribe", **common)
@@ -338,7 +338,7 @@ def lower_priority(nice: int) -> None:
             os.setpriority(os.PRIO_PROCESS, 0, nice)
 
 
-def worker_main(
+def _worker_main(
     conn: multiprocessing.connection.Connection, model_path: str | ModelSpec, cpu_threads: int,
     beam_size: int, batch_seconds: float | None = None, batch_size: int = BATCH_SIZE,
     tuning: Tuning | None = None,
@@ -460,7 +460,7 @@ class _TranscriberProcess:
         await self.reap_dying(2.0)
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
-            target=worker_main, args=(child_conn, *self._args),
+            target=_worker_main, args=(child_conn, *self._args),
             name="watcherd-local-engine", daemon=True,
         )
         process.start()
@@ -468,9 +468,9 @@ class _TranscriberProcess:
         child_conn.close()
         self.process, self.conn = process, parent_conn
         try:
-            if not await _readable(parent_conn.fileno(), READY_TIMEOUT):
+            if not await _readable(parent_conn.fileno(), _READY_TIMEOUT):
                 raise ModelError(
-                    f"the local engine did not load its model within {READY_TIMEOUT:.0f} s; "
+                    f"the local engine did not load its model within {_READY_TIMEOUT:.0f} s; "
                     "the machine may be overloaded"
                 )
             kind, value = parent_conn.recv()
@@ -624,8 +624,8 @@ class TranscriberPool:
         self._idle: asyncio.Queue[_TranscriberProcess] | None = None
         self._verified = False
         self._closed = False
-        self.min_time_limit = MIN_TIME_LIMIT
-        self.time_limit_factor = TIME_LIMIT_FACTOR
+        self.min_time_limit = _MIN_TIME_LIMIT
+        self.time_limit_factor = _TIME_LIMIT_FACTOR
 
     @property
     def load_seconds(self) -> float | None:
@@ -710,7 +710,7 @@ class TranscriberPool:
         return build_job(
             options=options, filename=path.name, reply=value, plan=plan,
             created_at=created_at, completed_at=iso_now(),
-            transcription_time=time.monotonic() - started,
+            transcription_time=time.monotonic() - started, model=self.model.shown_name,
         )
 
     def _time_limit(self, seconds: float | None) -> float | None:
@@ -723,4 +723,4 @@ class TranscriberPool:
     async def close(self) -> None:
         """Stop every worker: a short grace to exit, then terminate, then kill."""
         self._closed = True
-        await asyncio.gather(*(w.stop(STOP_GRACE) for w in self._processes))
+        await asyncio.gather(*(w.stop(_STOP_GRACE) for w in self._processes))

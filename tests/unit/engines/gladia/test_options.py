@@ -149,24 +149,3 @@ def test_doctor_warns_of_options_watcherd_does_not_know(tmp_path: Path) -> None:
                   tmp_path)
     (warned,) = [f for f in check_config(config) if f.level == "WARN"]
     assert warned.topic == "options" and 'did you mean "diarization"?' in warned.detail
-
-
-def test_gladias_validation_errors_name_the_option() -> None:
-    from watcherd.engines.gladia.refusals import options_named
-
-    assert options_named([
-        "property speaker_magic should not exist",
-        "language_config.languages must contain exactly one of the following values when "
-        "model is solaria-3: en, fr, de, es, it",
-        "property speaker_magic should not exist",
-        "something else entirely",
-    ]) == ["speaker_magic", "language_config.languages"]
-
-
-@given(errors=st.lists(st.text(max_size=60), max_size=5))
-def test_options_named_of_any_answer(errors: list[str]) -> None:
-    """Gladia's words are outside input: any text gives names found in it, never a crash."""
-    from watcherd.engines.gladia.refusals import options_named
-
-    for name in options_named(errors):
-        assert any(name in error for error in errors)
