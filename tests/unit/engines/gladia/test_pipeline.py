@@ -481,11 +481,14 @@ class TestWithinTheStep:
         seen: list[tuple[int | None, int]] = []
 
         async def scenario(bench: Bench) -> Source:
-            pipeline = GladiaPipeline(
-                bench.journal, bench.client, retry=FAST, max_in_flight=2, queue_ahead=1,
-                outputs_for=lambda s: (seen.append((pipeline.max_in_flight,
-                                                    bench.journal.count_in_flight(exclude=set()))),
-                                       ["txt"])[1])
+            def outputs_for(source: Source) -> list[str]:
+                # Asked for once the result is stored, before the outputs are written.
+                seen.append((pipeline.max_in_flight,
+                             bench.journal.count_in_flight(exclude=set())))
+                return ["txt"]
+
+            pipeline = GladiaPipeline(bench.journal, bench.client, retry=FAST, max_in_flight=2,
+                                      queue_ahead=1, outputs_for=outputs_for)
             source = bench.settled(path)
             await pipeline.drive(source.id)
             assert pipeline.max_in_flight == 3
