@@ -1,11 +1,13 @@
 """Journal size: bytes per short file after a batch through the daemon, stored job objects.
 
 Usage: python bench/bench_journal.py [--files 1500] [--concurrency 20] [--skip-daemon]
+                                     [--keep JOURNAL]
 1. ``--files`` half-second recordings go through the real daemon against the simulator with a
    few faults (503s, 429s, resets, lost creates), the issue's measurement; the journal is then
    measured per table and index (SQLite's dbstat): bytes per file as the daemon left it, and
    in the steady state (old rows' results compressed, history past ``history_days`` folded,
-   free pages returned).
+   free pages returned). ``--keep`` copies that steady-state journal to a file, to look into
+   (dbstat, EXPLAIN QUERY PLAN) after the bench.
 2. A short and a one-hour job object (bench/jobshapes.py): JSON size and stored size, by
    watcherd's pack_job and by zlib, bz2 and zstd (when the zstandard package is installed).
 READY=1 with a million old rows is bench_scale.py's (``--rows 1000000 --build sql``: its rows
@@ -20,6 +22,7 @@ import functools
 import hashlib
 import importlib
 import json
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -129,6 +132,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=1500)
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--skip-daemon", action="store_true")
+    parser.add_argument("--keep", type=Path, help="copy the steady-state journal here")
     args = parser.parse_args()
     common.stop_on_signals()
     common.print_machine()
@@ -140,6 +144,8 @@ def main() -> None:
             steady_state(journal)
             print_space("steady state (older than history_days: folded)", space(journal),
                         args.files)
+            if args.keep is not None:
+                shutil.copyfile(journal, args.keep)
         stored_sizes()
 
 

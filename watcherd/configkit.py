@@ -10,13 +10,31 @@ nothing of watcherd but the secret rules, so engines can use it without importin
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import json
+import math
 import os
+import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Generic, NoReturn, TypeVar
+from typing import (
+    Annotated,
+    Any,
+    Generic,
+    Literal,
+    NoReturn,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
+
+import msgspec
+import msgspec.inspect as mi
 
 from watcherd.credentials import (
     Secret,
@@ -28,8 +46,9 @@ from watcherd.credentials import (
 from watcherd.errors import ConfigError
 
 __all__ = [
-    "DELETE_AFTER", "EngineOptions", "EngineSection", "Note", "Row", "SectionParser",
-    "did_you_mean", "kind_of", "show",
+    "AUTO", "DELETE_AFTER", "EngineOptions", "EngineSection", "Note", "Row", "SectionParser",
+    "Table", "Text", "Word", "declared_fields", "describe", "did_you_mean", "kind_of", "show",
+    "table_keys", "table_rows",
 ]
 
 _T = TypeVar("_T")
@@ -136,6 +155,98 @@ def did_you_mean(name: str, choices: Sequence[str]) -> str:
     return f'; did you mean "{lowered[close[0]]}"?' if close else ""
 
 
+class Table(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The base of every config table's declaration: one Struct per TOML table.
+
+    A field is a key of the table: its name, its type (limits as ``msgspec.Meta``) and its
+    default are stated there once, and :meth:`SectionParser.section` checks a table against
+    them. ``Annotated[int, Meta(ge=1, extra=AUTO)]`` also takes ``"auto"``, kept as 0;
+    ``Meta(extra={"expected": "..."})`` words what the key takes when the type cannot.
+    """
+
+
+#: ``Meta(extra=AUTO)``: the key also takes ``"auto"``, kept as 0 (what "let watcherd choose" is).
+AUTO: dict[str, Any] = {"auto": 0}
+#: A string with something in it (blank is refused like missing).
+Text = Annotated[str, msgspec.Meta(pattern=r"\S")]
+#: A string that is not empty (an item of a list of names or patterns).
+Word = Annotated[str, msgspec.Meta(min_length=1)]
+# Raised by a table once its every problem is noted, so attempt() does not note it again.
+_ALREADY_NOTED = "(noted)"
+
+
+def describe(info: Any) -> str:
+    """What a value of the type ``info`` (``msgspec.inspect.type_info``) looks like, in words."""
+    if isinstance(info, mi.Metadata):
+        extra = info.extra or {}
+        if "expected" in extra:
+            return str(extra["expected"])
+        text = describe(info.type)
+        return f'"auto" or {text}' if "auto" in extra else text
+    if isinstance(info, mi.IntType):
+        if info.ge is not None and info.le is not None:
+            return f"an integer from {info.ge} to {info.le}"
+        return f"an integer >= {info.ge}" if info.ge is not None else "an integer"
+    if isinstance(info, mi.FloatType):
+        if info.gt is not None:
+            return f"a number > {info.gt:g}"
+        return f"a number >= {info.ge:g}" if info.ge is not None else "a number"
+    if isinstance(info, mi.StrType):
+        return "a non-empty string" if info.pattern or info.min_length else "a string"
+    if isinstance(info, mi.BoolType):
+        return "true or false"
+    if isinstance(info, mi.LiteralType):
+        return "one of " + ", ".join(f'"{c}"' for c in info.values)
+    if isinstance(info, mi.VarTupleType | mi.ListType):
+        return "an array of strings" if isinstance(info.item_type, mi.StrType) else "an array"
+    if isinstance(info, mi.UnionType):
+        return " or ".join(describe(t) for t in info.types if not isinstance(t, mi.NoneType))
+    return "a table" if isinstance(info, mi.DictType | mi.StructType) else "a value"
+
+
+def declared_fields(schema: Any) -> list[tuple[str, str, Any]]:
+    """``(attribute, key, type)`` of each key a table declared by ``schema`` accepts, in
+    declaration order: the fields of a :class:`Table` (msgspec Struct) or of a dataclass
+    (types with their ``Annotated`` limits)."""
+    if dataclasses.is_dataclass(schema):
+        hints = get_type_hints(schema, include_extras=True)
+        return [(f.name, f.name, hints[f.name]) for f in dataclasses.fields(schema)]
+    return [(f.name, f.encode_name, f.type) for f in msgspec.structs.fields(schema)]
+
+
+def table_keys(schema: Any) -> tuple[str, ...]:
+    """The keys a table declared by ``schema`` accepts, in declaration order."""
+    return tuple(key for _, key, _ in declared_fields(schema))
+
+
+def table_rows(table: Table) -> list[Row | Note]:
+    """A table as ``config show`` writes it: each key and its value ("auto" written as such)."""
+    rows: list[Row | Note] = []
+    for f in msgspec.structs.fields(table):
+        value = getattr(table, f.name)
+        info = mi.type_info(f.type)
+        extra = (info.extra or {}) if isinstance(info, mi.Metadata) else {}
+        rows.append((f.encode_name, "auto" if "auto" in extra and value == extra["auto"]
+                     else value))
+    return rows
+
+
+def _settable(kind: Any) -> Any:
+    """``kind`` without the ``None`` that stands for "not set"."""
+    if isinstance(kind, types.UnionType) or get_origin(kind) is Union:
+        kept = [k for k in get_args(kind) if k is not type(None)]
+        return kept[0] if len(kept) == 1 else kind
+    return kind
+
+
+def _choices(kind: Any) -> tuple[str, ...]:
+    """The values of a ``Literal`` type, in the order written (type_info sorts them)."""
+    kind = _settable(kind)
+    if get_origin(kind) is Annotated:
+        return _choices(get_args(kind)[0])
+    return tuple(str(v) for v in get_args(kind)) if get_origin(kind) is Literal else ()
+
+
 
 class SectionParser:
     """Checks TOML tables of one config file, noting each problem (see :meth:`attempt`)."""
@@ -165,7 +276,8 @@ class SectionParser:
         try:
             return build()
         except ConfigError as exc:
-            self.problems.append(str(exc))
+            if str(exc) != _ALREADY_NOTED:
+                self.problems.append(str(exc))
             return fallback
 
     def warn(self, message: str) -> None:
@@ -190,6 +302,80 @@ class SectionParser:
                 hint_text = self.model_name_hint(path, name) or did_you_mean(name, allowed)
                 self.problems.append(f"{self.where}: {label}: unknown key{hint_text}")
 
+    # --- declared tables
+
+    def section(self, table: Any, schema: type[_S], prefix: str, *,
+                custom: Mapping[str, Callable[[Any, str], Any]] | None = None,
+                one_of: tuple[str, str, str] | None = None, base: Any = None,
+                elsewhere: Sequence[str] = ()) -> _S:
+        """``table`` checked against its declaration ``schema`` (a :class:`Table`, or a
+        frozen dataclass whose fields' types carry their limits).
+
+        Every unknown key and every bad value is noted (a whole table is reported at once);
+        keys not set take the declared defaults (or ``base``'s: a watch's come from
+        ``[defaults]``). ``custom[key](value, dotted key)`` checks a key whose rules a type
+        cannot say (paths, URLs, secrets) and returns its value. ``one_of``: two keys that
+        must not both be set, and the end of the message saying why (or ""). ``elsewhere``:
+        keys allowed here but checked and kept by someone else.
+        """
+        if not isinstance(table, dict):
+            self.expected(prefix, "a table", table)
+        if one_of is not None and one_of[0] in table and one_of[1] in table:
+            first, second, why = one_of
+            self.fail(f"{prefix}.{first}", f"set either {first} or {second}, not both{why}")
+        declared = declared_fields(schema)
+        seen = len(self.problems)
+        self.check_keys(table, [key for _, key, _ in declared] + list(elsewhere), prefix)
+        values: dict[str, Any] = {}
+        for name, key, kind in declared:
+            if key in table:
+                check = (custom or {}).get(key) or partial(self.value, kind=kind)
+                values[name] = self.attempt(partial(check, table[key], f"{prefix}.{key}"), None)
+        if len(self.problems) > seen:
+            raise ConfigError(_ALREADY_NOTED)
+        if base is not None:
+            values = {**{name: getattr(base, name) for name, _, _ in declared_fields(type(base))},
+                      **values}
+        return schema(**values)
+
+    def declared(self, data: Mapping[str, Any], name: str, schema: type[_S], *,
+                 custom: Mapping[str, Callable[[Any, str], Any]] | None = None,
+                 one_of: tuple[str, str, str] | None = None) -> _S:
+        """The top-level table ``[name]`` of ``data`` checked against ``schema`` (see
+        :meth:`section`); not set, it is the declared defaults."""
+        return self.section(self.table(data, name, name), schema, name, custom=custom,
+                            one_of=one_of)
+
+    def value(self, raw: Any, key: str, kind: Any, *, secret: bool = False) -> Any:
+        """``raw`` as the type ``kind`` (a field's type, with its msgspec limits), or the
+        problem in today's words: "KEY: expected WHAT, got VALUE[; did you mean ...]"."""
+        if raw is not None:
+            # TOML has no null: an optional key set is checked (and described) as its type.
+            kind = _settable(kind)
+        info = mi.type_info(kind)
+        extra = (info.extra or {}) if isinstance(info, mi.Metadata) else {}
+        if "auto" in extra and raw == "auto":
+            return extra["auto"]
+        bare = info.type if isinstance(info, mi.Metadata) else info
+        if isinstance(raw, list) and isinstance(bare, mi.VarTupleType | mi.ListType):
+            # Each item on its own, so the message names the one at fault (1-based).
+            item = get_args(_settable(kind))[0]
+            return tuple(self.value(v, f"{key}[{i}]", item) for i, v in enumerate(raw, 1))
+        if isinstance(raw, float) and math.isnan(raw) and isinstance(bare, mi.FloatType):
+            self.expected(key, f"a finite {describe(info).removeprefix('a ')}", raw)
+        try:
+            value = msgspec.convert(raw, kind, strict=True)
+        except msgspec.ValidationError:
+            choices = _choices(kind)
+            if choices and "expected" not in extra:
+                listed = ", ".join(f'"{c}"' for c in choices)
+                hint = did_you_mean(raw, choices) if isinstance(raw, str) else ""
+                self.expected(key, f"one of {listed}", raw, hint=hint)
+            self.expected(key, describe(info), raw, secret=secret)
+        if isinstance(value, float) and math.isinf(value):
+            self.expected(key, f"a finite {describe(info).removeprefix('a ')}", raw)
+        return value
+
     # --- typed getters (``key`` is the full dotted path used in messages)
 
     def table(self, data: Mapping[str, Any], name: str, key: str) -> Mapping[str, Any]:
@@ -208,36 +394,26 @@ class SectionParser:
         return value
 
     def boolean(self, value: Any, key: str) -> bool:
-        if not isinstance(value, bool):
-            self.expected(key, "true or false", value)
-        return value
+        flag: bool = self.value(value, key, bool)
+        return flag
 
     def integer(self, value: Any, key: str, *, minimum: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.expected(key, f"an integer >= {minimum}", value)
-        return value
+        count: int = self.value(value, key, Annotated[int, msgspec.Meta(ge=minimum)])
+        return count
 
     def count_or_auto(self, value: Any, key: str, *, minimum: int) -> int:
         """``"auto"`` (returned as 0) or an integer >= ``minimum``."""
-        if value == "auto":
-            return 0
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.expected(key, f'"auto" or an integer >= {minimum}', value)
-        return value
+        count: int = self.value(value, key,
+                                Annotated[int, msgspec.Meta(ge=minimum, extra=AUTO)])
+        return count
 
     def number(self, value: Any, key: str, *, minimum: float) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-            self.expected(key, f"a number >= {minimum:g}", value)
-        if value != value or value in (float("inf"), float("-inf")):
-            self.expected(key, f"a finite number >= {minimum:g}", value)
-        return float(value)
+        amount: float = self.value(value, key, Annotated[float, msgspec.Meta(ge=minimum)])
+        return amount
 
     def choice(self, value: Any, key: str, choices: Sequence[str]) -> str:
-        if not isinstance(value, str) or value not in choices:
-            listed = ", ".join(f'"{c}"' for c in choices)
-            close = did_you_mean(value, choices) if isinstance(value, str) else ""
-            self.expected(key, f"one of {listed}", value, hint=close)
-        return value
+        chosen: str = self.value(value, key, Literal[tuple(choices)])
+        return chosen
 
     def strings(self, value: Any, key: str) -> tuple[str, ...]:
         if not isinstance(value, list):

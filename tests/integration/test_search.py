@@ -5,6 +5,7 @@ queries come from Hypothesis."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -155,8 +156,9 @@ class TestInStep:
         """Results the index lacks (as after an upgrade) are counted and then indexed."""
         for i in range(5):
             _done(journal, f"/in/{i}.mp3", f"k{i}", _job((1.0, "budget")))
-        # As after an upgrade: the index rows name documents search_docs no longer has.
-        journal._run_text("DELETE FROM search_docs", {})  # type: ignore[union-attr]
+        # As after an upgrade: the index rows name documents no result has any more.
+        journal._run_text("UPDATE results SET doc_id = NULL, utterances = NULL",  # type: ignore[union-attr]
+                          {})
         assert journal.search_state().backlog == 5
         assert _paths(journal, "budget") == []
         assert journal.index_backlog(limit=3) == 3
@@ -169,7 +171,8 @@ class TestInStep:
         """The one after-READY loop (watcherd.upkeep) indexes the backlog among its passes."""
         for i in range(upkeep.INDEX_BATCH + 3):
             _done(journal, f"/in/{i}.mp3", f"k{i}", _job((1.0, "budget")))
-        journal._run_text("DELETE FROM search_docs", {})  # type: ignore[union-attr]
+        journal._run_text("UPDATE results SET doc_id = NULL, utterances = NULL",  # type: ignore[union-attr]
+                          {})
         assert journal.search_state().backlog == upkeep.INDEX_BATCH + 3
         assert upkeep.step(journal, 365, now=time.time()) is True
         assert journal.search_state().backlog == 3
@@ -346,3 +349,61 @@ def test_a_journal_made_by_main_before_the_text_was_kept_once_migrates_and_searc
             dump = repr(conn.execute(f'SELECT * FROM "{table}"').fetchall())
             assert "quarterly budget" not in dump, table
     conn.close()
+
+
+def test_the_index_keeps_no_content_key_of_its_own(journal: AnyJournal) -> None:
+    """Issue 26: which results are indexed is said by the results row (its document id):
+    no table of the search index keeps a result's content key a second time."""
+    _done(journal, "/in/a.mp3", "k-once-0123456789", _job((1.0, "budget")))
+    assert _paths(journal, "budget") == ["/in/a.mp3"]
+    assert journal.search_state().backlog == 0
+    sql = journal._run_text  # type: ignore[union-attr]
+    if isinstance(journal, PostgresJournal):
+        tables = [r["tablename"] for r in sql(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()", {})]
+    else:
+        tables = [r["name"] for r in sql(
+            "SELECT name FROM sqlite_master WHERE type = 'table'", {})]
+    for table in tables:
+        if table.startswith("search_") and table != "search_fts":
+            assert "k-once" not in repr(sql(f"SELECT * FROM {table}", {}).fetchall()), table
+
+
+def test_a_journal_made_by_main_with_search_docs_migrates_and_searches(tmp_path: Path) -> None:
+    """A journal at schema 8 (search_docs by content key) opens at once at the current
+    schema; its stored results are indexed again in the background and found as before."""
+    from watcherd.journal import migrations
+    from watcherd.journal.sqlite import MIGRATIONS
+
+    path = tmp_path / "journal.db"
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    for step in MIGRATIONS[:8]:
+        for statement in migrations.statements(step.text):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 8")
+    conn.execute(
+        "INSERT INTO sources (path, watch_root, state, options_json, content_key, attempts,"
+        " job_errors, done_at, created_at, updated_at) VALUES"
+        " ('/in/a.wav', '/in', 'done', '{}', 'k', 0, 0, 1, 1, 1)")
+    job = _job((3.0, "the quarterly budget review"))
+    conn.execute("INSERT INTO results (content_key, job_id, job_json, job_z, created_at)"
+                 " VALUES ('k', 'job', ?, NULL, 1)", (json.dumps(job),))
+    # As schema 8 indexed it: a search_docs row and its words under its id.
+    conn.execute("INSERT INTO search_docs (content_key, indexed_at, utterances)"
+                 " VALUES ('k', 1, 1)")
+    conn.execute("INSERT INTO search_fts (rowid, words) VALUES (1 << 20,"
+                 " 'the quarterly budget review')")
+    conn.commit()
+    conn.close()
+    with Journal.open(path, exclusive=True) as journal:
+        assert journal.search_state().backlog == 1  # opening indexes nothing
+        assert journal.search("budget") == []
+        assert journal.index_backlog() == 1
+        [hit] = journal.search("budget")
+        assert (hit.source.path, hit.start, hit.end) == ("/in/a.wav", 3.0, 5.0)
+        assert journal.search_state().backlog == 0
+    conn = sqlite3.connect(path)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    conn.close()
+    assert "search_docs" not in tables

@@ -92,7 +92,7 @@ def test_an_upgraded_journal_is_indexed_after_ready(
     config, daemon, jobs = _transcribed(tmp_path, sim, inbox, ["a.wav", "b.wav"])
     assert daemon.terminate() == 0
     db = sqlite3.connect(tmp_path / "state" / "journal.db")
-    db.execute("DELETE FROM search_docs")  # as a journal from before the index
+    db.execute("UPDATE results SET doc_id = NULL")  # as a journal from before the index
     db.commit()
     db.close()
     word = jobs["a.wav"]["result"]["transcription"]["utterances"][0]["text"].split()[0]
@@ -128,11 +128,12 @@ def test_doctor_checks_the_search_index(tmp_path: Path) -> None:
 
     assert "in step with the journal: 1 transcripts" in line()
     db = sqlite3.connect(tmp_path / "journal.db")
-    db.execute("DELETE FROM search_docs")
+    db.execute("UPDATE results SET doc_id = NULL")
     db.commit()
     assert "1 of 1 stored transcripts are not indexed yet" in line()
-    for statement in ("DROP TABLE search_fts", "DROP TABLE search_docs",
-                      "PRAGMA user_version = 4"):
+    for statement in ("DROP TABLE search_fts", "DROP INDEX results_docs",
+                      "ALTER TABLE results DROP COLUMN utterances",
+                      "ALTER TABLE results DROP COLUMN doc_id", "PRAGMA user_version = 4"):
         db.execute(statement)
     db.commit()
     db.close()

@@ -11,47 +11,46 @@ import ipaddress
 import os
 import re
 import socket
-from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 from watcherd.config.model import (
     _CALLBACK_KEYS,
     _DEFAULTS_KEYS,
-    _HTTP_KEYS,
-    _JOURNAL_KEYS,
     _TOP_KEYS,
     _WATCH_KEYS,
     _WEBHOOK_KEYS,
-    DEFAULT_HISTORY_DAYS,
-    DEFAULT_HTTP_LISTEN,
-    DEFAULT_LEASE_SECONDS,
     FALLBACKS,
-    FOLLOW_LINKS,
-    LOG_FORMATS,
     LOG_LEVELS,
     MIN_HTTP_TOKEN_CHARS,
-    MIN_SCAN_INTERVAL_SECONDS,
     NOTIFY_EVENTS,
     NOTIFY_EXTRA_HINT,
     OUTPUT_FORMATS,
-    POLL_MODES,
+    RETRY_TABLE,
     WATCH_ID_RE,
     WEBHOOK_SECRET_PREFIX,
     CallbackConfig,
+    CallbackTable,
     Config,
-    EngineName,
+    EngineTable,
     HooksConfig,
     HttpConfig,
-    LogFormat,
+    HttpTable,
+    JournalTable,
+    LogTable,
+    MetricsTable,
+    NodeTable,
     NotifyConfig,
     NotifyRoute,
+    ScanTable,
     WatchConfig,
     WatchDefaults,
     WebhookConfig,
+    WebhookTable,
     default_journal_path,
     engine_names,
     engine_options,
@@ -64,7 +63,6 @@ from watcherd.errors import ConfigError
 from watcherd.outputs.facts import MdTemplate
 from watcherd.outputs.job import SPEAKER_NAME_MAX, speaker_name, speaker_number
 from watcherd.outputs.note import TEMPLATE_FIELDS
-from watcherd.outputs.settings import SUBTITLE_NAMES
 from watcherd.outputs.templates import check_fields, check_name
 from watcherd.retry import RETRY_KEYS, RetryPolicy
 
@@ -197,20 +195,21 @@ class ConfigChecker(SectionParser):
             engine_fields[section.name] = value
             if section.config_fields is not None:
                 engine_fields.update(section.config_fields(value))
-        engine, fallback_after = self.attempt(lambda: self.engine(data), ("auto", 600.0))
-        hooks = self.attempt(lambda: self.hooks(data), HooksConfig())
+        engine = self.attempt(lambda: self.declared(data, "engine", EngineTable, custom={
+            "name": partial(self.choice, choices=engine_names())}), EngineTable())
+        hooks = self.attempt(lambda: self.declared(data, "hooks", HooksConfig, custom={
+            "on_done": self.command, "on_failed": self.command}), HooksConfig())
         notify = self.attempt(lambda: self.notify(data), NotifyConfig())
         retry = self.attempt(lambda: self.retry(data), RetryPolicy())
-        textfile = self.attempt(lambda: self.metrics(data), None)
-        no_journal: tuple[str | None, Path, float, float] = (
-            None, default_journal_path(), DEFAULT_LEASE_SECONDS, DEFAULT_HISTORY_DAYS)
-        journal_url, journal_path, lease_seconds, history_days = self.attempt(
-            lambda: self.journal(data), no_journal)
-        node_name = self.attempt(
-            lambda: self.node_name(self.table(data, "node", "node")), socket.gethostname())
-        default_log: tuple[LogFormat, str] = ("auto", "info")
-        log_format, level = self.attempt(lambda: self.log(data), default_log)
-        interval = self.attempt(lambda: self.scan(data), 300.0)
+        metrics = self.attempt(lambda: self.declared(data, "metrics", MetricsTable,
+                                                     custom={"textfile": self.path}),
+                               MetricsTable())
+        journal = self.attempt(lambda: self.journal(data), JournalTable())
+        node = self.attempt(lambda: self.declared(data, "node", NodeTable,
+                                                  custom={"name": self.node_name}), NodeTable())
+        log = self.attempt(lambda: self.declared(data, "log", LogTable,
+                                                 custom={"level": self.log_level}), LogTable())
+        scan = self.attempt(lambda: self.declared(data, "scan", ScanTable), ScanTable())
         defaults = self.attempt(lambda: self.defaults(self.table(data, "defaults", "defaults")),
                                 WatchDefaults())
         no_watches: tuple[WatchConfig, ...] = ()
@@ -239,25 +238,25 @@ class ConfigChecker(SectionParser):
 
         return Config(
             source=self.source,
-            engine=engine,
-            journal_path=journal_path,
-            log_format=log_format,
-            log_level=level,
+            engine=engine.name,
+            journal_path=journal.path or default_journal_path(),
+            log_format=log.format,
+            log_level=log.level,
             watches=watches,
-            scan_interval_seconds=interval,
+            scan_interval_seconds=scan.interval_seconds,
             defaults=defaults,
             callback=callback,
             webhook=webhook,
-            fallback_after_seconds=fallback_after,
+            fallback_after_seconds=engine.fallback_after_seconds,
             hooks=hooks,
             notify=notify,
-            metrics_textfile=textfile,
+            metrics_textfile=metrics.textfile,
             retry=retry,
             http=http,
-            journal_url=journal_url,
-            lease_seconds=lease_seconds,
-            history_days=history_days,
-            node_name=node_name,
+            journal_url=journal.url,
+            lease_seconds=journal.lease_seconds,
+            history_days=journal.history_days,
+            node_name=node.name or socket.gethostname(),
             warnings=tuple(self.warnings),
             **engine_fields,
         )
@@ -265,25 +264,6 @@ class ConfigChecker(SectionParser):
     def engine_section(self, data: Mapping[str, Any], section: EngineSection[Any]) -> Any:
         """An engine's own table (``[gladia]``, ``[local]``), checked by its declaration."""
         return section.parse(self, self.table(data, section.name, section.name))
-
-    def engine(self, data: Mapping[str, Any]) -> tuple[EngineName, float]:
-        """``[engine]``: the engine's name and the fallback delay."""
-        table = self.table(data, "engine", "engine")
-        self.check_keys(table, ("name", "fallback_after_seconds"), "engine")
-        fallback_after = self.number(table.get("fallback_after_seconds", 600.0),
-                                     "engine.fallback_after_seconds", minimum=0)
-        return self.choice(table.get("name", "auto"), "engine.name", engine_names()), \
-            fallback_after
-
-    def hooks(self, data: Mapping[str, Any]) -> HooksConfig:
-        table = self.table(data, "hooks", "hooks")
-        self.check_keys(table, ("on_done", "on_failed", "timeout_seconds"), "hooks")
-        return HooksConfig(
-            on_done=self.command(table.get("on_done", []), "hooks.on_done"),
-            on_failed=self.command(table.get("on_failed", []), "hooks.on_failed"),
-            timeout_seconds=self.number(table.get("timeout_seconds", 60.0),
-                                        "hooks.timeout_seconds", minimum=0.1),
-        )
 
     def notify_route(self, table: Any, key: str, *, default: NotifyRoute) -> NotifyRoute:
         """``urls`` and ``on`` of a notify table (a missing key keeps ``default``'s)."""
@@ -313,8 +293,8 @@ class ConfigChecker(SectionParser):
     def notify(self, data: Mapping[str, Any]) -> NotifyConfig:
         table = self.table(data, "notify", "notify")
         route = self.notify_route(table, "notify", default=NotifyRoute())
-        batch = self.number(table.get("batch_seconds", 60.0), "notify.batch_seconds",
-                            minimum=0)
+        batch = self.number(table.get("batch_seconds", NotifyConfig.batch_seconds),
+                            "notify.batch_seconds", minimum=0)
         watches = []
         for number, watch in enumerate(data.get("watch", []) or [], start=1):
             if isinstance(watch, dict) and "notify" in watch and "path" in watch:
@@ -327,64 +307,29 @@ class ConfigChecker(SectionParser):
         return config
 
     def retry(self, data: Mapping[str, Any]) -> RetryPolicy:
-        table = self.table(data, "retry", "retry")
-        self.check_keys(table, tuple(RETRY_KEYS), "retry")
-        return RetryPolicy.from_table({
-            key: self.number(value, f"retry.{key}", minimum=0.01)
-            for key, value in table.items() if key in RETRY_KEYS
-        })
+        """``[retry]``: the waits and budgets of retries, in the file's key names."""
+        table = self.declared(data, "retry", RETRY_TABLE)
+        return RetryPolicy.from_table({key: getattr(table, key) for key in RETRY_KEYS})
 
-    def metrics(self, data: Mapping[str, Any]) -> Path | None:
-        table = self.table(data, "metrics", "metrics")
-        self.check_keys(table, ("textfile",), "metrics")
-        return self.path(table["textfile"], "metrics.textfile") if "textfile" in table \
-            else None
-
-    def journal(self, data: Mapping[str, Any]) -> tuple[str | None, Path, float, float]:
-        """``[journal]``: the PostgreSQL URL (or None), the SQLite path, the lease and how
-        many days of history are kept event by event."""
+    def journal(self, data: Mapping[str, Any]) -> JournalTable:
+        """``[journal]``: the SQLite path or the PostgreSQL URL (never both), the lease and
+        how many days of history are kept event by event."""
         table = self.table(data, "journal", "journal")
-        self.check_keys(table, _JOURNAL_KEYS, "journal")
-        journal_url = self.journal_url(table)
-        journal_path = (
-            self.path(table["path"], "journal.path") if "path" in table
-            else default_journal_path()
-        )
-        lease_seconds = self.number(table.get("lease_seconds", DEFAULT_LEASE_SECONDS),
-                                    "journal.lease_seconds", minimum=0)
-        if lease_seconds <= 0:
-            self.expected("journal.lease_seconds", "a number of seconds > 0 (default 30)",
-                          table["lease_seconds"])
-        history_days = self.number(table.get("history_days", DEFAULT_HISTORY_DAYS),
-                                   "journal.history_days", minimum=1)
-        return journal_url, journal_path, lease_seconds, history_days
-
-    def log(self, data: Mapping[str, Any]) -> tuple[LogFormat, str]:
-        table = self.table(data, "log", "log")
-        self.check_keys(table, ("format", "level"), "log")
-        log_format = cast(
-            LogFormat, self.choice(table.get("format", "auto"), "log.format", LOG_FORMATS)
-        )
-        level = table.get("level", "info")
-        # "INFO" is what people copy from other tools; accept any case.
-        if isinstance(level, str) and level.lower() in LOG_LEVELS:
-            level = level.lower()
-        return log_format, self.choice(level, "log.level", LOG_LEVELS)
-
-    def scan(self, data: Mapping[str, Any]) -> float:
-        table = self.table(data, "scan", "scan")
-        self.check_keys(table, ("interval_seconds",), "scan")
-        return self.number(table.get("interval_seconds", 300.0), "scan.interval_seconds",
-                           minimum=MIN_SCAN_INTERVAL_SECONDS)
-
-    def journal_url(self, journal: Mapping[str, Any]) -> str | None:
-        """``[journal] url``: a PostgreSQL URL (libpq form), never together with ``path``."""
-        if "url" not in journal:
-            return None
-        if "path" in journal:
+        if "url" in table and "path" in table:
             self.fail("journal", "both path and url are set: url (PostgreSQL, shared by "
                       "several nodes) replaces path (a SQLite file); keep one of them")
-        url = self.string(journal["url"], "journal.url", secret=True).strip()
+        return self.section(table, JournalTable, "journal",
+                            custom={"path": self.path, "url": self.journal_url})
+
+    def log_level(self, value: Any, key: str) -> str:
+        """``[log] level``: "INFO" is what people copy from other tools; any case is taken."""
+        if isinstance(value, str) and value.lower() in LOG_LEVELS:
+            value = value.lower()
+        return self.choice(value, key, LOG_LEVELS)
+
+    def journal_url(self, value: Any, key: str) -> str:
+        """``[journal] url``: a PostgreSQL URL (libpq form)."""
+        url = self.string(value, key, secret=True).strip()
         try:
             parts = urlsplit(url)
         except ValueError:
@@ -393,18 +338,16 @@ class ConfigChecker(SectionParser):
             parts.netloc or "host=" in parts.query
         ):
             # Never echoed: the URL may hold a password.
-            self.fail("journal.url", "expected a PostgreSQL URL such as "
+            self.fail(key, "expected a PostgreSQL URL such as "
                       '"postgresql://watcherd@db.example.com:5432/watcherd" or, over a Unix '
                       'socket, "postgresql:///watcherd?host=/run/postgresql"')
         return url
 
-    def node_name(self, table: Mapping[str, Any]) -> str:
+    def node_name(self, value: Any, key: str) -> str:
         """``[node] name``: this daemon's name in a shared journal (default the host name)."""
-        if "name" not in table:
-            return socket.gethostname()
-        name = self.string(table["name"], "node.name")
+        name = self.string(value, key)
         if len(name) > 200 or not name.isprintable() or name != name.strip():
-            self.expected("node.name", "a short printable name without leading or trailing "
+            self.expected(key, "a short printable name without leading or trailing "
                           "spaces (one per running node)", name)
         return name
 
@@ -418,26 +361,30 @@ class ConfigChecker(SectionParser):
             self.fail(f"{key}[1]", "expected the program to run, got an empty string")
         return argv
 
-    def callback(self, table: Mapping[str, Any]) -> CallbackConfig | None:
-        self.check_keys(table, _CALLBACK_KEYS, "callback")
-        if not table:
+    def callback(self, raw: Mapping[str, Any]) -> CallbackConfig | None:
+        known = self.known_keys(raw, _CALLBACK_KEYS, "callback")
+        if not raw:
             return None
-        if "listen" not in table:
+        if "listen" not in raw:
             self.fail("callback.listen", 'missing; expected "HOST:PORT" such as "127.0.0.1:8787"')
-        host, port = self.listen_address(table["listen"], "callback.listen")
-        public_url: str | None = None
-        if "public_url" in table:
-            url = self.string(table["public_url"], "callback.public_url").strip()
-            parts = urlsplit(url)
-            if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
-                self.expected(
-                    "callback.public_url",
-                    'an https URL without query, such as "https://watcherd.example.com" '
-                    "(the callback token travels in it, so plain http is refused)",
-                    url,
-                )
-            public_url = url.rstrip("/")
-        return CallbackConfig(host=host, port=port, public_url=public_url)
+        table = self.section(known, CallbackTable, "callback", custom={
+            "listen": self.listen_address, "public_url": self.public_url})
+        assert table.listen is not None  # checked as present above
+        host, port = table.listen
+        return CallbackConfig(host=host, port=port, public_url=table.public_url)
+
+    def public_url(self, value: Any, key: str) -> str:
+        """``[callback] public_url``: where Gladia reaches the listener (https only)."""
+        url = self.string(value, key).strip()
+        parts = urlsplit(url)
+        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+            self.expected(
+                key,
+                'an https URL without query, such as "https://watcherd.example.com" '
+                "(the callback token travels in it, so plain http is refused)",
+                url,
+            )
+        return url.rstrip("/")
 
     def listen_address(self, value: Any, key: str) -> tuple[str, int]:
         what = '"HOST:PORT" with an IP address (or localhost) and a port 1-65535'
@@ -457,16 +404,16 @@ class ConfigChecker(SectionParser):
             self.expected(key, what, value)
         return host, port
 
-    def http(self, table: Mapping[str, Any]) -> HttpConfig:
-        self.check_keys(table, _HTTP_KEYS, "http")
-        listen = table.get("listen", DEFAULT_HTTP_LISTEN)
-        if isinstance(listen, str) and not listen.strip():
+    def http(self, raw: Mapping[str, Any]) -> HttpConfig:
+        table = self.section(raw, HttpTable, "http", custom={
+            "listen": self.listen_or_off, "token_file": self.path})
+        listen = table.listen
+        if not listen.strip():
             return HttpConfig(address=None)  # listen = "" turns the page off
         address = self.listen_address(listen, "http.listen")
-        token_file: Path | None = None
+        token_file = table.token_file
         token: Secret | None = None
-        if "token_file" in table:
-            token_file = self.path(table["token_file"], "http.token_file")
+        if token_file is not None:
             if self.need_key or os.access(token_file, os.R_OK):
                 token = self.secret_file(token_file, "http.token_file", "the token")
                 if len(token.reveal()) < MIN_HTTP_TOKEN_CHARS:
@@ -484,19 +431,26 @@ class ConfigChecker(SectionParser):
             )
         return HttpConfig(address=address, token_file=token_file, token=token)
 
-    def webhook(self, table: Mapping[str, Any]) -> WebhookConfig | None:
-        self.check_keys(table, _WEBHOOK_KEYS, "webhook")
-        if not table:
+    def listen_or_off(self, value: Any, key: str) -> str:
+        """``[http] listen``: "HOST:PORT", or "" (the page is off)."""
+        if not (isinstance(value, str) and not value.strip()):
+            self.listen_address(value, key)
+        text: str = value
+        return text
+
+    def webhook(self, raw: Mapping[str, Any]) -> WebhookConfig | None:
+        known = self.known_keys(raw, _WEBHOOK_KEYS, "webhook")
+        if not raw:
             return None
-        if "secret" in table and "secret_file" in table:
-            self.fail("webhook.secret", "set either secret or secret_file, not both")
-        path: Path | None = None
-        if "secret" in table:
+        table = self.section(known, WebhookTable, "webhook", one_of=("secret", "secret_file", ""),
+                             custom={"secret": partial(self.string, secret=True),
+                                     "secret_file": self.path})
+        path = table.secret_file
+        if table.secret is not None:
             key = "webhook.secret"
-            text = strip_secret(self.string(table["secret"], key, secret=True))
-        elif "secret_file" in table:
+            text = strip_secret(table.secret)
+        elif path is not None:
             key = "webhook.secret_file"
-            path = self.path(table["secret_file"], key)
             text = self.secret_file(path, key, "the signing secret").reveal()
         else:
             self.fail("webhook.secret", 'missing; expected secret = "whsec_..." or secret_file')
@@ -516,79 +470,38 @@ class ConfigChecker(SectionParser):
                              secret_file=path)
 
     def defaults(self, table: Mapping[str, Any]) -> WatchDefaults:
-        self.check_keys(table, _DEFAULTS_KEYS, "defaults")
-        base = WatchDefaults()
+        known = self.known_keys(table, _DEFAULTS_KEYS, "defaults")
         options = engine_options().defaults(self, table.get("options", {}), "defaults.options")
-        return WatchDefaults(**self.watch_fields(table, "defaults", base), options=options)
+        return self.section(known, WatchDefaults, "defaults", base=WatchDefaults(options=options),
+                            custom={**self.watch_checks(), "options": lambda _v, _k: options})
 
-    def watch_fields(
-        self, table: Mapping[str, Any], prefix: str, base: WatchDefaults
-    ) -> dict[str, Any]:
-        """The non-option fields of a defaults or watch table, falling back to ``base``."""
-        fields: dict[str, Any] = {}
-        if "outputs" in table:
-            outputs = self.strings(table["outputs"], f"{prefix}.outputs")
-            for index, name in enumerate(outputs):
-                if name not in OUTPUT_FORMATS:
-                    listed = ", ".join(f'"{f}"' for f in OUTPUT_FORMATS)
-                    self.expected(f"{prefix}.outputs[{index + 1}]", f"one of {listed}", name)
-            if not outputs:
-                self.fail(f"{prefix}.outputs",
-                          f"expected at least one of {', '.join(OUTPUT_FORMATS)}")
-            if len(set(outputs)) != len(outputs):
-                twice = next(o for o in outputs if outputs.count(o) > 1)
-                self.fail(f"{prefix}.outputs", f'"{twice}" is listed twice; list each format once')
-        fields["outputs"] = outputs if "outputs" in table else base.outputs
-        fields["settle_seconds"] = (
-            self.number(table["settle_seconds"], f"{prefix}.settle_seconds", minimum=0)
-            if "settle_seconds" in table
-            else base.settle_seconds
-        )
-        fields["recursive"] = (
-            self.boolean(table["recursive"], f"{prefix}.recursive")
-            if "recursive" in table
-            else base.recursive
-        )
-        for name in ("include", "exclude"):
-            fields[name] = (
-                self.strings(table[name], f"{prefix}.{name}") if name in table
-                else getattr(base, name)
-            )
-        fields["poll"] = (
-            self.choice(table["poll"], f"{prefix}.poll", POLL_MODES) if "poll" in table
-            else base.poll
-        )
-        fields["fallback"] = (
-            self.choice(table["fallback"], f"{prefix}.fallback", FALLBACKS)
-            if "fallback" in table else base.fallback
-        )
-        fields["delete_after"] = (
-            self.choice(table["delete_after"], f"{prefix}.delete_after", DELETE_AFTER)
-            if "delete_after" in table else base.delete_after
-        )
-        fields["follow_links"] = (
-            self.choice(table["follow_links"], f"{prefix}.follow_links", FOLLOW_LINKS)
-            if "follow_links" in table else base.follow_links
-        )
-        fields |= self.output_fields(table, prefix, base)
-        return fields
+    def known_keys(self, table: Mapping[str, Any], keys: Sequence[str], prefix: str
+                   ) -> dict[str, Any]:
+        """``table``'s known keys, its unknown ones noted first (before a problem that stops
+        the table, such as a watch's missing path or its options, hides them)."""
+        self.check_keys(table, keys, prefix)
+        return {key: value for key, value in table.items() if key in keys}
 
-    def output_fields(self, table: Mapping[str, Any], prefix: str, base: WatchDefaults
-                      ) -> dict[str, Any]:
-        """Where outputs go and how they are named and rendered (see "Where transcripts go")."""
-        fields: dict[str, Any] = {}
-        fields["output_dir"] = (self.path(table["output_dir"], f"{prefix}.output_dir")
-                                if "output_dir" in table else base.output_dir)
-        fields["output_name"] = (self.output_name(table["output_name"], f"{prefix}.output_name")
-                                 if "output_name" in table else base.output_name)
-        fields["subtitle_names"] = (
-            self.choice(table["subtitle_names"], f"{prefix}.subtitle_names", SUBTITLE_NAMES)
-            if "subtitle_names" in table else base.subtitle_names)
-        fields["md_template"] = (self.md_template(table["md_template"], f"{prefix}.md_template")
-                                 if "md_template" in table else base.md_template)
-        fields["speakers"] = (self.speakers(table["speakers"], f"{prefix}.speakers")
-                              if "speakers" in table else base.speakers)
-        return fields
+    def watch_checks(self) -> dict[str, Callable[[Any, str], Any]]:
+        """The keys of a defaults or watch table whose rules a type cannot say."""
+        return {"outputs": self.outputs, "fallback": partial(self.choice, choices=FALLBACKS),
+                "delete_after": partial(self.choice, choices=DELETE_AFTER),
+                "output_dir": self.path, "output_name": self.output_name,
+                "md_template": self.md_template, "speakers": self.speakers}
+
+    def outputs(self, value: Any, key: str) -> tuple[str, ...]:
+        """``outputs``: formats the outputs module writes, at least one, each once."""
+        outputs = self.strings(value, key)
+        for index, name in enumerate(outputs):
+            if name not in OUTPUT_FORMATS:
+                listed = ", ".join(f'"{f}"' for f in OUTPUT_FORMATS)
+                self.expected(f"{key}[{index + 1}]", f"one of {listed}", name)
+        if not outputs:
+            self.fail(key, f"expected at least one of {', '.join(OUTPUT_FORMATS)}")
+        if len(set(outputs)) != len(outputs):
+            twice = next(o for o in outputs if outputs.count(o) > 1)
+            self.fail(key, f'"{twice}" is listed twice; list each format once')
+        return outputs
 
     def output_name(self, value: Any, key: str) -> str:
         """``output_name``: a file name template (tokens {stem} {ext} {lang} {date} {watch})."""
@@ -614,6 +527,15 @@ class ConfigChecker(SectionParser):
         except ValueError as exc:
             self.fail(key, f"{path}: {exc}")
         return MdTemplate(path=path, text=text)
+
+    def watch_id(self, value: Any, key: str) -> str:
+        """``[[watch]] id``: the name the shared journal stores this folder's paths under."""
+        watch_id = self.string(value, key)
+        if not WATCH_ID_RE.fullmatch(watch_id):
+            self.expected(key, "a name of letters, digits, '.', '_' or '-' (at most 64, "
+                          "starting with a letter or digit), the same on every node that "
+                          "watches this folder", watch_id)
+        return watch_id
 
     def speakers(self, value: Any, key: str) -> tuple[tuple[int, str], ...]:
         """``[watch.speakers]``: speaker labels (1 = "Alice": "Speaker 1") to names."""
@@ -652,9 +574,10 @@ class ConfigChecker(SectionParser):
         prefix = f"watch[{number}]"
         if not isinstance(table, dict):
             self.expected(prefix, "a table", table)
-        self.check_keys(table, _WATCH_KEYS, prefix)
+        known = self.known_keys(table, _WATCH_KEYS, prefix)
         if "path" not in table:
             self.fail(f"{prefix}.path", "missing; expected the folder to watch")
+        # The path first: the nesting check and the options' messages name the folder.
         path = self.path(table["path"], f"{prefix}.path")
         for index, other in enumerate(watches, start=1):
             reject_nesting(
@@ -670,19 +593,10 @@ class ConfigChecker(SectionParser):
         finally:
             self.warnings[warned:] = [f"{w} (in the watch of {path})"
                                       for w in self.warnings[warned:]]
-        fields = self.watch_fields(table, prefix, defaults)
-        engine = (
-            self.choice(table["engine"], f"{prefix}.engine", engine_names())
-            if "engine" in table else None
-        )
-        watch_id = ""
-        if "id" in table:
-            watch_id = self.string(table["id"], f"{prefix}.id")
-            if not WATCH_ID_RE.fullmatch(watch_id):
-                self.expected(f"{prefix}.id", "a name of letters, digits, '.', '_' or '-' "
-                              "(at most 64, starting with a letter or digit), the same on "
-                              "every node that watches this folder", watch_id)
-        watch = WatchConfig(path=path, **fields, options=options, engine=engine, id=watch_id)
+        watch = self.section(known, WatchConfig, prefix, base=replace(defaults, options=options),
+                             elsewhere=("notify",), custom={
+            **self.watch_checks(), "path": lambda _v, _k: path, "options": lambda _v, _k: options,
+            "engine": partial(self.choice, choices=engine_names()), "id": self.watch_id})
         for index, other in enumerate(watches, start=1):
             if other.watch_id == watch.watch_id:
                 self.fail(f"{prefix}.id", f"{watch.watch_id!r} is already the id of "

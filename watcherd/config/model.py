@@ -9,18 +9,20 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
+import msgspec
 import platformdirs
+from msgspec import Meta
 
-from watcherd.configkit import EngineOptions, EngineSection
+from watcherd.configkit import EngineOptions, EngineSection, Table, Word, table_keys
 from watcherd.credentials import Secret
 from watcherd.outputs import FORMATS
 from watcherd.outputs.facts import MdTemplate
 from watcherd.outputs.formats import DEFAULT_OUTPUTS
 from watcherd.outputs.settings import OutputSettings, SubtitleNames
 from watcherd.outputs.templates import DEFAULT_NAME
-from watcherd.retry import RetryPolicy
+from watcherd.retry import RETRY_KEYS, RetryPolicy
 from watcherd.roots import FollowLinks
 
 if TYPE_CHECKING:
@@ -43,20 +45,31 @@ __all__ = [
     "NOTIFY_EXTRA_HINT",
     "OUTPUT_FORMATS",
     "POLL_MODES",
+    "RETRY_TABLE",
     "WATCH_ID_RE",
     "WEBHOOK_SECRET_PREFIX",
     "CallbackConfig",
+    "CallbackTable",
     "Config",
     "EngineName",
+    "EngineTable",
     "HooksConfig",
     "HttpConfig",
+    "HttpTable",
+    "JournalTable",
     "LogFormat",
+    "LogLevel",
+    "LogTable",
+    "MetricsTable",
+    "NodeTable",
     "NotifyConfig",
     "NotifyRoute",
     "PollMode",
+    "ScanTable",
     "WatchConfig",
     "WatchDefaults",
     "WebhookConfig",
+    "WebhookTable",
     "default_journal_path",
     "default_watch_id",
     "engine_names",
@@ -68,6 +81,7 @@ __all__ = [
 # "auto" or a name from the engine registry (watcherd/engines/registry.py).
 EngineName = str
 LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error"]
 PollMode = Literal["auto", "always", "never"]
 # The formats [defaults] / [[watch]] outputs may list: whatever the outputs module writes.
 OUTPUT_FORMATS: tuple[str, ...] = FORMATS
@@ -93,8 +107,8 @@ def engine_options() -> EngineOptions:
     return next(s.options for s in engine_sections() if s.options is not None)
 
 
-LOG_FORMATS: tuple[LogFormat, ...] = ("auto", "json", "console")
-LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
+LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 POLL_MODES: tuple[PollMode, ...] = ("auto", "always", "never")
 #: Which symbolic links a watch follows: only those that stay beneath its root (Samba's
 #: ``wide links = no``), or any (a link in the inbox can then send any file the daemon can read).
@@ -108,18 +122,11 @@ _TOP_KEYS = (
     "hooks", "notify", "metrics", "retry", "http", "node",
     "watch",
 )
-_CALLBACK_KEYS = ("listen", "public_url")
-_WEBHOOK_KEYS = ("secret", "secret_file")
-_HTTP_KEYS = ("listen", "token_file")
 DEFAULT_HTTP_LISTEN = "127.0.0.1:8765"
+_HTTP_HOST, _, _HTTP_PORT = DEFAULT_HTTP_LISTEN.rpartition(":")
 # A token shorter than this is guessable by a patient script on the network.
 MIN_HTTP_TOKEN_CHARS = 16
 WEBHOOK_SECRET_PREFIX = "whsec_"
-_DEFAULTS_KEYS = ("outputs", "settle_seconds", "recursive", "include", "exclude", "poll", "options",
-                  "fallback", "follow_links", "output_dir", "output_name", "subtitle_names",
-                  "md_template", "speakers", "delete_after")
-_WATCH_KEYS = ("path", "id", "engine", "notify", *_DEFAULTS_KEYS)
-_JOURNAL_KEYS = ("path", "url", "lease_seconds", "history_days")
 #: A watch id: what the shared journal stores paths relative to (letters, digits, . _ -).
 WATCH_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_LEASE_SECONDS = 30.0
@@ -130,12 +137,16 @@ FALLBACKS = ("none", "local")
 
 @dataclass(frozen=True, kw_only=True)
 class WatchDefaults:
-    """The ``[defaults]`` table: what every ``[[watch]]`` (and ``run --watch DIR``) starts from."""
+    """The ``[defaults]`` table: what every ``[[watch]]`` (and ``run --watch DIR``) starts from.
 
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
+    Its fields are the table's keys (configkit.SectionParser.section checks a table against
+    their types and limits; what a type cannot say is a custom check in check.py).
+    """
+
+    include: tuple[Word, ...] = ()
+    exclude: tuple[Word, ...] = ()
     outputs: tuple[str, ...] = DEFAULT_OUTPUTS
-    settle_seconds: float = 2.0
+    settle_seconds: Annotated[float, Meta(ge=0)] = 2.0
     recursive: bool = True
     poll: PollMode = "auto"
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -174,6 +185,11 @@ class WatchConfig(WatchDefaults):
                               name=self.output_name, subtitle_names=self.subtitle_names,
                               md_template=self.md_template, speakers=self.speakers,
                               watch_id=self.watch_id)
+
+
+_DEFAULTS_KEYS = table_keys(WatchDefaults)
+# "notify" is checked with [notify] (config.check.ConfigChecker.notify), kept there.
+_WATCH_KEYS = (*table_keys(WatchConfig), "notify")
 
 
 def default_watch_id(path: Path) -> str:
@@ -217,7 +233,7 @@ class HttpConfig:
     """The ``[http]`` table: the local status page, /metrics and /healthz."""
 
     # None when ``listen = ""`` turned the page off.
-    address: tuple[str, int] | None = ("127.0.0.1", 8765)
+    address: tuple[str, int] | None = (_HTTP_HOST, int(_HTTP_PORT))
     token_file: Path | None = None
     # The token read from token_file (None without one, or where it is not readable by a
     # command that does not serve the page).
@@ -232,6 +248,32 @@ class HttpConfig:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class CallbackTable(Table, frozen=True):
+    """``[callback]`` as the file writes it (listen checked into ``(host, port)``)."""
+
+    listen: tuple[str, int] | None = None
+    public_url: str | None = None
+
+
+class WebhookTable(Table, frozen=True):
+    """``[webhook]`` as the file writes it: the signing secret, inline or in a file."""
+
+    secret: str | None = None
+    secret_file: Path | None = None
+
+
+class HttpTable(Table, frozen=True):
+    """``[http]`` as the file writes it (``listen = ""`` turns the page off)."""
+
+    listen: str = DEFAULT_HTTP_LISTEN
+    token_file: Path | None = None
+
+
+_CALLBACK_KEYS = table_keys(CallbackTable)
+_WEBHOOK_KEYS = table_keys(WebhookTable)
+_HTTP_KEYS = table_keys(HttpTable)
+
+
 def _default_local() -> LocalConfig:
     # Through the registry: importing the local engine's package here would be a cycle.
     from watcherd.engines.registry import config_section
@@ -240,13 +282,73 @@ def _default_local() -> LocalConfig:
     return local
 
 
-@dataclass(frozen=True)
-class HooksConfig:
+class HooksConfig(Table, frozen=True):
     """The ``[hooks]`` table: commands (argv lists, no shell) run after a file ends."""
 
     on_done: tuple[str, ...] = ()
     on_failed: tuple[str, ...] = ()
-    timeout_seconds: float = 60.0
+    timeout_seconds: Annotated[float, Meta(ge=0.1)] = 60.0
+
+
+# -- the core tables whose keys are checked against a declaration (configkit.Table); what a
+# -- type cannot say (an engine's name, paths, URLs, a host name) is a custom check in check.py
+
+
+class EngineTable(Table, frozen=True):
+    """``[engine]``: which engine transcribes ("auto" or a registered engine's name)."""
+
+    name: EngineName = "auto"
+    # With fallback = "local", how long Gladia must be unreachable before a file goes local.
+    fallback_after_seconds: Annotated[float, Meta(ge=0)] = 600.0
+
+
+class ScanTable(Table, frozen=True):
+    """``[scan]``: how often every watch is walked again, whatever the events said."""
+
+    interval_seconds: Annotated[float, Meta(ge=MIN_SCAN_INTERVAL_SECONDS)] = 300.0
+
+
+class LogTable(Table, frozen=True):
+    """``[log]``: the log's form and level."""
+
+    format: LogFormat = "auto"
+    level: LogLevel = "info"
+
+
+class MetricsTable(Table, frozen=True):
+    """``[metrics]``: a Prometheus textfile (node_exporter's textfile collector)."""
+
+    textfile: Path | None = None
+
+
+class NodeTable(Table, frozen=True):
+    """``[node]``: this daemon's name in a shared journal (None: the host name)."""
+
+    name: str | None = None
+
+
+class JournalTable(Table, frozen=True):
+    """``[journal]``: the SQLite file, or the PostgreSQL URL shared by several nodes."""
+
+    path: Path | None = None
+    url: str | None = None
+    # How long a node's claim on a source outlives its last renewal.
+    lease_seconds: Annotated[float, Meta(gt=0, extra={
+        "expected": "a number of seconds > 0 (default 30)"})] = DEFAULT_LEASE_SECONDS
+    # Events older than this many days are folded into a summary per file.
+    history_days: Annotated[float, Meta(ge=1)] = DEFAULT_HISTORY_DAYS
+
+
+_JOURNAL_KEYS = table_keys(JournalTable)
+
+
+#: ``[retry]``: its keys are RETRY_KEYS, each a number of seconds >= 0.01 whose default is
+#: RetryPolicy's (stated there once).
+RETRY_TABLE: type[msgspec.Struct] = msgspec.defstruct(
+    "RetryTable",
+    [(key, Annotated[float, Meta(ge=0.01)], getattr(RetryPolicy(), field_name))
+     for key, field_name in RETRY_KEYS.items()],
+    bases=(Table,), frozen=True)
 
 
 #: What ``[notify] on`` may name: a file done, a file failed, work paused for a person.
@@ -290,13 +392,13 @@ class Config:
     log_format: LogFormat
     log_level: str
     watches: tuple[WatchConfig, ...]
-    scan_interval_seconds: float = 300.0
+    scan_interval_seconds: float = ScanTable().interval_seconds
     defaults: WatchDefaults = field(default_factory=WatchDefaults)
     callback: CallbackConfig | None = None
     webhook: WebhookConfig | None = None
     local: LocalConfig = field(default_factory=_default_local)
     # With fallback = "local", how long Gladia must be unreachable before a file goes local.
-    fallback_after_seconds: float = 600.0
+    fallback_after_seconds: float = EngineTable().fallback_after_seconds
     hooks: HooksConfig = field(default_factory=HooksConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     # A Prometheus textfile (node_exporter's textfile collector) refreshed while running.

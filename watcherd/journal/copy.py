@@ -313,7 +313,7 @@ def _write_pg(url: str, rows: JournalRows, source_label: str,
         with conn.transaction():
             # Nodes wait while the copy runs: they see none of it or all of it.
             conn.execute("LOCK TABLE sources, events, results, job_times, remote_jobs,"
-                         " search_docs, folded_history"
+                         " search_fts, folded_history"
                          " IN SHARE ROW EXCLUSIVE MODE")
             _check_destination(conn, label, source_label, rows, decode)
             with conn.cursor() as cur:

@@ -363,7 +363,8 @@ class PostgresJournal(SQLJournal):
         return None
 
     def _table_missing(self, exc: BaseException) -> bool:
-        return getattr(exc, "sqlstate", None) == "42P01"  # undefined_table
+        # undefined_table, or undefined_column (results' doc_id before its migration).
+        return getattr(exc, "sqlstate", None) in ("42P01", "42703")
 
     def _query_refused(self, exc: BaseException) -> bool:
         # 42601 syntax_error: to_tsquery's words for "this is no tsquery".

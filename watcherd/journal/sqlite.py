@@ -179,7 +179,9 @@ class SQLiteJournal(SQLJournal):
         return sqlite_reason(exc)
 
     def _table_missing(self, exc: BaseException) -> bool:
-        return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc)
+        # A column: results' doc_id, missing from a journal read before its migration.
+        return isinstance(exc, sqlite3.OperationalError) and (
+            "no such table" in str(exc) or "no such column" in str(exc))
 
     def _query_refused(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.OperationalError) and (

@@ -48,7 +48,7 @@ __all__ = ["FOLDS_ATTEMPT", "SQLJournal", "assignments", "forget_indexed", "inde
 
 # Matching utterances read per page, per file asked for (hits are grouped by file).
 _HITS_READ_PER_FILE = 10
-# An index row's id is (search_docs.id << _UTTERANCE_BITS) | the utterance's place among the
+# An index row's id is (results.doc_id << _UTTERANCE_BITS) | the utterance's place among the
 # result's utterance_rows: a hit finds its text in the stored result, which alone keeps it.
 _UTTERANCE_BITS = 20
 _MAX_UTTERANCES = 1 << _UTTERANCE_BITS  # a million utterances: days of speech in one file
@@ -257,6 +257,10 @@ class SQLJournal(Journal):
     def _transition(self, source: Source, state: str, *, actor: str, reason: str | None,
                     fence: bool, **changes: Any) -> Source:
         _check_columns(changes)
+        if state == "done" and source.audio_url is not None:
+            # The upload's URL serves only to create the job; a done row would keep it for
+            # good (~64 B of a short file's 2 KB, issue 26). A later version uploads anew.
+            changes.setdefault("audio_url", None)
         with self._transaction(notify=True):
             self._move(source, state, actor=actor, reason=reason, fence=fence, **changes)
         return self._after_transition(source)
@@ -722,8 +726,9 @@ def index_result(execute: Callable[..., Any], dialect: Dialect, content_key: str
     """
     queries = QUERIES[dialect]
     rows = utterance_rows(job)[:_MAX_UTTERANCES]
-    doc = int(execute(queries["search_mark"], {"content_key": content_key, "at": time.time(),
-                                               "utterances": len(rows)}).fetchone()["id"])
+    doc = int(execute(queries["search_new_doc"], {}).fetchone()["id"])
+    execute(queries["search_mark"], {"content_key": content_key, "doc_id": doc,
+                                     "utterances": len(rows)})
     for place, (_, _, _, folded) in enumerate(rows):
         execute(queries["search_add"], {"rowid": doc << _UTTERANCE_BITS | place,
                                         "words": folded})
@@ -736,7 +741,7 @@ def forget_indexed(execute: Callable[..., Any], dialect: Dialect, content_key: s
     ``contentless_delete`` needs SQLite 3.43) deletes a row only when given its words again:
     they are cut again from the result still stored. Words it cannot give again (a result
     unreadable now) stay in the index under an id no document has any more, found by no
-    search (document ids are never given twice: AUTOINCREMENT).
+    search (document ids are never given twice: ``search_new_doc``).
     """
     queries = QUERIES[dialect]
     doc = execute(queries["search_doc"], {"content_key": content_key}).fetchone()

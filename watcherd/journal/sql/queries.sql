@@ -130,7 +130,9 @@ SELECT * FROM sources WHERE content_key = :content_key AND state IN {ACTIVE_STAT
     ORDER BY (job_id IS NULL), (submit_started_at IS NULL), (audio_url IS NULL), id LIMIT 1;
 
 -- name: unsettled
-SELECT * FROM sources WHERE state = 'pending' AND content_key IS NULL
+-- sources_unsettled holds exactly these rows, in this order (the planner, told nothing, would
+-- sort every pending row instead).
+SELECT * FROM sources {INDEXED_BY:sources_unsettled} WHERE state = 'pending' AND content_key IS NULL
     ORDER BY changed_at NULLS FIRST, id LIMIT :limit;
 
 -- The worker's queue (`due`): four reads on partial indexes instead of one sort of every
@@ -146,9 +148,9 @@ SELECT * FROM sources WHERE state = 'waiting' AND content_key IS NOT NULL
     ORDER BY next_attempt_at NULLS FIRST LIMIT :limit;
 
 -- name: due_started
-SELECT * FROM sources {INDEXED_BY:sources_started} WHERE
-    (job_id IS NOT NULL OR submit_started_at IS NOT NULL OR audio_url IS NOT NULL)
-    AND state = 'pending' AND content_key IS NOT NULL {LEASE_FREE} LIMIT :limit;
+SELECT * FROM sources {INDEXED_BY:sources_started} WHERE state = 'pending'
+    AND (job_id IS NOT NULL OR submit_started_at IS NOT NULL OR audio_url IS NOT NULL)
+    AND content_key IS NOT NULL {LEASE_FREE} LIMIT :limit;
 
 -- name: due_queued
 SELECT * FROM sources {INDEXED_BY:sources_queue} WHERE state = 'pending'
@@ -237,15 +239,15 @@ DELETE FROM remote_jobs WHERE job_id IN (SELECT job_id FROM remote_jobs
 SELECT count(*) AS n FROM remote_jobs WHERE delete_wanted_at IS NOT NULL
     AND deleted_at IS NULL;
 
--- Full-text search (sql/*/…_search_once.sql): one row of search_docs per indexed result,
--- one index row per utterance, whose id is (search_docs.id << 20) | its place among
--- journal/search.py's utterance_rows of the result. The text itself is only in results.
+-- Full-text search (sql/*/…_search_once.sql, …_search_in_results.sql): an indexed result
+-- has a document id (results.doc_id, and how many utterances it indexed), and one index row
+-- per utterance, whose id is (doc_id << 20) | its place among journal/search.py's
+-- utterance_rows of the result. The text itself is only in results.
 
 -- name: search_doc
 -- What is indexed for a content key, and its stored result (to forget its words).
-SELECT d.id, d.utterances, r.job_json, r.job_z FROM search_docs d
-    LEFT JOIN results r ON r.content_key = d.content_key
-    WHERE d.content_key = :content_key;
+SELECT doc_id AS id, utterances, job_json, job_z FROM results
+    WHERE content_key = :content_key AND doc_id IS NOT NULL;
 
 -- name: search_forget_words (sqlite)
 -- A contentless FTS5 table deletes a row given its words again.
@@ -255,12 +257,22 @@ INSERT INTO search_fts (search_fts, rowid, words) VALUES ('delete', :rowid, :wor
 DELETE FROM search_fts WHERE id >= :lo AND id < :hi;
 
 -- name: search_forget
-DELETE FROM search_docs WHERE content_key = :content_key;
+UPDATE results SET doc_id = NULL, utterances = NULL WHERE content_key = :content_key;
+
+-- name: search_new_doc (sqlite)
+-- A new document id each time, never given twice (the last one is kept in meta): an
+-- utterance's index row never points at another result's text, not even words left behind
+-- by a result that could not be read again.
+INSERT INTO meta (key, value) VALUES ('search_last_doc', '1')
+    ON CONFLICT (key) DO UPDATE SET value = CAST(meta.value AS INTEGER) + 1
+    RETURNING CAST(value AS INTEGER) AS id;
+
+-- name: search_new_doc (postgres)
+SELECT nextval('search_doc_ids') AS id;
 
 -- name: search_mark
--- A new id each time: an utterance's index row never points at another result's text.
-INSERT INTO search_docs (content_key, indexed_at, utterances)
-    VALUES (:content_key, :at, :utterances) RETURNING id;
+UPDATE results SET doc_id = :doc_id, utterances = :utterances
+    WHERE content_key = :content_key;
 
 -- name: search_add (sqlite)
 INSERT INTO search_fts (rowid, words) VALUES (:rowid, :words);
@@ -270,15 +282,14 @@ INSERT INTO search_fts (id, tsv) VALUES (:rowid, to_tsvector('simple', :words));
 
 -- name: search_backlog
 -- Stored results not indexed yet (journals from before the index, or a copy's).
-SELECT r.content_key, r.job_json, r.job_z FROM results r
-    WHERE NOT EXISTS (SELECT 1 FROM search_docs d WHERE d.content_key = r.content_key)
-    ORDER BY r.created_at DESC LIMIT :limit;
+-- (results_docs finds the rows with no document id; only those are sorted.)
+SELECT content_key, job_json, job_z FROM results WHERE doc_id IS NULL
+    ORDER BY created_at DESC LIMIT :limit;
 
 -- name: search_state
-SELECT (SELECT count(*) FROM results) AS results,
-    (SELECT count(*) FROM search_docs d WHERE EXISTS
-        (SELECT 1 FROM results r WHERE r.content_key = d.content_key)) AS indexed,
-    (SELECT coalesce(sum(utterances), 0) FROM search_docs) AS utterances;
+-- Read from results_docs alone (it holds both columns).
+SELECT count(*) AS results, count(doc_id) AS indexed,
+    coalesce(sum(utterances), 0) AS utterances FROM results;
 
 -- name: search (sqlite)
 -- The matching utterances of done files, the newest indexed first: FTS5 walks its index
@@ -286,9 +297,11 @@ SELECT (SELECT count(*) FROM results) AS results,
 -- rare one (a rank, bm25, would score every match first). :folder is a stored path prefix
 -- ending in '/', or NULL; :since a time, or NULL; :before the utterance the last page ended
 -- at, or NULL.
-SELECT s.*, search_fts.rowid AS utterance_id, d.content_key AS indexed_key FROM search_fts
-    JOIN search_docs d ON d.id = (search_fts.rowid >> 20)
-    JOIN sources s ON s.content_key = d.content_key AND s.state = 'done'
+-- CROSS JOIN keeps this order (hit, its result by document id, its sources by content key):
+-- told nothing, the planner would walk every done source for each hit.
+SELECT s.*, search_fts.rowid AS utterance_id, r.content_key AS indexed_key FROM search_fts
+    CROSS JOIN results r ON r.doc_id = (search_fts.rowid >> 20)
+    CROSS JOIN sources s ON s.content_key = r.content_key AND s.state = 'done'
     WHERE search_fts MATCH :query AND (:before IS NULL OR search_fts.rowid < :before)
     AND (:folder IS NULL OR substr(s.path, 1, length(:folder)) = :folder)
     AND (:since IS NULL OR s.done_at >= :since)
@@ -296,9 +309,9 @@ SELECT s.*, search_fts.rowid AS utterance_id, d.content_key AS indexed_key FROM 
 
 -- name: search (postgres)
 -- As SQLite's: the newest indexed first.
-SELECT s.*, f.id AS utterance_id, d.content_key AS indexed_key FROM search_fts f
-    JOIN search_docs d ON d.id = (f.id >> 20)
-    JOIN sources s ON s.content_key = d.content_key AND s.state = 'done'
+SELECT s.*, f.id AS utterance_id, r.content_key AS indexed_key FROM search_fts f
+    JOIN results r ON r.doc_id = (f.id >> 20)
+    JOIN sources s ON s.content_key = r.content_key AND s.state = 'done'
     WHERE f.tsv @@ to_tsquery('simple', :query)
     AND (CAST(:before AS BIGINT) IS NULL OR f.id < :before)
     AND (CAST(:folder AS TEXT) IS NULL OR substr(s.path, 1, length(:folder)) = :folder)

@@ -37,7 +37,7 @@ def test_local_tuning_values_kept() -> None:
 @pytest.mark.parametrize(("table", "message"), [
     ({"vad": "yes"}, "local.vad: expected true or false"),
     ({"nice": 20}, "local.nice: expected an integer from 0 to 19"),
-    ({"nice": -1}, "local.nice: expected an integer >= 0"),
+    ({"nice": -1}, "local.nice: expected an integer from 0 to 19"),
     ({"language": "english"}, 'local.language: expected "auto" or a language code'),
     ({"hotwords": "Gladia"}, "local.hotwords: expected an array of strings"),
     ({"hotwords": ["ok", "bad\x00word"]}, "local.hotwords[2]: expected a word or phrase"),

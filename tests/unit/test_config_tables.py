@@ -1,0 +1,170 @@
+"""The core tables declared as msgspec Structs (watcherd.config.model): each default stated
+once, every problem of a table reported at once, any value at any key kept or refused naming
+that key."""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from watcherd.config import parse_config
+from watcherd.config.model import (
+    RETRY_TABLE,
+    CallbackTable,
+    EngineTable,
+    HooksConfig,
+    HttpTable,
+    JournalTable,
+    LogTable,
+    MetricsTable,
+    NodeTable,
+    ScanTable,
+    WebhookTable,
+    default_journal_path,
+)
+from watcherd.configkit import table_keys
+from watcherd.errors import ConfigError
+from watcherd.retry import RETRY_KEYS, RetryPolicy
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
+TABLES: dict[str, type[Any]] = {
+    "engine": EngineTable, "scan": ScanTable, "log": LogTable, "hooks": HooksConfig,
+    "metrics": MetricsTable, "node": NodeTable, "journal": JournalTable, "retry": RETRY_TABLE,
+    "http": HttpTable,
+}
+
+
+def test_a_config_without_tables_is_the_declared_defaults() -> None:
+    config = parse_config({}, source=None, env={})
+    assert (config.engine, config.fallback_after_seconds) == (
+        EngineTable().name, EngineTable().fallback_after_seconds)
+    assert config.scan_interval_seconds == ScanTable().interval_seconds
+    assert (config.log_format, config.log_level) == (LogTable().format, LogTable().level)
+    assert config.hooks == HooksConfig() and config.metrics_textfile is None
+    assert config.node_name == socket.gethostname()
+    journal = JournalTable()
+    assert (config.journal_path, config.journal_url, config.lease_seconds,
+            config.history_days) == (default_journal_path(), None, journal.lease_seconds,
+                                     journal.history_days)
+    assert config.retry == RetryPolicy()
+    assert RETRY_TABLE() == RETRY_TABLE(**{key: getattr(RetryPolicy(), name)
+                                           for key, name in RETRY_KEYS.items()})
+
+
+def test_every_problem_of_a_core_table_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"journal": {"lease_seconds": 0, "history_days": 0, "pth": "x"},
+                      "hooks": {"timeout_seconds": 0, "on_done": "notify"}},
+                     source=None, env={})
+    assert str(caught.value).splitlines() == [
+        "config: 5 problems:",
+        "  - hooks.on_done: expected a list such as [\"/usr/local/bin/notify\", \"--quiet\"] "
+        "(program then arguments; no shell, so file names are never interpreted), got "
+        "\"notify\"",
+        "  - hooks.timeout_seconds: expected a number >= 0.1, got 0",
+        '  - [journal] pth: unknown key; did you mean "path"?',
+        "  - journal.lease_seconds: expected a number of seconds > 0 (default 30), got 0",
+        "  - journal.history_days: expected a number >= 1, got 0",
+    ]
+
+
+def test_the_example_documents_every_key_of_every_declared_table() -> None:
+    text = EXAMPLE.read_text("utf-8")
+    tables = {**TABLES, "callback": CallbackTable, "webhook": WebhookTable}
+    missing = [f"{name}.{key}" for name, schema in tables.items()
+               for key in table_keys(schema) if not re.search(rf"\b{key}\b", text)]
+    assert missing == []
+
+
+_VALUES: st.SearchStrategy[Any] = (
+    st.booleans() | st.integers(-5, 400) | st.floats() | st.text(max_size=12)
+    | st.sampled_from(["auto", "local", "INFO", "json", "postgresql://h/db"])
+    | st.lists(st.text(max_size=5), max_size=2) | st.just({}))
+
+
+@given(table=st.sampled_from(sorted(TABLES)), data=st.data())
+def test_any_value_at_any_core_key_is_kept_or_refused_naming_that_key(
+        table: str, data: st.DataObject) -> None:
+    key = data.draw(st.sampled_from(table_keys(TABLES[table])))
+    value = data.draw(_VALUES)
+    try:
+        parse_config({table: {key: value}}, source=None, env={})
+    except ConfigError as exc:
+        assert re.match(rf"config: {table}\.{key}(\[\d+\])?: ", str(exc)), str(exc)
+        if key == "url" and isinstance(value, str) and len(value) > 3:
+            assert value not in str(exc)  # the URL may hold a password
+
+
+def test_defaults_and_watches_keys_are_their_fields() -> None:
+    """[defaults] keys are WatchDefaults' fields; a watch's are WatchConfig's and notify."""
+    from watcherd.config.model import _DEFAULTS_KEYS, _WATCH_KEYS, WatchConfig, WatchDefaults
+
+    assert table_keys(WatchDefaults) == _DEFAULTS_KEYS
+    assert set(_WATCH_KEYS) == {*table_keys(WatchConfig), "notify"} == {
+        *_DEFAULTS_KEYS, "path", "engine", "id", "notify"}
+    assert parse_config({}, source=None, env={}).defaults == WatchDefaults()
+
+
+def test_every_problem_of_a_watch_is_reported_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"defaults": {"settle_seconds": -1, "poll": "sometimes"},
+                      "watch": [{"path": str(tmp_path), "recursive": "yes", "id": "a b",
+                                 "include": ["*.mp3", ""], "colour": 1}]},
+                     source=None, env={})
+    assert str(caught.value).splitlines() == [
+        "config: 6 problems:",
+        "  - defaults.settle_seconds: expected a number >= 0, got -1",
+        '  - defaults.poll: expected one of "auto", "always", "never", got "sometimes"',
+        "  - [watch[1]] colour: unknown key",
+        '  - watch[1].include[2]: expected a non-empty string, got ""',
+        '  - watch[1].recursive: expected true or false, got "yes"',
+        "  - watch[1].id: expected a name of letters, digits, '.', '_' or '-' (at most 64, "
+        'starting with a letter or digit), the same on every node that watches this folder, '
+        'got "a b"',
+    ]
+
+
+def test_a_watch_takes_what_it_does_not_set_from_the_defaults(tmp_path: Path) -> None:
+    config = parse_config({"defaults": {"settle_seconds": 7, "outputs": ["srt"]},
+                           "watch": [{"path": str(tmp_path), "recursive": False}]},
+                          source=None, env={})
+    watch = config.watches[0]
+    assert (watch.settle_seconds, watch.outputs, watch.recursive) == (7.0, ("srt",), False)
+
+
+_DEFAULTS_SCALAR_KEYS = ("include", "exclude", "outputs", "settle_seconds", "recursive", "poll",
+                         "fallback", "follow_links", "output_name", "subtitle_names",
+                         "speakers", "delete_after")
+
+
+@given(key=st.sampled_from(_DEFAULTS_SCALAR_KEYS), value=_VALUES)
+def test_any_value_at_any_defaults_key_is_kept_or_refused_naming_that_key(
+        key: str, value: Any) -> None:
+    try:
+        parse_config({"defaults": {key: value}}, source=None, env={})
+    except ConfigError as exc:
+        assert re.match(rf"config: defaults\.{key}(\[\d+\]|\.\S+)?: ", str(exc)), str(exc)
+
+
+def test_a_webhook_and_a_callback_problem_come_together(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"callback": {"listen": "127.0.0.1:8787", "public_url": "http://x"},
+                      "webhook": {"secret": "whsec_AAAA", "secret_file": str(tmp_path)},
+                      "http": {"listen": "nowhere", "tokn_file": "x"}},
+                     source=None, env={})
+    assert str(caught.value).splitlines() == [
+        "config: 4 problems:",
+        '  - callback.public_url: expected an https URL without query, such as '
+        '"https://watcherd.example.com" (the callback token travels in it, so plain http is '
+        'refused), got "http://x"',
+        "  - webhook.secret: set either secret or secret_file, not both",
+        '  - [http] tokn_file: unknown key; did you mean "token_file"?',
+        '  - http.listen: expected "HOST:PORT" with an IP address (or localhost) and a port '
+        '1-65535, got "nowhere"',
+    ]
