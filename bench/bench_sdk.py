@@ -203,7 +203,12 @@ def main() -> None:
         results.setdefault(run.name, []).append(run)
         done = run.done if run.done >= 0 else n
         print(f"  {run.name:<18} makespan {run.makespan:7.1f} s  done {done}/{n}"
-              f"  GET/job {run.gets / n:4.1f}  errors {run.errors}", flush=True)
+              f"  GET/job {run.gets / n:4.1f}  errors {run.errors}  duplicates {run.duplicates}",
+              flush=True)
+        polls = None
+        if run.started:  # a watcherd run: how soon its jobs were seen, its slots' hand-offs
+            polls = common.poll_figures(sim, run.started, c)
+            common.print_poll_figures(polls)
         if args.json is not None:
             with args.json.open("a", encoding="utf-8") as out:
                 out.write(json.dumps({
@@ -212,6 +217,10 @@ def main() -> None:
                     "done": run.done, "errors": run.errors, "phases": run.phases,
                     "from_first_upload": run.settled, "read_waits": run.read_waits,
                     "per_file": run.per_file, "load": load, "cpu": run.cpu,
+                    "duplicates": run.duplicates,
+                    "late": polls.late if polls else None,
+                    "handoff": polls.handoff if polls else None,
+                    "starved": polls.starved if polls else None,
                 }) + "\n")
 
     with contextlib.ExitStack() as stack:
@@ -288,6 +297,7 @@ def main() -> None:
                 folder.mkdir(parents=True)
                 copies = [Path(shutil.copyfile(r, folder / r.name)) for r in recordings]
                 before = len(sim.requests())
+                creates_before = sim.creates_per_content()
                 if faulty:
                     sim.faults = common.RandomFaults(seed=args.seed + round_)
                 try:
@@ -301,6 +311,7 @@ def main() -> None:
                     gets=sum(1 for r in requests if r.endpoint == "get"),
                     requests=len(requests), errors=len(figures["errors"]),
                     notes=figures["errors"][:3], done=len(figures["per_file"]),
+                    duplicates=common.duplicate_jobs(creates_before, sim.creates_per_content()),
                 ))
     ideal = n * t / c
     medians = {name: _median_run(runs) for name, runs in results.items()}

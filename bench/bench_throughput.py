@@ -2,7 +2,7 @@
 
 Usage: python bench/bench_throughput.py [--files 12] [--concurrency 3] [--job-seconds 5]
        [--settle 2.0] [--audio-seconds 5] [--repeat 1] [--poll-cap S] [--callback]
-       [--profile FILE] [--queue-ahead Q]
+       [--profile FILE] [--queue-ahead Q] [--faults [--seed S]]
 The simulator runs C jobs at once, each for exactly T seconds, so no client can finish N files
 in less than N*T/C: efficiency = (N*T/C) / makespan, where 1.0 is that ceiling. The daemon runs
 with max_concurrent_jobs = C and watcherd's production timings (settle, poll schedule).
@@ -43,6 +43,10 @@ def main() -> None:
     parser.add_argument("--queue-ahead", type=int, default=None,
                         help="[gladia] queue_ahead (default: watcherd's, = C; 0 creates a job "
                              "only into a free slot, the behaviour before issue 22)")
+    parser.add_argument("--faults", action="store_true",
+                        help="run under issue 12's fault mix (15%% 503, 10%% 429 with "
+                             "Retry-After: 1, 5%% resets, 10%% lost create responses)")
+    parser.add_argument("--seed", type=int, default=12, help="the fault draws' seed")
     parser.add_argument("--profile", type=Path, default=None,
                         help="run the daemon under cProfile and write the profile here")
     args = parser.parse_args()
@@ -73,16 +77,24 @@ def main() -> None:
                                                 salt=f"throughput{i}")
             sim.wait_idle(timeout=600)
             since = time.monotonic()
-            run = common.run_watcherd_batch(sim, recordings, Path(tmp) / f"watcherd{i}",
-                                            concurrency=c, settle_seconds=args.settle,
-                                            profile=args.profile, queue_ahead=args.queue_ahead,
-                                            extra_config=extra)
+            if args.faults:
+                sim.faults = common.RandomFaults(seed=args.seed + i)
+            try:
+                run = common.run_watcherd_batch(sim, recordings, Path(tmp) / f"watcherd{i}",
+                                                concurrency=c, settle_seconds=args.settle,
+                                                profile=args.profile,
+                                                queue_ahead=args.queue_ahead,
+                                                extra_config=extra)
+            finally:
+                sim.faults = common.FaultPlan()
             runs.append(run)
             busy, queued = common.slot_use(sim, since, c)
             print(f"watcherd makespan {run.makespan:.1f} s, efficiency "
                   f"{run.efficiency(n, t, c):.2f} (1.0 is the plan's ceiling); from the first "
                   f"upload {n * t / c / run.settled:.2f}; slots busy {busy:.2f} of the "
-                  f"simulator's span, mean queue wait {queued:.2f} s", flush=True)
+                  f"simulator's span, mean queue wait {queued:.2f} s; duplicate jobs "
+                  f"{run.duplicates}", flush=True)
+            common.print_poll_figures(common.poll_figures(sim, run.started, c))
         peak = sim.peak_processing
     if len(runs) > 1:
         spans = [r.makespan for r in runs]

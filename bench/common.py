@@ -17,13 +17,14 @@ import shutil
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -794,6 +795,9 @@ class BatchRun:
     started: float = 0.0
     settled: float = float("nan")
     read_waits: list[float] = field(default_factory=list)
+    #: Jobs created beyond one per content during the run (lost-response creates included):
+    #: a job paid twice. Must be 0.
+    duplicates: int = 0
 
     def efficiency(self, count: int, job_seconds: float, concurrency: int) -> float:
         """(N*T/C)/makespan: 1.0 is what the plan's concurrency allows at best."""
@@ -826,6 +830,7 @@ def run_watcherd_batch(
                           max_concurrent_jobs=concurrency, settle_seconds=settle_seconds,
                           queue_ahead=queue_ahead, extra=extra_config)
     before = len(sim.requests())
+    creates_before = sim.creates_per_content()
     with Daemon(config, workdir, profile=profile, env=dict(env or {})) as daemon:
         daemon.wait_ready()
         started = time.time()
@@ -851,6 +856,7 @@ def run_watcherd_batch(
         errors=len(problems), phases=phases, cpu=cpu if cpu is not None else float("nan"),
     )
     run.notes += [str(p.get("event", p))[:200] for p in problems[:3]]
+    run.duplicates = duplicate_jobs(creates_before, sim.creates_per_content())
     # The daemon's own planned waits after a failed read: a retry within the step
     # (gladia_read_retry) or the step's wait once the retries are spent.
     for line in daemon.log.lines:
@@ -868,6 +874,12 @@ def run_watcherd_batch(
     return run
 
 
+def duplicate_jobs(before: Mapping[str, int], after: Mapping[str, int]) -> int:
+    """Jobs created beyond one per content between two readings of the simulator's
+    ``creates_per_content()``: each is a job paid twice."""
+    return sum(max(0, (count - before.get(key, 0)) - 1) for key, count in after.items())
+
+
 def slot_use(sim: GladiaSimulator, since: float, concurrency: int) -> tuple[float, float]:
     """The simulator's side of a batch: from its first job's start to its last one's end,
     the share of slot time spent processing, and the mean wait of a job in the queue."""
@@ -877,6 +889,56 @@ def slot_use(sim: GladiaSimulator, since: float, concurrency: int) -> tuple[floa
     span = max(end for _, _, end in jobs) - min(start for _, start, _ in jobs)
     busy = sum(end - start for _, start, end in jobs)
     return busy / (concurrency * span), sum(start - made for made, start, _ in jobs) / len(jobs)
+
+
+@dataclass(frozen=True)
+class PollFigures:
+    """How soon a batch's ended jobs were seen, and what their slots waited for.
+
+    ``late``: per job, its first GET at or after its end minus that end (a job done at
+    Gladia but not yet seen still holds one of the client's in-flight places). ``handoff``:
+    per slot hand-off (the k-th start after the first C), that start minus the end that
+    freed the slot; ``starved``: the share of hand-offs whose next job was not even created
+    when the slot freed (the queue ahead had run dry).
+    """
+
+    late: list[float]
+    handoff: list[float]
+    starved: float
+
+
+def poll_figures(sim: GladiaSimulator, since: float, concurrency: int) -> PollFigures:
+    """:class:`PollFigures` of the jobs the simulator created after ``since`` (wall clock)."""
+    jobs = [j for j in sim.timeline() if j[1] >= since]
+    gets: dict[str, list[float]] = {}
+    for r in sim.requests():
+        if r.endpoint == "get" and r.time >= since and r.status == 200:
+            gets.setdefault(r.path.rsplit("/", 1)[-1], []).append(r.time)
+    late = []
+    for job_id, _, _, end in jobs:
+        after = [t for t in gets.get(job_id, []) if t >= end]
+        if after:
+            late.append(min(after) - end)
+    starts = sorted((start, made) for _, made, start, _ in jobs)
+    ends = sorted(end for *_, end in jobs)
+    handoff, starved = [], 0
+    for k in range(concurrency, len(starts)):
+        start, made = starts[k]
+        freed = ends[k - concurrency]
+        handoff.append(max(0.0, start - freed))
+        starved += made > freed
+    return PollFigures(late, handoff, starved / len(handoff) if handoff else float("nan"))
+
+
+def print_poll_figures(figures: PollFigures) -> None:
+    """The lines bench_throughput and bench_sdk print for :func:`poll_figures`."""
+    if figures.late:
+        print(f"  job seen done   {statistics.fmean(figures.late):.2f} s after its end on "
+              f"average (p95 {percentile(figures.late, 95):.2f} s) over {len(figures.late)} jobs")
+    if figures.handoff:
+        print(f"  slot hand-off   {statistics.fmean(figures.handoff):.2f} s from a slot freeing "
+              f"to the next start on average (p95 {percentile(figures.handoff, 95):.2f} s); "
+              f"{figures.starved:.0%} with the next job not yet created", flush=True)
 
 
 def batch_phases(log: LogTail, closed: dict[Path, float]) -> dict[str, float]:
@@ -916,15 +978,17 @@ def batch_phases(log: LogTail, closed: dict[Path, float]) -> dict[str, float]:
 
 
 def print_phases(phases: dict[str, float], job_seconds: float) -> None:
-    """Print a batch's phases, with the poll lateness (job_to_written minus T) called out."""
+    """Print a batch's phases. With jobs queued ahead, job created -> transcript holds the
+    wait in Gladia's queue as well: the poll lateness is :func:`poll_figures`' "job seen
+    done" (this line read it as lateness before queue ahead, and over-stated it)."""
     print("where the time went (means per file, from the daemon's log):")
     print(f"  drop -> upload started     {phases['drop_to_upload']:6.2f} s "
           "(settle + hash + waiting for a free job slot)")
     print(f"  upload                     {phases['upload']:6.2f} s")
     print(f"  uploaded -> job created    {phases['create']:6.2f} s (duplicate lookup + create)")
     print(f"  job created -> transcript  {phases['job_to_written']:6.2f} s "
-          f"(T = {job_seconds:g} s, so {phases['job_to_written'] - job_seconds:.2f} s of it is "
-          "the poll coming late)")
+          f"(T = {job_seconds:g} s; the other {phases['job_to_written'] - job_seconds:.2f} s are "
+          "the wait in Gladia's queue, the poll coming late and the writing)")
     gap = phases["slot_gap"]
     if math.isnan(gap):
         print("  freed slot -> next upload     n/a (no freed slot was used again)")

@@ -458,6 +458,14 @@ class GladiaSimulator:
             return [(j.created_mono, j.started_mono, j.due_mono) for j in self._job_order
                     if j.status in ("done", "error")]
 
+    def timeline(self) -> list[tuple[str, float, float, float]]:
+        """(job id, created, started, finished) of every finished job on the wall clock (the
+        requests' clock), in creation order: when each job could first be seen done."""
+        offset = time.time() - time.monotonic()
+        with self._lock:
+            return [(j.id, j.created_mono + offset, j.started_mono + offset, j.due_mono + offset)
+                    for j in self._job_order if j.status in ("done", "error")]
+
     @property
     def queued_now(self) -> int:
         """How many jobs are waiting in the queue right now."""

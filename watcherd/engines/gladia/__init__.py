@@ -22,7 +22,8 @@ from watcherd.engines.gladia.client import GladiaClient
 from watcherd.engines.gladia.config import GladiaConfig
 from watcherd.engines.gladia.deletes import RemoteDeletes
 from watcherd.engines.gladia.listener import Listener, safety_net, start_listener
-from watcherd.engines.gladia.pipeline import GladiaPipeline, JobHints
+from watcherd.engines.gladia.pipeline import GladiaPipeline
+from watcherd.engines.gladia.polling import JobHints
 from watcherd.engines.gladia.purge import PurgeResult, purge_remote
 from watcherd.errors import AuthError, GladiaError, TransientGladiaError
 from watcherd.findings import Finding, ok

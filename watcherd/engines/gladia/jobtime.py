@@ -15,7 +15,6 @@ A job is then polled at its predicted end, densely just after it, then less and 
 
 from __future__ import annotations
 
-import itertools
 import math
 import statistics
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,8 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["COSTLY_OPTIONS", "JobTimeModel", "Prediction", "job_seconds", "options_class",
-           "poll_schedule", "queued_schedule"]
+__all__ = ["COSTLY_OPTIONS", "JobTimeModel", "Prediction", "after_end", "first_look",
+           "guard_wait", "job_seconds", "options_class", "poll_schedule"]
 
 #: Create fields whose add-on makes a job take longer (docs/gladia-contract.md).
 COSTLY_OPTIONS: tuple[str, ...] = (
@@ -165,16 +164,32 @@ def poll_schedule(prediction: Prediction, *, since_created: float, start: float,
             yield wait
             now += wait
             wait = min(cap, wait * 1.5)
-    early = min(prediction.spread, prediction.seconds * 0.25)
     first = max(start if since_created == 0.0 else 0.0,
-                prediction.seconds - early - since_created)
+                first_look(prediction) - since_created)
     # A long job is still looked at now and then before its predicted end, in case Gladia
     # got faster than what was learnt.
-    guard = max(4 * cap, first / 4)
+    guard = guard_wait(first, cap)
     while first > guard:
         yield guard
         first -= guard
     yield first
+    yield from after_end(prediction, cap)
+
+
+def first_look(prediction: Prediction) -> float:
+    """Seconds after a job's start of its first look: its predicted end, early by the model's
+    typical error (at most a quarter of the prediction)."""
+    return prediction.seconds - min(prediction.spread, prediction.seconds * 0.25)
+
+
+def guard_wait(left: float, cap: float) -> float:
+    """The longest wait before a look while ``left`` seconds remain to a predicted end."""
+    return max(4 * cap, left / 4)
+
+
+def after_end(prediction: Prediction, cap: float) -> Iterator[float]:
+    """The waits after the first look found the job not done: DENSE_POLLS close together,
+    then growing by half each time up to ``cap``."""
     step = min(DENSE_MAX, max(DENSE_MIN, prediction.seconds * DENSE_SHARE,
                               prediction.spread / 2))
     for _ in range(DENSE_POLLS):
@@ -183,16 +198,3 @@ def poll_schedule(prediction: Prediction, *, since_created: float, start: float,
     while True:
         wait = min(cap, wait * 1.5)
         yield wait if math.isfinite(wait) else cap
-
-
-def queued_schedule(prediction: Prediction, *, queue_wait: float, since_created: float,
-                    start: float, cap: float) -> Iterator[float]:
-    """:func:`poll_schedule` for a job that waits ``queue_wait`` seconds in Gladia's queue.
-
-    Nothing is looked at while the jobs ahead still hold every slot: the first wait is the
-    queue wait plus the schedule's first wait of a job that starts then.
-    """
-    if queue_wait <= 0:
-        return poll_schedule(prediction, since_created=since_created, start=start, cap=cap)
-    waits = poll_schedule(prediction, since_created=0.0, start=start, cap=cap)
-    return itertools.chain([max(0.0, queue_wait - since_created) + next(waits)], waits)

@@ -42,7 +42,7 @@ import structlog
 
 from watcherd.config import Config, Secret
 from watcherd.connections import ConnectionLimiter, ConnectionLimits, is_loopback
-from watcherd.engines.gladia.pipeline import JobHints
+from watcherd.engines.gladia.polling import JobHints
 from watcherd.engines.gladia.webhooks import (
     SeenMessages,
     WebhookRejected,

@@ -32,7 +32,13 @@ from watcherd.engines.gladia.jobtime import (
     job_seconds,
     options_class,
     poll_schedule,
-    queued_schedule,
+)
+from watcherd.engines.gladia.polling import (
+    JobHints,
+    NewJobLooks,
+    job_age,
+    job_time,
+    poll_cap_for,
 )
 from watcherd.engines.gladia.queueahead import QueueBudget, QueueModel
 from watcherd.engines.gladia.refusals import refusal_reason
@@ -112,29 +118,6 @@ class Stopped(Exception):
     """The source was already moved to its next state; nothing more to do in this pass."""
 
 
-class JobHints:
-    """Hints that a job ended (a callback, a webhook): a waiting poll wakes at once."""
-
-    def __init__(self) -> None:
-        self._finished: dict[str, asyncio.Event] = {}
-
-    def finished(self, job_id: str) -> None:
-        """A job ended: the poll waiting on it (if any) happens now instead of at its time."""
-        event = self._finished.get(job_id)
-        if event is not None:
-            event.set()
-
-    async def pause(self, job_id: str, seconds: float) -> None:
-        """Wait up to ``seconds`` before polling ``job_id`` again, or until a hint comes."""
-        event = self._finished.setdefault(job_id, asyncio.Event())
-        try:
-            await asyncio.wait_for(event.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
-        finally:
-            self._finished.pop(job_id, None)
-
-
 class GladiaPipeline:
     """Moves sources through the Gladia engine, one :meth:`drive` call per attempt.
 
@@ -179,8 +162,14 @@ class GladiaPipeline:
         self._queue = QueueModel(max_in_flight if max_in_flight is not None else 1 << 30)
         # Set (and replaced) whenever an attempt ends: a create waiting for the budget looks.
         self._freed = asyncio.Event()
+        # Set (and replaced) whenever a job ended or a job time was learnt: new jobs' looks
+        # are planned again (their predicted starts moved).
+        self._moved = asyncio.Event()
         # This process's latest creates (when sent, content key, job id): once one sent after
         # a lost create's outcome was settled is listed, the list has caught up past it.
+        # Sources of this process whose job is done and result stored, outputs not yet
+        # written: still counted by the journal, no longer by Gladia.
+        self._stored: set[int] = set()
         self._recent: collections.deque[tuple[float, str, str]] = collections.deque(
             maxlen=RECENT_CREATES)
         self.client = client
@@ -241,6 +230,10 @@ class GladiaPipeline:
             if exc.idempotent:
                 # A read can be repeated at no cost: never wait long after one failed.
                 delay = min(delay, max(exc.retry_after or 0.0, self.retry.read_step_max_wait))
+            elif source_id in self._lost_at:
+                # A create of unknown outcome: what comes next is only a look at the list,
+                # and until it settles the outcome the source holds a job's place.
+                delay = min(delay, max(exc.retry_after or 0.0, EVIDENCE_RELOOK))
             outcomes.wait(self.journal, source_id, exc.describe(), delay, attempts=attempts)
             bound.warning("gladia_transient_error", error=exc.describe(), retry_in=round(delay, 1))
             if not exc.maybe_sent:
@@ -254,13 +247,25 @@ class GladiaPipeline:
             # Whatever happened, this attempt is over: the page stops showing it in flight,
             # and a create waiting for the budget looks again (a job may have ended).
             self.progress.clear(source_id)
-            freed, self._freed = self._freed, asyncio.Event()
-            freed.set()
+            self._stored.discard(source_id)
+            self._wake_creates()
+
+    def _wake_creates(self) -> None:
+        """A job's place may have freed: a create waiting for the budget looks again."""
+        freed, self._freed = self._freed, asyncio.Event()
+        freed.set()
 
     @property
     def max_in_flight(self) -> int | None:
-        """The jobs that may be in flight now, queued ones included (None: no limit)."""
-        return self.budget.limit if self.budget is not None else None
+        """The jobs that may be in flight now, queued ones included (None: no limit).
+
+        The journal counts a source until its outputs are written; one whose job is done
+        and whose result is stored holds no place at Gladia any more, so it is not counted
+        against the budget meanwhile (its job is never created again: the result is kept).
+        """
+        if self.budget is None:
+            return None
+        return self.budget.limit + len(self._stored)
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -353,7 +358,10 @@ class GladiaPipeline:
         self.progress.report(source.id, phase="uploading")
         if track is None:
             log.info("upload_started", source=source.path, bytes=source.size)
-            result = await self.client.upload(path, expected_size=source.size)
+            size = source.size
+            # Sent again from the start on a failure: an upload makes no job, so repeating it
+            # costs only the bytes, and waiting a step's backoff for it holds the file back.
+            result = await self._read(lambda: self.client.upload(path, expected_size=size))
             if result.sha256 != source.sha256:
                 raise SourceError("changed while it was uploading", transient=True)
         else:
@@ -433,26 +441,43 @@ class GladiaPipeline:
         """Create the job (the look-up for an existing one was made just before)."""
         body = self._create_body(source)
         source = await self._take_intent(source)
-        sent = time.time()
-        try:
-            created = await self.client.create(body)
-        except GladiaError as exc:
-            if exc.status == 429 and self.budget is not None and self.budget.most_ahead:
-                # Gladia's queue may be full: queue fewer ahead.
-                ahead = self.budget.refused(exc.retry_after)
-                if ahead is not None:
-                    log.info("queue_ahead_shrunk", queue_ahead=ahead, source=source.path)
-            if not exc.maybe_sent or not exc.transient or exc.status in NOT_PROCESSED:
-                # Refused or never sent: certainly no job exists, so no lookup is needed.
-                self.journal.transition(
-                    source, "uploaded", actor="worker", reason="job not created",
-                    submit_started_at=None,
-                )
-            else:
-                # Whether it made a job is unknown: from now on, Gladia has either made it or
-                # never will, so a job of ours sent after this and listed proves the answer.
-                self._lost_at[source.id] = time.time()
-            raise
+        attempt = 0
+        while True:
+            attempt += 1
+            sent = time.time()
+            try:
+                created = await self.client.create(body)
+                break
+            except GladiaError as exc:
+                shrunk = False
+                if exc.status == 429 and self.budget is not None and self.budget.most_ahead:
+                    # Gladia's queue may be full: queue fewer ahead.
+                    ahead = self.budget.refused(exc.retry_after, again=attempt > 1)
+                    shrunk = ahead is not None
+                    if shrunk:
+                        log.info("queue_ahead_shrunk", queue_ahead=ahead, source=source.path)
+                if not exc.maybe_sent or not exc.transient or exc.status in NOT_PROCESSED:
+                    # Refused or never sent: certainly no job exists, so no lookup is needed,
+                    # and the same create may be sent again at once under the intent it
+                    # holds (a rate limit's Retry-After, a refused connection), unless the
+                    # queue ahead just shrank: then the intent's place goes back.
+                    delay = (self.retry.read_delay(attempt, exc.retry_after)
+                             if exc.transient and not shrunk else None)
+                    if delay is not None:
+                        log.info("gladia_create_retry", error=exc.describe(),
+                                 retry_in=round(delay, 2), source=source.path)
+                        await asyncio.sleep(delay)
+                        continue
+                    self.journal.transition(
+                        source, "uploaded", actor="worker", reason="job not created",
+                        submit_started_at=None,
+                    )
+                else:
+                    # Whether it made a job is unknown: from now on, Gladia has either made it
+                    # or never will, so a job of ours sent after this and listed proves the
+                    # answer.
+                    self._lost_at[source.id] = time.time()
+                raise
         self.health.ok()
         if self.budget is not None:
             self.budget.accepted()
@@ -553,6 +578,7 @@ class GladiaPipeline:
             source = self.journal.transition(
                 source, "submitted", actor="worker", reason="waiting for the result"
             )
+        looks: NewJobLooks | None = None
         if self.expect_callbacks:
             # Callbacks say when a job ends; polling is only the (slowed) safety net.
             delays: Iterator[float] = poll_delays(start=self.retry.poll_start,
@@ -564,17 +590,16 @@ class GladiaPipeline:
             kind = options_class(source.options)
             prediction = self._model().predict(audio, kind)
             created = self._created.pop(job_id, None)
-            since = 0.0 if created is None else max(0.0, time.time() - created)
             cap = poll_cap_for(audio, self.retry)
             if fresh:
-                queued = self._queue.created(job_id, prediction, now=created)
-                # Before anything is learnt the queue wait is a guess as well: the schedule
-                # from the create, growing to the cap, finds the end soon enough.
-                queue_wait = queued.queue_wait if prediction.learnt_from else 0.0
-                expected = queue_wait + prediction.seconds
-                delays = queued_schedule(prediction, queue_wait=queue_wait, since_created=since,
-                                         start=self.retry.poll_start, cap=cap)
-                await self._pause(job_id, next(delays))
+                created = time.time() if created is None else created
+                queued = self._queue.created(job_id, prediction, now=created, key=(audio, kind))
+                expected = queued.queue_wait + prediction.seconds
+                # Looked at when it should end, planned again as the jobs ahead end and as
+                # job times are learnt (polling.py).
+                looks = NewJobLooks(job_id, self._queue, prediction, created=created,
+                                    poll_start=self.retry.poll_start, cap=cap)
+                await self._until(looks)
             else:
                 # Resumed (restart, adopted job): look now; the schedule starts from the
                 # job's own age once its created_at is known.
@@ -586,6 +611,7 @@ class GladiaPipeline:
                 job = await self._read(lambda: self.client.get(job_id))
             except JobNotFound:
                 self._queue.forget(job_id)
+                self._queue_moved()
                 raise PermanentGladiaError(
                     f"the job {job_id} no longer exists at Gladia (deleted or expired); "
                     "`watcherd retry` creates a new one, billed again",
@@ -595,21 +621,28 @@ class GladiaPipeline:
             status = job.get("status")
             if status in ("queued", "processing") and not self.expect_callbacks:
                 self.progress.report(source.id, phase=str(status),
-                                     expected_end=time.time() - _age(job) + expected)
+                                     expected_end=time.time() - job_age(job) + expected)
             elif status in ("queued", "processing"):
                 self.progress.report(source.id, phase=str(status))
             if status == "done":
                 # The journal keeps the job without the callback URL, which carries a token.
                 self.journal.store_result(source, outputs.scrub_job(job),
                                           delete=self.delete_for(source))
+                self._stored.add(source.id)
+                self._wake_creates()
                 self._learn(source, job)
                 return job
             if status == "error":
-                self._queue.ended(job_id, _timestamp(job.get("completed_at")))
+                self._queue.ended(job_id, job_time(job.get("completed_at")))
+                self._queue_moved()
                 self._job_error(source, job)
+            if looks is not None:
+                looks.looked(time.time())
+                await self._until(looks)
+                continue
             wait = next(delays, None)
             if wait is None:
-                age = _age(job)
+                age = job_age(job)
                 delays = poll_schedule(prediction, since_created=age,
                                        start=self.retry.poll_start, cap=cap)
                 wait = next(delays)
@@ -631,9 +664,19 @@ class GladiaPipeline:
         ours that freed its slot. A job whose start is unknown (created into the queue before
         a restart) teaches nothing while jobs are queued ahead.
         """
+        try:
+            self._learn_time(source, job)
+        finally:
+            # The job's end started the next queued one, and what was learnt may predict
+            # the live jobs better: their looks are planned again.
+            model = self._model()
+            self._queue.relearn(lambda key: model.predict(*key))
+            self._queue_moved()
+
+    def _learn_time(self, source: Source, job: Mapping[str, Any]) -> None:
         seconds = job_seconds(job)
-        created = _timestamp(job.get("created_at"))
-        completed = _timestamp(job.get("completed_at"))
+        created = job_time(job.get("created_at"))
+        completed = job_time(job.get("completed_at"))
         known, start = self._queue.ended(str(job.get("id")), completed)
         if not known and self.budget is not None and self.budget.most_ahead:
             return
@@ -651,11 +694,12 @@ class GladiaPipeline:
         self._model().add(Observation(kind, audio, seconds))
 
     async def _read(self, call: Callable[[], Awaitable[T]]) -> T:
-        """An idempotent request (GET a job, GET the list), retried within the step.
+        """A request that is harmless to repeat (GET a job, GET the list, an upload), retried
+        within the step.
 
         A transient failure is retried after the server's Retry-After (or a short jittered
         delay) a few times before the step itself waits: a lost GET costs a second, not a
-        backoff of the whole step. Uploads and creates never come through here.
+        backoff of the whole step. Creates never come through here (see :meth:`_create`).
         """
         attempt = 0
         while True:
@@ -675,6 +719,21 @@ class GladiaPipeline:
 
     async def _pause(self, job_id: str, seconds: float) -> None:
         await self.hints.pause(job_id, seconds)
+
+    async def _until(self, looks: NewJobLooks) -> None:
+        """Wait for a new job's next look, planned again whenever the queue moves (a job
+        ended, a job time was learnt), or until a hint says it ended."""
+        while (left := looks.next_at - time.time()) > 0:
+            moved = self._moved
+            if await self.hints.pause(looks.job_id, left, also=moved):
+                return
+            if moved.is_set():
+                looks.replan(time.time())
+
+    def _queue_moved(self) -> None:
+        """Predicted starts may have changed: waiting looks plan again."""
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
 
     def _job_error(self, source: Source, job: Mapping[str, Any]) -> None:
         code = job.get("error_code")
@@ -715,18 +774,6 @@ class GladiaPipeline:
 
 
 
-def poll_cap_for(audio_seconds: float | None, policy: RetryPolicy) -> float:
-    """The longest wait between polls for a recording of this length.
-
-    A job takes a fraction of its audio's length, so polling a short memo every 30 s would
-    make it wait up to 30 s for nothing: the cap is a tenth of the audio's length, at least
-    three times the first wait, at most ``policy.poll_cap``.
-    """
-    if audio_seconds is None:
-        return policy.poll_cap
-    return min(policy.poll_cap, max(policy.poll_start * 3, audio_seconds / 10))
-
-
 def _newest(jobs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     return max(jobs, key=lambda j: str(j.get("created_at", "")))
 
@@ -735,25 +782,6 @@ def _json(value: Any) -> str:
     import json
 
     return json.dumps(value, ensure_ascii=False)
-
-
-def _timestamp(value: Any) -> float | None:
-    """A job's ISO-8601 time (Gladia's clock) as seconds since the epoch, None if unreadable."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-def _age(job: Mapping[str, Any]) -> float:
-    """Seconds since the job was created by its own timestamp (0 when it does not say)."""
-    created = _timestamp(job.get("created_at"))
-    return 0.0 if created is None else max(0.0, time.time() - created)
 
 
 def _audio_seconds(job: Mapping[str, Any]) -> float | None:

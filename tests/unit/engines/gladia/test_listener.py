@@ -31,7 +31,7 @@ from watcherd.engines.gladia.listener import (
     safety_net,
     token_path,
 )
-from watcherd.engines.gladia.pipeline import JobHints
+from watcherd.engines.gladia.polling import JobHints
 from watcherd.engines.gladia.webhooks import (
     SeenMessages,
     WebhookRejected,

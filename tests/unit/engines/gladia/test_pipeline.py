@@ -403,12 +403,108 @@ class TestRetrySchedule:
         assert done.state == "done" and len(sim.jobs()) == 1
 
 
+class TestWithinTheStep:
+    """Failures that are harmless to repeat are retried at once, not after a step's backoff
+    (issue 22: under the fault mix those waits were most of the makespan at short T)."""
+
+    def test_rate_limited_create_with_a_short_retry_after_is_sent_again(
+            self, tmp_path: Path, sim: GladiaSimulator) -> None:
+        """A 429 with Retry-After: 1 on create made no job: the same create goes again after
+        1 s under the intent it holds, and one drive ends with the job's result."""
+        path = tmp_path / "inbox" / "again.wav"
+        (tmp_path / "inbox").mkdir()
+        data = make_wav(path, seconds=0.3, salt="again")
+        sim.faults.add("create", "status", status=429, retry_after=1)
+
+        async def scenario(bench: Bench) -> Source:
+            source = bench.settled(path)
+            await bench.pipeline.drive(source.id)
+            return bench.journal.get(source.id)
+
+        done = _run(tmp_path, sim, scenario)
+        assert done.state == "done" and done.attempts == 0
+        creates = [r for r in sim.requests() if r.endpoint == "create"]
+        assert [r.status for r in creates] == [429, 201]
+        assert creates[1].time - creates[0].time >= 1.0
+        assert set(sim.creates_per_content().values()) == {1}
+        assert _txt(path) == expected_transcript(data)
+
+    @pytest.mark.parametrize("fault", ["status", "reset"])
+    def test_failed_upload_is_sent_again(self, tmp_path: Path, sim: GladiaSimulator,
+                                         fault: str) -> None:
+        """An upload answered 503 (or cut) made no job: it is sent again within the step."""
+        path = tmp_path / "inbox" / "up.wav"
+        (tmp_path / "inbox").mkdir()
+        make_wav(path, seconds=0.3, salt=f"up-{fault}")
+        sim.faults.add("upload", fault, status=503)  # type: ignore[arg-type]
+
+        async def scenario(bench: Bench) -> Source:
+            source = bench.settled(path)
+            await bench.pipeline.drive(source.id)
+            return bench.journal.get(source.id)
+
+        done = _run(tmp_path, sim, scenario)
+        assert done.state == "done"
+        assert len([r for r in sim.requests() if r.endpoint == "upload"]) == 2
+        assert len(sim.jobs()) == 1
+
+    def test_lost_create_looks_again_soon(self, tmp_path: Path, sim: GladiaSimulator) -> None:
+        """A create answered 503 may have made a job and holds its place in the budget until
+        the list settles it: the look-up comes within EVIDENCE_RELOOK, not after a backoff
+        of up to retry_base (600 s here)."""
+        from watcherd.engines.gladia.pipeline import EVIDENCE_RELOOK
+
+        path = tmp_path / "inbox" / "lost.wav"
+        (tmp_path / "inbox").mkdir()
+        make_wav(path, seconds=0.3, salt="lost-soon")
+        sim.faults.add("create", "status", status=503)
+
+        async def scenario(bench: Bench) -> Source:
+            bench.pipeline.retry = RetryPolicy(retry_base=600.0, retry_cap=3600.0)
+            source = bench.settled(path)
+            await bench.pipeline.drive(source.id)
+            return bench.journal.get(source.id)
+
+        waiting = _run(tmp_path, sim, scenario)
+        assert waiting.state == "waiting" and waiting.submit_started_at is not None
+        assert waiting.next_attempt_at is not None
+        assert waiting.next_attempt_at <= time.time() + EVIDENCE_RELOOK
+
+    def test_a_stored_result_frees_its_budget_place(self, tmp_path: Path,
+                                                    sim: GladiaSimulator) -> None:
+        """Once a job's result is stored, its place in the budget (plan + queue ahead) is
+        free while the outputs are written: the journal still counts the source, so the
+        budget is one more meanwhile, and back to the plan's once it is done."""
+        path = tmp_path / "inbox" / "place.wav"
+        (tmp_path / "inbox").mkdir()
+        make_wav(path, seconds=0.3, salt="place")
+        seen: list[tuple[int | None, int]] = []
+
+        async def scenario(bench: Bench) -> Source:
+            def outputs_for(source: Source) -> list[str]:
+                # Asked for once the result is stored, before the outputs are written.
+                seen.append((pipeline.max_in_flight,
+                             bench.journal.count_in_flight(exclude=set())))
+                return ["txt"]
+
+            pipeline = GladiaPipeline(bench.journal, bench.client, retry=FAST, max_in_flight=2,
+                                      queue_ahead=1, outputs_for=outputs_for)
+            source = bench.settled(path)
+            await pipeline.drive(source.id)
+            assert pipeline.max_in_flight == 3
+            return bench.journal.get(source.id)
+
+        done = _run(tmp_path, sim, scenario)
+        assert done.state == "done"
+        assert seen == [(4, 1)]
+
+
 class TestPollCap:
     """The wait between polls scales with the recording's length."""
 
     def test_short_memo_is_polled_often_long_recording_rarely(self) -> None:
         """A 20 s memo caps at 3 s, an hour at the 30 s maximum, unknown length at the max."""
-        from watcherd.engines.gladia.pipeline import poll_cap_for
+        from watcherd.engines.gladia.polling import poll_cap_for
 
         timing = RetryPolicy(poll_start=1.0, poll_cap=30.0)
         assert poll_cap_for(20.0, timing) == 3.0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import pytest
@@ -11,7 +10,7 @@ from hypothesis import strategies as st
 
 from watcherd.config import parse_config
 from watcherd.engines.gladia import attempts_at_once
-from watcherd.engines.gladia.jobtime import Prediction, poll_schedule, queued_schedule
+from watcherd.engines.gladia.jobtime import Prediction
 from watcherd.engines.gladia.queueahead import QueueBudget, QueueModel
 from watcherd.errors import ConfigError
 
@@ -29,7 +28,9 @@ def test_budget_halves_on_refusal_and_grows_back_one_job_at_a_time() -> None:
     budget = QueueBudget(3, 8, grow_seconds=10.0, clock=clock)
     assert budget.limit == 11
     assert budget.refused(None) == 4 and budget.limit == 7  # no Retry-After: a full queue
-    assert budget.refused(1.0) == 2  # with one, but the second refusal in a row
+    assert budget.refused(1.0) is None and budget.limit == 7  # with one: a rate limit
+    assert budget.refused(1.0) is None  # another create's: rate limits fall at random
+    assert budget.refused(1.0, again=True) == 2  # the same create, refused once it waited
     budget.accepted()
     assert budget.refused(1.0) is None and budget.limit == 5  # a rate limit, once
     clock.now = 9.9
@@ -40,7 +41,31 @@ def test_budget_halves_on_refusal_and_grows_back_one_job_at_a_time() -> None:
     assert budget.ahead == 8 and budget.limit == 11  # never beyond the configured queue
 
 
-@given(st.integers(0, 400), st.lists(st.sampled_from(["refuse", "wait"]), max_size=40))
+def test_budget_grows_back_after_a_plans_worth_of_accepted_creates() -> None:
+    """A rate limit's occasional 429 halves the queue ahead; with no time passing, every 3
+    creates accepted in a row (the plan's 3 slots) give one job back; a refusal in between
+    starts the count again (main grew only by the clock: one job per 10 s)."""
+    clock = _Clock()
+    budget = QueueBudget(3, 4, grow_seconds=10.0, clock=clock)
+    assert budget.refused(None) == 2
+    for _ in range(2):
+        budget.accepted()
+    assert budget.ahead == 2
+    budget.accepted()
+    assert budget.ahead == 3
+    budget.accepted()
+    budget.accepted()
+    budget.refused(1.0)  # a rate limit: no shrink, but the run of accepts is broken
+    assert budget.ahead == 3
+    budget.accepted()
+    assert budget.ahead == 3
+    for _ in range(20):
+        budget.accepted()
+    assert budget.ahead == 4 and budget.limit == 7  # never beyond the configured queue
+
+
+@given(st.integers(0, 400),
+       st.lists(st.sampled_from(["refuse", "wait", "accept"]), max_size=40))
 def test_budget_stays_between_the_plan_and_the_configured_queue(ahead: int,
                                                                 steps: list[str]) -> None:
     clock = _Clock()
@@ -48,6 +73,8 @@ def test_budget_stays_between_the_plan_and_the_configured_queue(ahead: int,
     for step in steps:
         if step == "refuse":
             budget.refused(None)
+        elif step == "accept":
+            budget.accepted()
         else:
             clock.now += 7.0
         assert 25 <= budget.limit <= 25 + ahead
@@ -72,17 +99,6 @@ def test_queue_model_predicts_the_start_after_the_jobs_ahead() -> None:
     model.forget("b")
     model.forget("e")
     assert len(model) == 0
-
-
-def test_queued_schedule_waits_for_the_slot_then_polls_at_the_run_end() -> None:
-    run = Prediction(5.0, 0.2, 10)
-    plain = list(itertools.islice(poll_schedule(run, since_created=0.0, start=1.0, cap=3.0), 3))
-    queued = list(itertools.islice(
-        queued_schedule(run, queue_wait=7.0, since_created=0.5, start=1.0, cap=3.0), 3))
-    assert queued[0] == pytest.approx(6.5 + plain[0])
-    assert queued[1:] == plain[1:]
-    assert list(itertools.islice(
-        queued_schedule(run, queue_wait=0.0, since_created=0.0, start=1.0, cap=3.0), 3)) == plain
 
 
 @pytest.mark.parametrize("value, ahead", [(None, 3), (0, 0), (300, 300)])
