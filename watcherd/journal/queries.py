@@ -18,7 +18,7 @@ from typing import Literal
 
 from watcherd.journal._base import ACTIVE_STATES, IN_FLIGHT_STATES, REMOTE_STATES, WAKE_STATES
 
-__all__ = ["FRAGMENTS", "PG_NOW", "QUERIES", "Dialect", "Queries", "adapt", "parse"]
+__all__ = ["FRAGMENTS", "QUERIES", "Dialect", "Queries", "adapt", "parse"]
 
 Dialect = Literal["sqlite", "postgres"]
 _DIALECTS: tuple[Dialect, ...] = ("sqlite", "postgres")
@@ -37,7 +37,7 @@ _STATE_SETS: dict[str, tuple[str, ...]] = {
 
 # The server's clock in epoch seconds: leases use it, so nodes whose clocks disagree still
 # agree on when a lease ran out.
-PG_NOW = "extract(epoch from clock_timestamp())::float8"
+_PG_NOW = "extract(epoch from clock_timestamp())::float8"
 
 #: Where the databases really differ, by fragment name: ``{NAME}`` or ``{NAME:ARG}``.
 FRAGMENTS: dict[Dialect, dict[str, str]] = {
@@ -58,9 +58,9 @@ FRAGMENTS: dict[Dialect, dict[str, str]] = {
         "FOR_UPDATE": "FOR UPDATE",
         "INDEXED_BY": "",
         # A source another node holds a live lease on is not this node's to do.
-        "LEASE_FREE": f"AND (node IS NULL OR lease_until IS NULL OR lease_until <= {PG_NOW}"
+        "LEASE_FREE": f"AND (node IS NULL OR lease_until IS NULL OR lease_until <= {_PG_NOW}"
                       " OR node = :me)",
-        "SERVER_NOW": PG_NOW,
+        "SERVER_NOW": _PG_NOW,
         # Whose device and inode numbers these are (another node's mean nothing here).
         "STAT_NODE": "stat_node = :node,",
     },

@@ -51,10 +51,10 @@ SCHEMA_VERSION = len(MIGRATIONS)
 WAL_LIMIT_BYTES = 64 << 20
 # Free pages returned to the file system per upkeep step (incremental auto-vacuum), and how
 # many may stay free for new rows to reuse.
-VACUUM_PAGES = 512
+_VACUUM_PAGES = 512
 KEEP_FREE_PAGES = 1024
 # Per table (dbstat reads every page) without being asked to (status) only below this size.
-DETAIL_UP_TO = 512 << 20
+_DETAIL_UP_TO = 512 << 20
 _log = structlog.get_logger("watcherd.journal")
 # Where the path columns are among a Source's fields (they are decoded on reading).
 _PATH_INDEXES = tuple(i for i, name in enumerate(SOURCE_FIELDS) if name in PATH_COLUMNS)
@@ -212,7 +212,7 @@ class SQLiteJournal(SQLJournal):
         auto = self._conn.execute("PRAGMA auto_vacuum").fetchone()[0]
         free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
         if auto == 2 and free > KEEP_FREE_PAGES:
-            self._conn.execute(f"PRAGMA incremental_vacuum({min(VACUUM_PAGES, free)})")
+            self._conn.execute(f"PRAGMA incremental_vacuum({min(_VACUUM_PAGES, free)})")
 
     def compact(self, progress: Callable[[float], None] = lambda done: None) -> tuple[int, int]:
         """A full VACUUM (``watcherd journal compact``): every free page given back, and
@@ -386,7 +386,7 @@ def measure_space(conn: sqlite3.Connection, path: Path, *, detail: bool = True
     wal = wal_path.stat().st_size if wal_path.exists() else 0
     parts: dict[str, int] = {}
     how = "page counts"
-    if detail or pages * page <= DETAIL_UP_TO:
+    if detail or pages * page <= _DETAIL_UP_TO:
         try:
             rows = conn.execute(
                 "SELECT s.name AS name, s.tbl_name AS tbl, s.type AS type, SUM(d.pgsize) AS size"

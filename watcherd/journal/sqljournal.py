@@ -43,8 +43,7 @@ from watcherd.journal.search import (
 from watcherd.journal.stored import SOURCE_FIELDS, pack_job, unpack_job
 from watcherd.usage import UsageRow, job_usage
 
-__all__ = ["FOLDS_ATTEMPT", "SQLJournal", "assignments", "forget_indexed", "index_result",
-           "index_stored", "insert_source"]
+__all__ = ["SQLJournal", "assignments", "forget_indexed", "index_stored", "insert_source"]
 
 # Matching utterances read per page, per file asked for (hits are grouped by file).
 _HITS_READ_PER_FILE = 10
@@ -56,7 +55,7 @@ _MAX_UTTERANCES = 1 << _UTTERANCE_BITS  # a million utterances: days of speech i
 
 #: Folded transitions that count as an attempt: work on the file started (a Gladia job being
 #: created, or a local transcription starting).
-FOLDS_ATTEMPT = frozenset({("uploaded", "submitting"), ("pending", "submitting"),
+_FOLDS_ATTEMPT = frozenset({("uploaded", "submitting"), ("pending", "submitting"),
                            ("pending", "transcribing")})
 # Meta keys of the background passes: where each stopped (so a restart goes on from there).
 _PACKED_AFTER = "results_packed_after"
@@ -474,7 +473,7 @@ class SQLJournal(Journal):
                           billing_seconds=used.billing_seconds,
                           audio_seconds=used.audio_seconds, finished_at=used.finished_at,
                           delete_wanted_at=now if delete else None)
-            index_result(self._conn.execute, self.dialect, source.content_key, job)
+            _index_result(self._conn.execute, self.dialect, source.content_key, job)
 
     # -- hours used and deletes at Gladia (watcherd/usage.py) -------------------------------
 
@@ -705,7 +704,7 @@ class SQLJournal(Journal):
         for event in events:
             if event["to_state"] == "done":
                 done_at = event["at"]
-            if (event["from_state"], event["to_state"]) in FOLDS_ATTEMPT:
+            if (event["from_state"], event["to_state"]) in _FOLDS_ATTEMPT:
                 attempts += 1
             if event["to_state"] in ("failed", "waiting") and event["reason"]:
                 last_error = event["reason"]
@@ -723,7 +722,7 @@ class SQLJournal(Journal):
         self._run("set_meta", key=key, value=value)
 
 
-def index_result(execute: Callable[..., Any], dialect: Dialect, content_key: str,
+def _index_result(execute: Callable[..., Any], dialect: Dialect, content_key: str,
                  job: Mapping[str, Any]) -> None:
     """Put one stored result's utterances in the search index, under a new document id.
 
@@ -769,7 +768,7 @@ def forget_indexed(execute: Callable[..., Any], dialect: Dialect, content_key: s
 def index_stored(execute: Callable[..., Any], dialect: Dialect, row: Mapping[str, Any]) -> None:
     """:func:`index_result` for a results row as stored (``content_key``, ``job_json``,
     ``job_z``): an object that cannot be read is indexed as having no utterances."""
-    index_result(execute, dialect, row["content_key"], _stored_job(row))
+    _index_result(execute, dialect, row["content_key"], _stored_job(row))
 
 
 def _stored_job(row: Mapping[str, Any] | None) -> Mapping[str, Any]:

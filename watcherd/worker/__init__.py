@@ -34,25 +34,17 @@ from watcherd.worker.intake import Intake
 from watcherd.worker.routes import EngineRoutes, EngineSlot
 from watcherd.worker.settling import COMPLETE_SETTLE_SECONDS, Settling
 
-__all__ = [
-    "COMPLETE_SETTLE_SECONDS",
-    "JOURNAL_RETRY_FIRST",
-    "JOURNAL_RETRY_MAX",
-    "EngineRoutes",
-    "EngineSlot",
-    "InFlight",
-    "Worker",
-    "unfinished",
-]
+__all__ = ["COMPLETE_SETTLE_SECONDS", "JOURNAL_RETRY_FIRST", "JOURNAL_RETRY_MAX", "EngineRoutes",
+           "EngineSlot", "InFlight", "Worker", "unfinished"]
 
 #: The longest the loop sleeps with nothing due (it also wakes on every hint and timer).
 IDLE_CHECK_SECONDS = 5.0
 #: How long one stat or outputs read may take before its storage is taken as hung.
-FILE_TIMEOUT = 60.0
+_FILE_TIMEOUT = 60.0
 #: How many sources are hashed at once (each batch in its storage's threads).
-HASH_WORKERS = 2
+_HASH_WORKERS = 2
 #: How often a scan waiting for the worker to take its paths checks that the worker still runs.
-ROOM_WAIT_SECONDS = 0.5
+_ROOM_WAIT_SECONDS = 0.5
 
 
 class Worker:
@@ -66,7 +58,7 @@ class Worker:
         *,
         folders: Folders | None = None,
         retry: RetryPolicy | None = None,
-        file_timeout: float = FILE_TIMEOUT,
+        file_timeout: float = _FILE_TIMEOUT,
         finish_grace: float = FINISH_GRACE_SECONDS,
     ) -> None:
         """``routes``: the engines and which one each folder uses (``EngineRoutes.single`` for
@@ -93,7 +85,7 @@ class Worker:
                           journal_failed=self.guard.failed, background=set())
         self._ctx = ctx
         self.settling = Settling(
-            ctx, hash_workers=HASH_WORKERS, hint=self.hint,
+            ctx, hash_workers=_HASH_WORKERS, hint=self.hint,
             limits_uploads=lambda s: routes.limits_uploads(self.folders.watch_of_source(s)))
         # One view of the remote API, shared with the engine that reports to it.
         self.health: ApiHealth = routes.health or ApiHealth(journal)
@@ -129,7 +121,7 @@ class Worker:
         if loop is None or loop.is_closed():
             return
         if not _on_loop(loop):
-            while not (self.intake.room.wait(ROOM_WAIT_SECONDS) or self._stopping
+            while not (self.intake.room.wait(_ROOM_WAIT_SECONDS) or self._stopping
                        or loop.is_closed()):
                 pass
         if not loop.is_closed():

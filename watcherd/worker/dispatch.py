@@ -25,16 +25,16 @@ from watcherd.recover import job_from_outputs
 from watcherd.worker.common import WorkContext, log, one_line
 from watcherd.worker.routes import EngineRoutes, EngineSlot
 
-__all__ = ["DUE_BATCH", "FINISH_GRACE_SECONDS", "Dispatch", "InFlight"]
+__all__ = ["FINISH_GRACE_SECONDS", "Dispatch", "InFlight"]
 
 #: How many due sources one dispatch pass reads beyond eight per engine slot.
-DUE_BATCH = 64
+_DUE_BATCH = 64
 #: On a stop, a local transcription estimated to end within this many seconds is let finish.
 FINISH_GRACE_SECONDS = 10.0
 #: What a source's note says once its folder's fallback engine takes it.
-FALLBACK_NOTE = "Gladia unreachable too long: transcribed by the local engine (fallback)"
+_FALLBACK_NOTE = "Gladia unreachable too long: transcribed by the local engine (fallback)"
 #: What a source's note says once the monthly limit sends it to another engine.
-DIVERTED_NOTE = "monthly limit reached: transcribed by the {engine} engine (over_limit)"
+_DIVERTED_NOTE = "monthly limit reached: transcribed by the {engine} engine (over_limit)"
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ class Dispatch:
         usable = self.routes.usable()
         # Enough rows to fill every engine several times over; the rest wait for a later pass.
         capacity = sum(slot.max_concurrent for slot in usable.values())
-        due = self.journal.due(time.time(), limit=DUE_BATCH + 8 * capacity)
+        due = self.journal.due(time.time(), limit=_DUE_BATCH + 8 * capacity)
         if not due:
             return
         now = time.time()
@@ -204,9 +204,9 @@ class Dispatch:
             and now - self.health.down_since >= self.fallback_after
             and source.job_id is None and source.submit_started_at is None
         ):
-            if source.note != FALLBACK_NOTE:
+            if source.note != _FALLBACK_NOTE:
                 self.journal.annotate(source, actor="worker", reason="fallback",
-                                      note=FALLBACK_NOTE)
+                                      note=_FALLBACK_NOTE)
                 log.warning("fallback_to_local", source=source.path)
             return fallback, spare
         diverted = self._diverted(source, slot)
@@ -222,7 +222,7 @@ class Dispatch:
         spare = self.routes.slots.get(other) if isinstance(other, str) else None
         if other is None or spare is None or spare.pipeline is None:
             return None
-        note = DIVERTED_NOTE.format(engine=other)
+        note = _DIVERTED_NOTE.format(engine=other)
         if source.note != note:
             self.journal.annotate(source, actor="worker", reason="monthly limit", note=note)
             log.warning("over_limit_to_local", source=source.path, engine=other)

@@ -11,7 +11,7 @@ from watcherd.journal import Journal, JournalUnavailable
 from watcherd.pause import JournalPause
 from watcherd.worker.common import log, one_line
 
-__all__ = ["JOURNAL_RELAPSE_SECONDS", "JOURNAL_RETRY_FIRST", "JOURNAL_RETRY_MAX", "JournalGuard"]
+__all__ = ["JOURNAL_RETRY_FIRST", "JOURNAL_RETRY_MAX", "JournalGuard"]
 
 #: While the journal cannot be written, a probe write is tried after this long, the wait
 #: doubling up to JOURNAL_RETRY_MAX: a freed disk is noticed within half a minute.
@@ -19,7 +19,7 @@ JOURNAL_RETRY_FIRST = 1.0
 JOURNAL_RETRY_MAX = 30.0
 #: A pause that starts this soon after the last one ended is the same trouble coming back
 #: (a disk with just enough room for the probe): no new warning, and the backoff goes on.
-JOURNAL_RELAPSE_SECONDS = 60.0
+_JOURNAL_RELAPSE_SECONDS = 60.0
 
 
 class JournalGuard:
@@ -49,7 +49,7 @@ class JournalGuard:
                 log.debug("journal_unavailable_reason", reason=exc.reason)
                 self._set(JournalPause(exc.reason, self.pause.since))
             return
-        relapse = now - self.ended_at < JOURNAL_RELAPSE_SECONDS
+        relapse = now - self.ended_at < _JOURNAL_RELAPSE_SECONDS
         if not relapse:
             self.delay = JOURNAL_RETRY_FIRST
         self.retry_at = now + self.delay

@@ -26,17 +26,16 @@ from watcherd.watcher import StorageFacts, WatchIndex, storage_facts
 from watcherd.worker.common import WorkContext, log, one_line
 from watcherd.worker.settling import Settling
 
-__all__ = ["INTAKE_BACKLOG", "INTAKE_CHUNK", "INTAKE_WAIT_SECONDS", "Intake", "Seen",
-           "special_kind", "stat_paths"]
+__all__ = ["INTAKE_BACKLOG", "Intake", "Seen"]
 
 #: Hinted files are journaled this many per transaction, letting the loop run in between.
-INTAKE_CHUNK = 5000
+_INTAKE_CHUNK = 5000
 #: How long a tick waits for the stat of hinted paths; slower storages finish in the background.
-INTAKE_WAIT_SECONDS = 1.0
+_INTAKE_WAIT_SECONDS = 1.0
 #: How many hinted paths (waiting, or being stat'ed and journaled) make a scan wait before it
 #: hands over more: a walk of 100,000 files outruns the journal, and each path waiting costs
 #: memory (its Path, later its stat and row) until it is journaled (issue 22 item 3).
-INTAKE_BACKLOG = 2 * INTAKE_CHUNK
+INTAKE_BACKLOG = 2 * _INTAKE_CHUNK
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ _LINK_LOOP = ("cannot read it: too many levels of symbolic links (the link point
               "itself); fix or remove the link")
 
 
-def special_kind(mode: int) -> str | None:
+def _special_kind(mode: int) -> str | None:
     """What a non-regular, non-folder file is ("a named pipe (FIFO)"), or None."""
     for test, what in _SPECIAL_KINDS:
         if test(mode):
@@ -113,13 +112,13 @@ def _stat_one(path: Path, index: WatchIndex | None, root: Path | None) -> Seen |
         return Seen(path, None, _LINK_LOOP, watch=watch)
     if not stat.S_ISREG(st.st_mode):
         # Never opened: reading a FIFO or a device blocks or never ends.
-        what = special_kind(st.st_mode) or "not a regular file"
+        what = _special_kind(st.st_mode) or "not a regular file"
         return Seen(path, None, f"ignored: it is {what}, not a recording file; nothing is read "
                     "from it", watch=watch)
     return Seen(path, FileStat.of(st), watch=watch)
 
 
-def stat_paths(paths: Iterable[Path], index: WatchIndex | None = None,
+def _stat_paths(paths: Iterable[Path], index: WatchIndex | None = None,
                root: Path | None = None) -> list[Seen]:
     """Stat each path (in a thread), and find which watch accepts it when ``index`` is given.
 
@@ -229,7 +228,7 @@ class Intake:
         tasks = [self.ctx.in_background(asyncio.ensure_future(
                      self._stat_group(root, group, complete, scanned)))
                  for root, group in groups.items()]
-        await asyncio.wait(tasks, timeout=INTAKE_WAIT_SECONDS)
+        await asyncio.wait(tasks, timeout=_INTAKE_WAIT_SECONDS)
 
     def _root_of(self, path: Path) -> Path:
         """The watch root holding ``path`` (the innermost), or its folder for a named file."""
@@ -253,7 +252,7 @@ class Intake:
     async def _take_group(self, root: Path, paths: list[Path], complete: set[Path],
                           scanned: set[Path]) -> None:
         try:
-            seen = await run_on(root, stat_paths, sorted(paths), self.folders.index, root,
+            seen = await run_on(root, _stat_paths, sorted(paths), self.folders.index, root,
                                 timeout=self.ctx.file_timeout)
         except StorageTimeout as exc:
             retry_in = self.ctx.retry.storage_retry
@@ -288,9 +287,9 @@ class Intake:
             settle[str(item.path)] = watch.settle_seconds
         if not batch:
             return
-        for start in range(0, len(batch), INTAKE_CHUNK):
+        for start in range(0, len(batch), _INTAKE_CHUNK):
             now = time.time()
-            for source in self._observe(batch[start:start + INTAKE_CHUNK]):
+            for source in self._observe(batch[start:start + _INTAKE_CHUNK]):
                 path = Path(source.path)
                 self.settling.restart_clock(source, now, complete=path in complete,
                                             scanned=path in scanned,

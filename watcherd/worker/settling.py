@@ -28,35 +28,29 @@ from watcherd.journal import UNKNOWN_ID, FileStat, JournalUnavailable, Source
 from watcherd.watcher import StorageFacts, storage_facts
 from watcherd.worker.common import WorkContext, journaled_stat, log, one_line
 
-__all__ = [
-    "COMPLETE_SETTLE_SECONDS",
-    "HashFailure",
-    "Settling",
-    "hash_batch",
-    "still_writing_note",
-]
+__all__ = ["COMPLETE_SETTLE_SECONDS", "HashFailure", "Settling"]
 
 #: A file closed after writing, or renamed into place, settles after this short quiet time
 #: (capped by its watch's settle_seconds) instead of the full one. Not zero: some writers
 #: close and reopen the file to append, and the wait lets their next write show.
 COMPLETE_SETTLE_SECONDS = 0.5
 #: How long a source may keep changing before ``status`` says so in its note.
-STILL_WRITING_AFTER_SECONDS = 10.0
+_STILL_WRITING_AFTER_SECONDS = 10.0
 #: How often that note is brought up to date (each update is a journal event).
-STILL_WRITING_REFRESH_SECONDS = 30.0
+_STILL_WRITING_REFRESH_SECONDS = 30.0
 #: The window over which the note counts changes.
-CHANGE_WINDOW_SECONDS = 600.0
+_CHANGE_WINDOW_SECONDS = 600.0
 #: A hashing batch ends at this many files or bytes: small files share one trip to a thread,
 #: and one large file does not hold up many small ones.
-HASH_BATCH_FILES = 64
-HASH_BATCH_BYTES = 64 * 1024 * 1024
+_HASH_BATCH_FILES = 64
+_HASH_BATCH_BYTES = 64 * 1024 * 1024
 #: How many unsettled sources are read from the journal at once, and below how many queued for
 #: hashing the next ones are read.
 UNSETTLED_BATCH = 1000
-HASH_REFILL_BELOW = 4 * HASH_BATCH_FILES
+HASH_REFILL_BELOW = 4 * _HASH_BATCH_FILES
 #: The journal is asked for unsettled sources at least this often even when nothing here
 #: changed, since the pipeline may send a source back to settling.
-SETTLE_RECHECK_SECONDS = 1.0
+_SETTLE_RECHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -86,7 +80,7 @@ def _failure(source: Source, error: SourceError) -> HashFailure:
     return HashFailure(error, facts=storage_facts(path, Path(source.watch_root)))
 
 
-def hash_batch(batch: Sequence[Source], unlimited: frozenset[int] = frozenset()
+def _hash_batch(batch: Sequence[Source], unlimited: frozenset[int] = frozenset()
                ) -> list[tuple[Source, HashOutcome]]:
     """Hash each source of a batch (in a thread), checking it still has its journaled stat.
 
@@ -164,7 +158,7 @@ def _span(seconds: float) -> str:
     return f"{count} {unit}{'' if count == 1 else 's'}"
 
 
-def still_writing_note(changes: Sequence[tuple[float, bool]], span: float) -> str:
+def _still_writing_note(changes: Sequence[tuple[float, bool]], span: float) -> str:
     """The note of a source that keeps changing: how often its size (or mtime) changed."""
     sized = sum(1 for _, size_changed in changes if size_changed)
     if sized:
@@ -176,7 +170,7 @@ class Settling:
     """Keeps each unsettled source's clock and hashes the ones quiet for long enough."""
 
     #: How long a source may keep changing before its note says so (tests shorten it).
-    still_writing_after: float = STILL_WRITING_AFTER_SECONDS
+    still_writing_after: float = _STILL_WRITING_AFTER_SECONDS
 
     def __init__(self, ctx: WorkContext, *, hash_workers: int,
                  limits_uploads: Callable[[Source], bool],
@@ -204,7 +198,7 @@ class Settling:
     def next_check_at(self) -> float:
         """When the next settling pass is due (a wall-clock time, inf for none)."""
         if self.clocks:
-            return min(self._next_at, self._checked_at + SETTLE_RECHECK_SECONDS)
+            return min(self._next_at, self._checked_at + _SETTLE_RECHECK_SECONDS)
         return self._next_at
 
     def forget(self, path: str) -> None:
@@ -262,7 +256,7 @@ class Settling:
         """Start hashing every source quiet for long enough; note the ones that never are."""
         now = time.time()
         if (not self._dirty and now < self._next_at
-                and now - self._checked_at < SETTLE_RECHECK_SECONDS):
+                and now - self._checked_at < _SETTLE_RECHECK_SECONDS):
             return
         self._dirty, self._checked_at = False, now
         limit = UNSETTLED_BATCH
@@ -329,14 +323,14 @@ class Settling:
         changes = entry.changes
         if changes is None:
             return
-        while changes and now - changes[0][0] > CHANGE_WINDOW_SECONDS:
+        while changes and now - changes[0][0] > _CHANGE_WINDOW_SECONDS:
             changes.popleft()
         if len(changes) < 2:
             return
-        if entry.noted_at is not None and now - entry.noted_at < STILL_WRITING_REFRESH_SECONDS:
+        if entry.noted_at is not None and now - entry.noted_at < _STILL_WRITING_REFRESH_SECONDS:
             return
         entry.noted_at = now
-        note = still_writing_note(changes, min(now - entry.since, CHANGE_WINDOW_SECONDS))
+        note = _still_writing_note(changes, min(now - entry.since, _CHANGE_WINDOW_SECONDS))
         if note != source.note:
             self.journal.annotate(source, actor="worker", reason="not settled yet", note=note)
 
@@ -352,7 +346,7 @@ class Settling:
             for source in group:
                 batch.append(source)
                 size += source.size or 0
-                if len(batch) >= HASH_BATCH_FILES or size >= HASH_BATCH_BYTES:
+                if len(batch) >= _HASH_BATCH_FILES or size >= _HASH_BATCH_BYTES:
                     self._spawn_hash(batch)
                     batch, size = [], 0
             if batch:
@@ -394,7 +388,7 @@ class Settling:
         budget = self.ctx.file_timeout + sum(s.size or 0 for s in batch) / (4 * 1024 * 1024)
         try:
             unlimited = frozenset(s.id for s in batch if not self.limits_uploads(s))
-            return await run_on(Path(batch[0].watch_root), hash_batch, batch, unlimited,
+            return await run_on(Path(batch[0].watch_root), _hash_batch, batch, unlimited,
                                 timeout=budget)
         except StorageTimeout as exc:
             failure = HashFailure(SourceError(f"cannot read it: {exc.strerror}",

@@ -35,8 +35,8 @@ log = structlog.get_logger("watcherd.engines.gladia")
 __all__ = ["GladiaClient", "GladiaEngine", "GladiaPipeline", "PurgeResult", "purge_remote"]
 
 #: `watcherd doctor` waits this long for Gladia (it should answer quickly or not at all).
-DOCTOR_CONNECT_TIMEOUT = 5.0
-DOCTOR_REQUEST_TIMEOUT = 15.0
+_DOCTOR_CONNECT_TIMEOUT = 5.0
+_DOCTOR_REQUEST_TIMEOUT = 15.0
 
 
 def attempts_at_once(gladia: GladiaConfig) -> int:
@@ -88,8 +88,8 @@ class GladiaEngine(Engine):
         if key is None:
             return []
         url = config.gladia.api_url
-        async with GladiaClient(url, key, connect_timeout=DOCTOR_CONNECT_TIMEOUT,
-                                request_timeout=DOCTOR_REQUEST_TIMEOUT) as client:
+        async with GladiaClient(url, key, connect_timeout=_DOCTOR_CONNECT_TIMEOUT,
+                                request_timeout=_DOCTOR_REQUEST_TIMEOUT) as client:
             try:
                 await client.check_key()
             except AuthError as exc:
@@ -141,7 +141,7 @@ class GladiaEngine(Engine):
             hints=hints, create_extras=listener.create_extras if listener is not None else None,
             progress=context.progress,
             max_in_flight=config.gladia.max_concurrent_jobs,
-            delete_for=delete_policy(config), deletes=deletes,
+            delete_for=_delete_policy(config), deletes=deletes,
             limit=None if gladia.monthly_hours_limit is None else MonthlyLimit(
                 gladia.monthly_hours_limit, gladia.billing_day, gladia.over_limit),
             queue_ahead=config.gladia.jobs_ahead,
@@ -187,7 +187,7 @@ def _delete_exceptions(config: Config) -> tuple[tuple[str, str], ...]:
                         if w.delete_after is not None and w.delete_after != fallback))
 
 
-def delete_policy(config: Config) -> Callable[[Source], bool]:
+def _delete_policy(config: Config) -> Callable[[Source], bool]:
     """Whether a source's job is deleted at Gladia once done: its watch's delete_after, else
     [defaults] delete_after, else [gladia] delete_after."""
     fallback = config.defaults.delete_after or config.gladia.delete_after
@@ -201,7 +201,7 @@ def delete_policy(config: Config) -> Callable[[Source], bool]:
 
 async def _definition_advice(config: Config) -> list[Finding]:
     """The folders' options against Gladia's published definition (advice: never a FAIL)."""
-    fields, said = await definition.fetch(config.gladia.api_url, timeout=DOCTOR_REQUEST_TIMEOUT)
+    fields, said = await definition.fetch(config.gladia.api_url, timeout=_DOCTOR_REQUEST_TIMEOUT)
     if fields is None:
         return [ok("gladia options", f"not compared with Gladia's definition: {said}; "
                    "watcherd's own checks apply (this comparison is advice only)")]

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["COSTLY_OPTIONS", "JobTimeModel", "Prediction", "after_end", "first_look",
-           "guard_wait", "job_seconds", "options_class", "poll_schedule"]
+__all__ = ["JobTimeModel", "Prediction", "after_end", "first_look", "guard_wait", "job_seconds",
+           "options_class", "poll_schedule"]
 
 #: Create fields whose add-on makes a job take longer (docs/gladia-contract.md).
-COSTLY_OPTIONS: tuple[str, ...] = (
+_COSTLY_OPTIONS: tuple[str, ...] = (
     "diarization", "translation", "summarization", "sentiment_analysis",
     "named_entity_recognition", "chapterization", "audio_to_llm", "pii_redaction",
     "custom_spelling", "structured_data_extraction", "sentences", "subtitles",
@@ -37,21 +37,21 @@ COSTLY_OPTIONS: tuple[str, ...] = (
 PRIOR_BASE = 3.0
 PRIOR_PER_SECOND = 0.33
 #: Observations kept per kind of job, and how many make a fit worth trusting.
-KEEP_PER_CLASS = 100
+_KEEP_PER_CLASS = 100
 MIN_FIT = 3
 #: Before anything is learnt, extra polls at these shares of the prior's guess.
 PRIOR_MARKS = (0.85, 1.0, 1.15, 1.35)
 #: Dense polls just after the predicted end: how many, and their spacing (a share of the
 #: prediction, within bounds).
 DENSE_POLLS = 4
-DENSE_SHARE = 0.05
+_DENSE_SHARE = 0.05
 DENSE_MIN = 0.15
 DENSE_MAX = 2.0
 
 
 def options_class(options: Mapping[str, Any]) -> str:
     """The kind of a job for timing: the costly add-ons it turns on, sorted ("" for none)."""
-    on = [name for name in COSTLY_OPTIONS if options.get(name) not in (None, False, {}, [])]
+    on = [name for name in _COSTLY_OPTIONS if options.get(name) not in (None, False, {}, [])]
     return "+".join(sorted(on))
 
 
@@ -117,7 +117,7 @@ class JobTimeModel:
         """Learn one finished job (the oldest of its kind is forgotten past KEEP_PER_CLASS)."""
         kept = self._by_class.setdefault(obs.options_class, [])
         kept.append(obs)
-        if len(kept) > KEEP_PER_CLASS:
+        if len(kept) > _KEEP_PER_CLASS:
             del kept[0]
 
     def predict(self, audio_seconds: float | None, kind: str) -> Prediction:
@@ -190,7 +190,7 @@ def guard_wait(left: float, cap: float) -> float:
 def after_end(prediction: Prediction, cap: float) -> Iterator[float]:
     """The waits after the first look found the job not done: DENSE_POLLS close together,
     then growing by half each time up to ``cap``."""
-    step = min(DENSE_MAX, max(DENSE_MIN, prediction.seconds * DENSE_SHARE,
+    step = min(DENSE_MAX, max(DENSE_MIN, prediction.seconds * _DENSE_SHARE,
                               prediction.spread / 2))
     for _ in range(DENSE_POLLS):
         yield step

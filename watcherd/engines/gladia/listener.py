@@ -59,27 +59,27 @@ log = structlog.get_logger("watcherd.engines.gladia.listener")
 
 # A success callback carries the whole result (long recordings, many add-ons): room for it,
 # but bounded. Webhook bodies hold only an id.
-MAX_CALLBACK_BODY = 64 * 1024 * 1024
-MAX_WEBHOOK_BODY = 1024 * 1024
+_MAX_CALLBACK_BODY = 64 * 1024 * 1024
+_MAX_WEBHOOK_BODY = 1024 * 1024
 # Bodies above this size are parsed off the loop, and only a few are held at once.
-BIG_BODY = 1024 * 1024
-BIG_BODY_SLOTS = 2
+_BIG_BODY = 1024 * 1024
+_BIG_BODY_SLOTS = 2
 # Deadlines from the moment a connection is accepted, not per read, so a client trickling a
 # byte at a time (a slow-loris) is cut off all the same. The body's allowance is generous for
 # a 64 MiB callback on a slow link; the head has no reason to be slow (HEADER_TIMEOUT).
 REQUEST_TIMEOUT = 120.0
 # A hint can arrive between the pipeline's GET and its next wait, and would be lost: repeat it
 # a few times while the job is still awaited (each repeat costs a GET only if it is waiting).
-NUDGE_DELAYS = (0.25, 0.5, 1.0, 2.0, 4.0)
+_NUDGE_DELAYS = (0.25, 0.5, 1.0, 2.0, 4.0)
 # With callbacks on, polling becomes a slow safety net: this much slower than without.
-SAFETY_NET_START_FACTOR = 30.0
-SAFETY_NET_CAP_FACTOR = 10.0
-TOKEN_SUFFIX = ".callback-token"
+_SAFETY_NET_START_FACTOR = 30.0
+_SAFETY_NET_CAP_FACTOR = 10.0
+_TOKEN_SUFFIX = ".callback-token"
 # Explicit ASCII classes with fullmatch: \d and str.isdigit() accept other scripts' digits,
 # and $ accepts a trailing newline.
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{32,128}")
 _JOB_ID_RE = re.compile(r"[0-9A-Za-z-]{1,64}")
-AWAITED_STATES = ("submitted", "waiting")
+_AWAITED_STATES = ("submitted", "waiting")
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class _Route:
 
 def token_path(journal_path: Path) -> Path:
     """Where the callback token of the install using this journal is kept."""
-    return journal_path.with_name(journal_path.name + TOKEN_SUFFIX)
+    return journal_path.with_name(journal_path.name + _TOKEN_SUFFIX)
 
 
 def load_or_create_token(path: Path) -> Secret:
@@ -167,9 +167,9 @@ class Listener:
         on_finished: Callable[[str], None],
         public_url: str | None = None,
         webhook_secret: Secret | None = None,
-        max_callback_body: int = MAX_CALLBACK_BODY,
+        max_callback_body: int = _MAX_CALLBACK_BODY,
         clock: Callable[[], float] = time.time,
-        nudge_delays: tuple[float, ...] = NUDGE_DELAYS,
+        nudge_delays: tuple[float, ...] = _NUDGE_DELAYS,
         header_timeout: float | None = None,
         request_timeout: float | None = None,
         limits: ConnectionLimits | None = None,
@@ -195,7 +195,7 @@ class Listener:
             request_timeout=REQUEST_TIMEOUT if request_timeout is None else request_timeout,
             header_timeout=HEADER_TIMEOUT if header_timeout is None else header_timeout,
             limits=limits or ConnectionLimits(), headers={"Cache-Control": "no-store"},
-            big_body=BIG_BODY, big_body_slots=BIG_BODY_SLOTS, body_rule=self._body_rule,
+            big_body=_BIG_BODY, big_body_slots=_BIG_BODY_SLOTS, body_rule=self._body_rule,
             refusal=self._refusal, on_refused=self._refused, redact=self._redact,
             failed_event="callback_connection_failed"))
         self._nudges: dict[str, asyncio.Task[None]] = {}
@@ -313,7 +313,7 @@ class Listener:
                 raise HttpError(404, "not found (bad token)")
             return _Route("callback", ("POST", "PUT"), self.max_callback_body, self._callback)
         if rest == "/webhook" and self._verifier is not None:
-            return _Route("webhook", ("POST",), MAX_WEBHOOK_BODY, self._webhook)
+            return _Route("webhook", ("POST",), _MAX_WEBHOOK_BODY, self._webhook)
         raise HttpError(404, "not found", quiet=True)
 
     # -- the two handlers --------------------------------------------------------------------
@@ -355,7 +355,7 @@ class Listener:
     # -- acting on a hint --------------------------------------------------------------------
 
     def _awaited(self, job_id: str) -> Source | None:
-        for source in self.journal.in_states(list(AWAITED_STATES)):
+        for source in self.journal.in_states(list(_AWAITED_STATES)):
             if source.job_id == job_id:
                 return source
         return None
@@ -387,7 +387,7 @@ class Listener:
 async def _json_body(body: bytes) -> Any:
     # A success callback can be tens of MB: parse it off the loop so nothing else stalls.
     try:
-        if len(body) > BIG_BODY:
+        if len(body) > _BIG_BODY:
             return await asyncio.to_thread(json.loads, body)
         return json.loads(body)
     except ValueError:
@@ -431,8 +431,8 @@ def safety_net(policy: RetryPolicy) -> RetryPolicy:
     """
     return dataclasses.replace(
         policy,
-        poll_start=policy.poll_start * SAFETY_NET_START_FACTOR,
-        poll_cap=policy.poll_cap * SAFETY_NET_CAP_FACTOR,
+        poll_start=policy.poll_start * _SAFETY_NET_START_FACTOR,
+        poll_cap=policy.poll_cap * _SAFETY_NET_CAP_FACTOR,
     )
 
 

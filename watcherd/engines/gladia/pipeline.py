@@ -69,30 +69,30 @@ LIST_LAG_GRACE = 15.0
 # it has caught up (a job of ours created after the lost one listed already).
 EVIDENCE_RELOOK = 1.0
 # How many of this process's latest creates are remembered as such evidence.
-RECENT_CREATES = 64
+_RECENT_CREATES = 64
 # How far before our own clock's create attempt a found job may be dated (clock skew).
-ADOPT_WINDOW = 24 * 3600.0
+_ADOPT_WINDOW = 24 * 3600.0
 # How far back the look-up before every create searches. A job for the same content and options
 # from this window is reused instead of paying again; the bound keeps the look-up small even if
 # Gladia ignored the metadata filter.
-REUSE_WINDOW = 30 * 24 * 3600.0
+_REUSE_WINDOW = 30 * 24 * 3600.0
 # Statuses that say the server did not act on the request (timed out reading it, rate limited),
 # unlike a 5xx, which a gateway may return after the job was created.
-NOT_PROCESSED = frozenset({408, 429})
-METADATA_LIMIT = 2000
+_NOT_PROCESSED = frozenset({408, 429})
+_METADATA_LIMIT = 2000
 # A shared journal refused the create intent: another node's copy of the same content is
 # creating the job (its result is awaited), or the account's plan is full over every node.
 # Both clear by themselves; these are the waits before looking again.
-INTENT_HELD_WAIT = 5.0
+_INTENT_HELD_WAIT = 5.0
 # Short: a slot freed on another node stays empty until this runs out (bench_nodes measured
 # 2 s costing a fifth of the throughput); each look is one small query. A job of this
 # process that ends wakes the wait at once.
 PLAN_FULL_WAIT = 0.5
 # A file held back by the monthly limit looks again this often (the limit may be raised by a
 # reload, or the month turn), at most until the month turns.
-LIMIT_WAIT = 300.0
+_LIMIT_WAIT = 300.0
 # How long the hours billed are reused before the journal is read again (every node's jobs).
-USAGE_CACHE_SECONDS = 2.0
+_USAGE_CACHE_SECONDS = 2.0
 
 
 #: No size limit on a source whose audio alone is sent (the track is checked instead).
@@ -171,7 +171,7 @@ class GladiaPipeline:
         # written: still counted by the journal, no longer by Gladia.
         self._stored: set[int] = set()
         self._recent: collections.deque[tuple[float, str, str]] = collections.deque(
-            maxlen=RECENT_CREATES)
+            maxlen=_RECENT_CREATES)
         self.client = client
         self.outputs_for = outputs_for
         self.health = health or ApiHealth(journal)
@@ -305,7 +305,7 @@ class GladiaPipeline:
         since = billing_period(now, self.limit.billing_day).start
         cached = self._billed
         if not fresh and cached is not None and cached[1] == since and (
-            now - cached[0] < USAGE_CACHE_SECONDS
+            now - cached[0] < _USAGE_CACHE_SECONDS
         ):
             return cached[2]
         seconds = self.journal.billed_since(since)
@@ -326,7 +326,7 @@ class GladiaPipeline:
         if self.limit.over_limit == "local":
             self._diverted.add(source.id)
             raise Later(f"{reason}; going to the local engine", 0.0)
-        raise Later(reason, max(0.0, min(LIMIT_WAIT, period.end - now)))
+        raise Later(reason, max(0.0, min(_LIMIT_WAIT, period.end - now)))
 
     def diverted_to(self, source: Source) -> str | None:
         """The engine this source goes to instead (the monthly limit's over_limit), or None."""
@@ -409,7 +409,7 @@ class GladiaPipeline:
         # Undecodable bytes of a POSIX name become U+FFFD: the body must be valid UTF-8 JSON.
         name = os.fsencode(Path(source.path).name).decode("utf-8", "replace")
         metadata = {**user_metadata, "wf_key": source.content_key, "wf_file": name}
-        if len(_json(metadata)) > METADATA_LIMIT:
+        if len(_json(metadata)) > _METADATA_LIMIT:
             metadata["wf_file"] = metadata["wf_file"][:100]
         return {**options, **self.create_extras(source), "audio_url": source.audio_url,
                 "custom_metadata": metadata}
@@ -429,7 +429,7 @@ class GladiaPipeline:
                 # A duplicate whose leader (maybe on another node) creates the job: its
                 # stored result finishes this source too, without a second job.
                 raise Later(f"same content is being created by node {exc.node or '?'}; "
-                            "waiting for its result", INTENT_HELD_WAIT) from None
+                            "waiting for its result", _INTENT_HELD_WAIT) from None
             except PlanFull as exc:
                 self.progress.report(source.id, phase=f"waiting for one of {exc.limit} jobs "
                                      "(the plan's and the queue ahead) to end")
@@ -456,7 +456,7 @@ class GladiaPipeline:
                     shrunk = ahead is not None
                     if shrunk:
                         log.info("queue_ahead_shrunk", queue_ahead=ahead, source=source.path)
-                if not exc.maybe_sent or not exc.transient or exc.status in NOT_PROCESSED:
+                if not exc.maybe_sent or not exc.transient or exc.status in _NOT_PROCESSED:
                     # Refused or never sent: certainly no job exists, so no lookup is needed,
                     # and the same create may be sent again at once under the intent it
                     # holds (a rate limit's Retry-After, a refused connection), unless the
@@ -499,7 +499,7 @@ class GladiaPipeline:
         insurance that a recording is not billed twice. Jobs that ended in error are not reused.
         """
         assert source.content_key is not None
-        since = datetime.fromtimestamp(time.time() - REUSE_WINDOW, tz=UTC)
+        since = datetime.fromtimestamp(time.time() - _REUSE_WINDOW, tz=UTC)
         key = source.content_key
         jobs = await self._read(lambda: self.client.find_jobs({"wf_key": key}, after_date=since))
         self.health.ok()
@@ -517,7 +517,7 @@ class GladiaPipeline:
         """After an unknown create outcome: adopt the job if Gladia has it, else allow a create."""
         assert source.content_key is not None and source.submit_started_at is not None
         first_look = self._first_lookup.setdefault(source.id, time.time())
-        since = datetime.fromtimestamp(source.submit_started_at - ADOPT_WINDOW, tz=UTC)
+        since = datetime.fromtimestamp(source.submit_started_at - _ADOPT_WINDOW, tz=UTC)
         key = source.content_key
         jobs = await self._read(lambda: self.client.find_jobs({"wf_key": key}, after_date=since))
         self.health.ok()
@@ -567,7 +567,7 @@ class GladiaPipeline:
         if not later:
             return False
         key, job_id = later[0]  # the earliest after the attempt: the first to be listed
-        since = datetime.fromtimestamp(settled - ADOPT_WINDOW, tz=UTC)
+        since = datetime.fromtimestamp(settled - _ADOPT_WINDOW, tz=UTC)
         jobs = await self._read(lambda: self.client.find_jobs({"wf_key": key}, after_date=since))
         return any(j.get("id") == job_id for j in jobs)
 

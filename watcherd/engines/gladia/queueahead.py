@@ -24,16 +24,16 @@ from dataclasses import dataclass
 
 from watcherd.engines.gladia.jobtime import Prediction
 
-__all__ = ["GROW_SECONDS", "JobKey", "QueueBudget", "QueueModel", "QueuedPrediction"]
+__all__ = ["JobKey", "QueueBudget", "QueueModel", "QueuedPrediction"]
 
 #: After a 429 on create, the queue ahead grows back by one job per this many seconds.
-GROW_SECONDS = 10.0
+_GROW_SECONDS = 10.0
 
 
 class QueueBudget:
     """Jobs that may be in flight at Gladia at once: concurrency + the current queue ahead."""
 
-    def __init__(self, concurrency: int, ahead: int, *, grow_seconds: float = GROW_SECONDS,
+    def __init__(self, concurrency: int, ahead: int, *, grow_seconds: float = _GROW_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.concurrency = concurrency
         self.most_ahead = ahead
