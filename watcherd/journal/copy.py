@@ -20,8 +20,8 @@ from watcherd.errors import JournalError
 from watcherd.journal import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from watcherd.journal import Journal
 from watcherd.journal.backends import is_postgres_url
+from watcherd.journal.indexing import forget_indexed, index_stored
 from watcherd.journal.queries import QUERIES, Dialect, adapt
-from watcherd.journal.sqljournal import forget_indexed, index_stored
 from watcherd.journal.stored import (
     PATH_COLUMNS,
     SOURCE_FIELDS,

@@ -15,7 +15,7 @@ import dataclasses
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from watcherd.journal._base import (
@@ -27,6 +27,13 @@ from watcherd.journal._base import (
     Journal,
     Source,
     State,
+)
+from watcherd.journal.indexing import (
+    MAX_UTTERANCES,
+    forget_indexed,
+    index_result,
+    index_stored,
+    stored_job,
 )
 from watcherd.journal.queries import QUERIES, Dialect, adapt
 from watcherd.journal.search import (
@@ -43,14 +50,10 @@ from watcherd.journal.search import (
 from watcherd.journal.stored import SOURCE_FIELDS, pack_job, unpack_job
 from watcherd.usage import UsageRow, job_usage
 
-__all__ = ["SQLJournal", "assignments", "forget_indexed", "index_stored", "insert_source"]
+__all__ = ["SQLJournal", "assignments", "insert_source"]
 
 # Matching utterances read per page, per file asked for (hits are grouped by file).
 _HITS_READ_PER_FILE = 10
-# An index row's id is (results.doc_id << _UTTERANCE_BITS) | the utterance's place among the
-# result's utterance_rows: a hit finds its text in the stored result, which alone keeps it.
-_UTTERANCE_BITS = 20
-_MAX_UTTERANCES = 1 << _UTTERANCE_BITS  # a million utterances: days of speech in one file
 
 
 #: Folded transitions that count as an attempt: work on the file started (a Gladia job being
@@ -473,7 +476,7 @@ class SQLJournal(Journal):
                           billing_seconds=used.billing_seconds,
                           audio_seconds=used.audio_seconds, finished_at=used.finished_at,
                           delete_wanted_at=now if delete else None)
-            _index_result(self._conn.execute, self.dialect, source.content_key, job)
+            index_result(self._conn.execute, self.dialect, source.content_key, job)
 
     # -- hours used and deletes at Gladia (watcherd/usage.py) -------------------------------
 
@@ -566,8 +569,8 @@ class SQLJournal(Journal):
         rows = said.get(content_key)
         if rows is None:
             stored = self._run("result_for", content_key=content_key).fetchone()
-            rows = said[content_key] = utterance_rows(_stored_job(stored))
-        place = utterance_id & (_MAX_UTTERANCES - 1)
+            rows = said[content_key] = utterance_rows(stored_job(stored))
+        place = utterance_id & (MAX_UTTERANCES - 1)
         if place >= len(rows):
             return None
         start, end, text, _ = rows[place]
@@ -720,67 +723,6 @@ class SQLJournal(Journal):
 
     def _set_meta(self, key: str, value: str) -> None:
         self._run("set_meta", key=key, value=value)
-
-
-def _index_result(execute: Callable[..., Any], dialect: Dialect, content_key: str,
-                 job: Mapping[str, Any]) -> None:
-    """Put one stored result's utterances in the search index, under a new document id.
-
-    Runs inside the caller's transaction on any connection (``execute`` is its method):
-    the journal's own when a result is stored, a copy's when results arrive in bulk. What
-    the content key had indexed must be forgotten first (:func:`forget_indexed`, while the
-    result it was indexed from is still stored). Only the words are indexed: a hit reads its
-    time and text back from the stored result.
-    """
-    queries = QUERIES[dialect]
-    rows = utterance_rows(job)[:_MAX_UTTERANCES]
-    doc = int(execute(queries["search_new_doc"], {}).fetchone()["id"])
-    execute(queries["search_mark"], {"content_key": content_key, "doc_id": doc,
-                                     "utterances": len(rows)})
-    for place, (_, _, _, folded) in enumerate(rows):
-        execute(queries["search_add"], {"rowid": doc << _UTTERANCE_BITS | place,
-                                        "words": folded})
-
-
-def forget_indexed(execute: Callable[..., Any], dialect: Dialect, content_key: str) -> None:
-    """Take what a content key has in the search index out of it (nothing: a no-op).
-
-    PostgreSQL deletes the document's range of ids. SQLite's contentless FTS5 table (its
-    ``contentless_delete`` needs SQLite 3.43) deletes a row only when given its words again:
-    they are cut again from the result still stored. Words it cannot give again (a result
-    unreadable now) stay in the index under an id no document has any more, found by no
-    search (document ids are never given twice: ``search_new_doc``).
-    """
-    queries = QUERIES[dialect]
-    doc = execute(queries["search_doc"], {"content_key": content_key}).fetchone()
-    if doc is None:
-        return
-    low = int(doc["id"]) << _UTTERANCE_BITS
-    if dialect == "sqlite":
-        rows = utterance_rows(_stored_job(doc))[:int(doc["utterances"])]
-        for place, (_, _, _, folded) in enumerate(rows):
-            execute(queries["search_forget_words"], {"rowid": low | place, "words": folded})
-    else:
-        execute(queries["search_forget_range"], {"lo": low, "hi": low + _MAX_UTTERANCES})
-    execute(queries["search_forget"], {"content_key": content_key})
-
-
-def index_stored(execute: Callable[..., Any], dialect: Dialect, row: Mapping[str, Any]) -> None:
-    """:func:`index_result` for a results row as stored (``content_key``, ``job_json``,
-    ``job_z``): an object that cannot be read is indexed as having no utterances."""
-    _index_result(execute, dialect, row["content_key"], _stored_job(row))
-
-
-def _stored_job(row: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    """The job object of a stored results row, read leniently: {} when there is none or it
-    cannot be read."""
-    if row is None or (row["job_json"] is None and row["job_z"] is None):
-        return {}
-    try:
-        job: Any = unpack_job(row["job_json"], row["job_z"])
-    except ValueError:
-        return {}
-    return job if isinstance(job, Mapping) else {}
 
 
 def _under(path: str, folder: str) -> bool:

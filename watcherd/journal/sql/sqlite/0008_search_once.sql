@@ -6,7 +6,7 @@
 -- among journal/search.py's utterance_rows of the result. A hit's time and text are read
 -- back from the packed result (only the results of the hits shown). SQLite before 3.43 has
 -- no contentless_delete: a row is deleted by giving its words again, which the stored result
--- gives back (sqljournal.forget_indexed). AUTOINCREMENT: a document id is never given twice,
+-- gives back (indexing.forget_indexed). AUTOINCREMENT: a document id is never given twice,
 -- so words left behind by a result that could not be read again never find another file.
 -- The old index is dropped and the stored results are indexed again in the background after
 -- READY=1 (search_backlog, newest first), as when the index first came (schema 6).
