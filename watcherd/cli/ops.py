@@ -129,7 +129,7 @@ def _writable_paths(config: Config) -> list[Path]:
 def _key_file(config: Config, key_file: Path | None) -> Path | None:
     if key_file is not None:
         return key_file.expanduser().resolve()
-    if str(CREDENTIALS_DIR) in (config.gladia.api_key_origin or ""):
+    if config.gladia.key_file_in(CREDENTIALS_DIR):
         return DEFAULT_KEY_FILE
     return None
 
@@ -231,7 +231,7 @@ def install(user: bool, dry_run: bool, run_as: str | None, key_file: Path | None
             run_as=run_as, credential=credential,
         ).encode("utf-8")
         steps = _systemd_next_steps(user, config, run_as, credential)
-    if config.gladia.api_key_origin == f"${API_KEY_ENV_VAR}":
+    if config.gladia.key_from_environment:
         click.echo(f"note: your API key comes from ${API_KEY_ENV_VAR}, which the service will "
                    "not see: set [gladia] api_key_file in the config instead", err=True)
     if dry_run:

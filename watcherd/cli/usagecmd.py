@@ -12,7 +12,7 @@ import click
 
 from watcherd.cli._common import config_option, handles_errors
 from watcherd.config import Config, load_config
-from watcherd.errors import ConfigError, JournalError
+from watcherd.errors import JournalError
 from watcherd.journal.configured import journal_exists, open_for_command
 from watcherd.usage import UsageReport, plan_of, read_report
 
@@ -46,19 +46,16 @@ def purge_remote_command(older_than: float, dry_run: bool, config_path: Path | N
     are recognised by watcherd's own custom_metadata keys; a job a file still waits on is
     kept. The transcripts beside your files (and NAME.json) are not touched.
     """
-    from watcherd.engines.gladia import GladiaClient, purge_remote
+    from watcherd.engines.gladia.purge import purge_client, purge_remote
 
     config = load_config(config_path)
-    key = config.gladia.api_key
-    if key is None:
-        raise ConfigError("purge-remote needs the Gladia API key: set [gladia] api_key or "
-                          "api_key_file, or GLADIA_API_KEY")
+    client_for = purge_client(config.gladia)
     if not journal_exists(config):
         raise JournalError("no journal yet: start watcherd once, or there is nothing to purge")
 
     async def run() -> int:
         with open_for_command(config, readonly=False) as journal:
-            async with GladiaClient(config.gladia.api_url, key) as client:
+            async with client_for() as client:
                 result = await purge_remote(journal, client, older_than_days=older_than,
                                             dry_run=dry_run, say=click.echo)
         verb = "would delete" if dry_run else "deleted"

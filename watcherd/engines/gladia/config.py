@@ -105,6 +105,16 @@ class GladiaConfig:
     billing_day: int = _FILE.billing_day
 
     @property
+    def key_from_environment(self) -> bool:
+        """Whether the key comes from $GLADIA_API_KEY (a service started by systemd or
+        launchd does not see the shell's environment)."""
+        return self.api_key_origin == f"${API_KEY_ENV_VAR}"
+
+    def key_file_in(self, folder: Path) -> bool:
+        """Whether ``api_key_file`` points into ``folder`` (e.g. systemd's credentials)."""
+        return str(folder) in (self.api_key_origin or "")
+
+    @property
     def jobs_ahead(self) -> int:
         """How many jobs may wait in Gladia's queue beyond the plan's concurrency."""
         return self.max_concurrent_jobs if self.queue_ahead is None else self.queue_ahead

@@ -9,6 +9,7 @@ never loses its job.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,10 +17,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from watcherd.engines.gladia.client import GladiaClient
-from watcherd.errors import GladiaError, JobNotFound
+from watcherd.engines.gladia.config import GladiaConfig
+from watcherd.errors import ConfigError, GladiaError, JobNotFound
 from watcherd.journal import ACTIVE_STATES, Journal
 
-__all__ = ["PurgeResult", "purge_remote"]
+__all__ = ["PurgeResult", "purge_client", "purge_remote"]
 
 #: Key prefixes watcherd writes into custom_metadata.wf_key (identity.py).
 _KEY_PREFIXES = ("wf2-", "wf1-")
@@ -45,6 +47,16 @@ def _is_ours(job: Mapping[str, Any]) -> bool:
         return False
     key = metadata.get("wf_key")
     return isinstance(key, str) and key.startswith(_KEY_PREFIXES) and "wf_file" in metadata
+
+
+def purge_client(gladia: GladiaConfig) -> Callable[[], GladiaClient]:
+    """How ``watcherd usage purge-remote`` reaches Gladia; ConfigError (before the journal is
+    opened) when there is no key to do it with."""
+    key = gladia.api_key
+    if key is None:
+        raise ConfigError("purge-remote needs the Gladia API key: set [gladia] api_key or "
+                          "api_key_file, or GLADIA_API_KEY")
+    return functools.partial(GladiaClient, gladia.api_url, key)
 
 
 async def purge_remote(journal: Journal, client: GladiaClient, *, older_than_days: float,
