@@ -24,6 +24,8 @@ from watcherd.config.model import (
     LogTable,
     MetricsTable,
     NodeTable,
+    NotifyRouteTable,
+    NotifyTable,
     ScanTable,
     WebhookTable,
     default_journal_path,
@@ -36,7 +38,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 TABLES: dict[str, type[Any]] = {
     "engine": EngineTable, "scan": ScanTable, "log": LogTable, "hooks": HooksConfig,
     "metrics": MetricsTable, "node": NodeTable, "journal": JournalTable, "retry": RETRY_TABLE,
-    "http": HttpTable,
+    "http": HttpTable, "notify": NotifyTable,
 }
 
 
@@ -53,6 +55,9 @@ def test_a_config_without_tables_is_the_declared_defaults() -> None:
             config.history_days) == (default_journal_path(), None, journal.lease_seconds,
                                      journal.history_days)
     assert config.retry == RetryPolicy()
+    assert (config.notify.urls, config.notify.on, config.notify.batch_seconds,
+            config.notify.watches) == (NotifyTable().urls, NotifyTable().on,
+                                       NotifyTable().batch_seconds, ())
     assert RETRY_TABLE() == RETRY_TABLE(**{key: getattr(RetryPolicy(), name)
                                            for key, name in RETRY_KEYS.items()})
 
@@ -99,6 +104,44 @@ def test_any_value_at_any_core_key_is_kept_or_refused_naming_that_key(
         assert re.match(rf"config: {table}\.{key}(\[\d+\])?: ", str(exc)), str(exc)
         if key == "url" and isinstance(value, str) and len(value) > 3:
             assert value not in str(exc)  # the URL may hold a password
+        if key == "urls":  # Apprise URLs hold tokens: never shown
+            shown = value if isinstance(value, list) else [value]
+            assert not [v for v in shown if isinstance(v, str) and len(v) > 3
+                        and v in str(exc)], str(exc)
+
+
+@given(key=st.sampled_from(table_keys(NotifyRouteTable)), value=_VALUES)
+def test_any_value_at_any_key_of_a_watch_notify_is_kept_or_refused_naming_it(
+        key: str, value: Any) -> None:
+    try:
+        config = parse_config({"watch": [{"path": "/srv/in", "notify": {key: value}}]},
+                              source=None, env={})
+    except ConfigError as exc:
+        assert re.match(rf"config: watch\[1\]\.notify\.{key}(\[\d+\])?: ", str(exc)), str(exc)
+    else:
+        [(path, route)] = config.notify.watches
+        assert path == Path("/srv/in").resolve()
+        assert len(route.on if key == "on" else route.urls) == len(value)
+
+
+def test_every_problem_of_the_notify_tables_is_reported_at_once() -> None:
+    """[notify] is declared (NotifyTable): its keys' problems come together, each list item
+    named; a watch's notify takes only urls and on (NotifyRouteTable)."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"notify": {"urls": ["ntfy-token-1234"], "on": ["done", "dnoe"],
+                                 "batch_seconds": -1, "batch_second": 1}}, source=None, env={})
+    assert str(caught.value).splitlines() == [
+        "config: 4 problems:",
+        '  - [notify] batch_second: unknown key; did you mean "batch_seconds"?',
+        "  - notify.urls[1]: expected an Apprise URL such as ntfy://ntfy.sh/TOPIC or "
+        "json://host/path (see https://github.com/caronc/apprise/wiki)",
+        '  - notify.on[2]: expected one of "done", "failed", "paused", got "dnoe"; '
+        'did you mean "done"?',
+        "  - notify.batch_seconds: expected a number >= 0, got -1",
+    ]
+    with pytest.raises(ConfigError, match=r"\[watch\[1\]\.notify\] batch_seconds: unknown key"):
+        parse_config({"watch": [{"path": "/srv/in", "notify": {"batch_seconds": 1}}]},
+                     source=None, env={})
 
 
 def test_defaults_and_watches_keys_are_their_fields() -> None:

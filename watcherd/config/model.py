@@ -63,7 +63,10 @@ __all__ = [
     "MetricsTable",
     "NodeTable",
     "NotifyConfig",
+    "NotifyEvent",
     "NotifyRoute",
+    "NotifyRouteTable",
+    "NotifyTable",
     "PollMode",
     "ScanTable",
     "WatchConfig",
@@ -352,8 +355,28 @@ RETRY_TABLE: type[msgspec.Struct] = msgspec.defstruct(
 
 
 #: What ``[notify] on`` may name: a file done, a file failed, work paused for a person.
-NOTIFY_EVENTS = ("done", "failed", "paused")
+NotifyEvent = Literal["done", "failed", "paused"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
 NOTIFY_EXTRA_HINT = "install the extra: pip install 'watcherd[notify]' (it brings Apprise)"
+
+
+class NotifyRouteTable(Table, frozen=True):
+    """``[[watch]] notify = {...}`` as the file writes it: that folder's own URLs and events
+    (a key not set keeps ``[notify]``'s). ``urls`` are Apprise URLs, secrets (they hold
+    tokens), checked in check.py."""
+
+    urls: tuple[Secret, ...] = ()
+    on: tuple[NotifyEvent, ...] = NOTIFY_EVENTS
+
+
+class NotifyTable(NotifyRouteTable, frozen=True):
+    """``[notify]`` as the file writes it: the route of every watch, and the batching."""
+
+    # At most one message per route this often (a burst of files is one message).
+    batch_seconds: Annotated[float, Meta(ge=0)] = 60.0
+
+
+_NOTIFY = NotifyTable()
 
 
 @dataclass(frozen=True)
@@ -361,7 +384,7 @@ class NotifyRoute:
     """Where one watch's notifications go: Apprise URLs (secrets) and the events sent."""
 
     urls: tuple[Secret, ...] = ()
-    on: tuple[str, ...] = NOTIFY_EVENTS
+    on: tuple[str, ...] = _NOTIFY.on
 
 
 @dataclass(frozen=True)
@@ -369,8 +392,8 @@ class NotifyConfig:
     """The ``[notify]`` table (watcherd.notify): URLs, events, batching, per-watch routes."""
 
     urls: tuple[Secret, ...] = ()
-    on: tuple[str, ...] = NOTIFY_EVENTS
-    batch_seconds: float = 60.0
+    on: tuple[str, ...] = _NOTIFY.on
+    batch_seconds: float = _NOTIFY.batch_seconds
     #: ``[[watch]] notify = {...}`` by watch root: that folder's own URLs and events.
     watches: tuple[tuple[Path, NotifyRoute], ...] = ()
 
