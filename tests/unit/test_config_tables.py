@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from watcherd.config import parse_config
 from watcherd.config.model import (
+    CORE_TABLES,
     RETRY_TABLE,
     CallbackTable,
     EngineTable,
@@ -81,10 +82,20 @@ def test_every_problem_of_a_core_table_is_reported_at_once() -> None:
 
 def test_the_example_documents_every_key_of_every_declared_table() -> None:
     text = EXAMPLE.read_text("utf-8")
-    tables = {**TABLES, "callback": CallbackTable, "webhook": WebhookTable}
-    missing = [f"{name}.{key}" for name, schema in tables.items()
+    assert {**TABLES, "callback": CallbackTable, "webhook": WebhookTable}.items() <= (
+        CORE_TABLES.items())
+    missing = [f"{name}.{key}" for name, schema in CORE_TABLES.items()
                for key in table_keys(schema) if not re.search(rf"\b{key}\b", text)]
     assert missing == []
+    assert [name for name in CORE_TABLES if not re.search(rf"^\[\[?{name}\]", text, re.M)] == []
+
+
+def test_the_top_level_keys_are_the_declared_tables() -> None:
+    """A config may have each core table (CORE_TABLES) and each engine's, nothing else."""
+    everything: dict[str, Any] = {name: ([] if name == "watch" else {}) for name in CORE_TABLES}
+    assert parse_config({**everything, "gladia": {}, "local": {}}, source=None, env={})
+    with pytest.raises(ConfigError, match=r'^config: notfy: unknown key; did you mean "notify"'):
+        parse_config({"notfy": {}}, source=None, env={})
 
 
 _VALUES: st.SearchStrategy[Any] = (

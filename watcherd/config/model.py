@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from watcherd.engines.local.config import LocalConfig
 
 __all__ = [
+    "CORE_TABLES",
     "DEFAULT_HISTORY_DAYS",
     "DEFAULT_HTTP_LISTEN",
     "DEFAULT_LEASE_SECONDS",
@@ -119,12 +120,6 @@ FOLLOW_LINKS: tuple[FollowLinks, ...] = get_args(FollowLinks)
 
 MIN_SCAN_INTERVAL_SECONDS = 5.0
 
-# The core tables; each engine's own table ([gladia], [local]) is allowed as well.
-_TOP_KEYS = (
-    "engine", "journal", "log", "scan", "callback", "webhook", "defaults",
-    "hooks", "notify", "metrics", "retry", "http", "node",
-    "watch",
-)
 DEFAULT_HTTP_LISTEN = "127.0.0.1:8765"
 _HTTP_HOST, _, _HTTP_PORT = DEFAULT_HTTP_LISTEN.rpartition(":")
 # A token shorter than this is guessable by a patient script on the network.
@@ -401,6 +396,18 @@ class NotifyConfig:
     def enabled(self) -> bool:
         """Whether any notification can be sent at all."""
         return bool(self.urls) or any(route.urls for _, route in self.watches)
+
+
+#: Each core table by its name in the file, with its declaration ("watch": each [[watch]]).
+#: Their names are the top-level keys a config file may have, besides each engine's own table
+#: ([gladia], [local]: engines/registry.config_sections).
+CORE_TABLES: Mapping[str, type[Any]] = {
+    "engine": EngineTable, "journal": JournalTable, "log": LogTable, "scan": ScanTable,
+    "callback": CallbackTable, "webhook": WebhookTable, "defaults": WatchDefaults,
+    "hooks": HooksConfig, "notify": NotifyTable, "metrics": MetricsTable, "retry": RETRY_TABLE,
+    "http": HttpTable, "node": NodeTable, "watch": WatchConfig,
+}
+_TOP_KEYS = tuple(CORE_TABLES)
 
 
 @dataclass(frozen=True)
