@@ -1197,6 +1197,8 @@ class TestLifecycle:
         job_id, _ = new_job(client, tmp_path)
         client.get("/v2/pre-recorded")
         client.get(f"/v2/pre-recorded/{job_id}")
+        # A request is recorded once its answer is written: the client may have it first.
+        wait_for(lambda: len(sim.requests()) >= 4, what="the last request's record")
         records = sim.requests()
         assert [(r.method, r.endpoint, r.status) for r in records] == [
             ("POST", "upload", 200),
