@@ -195,7 +195,8 @@ def describe(info: Any) -> str:
     if isinstance(info, mi.LiteralType):
         return "one of " + ", ".join(f'"{c}"' for c in info.values)
     if isinstance(info, mi.VarTupleType | mi.ListType):
-        return "an array of strings" if isinstance(info.item_type, mi.StrType) else "an array"
+        words = isinstance(info.item_type, mi.StrType | mi.LiteralType)
+        return "an array of strings" if words else "an array"
     if isinstance(info, mi.UnionType):
         return " or ".join(describe(t) for t in info.types if not isinstance(t, mi.NoneType))
     return "a table" if isinstance(info, mi.DictType | mi.StructType) else "a value"

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from watcherd.config import parse_config
 from watcherd.config.model import (
+    CORE_TABLES,
     RETRY_TABLE,
     CallbackTable,
     EngineTable,
@@ -24,6 +25,8 @@ from watcherd.config.model import (
     LogTable,
     MetricsTable,
     NodeTable,
+    NotifyRouteTable,
+    NotifyTable,
     ScanTable,
     WebhookTable,
     default_journal_path,
@@ -36,7 +39,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
 TABLES: dict[str, type[Any]] = {
     "engine": EngineTable, "scan": ScanTable, "log": LogTable, "hooks": HooksConfig,
     "metrics": MetricsTable, "node": NodeTable, "journal": JournalTable, "retry": RETRY_TABLE,
-    "http": HttpTable,
+    "http": HttpTable, "notify": NotifyTable,
 }
 
 
@@ -53,6 +56,9 @@ def test_a_config_without_tables_is_the_declared_defaults() -> None:
             config.history_days) == (default_journal_path(), None, journal.lease_seconds,
                                      journal.history_days)
     assert config.retry == RetryPolicy()
+    assert (config.notify.urls, config.notify.on, config.notify.batch_seconds,
+            config.notify.watches) == (NotifyTable().urls, NotifyTable().on,
+                                       NotifyTable().batch_seconds, ())
     assert RETRY_TABLE() == RETRY_TABLE(**{key: getattr(RetryPolicy(), name)
                                            for key, name in RETRY_KEYS.items()})
 
@@ -76,10 +82,20 @@ def test_every_problem_of_a_core_table_is_reported_at_once() -> None:
 
 def test_the_example_documents_every_key_of_every_declared_table() -> None:
     text = EXAMPLE.read_text("utf-8")
-    tables = {**TABLES, "callback": CallbackTable, "webhook": WebhookTable}
-    missing = [f"{name}.{key}" for name, schema in tables.items()
+    assert {**TABLES, "callback": CallbackTable, "webhook": WebhookTable}.items() <= (
+        CORE_TABLES.items())
+    missing = [f"{name}.{key}" for name, schema in CORE_TABLES.items()
                for key in table_keys(schema) if not re.search(rf"\b{key}\b", text)]
     assert missing == []
+    assert [name for name in CORE_TABLES if not re.search(rf"^\[\[?{name}\]", text, re.M)] == []
+
+
+def test_the_top_level_keys_are_the_declared_tables() -> None:
+    """A config may have each core table (CORE_TABLES) and each engine's, nothing else."""
+    everything: dict[str, Any] = {name: ([] if name == "watch" else {}) for name in CORE_TABLES}
+    assert parse_config({**everything, "gladia": {}, "local": {}}, source=None, env={})
+    with pytest.raises(ConfigError, match=r'^config: notfy: unknown key; did you mean "notify"'):
+        parse_config({"notfy": {}}, source=None, env={})
 
 
 _VALUES: st.SearchStrategy[Any] = (
@@ -99,6 +115,44 @@ def test_any_value_at_any_core_key_is_kept_or_refused_naming_that_key(
         assert re.match(rf"config: {table}\.{key}(\[\d+\])?: ", str(exc)), str(exc)
         if key == "url" and isinstance(value, str) and len(value) > 3:
             assert value not in str(exc)  # the URL may hold a password
+        if key == "urls":  # Apprise URLs hold tokens: never shown
+            shown = value if isinstance(value, list) else [value]
+            assert not [v for v in shown if isinstance(v, str) and len(v) > 3
+                        and v in str(exc)], str(exc)
+
+
+@given(key=st.sampled_from(table_keys(NotifyRouteTable)), value=_VALUES)
+def test_any_value_at_any_key_of_a_watch_notify_is_kept_or_refused_naming_it(
+        key: str, value: Any) -> None:
+    try:
+        config = parse_config({"watch": [{"path": "/srv/in", "notify": {key: value}}]},
+                              source=None, env={})
+    except ConfigError as exc:
+        assert re.match(rf"config: watch\[1\]\.notify\.{key}(\[\d+\])?: ", str(exc)), str(exc)
+    else:
+        [(path, route)] = config.notify.watches
+        assert path == Path("/srv/in").resolve()
+        assert len(route.on if key == "on" else route.urls) == len(value)
+
+
+def test_every_problem_of_the_notify_tables_is_reported_at_once() -> None:
+    """[notify] is declared (NotifyTable): its keys' problems come together, each list item
+    named; a watch's notify takes only urls and on (NotifyRouteTable)."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"notify": {"urls": ["ntfy-token-1234"], "on": ["done", "dnoe"],
+                                 "batch_seconds": -1, "batch_second": 1}}, source=None, env={})
+    assert str(caught.value).splitlines() == [
+        "config: 4 problems:",
+        '  - [notify] batch_second: unknown key; did you mean "batch_seconds"?',
+        "  - notify.urls[1]: expected an Apprise URL such as ntfy://ntfy.sh/TOPIC or "
+        "json://host/path (see https://github.com/caronc/apprise/wiki)",
+        '  - notify.on[2]: expected one of "done", "failed", "paused", got "dnoe"; '
+        'did you mean "done"?',
+        "  - notify.batch_seconds: expected a number >= 0, got -1",
+    ]
+    with pytest.raises(ConfigError, match=r"\[watch\[1\]\.notify\] batch_seconds: unknown key"):
+        parse_config({"watch": [{"path": "/srv/in", "notify": {"batch_seconds": 1}}]},
+                     source=None, env={})
 
 
 def test_defaults_and_watches_keys_are_their_fields() -> None:

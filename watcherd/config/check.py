@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from watcherd.config.model import (
@@ -27,7 +27,6 @@ from watcherd.config.model import (
     FALLBACKS,
     LOG_LEVELS,
     MIN_HTTP_TOKEN_CHARS,
-    NOTIFY_EVENTS,
     NOTIFY_EXTRA_HINT,
     OUTPUT_FORMATS,
     RETRY_TABLE,
@@ -46,6 +45,8 @@ from watcherd.config.model import (
     NodeTable,
     NotifyConfig,
     NotifyRoute,
+    NotifyRouteTable,
+    NotifyTable,
     ScanTable,
     WatchConfig,
     WatchDefaults,
@@ -67,6 +68,8 @@ from watcherd.outputs.templates import check_fields, check_name
 from watcherd.retry import RETRY_KEYS, RetryPolicy
 
 __all__ = ["ConfigChecker", "reject_nesting"]
+
+_Route = TypeVar("_Route", bound=NotifyRouteTable)
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -265,43 +268,37 @@ class ConfigChecker(SectionParser):
         """An engine's own table (``[gladia]``, ``[local]``), checked by its declaration."""
         return section.parse(self, self.table(data, section.name, section.name))
 
-    def notify_route(self, table: Any, key: str, *, default: NotifyRoute) -> NotifyRoute:
-        """``urls`` and ``on`` of a notify table (a missing key keeps ``default``'s)."""
-        if not isinstance(table, dict):
-            self.expected(key, "a table", table)
-        self.check_keys(table, ("urls", "on", "batch_seconds") if key == "notify"
-                        else ("urls", "on"), key)
-        urls = default.urls
-        if "urls" in table:
-            if not isinstance(table["urls"], list):
-                self.expected(f"{key}.urls", "an array of Apprise URLs", table["urls"],
-                              secret=True)
-            for index, url in enumerate(table["urls"], start=1):
-                # Secret: a URL holds a token or a password; only its kind is ever shown.
-                self.string(url, f"{key}.urls[{index}]", secret=True)
-                if "://" not in url:
-                    self.fail(f"{key}.urls[{index}]", "expected an Apprise URL such as "
-                              "ntfy://ntfy.sh/TOPIC or json://host/path (see "
-                              "https://github.com/caronc/apprise/wiki)")
-            urls = tuple(Secret(u.strip()) for u in table["urls"])
-        on = default.on
-        if "on" in table:
-            on = tuple(self.choice(v, f"{key}.on", NOTIFY_EVENTS)
-                       for v in self.strings(table["on"], f"{key}.on"))
-        return NotifyRoute(urls, on)
+    def apprise_urls(self, value: Any, key: str) -> tuple[Secret, ...]:
+        """``urls`` of a notify table: Apprise URLs, secrets (a URL holds a token or a
+        password), so only their kind is ever shown."""
+        if not isinstance(value, list):
+            self.expected(key, "an array of Apprise URLs", value, secret=True)
+        for index, url in enumerate(value, start=1):
+            self.string(url, f"{key}[{index}]", secret=True)
+            if "://" not in url:
+                self.fail(f"{key}[{index}]", "expected an Apprise URL such as "
+                          "ntfy://ntfy.sh/TOPIC or json://host/path (see "
+                          "https://github.com/caronc/apprise/wiki)")
+        return tuple(Secret(url.strip()) for url in value)
+
+    def notify_route(self, table: Any, key: str, schema: type[_Route], default: NotifyRoute
+                     ) -> tuple[_Route, NotifyRoute]:
+        """A notify table checked by its declaration (a key not set keeps ``default``'s)."""
+        routes = self.section(table, schema, key, custom={"urls": self.apprise_urls})
+        return routes, NotifyRoute(routes.urls if "urls" in table else default.urls,
+                                   routes.on if "on" in table else default.on)
 
     def notify(self, data: Mapping[str, Any]) -> NotifyConfig:
-        table = self.table(data, "notify", "notify")
-        route = self.notify_route(table, "notify", default=NotifyRoute())
-        batch = self.number(table.get("batch_seconds", NotifyConfig.batch_seconds),
-                            "notify.batch_seconds", minimum=0)
+        """``[notify]`` and each watch's ``notify`` (by its path), checked by their tables."""
+        table, route = self.notify_route(self.table(data, "notify", "notify"), "notify",
+                                         NotifyTable, NotifyRoute())
         watches = []
         for number, watch in enumerate(data.get("watch", []) or [], start=1):
             if isinstance(watch, dict) and "notify" in watch and "path" in watch:
-                own = self.notify_route(watch["notify"], f"watch[{number}].notify",
-                                        default=route)
+                _, own = self.notify_route(watch["notify"], f"watch[{number}].notify",
+                                           NotifyRouteTable, route)
                 watches.append((self.path(watch["path"], f"watch[{number}].path"), own))
-        config = NotifyConfig(route.urls, route.on, batch, tuple(watches))
+        config = NotifyConfig(route.urls, route.on, table.batch_seconds, tuple(watches))
         if config.enabled and importlib.util.find_spec("apprise") is None:
             self.fail("notify", f"sending notifications needs Apprise: {NOTIFY_EXTRA_HINT}")
         return config

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from watcherd.engines.local.config import LocalConfig
 
 __all__ = [
+    "CORE_TABLES",
     "DEFAULT_HISTORY_DAYS",
     "DEFAULT_HTTP_LISTEN",
     "DEFAULT_LEASE_SECONDS",
@@ -63,7 +64,10 @@ __all__ = [
     "MetricsTable",
     "NodeTable",
     "NotifyConfig",
+    "NotifyEvent",
     "NotifyRoute",
+    "NotifyRouteTable",
+    "NotifyTable",
     "PollMode",
     "ScanTable",
     "WatchConfig",
@@ -116,12 +120,6 @@ FOLLOW_LINKS: tuple[FollowLinks, ...] = get_args(FollowLinks)
 
 MIN_SCAN_INTERVAL_SECONDS = 5.0
 
-# The core tables; each engine's own table ([gladia], [local]) is allowed as well.
-_TOP_KEYS = (
-    "engine", "journal", "log", "scan", "callback", "webhook", "defaults",
-    "hooks", "notify", "metrics", "retry", "http", "node",
-    "watch",
-)
 DEFAULT_HTTP_LISTEN = "127.0.0.1:8765"
 _HTTP_HOST, _, _HTTP_PORT = DEFAULT_HTTP_LISTEN.rpartition(":")
 # A token shorter than this is guessable by a patient script on the network.
@@ -352,8 +350,28 @@ RETRY_TABLE: type[msgspec.Struct] = msgspec.defstruct(
 
 
 #: What ``[notify] on`` may name: a file done, a file failed, work paused for a person.
-NOTIFY_EVENTS = ("done", "failed", "paused")
+NotifyEvent = Literal["done", "failed", "paused"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
 NOTIFY_EXTRA_HINT = "install the extra: pip install 'watcherd[notify]' (it brings Apprise)"
+
+
+class NotifyRouteTable(Table, frozen=True):
+    """``[[watch]] notify = {...}`` as the file writes it: that folder's own URLs and events
+    (a key not set keeps ``[notify]``'s). ``urls`` are Apprise URLs, secrets (they hold
+    tokens), checked in check.py."""
+
+    urls: tuple[Secret, ...] = ()
+    on: tuple[NotifyEvent, ...] = NOTIFY_EVENTS
+
+
+class NotifyTable(NotifyRouteTable, frozen=True):
+    """``[notify]`` as the file writes it: the route of every watch, and the batching."""
+
+    # At most one message per route this often (a burst of files is one message).
+    batch_seconds: Annotated[float, Meta(ge=0)] = 60.0
+
+
+_NOTIFY = NotifyTable()
 
 
 @dataclass(frozen=True)
@@ -361,7 +379,7 @@ class NotifyRoute:
     """Where one watch's notifications go: Apprise URLs (secrets) and the events sent."""
 
     urls: tuple[Secret, ...] = ()
-    on: tuple[str, ...] = NOTIFY_EVENTS
+    on: tuple[str, ...] = _NOTIFY.on
 
 
 @dataclass(frozen=True)
@@ -369,8 +387,8 @@ class NotifyConfig:
     """The ``[notify]`` table (watcherd.notify): URLs, events, batching, per-watch routes."""
 
     urls: tuple[Secret, ...] = ()
-    on: tuple[str, ...] = NOTIFY_EVENTS
-    batch_seconds: float = 60.0
+    on: tuple[str, ...] = _NOTIFY.on
+    batch_seconds: float = _NOTIFY.batch_seconds
     #: ``[[watch]] notify = {...}`` by watch root: that folder's own URLs and events.
     watches: tuple[tuple[Path, NotifyRoute], ...] = ()
 
@@ -378,6 +396,18 @@ class NotifyConfig:
     def enabled(self) -> bool:
         """Whether any notification can be sent at all."""
         return bool(self.urls) or any(route.urls for _, route in self.watches)
+
+
+#: Each core table by its name in the file, with its declaration ("watch": each [[watch]]).
+#: Their names are the top-level keys a config file may have, besides each engine's own table
+#: ([gladia], [local]: engines/registry.config_sections).
+CORE_TABLES: Mapping[str, type[Any]] = {
+    "engine": EngineTable, "journal": JournalTable, "log": LogTable, "scan": ScanTable,
+    "callback": CallbackTable, "webhook": WebhookTable, "defaults": WatchDefaults,
+    "hooks": HooksConfig, "notify": NotifyTable, "metrics": MetricsTable, "retry": RETRY_TABLE,
+    "http": HttpTable, "node": NodeTable, "watch": WatchConfig,
+}
+_TOP_KEYS = tuple(CORE_TABLES)
 
 
 @dataclass(frozen=True)
