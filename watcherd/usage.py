@@ -15,9 +15,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-__all__ = ["JobUsage", "MonthlyLimit", "Period", "Plan", "UsageReport", "UsageRow",
-           "billed_seconds", "billing_period", "earliest_shown", "hours", "job_usage",
-           "limit_reason", "model_of", "plan_of", "read_report"]
+__all__ = [
+    "JobUsage",
+    "MonthlyLimit",
+    "Period",
+    "Plan",
+    "UsageReport",
+    "UsageRow",
+    "billed_seconds",
+    "billing_period",
+    "earliest_shown",
+    "hours",
+    "job_time",
+    "job_usage",
+    "limit_reason",
+    "model_of",
+    "plan_of",
+    "read_report",
+]
 
 
 @dataclass(frozen=True)
@@ -89,7 +104,8 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) and number >= 0 else None
 
 
-def _moment(value: Any) -> float | None:
+def job_time(value: Any) -> float | None:
+    """A job's ISO-8601 time (Gladia's clock) as seconds since the epoch, None if unreadable."""
     if not isinstance(value, str):
         return None
     try:
@@ -122,7 +138,7 @@ def job_usage(job: Mapping[str, Any], *, now: float) -> JobUsage:
         model = _default_model(engine)
     return JobUsage(engine=engine, billing_seconds=billing,
                     audio_seconds=audio, model=model,
-                    finished_at=_moment(job.get("completed_at")) or now)
+                    finished_at=job_time(job.get("completed_at")) or now)
 
 
 def _month_start(year: int, month: int, day: int) -> datetime:

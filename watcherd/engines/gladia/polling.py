@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from watcherd.engines.gladia.jobtime import (
@@ -36,6 +35,7 @@ from watcherd.engines.gladia.jobtime import (
 )
 from watcherd.engines.gladia.queueahead import QueueModel
 from watcherd.retry import RetryPolicy
+from watcherd.usage import job_time
 
 __all__ = ["JobHints", "NewJobLooks", "job_age", "job_time", "poll_cap_for"]
 
@@ -150,19 +150,6 @@ def poll_cap_for(audio_seconds: float | None, policy: RetryPolicy) -> float:
     if audio_seconds is None:
         return policy.poll_cap
     return min(policy.poll_cap, max(policy.poll_start * 3, audio_seconds / 10))
-
-
-def job_time(value: Any) -> float | None:
-    """A job's ISO-8601 time (Gladia's clock) as seconds since the epoch, None if unreadable."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def job_age(job: Mapping[str, Any]) -> float:
