@@ -81,3 +81,15 @@ def _schema_v3(db: sqlite_utils.Database) -> None:
     # Small facts about the journal itself (whether the last writer stopped cleanly).
     db["meta"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
 
+
+
+def migrated_to(conn: sqlite3.Connection, version: int) -> None:
+    """Create the schema up to ``version`` with today's numbered migrations (a journal as an
+    earlier watcherd at that schema left it), and record the version."""
+    from watcherd.journal import migrations
+    from watcherd.journal.sqlite import MIGRATIONS
+
+    for step in MIGRATIONS[:version]:
+        for statement in migrations.statements(step.text):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from tests import journal_release01
 from tests.integration.test_journal_backends import _settled
-from watcherd.journal import Journal, Source, migrations
+from watcherd.journal import Journal, Source
 from watcherd.journal import postgres as journal_pg
 from watcherd.journal import sqlite as journal_sqlite
 from watcherd.journal.postgres import PostgresJournal
@@ -105,10 +106,7 @@ def _check_queries(journal: Journal | PostgresJournal, now: float) -> None:
 
 def _fill_sqlite(path: Path, made_at: int, now: float) -> None:
     conn = sqlite3.connect(path)
-    for step in journal_sqlite.MIGRATIONS[:made_at]:
-        for statement in migrations.statements(step.text):
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version = {made_at}")
+    journal_release01.migrated_to(conn, made_at)
     conn.executemany(f"INSERT INTO sources ({', '.join(_COLUMNS)})"
                      f" VALUES ({', '.join('?' * len(_COLUMNS))})", _rows(now))
     conn.commit()

@@ -312,16 +312,11 @@ def test_a_journal_made_by_main_before_the_text_was_kept_once_migrates_and_searc
     opens at once at the current schema; its results are indexed again in the background
     and found as before, with their text kept only in results (no table of the index holds
     it)."""
-    from watcherd.journal import migrations
-    from watcherd.journal.sqlite import MIGRATIONS
     from watcherd.journal.stored import pack_job
 
     path = tmp_path / "journal.db"
     conn = sqlite3.connect(path)
-    for step in MIGRATIONS[:7]:
-        for statement in migrations.statements(step.text):
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version = 7")
+    journal_release01.migrated_to(conn, 7)
     conn.execute(
         "INSERT INTO sources (path, watch_root, state, options_json, content_key, attempts,"
         " job_errors, done_at, created_at, updated_at) VALUES"
@@ -372,16 +367,11 @@ def test_the_index_keeps_no_content_key_of_its_own(journal: AnyJournal) -> None:
 def test_a_journal_made_by_main_with_search_docs_migrates_and_searches(tmp_path: Path) -> None:
     """A journal at schema 8 (search_docs by content key) opens at once at the current
     schema; its stored results are indexed again in the background and found as before."""
-    from watcherd.journal import migrations
-    from watcherd.journal.sqlite import MIGRATIONS
 
     path = tmp_path / "journal.db"
     conn = sqlite3.connect(path)
     conn.row_factory = sqlite3.Row
-    for step in MIGRATIONS[:8]:
-        for statement in migrations.statements(step.text):
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version = 8")
+    journal_release01.migrated_to(conn, 8)
     conn.execute(
         "INSERT INTO sources (path, watch_root, state, options_json, content_key, attempts,"
         " job_errors, done_at, created_at, updated_at) VALUES"
