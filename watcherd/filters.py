@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from fnmatch import fnmatchcase
+import re
+from fnmatch import translate
 from pathlib import Path
 
 from watcherd.config import WatchConfig
 from watcherd.outputs import is_output_or_temp
+from watcherd.outputs.naming import suffix_of
 
 #: Extensions (lower case, without the dot) of the formats Gladia accepts (its limits, in
 #: docs/gladia-contract.md), plus common ones its content-based detection also reads.
@@ -67,18 +69,42 @@ _PRUNED_FOLDER_GLOBS: tuple[str, ...] = (
 )
 
 
-def has_audio_video_suffix(path: Path) -> bool:
+def has_audio_video_suffix(path: Path | str) -> bool:
     """True when the file name ends in one of AUDIO_VIDEO_EXTENSIONS (any case)."""
-    return path.suffix[1:].lower() in AUDIO_VIDEO_EXTENSIONS
+    return suffix_of(os.path.basename(path))[1:].lower() in AUDIO_VIDEO_EXTENSIONS
 
 
-def _matches_any(text: str, globs: tuple[str, ...]) -> str | None:
-    """The first glob (already lower case) matching ``text`` (any case), or None."""
-    lowered = text.lower()
-    for glob in globs:
-        if fnmatchcase(lowered, glob):
-            return glob
-    return None
+class _Globs:
+    """Globs matched case-blind, the first that matches named as it was spelled.
+
+    One regular expression of them all answers "none matches" (nearly every file, for the
+    system-file and exclude globs) in one call instead of one per glob: at 100,000 files that
+    was a tenth of a first start's time (issue 22 item 3).
+    """
+
+    def __init__(self, spelled: tuple[str, ...]) -> None:
+        self.spelled = spelled
+        self._each = tuple(re.compile(translate(glob.lower())) for glob in spelled)
+        self._any = re.compile("|".join(p.pattern for p in self._each)) if spelled else None
+
+    def __bool__(self) -> bool:
+        return bool(self.spelled)
+
+    def first(self, *texts: str) -> str | None:
+        """The first glob (in order) matching any of ``texts`` (any case), or None."""
+        if self._any is None:
+            return None
+        lowered = [text.lower() for text in texts]
+        if not any(self._any.match(text) for text in lowered):
+            return None
+        for glob, pattern in zip(self.spelled, self._each, strict=True):
+            if any(pattern.match(text) for text in lowered):
+                return glob
+        return None  # pragma: no cover - the joined expression matched, so one of them does
+
+
+_PARTIAL_FILES = _Globs(_PARTIAL_FILE_GLOBS)
+_PRUNED_FOLDERS = _Globs(_PRUNED_FOLDER_GLOBS)
 
 
 class SourceFilter:
@@ -89,8 +115,8 @@ class SourceFilter:
         self.root = Path(os.path.abspath(watch.path))
         self._root_text = str(self.root)
         # Globs keep the user's spelling for messages but match lower-cased.
-        self._include = tuple(glob.lower() for glob in watch.include)
-        self._exclude = tuple(glob.lower() for glob in watch.exclude)
+        self._include = _Globs(watch.include)
+        self._exclude = _Globs(watch.exclude)
 
     def relative(self, path: Path) -> str | None:
         """``path`` relative to the root with "/" separators, "" for the root, None if outside."""
@@ -137,18 +163,18 @@ class SourceFilter:
         """Why a file is ignored judging by its own name only (its folders already passed)."""
         if name.startswith("."):
             return "a hidden file"
-        if is_output_or_temp(Path(name)):
+        if is_output_or_temp(name):
             return "a transcript output or a temp file of watcherd"
-        partial = _matches_any(name, _PARTIAL_FILE_GLOBS)
+        partial = _PARTIAL_FILES.first(name)
         if partial is not None:
             return f"a partial, temporary or system file ({partial})"
         excluded = self._excluded(rel, name)
         if excluded is not None:
             return f"excluded by {excluded!r}"
         if self._include:
-            if self._matches(rel, name, self._include) is None:
+            if self._include.first(rel, name) is None:
                 return "matches no include glob"
-        elif not has_audio_video_suffix(Path(name)):
+        elif not has_audio_video_suffix(name):
             return "not an audio or video file extension (set include to accept it)"
         return None
 
@@ -159,35 +185,16 @@ class SourceFilter:
             return "a subfolder, and this watch has recursive = false"
         if name.startswith("."):
             return "a hidden folder"
-        pruned = _matches_any(name, _PRUNED_FOLDER_GLOBS)
+        pruned = _PRUNED_FOLDERS.first(name)
         if pruned is not None:
             return "a system, recycle-bin or sync-tool folder"
         # "archive", "archive/*" and "*/old/*" all exclude a whole folder: a trailing "/" lets
         # a glob written for the files below it match the folder itself.
-        excluded = self._excluded(rel, name) or self._matches(rel + "/", None, self._exclude)
+        excluded = self._excluded(rel, name) or self._exclude.first(rel + "/")
         if excluded is not None:
             return f"excluded by {excluded!r}"
         return None
 
     def _excluded(self, rel: str, name: str) -> str | None:
         """The exclude glob (as the user wrote it) that matches, or None."""
-        return self._matches(rel, name, self._exclude)
-
-    def _matches(self, rel: str, name: str | None, globs: tuple[str, ...]) -> str | None:
-        """The first of ``globs`` matching the relative path or the bare name, as configured."""
-        lowered_rel = rel.lower()
-        lowered_name = name.lower() if name is not None else None
-        for index, glob in enumerate(globs):
-            if fnmatchcase(lowered_rel, glob) or (
-                lowered_name is not None and fnmatchcase(lowered_name, glob)
-            ):
-                return self._original(globs, index)
-        return None
-
-    def _original(self, globs: tuple[str, ...], index: int) -> str:
-        """The glob as the user spelled it, for messages."""
-        if globs is self._include:
-            return self.watch.include[index]
-        if globs is self._exclude:
-            return self.watch.exclude[index]
-        return globs[index]
+        return self._exclude.first(rel, name)

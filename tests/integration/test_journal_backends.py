@@ -327,6 +327,8 @@ class TestQueries:
         # backends read the started rows with a LIMIT and no ORDER BY).
         limited = [s.id for s in journal.due(0, limit=2)]
         assert len(limited) == 2 and set(limited) <= set(order[:3])
+        # With no engine room for new work, only what was started is read.
+        assert [s.id for s in journal.due(0, queued=False)] == order[:3]
 
     def test_waiting_is_due_only_after_its_time(self, journal: AnyJournal) -> None:
         """A scheduled retry is not due before next_attempt_at."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePath
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from watcherd.config import WatchConfig
-from watcherd.filters import AUDIO_VIDEO_EXTENSIONS, SourceFilter, has_audio_video_suffix
+from watcherd.filters import AUDIO_VIDEO_EXTENSIONS, SourceFilter, _Globs, has_audio_video_suffix
+from watcherd.outputs.naming import suffix_of
 from watcherd.watcher import watch_for
 
 ROOT = Path("/srv/inbox")
@@ -260,3 +264,28 @@ def test_watch_for_returns_none_for_ignored_paths(tmp_path: Path) -> None:
     assert watch_for(tmp_path / ".talk.mp3", watches) is None
     assert watch_for(tmp_path / "@eaDir" / "talk.mp3", watches) is None
     assert watch_for(tmp_path / "talk.mp3", watches) is watches[0]
+
+
+# -- the globs as one expression: the same answers as fnmatch, glob by glob ------------------
+
+_GLOB_CHARS = st.sampled_from(list("ab.*?[]!-/~ A"))
+_NAME_CHARS = st.sampled_from(list("ab.-/~ AB"))
+
+
+@given(globs=st.lists(st.text(_GLOB_CHARS, max_size=6), max_size=5),
+       texts=st.lists(st.text(_NAME_CHARS, max_size=8), min_size=1, max_size=2))
+def test_the_joined_globs_name_the_same_first_match_as_fnmatch(globs: list[str],
+                                                               texts: list[str]) -> None:
+    """_Globs.first is the first glob, in the order written, that fnmatchcase matches
+    (case-blind) against any of the texts: the joined expression only answers "none" sooner."""
+    expected = next((glob for glob in globs
+                     if any(fnmatchcase(text.lower(), glob.lower()) for text in texts)), None)
+    assert _Globs(tuple(globs)).first(*texts) == expected
+
+
+@given(name=st.text(st.characters(blacklist_characters="/\x00"), max_size=12))
+def test_a_suffix_is_read_as_pathlib_reads_it(name: str) -> None:
+    """suffix_of, used on every file name a scan finds, agrees with PurePath.suffix."""
+    assume(name not in ("", ".", ".."))
+    assert suffix_of(name) == PurePath(name).suffix
+    assert has_audio_video_suffix(name) == has_audio_video_suffix(Path(name))

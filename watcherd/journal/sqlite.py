@@ -310,7 +310,7 @@ class SQLiteJournal(SQLJournal):
         for index in _PATH_INDEXES:
             if values[index] is not None:
                 values[index] = decode_path(values[index])
-        return Source(*values)
+        return Source.from_values(values)
 
     def _enc(self, path: str) -> str:
         return encode_path(path)

@@ -205,15 +205,17 @@ class SQLJournal(Journal):
         """Pending sources not hashed yet, longest-quiet first."""
         return list(self._rows("unsettled", limit=limit))
 
-    def due(self, now: float, *, limit: int = 1000) -> list[Source]:
+    def due(self, now: float, *, limit: int = 1000, queued: bool = True) -> list[Source]:
         """Settled sources with remote work to do now; jobs already created come first.
 
         Four indexed reads instead of one sort of every queued row: with 100,000 files
-        queued, each pass of the worker reads a few dozen rows, not the whole queue. In a
-        shared journal a source another node holds a live lease on is left out.
+        queued, each pass of the worker reads a few dozen rows, not the whole queue (and
+        none of the queue with ``queued=False``). In a shared journal a source another node
+        holds a live lease on is left out.
         """
         found: dict[int, Source] = {}
-        for name in ("due_remote", "due_waiting", "due_started", "due_queued"):
+        for name in ("due_remote", "due_waiting", "due_started", "due_queued")[
+                :None if queued else 3]:
             for source in self._rows(name, now=now, limit=limit, me=self.node):
                 found.setdefault(source.id, source)
         ordered = sorted(found.values(), key=lambda s: (

@@ -40,10 +40,17 @@ BASE_MAX_BYTES: int = NAME_MAX - _LONGEST_SUFFIX - _TEMP_OVERHEAD
 _HASH_CHARS = 12
 
 
-def is_output_or_temp(path: Path) -> bool:
+def suffix_of(name: str) -> str:
+    """A file name's last suffix with its dot, as :attr:`pathlib.PurePath.suffix` gives it
+    ("" for ".hidden" or "name."), without making a Path (filters run it on every file)."""
+    dot = name.rfind(".")
+    return name[dot:] if 0 < dot < len(name) - 1 else ""
+
+
+def is_output_or_temp(path: Path | str) -> bool:
     """True for our temp files and for any file whose suffix marks it as a transcript output."""
-    name = path.name
-    return TEMP_MARKER in name or path.suffix.lower() in OUTPUT_SUFFIXES
+    name = os.path.basename(path)
+    return TEMP_MARKER in name or suffix_of(name).lower() in OUTPUT_SUFFIXES
 
 
 def is_our_temp(name: str) -> bool:

@@ -108,20 +108,8 @@ class Dispatch:
         usable = self.routes.usable()
         # Enough rows to fill every engine several times over; the rest wait for a later pass.
         capacity = sum(slot.max_concurrent for slot in usable.values())
-        due = self.journal.due(time.time(), limit=_DUE_BATCH + 8 * capacity)
-        if not due:
-            return
         now = time.time()
-        if self._quarantine:
-            self._quarantine = {k: t for k, t in self._quarantine.items() if t > now}
-            due = [s for s in due if s.id not in self._quarantine]
         probing = self.health.down_since is not None or self.health.auth_problem is not None
-        if probing and self._last_probe is not None:
-            # Rotate the probe: the file that probed last goes to the back, so one file whose
-            # own request keeps failing cannot hold every other file back.
-            due = [s for s in due if s.id != self._last_probe] + [
-                s for s in due if s.id == self._last_probe
-            ]
         # Jobs created (or maybe created) earlier count against the plan's concurrency even
         # while no task is looking at them.
         pass_ = _Conditions(
@@ -130,6 +118,23 @@ class Dispatch:
                 now - self.health.auth_problem_at < self.ctx.retry.auth_pause),
             in_flight=self.journal.count_in_flight(exclude=set(self.running)),
         )
+        # With every engine full, a source not started yet cannot start this pass: the queue
+        # proper is not read at all (with 100,000 files queued and the plan busy, that was a
+        # hundred rows read and dropped on every pass). With no engine at all it is, to say so.
+        room = not usable or any(self._has_room(name, slot, pass_, counted=False)
+                                 for name, slot in usable.items())
+        due = self.journal.due(now, limit=_DUE_BATCH + 8 * capacity, queued=room)
+        if not due:
+            return
+        if self._quarantine:
+            self._quarantine = {k: t for k, t in self._quarantine.items() if t > now}
+            due = [s for s in due if s.id not in self._quarantine]
+        if probing and self._last_probe is not None:
+            # Rotate the probe: the file that probed last goes to the back, so one file whose
+            # own request keeps failing cannot hold every other file back.
+            due = [s for s in due if s.id != self._last_probe] + [
+                s for s in due if s.id == self._last_probe
+            ]
         no_engine: list[Source] = []
         for source in due:
             if source.id in self.running:
@@ -142,7 +147,10 @@ class Dispatch:
                     no_engine.append(source)
                 # Shared: left for a node that has this folder's engine.
                 continue
-            if self._has_room(name, slot, source, pass_):
+            # A source holding a (maybe) job is already counted in in_flight: it must still be
+            # driven, or maybe-jobs filling the plan would block each other forever.
+            counted = source.job_id is not None or source.submit_started_at is not None
+            if self._has_room(name, slot, pass_, counted=counted):
                 self._start(name, slot, slot.pipeline, source, pass_)
         if no_engine:
             self._note_no_engine(no_engine)
@@ -158,9 +166,10 @@ class Dispatch:
                     log.error("worker_bug", source_id=source_id,
                               error=repr(task.exception()))
 
-    def _has_room(self, name: str, slot: EngineSlot, source: Source, pass_: _Conditions
+    def _has_room(self, name: str, slot: EngineSlot, pass_: _Conditions, *, counted: bool
                   ) -> bool:
-        """Whether the engine may start one more attempt for ``source`` now."""
+        """Whether the engine may start one more attempt now, for a source whose job is
+        ``counted`` in ``pass_.in_flight`` already or not."""
         busy = sum(1 for n in self._engine_running.values() if n == name)
         if not slot.remote_jobs:
             return busy < slot.max_concurrent
@@ -168,9 +177,6 @@ class Dispatch:
             return False
         if pass_.probing and busy:
             return False  # one probe at a time while the API is down or the key rejected
-        # A source holding a (maybe) job is already counted in in_flight: it must still be
-        # driven, or maybe-jobs filling the plan would block each other forever.
-        counted = source.job_id is not None or source.submit_started_at is not None
         return counted or busy + pass_.in_flight < slot.max_concurrent
 
     def _start(self, name: str, slot: EngineSlot, pipeline: Pipeline, source: Source,
