@@ -360,6 +360,7 @@ def _is_text(head: bytes) -> bool:
 
 def check_before_hash(
     path: Path, size: int, *, max_seconds: float = MAX_SECONDS, max_bytes: int = MAX_BYTES,
+    fd: int | None = None,
 ) -> None:
     """Refuse, before the file is hashed, one that is empty, too large or too long.
 
@@ -373,13 +374,16 @@ def check_before_hash(
     (:mod:`watcherd.engines.gladia.audioonly`), which the upload step decides (only it knows
     ``[gladia] upload``). One of unknown or excessive length is refused for its size, as
     without PyAV.
+
+    ``fd``: the source already open (:func:`open_source`), read from instead of opening it
+    again (the settle opens each file once for these checks and its hash).
     """
     _check_limits(path, size, max_seconds=max_seconds, max_bytes=max_bytes,
-                  audio_alone=max_bytes == MAX_BYTES and load_av() is not None)
+                  audio_alone=max_bytes == MAX_BYTES and load_av() is not None, fd=fd)
 
 
 def _check_limits(path: Path, size: int, *, max_seconds: float, max_bytes: int,
-                  audio_alone: bool = False) -> float | None:
+                  audio_alone: bool = False, fd: int | None = None) -> float | None:
     """:func:`check_before_hash`, returning the duration it read (None if unknown).
 
     ``audio_alone``: a file over ``max_bytes`` passes when its duration is within the limit.
@@ -387,7 +391,7 @@ def _check_limits(path: Path, size: int, *, max_seconds: float, max_bytes: int,
     if size == 0:
         raise SourceError("the file is empty; replace it with the full recording")
     if size > max_bytes:
-        seconds = _known_duration(path) if audio_alone else None
+        seconds = _known_duration(path, fd) if audio_alone else None
         if seconds is not None and seconds <= max_seconds:
             return seconds
         limit = "Gladia's 1000 MB limit" if max_bytes == MAX_BYTES else (
@@ -396,8 +400,7 @@ def _check_limits(path: Path, size: int, *, max_seconds: float, max_bytes: int,
             f"the file is {size / 1024 / 1024:.0f} MB, over {limit}; "
             "split it or compress it (e.g. to mono MP3) and drop the parts in"
         )
-    with open_source(path) as fd:
-        seconds = _duration(fd, str(path))
+    seconds = _duration_of(path, fd)
     if seconds is not None and seconds > max_seconds:
         raise SourceError(
             f"the recording lasts {_length(seconds, max_seconds)}, over "
@@ -406,10 +409,17 @@ def _check_limits(path: Path, size: int, *, max_seconds: float, max_bytes: int,
     return seconds
 
 
-def _known_duration(path: Path) -> float | None:
+def _duration_of(path: Path, fd: int | None) -> float | None:
+    """The duration of ``path``, read from ``fd`` when it is already open."""
+    if fd is not None:
+        return _duration(fd, str(path))
+    with open_source(path) as opened:
+        return _duration(opened, str(path))
+
+
+def _known_duration(path: Path, fd: int | None = None) -> float | None:
     try:
-        with open_source(path) as fd:
-            return _duration(fd, str(path))
+        return _duration_of(path, fd)
     except SourceError:
         return None  # unreadable now: the size is reason enough to refuse
 

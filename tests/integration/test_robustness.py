@@ -439,10 +439,10 @@ def test_hash_batch_survives_an_unforeseen_error(tmp_path: Path, sim: GladiaSimu
     """An exception of any kind while hashing one file never costs its batch the others."""
     real = identity.hash_file
 
-    def hash_file(path: Path, expected: Any = None) -> Any:
+    def hash_file(path: Path, expected: Any = None, **checks: Any) -> Any:
         if "boom" in path.name:
             raise MemoryError("pretend the reader blew up")
-        return real(path, expected)
+        return real(path, expected, **checks)
 
     monkeypatch.setattr(settling_module, "hash_file", hash_file)
     config = _config(tmp_path, sim)

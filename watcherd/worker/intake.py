@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import stat
 import threading
 import time
@@ -234,11 +235,14 @@ class Intake:
         """The watch root holding ``path`` (the innermost), or its folder for a named file."""
         if self.folders.explicit(path) is not None:
             return path.parent
+        # As text (a Path's str is kept): Path.is_relative_to per watch per file was most of
+        # this at a first start with 100,000 files. The longest root holding it is the innermost.
+        text = str(path)
         best: Path | None = None
         for watch in self.folders.watches:
-            if path.is_relative_to(watch.path) and (
-                best is None or len(watch.path.parts) > len(best.parts)
-            ):
+            root = str(watch.path)
+            if (text == root or text.startswith(root if root.endswith(os.sep) else root + os.sep)
+                    ) and (best is None or len(root) > len(str(best))):
                 best = watch.path
         return best if best is not None else path.parent
 

@@ -91,16 +91,8 @@ def _hash_batch(batch: Sequence[Source], unlimited: frozenset[int] = frozenset()
     for source in batch:
         try:
             path = Path(source.path)
-            if source.size is not None:
-                # Limits first: a 2 GB or 3-hour file is refused without reading it whole.
-                # Folders whose engine computes here have no upload limits, only the
-                # emptiness check.
-                if source.id in unlimited:
-                    media.check_before_hash(path, source.size, max_seconds=math.inf,
-                                            max_bytes=sys.maxsize)
-                else:
-                    media.check_before_hash(path, source.size)
-            outcomes.append((source, hash_file(path, journaled_stat(source))))
+            outcomes.append((source, hash_file(path, journaled_stat(source),
+                                               first=_limits(source, path, unlimited))))
             continue
         except SourceError as exc:
             error = exc
@@ -113,6 +105,20 @@ def _hash_batch(batch: Sequence[Source], unlimited: frozenset[int] = frozenset()
         except Exception:
             outcomes.append((source, HashFailure(error)))
     return outcomes
+
+
+def _limits(source: Source, path: Path, unlimited: frozenset[int]
+            ) -> Callable[[int], None] | None:
+    """The checks run on the open file before it is hashed: limits first, so a 2 GB or
+    3-hour file is refused without reading it whole. Folders whose engine computes here have
+    no upload limits, only the emptiness check."""
+    size = source.size
+    if size is None:
+        return None
+    if source.id in unlimited:
+        return lambda fd: media.check_before_hash(path, size, max_seconds=math.inf,
+                                                  max_bytes=sys.maxsize, fd=fd)
+    return lambda fd: media.check_before_hash(path, size, fd=fd)
 
 
 @dataclass(slots=True)
