@@ -385,17 +385,17 @@ class SQLJournal(Journal):
         moves: list[tuple[Source, dict[str, Any]]] = []
         with self._transaction(bulk=True, notify=True):
             # Read and locked at once, in id order: two nodes never deadlock on a batch.
-            current = {s.id: s for s in self._rows(
-                "lock_sources_by_ids", ids=sorted({s.id for s, _, _, _ in batch}))}
+            current = {r["id"]: (r["state"], r["changed_at"], r["options_json"])
+                       for r in self._run("lock_settling",
+                                          ids=sorted({s.id for s, _, _, _ in batch}))}
             for source, digest, key, st in batch:
-                row = current.get(source.id)
-                if row is None or row.state != "pending" or (
-                    row.changed_at != source.changed_at
-                ) or row.options_json != source.options_json:
+                if current.get(source.id) != ("pending", source.changed_at,
+                                              source.options_json):
                     continue
                 # Settling leaves the row's state, changed_at and options as they are, so a
-                # repeat later in the batch is checked against the row as read (no re-read).
-                moves.append((row, {
+                # repeat later in the batch is checked against the row as read (no re-read),
+                # and the row as the worker read it is the row as it is now.
+                moves.append((source, {
                     "sha256": digest, "content_key": key, "note": "queued", "size": st.size,
                     "mtime_ns": st.mtime_ns, "dev": st.dev, "inode": st.inode,
                 }))

@@ -45,6 +45,12 @@ SELECT * FROM sources WHERE id {ANY:ids};
 -- name: lock_sources_by_ids
 SELECT * FROM sources WHERE id {ANY:ids} ORDER BY id {FOR_UPDATE};
 
+-- name: lock_settling
+-- What settle_many compares a hashed source with, not the whole row (a first start settles
+-- 100,000 of them).
+SELECT id, state, changed_at, options_json FROM sources WHERE id {ANY:ids} ORDER BY id
+    {FOR_UPDATE};
+
 -- name: sources_in_states
 SELECT * FROM sources WHERE state {ANY:states} ORDER BY id;
 
