@@ -35,8 +35,8 @@ from typing import Literal, Protocol
 
 from watcherd.errors import SourceError
 
-__all__ = ["LinkOnPath", "LinkOutside", "Place", "Roots", "current", "install", "open_folder",
-           "open_in"]
+__all__ = ["LinkOnPath", "LinkOutside", "Place", "Roots", "current", "folders_resolved_once",
+           "install", "open_folder", "open_in"]
 
 FollowLinks = Literal["inside", "anywhere"]
 
@@ -251,7 +251,7 @@ class Roots:
         # Not normalised: ROOT/a/../../x is "in the root" as written, and its resolution
         # outside the root is then refused, not taken for a file named outside every root.
         text = _absolute(path)
-        real = os.path.realpath(text)
+        real = _resolved(text)
         for root in self._roots:
             if _parts_beneath(root.path, text) is None:
                 continue
@@ -284,6 +284,45 @@ class Roots:
 
 _current = Roots()
 _lock = threading.Lock()
+# Each thread's folders resolved within its :func:`folders_resolved_once` block, if any.
+_batch = threading.local()
+
+
+@contextlib.contextmanager
+def folders_resolved_once() -> Iterator[None]:
+    """Within this block (one thread, one batch of files), each folder is resolved once.
+
+    :func:`os.path.realpath` looks at every component of every path; a batch of files in one
+    folder then resolves that folder once and looks at each file's own name only (a link
+    there is still followed and checked). This is safe because the resolution is not the
+    wall: the walk down from the root (:func:`open_folder`) never follows a link, so a folder
+    swapped for a link during the block fails its open as it would have between a resolution
+    and its open anyway, and the next block resolves it afresh.
+    """
+    outer: dict[str, str] | None = getattr(_batch, "folders", None)
+    _batch.folders = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _batch.folders = outer
+
+
+def _resolved(text: str) -> str:
+    """``os.path.realpath(text)``, with the folder from this thread's block if there is one."""
+    folders: dict[str, str] | None = getattr(_batch, "folders", None)
+    folder, name = os.path.split(text)
+    if folders is None or name in ("", ".", ".."):
+        return os.path.realpath(text)
+    real_folder = folders.get(folder)
+    if real_folder is None:
+        real_folder = folders[folder] = os.path.realpath(folder)
+    real = os.path.join(real_folder, name)
+    try:
+        if stat.S_ISLNK(os.lstat(real).st_mode):
+            return os.path.realpath(real)
+    except OSError:
+        pass  # nothing there (yet): realpath would answer the same joined path
+    return real
 
 
 def install(roots: Roots) -> None:

@@ -88,23 +88,27 @@ def _hash_batch(batch: Sequence[Source], unlimited: frozenset[int] = frozenset()
     other files of the batch are still hashed and recorded.
     """
     outcomes: list[tuple[Source, HashOutcome]] = []
-    for source in batch:
-        try:
-            path = Path(source.path)
-            outcomes.append((source, hash_file(path, journaled_stat(source),
-                                               first=_limits(source, path, unlimited))))
-            continue
-        except SourceError as exc:
-            error = exc
-        except OSError as exc:
-            error = media.read_error(exc)  # the same words as every other read of a source
-        except Exception as exc:
-            error = SourceError(f"cannot be hashed: {one_line(exc)}", transient=True)
-        try:
-            outcomes.append((source, _failure(source, error)))
-        except Exception:
-            outcomes.append((source, HashFailure(error)))
+    with roots.folders_resolved_once():
+        for source in batch:
+            outcomes.append((source, _hash_one(source, unlimited)))
     return outcomes
+
+
+def _hash_one(source: Source, unlimited: frozenset[int]) -> HashOutcome:
+    """One file's hash and stat, or why it could not be hashed (never raises)."""
+    try:
+        path = Path(source.path)
+        return hash_file(path, journaled_stat(source), first=_limits(source, path, unlimited))
+    except SourceError as exc:
+        error = exc
+    except OSError as exc:
+        error = media.read_error(exc)  # the same words as every other read of a source
+    except Exception as exc:
+        error = SourceError(f"cannot be hashed: {one_line(exc)}", transient=True)
+    try:
+        return _failure(source, error)
+    except Exception:
+        return HashFailure(error)
 
 
 def _limits(source: Source, path: Path, unlimited: frozenset[int]
