@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from watcherd.config import Config, WatchConfig, WatchDefaults, engine_sections
+from watcherd.config.model import NotifyTable
 from watcherd.configkit import Note as Note
 from watcherd.configkit import Row as Row
-from watcherd.configkit import deep_merge
-from watcherd.credentials import Secret
+from watcherd.configkit import deep_merge, table_keys, table_rows
 from watcherd.log import REDACTED
 from watcherd.retry import RETRY_KEYS
 
@@ -138,10 +138,8 @@ def _watch(watch: WatchConfig, defaults: WatchDefaults) -> list[str]:
     return lines
 
 
-def _notify_rows(urls: Sequence[Secret], on: Sequence[str]) -> list[Row | Note]:
-    # The URLs as given: `config show` replaces each (a secret) by *** when it prints.
-    return [("urls", [u.reveal() for u in urls]) if urls
-            else Note("urls: not set (no notifications)"), ("on", list(on))]
+# What a notify table without URLs means (its rows are its declared keys: table_rows).
+_NOTIFY_UNSET = {"urls": "not set (no notifications)"}
 
 
 def effective_toml(config: Config) -> str:
@@ -158,8 +156,8 @@ def effective_toml(config: Config) -> str:
         ("hooks", [_optional("on_done", list(hooks.on_done) or None, "no command"),
                    _optional("on_failed", list(hooks.on_failed) or None, "no command"),
                    ("timeout_seconds", hooks.timeout_seconds)]),
-        ("notify", [*_notify_rows(config.notify.urls, config.notify.on),
-                    ("batch_seconds", config.notify.batch_seconds)]),
+        ("notify", table_rows(config.notify, keys=table_keys(NotifyTable),
+                              unset=_NOTIFY_UNSET)),
         ("metrics", [_optional("textfile", config.metrics_textfile, "no metrics file")]),
         ("retry", [(key, getattr(retry, name)) for key, name in RETRY_KEYS.items()]),
         ("http", [("listen", http.listen),
@@ -179,8 +177,8 @@ def effective_toml(config: Config) -> str:
     for watch in config.watches:
         lines += _watch(watch, config.defaults)
         if watch.path in routes:
-            lines += _table("[watch.notify]", _notify_rows(routes[watch.path].urls,
-                                                           routes[watch.path].on))
+            lines += _table("[watch.notify]", table_rows(routes[watch.path],
+                                                         unset=_NOTIFY_UNSET))
     if not config.watches:
         lines += ["", "# nothing to watch: pass --watch DIR or add a [[watch]] table"]
     return "\n".join(lines) + "\n"

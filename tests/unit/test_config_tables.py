@@ -25,7 +25,7 @@ from watcherd.config.model import (
     LogTable,
     MetricsTable,
     NodeTable,
-    NotifyRouteTable,
+    NotifyRoute,
     NotifyTable,
     ScanTable,
     WebhookTable,
@@ -121,7 +121,7 @@ def test_any_value_at_any_core_key_is_kept_or_refused_naming_that_key(
                         and v in str(exc)], str(exc)
 
 
-@given(key=st.sampled_from(table_keys(NotifyRouteTable)), value=_VALUES)
+@given(key=st.sampled_from(table_keys(NotifyRoute)), value=_VALUES)
 def test_any_value_at_any_key_of_a_watch_notify_is_kept_or_refused_naming_it(
         key: str, value: Any) -> None:
     try:
@@ -137,7 +137,7 @@ def test_any_value_at_any_key_of_a_watch_notify_is_kept_or_refused_naming_it(
 
 def test_every_problem_of_the_notify_tables_is_reported_at_once() -> None:
     """[notify] is declared (NotifyTable): its keys' problems come together, each list item
-    named; a watch's notify takes only urls and on (NotifyRouteTable)."""
+    named; a watch's notify takes only urls and on (NotifyRoute)."""
     with pytest.raises(ConfigError) as caught:
         parse_config({"notify": {"urls": ["ntfy-token-1234"], "on": ["done", "dnoe"],
                                  "batch_seconds": -1, "batch_second": 1}}, source=None, env={})
@@ -222,3 +222,50 @@ def test_a_webhook_and_a_callback_problem_come_together(tmp_path: Path) -> None:
         '  - http.listen: expected "HOST:PORT" with an IP address (or localhost) and a port '
         '1-65535, got "nowhere"',
     ]
+
+
+def _section(shown: str, header: str) -> list[str]:
+    """The lines of one table of `config show` (its header to the next blank line)."""
+    start = shown.splitlines().index(header)
+    lines = shown.splitlines()[start:]
+    return lines[:lines.index("") if "" in lines else len(lines)]
+
+
+def test_config_show_writes_the_notify_tables_from_their_declaration(tmp_path: Path) -> None:
+    """[notify] and a watch's notify are written by their declared keys, with a note for no
+    URLs, each URL as *** (never in the text at all), a watch's keys as it inherits them."""
+    from watcherd.config import secret_values
+    from watcherd.configfile import effective_toml
+    from watcherd.log import redact
+
+    def shown(data: dict[str, Any]) -> str:
+        config = parse_config(data, source=None, env={})
+        return redact(effective_toml(config), secret_values(config))
+
+    assert _section(shown({}), "[notify]") == [
+        "[notify]", "# urls: not set (no notifications)", 'on = ["done", "failed", "paused"]',
+        "batch_seconds = 60.0"]
+    url = 'json://u:pa"ss\\word@example/hook'
+    text = shown({"notify": {"urls": [url], "on": ["failed"], "batch_seconds": 5},
+                  "watch": [{"path": str(tmp_path), "notify": {"on": ["done"]}}]})
+    assert _section(text, "[notify]") == [
+        "[notify]", 'urls = ["***"]', 'on = ["failed"]', "batch_seconds = 5.0"]
+    assert _section(text, "[watch.notify]") == [
+        "[watch.notify]", 'urls = ["***"]', 'on = ["done"]']
+    assert "word@example" not in text
+
+
+def test_the_notify_tables_are_declared_once() -> None:
+    """A watch's route, [notify] and the checked NotifyConfig are one declaration, each adding
+    only its own fields: a new [notify] key is one field of NotifyTable."""
+    from watcherd.config.model import NotifyConfig
+
+    def own(schema: type[Any], base: type[Any]) -> list[str]:
+        return [name for name in table_keys(schema) if name not in table_keys(base)]
+
+    assert issubclass(NotifyConfig, NotifyTable) and issubclass(NotifyTable, NotifyRoute)
+    assert own(NotifyTable, NotifyRoute) == ["batch_seconds"]
+    assert own(NotifyConfig, NotifyTable) == ["watches"]
+    config = parse_config({"notify": {"batch_seconds": 3}}, source=None, env={}).notify
+    assert (config.urls, config.on, config.batch_seconds, config.enabled) == (
+        (), NotifyRoute().on, 3.0, False)

@@ -15,8 +15,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
+
+import msgspec
 
 from watcherd.config.model import (
     _CALLBACK_KEYS,
@@ -45,7 +47,6 @@ from watcherd.config.model import (
     NodeTable,
     NotifyConfig,
     NotifyRoute,
-    NotifyRouteTable,
     NotifyTable,
     ScanTable,
     WatchConfig,
@@ -69,7 +70,6 @@ from watcherd.retry import RETRY_KEYS, RetryPolicy
 
 __all__ = ["ConfigChecker", "reject_nesting"]
 
-_Route = TypeVar("_Route", bound=NotifyRouteTable)
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -281,24 +281,19 @@ class ConfigChecker(SectionParser):
                           "https://github.com/caronc/apprise/wiki)")
         return tuple(Secret(url.strip()) for url in value)
 
-    def notify_route(self, table: Any, key: str, schema: type[_Route], default: NotifyRoute
-                     ) -> tuple[_Route, NotifyRoute]:
-        """A notify table checked by its declaration (a key not set keeps ``default``'s)."""
-        routes = self.section(table, schema, key, custom={"urls": self.apprise_urls})
-        return routes, NotifyRoute(routes.urls if "urls" in table else default.urls,
-                                   routes.on if "on" in table else default.on)
-
     def notify(self, data: Mapping[str, Any]) -> NotifyConfig:
         """``[notify]`` and each watch's ``notify`` (by its path), checked by their tables."""
-        table, route = self.notify_route(self.table(data, "notify", "notify"), "notify",
-                                         NotifyTable, NotifyRoute())
+        table = self.section(self.table(data, "notify", "notify"), NotifyTable, "notify",
+                             custom={"urls": self.apprise_urls})
+        # A watch's notify keeps what [notify] sets for the keys it does not set itself.
+        route = NotifyRoute(table.urls, table.on)
         watches = []
         for number, watch in enumerate(data.get("watch", []) or [], start=1):
             if isinstance(watch, dict) and "notify" in watch and "path" in watch:
-                _, own = self.notify_route(watch["notify"], f"watch[{number}].notify",
-                                           NotifyRouteTable, route)
+                own = self.section(watch["notify"], NotifyRoute, f"watch[{number}].notify",
+                                   custom={"urls": self.apprise_urls}, base=route)
                 watches.append((self.path(watch["path"], f"watch[{number}].path"), own))
-        config = NotifyConfig(route.urls, route.on, table.batch_seconds, tuple(watches))
+        config = NotifyConfig(**msgspec.structs.asdict(table), watches=tuple(watches))
         if config.enabled and importlib.util.find_spec("apprise") is None:
             self.fail("notify", f"sending notifications needs Apprise: {NOTIFY_EXTRA_HINT}")
         return config

@@ -66,7 +66,6 @@ __all__ = [
     "NotifyConfig",
     "NotifyEvent",
     "NotifyRoute",
-    "NotifyRouteTable",
     "NotifyTable",
     "PollMode",
     "ScanTable",
@@ -355,41 +354,27 @@ NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
 NOTIFY_EXTRA_HINT = "install the extra: pip install 'watcherd[notify]' (it brings Apprise)"
 
 
-class NotifyRouteTable(Table, frozen=True):
-    """``[[watch]] notify = {...}`` as the file writes it: that folder's own URLs and events
-    (a key not set keeps ``[notify]``'s). ``urls`` are Apprise URLs, secrets (they hold
-    tokens), checked in check.py."""
+class NotifyRoute(Table, frozen=True, kw_only=False):
+    """Where one watch's notifications go, as ``[[watch]] notify = {...}`` writes it: Apprise
+    URLs (secrets: they hold tokens; checked in check.py) and the events sent (a key not set
+    keeps ``[notify]``'s)."""
 
     urls: tuple[Secret, ...] = ()
     on: tuple[NotifyEvent, ...] = NOTIFY_EVENTS
 
 
-class NotifyTable(NotifyRouteTable, frozen=True):
+class NotifyTable(NotifyRoute, frozen=True):
     """``[notify]`` as the file writes it: the route of every watch, and the batching."""
 
     # At most one message per route this often (a burst of files is one message).
     batch_seconds: Annotated[float, Meta(ge=0)] = 60.0
 
 
-_NOTIFY = NotifyTable()
+class NotifyConfig(NotifyTable, frozen=True):
+    """The ``[notify]`` table checked (watcherd.notify): its keys, and each watch's route."""
 
-
-@dataclass(frozen=True)
-class NotifyRoute:
-    """Where one watch's notifications go: Apprise URLs (secrets) and the events sent."""
-
-    urls: tuple[Secret, ...] = ()
-    on: tuple[str, ...] = _NOTIFY.on
-
-
-@dataclass(frozen=True)
-class NotifyConfig:
-    """The ``[notify]`` table (watcherd.notify): URLs, events, batching, per-watch routes."""
-
-    urls: tuple[Secret, ...] = ()
-    on: tuple[str, ...] = _NOTIFY.on
-    batch_seconds: float = _NOTIFY.batch_seconds
-    #: ``[[watch]] notify = {...}`` by watch root: that folder's own URLs and events.
+    #: ``[[watch]] notify = {...}`` by watch root: that folder's own URLs and events (not a
+    #: key of [notify]).
     watches: tuple[tuple[Path, NotifyRoute], ...] = ()
 
     @property
