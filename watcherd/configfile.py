@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from watcherd.config import Config, WatchConfig, WatchDefaults, engine_sections
-from watcherd.config.model import NotifyTable
+from watcherd.config.model import HttpTable, NotifyTable
 from watcherd.configkit import Note as Note
 from watcherd.configkit import Row as Row
 from watcherd.configkit import deep_merge, table_keys, table_rows
@@ -81,10 +81,8 @@ def _callback(config: Config) -> list[Row | Note]:
     callback = config.callback
     if callback is None:
         return [Note("listen: not set (results arrive by polling)")]
-    host = f"[{callback.host}]" if ":" in callback.host else callback.host
-    return [("listen", f"{host}:{callback.port}"),
-            _optional("public_url", callback.public_url,
-                      f"Gladia calls http://{host}:{callback.port} itself")]
+    return table_rows(callback, unset={
+        "public_url": lambda c: f"not set (Gladia calls http://{c.listen} itself)"})
 
 
 def _webhook(config: Config) -> list[Row | Note]:
@@ -160,8 +158,8 @@ def effective_toml(config: Config) -> str:
                               unset=_NOTIFY_UNSET)),
         ("metrics", [_optional("textfile", config.metrics_textfile, "no metrics file")]),
         ("retry", [(key, getattr(retry, name)) for key, name in RETRY_KEYS.items()]),
-        ("http", [("listen", http.listen),
-                  _optional("token_file", http.token_file, "needed only off loopback")]),
+        ("http", table_rows(http, keys=table_keys(HttpTable),
+                            unset={"token_file": "not set (needed only off loopback)"})),
         ("scan", [("interval_seconds", config.scan_interval_seconds)]),
         ("callback", _callback(config)),
         ("webhook", _webhook(config)),

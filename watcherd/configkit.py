@@ -222,14 +222,16 @@ def table_rows(table: Table, *, keys: Sequence[str] | None = None,
                unset: Mapping[str, str | Callable[[Any], str]] | None = None
                ) -> list[Row | Note]:
     """A table as ``config show`` writes it: each key (of ``keys`` if given, else every field)
-    and its value, "auto" written as such and a :class:`Secret` as ``***``. A key not set
-    (None, or an empty list) that ``unset`` names is a comment: ``unset[key]`` (or
-    ``unset[key](table)``) says what that means."""
+    and its value, "auto" written as such and a :class:`Secret` as ``***``. A field the file
+    names otherwise (``msgspec.field(name="listen")``) is written by the table's attribute of
+    the file's name (a property giving the file's form). A key not set (None, or an empty
+    list) that ``unset`` names is a comment: ``unset[key]`` (or ``unset[key](table)``) says
+    what that means."""
     rows: list[Row | Note] = []
     for f in msgspec.structs.fields(table):
         if keys is not None and f.encode_name not in keys:
             continue
-        value = getattr(table, f.name)
+        value = getattr(table, f.encode_name if hasattr(type(table), f.encode_name) else f.name)
         reason = (unset or {}).get(f.encode_name)
         if reason is not None and (value is None or value == ()):
             rows.append(Note(f"{f.encode_name}: "

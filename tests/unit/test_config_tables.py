@@ -4,6 +4,8 @@ that key."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import socket
 from pathlib import Path
@@ -17,7 +19,7 @@ from watcherd.config import parse_config
 from watcherd.config.model import (
     CORE_TABLES,
     RETRY_TABLE,
-    CallbackTable,
+    CallbackConfig,
     EngineTable,
     HooksConfig,
     HttpTable,
@@ -82,7 +84,7 @@ def test_every_problem_of_a_core_table_is_reported_at_once() -> None:
 
 def test_the_example_documents_every_key_of_every_declared_table() -> None:
     text = EXAMPLE.read_text("utf-8")
-    assert {**TABLES, "callback": CallbackTable, "webhook": WebhookTable}.items() <= (
+    assert {**TABLES, "callback": CallbackConfig, "webhook": WebhookTable}.items() <= (
         CORE_TABLES.items())
     missing = [f"{name}.{key}" for name, schema in CORE_TABLES.items()
                for key in table_keys(schema) if not re.search(rf"\b{key}\b", text)]
@@ -269,3 +271,64 @@ def test_the_notify_tables_are_declared_once() -> None:
     config = parse_config({"notify": {"batch_seconds": 3}}, source=None, env={}).notify
     assert (config.urls, config.on, config.batch_seconds, config.enabled) == (
         (), NotifyRoute().on, 3.0, False)
+
+
+def test_config_show_writes_callback_webhook_and_http_from_their_declaration(
+        tmp_path: Path) -> None:
+    """[callback] and [http] are written by their declared keys (listen in the file's form,
+    a note for a key not set); [webhook] by where its secret is; the secret never written."""
+    from watcherd.config import secret_values
+    from watcherd.configfile import effective_toml
+    from watcherd.log import redact
+
+    def shown(data: dict[str, Any]) -> str:
+        config = parse_config(data, source=None, env={})
+        return redact(effective_toml(config), secret_values(config))
+
+    plain = shown({})
+    assert _section(plain, "[callback]") == [
+        "[callback]", "# listen: not set (results arrive by polling)"]
+    assert _section(plain, "[webhook]") == [
+        "[webhook]", "# secret: not set (no dashboard webhooks)"]
+    assert _section(plain, "[http]") == [
+        "[http]", 'listen = "127.0.0.1:8765"', "# token_file: not set (needed only off loopback)"]
+    token = tmp_path / "token"
+    token.write_text("abcdefghijklmnop-0123\n")
+    secret = "whsec_" + base64.b64encode(b"a signing key of 24 bytes").decode()
+    text = shown({"callback": {"listen": " [::1]:8787 "}, "webhook": {"secret": secret},
+                  "http": {"listen": "[::]:9000", "token_file": str(token)}})
+    assert _section(text, "[callback]") == [
+        "[callback]", 'listen = "[::1]:8787"',
+        "# public_url: not set (Gladia calls http://[::1]:8787 itself)"]
+    assert _section(text, "[webhook]") == ["[webhook]", 'secret = "***"']
+    assert _section(text, "[http]") == [
+        "[http]", 'listen = "[::]:9000"', f"token_file = {json.dumps(str(token.resolve()))}"]
+    assert "abcdefghijklmnop" not in text and secret not in text
+    hook = tmp_path / "hook"
+    hook.write_text(secret)
+    text = shown({"callback": {"listen": "127.0.0.1:8787", "public_url": "https://x.example/"},
+                  "webhook": {"secret_file": str(hook)}, "http": {"listen": ""}})
+    assert _section(text, "[callback]") == [
+        "[callback]", 'listen = "127.0.0.1:8787"', 'public_url = "https://x.example"']
+    assert _section(text, "[webhook]") == [
+        "[webhook]", f"secret_file = {json.dumps(str(hook.resolve()))}"]
+    assert _section(text, "[http]") == ["[http]", 'listen = ""',
+                                        "# token_file: not set (needed only off loopback)"]
+
+
+def test_callback_webhook_and_http_are_declared_once() -> None:
+    """Each checked table is its declaration, adding only what the file does not hold: the
+    webhook's secret read (always there), the page's token read from token_file."""
+    from watcherd.config.model import CallbackConfig, HttpConfig, WebhookConfig
+
+    assert CORE_TABLES["callback"] is CallbackConfig
+    assert table_keys(CallbackConfig) == ("listen", "public_url")
+    assert issubclass(WebhookConfig, WebhookTable)
+    assert table_keys(WebhookConfig) == table_keys(WebhookTable) == ("secret", "secret_file")
+    assert issubclass(HttpConfig, HttpTable)
+    assert [k for k in table_keys(HttpConfig) if k not in table_keys(HttpTable)] == ["token"]
+    config = parse_config({"callback": {"listen": "127.0.0.1:8787"}}, source=None, env={})
+    assert config.callback is not None
+    assert (config.callback.host, config.callback.port, config.callback.listen) == (
+        "127.0.0.1", 8787, "127.0.0.1:8787")
+    assert (config.http.address, config.http.listen) == (("127.0.0.1", 8765), "127.0.0.1:8765")
