@@ -226,7 +226,7 @@ def table_rows(table: Table, *, keys: Sequence[str] | None = None,
     names otherwise (``msgspec.field(name="listen")``) is written by the table's attribute of
     the file's name (a property giving the file's form). A key not set (None, or an empty
     list) that ``unset`` names is a comment: ``unset[key]`` (or ``unset[key](table)``) says
-    what that means."""
+    what that means; any other key set to None is "KEY: not set"."""
     rows: list[Row | Note] = []
     for f in msgspec.structs.fields(table):
         if keys is not None and f.encode_name not in keys:
@@ -238,8 +238,13 @@ def table_rows(table: Table, *, keys: Sequence[str] | None = None,
                              f"{reason if isinstance(reason, str) else reason(table)}"))
             continue
         extra = _extra(f.type)
-        rows.append((f.encode_name, "auto" if "auto" in extra and value == extra["auto"]
-                     else _shown(value)))
+        if "auto" in extra and value == extra["auto"]:
+            rows.append((f.encode_name, "auto"))
+        elif value is None:
+            # TOML has no null: a new optional key is shown as not set until it gets its note.
+            rows.append(Note(f"{f.encode_name}: not set"))
+        else:
+            rows.append((f.encode_name, _shown(value)))
     return rows
 
 

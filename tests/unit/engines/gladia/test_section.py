@@ -122,3 +122,17 @@ def test_the_key_is_a_secret_wherever_it_is_read_from(tmp_path_factory: pytest.T
     assert key in secret_values(config)
     assert key not in repr(config.gladia)
     assert key not in effective_toml(config)
+
+
+def test_config_show_writes_every_gladia_key_from_the_declaration() -> None:
+    """Each key of GladiaTable is a row of config show; a key set to None without a note of
+    its own (a new optional key) is a "not set" comment, never a crash (TOML has no null)."""
+    from watcherd.configkit import Note, table_rows
+
+    gladia = parse_config({}, source=None, env={}).gladia
+    for row, key in zip(table_rows(gladia, keys=KEYS[2:]), KEYS[2:], strict=True):
+        value = getattr(gladia, key)
+        if value is None:
+            assert isinstance(row, Note) and row.text == f"{key}: not set"
+        else:
+            assert row == (key, value)
