@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +28,16 @@ from watcherd.journal.stored import (
     SOURCE_FIELDS,
     column_value,
     decode_path,
-    from_stored,
-    pack_job,
-    pg_decode_path,
-    pg_encode_path,
-    pg_text,
-    to_stored,
-    unpack_job,
+    packed_job,
+    pg_column_value,
+    pg_local_path,
 )
 
 _SOURCE_COLUMNS = SOURCE_FIELDS
 _EVENT_COLUMNS = ("id", "source_id", "at", "from_state", "to_state", "actor", "reason")
 _RESULT_COLUMNS = ("content_key", "job_id", "job_json", "job_z", "created_at")
+#: A copied result is written packed, by the journal's own store_result (job_json '').
+_STORED_RESULT_COLUMNS = ("content_key", "job_id", "job_z", "created_at")
 _JOB_TIME_COLUMNS = ("id", "at", "options_class", "audio_seconds", "seconds")
 _REMOTE_JOB_COLUMNS = ("job_id", "engine", "watch_root", "content_key", "model",
                       "billing_seconds", "audio_seconds", "finished_at", "delete_wanted_at",
@@ -156,15 +155,11 @@ def _read_tables(conn: Any, dialect: Dialect, decode: Callable[[str], str]) -> J
     )
     remote_jobs = tuple(_decoded(dict(r), decode) for r in conn.execute(
         f"SELECT {', '.join(_REMOTE_JOB_COLUMNS)} FROM remote_jobs ORDER BY job_id"))
-    return JournalRows(sources, events, tuple(_packed(r) for r in results), job_times,
-                       remote_jobs, folded)
-
-
-def _packed(row: dict[str, Any]) -> dict[str, Any]:
-    """A results row with its job object packed: a copy of an older journal is compact too."""
-    if row["job_z"] is not None:
-        return {**row, "job_z": bytes(row["job_z"])}
-    return {**row, "job_json": "", "job_z": pack_job(unpack_job(row["job_json"], None))}
+    # Packed job objects are carried byte for byte (both databases store the same bytes);
+    # plain JSON text of an older journal is packed as it is: the copy is compact too.
+    results = tuple({**r, "job_json": "", "job_z": packed_job(r["job_json"], r["job_z"])}
+                    for r in results)
+    return JournalRows(sources, events, results, job_times, remote_jobs, folded)
 
 
 def _check_destination(conn: Any, label: str, source_label: str, rows: JournalRows,
@@ -183,16 +178,14 @@ def _upsert(table: str, columns: tuple[str, ...], conflict: str) -> str:
 
 
 _SOURCE_UPDATES = ", ".join(f"{c} = excluded.{c}" for c in _SOURCE_COLUMNS if c != "id")
-#: What a copy writes, in order, each row brought up to date or left as it is.
-_WRITES = (
+#: What a copy writes, in order, each row brought up to date or left as it is (a statement
+#: of None: the journal's own query of that name).
+_WRITES: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
     ("sources", _SOURCE_COLUMNS, _upsert("sources", _SOURCE_COLUMNS,
                                          f"(id) DO UPDATE SET {_SOURCE_UPDATES}")),
     ("events", _EVENT_COLUMNS, _upsert("events", _EVENT_COLUMNS, "(id) DO NOTHING")),
     ("job_times", _JOB_TIME_COLUMNS, _upsert("job_times", _JOB_TIME_COLUMNS, "(id) DO NOTHING")),
-    ("results", _RESULT_COLUMNS, _upsert(
-        "results", _RESULT_COLUMNS, "(content_key) DO UPDATE SET job_id = excluded.job_id,"
-        " job_json = excluded.job_json, job_z = excluded.job_z,"
-        " created_at = excluded.created_at")),
+    ("results", _STORED_RESULT_COLUMNS, None),
     ("folded_history", _FOLDED_COLUMNS, _upsert(
         "folded_history", _FOLDED_COLUMNS, "(source_id) DO UPDATE SET " + ", ".join(
             f"{c} = excluded.{c}" for c in _FOLDED_COLUMNS if c != "source_id"))),
@@ -206,7 +199,8 @@ _WRITES = (
 def _write_tables(executemany: Callable[[str, list[dict[str, Any]]], Any], dialect: Dialect,
                   rows: JournalRows, value: Callable[[str, Any], Any]) -> None:
     for table, columns, statement in _WRITES:
-        executemany(adapt(dialect, statement),
+        executemany(QUERIES[dialect]["store_result"] if statement is None
+                    else adapt(dialect, statement),
                     [{c: value(c, r[c]) for c in columns} for r in getattr(rows, table)])
 
 
@@ -277,15 +271,12 @@ def _write_sqlite(path: Path, rows: JournalRows, source_label: str) -> None:
 def _read_pg(url: str, roots: Mapping[str, str]) -> JournalRows:
     from watcherd.journal.postgres import check_version, connect, redact_url
 
-    def decode(stored: str) -> str:
-        return from_stored(pg_decode_path(stored), roots)
-
     conn = connect(url)
     try:
         check_version(conn, redact_url(url))
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            return _read_tables(conn, "postgres", decode)
+            return _read_tables(conn, "postgres", partial(pg_local_path, roots=roots))
     finally:
         conn.close()
 
@@ -296,16 +287,6 @@ def _write_pg(url: str, rows: JournalRows, source_label: str,
 
     from watcherd.journal.postgres import connect, migrate, redact_url
 
-    def decode(stored: str) -> str:
-        return from_stored(pg_decode_path(stored), roots)
-
-    def value(name: str, item: Any) -> Any:
-        if not isinstance(item, str):
-            return item
-        if name in PATH_COLUMNS:
-            return pg_encode_path(to_stored(item, roots))
-        return pg_text(item)
-
     label = redact_url(url)
     conn = connect(url)
     try:
@@ -315,10 +296,12 @@ def _write_pg(url: str, rows: JournalRows, source_label: str,
             conn.execute("LOCK TABLE sources, events, results, job_times, remote_jobs,"
                          " search_fts, folded_history"
                          " IN SHARE ROW EXCLUSIVE MODE")
-            _check_destination(conn, label, source_label, rows, decode)
+            _check_destination(conn, label, source_label, rows,
+                               partial(pg_local_path, roots=roots))
             with conn.cursor() as cur:
                 _forget_indexed(cur.execute, "postgres", rows)
-                _write_tables(cur.executemany, "postgres", rows, value)
+                _write_tables(cur.executemany, "postgres", rows,
+                              partial(pg_column_value, roots=roots))
                 _index_results(cur.execute, "postgres", rows)
                 # Ids were given explicitly: new rows continue after the highest one.
                 for table in ("sources", "events", "job_times"):
