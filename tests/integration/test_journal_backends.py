@@ -131,6 +131,32 @@ class TestObserve:
         assert len(journal.all()) == 1 and journal.all()[0].size == 2
         assert {s.id for s in touched} == {journal.all()[0].id}
 
+    def test_a_mixed_batch_answers_in_its_own_order(self, journal: AnyJournal) -> None:
+        """New paths (created together), known ones (a name that is not UTF-8 among them) and
+        a path repeated in the batch: each new row has one "seen" event, and the sources
+        that need settling come back in the order the batch named them."""
+        latin1 = "/in/caf\udce9.wav"
+        [old_plain, old_marked] = journal.observe_many([("/in/old.wav", "/in", _stat(1), "{}"),
+                                                        (latin1, "/in", _stat(1), "{}")])
+        touched = journal.observe_many([
+            ("/in/z.wav", "/in", _stat(1), "{}"),
+            (latin1, "/in", _stat(2), "{}"),
+            ("/in/new\udcff.wav", "/in", _stat(1), "{}"),
+            ("/in/a.wav", "/in", _stat(1), "{}"),
+            ("/in/old.wav", "/in", _stat(1), "{}"),  # unchanged: not touched
+            ("/in/z.wav", "/in", _stat(3), "{}"),  # seen again, changed
+        ])
+        # old.wav is unchanged but not settled yet: it is handed back too.
+        assert [s.path for s in touched] == [
+            "/in/z.wav", latin1, "/in/new\udcff.wav", "/in/a.wav", "/in/old.wav", "/in/z.wav"]
+        z = journal.by_path("/in/z.wav")
+        assert journal.get(old_marked.id).size == 2 and z is not None and z.size == 3
+        assert len(journal.all()) == 5
+        for source in journal.all():
+            seen = [e for e in journal.events(source.id) if e["reason"] == "seen"]
+            assert len(seen) == 1, source.path
+        assert journal.get(old_plain.id).changed_at == old_plain.changed_at
+
     def test_changed_pending_file_restarts_settling(self, journal: AnyJournal) -> None:
         """A file still growing gets its new size and loses any hash."""
         [first] = journal.observe_many([("/in/a.mp3", "/in", _stat(10), "{}")])
