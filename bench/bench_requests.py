@@ -79,7 +79,7 @@ async def one_mode(folder: Path, *, callbacks: bool, files: int, job_seconds: fl
             engine="auto", local_model="base", journal_path=folder / "journal.db",
             log_format="json", log_level="warning",
             watches=(WatchConfig(path=inbox, settle_seconds=0.1),),
-            callback=CallbackConfig(host="127.0.0.1", port=0) if callbacks else None,
+            callback=CallbackConfig(address=("127.0.0.1", 0)) if callbacks else None,
         )
         journal = Journal.open(config.journal_path, exclusive=True)
         assert config.gladia.api_key is not None

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from watcherd.config import Config, WatchConfig, WatchDefaults, engine_sections
+from watcherd.config.model import HttpTable, NotifyTable
 from watcherd.configkit import Note as Note
 from watcherd.configkit import Row as Row
-from watcherd.configkit import deep_merge
-from watcherd.credentials import Secret
+from watcherd.configkit import deep_merge, table_keys, table_rows
 from watcherd.log import REDACTED
 from watcherd.retry import RETRY_KEYS
 
@@ -81,10 +81,8 @@ def _callback(config: Config) -> list[Row | Note]:
     callback = config.callback
     if callback is None:
         return [Note("listen: not set (results arrive by polling)")]
-    host = f"[{callback.host}]" if ":" in callback.host else callback.host
-    return [("listen", f"{host}:{callback.port}"),
-            _optional("public_url", callback.public_url,
-                      f"Gladia calls http://{host}:{callback.port} itself")]
+    return table_rows(callback, unset={
+        "public_url": lambda c: f"not set (Gladia calls http://{c.listen} itself)"})
 
 
 def _webhook(config: Config) -> list[Row | Note]:
@@ -138,10 +136,8 @@ def _watch(watch: WatchConfig, defaults: WatchDefaults) -> list[str]:
     return lines
 
 
-def _notify_rows(urls: Sequence[Secret], on: Sequence[str]) -> list[Row | Note]:
-    # The URLs as given: `config show` replaces each (a secret) by *** when it prints.
-    return [("urls", [u.reveal() for u in urls]) if urls
-            else Note("urls: not set (no notifications)"), ("on", list(on))]
+# What a notify table without URLs means (its rows are its declared keys: table_rows).
+_NOTIFY_UNSET = {"urls": "not set (no notifications)"}
 
 
 def effective_toml(config: Config) -> str:
@@ -158,12 +154,12 @@ def effective_toml(config: Config) -> str:
         ("hooks", [_optional("on_done", list(hooks.on_done) or None, "no command"),
                    _optional("on_failed", list(hooks.on_failed) or None, "no command"),
                    ("timeout_seconds", hooks.timeout_seconds)]),
-        ("notify", [*_notify_rows(config.notify.urls, config.notify.on),
-                    ("batch_seconds", config.notify.batch_seconds)]),
+        ("notify", table_rows(config.notify, keys=table_keys(NotifyTable),
+                              unset=_NOTIFY_UNSET)),
         ("metrics", [_optional("textfile", config.metrics_textfile, "no metrics file")]),
         ("retry", [(key, getattr(retry, name)) for key, name in RETRY_KEYS.items()]),
-        ("http", [("listen", http.listen),
-                  _optional("token_file", http.token_file, "needed only off loopback")]),
+        ("http", table_rows(http, keys=table_keys(HttpTable),
+                            unset={"token_file": "not set (needed only off loopback)"})),
         ("scan", [("interval_seconds", config.scan_interval_seconds)]),
         ("callback", _callback(config)),
         ("webhook", _webhook(config)),
@@ -179,8 +175,8 @@ def effective_toml(config: Config) -> str:
     for watch in config.watches:
         lines += _watch(watch, config.defaults)
         if watch.path in routes:
-            lines += _table("[watch.notify]", _notify_rows(routes[watch.path].urls,
-                                                           routes[watch.path].on))
+            lines += _table("[watch.notify]", table_rows(routes[watch.path],
+                                                         unset=_NOTIFY_UNSET))
     if not config.watches:
         lines += ["", "# nothing to watch: pass --watch DIR or add a [[watch]] table"]
     return "\n".join(lines) + "\n"

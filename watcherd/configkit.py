@@ -3,8 +3,8 @@
 Core sections (watcherd.config) and each engine's own section (``engines/<name>/config.py``)
 are checked with the same :class:`SectionParser`, so every message has one shape ("WHERE:
 key: expected ..., got ...") and every problem is collected to be reported at once. It imports
-nothing of watcherd but the secret rules, so engines can use it without importing the config
-(which would make config and engines import each other).
+nothing of watcherd but the secret rules and how a secret is shown, so engines can use it
+without importing the config (which would make config and engines import each other).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from watcherd.credentials import (
     strip_secret,
 )
 from watcherd.errors import ConfigError
+from watcherd.log import REDACTED
 
 __all__ = ["AUTO", "DELETE_AFTER", "EngineOptions", "EngineSection", "Note", "Row", "SectionParser",
            "Table", "Text", "Word", "describe", "did_you_mean", "show", "table_keys", "table_rows"]
@@ -217,16 +218,54 @@ def table_keys(schema: Any) -> tuple[str, ...]:
     return tuple(key for _, key, _ in _declared_fields(schema))
 
 
-def table_rows(table: Table) -> list[Row | Note]:
-    """A table as ``config show`` writes it: each key and its value ("auto" written as such)."""
+def table_rows(table: Table, *, keys: Sequence[str] | None = None,
+               unset: Mapping[str, str | Callable[[Any], str]] | None = None
+               ) -> list[Row | Note]:
+    """A table as ``config show`` writes it: each key (of ``keys`` if given, else every field)
+    and its value, "auto" written as such and a :class:`Secret` as ``***``. A field the file
+    names otherwise (``msgspec.field(name="listen")``) is written by the table's attribute of
+    the file's name (a property giving the file's form). A key not set (None, or an empty
+    list) that ``unset`` names is a comment: ``unset[key]`` (or ``unset[key](table)``) says
+    what that means; any other key set to None is "KEY: not set"."""
     rows: list[Row | Note] = []
     for f in msgspec.structs.fields(table):
-        value = getattr(table, f.name)
-        info = mi.type_info(f.type)
-        extra = (info.extra or {}) if isinstance(info, mi.Metadata) else {}
-        rows.append((f.encode_name, "auto" if "auto" in extra and value == extra["auto"]
-                     else value))
+        if keys is not None and f.encode_name not in keys:
+            continue
+        value = getattr(table, f.encode_name if hasattr(type(table), f.encode_name) else f.name)
+        reason = (unset or {}).get(f.encode_name)
+        if reason is not None and (value is None or value == ()):
+            rows.append(Note(f"{f.encode_name}: "
+                             f"{reason if isinstance(reason, str) else reason(table)}"))
+            continue
+        extra = _extra(f.type)
+        if "auto" in extra and value == extra["auto"]:
+            rows.append((f.encode_name, "auto"))
+        elif value is None:
+            # TOML has no null: a new optional key is shown as not set until it gets its note.
+            rows.append(Note(f"{f.encode_name}: not set"))
+        else:
+            rows.append((f.encode_name, _shown(value)))
     return rows
+
+
+def _shown(value: Any) -> Any:
+    """``value`` for ``config show``: a secret (alone or in a list) is never written."""
+    if isinstance(value, Secret):
+        return REDACTED
+    if isinstance(value, tuple):
+        return tuple(_shown(item) for item in value)
+    return value
+
+
+def _extra(kind: Any) -> Mapping[str, Any]:
+    """The ``Meta(extra=...)`` of a field's type (also of ``X | None``), read from the type
+    itself: msgspec cannot describe every field's type (a :class:`Secret`)."""
+    kind = _settable(kind)
+    if get_origin(kind) is Annotated:
+        for meta in get_args(kind)[1:]:
+            if isinstance(meta, msgspec.Meta) and meta.extra:
+                return meta.extra
+    return {}
 
 
 def _settable(kind: Any) -> Any:

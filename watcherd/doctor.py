@@ -31,13 +31,6 @@ _LOW_SPACE_BYTES = 100 * 1024 * 1024
 _INOTIFY_DIR = Path("/proc/sys/fs/inotify")
 # Counting folders under a huge tree (or a slow network mount) must not make doctor hang.
 _WALK_SECONDS = 10.0
-# The doctor's API call is one small request: a dead network should be said quickly.
-_API_CONNECT_TIMEOUT = 5.0
-_API_REQUEST_TIMEOUT = 15.0
-
-
-def _ok(topic: str, detail: str) -> Finding:
-    return ok(topic, detail)
 
 
 # -- config and engine -----------------------------------------------------------------------
@@ -46,10 +39,10 @@ def _ok(topic: str, detail: str) -> Finding:
 def check_config(config: Config) -> list[Finding]:
     """The config file was found and loaded, and it names something to watch."""
     if config.source is not None:
-        found = [_ok("config", f"loaded {config.source}")]
+        found = [ok("config", f"loaded {config.source}")]
     elif config.watches:
         # The quick start (`run --watch DIR`) needs no file: that is not a problem.
-        found = [_ok("config", "no config file: the defaults and --watch")]
+        found = [ok("config", "no config file: the defaults and --watch")]
     else:
         found = [Finding("WARN", "config", "no config file found; using the defaults",
                          "write one with `watcherd config init --watch DIR`, or pass "
@@ -107,13 +100,13 @@ def check_engine(config: Config, *, local_installed: bool | None) -> list[Findin
                 else f"{_LOCAL_FIX}, or {_NO_KEY_FIX}",
             ))
         else:
-            found.append(_ok("engine", engine_class(engine).describe(config)))
+            found.append(ok("engine", engine_class(engine).describe(config)))
     if local_installed:
-        found.append(_ok("local engine", "installed"))
+        found.append(ok("local engine", "installed"))
     elif offline_chosen:
         found.append(Finding("FAIL", "local engine", "not installed", _LOCAL_FIX))
     elif local_installed is not None:
-        found.append(_ok("local engine", "not installed (optional, for offline use)"))
+        found.append(ok("local engine", "not installed (optional, for offline use)"))
     return found
 
 
@@ -164,7 +157,7 @@ def check_root(watch: WatchConfig, *, created: bool = False) -> list[Finding]:
     if not root.exists() and created:
         parent = _nearest_existing(root)
         if os.access(parent, os.W_OK | os.X_OK):
-            return [_ok(topic, "does not exist yet: `watcherd run --watch` creates it")]
+            return [ok(topic, "does not exist yet: `watcherd run --watch` creates it")]
         return [Finding("FAIL", topic, f"does not exist and cannot be created: {parent} is not "
                         "writable", f"create it as a user who can (sudo mkdir -p {root}) and "
                         "give this user write access")]
@@ -198,12 +191,12 @@ def check_root(watch: WatchConfig, *, created: bool = False) -> list[Finding]:
                 "still catches files, only later",
             ))
         elif network:
-            found.append(_ok(topic, f"on a network file system ({fstype}): watched by polling"))
+            found.append(ok(topic, f"on a network file system ({fstype}): watched by polling"))
     space = _free_space(root, topic)
     if space is not None:
         found.append(space)
     if not any(f.level != "OK" for f in found):
-        found.insert(0, _ok(topic, "exists and readable; it is only read: transcripts go to "
+        found.insert(0, ok(topic, "exists and readable; it is only read: transcripts go to "
                             f"{watch.output_dir}" if watch.output_dir is not None
                             else "exists, readable and writable"))
     return found
@@ -265,7 +258,7 @@ def check_inotify(
     try:
         limit = int((limits_dir / "max_user_watches").read_text().strip())
     except (OSError, ValueError):
-        return _ok("inotify", "no inotify limit on this system")
+        return ok("inotify", "no inotify limit on this system")
     probe = _network_probe()
     deadline = time.monotonic() + walk_seconds
     needed = 0
@@ -295,7 +288,7 @@ def check_inotify(
                        f"stopped counting after {walk_seconds:.0f}s at {counted} "
                        f"({key} = {limit})",
                        f"if `watcherd run` logs an inotify limit error, {fix}")
-    return _ok("inotify", f"{counted}, {key} = {limit}")
+    return ok("inotify", f"{counted}, {key} = {limit}")
 
 
 # -- journal ---------------------------------------------------------------------------------
@@ -316,7 +309,7 @@ def check_journal(path: Path) -> list[Finding]:
             return [Finding("FAIL", topic, f"{path} does not exist and {base} is not writable",
                             "set [journal] path to a writable place, or create the folder "
                             f"{path.parent} for this user")]
-        return [_ok(topic, f"{path} will be created on first run")]
+        return [ok(topic, f"{path} will be created on first run")]
     fix = ("restart watcherd: it moves a damaged journal aside by itself (as "
            f"{path.name}.corrupt-TIME) and starts a fresh one; sources whose NAME.json is "
            "still next to them are recognised as done, the others are transcribed again")
@@ -355,7 +348,7 @@ def check_journal(path: Path) -> list[Finding]:
                         f"{path} was written by a newer watcherd (schema {version})",
                         "upgrade watcherd")]
     assert size is not None
-    found = [_ok(topic, f"{path} is sound ({sources} files known)"),
+    found = [ok(topic, f"{path} is sound ({sources} files known)"),
              _journal_size(size, sources, compactable=auto_vacuum != 2)]
     space = _free_space(path.parent, topic)
     if space is not None:
@@ -377,7 +370,7 @@ def _journal_size(size: JournalSpace, files: int, *, compactable: bool = False) 
         return Finding("WARN", "journal size", detail + f", {free * 100 // size.total}% free",
                        "stop watcherd and run `watcherd journal compact` to give the free "
                        "pages back (new free pages are then returned as they appear)")
-    return _ok("journal size", detail)
+    return ok("journal size", detail)
 
 
 # -- the whole report ------------------------------------------------------------------------
@@ -433,7 +426,7 @@ def _check_search(config: Config) -> list[Finding]:
         return [Finding("WARN", topic, f"{state.backlog} of {state.results} stored "
                         "transcripts are not indexed yet", "a running daemon indexes them in "
                         "the background; " + fill)]
-    return [_ok(topic, f"in step with the journal: {state.results} transcripts, "
+    return [ok(topic, f"in step with the journal: {state.results} transcripts, "
                        f"{state.utterances} utterances")]
 
 
@@ -442,13 +435,13 @@ def _check_notify(config: Config, *, send: bool) -> list[Finding]:
     topic = "notifications"
     notify = config.notify
     if not notify.enabled:
-        return [_ok(topic, "off (no [notify] urls)")] if send else []
+        return [ok(topic, "off (no [notify] urls)")] if send else []
     if not send:
-        return [_ok(topic, f"on for {', '.join(notify.on) or 'nothing'}; "
+        return [ok(topic, f"on for {', '.join(notify.on) or 'nothing'}; "
                            "`watcherd doctor --notify` sends a test")]
     from watcherd.notify import send_test
 
-    return [_ok(topic, f"test sent through {label}") if delivered else
+    return [ok(topic, f"test sent through {label}") if delivered else
             Finding("FAIL", topic, f"the test through {label} was not delivered",
                     "check the URL (https://github.com/caronc/apprise/wiki) and that its "
                     "service is reachable from this machine")
@@ -499,7 +492,7 @@ def _check_database(config: Config) -> list[Finding]:
             "start `watcherd run` (it migrates)" if version < PG_SCHEMA_VERSION
             else "upgrade watcherd on this node"))
     else:
-        found.append(_ok(topic, f"{where} reachable, schema {version} ({nodes} files leased "
+        found.append(ok(topic, f"{where} reachable, schema {version} ({nodes} files leased "
                                 f"now), node name {config.node_name!r}"))
     if size is not None:
         found.append(_journal_size(size, files))
@@ -510,18 +503,18 @@ def _check_database(config: Config) -> list[Finding]:
             "run NTP (chrony, systemd-timesyncd) on every node and the database server; "
             "leases use the server's clock, but logs and status times will disagree"))
     else:
-        found.append(_ok("clock", f"within {abs(skew):.2f}s of the database server"))
+        found.append(ok("clock", f"within {abs(skew):.2f}s of the database server"))
     return found
 
 
 def check_page(config: Config) -> Finding:
     """The status page: served by the running daemon, or its address free for the next run."""
     if config.http.address is None:
-        return _ok("status page", "off ([http] listen = \"\")")
+        return ok("status page", "off ([http] listen = \"\")")
     page = read_state(config.journal_path)
     if page is not None:
         if page.serving:
-            return _ok("status page", f"served at {page.url}")
+            return ok("status page", f"served at {page.url}")
         return Finding("WARN", "status page", f"not served: {page.listen} is taken",
                        "set [http] listen to a free address (or \"\" to turn the page off) "
                        "and restart watcherd")
@@ -536,7 +529,7 @@ def check_page(config: Config) -> Finding:
                            f"{config.http.listen} is not free ({exc.strerror}): watcherd would "
                            "run without its page",
                            "stop what uses it, or set [http] listen to another address")
-    return _ok("status page", f"{config.http.listen} is free (the page starts with the daemon)")
+    return ok("status page", f"{config.http.listen} is free (the page starts with the daemon)")
 
 
 def format_report(findings: Sequence[Finding]) -> str:

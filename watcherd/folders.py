@@ -53,10 +53,6 @@ class Folders:
         """The settings of a file named on the command line, if it is one."""
         return self._explicit.get(path)
 
-    def watch_of(self, path: Path) -> WatchConfig | None:
-        """The watch that accepts ``path`` (its filters applied), if any."""
-        return self._explicit.get(path) or self.index.watch_for(path)
-
     def watch_of_source(self, source: Source) -> WatchConfig | None:
         """The watch of a journaled source: by its recorded root (cheap), else by its path.
 

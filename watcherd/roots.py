@@ -233,14 +233,6 @@ class Roots:
         return cls([(w.path, w.follow_links) for w in watches],
                    [w.output_dir for w in watches if w.output_dir is not None])
 
-    def root_of(self, path: Path | str) -> str | None:
-        """The configured root that holds ``path`` as written (before links), if any."""
-        text = _absolute(path)
-        for root in self._roots:
-            if _parts_beneath(root.path, text) is not None:
-                return root.path
-        return None
-
     def locate(self, path: Path | str) -> Place:
         """Where ``path`` really is, as a :class:`Place` to open without following links.
 

@@ -216,7 +216,12 @@ class StorageFacts:
     folder_dev: int | None
 
     def away(self, dev: int | None) -> str | None:
-        """Why the source (last seen on device ``dev``) may still exist, or None if deleted."""
+        """Why the source (last seen on device ``dev``) may still exist, or None if deleted.
+
+        A missing root, or a nearest surviving folder on another device than the source was
+        on (an unmounted share leaves its empty mount point behind), means the storage is
+        unreachable, and every one of its files would otherwise look deleted.
+        """
         if self.root_problem is not None:
             return f"the watch folder {self.root} is unavailable ({self.root_problem})"
         if dev is not None and self.folder_dev is not None and self.folder_dev != dev:
@@ -236,17 +241,6 @@ def storage_facts(path: Path, root: Path) -> StorageFacts:
             if folder.parent == folder:
                 return StorageFacts(root, None, None, None)
             folder = folder.parent
-
-
-def storage_missing(path: Path, dev: int | None, root: Path) -> str | None:
-    """Why a vanished source may still exist (its root or its file system is away), or None.
-
-    A source is only deleted when the folder it lived in is still there on the same file
-    system. A missing root, or a nearest surviving folder on another device than the source
-    was on (an unmounted share leaves its empty mount point behind), means the storage is
-    unreachable, and every one of its files would otherwise look deleted.
-    """
-    return storage_facts(path, root).away(dev)
 
 
 def scan(watch: WatchConfig) -> Iterator[Path]:

@@ -427,7 +427,7 @@ def test_invalid_options_stop_the_daemon_before_any_upload(tmp_path: Path,
 
 def with_listener(config: Config, *, webhook: bool = False) -> Config:
     """``config`` with the listener on 127.0.0.1 (ephemeral port), and maybe webhooks."""
-    return replace(config, callback=CallbackConfig(host="127.0.0.1", port=0),
+    return replace(config, callback=CallbackConfig(address=("127.0.0.1", 0)),
                    webhook=WebhookConfig(Secret(WHSEC)) if webhook else None)
 
 

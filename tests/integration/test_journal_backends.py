@@ -37,7 +37,7 @@ from watcherd.journal.postgres import (  # noqa: E402
     redact_url,
 )
 from watcherd.journal.sqljournal import SQLJournal  # noqa: E402
-from watcherd.journal.stored import unpack_job  # noqa: E402
+from watcherd.journal.stored import pack_text, unpack_job  # noqa: E402
 
 # The private PostgreSQL cluster's fixtures (pg_cluster, pg_url).
 pytest_plugins = ("tests.pg",)
@@ -902,7 +902,8 @@ class TestSmallJournal:
         for key, job in jobs.items():
             _sql(journal)._run_text(
                 "INSERT INTO results (content_key, job_id, job_json, created_at)"
-                " VALUES (:k, :j, :t, 1)", {"k": key, "j": job["id"], "t": json.dumps(job)})
+                " VALUES (:k, :j, :t, 1)", {"k": key, "j": job["id"],
+                                            "t": json.dumps(job, separators=(",", ":"))})
         assert journal.result_for("k07") == jobs["k07"]
         assert _stored_result(journal, "k07")[1] is None
         batches = 0
@@ -910,7 +911,9 @@ class TestSmallJournal:
             batches += 1
         assert batches == 3
         for key, job in jobs.items():
-            assert _stored_result(journal, key)[0] == ""
+            # The stored text packed as it is (not parsed and written again, spaced anew).
+            assert _stored_result(journal, key) == (
+                "", pack_text(json.dumps(job, separators=(",", ":"))))
             assert journal.result_for(key) == job
         assert journal.pack_results() == 0  # done, and remembered
 
@@ -1010,6 +1013,10 @@ class TestCopyPacked:
             _sql(journal)._run_text(
                 "INSERT INTO results (content_key, job_id, job_json, created_at)"
                 " VALUES ('plain', 'p', '{\"id\": \"p\"}', 1)", {})
+            # Stored as an older writer spaced it: the copy packs this text, not a rewrite.
+            _sql(journal)._run_text(
+                "INSERT INTO results (content_key, job_id, job_json, created_at)"
+                " VALUES ('spaced', 's', '{\"id\":\"s\"}', 1)", {})
         copy_journal(src, pg_url)
         back = tmp_path / "back.db"
         copy_journal(pg_url, back)
@@ -1021,3 +1028,5 @@ class TestCopyPacked:
                 assert journal.result_for("plain") == {"id": "p"}
                 assert journal.folded_history(source.id) == folded
         assert all(r["job_json"] == "" for r in read_rows(str(back)).results)
+        [spaced] = [r for r in read_rows(str(back)).results if r["content_key"] == "spaced"]
+        assert spaced["job_z"] == pack_text('{"id":"s"}')

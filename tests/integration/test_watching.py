@@ -31,7 +31,7 @@ from watcherd.config import Config, GladiaConfig, WatchConfig
 from watcherd.errors import JournalError
 from watcherd.filters import SourceFilter
 from watcherd.journal import Journal, Source
-from watcherd.watcher import Watcher, storage_missing
+from watcherd.watcher import Watcher, storage_facts
 from watcherd.worker import EngineRoutes, Worker
 from watcherd.worker.intake import INTAKE_BACKLOG
 from watcherd.worker.settling import UNSETTLED_BATCH
@@ -235,29 +235,29 @@ def test_without_on_complete_closes_are_plain_hints(
 # --- storage that goes away is not deletion ---------------------------------------------------
 
 
-def test_storage_missing_when_the_root_is_gone(tmp_path: Path) -> None:
+def test_storage_away_when_the_root_is_gone(tmp_path: Path) -> None:
     """A source under a root that no longer exists is not deleted: its storage is away."""
     root = tmp_path / "share"
-    reason = storage_missing(root / "a" / "x.wav", 123, root)
+    reason = storage_facts(root / "a" / "x.wav", root).away(123)
     assert reason is not None and "unavailable" in reason and str(root) in reason
 
 
-def test_storage_missing_is_none_for_a_plain_deletion(tmp_path: Path) -> None:
+def test_storage_away_is_none_for_a_plain_deletion(tmp_path: Path) -> None:
     """A file deleted from a folder that is still there, on its device, is really gone."""
     root = tmp_path / "inbox"
     (root / "sub").mkdir(parents=True)
     dev = os.stat(root).st_dev
-    assert storage_missing(root / "sub" / "x.wav", dev, root) is None
-    assert storage_missing(root / "gone-folder" / "x.wav", dev, root) is None
+    assert storage_facts(root / "sub" / "x.wav", root).away(dev) is None
+    assert storage_facts(root / "gone-folder" / "x.wav", root).away(dev) is None
 
 
-def test_storage_missing_when_the_file_system_was_unmounted(tmp_path: Path) -> None:
+def test_storage_away_when_the_file_system_was_unmounted(tmp_path: Path) -> None:
     """A source recorded on another device than its surviving folder now is (an unmounted
     share leaves its empty mount point) is away, not deleted."""
     root = tmp_path / "mnt"
     root.mkdir()
     other_dev = os.stat(root).st_dev + 1
-    reason = storage_missing(root / "talks" / "x.wav", other_dev, root)
+    reason = storage_facts(root / "talks" / "x.wav", root).away(other_dev)
     assert reason is not None and "not mounted" in reason
 
 

@@ -4,6 +4,8 @@ that key."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import socket
 from pathlib import Path
@@ -17,7 +19,7 @@ from watcherd.config import parse_config
 from watcherd.config.model import (
     CORE_TABLES,
     RETRY_TABLE,
-    CallbackTable,
+    CallbackConfig,
     EngineTable,
     HooksConfig,
     HttpTable,
@@ -25,7 +27,7 @@ from watcherd.config.model import (
     LogTable,
     MetricsTable,
     NodeTable,
-    NotifyRouteTable,
+    NotifyRoute,
     NotifyTable,
     ScanTable,
     WebhookTable,
@@ -82,7 +84,7 @@ def test_every_problem_of_a_core_table_is_reported_at_once() -> None:
 
 def test_the_example_documents_every_key_of_every_declared_table() -> None:
     text = EXAMPLE.read_text("utf-8")
-    assert {**TABLES, "callback": CallbackTable, "webhook": WebhookTable}.items() <= (
+    assert {**TABLES, "callback": CallbackConfig, "webhook": WebhookTable}.items() <= (
         CORE_TABLES.items())
     missing = [f"{name}.{key}" for name, schema in CORE_TABLES.items()
                for key in table_keys(schema) if not re.search(rf"\b{key}\b", text)]
@@ -121,7 +123,7 @@ def test_any_value_at_any_core_key_is_kept_or_refused_naming_that_key(
                         and v in str(exc)], str(exc)
 
 
-@given(key=st.sampled_from(table_keys(NotifyRouteTable)), value=_VALUES)
+@given(key=st.sampled_from(table_keys(NotifyRoute)), value=_VALUES)
 def test_any_value_at_any_key_of_a_watch_notify_is_kept_or_refused_naming_it(
         key: str, value: Any) -> None:
     try:
@@ -137,7 +139,7 @@ def test_any_value_at_any_key_of_a_watch_notify_is_kept_or_refused_naming_it(
 
 def test_every_problem_of_the_notify_tables_is_reported_at_once() -> None:
     """[notify] is declared (NotifyTable): its keys' problems come together, each list item
-    named; a watch's notify takes only urls and on (NotifyRouteTable)."""
+    named; a watch's notify takes only urls and on (NotifyRoute)."""
     with pytest.raises(ConfigError) as caught:
         parse_config({"notify": {"urls": ["ntfy-token-1234"], "on": ["done", "dnoe"],
                                  "batch_seconds": -1, "batch_second": 1}}, source=None, env={})
@@ -222,3 +224,111 @@ def test_a_webhook_and_a_callback_problem_come_together(tmp_path: Path) -> None:
         '  - http.listen: expected "HOST:PORT" with an IP address (or localhost) and a port '
         '1-65535, got "nowhere"',
     ]
+
+
+def _section(shown: str, header: str) -> list[str]:
+    """The lines of one table of `config show` (its header to the next blank line)."""
+    start = shown.splitlines().index(header)
+    lines = shown.splitlines()[start:]
+    return lines[:lines.index("") if "" in lines else len(lines)]
+
+
+def test_config_show_writes_the_notify_tables_from_their_declaration(tmp_path: Path) -> None:
+    """[notify] and a watch's notify are written by their declared keys, with a note for no
+    URLs, each URL as *** (never in the text at all), a watch's keys as it inherits them."""
+    from watcherd.config import secret_values
+    from watcherd.configfile import effective_toml
+    from watcherd.log import redact
+
+    def shown(data: dict[str, Any]) -> str:
+        config = parse_config(data, source=None, env={})
+        return redact(effective_toml(config), secret_values(config))
+
+    assert _section(shown({}), "[notify]") == [
+        "[notify]", "# urls: not set (no notifications)", 'on = ["done", "failed", "paused"]',
+        "batch_seconds = 60.0"]
+    url = 'json://u:pa"ss\\word@example/hook'
+    text = shown({"notify": {"urls": [url], "on": ["failed"], "batch_seconds": 5},
+                  "watch": [{"path": str(tmp_path), "notify": {"on": ["done"]}}]})
+    assert _section(text, "[notify]") == [
+        "[notify]", 'urls = ["***"]', 'on = ["failed"]', "batch_seconds = 5.0"]
+    assert _section(text, "[watch.notify]") == [
+        "[watch.notify]", 'urls = ["***"]', 'on = ["done"]']
+    assert "word@example" not in text
+
+
+def test_the_notify_tables_are_declared_once() -> None:
+    """A watch's route, [notify] and the checked NotifyConfig are one declaration, each adding
+    only its own fields: a new [notify] key is one field of NotifyTable."""
+    from watcherd.config.model import NotifyConfig
+
+    def own(schema: type[Any], base: type[Any]) -> list[str]:
+        return [name for name in table_keys(schema) if name not in table_keys(base)]
+
+    assert issubclass(NotifyConfig, NotifyTable) and issubclass(NotifyTable, NotifyRoute)
+    assert "batch_seconds" in own(NotifyTable, NotifyRoute)
+    assert own(NotifyConfig, NotifyTable) == ["watches"]
+    config = parse_config({"notify": {"batch_seconds": 3}}, source=None, env={}).notify
+    assert (config.urls, config.on, config.batch_seconds, config.enabled) == (
+        (), NotifyRoute().on, 3.0, False)
+
+
+def test_config_show_writes_callback_webhook_and_http_from_their_declaration(
+        tmp_path: Path) -> None:
+    """[callback] and [http] are written by their declared keys (listen in the file's form,
+    a note for a key not set); [webhook] by where its secret is; the secret never written."""
+    from watcherd.config import secret_values
+    from watcherd.configfile import effective_toml
+    from watcherd.log import redact
+
+    def shown(data: dict[str, Any]) -> str:
+        config = parse_config(data, source=None, env={})
+        return redact(effective_toml(config), secret_values(config))
+
+    plain = shown({})
+    assert _section(plain, "[callback]") == [
+        "[callback]", "# listen: not set (results arrive by polling)"]
+    assert _section(plain, "[webhook]") == [
+        "[webhook]", "# secret: not set (no dashboard webhooks)"]
+    assert _section(plain, "[http]") == [
+        "[http]", 'listen = "127.0.0.1:8765"', "# token_file: not set (needed only off loopback)"]
+    token = tmp_path / "token"
+    token.write_text("abcdefghijklmnop-0123\n")
+    secret = "whsec_" + base64.b64encode(b"a signing key of 24 bytes").decode()
+    text = shown({"callback": {"listen": " [::1]:8787 "}, "webhook": {"secret": secret},
+                  "http": {"listen": "[::]:9000", "token_file": str(token)}})
+    assert _section(text, "[callback]") == [
+        "[callback]", 'listen = "[::1]:8787"',
+        "# public_url: not set (Gladia calls http://[::1]:8787 itself)"]
+    assert _section(text, "[webhook]") == ["[webhook]", 'secret = "***"']
+    assert _section(text, "[http]") == [
+        "[http]", 'listen = "[::]:9000"', f"token_file = {json.dumps(str(token.resolve()))}"]
+    assert "abcdefghijklmnop" not in text and secret not in text
+    hook = tmp_path / "hook"
+    hook.write_text(secret)
+    text = shown({"callback": {"listen": "127.0.0.1:8787", "public_url": "https://x.example/"},
+                  "webhook": {"secret_file": str(hook)}, "http": {"listen": ""}})
+    assert _section(text, "[callback]") == [
+        "[callback]", 'listen = "127.0.0.1:8787"', 'public_url = "https://x.example"']
+    assert _section(text, "[webhook]") == [
+        "[webhook]", f"secret_file = {json.dumps(str(hook.resolve()))}"]
+    assert _section(text, "[http]") == ["[http]", 'listen = ""',
+                                        "# token_file: not set (needed only off loopback)"]
+
+
+def test_callback_webhook_and_http_are_declared_once() -> None:
+    """Each checked table is its declaration, adding only what the file does not hold: the
+    webhook's secret read (always there), the page's token read from token_file."""
+    from watcherd.config.model import CallbackConfig, HttpConfig, WebhookConfig
+
+    assert CORE_TABLES["callback"] is CallbackConfig
+    assert table_keys(CallbackConfig) == ("listen", "public_url")
+    assert issubclass(WebhookConfig, WebhookTable)
+    assert table_keys(WebhookConfig) == table_keys(WebhookTable) == ("secret", "secret_file")
+    assert issubclass(HttpConfig, HttpTable)
+    assert [k for k in table_keys(HttpConfig) if k not in table_keys(HttpTable)] == ["token"]
+    config = parse_config({"callback": {"listen": "127.0.0.1:8787"}}, source=None, env={})
+    assert config.callback is not None
+    assert (config.callback.host, config.callback.port, config.callback.listen) == (
+        "127.0.0.1", 8787, "127.0.0.1:8787")
+    assert (config.http.address, config.http.listen) == (("127.0.0.1", 8765), "127.0.0.1:8765")

@@ -18,6 +18,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import platformdirs
 
 from watcherd.config.check import ConfigChecker, reject_nesting
@@ -148,6 +149,10 @@ def secret_values(value: object) -> list[str]:
         return [value.reveal()] if value.reveal() else []
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return [s for f in fields(value) for s in secret_values(getattr(value, f.name))]
+    if isinstance(value, msgspec.Struct):
+        # A table declared as a Struct (the [gladia] key, [notify]'s URLs) holds its secrets.
+        return [s for f in msgspec.structs.fields(value)
+                for s in secret_values(getattr(value, f.name))]
     if isinstance(value, list | tuple):
         return [s for v in value for s in secret_values(v)]
     return []

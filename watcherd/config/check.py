@@ -15,8 +15,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
+
+import msgspec
 
 from watcherd.config.model import (
     _CALLBACK_KEYS,
@@ -33,7 +35,6 @@ from watcherd.config.model import (
     WATCH_ID_RE,
     WEBHOOK_SECRET_PREFIX,
     CallbackConfig,
-    CallbackTable,
     Config,
     EngineTable,
     HooksConfig,
@@ -45,7 +46,6 @@ from watcherd.config.model import (
     NodeTable,
     NotifyConfig,
     NotifyRoute,
-    NotifyRouteTable,
     NotifyTable,
     ScanTable,
     WatchConfig,
@@ -69,7 +69,6 @@ from watcherd.retry import RETRY_KEYS, RetryPolicy
 
 __all__ = ["ConfigChecker", "reject_nesting"]
 
-_Route = TypeVar("_Route", bound=NotifyRouteTable)
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -94,6 +93,7 @@ _MODEL_NAMES: dict[tuple[str, str], str] = {
     ("http", "token"): "token_file",
     ("callback", "host"): "listen",
     ("callback", "port"): "listen",
+    ("callback", "address"): "listen",
     **{("retry", field_name): key for key, field_name in RETRY_KEYS.items()},
 }
 
@@ -281,24 +281,19 @@ class ConfigChecker(SectionParser):
                           "https://github.com/caronc/apprise/wiki)")
         return tuple(Secret(url.strip()) for url in value)
 
-    def notify_route(self, table: Any, key: str, schema: type[_Route], default: NotifyRoute
-                     ) -> tuple[_Route, NotifyRoute]:
-        """A notify table checked by its declaration (a key not set keeps ``default``'s)."""
-        routes = self.section(table, schema, key, custom={"urls": self.apprise_urls})
-        return routes, NotifyRoute(routes.urls if "urls" in table else default.urls,
-                                   routes.on if "on" in table else default.on)
-
     def notify(self, data: Mapping[str, Any]) -> NotifyConfig:
         """``[notify]`` and each watch's ``notify`` (by its path), checked by their tables."""
-        table, route = self.notify_route(self.table(data, "notify", "notify"), "notify",
-                                         NotifyTable, NotifyRoute())
+        table = self.section(self.table(data, "notify", "notify"), NotifyTable, "notify",
+                             custom={"urls": self.apprise_urls})
+        # A watch's notify keeps what [notify] sets for the keys it does not set itself.
+        route = NotifyRoute(table.urls, table.on)
         watches = []
         for number, watch in enumerate(data.get("watch", []) or [], start=1):
             if isinstance(watch, dict) and "notify" in watch and "path" in watch:
-                _, own = self.notify_route(watch["notify"], f"watch[{number}].notify",
-                                           NotifyRouteTable, route)
+                own = self.section(watch["notify"], NotifyRoute, f"watch[{number}].notify",
+                                   custom={"urls": self.apprise_urls}, base=route)
                 watches.append((self.path(watch["path"], f"watch[{number}].path"), own))
-        config = NotifyConfig(route.urls, route.on, table.batch_seconds, tuple(watches))
+        config = NotifyConfig(**msgspec.structs.asdict(table), watches=tuple(watches))
         if config.enabled and importlib.util.find_spec("apprise") is None:
             self.fail("notify", f"sending notifications needs Apprise: {NOTIFY_EXTRA_HINT}")
         return config
@@ -364,11 +359,8 @@ class ConfigChecker(SectionParser):
             return None
         if "listen" not in raw:
             self.fail("callback.listen", 'missing; expected "HOST:PORT" such as "127.0.0.1:8787"')
-        table = self.section(known, CallbackTable, "callback", custom={
+        return self.section(known, CallbackConfig, "callback", custom={
             "listen": self.listen_address, "public_url": self.public_url})
-        assert table.listen is not None  # checked as present above
-        host, port = table.listen
-        return CallbackConfig(host=host, port=port, public_url=table.public_url)
 
     def public_url(self, value: Any, key: str) -> str:
         """``[callback] public_url``: where Gladia reaches the listener (https only)."""
@@ -404,10 +396,9 @@ class ConfigChecker(SectionParser):
     def http(self, raw: Mapping[str, Any]) -> HttpConfig:
         table = self.section(raw, HttpTable, "http", custom={
             "listen": self.listen_or_off, "token_file": self.path})
-        listen = table.listen
-        if not listen.strip():
+        address = table.address
+        if address is None:
             return HttpConfig(address=None)  # listen = "" turns the page off
-        address = self.listen_address(listen, "http.listen")
         token_file = table.token_file
         token: Secret | None = None
         if token_file is not None:
@@ -420,32 +411,32 @@ class ConfigChecker(SectionParser):
         elif not is_loopback(address[0]):
             self.fail(
                 "http.token_file",
-                f'required when [http] listen is not a loopback address (got "{listen}"): '
+                f'required when [http] listen is not a loopback address (got "{table.listen}"): '
                 "anyone on the network could see and retry your files; put a random token in "
                 "a file readable only by watcherd (python3 -c 'import secrets; "
                 "print(secrets.token_urlsafe(32))' > FILE) and set token_file = \"FILE\", or "
                 'listen on "127.0.0.1:PORT"',
             )
-        return HttpConfig(address=address, token_file=token_file, token=token)
+        return HttpConfig(**msgspec.structs.asdict(table), token=token)
 
-    def listen_or_off(self, value: Any, key: str) -> str:
-        """``[http] listen``: "HOST:PORT", or "" (the page is off)."""
-        if not (isinstance(value, str) and not value.strip()):
-            self.listen_address(value, key)
-        text: str = value
-        return text
+    def listen_or_off(self, value: Any, key: str) -> tuple[str, int] | None:
+        """``[http] listen``: "HOST:PORT", or "" (the page is off: None)."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return self.listen_address(value, key)
 
     def webhook(self, raw: Mapping[str, Any]) -> WebhookConfig | None:
         known = self.known_keys(raw, _WEBHOOK_KEYS, "webhook")
         if not raw:
             return None
         table = self.section(known, WebhookTable, "webhook", one_of=("secret", "secret_file", ""),
-                             custom={"secret": partial(self.string, secret=True),
+                             custom={"secret": lambda value, key: Secret(
+                                         strip_secret(self.string(value, key, secret=True))),
                                      "secret_file": self.path})
         path = table.secret_file
         if table.secret is not None:
             key = "webhook.secret"
-            text = strip_secret(table.secret)
+            text = table.secret.reveal()
         elif path is not None:
             key = "webhook.secret_file"
             text = self.secret_file(path, key, "the signing secret").reveal()
@@ -463,8 +454,8 @@ class ConfigChecker(SectionParser):
                            "copy the whole secret from the dashboard")
         # The prefix and base64 checks are stricter than the one every secret passes; it is
         # run all the same so that no secret reaches a header or a log unchecked.
-        return WebhookConfig(secret=self.secret_text(text, key, "the signing secret"),
-                             secret_file=path)
+        return WebhookConfig(**(msgspec.structs.asdict(table)
+                                | {"secret": self.secret_text(text, key, "the signing secret")}))
 
     def defaults(self, table: Mapping[str, Any]) -> WatchDefaults:
         known = self.known_keys(table, _DEFAULTS_KEYS, "defaults")

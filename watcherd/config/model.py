@@ -50,7 +50,6 @@ __all__ = [
     "WATCH_ID_RE",
     "WEBHOOK_SECRET_PREFIX",
     "CallbackConfig",
-    "CallbackTable",
     "Config",
     "EngineName",
     "EngineTable",
@@ -66,7 +65,6 @@ __all__ = [
     "NotifyConfig",
     "NotifyEvent",
     "NotifyRoute",
-    "NotifyRouteTable",
     "NotifyTable",
     "PollMode",
     "ScanTable",
@@ -206,70 +204,76 @@ def watch_roots(watches: Sequence[WatchConfig]) -> dict[str, str]:
     return {w.watch_id: str(w.path) for w in watches}
 
 
-@dataclass(frozen=True)
-class CallbackConfig:
+def _listen(address: tuple[str, int] | None) -> str:
+    """An address as a ``listen`` key spells it ("" for none)."""
+    if address is None:
+        return ""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class CallbackConfig(Table, frozen=True):
     """The ``[callback]`` table: where the embedded listener binds and how Gladia reaches it."""
 
-    host: str
-    port: int
+    # "HOST:PORT" in the file (the key listen), checked into (host, port); required.
+    address: tuple[str, int] = msgspec.field(name="listen")
     # The URL at which Gladia reaches the listener (a reverse proxy or tunnel), without the
     # token; None means http://host:port itself.
     public_url: str | None = None
 
+    @property
+    def host(self) -> str:
+        return self.address[0]
 
-@dataclass(frozen=True)
-class WebhookConfig:
-    """The ``[webhook]`` table: the signing secret of Gladia's dashboard webhooks."""
-
-    secret: Secret
-    # Where the secret was read from ([webhook] secret_file); None when given inline.
-    secret_file: Path | None = None
-
-
-@dataclass(frozen=True)
-class HttpConfig:
-    """The ``[http]`` table: the local status page, /metrics and /healthz."""
-
-    # None when ``listen = ""`` turned the page off.
-    address: tuple[str, int] | None = (_HTTP_HOST, int(_HTTP_PORT))
-    token_file: Path | None = None
-    # The token read from token_file (None without one, or where it is not readable by a
-    # command that does not serve the page).
-    token: Secret | None = None
+    @property
+    def port(self) -> int:
+        return self.address[1]
 
     @property
     def listen(self) -> str:
-        """The address as ``[http] listen`` spells it ("" when off)."""
-        if self.address is None:
-            return ""
-        host, port = self.address
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-class CallbackTable(Table, frozen=True):
-    """``[callback]`` as the file writes it (listen checked into ``(host, port)``)."""
-
-    listen: tuple[str, int] | None = None
-    public_url: str | None = None
+        """The address as ``[callback] listen`` spells it."""
+        return _listen(self.address)
 
 
 class WebhookTable(Table, frozen=True):
     """``[webhook]`` as the file writes it: the signing secret, inline or in a file."""
 
-    secret: str | None = None
+    secret: Secret | None = None
+    # Where the secret is read from; None when it is given inline.
     secret_file: Path | None = None
 
 
-class HttpTable(Table, frozen=True):
-    """``[http]`` as the file writes it (``listen = ""`` turns the page off)."""
+class WebhookConfig(WebhookTable, frozen=True, kw_only=False):
+    """The ``[webhook]`` table checked: the signing secret of Gladia's dashboard webhooks,
+    read (inline or from secret_file) and always there."""
 
-    listen: str = DEFAULT_HTTP_LISTEN
+    secret: Secret
+
+
+class HttpTable(Table, frozen=True):
+    """``[http]`` as the file writes it: the local status page, /metrics and /healthz."""
+
+    # "HOST:PORT" in the file (the key listen); None when ``listen = ""`` turned the page off.
+    address: tuple[str, int] | None = msgspec.field(default=(_HTTP_HOST, int(_HTTP_PORT)),
+                                                    name="listen")
     token_file: Path | None = None
 
+    @property
+    def listen(self) -> str:
+        """The address as ``[http] listen`` spells it ("" when off)."""
+        return _listen(self.address)
 
-_CALLBACK_KEYS = table_keys(CallbackTable)
+
+class HttpConfig(HttpTable, frozen=True):
+    """The ``[http]`` table checked: its keys, and the token read from token_file."""
+
+    # None without a token_file, or where it is not readable by a command that does not serve
+    # the page. Not a key of the file.
+    token: Secret | None = None
+
+
+_CALLBACK_KEYS = table_keys(CallbackConfig)
 _WEBHOOK_KEYS = table_keys(WebhookTable)
-_HTTP_KEYS = table_keys(HttpTable)
 
 
 def _default_local() -> LocalConfig:
@@ -355,41 +359,27 @@ NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
 NOTIFY_EXTRA_HINT = "install the extra: pip install 'watcherd[notify]' (it brings Apprise)"
 
 
-class NotifyRouteTable(Table, frozen=True):
-    """``[[watch]] notify = {...}`` as the file writes it: that folder's own URLs and events
-    (a key not set keeps ``[notify]``'s). ``urls`` are Apprise URLs, secrets (they hold
-    tokens), checked in check.py."""
+class NotifyRoute(Table, frozen=True, kw_only=False):
+    """Where one watch's notifications go, as ``[[watch]] notify = {...}`` writes it: Apprise
+    URLs (secrets: they hold tokens; checked in check.py) and the events sent (a key not set
+    keeps ``[notify]``'s)."""
 
     urls: tuple[Secret, ...] = ()
     on: tuple[NotifyEvent, ...] = NOTIFY_EVENTS
 
 
-class NotifyTable(NotifyRouteTable, frozen=True):
+class NotifyTable(NotifyRoute, frozen=True):
     """``[notify]`` as the file writes it: the route of every watch, and the batching."""
 
     # At most one message per route this often (a burst of files is one message).
     batch_seconds: Annotated[float, Meta(ge=0)] = 60.0
 
 
-_NOTIFY = NotifyTable()
+class NotifyConfig(NotifyTable, frozen=True):
+    """The ``[notify]`` table checked (watcherd.notify): its keys, and each watch's route."""
 
-
-@dataclass(frozen=True)
-class NotifyRoute:
-    """Where one watch's notifications go: Apprise URLs (secrets) and the events sent."""
-
-    urls: tuple[Secret, ...] = ()
-    on: tuple[str, ...] = _NOTIFY.on
-
-
-@dataclass(frozen=True)
-class NotifyConfig:
-    """The ``[notify]`` table (watcherd.notify): URLs, events, batching, per-watch routes."""
-
-    urls: tuple[Secret, ...] = ()
-    on: tuple[str, ...] = _NOTIFY.on
-    batch_seconds: float = _NOTIFY.batch_seconds
-    #: ``[[watch]] notify = {...}`` by watch root: that folder's own URLs and events.
+    #: ``[[watch]] notify = {...}`` by watch root: that folder's own URLs and events (not a
+    #: key of [notify]).
     watches: tuple[tuple[Path, NotifyRoute], ...] = ()
 
     @property
@@ -403,7 +393,7 @@ class NotifyConfig:
 #: ([gladia], [local]: engines/registry.config_sections).
 CORE_TABLES: Mapping[str, type[Any]] = {
     "engine": EngineTable, "journal": JournalTable, "log": LogTable, "scan": ScanTable,
-    "callback": CallbackTable, "webhook": WebhookTable, "defaults": WatchDefaults,
+    "callback": CallbackConfig, "webhook": WebhookTable, "defaults": WatchDefaults,
     "hooks": HooksConfig, "notify": NotifyTable, "metrics": MetricsTable, "retry": RETRY_TABLE,
     "http": HttpTable, "node": NodeTable, "watch": WatchConfig,
 }

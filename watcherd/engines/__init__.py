@@ -128,10 +128,6 @@ class Engines:
         self.health = health
         self.default = engine_for(config)
 
-    def with_capability(self, capability: str) -> list[Engine]:
-        """The opened engines that can do ``capability`` (a field of :class:`Capabilities`)."""
-        return [e for e in self.opened.values() if getattr(e.capabilities, capability)]
-
     def for_worker(self) -> dict[str, tuple[Pipeline, int]]:
         """Engine name -> (pipeline, concurrency), for the worker."""
         return {name: (e.pipeline, e.max_concurrent) for name, e in self.opened.items()

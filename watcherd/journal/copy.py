@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +28,16 @@ from watcherd.journal.stored import (
     SOURCE_FIELDS,
     column_value,
     decode_path,
-    from_stored,
-    pack_job,
-    pg_decode_path,
-    pg_encode_path,
-    pg_text,
-    to_stored,
-    unpack_job,
+    packed_job,
+    pg_column_value,
+    pg_local_path,
 )
 
 _SOURCE_COLUMNS = SOURCE_FIELDS
 _EVENT_COLUMNS = ("id", "source_id", "at", "from_state", "to_state", "actor", "reason")
 _RESULT_COLUMNS = ("content_key", "job_id", "job_json", "job_z", "created_at")
+#: A copied result is written packed, by the journal's own store_result (job_json '').
+_STORED_RESULT_COLUMNS = ("content_key", "job_id", "job_z", "created_at")
 _JOB_TIME_COLUMNS = ("id", "at", "options_class", "audio_seconds", "seconds")
 _REMOTE_JOB_COLUMNS = ("job_id", "engine", "watch_root", "content_key", "model",
                       "billing_seconds", "audio_seconds", "finished_at", "delete_wanted_at",
@@ -86,17 +85,16 @@ def copy_journal(src: str | Path, dst: str | Path, *,
     ):
         raise JournalError("the source and the destination of the copy are the same journal")
     rows = read_rows(src_text, roots=roots)
-    _write_rows(dst_text, rows, source_label=_label(src_text), roots=roots)
-    return CopyReport(len(rows.sources), len(rows.events), len(rows.results),
-                      len(rows.job_times), len(rows.remote_jobs))
-
-
-def _label(target: str) -> str:
-    if is_postgres_url(target):
+    if is_postgres_url(src_text):
         from watcherd.journal.postgres import redact_url
 
-        return redact_url(target)
-    return target
+        src_text = redact_url(src_text)
+    if is_postgres_url(dst_text):
+        _write_pg(dst_text, rows, src_text, roots)
+    else:
+        _write_sqlite(Path(dst_text), rows, src_text)
+    return CopyReport(len(rows.sources), len(rows.events), len(rows.results),
+                      len(rows.job_times), len(rows.remote_jobs))
 
 
 def read_rows(target: str, *, roots: Mapping[str, str] | None = None) -> JournalRows:
@@ -105,38 +103,30 @@ def read_rows(target: str, *, roots: Mapping[str, str] | None = None) -> Journal
             else _read_sqlite(Path(target)))
 
 
-def _write_rows(target: str, rows: JournalRows, *, source_label: str,
-               roots: Mapping[str, str] | None = None) -> None:
-    """Write rows into a journal (created if needed) in one transaction."""
-    if is_postgres_url(target):
-        _write_pg(target, rows, source_label, roots or {})
-    else:
-        _write_sqlite(Path(target), rows, source_label)
-
-
 def _decoded(row: dict[str, Any], decode: Any) -> dict[str, Any]:
     return {k: (decode(v) if k in PATH_COLUMNS and v is not None else v)
             for k, v in row.items()}
 
 
-def _check_fits(dst_label: str, source_label: str, rows: JournalRows,
-                dst_sources: dict[int, str], dst_events: set[int], dst_times: set[int]) -> None:
+def _check_destination(conn: Any, dst_label: str, source_label: str, rows: JournalRows,
+                       decode: Callable[[str], str]) -> None:
     """Refuse a destination that holds rows the source does not: it is another journal."""
     src_sources = {int(r["id"]): r["path"] for r in rows.sources}
-    for source_id, path in dst_sources.items():
+    for r in conn.execute("SELECT id, path FROM sources"):
+        source_id, path = int(r["id"]), decode(r["path"])
         if src_sources.get(source_id) != path:
             raise JournalError(
                 f"{dst_label} already holds a different journal (its source {source_id}, "
                 f"{path!r}, is not in {source_label}); copy into an empty database or a new "
                 "file"
             )
-    extra_events = dst_events - {int(r["id"]) for r in rows.events}
-    extra_times = dst_times - {int(r["id"]) for r in rows.job_times}
-    if extra_events or extra_times:
-        raise JournalError(
-            f"{dst_label} was used after an earlier copy (it has events or job times that "
-            f"{source_label} lacks); copy into an empty database or a new file"
-        )
+    for table, copied in (("events", rows.events), ("job_times", rows.job_times)):
+        if {int(r["id"]) for r in conn.execute(f"SELECT id FROM {table}")} - {
+                int(r["id"]) for r in copied}:
+            raise JournalError(
+                f"{dst_label} was used after an earlier copy (it has events or job times "
+                f"that {source_label} lacks); copy into an empty database or a new file"
+            )
 
 
 # -- both databases: the same statements on a sqlite3 or a psycopg connection ---------------
@@ -156,25 +146,11 @@ def _read_tables(conn: Any, dialect: Dialect, decode: Callable[[str], str]) -> J
     )
     remote_jobs = tuple(_decoded(dict(r), decode) for r in conn.execute(
         f"SELECT {', '.join(_REMOTE_JOB_COLUMNS)} FROM remote_jobs ORDER BY job_id"))
-    return JournalRows(sources, events, tuple(_packed(r) for r in results), job_times,
-                       remote_jobs, folded)
-
-
-def _packed(row: dict[str, Any]) -> dict[str, Any]:
-    """A results row with its job object packed: a copy of an older journal is compact too."""
-    if row["job_z"] is not None:
-        return {**row, "job_z": bytes(row["job_z"])}
-    return {**row, "job_json": "", "job_z": pack_job(unpack_job(row["job_json"], None))}
-
-
-def _check_destination(conn: Any, label: str, source_label: str, rows: JournalRows,
-                       decode: Callable[[str], str]) -> None:
-    _check_fits(
-        label, source_label, rows,
-        {int(r["id"]): decode(r["path"]) for r in conn.execute("SELECT id, path FROM sources")},
-        {int(r["id"]) for r in conn.execute("SELECT id FROM events")},
-        {int(r["id"]) for r in conn.execute("SELECT id FROM job_times")},
-    )
+    # Packed job objects are carried byte for byte (both databases store the same bytes);
+    # plain JSON text of an older journal is packed as it is: the copy is compact too.
+    results = tuple({**r, "job_json": "", "job_z": packed_job(r["job_json"], r["job_z"])}
+                    for r in results)
+    return JournalRows(sources, events, results, job_times, remote_jobs, folded)
 
 
 def _upsert(table: str, columns: tuple[str, ...], conflict: str) -> str:
@@ -183,16 +159,14 @@ def _upsert(table: str, columns: tuple[str, ...], conflict: str) -> str:
 
 
 _SOURCE_UPDATES = ", ".join(f"{c} = excluded.{c}" for c in _SOURCE_COLUMNS if c != "id")
-#: What a copy writes, in order, each row brought up to date or left as it is.
-_WRITES = (
+#: What a copy writes, in order, each row brought up to date or left as it is (a statement
+#: of None: the journal's own query of that name).
+_WRITES: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
     ("sources", _SOURCE_COLUMNS, _upsert("sources", _SOURCE_COLUMNS,
                                          f"(id) DO UPDATE SET {_SOURCE_UPDATES}")),
     ("events", _EVENT_COLUMNS, _upsert("events", _EVENT_COLUMNS, "(id) DO NOTHING")),
     ("job_times", _JOB_TIME_COLUMNS, _upsert("job_times", _JOB_TIME_COLUMNS, "(id) DO NOTHING")),
-    ("results", _RESULT_COLUMNS, _upsert(
-        "results", _RESULT_COLUMNS, "(content_key) DO UPDATE SET job_id = excluded.job_id,"
-        " job_json = excluded.job_json, job_z = excluded.job_z,"
-        " created_at = excluded.created_at")),
+    ("results", _STORED_RESULT_COLUMNS, None),
     ("folded_history", _FOLDED_COLUMNS, _upsert(
         "folded_history", _FOLDED_COLUMNS, "(source_id) DO UPDATE SET " + ", ".join(
             f"{c} = excluded.{c}" for c in _FOLDED_COLUMNS if c != "source_id"))),
@@ -203,25 +177,20 @@ _WRITES = (
 )
 
 
-def _write_tables(executemany: Callable[[str, list[dict[str, Any]]], Any], dialect: Dialect,
-                  rows: JournalRows, value: Callable[[str, Any], Any]) -> None:
+def _write_tables(cur: Any, dialect: Dialect, rows: JournalRows,
+                  value: Callable[[str, Any], Any]) -> None:
+    """Write every row in the caller's transaction, the search index kept in step."""
+    # Before the copied results replace the destination's, its index of them is taken out
+    # (SQLite's index forgets words given again, from the result still stored).
+    for row in rows.results:
+        forget_indexed(cur.execute, dialect, row["content_key"])
     for table, columns, statement in _WRITES:
-        executemany(adapt(dialect, statement),
-                    [{c: value(c, r[c]) for c in columns} for r in getattr(rows, table)])
-
-
-def _forget_indexed(execute: Callable[..., Any], dialect: Dialect, rows: JournalRows) -> None:
-    """Before the copied results replace the destination's: take the destination's index of
-    them out (SQLite's index forgets words given again, from the result still stored)."""
+        cur.executemany(QUERIES[dialect]["store_result"] if statement is None
+                        else adapt(dialect, statement),
+                        [{c: value(c, r[c]) for c in columns} for r in getattr(rows, table)])
+    # Indexed as the journal does when it stores one: the destination is searchable at once.
     for row in rows.results:
-        forget_indexed(execute, dialect, row["content_key"])
-
-
-def _index_results(execute: Callable[..., Any], dialect: Dialect, rows: JournalRows) -> None:
-    """Index the copied results for search in the copy's transaction, as the journal does
-    when it stores one: the destination is searchable at once, in step with its results."""
-    for row in rows.results:
-        index_stored(execute, dialect, row)
+        index_stored(cur.execute, dialect, row)
 
 
 # -- SQLite ----------------------------------------------------------------------------------
@@ -258,9 +227,7 @@ def _write_sqlite(path: Path, rows: JournalRows, source_label: str) -> None:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 _check_destination(conn, str(path), source_label, rows, decode_path)
-                _forget_indexed(conn.execute, "sqlite", rows)
-                _write_tables(conn.executemany, "sqlite", rows, column_value)
-                _index_results(conn.execute, "sqlite", rows)
+                _write_tables(conn, "sqlite", rows, column_value)
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
@@ -277,15 +244,12 @@ def _write_sqlite(path: Path, rows: JournalRows, source_label: str) -> None:
 def _read_pg(url: str, roots: Mapping[str, str]) -> JournalRows:
     from watcherd.journal.postgres import check_version, connect, redact_url
 
-    def decode(stored: str) -> str:
-        return from_stored(pg_decode_path(stored), roots)
-
     conn = connect(url)
     try:
         check_version(conn, redact_url(url))
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            return _read_tables(conn, "postgres", decode)
+            return _read_tables(conn, "postgres", partial(pg_local_path, roots=roots))
     finally:
         conn.close()
 
@@ -296,16 +260,6 @@ def _write_pg(url: str, rows: JournalRows, source_label: str,
 
     from watcherd.journal.postgres import connect, migrate, redact_url
 
-    def decode(stored: str) -> str:
-        return from_stored(pg_decode_path(stored), roots)
-
-    def value(name: str, item: Any) -> Any:
-        if not isinstance(item, str):
-            return item
-        if name in PATH_COLUMNS:
-            return pg_encode_path(to_stored(item, roots))
-        return pg_text(item)
-
     label = redact_url(url)
     conn = connect(url)
     try:
@@ -315,11 +269,10 @@ def _write_pg(url: str, rows: JournalRows, source_label: str,
             conn.execute("LOCK TABLE sources, events, results, job_times, remote_jobs,"
                          " search_fts, folded_history"
                          " IN SHARE ROW EXCLUSIVE MODE")
-            _check_destination(conn, label, source_label, rows, decode)
+            _check_destination(conn, label, source_label, rows,
+                               partial(pg_local_path, roots=roots))
             with conn.cursor() as cur:
-                _forget_indexed(cur.execute, "postgres", rows)
-                _write_tables(cur.executemany, "postgres", rows, value)
-                _index_results(cur.execute, "postgres", rows)
+                _write_tables(cur, "postgres", rows, partial(pg_column_value, roots=roots))
                 # Ids were given explicitly: new rows continue after the highest one.
                 for table in ("sources", "events", "job_times"):
                     cur.execute(

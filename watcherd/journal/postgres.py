@@ -53,8 +53,11 @@ from watcherd.journal.stored import (
     PATH_COLUMNS,
     SOURCE_FIELDS,
     from_stored,
+    pg_column_value,
     pg_decode_path,
     pg_encode_path,
+    pg_local_path,
+    pg_stored_path,
     pg_text,
     to_stored,
 )
@@ -315,20 +318,16 @@ class PostgresJournal(SQLJournal):
         self.roots = dict(roots)
 
     def _enc(self, path: str) -> str:
-        """A local path as stored: relative to its watch id, then made storable text."""
-        return pg_encode_path(to_stored(path, self.roots))
+        return pg_stored_path(path, self.roots)
 
     def _dec(self, stored: str) -> str:
-        """A stored path as this node's local path."""
-        return from_stored(pg_decode_path(stored), self.roots)
+        return pg_local_path(stored, self.roots)
 
     def _text(self, text: str) -> str:
         return pg_text(text)
 
     def _column_value(self, name: str, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        return self._enc(value) if name in PATH_COLUMNS else pg_text(value)
+        return pg_column_value(name, value, self.roots)
 
     def _row(self, row: Mapping[str, Any]) -> Source:
         """A source row as this node sees it: local paths, and its own stat only.

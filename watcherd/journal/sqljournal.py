@@ -13,7 +13,6 @@ import abc
 import contextlib
 import dataclasses
 import itertools
-import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -47,7 +46,7 @@ from watcherd.journal.search import (
     tsquery,
     utterance_rows,
 )
-from watcherd.journal.stored import SOURCE_FIELDS, pack_job, unpack_job
+from watcherd.journal.stored import SOURCE_FIELDS, pack_job, pack_text, unpack_job
 from watcherd.usage import UsageRow, job_usage
 
 __all__ = ["SQLJournal", "assignments", "insert_source"]
@@ -654,8 +653,7 @@ class SQLJournal(Journal):
                 after = row["content_key"]
                 if row["plain"]:
                     text = row["job_json"]
-                    self._run("pack_result", content_key=after,
-                              job_z=pack_job(json.loads(text)))
+                    self._run("pack_result", content_key=after, job_z=pack_text(text))
                     budget -= len(text)
                     if budget <= 0:
                         break  # an hour-long object is 1 MB of JSON: a batch stays short

@@ -21,7 +21,8 @@ from urllib.parse import quote, unquote_to_bytes
 from watcherd.journal._base import Source
 
 __all__ = ["PATH_COLUMNS", "SOURCE_FIELDS", "column_value", "decode_path", "encode_path",
-           "from_stored", "job_text", "pack_job", "pg_decode_path", "pg_encode_path", "pg_text",
+           "from_stored", "job_text", "pack_job", "pack_text", "packed_job", "pg_column_value",
+           "pg_decode_path", "pg_encode_path", "pg_local_path", "pg_stored_path", "pg_text",
            "safe_text", "to_stored", "unpack_job"]
 
 SOURCE_FIELDS = tuple(f.name for f in fields(Source))
@@ -156,6 +157,24 @@ def from_stored(stored: str, roots: Mapping[str, str]) -> str:
     return os.path.join(root, rel) if rel else root
 
 
+def pg_stored_path(path: str, roots: Mapping[str, str]) -> str:
+    """A node's local path as the PostgreSQL journal stores it: relative to its watch id
+    (:func:`to_stored`), then made storable text (:func:`pg_encode_path`)."""
+    return pg_encode_path(to_stored(path, roots))
+
+
+def pg_local_path(stored: str, roots: Mapping[str, str]) -> str:
+    """A path the PostgreSQL journal stores as this node's local path."""
+    return from_stored(pg_decode_path(stored), roots)
+
+
+def pg_column_value(name: str, value: Any, roots: Mapping[str, str]) -> Any:
+    """A column's value as the PostgreSQL journal stores it (paths through ``roots``)."""
+    if not isinstance(value, str):
+        return value
+    return pg_stored_path(value, roots) if name in PATH_COLUMNS else pg_text(value)
+
+
 # -- both ------------------------------------------------------------------------------------
 
 
@@ -195,7 +214,13 @@ def _dictionary() -> bytes:
 
 def pack_job(job: Mapping[str, Any]) -> bytes:
     """A job object as the journal stores it: tagged, compressed JSON text (see above)."""
-    raw = job_text(job).encode("utf-8")
+    return pack_text(job_text(job))
+
+
+def pack_text(text: str) -> bytes:
+    """A job object's JSON text (as either database holds it) packed as it is: not parsed
+    and written again, so the text unpacked is the text given, byte for byte."""
+    raw = text.encode("utf-8")
     packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _dictionary())
     packed = _ZLIB_DICT_V1 + packer.compress(raw) + packer.flush()
     if len(raw) >= _BZ2_FROM:
@@ -203,6 +228,12 @@ def pack_job(job: Mapping[str, Any]) -> bytes:
         if len(other) < len(packed):
             return other
     return packed
+
+
+def packed_job(job_json: str | None, job_z: bytes | memoryview | None) -> bytes:
+    """A results row's job object in its packed form: ``job_z`` as stored, or the plain JSON
+    text of a row written before results were packed, packed as it is (:func:`pack_text`)."""
+    return pack_text(job_json or "null") if job_z is None else bytes(job_z)
 
 
 def unpack_job(job_json: str | None, job_z: bytes | memoryview | None) -> dict[str, Any]:

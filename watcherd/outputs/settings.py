@@ -19,7 +19,6 @@ from watcherd.outputs.templates import DEFAULT_NAME
 
 #: ``subtitle_names``: NAME.srt (plain), or NAME.<lang>.srt as media servers read them.
 SubtitleNames = Literal["plain", "media"]
-SUBTITLE_NAMES: tuple[SubtitleNames, ...] = ("plain", "media")
 
 
 @dataclass(frozen=True, kw_only=True)

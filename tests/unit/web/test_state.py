@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import subprocess
@@ -17,7 +16,7 @@ from watcherd.web.state import clear_state, read_state, state_path, write_state
 def _config(tmp_path: Path, address: tuple[str, int] | None) -> Config:
     return Config(source=None, gladia=GladiaConfig(), engine="auto", local_model="base",
                   journal_path=tmp_path / "journal.db", log_format="json", log_level="info",
-                  watches=(), http=dataclasses.replace(HttpConfig(), address=address))
+                  watches=(), http=HttpConfig(address=address))
 
 
 def test_state_round_trip_and_clear(tmp_path: Path) -> None:

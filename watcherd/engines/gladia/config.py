@@ -1,20 +1,20 @@
 """The ``[gladia]`` table: how to reach the API and how much of it we may use at once.
 
 Declared here, by the engine, as :data:`SECTION`; the config finds it through the engine
-registry and knows none of its keys. A new key is a field of :class:`GladiaTable` (type,
-limits, default), the same field in :class:`GladiaConfig` (its default read from the table's)
-and a line of config.example.toml: checking it and `config show` follow from the fields.
+registry and knows none of its keys. A new key is one field of :class:`GladiaTable` (type,
+limits, default, stated once) and a line of config.example.toml: checking it, the validated
+:class:`GladiaConfig` (the table plus where the key came from) and `config show` follow.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
+import msgspec
 from msgspec import Meta
 
 from watcherd.configkit import (
@@ -26,6 +26,7 @@ from watcherd.configkit import (
     Table,
     Text,
     table_keys,
+    table_rows,
 )
 from watcherd.credentials import Secret, secret_problem, strip_secret
 from watcherd.engines.gladia.options import DEFAULT_MODEL, OPTIONS
@@ -51,7 +52,8 @@ class GladiaTable(Table, frozen=True):
     """``[gladia]`` as the file writes it: its keys are the fields, each default stated once
     (the key itself is one of api_key, api_key_file or $GLADIA_API_KEY)."""
 
-    api_key: str | None = None
+    # Written as a string; read into a Secret at once, so no plain copy is ever kept.
+    api_key: Secret | None = None
     api_key_file: Path | None = None
     api_url: Text = "https://api.gladia.io"
     max_concurrent_jobs: Annotated[int, Meta(ge=1)] = 3
@@ -77,32 +79,15 @@ class GladiaTable(Table, frozen=True):
 
 
 KEYS = table_keys(GladiaTable)
-_FILE = GladiaTable()
 
 
-@dataclass(frozen=True)
-class GladiaConfig:
-    """The ``[gladia]`` table: how to reach the API and how much of it we may use at once.
+class GladiaConfig(GladiaTable, frozen=True):
+    """The ``[gladia]`` table checked: :class:`GladiaTable`'s keys, with the key itself read
+    (``api_key`` is also set from api_key_file or $GLADIA_API_KEY) and where it came from."""
 
-    The file's keys with the key itself read (its defaults are :class:`GladiaTable`'s).
-    """
-
-    api_key: Secret | None = None
-    api_url: str = _FILE.api_url
-    max_concurrent_jobs: int = _FILE.max_concurrent_jobs
-    queue_ahead: int | None = _FILE.queue_ahead
     # Where the key came from ("[gladia] api_key", "[gladia] api_key_file (PATH)",
-    # "$GLADIA_API_KEY"), for doctor; never the key itself.
+    # "$GLADIA_API_KEY"), for doctor; never the key itself. Not a key of the file.
     api_key_origin: str | None = None
-    # The file named by [gladia] api_key_file (None otherwise): `config show` prints it.
-    api_key_file: Path | None = None
-    upload: str = _FILE.upload
-    delete_after: DeleteAfter = _FILE.delete_after
-    monthly_hours: float = _FILE.monthly_hours
-    monthly_hours_limit: float | None = _FILE.monthly_hours_limit
-    price_per_hour: float = _FILE.price_per_hour
-    over_limit: OverLimit = _FILE.over_limit
-    billing_day: int = _FILE.billing_day
 
     @property
     def key_from_environment(self) -> bool:
@@ -132,7 +117,7 @@ def _url(p: SectionParser, value: Any, key: str) -> str:
 def _api_key(p: SectionParser, table: GladiaTable) -> tuple[Secret | None, str | None]:
     """The API key and where it came from: api_key, api_key_file, else $GLADIA_API_KEY."""
     if table.api_key is not None:
-        return p.secret_text(table.api_key, "gladia.api_key", "the API key"), "[gladia] api_key"
+        return table.api_key, "[gladia] api_key"
     if table.api_key_file is not None:
         origin = f"[gladia] api_key_file ({table.api_key_file})"
         if p.need_key or os.access(table.api_key_file, os.R_OK):
@@ -152,12 +137,13 @@ def parse(p: SectionParser, raw: Mapping[str, Any]) -> GladiaConfig:
     """Check ``[gladia]`` against :class:`GladiaTable`; the key may also come from
     $GLADIA_API_KEY."""
     table = p.section(raw, GladiaTable, "gladia", one_of=("api_key", "api_key_file", ""),
-                      custom={"api_key": lambda value, key: p.string(value, key, secret=True),
+                      custom={"api_key": lambda value, key: p.secret_text(
+                                  p.string(value, key, secret=True), key, "the API key"),
                               "api_key_file": p.path,
                               "api_url": lambda value, key: _url(p, value, key)})
     key, origin = _api_key(p, table)
-    return GladiaConfig(**{name: getattr(table, name) for name in _SETTINGS},
-                        api_key=key, api_key_origin=origin, api_key_file=table.api_key_file)
+    return GladiaConfig(**(msgspec.structs.asdict(table) | {"api_key": key}),
+                        api_key_origin=origin)
 
 
 # The keys written as they are (the API key is read, and shown by its origin only).
@@ -183,9 +169,7 @@ def _key_row(gladia: GladiaConfig) -> Row | Note:
 
 def rows(gladia: GladiaConfig) -> list[Row | Note]:
     """``[gladia]`` as `config show` writes it: the key's origin, never the key."""
-    return [_key_row(gladia), *(
-        (name, getattr(gladia, name)) if getattr(gladia, name) is not None
-        else Note(f"{name}: {_UNSET[name](gladia)}") for name in _SETTINGS)]
+    return [_key_row(gladia), *table_rows(gladia, keys=_SETTINGS, unset=_UNSET)]
 
 
 SECTION: EngineSection[GladiaConfig] = EngineSection(

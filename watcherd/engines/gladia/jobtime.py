@@ -19,8 +19,9 @@ import math
 import statistics
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
+
+from watcherd.usage import job_time
 
 __all__ = ["JobTimeModel", "Prediction", "after_end", "first_look", "guard_wait", "job_seconds",
            "options_class", "poll_schedule"]
@@ -55,21 +56,12 @@ def options_class(options: Mapping[str, Any]) -> str:
     return "+".join(sorted(on))
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def job_seconds(job: Mapping[str, Any]) -> float | None:
     """How long a done job took at Gladia (its own timestamps), or None if it does not say."""
-    created, completed = _parse_time(job.get("created_at")), _parse_time(job.get("completed_at"))
+    created, completed = job_time(job.get("created_at")), job_time(job.get("completed_at"))
     if created is None or completed is None:
         return None
-    seconds = (completed - created).total_seconds()
+    seconds = completed - created
     return seconds if 0.0 <= seconds < 7 * 24 * 3600 else None
 
 

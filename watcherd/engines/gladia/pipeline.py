@@ -63,8 +63,6 @@ from watcherd.usage import MonthlyLimit, billing_period
 log = structlog.get_logger("watcherd.engines.gladia.pipeline")
 T = TypeVar("T")
 
-# Gladia's list may lag behind a create for a few seconds (docs/gladia-contract.md).
-LIST_LAG_GRACE = 15.0
 # While a lost create's grace runs, how often the list is looked at again for evidence that
 # it has caught up (a job of ours created after the lost one listed already).
 EVIDENCE_RELOOK = 1.0

@@ -32,7 +32,6 @@ _LOCAL_MODELS = ("base",)
 Device = Literal["auto", "cpu", "cuda"]
 ComputeType = Literal["auto", "default", "int8", "int8_float16", "int8_float32",
                       "int8_bfloat16", "int16", "float16", "bfloat16", "float32"]
-_LOCAL_DEVICES: tuple[str, ...] = get_args(Device)
 LOCAL_COMPUTE_TYPES: tuple[str, ...] = get_args(ComputeType)
 # A language code as Whisper names them ("en", "fr", "haw"); one Whisper does not know is
 # reported on the transcript's job (detected instead), as for a folder's language_config.

@@ -164,9 +164,10 @@ def _stat_key(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
-def _read_stamp(folder: Path) -> dict[str, list[int]]:
+def _read_stamp(path: Path) -> dict[str, list[int]]:
+    """The files the stamp at ``path`` vouches for (name -> stat key); {} without one."""
     try:
-        data = json.loads((folder / STAMP_NAME).read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict) or data.get("revision") != MODEL_REVISION:
@@ -175,24 +176,28 @@ def _read_stamp(folder: Path) -> dict[str, list[int]]:
     return files if isinstance(files, dict) else {}
 
 
-def _write_stamp(folder: Path, stats: Mapping[str, list[int]]) -> None:
+def _write_stamp(path: Path, stats: Mapping[str, list[int]]) -> None:
     body = json.dumps({"revision": MODEL_REVISION, "files": dict(stats)}, indent=1)
-    temp = folder / f"{STAMP_NAME}.{secrets.token_hex(4)}"
+    temp = path.with_name(f"{path.name}.{secrets.token_hex(4)}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         temp.write_text(body, encoding="utf-8")
-        os.replace(temp, folder / STAMP_NAME)
+        os.replace(temp, path)
     except OSError:
         # A read-only cache still works; every start then hashes the files again.
         with contextlib.suppress(OSError):
             temp.unlink()
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _check_pinned(name: str, sources: Sequence[Path], size: int, digest: str) -> None:
+    """Refuse the weight packages' ``name`` (joined from ``sources``) unless it is pinned."""
+    sha256, pinned = MODEL_FILES[name]
+    if size != pinned or digest != sha256:
+        raise ModelError(
+            f"the weight packages' {name} ({', '.join(str(s) for s in sources)}) does not "
+            f"match the pinned {'size' if size != pinned else 'SHA-256'}: the installation "
+            "is damaged or altered; " + _REINSTALL_HINT
+        )
 
 
 def verify(model_path: Path, *, full: bool = False) -> None:
@@ -207,7 +212,7 @@ def verify(model_path: Path, *, full: bool = False) -> None:
             f"the local model folder {model_path} does not exist; it is rebuilt from the "
             "installed weight packages when watcherd starts the local engine"
         )
-    stamp = {} if full else _read_stamp(model_path)
+    stamp = {} if full else _read_stamp(model_path / STAMP_NAME)
     fresh: dict[str, list[int]] = {}
     for name, (sha256, size) in MODEL_FILES.items():
         path = model_path / name
@@ -228,7 +233,9 @@ def verify(model_path: Path, *, full: bool = False) -> None:
         if stamp.get(name) == key:
             fresh[name] = key
             continue
-        if _sha256_of(path) != sha256:
+        with path.open("rb") as f:
+            matches = hashlib.file_digest(f, "sha256").hexdigest() == sha256
+        if not matches:
             raise ModelError(
                 f"the local model file {path} does not match its pinned SHA-256: it is "
                 f"damaged or altered; delete the folder {model_path} and restart watcherd to "
@@ -236,7 +243,7 @@ def verify(model_path: Path, *, full: bool = False) -> None:
             )
         fresh[name] = _stat_key(path.stat())
     if fresh != stamp:
-        _write_stamp(model_path, fresh)
+        _write_stamp(model_path / STAMP_NAME, fresh)
 
 
 # -- joining and publishing --------------------------------------------------------------
@@ -244,7 +251,6 @@ def verify(model_path: Path, *, full: bool = False) -> None:
 
 def _copy_verified(sources: Sequence[Path], target: Path, name: str) -> None:
     """Concatenate ``sources`` into ``target`` while hashing; refuse a mismatch."""
-    sha256, size = MODEL_FILES[name]
     digest = hashlib.sha256()
     written = 0
     with target.open("wb") as out:
@@ -256,13 +262,7 @@ def _copy_verified(sources: Sequence[Path], target: Path, name: str) -> None:
                     written += len(chunk)
         out.flush()
         os.fsync(out.fileno())
-    if written != size or digest.hexdigest() != sha256:
-        origin = ", ".join(str(s) for s in sources)
-        raise ModelError(
-            f"the weight packages' {name} ({origin}) does not match the pinned "
-            f"{'size' if written != size else 'SHA-256'}: the installation is damaged or "
-            "altered; " + _REINSTALL_HINT
-        )
+    _check_pinned(name, sources, written, digest.hexdigest())
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -294,7 +294,7 @@ def _build(target: Path, packages: Sequence[str]) -> None:
     try:
         for name in MODEL_FILES:
             _copy_verified(found[name], temp / name, name)
-        _write_stamp(temp, {n: _stat_key((temp / n).stat()) for n in MODEL_FILES})
+        _write_stamp(temp / STAMP_NAME, {n: _stat_key((temp / n).stat()) for n in MODEL_FILES})
         _fsync_folder(temp)
         aside = None
         if target.exists():
@@ -349,9 +349,6 @@ def ensure_model(
 # -- loading without a joined copy -------------------------------------------------------
 
 BUNDLED = "base"
-_DEVICES = ("auto", "cpu", "cuda")
-_COMPUTE_TYPES = ("auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
-                 "int16", "float16", "bfloat16", "float32")
 # What faster-whisper reads from a model folder (vocabulary.txt or vocabulary.json).
 _FOLDER_FILES = ("model.bin", "config.json", "tokenizer.json")
 
@@ -425,15 +422,9 @@ def _verify_parts(found: Mapping[str, Sequence[Path]], stamp_path: Path, *, full
     """Check the package files against the pinned hashes, unless the stamp says they are
     unchanged since the last full check."""
     keys = {str(p): _stat_key(p.stat()) for paths in found.values() for p in paths}
-    if not full:
-        try:
-            stamp = json.loads(stamp_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            stamp = None
-        if isinstance(stamp, dict) and stamp.get("revision") == MODEL_REVISION and \
-                stamp.get("files") == keys:
-            return
-    for name, (sha256, size) in MODEL_FILES.items():
+    if not full and keys and _read_stamp(stamp_path) == keys:
+        return
+    for name in MODEL_FILES:
         digest = hashlib.sha256()
         total = 0
         for path in found[name]:
@@ -441,23 +432,8 @@ def _verify_parts(found: Mapping[str, Sequence[Path]], stamp_path: Path, *, full
                 while chunk := f.read(_CHUNK):
                     digest.update(chunk)
                     total += len(chunk)
-        if total != size or digest.hexdigest() != sha256:
-            origin = ", ".join(str(p) for p in found[name])
-            raise ModelError(
-                f"the weight packages' {name} ({origin}) does not match the pinned "
-                f"{'size' if total != size else 'SHA-256'}: the installation is damaged or "
-                "altered; " + _REINSTALL_HINT
-            )
-    body = json.dumps({"revision": MODEL_REVISION, "files": keys}, indent=1)
-    temp = stamp_path.with_name(f"{stamp_path.name}.{secrets.token_hex(4)}")
-    try:
-        stamp_path.parent.mkdir(parents=True, exist_ok=True)
-        temp.write_text(body, encoding="utf-8")
-        os.replace(temp, stamp_path)
-    except OSError:
-        # A read-only cache still works; every start then hashes the files again.
-        with contextlib.suppress(OSError):
-            temp.unlink()
+        _check_pinned(name, found[name], total, digest.hexdigest())
+    _write_stamp(stamp_path, keys)
 
 
 def bundled_model(cache_dir: Path | None = None, *, full: bool = False,

@@ -608,7 +608,7 @@ def test_start_listener_only_with_a_callback_section(tmp_path: Path, journal: Jo
     async def body() -> None:
         hints = JobHints()
         assert await listener_module.start_listener(config, journal, hints) is None
-        on = dataclasses.replace(config, callback=CallbackConfig(host="127.0.0.1", port=0))
+        on = dataclasses.replace(config, callback=CallbackConfig(address=("127.0.0.1", 0)))
         listener = await listener_module.start_listener(on, journal, hints)
         assert listener is not None
         await listener.close()

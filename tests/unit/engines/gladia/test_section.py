@@ -7,11 +7,14 @@ import math
 import re
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from watcherd.config import parse_config
+from watcherd.config import Secret, parse_config, secret_values
+from watcherd.configfile import effective_toml
+from watcherd.configkit import table_keys
 from watcherd.engines.gladia.config import KEYS, GladiaConfig, GladiaTable
 from watcherd.errors import ConfigError
 
@@ -79,3 +82,57 @@ def test_any_value_at_any_gladia_key_is_kept_or_refused_naming_that_key(
         kept = gladia.api_key.reveal() if key == "api_key" and gladia.api_key else \
             getattr(gladia, key)
         assert kept is not None
+
+
+def test_the_checked_table_is_the_declaration_plus_where_the_key_came_from() -> None:
+    """[gladia] is declared once: GladiaConfig is GladiaTable with one field that is no key
+    of the file (where the key came from), so a new key cannot be forgotten in one of two."""
+    own = [f.name for f in msgspec.structs.fields(GladiaConfig)
+           if f.name not in table_keys(GladiaTable)]
+    assert issubclass(GladiaConfig, GladiaTable)
+    assert own == ["api_key_origin"]
+    assert problems({"api_key_origin": "x"}) == [
+        "config: [gladia] api_key_origin: unknown key; did you mean api_key or api_key_file?"]
+
+
+# Printable ASCII without spaces (any usable key), long and marked enough not to be a word of
+# the rest of `config show` by chance.
+_KEYS = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E),
+                min_size=12, max_size=40).map(lambda text: "Gk_" + text)
+
+
+@given(key=_KEYS, where=st.sampled_from(["inline", "file", "environment"]))
+def test_the_key_is_a_secret_wherever_it_is_read_from(tmp_path_factory: pytest.TempPathFactory,
+                                                      key: str, where: str) -> None:
+    """However the key is given, the checked table holds it as a Secret: its repr never shows
+    it, `config show` writes *** or the file's name, and the log's redaction knows it."""
+    table: dict[str, Any] = {}
+    env: dict[str, str] = {}
+    if where == "inline":
+        table["api_key"] = key
+    elif where == "file":
+        path = tmp_path_factory.mktemp("key") / "gladia.key"
+        path.write_text(key + "\n")
+        table["api_key_file"] = str(path)
+    else:
+        env["GLADIA_API_KEY"] = key
+    config = parse_config({"gladia": table}, source=None, env=env)
+    assert isinstance(config.gladia.api_key, Secret)
+    assert config.gladia.api_key.reveal() == key
+    assert key in secret_values(config)
+    assert key not in repr(config.gladia)
+    assert key not in effective_toml(config)
+
+
+def test_config_show_writes_every_gladia_key_from_the_declaration() -> None:
+    """Each key of GladiaTable is a row of config show; a key set to None without a note of
+    its own (a new optional key) is a "not set" comment, never a crash (TOML has no null)."""
+    from watcherd.configkit import Note, table_rows
+
+    gladia = parse_config({}, source=None, env={}).gladia
+    for row, key in zip(table_rows(gladia, keys=KEYS[2:]), KEYS[2:], strict=True):
+        value = getattr(gladia, key)
+        if value is None:
+            assert isinstance(row, Note) and row.text == f"{key}: not set"
+        else:
+            assert row == (key, value)
