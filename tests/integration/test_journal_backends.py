@@ -215,6 +215,12 @@ class TestObserve:
         assert moved.output_base == out
         assert journal.output_base_taken(out, by_other_than="/elsewhere")
         assert not journal.output_base_taken(out, by_other_than=path)
+        # Found again by the queries that take a list of paths (`watcherd retry PATH`, and
+        # the batch read of observe_many), whatever its name: a name that is not UTF-8 is
+        # stored behind a mark, which SQLite's json_each alone would cut off.
+        journal.transition(journal.get(source.id), "failed", actor="t", reason="x",
+                           last_error="x")
+        assert [s.path for s in journal.retry([path])] == [path]
 
 
 class TestTransitions:

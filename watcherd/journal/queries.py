@@ -43,7 +43,11 @@ _PG_NOW = "extract(epoch from clock_timestamp())::float8"
 FRAGMENTS: dict[Dialect, dict[str, str]] = {
     "sqlite": {
         # SQLite has no arrays: a list parameter arrives as JSON text (SQLiteJournal._params).
-        "ANY": "IN (SELECT value FROM json_each(:{arg}))",
+        # json_each ends a text at a NUL, and a path that is not UTF-8 is stored behind a NUL
+        # mark (stored.encode_path): such an item arrives marked with U+0001 instead (no
+        # journal path begins with it: the others are absolute) and gets its NUL back here.
+        "ANY": "IN (SELECT CASE WHEN substr(value, 1, 1) = char(1)"
+               " THEN char(0) || substr(value, 2) ELSE value END FROM json_each(:{arg}))",
         # BEGIN IMMEDIATE already holds the whole file's write lock.
         "FOR_UPDATE": "",
         # The planner is told which partial index answers the worker's queue.

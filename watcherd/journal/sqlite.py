@@ -71,6 +71,13 @@ def _picker(columns: tuple[str, ...]) -> Callable[[sqlite3.Row], list[Any]]:
     return lambda row: list(pick(row))
 
 
+def _listed(item: Any) -> Any:
+    """An item of a list parameter as json_each can hand it back whole."""
+    if isinstance(item, str) and item.startswith("\x00"):
+        return "\x01" + item[1:]
+    return item
+
+
 class SQLiteJournal(SQLJournal):
     """The SQLite journal. Open it with :meth:`open`; close it with :meth:`close`."""
 
@@ -323,8 +330,10 @@ class SQLiteJournal(SQLJournal):
 
     def _params(self, params: dict[str, Any]) -> dict[str, Any]:
         # SQLite has no arrays: a list goes in as JSON text, which the query reads back with
-        # json_each (see sql/queries.sql).
-        return {k: json.dumps(v) if isinstance(v, list) else v for k, v in params.items()}
+        # json_each (see sql/queries.sql), a NUL-marked path with U+0001 for its mark (the
+        # ANY fragment in journal/queries.py puts the NUL back).
+        return {k: json.dumps([_listed(item) for item in v]) if isinstance(v, list) else v
+                for k, v in params.items()}
 
     # -- transitions ---------------------------------------------------------------------
 

@@ -65,7 +65,9 @@ def test_adapt_turns_named_parameters_and_keeps_casts() -> None:
     assert adapt("postgres", text) == (
         "SELECT x::bigint, 5 %% 2 FROM t WHERE a = %(a)s AND b = ANY(%(ids)s)")
     assert adapt("sqlite", text) == (
-        "SELECT x::bigint, 5 % 2 FROM t WHERE a = :a AND b IN (SELECT value FROM json_each(:ids))")
+        "SELECT x::bigint, 5 % 2 FROM t WHERE a = :a AND b IN (SELECT CASE WHEN"
+        " substr(value, 1, 1) = char(1) THEN char(0) || substr(value, 2) ELSE value END"
+        " FROM json_each(:ids))")
 
 
 def test_a_variant_replaces_the_shared_statement_and_unknown_dialects_are_refused() -> None:
