@@ -229,10 +229,9 @@ def hash_file(path: Path, expected: FileStat | None = None, *,
     checks: one open per file, not one for the checks and one for the hash).
     """
     with open_source(path) as fd:
-        if first is not None:
-            first(fd)
         try:
             if first is not None:
+                first(fd)
                 os.lseek(fd, 0, os.SEEK_SET)
             before = FileStat.of(os.fstat(fd))
             if expected is not None and not before.agrees(expected):

@@ -213,8 +213,8 @@ class SQLJournal(Journal):
         holds a live lease on is left out.
         """
         found: dict[int, Source] = {}
-        for name in ("due_remote", "due_waiting", "due_started", "due_queued")[
-                :None if queued else 3]:
+        names = ("due_remote", "due_waiting", "due_started", *(("due_queued",) if queued else ()))
+        for name in names:
             for source in self._rows(name, now=now, limit=limit, me=self.node):
                 found.setdefault(source.id, source)
         ordered = sorted(found.values(), key=lambda s: (
