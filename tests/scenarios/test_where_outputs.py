@@ -232,7 +232,9 @@ def test_markdown_front_matter_reads_back_and_a_template_fills_in(
                            options={"diarization": True,
                                     "diarization_config": {"number_of_speakers": 2}})
     md = root / "Réunion: «été» #1.md"
-    wait_until(md.exists, timeout=60, message="NAME.md")
+    # The outputs are written one after the other: wait for both, not the first.
+    wait_until(lambda: md.exists() and md.with_suffix(".json").exists(), timeout=60,
+               message="NAME.md and NAME.json")
     job = json.loads(md.with_suffix(".json").read_text(encoding="utf-8"))
     front = _front_matter(md.read_text(encoding="utf-8"))
     assert front == {
